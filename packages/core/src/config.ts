@@ -1,0 +1,44 @@
+/**
+ * Engine defaults, in one place.
+ */
+export const ENGINE_DEFAULTS = {
+  /**
+   * How long a lease may be settled after acquire. An unsettled lease keeps its estimate.
+   * @default 3_600_000 (one hour: long streaming calls fit)
+   */
+  leaseTtlMs: 3_600_000,
+  /**
+   * How old the last state seen of an item may be for the engine to deny from it without a
+   * write. Only refunds by other processes can make it too pessimistic.
+   * @default 1_000
+   */
+  cacheDenyMaxAgeMs: 1_000,
+  /**
+   * Conditional writes per item and decision before giving up on contention (wrong branch
+   * guesses); every failed write refreshes the state, so 2 almost always suffice.
+   * @default 4
+   */
+  maxAttempts: 4,
+  /**
+   * Attempts to settle a lease (transaction conflicts back off between attempts).
+   * @default 8
+   */
+  maxSettleAttempts: 8,
+  /**
+   * Items whose last state is remembered per process (least recently used are dropped).
+   * @default 10_000
+   */
+  cacheSize: 10_000,
+  /**
+   * Longest reservation a caller may ask to wait for.
+   * @default 600_000
+   */
+  maxWaitMsCeiling: 600_000,
+  /**
+   * Extra life of a bucket item beyond the time its state matters, before TTL may delete it.
+   * @default 86_400 (one day)
+   */
+  ttlSlackSeconds: 86_400,
+} as const;
+
+export type EngineConfig = { -readonly [K in keyof typeof ENGINE_DEFAULTS]: number };

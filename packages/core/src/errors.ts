@@ -1,0 +1,54 @@
+/**
+ * Errors thrown by @sluice/core. Expected outcomes (a denial, a wait) are values, never errors:
+ * these are for misuse (bad input, an unknown lease) and broken infrastructure.
+ */
+
+/** Stable machine-readable codes; the HTTP edge maps each to one status. */
+export type SluiceErrorCode =
+  | 'invalid_request'
+  | 'lease_not_found'
+  | 'lease_settled'
+  | 'unavailable'
+  | 'internal';
+
+/** Base class of every error @sluice/core throws. */
+export class SluiceError extends Error {
+  readonly code: SluiceErrorCode;
+
+  constructor(code: SluiceErrorCode, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = new.target.name;
+    this.code = code;
+  }
+}
+
+/** Input that can never be accepted; `field` names the offending field, e.g. `limits[0].burst`. */
+export class ValidationError extends SluiceError {
+  readonly field: string;
+
+  constructor(field: string, message: string) {
+    super('invalid_request', `${field}: ${message}`);
+    this.field = field;
+  }
+}
+
+/** The lease id is unknown, expired, or was altered. */
+export class LeaseNotFoundError extends SluiceError {
+  constructor(message = 'lease not found, expired or altered') {
+    super('lease_not_found', message);
+  }
+}
+
+/** The lease was already settled by a different release; it cannot change any more. */
+export class LeaseSettledError extends SluiceError {
+  constructor(message = 'lease already settled') {
+    super('lease_settled', message);
+  }
+}
+
+/** The store could not be reached or refused the request (throttling, network, credentials). */
+export class StoreUnavailableError extends SluiceError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('unavailable', message, options);
+  }
+}

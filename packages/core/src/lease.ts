@@ -1,0 +1,136 @@
+/**
+ * Leases are signed, opaque tokens that carry what the acquire took, so acquire writes nothing
+ * but the buckets themselves. Settlement (adjust/release) records the applied totals in a lease
+ * item, in the same transaction as the bucket changes, which makes it exactly-once.
+ *
+ * Token: base64url(JSON claims) "." base64url(HMAC-SHA256(claims)). The key is shared by every
+ * process that serves the API (it lives in the table), so a lease settles anywhere.
+ */
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { CalendarUnit } from './calendar.js';
+import { LeaseNotFoundError } from './errors.js';
+import type { BucketLimit, QuotaLimit, Usage } from './limits.js';
+import type { ItemKey } from './store/types.js';
+
+/** Longest token accepted; anything longer is not one of ours. */
+export const MAX_LEASE_ID_LENGTH = 8_192;
+
+/** A limit as the lease took from it; a quota remembers the window it was charged in. */
+export type LeasedLimit = BucketLimit | (QuotaLimit & { readonly windowStartMs: number });
+
+export interface LeasedItem {
+  readonly key: ItemKey;
+  readonly scope: string;
+  readonly limits: readonly LeasedLimit[];
+}
+
+/** What a lease token says. */
+export interface LeaseClaims {
+  readonly id: string;
+  /** Expiry, epoch ms. */
+  readonly expiresAtMs: number;
+  /** The usage charged at acquire time. */
+  readonly usage: Usage;
+  readonly items: readonly LeasedItem[];
+}
+
+type WireBucket = [
+  name: string,
+  metric: string,
+  kind: 'b',
+  limit: number,
+  periodSeconds: number,
+  burst: number,
+];
+type WireQuota = [
+  name: string,
+  metric: string,
+  kind: 'q',
+  limit: number,
+  window: CalendarUnit,
+  timezone: string,
+  startMs: number,
+];
+interface Wire {
+  v: 1;
+  i: string;
+  x: number;
+  u: Usage;
+  s: { p: string; k: string; c: string; l: (WireBucket | WireQuota)[] }[];
+}
+
+/** A fresh random lease id (128 bits). */
+export function newLeaseId(): string {
+  return randomBytes(16).toString('base64url');
+}
+
+function mac(key: Buffer, body: string): Buffer {
+  return createHmac('sha256', key).update(body).digest();
+}
+
+/** Signs claims into an opaque token. */
+export function signLease(claims: LeaseClaims, key: Buffer): string {
+  const wire: Wire = {
+    v: 1,
+    i: claims.id,
+    x: claims.expiresAtMs,
+    u: claims.usage,
+    s: claims.items.map((item) => ({
+      p: item.key.pk,
+      k: item.key.sk,
+      c: item.scope,
+      l: item.limits.map((l): WireBucket | WireQuota =>
+        l.kind === 'bucket'
+          ? [l.name, l.metric, 'b', l.limit, l.periodSeconds, l.burst]
+          : [l.name, l.metric, 'q', l.limit, l.window, l.timezone, l.windowStartMs],
+      ),
+    })),
+  };
+  const body = Buffer.from(JSON.stringify(wire)).toString('base64url');
+  return `${body}.${mac(key, body).toString('base64url')}`;
+}
+
+/** Verifies and decodes a token; an altered, foreign or expired one is "not found". */
+export function verifyLease(token: string, key: Buffer, nowMs: number): LeaseClaims {
+  if (token.length > MAX_LEASE_ID_LENGTH) throw new LeaseNotFoundError();
+  const dot = token.indexOf('.');
+  if (dot <= 0) throw new LeaseNotFoundError();
+  const body = token.slice(0, dot);
+  const given = Buffer.from(token.slice(dot + 1), 'base64url');
+  const expected = mac(key, body);
+  if (given.length !== expected.length || !timingSafeEqual(given, expected))
+    throw new LeaseNotFoundError();
+  const wire = JSON.parse(Buffer.from(body, 'base64url').toString('utf8')) as Wire;
+  if (wire.v !== 1) throw new LeaseNotFoundError();
+  if (wire.x <= nowMs) throw new LeaseNotFoundError('lease expired');
+  return {
+    id: wire.i,
+    expiresAtMs: wire.x,
+    usage: wire.u,
+    items: wire.s.map((s) => ({
+      key: { pk: s.p, sk: s.k },
+      scope: s.c,
+      limits: s.l.map(
+        (l): LeasedLimit =>
+          l[2] === 'b'
+            ? {
+                kind: 'bucket',
+                name: l[0],
+                metric: l[1],
+                limit: l[3],
+                periodSeconds: l[4],
+                burst: l[5],
+              }
+            : {
+                kind: 'quota',
+                name: l[0],
+                metric: l[1],
+                limit: l[3],
+                window: l[4],
+                timezone: l[5],
+                windowStartMs: l[6],
+              },
+      ),
+    })),
+  };
+}

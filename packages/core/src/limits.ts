@@ -1,0 +1,197 @@
+/**
+ * Limits and usage: their schemas (the one source of truth, reused by the HTTP edge), and the
+ * normalized forms the engine works with.
+ */
+import * as z from 'zod/mini';
+import { ValidationError } from './errors.js';
+
+z.config(z.locales.en());
+
+/** Entity and resource identifiers (DESIGN.md §5). */
+export const IDENTIFIER_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:@/+=-]{0,127}$/;
+/** Metric names: the standard ones and custom ones share this pattern. */
+export const METRIC_PATTERN = /^[a-z][a-z0-9_]{0,31}$/;
+/** Limit names; they become attribute names of the bucket item. */
+export const LIMIT_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+
+/** The standard metrics; any other name matching {@link METRIC_PATTERN} is a custom metric. */
+export const STANDARD_METRICS = [
+  'requests',
+  'input_tokens',
+  'output_tokens',
+  'tokens',
+  'cost_micro_usd',
+] as const;
+
+/** Named periods of a rolling limit, in seconds. */
+export const PERIOD_SECONDS = { second: 1, minute: 60, hour: 3_600, day: 86_400 } as const;
+
+/** Longest rolling period: one year. Longer budgets are calendar quotas. */
+export const MAX_PERIOD_SECONDS = 366 * 86_400;
+
+/** Largest amount, limit or burst: integers beyond this lose precision in JSON numbers. */
+export const MAX_AMOUNT = Number.MAX_SAFE_INTEGER;
+
+/** Most limits one scope may carry (each is an attribute pair of one DynamoDB item). */
+export const MAX_LIMITS_PER_SCOPE = 16;
+
+const amount = z.number().check(z.int(), z.minimum(0), z.maximum(MAX_AMOUNT));
+const positiveAmount = z.number().check(z.int(), z.minimum(1), z.maximum(MAX_AMOUNT));
+
+export const identifierSchema = z.string().check(z.regex(IDENTIFIER_PATTERN));
+export const metricSchema = z.string().check(z.regex(METRIC_PATTERN));
+
+/** A rolling token bucket: `limit` per `per`, holding at most `burst` (default `limit`). */
+export const bucketLimitSchema = z.strictObject({
+  name: z.string().check(z.regex(LIMIT_NAME_PATTERN)),
+  metric: metricSchema,
+  limit: positiveAmount,
+  per: z.union([
+    z.enum(['second', 'minute', 'hour', 'day']),
+    z.number().check(z.int(), z.minimum(1), z.maximum(MAX_PERIOD_SECONDS)),
+  ]),
+  burst: z.optional(positiveAmount),
+});
+
+/** A calendar quota: at most `limit` per day, ISO week or month in `timezone` (default UTC). */
+export const quotaLimitSchema = z.strictObject({
+  name: z.string().check(z.regex(LIMIT_NAME_PATTERN)),
+  metric: metricSchema,
+  limit: positiveAmount,
+  window: z.enum(['day', 'week', 'month']),
+  timezone: z.optional(
+    z
+      .string()
+      .check(z.refine(isTimeZone, { message: 'must be an IANA time zone, e.g. Europe/Berlin' })),
+  ),
+});
+
+export const limitSchema = z.union([bucketLimitSchema, quotaLimitSchema]);
+export const limitsSchema = z.array(limitSchema).check(z.maxLength(MAX_LIMITS_PER_SCOPE));
+
+/** Usage: metric → non-negative integer. */
+export const usageSchema = z.record(metricSchema, amount);
+
+export type BucketLimitInput = z.infer<typeof bucketLimitSchema>;
+export type QuotaLimitInput = z.infer<typeof quotaLimitSchema>;
+export type LimitInput = z.infer<typeof limitSchema>;
+export type Usage = Readonly<Record<string, number>>;
+
+/** A rolling limit, normalized. */
+export interface BucketLimit {
+  readonly kind: 'bucket';
+  readonly name: string;
+  readonly metric: string;
+  readonly limit: number;
+  readonly periodSeconds: number;
+  readonly burst: number;
+}
+
+/** A calendar quota, normalized. */
+export interface QuotaLimit {
+  readonly kind: 'quota';
+  readonly name: string;
+  readonly metric: string;
+  readonly limit: number;
+  readonly window: 'day' | 'week' | 'month';
+  readonly timezone: string;
+}
+
+export type Limit = BucketLimit | QuotaLimit;
+
+function isTimeZone(zone: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: zone });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Turns the first zod issue into a {@link ValidationError} naming the field. */
+export function validationErrorFrom(error: z.core.$ZodError, field: string): ValidationError {
+  const issue = error.issues[0];
+  if (!issue) return new ValidationError(field, 'invalid');
+  const path = formatPath(field, issue.path);
+  if (issue.code === 'unrecognized_keys') {
+    return new ValidationError(path, `unknown field(s) ${issue.keys.join(', ')}`);
+  }
+  if (issue.code === 'invalid_union' && field.startsWith('limits')) {
+    return new ValidationError(
+      path,
+      'must be a rolling limit {name, metric, limit, per, burst?} or a calendar quota {name, metric, limit, window, timezone?}',
+    );
+  }
+  return new ValidationError(path, issue.message);
+}
+
+/** `limits`, [0, 'burst'] → `limits[0].burst` */
+export function formatPath(field: string, path: readonly PropertyKey[]): string {
+  let out = field;
+  for (const key of path) {
+    out += typeof key === 'number' ? `[${key}]` : out === '' ? String(key) : `.${String(key)}`;
+  }
+  return out;
+}
+
+/** Parses and normalizes limits; throws {@link ValidationError} naming the first bad field. */
+export function parseLimits(input: unknown, field = 'limits'): Limit[] {
+  const parsed = limitsSchema.safeParse(input);
+  if (!parsed.success) throw validationErrorFrom(parsed.error, field);
+  const seen = new Set<string>();
+  return parsed.data.map((raw, index) => {
+    if (seen.has(raw.name)) {
+      throw new ValidationError(`${field}[${index}].name`, `duplicate limit name "${raw.name}"`);
+    }
+    seen.add(raw.name);
+    return normalizeLimit(raw);
+  });
+}
+
+/** Normalizes one already-validated limit. */
+export function normalizeLimit(raw: LimitInput): Limit {
+  if ('window' in raw) {
+    return {
+      kind: 'quota',
+      name: raw.name,
+      metric: raw.metric,
+      limit: raw.limit,
+      window: raw.window,
+      timezone: raw.timezone ?? 'UTC',
+    };
+  }
+  return {
+    kind: 'bucket',
+    name: raw.name,
+    metric: raw.metric,
+    limit: raw.limit,
+    periodSeconds: typeof raw.per === 'number' ? raw.per : PERIOD_SECONDS[raw.per],
+    burst: raw.burst ?? raw.limit,
+  };
+}
+
+/**
+ * Parses usage and fills the defaults: `tokens` = `input_tokens` + `output_tokens` when not
+ * given, and `requests` = `defaultRequests` when given and `requests` is absent.
+ */
+export function parseUsage(
+  input: unknown,
+  field = 'usage',
+  defaults: { readonly requests?: number } = {},
+): Usage {
+  const parsed = usageSchema.safeParse(input ?? {});
+  if (!parsed.success) throw validationErrorFrom(parsed.error, field);
+  const usage: Record<string, number> = { ...parsed.data };
+  if (
+    usage.tokens === undefined &&
+    (usage.input_tokens !== undefined || usage.output_tokens !== undefined)
+  ) {
+    const tokens = (usage.input_tokens ?? 0) + (usage.output_tokens ?? 0);
+    if (tokens > MAX_AMOUNT) throw new ValidationError(`${field}.tokens`, 'too large');
+    usage.tokens = tokens;
+  }
+  if (usage.requests === undefined && defaults.requests !== undefined) {
+    usage.requests = defaults.requests;
+  }
+  return usage;
+}

@@ -1,0 +1,154 @@
+/**
+ * Calendar quotas as conditional updates: `w` holds the start (epoch ms) of the window that
+ * `u` counts in.
+ *
+ * New window:   SET w = :w, u = :n      IF w absent OR w < :w
+ * Same window:  SET u = u + :n          IF w = :w AND u <= :limit − :n
+ *
+ * `w < :w` (not `<>`) so that a process whose clock runs behind never resets a window that a
+ * process ahead of it already opened: it joins that window instead.
+ */
+import { type CalendarUnit, calendarWindow } from './calendar.js';
+import type { Plan } from './gcra.js';
+import type { QuotaLimit } from './limits.js';
+import { bucketAttributes } from './schema.js';
+import type { ItemState } from './store/types.js';
+
+/** A quota as a lease remembers it. */
+export interface LeasedQuota {
+  readonly name: string;
+  readonly window: CalendarUnit;
+  readonly timezone: string;
+  /** Start of the window the lease was charged in (epoch ms). */
+  readonly windowStartMs: number;
+}
+
+interface Current {
+  readonly start: bigint;
+  readonly endMs: number;
+  readonly stored?: bigint;
+  readonly used: bigint;
+}
+
+function current(
+  quota: { name: string; window: CalendarUnit; timezone: string },
+  state: ItemState | undefined,
+  nowMs: number,
+): Current {
+  const win = calendarWindow(nowMs, quota.window, quota.timezone);
+  const stored = state?.[bucketAttributes.window(quota.name)];
+  const used = state?.[bucketAttributes.used(quota.name)];
+  let start = BigInt(win.startMs);
+  let endMs = win.endMs;
+  if (typeof stored === 'bigint' && stored > start) {
+    // Another process's clock is already in the next window: join it.
+    start = stored;
+    endMs = calendarWindow(Number(stored), quota.window, quota.timezone).endMs;
+  }
+  return {
+    start,
+    endMs,
+    ...(typeof stored === 'bigint' ? { stored } : {}),
+    used: stored === start && typeof used === 'bigint' ? used : 0n,
+  };
+}
+
+function newWindow(name: string, start: bigint, amount: bigint): Plan {
+  const w = bucketAttributes.window(name);
+  return {
+    kind: 'write',
+    set: [
+      { attr: w, value: start },
+      { attr: bucketAttributes.used(name), value: amount },
+    ],
+    condition: { or: [{ absent: w }, { attr: w, op: '<', value: start }] },
+  };
+}
+
+/** Whether `amount` can ever fit this quota at this priority. */
+export function quotaFits(limit: QuotaLimit, amount: number, priority: number): boolean {
+  return BigInt(amount) <= quotaCapacity(limit, priority);
+}
+
+function quotaCapacity(limit: QuotaLimit, priority: number): bigint {
+  return (BigInt(limit.limit) * BigInt(priority)) / 100n;
+}
+
+/** Plans taking `amount` from a quota; unknown state guesses a new window. */
+export function planQuotaConsume(
+  limit: QuotaLimit,
+  state: ItemState | undefined,
+  nowMs: number,
+  amount: number,
+  options: { readonly priority: number; readonly mayDeny: boolean },
+): Plan {
+  const n = BigInt(amount);
+  const cur = current(limit, state, nowMs);
+  if (state === undefined || cur.stored !== cur.start) return newWindow(limit.name, cur.start, n);
+  const capacity = quotaCapacity(limit, options.priority);
+  if (cur.used + n > capacity && options.mayDeny) {
+    return { kind: 'deny', retryAfterNs: BigInt(Math.max(0, cur.endMs - nowMs)) * 1_000_000n };
+  }
+  const w = bucketAttributes.window(limit.name);
+  const u = bucketAttributes.used(limit.name);
+  return {
+    kind: 'write',
+    set: [{ attr: u, add: n }],
+    condition: {
+      and: [
+        { attr: w, op: '=', value: cur.start },
+        { attr: u, op: '<=', value: capacity - n },
+      ],
+    },
+  };
+}
+
+/** Plans debt: charged to the current window, with no cap (money spent is never forgiven). */
+export function planQuotaDebt(
+  leased: LeasedQuota,
+  state: ItemState | undefined,
+  nowMs: number,
+  amount: bigint,
+): Plan {
+  const cur = current(leased, state, nowMs);
+  const sameWindow =
+    state === undefined ? cur.start === BigInt(leased.windowStartMs) : cur.stored === cur.start;
+  if (!sameWindow) return newWindow(leased.name, cur.start, amount);
+  return {
+    kind: 'write',
+    set: [{ attr: bucketAttributes.used(leased.name), add: amount }],
+    condition: { attr: bucketAttributes.window(leased.name), op: '=', value: cur.start },
+  };
+}
+
+/** Plans a refund: only into the lease's own window while it is still the current one. */
+export function planQuotaRefund(
+  leased: LeasedQuota,
+  state: ItemState | undefined,
+  nowMs: number,
+  amount: bigint,
+): Plan {
+  const leaseStart = BigInt(leased.windowStartMs);
+  const cur = current(leased, state, nowMs);
+  if (cur.start !== leaseStart || (state !== undefined && cur.stored !== leaseStart))
+    return { kind: 'skip' };
+  return {
+    kind: 'write',
+    set: [{ attr: bucketAttributes.used(leased.name), add: -amount }],
+    condition: { attr: bucketAttributes.window(leased.name), op: '=', value: leaseStart },
+  };
+}
+
+/** Remaining in the current window and ms until it ends. */
+export function quotaStatus(
+  limit: QuotaLimit,
+  state: ItemState | undefined,
+  nowMs: number,
+): { remaining: bigint; resetMs: number; windowStartMs: number } {
+  const cur = current(limit, state, nowMs);
+  return {
+    remaining: BigInt(limit.limit) - cur.used,
+    resetMs: Math.max(0, cur.endMs - nowMs),
+    windowStartMs: Number(cur.start),
+  };
+}

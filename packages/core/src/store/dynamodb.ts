@@ -1,0 +1,247 @@
+/**
+ * The DynamoDB store: renders the engine's updates as UpdateItem / TransactWriteItems
+ * expressions, asks for the old item whenever a condition fails (so a denial or a wrong branch
+ * guess costs no extra read), and translates AWS SDK exceptions into Sluice errors.
+ */
+import {
+  type AttributeValue,
+  ConditionalCheckFailedException,
+  CreateTableCommand,
+  DescribeTableCommand,
+  type DynamoDBClient,
+  GetItemCommand,
+  PutItemCommand,
+  ResourceInUseException,
+  ResourceNotFoundException,
+  TransactionCanceledException,
+  TransactWriteItemsCommand,
+  UpdateItemCommand,
+  UpdateTimeToLiveCommand,
+} from '@aws-sdk/client-dynamodb';
+import { SluiceError, StoreUnavailableError } from '../errors.js';
+import { TABLE_SCHEMA } from '../schema.js';
+import type {
+  Assignment,
+  Condition,
+  ItemKey,
+  ItemState,
+  ItemUpdate,
+  Store,
+  TransactFailure,
+  TransactResult,
+  UpdateResult,
+  Value,
+} from './types.js';
+
+export interface DynamoDBStoreOptions {
+  readonly client: DynamoDBClient;
+  readonly tableName: string;
+}
+
+/** Placeholders for one expression: `#n0`, `:v0`, … */
+class Expression {
+  readonly names: Record<string, string> = {};
+  readonly values: Record<string, AttributeValue> = {};
+  readonly #nameIds = new Map<string, string>();
+  #valueCount = 0;
+
+  name(attr: string): string {
+    let id = this.#nameIds.get(attr);
+    if (!id) {
+      id = `#n${this.#nameIds.size}`;
+      this.#nameIds.set(attr, id);
+      this.names[id] = attr;
+    }
+    return id;
+  }
+
+  value(v: Value): string {
+    const id = `:v${this.#valueCount++}`;
+    this.values[id] = typeof v === 'bigint' ? { N: v.toString() } : { S: v };
+    return id;
+  }
+
+  assignment(a: Assignment): string {
+    const n = this.name(a.attr);
+    if ('value' in a) return `${n} = ${this.value(a.value)}`;
+    if ('add' in a) return `${n} = ${n} + ${this.value(a.add)}`;
+    return `${n} = if_not_exists(${n}, ${this.value(a.base)}) + ${this.value(a.addToExisting)}`;
+  }
+
+  condition(c: Condition): string {
+    if ('absent' in c) return `attribute_not_exists(${this.name(c.absent)})`;
+    if ('and' in c) return `(${c.and.map((x) => this.condition(x)).join(' AND ')})`;
+    if ('or' in c) return `(${c.or.map((x) => this.condition(x)).join(' OR ')})`;
+    return `${this.name(c.attr)} ${c.op} ${this.value(c.value)}`;
+  }
+}
+
+function marshalKey(key: ItemKey): Record<string, AttributeValue> {
+  return { [TABLE_SCHEMA.partitionKey]: { S: key.pk }, [TABLE_SCHEMA.sortKey]: { S: key.sk } };
+}
+
+/** Numbers become exact bigints (we only ever store integers); strings stay strings. */
+function unmarshal(item: Record<string, AttributeValue> | undefined): ItemState | undefined {
+  if (!item) return undefined;
+  const state: Record<string, bigint | string> = {};
+  for (const [attr, value] of Object.entries(item)) {
+    if (value.S !== undefined) state[attr] = value.S;
+    else if (value.N !== undefined && /^-?\d+$/.test(value.N)) state[attr] = BigInt(value.N);
+  }
+  return state;
+}
+
+function render(tableName: string, update: ItemUpdate) {
+  const expr = new Expression();
+  const updateExpression = `SET ${update.set.map((a) => expr.assignment(a)).join(', ')}`;
+  const conditionExpression = update.condition ? expr.condition(update.condition) : undefined;
+  return {
+    TableName: tableName,
+    Key: marshalKey(update.key),
+    UpdateExpression: updateExpression,
+    ...(conditionExpression ? { ConditionExpression: conditionExpression } : {}),
+    ExpressionAttributeNames: expr.names,
+    ExpressionAttributeValues: expr.values,
+    ReturnValuesOnConditionCheckFailure: 'ALL_OLD' as const,
+  };
+}
+
+/** Throttling, network and service errors → unavailable; anything else is our bug. */
+function translate(error: unknown): SluiceError {
+  if (error instanceof SluiceError) return error;
+  const name = error instanceof Error ? error.name : 'unknown';
+  const ours = ['ValidationException', 'SerializationException'];
+  if (ours.includes(name))
+    return new SluiceError('internal', `DynamoDB rejected a request: ${name}`, { cause: error });
+  return new StoreUnavailableError(`DynamoDB unavailable: ${name}`, { cause: error });
+}
+
+/**
+ * Store on a DynamoDB table with the {@link TABLE_SCHEMA} keys.
+ *
+ * @example
+ * const store = new DynamoDBStore({ client: new DynamoDBClient({}), tableName: 'sluice' });
+ */
+export class DynamoDBStore implements Store {
+  readonly #client: DynamoDBClient;
+  readonly #tableName: string;
+
+  constructor(options: DynamoDBStoreOptions) {
+    this.#client = options.client;
+    this.#tableName = options.tableName;
+  }
+
+  async update(update: ItemUpdate): Promise<UpdateResult> {
+    try {
+      const out = await this.#client.send(
+        new UpdateItemCommand({ ...render(this.#tableName, update), ReturnValues: 'ALL_NEW' }),
+      );
+      return { ok: true, item: unmarshal(out.Attributes) ?? {} };
+    } catch (error) {
+      if (error instanceof ConditionalCheckFailedException)
+        return { ok: false, item: unmarshal(error.Item) };
+      throw translate(error);
+    }
+  }
+
+  async transact(updates: readonly ItemUpdate[]): Promise<TransactResult> {
+    try {
+      await this.#client.send(
+        new TransactWriteItemsCommand({
+          TransactItems: updates.map((update) => ({ Update: render(this.#tableName, update) })),
+        }),
+      );
+      return { ok: true };
+    } catch (error) {
+      if (error instanceof TransactionCanceledException) {
+        const reasons = error.CancellationReasons ?? [];
+        const failures = updates.map((_, i): TransactFailure => {
+          const reason = reasons[i];
+          if (reason?.Code === 'ConditionalCheckFailed')
+            return { reason: 'condition', item: unmarshal(reason.Item) };
+          if (reason?.Code === 'TransactionConflict') return { reason: 'conflict' };
+          return { reason: 'none' };
+        });
+        if (failures.some((f) => f.reason !== 'none')) return { ok: false, failures };
+      }
+      throw translate(error);
+    }
+  }
+
+  async get(key: ItemKey): Promise<ItemState | undefined> {
+    try {
+      const out = await this.#client.send(
+        new GetItemCommand({
+          TableName: this.#tableName,
+          Key: marshalKey(key),
+          ConsistentRead: true,
+        }),
+      );
+      return unmarshal(out.Item);
+    } catch (error) {
+      throw translate(error);
+    }
+  }
+
+  async putIfAbsent(key: ItemKey, item: ItemState): Promise<ItemState> {
+    const existing = await this.get(key);
+    if (existing) return existing;
+    const attributes: Record<string, AttributeValue> = { ...marshalKey(key) };
+    for (const [attr, value] of Object.entries(item)) {
+      attributes[attr] = typeof value === 'bigint' ? { N: value.toString() } : { S: value };
+    }
+    try {
+      await this.#client.send(
+        new PutItemCommand({
+          TableName: this.#tableName,
+          Item: attributes,
+          ConditionExpression: 'attribute_not_exists(#pk)',
+          ExpressionAttributeNames: { '#pk': TABLE_SCHEMA.partitionKey },
+        }),
+      );
+      return item;
+    } catch (error) {
+      if (!(error instanceof ConditionalCheckFailedException)) throw translate(error);
+    }
+    const winner = await this.get(key); // another process created it first
+    if (!winner) throw new SluiceError('internal', 'item vanished after a conditional put failed');
+    return winner;
+  }
+}
+
+/**
+ * Creates the table (on-demand, TTL on) unless it exists; for DynamoDB Local and tests. In AWS
+ * the CDK stack owns the table.
+ */
+export async function ensureTable(client: DynamoDBClient, tableName: string): Promise<void> {
+  try {
+    await client.send(new DescribeTableCommand({ TableName: tableName }));
+    return;
+  } catch (error) {
+    if (!(error instanceof ResourceNotFoundException)) throw translate(error);
+  }
+  try {
+    await client.send(
+      new CreateTableCommand({
+        TableName: tableName,
+        BillingMode: 'PAY_PER_REQUEST',
+        AttributeDefinitions: [
+          { AttributeName: TABLE_SCHEMA.partitionKey, AttributeType: 'S' },
+          { AttributeName: TABLE_SCHEMA.sortKey, AttributeType: 'S' },
+        ],
+        KeySchema: [
+          { AttributeName: TABLE_SCHEMA.partitionKey, KeyType: 'HASH' },
+          { AttributeName: TABLE_SCHEMA.sortKey, KeyType: 'RANGE' },
+        ],
+      }),
+    );
+    await client.send(
+      new UpdateTimeToLiveCommand({
+        TableName: tableName,
+        TimeToLiveSpecification: { AttributeName: TABLE_SCHEMA.ttlAttribute, Enabled: true },
+      }),
+    );
+  } catch (error) {
+    if (!(error instanceof ResourceInUseException)) throw translate(error); // created concurrently
+  }
+}

@@ -1,0 +1,63 @@
+/**
+ * The narrow storage interface the engine depends on: conditional updates of single items, a
+ * transaction for settlements, and a read. The engine builds updates in the tiny expression
+ * language below; only the DynamoDB adapter renders it (and knows AWS exception names).
+ */
+
+/** Primary key of an item. */
+export interface ItemKey {
+  readonly pk: string;
+  readonly sk: string;
+}
+
+/** An item's attributes: numbers as exact bigints, strings as strings. */
+export type ItemState = Readonly<Record<string, bigint | string>>;
+
+export type Value = bigint | string;
+
+/** `SET attr = value`, `SET attr = attr + delta`, or `SET attr = if_not_exists(attr, base) + delta`. */
+export type Assignment =
+  | { readonly attr: string; readonly value: Value }
+  | { readonly attr: string; readonly add: bigint }
+  | { readonly attr: string; readonly base: bigint; readonly addToExisting: bigint };
+
+/** A condition on the stored item. */
+export type Condition =
+  | { readonly absent: string }
+  | { readonly attr: string; readonly op: '=' | '<' | '<=' | '>='; readonly value: Value }
+  | { readonly and: readonly Condition[] }
+  | { readonly or: readonly Condition[] };
+
+/** One conditional update of one item. */
+export interface ItemUpdate {
+  readonly key: ItemKey;
+  readonly set: readonly Assignment[];
+  readonly condition?: Condition;
+}
+
+/** Success carries the new item; a failed condition carries the item as it was. */
+export type UpdateResult =
+  | { readonly ok: true; readonly item: ItemState }
+  | { readonly ok: false; readonly item: ItemState | undefined };
+
+/** Why one update of a cancelled transaction failed. */
+export type TransactFailure =
+  | { readonly reason: 'none' }
+  | { readonly reason: 'condition'; readonly item: ItemState | undefined }
+  | { readonly reason: 'conflict' };
+
+export type TransactResult =
+  | { readonly ok: true }
+  | { readonly ok: false; readonly failures: readonly TransactFailure[] };
+
+/** What the engine needs from storage. */
+export interface Store {
+  /** One conditional UpdateItem: ALL_NEW on success, ALL_OLD when the condition fails. */
+  update(update: ItemUpdate): Promise<UpdateResult>;
+  /** All-or-nothing updates; a failed condition reports the old item of that update. */
+  transact(updates: readonly ItemUpdate[]): Promise<TransactResult>;
+  /** A strongly consistent read. */
+  get(key: ItemKey): Promise<ItemState | undefined>;
+  /** Writes `item` unless `key` exists; returns what is stored either way. */
+  putIfAbsent(key: ItemKey, item: ItemState): Promise<ItemState>;
+}

@@ -1,0 +1,12 @@
+/**
+ * @sluice/local — run Sluice on your machine.
+ */
+export {
+  type DynamoDBLocal,
+  freePort,
+  LOCAL_CREDENTIALS,
+  LOCAL_REGION,
+  localClient,
+  type StartOptions,
+  startDynamoDBLocal,
+} from './dynamodb-local.js';

@@ -1,0 +1,43 @@
+/**
+ * A fresh table on the run's DynamoDB Local, per test file (or per test), so files run in parallel.
+ */
+import { randomBytes } from 'node:crypto';
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DynamoDBStore, ensureTable, Limiter, type LimiterOptions } from '@sluice/core';
+import { localClient } from '@sluice/local';
+import { inject } from 'vitest';
+
+export interface TestTable {
+  readonly client: DynamoDBClient;
+  readonly tableName: string;
+  readonly store: DynamoDBStore;
+  /** A limiter on this table: each one is a separate "process" with its own memory. */
+  limiter(options?: Omit<LimiterOptions, 'store'>): Limiter;
+}
+
+export async function freshTable(prefix: string): Promise<TestTable> {
+  const client = localClient(inject('dynamoEndpoint'));
+  const tableName = `${prefix}-${randomBytes(4).toString('hex')}`;
+  await ensureTable(client, tableName);
+  const store = new DynamoDBStore({ client, tableName });
+  return {
+    client,
+    tableName,
+    store,
+    limiter: (options = {}) => new Limiter({ store, ...options }),
+  };
+}
+
+/** A clock tests move by hand (epoch ms). */
+export function manualClock(startMs = Date.parse('2026-01-15T12:00:00Z')) {
+  let now = startMs;
+  return {
+    now: () => now,
+    set: (ms: number) => {
+      now = ms;
+    },
+    advance: (ms: number) => {
+      now += ms;
+    },
+  };
+}
