@@ -15,10 +15,17 @@ export interface TestTable {
   limiter(options?: Omit<LimiterOptions, 'store'>): Limiter;
 }
 
-export async function freshTable(prefix: string): Promise<TestTable> {
+/**
+ * `timeToLive` stays off unless asked for: tests move clocks into the past, and DynamoDB Local
+ * deletes items whose TTL (set from the engine's clock) has passed in real time.
+ */
+export async function freshTable(
+  prefix: string,
+  options: { timeToLive?: boolean } = {},
+): Promise<TestTable> {
   const client = localClient(inject('dynamoEndpoint'));
   const tableName = `${prefix}-${randomBytes(4).toString('hex')}`;
-  await ensureTable(client, tableName);
+  await ensureTable(client, tableName, { timeToLive: options.timeToLive ?? false });
   const store = new DynamoDBStore({ client, tableName });
   return {
     client,

@@ -13,8 +13,9 @@
  * Busy (x >  now·L):  SET x = x + n·P       IF scale = L AND now·L <= x <= now·L + tau − n·P
  * Busy increments commute, so concurrent writers on a busy bucket never conflict.
  *
- * The scale is stored beside x. When a limit changes, the first write converts the stored TAT
- * to the new scale under an exact-match condition, so bucket state survives limit changes.
+ * The scale (`"L/periodSeconds"`) is stored beside x. When a limit changes, the first write
+ * converts the state under an exact-match condition, keeping the backlog in units of usage:
+ * 700 tokens used of 1,000 a minute are still 700 used of 2,000 a minute.
  */
 
 import type { BucketLimit } from './limits.js';
@@ -67,16 +68,34 @@ export function bucketFits(limit: BucketLimit, amount: number, priority: number)
   return BigInt(amount) * bucketParams(limit).P <= effectiveCapacity(limit, priority);
 }
 
-function readTat(state: ItemState | undefined, name: string): { x?: bigint; s?: bigint } {
+/** The scale a limit stores its TAT at. */
+export function scaleOf(limit: { readonly limit: number; readonly periodSeconds: number }): string {
+  return `${limit.limit}/${limit.periodSeconds}`;
+}
+
+function parseScale(scale: string): { L: bigint; P: bigint } {
+  const [l, p] = scale.split('/');
+  return { L: BigInt(l ?? '1'), P: BigInt(p ?? '1') * NS_PER_S };
+}
+
+function readTat(state: ItemState | undefined, name: string): { x?: bigint; s?: string } {
   const x = state?.[bucketAttributes.tat(name)];
   const s = state?.[bucketAttributes.scale(name)];
   return {
     ...(typeof x === 'bigint' ? { x } : {}),
-    ...(typeof s === 'bigint' ? { s } : {}),
+    ...(typeof s === 'string' ? { s } : {}),
   };
 }
 
-function idleWrite(name: string, scale: bigint, nowX: bigint, add: bigint): Plan {
+/** The stored TAT as the limit `to` would store it, keeping the backlog in usage units. */
+function convertTat(x: bigint, from: string, to: { L: bigint; P: bigint }, nowNs: bigint): bigint {
+  const old = parseScale(from);
+  if (old.L === to.L && old.P === to.P) return x;
+  const backlog = max(0n, x - nowNs * old.L); // in old units: usage × old P
+  return nowNs * to.L + ceilDiv(backlog * to.P, old.P);
+}
+
+function idleWrite(name: string, scale: string, nowX: bigint, add: bigint): Plan {
   const tat = bucketAttributes.tat(name);
   const sc = bucketAttributes.scale(name);
   return {
@@ -99,7 +118,7 @@ function idleWrite(name: string, scale: bigint, nowX: bigint, add: bigint): Plan
   };
 }
 
-function convertWrite(name: string, x: bigint, s: bigint, scale: bigint, newX: bigint): Plan {
+function convertWrite(name: string, x: bigint, s: string, scale: string, newX: bigint): Plan {
   const tat = bucketAttributes.tat(name);
   const sc = bucketAttributes.scale(name);
   return {
@@ -117,11 +136,6 @@ function convertWrite(name: string, x: bigint, s: bigint, scale: bigint, newX: b
   };
 }
 
-/** The stored TAT re-expressed at `scale` (rounded up: conversion never frees capacity). */
-function tatAtScale(x: bigint, s: bigint, scale: bigint): bigint {
-  return s === scale ? x : ceilDiv(x, s) * scale;
-}
-
 /**
  * Plans taking `amount` from a bucket. `state` undefined means nothing is known: guess idle.
  */
@@ -133,29 +147,30 @@ export function planBucketConsume(
   options: ConsumeOptions,
 ): Plan {
   const { L, P } = bucketParams(limit);
+  const scale = scaleOf(limit);
   const nowX = nowNs * L;
   const inc = BigInt(amount) * P;
   const capacity = effectiveCapacity(limit, options.priority);
   const ceiling = capacity + options.maxWaitNs * L;
   const { x, s } = readTat(state, limit.name);
   if (state === undefined || x === undefined || s === undefined)
-    return idleWrite(limit.name, L, nowX, inc);
+    return idleWrite(limit.name, scale, nowX, inc);
 
-  const newX = max(tatAtScale(x, s, L), nowX) + inc;
+  const newX = max(convertTat(x, s, { L, P }, nowNs), nowX) + inc;
   if (newX - nowX > ceiling) {
     // A stale state may not deny; the idle guess admits only if the bucket really is idle.
-    if (!options.mayDeny) return idleWrite(limit.name, L, nowX, inc);
+    if (!options.mayDeny) return idleWrite(limit.name, scale, nowX, inc);
     return { kind: 'deny', retryAfterNs: ceilDiv(newX - nowX - capacity, L) };
   }
-  if (s !== L) return convertWrite(limit.name, x, s, L, newX);
-  if (x <= nowX) return idleWrite(limit.name, L, nowX, inc);
+  if (s !== scale) return convertWrite(limit.name, x, s, scale, newX);
+  if (x <= nowX) return idleWrite(limit.name, scale, nowX, inc);
   const tat = bucketAttributes.tat(limit.name);
   return {
     kind: 'write',
     set: [{ attr: tat, add: inc }],
     condition: {
       and: [
-        { attr: bucketAttributes.scale(limit.name), op: '=', value: L },
+        { attr: bucketAttributes.scale(limit.name), op: '=', value: scale },
         { attr: tat, op: '>=', value: nowX },
         { attr: tat, op: '<=', value: nowX + ceiling - inc },
       ],
@@ -163,24 +178,23 @@ export function planBucketConsume(
   };
 }
 
-/** A bucket as a lease remembers it: enough to convert usage into TAT units later. */
+/** A bucket as a lease remembers it. */
 export interface LeasedBucket {
   readonly name: string;
-  /** Limit (scale) at acquire time. */
   readonly limit: number;
   readonly periodSeconds: number;
 }
 
-function amountAtScale(
+/**
+ * The scale to charge a delta at: the stored one when known (the limit may have changed since
+ * the lease was taken; usage units are the same under every scale), else the lease's.
+ */
+function deltaScale(
   leased: LeasedBucket,
-  amount: bigint,
-  scale: bigint,
-  roundUp: boolean,
-): bigint {
-  const P = BigInt(leased.periodSeconds) * NS_PER_S;
-  const L = BigInt(leased.limit);
-  if (scale === L) return amount * P;
-  return roundUp ? ceilDiv(amount * P * scale, L) : floorDiv(amount * P * scale, L);
+  state: ItemState | undefined,
+): { scale: string; L: bigint; P: bigint } {
+  const scale = readTat(state, leased.name).s ?? scaleOf(leased);
+  return { scale, ...parseScale(scale) };
 }
 
 /** Plans debt: adds `amount` with no capacity condition (the bucket may go past empty). */
@@ -190,12 +204,11 @@ export function planBucketDebt(
   nowNs: bigint,
   amount: bigint,
 ): Plan {
-  const { x, s } = readTat(state, leased.name);
-  const scale = s ?? BigInt(leased.limit);
-  const nowX = nowNs * scale;
-  const add = amountAtScale(leased, amount, scale, true);
-  if (x === undefined || s === undefined || x <= nowX)
-    return idleWrite(leased.name, scale, nowX, add);
+  const { x } = readTat(state, leased.name);
+  const { scale, L, P } = deltaScale(leased, state);
+  const nowX = nowNs * L;
+  const add = amount * P;
+  if (x === undefined || x <= nowX) return idleWrite(leased.name, scale, nowX, add);
   const tat = bucketAttributes.tat(leased.name);
   return {
     kind: 'write',
@@ -219,17 +232,12 @@ export function planBucketRefund(
   nowNs: bigint,
   amount: bigint,
 ): Plan {
-  const { s } = readTat(state, leased.name);
-  const scale = s ?? BigInt(leased.limit);
+  const { scale, L, P } = deltaScale(leased, state);
   const sc = bucketAttributes.scale(leased.name);
   return {
     kind: 'write',
     set: [
-      {
-        attr: bucketAttributes.tat(leased.name),
-        base: nowNs * scale,
-        addToExisting: -amountAtScale(leased, amount, scale, false),
-      },
+      { attr: bucketAttributes.tat(leased.name), base: nowNs * L, addToExisting: -amount * P },
       { attr: sc, value: scale },
     ],
     condition: { or: [{ absent: sc }, { attr: sc, op: '=', value: scale }] },
@@ -246,7 +254,7 @@ export function bucketStatus(
   const { x, s } = readTat(state, limit.name);
   if (x === undefined || s === undefined)
     return { remaining: BigInt(limit.burst), resetNs: 0n, backlogX: 0n };
-  const backlogX = max(0n, tatAtScale(x, s, L) - nowNs * L);
+  const backlogX = max(0n, convertTat(x, s, { L, P }, nowNs) - nowNs * L);
   return { remaining: floorDiv(tau - backlogX, P), resetNs: ceilDiv(backlogX, L), backlogX };
 }
 

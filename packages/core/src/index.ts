@@ -49,4 +49,11 @@ export {
 } from './limits.js';
 export { bucketAttributes, itemKeys, TABLE_SCHEMA } from './schema.js';
 export { DynamoDBStore, type DynamoDBStoreOptions, ensureTable } from './store/dynamodb.js';
-export type { ItemKey, ItemState, ItemUpdate, Store } from './store/types.js';
+export type {
+  ItemKey,
+  ItemState,
+  ItemUpdate,
+  Store,
+  TransactResult,
+  UpdateResult,
+} from './store/types.js';

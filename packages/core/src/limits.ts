@@ -110,19 +110,28 @@ function isTimeZone(zone: string): boolean {
 
 /** Turns the first zod issue into a {@link ValidationError} naming the field. */
 export function validationErrorFrom(error: z.core.$ZodError, field: string): ValidationError {
-  const issue = error.issues[0];
-  if (!issue) return new ValidationError(field, 'invalid');
-  const path = formatPath(field, issue.path);
+  const found = innermost(error.issues[0], []);
+  if (!found) return new ValidationError(field, 'invalid');
+  const { issue, path } = found;
   if (issue.code === 'unrecognized_keys') {
-    return new ValidationError(path, `unknown field(s) ${issue.keys.join(', ')}`);
-  }
-  if (issue.code === 'invalid_union' && field.startsWith('limits')) {
     return new ValidationError(
-      path,
-      'must be a rolling limit {name, metric, limit, per, burst?} or a calendar quota {name, metric, limit, window, timezone?}',
+      formatPath(field, path),
+      `unknown field(s) ${issue.keys.join(', ')}`,
     );
   }
-  return new ValidationError(path, issue.message);
+  return new ValidationError(formatPath(field, path), issue.message);
+}
+
+/** Descends into a union error through the branch with the fewest issues: the one meant. */
+function innermost(
+  issue: z.core.$ZodIssue | undefined,
+  prefix: readonly PropertyKey[],
+): { issue: z.core.$ZodIssue; path: PropertyKey[] } | undefined {
+  if (!issue) return undefined;
+  const path = [...prefix, ...issue.path];
+  if (issue.code !== 'invalid_union' || issue.errors.length === 0) return { issue, path };
+  const best = issue.errors.reduce((a, b) => (b.length < a.length ? b : a));
+  return innermost(best[0], path) ?? { issue, path };
 }
 
 /** `limits`, [0, 'burst'] → `limits[0].burst` */

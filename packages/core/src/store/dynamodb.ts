@@ -212,8 +212,15 @@ export class DynamoDBStore implements Store {
 /**
  * Creates the table (on-demand, TTL on) unless it exists; for DynamoDB Local and tests. In AWS
  * the CDK stack owns the table.
+ *
+ * `timeToLive: false` is for tests whose clocks stand in the past: DynamoDB Local really
+ * deletes items whose TTL has passed, within seconds.
  */
-export async function ensureTable(client: DynamoDBClient, tableName: string): Promise<void> {
+export async function ensureTable(
+  client: DynamoDBClient,
+  tableName: string,
+  options: { readonly timeToLive?: boolean } = {},
+): Promise<void> {
   try {
     await client.send(new DescribeTableCommand({ TableName: tableName }));
     return;
@@ -235,6 +242,7 @@ export async function ensureTable(client: DynamoDBClient, tableName: string): Pr
         ],
       }),
     );
+    if (options.timeToLive === false) return;
     await client.send(
       new UpdateTimeToLiveCommand({
         TableName: tableName,

@@ -1,0 +1,103 @@
+import { parseLimits, parseUsage, ValidationError } from '@sluice/core';
+import { describe, expect, it } from 'vitest';
+
+function fieldOf(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (error) {
+    if (error instanceof ValidationError) return error.field;
+    throw error;
+  }
+  throw new Error('expected a ValidationError');
+}
+
+const tpm = { name: 'tpm', metric: 'tokens', limit: 10_000, per: 'minute' };
+
+describe('parseLimits', () => {
+  it('normalizes a rolling limit with the burst defaulting to the limit', () => {
+    expect(parseLimits([tpm])).toEqual([
+      {
+        kind: 'bucket',
+        name: 'tpm',
+        metric: 'tokens',
+        limit: 10_000,
+        periodSeconds: 60,
+        burst: 10_000,
+      },
+    ]);
+  });
+
+  it('normalizes a calendar quota with UTC by default', () => {
+    const [quota] = parseLimits([
+      { name: 'monthly', metric: 'cost_micro_usd', limit: 50_000_000, window: 'month' },
+    ]);
+    expect(quota).toMatchObject({ kind: 'quota', window: 'month', timezone: 'UTC' });
+  });
+
+  it.each([
+    ['a fractional limit', { ...tpm, limit: 1.5 }, 'limits[0].limit'],
+    ['a negative limit', { ...tpm, limit: -1 }, 'limits[0].limit'],
+    ['a zero limit', { ...tpm, limit: 0 }, 'limits[0].limit'],
+    ['NaN', { ...tpm, limit: Number.NaN }, 'limits[0].limit'],
+    ['an unsafe integer', { ...tpm, limit: 2 ** 53 }, 'limits[0].limit'],
+    ['a fractional burst', { ...tpm, burst: 2.5 }, 'limits[0].burst'],
+    ['an unknown field', { ...tpm, refill: 3 }, 'limits[0]'],
+    ['a bad metric', { ...tpm, metric: 'Tokens!' }, 'limits[0].metric'],
+    ['a bad name', { ...tpm, name: '' }, 'limits[0].name'],
+  ])('refuses %s', (_label, limit, field) => {
+    expect(fieldOf(() => parseLimits([limit]))).toBe(field);
+  });
+
+  it('refuses a limit that is both rolling and calendar', () => {
+    expect(fieldOf(() => parseLimits([{ ...tpm, window: 'day' }]))).toBe('limits[0]');
+  });
+
+  it('refuses an unknown time zone', () => {
+    const bad = {
+      name: 'daily',
+      metric: 'requests',
+      limit: 5,
+      window: 'day',
+      timezone: 'Mars/Olympus',
+    };
+    expect(fieldOf(() => parseLimits([bad]))).toBe('limits[0].timezone');
+  });
+
+  it('refuses two limits with one name', () => {
+    expect(fieldOf(() => parseLimits([tpm, { ...tpm, limit: 5 }]))).toBe('limits[1].name');
+  });
+});
+
+describe('parseUsage', () => {
+  it('derives tokens from input and output and defaults requests', () => {
+    expect(
+      parseUsage({ input_tokens: 1_500, output_tokens: 500 }, 'usage', { requests: 1 }),
+    ).toEqual({
+      input_tokens: 1_500,
+      output_tokens: 500,
+      tokens: 2_000,
+      requests: 1,
+    });
+  });
+
+  it('keeps an explicit tokens figure', () => {
+    expect(parseUsage({ input_tokens: 10, tokens: 99 })).toEqual({ input_tokens: 10, tokens: 99 });
+  });
+
+  it.each([
+    ['a negative amount', { tokens: -1 }, 'usage.tokens'],
+    ['a fraction', { tokens: 0.5 }, 'usage.tokens'],
+    ['a string', { tokens: '5' }, 'usage.tokens'],
+    ['an unsafe integer', { tokens: 2 ** 53 }, 'usage.tokens'],
+    ['a bad metric name', { 'Bad-Metric': 1 }, 'usage.Bad-Metric'],
+  ])('refuses %s', (_label, usage, field) => {
+    expect(fieldOf(() => parseUsage(usage))).toBe(field);
+  });
+
+  it('refuses a derived tokens figure that overflows', () => {
+    const big = Number.MAX_SAFE_INTEGER;
+    expect(fieldOf(() => parseUsage({ input_tokens: big, output_tokens: big }))).toBe(
+      'usage.tokens',
+    );
+  });
+});
