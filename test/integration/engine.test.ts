@@ -87,13 +87,13 @@ describe('acquire', () => {
   it('charges sub-millisecond costs exactly at a million tokens a minute', async () => {
     const { limiter } = setup();
     const c = check([tpm(1_000_000)]); // one token = 60 µs
-    for (let i = 0; i < 1_000; i++) {
+    for (let i = 0; i < 300; i++) {
       expect((await limiter.acquire({ checks: [c], usage: { tokens: 1 } })).allowed).toBe(true);
     }
 
     const status = await limiter.available({ checks: [c] });
 
-    expect(status.limits[0]?.remaining).toBe(999_000);
+    expect(status.limits[0]?.remaining).toBe(999_700);
   });
 
   it('refuses a request larger than the burst as exceeds_capacity, writing nothing', async () => {
@@ -343,5 +343,3 @@ describe('bad input', () => {
     expect(await countItems()).toBe(0);
   });
 });
-
-void itemCount;

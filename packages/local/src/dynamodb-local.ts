@@ -73,7 +73,15 @@ export async function startDynamoDBLocal(options: StartOptions = {}): Promise<Dy
   child.stderr?.on('data', (chunk: Buffer) => {
     output = (output + chunk.toString()).slice(-4_000);
   });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  // However this process ends (a crash, an uncaught error, process.exit), Java goes with it.
+  const killOnExit = () => child.kill('SIGKILL');
+  process.once('exit', killOnExit);
+  const exited = new Promise<void>((resolve) =>
+    child.once('exit', () => {
+      process.off('exit', killOnExit);
+      resolve();
+    }),
+  );
   let spawnError: Error | undefined;
   child.once('error', (error) => {
     spawnError = error;

@@ -1,0 +1,375 @@
+/**
+ * `npm run bench` — Sluice against rate-limiter-flexible's RateLimiterDynamo, side by side in one
+ * run on the same DynamoDB Local, same limits, same client concurrency.
+ *
+ * Every DynamoDB request either system sends goes through a counting middleware on its own
+ * client, which also asks for ReturnConsumedCapacity. Capacity is reported as AWS would bill it:
+ *   - single-item writes and reads: the units DynamoDB Local reports (it sizes items as AWS does);
+ *   - a write whose condition fails: 1 WCU (AWS bills failed conditional writes; items here < 1 KB);
+ *   - TransactWriteItems: 2 WCU per item (DynamoDB Local reports 1 per item; AWS bills 2).
+ *
+ * `npm run bench -- --json` prints one JSON document instead of the table.
+ */
+import { CreateTableCommand, DynamoDB, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import {
+  DynamoDBStore,
+  ensureTable,
+  itemKeys,
+  Limiter,
+  parseLimits,
+  type ScopeCheck,
+} from '@sluice/core';
+import { LOCAL_CREDENTIALS, LOCAL_REGION, startDynamoDBLocal } from '@sluice/local';
+import { RateLimiterDynamo, RateLimiterRes } from 'rate-limiter-flexible';
+
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true'; // Node 20 here; Lambda runs 22
+
+const json = process.argv.includes('--json');
+const log = (line: string) => {
+  if (!json) console.log(line);
+};
+
+interface Meter {
+  requests: number;
+  wcu: number;
+  rcu: number;
+  reset(): void;
+}
+
+interface Capacity {
+  CapacityUnits?: number;
+  WriteCapacityUnits?: number;
+  ReadCapacityUnits?: number;
+}
+
+const WRITES = new Set(['UpdateItemCommand', 'PutItemCommand', 'DeleteItemCommand']);
+
+/** Counts requests and AWS-billed capacity on a client. */
+function meter(client: DynamoDBClient): Meter {
+  const m: Meter = {
+    requests: 0,
+    wcu: 0,
+    rcu: 0,
+    reset() {
+      m.requests = 0;
+      m.wcu = 0;
+      m.rcu = 0;
+    },
+  };
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      const command = context.commandName ?? '';
+      const input = args.input as Record<string, unknown>;
+      const items = Array.isArray(input.TransactItems) ? input.TransactItems.length : 1;
+      input.ReturnConsumedCapacity = 'TOTAL';
+      m.requests++;
+      try {
+        const result = await next(args);
+        const output = result.output as { ConsumedCapacity?: Capacity | Capacity[] };
+        const consumed = [output.ConsumedCapacity ?? []].flat();
+        const units = consumed.reduce((sum, c) => sum + (c.CapacityUnits ?? 0), 0);
+        if (command === 'TransactWriteItemsCommand') m.wcu += 2 * items;
+        else if (WRITES.has(command)) m.wcu += units;
+        else m.rcu += units;
+        return result;
+      } catch (error) {
+        const name = error instanceof Error ? error.name : '';
+        if (name === 'ConditionalCheckFailedException') m.wcu += 1;
+        if (name === 'TransactionCanceledException') m.wcu += 2 * items;
+        throw error;
+      }
+    },
+    { step: 'initialize', name: 'benchMeter' },
+  );
+  return m;
+}
+
+interface Result {
+  ops_per_s: number;
+  requests_per_op: number;
+  wcu_per_op: number;
+  rcu_per_op: number;
+  allowed: number;
+  denied: number;
+}
+
+type Decide = (client: number, op: number) => Promise<boolean>;
+
+async function measure(
+  m: Meter,
+  clients: number,
+  opsPerClient: number,
+  decide: Decide,
+): Promise<Result> {
+  m.reset();
+  let allowed = 0;
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: clients }, async (_, client) => {
+      for (let op = 0; op < opsPerClient; op++) if (await decide(client, op)) allowed++;
+    }),
+  );
+  const seconds = (performance.now() - started) / 1000;
+  const ops = clients * opsPerClient;
+  const round = (x: number, digits = 3) => Number(x.toFixed(digits));
+  return {
+    ops_per_s: round(ops / seconds, 0),
+    requests_per_op: round(m.requests / ops),
+    wcu_per_op: round(m.wcu / ops),
+    rcu_per_op: round(m.rcu / ops),
+    allowed,
+    denied: ops - allowed,
+  };
+}
+
+/** Two passes of one system, as one: rates and per-decision figures averaged, counts summed. */
+function mean(a: Result, b: Result): Result {
+  const avg = (x: number, y: number, digits: number) => Number(((x + y) / 2).toFixed(digits));
+  return {
+    ops_per_s: avg(a.ops_per_s, b.ops_per_s, 0),
+    requests_per_op: avg(a.requests_per_op, b.requests_per_op, 3),
+    wcu_per_op: avg(a.wcu_per_op, b.wcu_per_op, 3),
+    rcu_per_op: avg(a.rcu_per_op, b.rcu_per_op, 3),
+    allowed: a.allowed + b.allowed,
+    denied: a.denied + b.denied,
+  };
+}
+
+async function main() {
+  const db = await startDynamoDBLocal();
+  const clientConfig = {
+    endpoint: db.endpoint,
+    region: LOCAL_REGION,
+    credentials: LOCAL_CREDENTIALS,
+  };
+  try {
+    // Sluice: one engine, as one server process (or one Lambda container) holds.
+    const sluiceClient = new DynamoDB(clientConfig);
+    const sluiceMeter = meter(sluiceClient);
+    await ensureTable(sluiceClient, 'sluice-bench');
+    const store = new DynamoDBStore({ client: sluiceClient, tableName: 'sluice-bench' });
+
+    // The peer on its own client and table (its own key schema), same DynamoDB Local.
+    const peerClient = new DynamoDB(clientConfig);
+    const peerMeter = meter(peerClient);
+    await peerClient.send(
+      new CreateTableCommand({
+        TableName: 'peer-bench',
+        AttributeDefinitions: [{ AttributeName: 'key', AttributeType: 'S' }],
+        KeySchema: [{ AttributeName: 'key', KeyType: 'HASH' }],
+        BillingMode: 'PAY_PER_REQUEST',
+      }),
+    );
+    const peer = (points: number, duration: number, prefix: string) =>
+      new RateLimiterDynamo({
+        storeClient: peerClient,
+        tableName: 'peer-bench',
+        tableCreated: true,
+        ttlSet: true,
+        points,
+        duration,
+        keyPrefix: prefix,
+      });
+    const peerDecide = (limiter: RateLimiterDynamo, key: string) =>
+      limiter.consume(key, 1).then(
+        () => true,
+        (error: unknown) => {
+          if (error instanceof RateLimiterRes) return false;
+          throw error;
+        },
+      );
+
+    const sluiceCheck = (key: string, limit: number, per: 'second' | 'minute'): ScopeCheck[] => [
+      {
+        scope: 'entity',
+        key: itemKeys.entityBucket(key, 'gpt-4o'),
+        limits: parseLimits([{ name: 'rpm', metric: 'requests', limit, per }]),
+      },
+    ];
+
+    // Warm both up (JIT in DynamoDB Local and Node) before anything is timed.
+    {
+      const engine = new Limiter({ store });
+      const limiter = peer(1_000, 60, 'warm');
+      await measure(
+        sluiceMeter,
+        16,
+        250,
+        async (c, op) =>
+          (
+            await engine.acquire({
+              checks: sluiceCheck(`warm-${c}-${op % 20}`, 1_000, 'minute'),
+              usage: {},
+            })
+          ).allowed,
+      );
+      await measure(peerMeter, 16, 250, (c, op) => peerDecide(limiter, `warm-${c}-${op % 20}`));
+    }
+
+    const scenarios: Record<string, { sluice: Result; peer: Result; about: string }> = {};
+    const run = async (
+      name: string,
+      about: string,
+      clients: number,
+      ops: number,
+      sluice: (engine: Limiter, pass: number) => Decide,
+      peerSide: (pass: number) => Decide,
+    ) => {
+      // A-B-B-A on fresh keys: DynamoDB Local keeps speeding up as its JIT warms, and this
+      // order gives both systems the same share of that drift.
+      const sluiceRun = async (pass: number) => {
+        const engine = new Limiter({ store });
+        await engine.acquire({ checks: sluiceCheck('warm-up', 1, 'second'), usage: {} }); // reads the signing key once
+        return measure(sluiceMeter, clients, ops, sluice(engine, pass));
+      };
+      const s1 = await sluiceRun(1);
+      const p1 = await measure(peerMeter, clients, ops, peerSide(1));
+      const p2 = await measure(peerMeter, clients, ops, peerSide(2));
+      const s2 = await sluiceRun(2);
+      scenarios[name] = {
+        sluice: mean(s1, s2),
+        peer: mean(p1, p2),
+        about: `${about}; passes in order: sluice ${s1.ops_per_s}, peer ${p1.ops_per_s}, peer ${p2.ops_per_s}, sluice ${s2.ops_per_s} decisions/s`,
+      };
+    };
+
+    await run(
+      'single',
+      '1 client, a fresh key per decision, 100 requests/minute',
+      1,
+      1_500,
+      (engine, pass) => async (_c, op) =>
+        (
+          await engine.acquire({
+            checks: sluiceCheck(`single-${pass}-${op}`, 100, 'minute'),
+            usage: {},
+          })
+        ).allowed,
+      (pass) => {
+        const limiter = peer(100, 60, `single-${pass}`);
+        return (_c, op) => peerDecide(limiter, `single-${op}`);
+      },
+    );
+    await run(
+      'contended',
+      '32 clients on one key, 50 requests/second: a throttled hot key (mixed allow/deny)',
+      32,
+      80,
+      (engine, pass) => async () =>
+        (await engine.acquire({ checks: sluiceCheck(`hot-${pass}`, 50, 'second'), usage: {} }))
+          .allowed,
+      (pass) => {
+        const limiter = peer(50, 1, `contended-${pass}`);
+        return () => peerDecide(limiter, 'hot');
+      },
+    );
+    await run(
+      'contended_near_rate',
+      '32 clients on one key, 250 requests/second: demand close to the refill rate',
+      32,
+      80,
+      (engine, pass) => async () =>
+        (await engine.acquire({ checks: sluiceCheck(`near-${pass}`, 250, 'second'), usage: {} }))
+          .allowed,
+      (pass) => {
+        const limiter = peer(250, 1, `near-${pass}`);
+        return () => peerDecide(limiter, 'hot');
+      },
+    );
+    let spreadSeed = 1;
+    const spreadKey = () => {
+      spreadSeed = (spreadSeed * 1_103_515_245 + 12_345) % 2_147_483_648;
+      return `spread-${spreadSeed % 1_000}`;
+    };
+    await run(
+      'spread',
+      '32 clients over 1,000 keys, 100 requests/minute per key',
+      32,
+      150,
+      (engine, pass) => async () =>
+        (
+          await engine.acquire({
+            checks: sluiceCheck(`${pass}-${spreadKey()}`, 100, 'minute'),
+            usage: {},
+          })
+        ).allowed,
+      (pass) => {
+        const limiter = peer(100, 60, `spread-${pass}`);
+        return () => peerDecide(limiter, spreadKey());
+      },
+    );
+
+    // One whole LLM call: acquire with an estimate, then one exactly-once adjust with the actual.
+    const engine = new Limiter({ store });
+    const llmCheck: ScopeCheck[] = [
+      {
+        scope: 'entity',
+        key: itemKeys.entityBucket('llm', 'gpt-4o'),
+        limits: parseLimits([
+          { name: 'rpm', metric: 'requests', limit: 10_000, per: 'minute' },
+          { name: 'tpm', metric: 'tokens', limit: 10_000_000, per: 'minute' },
+          { name: 'daily', metric: 'cost_micro_usd', limit: 1_000_000_000, window: 'day' },
+        ]),
+      },
+    ];
+    await engine.acquire({ checks: llmCheck, usage: {} });
+    const calls = 200;
+    sluiceMeter.reset();
+    for (let i = 0; i < calls; i++) {
+      const r = await engine.acquire({
+        checks: llmCheck,
+        usage: { input_tokens: 1_500, output_tokens: 500, cost_micro_usd: 9_000 },
+      });
+      if (!r.allowed) throw new Error('llm_call: unexpected denial');
+      await engine.adjust(r.leaseId, {
+        input_tokens: 1_480,
+        output_tokens: 730,
+        cost_micro_usd: 11_000,
+      });
+    }
+    const llm_call = {
+      requests: Number((sluiceMeter.requests / calls).toFixed(3)),
+      wcu: Number((sluiceMeter.wcu / calls).toFixed(3)),
+      rcu: Number((sluiceMeter.rcu / calls).toFixed(3)),
+    };
+
+    if (json) {
+      const out = Object.fromEntries(
+        Object.entries(scenarios).map(([k, v]) => [k, { sluice: v.sluice, peer: v.peer }]),
+      );
+      console.log(JSON.stringify({ scenarios: out, llm_call }, null, 2));
+      return;
+    }
+    log(
+      `Sluice vs rate-limiter-flexible RateLimiterDynamo on DynamoDB Local (${new Date().toISOString().slice(0, 10)})`,
+    );
+    log('');
+    log(
+      '| scenario | system | decisions/s | requests/decision | WCU/decision | RCU/decision | allowed/denied |',
+    );
+    log('|---|---|---:|---:|---:|---:|---:|');
+    for (const [name, v] of Object.entries(scenarios)) {
+      for (const [system, r] of [
+        ['sluice', v.sluice],
+        ['peer', v.peer],
+      ] as const) {
+        log(
+          `| ${name} | ${system} | ${r.ops_per_s} | ${r.requests_per_op.toFixed(2)} | ${r.wcu_per_op.toFixed(2)} | ${r.rcu_per_op.toFixed(2)} | ${r.allowed}/${r.denied} |`,
+        );
+      }
+    }
+    log('');
+    for (const [name, v] of Object.entries(scenarios)) {
+      log(
+        `${name}: ${v.about}; Sluice/peer decisions per second = ${(v.sluice.ops_per_s / v.peer.ops_per_s).toFixed(2)}×`,
+      );
+    }
+    log(
+      `llm_call (acquire + one exactly-once adjust): ${llm_call.requests} requests, ${llm_call.wcu} WCU, ${llm_call.rcu} RCU`,
+    );
+  } finally {
+    await db.stop();
+  }
+}
+
+await main();
