@@ -30,13 +30,6 @@ function setup(options: { startMs?: number } = {}) {
   return { clock, store, limiter };
 }
 
-async function itemCount(): Promise<number> {
-  const out = await table.client.send(
-    new ScanCommand({ TableName: table.tableName, Select: 'COUNT' }),
-  );
-  return out.Count ?? 0;
-}
-
 const tpm = (limit: number, burst?: number) => ({
   name: 'tpm',
   metric: 'tokens',

@@ -250,7 +250,7 @@ export class Limiter {
         code: 'exceeds_capacity',
         retryAfterMs: null,
         violations: tooLarge,
-        limits: [],
+        limits: this.#remembered(checks, nowMs),
       };
     }
 
@@ -287,16 +287,7 @@ export class Limiter {
         id: newLeaseId(),
         expiresAtMs: Math.floor(nowMs) + this.#config.leaseTtlMs,
         usage,
-        items: checks.map((check, i) => ({
-          key: check.key,
-          scope: check.scope,
-          limits: check.limits.map(
-            (limit): LeasedLimit =>
-              limit.kind === 'bucket'
-                ? limit
-                : { ...limit, windowStartMs: quotaStatus(limit, states[i], nowMs).windowStartMs },
-          ),
-        })),
+        items: checks.map((check, i) => leasedItem(check, states[i] ?? {}, nowMs)),
       };
       let waitNs = 0n;
       checks.forEach((check, i) => {
@@ -321,18 +312,10 @@ export class Limiter {
       outcomes.map((outcome, i) => {
         const check = checks[i];
         if (outcome.kind !== 'ok' || !check) return undefined;
-        const taken: LeasedLimit[] = check.limits.map((limit) =>
-          limit.kind === 'bucket'
-            ? limit
-            : { ...limit, windowStartMs: quotaStatus(limit, outcome.state, nowMs).windowStartMs },
-        );
         const zero = Object.fromEntries(Object.keys(usage).map((metric) => [metric, 0]));
-        return this.#applyDeltas(
-          { key: check.key, scope: check.scope, limits: taken },
-          usage,
-          zero,
-          nowMs,
-        ).catch((error: unknown) => this.#onBackgroundError(error));
+        return this.#applyDeltas(leasedItem(check, outcome.state, nowMs), usage, zero, nowMs).catch(
+          (error: unknown) => this.#onBackgroundError(error),
+        );
       }),
     );
     const violations = outcomes.flatMap((o) => (o.kind === 'denied' ? o.violations : []));
@@ -668,10 +651,15 @@ export class Limiter {
       code: 'rate_limited',
       retryAfterMs,
       violations,
-      limits: checks.flatMap((check) =>
-        this.#statuses(check.scope, check.limits, this.#seen.get(keyOf(check.key))?.state, nowMs),
-      ),
+      limits: this.#remembered(checks, nowMs),
     };
+  }
+
+  /** Statuses of every limit as this process last saw them. */
+  #remembered(checks: readonly ScopeCheck[], nowMs: number): LimitStatus[] {
+    return checks.flatMap((check) =>
+      this.#statuses(check.scope, check.limits, this.#seen.get(keyOf(check.key))?.state, nowMs),
+    );
   }
 
   #remember(key: ItemKey, state: ItemState): void {
@@ -695,6 +683,20 @@ export class Limiter {
     }
     return this.#signingKey;
   }
+}
+
+/** What a lease remembers of a check: its limits, each quota with the window it was charged in. */
+function leasedItem(check: ScopeCheck, state: ItemState, nowMs: number): LeasedItem {
+  return {
+    key: check.key,
+    scope: check.scope,
+    limits: check.limits.map(
+      (limit): LeasedLimit =>
+        limit.kind === 'bucket'
+          ? limit
+          : { ...limit, windowStartMs: quotaStatus(limit, state, nowMs).windowStartMs },
+    ),
+  };
 }
 
 function integerIn(value: number, field: string, min: number, max: number): number {
