@@ -10,3 +10,4 @@ export {
   type StartOptions,
   startDynamoDBLocal,
 } from './dynamodb-local.js';
+export { type LocalServer, startLocalServer } from './server.js';

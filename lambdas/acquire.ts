@@ -1,0 +1,90 @@
+/** POST /v1/acquire — may this call go ahead? */
+import { MetricUnit } from '@aws-lambda-powertools/metrics';
+import middy from '@middy/core';
+import type { LimitStatus, Violation } from '@sluice/core';
+import { edge, type JsonEvent, parse } from './http/edge.js';
+import { rateLimitHeaders } from './http/headers.js';
+import { json, problem, type Result } from './http/problem.js';
+import { getRuntime, logger, metrics } from './runtime.js';
+import { acquireRequest } from './schemas.js';
+import { definitionsOf, resolveChecks } from './scopes.js';
+
+export const limitsBody = (limits: readonly LimitStatus[]) =>
+  limits.map((l) => ({
+    scope: l.scope,
+    name: l.name,
+    metric: l.metric,
+    limit: l.limit,
+    remaining: l.remaining,
+    reset_ms: l.resetMs,
+  }));
+
+const violationsBody = (violations: readonly Violation[]) =>
+  violations.map((v) => ({
+    scope: v.scope,
+    name: v.name,
+    metric: v.metric,
+    limit: v.limit,
+    remaining: v.remaining,
+    requested: v.requested,
+    retry_after_ms: v.retryAfterMs,
+  }));
+
+export const handler = middy<JsonEvent, Result>()
+  .use(edge({ route: 'acquire' }))
+  .handler(async (event) => {
+    const body = parse(acquireRequest, event.parsedBody);
+    logger.appendKeys({ entity: body.entity, resource: body.resource });
+    const checks = resolveChecks(body.entity, body.resource, body.limits);
+    const result = await getRuntime().limiter.acquire({
+      checks,
+      usage: body.usage,
+      ...(body.max_wait_ms !== undefined ? { maxWaitMs: body.max_wait_ms } : {}),
+      ...(body.priority !== undefined ? { priority: body.priority } : {}),
+    });
+    const definitions = definitionsOf(checks);
+    metrics.addMetric('decisions', MetricUnit.Count, 1);
+    if (result.allowed) {
+      logger.info('decision', { decision: 'allowed', waitMs: result.waitMs });
+      return json(
+        200,
+        {
+          allowed: true,
+          lease_id: result.leaseId,
+          wait_ms: result.waitMs,
+          limits: limitsBody(result.limits),
+        },
+        rateLimitHeaders(result.limits, definitions),
+      );
+    }
+    logger.info('decision', {
+      decision: result.code,
+      violations: result.violations.map((v) => v.name),
+    });
+    metrics.addMetric('denials', MetricUnit.Count, 1);
+    for (const v of result.violations) {
+      const single = metrics.singleMetric();
+      single.addDimension('limit', v.name);
+      single.addMetric('denials_by_limit', MetricUnit.Count, 1);
+    }
+    const extras = {
+      retry_after_ms: result.retryAfterMs,
+      violations: violationsBody(result.violations),
+    };
+    if (result.code === 'exceeds_capacity') {
+      return problem(
+        422,
+        'exceeds_capacity',
+        'the request is larger than a limit can ever hold',
+        extras,
+        rateLimitHeaders(result.limits, definitions),
+      );
+    }
+    return problem(
+      429,
+      'rate_limited',
+      `retry in ${result.retryAfterMs} ms`,
+      extras,
+      rateLimitHeaders(result.limits, definitions, result.retryAfterMs),
+    );
+  });

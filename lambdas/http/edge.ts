@@ -1,0 +1,85 @@
+/**
+ * The middleware every route uses, written once: JSON body checks (415, 413, 400), problem+json
+ * errors, logging context, and a latency metric.
+ */
+import { MetricUnit } from '@aws-lambda-powertools/metrics';
+import type { MiddlewareObj } from '@middy/core';
+import { type ValidationError, validationErrorFrom } from '@sluice/core';
+import type { APIGatewayProxyEventV2, Context } from 'aws-lambda';
+import type * as z from 'zod/mini';
+import { logger, metrics } from '../runtime.js';
+import { fromError, HttpProblem, type Result } from './problem.js';
+
+/** Largest request body accepted. */
+export const MAX_BODY_BYTES = 64 * 1024;
+
+/** The event after the edge has parsed its JSON body. */
+export type JsonEvent = APIGatewayProxyEventV2 & { parsedBody?: unknown };
+
+export interface EdgeOptions {
+  /** Route name in logs and metrics. */
+  readonly route: string;
+  /** Whether the route takes a JSON body. @default true */
+  readonly body?: boolean;
+}
+
+/** Validates a parsed body; a bad field becomes a 400 naming it. */
+export function parse<T extends z.ZodMiniType>(schema: T, value: unknown): z.infer<T> {
+  const result = schema.safeParse(value);
+  if (!result.success) throw validationErrorFrom(result.error, '') as ValidationError;
+  return result.data;
+}
+
+function header(event: APIGatewayProxyEventV2, name: string): string | undefined {
+  return event.headers?.[name] ?? event.headers?.[name.toLowerCase()];
+}
+
+export function edge(options: EdgeOptions): MiddlewareObj<JsonEvent, Result, Error, Context> {
+  const opts = { body: true, ...options };
+  const started = new WeakMap<object, number>();
+  return {
+    before: async (request) => {
+      started.set(request, performance.now());
+      logger.appendKeys({ route: opts.route, requestId: request.event.requestContext?.requestId });
+      if (!opts.body) return;
+      const event = request.event;
+      const type = header(event, 'content-type') ?? '';
+      if (!/^application\/([a-z.+-]+\+)?json\s*(;|$)/i.test(type)) {
+        throw new HttpProblem(415, 'unsupported_media_type', 'send the body as application/json');
+      }
+      const raw = event.isBase64Encoded
+        ? Buffer.from(event.body ?? '', 'base64').toString('utf8')
+        : (event.body ?? '');
+      if (Buffer.byteLength(raw) > MAX_BODY_BYTES) {
+        throw new HttpProblem(
+          413,
+          'payload_too_large',
+          `the body may be at most ${MAX_BODY_BYTES} bytes`,
+        );
+      }
+      try {
+        event.parsedBody = JSON.parse(raw);
+      } catch {
+        throw new HttpProblem(400, 'invalid_request', 'the body is not valid JSON');
+      }
+    },
+    after: async (request) => {
+      record(request, started);
+    },
+    onError: async (request) => {
+      const { response, expected } = fromError(request.error);
+      if (expected) logger.info('refused', { status: response.statusCode });
+      else logger.error('failed', { error: request.error });
+      request.response = response;
+      record(request, started);
+    },
+  };
+}
+
+function record(request: object, started: WeakMap<object, number>): void {
+  const t0 = started.get(request);
+  if (t0 !== undefined)
+    metrics.addMetric('latency', MetricUnit.Milliseconds, performance.now() - t0);
+  metrics.publishStoredMetrics();
+  logger.resetKeys();
+}

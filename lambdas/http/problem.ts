@@ -1,0 +1,96 @@
+/**
+ * problem+json (RFC 9457): the one place that maps errors to status codes.
+ */
+import { SluiceError, ValidationError } from '@sluice/core';
+import type { APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
+
+export type Result = APIGatewayProxyStructuredResultV2;
+
+const TITLES: Record<number, string> = {
+  400: 'Bad Request',
+  403: 'Forbidden',
+  404: 'Not Found',
+  405: 'Method Not Allowed',
+  409: 'Conflict',
+  413: 'Content Too Large',
+  415: 'Unsupported Media Type',
+  422: 'Unprocessable Content',
+  429: 'Too Many Requests',
+  500: 'Internal Server Error',
+  503: 'Service Unavailable',
+};
+
+/** An HTTP-level refusal raised by the edge itself (content type, size, routing). */
+export class HttpProblem extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'HttpProblem';
+  }
+}
+
+export function json(
+  statusCode: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+): Result {
+  return {
+    statusCode,
+    headers: { 'content-type': 'application/json', ...headers },
+    body: JSON.stringify(body),
+  };
+}
+
+export function problem(
+  status: number,
+  code: string,
+  detail: string,
+  extras: Record<string, unknown> = {},
+  headers: Record<string, string> = {},
+): Result {
+  return {
+    statusCode: status,
+    headers: { 'content-type': 'application/problem+json', ...headers },
+    body: JSON.stringify({
+      type: `urn:sluice:problem:${code}`,
+      title: TITLES[status] ?? 'Error',
+      status,
+      code,
+      detail,
+      ...extras,
+    }),
+  };
+}
+
+const STATUS_OF: Record<string, number> = {
+  invalid_request: 400,
+  lease_not_found: 404,
+  lease_settled: 409,
+  unavailable: 503,
+};
+
+/** Turns any thrown error into a response; only 4xx messages reach the caller. */
+export function fromError(error: unknown): { response: Result; expected: boolean } {
+  if (error instanceof HttpProblem) {
+    return { response: problem(error.status, error.code, error.message), expected: true };
+  }
+  if (error instanceof ValidationError) {
+    return {
+      response: problem(400, error.code, error.message, { field: error.field }),
+      expected: true,
+    };
+  }
+  if (error instanceof SluiceError && error.code !== 'internal') {
+    const status = STATUS_OF[error.code] ?? 500;
+    if (status === 503)
+      return {
+        response: problem(503, 'unavailable', 'the limiter store cannot be reached; retry'),
+        expected: false,
+      };
+    return { response: problem(status, error.code, error.message), expected: true };
+  }
+  return { response: problem(500, 'internal', 'internal error'), expected: false };
+}

@@ -1,0 +1,43 @@
+/**
+ * What a container creates once and every request reuses: the DynamoDB client, the engine
+ * (whose memory of recent item states is what keeps the hot path to one write), the logger and
+ * the metrics.
+ */
+import { Logger } from '@aws-lambda-powertools/logger';
+import { Metrics } from '@aws-lambda-powertools/metrics';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DynamoDBStore, Limiter } from '@sluice/core';
+import { type Config, loadConfig } from './config.js';
+
+export interface Runtime {
+  readonly config: Config;
+  readonly store: DynamoDBStore;
+  readonly limiter: Limiter;
+}
+
+const service = process.env.SLUICE_SERVICE ?? 'sluice';
+
+/** Structured logs: request id, route, entity, resource, decision. Never credentials or bodies. */
+export const logger = new Logger({ serviceName: service });
+
+/** CloudWatch EMF metrics: decisions, denials by limit, latency. */
+export const metrics = new Metrics({ namespace: 'Sluice', serviceName: service });
+
+let runtime: Runtime | undefined;
+
+export function getRuntime(): Runtime {
+  if (!runtime) {
+    const config = loadConfig();
+    const client = new DynamoDBClient(
+      config.dynamodbEndpoint ? { endpoint: config.dynamodbEndpoint } : {},
+    );
+    const store = new DynamoDBStore({ client, tableName: config.tableName });
+    const limiter = new Limiter({
+      store,
+      onBackgroundError: (error) =>
+        logger.error('compensation failed; the denied request stays charged', { error }),
+    });
+    runtime = { config, store, limiter };
+  }
+  return runtime;
+}

@@ -1,0 +1,78 @@
+/**
+ * `npm start`: DynamoDB Local (embedded) + the API on PORT, the same handlers as in AWS.
+ *
+ * Environment:
+ * - PORT: where to serve. @default 3000
+ * - DYNAMODB_ENDPOINT: use this DynamoDB instead of starting one (then no Java is started).
+ * - SLUICE_DATA_DIR: keep DynamoDB Local's data in this directory. @default in memory
+ * - SLUICE_TABLE_NAME: @default "sluice"
+ * - POWERTOOLS_LOG_LEVEL: @default WARN (INFO logs every decision)
+ */
+import { mkdirSync } from 'node:fs';
+import { ensureTable } from '@sluice/core';
+import { routes } from '@sluice/lambdas/routes';
+import {
+  type DynamoDBLocal,
+  LOCAL_CREDENTIALS,
+  LOCAL_REGION,
+  localClient,
+  startDynamoDBLocal,
+} from './dynamodb-local.js';
+import { startLocalServer } from './server.js';
+
+const env = process.env;
+env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+env.POWERTOOLS_LOG_LEVEL ??= 'WARN';
+env.POWERTOOLS_METRICS_DISABLED ??= 'true';
+env.SLUICE_TABLE_NAME ??= 'sluice';
+
+const port = Number(env.PORT ?? 3000);
+if (!Number.isInteger(port) || port < 0 || port > 65_535) {
+  console.error(`PORT must be a port number, not "${env.PORT}"`);
+  process.exit(2);
+}
+
+let db: DynamoDBLocal | undefined;
+let endpoint = env.DYNAMODB_ENDPOINT;
+if (!endpoint) {
+  if (env.SLUICE_DATA_DIR) mkdirSync(env.SLUICE_DATA_DIR, { recursive: true });
+  db = await startDynamoDBLocal(env.SLUICE_DATA_DIR ? { dataDir: env.SLUICE_DATA_DIR } : {});
+  endpoint = db.endpoint;
+}
+env.SLUICE_DYNAMODB_ENDPOINT = endpoint;
+// DynamoDB Local checks no credentials; give the SDK harmless ones unless real ones are set.
+env.AWS_REGION ??= LOCAL_REGION;
+if (!env.AWS_ACCESS_KEY_ID && !env.AWS_PROFILE) {
+  env.AWS_ACCESS_KEY_ID = LOCAL_CREDENTIALS.accessKeyId;
+  env.AWS_SECRET_ACCESS_KEY = LOCAL_CREDENTIALS.secretAccessKey;
+}
+
+const client = localClient(endpoint);
+await ensureTable(client, env.SLUICE_TABLE_NAME);
+client.destroy();
+
+const server = await startLocalServer({ routes, port });
+
+let stopping = false;
+async function stop() {
+  if (stopping) return;
+  stopping = true;
+  await server.close();
+  await db?.stop();
+  process.exit(0);
+}
+process.on('SIGINT', stop);
+process.on('SIGTERM', stop);
+
+const example = JSON.stringify({
+  entity: 'key-123',
+  resource: 'gpt-4o',
+  usage: { input_tokens: 1500, output_tokens: 500 },
+  limits: [{ name: 'tpm', metric: 'tokens', limit: 10000, per: 'minute' }],
+});
+console.log(`Sluice is listening on ${server.url} (DynamoDB: ${db ? `embedded, ${env.SLUICE_DATA_DIR ?? 'in memory'}` : endpoint}, table ${env.SLUICE_TABLE_NAME})
+No SigV4 checks locally. Try:
+
+  curl -s ${server.url}/v1/acquire -H 'content-type: application/json' -d '${example}'
+
+Ctrl-C stops the server and DynamoDB Local.`);

@@ -1,0 +1,184 @@
+/**
+ * The local API: turns each HTTP request into an API Gateway HTTP API (payload 2.0) event, calls
+ * the handler the route table names, and writes its result back — the same code path as in AWS.
+ * There is no IAM here, so no SigV4 check.
+ */
+import { randomUUID } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Route } from '@sluice/lambdas/routes';
+import type {
+  APIGatewayProxyEventV2,
+  APIGatewayProxyStructuredResultV2,
+  Context,
+} from 'aws-lambda';
+
+type Handler = (
+  event: APIGatewayProxyEventV2,
+  context: Context,
+) => Promise<APIGatewayProxyStructuredResultV2>;
+
+/** API Gateway refuses payloads over 10 MB; locally the cap is 1 MB (handlers refuse over 64 KB). */
+const MAX_READ_BYTES = 1024 * 1024;
+
+export interface LocalServer {
+  readonly url: string;
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+function problem(
+  res: ServerResponse,
+  status: number,
+  code: string,
+  detail: string,
+  headers: Record<string, string> = {},
+) {
+  res.writeHead(status, { 'content-type': 'application/problem+json', ...headers });
+  res.end(
+    JSON.stringify({ type: `urn:sluice:problem:${code}`, title: code, status, code, detail }),
+  );
+}
+
+function readBody(req: IncomingMessage): Promise<Buffer | null> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > MAX_READ_BYTES) {
+        resolve(null);
+        req.resume();
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () => resolve(size > MAX_READ_BYTES ? null : Buffer.concat(chunks)));
+    req.on('error', reject);
+  });
+}
+
+function toEvent(
+  req: IncomingMessage,
+  url: URL,
+  body: Buffer,
+  route: Route,
+): APIGatewayProxyEventV2 {
+  const headers: Record<string, string> = {};
+  for (const [name, value] of Object.entries(req.headers)) {
+    if (value !== undefined) headers[name] = Array.isArray(value) ? value.join(',') : value;
+  }
+  const now = new Date();
+  return {
+    version: '2.0',
+    routeKey: `${route.method} ${route.path}`,
+    rawPath: url.pathname,
+    rawQueryString: url.search.slice(1),
+    headers,
+    requestContext: {
+      accountId: 'local',
+      apiId: 'local',
+      domainName: url.host,
+      domainPrefix: 'local',
+      http: {
+        method: route.method,
+        path: url.pathname,
+        protocol: `HTTP/${req.httpVersion}`,
+        sourceIp: req.socket.remoteAddress ?? '127.0.0.1',
+        userAgent: headers['user-agent'] ?? '',
+      },
+      requestId: randomUUID(),
+      routeKey: `${route.method} ${route.path}`,
+      stage: '$default',
+      time: now.toISOString(),
+      timeEpoch: now.getTime(),
+    },
+    ...(body.length > 0 ? { body: body.toString('utf8') } : {}),
+    isBase64Encoded: false,
+  };
+}
+
+function contextFor(route: Route, requestId: string): Context {
+  const deadline = Date.now() + 30_000;
+  return {
+    callbackWaitsForEmptyEventLoop: false,
+    functionName: `sluice-local-${route.name}`,
+    functionVersion: '$LATEST',
+    invokedFunctionArn: `arn:aws:lambda:local:000000000000:function:sluice-local-${route.name}`,
+    memoryLimitInMB: '256',
+    awsRequestId: requestId,
+    logGroupName: `/aws/lambda/sluice-local-${route.name}`,
+    logStreamName: 'local',
+    getRemainingTimeInMillis: () => Math.max(0, deadline - Date.now()),
+    done: () => {},
+    fail: () => {},
+    succeed: () => {},
+  };
+}
+
+/**
+ * Serves `routes` on 127.0.0.1.
+ *
+ * @example
+ * const server = await startLocalServer({ routes, port: 3000 });
+ * console.log(server.url);
+ */
+export async function startLocalServer(options: {
+  readonly routes: readonly Route[];
+  readonly port?: number;
+  readonly host?: string;
+}): Promise<LocalServer> {
+  const handlers = new Map<string, Handler>();
+  for (const route of options.routes) {
+    const module = (await import(route.entry.href)) as { handler: Handler };
+    handlers.set(`${route.method} ${route.path}`, module.handler);
+  }
+
+  const server: Server = createServer(async (req, res) => {
+    try {
+      const url = new URL(req.url ?? '/', 'http://localhost');
+      const method = req.method ?? 'GET';
+      const route = options.routes.find((r) => r.method === method && r.path === url.pathname);
+      if (!route) {
+        const allowed = options.routes.filter((r) => r.path === url.pathname).map((r) => r.method);
+        req.resume();
+        if (allowed.length > 0)
+          return problem(res, 405, 'method_not_allowed', `use ${allowed.join(', ')}`, {
+            allow: allowed.join(', '),
+          });
+        return problem(res, 404, 'not_found', `no route ${method} ${url.pathname}`);
+      }
+      const body = await readBody(req);
+      if (body === null) return problem(res, 413, 'payload_too_large', 'the body is too large');
+      const event = toEvent(req, url, body, route);
+      const handler = handlers.get(`${route.method} ${route.path}`) as Handler;
+      const result = await handler(event, contextFor(route, event.requestContext.requestId));
+      const headers: Record<string, string> = {};
+      for (const [name, value] of Object.entries(result.headers ?? {}))
+        headers[name] = String(value);
+      res.writeHead(result.statusCode ?? 200, headers);
+      res.end(
+        result.isBase64Encoded ? Buffer.from(result.body ?? '', 'base64') : (result.body ?? ''),
+      );
+    } catch {
+      if (!res.headersSent) problem(res, 500, 'internal', 'internal error');
+      else res.destroy();
+    }
+  });
+  server.keepAliveTimeout = 5_000;
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => resolve());
+  });
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : 0;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
