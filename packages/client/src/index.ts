@@ -1,1 +1,22 @@
-export {};
+/**
+ * @sluice/client — ask Sluice before an LLM call, report after it.
+ * Token estimation lives in `@sluice/client/estimate` (it carries the tokenizer).
+ */
+export { type Credentials, LeaseStream, SluiceClient, type SluiceClientOptions } from './client.js';
+export { SluiceClientError, SluiceRequestError } from './errors.js';
+export {
+  type ProviderAttempt,
+  parseDuration,
+  providerRetryAfterMs,
+  withProviderBackoff,
+} from './provider.js';
+export type {
+  AcquireRequest,
+  AcquireResult,
+  AvailableResult,
+  LimitSpec,
+  LimitState,
+  SettleResult,
+  Usage,
+  Violation,
+} from './types.js';

@@ -1,0 +1,146 @@
+/**
+ * The OpenAPI 3.1 document, generated from the zod schemas and the route table.
+ * `npm run openapi` writes docs/openapi.json; a test fails when that file is stale.
+ */
+import { writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import * as z from 'zod/mini';
+import { routes } from './routes.js';
+import * as s from './schemas.js';
+
+function schema(of: z.ZodMiniType, io: 'input' | 'output'): Record<string, unknown> {
+  const { $schema: _, ...rest } = z.toJSONSchema(of, { io, unrepresentable: 'any' }) as Record<
+    string,
+    unknown
+  >;
+  return rest;
+}
+
+const problemResponse = (description: string) => ({
+  description,
+  content: { 'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } } },
+});
+
+const common = {
+  '400': problemResponse(
+    'invalid_request: a field is wrong; `field` names it. Nothing was written.',
+  ),
+  '413': problemResponse('payload_too_large: the body is over 64 KB.'),
+  '415': problemResponse('unsupported_media_type: send application/json.'),
+  '503': problemResponse('unavailable: the table cannot be reached.'),
+};
+
+const operations: Record<
+  string,
+  { summary: string; request?: string; ok: string; extra?: Record<string, unknown> }
+> = {
+  acquire: {
+    summary: 'May this call go ahead? Takes the estimated usage from every limit at once.',
+    request: 'AcquireRequest',
+    ok: 'AcquireAllowed',
+    extra: {
+      '422': problemResponse('exceeds_capacity: larger than a limit can ever hold.'),
+      '429': problemResponse('rate_limited: retry after `retry_after_ms` (also Retry-After).'),
+    },
+  },
+  adjust: {
+    summary: 'Actual usage so far (totals); applied exactly once.',
+    request: 'AdjustRequest',
+    ok: 'SettleResponse',
+    extra: {
+      '404': problemResponse('lease_not_found: unknown, expired or altered lease.'),
+      '409': problemResponse('lease_settled'),
+    },
+  },
+  release: {
+    summary: 'Settle with final totals, or without usage give the whole reservation back.',
+    request: 'ReleaseRequest',
+    ok: 'SettleResponse',
+    extra: {
+      '404': problemResponse('lease_not_found'),
+      '409': problemResponse('lease_settled: settled differently before.'),
+    },
+  },
+  available: {
+    summary: 'Remaining per limit; consumes nothing.',
+    request: 'AvailableRequest',
+    ok: 'AvailableResponse',
+  },
+  health: { summary: '200 when the API can reach its table.', ok: 'HealthResponse' },
+};
+
+export function openApiDocument(): Record<string, unknown> {
+  const paths: Record<string, Record<string, unknown>> = {};
+  for (const route of routes) {
+    const op = operations[route.name];
+    if (!op) throw new Error(`no OpenAPI description for route ${route.name}`);
+    paths[route.path] = {
+      ...paths[route.path],
+      [route.method.toLowerCase()]: {
+        operationId: route.name,
+        summary: op.summary,
+        security: [{ sigv4: [] }],
+        ...(op.request
+          ? {
+              requestBody: {
+                required: true,
+                content: {
+                  'application/json': { schema: { $ref: `#/components/schemas/${op.request}` } },
+                },
+              },
+            }
+          : {}),
+        responses: {
+          '200': {
+            description: 'OK',
+            content: { 'application/json': { schema: { $ref: `#/components/schemas/${op.ok}` } } },
+          },
+          ...(op.request ? common : { '503': common['503'] }),
+          ...op.extra,
+        },
+      },
+    };
+  }
+  return {
+    openapi: '3.1.0',
+    info: {
+      title: 'Sluice',
+      version: '1.0.0',
+      description:
+        'Rate limiter and budget guard for LLM traffic. Errors are application/problem+json with a stable `code`.',
+    },
+    paths,
+    components: {
+      securitySchemes: {
+        sigv4: {
+          type: 'apiKey',
+          name: 'Authorization',
+          in: 'header',
+          description: 'AWS SigV4 (IAM), service execute-api',
+        },
+      },
+      schemas: {
+        AcquireRequest: schema(s.acquireRequest, 'input'),
+        AdjustRequest: schema(s.adjustRequest, 'input'),
+        ReleaseRequest: schema(s.releaseRequest, 'input'),
+        AvailableRequest: schema(s.availableRequest, 'input'),
+        AcquireAllowed: schema(s.acquireAllowed, 'output'),
+        SettleResponse: schema(s.settleResponse, 'output'),
+        AvailableResponse: schema(s.availableResponse, 'output'),
+        HealthResponse: schema(s.healthResponse, 'output'),
+        Problem: schema(s.problem, 'output'),
+      },
+    },
+  };
+}
+
+export const OPENAPI_FILE = fileURLToPath(new URL('../docs/openapi.json', import.meta.url));
+
+export function renderOpenApi(): string {
+  return `${JSON.stringify(openApiDocument(), null, 2)}\n`;
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  writeFileSync(OPENAPI_FILE, renderOpenApi());
+  console.log(`wrote ${OPENAPI_FILE}`);
+}

@@ -1,0 +1,400 @@
+/**
+ * SluiceClient: HTTP API v1 over fetch, SigV4-signed with the caller's AWS credentials (in a
+ * Lambda, its role), retried on network errors and 5xx with exponential backoff and full jitter
+ * within one deadline, and failing open or closed when Sluice cannot be reached.
+ */
+import { Sha256 } from '@aws-crypto/sha256-js';
+import { defaultProvider } from '@aws-sdk/credential-provider-node';
+import { SignatureV4 } from '@smithy/signature-v4';
+import { SluiceClientError, SluiceRequestError } from './errors.js';
+import type {
+  AcquireRequest,
+  AcquireResult,
+  AvailableResult,
+  LimitSpec,
+  LimitState,
+  SettleResult,
+  Usage,
+  Violation,
+} from './types.js';
+
+/** AWS credentials, or a function that provides them (the AWS SDK's providers fit). */
+export type Credentials =
+  | { accessKeyId: string; secretAccessKey: string; sessionToken?: string }
+  | (() => Promise<{ accessKeyId: string; secretAccessKey: string; sessionToken?: string }>);
+
+export interface SluiceClientOptions {
+  /** The API's base URL, e.g. `https://abc123.execute-api.eu-west-1.amazonaws.com`. */
+  readonly endpoint: string;
+  /** @default from the endpoint's host name, else AWS_REGION */
+  readonly region?: string;
+  /** @default the AWS SDK's default chain (the Lambda's role); none for http://localhost */
+  readonly credentials?: Credentials;
+  /** Deadline for one call, retries included. @default 3_000 */
+  readonly timeoutMs?: number;
+  /** Retries after the first attempt, on network errors and 5xx only. @default 2 */
+  readonly retries?: number;
+  /**
+   * What a caller gets when Sluice cannot be reached: `allow` lets the call through (fail
+   * open), `deny` refuses it (fail closed). Either way the answer says `degraded: true`.
+   * @default 'allow'
+   */
+  readonly onUnavailable?: 'allow' | 'deny';
+  /** @default globalThis.fetch */
+  readonly fetch?: typeof fetch;
+}
+
+interface WireLimit {
+  scope: string;
+  name: string;
+  metric: string;
+  limit: number;
+  remaining: number;
+  reset_ms: number;
+}
+
+interface WireViolation extends Omit<WireLimit, 'reset_ms'> {
+  requested: number;
+  retry_after_ms: number | null;
+}
+
+const limitsFrom = (limits: readonly WireLimit[] | undefined): LimitState[] =>
+  (limits ?? []).map((l) => ({
+    scope: l.scope,
+    name: l.name,
+    metric: l.metric,
+    limit: l.limit,
+    remaining: l.remaining,
+    resetMs: l.reset_ms,
+  }));
+
+const violationsFrom = (violations: readonly WireViolation[] | undefined): Violation[] =>
+  (violations ?? []).map((v) => ({
+    scope: v.scope,
+    name: v.name,
+    metric: v.metric,
+    limit: v.limit,
+    remaining: v.remaining,
+    requested: v.requested,
+    retryAfterMs: v.retry_after_ms,
+  }));
+
+/** Lease ids handed out while Sluice was unreachable: settling them records nothing. */
+const DEGRADED_PREFIX = 'degraded.';
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function isLocal(url: URL): boolean {
+  return url.protocol === 'http:' && ['localhost', '127.0.0.1', '[::1]'].includes(url.hostname);
+}
+
+/**
+ * The Sluice SDK.
+ *
+ * @example
+ * const sluice = new SluiceClient({ endpoint: process.env.SLUICE_URL! });
+ * const result = await sluice.withLease(
+ *   { entity: 'key-123', resource: 'gpt-4o', usage: { input_tokens: 1_500, output_tokens: 500 } },
+ *   async () => {
+ *     const completion = await openai.chat.completions.create({ ... });
+ *     return { value: completion, usage: { input_tokens: completion.usage.prompt_tokens, output_tokens: completion.usage.completion_tokens } };
+ *   },
+ * );
+ * if (!result.allowed) return tooMany(result.retryAfterMs);
+ */
+export class SluiceClient {
+  readonly #base: URL;
+  readonly #timeoutMs: number;
+  readonly #retries: number;
+  readonly #onUnavailable: 'allow' | 'deny';
+  readonly #fetch: typeof fetch;
+  readonly #signer: SignatureV4 | undefined;
+
+  constructor(options: SluiceClientOptions) {
+    let base: URL;
+    try {
+      base = new URL(options.endpoint);
+    } catch {
+      throw new SluiceClientError('invalid_option', `endpoint is not a URL: ${options.endpoint}`);
+    }
+    this.#base = base;
+    this.#timeoutMs = options.timeoutMs ?? 3_000;
+    this.#retries = options.retries ?? 2;
+    this.#onUnavailable = options.onUnavailable ?? 'allow';
+    this.#fetch = options.fetch ?? globalThis.fetch;
+    if (!isLocal(base) || options.credentials) {
+      const region =
+        options.region ??
+        /\.execute-api\.([a-z0-9-]+)\.amazonaws\.com$/.exec(base.hostname)?.[1] ??
+        process.env.AWS_REGION;
+      if (!region) throw new SluiceClientError('invalid_option', 'region: set it, or AWS_REGION');
+      this.#signer = new SignatureV4({
+        service: 'execute-api',
+        region,
+        credentials: options.credentials ?? defaultProvider(),
+        sha256: Sha256,
+      });
+    }
+  }
+
+  /** May this call go ahead? Denials and outages are values, not errors. */
+  async acquire(request: AcquireRequest): Promise<AcquireResult> {
+    const body = {
+      entity: request.entity,
+      resource: request.resource,
+      usage: request.usage,
+      ...(request.limits ? { limits: request.limits } : {}),
+      ...(request.maxWaitMs !== undefined ? { max_wait_ms: request.maxWaitMs } : {}),
+      ...(request.priority !== undefined ? { priority: request.priority } : {}),
+    };
+    const answer = await this.#call('/v1/acquire', body, [429, 422]);
+    if (answer === 'unavailable') {
+      return this.#onUnavailable === 'allow'
+        ? {
+            allowed: true,
+            leaseId: `${DEGRADED_PREFIX}${Date.now()}`,
+            waitMs: 0,
+            limits: [],
+            degraded: true,
+          }
+        : {
+            allowed: false,
+            code: 'unavailable',
+            retryAfterMs: null,
+            violations: [],
+            limits: [],
+            degraded: true,
+          };
+    }
+    const data = answer.body as {
+      lease_id?: string;
+      wait_ms?: number;
+      limits?: WireLimit[];
+      code?: string;
+      retry_after_ms?: number | null;
+      violations?: WireViolation[];
+    };
+    if (answer.status === 200) {
+      return {
+        allowed: true,
+        leaseId: data.lease_id ?? '',
+        waitMs: data.wait_ms ?? 0,
+        limits: limitsFrom(data.limits),
+        degraded: false,
+      };
+    }
+    return {
+      allowed: false,
+      code: answer.status === 422 ? 'exceeds_capacity' : 'rate_limited',
+      retryAfterMs: data.retry_after_ms ?? null,
+      violations: violationsFrom(data.violations),
+      limits: [],
+      degraded: false,
+    };
+  }
+
+  /** Reports the actual usage so far (totals). Safe to repeat: applied exactly once. */
+  adjust(leaseId: string, usage: Usage): Promise<SettleResult> {
+    return this.#settle('/v1/adjust', leaseId, usage);
+  }
+
+  /** Settles with final totals, or, without usage, gives the whole reservation back. */
+  release(leaseId: string, usage?: Usage): Promise<SettleResult> {
+    return this.#settle('/v1/release', leaseId, usage);
+  }
+
+  /** What remains, and when `usage` would fit; consumes nothing. */
+  async available(request: {
+    entity: string;
+    resource: string;
+    usage?: Usage;
+    limits?: readonly LimitSpec[];
+  }): Promise<AvailableResult> {
+    const answer = await this.#call('/v1/available', request, []);
+    if (answer === 'unavailable') return { limits: [], retryAfterMs: null, degraded: true };
+    const data = answer.body as { limits?: WireLimit[]; retry_after_ms?: number | null };
+    return {
+      limits: limitsFrom(data.limits),
+      retryAfterMs: data.retry_after_ms ?? null,
+      degraded: false,
+    };
+  }
+
+  /**
+   * Acquire, wait the reserved `waitMs`, run `fn`, then settle with the usage `fn` reports; if
+   * `fn` throws, give the reservation back and rethrow.
+   */
+  async withLease<T>(
+    request: AcquireRequest,
+    fn: (lease: { leaseId: string }) => Promise<{ value: T; usage: Usage }>,
+  ): Promise<
+    ({ allowed: true; value: T; usage: Usage } | Extract<AcquireResult, { allowed: false }>) & {
+      degraded: boolean;
+    }
+  > {
+    const lease = await this.acquire(request);
+    if (!lease.allowed) return lease;
+    if (lease.waitMs > 0) await sleep(lease.waitMs);
+    let outcome: { value: T; usage: Usage };
+    try {
+      outcome = await fn({ leaseId: lease.leaseId });
+    } catch (error) {
+      await this.release(lease.leaseId).catch(() => undefined);
+      throw error;
+    }
+    await this.release(lease.leaseId, outcome.usage);
+    return { allowed: true, value: outcome.value, usage: outcome.usage, degraded: lease.degraded };
+  }
+
+  /**
+   * Tracks a streaming call: `update()` running totals as chunks arrive (adjusts are coalesced
+   * and sent in order, at most one in flight), `end()` settles, `abort()` settles with what was
+   * used so far — or gives everything back if nothing was.
+   */
+  stream(leaseId: string, options: { minIntervalMs?: number } = {}): LeaseStream {
+    return new LeaseStream(this, leaseId, options.minIntervalMs ?? 250);
+  }
+
+  async #settle(path: string, leaseId: string, usage: Usage | undefined): Promise<SettleResult> {
+    if (leaseId.startsWith(DEGRADED_PREFIX)) {
+      return {
+        leaseId,
+        settled: path === '/v1/release',
+        usage: usage ?? {},
+        limits: [],
+        degraded: true,
+      };
+    }
+    const answer = await this.#call(path, { lease_id: leaseId, ...(usage ? { usage } : {}) }, []);
+    if (answer === 'unavailable')
+      return { leaseId, settled: false, usage: usage ?? {}, limits: [], degraded: true };
+    const data = answer.body as { settled?: boolean; usage?: Usage; limits?: WireLimit[] };
+    return {
+      leaseId,
+      settled: data.settled ?? false,
+      usage: data.usage ?? {},
+      limits: limitsFrom(data.limits),
+      degraded: false,
+    };
+  }
+
+  /** POSTs with retries; 2xx and `expected` statuses are answers, other 4xx throw. */
+  async #call(
+    path: string,
+    body: unknown,
+    expected: readonly number[],
+  ): Promise<{ status: number; body: unknown } | 'unavailable'> {
+    const url = new URL(path, this.#base);
+    const payload = JSON.stringify(body);
+    const deadline = Date.now() + this.#timeoutMs;
+    let lastError: unknown;
+    for (let attempt = 0; attempt <= this.#retries; attempt++) {
+      if (attempt > 0) {
+        const backoff = Math.random() * Math.min(1_000, 50 * 2 ** attempt); // full jitter
+        if (Date.now() + backoff >= deadline) break;
+        await sleep(backoff);
+      }
+      const remaining = deadline - Date.now();
+      if (remaining <= 0) break;
+      try {
+        const headers = await this.#headers(url, payload);
+        const res = await this.#fetch(url, {
+          method: 'POST',
+          headers,
+          body: payload,
+          signal: AbortSignal.timeout(remaining),
+        });
+        const text = await res.text();
+        const parsed: unknown = text ? JSON.parse(text) : {};
+        if (res.status >= 500) {
+          lastError = new SluiceClientError(
+            'server_error',
+            `Sluice answered ${res.status}`,
+            res.status,
+          );
+          continue;
+        }
+        if (res.ok || expected.includes(res.status)) return { status: res.status, body: parsed };
+        const problem = parsed as { code?: string; detail?: string; field?: string };
+        throw new SluiceRequestError(
+          problem.code ?? 'invalid_request',
+          problem.detail ?? `Sluice answered ${res.status}`,
+          res.status,
+          problem.field,
+        );
+      } catch (error) {
+        if (error instanceof SluiceRequestError) throw error;
+        lastError = error;
+      }
+    }
+    void lastError; // the outage is reported as `degraded: true`, per onUnavailable
+    return 'unavailable';
+  }
+
+  async #headers(url: URL, payload: string): Promise<Record<string, string>> {
+    const headers: Record<string, string> = { 'content-type': 'application/json', host: url.host };
+    if (!this.#signer) return headers;
+    const signed = await this.#signer.sign({
+      method: 'POST',
+      protocol: url.protocol,
+      hostname: url.hostname,
+      ...(url.port ? { port: Number(url.port) } : {}),
+      path: url.pathname,
+      headers,
+      body: payload,
+    });
+    return signed.headers;
+  }
+}
+
+/** Running totals of a streaming call; see {@link SluiceClient.stream}. */
+export class LeaseStream {
+  #totals: Usage = {};
+  #sent: Usage | undefined;
+  #inFlight: Promise<unknown> = Promise.resolve();
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #done = false;
+
+  constructor(
+    private readonly client: SluiceClient,
+    readonly leaseId: string,
+    private readonly minIntervalMs: number,
+  ) {}
+
+  /** Records running totals; an adjust follows within `minIntervalMs`. */
+  update(totals: Usage): void {
+    if (this.#done) return;
+    this.#totals = { ...this.#totals, ...totals };
+    this.#timer ??= setTimeout(() => {
+      this.#timer = undefined;
+      this.#flush();
+    }, this.minIntervalMs);
+  }
+
+  /** Settles with the final totals (given, or the last updated). */
+  async end(totals?: Usage): Promise<SettleResult> {
+    if (totals) this.#totals = { ...this.#totals, ...totals };
+    return this.#finish(this.#totals);
+  }
+
+  /** The call was cut short: settle with what was used so far, or give it all back. */
+  async abort(): Promise<SettleResult> {
+    return this.#finish(Object.keys(this.#totals).length > 0 ? this.#totals : undefined);
+  }
+
+  #flush(): void {
+    if (this.#done || this.#sent === this.#totals) return;
+    const totals = this.#totals;
+    this.#sent = totals;
+    this.#inFlight = this.#inFlight
+      .then(() => this.client.adjust(this.leaseId, totals))
+      .catch(() => undefined);
+  }
+
+  async #finish(totals: Usage | undefined): Promise<SettleResult> {
+    this.#done = true;
+    if (this.#timer) clearTimeout(this.#timer);
+    await this.#inFlight;
+    return this.client.release(this.leaseId, totals);
+  }
+}

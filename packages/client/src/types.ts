@@ -1,0 +1,83 @@
+/** Wire types of HTTP API v1, as the SDK hands them to callers (camelCase). */
+
+export type Usage = Readonly<Record<string, number>>;
+
+export type LimitSpec =
+  | {
+      name: string;
+      metric: string;
+      limit: number;
+      per: 'second' | 'minute' | 'hour' | 'day' | number;
+      burst?: number;
+    }
+  | {
+      name: string;
+      metric: string;
+      limit: number;
+      window: 'day' | 'week' | 'month';
+      timezone?: string;
+    };
+
+export interface LimitState {
+  readonly scope: string;
+  readonly name: string;
+  readonly metric: string;
+  readonly limit: number;
+  readonly remaining: number;
+  readonly resetMs: number;
+}
+
+export interface Violation {
+  readonly scope: string;
+  readonly name: string;
+  readonly metric: string;
+  readonly limit: number;
+  readonly remaining: number;
+  readonly requested: number;
+  readonly retryAfterMs: number | null;
+}
+
+export interface AcquireRequest {
+  readonly entity: string;
+  readonly resource: string;
+  readonly usage: Usage;
+  readonly limits?: readonly LimitSpec[];
+  /** Wait up to this long for a reserved place instead of being refused. */
+  readonly maxWaitMs?: number;
+  /** 1–100: the share of each limit a request may use. */
+  readonly priority?: number;
+}
+
+export type AcquireResult =
+  | {
+      readonly allowed: true;
+      readonly leaseId: string;
+      readonly waitMs: number;
+      readonly limits: readonly LimitState[];
+      /** True when Sluice was unreachable and `onUnavailable: 'allow'` let the call through. */
+      readonly degraded: boolean;
+    }
+  | {
+      readonly allowed: false;
+      /** `exceeds_capacity`: larger than a limit can ever hold; `unavailable`: Sluice unreachable. */
+      readonly code: 'rate_limited' | 'exceeds_capacity' | 'unavailable';
+      readonly retryAfterMs: number | null;
+      readonly violations: readonly Violation[];
+      readonly limits: readonly LimitState[];
+      readonly degraded: boolean;
+    };
+
+export interface SettleResult {
+  readonly leaseId: string;
+  readonly settled: boolean;
+  readonly usage: Usage;
+  readonly limits: readonly LimitState[];
+  /** True when Sluice was unreachable: nothing was recorded. */
+  readonly degraded: boolean;
+}
+
+export interface AvailableResult {
+  readonly limits: readonly LimitState[];
+  readonly retryAfterMs: number | null;
+  readonly degraded: boolean;
+}
