@@ -10,7 +10,12 @@
  *
  * `npm run bench -- --json` prints one JSON document instead of the table.
  */
-import { CreateTableCommand, DynamoDB, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import {
+  CreateTableCommand,
+  DynamoDB,
+  type DynamoDBClient,
+  UpdateItemCommand,
+} from '@aws-sdk/client-dynamodb';
 import {
   DynamoDBStore,
   ensureTable,
@@ -19,7 +24,13 @@ import {
   parseLimits,
   type ScopeCheck,
 } from '@sluice/core';
-import { LOCAL_CREDENTIALS, LOCAL_REGION, startDynamoDBLocal } from '@sluice/local';
+import { routes } from '@sluice/lambdas/routes';
+import {
+  LOCAL_CREDENTIALS,
+  LOCAL_REGION,
+  startDynamoDBLocal,
+  startLocalServer,
+} from '@sluice/local';
 import { RateLimiterDynamo, RateLimiterRes } from 'rate-limiter-flexible';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true'; // Node 20 here; Lambda runs 22
@@ -333,11 +344,64 @@ async function main() {
       rcu: Number((sluiceMeter.rcu / calls).toFixed(3)),
     };
 
+    // The HTTP edge's cost: one decision through the local API (the Lambda handlers behind a
+    // local HTTP server), the same decision made by the engine directly, and a bare UpdateItem.
+    process.env.SLUICE_TABLE_NAME = 'sluice-bench';
+    process.env.SLUICE_DYNAMODB_ENDPOINT = db.endpoint;
+    process.env.AWS_REGION ??= LOCAL_REGION;
+    process.env.AWS_ACCESS_KEY_ID ??= LOCAL_CREDENTIALS.accessKeyId;
+    process.env.AWS_SECRET_ACCESS_KEY ??= LOCAL_CREDENTIALS.secretAccessKey;
+    process.env.POWERTOOLS_LOG_LEVEL = 'SILENT';
+    process.env.POWERTOOLS_METRICS_DISABLED = 'true';
+    const server = await startLocalServer({ routes });
+    const median = async (n: number, f: (i: number) => Promise<unknown>) => {
+      const times: number[] = [];
+      for (let i = 0; i < n; i++) {
+        const t0 = performance.now();
+        await f(i);
+        times.push(performance.now() - t0);
+      }
+      times.sort((a, b) => a - b);
+      return Number((times[Math.floor(n / 2)] ?? 0).toFixed(3));
+    };
+    const limitsBody = [{ name: 'rpm', metric: 'requests', limit: 100, per: 'minute' }];
+    const latencyEngine = new Limiter({ store });
+    const httpAcquire = (i: number) =>
+      fetch(`${server.url}/v1/acquire`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({
+          entity: `lat-http-${i}`,
+          resource: 'gpt-4o',
+          usage: {},
+          limits: limitsBody,
+        }),
+      }).then((r) => r.text());
+    const engineAcquire = (i: number) =>
+      latencyEngine.acquire({ checks: sluiceCheck(`lat-engine-${i}`, 100, 'minute'), usage: {} });
+    const rawUpdate = (i: number) =>
+      sluiceClient.send(
+        new UpdateItemCommand({
+          TableName: 'sluice-bench',
+          Key: { pk: { S: `lat-raw-${i}` }, sk: { S: 'gpt-4o' } },
+          UpdateExpression: 'SET n = :one',
+          ExpressionAttributeValues: { ':one': { N: '1' } },
+        }),
+      );
+    await median(200, httpAcquire); // warm the handlers
+    await median(200, (i) => engineAcquire(i + 10_000));
+    const local_api = {
+      median_ms_http_acquire: await median(600, (i) => httpAcquire(i + 1_000)),
+      median_ms_engine_acquire: await median(600, (i) => engineAcquire(i + 20_000)),
+      median_ms_dynamodb_update: await median(600, rawUpdate),
+    };
+    await server.close();
+
     if (json) {
       const out = Object.fromEntries(
         Object.entries(scenarios).map(([k, v]) => [k, { sluice: v.sluice, peer: v.peer }]),
       );
-      console.log(JSON.stringify({ scenarios: out, llm_call }, null, 2));
+      console.log(JSON.stringify({ scenarios: out, llm_call, local_api }, null, 2));
       return;
     }
     log(
@@ -366,6 +430,9 @@ async function main() {
     }
     log(
       `llm_call (acquire + one exactly-once adjust): ${llm_call.requests} requests, ${llm_call.wcu} WCU, ${llm_call.rcu} RCU`,
+    );
+    log(
+      `median latency of one decision: local HTTP API ${local_api.median_ms_http_acquire} ms, engine directly ${local_api.median_ms_engine_acquire} ms, bare DynamoDB Local UpdateItem ${local_api.median_ms_dynamodb_update} ms`,
     );
   } finally {
     await db.stop();

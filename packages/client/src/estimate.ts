@@ -10,8 +10,8 @@
  *   leans high; code and non-Latin scripts can run higher, so leave headroom in limits or
  *   reconcile with `adjust`, which Sluice does anyway.
  */
-import { countTokens as countO200k } from 'gpt-tokenizer';
-import { countTokens as countCl100k } from 'gpt-tokenizer/encoding/cl100k_base';
+import { encodeChat as encodeO200k } from 'gpt-tokenizer';
+import { encodeChat as encodeCl100k } from 'gpt-tokenizer/encoding/cl100k_base';
 import type { Usage } from './types.js';
 
 /** A chat message; `content` may be text or OpenAI-style parts (text parts are counted). */
@@ -43,7 +43,11 @@ export function estimateTokens(messages: readonly Message[], model: string): num
       content: text(m.content),
       ...(m.name ? { name: m.name } : {}),
     }));
-    return CL100K.test(model) ? countCl100k(chat) : countO200k(chat);
+    // Chat framing is the same across each encoding's models: count with a representative one,
+    // so model names newer than the tokenizer's list still count.
+    return CL100K.test(model)
+      ? encodeCl100k(chat, 'gpt-4').length
+      : encodeO200k(chat, 'gpt-4o').length;
   }
   const characters = messages.reduce(
     (sum, m) => sum + text(m.content).length + (m.name?.length ?? 0),
