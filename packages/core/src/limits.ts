@@ -2,10 +2,12 @@
  * Limits and usage: their schemas (the one source of truth, reused by the HTTP edge), and the
  * normalized forms the engine works with.
  */
+import english from 'zod/v4/locales/en.js';
 import * as z from 'zod/mini';
 import { ValidationError } from './errors.js';
 
-z.config(z.locales.en());
+// English messages only: `z.locales.en()` would pull every locale into a Lambda bundle (280 KB).
+z.config(english());
 
 /** Entity and resource identifiers (DESIGN.md §5). */
 export const IDENTIFIER_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:@/+=-]{0,127}$/;
