@@ -8,6 +8,6 @@ import { getRuntime } from './runtime.js';
 export const handler = middy<JsonEvent, Result>()
   .use(edge({ route: 'health', body: false }))
   .handler(async () => {
-    await getRuntime().store.get(itemKeys.leaseSigningKey());
+    await getRuntime().store.get(itemKeys.health());
     return json(200, { status: 'ok' });
   });

@@ -2,8 +2,9 @@
  * Limits and usage: their schemas (the one source of truth, reused by the HTTP edge), and the
  * normalized forms the engine works with.
  */
-import english from 'zod/v4/locales/en.js';
+
 import * as z from 'zod/mini';
+import english from 'zod/v4/locales/en.js';
 import { ValidationError } from './errors.js';
 
 // English messages only: `z.locales.en()` would pull every locale into a Lambda bundle (280 KB).

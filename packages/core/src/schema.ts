@@ -34,6 +34,8 @@ export const itemKeys = {
   resourceBucket: (resource: string): ItemKey => ({ pk: `resource#${resource}`, sk: '*' }),
   /** Settlement record of a lease. */
   lease: (leaseId: string): ItemKey => ({ pk: `lease#${leaseId}`, sk: 'lease' }),
+  /** What the health check reads: proves the table answers, touches nothing else. */
+  health: (): ItemKey => ({ pk: 'meta#health', sk: 'v1' }),
   /** The shared key leases are signed with. */
   leaseSigningKey: (): ItemKey => ({ pk: 'meta#lease-signing-key', sk: 'v1' }),
 } as const;

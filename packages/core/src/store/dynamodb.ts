@@ -10,7 +10,6 @@ import {
   DescribeTableCommand,
   type DynamoDBClient,
   GetItemCommand,
-  PutItemCommand,
   ResourceInUseException,
   ResourceNotFoundException,
   TransactionCanceledException,
@@ -186,26 +185,28 @@ export class DynamoDBStore implements Store {
   async putIfAbsent(key: ItemKey, item: ItemState): Promise<ItemState> {
     const existing = await this.get(key);
     if (existing) return existing;
-    const attributes: Record<string, AttributeValue> = { ...marshalKey(key) };
-    for (const [attr, value] of Object.entries(item)) {
-      attributes[attr] = typeof value === 'bigint' ? { N: value.toString() } : { S: value };
-    }
+    // Not PutItem: `SET a = if_not_exists(a, :a)` creates the item at most once and hands back
+    // whichever value won a race, in one request, with no PutItem permission needed.
+    const expr = new Expression();
+    const sets = Object.entries(item).map(([attr, value]) => {
+      const n = expr.name(attr);
+      return `${n} = if_not_exists(${n}, ${expr.value(value)})`;
+    });
     try {
-      await this.#client.send(
-        new PutItemCommand({
+      const out = await this.#client.send(
+        new UpdateItemCommand({
           TableName: this.#tableName,
-          Item: attributes,
-          ConditionExpression: 'attribute_not_exists(#pk)',
-          ExpressionAttributeNames: { '#pk': TABLE_SCHEMA.partitionKey },
+          Key: marshalKey(key),
+          UpdateExpression: `SET ${sets.join(', ')}`,
+          ExpressionAttributeNames: expr.names,
+          ExpressionAttributeValues: expr.values,
+          ReturnValues: 'ALL_NEW',
         }),
       );
-      return item;
+      return unmarshal(out.Attributes) ?? item;
     } catch (error) {
-      if (!(error instanceof ConditionalCheckFailedException)) throw translate(error);
+      throw translate(error);
     }
-    const winner = await this.get(key); // another process created it first
-    if (!winner) throw new SluiceError('internal', 'item vanished after a conditional put failed');
-    return winner;
   }
 }
 

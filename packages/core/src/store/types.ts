@@ -58,6 +58,6 @@ export interface Store {
   transact(updates: readonly ItemUpdate[]): Promise<TransactResult>;
   /** A strongly consistent read. */
   get(key: ItemKey): Promise<ItemState | undefined>;
-  /** Writes `item` unless `key` exists; returns what is stored either way. */
+  /** Creates the item's attributes unless they exist; returns what is stored either way. */
   putIfAbsent(key: ItemKey, item: ItemState): Promise<ItemState>;
 }

