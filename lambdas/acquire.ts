@@ -1,34 +1,13 @@
 /** POST /v1/acquire — may this call go ahead? */
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import middy from '@middy/core';
-import type { LimitStatus, Violation } from '@sluice/core';
+import { limitsBody, violationsBody } from './http/bodies.js';
 import { edge, type JsonEvent, parse } from './http/edge.js';
 import { rateLimitHeaders } from './http/headers.js';
 import { json, problem, type Result } from './http/problem.js';
 import { getRuntime, logger, metrics } from './runtime.js';
 import { acquireRequest } from './schemas.js';
 import { definitionsOf, resolveChecks } from './scopes.js';
-
-export const limitsBody = (limits: readonly LimitStatus[]) =>
-  limits.map((l) => ({
-    scope: l.scope,
-    name: l.name,
-    metric: l.metric,
-    limit: l.limit,
-    remaining: l.remaining,
-    reset_ms: l.resetMs,
-  }));
-
-const violationsBody = (violations: readonly Violation[]) =>
-  violations.map((v) => ({
-    scope: v.scope,
-    name: v.name,
-    metric: v.metric,
-    limit: v.limit,
-    remaining: v.remaining,
-    requested: v.requested,
-    retry_after_ms: v.retryAfterMs,
-  }));
 
 export const handler = middy<JsonEvent, Result>()
   .use(edge({ route: 'acquire' }))

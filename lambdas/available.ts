@@ -1,6 +1,6 @@
 /** POST /v1/available — what remains, and when a usage would fit; consumes nothing. */
 import middy from '@middy/core';
-import { limitsBody } from './acquire.js';
+import { limitsBody } from './http/bodies.js';
 import { edge, type JsonEvent, parse } from './http/edge.js';
 import { json, type Result } from './http/problem.js';
 import { getRuntime } from './runtime.js';

@@ -1,6 +1,6 @@
 /** POST /v1/release — settle with final totals, or without usage give everything back. */
 import middy from '@middy/core';
-import { limitsBody } from './acquire.js';
+import { settleBody } from './http/bodies.js';
 import { edge, type JsonEvent, parse } from './http/edge.js';
 import { json, type Result } from './http/problem.js';
 import { getRuntime } from './runtime.js';
@@ -11,10 +11,5 @@ export const handler = middy<JsonEvent, Result>()
   .handler(async (event) => {
     const body = parse(releaseRequest, event.parsedBody);
     const result = await getRuntime().limiter.release(body.lease_id, body.usage);
-    return json(200, {
-      lease_id: body.lease_id,
-      settled: result.settled,
-      usage: result.usage,
-      limits: limitsBody(result.limits),
-    });
+    return json(200, settleBody(body.lease_id, result));
   });

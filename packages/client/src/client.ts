@@ -287,7 +287,6 @@ export class SluiceClient {
     const url = new URL(path, this.#base);
     const payload = JSON.stringify(body);
     const deadline = Date.now() + this.#timeoutMs;
-    let lastError: unknown;
     for (let attempt = 0; attempt <= this.#retries; attempt++) {
       if (attempt > 0) {
         const backoff = Math.random() * Math.min(1_000, 50 * 2 ** attempt); // full jitter
@@ -307,28 +306,27 @@ export class SluiceClient {
         const text = await res.text();
         const parsed: unknown = text ? JSON.parse(text) : {};
         if (res.status >= 500) {
-          lastError = new SluiceClientError(
-            'server_error',
-            `Sluice answered ${res.status}`,
-            res.status,
-          );
-          continue;
+          continue; // 5xx: retry
         }
         if (res.ok || expected.includes(res.status)) return { status: res.status, body: parsed };
-        const problem = parsed as { code?: string; detail?: string; field?: string };
+        const problem = parsed as {
+          code?: string;
+          detail?: string;
+          field?: string;
+          message?: string;
+        };
         throw new SluiceRequestError(
-          problem.code ?? 'invalid_request',
-          problem.detail ?? `Sluice answered ${res.status}`,
+          problem.code ?? (res.status === 403 ? 'forbidden' : `http_${res.status}`),
+          problem.detail ?? problem.message ?? `Sluice answered ${res.status}`,
           res.status,
           problem.field,
         );
       } catch (error) {
         if (error instanceof SluiceRequestError) throw error;
-        lastError = error;
+        // Network error or timeout: retry within the deadline.
       }
     }
-    void lastError; // the outage is reported as `degraded: true`, per onUnavailable
-    return 'unavailable';
+    return 'unavailable'; // reported as `degraded: true`, per onUnavailable
   }
 
   async #headers(url: URL, payload: string): Promise<Record<string, string>> {

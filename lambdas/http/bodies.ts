@@ -1,0 +1,33 @@
+/**
+ * Engine results in wire form (snake_case, as DESIGN.md §5 names the fields).
+ */
+import type { LimitStatus, SettleResult, Violation } from '@sluice/core';
+
+export const limitsBody = (limits: readonly LimitStatus[]) =>
+  limits.map((l) => ({
+    scope: l.scope,
+    name: l.name,
+    metric: l.metric,
+    limit: l.limit,
+    remaining: l.remaining,
+    reset_ms: l.resetMs,
+  }));
+
+export const violationsBody = (violations: readonly Violation[]) =>
+  violations.map((v) => ({
+    scope: v.scope,
+    name: v.name,
+    metric: v.metric,
+    limit: v.limit,
+    remaining: v.remaining,
+    requested: v.requested,
+    retry_after_ms: v.retryAfterMs,
+  }));
+
+/** The answer of adjust and release. */
+export const settleBody = (leaseId: string, result: SettleResult) => ({
+  lease_id: leaseId,
+  settled: result.settled,
+  usage: result.usage,
+  limits: limitsBody(result.limits),
+});
