@@ -4,7 +4,7 @@
  */
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { MiddlewareObj } from '@middy/core';
-import { type ValidationError, validationErrorFrom } from '@sluice/core';
+import { ValidationError, validationErrorFrom } from '@sluice/core';
 import type { APIGatewayProxyEventV2, Context } from 'aws-lambda';
 import type * as z from 'zod/mini';
 import { logger, metrics } from '../runtime.js';
@@ -26,7 +26,13 @@ export interface EdgeOptions {
 /** Validates a parsed body; a bad field becomes a 400 naming it. */
 export function parse<T extends z.ZodMiniType>(schema: T, value: unknown): z.infer<T> {
   const result = schema.safeParse(value);
-  if (!result.success) throw validationErrorFrom(result.error, '') as ValidationError;
+  if (!result.success) {
+    const error = validationErrorFrom(result.error, '');
+    // The body itself is the wrong type (an array, a string): name it.
+    throw error.field === ''
+      ? new ValidationError('body', error.message.replace(/^: /, ''))
+      : error;
+  }
   return result.data;
 }
 

@@ -293,6 +293,12 @@ describe('malformed requests', () => {
     }
   });
 
+  it('names the body when it is not an object at all', async () => {
+    const res = await post(`${api.url}/v1/acquire`, [valid]);
+
+    expect(res).toMatchObject({ status: 400, body: { code: 'invalid_request', field: 'body' } });
+  });
+
   it('refuses a non-JSON content type with 415 and an oversized body with 413', async () => {
     const wrongType = await post(`${api.url}/v1/acquire`, JSON.stringify(valid), 'text/plain');
     const tooBig = await post(`${api.url}/v1/acquire`, { ...valid, entity: 'a'.repeat(70_000) });

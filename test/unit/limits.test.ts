@@ -52,6 +52,12 @@ describe('parseLimits', () => {
     expect(fieldOf(() => parseLimits([{ ...tpm, window: 'day' }]))).toBe('limits[0]');
   });
 
+  it('says a missing field is required', () => {
+    expect(() => parseLimits([{ name: 'tpm', limit: 5, per: 'minute' }])).toThrow(
+      'limits[0].metric: required',
+    );
+  });
+
   it('refuses an unknown time zone', () => {
     const bad = {
       name: 'daily',

@@ -122,6 +122,9 @@ export function validationErrorFrom(error: z.core.$ZodError, field: string): Val
       `unknown field(s) ${issue.keys.join(', ')}`,
     );
   }
+  if (issue.code === 'invalid_type' && /received undefined$/.test(issue.message)) {
+    return new ValidationError(formatPath(field, path), 'required');
+  }
   return new ValidationError(formatPath(field, path), issue.message);
 }
 
