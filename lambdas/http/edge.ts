@@ -66,7 +66,7 @@ export function edge(options: EdgeOptions): MiddlewareObj<JsonEvent, Result, Err
       try {
         event.parsedBody = JSON.parse(raw);
       } catch {
-        throw new HttpProblem(400, 'invalid_request', 'the body is not valid JSON');
+        throw new ValidationError('body', 'not valid JSON');
       }
     },
     after: async (request) => {
