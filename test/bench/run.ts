@@ -53,6 +53,10 @@ interface Capacity {
   ReadCapacityUnits?: number;
 }
 
+/** DynamoDB Local's JIT keeps speeding up for thousands of requests: warm both systems alike. */
+const WARM_UP_CLIENTS = 16;
+const WARM_UP_OPS = 640;
+
 const WRITES = new Set(['UpdateItemCommand', 'PutItemCommand', 'DeleteItemCommand']);
 
 /** Counts requests and AWS-billed capacity on a client. */
@@ -204,8 +208,8 @@ async function main() {
       const limiter = peer(1_000, 60, 'warm');
       await measure(
         sluiceMeter,
-        16,
-        250,
+        WARM_UP_CLIENTS,
+        WARM_UP_OPS,
         async (c, op) =>
           (
             await engine.acquire({
@@ -214,7 +218,9 @@ async function main() {
             })
           ).allowed,
       );
-      await measure(peerMeter, 16, 250, (c, op) => peerDecide(limiter, `warm-${c}-${op % 20}`));
+      await measure(peerMeter, WARM_UP_CLIENTS, WARM_UP_OPS, (c, op) =>
+        peerDecide(limiter, `warm-${c}-${op % 20}`),
+      );
     }
 
     const scenarios: Record<string, { sluice: Result; peer: Result; about: string }> = {};
