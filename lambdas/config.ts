@@ -12,6 +12,7 @@ export interface Config {
   readonly service: string;
 }
 
+/** Reads {@link Config} from the environment; throws naming the first missing variable. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const tableName = env.SLUICE_TABLE_NAME;
   if (!tableName)

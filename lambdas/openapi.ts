@@ -69,6 +69,7 @@ const operations: Record<
   health: { summary: '200 when the API can reach its table.', ok: 'HealthResponse' },
 };
 
+/** The OpenAPI 3.1 document of HTTP API v1. */
 export function openApiDocument(): Record<string, unknown> {
   const paths: Record<string, Record<string, unknown>> = {};
   for (const route of routes) {
@@ -134,8 +135,10 @@ export function openApiDocument(): Record<string, unknown> {
   };
 }
 
+/** Where `npm run openapi` writes it. */
 export const OPENAPI_FILE = fileURLToPath(new URL('../docs/openapi.json', import.meta.url));
 
+/** The file's exact contents. */
 export function renderOpenApi(): string {
   return `${JSON.stringify(openApiDocument(), null, 2)}\n`;
 }

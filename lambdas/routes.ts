@@ -13,6 +13,7 @@ export interface Route {
 
 const at = (file: string) => new URL(file, import.meta.url);
 
+/** Every route of HTTP API v1. */
 export const routes: readonly Route[] = [
   {
     method: 'POST',

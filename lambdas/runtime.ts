@@ -9,6 +9,7 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBStore, Limiter } from '@sluice/core';
 import { type Config, loadConfig } from './config.js';
 
+/** Per-container singletons. */
 export interface Runtime {
   readonly config: Config;
   readonly store: DynamoDBStore;
@@ -25,6 +26,7 @@ export const metrics = new Metrics({ namespace: 'Sluice', serviceName: service }
 
 let runtime: Runtime | undefined;
 
+/** The container's runtime, created on first use. */
 export function getRuntime(): Runtime {
   if (!runtime) {
     const config = loadConfig();

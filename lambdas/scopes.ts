@@ -4,6 +4,7 @@
  */
 import { itemKeys, type Limit, type LimitInput, parseLimits, type ScopeCheck } from '@sluice/core';
 
+/** The scope items and limits an acquire or available touches (none without limits). */
 export function resolveChecks(
   entity: string,
   resource: string,

@@ -29,6 +29,7 @@ import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
 import { NagSuppressions } from 'cdk-nag';
 import { Construct } from 'constructs';
 
+/** Options of the {@link Sluice} construct; every one has a secure default. */
 export interface SluiceProps {
   /**
    * What happens to the table when the stack or construct is deleted.

@@ -3,6 +3,7 @@
  */
 import type { LimitStatus, SettleResult, Violation } from '@sluice/core';
 
+/** Limit statuses in wire form. */
 export const limitsBody = (limits: readonly LimitStatus[]) =>
   limits.map((l) => ({
     scope: l.scope,
@@ -13,6 +14,7 @@ export const limitsBody = (limits: readonly LimitStatus[]) =>
     reset_ms: l.resetMs,
   }));
 
+/** Violations in wire form. */
 export const violationsBody = (violations: readonly Violation[]) =>
   violations.map((v) => ({
     scope: v.scope,

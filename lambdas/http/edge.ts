@@ -16,6 +16,7 @@ export const MAX_BODY_BYTES = 64 * 1024;
 /** The event after the edge has parsed its JSON body. */
 export type JsonEvent = APIGatewayProxyEventV2 & { parsedBody?: unknown };
 
+/** Per-route settings of {@link edge}. */
 export interface EdgeOptions {
   /** Route name in logs and metrics. */
   readonly route: string;
@@ -40,6 +41,7 @@ function header(event: APIGatewayProxyEventV2, name: string): string | undefined
   return event.headers?.[name] ?? event.headers?.[name.toLowerCase()];
 }
 
+/** The edge middleware: body checks before, problem+json on error, metrics and log context always. */
 export function edge(options: EdgeOptions): MiddlewareObj<JsonEvent, Result, Error, Context> {
   const opts = { body: true, ...options };
   const started = new WeakMap<object, number>();

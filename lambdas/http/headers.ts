@@ -35,6 +35,10 @@ function tightest(
   return undefined;
 }
 
+/**
+ * Headers for an acquire answer. `definitions` maps `scope\u0000name` to the limit (for the
+ * policy window); `retryAfterMs` adds Retry-After on refusals.
+ */
 export function rateLimitHeaders(
   statuses: readonly LimitStatus[],
   definitions: ReadonlyMap<string, Limit>,

@@ -4,6 +4,7 @@
 import { SluiceError, ValidationError } from '@sluice/core';
 import type { APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
 
+/** What a handler returns to API Gateway. */
 export type Result = APIGatewayProxyStructuredResultV2;
 
 const TITLES: Record<number, string> = {
@@ -32,6 +33,7 @@ export class HttpProblem extends Error {
   }
 }
 
+/** A JSON answer. */
 export function json(
   statusCode: number,
   body: unknown,
@@ -44,6 +46,7 @@ export function json(
   };
 }
 
+/** A problem+json answer with a stable `code`; `extras` become members of the body. */
 export function problem(
   status: number,
   code: string,

@@ -23,6 +23,7 @@ export type Credentials =
   | { accessKeyId: string; secretAccessKey: string; sessionToken?: string }
   | (() => Promise<{ accessKeyId: string; secretAccessKey: string; sessionToken?: string }>);
 
+/** How {@link SluiceClient} reaches Sluice and behaves when it cannot. */
 export interface SluiceClientOptions {
   /** The API's base URL, e.g. `https://abc123.execute-api.eu-west-1.amazonaws.com`. */
   readonly endpoint: string;

@@ -2,6 +2,7 @@
 
 export type Usage = Readonly<Record<string, number>>;
 
+/** An inline limit: rolling (`per`) or calendar (`window`), as DESIGN.md §5 defines it. */
 export type LimitSpec =
   | {
       name: string;
@@ -18,6 +19,7 @@ export type LimitSpec =
       timezone?: string;
     };
 
+/** One limit after a decision; `remaining` is negative while in debt. */
 export interface LimitState {
   readonly scope: string;
   readonly name: string;
@@ -27,6 +29,7 @@ export interface LimitState {
   readonly resetMs: number;
 }
 
+/** A limit that refused a request; `retryAfterMs` is null when it can never fit. */
 export interface Violation {
   readonly scope: string;
   readonly name: string;
@@ -37,6 +40,7 @@ export interface Violation {
   readonly retryAfterMs: number | null;
 }
 
+/** What to ask before a call: who, which model, the estimated usage. */
 export interface AcquireRequest {
   readonly entity: string;
   readonly resource: string;
@@ -48,6 +52,7 @@ export interface AcquireRequest {
   readonly priority?: number;
 }
 
+/** An admission with a lease id, or a refusal; `degraded` when Sluice was unreachable. */
 export type AcquireResult =
   | {
       readonly allowed: true;
@@ -67,6 +72,7 @@ export type AcquireResult =
       readonly degraded: boolean;
     };
 
+/** What adjust and release answer. */
 export interface SettleResult {
   readonly leaseId: string;
   readonly settled: boolean;
@@ -76,6 +82,7 @@ export interface SettleResult {
   readonly degraded: boolean;
 }
 
+/** What remains, and when a usage would fit (null: never). */
 export interface AvailableResult {
   readonly limits: readonly LimitState[];
   readonly retryAfterMs: number | null;

@@ -41,4 +41,5 @@ export const ENGINE_DEFAULTS = {
   ttlSlackSeconds: 86_400,
 } as const;
 
+/** Engine settings; every one optional in {@link LimiterOptions}, defaults in {@link ENGINE_DEFAULTS}. */
 export type EngineConfig = { -readonly [K in keyof typeof ENGINE_DEFAULTS]: number };

@@ -22,7 +22,9 @@ import type { BucketLimit } from './limits.js';
 import { bucketAttributes } from './schema.js';
 import type { Assignment, Condition, ItemState } from './store/types.js';
 
+/** Nanoseconds per millisecond. */
 export const NS_PER_MS = 1_000_000n;
+/** Nanoseconds per second. */
 export const NS_PER_S = 1_000_000_000n;
 
 /** What to do about one limit of one item. */
@@ -41,10 +43,12 @@ export interface ConsumeOptions {
   readonly mayDeny: boolean;
 }
 
+/** Integer division rounding toward −∞ (BigInt division truncates toward 0); `b` > 0. */
 export function floorDiv(a: bigint, b: bigint): bigint {
   return a >= 0n ? a / b : -((-a + b - 1n) / b);
 }
 
+/** Integer division rounding toward +∞; `b` > 0. */
 export function ceilDiv(a: bigint, b: bigint): bigint {
   return -floorDiv(-a, b);
 }

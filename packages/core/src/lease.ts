@@ -18,6 +18,7 @@ export const MAX_LEASE_ID_LENGTH = 8_192;
 /** A limit as the lease took from it; a quota remembers the window it was charged in. */
 export type LeasedLimit = BucketLimit | (QuotaLimit & { readonly windowStartMs: number });
 
+/** One scope item of a lease: its key, its scope label, and the limits taken from it. */
 export interface LeasedItem {
   readonly key: ItemKey;
   readonly scope: string;

@@ -62,6 +62,7 @@ export interface ScopeCheck {
   readonly limits: readonly Limit[];
 }
 
+/** What {@link Limiter.acquire} is asked. */
 export interface AcquireRequest {
   readonly checks: readonly ScopeCheck[];
   /** Estimated usage; `requests` defaults to 1, `tokens` to input + output. */
@@ -93,6 +94,7 @@ export interface Violation {
   readonly retryAfterMs: number | null;
 }
 
+/** An admission with its lease, or a refusal as a value. */
 export type AcquireResult =
   | {
       readonly allowed: true;
@@ -110,6 +112,7 @@ export type AcquireResult =
       readonly limits: readonly LimitStatus[];
     };
 
+/** What adjust and release answer: the lease's totals now and its limits as last seen. */
 export interface SettleResult {
   readonly leaseId: string;
   readonly settled: boolean;
@@ -118,12 +121,14 @@ export interface SettleResult {
   readonly limits: readonly LimitStatus[];
 }
 
+/** What {@link Limiter.available} answers. */
 export interface AvailableResult {
   readonly limits: readonly LimitStatus[];
   /** Until `usage` would fit (0: now), or null when it never can. */
   readonly retryAfterMs: number | null;
 }
 
+/** The store, an optional clock, and any {@link EngineConfig} setting to override. */
 export interface LimiterOptions extends Partial<EngineConfig> {
   readonly store: Store;
   /** Epoch milliseconds (fractions allowed). @default Date.now */

@@ -41,7 +41,9 @@ export const MAX_LIMITS_PER_SCOPE = 16;
 const amount = z.number().check(z.int(), z.minimum(0), z.maximum(MAX_AMOUNT));
 const positiveAmount = z.number().check(z.int(), z.minimum(1), z.maximum(MAX_AMOUNT));
 
+/** An entity or resource identifier. */
 export const identifierSchema = z.string().check(z.regex(IDENTIFIER_PATTERN));
+/** A metric name. */
 export const metricSchema = z.string().check(z.regex(METRIC_PATTERN));
 
 /** A rolling token bucket: `limit` per `per`, holding at most `burst` (default `limit`). */
@@ -69,15 +71,21 @@ export const quotaLimitSchema = z.strictObject({
   ),
 });
 
+/** A rolling limit or a calendar quota, as sent over the API. */
 export const limitSchema = z.union([bucketLimitSchema, quotaLimitSchema]);
+/** The limits of one scope (at most {@link MAX_LIMITS_PER_SCOPE}). */
 export const limitsSchema = z.array(limitSchema).check(z.maxLength(MAX_LIMITS_PER_SCOPE));
 
 /** Usage: metric → non-negative integer. */
 export const usageSchema = z.record(metricSchema, amount);
 
+/** A rolling limit as sent. */
 export type BucketLimitInput = z.infer<typeof bucketLimitSchema>;
+/** A calendar quota as sent. */
 export type QuotaLimitInput = z.infer<typeof quotaLimitSchema>;
+/** A limit as sent, before {@link normalizeLimit}. */
 export type LimitInput = z.infer<typeof limitSchema>;
+/** Usage: metric name → non-negative integer. */
 export type Usage = Readonly<Record<string, number>>;
 
 /** A rolling limit, normalized. */

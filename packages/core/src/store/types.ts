@@ -13,6 +13,7 @@ export interface ItemKey {
 /** An item's attributes: numbers as exact bigints, strings as strings. */
 export type ItemState = Readonly<Record<string, bigint | string>>;
 
+/** A stored scalar: numbers as exact bigints, or strings. */
 export type Value = bigint | string;
 
 /** `SET attr = value`, `SET attr = attr + delta`, or `SET attr = if_not_exists(attr, base) + delta`. */
@@ -46,6 +47,7 @@ export type TransactFailure =
   | { readonly reason: 'condition'; readonly item: ItemState | undefined }
   | { readonly reason: 'conflict' };
 
+/** A transaction either commits, or reports per update why it was cancelled. */
 export type TransactResult =
   | { readonly ok: true }
   | { readonly ok: false; readonly failures: readonly TransactFailure[] };
