@@ -33,10 +33,20 @@ if (!Number.isInteger(port) || port < 0 || port > 65_535) {
 }
 
 let db: DynamoDBLocal | undefined;
+
+/** Says what went wrong in one line, stops DynamoDB Local, and exits. */
+async function fail(message: string): Promise<never> {
+  console.error(`sluice: ${message}`);
+  await db?.stop();
+  process.exit(1);
+}
+
 let endpoint = env.DYNAMODB_ENDPOINT;
 if (!endpoint) {
   if (env.SLUICE_DATA_DIR) mkdirSync(env.SLUICE_DATA_DIR, { recursive: true });
-  db = await startDynamoDBLocal(env.SLUICE_DATA_DIR ? { dataDir: env.SLUICE_DATA_DIR } : {});
+  db = await startDynamoDBLocal(env.SLUICE_DATA_DIR ? { dataDir: env.SLUICE_DATA_DIR } : {}).catch(
+    (error: unknown) => fail(error instanceof Error ? error.message : String(error)),
+  );
   endpoint = db.endpoint;
 }
 env.SLUICE_DYNAMODB_ENDPOINT = endpoint;
@@ -48,10 +58,18 @@ if (!env.AWS_ACCESS_KEY_ID && !env.AWS_PROFILE) {
 }
 
 const client = localClient(endpoint);
-await ensureTable(client, env.SLUICE_TABLE_NAME);
+await ensureTable(client, env.SLUICE_TABLE_NAME).catch(() =>
+  fail(`cannot reach DynamoDB at ${endpoint} to create table ${env.SLUICE_TABLE_NAME}`),
+);
 client.destroy();
 
-const server = await startLocalServer({ routes, port });
+const server = await startLocalServer({ routes, port }).catch((error: { code?: string }) =>
+  fail(
+    error.code === 'EADDRINUSE'
+      ? `port ${port} is already in use: set PORT to another one`
+      : `cannot serve on port ${port}: ${String(error)}`,
+  ),
+);
 
 let stopping = false;
 async function stop() {
