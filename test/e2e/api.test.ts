@@ -111,6 +111,46 @@ describe('the SDK against the local API', () => {
   });
 });
 
+describe('signing', () => {
+  it('signs every request with SigV4 for execute-api when credentials are in play', async () => {
+    const seen: Headers[] = [];
+    const sluice = new SluiceClient({
+      endpoint: api.url,
+      region: 'eu-west-1',
+      credentials: { accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'not-a-real-secret' },
+      fetch: async (input, init) => {
+        seen.push(new Headers(init?.headers));
+        return fetch(input, init);
+      },
+    });
+
+    const result = await sluice.available({ entity: entity(), resource: 'm', limits: [tpm(10)] });
+
+    expect(result.degraded).toBe(false);
+    const authorization = seen[0]?.get('authorization') ?? '';
+    expect(authorization).toMatch(
+      /^AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE\/\d{8}\/eu-west-1\/execute-api\/aws4_request, SignedHeaders=[^,]*host[^,]*, Signature=[0-9a-f]{64}$/,
+    );
+    expect(seen[0]?.get('x-amz-date')).toMatch(/^\d{8}T\d{6}Z$/);
+    expect(authorization).not.toContain('not-a-real-secret');
+  });
+
+  it('sends nothing signed to http://localhost without credentials', async () => {
+    const seen: Headers[] = [];
+    const sluice = new SluiceClient({
+      endpoint: api.url,
+      fetch: async (input, init) => {
+        seen.push(new Headers(init?.headers));
+        return fetch(input, init);
+      },
+    });
+
+    await sluice.available({ entity: entity(), resource: 'm', limits: [tpm(10)] });
+
+    expect(seen[0]?.get('authorization')).toBeNull();
+  });
+});
+
 describe('denials over HTTP', () => {
   it('answers 429 problem+json with Retry-After, RateLimit and x-ratelimit headers', async () => {
     const e = entity();
