@@ -5,6 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { problem } from '@sluice/lambdas/problem';
 import type { Route } from '@sluice/lambdas/routes';
 import type {
   APIGatewayProxyEventV2,
@@ -27,17 +28,12 @@ export interface LocalServer {
   close(): Promise<void>;
 }
 
-function problem(
-  res: ServerResponse,
-  status: number,
-  code: string,
-  detail: string,
-  headers: Record<string, string> = {},
-) {
-  res.writeHead(status, { 'content-type': 'application/problem+json', ...headers });
-  res.end(
-    JSON.stringify({ type: `urn:sluice:problem:${code}`, title: code, status, code, detail }),
-  );
+/** Writes a handler's result, or the server's own refusal, to the socket. */
+function send(res: ServerResponse, result: APIGatewayProxyStructuredResultV2): void {
+  const headers: Record<string, string> = {};
+  for (const [name, value] of Object.entries(result.headers ?? {})) headers[name] = String(value);
+  res.writeHead(result.statusCode ?? 200, headers);
+  res.end(result.isBase64Encoded ? Buffer.from(result.body ?? '', 'base64') : (result.body ?? ''));
 }
 
 function readBody(req: IncomingMessage): Promise<Buffer | null> {
@@ -142,26 +138,19 @@ export async function startLocalServer(options: {
       if (!route) {
         const allowed = options.routes.filter((r) => r.path === url.pathname).map((r) => r.method);
         req.resume();
-        if (allowed.length > 0)
-          return problem(res, 405, 'method_not_allowed', `use ${allowed.join(', ')}`, {
-            allow: allowed.join(', '),
-          });
-        return problem(res, 404, 'not_found', `no route ${method} ${url.pathname}`);
+        if (allowed.length === 0)
+          return send(res, problem(404, 'not_found', `no route ${method} ${url.pathname}`));
+        const list = allowed.join(', ');
+        return send(res, problem(405, 'method_not_allowed', `use ${list}`, {}, { allow: list }));
       }
       const body = await readBody(req);
-      if (body === null) return problem(res, 413, 'payload_too_large', 'the body is too large');
+      if (body === null)
+        return send(res, problem(413, 'payload_too_large', 'the body is too large'));
       const event = toEvent(req, url, body, route);
       const handler = handlers.get(`${route.method} ${route.path}`) as Handler;
-      const result = await handler(event, contextFor(route, event.requestContext.requestId));
-      const headers: Record<string, string> = {};
-      for (const [name, value] of Object.entries(result.headers ?? {}))
-        headers[name] = String(value);
-      res.writeHead(result.statusCode ?? 200, headers);
-      res.end(
-        result.isBase64Encoded ? Buffer.from(result.body ?? '', 'base64') : (result.body ?? ''),
-      );
+      send(res, await handler(event, contextFor(route, event.requestContext.requestId)));
     } catch {
-      if (!res.headersSent) problem(res, 500, 'internal', 'internal error');
+      if (!res.headersSent) send(res, problem(500, 'internal', 'internal error'));
       else res.destroy();
     }
   });
