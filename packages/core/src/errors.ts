@@ -8,6 +8,8 @@ export type SluiceErrorCode =
   | 'invalid_request'
   | 'lease_not_found'
   | 'lease_settled'
+  | 'not_found'
+  | 'conflict'
   | 'unavailable'
   | 'internal';
 

@@ -4,6 +4,35 @@
  */
 export { type CalendarUnit, type CalendarWindow, calendarWindow } from './calendar.js';
 export { ENGINE_DEFAULTS, type EngineConfig } from './config.js';
+export { type CachedConfigOptions, CachedConfigSource, SETTINGS_NAME } from './config-cache.js';
+export {
+  CONFIG_KINDS,
+  type ConfigKind,
+  type ConfigOf,
+  type EntityConfig,
+  entitySchema,
+  PLAN_NAME_PATTERN,
+  type PlanConfig,
+  type PlanLimitInput,
+  parseConfig,
+  planLimitSchema,
+  planSchema,
+  RESOURCE_PATTERN,
+  type ResourceConfig,
+  resourceSchema,
+  type SettingsConfig,
+  settingsSchema,
+} from './config-schema.js';
+export {
+  type AuditEntry,
+  ConfigAdmin,
+  type ConfigAdminOptions,
+  ConflictError,
+  NotFoundError,
+  type Page,
+  type StoredConfig,
+  type WriteResult,
+} from './config-store.js';
 export {
   LeaseNotFoundError,
   LeaseSettledError,
@@ -47,12 +76,36 @@ export {
   usageSchema,
   validationErrorFrom,
 } from './limits.js';
+export {
+  type ConfigSource,
+  MAX_DEPTH,
+  matchesResource,
+  type Policy,
+  PolicyRefusal,
+  type PolicyRequest,
+  resolvePolicy,
+} from './policy.js';
+export {
+  CACHED_INPUT_METRIC,
+  costMicroUsd,
+  type Decimal,
+  type Price,
+  type PriceInput,
+  parseDecimal,
+  priceSchema,
+  toPrice,
+  withCost,
+} from './price.js';
 export { bucketAttributes, itemKeys, TABLE_SCHEMA } from './schema.js';
 export { DynamoDBStore, type DynamoDBStoreOptions, ensureTable } from './store/dynamodb.js';
 export type {
+  AdminStore,
+  ItemDelete,
   ItemKey,
   ItemState,
   ItemUpdate,
+  ItemWrite,
+  QueryPage,
   Store,
   TransactResult,
   UpdateResult,

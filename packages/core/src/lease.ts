@@ -10,6 +10,7 @@ import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { CalendarUnit } from './calendar.js';
 import { LeaseNotFoundError } from './errors.js';
 import type { BucketLimit, QuotaLimit, Usage } from './limits.js';
+import { type Price, priceFromText, priceToText } from './price.js';
 import type { ItemKey } from './store/types.js';
 
 /** Longest token accepted; anything longer is not one of ours. */
@@ -33,6 +34,8 @@ export interface LeaseClaims {
   /** The usage charged at acquire time. */
   readonly usage: Usage;
   readonly items: readonly LeasedItem[];
+  /** The resource's price at acquire time: settlement derives cost from it. */
+  readonly price?: Price;
 }
 
 type WireBucket = [
@@ -58,6 +61,7 @@ interface Wire {
   x: number;
   u: Usage;
   s: { p: string; k: string; c: string; l: (WireBucket | WireQuota)[] }[];
+  p?: [string, string, string];
 }
 
 /** A fresh random lease id (128 bits). */
@@ -86,6 +90,7 @@ export function signLease(claims: LeaseClaims, key: Buffer): string {
           : [l.name, l.metric, 'q', l.limit, l.window, l.timezone, l.windowStartMs],
       ),
     })),
+    ...(claims.price ? { p: priceToText(claims.price) } : {}),
   };
   const body = Buffer.from(JSON.stringify(wire)).toString('base64url');
   return `${body}.${mac(key, body).toString('base64url')}`;
@@ -133,5 +138,6 @@ export function verifyLease(token: string, key: Buffer, nowMs: number): LeaseCla
               },
       ),
     })),
+    ...(wire.p ? { price: priceFromText(wire.p) } : {}),
   };
 }

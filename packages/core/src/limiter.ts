@@ -37,6 +37,7 @@ import {
   verifyLease,
 } from './lease.js';
 import { type Limit, MAX_AMOUNT, parseUsage, type Usage } from './limits.js';
+import { type Price, withCost } from './price.js';
 import {
   planQuotaConsume,
   planQuotaDebt,
@@ -71,6 +72,8 @@ export interface AcquireRequest {
   readonly maxWaitMs?: number;
   /** 1–100 (default 100): the share of each limit's capacity this request may use. */
   readonly priority?: number;
+  /** The resource's price: `cost_micro_usd` is derived from the usage (now and at settlement). */
+  readonly price?: Price;
 }
 
 /** State of one limit after a decision. `remaining` is negative while the limit is in debt. */
@@ -216,7 +219,7 @@ export class Limiter {
 
   /** Asks to take `usage` from every limit of every check, atomically per decision. */
   async acquire(request: AcquireRequest): Promise<AcquireResult> {
-    const usage = parseUsage(request.usage, 'usage', { requests: 1 });
+    const usage = withCost(parseUsage(request.usage, 'usage', { requests: 1 }), request.price);
     const priority = integerIn(request.priority ?? 100, 'priority', 1, 100);
     const maxWaitMs = integerIn(
       request.maxWaitMs ?? 0,
@@ -293,6 +296,7 @@ export class Limiter {
         expiresAtMs: Math.floor(nowMs) + this.#config.leaseTtlMs,
         usage,
         items: checks.map((check, i) => leasedItem(check, states[i] ?? {}, nowMs)),
+        ...(request.price ? { price: request.price } : {}),
       };
       let waitNs = 0n;
       checks.forEach((check, i) => {
@@ -333,7 +337,7 @@ export class Limiter {
    */
   async adjust(leaseId: string, usage: Usage): Promise<SettleResult> {
     const claims = verifyLease(leaseId, await this.#key(), this.#clock());
-    return this.#settle(leaseId, claims, totalsFrom(claims.usage, usage), false);
+    return this.#settle(leaseId, claims, totalsFrom(claims, usage), false);
   }
 
   /**
@@ -345,7 +349,7 @@ export class Limiter {
     const totals =
       usage === undefined
         ? Object.fromEntries(Object.keys(claims.usage).map((metric) => [metric, 0]))
-        : totalsFrom(claims.usage, usage);
+        : totalsFrom(claims, usage);
     return this.#settle(leaseId, claims, totals, true, usage === undefined ? 'cancel' : 'final');
   }
 
@@ -353,8 +357,10 @@ export class Limiter {
   async available(request: {
     checks: readonly ScopeCheck[];
     usage?: Usage;
+    price?: Price;
   }): Promise<AvailableResult> {
-    const usage = parseUsage(request.usage ?? {}, 'usage');
+    const given = parseUsage(request.usage ?? {}, 'usage');
+    const usage = request.usage ? withCost(given, request.price) : given;
     const checks = validChecks(request.checks);
     const states = await Promise.all(checks.map((check) => this.#store.get(check.key)));
     const nowMs = this.#clock();
@@ -718,16 +724,19 @@ function validChecks(checks: readonly ScopeCheck[]): readonly ScopeCheck[] {
   return checks;
 }
 
-/** Lease totals after an adjust: left-out metrics keep their acquire-time value. */
-function totalsFrom(estimate: Usage, reported: Usage): Usage {
+/**
+ * Lease totals after an adjust: left-out metrics keep their acquire-time value, and with a price
+ * the cost follows the token totals.
+ */
+function totalsFrom(claims: LeaseClaims, reported: Usage): Usage {
   const given = parseUsage(reported, 'usage');
-  const totals: Record<string, number> = { ...estimate, ...given };
+  const totals: Record<string, number> = { ...claims.usage, ...given };
   const splitGiven = reported.input_tokens !== undefined || reported.output_tokens !== undefined;
   if (reported.tokens === undefined && splitGiven) {
     totals.tokens = (totals.input_tokens ?? 0) + (totals.output_tokens ?? 0);
     if (totals.tokens > MAX_AMOUNT) throw new ValidationError('usage.tokens', 'too large');
   }
-  return totals;
+  return withCost(totals, claims.price);
 }
 
 function canonical(usage: Usage): string {

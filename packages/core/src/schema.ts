@@ -36,6 +36,10 @@ export const itemKeys = {
   lease: (leaseId: string): ItemKey => ({ pk: `lease#${leaseId}`, sk: 'lease' }),
   /** What the health check reads: proves the table answers, touches nothing else. */
   health: (): ItemKey => ({ pk: 'meta#health', sk: 'v1' }),
+  /** A stored configuration document (plan, entity, resource, settings) by name. */
+  config: (kind: string, name: string): ItemKey => ({ pk: `config#${kind}`, sk: name }),
+  /** An audit entry; the sort key starts with the ISO time, so a partition query is in order. */
+  audit: (id: string): ItemKey => ({ pk: 'audit', sk: id }),
   /** The shared key leases are signed with. */
   leaseSigningKey: (): ItemKey => ({ pk: 'meta#lease-signing-key', sk: 'v1' }),
 } as const;

@@ -7,9 +7,11 @@ import {
   type AttributeValue,
   ConditionalCheckFailedException,
   CreateTableCommand,
+  DeleteItemCommand,
   DescribeTableCommand,
   type DynamoDBClient,
   GetItemCommand,
+  QueryCommand,
   ResourceInUseException,
   ResourceNotFoundException,
   TransactionCanceledException,
@@ -20,12 +22,14 @@ import {
 import { SluiceError, StoreUnavailableError } from '../errors.js';
 import { TABLE_SCHEMA } from '../schema.js';
 import type {
+  AdminStore,
   Assignment,
   Condition,
   ItemKey,
   ItemState,
   ItemUpdate,
-  Store,
+  ItemWrite,
+  QueryPage,
   TransactFailure,
   TransactResult,
   UpdateResult,
@@ -106,6 +110,23 @@ function render(tableName: string, update: ItemUpdate) {
   };
 }
 
+function renderDelete(tableName: string, key: ItemKey, condition: Condition | undefined) {
+  const expr = new Expression();
+  const conditionExpression = condition ? expr.condition(condition) : undefined;
+  return {
+    TableName: tableName,
+    Key: marshalKey(key),
+    ...(conditionExpression
+      ? {
+          ConditionExpression: conditionExpression,
+          ExpressionAttributeNames: expr.names,
+          ...(Object.keys(expr.values).length ? { ExpressionAttributeValues: expr.values } : {}),
+        }
+      : {}),
+    ReturnValuesOnConditionCheckFailure: 'ALL_OLD' as const,
+  };
+}
+
 /** Throttling, network and service errors → unavailable; anything else is our bug. */
 function translate(error: unknown): SluiceError {
   if (error instanceof SluiceError) return error;
@@ -122,7 +143,7 @@ function translate(error: unknown): SluiceError {
  * @example
  * const store = new DynamoDBStore({ client: new DynamoDBClient({}), tableName: 'sluice' });
  */
-export class DynamoDBStore implements Store {
+export class DynamoDBStore implements AdminStore {
   readonly #client: DynamoDBClient;
   readonly #tableName: string;
 
@@ -144,11 +165,15 @@ export class DynamoDBStore implements Store {
     }
   }
 
-  async transact(updates: readonly ItemUpdate[]): Promise<TransactResult> {
+  async transact(updates: readonly ItemWrite[]): Promise<TransactResult> {
     try {
       await this.#client.send(
         new TransactWriteItemsCommand({
-          TransactItems: updates.map((update) => ({ Update: render(this.#tableName, update) })),
+          TransactItems: updates.map((write) =>
+            'remove' in write
+              ? { Delete: renderDelete(this.#tableName, write.key, write.condition) }
+              : { Update: render(this.#tableName, write) },
+          ),
         }),
       );
       return { ok: true };
@@ -178,6 +203,46 @@ export class DynamoDBStore implements Store {
         }),
       );
       return unmarshal(out.Item);
+    } catch (error) {
+      throw translate(error);
+    }
+  }
+
+  async delete(key: ItemKey): Promise<void> {
+    try {
+      await this.#client.send(
+        new DeleteItemCommand({ TableName: this.#tableName, Key: marshalKey(key) }),
+      );
+    } catch (error) {
+      throw translate(error);
+    }
+  }
+
+  async query(
+    pk: string,
+    options: { readonly limit: number; readonly after?: string; readonly descending?: boolean },
+  ): Promise<QueryPage> {
+    try {
+      const out = await this.#client.send(
+        new QueryCommand({
+          TableName: this.#tableName,
+          KeyConditionExpression: '#pk = :pk',
+          ExpressionAttributeNames: { '#pk': TABLE_SCHEMA.partitionKey },
+          ExpressionAttributeValues: { ':pk': { S: pk } },
+          ConsistentRead: true,
+          Limit: options.limit,
+          ScanIndexForward: !options.descending,
+          ...(options.after !== undefined
+            ? { ExclusiveStartKey: marshalKey({ pk, sk: options.after }) }
+            : {}),
+        }),
+      );
+      const items = (out.Items ?? []).map((raw) => {
+        const state = unmarshal(raw) ?? {};
+        return { key: { pk, sk: String(state[TABLE_SCHEMA.sortKey]) }, state };
+      });
+      const last = out.LastEvaluatedKey?.[TABLE_SCHEMA.sortKey]?.S;
+      return { items, ...(last !== undefined ? { next: last } : {}) };
     } catch (error) {
       throw translate(error);
     }

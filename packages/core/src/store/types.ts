@@ -36,6 +36,22 @@ export interface ItemUpdate {
   readonly condition?: Condition;
 }
 
+/** Deletes one item, if the condition holds. */
+export interface ItemDelete {
+  readonly key: ItemKey;
+  readonly remove: true;
+  readonly condition?: Condition;
+}
+
+/** One write of a transaction. */
+export type ItemWrite = ItemUpdate | ItemDelete;
+
+/** One page of a partition, in sort-key order; `next` continues after the last item. */
+export interface QueryPage {
+  readonly items: readonly { readonly key: ItemKey; readonly state: ItemState }[];
+  readonly next?: string;
+}
+
 /** Success carries the new item; a failed condition carries the item as it was. */
 export type UpdateResult =
   | { readonly ok: true; readonly item: ItemState }
@@ -62,4 +78,17 @@ export interface Store {
   get(key: ItemKey): Promise<ItemState | undefined>;
   /** Creates the item's attributes unless they exist; returns what is stored either way. */
   putIfAbsent(key: ItemKey, item: ItemState): Promise<ItemState>;
+}
+
+/** What the admin API needs on top: deletes, listing a partition, mixed transactions. */
+export interface AdminStore extends Store {
+  /** All-or-nothing writes (updates and deletes). */
+  transact(writes: readonly ItemWrite[]): Promise<TransactResult>;
+  /** Deletes an item (a no-op when it does not exist). */
+  delete(key: ItemKey): Promise<void>;
+  /** Up to `limit` items of partition `pk`, after sort key `after`, strongly consistent. */
+  query(
+    pk: string,
+    options: { readonly limit: number; readonly after?: string; readonly descending?: boolean },
+  ): Promise<QueryPage>;
 }

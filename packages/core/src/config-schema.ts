@@ -1,0 +1,139 @@
+/**
+ * The schemas of stored configuration — plans, entities, resources, settings — and their full
+ * validation. The one source of truth: the admin API validates with them, and so does the CLI's
+ * declarative file. (Apart from policy.ts so the acquire bundle leaves them out.)
+ */
+import * as z from 'zod/mini';
+import { ValidationError } from './errors.js';
+import {
+  bucketLimitSchema,
+  IDENTIFIER_PATTERN,
+  identifierSchema,
+  type LimitInput,
+  MAX_LIMITS_PER_SCOPE,
+  quotaLimitSchema,
+  validationErrorFrom,
+} from './limits.js';
+import { priceSchema } from './price.js';
+
+/** Plan names: like limit names. */
+export const PLAN_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+
+/** A resource pattern: an exact resource, or a prefix ending in `*` (`gpt-4o*`, `*`). */
+export const RESOURCE_PATTERN = /^(?:[A-Za-z0-9][A-Za-z0-9._:@/+=-]{0,126})?\*$/;
+
+const resourcePattern = z.string().check(
+  z.refine((s) => IDENTIFIER_PATTERN.test(s) || RESOURCE_PATTERN.test(s), {
+    message: 'must be a resource name, or a prefix ending in * (e.g. gpt-4o*)',
+  }),
+);
+
+/** A limit of a plan or an entity: a §5 limit, optionally only for resources matching `resource`. */
+export const planLimitSchema = z.union([
+  z.extend(bucketLimitSchema, { resource: z.optional(resourcePattern) }),
+  z.extend(quotaLimitSchema, { resource: z.optional(resourcePattern) }),
+]);
+
+const planLimits = z.array(planLimitSchema).check(z.maxLength(64));
+const description = z.optional(z.string().check(z.maxLength(1_024)));
+
+/** `PUT /v1/admin/plans/{plan}`. */
+export const planSchema = z.strictObject({
+  limits: z.optional(planLimits),
+  /** Resources (or patterns) this plan may call; absent: every resource. */
+  allowed_resources: z.optional(z.array(resourcePattern).check(z.maxLength(256))),
+  /** Largest `input_tokens` estimate one call may send. */
+  max_input_tokens: z.optional(z.number().check(z.int(), z.minimum(1), z.maximum(100_000_000))),
+  /** Priority of this plan's calls (1–100); a request may only lower it. */
+  priority: z.optional(z.number().check(z.int(), z.minimum(1), z.maximum(100))),
+  description,
+});
+
+/** `PUT /v1/admin/entities/{entity}`. */
+export const entitySchema = z.strictObject({
+  plan: z.optional(z.string().check(z.regex(PLAN_NAME_PATTERN))),
+  parent: z.optional(identifierSchema),
+  /** Override the plan's limits of the same name, or add limits. */
+  limits: z.optional(planLimits),
+  disabled: z.optional(z.boolean()),
+  description,
+});
+
+/** `PUT /v1/admin/resources/{resource}`. */
+export const resourceSchema = z.strictObject({
+  /** USD per million tokens. */
+  price: z.optional(priceSchema),
+  /** Shared by every caller of this resource (the provider's own limits for the account). */
+  limits: z.optional(z.array(z.union([bucketLimitSchema, quotaLimitSchema]))),
+  description,
+});
+
+/** `PUT /v1/admin/settings`. */
+export const settingsSchema = z.strictObject({
+  /** `refuse`: entities without a stored record get 403 `unknown_entity`. @default "allow" */
+  unknown_entities: z.optional(z.enum(['allow', 'refuse'])),
+  /** Price of resources that have none, for cost limits. @default none: 422 `price_unknown` */
+  default_price: z.optional(priceSchema),
+});
+
+export type PlanConfig = z.infer<typeof planSchema>;
+export type EntityConfig = z.infer<typeof entitySchema>;
+export type ResourceConfig = z.infer<typeof resourceSchema>;
+export type SettingsConfig = z.infer<typeof settingsSchema>;
+export type PlanLimitInput = z.infer<typeof planLimitSchema>;
+
+/** The kinds of stored configuration, each with its schema and the check beyond the schema. */
+export const CONFIG_KINDS = {
+  plan: { schema: planSchema, name: PLAN_NAME_PATTERN },
+  entity: { schema: entitySchema, name: IDENTIFIER_PATTERN },
+  resource: { schema: resourceSchema, name: IDENTIFIER_PATTERN },
+  settings: { schema: settingsSchema, name: /^settings$/ },
+} as const;
+
+export type ConfigKind = keyof typeof CONFIG_KINDS;
+export type ConfigOf<K extends ConfigKind> = z.infer<(typeof CONFIG_KINDS)[K]['schema']>;
+
+/**
+ * Validates a configuration document fully, naming the first bad field (under `field`), and
+ * returns it as stored. References to other items (plan, parent) are checked by the caller.
+ */
+export function parseConfig<K extends ConfigKind>(
+  kind: K,
+  input: unknown,
+  field = '',
+): ConfigOf<K> {
+  const parsed = CONFIG_KINDS[kind].schema.safeParse(input);
+  if (!parsed.success) {
+    const error = validationErrorFrom(parsed.error, field);
+    throw error.field === ''
+      ? new ValidationError('body', error.message.replace(/^: /, ''))
+      : error;
+  }
+  const doc = parsed.data as ConfigOf<K>;
+  const at = (rest: string) => (field ? `${field}.${rest}` : rest);
+  if ('limits' in doc && doc.limits) checkLimitSet(doc.limits, at('limits'));
+  return doc;
+}
+
+/** No two limits with one name and one pattern; at most 16 names; a quota's zone is valid. */
+function checkLimitSet(
+  limits: readonly (LimitInput & { resource?: string | undefined })[],
+  field: string,
+) {
+  const seen = new Set<string>();
+  const names = new Set<string>();
+  limits.forEach((limit, i) => {
+    const id = `${limit.name}\u0000${limit.resource ?? ''}`;
+    if (seen.has(id)) {
+      throw new ValidationError(
+        `${field}[${i}].name`,
+        `duplicate limit "${limit.name}"${limit.resource ? ` for ${limit.resource}` : ''}`,
+      );
+    }
+    seen.add(id);
+    names.add(limit.name);
+  });
+  if (names.size > MAX_LIMITS_PER_SCOPE) {
+    throw new ValidationError(field, `at most ${MAX_LIMITS_PER_SCOPE} distinct limit names`);
+  }
+}

@@ -1,0 +1,354 @@
+/**
+ * Stored configuration in the Sluice table, the admin side: validated writes, each with its
+ * audit entry in the same transaction, listings, entity resets and the audit trail.
+ */
+import { randomBytes } from 'node:crypto';
+import { type ConfigKind, type ConfigOf, type EntityConfig, parseConfig } from './config-schema.js';
+import { SluiceError, ValidationError } from './errors.js';
+import { MAX_DEPTH } from './policy.js';
+import { itemKeys, TABLE_SCHEMA } from './schema.js';
+import type { AdminStore, ItemState } from './store/types.js';
+
+/** A configuration document as stored, with who changed it last and when. */
+export interface StoredConfig<K extends ConfigKind = ConfigKind> {
+  readonly kind: K;
+  readonly name: string;
+  readonly config: ConfigOf<K>;
+  readonly updatedAt: string;
+  readonly updatedBy: string;
+  readonly version: number;
+}
+
+/** One audit entry: who changed what, when, from what to what. */
+export interface AuditEntry {
+  readonly id: string;
+  readonly at: string;
+  readonly who: string;
+  readonly action: 'put' | 'delete' | 'reset';
+  readonly kind: ConfigKind;
+  readonly name: string;
+  readonly before: unknown;
+  readonly after: unknown;
+}
+
+/** A page of a listing; `next` is an opaque cursor for the page after. */
+export interface Page<T> {
+  readonly items: readonly T[];
+  readonly next: string | null;
+}
+
+/** The result of an admin write. */
+export interface WriteResult<K extends ConfigKind> {
+  /** False when the stored document already equalled the new one (nothing was written). */
+  readonly changed: boolean;
+  readonly created: boolean;
+  readonly stored: StoredConfig<K>;
+}
+
+/** Something the request names does not exist. */
+export class NotFoundError extends SluiceError {
+  constructor(message: string) {
+    super('not_found', message);
+  }
+}
+
+/** The write conflicts with stored state (in use, or changed concurrently). */
+export class ConflictError extends SluiceError {
+  constructor(message: string) {
+    super('conflict', message);
+  }
+}
+
+const encodeCursor = (sk: string) => Buffer.from(sk).toString('base64url');
+function decodeCursor(cursor: string | undefined): string | undefined {
+  if (cursor === undefined) return undefined;
+  const sk = Buffer.from(cursor, 'base64url').toString('utf8');
+  if (!sk || encodeCursor(sk) !== cursor) throw new ValidationError('cursor', 'not a cursor');
+  return sk;
+}
+
+function stored<K extends ConfigKind>(kind: K, name: string, item: ItemState): StoredConfig<K> {
+  return {
+    kind,
+    name,
+    config: JSON.parse(String(item.doc)) as ConfigOf<K>,
+    updatedAt: String(item.at),
+    updatedBy: String(item.by),
+    version: Number(item.v ?? 0n),
+  };
+}
+
+const canonical = (value: unknown): string =>
+  JSON.stringify(value, (_key, v: unknown) =>
+    v && typeof v === 'object' && !Array.isArray(v)
+      ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : 1)))
+      : v,
+  );
+
+/** Options of {@link ConfigAdmin}. */
+export interface ConfigAdminOptions {
+  readonly store: AdminStore;
+  /** How long audit entries are kept. @default 90 */
+  readonly auditRetentionDays?: number;
+  /** Epoch ms. @default Date.now */
+  readonly clock?: () => number;
+}
+
+/**
+ * The admin side: every write is validated fully (schema, then references: plan, parent, no
+ * cycle, depth), then stored together with its audit entry in one transaction.
+ */
+export class ConfigAdmin {
+  readonly #store: AdminStore;
+  readonly #retentionDays: number;
+  readonly #clock: () => number;
+
+  constructor(options: ConfigAdminOptions) {
+    this.#store = options.store;
+    this.#retentionDays = options.auditRetentionDays ?? 90;
+    this.#clock = options.clock ?? Date.now;
+  }
+
+  async get<K extends ConfigKind>(kind: K, name: string): Promise<StoredConfig<K> | undefined> {
+    const item = await this.#store.get(itemKeys.config(kind, name));
+    return item?.doc === undefined ? undefined : stored(kind, name, item);
+  }
+
+  async list<K extends ConfigKind>(
+    kind: K,
+    options: { limit?: number; cursor?: string } = {},
+  ): Promise<Page<StoredConfig<K>>> {
+    const after = decodeCursor(options.cursor);
+    const page = await this.#store.query(itemKeys.config(kind, '').pk, {
+      limit: options.limit ?? 100,
+      ...(after !== undefined ? { after } : {}),
+    });
+    return {
+      items: page.items.map(({ key, state }) => stored(kind, key.sk, state)),
+      next: page.next === undefined ? null : encodeCursor(page.next),
+    };
+  }
+
+  /** Stores `input` (validated here) as `kind`/`name`; `who` goes into the audit entry. */
+  async put<K extends ConfigKind>(
+    kind: K,
+    name: string,
+    input: unknown,
+    who: string,
+  ): Promise<WriteResult<K>> {
+    const config = parseConfig(kind, input);
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const current = await this.get(kind, name);
+      await this.#checkReferences(kind, name, config);
+      if (current && canonical(current.config) === canonical(config)) {
+        return { changed: false, created: false, stored: current };
+      }
+      const next: StoredConfig<K> = {
+        kind,
+        name,
+        config,
+        updatedAt: new Date(this.#clock()).toISOString(),
+        updatedBy: who,
+        version: (current?.version ?? 0) + 1,
+      };
+      const written = await this.#write(current, next, {
+        action: 'put',
+        who,
+        before: current?.config ?? null,
+        after: config,
+      });
+      if (written) return { changed: true, created: !current, stored: next };
+    }
+    throw new ConflictError(`${kind} ${name} kept changing while being written; retry`);
+  }
+
+  /** Deletes `kind`/`name`; refuses while something refers to it. */
+  async delete<K extends ConfigKind>(kind: K, name: string, who: string): Promise<StoredConfig<K>> {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const current = await this.get(kind, name);
+      if (!current) throw new NotFoundError(`no ${kind} named ${name}`);
+      await this.#checkUnused(kind, name);
+      const written = await this.#write(current, undefined, {
+        action: 'delete',
+        who,
+        before: current.config,
+        after: null,
+      });
+      if (written) return current;
+    }
+    throw new ConflictError(`${kind} ${name} kept changing while being deleted; retry`);
+  }
+
+  /** Clears every bucket of `entity` (a top-up): the next acquire starts full. */
+  async reset(entity: string, who: string): Promise<{ resources: string[] }> {
+    const pk = itemKeys.entityBucket(entity, '').pk;
+    const resources: string[] = [];
+    let after: string | undefined;
+    do {
+      const page = await this.#store.query(pk, {
+        limit: 100,
+        ...(after !== undefined ? { after } : {}),
+      });
+      await Promise.all(page.items.map(({ key }) => this.#store.delete(key)));
+      resources.push(...page.items.map(({ key }) => key.sk));
+      after = page.next;
+    } while (after !== undefined);
+    await this.#store.update(
+      this.#auditUpdate({
+        action: 'reset',
+        who,
+        kind: 'entity',
+        name: entity,
+        before: { buckets: resources },
+        after: null,
+      }),
+    );
+    return { resources };
+  }
+
+  /** Audit entries, newest first. */
+  async audit(options: { limit?: number; cursor?: string } = {}): Promise<Page<AuditEntry>> {
+    const after = decodeCursor(options.cursor);
+    const page = await this.#store.query(itemKeys.audit('').pk, {
+      limit: options.limit ?? 100,
+      descending: true,
+      ...(after !== undefined ? { after } : {}),
+    });
+    return {
+      items: page.items.map(({ state }) => JSON.parse(String(state.doc)) as AuditEntry),
+      next: page.next === undefined ? null : encodeCursor(page.next),
+    };
+  }
+
+  /** One transaction: the config item (conditional on the version read) and the audit entry. */
+  async #write<K extends ConfigKind>(
+    current: StoredConfig<K> | undefined,
+    next: StoredConfig<K> | undefined,
+    change: { action: 'put' | 'delete'; who: string; before: unknown; after: unknown },
+  ): Promise<boolean> {
+    const { kind, name } = (next ?? current) as StoredConfig<K>;
+    const key = itemKeys.config(kind, name);
+    const condition = current
+      ? { attr: 'v', op: '=' as const, value: BigInt(current.version) }
+      : { absent: TABLE_SCHEMA.partitionKey };
+    const configWrite = next
+      ? {
+          key,
+          set: [
+            { attr: 'doc', value: JSON.stringify(next.config) },
+            { attr: 'at', value: next.updatedAt },
+            { attr: 'by', value: next.updatedBy },
+            { attr: 'v', value: BigInt(next.version) },
+          ],
+          condition,
+        }
+      : { key, remove: true as const, condition };
+    const result = await this.#store.transact([
+      configWrite,
+      this.#auditUpdate({ ...change, kind, name }),
+    ]);
+    return result.ok;
+  }
+
+  #auditUpdate(change: Omit<AuditEntry, 'id' | 'at'>) {
+    const nowMs = this.#clock();
+    const at = new Date(nowMs).toISOString();
+    const id = `${at}#${randomBytes(6).toString('hex')}`;
+    const entry: AuditEntry = {
+      id,
+      at,
+      who: change.who,
+      action: change.action,
+      kind: change.kind,
+      name: change.name,
+      before: change.before,
+      after: change.after,
+    };
+    return {
+      key: itemKeys.audit(id),
+      set: [
+        { attr: 'doc', value: JSON.stringify(entry) },
+        {
+          attr: TABLE_SCHEMA.ttlAttribute,
+          value: BigInt(Math.ceil(nowMs / 1000) + this.#retentionDays * 86_400),
+        },
+      ],
+      condition: { absent: TABLE_SCHEMA.partitionKey },
+    };
+  }
+
+  async #checkReferences<K extends ConfigKind>(
+    kind: K,
+    name: string,
+    config: ConfigOf<K>,
+  ): Promise<void> {
+    if (kind !== 'entity') return;
+    const entity = config as EntityConfig;
+    if (entity.plan !== undefined && !(await this.get('plan', entity.plan))) {
+      throw new ValidationError('plan', `no plan named ${entity.plan}`);
+    }
+    if (entity.parent === undefined) return;
+    if (entity.parent === name)
+      throw new ValidationError('parent', 'an entity cannot be its own parent');
+    const parents = new Map<string, string | undefined>();
+    for (const e of await this.#all('entity')) parents.set(e.name, e.config.parent);
+    if (!parents.has(entity.parent)) {
+      throw new ValidationError('parent', `no entity named ${entity.parent}`);
+    }
+    parents.set(name, entity.parent);
+    // Walk up from the new parent: reaching `name` is a cycle; count the levels above.
+    let above = 0;
+    for (let at: string | undefined = entity.parent; at !== undefined; at = parents.get(at)) {
+      if (at === name)
+        throw new ValidationError('parent', `${entity.parent} is below ${name}: a cycle`);
+      if (++above > MAX_DEPTH) break;
+    }
+    // The deepest entity below `name` must still be within MAX_DEPTH levels.
+    const below = depthBelow(name, parents);
+    if (above + 1 + below > MAX_DEPTH) {
+      throw new ValidationError(
+        'parent',
+        `the hierarchy would be ${above + 1 + below} levels deep; at most ${MAX_DEPTH}`,
+      );
+    }
+  }
+
+  async #checkUnused(kind: ConfigKind, name: string): Promise<void> {
+    if (kind !== 'plan' && kind !== 'entity') return;
+    const users = (await this.#all('entity'))
+      .filter((e) => (kind === 'plan' ? e.config.plan === name : e.config.parent === name))
+      .map((e) => e.name);
+    if (users.length > 0) {
+      const shown = users.slice(0, 5).join(', ') + (users.length > 5 ? ', …' : '');
+      throw new ConflictError(
+        kind === 'plan'
+          ? `plan ${name} is used by ${users.length} entities (${shown})`
+          : `entity ${name} is the parent of ${users.length} entities (${shown})`,
+      );
+    }
+  }
+
+  async #all<K extends ConfigKind>(kind: K): Promise<StoredConfig<K>[]> {
+    const out: StoredConfig<K>[] = [];
+    let cursor: string | undefined;
+    do {
+      const page = await this.list(kind, { limit: 1_000, ...(cursor ? { cursor } : {}) });
+      out.push(...page.items);
+      cursor = page.next ?? undefined;
+    } while (cursor !== undefined);
+    return out;
+  }
+}
+
+/** Levels below `name` in the parent map (0 for a leaf). */
+function depthBelow(name: string, parents: ReadonlyMap<string, string | undefined>): number {
+  const children = new Map<string, string[]>();
+  for (const [child, parent] of parents) {
+    if (parent !== undefined) children.set(parent, [...(children.get(parent) ?? []), child]);
+  }
+  const walk = (at: string, depth: number): number =>
+    depth > MAX_DEPTH
+      ? depth
+      : Math.max(0, ...(children.get(at) ?? []).map((c) => 1 + walk(c, depth + 1)));
+  return walk(name, 0);
+}

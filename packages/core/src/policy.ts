@@ -1,0 +1,220 @@
+/**
+ * Stored configuration — plans, entities, resources, settings — and how an acquire resolves it
+ * into the engine's scope checks: entity → plan + overrides → ancestors → resource-wide limits,
+ * plus inline limits, which can only add.
+ *
+ * The documents' schemas are in config-schema.ts.
+ */
+import type {
+  EntityConfig,
+  PlanConfig,
+  PlanLimitInput,
+  ResourceConfig,
+  SettingsConfig,
+} from './config-schema.js';
+import { SluiceError, ValidationError } from './errors.js';
+import type { ScopeCheck } from './limiter.js';
+import { type Limit, type LimitInput, normalizeLimit, parseLimits, type Usage } from './limits.js';
+import { type Price, toPrice } from './price.js';
+import { itemKeys } from './schema.js';
+
+/** Deepest hierarchy, counting the entity itself: key → project → org is 3. */
+export const MAX_DEPTH = 8;
+
+/** Whether `resource` matches a pattern (exact, or prefix before a trailing `*`). */
+export function matchesResource(pattern: string, resource: string): boolean {
+  return pattern.endsWith('*') ? resource.startsWith(pattern.slice(0, -1)) : pattern === resource;
+}
+
+/** How specific a pattern is: exact beats any prefix, a longer prefix beats a shorter one. */
+function specificity(pattern: string | undefined): number {
+  if (pattern === undefined) return -1;
+  return pattern.endsWith('*') ? pattern.length - 1 : Number.MAX_SAFE_INTEGER;
+}
+
+/** The limits that apply to `resource`, by name: the most specific pattern of each name wins. */
+function limitsFor(
+  limits: readonly PlanLimitInput[] | undefined,
+  resource: string,
+): Map<string, PlanLimitInput> {
+  const chosen = new Map<string, PlanLimitInput>();
+  for (const limit of limits ?? []) {
+    if (limit.resource !== undefined && !matchesResource(limit.resource, resource)) continue;
+    const current = chosen.get(limit.name);
+    if (!current || specificity(limit.resource) > specificity(current.resource)) {
+      chosen.set(limit.name, limit);
+    }
+  }
+  return chosen;
+}
+
+function normalized(limits: Iterable<PlanLimitInput>): Limit[] {
+  return [...limits].map(({ resource: _pattern, ...limit }) => normalizeLimit(limit));
+}
+
+/** Where an acquire reads its configuration from (a cache in front of the table). */
+export interface ConfigSource {
+  plan(name: string): Promise<PlanConfig | undefined>;
+  entity(id: string): Promise<EntityConfig | undefined>;
+  resource(name: string): Promise<ResourceConfig | undefined>;
+  settings(): Promise<SettingsConfig>;
+}
+
+/** A refusal that stored configuration decides (not a rate limit). */
+export class PolicyRefusal extends SluiceError {
+  constructor(
+    readonly status: 403 | 422,
+    readonly refusal:
+      | 'resource_not_allowed'
+      | 'context_too_large'
+      | 'entity_disabled'
+      | 'unknown_entity'
+      | 'price_unknown',
+    message: string,
+  ) {
+    super('invalid_request', message);
+  }
+}
+
+/** What an acquire or available asks for, before configuration. */
+export interface PolicyRequest {
+  readonly entity: string;
+  readonly resource: string;
+  readonly usage: Usage;
+  readonly inline?: readonly LimitInput[];
+  readonly priority?: number;
+}
+
+/** The decision to hand the engine: scopes, priority, and the price that derives cost. */
+export interface Policy {
+  readonly checks: ScopeCheck[];
+  readonly priority?: number;
+  readonly price?: Price;
+}
+
+const sameLimit = (a: Limit, b: Limit) => JSON.stringify(a) === JSON.stringify(b);
+
+/**
+ * Resolves stored configuration and inline limits into one multi-scope decision.
+ * Throws {@link PolicyRefusal} for a configuration refusal and {@link ValidationError} for
+ * inline limits that would replace stored ones.
+ */
+export async function resolvePolicy(source: ConfigSource, request: PolicyRequest): Promise<Policy> {
+  const { entity, resource } = request;
+  const [record, settings, resourceConfig] = await Promise.all([
+    source.entity(entity),
+    source.settings(),
+    source.resource(resource),
+  ]);
+  if (!record && settings.unknown_entities === 'refuse') {
+    throw new PolicyRefusal(403, 'unknown_entity', `entity ${entity} is not registered`);
+  }
+
+  // The chain: the entity, then its ancestors (parents are checked for cycles when written).
+  const chain: { id: string; config: EntityConfig | undefined }[] = [
+    { id: entity, config: record },
+  ];
+  for (let parent = record?.parent; parent !== undefined; ) {
+    if (chain.length >= MAX_DEPTH || chain.some((c) => c.id === parent)) {
+      throw new SluiceError('internal', `the hierarchy above ${entity} is too deep or cyclic`);
+    }
+    const config = await source.entity(parent);
+    if (!config) throw new SluiceError('internal', `parent ${parent} of ${entity} is missing`);
+    chain.push({ id: parent, config });
+    parent = config.parent;
+  }
+  const plans = await Promise.all(
+    chain.map(({ config }, depth) => {
+      // The caller without a plan gets the plan named `default`; ancestors only the plan they name.
+      const name = config?.plan ?? (depth === 0 ? 'default' : undefined);
+      return name === undefined ? undefined : source.plan(name);
+    }),
+  );
+
+  const checks: ScopeCheck[] = [];
+  let maxInput = Number.POSITIVE_INFINITY;
+  chain.forEach(({ id, config }, depth) => {
+    const plan = plans[depth];
+    if (config?.disabled) {
+      throw new PolicyRefusal(
+        403,
+        'entity_disabled',
+        depth === 0 ? `entity ${id} is disabled` : `entity ${entity}'s ancestor ${id} is disabled`,
+      );
+    }
+    const allowed = plan?.allowed_resources;
+    if (allowed && !allowed.some((pattern) => matchesResource(pattern, resource))) {
+      throw new PolicyRefusal(
+        403,
+        'resource_not_allowed',
+        `${resource} is not allowed for ${depth === 0 ? entity : `${entity} (through ${id})`}`,
+      );
+    }
+    if (plan?.max_input_tokens !== undefined) maxInput = Math.min(maxInput, plan.max_input_tokens);
+    const byName = limitsFor(plan?.limits, resource);
+    for (const [name, limit] of limitsFor(config?.limits, resource)) byName.set(name, limit);
+    const limits = normalized(byName.values());
+    if (depth === 0 || limits.length > 0) {
+      checks.push({
+        scope: depth === 0 ? 'entity' : `parent:${id}`,
+        key: itemKeys.entityBucket(id, resource),
+        limits,
+      });
+    }
+  });
+
+  const input = request.usage.input_tokens ?? 0;
+  if (input > maxInput) {
+    throw new PolicyRefusal(
+      422,
+      'context_too_large',
+      `input_tokens ${input} is above this plan's max_input_tokens ${maxInput}`,
+    );
+  }
+
+  // Inline limits add to the entity scope; a stored limit of the same name cannot be replaced.
+  const own = checks[0] as ScopeCheck;
+  const inline = parseLimits(request.inline ?? [], 'limits');
+  const merged = [...own.limits];
+  inline.forEach((limit, i) => {
+    const stored = own.limits.find((l) => l.name === limit.name);
+    if (!stored) merged.push(limit);
+    else if (!sameLimit(stored, limit)) {
+      throw new ValidationError(
+        `limits[${i}].name`,
+        `"${limit.name}" is a stored limit of ${entity}; inline limits can only add new names`,
+      );
+    }
+  });
+  checks[0] = { ...own, limits: merged };
+
+  if (resourceConfig?.limits?.length) {
+    checks.push({
+      scope: 'resource',
+      key: itemKeys.resourceBucket(resource),
+      limits: resourceConfig.limits.map(normalizeLimit),
+    });
+  }
+  const active = checks.filter((check) => check.limits.length > 0);
+
+  const priceInput = resourceConfig?.price ?? settings.default_price;
+  const price = priceInput ? toPrice(priceInput) : undefined;
+  const costLimited = active.some((c) => c.limits.some((l) => l.metric === 'cost_micro_usd'));
+  if (costLimited && !price && request.usage.cost_micro_usd === undefined) {
+    throw new PolicyRefusal(
+      422,
+      'price_unknown',
+      `a cost limit applies but ${resource} has no price: set one, or a default price`,
+    );
+  }
+  const plan = plans[0];
+  const priority =
+    plan?.priority !== undefined
+      ? Math.min(plan.priority, request.priority ?? 100)
+      : request.priority;
+  return {
+    checks: active,
+    ...(priority !== undefined ? { priority } : {}),
+    ...(price ? { price } : {}),
+  };
+}

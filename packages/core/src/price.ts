@@ -1,0 +1,138 @@
+/**
+ * Prices turn token usage into `cost_micro_usd`, exactly. A price is USD per million tokens,
+ * which is the same number as micro-USD per token; it is kept as a decimal (integer units and a
+ * power of ten), so $0.15 per million tokens charges 1,000 tokens exactly 150 micro-USD, and a
+ * total is rounded up once, never through floats.
+ */
+import * as z from 'zod/mini';
+import { ValidationError } from './errors.js';
+import { MAX_AMOUNT, type Usage } from './limits.js';
+
+/** Decimal places a price may have (USD per million tokens). */
+export const MAX_PRICE_DECIMALS = 9;
+
+/** Input tokens read from the provider's prompt cache: part of `input_tokens`, priced apart. */
+export const CACHED_INPUT_METRIC = 'cached_input_tokens';
+
+const DECIMAL = /^(\d{1,9})(?:\.(\d+))?$/;
+
+/** A decimal: `units / 10^scale`. */
+export interface Decimal {
+  readonly units: bigint;
+  readonly scale: number;
+}
+
+/**
+ * Reads a price exactly: a decimal string ("0.15") or a JSON number, which is read through its
+ * shortest decimal form (0.15 → "0.15"), the text it was written as.
+ */
+export function parseDecimal(value: number | string): Decimal | undefined {
+  let text = typeof value === 'number' ? numberText(value) : value.trim();
+  if (text === undefined) return undefined;
+  text = text.replace(/^0+(?=\d)/, '');
+  const match = DECIMAL.exec(text);
+  if (!match) return undefined;
+  const fraction = (match[2] ?? '').replace(/0+$/, '');
+  if (fraction.length > MAX_PRICE_DECIMALS) return undefined;
+  return { units: BigInt(`${match[1]}${fraction}`), scale: fraction.length };
+}
+
+/** A number's shortest decimal text without exponent (1e-7 → "0.0000001"). */
+function numberText(n: number): string | undefined {
+  if (!Number.isFinite(n) || n < 0) return undefined;
+  const text = String(n);
+  const exp = /^(\d)(?:\.(\d+))?e([+-]\d+)$/.exec(text);
+  if (!exp) return text;
+  const digits = `${exp[1]}${exp[2] ?? ''}`;
+  const point = 1 + Number(exp[3]);
+  if (point <= 0) return `0.${'0'.repeat(-point)}${digits}`;
+  return digits.length <= point ? digits.padEnd(point, '0') : undefined; // ≥ 1e21 is no price
+}
+
+const priceValue = z.union([z.number(), z.string()]).check(
+  z.refine((v) => parseDecimal(v) !== undefined, {
+    message: `must be a non-negative decimal below 1e9 with at most ${MAX_PRICE_DECIMALS} decimal places`,
+  }),
+);
+
+/** USD per million tokens: input, output, and (optional) cached input. */
+export const priceSchema = z.strictObject({
+  input: priceValue,
+  output: priceValue,
+  cached_input: z.optional(priceValue),
+});
+
+/** A price as sent. */
+export type PriceInput = z.infer<typeof priceSchema>;
+
+/** A price, exact: micro-USD per token as decimals. */
+export interface Price {
+  readonly input: Decimal;
+  readonly output: Decimal;
+  readonly cachedInput: Decimal;
+}
+
+/** Normalizes a validated price; cached input costs the input price unless set. */
+export function toPrice(input: PriceInput): Price {
+  const read = (v: number | string) => parseDecimal(v) as Decimal;
+  const inputPrice = read(input.input);
+  return {
+    input: inputPrice,
+    output: read(input.output),
+    cachedInput: input.cached_input === undefined ? inputPrice : read(input.cached_input),
+  };
+}
+
+/** Price → compact wire form (decimal strings), for lease tokens. */
+export function priceToText(price: Price): [string, string, string] {
+  return [decimalText(price.input), decimalText(price.output), decimalText(price.cachedInput)];
+}
+
+/** The inverse of {@link priceToText}. */
+export function priceFromText(text: readonly [string, string, string]): Price {
+  const [i, o, c] = text.map((t) => parseDecimal(t) as Decimal);
+  return { input: i as Decimal, output: o as Decimal, cachedInput: c as Decimal };
+}
+
+function decimalText(d: Decimal): string {
+  if (d.scale === 0) return d.units.toString();
+  const digits = d.units.toString().padStart(d.scale + 1, '0');
+  return `${digits.slice(0, -d.scale)}.${digits.slice(-d.scale)}`;
+}
+
+/**
+ * The cost of `usage` in micro-USD, rounded up. Uncached input, cached input and output tokens
+ * each at their price; a usage that gives only `tokens` (no split) is charged at the higher of
+ * the input and output prices, so an estimate never undercharges.
+ */
+export function costMicroUsd(usage: Usage, price: Price, field = 'usage'): number {
+  const scale = Math.max(price.input.scale, price.output.scale, price.cachedInput.scale);
+  const at = (d: Decimal) => d.units * 10n ** BigInt(scale - d.scale);
+  const [pin, pout, pcached] = [at(price.input), at(price.output), at(price.cachedInput)];
+  const split = usage.input_tokens !== undefined || usage.output_tokens !== undefined;
+  let total: bigint;
+  if (split) {
+    const input = BigInt(usage.input_tokens ?? 0);
+    const cached = BigInt(usage[CACHED_INPUT_METRIC] ?? 0);
+    if (cached > input) {
+      throw new ValidationError(
+        `${field}.${CACHED_INPUT_METRIC}`,
+        'must not exceed input_tokens (cached tokens are part of the input)',
+      );
+    }
+    total = (input - cached) * pin + cached * pcached + BigInt(usage.output_tokens ?? 0) * pout;
+  } else {
+    // biome-ignore lint/complexity/useMathMinMax: Math.max does not take bigints
+    total = BigInt(usage.tokens ?? 0) * (pin > pout ? pin : pout);
+  }
+  const divisor = 10n ** BigInt(scale);
+  const cost = (total + divisor - 1n) / divisor;
+  if (cost > BigInt(MAX_AMOUNT)) throw new ValidationError(`${field}.cost_micro_usd`, 'too large');
+  return Number(cost);
+}
+
+/** `usage` with `cost_micro_usd` derived from `price` (a reported cost is replaced). */
+export function withCost(usage: Usage, price: Price | undefined, field = 'usage'): Usage {
+  if (!price) return usage;
+  return { ...usage, cost_micro_usd: costMicroUsd(usage, price, field) };
+}
