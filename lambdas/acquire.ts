@@ -7,19 +7,20 @@ import { rateLimitHeaders } from './http/headers.js';
 import { json, problem, type Result } from './http/problem.js';
 import { getRuntime, logger, metrics } from './runtime.js';
 import { acquireRequest } from './schemas.js';
-import { definitionsOf, resolveChecks } from './scopes.js';
+import { definitionsOf, resolve } from './scopes.js';
 
 export const handler = middy<JsonEvent, Result>()
   .use(edge({ route: 'acquire' }))
   .handler(async (event) => {
     const body = parse(acquireRequest, event.parsedBody);
     logger.appendKeys({ entity: body.entity, resource: body.resource });
-    const checks = resolveChecks(body.entity, body.resource, body.limits);
+    const { checks, priority, price } = await resolve(body);
     const result = await getRuntime().limiter.acquire({
       checks,
       usage: body.usage,
       ...(body.max_wait_ms !== undefined ? { maxWaitMs: body.max_wait_ms } : {}),
-      ...(body.priority !== undefined ? { priority: body.priority } : {}),
+      ...(priority !== undefined ? { priority } : {}),
+      ...(price ? { price } : {}),
     });
     const definitions = definitionsOf(checks);
     metrics.addMetric('decisions', MetricUnit.Count, 1);

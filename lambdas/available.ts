@@ -5,17 +5,18 @@ import { edge, type JsonEvent, parse } from './http/edge.js';
 import { json, type Result } from './http/problem.js';
 import { getRuntime } from './runtime.js';
 import { availableRequest } from './schemas.js';
-import { resolveChecks } from './scopes.js';
+import { resolve } from './scopes.js';
 
 export const handler = middy<JsonEvent, Result>()
   .use(edge({ route: 'available' }))
   .handler(async (event) => {
     const body = parse(availableRequest, event.parsedBody);
-    const checks = resolveChecks(body.entity, body.resource, body.limits);
+    const { checks, price } = await resolve(body);
     if (checks.length === 0) return json(200, { limits: [], retry_after_ms: 0 });
     const result = await getRuntime().limiter.available({
       checks,
       ...(body.usage ? { usage: body.usage } : {}),
+      ...(price ? { price } : {}),
     });
     return json(200, { limits: limitsBody(result.limits), retry_after_ms: result.retryAfterMs });
   });

@@ -10,6 +10,23 @@ export interface Config {
   readonly dynamodbEndpoint?: string;
   /** `SLUICE_SERVICE`: service name in logs and metrics. @default "sluice" */
   readonly service: string;
+  /**
+   * `SLUICE_CONFIG_CACHE_MS`: how long a container reuses stored configuration (plans,
+   * entities, resources, settings) it has read; a change takes effect within this time.
+   * @default 30000
+   */
+  readonly configCacheMs: number;
+  /** `SLUICE_AUDIT_RETENTION_DAYS`: how long admin audit entries are kept. @default 90 */
+  readonly auditRetentionDays: number;
+}
+
+function wholeNumber(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < 0)
+    throw new Error(`${name} must be a whole number, not "${raw}"`);
+  return value;
 }
 
 /** Reads {@link Config} from the environment; throws naming the first missing variable. */
@@ -21,5 +38,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     tableName,
     ...(env.SLUICE_DYNAMODB_ENDPOINT ? { dynamodbEndpoint: env.SLUICE_DYNAMODB_ENDPOINT } : {}),
     service: env.SLUICE_SERVICE ?? 'sluice',
+    configCacheMs: wholeNumber(env, 'SLUICE_CONFIG_CACHE_MS', 30_000),
+    auditRetentionDays: wholeNumber(env, 'SLUICE_AUDIT_RETENTION_DAYS', 90),
   };
 }

@@ -4,7 +4,9 @@
  */
 import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { entitySchema, planSchema, resourceSchema, settingsSchema } from '@sluice/core';
 import * as z from 'zod/mini';
+import * as admin from './admin-schemas.js';
 import { routes } from './routes.js';
 import * as s from './schemas.js';
 
@@ -67,18 +69,71 @@ const operations: Record<
     ok: 'AvailableResponse',
   },
   health: { summary: '200 when the API can reach its table.', ok: 'HealthResponse' },
+  ...adminOperations(),
 };
+
+/** The admin routes: the same shapes for plans, entities and resources. */
+function adminOperations(): Record<
+  string,
+  { summary: string; request?: string; ok: string; extra?: Record<string, unknown> }
+> {
+  const notFound = { '404': problemResponse('not_found') };
+  const out: Record<
+    string,
+    { summary: string; request?: string; ok: string; extra?: Record<string, unknown> }
+  > = {};
+  for (const [noun, plural, schemaName] of [
+    ['Plan', 'Plans', 'PlanConfig'],
+    ['Entity', 'Entities', 'EntityConfig'],
+    ['Resource', 'Resources', 'ResourceConfig'],
+  ] as const) {
+    out[`list${plural}`] = {
+      summary: `${plural}, by name; \`?limit=\` (1–1000) and \`?cursor=\` page through them.`,
+      ok: 'StoredConfigPage',
+    };
+    out[`get${noun}`] = {
+      summary: `One ${noun.toLowerCase()}.`,
+      ok: 'StoredConfig',
+      extra: notFound,
+    };
+    out[`put${noun}`] = {
+      summary: `Creates (201) or replaces (200) a ${noun.toLowerCase()}; validated fully, audited.`,
+      request: schemaName,
+      ok: 'StoredConfig',
+    };
+    out[`delete${noun}`] = {
+      summary: `Deletes a ${noun.toLowerCase()} (204); 409 \`conflict\` while something refers to it.`,
+      ok: 'Empty',
+      extra: { ...notFound, '409': problemResponse('conflict') },
+    };
+  }
+  out.resetEntity = {
+    summary: 'Clears every bucket of the entity (a top-up); audited.',
+    ok: 'ResetResponse',
+  };
+  out.getSettings = { summary: 'The settings.', ok: 'StoredConfig' };
+  out.putSettings = {
+    summary: 'Replaces the settings (unknown entities, default price); audited.',
+    request: 'SettingsConfig',
+    ok: 'StoredConfig',
+  };
+  out.listAudit = {
+    summary: 'Admin changes, newest first, with before and after; kept 90 days by default.',
+    ok: 'AuditPage',
+  };
+  return out;
+}
 
 /** The OpenAPI 3.1 document of HTTP API v1. */
 export function openApiDocument(): Record<string, unknown> {
   const paths: Record<string, Record<string, unknown>> = {};
   for (const route of routes) {
-    const op = operations[route.name];
-    if (!op) throw new Error(`no OpenAPI description for route ${route.name}`);
+    const op = operations[route.operation];
+    if (!op) throw new Error(`no OpenAPI description for route ${route.operation}`);
     paths[route.path] = {
       ...paths[route.path],
       [route.method.toLowerCase()]: {
-        operationId: route.name,
+        operationId: route.operation,
         summary: op.summary,
         security: [{ sigv4: [] }],
         ...(op.request
@@ -130,6 +185,15 @@ export function openApiDocument(): Record<string, unknown> {
         AvailableResponse: schema(s.availableResponse, 'output'),
         HealthResponse: schema(s.healthResponse, 'output'),
         Problem: schema(s.problem, 'output'),
+        PlanConfig: schema(planSchema, 'input'),
+        EntityConfig: schema(entitySchema, 'input'),
+        ResourceConfig: schema(resourceSchema, 'input'),
+        SettingsConfig: schema(settingsSchema, 'input'),
+        StoredConfig: schema(admin.storedConfig, 'output'),
+        StoredConfigPage: schema(admin.storedConfigPage, 'output'),
+        ResetResponse: schema(admin.resetResponse, 'output'),
+        AuditPage: schema(admin.auditPage, 'output'),
+        Empty: { type: 'null' },
       },
     },
   };

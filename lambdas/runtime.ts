@@ -6,7 +6,7 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { DynamoDBStore, Limiter } from '@sluice/core';
+import { CachedConfigSource, DynamoDBStore, Limiter } from '@sluice/core';
 import { type Config, loadConfig } from './config.js';
 
 /** Per-container singletons. */
@@ -14,6 +14,8 @@ export interface Runtime {
   readonly config: Config;
   readonly store: DynamoDBStore;
   readonly limiter: Limiter;
+  /** Stored configuration as acquire reads it: cached for `configCacheMs`. */
+  readonly policies: CachedConfigSource;
 }
 
 const service = process.env.SLUICE_SERVICE ?? 'sluice';
@@ -39,7 +41,8 @@ export function getRuntime(): Runtime {
       onBackgroundError: (error) =>
         logger.error('compensation failed; the denied request stays charged', { error }),
     });
-    runtime = { config, store, limiter };
+    const policies = new CachedConfigSource({ store, ttlMs: config.configCacheMs });
+    runtime = { config, store, limiter, policies };
   }
   return runtime;
 }

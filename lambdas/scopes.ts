@@ -1,22 +1,30 @@
 /**
- * Which items and limits a request touches. Today: the entity's own bucket for the resource,
- * with the limits sent inline. Stored plans, parents and resource-wide limits add scopes here.
+ * Which items and limits a request touches: stored configuration (entity → plan + overrides →
+ * ancestors → resource-wide limits) plus the inline limits a request may add, resolved through
+ * the container's configuration cache.
  */
-import { itemKeys, type Limit, type LimitInput, parseLimits, type ScopeCheck } from '@sluice/core';
+import { type Limit, type LimitInput, type Policy, resolvePolicy, type Usage } from '@sluice/core';
+import { getRuntime } from './runtime.js';
 
-/** The scope items and limits an acquire or available touches (none without limits). */
-export function resolveChecks(
-  entity: string,
-  resource: string,
-  inline: readonly LimitInput[] | undefined,
-): ScopeCheck[] {
-  const limits = parseLimits(inline ?? [], 'limits');
-  if (limits.length === 0) return [];
-  return [{ scope: 'entity', key: itemKeys.entityBucket(entity, resource), limits }];
+/** Resolves an acquire or available request into the engine's scopes, priority and price. */
+export function resolve(request: {
+  readonly entity: string;
+  readonly resource: string;
+  readonly usage?: Usage | undefined;
+  readonly limits?: readonly LimitInput[] | undefined;
+  readonly priority?: number | undefined;
+}): Promise<Policy> {
+  return resolvePolicy(getRuntime().policies, {
+    entity: request.entity,
+    resource: request.resource,
+    usage: request.usage ?? {},
+    ...(request.limits ? { inline: request.limits } : {}),
+    ...(request.priority !== undefined ? { priority: request.priority } : {}),
+  });
 }
 
 /** Limit definitions by scope and name, for the headers. */
-export function definitionsOf(checks: readonly ScopeCheck[]): Map<string, Limit> {
+export function definitionsOf(checks: Policy['checks']): Map<string, Limit> {
   return new Map(
     checks.flatMap((c) => c.limits.map((l) => [`${c.scope}\u0000${l.name}`, l] as const)),
   );

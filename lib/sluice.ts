@@ -5,7 +5,7 @@
  */
 import { fileURLToPath } from 'node:url';
 import { TABLE_SCHEMA } from '@sluice/core';
-import { type Route, routes } from '@sluice/lambdas/routes';
+import { functionsOf, type Route, routes } from '@sluice/lambdas/routes';
 import { CfnOutput, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import { AccessLogFormat } from 'aws-cdk-lib/aws-apigateway';
 import {
@@ -93,6 +93,18 @@ const ACCESS: Record<string, { actions: string[]; leadingKeys?: string[] }> = {
   // Reads buckets only: never the signing key.
   available: { actions: ['dynamodb:GetItem'], leadingKeys: ['entity#*', 'resource#*'] },
   health: { actions: ['dynamodb:GetItem'], leadingKeys: ['meta#health'] },
+  // Configuration and its audit trail (writes are transactions of both), and entity resets,
+  // which delete bucket items. Never the lease signing key.
+  admin: {
+    actions: [
+      'dynamodb:GetItem',
+      'dynamodb:Query',
+      'dynamodb:UpdateItem',
+      'dynamodb:DeleteItem',
+      'dynamodb:ConditionCheckItem',
+    ],
+    leadingKeys: ['config#*', 'audit', 'entity#*'],
+  },
 };
 
 /**
@@ -135,8 +147,8 @@ export class Sluice extends Construct {
     });
 
     const functions = new Map<string, NodejsFunction>();
-    for (const route of routes)
-      functions.set(route.name, this.#function(route, service, retention, props));
+    for (const [name, served] of functionsOf(routes))
+      functions.set(name, this.#function(name, served[0] as Route, service, retention, props));
     this.functions = functions;
 
     const accessLogs = new logs.LogGroup(this, 'AccessLogs', {
@@ -158,12 +170,17 @@ export class Sluice extends Construct {
       },
     });
     const authorizer = new HttpIamAuthorizer();
+    const integrations = new Map<string, HttpLambdaIntegration>();
     for (const route of routes) {
       const fn = functions.get(route.name) as NodejsFunction;
+      integrations.set(
+        route.name,
+        integrations.get(route.name) ?? new HttpLambdaIntegration(`${route.name}-integration`, fn),
+      );
       this.api.addRoutes({
         path: route.path,
         methods: [HttpMethod[route.method]],
-        integration: new HttpLambdaIntegration(`${route.name}-integration`, fn),
+        integration: integrations.get(route.name) as HttpLambdaIntegration,
         authorizer,
       });
     }
@@ -191,45 +208,58 @@ export class Sluice extends Construct {
     );
   }
 
-  /**
-   * Lets `principal` call the admin routes (configuration): every method under `/v1/admin/`,
-   * so routes added later are covered without a new grant.
-   */
+  /** Lets `principal` call the admin routes: plans, entities, resources, settings, audit. */
   grantAdmin(principal: iam.IGrantable): iam.Grant {
-    return iam.Grant.addToPrincipal({
-      grantee: principal,
-      actions: ['execute-api:Invoke'],
-      resourceArns: [this.api.arnForExecuteApi('*', '/v1/admin/*', this.stage.stageName)],
-    });
+    const grant = this.#grantInvoke(
+      principal,
+      routes.filter((r) => r.auth === 'admin'),
+    );
+    if (principal instanceof Construct) {
+      NagSuppressions.addResourceSuppressions(
+        principal,
+        [
+          {
+            id: 'AwsSolutions-IAM5',
+            reason:
+              'Sluice grantAdmin: each * stands for one path parameter (a plan, entity or resource name) of one admin route; no other route is granted.',
+            appliesTo: [{ regex: '/^Resource::arn:.*:execute-api:.*/v1/admin/.*\\*.*$/' }],
+          },
+        ],
+        true,
+      );
+    }
+    return grant;
   }
 
   #grantInvoke(principal: iam.IGrantable, granted: readonly Route[]): iam.Grant {
     return iam.Grant.addToPrincipal({
       grantee: principal,
       actions: ['execute-api:Invoke'],
+      // A path parameter matches any one segment's value: IAM sees the request's real path.
       resourceArns: granted.map((r) =>
-        this.api.arnForExecuteApi(r.method, r.path, this.stage.stageName),
+        this.api.arnForExecuteApi(r.method, r.path.replace(/\{\w+\}/g, '*'), this.stage.stageName),
       ),
     });
   }
 
   #function(
+    name: string,
     route: Route,
     service: string,
     retention: logs.RetentionDays,
     props: SluiceProps,
   ): NodejsFunction {
-    const logGroup = new logs.LogGroup(this, `${route.name}-logs`, {
+    const logGroup = new logs.LogGroup(this, `${name}-logs`, {
       retention,
       removalPolicy: RemovalPolicy.DESTROY,
     });
     // Its own role, allowed to write its own log group: no managed policy with logs:* on every group.
-    const role = new iam.Role(this, `${route.name}-role`, {
+    const role = new iam.Role(this, `${name}-role`, {
       assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
-      description: `Sluice ${route.name} function`,
+      description: `Sluice ${name} function`,
     });
     logGroup.grantWrite(role);
-    const fn = new NodejsFunction(this, `${route.name}-function`, {
+    const fn = new NodejsFunction(this, `${name}-function`, {
       role,
       entry: fileURLToPath(route.entry),
       handler: 'handler',
@@ -251,7 +281,7 @@ export class Sluice extends Construct {
       },
       bundling: SLUICE_BUNDLING,
     });
-    const access = ACCESS[route.name] ?? { actions: ['dynamodb:GetItem'] };
+    const access = ACCESS[name] ?? { actions: ['dynamodb:GetItem'] };
     fn.addToRolePolicy(
       new iam.PolicyStatement({
         actions: access.actions,

@@ -20,8 +20,8 @@ export type JsonEvent = APIGatewayProxyEventV2 & { parsedBody?: unknown };
 export interface EdgeOptions {
   /** Route name in logs and metrics. */
   readonly route: string;
-  /** Whether the route takes a JSON body. @default true */
-  readonly body?: boolean;
+  /** Whether the route takes a JSON body (or which requests do). @default true */
+  readonly body?: boolean | ((event: APIGatewayProxyEventV2) => boolean);
 }
 
 /** Validates a parsed body; a bad field becomes a 400 naming it. */
@@ -49,8 +49,8 @@ export function edge(options: EdgeOptions): MiddlewareObj<JsonEvent, Result, Err
     before: async (request) => {
       started.set(request, performance.now());
       logger.appendKeys({ route: opts.route, requestId: request.event.requestContext?.requestId });
-      if (!opts.body) return;
       const event = request.event;
+      if (typeof opts.body === 'function' ? !opts.body(event) : !opts.body) return;
       const type = header(event, 'content-type') ?? '';
       if (!/^application\/([a-z.+-]+\+)?json\s*(;|$)/i.test(type)) {
         throw new HttpProblem(415, 'unsupported_media_type', 'send the body as application/json');

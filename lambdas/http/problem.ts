@@ -1,7 +1,7 @@
 /**
  * problem+json (RFC 9457): the one place that maps errors to status codes.
  */
-import { SluiceError, ValidationError } from '@sluice/core';
+import { PolicyRefusal, SluiceError, ValidationError } from '@sluice/core';
 import type { APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
 
 /** What a handler returns to API Gateway. */
@@ -72,6 +72,8 @@ const STATUS_OF: Record<string, number> = {
   invalid_request: 400,
   lease_not_found: 404,
   lease_settled: 409,
+  not_found: 404,
+  conflict: 409,
   unavailable: 503,
 };
 
@@ -79,6 +81,9 @@ const STATUS_OF: Record<string, number> = {
 export function fromError(error: unknown): { response: Result; expected: boolean } {
   if (error instanceof HttpProblem) {
     return { response: problem(error.status, error.code, error.message), expected: true };
+  }
+  if (error instanceof PolicyRefusal) {
+    return { response: problem(error.status, error.refusal, error.message), expected: true };
   }
   if (error instanceof ValidationError) {
     return {

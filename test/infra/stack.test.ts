@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ensureTable } from '@sluice/core';
-import { routes } from '@sluice/lambdas/routes';
+import { functionsOf, routes } from '@sluice/lambdas/routes';
 import { localClient } from '@sluice/local';
 import { App, Aspects, type CfnElement } from 'aws-cdk-lib';
 import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
@@ -35,6 +35,8 @@ function synth(outdir: string, props: ConstructorParameters<typeof SluiceStack>[
     assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
   });
   stack.sluice.grantAcquire(consumer);
+  const admin = new iam.Role(stack, 'Admin', { assumedBy: new iam.AccountRootPrincipal() });
+  stack.sluice.grantAdmin(admin);
   Aspects.of(app).add(new AwsSolutionsChecks());
   const assembly = app.synth();
   return { stack, template: Template.fromStack(stack), assembly };
@@ -128,14 +130,27 @@ describe('the API', () => {
     expect(JSON.stringify(statements[0]?.Resource)).not.toContain('/v1/admin');
     expect(statements[0]?.Resource).toHaveLength(routes.filter((r) => r.auth === 'client').length);
   });
+
+  it('lets a principal granted with grantAdmin invoke exactly the admin routes', () => {
+    const admin = built.stack.node.findChild('Admin') as iam.Role;
+    const text = JSON.stringify(
+      built.template.findResources('AWS::IAM::Policy', {
+        Properties: { Roles: [{ Ref: idOf(admin) }] },
+      }),
+    );
+    expect(text).toContain('/PUT/v1/admin/plans/*');
+    expect(text).toContain('/POST/v1/admin/entities/*/reset');
+    expect(text).not.toContain('/v1/acquire');
+  });
 });
 
 describe('the functions', () => {
-  it('run Node.js 22 on ARM64, one per route', () => {
+  it('run Node.js 22 on ARM64, one per handler (the admin routes share one)', () => {
     const functions = Object.values(built.template.findResources('AWS::Lambda::Function')) as {
       Properties: { Runtime: string; Architectures: string[] };
     }[];
-    expect(functions).toHaveLength(routes.length);
+    expect(functions).toHaveLength(functionsOf(routes).size);
+    expect(functionsOf(routes).get('admin')?.length).toBeGreaterThan(10);
     for (const fn of functions) {
       expect(fn.Properties.Runtime).toBe('nodejs22.x');
       expect(fn.Properties.Architectures).toEqual(['arm64']);
@@ -190,18 +205,32 @@ describe('the functions', () => {
     }
   });
 
+  it('let admin write configuration, audit and buckets, but never the lease signing key', () => {
+    const statements = dynamoStatements('admin');
+    expect(statements.flatMap((s) => [s.Action].flat()).sort()).toEqual([
+      'dynamodb:ConditionCheckItem',
+      'dynamodb:DeleteItem',
+      'dynamodb:GetItem',
+      'dynamodb:Query',
+      'dynamodb:UpdateItem',
+    ]);
+    const condition = JSON.stringify(statements[0]?.Condition);
+    expect(condition).toContain('config#*');
+    expect(condition).not.toContain('meta#');
+  });
+
   it('keep logs for a month by default', () => {
     const groups = Object.values(built.template.findResources('AWS::Logs::LogGroup')) as {
       Properties: { RetentionInDays: number };
     }[];
-    expect(groups.length).toBeGreaterThanOrEqual(routes.length);
+    expect(groups.length).toBeGreaterThanOrEqual(functionsOf(routes).size);
     expect(groups.every((g) => g.Properties.RetentionInDays === 30)).toBe(true);
   });
 });
 
 describe('alarms and dashboard', () => {
   it('alarm on 5xx rate, p99 latency, function errors and throttles, and table throttles and errors, to the topic', () => {
-    built.template.resourceCountIs('AWS::CloudWatch::Alarm', 2 + 2 * routes.length + 2);
+    built.template.resourceCountIs('AWS::CloudWatch::Alarm', 2 + 2 * functionsOf(routes).size + 2);
     const alarms = Object.values(built.template.findResources('AWS::CloudWatch::Alarm')) as {
       Properties: { AlarmActions?: unknown[] };
     }[];

@@ -54,11 +54,27 @@ function readBody(req: IncomingMessage): Promise<Buffer | null> {
   });
 }
 
+/** Matches a path against a route's template; `{name}` segments become path parameters. */
+function matchPath(template: string, path: string): Record<string, string> | undefined {
+  const want = template.split('/');
+  const got = path.split('/');
+  if (want.length !== got.length) return undefined;
+  const params: Record<string, string> = {};
+  for (const [i, part] of want.entries()) {
+    const value = got[i] ?? '';
+    const param = /^\{(\w+)\}$/.exec(part);
+    if (param?.[1] && value !== '') params[param[1]] = value;
+    else if (part !== value) return undefined;
+  }
+  return params;
+}
+
 function toEvent(
   req: IncomingMessage,
   url: URL,
   body: Buffer,
   route: Route,
+  pathParameters: Record<string, string>,
 ): APIGatewayProxyEventV2 {
   const headers: Record<string, string> = {};
   for (const [name, value] of Object.entries(req.headers)) {
@@ -71,6 +87,10 @@ function toEvent(
     rawPath: url.pathname,
     rawQueryString: url.search.slice(1),
     headers,
+    ...(url.search
+      ? { queryStringParameters: Object.fromEntries(url.searchParams.entries()) }
+      : {}),
+    ...(Object.keys(pathParameters).length ? { pathParameters } : {}),
     requestContext: {
       accountId: 'local',
       apiId: 'local',
@@ -134,9 +154,13 @@ export async function startLocalServer(options: {
     try {
       const url = new URL(req.url ?? '/', 'http://localhost');
       const method = req.method ?? 'GET';
-      const route = options.routes.find((r) => r.method === method && r.path === url.pathname);
-      if (!route) {
-        const allowed = options.routes.filter((r) => r.path === url.pathname).map((r) => r.method);
+      const matching = options.routes.flatMap((r) => {
+        const params = matchPath(r.path, url.pathname);
+        return params ? [{ route: r, params }] : [];
+      });
+      const found = matching.find((m) => m.route.method === method);
+      if (!found) {
+        const allowed = matching.map((m) => m.route.method);
         req.resume();
         if (allowed.length === 0)
           return send(res, problem(404, 'not_found', `no route ${method} ${url.pathname}`));
@@ -146,7 +170,8 @@ export async function startLocalServer(options: {
       const body = await readBody(req);
       if (body === null)
         return send(res, problem(413, 'payload_too_large', 'the body is too large'));
-      const event = toEvent(req, url, body, route);
+      const { route, params } = found;
+      const event = toEvent(req, url, body, route, params);
       const handler = handlers.get(`${route.method} ${route.path}`) as Handler;
       send(res, await handler(event, contextFor(route, event.requestContext.requestId)));
     } catch {
