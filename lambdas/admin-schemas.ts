@@ -22,7 +22,8 @@ export const storedConfigPage = z.object({
   next: z.nullable(z.string()),
 });
 
-export const resetResponse = z.object({ entity: z.string(), cleared: z.array(z.string()) });
+/** `cleared`: how many bucket items were deleted. */
+export const resetResponse = z.object({ entity: z.string(), cleared: z.number() });
 
 export const auditEntry = z.object({
   id: z.string(),

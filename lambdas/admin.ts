@@ -63,7 +63,7 @@ function pageParams(event: JsonEvent): { limit: number; cursor?: string } {
 let configAdmin: ConfigAdmin | undefined;
 
 async function route(event: JsonEvent): Promise<Result> {
-  const { config, store, policies } = getRuntime();
+  const { config, store, policies, limiter } = getRuntime();
   configAdmin ??= new ConfigAdmin({ store, auditRetentionDays: config.auditRetentionDays });
   const admin = configAdmin;
   const who = principalOf(event);
@@ -98,9 +98,10 @@ async function route(event: JsonEvent): Promise<Result> {
   logger.appendKeys({ kind, name });
 
   if (segments[2] === 'reset') {
-    const { resources } = await admin.reset(name, who);
-    logger.info('admin reset', { buckets: resources.length });
-    return json(200, { entity: name, cleared: resources });
+    const { cleared } = await admin.reset(name, who);
+    limiter.forget(); // this process may serve acquires too (the local server does)
+    logger.info('admin reset', { buckets: cleared });
+    return json(200, { entity: name, cleared });
   }
   if (method === 'GET') {
     const current = await admin.get(kind, name);

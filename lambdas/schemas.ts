@@ -2,10 +2,10 @@
  * Request and response schemas of HTTP API v1 — the one source of truth. Handlers validate
  * with them; `npm run openapi` turns them into docs/openapi.json.
  */
-import { identifierSchema, limitsSchema, usageSchema } from '@sluice/core';
+import { identifierSchema, limitsSchema, MAX_LEASE_ID_LENGTH, usageSchema } from '@sluice/core';
 import * as z from 'zod/mini';
 
-const leaseId = z.string().check(z.minLength(1), z.maxLength(8_192));
+const leaseId = z.string().check(z.minLength(1), z.maxLength(MAX_LEASE_ID_LENGTH));
 
 export const acquireRequest = z.strictObject({
   entity: identifierSchema,

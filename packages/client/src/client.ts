@@ -3,10 +3,8 @@
  * Lambda, its role), retried on network errors and 5xx with exponential backoff and full jitter
  * within one deadline, and failing open or closed when Sluice cannot be reached.
  */
-import { Sha256 } from '@aws-crypto/sha256-js';
-import { defaultProvider } from '@aws-sdk/credential-provider-node';
-import { SignatureV4 } from '@smithy/signature-v4';
-import { SluiceClientError, SluiceRequestError } from './errors.js';
+import { SluiceRequestError } from './errors.js';
+import { type Credentials, endpointUrl, RequestSigner } from './signing.js';
 import type {
   AcquireRequest,
   AcquireResult,
@@ -17,11 +15,6 @@ import type {
   Usage,
   Violation,
 } from './types.js';
-
-/** AWS credentials, or a function that provides them (the AWS SDK's providers fit). */
-export type Credentials =
-  | { accessKeyId: string; secretAccessKey: string; sessionToken?: string }
-  | (() => Promise<{ accessKeyId: string; secretAccessKey: string; sessionToken?: string }>);
 
 /** How {@link SluiceClient} reaches Sluice and behaves when it cannot. */
 export interface SluiceClientOptions {
@@ -85,10 +78,6 @@ const DEGRADED_PREFIX = 'degraded.';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-function isLocal(url: URL): boolean {
-  return url.protocol === 'http:' && ['localhost', '127.0.0.1', '[::1]'].includes(url.hostname);
-}
-
 /**
  * The Sluice SDK.
  *
@@ -109,33 +98,16 @@ export class SluiceClient {
   readonly #retries: number;
   readonly #onUnavailable: 'allow' | 'deny';
   readonly #fetch: typeof fetch;
-  readonly #signer: SignatureV4 | undefined;
+  readonly #signer: RequestSigner;
 
   constructor(options: SluiceClientOptions) {
-    let base: URL;
-    try {
-      base = new URL(options.endpoint);
-    } catch {
-      throw new SluiceClientError('invalid_option', `endpoint is not a URL: ${options.endpoint}`);
-    }
+    const base = endpointUrl(options.endpoint);
     this.#base = base;
     this.#timeoutMs = options.timeoutMs ?? 3_000;
     this.#retries = options.retries ?? 2;
     this.#onUnavailable = options.onUnavailable ?? 'allow';
     this.#fetch = options.fetch ?? globalThis.fetch;
-    if (!isLocal(base) || options.credentials) {
-      const region =
-        options.region ??
-        /\.execute-api\.([a-z0-9-]+)\.amazonaws\.com$/.exec(base.hostname)?.[1] ??
-        process.env.AWS_REGION;
-      if (!region) throw new SluiceClientError('invalid_option', 'region: set it, or AWS_REGION');
-      this.#signer = new SignatureV4({
-        service: 'execute-api',
-        region,
-        credentials: options.credentials ?? defaultProvider(),
-        sha256: Sha256,
-      });
-    }
+    this.#signer = new RequestSigner(base, options);
   }
 
   /** May this call go ahead? Denials and outages are values, not errors. */
@@ -297,7 +269,7 @@ export class SluiceClient {
       const remaining = deadline - Date.now();
       if (remaining <= 0) break;
       try {
-        const headers = await this.#headers(url, payload);
+        const headers = await this.#signer.headers('POST', url, payload);
         const res = await this.#fetch(url, {
           method: 'POST',
           headers,
@@ -328,21 +300,6 @@ export class SluiceClient {
       }
     }
     return 'unavailable'; // reported as `degraded: true`, per onUnavailable
-  }
-
-  async #headers(url: URL, payload: string): Promise<Record<string, string>> {
-    const headers: Record<string, string> = { 'content-type': 'application/json', host: url.host };
-    if (!this.#signer) return headers;
-    const signed = await this.#signer.sign({
-      method: 'POST',
-      protocol: url.protocol,
-      hostname: url.hostname,
-      ...(url.port ? { port: Number(url.port) } : {}),
-      path: url.pathname,
-      headers,
-      body: payload,
-    });
-    return signed.headers;
   }
 }
 

@@ -2,7 +2,14 @@
  * @sluice/client — ask Sluice before an LLM call, report after it.
  * Token estimation lives in `@sluice/client/estimate` (it carries the tokenizer).
  */
-export { type Credentials, LeaseStream, SluiceClient, type SluiceClientOptions } from './client.js';
+export {
+  type AuditEntry,
+  type ConfigKind,
+  SluiceAdmin,
+  type SluiceAdminOptions,
+  type StoredConfig,
+} from './admin.js';
+export { LeaseStream, SluiceClient, type SluiceClientOptions } from './client.js';
 export { SluiceClientError, SluiceRequestError } from './errors.js';
 export {
   type ProviderAttempt,
@@ -10,6 +17,7 @@ export {
   providerRetryAfterMs,
   withProviderBackoff,
 } from './provider.js';
+export type { Credentials } from './signing.js';
 export type {
   AcquireRequest,
   AcquireResult,

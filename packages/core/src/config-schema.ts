@@ -44,7 +44,10 @@ export const planSchema = z.strictObject({
   allowed_resources: z.optional(z.array(resourcePattern).check(z.maxLength(256))),
   /** Largest `input_tokens` estimate one call may send. */
   max_input_tokens: z.optional(z.number().check(z.int(), z.minimum(1), z.maximum(100_000_000))),
-  /** Priority of this plan's calls (1–100); a request may only lower it. */
+  /**
+   * The share (1–100, %) of limits shared with other callers — ancestors', the resource's — that
+   * this plan's calls may fill; its own limits hold nothing back. A request may only lower it.
+   */
   priority: z.optional(z.number().check(z.int(), z.minimum(1), z.maximum(100))),
   description,
 });

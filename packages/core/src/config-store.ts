@@ -180,7 +180,7 @@ export class ConfigAdmin {
   }
 
   /** Clears every bucket of `entity` (a top-up): the next acquire starts full. */
-  async reset(entity: string, who: string): Promise<{ resources: string[] }> {
+  async reset(entity: string, who: string): Promise<{ cleared: number }> {
     const pk = itemKeys.entityBucket(entity, '').pk;
     const resources: string[] = [];
     let after: string | undefined;
@@ -203,7 +203,7 @@ export class ConfigAdmin {
         after: null,
       }),
     );
-    return { resources };
+    return { cleared: resources.length };
   }
 
   /** Audit entries, newest first. */

@@ -41,6 +41,7 @@ export {
   StoreUnavailableError,
   ValidationError,
 } from './errors.js';
+export { MAX_LEASE_ID_LENGTH } from './lease.js';
 export {
   type AcquireRequest,
   type AcquireResult,

@@ -13,8 +13,11 @@ import type { BucketLimit, QuotaLimit, Usage } from './limits.js';
 import { type Price, priceFromText, priceToText } from './price.js';
 import type { ItemKey } from './store/types.js';
 
-/** Longest token accepted; anything longer is not one of ours. */
-export const MAX_LEASE_ID_LENGTH = 8_192;
+/**
+ * Longest token accepted; anything longer is not one of ours. A lease over a deep hierarchy
+ * (8 levels, each with shared and per-model items full of limits) stays well below it.
+ */
+export const MAX_LEASE_ID_LENGTH = 32_768;
 
 /** A limit as the lease took from it; a quota remembers the window it was charged in. */
 export type LeasedLimit = BucketLimit | (QuotaLimit & { readonly windowStartMs: number });

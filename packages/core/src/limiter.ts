@@ -61,7 +61,15 @@ export interface ScopeCheck {
   readonly scope: string;
   readonly key: ItemKey;
   readonly limits: readonly Limit[];
+  /**
+   * 1–100: the most of this scope's capacity the request may fill, lowering the request's own
+   * priority here (a plan's priority on limits it shares with other callers). @default 100
+   */
+  readonly priority?: number;
 }
+
+const priorityAt = (check: ScopeCheck, priority: number) =>
+  Math.min(priority, check.priority ?? 100);
 
 /** What {@link Limiter.acquire} is asked. */
 export interface AcquireRequest {
@@ -173,6 +181,9 @@ class Recent<V> {
   get(key: string): V | undefined {
     return this.#map.get(key);
   }
+  clear(): void {
+    this.#map.clear();
+  }
   set(key: string, value: V): void {
     this.#map.delete(key);
     this.#map.set(key, value);
@@ -237,9 +248,10 @@ export class Limiter {
       check.limits
         .filter((limit) => {
           const amount = usage[limit.metric] ?? 0;
+          const at = priorityAt(check, priority);
           return limit.kind === 'bucket'
-            ? !bucketFits(limit, amount, priority)
-            : !quotaFits(limit, amount, priority);
+            ? !bucketFits(limit, amount, at)
+            : !quotaFits(limit, amount, at);
         })
         .map((limit) =>
           this.#violation(
@@ -302,7 +314,7 @@ export class Limiter {
       checks.forEach((check, i) => {
         for (const limit of check.limits) {
           if (limit.kind !== 'bucket') continue;
-          const wait = bucketWaitNs(limit, states[i] ?? {}, nowNs, priority);
+          const wait = bucketWaitNs(limit, states[i] ?? {}, nowNs, priorityAt(check, priority));
           if (wait > waitNs) waitNs = wait;
         }
       });
@@ -351,6 +363,14 @@ export class Limiter {
         ? Object.fromEntries(Object.keys(claims.usage).map((metric) => [metric, 0]))
         : totalsFrom(claims, usage);
     return this.#settle(leaseId, claims, totals, true, usage === undefined ? 'cancel' : 'final');
+  }
+
+  /**
+   * Forgets what this process last saw of every item, so nothing is denied from memory: for a
+   * reset (its buckets were deleted) served by the same process.
+   */
+  forget(): void {
+    this.#seen.clear();
   }
 
   /** What remains of every limit, and when `usage` would fit; consumes nothing. */
@@ -545,8 +565,9 @@ export class Limiter {
     usage: Usage,
     options: { priority: number; maxWaitNs: bigint; mayDeny: boolean },
   ): ItemPlan {
+    const at = { ...options, priority: priorityAt(check, options.priority) };
     const plans = check.limits.map((limit) =>
-      this.#planLimitConsume(limit, state, nowMs, nowNs, usage[limit.metric] ?? 0, options),
+      this.#planLimitConsume(limit, state, nowMs, nowNs, usage[limit.metric] ?? 0, at),
     );
     const violations = check.limits.flatMap((limit, i) => {
       const plan = plans[i];
@@ -721,6 +742,9 @@ function validChecks(checks: readonly ScopeCheck[]): readonly ScopeCheck[] {
   if (checks.length === 0) throw new ValidationError('limits', 'no limits apply to this request');
   const keys = new Set(checks.map((check) => keyOf(check.key)));
   if (keys.size !== checks.length) throw new ValidationError('limits', 'two scopes share one item');
+  for (const check of checks) {
+    if (check.priority !== undefined) integerIn(check.priority, 'priority', 1, 100);
+  }
   return checks;
 }
 

@@ -132,6 +132,7 @@ export async function resolvePolicy(source: ConfigSource, request: PolicyRequest
   );
 
   const checks: ScopeCheck[] = [];
+  let own = 0; // the entity-resource item of the entity itself: inline limits go there
   let maxInput = Number.POSITIVE_INFINITY;
   chain.forEach(({ id, config }, depth) => {
     const plan = plans[depth];
@@ -153,13 +154,16 @@ export async function resolvePolicy(source: ConfigSource, request: PolicyRequest
     if (plan?.max_input_tokens !== undefined) maxInput = Math.min(maxInput, plan.max_input_tokens);
     const byName = limitsFor(plan?.limits, resource);
     for (const [name, limit] of limitsFor(config?.limits, resource)) byName.set(name, limit);
-    const limits = normalized(byName.values());
-    if (depth === 0 || limits.length > 0) {
-      checks.push({
-        scope: depth === 0 ? 'entity' : `parent:${id}`,
-        key: itemKeys.entityBucket(id, resource),
-        limits,
-      });
+    const winners = [...byName.values()];
+    const scope = depth === 0 ? 'entity' : `parent:${id}`;
+    // A limit with no resource pattern is shared by all the entity's resources (one item); one
+    // with a pattern counts each matching resource on its own (the entity-resource item).
+    const shared = normalized(winners.filter((l) => l.resource === undefined));
+    const perResource = normalized(winners.filter((l) => l.resource !== undefined));
+    if (depth === 0) own = checks.length;
+    checks.push({ scope, key: itemKeys.entityBucket(id, resource), limits: perResource });
+    if (shared.length > 0) {
+      checks.push({ scope, key: itemKeys.entityWide(id), limits: shared });
     }
   });
 
@@ -173,20 +177,21 @@ export async function resolvePolicy(source: ConfigSource, request: PolicyRequest
   }
 
   // Inline limits add to the entity scope; a stored limit of the same name cannot be replaced.
-  const own = checks[0] as ScopeCheck;
+  const stored = checks.filter((c) => c.scope === 'entity').flatMap((c) => c.limits);
   const inline = parseLimits(request.inline ?? [], 'limits');
-  const merged = [...own.limits];
+  const added: Limit[] = [];
   inline.forEach((limit, i) => {
-    const stored = own.limits.find((l) => l.name === limit.name);
-    if (!stored) merged.push(limit);
-    else if (!sameLimit(stored, limit)) {
+    const same = stored.find((l) => l.name === limit.name);
+    if (!same) added.push(limit);
+    else if (!sameLimit(same, limit)) {
       throw new ValidationError(
         `limits[${i}].name`,
         `"${limit.name}" is a stored limit of ${entity}; inline limits can only add new names`,
       );
     }
   });
-  checks[0] = { ...own, limits: merged };
+  const target = checks[own] as ScopeCheck;
+  checks[own] = { ...target, limits: [...target.limits, ...added] };
 
   if (resourceConfig?.limits?.length) {
     checks.push({
@@ -207,14 +212,15 @@ export async function resolvePolicy(source: ConfigSource, request: PolicyRequest
       `a cost limit applies but ${resource} has no price: set one, or a default price`,
     );
   }
-  const plan = plans[0];
-  const priority =
-    plan?.priority !== undefined
-      ? Math.min(plan.priority, request.priority ?? 100)
-      : request.priority;
+  // The plan's priority is its share of capacity it shares with other callers (ancestors,
+  // the resource); its own limits hold nothing back. The request's priority applies everywhere.
+  const planPriority = plans[0]?.priority;
   return {
-    checks: active,
-    ...(priority !== undefined ? { priority } : {}),
+    checks:
+      planPriority === undefined
+        ? active
+        : active.map((c) => (c.scope === 'entity' ? c : { ...c, priority: planPriority })),
+    ...(request.priority !== undefined ? { priority: request.priority } : {}),
     ...(price ? { price } : {}),
   };
 }

@@ -30,6 +30,8 @@ export const itemKeys = {
     pk: `entity#${entity}`,
     sk: resource,
   }),
+  /** Buckets of an entity shared by all its resources (limits with no resource pattern). */
+  entityWide: (entity: string): ItemKey => ({ pk: `entity#${entity}`, sk: '*' }),
   /** Limits shared by every caller of a resource (e.g. the provider's own TPM). */
   resourceBucket: (resource: string): ItemKey => ({ pk: `resource#${resource}`, sk: '*' }),
   /** Settlement record of a lease. */

@@ -1,0 +1,82 @@
+/**
+ * The declarative file (`sluice.yaml`): settings, plans, resources and entities by name. Each
+ * document is validated with the same schemas as the admin API, and an error names its place
+ * in the file (`plans.free.limits[0].burst`).
+ */
+import { readFileSync } from 'node:fs';
+import { CONFIG_KINDS, type ConfigKind, parseConfig, ValidationError } from '@sluice/core';
+import { parse as parseYaml } from 'yaml';
+
+/** What the file asks for. */
+export interface Desired {
+  readonly settings?: Record<string, unknown>;
+  /** kind → name → document, in file order. */
+  readonly items: ReadonlyMap<Exclude<ConfigKind, 'settings'>, ReadonlyMap<string, object>>;
+}
+
+/** The file is unusable; `where` is its place in the file. */
+export class FileError extends Error {
+  constructor(
+    readonly where: string,
+    message: string,
+  ) {
+    super(where ? `${where}: ${message}` : message);
+  }
+}
+
+const SECTIONS = { plans: 'plan', resources: 'resource', entities: 'entity' } as const;
+
+/** Reads and validates a file. */
+export function loadFile(path: string): Desired {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new FileError('', `cannot read ${path}: ${(error as NodeJS.ErrnoException).code}`);
+  }
+  let raw: unknown;
+  try {
+    raw = parseYaml(text);
+  } catch (error) {
+    throw new FileError('', `${path} is not valid YAML: ${(error as Error).message}`);
+  }
+  return parseDesired(raw ?? {});
+}
+
+/** Validates a parsed file. */
+export function parseDesired(raw: unknown): Desired {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    throw new FileError('', 'the file must be a mapping with settings, plans, resources, entities');
+  }
+  const file = raw as Record<string, unknown>;
+  for (const key of Object.keys(file)) {
+    if (key !== 'settings' && !(key in SECTIONS)) {
+      throw new FileError(key, 'unknown section (use settings, plans, resources, entities)');
+    }
+  }
+  const items = new Map<Exclude<ConfigKind, 'settings'>, Map<string, object>>();
+  try {
+    for (const [section, kind] of Object.entries(SECTIONS)) {
+      const docs = new Map<string, object>();
+      const value = file[section] ?? {};
+      if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+        throw new FileError(section, 'must be a mapping of name → document');
+      }
+      for (const [name, doc] of Object.entries(value)) {
+        if (!CONFIG_KINDS[kind].name.test(name)) {
+          throw new FileError(`${section}.${name}`, `not a valid ${kind} name`);
+        }
+        docs.set(name, parseConfig(kind, doc ?? {}, `${section}.${name}`));
+      }
+      items.set(kind, docs);
+    }
+    const settings =
+      file.settings === undefined ? undefined : parseConfig('settings', file.settings, 'settings');
+    return { ...(settings ? { settings } : {}), items };
+  } catch (error) {
+    if (error instanceof ValidationError) {
+      throw new FileError(error.field, error.message.slice(error.field.length + 2));
+    }
+    throw error;
+  }
+}
