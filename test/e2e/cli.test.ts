@@ -1,0 +1,188 @@
+/**
+ * `sluice` against the local server: the real executable from another directory, plan/apply
+ * round trips, --prune, files that must store nothing, and SigV4 signing of admin calls.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Sha256 } from '@aws-crypto/sha256-js';
+import { main } from '@sluice/cli';
+import { SluiceAdmin } from '@sluice/client';
+import { SignatureV4 } from '@smithy/signature-v4';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { call } from '../support/admin.js';
+import { type Api, startApi, tableName } from '../support/api.js';
+
+const BIN = fileURLToPath(new URL('../../packages/cli/bin/sluice.js', import.meta.url));
+const EXAMPLE = fileURLToPath(new URL('../../examples/sluice.yaml', import.meta.url));
+
+let api: Api;
+let dir: string;
+beforeAll(async () => {
+  api = await startApi(tableName('cli'));
+  dir = mkdtempSync(join(tmpdir(), 'sluice-cli-'));
+});
+afterAll(async () => {
+  await api?.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function cli(...argv: string[]) {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await main(
+    [...argv, '--endpoint', api.url],
+    (l) => out.push(l),
+    (l) => err.push(l),
+  );
+  return { code, out: out.join('\n'), err: err.join('\n') };
+}
+
+function file(name: string, text: string): string {
+  const path = join(dir, name);
+  writeFileSync(path, text);
+  return path;
+}
+
+describe('the sluice executable', () => {
+  it('runs from any directory and plans the example file', () => {
+    const run = spawnSync(process.execPath, [BIN, 'plan', '-f', EXAMPLE, '--endpoint', api.url], {
+      cwd: dir,
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    expect(run.status, run.stderr).toBe(0);
+    expect(run.stdout).toContain('+ plan free');
+    expect(run.stdout).toContain('+ entity acme-search-key-1');
+    expect(run.stdout).toMatch(/Plan: 15 to create, 0 to change, 0 to delete/);
+  });
+
+  it('prints usage and exits 2 on an unknown command', () => {
+    const run = spawnSync(process.execPath, [BIN, 'frobnicate'], { encoding: 'utf8' });
+    expect(run.status).toBe(2);
+    expect(run.stderr).toContain('sluice plan  -f sluice.yaml');
+  });
+});
+
+describe('plan and apply', () => {
+  const v1 = `
+plans:
+  basic:
+    limits:
+      - { name: rpm, metric: requests, limit: 10, per: minute }
+entities:
+  team: { plan: basic }
+  team-key: { plan: basic, parent: team }
+  old-key: { plan: basic }
+`;
+
+  it('applies a file, then shows only what changed, and --prune deletes what it omits', async () => {
+    const first = await cli('apply', '-f', file('v1.yaml', v1));
+    const same = await cli('plan', '-f', file('v1.yaml', v1));
+    const v2 = v1.replace('limit: 10', 'limit: 20').replace('  old-key: { plan: basic }\n', '');
+    const planned = await cli('plan', '-f', file('v2.yaml', v2));
+    const pruned = await cli('apply', '-f', file('v2.yaml', v2), '--prune');
+
+    expect(first.code, first.err).toBe(0);
+    expect(first.out).toContain('Applied 4 changes.');
+    expect(same.out).toContain('0 to create, 0 to change, 0 to delete, 4 unchanged');
+    expect(planned.out).toContain('~ plan basic');
+    expect(planned.out).toContain('"limit":10');
+    expect(planned.out).toContain('? entity old-key');
+    expect(pruned.out).toContain('- entity old-key');
+    expect((await call('GET', `${api.url}/v1/admin/entities/old-key`)).status).toBe(404);
+    expect((await call('GET', `${api.url}/v1/admin/plans/basic`)).body).toMatchObject({
+      config: { limits: [{ limit: 20 }] },
+    });
+  });
+
+  it('refuses a file with a parent cycle or an unknown field before storing anything', async () => {
+    const cycle = await cli(
+      'apply',
+      '-f',
+      file('cycle.yaml', 'entities:\n  ring-a: { parent: ring-b }\n  ring-b: { parent: ring-a }\n'),
+    );
+    const unknown = await cli(
+      'apply',
+      '-f',
+      file('typo.yaml', 'resources:\n  typo-model:\n    prize: { input: "1", output: "2" }\n'),
+    );
+
+    expect(cycle.code).toBe(1);
+    expect(cycle.err).toContain('cycle');
+    expect(unknown.code).toBe(1);
+    expect(unknown.err).toContain('resources.typo-model');
+    expect(unknown.err).toContain('prize');
+    expect((await call('GET', `${api.url}/v1/admin/entities/ring-a`)).status).toBe(404);
+    expect((await call('GET', `${api.url}/v1/admin/resources/typo-model`)).status).toBe(404);
+  });
+
+  it('gets documents and reads the audit trail', async () => {
+    await cli(
+      'apply',
+      '-f',
+      file('get.yaml', 'resources:\n  got-model: { price: { input: "0.5", output: "1.5" } }\n'),
+    );
+    const got = await cli('get', 'resource', 'got-model');
+    const missing = await cli('get', 'plan', 'never-made');
+    const audit = await cli('audit', '--limit', '1');
+
+    expect(JSON.parse(got.out)).toMatchObject({
+      name: 'got-model',
+      config: { price: { input: '0.5' } },
+    });
+    expect(missing.code).toBe(1);
+    expect(audit.out).toContain('put resource got-model');
+    expect(audit.out).toContain('before: null');
+  });
+});
+
+describe('SluiceAdmin signing', () => {
+  it('signs admin calls for execute-api, query string included', async () => {
+    const seen: { url: string; method: string; headers: Headers }[] = [];
+    const credentials = { accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'not-a-real-secret' };
+    const admin = new SluiceAdmin({
+      endpoint: api.url,
+      region: 'eu-west-1',
+      credentials,
+      fetch: async (input, init) => {
+        seen.push({
+          url: String(input),
+          method: init?.method ?? 'GET',
+          headers: new Headers(init?.headers),
+        });
+        return fetch(input, init);
+      },
+    });
+
+    await admin.audit({ limit: 3 });
+
+    const [request] = seen;
+    const url = new URL(request?.url ?? '');
+    const amzDate = request?.headers.get('x-amz-date') ?? '';
+    const signingDate = new Date(
+      amzDate.replace(/^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/, '$1-$2-$3T$4:$5:$6Z'),
+    );
+    const expected = await new SignatureV4({
+      service: 'execute-api',
+      region: 'eu-west-1',
+      credentials,
+      sha256: Sha256,
+    }).sign(
+      {
+        method: 'GET',
+        protocol: url.protocol,
+        hostname: url.hostname,
+        port: Number(url.port),
+        path: url.pathname,
+        query: { limit: '3' },
+        headers: { host: url.host },
+      },
+      { signingDate },
+    );
+    expect(request?.headers.get('authorization')).toBe(expected.headers.authorization);
+    expect(request?.headers.get('authorization')).toContain('/eu-west-1/execute-api/aws4_request');
+  });
+});

@@ -1,0 +1,58 @@
+import { costMicroUsd, parseDecimal, toPrice, ValidationError } from '@sluice/core';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+
+describe('parseDecimal', () => {
+  it('reads strings and JSON numbers as the decimal they were written as', () => {
+    expect(parseDecimal('0.15')).toEqual({ units: 15n, scale: 2 });
+    expect(parseDecimal(0.15)).toEqual({ units: 15n, scale: 2 });
+    expect(parseDecimal('2.50')).toEqual({ units: 25n, scale: 1 });
+    expect(parseDecimal(1e-7)).toEqual({ units: 1n, scale: 7 });
+    expect(parseDecimal('10')).toEqual({ units: 10n, scale: 0 });
+    expect(parseDecimal('007.5')).toEqual({ units: 75n, scale: 1 });
+  });
+
+  it('refuses what is not a small non-negative decimal', () => {
+    for (const bad of ['-1', '1e3', 'abc', '', '1.0000000001', 1e21, -0.5, Number.NaN, '1,5']) {
+      expect(parseDecimal(bad as string)).toBeUndefined();
+    }
+  });
+});
+
+describe('costMicroUsd', () => {
+  const price = toPrice({ input: '0.15', output: '0.60', cached_input: '0.075' });
+
+  it('charges each kind of token at its price and rounds the total up once', () => {
+    expect(costMicroUsd({ input_tokens: 1_000 }, price)).toBe(150);
+    expect(costMicroUsd({ input_tokens: 1_000, cached_input_tokens: 1_000 }, price)).toBe(75);
+    expect(costMicroUsd({ input_tokens: 1, output_tokens: 1 }, price)).toBe(1); // 0.75 → 1
+    expect(costMicroUsd({ tokens: 10 }, price)).toBe(6); // unsplit: the higher price
+    expect(costMicroUsd({}, price)).toBe(0);
+  });
+
+  it('refuses cached tokens beyond the input, naming the field', () => {
+    expect(() => costMicroUsd({ input_tokens: 1, cached_input_tokens: 2 }, price)).toThrow(
+      ValidationError,
+    );
+  });
+
+  it('equals the exact rational cost rounded up, for any price and usage', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 10_000_000 }),
+        fc.integer({ min: 0, max: 4 }),
+        fc.integer({ min: 0, max: 10_000_000 }),
+        fc.integer({ min: 0, max: 1_000_000 }),
+        (units, scale, input, output) => {
+          const digits = String(units).padStart(scale + 1, '0');
+          const text = scale ? `${digits.slice(0, -scale)}.${digits.slice(-scale)}` : digits;
+          const p = toPrice({ input: text, output: text });
+          const exact = BigInt(units) * BigInt(input + output);
+          const divisor = 10n ** BigInt(scale);
+          const expected = Number((exact + divisor - 1n) / divisor);
+          expect(costMicroUsd({ input_tokens: input, output_tokens: output }, p)).toBe(expected);
+        },
+      ),
+    );
+  });
+});
