@@ -81,6 +81,17 @@ export interface SluiceProps {
    * @default 'sluice'
    */
   readonly serviceName?: string;
+  /**
+   * How long a function container reuses stored configuration (plans, entities, resources,
+   * settings) it has read: a change takes effect everywhere within this time.
+   * @default Duration.seconds(30)
+   */
+  readonly configCache?: Duration;
+  /**
+   * How long admin audit entries are kept (DynamoDB TTL).
+   * @default 90 days
+   */
+  readonly auditRetentionDays?: number;
 }
 
 /** Items each route reads or writes: the least the function needs. */
@@ -274,6 +285,10 @@ export class Sluice extends Construct {
       environment: {
         SLUICE_TABLE_NAME: this.table.tableName,
         SLUICE_SERVICE: service,
+        SLUICE_CONFIG_CACHE_MS: String(
+          (props.configCache ?? Duration.seconds(30)).toMilliseconds(),
+        ),
+        SLUICE_AUDIT_RETENTION_DAYS: String(props.auditRetentionDays ?? 90),
         POWERTOOLS_SERVICE_NAME: service,
         POWERTOOLS_LOG_LEVEL: props.logLevel ?? 'INFO',
         POWERTOOLS_METRICS_NAMESPACE: 'Sluice',

@@ -17,11 +17,14 @@ import {
   UpdateItemCommand,
 } from '@aws-sdk/client-dynamodb';
 import {
+  CachedConfigSource,
+  ConfigAdmin,
   DynamoDBStore,
   ensureTable,
   itemKeys,
   Limiter,
   parseLimits,
+  resolvePolicy,
   type ScopeCheck,
 } from '@sluice/core';
 import { routes } from '@sluice/lambdas/routes';
@@ -350,6 +353,77 @@ async function main() {
       rcu: Number((sluiceMeter.rcu / calls).toFixed(3)),
     };
 
+    // Stored configuration, resolved as the acquire handler resolves it (policy + config cache):
+    // a key on a plan (shared and per-model limits) under a project and an org, calling a model
+    // with a provider-wide limit and a price. With a warm cache, the configuration costs nothing.
+    const admin = new ConfigAdmin({ store });
+    const minute = (name: string, metric: string, limit: number, resource?: string) => ({
+      name,
+      metric,
+      limit,
+      per: 'minute',
+      ...(resource ? { resource } : {}),
+    });
+    await admin.put(
+      'plan',
+      'pro',
+      {
+        limits: [
+          minute('rpm', 'requests', 100_000),
+          minute('tpm', 'tokens', 100_000_000),
+          minute('model_tpm', 'tokens', 50_000_000, 'gpt-4o'),
+          { name: 'monthly_usd', metric: 'cost_micro_usd', limit: 1e12, window: 'month' },
+        ],
+      },
+      'bench',
+    );
+    await admin.put('entity', 'org', { limits: [minute('org_tpm', 'tokens', 1e9)] }, 'bench');
+    await admin.put(
+      'entity',
+      'project',
+      { parent: 'org', limits: [minute('project_tpm', 'tokens', 5e8)] },
+      'bench',
+    );
+    await admin.put('entity', 'key', { plan: 'pro', parent: 'project' }, 'bench');
+    await admin.put(
+      'resource',
+      'gpt-4o',
+      {
+        price: { input: '2.50', output: '10.00' },
+        limits: [minute('provider_tpm', 'tokens', 1e10)],
+      },
+      'bench',
+    );
+    const storedAcquire = async (policies: CachedConfigSource, limiter: Limiter) => {
+      const policy = await resolvePolicy(policies, {
+        entity: 'key',
+        resource: 'gpt-4o',
+        usage: { input_tokens: 1_500, output_tokens: 500 },
+      });
+      const r = await limiter.acquire({
+        checks: policy.checks,
+        usage: { input_tokens: 1_500, output_tokens: 500 },
+        ...(policy.price ? { price: policy.price } : {}),
+      });
+      if (!r.allowed) throw new Error('stored_config: unexpected denial');
+      return policy.checks.length;
+    };
+    const storedRun = async (ttlMs: number) => {
+      const policies = new CachedConfigSource({ store, ttlMs });
+      const limiter = new Limiter({ store });
+      await storedAcquire(policies, limiter); // signing key, and the cache when it keeps anything
+      sluiceMeter.reset();
+      let scopes = 0;
+      for (let i = 0; i < calls; i++) scopes = await storedAcquire(policies, limiter);
+      return {
+        scopes,
+        requests: Number((sluiceMeter.requests / calls).toFixed(3)),
+        wcu: Number((sluiceMeter.wcu / calls).toFixed(3)),
+        rcu: Number((sluiceMeter.rcu / calls).toFixed(3)),
+      };
+    };
+    const stored_config = { warm_cache: await storedRun(30_000), no_cache: await storedRun(0) };
+
     // The HTTP edge's cost: one decision through the local API (the Lambda handlers behind a
     // local HTTP server), the same decision made by the engine directly, and a bare UpdateItem.
     process.env.SLUICE_TABLE_NAME = 'sluice-bench';
@@ -372,12 +446,14 @@ async function main() {
     };
     const limitsBody = [{ name: 'rpm', metric: 'requests', limit: 100, per: 'minute' }];
     const latencyEngine = new Limiter({ store });
-    const httpAcquire = (i: number) =>
+    // 50 entities: after the first round their (absent) configuration is cached, as it is for
+    // a key that calls again within 30 s. A fresh entity per call shows the cold-cache cost.
+    const httpAcquire = (i: number, entity = `lat-http-${i % 50}`) =>
       fetch(`${server.url}/v1/acquire`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({
-          entity: `lat-http-${i}`,
+          entity,
           resource: 'gpt-4o',
           usage: {},
           limits: limitsBody,
@@ -397,7 +473,8 @@ async function main() {
     await median(200, httpAcquire); // warm the handlers
     await median(200, (i) => engineAcquire(i + 10_000));
     const local_api = {
-      median_ms_http_acquire: await median(600, (i) => httpAcquire(i + 1_000)),
+      median_ms_http_acquire: await median(600, (i) => httpAcquire(i)),
+      median_ms_http_acquire_new_entity: await median(300, (i) => httpAcquire(i, `lat-new-${i}`)),
       median_ms_engine_acquire: await median(600, (i) => engineAcquire(i + 20_000)),
       median_ms_dynamodb_update: await median(600, rawUpdate),
     };
@@ -407,7 +484,7 @@ async function main() {
       const out = Object.fromEntries(
         Object.entries(scenarios).map(([k, v]) => [k, { sluice: v.sluice, peer: v.peer }]),
       );
-      console.log(JSON.stringify({ scenarios: out, llm_call, local_api }, null, 2));
+      console.log(JSON.stringify({ scenarios: out, llm_call, stored_config, local_api }, null, 2));
       return;
     }
     log(
@@ -438,7 +515,10 @@ async function main() {
       `llm_call (acquire + one exactly-once adjust): ${llm_call.requests} requests, ${llm_call.wcu} WCU, ${llm_call.rcu} RCU`,
     );
     log(
-      `median latency of one decision: local HTTP API ${local_api.median_ms_http_acquire} ms, engine directly ${local_api.median_ms_engine_acquire} ms, bare DynamoDB Local UpdateItem ${local_api.median_ms_dynamodb_update} ms`,
+      `stored_config acquire (key → project → org, plan with shared and per-model limits, provider limit, price): ${stored_config.warm_cache.scopes} scope items; warm config cache ${stored_config.warm_cache.requests} requests, ${stored_config.warm_cache.wcu} WCU, ${stored_config.warm_cache.rcu} RCU; without a cache ${stored_config.no_cache.requests} requests, ${stored_config.no_cache.rcu} RCU`,
+    );
+    log(
+      `median latency of one decision: local HTTP API ${local_api.median_ms_http_acquire} ms (an entity not seen in 30 s: ${local_api.median_ms_http_acquire_new_entity} ms), engine directly ${local_api.median_ms_engine_acquire} ms, bare DynamoDB Local UpdateItem ${local_api.median_ms_dynamodb_update} ms`,
     );
   } finally {
     await db.stop();

@@ -205,6 +205,17 @@ describe('the functions', () => {
     }
   });
 
+  it('cache stored configuration for 30 s and keep audit entries 90 days by default', () => {
+    built.template.hasResourceProperties('AWS::Lambda::Function', {
+      Environment: {
+        Variables: Match.objectLike({
+          SLUICE_CONFIG_CACHE_MS: '30000',
+          SLUICE_AUDIT_RETENTION_DAYS: '90',
+        }),
+      },
+    });
+  });
+
   it('let admin write configuration, audit and buckets, but never the lease signing key', () => {
     const statements = dynamoStatements('admin');
     expect(statements.flatMap((s) => [s.Action].flat()).sort()).toEqual([
