@@ -6,7 +6,7 @@ import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { entitySchema, planSchema, resourceSchema, settingsSchema } from '@sluice/core';
 import * as z from 'zod/mini';
-import * as admin from './admin-schemas.js';
+import * as r from './responses.js';
 import { routes } from './routes.js';
 import * as s from './schemas.js';
 
@@ -180,19 +180,19 @@ export function openApiDocument(): Record<string, unknown> {
         AdjustRequest: schema(s.adjustRequest, 'input'),
         ReleaseRequest: schema(s.releaseRequest, 'input'),
         AvailableRequest: schema(s.availableRequest, 'input'),
-        AcquireAllowed: schema(s.acquireAllowed, 'output'),
-        SettleResponse: schema(s.settleResponse, 'output'),
-        AvailableResponse: schema(s.availableResponse, 'output'),
-        HealthResponse: schema(s.healthResponse, 'output'),
-        Problem: schema(s.problem, 'output'),
+        AcquireAllowed: schema(r.acquireAllowed, 'output'),
+        SettleResponse: schema(r.settleResponse, 'output'),
+        AvailableResponse: schema(r.availableResponse, 'output'),
+        HealthResponse: schema(r.healthResponse, 'output'),
+        Problem: schema(r.problem, 'output'),
         PlanConfig: schema(planSchema, 'input'),
         EntityConfig: schema(entitySchema, 'input'),
         ResourceConfig: schema(resourceSchema, 'input'),
         SettingsConfig: schema(settingsSchema, 'input'),
-        StoredConfig: schema(admin.storedConfig, 'output'),
-        StoredConfigPage: schema(admin.storedConfigPage, 'output'),
-        ResetResponse: schema(admin.resetResponse, 'output'),
-        AuditPage: schema(admin.auditPage, 'output'),
+        StoredConfig: schema(r.storedConfig, 'output'),
+        StoredConfigPage: schema(r.storedConfigPage, 'output'),
+        ResetResponse: schema(r.resetResponse, 'output'),
+        AuditPage: schema(r.auditPage, 'output'),
         Empty: { type: 'null' },
       },
     },

@@ -1,6 +1,6 @@
 /**
- * Request and response schemas of HTTP API v1 — the one source of truth. Handlers validate
- * with them; `npm run openapi` turns them into docs/openapi.json.
+ * Request schemas of HTTP API v1 — the one source of truth. Handlers validate with them;
+ * `npm run openapi` turns them (and responses.ts) into docs/openapi.json.
  */
 import { identifierSchema, limitsSchema, MAX_LEASE_ID_LENGTH, usageSchema } from '@sluice/core';
 import * as z from 'zod/mini';
@@ -25,60 +25,6 @@ export const availableRequest = z.strictObject({
   resource: identifierSchema,
   usage: z.optional(usageSchema),
   limits: z.optional(limitsSchema),
-});
-
-export const limitStatus = z.object({
-  scope: z.string(),
-  name: z.string(),
-  metric: z.string(),
-  limit: z.number(),
-  /** Negative while the limit is in debt (headers show 0). */
-  remaining: z.number(),
-  reset_ms: z.number(),
-});
-
-export const violation = z.object({
-  scope: z.string(),
-  name: z.string(),
-  metric: z.string(),
-  limit: z.number(),
-  remaining: z.number(),
-  requested: z.number(),
-  retry_after_ms: z.nullable(z.number()),
-});
-
-export const acquireAllowed = z.object({
-  allowed: z.literal(true),
-  lease_id: z.string(),
-  wait_ms: z.number(),
-  limits: z.array(limitStatus),
-});
-
-export const settleResponse = z.object({
-  lease_id: z.string(),
-  settled: z.boolean(),
-  usage: usageSchema,
-  limits: z.array(limitStatus),
-});
-
-export const availableResponse = z.object({
-  limits: z.array(limitStatus),
-  /** 0 when the usage fits now; null when it never can. */
-  retry_after_ms: z.nullable(z.number()),
-});
-
-export const healthResponse = z.object({ status: z.literal('ok') });
-
-/** RFC 9457 problem details, with a stable `code`. */
-export const problem = z.object({
-  type: z.string(),
-  title: z.string(),
-  status: z.number(),
-  code: z.string(),
-  detail: z.optional(z.string()),
-  field: z.optional(z.string()),
-  retry_after_ms: z.optional(z.nullable(z.number())),
-  violations: z.optional(z.array(violation)),
 });
 
 export type AcquireRequest = z.infer<typeof acquireRequest>;

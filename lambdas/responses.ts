@@ -1,0 +1,96 @@
+/**
+ * Response schemas of HTTP API v1, client and admin routes, for docs/openapi.json. Handlers
+ * build their answers in http/bodies.ts; these live apart from schemas.ts so that handler
+ * bundles leave them out (zod schemas are built when their module loads).
+ */
+import { usageSchema } from '@sluice/core';
+import * as z from 'zod/mini';
+
+export const limitStatus = z.object({
+  scope: z.string(),
+  name: z.string(),
+  metric: z.string(),
+  limit: z.number(),
+  /** Negative while the limit is in debt (headers show 0). */
+  remaining: z.number(),
+  reset_ms: z.number(),
+});
+
+export const violation = z.object({
+  scope: z.string(),
+  name: z.string(),
+  metric: z.string(),
+  limit: z.number(),
+  remaining: z.number(),
+  requested: z.number(),
+  retry_after_ms: z.nullable(z.number()),
+});
+
+export const acquireAllowed = z.object({
+  allowed: z.literal(true),
+  lease_id: z.string(),
+  wait_ms: z.number(),
+  limits: z.array(limitStatus),
+});
+
+export const settleResponse = z.object({
+  lease_id: z.string(),
+  settled: z.boolean(),
+  usage: usageSchema,
+  limits: z.array(limitStatus),
+});
+
+export const availableResponse = z.object({
+  limits: z.array(limitStatus),
+  /** 0 when the usage fits now; null when it never can. */
+  retry_after_ms: z.nullable(z.number()),
+});
+
+export const healthResponse = z.object({ status: z.literal('ok') });
+
+/** RFC 9457 problem details, with a stable `code`. */
+export const problem = z.object({
+  type: z.string(),
+  title: z.string(),
+  status: z.number(),
+  code: z.string(),
+  detail: z.optional(z.string()),
+  field: z.optional(z.string()),
+  retry_after_ms: z.optional(z.nullable(z.number())),
+  violations: z.optional(z.array(violation)),
+});
+
+/** A stored configuration document and who changed it last. */
+export const storedConfig = z.object({
+  kind: z.enum(['plan', 'entity', 'resource', 'settings']),
+  name: z.string(),
+  config: z.record(z.string(), z.unknown()),
+  updated_at: z.optional(z.string()),
+  updated_by: z.optional(z.string()),
+  version: z.number(),
+  /** On PUT: false when the stored document was already equal (nothing written, no audit). */
+  changed: z.optional(z.boolean()),
+});
+
+/** A page of a listing; pass `next` as `?cursor=` for the page after (null: the last page). */
+export const storedConfigPage = z.object({
+  items: z.array(storedConfig),
+  next: z.nullable(z.string()),
+});
+
+/** `cleared`: how many bucket items were deleted. */
+export const resetResponse = z.object({ entity: z.string(), cleared: z.number() });
+
+export const auditEntry = z.object({
+  id: z.string(),
+  at: z.string(),
+  /** The caller's IAM principal ARN, or `local`. */
+  who: z.string(),
+  action: z.enum(['put', 'delete', 'reset']),
+  kind: z.enum(['plan', 'entity', 'resource', 'settings']),
+  name: z.string(),
+  before: z.unknown(),
+  after: z.unknown(),
+});
+
+export const auditPage = z.object({ items: z.array(auditEntry), next: z.nullable(z.string()) });
