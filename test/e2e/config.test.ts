@@ -5,6 +5,7 @@
  */
 import { fileURLToPath } from 'node:url';
 import { main } from '@sluice/cli';
+import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { acquire, call, limitOf, put } from '../support/admin.js';
 import { type Api, startApi, tableName } from '../support/api.js';
@@ -337,6 +338,23 @@ describe('hierarchies and shared limits', () => {
     expect(planInUse).toMatchObject({ status: 409, body: { code: 'conflict' } });
     expect(ninth.body.detail).toContain('at most 8');
   });
+
+  it('counts the levels below an entity that moves', async () => {
+    await put(api.url, 'entities/sub-top', {});
+    await put(api.url, 'entities/sub-mid', { parent: 'sub-top' });
+    await put(api.url, 'entities/sub-leaf', { parent: 'sub-mid' });
+    for (let i = 1; i <= 6; i++)
+      await put(api.url, `entities/chain-${i}`, i === 1 ? {} : { parent: `chain-${i - 1}` });
+
+    const tooDeep = await call('PUT', `${api.url}/v1/admin/entities/sub-top`, {
+      parent: 'chain-6',
+    });
+    const fits = await call('PUT', `${api.url}/v1/admin/entities/sub-top`, { parent: 'chain-5' });
+
+    expect(tooDeep).toMatchObject({ status: 400, body: { field: 'parent' } });
+    expect(tooDeep.body.detail).toContain('9 levels');
+    expect(fits.status).toBe(200);
+  });
 });
 
 describe('prices', () => {
@@ -429,6 +447,44 @@ describe('admin writes', () => {
     expect(names).not.toContain('half-bad');
     expect(names).not.toContain('orphan');
     expect(names.filter((n) => n === 'kept')).toHaveLength(1);
+  });
+
+  it('refuse any plan with one bad field, store nothing and write no audit entry', async () => {
+    const valid = {
+      limits: [
+        { name: 'rpm', metric: 'requests', limit: 10, per: 'minute' },
+        { name: 'usd', metric: 'cost_micro_usd', limit: 5, window: 'day', timezone: 'UTC' },
+      ],
+      allowed_resources: ['gpt-4o*'],
+      max_input_tokens: 1000,
+      priority: 50,
+    };
+    const breakages: [string, (plan: typeof valid) => unknown][] = [
+      ['limits[0].limit', (p) => ({ ...p, limits: [{ ...p.limits[0], limit: -1 }, p.limits[1]] })],
+      [
+        'limits[1].timezone',
+        (p) => ({ ...p, limits: [p.limits[0], { ...p.limits[1], timezone: 'Mars/Base' }] }),
+      ],
+      ['limits[1].name', (p) => ({ ...p, limits: [p.limits[0], { ...p.limits[0] }] })],
+      ['allowed_resources[0]', (p) => ({ ...p, allowed_resources: ['*gpt'] })],
+      ['max_input_tokens', (p) => ({ ...p, max_input_tokens: 1.5 })],
+      ['priority', (p) => ({ ...p, priority: 0 })],
+      ['body', () => ['not', 'an', 'object']],
+    ];
+    let n = 0;
+    await fc.assert(
+      fc.asyncProperty(fc.constantFrom(...breakages), async ([field, breakIt]) => {
+        const name = `fuzz-plan-${++n}`;
+        const res = await call('PUT', `${api.url}/v1/admin/plans/${name}`, breakIt(valid));
+        expect(res).toMatchObject({ status: 400, body: { code: 'invalid_request', field } });
+        expect((await call('GET', `${api.url}/v1/admin/plans/${name}`)).status).toBe(404);
+      }),
+      { numRuns: 40, seed: 77 },
+    );
+    const audit = await call('GET', `${api.url}/v1/admin/audit?limit=1000`);
+    const names = (audit.body.items as { name: string }[]).map((e) => e.name);
+    expect(names.some((name) => name.startsWith('fuzz-plan-'))).toBe(false);
+    expect((await call('PUT', `${api.url}/v1/admin/plans/fuzz-plan-ok`, valid)).status).toBe(201);
   });
 
   it('are audited with who, before and after, newest first', async () => {

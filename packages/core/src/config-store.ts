@@ -139,7 +139,7 @@ export class ConfigAdmin {
     const config = parseConfig(kind, input);
     for (let attempt = 0; attempt < 3; attempt++) {
       const current = await this.get(kind, name);
-      await this.#checkReferences(kind, name, config);
+      await this.#checkReferences(kind, name, config, current);
       if (current && canonical(current.config) === canonical(config)) {
         return { changed: false, created: false, stored: current };
       }
@@ -281,6 +281,7 @@ export class ConfigAdmin {
     kind: K,
     name: string,
     config: ConfigOf<K>,
+    current: StoredConfig<K> | undefined,
   ): Promise<void> {
     if (kind !== 'entity') return;
     const entity = config as EntityConfig;
@@ -288,29 +289,44 @@ export class ConfigAdmin {
       throw new ValidationError('plan', `no plan named ${entity.plan}`);
     }
     if (entity.parent === undefined) return;
-    if (entity.parent === name)
+    if (entity.parent === name) {
       throw new ValidationError('parent', 'an entity cannot be its own parent');
-    const parents = new Map<string, string | undefined>();
-    for (const e of await this.#all('entity')) parents.set(e.name, e.config.parent);
-    if (!parents.has(entity.parent)) {
-      throw new ValidationError('parent', `no entity named ${entity.parent}`);
     }
-    parents.set(name, entity.parent);
-    // Walk up from the new parent: reaching `name` is a cycle; count the levels above.
+    const before = (current?.config as EntityConfig | undefined)?.parent;
+    if (current && before === entity.parent) return; // the hierarchy does not change
+    // Levels above: walk up from the new parent (reaching `name` is a cycle).
     let above = 0;
-    for (let at: string | undefined = entity.parent; at !== undefined; at = parents.get(at)) {
-      if (at === name)
+    for (let at: string | undefined = entity.parent; at !== undefined; ) {
+      if (at === name) {
         throw new ValidationError('parent', `${entity.parent} is below ${name}: a cycle`);
-      if (++above > MAX_DEPTH) break;
+      }
+      const found: StoredConfig<'entity'> | undefined = await this.get('entity', at);
+      if (!found) {
+        throw new ValidationError(
+          'parent',
+          at === entity.parent
+            ? `no entity named ${at}`
+            : `${at}, above ${entity.parent}, is missing`,
+        );
+      }
+      if (++above >= MAX_DEPTH) break;
+      at = found.config.parent;
     }
-    // The deepest entity below `name` must still be within MAX_DEPTH levels.
-    const below = depthBelow(name, parents);
+    // Levels below: only an entity that exists can have children (a new one has none).
+    const below = current ? depthBelow(name, await this.#parents()) : 0;
     if (above + 1 + below > MAX_DEPTH) {
       throw new ValidationError(
         'parent',
         `the hierarchy would be ${above + 1 + below} levels deep; at most ${MAX_DEPTH}`,
       );
     }
+  }
+
+  /** Every entity's parent (a full listing: only when an existing entity moves). */
+  async #parents(): Promise<Map<string, string | undefined>> {
+    const parents = new Map<string, string | undefined>();
+    for (const e of await this.#all('entity')) parents.set(e.name, e.config.parent);
+    return parents;
   }
 
   async #checkUnused(kind: ConfigKind, name: string): Promise<void> {
