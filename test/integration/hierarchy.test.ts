@@ -7,7 +7,6 @@
 import {
   CachedConfigSource,
   ConfigAdmin,
-  type Limiter,
   resolvePolicy,
   type Usage,
 } from '@sluice/core';
