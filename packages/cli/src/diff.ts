@@ -4,6 +4,7 @@
  * children first.
  */
 import type { ConfigKind, SluiceAdmin, StoredConfig } from '@sluice/client';
+import { canonicalJson as canonical } from '@sluice/core';
 import type { Desired } from './file.js';
 
 type Kind = ConfigKind | 'settings';
@@ -17,15 +18,6 @@ export interface Change {
   readonly after?: Record<string, unknown>;
   /** Top-level fields that differ (updates). */
   readonly fields: readonly string[];
-}
-
-/** JSON with sorted keys: two equal documents print the same. */
-export function canonical(value: unknown): string {
-  return JSON.stringify(value, (_key, v: unknown) =>
-    v && typeof v === 'object' && !Array.isArray(v)
-      ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : 1)))
-      : v,
-  );
 }
 
 function compare(

@@ -78,7 +78,8 @@ function stored<K extends ConfigKind>(kind: K, name: string, item: ItemState): S
   };
 }
 
-const canonical = (value: unknown): string =>
+/** JSON with object keys sorted: two equal documents print the same (the CLI diffs with it). */
+export const canonicalJson = (value: unknown): string =>
   JSON.stringify(value, (_key, v: unknown) =>
     v && typeof v === 'object' && !Array.isArray(v)
       ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : 1)))
@@ -140,7 +141,7 @@ export class ConfigAdmin {
     for (let attempt = 0; attempt < 3; attempt++) {
       const current = await this.get(kind, name);
       await this.#checkReferences(kind, name, config, current);
-      if (current && canonical(current.config) === canonical(config)) {
+      if (current && canonicalJson(current.config) === canonicalJson(config)) {
         return { changed: false, created: false, stored: current };
       }
       const next: StoredConfig<K> = {

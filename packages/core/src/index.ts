@@ -28,6 +28,7 @@ export {
   ConfigAdmin,
   type ConfigAdminOptions,
   ConflictError,
+  canonicalJson,
   NotFoundError,
   type Page,
   type StoredConfig,
