@@ -41,7 +41,12 @@ const operations: Record<
     request: 'AcquireRequest',
     ok: 'AcquireAllowed',
     extra: {
-      '422': problemResponse('exceeds_capacity: larger than a limit can ever hold.'),
+      '403': problemResponse(
+        'resource_not_allowed (not in the plan), entity_disabled, or unknown_entity (settings refuse unregistered entities).',
+      ),
+      '422': problemResponse(
+        'exceeds_capacity: larger than a limit can ever hold; context_too_large: input_tokens above the plan’s max_input_tokens; price_unknown: a cost limit applies and the resource has no price.',
+      ),
       '429': problemResponse('rate_limited: retry after `retry_after_ms` (also Retry-After).'),
     },
   },
@@ -67,6 +72,10 @@ const operations: Record<
     summary: 'Remaining per limit; consumes nothing.',
     request: 'AvailableRequest',
     ok: 'AvailableResponse',
+    extra: {
+      '403': problemResponse('resource_not_allowed, entity_disabled or unknown_entity.'),
+      '422': problemResponse('price_unknown.'),
+    },
   },
   health: { summary: '200 when the API can reach its table.', ok: 'HealthResponse' },
   ...adminOperations(),
