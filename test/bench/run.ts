@@ -454,7 +454,7 @@ async function main() {
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({
           entity,
-          resource: 'gpt-4o',
+          resource: 'lat-model',
           usage: {},
           limits: limitsBody,
         }),
