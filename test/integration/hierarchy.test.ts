@@ -4,12 +4,7 @@
  * over-admitted at any scope, and once every lease settles each scope holds exactly the
  * requests, tokens and micro-dollars of the leases that touched it.
  */
-import {
-  CachedConfigSource,
-  ConfigAdmin,
-  resolvePolicy,
-  type Usage,
-} from '@sluice/core';
+import { CachedConfigSource, ConfigAdmin, resolvePolicy, type Usage } from '@sluice/core';
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { freshTable, manualClock, type TestTable } from '../support/table.js';

@@ -1,0 +1,90 @@
+/**
+ * The admin handler as API Gateway invokes it: an HTTP API (payload 2.0) event whose request
+ * context carries the IAM principal that signed the request. The audit trail names it.
+ */
+import { LOCAL_CREDENTIALS, LOCAL_REGION } from '@sluice/local';
+import type { APIGatewayProxyEventV2, Context } from 'aws-lambda';
+import { beforeAll, describe, expect, inject, it } from 'vitest';
+import { freshTable } from '../support/table.js';
+
+type Handler = (
+  event: APIGatewayProxyEventV2,
+  context: Context,
+) => Promise<{
+  statusCode?: number;
+  body?: string;
+}>;
+let handler: Handler;
+
+const ARN = 'arn:aws:sts::123456789012:assumed-role/platform-admins/alice';
+
+function event(method: string, path: string, routePath: string, body?: unknown) {
+  const plan = path.split('/').pop() ?? '';
+  return {
+    version: '2.0',
+    routeKey: `${method} ${routePath}`,
+    rawPath: path,
+    rawQueryString: '',
+    headers: { 'content-type': 'application/json' },
+    ...(routePath.includes('{plan}') ? { pathParameters: { plan } } : {}),
+    requestContext: {
+      accountId: '123456789012',
+      apiId: 'api',
+      domainName: 'api.execute-api.eu-west-1.amazonaws.com',
+      domainPrefix: 'api',
+      http: { method, path, protocol: 'HTTP/1.1', sourceIp: '10.0.0.1', userAgent: 'test' },
+      requestId: 'req-1',
+      routeKey: `${method} ${routePath}`,
+      stage: '$default',
+      time: '23/Nov/2026:10:00:00 +0000',
+      timeEpoch: 1_795_000_000_000,
+      authorizer: {
+        iam: {
+          accessKey: 'ASIAEXAMPLE',
+          accountId: '123456789012',
+          callerId: 'AROAEXAMPLE:alice',
+          cognitoIdentity: null,
+          principalOrgId: 'o-example',
+          userArn: ARN,
+          userId: 'AROAEXAMPLE:alice',
+        },
+      },
+    },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    isBase64Encoded: false,
+  } as unknown as APIGatewayProxyEventV2;
+}
+
+beforeAll(async () => {
+  const table = await freshTable('admin-handler');
+  process.env.SLUICE_TABLE_NAME = table.tableName;
+  process.env.SLUICE_DYNAMODB_ENDPOINT = inject('dynamoEndpoint');
+  process.env.AWS_REGION = LOCAL_REGION;
+  process.env.AWS_ACCESS_KEY_ID = LOCAL_CREDENTIALS.accessKeyId;
+  process.env.AWS_SECRET_ACCESS_KEY = LOCAL_CREDENTIALS.secretAccessKey;
+  process.env.POWERTOOLS_LOG_LEVEL = 'SILENT';
+  process.env.POWERTOOLS_METRICS_DISABLED = 'true';
+  ({ handler } = (await import('@sluice/lambdas/admin')) as { handler: Handler });
+});
+
+describe('the admin handler behind IAM authorization', () => {
+  it('records the caller’s IAM principal as who made the change', async () => {
+    const context = { awsRequestId: 'req-1', getRemainingTimeInMillis: () => 10_000 } as Context;
+    const put = await handler(
+      event('PUT', '/v1/admin/plans/gold', '/v1/admin/plans/{plan}', { priority: 90 }),
+      context,
+    );
+    const audit = await handler(event('GET', '/v1/admin/audit', '/v1/admin/audit'), context);
+
+    expect(put.statusCode).toBe(201);
+    expect(JSON.parse(put.body ?? '{}')).toMatchObject({ updated_by: ARN });
+    expect(JSON.parse(audit.body ?? '{}').items[0]).toMatchObject({
+      who: ARN,
+      action: 'put',
+      kind: 'plan',
+      name: 'gold',
+      before: null,
+      after: { priority: 90 },
+    });
+  });
+});
