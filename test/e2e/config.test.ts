@@ -505,6 +505,11 @@ describe('admin writes', () => {
     ]);
   });
 
+  it('have no URL for a name with "/", as on API Gateway (it decodes %2F before routing)', async () => {
+    const res = await call('PUT', `${api.url}/v1/admin/entities/team%2Fkey`, {});
+    expect(res).toMatchObject({ status: 404, body: { code: 'not_found' } });
+  });
+
   it('list with pagination', async () => {
     for (const n of [1, 2, 3, 4, 5]) await put(api.url, `resources/paged-${n}`, {});
     const names: string[] = [];

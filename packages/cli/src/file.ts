@@ -66,6 +66,10 @@ export function parseDesired(raw: unknown): Desired {
         if (!CONFIG_KINDS[kind].name.test(name)) {
           throw new FileError(`${section}.${name}`, `not a valid ${kind} name`);
         }
+        if (name.includes('/')) {
+          // API Gateway HTTP APIs decode %2F before routing: such a name has no admin URL.
+          throw new FileError(`${section}.${name}`, 'stored names cannot contain "/"');
+        }
         docs.set(name, parseConfig(kind, doc ?? {}, `${section}.${name}`));
       }
       items.set(kind, docs);

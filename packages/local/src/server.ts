@@ -69,6 +69,14 @@ function matchPath(template: string, path: string): Record<string, string> | und
   return params;
 }
 
+function decodePath(path: string): string {
+  try {
+    return decodeURIComponent(path);
+  } catch {
+    return path;
+  }
+}
+
 function toEvent(
   req: IncomingMessage,
   url: URL,
@@ -154,8 +162,10 @@ export async function startLocalServer(options: {
     try {
       const url = new URL(req.url ?? '/', 'http://localhost');
       const method = req.method ?? 'GET';
+      // As API Gateway HTTP APIs do, route on the decoded path (an encoded / is a /).
+      const path = decodePath(url.pathname);
       const matching = options.routes.flatMap((r) => {
-        const params = matchPath(r.path, url.pathname);
+        const params = matchPath(r.path, path);
         return params ? [{ route: r, params }] : [];
       });
       const found = matching.find((m) => m.route.method === method);
@@ -163,7 +173,7 @@ export async function startLocalServer(options: {
         const allowed = matching.map((m) => m.route.method);
         req.resume();
         if (allowed.length === 0)
-          return send(res, problem(404, 'not_found', `no route ${method} ${url.pathname}`));
+          return send(res, problem(404, 'not_found', `no route ${method} ${path}`));
         const list = allowed.join(', ');
         return send(res, problem(405, 'method_not_allowed', `use ${list}`, {}, { allow: list }));
       }
