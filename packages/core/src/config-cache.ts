@@ -78,7 +78,9 @@ export class CachedConfigSource implements ConfigSource {
       );
     this.#entries.delete(id);
     this.#entries.set(id, { atMs: nowMs, value });
-    value.catch(() => this.#entries.delete(id));
+    value.catch(() => {
+      if (this.#entries.get(id)?.value === value) this.#entries.delete(id); // retry next time
+    });
     if (this.#entries.size > this.#size) {
       const oldest = this.#entries.keys().next();
       if (!oldest.done) this.#entries.delete(oldest.value);
