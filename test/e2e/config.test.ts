@@ -510,6 +510,27 @@ describe('admin writes', () => {
     expect(res).toMatchObject({ status: 404, body: { code: 'not_found' } });
   });
 
+  it('chain concurrent writes: every stored version has one audit entry, before = the last after', async () => {
+    const writes = await Promise.all(
+      Array.from({ length: 12 }, (_, i) =>
+        call('PUT', `${api.url}/v1/admin/plans/raced`, { priority: i + 1 }),
+      ),
+    );
+    const stored = await call('GET', `${api.url}/v1/admin/plans/raced`);
+    const audit = await call('GET', `${api.url}/v1/admin/audit?limit=1000`);
+    const chain = (audit.body.items as { name: string; before: unknown; after: unknown }[])
+      .filter((e) => e.name === 'raced')
+      .reverse(); // oldest first
+
+    const ok = writes.filter((w) => w.status === 200 || w.status === 201);
+    expect(writes.every((w) => [200, 201, 409].includes(w.status))).toBe(true);
+    expect(ok.length).toBeGreaterThan(0);
+    expect(chain).toHaveLength(stored.body.version as number);
+    expect(chain[0]?.before).toBeNull();
+    chain.slice(1).forEach((entry, i) => expect(entry.before).toEqual(chain[i]?.after));
+    expect(chain.at(-1)?.after).toEqual(stored.body.config);
+  });
+
   it('list with pagination', async () => {
     for (const n of [1, 2, 3, 4, 5]) await put(api.url, `resources/paged-${n}`, {});
     const names: string[] = [];
