@@ -85,7 +85,10 @@ async function route(event: JsonEvent): Promise<Result> {
     const result = await admin.put('settings', SETTINGS_NAME, event.parsedBody, who);
     policies.clear();
     logger.info('admin write', { kind: 'settings', changed: result.changed });
-    return json(200, { ...storedBody(result.stored), changed: result.changed });
+    return json(result.created ? 201 : 200, {
+      ...storedBody(result.stored),
+      changed: result.changed,
+    });
   }
 
   const kind = KIND_OF[collection as keyof typeof KIND_OF];
