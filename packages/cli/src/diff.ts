@@ -5,7 +5,7 @@
  */
 import type { ConfigKind, SluiceAdmin, StoredConfig } from '@sluice/client';
 import { canonicalJson as canonical } from '@sluice/core';
-import type { Desired } from './file.js';
+import { type Desired, FileError } from './file.js';
 
 type Kind = ConfigKind | 'settings';
 
@@ -47,7 +47,8 @@ function parentsFirst(entities: ReadonlyMap<string, object>): string[] {
   const visiting = new Set<string>();
   const visit = (name: string) => {
     if (placed.has(name)) return;
-    if (visiting.has(name)) throw new Error(`entities.${name}.parent: the parents form a cycle`);
+    if (visiting.has(name))
+      throw new FileError(`entities.${name}.parent`, 'the parents form a cycle');
     visiting.add(name);
     const parent = (entities.get(name) as { parent?: string } | undefined)?.parent;
     if (parent !== undefined && entities.has(parent)) visit(parent);

@@ -136,10 +136,6 @@ export async function main(
       err(`error: Sluice refused: ${error.code}: ${error.message}${field}`);
       return 1;
     }
-    if (error instanceof Error && /form a cycle/.test(error.message)) {
-      err(`error: ${error.message}`);
-      return 1;
-    }
     throw error;
   }
 }
