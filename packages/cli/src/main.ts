@@ -133,7 +133,8 @@ export async function main(
     }
     if (error instanceof SluiceClientError) {
       const field = 'field' in error && error.field ? ` (field ${String(error.field)})` : '';
-      err(`error: Sluice refused: ${error.code}: ${error.message}${field}`);
+      const who = error.status ? `Sluice answered ${error.status} ` : '';
+      err(`error: ${who}${error.code}: ${error.message}${field}`);
       return 1;
     }
     throw error;
