@@ -1,7 +1,7 @@
 /**
  * problem+json (RFC 9457): the one place that maps errors to status codes.
  */
-import { PolicyRefusal, SluiceError, ValidationError } from '@sluice/core';
+import { PolicyRefusal, type RefusalCode, SluiceError, ValidationError } from '@sluice/core';
 import type { APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
 
 /** What a handler returns to API Gateway. */
@@ -77,13 +77,23 @@ const STATUS_OF: Record<string, number> = {
   unavailable: 503,
 };
 
+/** Refusals by stored configuration: 403 for who may call what, 422 for what the call asks. */
+const REFUSAL_STATUS: Record<RefusalCode, number> = {
+  resource_not_allowed: 403,
+  entity_disabled: 403,
+  unknown_entity: 403,
+  context_too_large: 422,
+  price_unknown: 422,
+};
+
 /** Turns any thrown error into a response; only 4xx messages reach the caller. */
 export function fromError(error: unknown): { response: Result; expected: boolean } {
   if (error instanceof HttpProblem) {
     return { response: problem(error.status, error.code, error.message), expected: true };
   }
   if (error instanceof PolicyRefusal) {
-    return { response: problem(error.status, error.refusal, error.message), expected: true };
+    const status = REFUSAL_STATUS[error.refusal];
+    return { response: problem(status, error.refusal, error.message), expected: true };
   }
   if (error instanceof ValidationError) {
     return {

@@ -5,7 +5,8 @@
  */
 import type { ConfigKind, SluiceAdmin, StoredConfig } from '@sluice/client';
 import { canonicalJson as canonical } from '@sluice/core';
-import { type Desired, FileError } from './file.js';
+import { FileError } from './errors.js';
+import type { Desired } from './file.js';
 
 type Kind = ConfigKind | 'settings';
 

@@ -6,22 +6,13 @@
 import { readFileSync } from 'node:fs';
 import { CONFIG_KINDS, type ConfigKind, parseConfig, ValidationError } from '@sluice/core';
 import { parse as parseYaml } from 'yaml';
+import { FileError } from './errors.js';
 
 /** What the file asks for. */
 export interface Desired {
   readonly settings?: Record<string, unknown>;
   /** kind → name → document, in file order. */
   readonly items: ReadonlyMap<Exclude<ConfigKind, 'settings'>, ReadonlyMap<string, object>>;
-}
-
-/** The file is unusable; `where` is its place in the file. */
-export class FileError extends Error {
-  constructor(
-    readonly where: string,
-    message: string,
-  ) {
-    super(where ? `${where}: ${message}` : message);
-  }
 }
 
 const SECTIONS = { plans: 'plan', resources: 'resource', entities: 'entity' } as const;

@@ -6,7 +6,8 @@
 import { parseArgs } from 'node:util';
 import { type ConfigKind, SluiceAdmin, SluiceClientError } from '@sluice/client';
 import { applyChanges, type Change, planChanges, pruned } from './diff.js';
-import { FileError, loadFile } from './file.js';
+import { FileError } from './errors.js';
+import { loadFile } from './file.js';
 
 const USAGE = `sluice — Sluice's admin CLI
 

@@ -85,6 +85,7 @@ export {
   type Policy,
   PolicyRefusal,
   type PolicyRequest,
+  type RefusalCode,
   resolvePolicy,
 } from './policy.js';
 export {

@@ -81,7 +81,7 @@ export interface AcquireRequest {
   /** 1–100 (default 100): the share of each limit's capacity this request may use. */
   readonly priority?: number;
   /** The resource's price: `cost_micro_usd` is derived from the usage (now and at settlement). */
-  readonly price?: Price;
+  readonly price?: Price | undefined;
 }
 
 /** State of one limit after a decision. `remaining` is negative while the limit is in debt. */
@@ -377,7 +377,7 @@ export class Limiter {
   async available(request: {
     checks: readonly ScopeCheck[];
     usage?: Usage;
-    price?: Price;
+    price?: Price | undefined;
   }): Promise<AvailableResult> {
     const given = parseUsage(request.usage ?? {}, 'usage');
     const usage = request.usage ? withCost(given, request.price) : given;

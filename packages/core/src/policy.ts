@@ -60,16 +60,18 @@ export interface ConfigSource {
   settings(): Promise<SettingsConfig>;
 }
 
+/** Why stored configuration refuses a request (the HTTP edge maps each to a status). */
+export type RefusalCode =
+  | 'resource_not_allowed'
+  | 'context_too_large'
+  | 'entity_disabled'
+  | 'unknown_entity'
+  | 'price_unknown';
+
 /** A refusal that stored configuration decides (not a rate limit). */
 export class PolicyRefusal extends SluiceError {
   constructor(
-    readonly status: 403 | 422,
-    readonly refusal:
-      | 'resource_not_allowed'
-      | 'context_too_large'
-      | 'entity_disabled'
-      | 'unknown_entity'
-      | 'price_unknown',
+    readonly refusal: RefusalCode,
     message: string,
   ) {
     super('invalid_request', message);
@@ -98,6 +100,12 @@ const sameLimit = (a: Limit, b: Limit) => JSON.stringify(a) === JSON.stringify(b
  * Resolves stored configuration and inline limits into one multi-scope decision.
  * Throws {@link PolicyRefusal} for a configuration refusal and {@link ValidationError} for
  * inline limits that would replace stored ones.
+ *
+ * @example
+ * const policies = new CachedConfigSource({ store });
+ * const usage = { input_tokens: 1_500, output_tokens: 500 };
+ * const policy = await resolvePolicy(policies, { entity: 'key-123', resource: 'gpt-4o', usage });
+ * const result = await limiter.acquire({ checks: policy.checks, usage, price: policy.price });
  */
 export async function resolvePolicy(source: ConfigSource, request: PolicyRequest): Promise<Policy> {
   const { entity, resource } = request;
@@ -107,7 +115,7 @@ export async function resolvePolicy(source: ConfigSource, request: PolicyRequest
     source.resource(resource),
   ]);
   if (!record && settings.unknown_entities === 'refuse') {
-    throw new PolicyRefusal(403, 'unknown_entity', `entity ${entity} is not registered`);
+    throw new PolicyRefusal('unknown_entity', `entity ${entity} is not registered`);
   }
 
   // The chain: the entity, then its ancestors (parents are checked for cycles when written).
@@ -138,7 +146,6 @@ export async function resolvePolicy(source: ConfigSource, request: PolicyRequest
     const plan = plans[depth];
     if (config?.disabled) {
       throw new PolicyRefusal(
-        403,
         'entity_disabled',
         depth === 0 ? `entity ${id} is disabled` : `entity ${entity}'s ancestor ${id} is disabled`,
       );
@@ -146,7 +153,6 @@ export async function resolvePolicy(source: ConfigSource, request: PolicyRequest
     const allowed = plan?.allowed_resources;
     if (allowed && !allowed.some((pattern) => matchesResource(pattern, resource))) {
       throw new PolicyRefusal(
-        403,
         'resource_not_allowed',
         `${resource} is not allowed for ${depth === 0 ? entity : `${entity} (through ${id})`}`,
       );
@@ -170,7 +176,6 @@ export async function resolvePolicy(source: ConfigSource, request: PolicyRequest
   const input = request.usage.input_tokens ?? 0;
   if (input > maxInput) {
     throw new PolicyRefusal(
-      422,
       'context_too_large',
       `input_tokens ${input} is above this plan's max_input_tokens ${maxInput}`,
     );
@@ -207,7 +212,6 @@ export async function resolvePolicy(source: ConfigSource, request: PolicyRequest
   const costLimited = active.some((c) => c.limits.some((l) => l.metric === 'cost_micro_usd'));
   if (costLimited && !price && request.usage.cost_micro_usd === undefined) {
     throw new PolicyRefusal(
-      422,
       'price_unknown',
       `a cost limit applies but ${resource} has no price: set one, or a default price`,
     );
