@@ -4,9 +4,10 @@
  * over-admitted at any scope, and once every lease settles each scope holds exactly the
  * requests, tokens and micro-dollars of the leases that touched it.
  */
-import { CachedConfigSource, ConfigAdmin, resolvePolicy, type Usage } from '@sluice/core';
+import { CachedConfigSource, ConfigAdmin, Limiter, resolvePolicy, type Usage } from '@sluice/core';
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { CountingStore } from '../support/counting-store.js';
 import { freshTable, manualClock, type TestTable } from '../support/table.js';
 
 let table: TestTable;
@@ -212,5 +213,32 @@ describe('keys → projects → org, with a provider limit and a price', () => {
       ),
       { seed: 6_061_006, numRuns: 5, endOnFailure: true },
     );
+  });
+});
+
+describe('the configuration cache', () => {
+  it('keeps a warm acquire at one conditional write per scope item and no read', async () => {
+    const tag = `cache${++run}`;
+    await configure(new ConfigAdmin({ store: table.store }), tag);
+    const store = new CountingStore(table.store);
+    const policies = new CachedConfigSource({ store, ttlMs: 60_000 });
+    const limiter = new Limiter({ store });
+    const usage = { input_tokens: 10, output_tokens: 10 };
+    const once = async () => {
+      const policy = await resolvePolicy(policies, {
+        entity: `k1-${tag}`,
+        resource: `model-${tag}`,
+        usage,
+      });
+      const result = await limiter.acquire({ checks: policy.checks, usage, price: policy.price });
+      return { scopes: policy.checks.length, allowed: result.allowed };
+    };
+    await once(); // reads the configuration and the signing key
+    store.counts = { update: 0, transact: 0, get: 0, putIfAbsent: 0 };
+
+    const warm = await once();
+
+    expect(warm).toEqual({ scopes: 4, allowed: true }); // key, project, org, resource
+    expect(store.counts).toEqual({ update: 4, transact: 0, get: 0, putIfAbsent: 0 });
   });
 });
