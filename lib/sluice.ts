@@ -232,7 +232,7 @@ export class Sluice extends Construct {
           {
             id: 'AwsSolutions-IAM5',
             reason:
-              'Sluice grantAdmin: each * stands for one path parameter (a plan, entity or resource name) of one admin route; no other route is granted.',
+              'Sluice grantAdmin: each * stands in for a path parameter (a plan, entity or resource name) of an admin route, with its method fixed; no client route is granted.',
             appliesTo: [{ regex: '/^Resource::arn:.*:execute-api:.*/v1/admin/.*\\*.*$/' }],
           },
         ],
@@ -246,7 +246,7 @@ export class Sluice extends Construct {
     return iam.Grant.addToPrincipal({
       grantee: principal,
       actions: ['execute-api:Invoke'],
-      // A path parameter matches any one segment's value: IAM sees the request's real path.
+      // IAM sees the request's real path, so each path parameter becomes a wildcard.
       resourceArns: granted.map((r) =>
         this.api.arnForExecuteApi(r.method, r.path.replace(/\{\w+\}/g, '*'), this.stage.stageName),
       ),
