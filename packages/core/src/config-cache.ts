@@ -11,6 +11,7 @@ import type {
   SettingsConfig,
 } from './config-schema.js';
 import type { ConfigSource } from './policy.js';
+import { Recent } from './recent.js';
 import { itemKeys } from './schema.js';
 import type { Store } from './store/types.js';
 
@@ -34,15 +35,14 @@ export interface CachedConfigOptions {
 export class CachedConfigSource implements ConfigSource {
   readonly #store: Store;
   readonly #ttlMs: number;
-  readonly #size: number;
   readonly #clock: () => number;
-  readonly #entries = new Map<string, { atMs: number; value: Promise<unknown> }>();
+  readonly #entries: Recent<{ atMs: number; value: Promise<unknown> }>;
 
   constructor(options: CachedConfigOptions) {
     this.#store = options.store;
     this.#ttlMs = options.ttlMs ?? 30_000;
-    this.#size = options.size ?? 10_000;
     this.#clock = options.clock ?? Date.now;
+    this.#entries = new Recent(options.size ?? 10_000);
   }
 
   plan(name: string): Promise<PlanConfig | undefined> {
@@ -76,15 +76,10 @@ export class CachedConfigSource implements ConfigSource {
       .then((item) =>
         item?.doc === undefined ? undefined : (JSON.parse(String(item.doc)) as ConfigOf<K>),
       );
-    this.#entries.delete(id);
     this.#entries.set(id, { atMs: nowMs, value });
     value.catch(() => {
       if (this.#entries.get(id)?.value === value) this.#entries.delete(id); // retry next time
     });
-    if (this.#entries.size > this.#size) {
-      const oldest = this.#entries.keys().next();
-      if (!oldest.done) this.#entries.delete(oldest.value);
-    }
     return value;
   }
 }

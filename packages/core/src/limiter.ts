@@ -45,6 +45,7 @@ import {
   quotaFits,
   quotaStatus,
 } from './quota.js';
+import { Recent } from './recent.js';
 import { itemKeys, TABLE_SCHEMA } from './schema.js';
 import type {
   Assignment,
@@ -173,26 +174,6 @@ const keyOf = (key: ItemKey): string => `${key.pk}\u0000${key.sk}`;
 const toNs = (ms: number): bigint => BigInt(Math.round(ms * 1_000)) * 1_000n;
 const nsToMs = (ns: bigint): number => Number(ceilDiv(ns, NS_PER_MS));
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** A map that forgets its least recently written entries beyond `size`. */
-class Recent<V> {
-  readonly #map = new Map<string, V>();
-  constructor(readonly size: number) {}
-  get(key: string): V | undefined {
-    return this.#map.get(key);
-  }
-  clear(): void {
-    this.#map.clear();
-  }
-  set(key: string, value: V): void {
-    this.#map.delete(key);
-    this.#map.set(key, value);
-    if (this.#map.size > this.size) {
-      const oldest = this.#map.keys().next();
-      if (!oldest.done) this.#map.delete(oldest.value);
-    }
-  }
-}
 
 /**
  * Decides whether calls may go ahead, against limits stored as DynamoDB items.
