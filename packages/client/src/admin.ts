@@ -3,7 +3,7 @@
  * like every Sluice request. Unlike the decision path it never fails open: an admin call either
  * did what it says or throws.
  */
-import { SluiceClientError, SluiceRequestError } from './errors.js';
+import { requestErrorFrom, SluiceClientError } from './errors.js';
 import { type Credentials, endpointUrl, RequestSigner } from './signing.js';
 
 /** The configuration kinds that have names. */
@@ -170,12 +170,6 @@ export class SluiceAdmin {
       parsed = { detail: text.slice(0, 200) };
     }
     if (res.ok || expected.includes(res.status)) return { status: res.status, body: parsed };
-    const problem = parsed as { code?: string; detail?: string; field?: string; message?: string };
-    throw new SluiceRequestError(
-      problem.code ?? (res.status === 403 ? 'forbidden' : `http_${res.status}`),
-      problem.detail ?? problem.message ?? `Sluice answered ${res.status}`,
-      res.status,
-      problem.field,
-    );
+    throw requestErrorFrom(res.status, parsed);
   }
 }

@@ -3,7 +3,7 @@
  * Lambda, its role), retried on network errors and 5xx with exponential backoff and full jitter
  * within one deadline, and failing open or closed when Sluice cannot be reached.
  */
-import { SluiceRequestError } from './errors.js';
+import { requestErrorFrom, SluiceRequestError } from './errors.js';
 import { type Credentials, endpointUrl, RequestSigner } from './signing.js';
 import type {
   AcquireRequest,
@@ -282,18 +282,7 @@ export class SluiceClient {
           continue; // 5xx: retry
         }
         if (res.ok || expected.includes(res.status)) return { status: res.status, body: parsed };
-        const problem = parsed as {
-          code?: string;
-          detail?: string;
-          field?: string;
-          message?: string;
-        };
-        throw new SluiceRequestError(
-          problem.code ?? (res.status === 403 ? 'forbidden' : `http_${res.status}`),
-          problem.detail ?? problem.message ?? `Sluice answered ${res.status}`,
-          res.status,
-          problem.field,
-        );
+        throw requestErrorFrom(res.status, parsed);
       } catch (error) {
         if (error instanceof SluiceRequestError) throw error;
         // Network error or timeout: retry within the deadline.

@@ -27,3 +27,22 @@ export class SluiceRequestError extends SluiceClientError {
     super(code, message, status);
   }
 }
+
+/**
+ * The error for a refusal Sluice answered: its problem+json `code`, `detail` and `field`, or
+ * (an API Gateway refusal such as a missing IAM grant has no `code`) one made from the status.
+ */
+export function requestErrorFrom(status: number, body: unknown): SluiceRequestError {
+  const problem = (body ?? {}) as {
+    code?: string;
+    detail?: string;
+    field?: string;
+    message?: string;
+  };
+  return new SluiceRequestError(
+    problem.code ?? (status === 403 ? 'forbidden' : `http_${status}`),
+    problem.detail ?? problem.message ?? `Sluice answered ${status}`,
+    status,
+    problem.field,
+  );
+}
