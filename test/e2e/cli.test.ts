@@ -12,8 +12,7 @@ import { main } from '@sluice/cli';
 import { SluiceAdmin } from '@sluice/client';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { call } from '../support/admin.js';
-import { type Api, startApi, tableName } from '../support/api.js';
+import { type Api, request, startApi, tableName } from '../support/api.js';
 
 const BIN = fileURLToPath(new URL('../../packages/cli/bin/sluice.js', import.meta.url));
 const EXAMPLE = fileURLToPath(new URL('../../examples/sluice.yaml', import.meta.url));
@@ -92,8 +91,8 @@ entities:
     expect(planned.out).toContain('"limit":10');
     expect(planned.out).toContain('? entity old-key');
     expect(pruned.out).toContain('- entity old-key');
-    expect((await call('GET', `${api.url}/v1/admin/entities/old-key`)).status).toBe(404);
-    expect((await call('GET', `${api.url}/v1/admin/plans/basic`)).body).toMatchObject({
+    expect((await request('GET', `${api.url}/v1/admin/entities/old-key`)).status).toBe(404);
+    expect((await request('GET', `${api.url}/v1/admin/plans/basic`)).body).toMatchObject({
       config: { limits: [{ limit: 20 }] },
     });
   });
@@ -115,8 +114,8 @@ entities:
     expect(unknown.code).toBe(1);
     expect(unknown.err).toContain('resources.typo-model');
     expect(unknown.err).toContain('prize');
-    expect((await call('GET', `${api.url}/v1/admin/entities/ring-a`)).status).toBe(404);
-    expect((await call('GET', `${api.url}/v1/admin/resources/typo-model`)).status).toBe(404);
+    expect((await request('GET', `${api.url}/v1/admin/entities/ring-a`)).status).toBe(404);
+    expect((await request('GET', `${api.url}/v1/admin/resources/typo-model`)).status).toBe(404);
   });
 
   it('gets documents and reads the audit trail', async () => {

@@ -7,8 +7,8 @@ import { fileURLToPath } from 'node:url';
 import { main } from '@sluice/cli';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { acquire, call, limitOf, put } from '../support/admin.js';
-import { type Api, startApi, tableName } from '../support/api.js';
+import { acquire, limitOf, put } from '../support/admin.js';
+import { type Api, request, startApi, tableName } from '../support/api.js';
 
 const EXAMPLE = fileURLToPath(new URL('../../examples/sluice.yaml', import.meta.url));
 // 30-day periods: refill during a test is far below one unit, so counts can be asserted exactly.
@@ -89,7 +89,7 @@ describe('the example file (examples/sluice.yaml)', () => {
   });
 
   it('enforces the free plan’s tokens per minute, naming scope and limit', async () => {
-    await call('POST', `${api.url}/v1/admin/entities/hobbyist-key/reset`);
+    await request('POST', `${api.url}/v1/admin/entities/hobbyist-key/reset`);
     const take = (tokens: number) =>
       acquire(api.url, { entity: 'hobbyist-key', resource: 'gpt-4o-mini', usage: { tokens } });
     const first = await take(15_000);
@@ -118,7 +118,7 @@ describe('the example file (examples/sluice.yaml)', () => {
   });
 
   it('keeps a daily USD budget in New York time, priced from the resource', async () => {
-    await call('POST', `${api.url}/v1/admin/entities/hobbyist-key/reset`);
+    await request('POST', `${api.url}/v1/admin/entities/hobbyist-key/reset`);
     // gpt-4o-mini: $0.15 in, $0.60 out per million: 1,000 + 1,000 tokens cost 750 micro-USD.
     const first = await acquire(api.url, {
       entity: 'hobbyist-key',
@@ -135,7 +135,7 @@ describe('the example file (examples/sluice.yaml)', () => {
       resource: 'claude-haiku-4-5',
       usage: { input_tokens: 10, output_tokens: 10 },
     });
-    const settled = await call('POST', `${api.url}/v1/release`, {
+    const settled = await request('POST', `${api.url}/v1/release`, {
       lease_id: lease.body.lease_id,
       usage: { input_tokens: 10, output_tokens: 100_000 },
     });
@@ -183,7 +183,7 @@ describe('the example file (examples/sluice.yaml)', () => {
     const refused = await cli(api.url, 'apply', '-f', bad);
     expect(refused.code).toBe(1);
     expect(refused.err).toContain('plans.tiny.limits[0].burst');
-    expect((await call('GET', `${api.url}/v1/admin/plans/tiny`)).status).toBe(404);
+    expect((await request('GET', `${api.url}/v1/admin/plans/tiny`)).status).toBe(404);
   });
 });
 
@@ -213,7 +213,7 @@ describe('hierarchies and shared limits', () => {
           admitted[key]++;
           // Half the calls used more than estimated, some failed (refund), the rest less.
           const actual = i % 3 === 0 ? undefined : i % 3 === 1 ? tokens + 5 : tokens - 10;
-          await call('POST', `${api.url}/v1/release`, {
+          await request('POST', `${api.url}/v1/release`, {
             lease_id: res.body.lease_id,
             ...(actual === undefined ? {} : { usage: { tokens: actual } }),
           });
@@ -223,7 +223,7 @@ describe('hierarchies and shared limits', () => {
       }),
     );
     const total = admitted['shared-a'] + admitted['shared-b'];
-    const seen = await call('POST', `${api.url}/v1/available`, {
+    const seen = await request('POST', `${api.url}/v1/available`, {
       entity: 'shared-a',
       resource: 'm1',
     });
@@ -299,7 +299,10 @@ describe('hierarchies and shared limits', () => {
 
     await put(api.url, 'entities/mover', { parent: 'move-p2', limits: own(20) });
     const after = await acquire(api.url, { entity: 'mover', resource: 'm', usage: {} });
-    const p1 = await call('POST', `${api.url}/v1/available`, { entity: 'move-p1', resource: 'm' });
+    const p1 = await request('POST', `${api.url}/v1/available`, {
+      entity: 'move-p1',
+      resource: 'm',
+    });
 
     expect(limitOf(after.body, 'entity', 'rpm')?.remaining).toBe(20 - 4);
     expect(limitOf(after.body, 'parent:move-p2', 'p_rpm')?.remaining).toBe(9);
@@ -313,7 +316,7 @@ describe('hierarchies and shared limits', () => {
     for (let i = 0; i < 2; i++)
       await acquire(api.url, { entity: 'topped', resource: 'm', usage: {} });
     const spent = await acquire(api.url, { entity: 'topped', resource: 'm', usage: {} });
-    const reset = await call('POST', `${api.url}/v1/admin/entities/topped/reset`);
+    const reset = await request('POST', `${api.url}/v1/admin/entities/topped/reset`);
     const again = await acquire(api.url, { entity: 'topped', resource: 'm', usage: {} });
 
     expect(spent.status).toBe(429);
@@ -325,12 +328,16 @@ describe('hierarchies and shared limits', () => {
     await put(api.url, 'entities/level-1', {});
     for (let i = 2; i <= 8; i++)
       await put(api.url, `entities/level-${i}`, { parent: `level-${i - 1}` });
-    const ninth = await call('PUT', `${api.url}/v1/admin/entities/level-9`, { parent: 'level-8' });
-    const cycle = await call('PUT', `${api.url}/v1/admin/entities/level-1`, { parent: 'level-3' });
-    const parentInUse = await call('DELETE', `${api.url}/v1/admin/entities/level-4`);
+    const ninth = await request('PUT', `${api.url}/v1/admin/entities/level-9`, {
+      parent: 'level-8',
+    });
+    const cycle = await request('PUT', `${api.url}/v1/admin/entities/level-1`, {
+      parent: 'level-3',
+    });
+    const parentInUse = await request('DELETE', `${api.url}/v1/admin/entities/level-4`);
     await put(api.url, 'plans/used', {});
     await put(api.url, 'entities/uses-plan', { plan: 'used' });
-    const planInUse = await call('DELETE', `${api.url}/v1/admin/plans/used`);
+    const planInUse = await request('DELETE', `${api.url}/v1/admin/plans/used`);
 
     expect(ninth).toMatchObject({ status: 400, body: { field: 'parent' } });
     expect(cycle).toMatchObject({ status: 400, body: { field: 'parent' } });
@@ -346,10 +353,12 @@ describe('hierarchies and shared limits', () => {
     for (let i = 1; i <= 6; i++)
       await put(api.url, `entities/chain-${i}`, i === 1 ? {} : { parent: `chain-${i - 1}` });
 
-    const tooDeep = await call('PUT', `${api.url}/v1/admin/entities/sub-top`, {
+    const tooDeep = await request('PUT', `${api.url}/v1/admin/entities/sub-top`, {
       parent: 'chain-6',
     });
-    const fits = await call('PUT', `${api.url}/v1/admin/entities/sub-top`, { parent: 'chain-5' });
+    const fits = await request('PUT', `${api.url}/v1/admin/entities/sub-top`, {
+      parent: 'chain-5',
+    });
 
     expect(tooDeep).toMatchObject({ status: 400, body: { field: 'parent' } });
     expect(tooDeep.body.detail).toContain('9 levels');
@@ -402,7 +411,7 @@ describe('prices', () => {
       usage: { input_tokens: 1_000, output_tokens: 100 },
       limits: budget,
     });
-    const adjusted = await call('POST', `${api.url}/v1/adjust`, {
+    const adjusted = await request('POST', `${api.url}/v1/adjust`, {
       lease_id: lease.body.lease_id,
       usage: { output_tokens: 2_000 },
     });
@@ -421,26 +430,26 @@ describe('prices', () => {
 describe('admin writes', () => {
   it('store nothing when one field is bad, naming it', async () => {
     const good = { name: 'rpm', metric: 'requests', limit: 10, per: 'minute' };
-    const bad = await call('PUT', `${api.url}/v1/admin/plans/half-bad`, {
+    const bad = await request('PUT', `${api.url}/v1/admin/plans/half-bad`, {
       limits: [good, { ...good, name: 'tpm', burst: -1 }],
     });
-    const unknownPlan = await call('PUT', `${api.url}/v1/admin/entities/orphan`, {
+    const unknownPlan = await request('PUT', `${api.url}/v1/admin/entities/orphan`, {
       plan: 'no-such-plan',
     });
     await put(api.url, 'plans/kept', { limits: [good] });
-    const badUpdate = await call('PUT', `${api.url}/v1/admin/plans/kept`, {
+    const badUpdate = await request('PUT', `${api.url}/v1/admin/plans/kept`, {
       limits: [good],
       priority: 101,
     });
-    const audit = await call('GET', `${api.url}/v1/admin/audit?limit=1000`);
+    const audit = await request('GET', `${api.url}/v1/admin/audit?limit=1000`);
     const names = (audit.body.items as { name: string }[]).map((e) => e.name);
 
     expect(bad).toMatchObject({ status: 400, body: { field: 'limits[1].burst' } });
     expect(unknownPlan).toMatchObject({ status: 400, body: { field: 'plan' } });
     expect(badUpdate).toMatchObject({ status: 400, body: { field: 'priority' } });
-    expect((await call('GET', `${api.url}/v1/admin/plans/half-bad`)).status).toBe(404);
-    expect((await call('GET', `${api.url}/v1/admin/entities/orphan`)).status).toBe(404);
-    expect((await call('GET', `${api.url}/v1/admin/plans/kept`)).body).toMatchObject({
+    expect((await request('GET', `${api.url}/v1/admin/plans/half-bad`)).status).toBe(404);
+    expect((await request('GET', `${api.url}/v1/admin/entities/orphan`)).status).toBe(404);
+    expect((await request('GET', `${api.url}/v1/admin/plans/kept`)).body).toMatchObject({
       version: 1,
       config: { limits: [good] },
     });
@@ -475,16 +484,18 @@ describe('admin writes', () => {
     await fc.assert(
       fc.asyncProperty(fc.constantFrom(...breakages), async ([field, breakIt]) => {
         const name = `fuzz-plan-${++n}`;
-        const res = await call('PUT', `${api.url}/v1/admin/plans/${name}`, breakIt(valid));
+        const res = await request('PUT', `${api.url}/v1/admin/plans/${name}`, breakIt(valid));
         expect(res).toMatchObject({ status: 400, body: { code: 'invalid_request', field } });
-        expect((await call('GET', `${api.url}/v1/admin/plans/${name}`)).status).toBe(404);
+        expect((await request('GET', `${api.url}/v1/admin/plans/${name}`)).status).toBe(404);
       }),
       { numRuns: 40, seed: 77 },
     );
-    const audit = await call('GET', `${api.url}/v1/admin/audit?limit=1000`);
+    const audit = await request('GET', `${api.url}/v1/admin/audit?limit=1000`);
     const names = (audit.body.items as { name: string }[]).map((e) => e.name);
     expect(names.some((name) => name.startsWith('fuzz-plan-'))).toBe(false);
-    expect((await call('PUT', `${api.url}/v1/admin/plans/fuzz-plan-ok`, valid)).status).toBe(201);
+    expect((await request('PUT', `${api.url}/v1/admin/plans/fuzz-plan-ok`, valid)).status).toBe(
+      201,
+    );
   });
 
   it('are audited with who, before and after, newest first', async () => {
@@ -493,9 +504,9 @@ describe('admin writes', () => {
     await put(api.url, 'plans/audited', v1);
     await put(api.url, 'plans/audited', v2);
     await put(api.url, 'plans/audited', v2); // unchanged: no entry
-    expect((await call('DELETE', `${api.url}/v1/admin/plans/audited`)).status).toBe(204);
+    expect((await request('DELETE', `${api.url}/v1/admin/plans/audited`)).status).toBe(204);
 
-    const audit = await call('GET', `${api.url}/v1/admin/audit?limit=1000`);
+    const audit = await request('GET', `${api.url}/v1/admin/audit?limit=1000`);
     const entries = (audit.body.items as { name: string }[]).filter((e) => e.name === 'audited');
 
     expect(entries).toEqual([
@@ -506,18 +517,18 @@ describe('admin writes', () => {
   });
 
   it('have no URL for a name with "/", as on API Gateway (it decodes %2F before routing)', async () => {
-    const res = await call('PUT', `${api.url}/v1/admin/entities/team%2Fkey`, {});
+    const res = await request('PUT', `${api.url}/v1/admin/entities/team%2Fkey`, {});
     expect(res).toMatchObject({ status: 404, body: { code: 'not_found' } });
   });
 
   it('chain concurrent writes: every stored version has one audit entry, before = the last after', async () => {
     const writes = await Promise.all(
       Array.from({ length: 12 }, (_, i) =>
-        call('PUT', `${api.url}/v1/admin/plans/raced`, { priority: i + 1 }),
+        request('PUT', `${api.url}/v1/admin/plans/raced`, { priority: i + 1 }),
       ),
     );
-    const stored = await call('GET', `${api.url}/v1/admin/plans/raced`);
-    const audit = await call('GET', `${api.url}/v1/admin/audit?limit=1000`);
+    const stored = await request('GET', `${api.url}/v1/admin/plans/raced`);
+    const audit = await request('GET', `${api.url}/v1/admin/audit?limit=1000`);
     const chain = (audit.body.items as { name: string; before: unknown; after: unknown }[])
       .filter((e) => e.name === 'raced')
       .reverse(); // oldest first
@@ -538,7 +549,7 @@ describe('admin writes', () => {
     let pages = 0;
     do {
       const query: string = cursor ? `&cursor=${cursor}` : '';
-      const page = await call('GET', `${api.url}/v1/admin/resources?limit=2${query}`);
+      const page = await request('GET', `${api.url}/v1/admin/resources?limit=2${query}`);
       names.push(...(page.body.items as { name: string }[]).map((i) => i.name));
       cursor = page.body.next as string | null;
       pages++;
@@ -552,7 +563,7 @@ describe('admin writes', () => {
       'paged-5',
     ]);
     expect(pages).toBeGreaterThanOrEqual(3);
-    expect(await call('GET', `${api.url}/v1/admin/resources?limit=0`)).toMatchObject({
+    expect(await request('GET', `${api.url}/v1/admin/resources?limit=0`)).toMatchObject({
       status: 400,
       body: { field: 'limit' },
     });

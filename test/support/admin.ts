@@ -1,24 +1,11 @@
 /**
  * Small HTTP helpers for the admin routes, as a black-box client would call them.
  */
-export async function call(
-  method: string,
-  url: string,
-  body?: unknown,
-): Promise<{ status: number; body: Record<string, unknown> }> {
-  const res = await fetch(url, {
-    method,
-    ...(body === undefined
-      ? {}
-      : { headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }),
-  });
-  const text = await res.text();
-  return { status: res.status, body: text ? (JSON.parse(text) as Record<string, unknown>) : {} };
-}
+import { request } from './api.js';
 
 /** PUTs a document and fails the test unless it was stored. */
 export async function put(base: string, path: string, body: unknown): Promise<void> {
-  const res = await call('PUT', `${base}/v1/admin/${path}`, body);
+  const res = await request('PUT', `${base}/v1/admin/${path}`, body);
   if (res.status !== 200 && res.status !== 201) {
     throw new Error(`PUT ${path} answered ${res.status}: ${JSON.stringify(res.body)}`);
   }
@@ -26,7 +13,7 @@ export async function put(base: string, path: string, body: unknown): Promise<vo
 
 /** POST /v1/acquire. */
 export function acquire(base: string, body: Record<string, unknown>) {
-  return call('POST', `${base}/v1/acquire`, body);
+  return request('POST', `${base}/v1/acquire`, body);
 }
 
 /** A limit's entry in an answer's `limits`. */

@@ -61,19 +61,37 @@ export async function startApi(table: string, env: Record<string, string> = {}):
   };
 }
 
-/** POSTs JSON and returns status, headers and the parsed body. */
-export async function post(url: string, body: unknown, contentType = 'application/json') {
+/**
+ * One HTTP request as a black-box client sends it: a JSON body (or a string sent as is, with
+ * `contentType`), and the answer's status, headers and body (parsed JSON, the text when it is
+ * not JSON, `{}` when empty).
+ */
+export async function request(
+  method: string,
+  url: string,
+  body?: unknown,
+  contentType = 'application/json',
+) {
   const res = await fetch(url, {
-    method: 'POST',
-    headers: { 'content-type': contentType },
-    body: typeof body === 'string' ? body : JSON.stringify(body),
+    method,
+    ...(body === undefined
+      ? {}
+      : {
+          headers: { 'content-type': contentType },
+          body: typeof body === 'string' ? body : JSON.stringify(body),
+        }),
   });
   const text = await res.text();
-  let parsed: unknown;
+  let parsed: unknown = {};
   try {
-    parsed = JSON.parse(text);
+    if (text) parsed = JSON.parse(text);
   } catch {
     parsed = text;
   }
   return { status: res.status, headers: res.headers, body: parsed as Record<string, unknown> };
+}
+
+/** POSTs JSON and returns status, headers and the parsed body. */
+export function post(url: string, body: unknown, contentType = 'application/json') {
+  return request('POST', url, body, contentType);
 }
