@@ -1,6 +1,7 @@
 /** POST /v1/acquire — may this call go ahead? */
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import middy from '@middy/core';
+import { acquire } from '@sluice/core';
 import { limitsBody, violationsBody } from './http/bodies.js';
 import { edge, type JsonEvent, parse } from './http/edge.js';
 import { rateLimitHeaders } from './http/headers.js';
@@ -15,7 +16,7 @@ export const handler = middy<JsonEvent, Result>()
     const body = parse(acquireRequest, event.parsedBody);
     logger.appendKeys({ entity: body.entity, resource: body.resource });
     const { checks, priority, price } = await resolve(body);
-    const result = await getRuntime().limiter.acquire({
+    const result = await acquire(getRuntime().engine, {
       checks,
       usage: body.usage,
       ...(body.max_wait_ms !== undefined ? { maxWaitMs: body.max_wait_ms } : {}),

@@ -1,5 +1,6 @@
 /** POST /v1/adjust — the call's actual usage so far (totals). */
 import middy from '@middy/core';
+import { adjust } from '@sluice/core';
 import { settleBody } from './http/bodies.js';
 import { edge, type JsonEvent, parse } from './http/edge.js';
 import { json, type Result } from './http/problem.js';
@@ -10,6 +11,6 @@ export const handler = middy<JsonEvent, Result>()
   .use(edge({ route: 'adjust' }))
   .handler(async (event) => {
     const body = parse(adjustRequest, event.parsedBody);
-    const result = await getRuntime().limiter.adjust(body.lease_id, body.usage);
+    const result = await adjust(getRuntime().engine, body.lease_id, body.usage);
     return json(200, settleBody(body.lease_id, result));
   });

@@ -7,6 +7,7 @@ import {
   CONFIG_KINDS,
   ConfigAdmin,
   type ConfigKind,
+  ENGINE_DEFAULTS,
   SETTINGS_NAME,
   type StoredConfig,
   ValidationError,
@@ -60,10 +61,17 @@ function pageParams(event: JsonEvent): { limit: number; cursor?: string } {
   return { limit, ...(query.cursor ? { cursor: query.cursor } : {}) };
 }
 
+/**
+ * How long a key rotated out keeps verifying: every lease it signed expires within the lease
+ * life, and processes that have not yet read the rotation sign with it for up to a refresh.
+ */
+const signingKeyRetainMs = () =>
+  ENGINE_DEFAULTS.leaseTtlMs + 2 * ENGINE_DEFAULTS.signingKeyRefreshMs;
+
 let configAdmin: ConfigAdmin | undefined;
 
 async function route(event: JsonEvent): Promise<Result> {
-  const { config, store, policies, limiter } = getRuntime();
+  const { config, store, policies, engine } = getRuntime();
   configAdmin ??= new ConfigAdmin({ store, auditRetentionDays: config.auditRetentionDays });
   const admin = configAdmin;
   const who = principalOf(event);
@@ -74,6 +82,17 @@ async function route(event: JsonEvent): Promise<Result> {
   if (collection === 'audit') {
     const page = await admin.audit(pageParams(event));
     return json(200, page);
+  }
+
+  if (collection === 'signing-keys') {
+    const rotation = await admin.rotateSigningKey(who, signingKeyRetainMs());
+    await engine.keys.reload(); // this process may serve acquires too (the local server does)
+    logger.info('signing key rotated', { current: rotation.current, removed: rotation.removed });
+    return json(200, {
+      current: rotation.current,
+      previous: rotation.previous,
+      removed: rotation.removed,
+    });
   }
 
   if (collection === 'settings') {
@@ -102,7 +121,7 @@ async function route(event: JsonEvent): Promise<Result> {
 
   if (segments[2] === 'reset') {
     const { cleared } = await admin.reset(name, who);
-    limiter.forget(); // this process may serve acquires too (the local server does)
+    engine.forget(); // this process may serve acquires too (the local server does)
     logger.info('admin reset', { buckets: cleared });
     return json(200, { entity: name, cleared });
   }

@@ -1,5 +1,6 @@
 /** POST /v1/available — what remains, and when a usage would fit; consumes nothing. */
 import middy from '@middy/core';
+import { available } from '@sluice/core';
 import { limitsBody } from './http/bodies.js';
 import { edge, type JsonEvent, parse } from './http/edge.js';
 import { json, type Result } from './http/problem.js';
@@ -13,7 +14,7 @@ export const handler = middy<JsonEvent, Result>()
     const body = parse(availableRequest, event.parsedBody);
     const { checks, price } = await resolve(body);
     if (checks.length === 0) return json(200, { limits: [], retry_after_ms: 0 });
-    const result = await getRuntime().limiter.available({
+    const result = await available(getRuntime().engine, {
       checks,
       ...(body.usage ? { usage: body.usage } : {}),
       ...(price ? { price } : {}),

@@ -130,6 +130,11 @@ function adminOperations(): Record<
     summary: 'Admin changes, newest first, with before and after; kept 90 days by default.',
     ok: 'AuditPage',
   };
+  out.rotateSigningKey = {
+    summary:
+      'Rotates the lease signing key: a new key signs from now on; the previous one verifies until every lease it signed has expired. Audited (key ids only).',
+    ok: 'RotationResponse',
+  };
   return out;
 }
 
@@ -201,6 +206,7 @@ export function openApiDocument(): Record<string, unknown> {
         StoredConfig: schema(r.storedConfig, 'output'),
         StoredConfigPage: schema(r.storedConfigPage, 'output'),
         ResetResponse: schema(r.resetResponse, 'output'),
+        RotationResponse: schema(r.rotationResponse, 'output'),
         AuditPage: schema(r.auditPage, 'output'),
         Empty: { type: 'null' },
       },

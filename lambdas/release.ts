@@ -1,5 +1,6 @@
 /** POST /v1/release — settle with final totals, or without usage give everything back. */
 import middy from '@middy/core';
+import { release } from '@sluice/core';
 import { settleBody } from './http/bodies.js';
 import { edge, type JsonEvent, parse } from './http/edge.js';
 import { json, type Result } from './http/problem.js';
@@ -10,6 +11,6 @@ export const handler = middy<JsonEvent, Result>()
   .use(edge({ route: 'release' }))
   .handler(async (event) => {
     const body = parse(releaseRequest, event.parsedBody);
-    const result = await getRuntime().limiter.release(body.lease_id, body.usage);
+    const result = await release(getRuntime().engine, body.lease_id, body.usage);
     return json(200, settleBody(body.lease_id, result));
   });

@@ -81,6 +81,15 @@ export const storedConfigPage = z.object({
 /** `cleared`: how many bucket items were deleted. */
 export const resetResponse = z.object({ entity: z.string(), cleared: z.number() });
 
+export const rotationResponse = z.object({
+  /** Id of the key that signs from now on. */
+  current: z.string(),
+  /** Id of the key it replaced (verifies the leases it signed until they expire). */
+  previous: z.nullable(z.string()),
+  /** Ids of retired keys removed by this rotation. */
+  removed: z.array(z.string()),
+});
+
 export const auditEntry = z.object({
   id: z.string(),
   at: z.string(),

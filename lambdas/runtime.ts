@@ -6,14 +6,15 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { CachedConfigSource, DynamoDBStore, Limiter } from '@sluice/core';
+import { CachedConfigSource, DynamoDBStore, Engine } from '@sluice/core';
 import { type Config, loadConfig } from './config.js';
 
 /** Per-container singletons. */
 export interface Runtime {
   readonly config: Config;
   readonly store: DynamoDBStore;
-  readonly limiter: Limiter;
+  /** The engine's per-container state; handlers run one operation on it. */
+  readonly engine: Engine;
   /** Stored configuration as acquire reads it: cached for `configCacheMs`. */
   readonly policies: CachedConfigSource;
 }
@@ -36,13 +37,13 @@ export function getRuntime(): Runtime {
       config.dynamodbEndpoint ? { endpoint: config.dynamodbEndpoint } : {},
     );
     const store = new DynamoDBStore({ client, tableName: config.tableName });
-    const limiter = new Limiter({
+    const engine = new Engine({
       store,
       onBackgroundError: (error) =>
         logger.error('compensation failed; the denied request stays charged', { error }),
     });
     const policies = new CachedConfigSource({ store, ttlMs: config.configCacheMs });
-    runtime = { config, store, limiter, policies };
+    runtime = { config, store, engine, policies };
   }
   return runtime;
 }

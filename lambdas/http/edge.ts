@@ -4,7 +4,7 @@
  */
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { MiddlewareObj } from '@middy/core';
-import { ValidationError, validationErrorFrom } from '@sluice/core';
+import { PolicyRefusal, ValidationError, validationErrorFrom } from '@sluice/core';
 import type { APIGatewayProxyEventV2, Context } from 'aws-lambda';
 import type * as z from 'zod/mini';
 import { logger, metrics } from '../runtime.js';
@@ -75,9 +75,12 @@ export function edge(options: EdgeOptions): MiddlewareObj<JsonEvent, Result, Err
       record(request, started);
     },
     onError: async (request) => {
-      const { response, expected } = fromError(request.error);
-      if (expected) logger.info('refused', { status: response.statusCode });
-      else logger.error('failed', { error: request.error });
+      const { error } = request;
+      const { response, expected } = fromError(error);
+      if (error instanceof PolicyRefusal && error.refusal === 'configuration_invalid')
+        logger.warn('stored configuration is inconsistent', { detail: error.message });
+      else if (expected) logger.info('refused', { status: response.statusCode });
+      else logger.error('failed', { error });
       request.response = response;
       record(request, started);
     },

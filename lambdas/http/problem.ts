@@ -84,6 +84,9 @@ const REFUSAL_STATUS: Record<RefusalCode, number> = {
   unknown_entity: 403,
   context_too_large: 422,
   price_unknown: 422,
+  // Stored configuration that does not fit together: refused (never admitted, never a 5xx that
+  // a fail-open client would turn into unlimited access) until an admin mends it.
+  configuration_invalid: 409,
 };
 
 /** Turns any thrown error into a response; only 4xx messages reach the caller. */

@@ -228,12 +228,17 @@ describe('hierarchies and shared limits', () => {
       resource: 'm1',
     });
 
+    // A refund returns what the lease took less what refilled since its acquire: here a few
+    // milliseconds of a monthly rate, a sliver of one unit that `remaining` rounds down.
+    const within = (name: string, scope: string, exact: number) => {
+      const remaining = limitOf(seen.body, scope, name)?.remaining ?? Number.NaN;
+      expect(remaining).toBeLessThanOrEqual(exact);
+      expect(remaining).toBeGreaterThanOrEqual(exact - 1);
+    };
     expect(total).toBeGreaterThan(0);
-    expect(limitOf(seen.body, 'parent:proj-shared', 'project_rpm')?.remaining).toBe(40 - total);
-    expect(limitOf(seen.body, 'parent:proj-shared', 'project_tokens')?.remaining).toBe(
-      3_000 - tokensKept,
-    );
-    expect(limitOf(seen.body, 'entity', 'key_rpm')?.remaining).toBe(30 - admitted['shared-a']);
+    within('project_rpm', 'parent:proj-shared', 40 - total);
+    within('project_tokens', 'parent:proj-shared', 3_000 - tokensKept);
+    within('key_rpm', 'entity', 30 - admitted['shared-a']);
   });
 
   it('never admits more than the project holds', async () => {

@@ -12,7 +12,7 @@ import type {
 } from '@sluice/core';
 
 export class CountingStore implements Store {
-  counts = { update: 0, transact: 0, get: 0, putIfAbsent: 0 };
+  counts = { update: 0, transact: 0, get: 0 };
   constructor(private readonly inner: Store) {}
   get writes(): number {
     return this.counts.update + this.counts.transact;
@@ -28,9 +28,5 @@ export class CountingStore implements Store {
   get(key: ItemKey): Promise<ItemState | undefined> {
     this.counts.get++;
     return this.inner.get(key);
-  }
-  putIfAbsent(key: ItemKey, item: ItemState): Promise<ItemState> {
-    this.counts.putIfAbsent++;
-    return this.inner.putIfAbsent(key, item);
   }
 }

@@ -16,6 +16,8 @@ const USAGE = `sluice — Sluice's admin CLI
   sluice get plan|entity|resource [NAME]  one document, or all of a kind
   sluice get settings
   sluice audit [--limit N]                admin changes, newest first
+  sluice rotate-key                       a new lease signing key (the old one still
+                                          verifies the leases it signed until they expire)
 
 Options:
   --endpoint URL   the Sluice API (default: $SLUICE_URL, else http://127.0.0.1:3000)
@@ -121,6 +123,14 @@ export async function main(
           );
         }
         if (page.items.length === 0) out('(no audit entries)');
+        return 0;
+      }
+      case 'rotate-key': {
+        const rotation = await admin.rotateSigningKey();
+        out(
+          `Signing key rotated: ${rotation.current} signs from now on${rotation.previous ? `; ${rotation.previous} verifies the leases it signed until they expire` : ''}.`,
+        );
+        if (rotation.removed.length) out(`Removed retired keys: ${rotation.removed.join(', ')}.`);
         return 0;
       }
       default:

@@ -26,8 +26,8 @@ export interface AuditEntry {
   readonly id: string;
   readonly at: string;
   readonly who: string;
-  readonly action: 'put' | 'delete' | 'reset';
-  readonly kind: ConfigKind | 'settings';
+  readonly action: 'put' | 'delete' | 'reset' | 'rotate';
+  readonly kind: ConfigKind | 'settings' | 'signing_key';
   readonly name: string;
   readonly before: unknown;
   readonly after: unknown;
@@ -116,6 +116,19 @@ export class SluiceAdmin {
   async reset(entity: string): Promise<{ entity: string; cleared: number }> {
     const answer = await this.#request('POST', `${this.#path('entity', entity)}/reset`);
     return answer.body as { entity: string; cleared: number };
+  }
+
+  /**
+   * Rotates the lease signing key: a new key signs from now on, the previous one still verifies
+   * the leases it signed until they expire. Answers key ids only.
+   */
+  async rotateSigningKey(): Promise<{
+    current: string;
+    previous: string | null;
+    removed: string[];
+  }> {
+    const answer = await this.#request('POST', '/v1/admin/signing-keys/rotate');
+    return answer.body as { current: string; previous: string | null; removed: string[] };
   }
 
   /** Audit entries, newest first; pass `next` back as `cursor` for older ones. */

@@ -10,7 +10,7 @@ import type {
   ResourceConfig,
   SettingsConfig,
 } from './config-schema.js';
-import type { ConfigSource } from './policy.js';
+import type { ConfigSource, Revised } from './policy.js';
 import { Recent } from './recent.js';
 import { itemKeys } from './schema.js';
 import type { Store } from './store/types.js';
@@ -45,15 +45,15 @@ export class CachedConfigSource implements ConfigSource {
     this.#entries = new Recent(options.size ?? 10_000);
   }
 
-  plan(name: string): Promise<PlanConfig | undefined> {
+  plan(name: string): Promise<Revised<PlanConfig> | undefined> {
     return this.#read('plan', name);
   }
 
-  entity(id: string): Promise<EntityConfig | undefined> {
+  entity(id: string): Promise<Revised<EntityConfig> | undefined> {
     return this.#read('entity', id);
   }
 
-  resource(name: string): Promise<ResourceConfig | undefined> {
+  resource(name: string): Promise<Revised<ResourceConfig> | undefined> {
     return this.#read('resource', name);
   }
 
@@ -61,21 +61,40 @@ export class CachedConfigSource implements ConfigSource {
     return (await this.#read('settings', SETTINGS_NAME)) ?? {};
   }
 
+  /** Reads through to the table, refreshing this cache with what it finds. */
+  fresh(): ConfigSource {
+    const read = <K extends ConfigKind>(kind: K, name: string) => this.#read(kind, name, true);
+    return {
+      plan: (name) => read('plan', name),
+      entity: (id) => read('entity', id),
+      resource: (name) => read('resource', name),
+      settings: async () => (await read('settings', SETTINGS_NAME)) ?? {},
+    };
+  }
+
   /** Forgets everything (this process wrote a change). */
   clear(): void {
     this.#entries.clear();
   }
 
-  #read<K extends ConfigKind>(kind: K, name: string): Promise<ConfigOf<K> | undefined> {
+  #read<K extends ConfigKind>(
+    kind: K,
+    name: string,
+    fresh = false,
+  ): Promise<Revised<ConfigOf<K>> | undefined> {
     const id = `${kind}\u0000${name}`;
     const nowMs = this.#clock();
     const hit = this.#entries.get(id);
-    if (hit && nowMs - hit.atMs < this.#ttlMs) return hit.value as Promise<ConfigOf<K> | undefined>;
+    if (!fresh && hit && nowMs - hit.atMs < this.#ttlMs)
+      return hit.value as Promise<Revised<ConfigOf<K>> | undefined>;
     const value = this.#store
       .get(itemKeys.config(kind, name))
-      .then((item) =>
-        item?.doc === undefined ? undefined : (JSON.parse(String(item.doc)) as ConfigOf<K>),
-      );
+      .then((item): Revised<ConfigOf<K>> | undefined => {
+        if (item?.doc === undefined) return undefined;
+        const doc = JSON.parse(String(item.doc)) as ConfigOf<K>;
+        const revision = Date.parse(String(item.at));
+        return (Number.isFinite(revision) ? { ...doc, revision } : doc) as Revised<ConfigOf<K>>;
+      });
     this.#entries.set(id, { atMs: nowMs, value });
     value.catch(() => {
       if (this.#entries.get(id)?.value === value) this.#entries.delete(id); // retry next time

@@ -6,8 +6,9 @@ import { randomBytes } from 'node:crypto';
 import { type ConfigKind, type ConfigOf, type EntityConfig, parseConfig } from './config-schema.js';
 import { SluiceError, ValidationError } from './errors.js';
 import { MAX_DEPTH } from './policy.js';
-import { itemKeys, TABLE_SCHEMA } from './schema.js';
-import type { AdminStore, ItemState } from './store/types.js';
+import { itemAttributes, itemKeys, TABLE_SCHEMA } from './schema.js';
+import { planRotation } from './signing-keys.js';
+import type { AdminStore, Condition, ItemKey, ItemState, ItemWrite } from './store/types.js';
 
 /** A configuration document as stored, with who changed it last and when. */
 export interface StoredConfig<K extends ConfigKind = ConfigKind> {
@@ -24,8 +25,8 @@ export interface AuditEntry {
   readonly id: string;
   readonly at: string;
   readonly who: string;
-  readonly action: 'put' | 'delete' | 'reset';
-  readonly kind: ConfigKind;
+  readonly action: 'put' | 'delete' | 'reset' | 'rotate';
+  readonly kind: ConfigKind | 'signing_key';
   readonly name: string;
   readonly before: unknown;
   readonly after: unknown;
@@ -146,7 +147,7 @@ export class ConfigAdmin {
     const config = parseConfig(kind, input);
     for (let attempt = 0; attempt < 3; attempt++) {
       const current = await this.get(kind, name);
-      await this.#checkReferences(kind, name, config, current);
+      const references = await this.#checkReferences(kind, name, config, current);
       if (current && canonicalJson(current.config) === canonicalJson(config)) {
         return { changed: false, created: false, stored: current };
       }
@@ -158,37 +159,58 @@ export class ConfigAdmin {
         updatedBy: who,
         version: (current?.version ?? 0) + 1,
       };
-      const written = await this.#write(current, next, {
-        action: 'put',
-        who,
-        before: current?.config ?? null,
-        after: config,
-      });
+      const written = await this.#write(
+        current,
+        next,
+        { action: 'put', who, before: current?.config ?? null, after: config },
+        references,
+      );
       if (written) return { changed: true, created: !current, stored: next };
     }
     throw new ConflictError(`${kind} ${name} kept changing while being written; retry`);
   }
 
-  /** Deletes `kind`/`name`; refuses while something refers to it. */
+  /**
+   * Deletes `kind`/`name`; refuses while something refers to it. The reference count checked in
+   * the delete's own transaction closes the race with a write that starts referring to it.
+   */
   async delete<K extends ConfigKind>(kind: K, name: string, who: string): Promise<StoredConfig<K>> {
     for (let attempt = 0; attempt < 3; attempt++) {
       const current = await this.get(kind, name);
       if (!current) throw new NotFoundError(`no ${kind} named ${name}`);
       await this.#checkUnused(kind, name);
-      const written = await this.#write(current, undefined, {
-        action: 'delete',
-        who,
-        before: current.config,
-        after: null,
-      });
+      const references = new ReferenceWrites();
+      const count = REFERENCE_COUNT[kind];
+      if (count) references.expect(itemKeys.config(kind, name), unreferenced(count));
+      if (kind === 'entity') {
+        const { plan, parent } = current.config as EntityConfig;
+        await this.#release(references, 'plan', plan);
+        await this.#release(references, 'entity', parent);
+      }
+      const written = await this.#write(
+        current,
+        undefined,
+        { action: 'delete', who, before: current.config, after: null },
+        references,
+      );
       if (written) return current;
     }
     throw new ConflictError(`${kind} ${name} kept changing while being deleted; retry`);
   }
 
-  /** Clears every bucket of `entity` (a top-up): the next acquire starts full. */
+  /**
+   * Clears every bucket of `entity` (a top-up): the next acquire starts full. Each item keeps
+   * its key and TTL and moves to a new generation, so a lease taken before the reset can never
+   * refund into the state after it (its debt is still charged: money spent is spent).
+   */
   async reset(entity: string, who: string): Promise<{ cleared: number }> {
     const pk = itemKeys.entityBucket(entity, '').pk;
+    const kept = new Set<string>([
+      TABLE_SCHEMA.partitionKey,
+      TABLE_SCHEMA.sortKey,
+      TABLE_SCHEMA.ttlAttribute,
+      itemAttributes.generation,
+    ]);
     const resources: string[] = [];
     let after: string | undefined;
     do {
@@ -196,7 +218,16 @@ export class ConfigAdmin {
         limit: 100,
         ...(after !== undefined ? { after } : {}),
       });
-      await Promise.all(page.items.map(({ key }) => this.#store.delete(key)));
+      await Promise.all(
+        page.items.map(({ key, state }) =>
+          this.#store.update({
+            key,
+            set: [{ attr: itemAttributes.generation, base: 0n, addToExisting: 1n }],
+            remove: Object.keys(state).filter((attr) => !kept.has(attr)),
+            condition: { attr: TABLE_SCHEMA.partitionKey, op: '=', value: key.pk }, // never create
+          }),
+        ),
+      );
       resources.push(...page.items.map(({ key }) => key.sk));
       after = page.next;
     } while (after !== undefined);
@@ -227,17 +258,54 @@ export class ConfigAdmin {
     };
   }
 
-  /** One transaction: the config item (conditional on the version read) and the audit entry. */
+  /**
+   * Rotates the lease signing key: a new key signs from now on, the current one
+   * verifies for `retainMs` more (every lease it signed expires before), keys already retired are
+   * removed. Audited (key ids only, never secrets).
+   */
+  async rotateSigningKey(
+    who: string,
+    retainMs: number,
+  ): Promise<{ current: string; previous: string | null; removed: readonly string[] }> {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const rotation = planRotation(
+        await this.#store.get(itemKeys.leaseSigningKey()),
+        this.#clock(),
+        retainMs,
+      );
+      const result = await this.#store.transact([
+        rotation.update,
+        this.#auditUpdate({
+          action: 'rotate',
+          who,
+          kind: 'signing_key',
+          name: 'lease',
+          before: rotation.previous === null ? null : { current: rotation.previous },
+          after: { current: rotation.current, removed: rotation.removed },
+        }),
+      ]);
+      if (result.ok) return rotation;
+    }
+    throw new ConflictError('the signing key kept changing while being rotated; retry');
+  }
+
+  /**
+   * One transaction: the config item (conditional on the version read), the audit entry, and the
+   * reference counts and version checks that keep what it refers to true.
+   */
   async #write<K extends ConfigKind>(
     current: StoredConfig<K> | undefined,
     next: StoredConfig<K> | undefined,
     change: { action: 'put' | 'delete'; who: string; before: unknown; after: unknown },
+    references: ReferenceWrites,
   ): Promise<boolean> {
     const { kind, name } = (next ?? current) as StoredConfig<K>;
     const key = itemKeys.config(kind, name);
-    const condition = current
+    const versioned: Condition = current
       ? { attr: 'v', op: '=' as const, value: BigInt(current.version) }
       : { absent: TABLE_SCHEMA.partitionKey };
+    const own = references.take(key);
+    const condition: Condition = own ? { and: [versioned, ...own] } : versioned;
     const configWrite = next
       ? {
           key,
@@ -249,10 +317,11 @@ export class ConfigAdmin {
           ],
           condition,
         }
-      : { key, remove: true as const, condition };
+      : { key, delete: true as const, condition };
     const result = await this.#store.transact([
       configWrite,
       this.#auditUpdate({ ...change, kind, name }),
+      ...references.writes(),
     ]);
     return result.ok;
   }
@@ -284,23 +353,40 @@ export class ConfigAdmin {
     };
   }
 
+  /**
+   * Validates what an entity refers to (its plan, its parent, no cycle, the depth) and returns
+   * the writes that keep it true until the write commits: the plan's and the parent's reference
+   * counts, and the version of every ancestor read. A concurrent change to any of them fails the
+   * transaction, and the retry validates again.
+   */
   async #checkReferences<K extends ConfigKind>(
     kind: K,
     name: string,
     config: ConfigOf<K>,
     current: StoredConfig<K> | undefined,
-  ): Promise<void> {
-    if (kind !== 'entity') return;
+  ): Promise<ReferenceWrites> {
+    const references = new ReferenceWrites();
+    if (kind !== 'entity') return references;
     const entity = config as EntityConfig;
+    const before = current?.config as EntityConfig | undefined;
     if (entity.plan !== undefined && !(await this.get('plan', entity.plan))) {
       throw new ValidationError('plan', `no plan named ${entity.plan}`);
     }
-    if (entity.parent === undefined) return;
+    if (entity.plan !== before?.plan) {
+      if (entity.plan !== undefined) {
+        const key = itemKeys.config('plan', entity.plan);
+        references.count(key, 'refs', 1n);
+        references.expect(key, { exists: 'v' }); // not deleted meanwhile
+      }
+      await this.#release(references, 'plan', before?.plan);
+    }
     if (entity.parent === name) {
       throw new ValidationError('parent', 'an entity cannot be its own parent');
     }
-    const before = (current?.config as EntityConfig | undefined)?.parent;
-    if (current && before === entity.parent) return; // the hierarchy does not change
+    if (current && before?.parent === entity.parent) return references; // the hierarchy stays
+    await this.#release(references, 'entity', before?.parent);
+    if (entity.parent === undefined) return references;
+    references.count(itemKeys.config('entity', entity.parent), 'children', 1n);
     // Levels above: walk up from the new parent (reaching `name` is a cycle).
     let above = 0;
     for (let at: string | undefined = entity.parent; at !== undefined; ) {
@@ -316,6 +402,11 @@ export class ConfigAdmin {
             : `${at}, above ${entity.parent}, is missing`,
         );
       }
+      references.expect(itemKeys.config('entity', at), {
+        attr: 'v',
+        op: '=',
+        value: BigInt(found.version),
+      });
       if (++above >= MAX_DEPTH) break;
       at = found.config.parent;
     }
@@ -327,6 +418,13 @@ export class ConfigAdmin {
         `the hierarchy would be ${above + 1 + below} levels deep; at most ${MAX_DEPTH}`,
       );
     }
+    return references;
+  }
+
+  /** Counts one reference fewer on `kind`/`name`, if it exists (it may not, in older data). */
+  async #release(references: ReferenceWrites, kind: 'plan' | 'entity', name: string | undefined) {
+    if (name === undefined || !(await this.get(kind, name))) return;
+    references.count(itemKeys.config(kind, name), REFERENCE_COUNT[kind] as string, -1n);
   }
 
   /** Every entity's parent (a full listing: only when an existing entity moves). */
@@ -360,6 +458,67 @@ export class ConfigAdmin {
       cursor = page.next ?? undefined;
     } while (cursor !== undefined);
     return out;
+  }
+}
+
+/** Which count says how many refer to a document of this kind. */
+const REFERENCE_COUNT: Partial<Record<ConfigKind, string>> = { plan: 'refs', entity: 'children' };
+
+const unreferenced = (count: string): Condition => ({
+  or: [{ absent: count }, { attr: count, op: '<=', value: 0n }],
+});
+
+/**
+ * The extra writes of one admin transaction, one per item (a transaction may name an item once):
+ * reference counts to move, conditions to hold. Counts only move on items that exist.
+ */
+class ReferenceWrites {
+  readonly #items = new Map<
+    string,
+    { key: ItemKey; counts: Map<string, bigint>; conditions: Condition[] }
+  >();
+
+  #at(key: ItemKey) {
+    const id = `${key.pk}\u0000${key.sk}`;
+    let entry = this.#items.get(id);
+    if (!entry) {
+      entry = { key, counts: new Map(), conditions: [] };
+      this.#items.set(id, entry);
+    }
+    return entry;
+  }
+
+  count(key: ItemKey, attr: string, by: bigint): void {
+    const entry = this.#at(key);
+    entry.counts.set(attr, (entry.counts.get(attr) ?? 0n) + by);
+  }
+
+  expect(key: ItemKey, condition: Condition): void {
+    this.#at(key).conditions.push(condition);
+  }
+
+  /** Removes and returns the conditions on `key` (the document being written holds them). */
+  take(key: ItemKey): Condition[] | undefined {
+    const id = `${key.pk}\u0000${key.sk}`;
+    const entry = this.#items.get(id);
+    this.#items.delete(id);
+    return entry?.conditions.length ? entry.conditions : undefined;
+  }
+
+  writes(): ItemWrite[] {
+    return [...this.#items.values()].flatMap(({ key, counts, conditions }): ItemWrite[] => {
+      const moves = [...counts].filter(([, by]) => by !== 0n);
+      const all: Condition[] = [{ exists: 'v' }, ...conditions];
+      const condition: Condition = all.length === 1 ? (all[0] as Condition) : { and: all };
+      if (moves.length === 0) return conditions.length ? [{ key, check: condition }] : [];
+      return [
+        {
+          key,
+          set: moves.map(([attr, by]) => ({ attr, base: 0n, addToExisting: by })),
+          condition,
+        },
+      ];
+    });
   }
 }
 

@@ -39,6 +39,12 @@ export const ENGINE_DEFAULTS = {
    * @default 86_400 (one day)
    */
   ttlSlackSeconds: 86_400,
+  /**
+   * How often a process reads the lease signing keys again (in the background), so a rotation
+   * reaches every process within this time.
+   * @default 60_000
+   */
+  signingKeyRefreshMs: 60_000,
 } as const;
 
 /** Engine settings; every one optional in {@link LimiterOptions}, defaults in {@link ENGINE_DEFAULTS}. */

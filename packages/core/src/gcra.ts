@@ -13,9 +13,14 @@
  * Busy (x >  now·L):  SET x = x + n·P       IF scale = L AND now·L <= x <= now·L + tau − n·P
  * Busy increments commute, so concurrent writers on a busy bucket never conflict.
  *
- * The scale (`"L/periodSeconds"`) is stored beside x. When a limit changes, the first write
- * converts the state under an exact-match condition, keeping the backlog in units of usage:
- * 700 tokens used of 1,000 a minute are still 700 used of 2,000 a minute.
+ * The definition (`"L/periodSeconds/burst"`) is stored beside x, with the revision it was stored
+ * at. When a limit changes, the first write under the newer revision converts the state under an
+ * exact-match condition, keeping the backlog in units of usage: 700 tokens used of 1,000 a minute
+ * are still 700 used of 2,000 a minute. A process still holding an older revision adopts the
+ * item's definition instead of converting it back, so old and new configuration converge.
+ *
+ * Every write that can raise x says how far ahead of now its state can matter (`horizonNs`),
+ * bounded by its own condition; the item's TTL is set past that. Refunds only lower x.
  */
 
 import type { BucketLimit } from './limits.js';
@@ -29,7 +34,16 @@ export const NS_PER_S = 1_000_000_000n;
 
 /** What to do about one limit of one item. */
 export type Plan =
-  | { readonly kind: 'write'; readonly set: readonly Assignment[]; readonly condition?: Condition }
+  | {
+      readonly kind: 'write';
+      readonly set: readonly Assignment[];
+      readonly condition?: Condition;
+      /**
+       * How long after now the state this write leaves can matter, at most (its condition bounds
+       * it): the item must outlive it. Absent for a write that only gives back.
+       */
+      readonly horizonNs?: bigint;
+    }
   | { readonly kind: 'skip' }
   | { readonly kind: 'deny'; readonly retryAfterNs: bigint };
 
@@ -37,7 +51,7 @@ export type Plan =
 export interface ConsumeOptions {
   /** Share of the burst this request may fill, 1–100. */
   readonly priority: number;
-  /** Extra backlog the request may queue behind (reservation), in ns. */
+  /** Extra backlog the request may queue behind (reservation), in ns; full priority only. */
   readonly maxWaitNs: bigint;
   /** Whether `state` is trusted enough to deny without writing (the cache may deny, never admit). */
   readonly mayDeny: boolean;
@@ -54,15 +68,19 @@ export function ceilDiv(a: bigint, b: bigint): bigint {
 }
 
 const max = (a: bigint, b: bigint): bigint => (a > b ? a : b);
+const minBig = (a: bigint, b: bigint): bigint => (a < b ? a : b);
+
+/** The parts of a bucket definition the math needs. */
+type Definition = Pick<BucketLimit, 'limit' | 'periodSeconds' | 'burst'>;
 
 /** Period in ns, the scale L, and the capacity tau at full priority. */
-export function bucketParams(limit: BucketLimit): { L: bigint; P: bigint; tau: bigint } {
+export function bucketParams(limit: Definition): { L: bigint; P: bigint; tau: bigint } {
   const P = BigInt(limit.periodSeconds) * NS_PER_S;
   return { L: BigInt(limit.limit), P, tau: BigInt(limit.burst) * P };
 }
 
 /** Capacity available to a request of `priority` (1–100): the last part is kept for higher ones. */
-export function effectiveCapacity(limit: BucketLimit, priority: number): bigint {
+export function effectiveCapacity(limit: Definition, priority: number): bigint {
   const { tau } = bucketParams(limit);
   return (tau * BigInt(priority)) / 100n; // P is a multiple of 1e9: exact
 }
@@ -72,42 +90,76 @@ export function bucketFits(limit: BucketLimit, amount: number, priority: number)
   return BigInt(amount) * bucketParams(limit).P <= effectiveCapacity(limit, priority);
 }
 
-/** The scale a limit stores its TAT at. */
-export function scaleOf(limit: { readonly limit: number; readonly periodSeconds: number }): string {
-  return `${limit.limit}/${limit.periodSeconds}`;
+/** The definition a limit stores beside its TAT. */
+export function scaleOf(limit: Definition): string {
+  return `${limit.limit}/${limit.periodSeconds}/${limit.burst}`;
 }
 
-function parseScale(scale: string): { L: bigint; P: bigint } {
-  const [l, p] = scale.split('/');
-  return { L: BigInt(l ?? '1'), P: BigInt(p ?? '1') * NS_PER_S };
+function parseScale(scale: string): Definition {
+  const [l, p, b] = scale.split('/');
+  const limit = Number(l ?? '1');
+  return { limit, periodSeconds: Number(p ?? '1'), burst: b === undefined ? limit : Number(b) };
 }
 
-function readTat(state: ItemState | undefined, name: string): { x?: bigint; s?: string } {
+interface Stored {
+  readonly x?: bigint;
+  readonly s?: string;
+  /** Revision of the stored definition; 0 when none was recorded. */
+  readonly r: bigint;
+}
+
+function readStored(state: ItemState | undefined, name: string): Stored {
   const x = state?.[bucketAttributes.tat(name)];
   const s = state?.[bucketAttributes.scale(name)];
+  const r = state?.[bucketAttributes.revision(name)];
   return {
     ...(typeof x === 'bigint' ? { x } : {}),
     ...(typeof s === 'string' ? { s } : {}),
+    r: typeof r === 'bigint' ? r : 0n,
   };
 }
 
-/** The stored TAT as the limit `to` would store it, keeping the backlog in usage units. */
+const revisionOf = (limit: BucketLimit): bigint => BigInt(limit.revision ?? 0);
+
+/**
+ * The definition to decide with: the item's own when it was written under a newer revision than
+ * this process holds (its configuration cache is behind), else the limit as given.
+ */
+export function effectiveLimit(limit: BucketLimit, state: ItemState | undefined): BucketLimit {
+  const { s, r } = readStored(state, limit.name);
+  if (s === undefined || r <= revisionOf(limit)) return limit;
+  return { ...limit, ...parseScale(s), revision: Number(r) };
+}
+
+/** Stamps the item with this limit's revision when it is newer than the stored one. */
+function revise(limit: BucketLimit, state: ItemState | undefined): Assignment[] {
+  const own = revisionOf(limit);
+  return own > readStored(state, limit.name).r
+    ? [{ attr: bucketAttributes.revision(limit.name), value: own }]
+    : [];
+}
+
+/** The stored TAT as the definition `to` would store it, keeping the backlog in usage units. */
 function convertTat(x: bigint, from: string, to: { L: bigint; P: bigint }, nowNs: bigint): bigint {
-  const old = parseScale(from);
+  const old = bucketParams(parseScale(from));
   if (old.L === to.L && old.P === to.P) return x;
   const backlog = max(0n, x - nowNs * old.L); // in old units: usage × old P
   return nowNs * to.L + ceilDiv(backlog * to.P, old.P);
 }
 
-function idleWrite(name: string, scale: string, nowX: bigint, add: bigint): Plan {
+function idleWrite(
+  name: string,
+  scale: string,
+  nowX: bigint,
+  add: bigint,
+  horizonNs: bigint,
+  extra: readonly Assignment[] = [],
+): Plan {
   const tat = bucketAttributes.tat(name);
   const sc = bucketAttributes.scale(name);
   return {
     kind: 'write',
-    set: [
-      { attr: tat, value: nowX + add },
-      { attr: sc, value: scale },
-    ],
+    set: [{ attr: tat, value: nowX + add }, { attr: sc, value: scale }, ...extra],
     condition: {
       or: [
         { absent: tat },
@@ -119,24 +171,7 @@ function idleWrite(name: string, scale: string, nowX: bigint, add: bigint): Plan
         },
       ],
     },
-  };
-}
-
-function convertWrite(name: string, x: bigint, s: string, scale: string, newX: bigint): Plan {
-  const tat = bucketAttributes.tat(name);
-  const sc = bucketAttributes.scale(name);
-  return {
-    kind: 'write',
-    set: [
-      { attr: tat, value: newX },
-      { attr: sc, value: scale },
-    ],
-    condition: {
-      and: [
-        { attr: tat, op: '=', value: x },
-        { attr: sc, op: '=', value: s },
-      ],
-    },
+    horizonNs,
   };
 }
 
@@ -144,61 +179,78 @@ function convertWrite(name: string, x: bigint, s: string, scale: string, newX: b
  * Plans taking `amount` from a bucket. `state` undefined means nothing is known: guess idle.
  */
 export function planBucketConsume(
-  limit: BucketLimit,
+  given: BucketLimit,
   state: ItemState | undefined,
   nowNs: bigint,
   amount: number,
   options: ConsumeOptions,
 ): Plan {
+  const limit = effectiveLimit(given, state);
   const { L, P } = bucketParams(limit);
   const scale = scaleOf(limit);
   const nowX = nowNs * L;
   const inc = BigInt(amount) * P;
   const capacity = effectiveCapacity(limit, options.priority);
-  const ceiling = capacity + options.maxWaitNs * L;
-  const { x, s } = readTat(state, limit.name);
+  // Only full priority may queue past its share: a lower one reserving a place beyond it would
+  // take the headroom kept for higher priorities, who could then only queue behind it.
+  const ceiling = capacity + (options.priority >= 100 ? options.maxWaitNs * L : 0n);
+  const horizonNs = ceilDiv(ceiling, L); // every branch leaves x <= now·L + ceiling
+  const stamp = revise(given, state);
+  const { x, s } = readStored(state, limit.name);
   if (state === undefined || x === undefined || s === undefined)
-    return idleWrite(limit.name, scale, nowX, inc);
+    return idleWrite(limit.name, scale, nowX, inc, horizonNs, stamp);
 
   const newX = max(convertTat(x, s, { L, P }, nowNs), nowX) + inc;
   if (newX - nowX > ceiling) {
     // A stale state may not deny; the idle guess admits only if the bucket really is idle.
-    if (!options.mayDeny) return idleWrite(limit.name, scale, nowX, inc);
+    if (!options.mayDeny) return idleWrite(limit.name, scale, nowX, inc, horizonNs, stamp);
     return { kind: 'deny', retryAfterNs: ceilDiv(newX - nowX - capacity, L) };
   }
-  if (s !== scale) return convertWrite(limit.name, x, s, scale, newX);
-  if (x <= nowX) return idleWrite(limit.name, scale, nowX, inc);
   const tat = bucketAttributes.tat(limit.name);
+  const sc = bucketAttributes.scale(limit.name);
+  if (s !== scale) {
+    return {
+      kind: 'write',
+      set: [{ attr: tat, value: newX }, { attr: sc, value: scale }, ...stamp],
+      condition: {
+        and: [
+          { attr: tat, op: '=', value: x },
+          { attr: sc, op: '=', value: s },
+        ],
+      },
+      horizonNs,
+    };
+  }
+  if (x <= nowX) return idleWrite(limit.name, scale, nowX, inc, horizonNs, stamp);
   return {
     kind: 'write',
-    set: [{ attr: tat, add: inc }],
+    set: [{ attr: tat, add: inc }, ...stamp],
     condition: {
       and: [
-        { attr: bucketAttributes.scale(limit.name), op: '=', value: scale },
+        { attr: sc, op: '=', value: scale },
         { attr: tat, op: '>=', value: nowX },
         { attr: tat, op: '<=', value: nowX + ceiling - inc },
       ],
     },
+    horizonNs,
   };
 }
 
 /** A bucket as a lease remembers it. */
-export interface LeasedBucket {
+export interface LeasedBucket extends Definition {
   readonly name: string;
-  readonly limit: number;
-  readonly periodSeconds: number;
 }
 
 /**
- * The scale to charge a delta at: the stored one when known (the limit may have changed since
- * the lease was taken; usage units are the same under every scale), else the lease's.
+ * The definition to charge a delta at: the stored one when known (the limit may have changed
+ * since the lease was taken; usage units are the same under every definition), else the lease's.
  */
-function deltaScale(
+function deltaDefinition(
   leased: LeasedBucket,
   state: ItemState | undefined,
-): { scale: string; L: bigint; P: bigint } {
-  const scale = readTat(state, leased.name).s ?? scaleOf(leased);
-  return { scale, ...parseScale(scale) };
+): { scale: string; L: bigint; P: bigint; tau: bigint } {
+  const scale = readStored(state, leased.name).s ?? scaleOf(leased);
+  return { scale, ...bucketParams(parseScale(scale)) };
 }
 
 /** Plans debt: adds `amount` with no capacity condition (the bucket may go past empty). */
@@ -208,11 +260,14 @@ export function planBucketDebt(
   nowNs: bigint,
   amount: bigint,
 ): Plan {
-  const { x } = readTat(state, leased.name);
-  const { scale, L, P } = deltaScale(leased, state);
+  const { x } = readStored(state, leased.name);
+  const { scale, L, P, tau } = deltaDefinition(leased, state);
   const nowX = nowNs * L;
   const add = amount * P;
-  if (x === undefined || x <= nowX) return idleWrite(leased.name, scale, nowX, add);
+  if (x === undefined || x <= nowX)
+    return idleWrite(leased.name, scale, nowX, add, ceilDiv(add, L));
+  // Bound x from above so the TTL provably covers the debt: a bucket's worth more than last seen.
+  const upper = x + tau;
   const tat = bucketAttributes.tat(leased.name);
   return {
     kind: 'write',
@@ -221,41 +276,53 @@ export function planBucketDebt(
       and: [
         { attr: bucketAttributes.scale(leased.name), op: '=', value: scale },
         { attr: tat, op: '>=', value: nowX },
+        { attr: tat, op: '<=', value: upper },
       ],
     },
+    horizonNs: ceilDiv(upper + add - nowX, L),
   };
 }
 
 /**
- * Plans a refund: moves the TAT back by `amount`. Needs no branch: a TAT pushed into the past
- * only means a full bucket, and the idle branch ignores how far in the past it is.
+ * Plans a refund of up to `amount` units of a lease that holds `held` there and was acquired
+ * `elapsedNs` ago: it returns only what the lease still holds, that is what it took less what
+ * the bucket has refilled since the acquire (its units began to drain no earlier than that,
+ * whatever else happened to the bucket), so it never returns a unit that has refilled. Exact in
+ * the bucket's own units; the faster of the lease's and the stored definition counts the refill.
+ *
+ * Moves the TAT back; needs no branch: a TAT pushed into the past only means a full bucket, and
+ * the idle branch ignores how far in the past it is. A bucket known to be gone gets nothing.
  */
 export function planBucketRefund(
   leased: LeasedBucket,
   state: ItemState | undefined,
-  nowNs: bigint,
   amount: bigint,
+  held: { readonly amount: bigint; readonly elapsedNs: bigint },
 ): Plan {
-  const { scale, L, P } = deltaScale(leased, state);
-  const sc = bucketAttributes.scale(leased.name);
+  if (state !== undefined && readStored(state, leased.name).x === undefined)
+    return { kind: 'skip' };
+  const { scale, L, P } = deltaDefinition(leased, state);
+  const lease = bucketParams(leased);
+  const elapsed = max(0n, held.elapsedNs);
+  const drained = max(elapsed * L, ceilDiv(elapsed * lease.L * P, lease.P));
+  const refund = minBig(amount * P, held.amount * P - drained);
+  if (refund <= 0n) return { kind: 'skip' };
   return {
     kind: 'write',
-    set: [
-      { attr: bucketAttributes.tat(leased.name), base: nowNs * L, addToExisting: -amount * P },
-      { attr: sc, value: scale },
-    ],
-    condition: { or: [{ absent: sc }, { attr: sc, op: '=', value: scale }] },
+    set: [{ attr: bucketAttributes.tat(leased.name), add: -refund }],
+    condition: { attr: bucketAttributes.scale(leased.name), op: '=', value: scale },
   };
 }
 
 /** Remaining units (negative in debt) and ns until the bucket is full again. */
 export function bucketStatus(
-  limit: BucketLimit,
+  given: BucketLimit,
   state: ItemState | undefined,
   nowNs: bigint,
 ): { remaining: bigint; resetNs: bigint; backlogX: bigint } {
+  const limit = effectiveLimit(given, state);
   const { L, P, tau } = bucketParams(limit);
-  const { x, s } = readTat(state, limit.name);
+  const { x, s } = readStored(state, limit.name);
   if (x === undefined || s === undefined)
     return { remaining: BigInt(limit.burst), resetNs: 0n, backlogX: 0n };
   const backlogX = max(0n, convertTat(x, s, { L, P }, nowNs) - nowNs * L);
@@ -264,11 +331,12 @@ export function bucketStatus(
 
 /** Time a request of `amount` waits after admission (reservation), in ns; 0 when it goes now. */
 export function bucketWaitNs(
-  limit: BucketLimit,
+  given: BucketLimit,
   state: ItemState,
   nowNs: bigint,
   priority: number,
 ): bigint {
+  const limit = effectiveLimit(given, state);
   const { L } = bucketParams(limit);
   const { backlogX } = bucketStatus(limit, state, nowNs);
   const over = backlogX - effectiveCapacity(limit, priority);

@@ -34,6 +34,21 @@ export {
   type StoredConfig,
   type WriteResult,
 } from './config-store.js';
+export { acquire } from './engine/acquire.js';
+export { available } from './engine/available.js';
+export { Limiter } from './engine/limiter.js';
+export { adjust, release } from './engine/settle.js';
+export { Engine } from './engine/state.js';
+export type {
+  AcquireRequest,
+  AcquireResult,
+  AvailableResult,
+  LimiterOptions,
+  LimitStatus,
+  ScopeCheck,
+  SettleResult,
+  Violation,
+} from './engine/types.js';
 export {
   LeaseNotFoundError,
   LeaseSettledError,
@@ -42,19 +57,9 @@ export {
   StoreUnavailableError,
   ValidationError,
 } from './errors.js';
-export { MAX_LEASE_ID_LENGTH } from './lease.js';
+export { MAX_LEASE_ID_LENGTH, type SigningKey } from './lease.js';
 export {
-  type AcquireRequest,
-  type AcquireResult,
-  type AvailableResult,
-  Limiter,
-  type LimiterOptions,
-  type LimitStatus,
-  type ScopeCheck,
-  type SettleResult,
-  type Violation,
-} from './limiter.js';
-export {
+  amountOf,
   type BucketLimit,
   bucketLimitSchema,
   formatPath,
@@ -71,6 +76,7 @@ export {
   PERIOD_SECONDS,
   parseLimits,
   parseUsage,
+  parseUsageMap,
   type QuotaLimit,
   quotaLimitSchema,
   STANDARD_METRICS,
@@ -86,6 +92,7 @@ export {
   PolicyRefusal,
   type PolicyRequest,
   type RefusalCode,
+  type Revised,
   resolvePolicy,
 } from './policy.js';
 export {
@@ -99,10 +106,26 @@ export {
   toPrice,
   withCost,
 } from './price.js';
-export { bucketAttributes, itemKeys, TABLE_SCHEMA } from './schema.js';
+export {
+  bucketAttributes,
+  itemAttributes,
+  itemKeys,
+  signingKeyAttributes,
+  TABLE_SCHEMA,
+} from './schema.js';
+export {
+  newSigningKey,
+  planRotation,
+  type Rotation,
+  SigningKeys,
+  type SigningKeysOptions,
+} from './signing-keys.js';
 export { DynamoDBStore, type DynamoDBStoreOptions, ensureTable } from './store/dynamodb.js';
 export type {
   AdminStore,
+  Assignment,
+  Condition,
+  ItemCheck,
   ItemDelete,
   ItemKey,
   ItemState,

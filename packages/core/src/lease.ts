@@ -27,11 +27,15 @@ export interface LeasedItem {
   readonly key: ItemKey;
   readonly scope: string;
   readonly limits: readonly LeasedLimit[];
+  /** The item's generation when the lease was charged: refunds go into that generation only. */
+  readonly generation: number;
 }
 
 /** What a lease token says. */
 export interface LeaseClaims {
   readonly id: string;
+  /** When it was acquired, epoch ms: refunds return only what has not refilled since. */
+  readonly acquiredAtMs: number;
   /** Expiry, epoch ms. */
   readonly expiresAtMs: number;
   /** The usage charged at acquire time. */
@@ -59,12 +63,21 @@ type WireQuota = [
   startMs: number,
 ];
 interface Wire {
-  v: 1;
+  v: 2;
+  /** Id of the key that signed it. */
+  k: string;
   i: string;
+  a: number;
   x: number;
   u: Usage;
-  s: { p: string; k: string; c: string; l: (WireBucket | WireQuota)[] }[];
+  s: { p: string; k: string; c: string; g: number; l: (WireBucket | WireQuota)[] }[];
   p?: [string, string, string];
+}
+
+/** A signing key: its id (named in every token it signs) and its secret. */
+export interface SigningKey {
+  readonly id: string;
+  readonly secret: Buffer;
 }
 
 /** A fresh random lease id (128 bits). */
@@ -77,16 +90,19 @@ function mac(key: Buffer, body: string): Buffer {
 }
 
 /** Signs claims into an opaque token. */
-export function signLease(claims: LeaseClaims, key: Buffer): string {
+export function signLease(claims: LeaseClaims, key: SigningKey): string {
   const wire: Wire = {
-    v: 1,
+    v: 2,
+    k: key.id,
     i: claims.id,
+    a: claims.acquiredAtMs,
     x: claims.expiresAtMs,
     u: claims.usage,
     s: claims.items.map((item) => ({
       p: item.key.pk,
       k: item.key.sk,
       c: item.scope,
+      g: item.generation,
       l: item.limits.map((l): WireBucket | WireQuota =>
         l.kind === 'bucket'
           ? [l.name, l.metric, 'b', l.limit, l.periodSeconds, l.burst]
@@ -96,29 +112,51 @@ export function signLease(claims: LeaseClaims, key: Buffer): string {
     ...(claims.price ? { p: priceToText(claims.price) } : {}),
   };
   const body = Buffer.from(JSON.stringify(wire)).toString('base64url');
-  return `${body}.${mac(key, body).toString('base64url')}`;
+  return `${body}.${mac(key.secret, body).toString('base64url')}`;
 }
 
-/** Verifies and decodes a token; an altered, foreign or expired one is "not found". */
-export function verifyLease(token: string, key: Buffer, nowMs: number): LeaseClaims {
-  if (token.length > MAX_LEASE_ID_LENGTH) throw new LeaseNotFoundError();
+/** A token's parts before its signature is checked: which key signed it, the rest untrusted. */
+export function leaseKeyId(token: string): string {
+  const wire = decode(token)?.wire;
+  if (!wire || typeof wire.k !== 'string') throw new LeaseNotFoundError();
+  return wire.k;
+}
+
+function decode(token: string): { wire: Wire; body: string; signature: Buffer } | undefined {
+  if (token.length > MAX_LEASE_ID_LENGTH) return undefined;
   const dot = token.indexOf('.');
-  if (dot <= 0) throw new LeaseNotFoundError();
+  if (dot <= 0) return undefined;
   const body = token.slice(0, dot);
-  const given = Buffer.from(token.slice(dot + 1), 'base64url');
-  const expected = mac(key, body);
-  if (given.length !== expected.length || !timingSafeEqual(given, expected))
+  try {
+    const wire = JSON.parse(Buffer.from(body, 'base64url').toString('utf8')) as Wire;
+    if (!wire || typeof wire !== 'object' || wire.v !== 2) return undefined;
+    return { wire, body, signature: Buffer.from(token.slice(dot + 1), 'base64url') };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Verifies and decodes a token with the key it names (see {@link leaseKeyId}); an altered,
+ * foreign or expired one is "not found".
+ */
+export function verifyLease(token: string, key: SigningKey, nowMs: number): LeaseClaims {
+  const decoded = decode(token);
+  if (!decoded || decoded.wire.k !== key.id) throw new LeaseNotFoundError();
+  const { wire, body, signature } = decoded;
+  const expected = mac(key.secret, body);
+  if (signature.length !== expected.length || !timingSafeEqual(signature, expected))
     throw new LeaseNotFoundError();
-  const wire = JSON.parse(Buffer.from(body, 'base64url').toString('utf8')) as Wire;
-  if (wire.v !== 1) throw new LeaseNotFoundError();
   if (wire.x <= nowMs) throw new LeaseNotFoundError('lease expired');
   return {
     id: wire.i,
+    acquiredAtMs: wire.a,
     expiresAtMs: wire.x,
     usage: wire.u,
     items: wire.s.map((s) => ({
       key: { pk: s.p, sk: s.k },
       scope: s.c,
+      generation: s.g,
       limits: s.l.map(
         (l): LeasedLimit =>
           l[2] === 'b'

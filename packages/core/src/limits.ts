@@ -96,6 +96,12 @@ export interface BucketLimit {
   readonly limit: number;
   readonly periodSeconds: number;
   readonly burst: number;
+  /**
+   * When this definition was stored (epoch ms of the configuration document it came from; 0 or
+   * absent for inline limits). An item written under a newer definition keeps it: a process
+   * still holding an older one adopts the item's instead of converting it back.
+   */
+  readonly revision?: number;
 }
 
 /** A calendar quota, normalized. */
@@ -193,6 +199,18 @@ export function normalizeLimit(raw: LimitInput): Limit {
   };
 }
 
+/** The amount of `metric` in `usage`, 0 when absent: own properties only (`constructor` is a metric name too). */
+export function amountOf(usage: Usage, metric: string): number {
+  return Object.hasOwn(usage, metric) ? (usage[metric] ?? 0) : 0;
+}
+
+/** Validates usage as given: metric → non-negative integer, nothing derived. */
+export function parseUsageMap(input: unknown, field = 'usage'): Usage {
+  const parsed = usageSchema.safeParse(input ?? {});
+  if (!parsed.success) throw validationErrorFrom(parsed.error, field);
+  return { ...parsed.data };
+}
+
 /**
  * Parses usage and fills the defaults: `tokens` = `input_tokens` + `output_tokens` when not
  * given, and `requests` = `defaultRequests` when given and `requests` is absent.
@@ -202,9 +220,7 @@ export function parseUsage(
   field = 'usage',
   defaults: { readonly requests?: number } = {},
 ): Usage {
-  const parsed = usageSchema.safeParse(input ?? {});
-  if (!parsed.success) throw validationErrorFrom(parsed.error, field);
-  const usage: Record<string, number> = { ...parsed.data };
+  const usage: Record<string, number> = { ...parseUsageMap(input, field) };
   if (
     usage.tokens === undefined &&
     (usage.input_tokens !== undefined || usage.output_tokens !== undefined)

@@ -12,8 +12,8 @@ import type {
   ResourceConfig,
   SettingsConfig,
 } from './config-schema.js';
+import type { ScopeCheck } from './engine/types.js';
 import { SluiceError, ValidationError } from './errors.js';
-import type { ScopeCheck } from './limiter.js';
 import { type Limit, type LimitInput, normalizeLimit, parseLimits, type Usage } from './limits.js';
 import { type Price, toPrice } from './price.js';
 import { itemKeys } from './schema.js';
@@ -48,16 +48,36 @@ function limitsFor(
   return chosen;
 }
 
-function normalized(limits: Iterable<PlanLimitInput>): Limit[] {
-  return [...limits].map(({ resource: _pattern, ...limit }) => normalizeLimit(limit));
+/** A stored limit with the revision of the document that defines it. */
+interface Sourced {
+  readonly limit: PlanLimitInput;
+  readonly revision: number;
 }
+
+function normalized(limits: Iterable<Sourced>): Limit[] {
+  return [...limits].map(({ limit: { resource: _pattern, ...limit }, revision }) =>
+    withRevision(normalizeLimit(limit), revision),
+  );
+}
+
+/** A bucket remembers which stored definition it came from (see gcra.ts); a quota needs not. */
+const withRevision = (limit: Limit, revision: number | undefined): Limit =>
+  limit.kind === 'bucket' && revision ? { ...limit, revision } : limit;
+
+/** A stored document with when it was last written (epoch ms), if known. */
+export type Revised<T> = T & { readonly revision?: number };
 
 /** Where an acquire reads its configuration from (a cache in front of the table). */
 export interface ConfigSource {
-  plan(name: string): Promise<PlanConfig | undefined>;
-  entity(id: string): Promise<EntityConfig | undefined>;
-  resource(name: string): Promise<ResourceConfig | undefined>;
+  plan(name: string): Promise<Revised<PlanConfig> | undefined>;
+  entity(id: string): Promise<Revised<EntityConfig> | undefined>;
+  resource(name: string): Promise<Revised<ResourceConfig> | undefined>;
   settings(): Promise<SettingsConfig>;
+  /**
+   * The same configuration read through to the table (and refreshing any cache): used once when
+   * what was read does not fit together, e.g. a cached parent that has since moved.
+   */
+  fresh?(): ConfigSource;
 }
 
 /** Why stored configuration refuses a request (the HTTP edge maps each to a status). */
@@ -66,7 +86,8 @@ export type RefusalCode =
   | 'context_too_large'
   | 'entity_disabled'
   | 'unknown_entity'
-  | 'price_unknown';
+  | 'price_unknown'
+  | 'configuration_invalid';
 
 /** A refusal that stored configuration decides (not a rate limit). */
 export class PolicyRefusal extends SluiceError {
@@ -94,7 +115,11 @@ export interface Policy {
   readonly price?: Price;
 }
 
-const sameLimit = (a: Limit, b: Limit) => JSON.stringify(a) === JSON.stringify(b);
+const sameLimit = (a: Limit, b: Limit) =>
+  JSON.stringify({ ...a, revision: 0 }) === JSON.stringify({ ...b, revision: 0 });
+
+/** Stored configuration that does not fit together (a cycle, a missing parent or plan). */
+class Inconsistent extends Error {}
 
 /**
  * Resolves stored configuration and inline limits into one multi-scope decision.
@@ -108,6 +133,22 @@ const sameLimit = (a: Limit, b: Limit) => JSON.stringify(a) === JSON.stringify(b
  * const result = await limiter.acquire({ checks: policy.checks, usage, price: policy.price });
  */
 export async function resolvePolicy(source: ConfigSource, request: PolicyRequest): Promise<Policy> {
+  try {
+    return await resolveWith(source, request);
+  } catch (error) {
+    if (!(error instanceof Inconsistent)) throw error;
+    // A cache can hold documents from before and after a change: read them again once.
+    try {
+      if (source.fresh) return await resolveWith(source.fresh(), request);
+      throw error;
+    } catch (again) {
+      if (!(again instanceof Inconsistent)) throw again;
+      throw new PolicyRefusal('configuration_invalid', again.message);
+    }
+  }
+}
+
+async function resolveWith(source: ConfigSource, request: PolicyRequest): Promise<Policy> {
   const { entity, resource } = request;
   const [record, settings, resourceConfig] = await Promise.all([
     source.entity(entity),
@@ -119,23 +160,29 @@ export async function resolvePolicy(source: ConfigSource, request: PolicyRequest
   }
 
   // The chain: the entity, then its ancestors (parents are checked for cycles when written).
-  const chain: { id: string; config: EntityConfig | undefined }[] = [
+  const chain: { id: string; config: Revised<EntityConfig> | undefined }[] = [
     { id: entity, config: record },
   ];
   for (let parent = record?.parent; parent !== undefined; ) {
-    if (chain.length >= MAX_DEPTH || chain.some((c) => c.id === parent)) {
-      throw new SluiceError('internal', `the hierarchy above ${entity} is too deep or cyclic`);
+    if (chain.some((c) => c.id === parent)) {
+      throw new Inconsistent(`the hierarchy above ${entity} has a cycle at ${parent}`);
+    }
+    if (chain.length >= MAX_DEPTH) {
+      throw new Inconsistent(`the hierarchy above ${entity} is deeper than ${MAX_DEPTH} levels`);
     }
     const config = await source.entity(parent);
-    if (!config) throw new SluiceError('internal', `parent ${parent} of ${entity} is missing`);
+    if (!config) throw new Inconsistent(`${parent}, above ${entity}, does not exist`);
     chain.push({ id: parent, config });
     parent = config.parent;
   }
   const plans = await Promise.all(
-    chain.map(({ config }, depth) => {
-      // The caller without a plan gets the plan named `default`; ancestors only the plan they name.
-      const name = config?.plan ?? (depth === 0 ? 'default' : undefined);
-      return name === undefined ? undefined : source.plan(name);
+    chain.map(async ({ id, config }) => {
+      // The caller without a plan gets the plan named `default`, if there is one; a plan an
+      // entity names must exist: its limits and allowed resources are not optional.
+      if (config?.plan === undefined) return id === entity ? source.plan('default') : undefined;
+      const plan = await source.plan(config.plan);
+      if (!plan) throw new Inconsistent(`plan ${config.plan} of ${id} does not exist`);
+      return plan;
     }),
   );
 
@@ -158,14 +205,20 @@ export async function resolvePolicy(source: ConfigSource, request: PolicyRequest
       );
     }
     if (plan?.max_input_tokens !== undefined) maxInput = Math.min(maxInput, plan.max_input_tokens);
-    const byName = limitsFor(plan?.limits, resource);
-    for (const [name, limit] of limitsFor(config?.limits, resource)) byName.set(name, limit);
+    // Which definition applies depends on the entity (its plan, its overrides) and the plan:
+    // a change to either is a newer revision, including removing an override.
+    const revision = Math.max(plan?.revision ?? 0, config?.revision ?? 0);
+    const byName = new Map<string, Sourced>();
+    for (const [name, limit] of limitsFor(plan?.limits, resource))
+      byName.set(name, { limit, revision });
+    for (const [name, limit] of limitsFor(config?.limits, resource))
+      byName.set(name, { limit, revision });
     const winners = [...byName.values()];
     const scope = depth === 0 ? 'entity' : `parent:${id}`;
     // A limit with no resource pattern is shared by all the entity's resources (one item); one
     // with a pattern counts each matching resource on its own (the entity-resource item).
-    const shared = normalized(winners.filter((l) => l.resource === undefined));
-    const perResource = normalized(winners.filter((l) => l.resource !== undefined));
+    const shared = normalized(winners.filter((w) => w.limit.resource === undefined));
+    const perResource = normalized(winners.filter((w) => w.limit.resource !== undefined));
     if (depth === 0) own = checks.length;
     checks.push({ scope, key: itemKeys.entityBucket(id, resource), limits: perResource });
     if (shared.length > 0) {
@@ -202,7 +255,9 @@ export async function resolvePolicy(source: ConfigSource, request: PolicyRequest
     checks.push({
       scope: 'resource',
       key: itemKeys.resourceBucket(resource),
-      limits: resourceConfig.limits.map(normalizeLimit),
+      limits: resourceConfig.limits.map((l) =>
+        withRevision(normalizeLimit(l), resourceConfig.revision),
+      ),
     });
   }
   const active = checks.filter((check) => check.limits.length > 0);

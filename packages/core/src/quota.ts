@@ -53,15 +53,20 @@ function current(
   };
 }
 
-function newWindow(name: string, start: bigint, amount: bigint): Plan {
+/** A window's state matters until it ends. */
+const horizonOf = (cur: Current, nowMs: number): bigint =>
+  BigInt(Math.max(0, Math.ceil(cur.endMs - nowMs))) * 1_000_000n;
+
+function newWindow(name: string, cur: Current, amount: bigint, nowMs: number): Plan {
   const w = bucketAttributes.window(name);
   return {
     kind: 'write',
     set: [
-      { attr: w, value: start },
+      { attr: w, value: cur.start },
       { attr: bucketAttributes.used(name), value: amount },
     ],
-    condition: { or: [{ absent: w }, { attr: w, op: '<', value: start }] },
+    condition: { or: [{ absent: w }, { attr: w, op: '<', value: cur.start }] },
+    horizonNs: horizonOf(cur, nowMs),
   };
 }
 
@@ -84,7 +89,7 @@ export function planQuotaConsume(
 ): Plan {
   const n = BigInt(amount);
   const cur = current(limit, state, nowMs);
-  if (state === undefined || cur.stored !== cur.start) return newWindow(limit.name, cur.start, n);
+  if (state === undefined || cur.stored !== cur.start) return newWindow(limit.name, cur, n, nowMs);
   const capacity = quotaCapacity(limit, options.priority);
   if (cur.used + n > capacity && options.mayDeny) {
     return { kind: 'deny', retryAfterNs: BigInt(Math.max(0, cur.endMs - nowMs)) * 1_000_000n };
@@ -100,6 +105,7 @@ export function planQuotaConsume(
         { attr: u, op: '<=', value: capacity - n },
       ],
     },
+    horizonNs: horizonOf(cur, nowMs),
   };
 }
 
@@ -113,15 +119,19 @@ export function planQuotaDebt(
   const cur = current(leased, state, nowMs);
   const sameWindow =
     state === undefined ? cur.start === BigInt(leased.windowStartMs) : cur.stored === cur.start;
-  if (!sameWindow) return newWindow(leased.name, cur.start, amount);
+  if (!sameWindow) return newWindow(leased.name, cur, amount, nowMs);
   return {
     kind: 'write',
     set: [{ attr: bucketAttributes.used(leased.name), add: amount }],
     condition: { attr: bucketAttributes.window(leased.name), op: '=', value: cur.start },
+    horizonNs: horizonOf(cur, nowMs),
   };
 }
 
-/** Plans a refund: only into the lease's own window while it is still the current one. */
+/**
+ * Plans a refund: only into the lease's own window while it is still the current one, and never
+ * below zero used.
+ */
 export function planQuotaRefund(
   leased: LeasedQuota,
   state: ItemState | undefined,
@@ -132,10 +142,18 @@ export function planQuotaRefund(
   const cur = current(leased, state, nowMs);
   if (cur.start !== leaseStart || (state !== undefined && cur.stored !== leaseStart))
     return { kind: 'skip' };
+  const refund = state === undefined || cur.used >= amount ? amount : cur.used;
+  if (refund <= 0n) return { kind: 'skip' };
+  const u = bucketAttributes.used(leased.name);
   return {
     kind: 'write',
-    set: [{ attr: bucketAttributes.used(leased.name), add: -amount }],
-    condition: { attr: bucketAttributes.window(leased.name), op: '=', value: leaseStart },
+    set: [{ attr: u, add: -refund }],
+    condition: {
+      and: [
+        { attr: bucketAttributes.window(leased.name), op: '=', value: leaseStart },
+        { attr: u, op: '>=', value: refund },
+      ],
+    },
   };
 }
 

@@ -15,12 +15,33 @@ export const TABLE_SCHEMA = {
 export const bucketAttributes = {
   /** GCRA theoretical arrival time, in units of 1/scale ns (see gcra.ts). */
   tat: (limitName: string) => `b_${limitName}`,
-  /** The limit (per period) the TAT is scaled by. */
+  /** The definition the TAT is scaled by: `limit/periodSeconds/burst`. */
   scale: (limitName: string) => `s_${limitName}`,
+  /** When that definition was stored (epoch ms): a newer one wins, an older one adopts it. */
+  revision: (limitName: string) => `r_${limitName}`,
   /** Calendar quota: start (epoch ms) of the window `used` counts in. */
   window: (limitName: string) => `w_${limitName}`,
   /** Calendar quota: amount used in that window. */
   used: (limitName: string) => `u_${limitName}`,
+} as const;
+
+/** Attributes of a whole scope item, beside its limits'. */
+export const itemAttributes = {
+  /**
+   * Generation: bumped by every reset. A lease remembers the generation it was charged in and
+   * never refunds into another one.
+   */
+  generation: 'g',
+} as const;
+
+/** Attributes of the signing key item: the current key's id, and each key by id. */
+export const signingKeyAttributes = {
+  /** Id of the key that signs new leases. */
+  current: 'cur',
+  /** A key's secret (base64). */
+  secret: (keyId: string) => `k_${keyId}`,
+  /** Until when (epoch ms) a key rotated out still verifies. */
+  retiresAt: (keyId: string) => `e_${keyId}`,
 } as const;
 
 /** Item keys. All items share one table; the prefixes keep them apart. */
@@ -42,6 +63,6 @@ export const itemKeys = {
   config: (kind: string, name: string): ItemKey => ({ pk: `config#${kind}`, sk: name }),
   /** An audit entry; the sort key starts with the ISO time, so a partition query is in order. */
   audit: (id: string): ItemKey => ({ pk: 'audit', sk: id }),
-  /** The shared key leases are signed with. */
+  /** The shared keys leases are signed with (see signing-keys.ts). */
   leaseSigningKey: (): ItemKey => ({ pk: 'meta#lease-signing-key', sk: 'v1' }),
 } as const;

@@ -7,7 +7,6 @@ import {
   type AttributeValue,
   ConditionalCheckFailedException,
   CreateTableCommand,
-  DeleteItemCommand,
   DescribeTableCommand,
   type DynamoDBClient,
   GetItemCommand,
@@ -69,11 +68,13 @@ class Expression {
     const n = this.name(a.attr);
     if ('value' in a) return `${n} = ${this.value(a.value)}`;
     if ('add' in a) return `${n} = ${n} + ${this.value(a.add)}`;
+    if ('ifAbsent' in a) return `${n} = if_not_exists(${n}, ${this.value(a.ifAbsent)})`;
     return `${n} = if_not_exists(${n}, ${this.value(a.base)}) + ${this.value(a.addToExisting)}`;
   }
 
   condition(c: Condition): string {
     if ('absent' in c) return `attribute_not_exists(${this.name(c.absent)})`;
+    if ('exists' in c) return `attribute_exists(${this.name(c.exists)})`;
     if ('and' in c) return `(${c.and.map((x) => this.condition(x)).join(' AND ')})`;
     if ('or' in c) return `(${c.or.map((x) => this.condition(x)).join(' OR ')})`;
     return `${this.name(c.attr)} ${c.op} ${this.value(c.value)}`;
@@ -97,7 +98,10 @@ function unmarshal(item: Record<string, AttributeValue> | undefined): ItemState 
 
 function render(tableName: string, update: ItemUpdate) {
   const expr = new Expression();
-  const updateExpression = `SET ${update.set.map((a) => expr.assignment(a)).join(', ')}`;
+  const remove = update.remove?.length
+    ? ` REMOVE ${update.remove.map((attr) => expr.name(attr)).join(', ')}`
+    : '';
+  const updateExpression = `SET ${update.set.map((a) => expr.assignment(a)).join(', ')}${remove}`;
   const conditionExpression = update.condition ? expr.condition(update.condition) : undefined;
   return {
     TableName: tableName,
@@ -106,6 +110,19 @@ function render(tableName: string, update: ItemUpdate) {
     ...(conditionExpression ? { ConditionExpression: conditionExpression } : {}),
     ExpressionAttributeNames: expr.names,
     ExpressionAttributeValues: expr.values,
+    ReturnValuesOnConditionCheckFailure: 'ALL_OLD' as const,
+  };
+}
+
+function renderCheck(tableName: string, key: ItemKey, condition: Condition) {
+  const expr = new Expression();
+  const conditionExpression = expr.condition(condition);
+  return {
+    TableName: tableName,
+    Key: marshalKey(key),
+    ConditionExpression: conditionExpression,
+    ExpressionAttributeNames: expr.names,
+    ...(Object.keys(expr.values).length ? { ExpressionAttributeValues: expr.values } : {}),
     ReturnValuesOnConditionCheckFailure: 'ALL_OLD' as const,
   };
 }
@@ -169,11 +186,12 @@ export class DynamoDBStore implements AdminStore {
     try {
       await this.#client.send(
         new TransactWriteItemsCommand({
-          TransactItems: updates.map((write) =>
-            'remove' in write
-              ? { Delete: renderDelete(this.#tableName, write.key, write.condition) }
-              : { Update: render(this.#tableName, write) },
-          ),
+          TransactItems: updates.map((write) => {
+            if ('check' in write)
+              return { ConditionCheck: renderCheck(this.#tableName, write.key, write.check) };
+            if ('set' in write) return { Update: render(this.#tableName, write) };
+            return { Delete: renderDelete(this.#tableName, write.key, write.condition) };
+          }),
         }),
       );
       return { ok: true };
@@ -208,16 +226,6 @@ export class DynamoDBStore implements AdminStore {
     }
   }
 
-  async delete(key: ItemKey): Promise<void> {
-    try {
-      await this.#client.send(
-        new DeleteItemCommand({ TableName: this.#tableName, Key: marshalKey(key) }),
-      );
-    } catch (error) {
-      throw translate(error);
-    }
-  }
-
   async query(
     pk: string,
     options: { readonly limit: number; readonly after?: string; readonly descending?: boolean },
@@ -243,33 +251,6 @@ export class DynamoDBStore implements AdminStore {
       });
       const last = out.LastEvaluatedKey?.[TABLE_SCHEMA.sortKey]?.S;
       return { items, ...(last !== undefined ? { next: last } : {}) };
-    } catch (error) {
-      throw translate(error);
-    }
-  }
-
-  async putIfAbsent(key: ItemKey, item: ItemState): Promise<ItemState> {
-    const existing = await this.get(key);
-    if (existing) return existing;
-    // Not PutItem: `SET a = if_not_exists(a, :a)` creates the item at most once and hands back
-    // whichever value won a race, in one request, with no PutItem permission needed.
-    const expr = new Expression();
-    const sets = Object.entries(item).map(([attr, value]) => {
-      const n = expr.name(attr);
-      return `${n} = if_not_exists(${n}, ${expr.value(value)})`;
-    });
-    try {
-      const out = await this.#client.send(
-        new UpdateItemCommand({
-          TableName: this.#tableName,
-          Key: marshalKey(key),
-          UpdateExpression: `SET ${sets.join(', ')}`,
-          ExpressionAttributeNames: expr.names,
-          ExpressionAttributeValues: expr.values,
-          ReturnValues: 'ALL_NEW',
-        }),
-      );
-      return unmarshal(out.Attributes) ?? item;
     } catch (error) {
       throw translate(error);
     }

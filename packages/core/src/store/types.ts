@@ -16,15 +16,20 @@ export type ItemState = Readonly<Record<string, bigint | string>>;
 /** A stored scalar: numbers as exact bigints, or strings. */
 export type Value = bigint | string;
 
-/** `SET attr = value`, `SET attr = attr + delta`, or `SET attr = if_not_exists(attr, base) + delta`. */
+/**
+ * `SET attr = value`, `SET attr = attr + delta`, `SET attr = if_not_exists(attr, base) + delta`,
+ * or `SET attr = if_not_exists(attr, value)`.
+ */
 export type Assignment =
   | { readonly attr: string; readonly value: Value }
   | { readonly attr: string; readonly add: bigint }
-  | { readonly attr: string; readonly base: bigint; readonly addToExisting: bigint };
+  | { readonly attr: string; readonly base: bigint; readonly addToExisting: bigint }
+  | { readonly attr: string; readonly ifAbsent: Value };
 
 /** A condition on the stored item. */
 export type Condition =
   | { readonly absent: string }
+  | { readonly exists: string }
   | { readonly attr: string; readonly op: '=' | '<' | '<=' | '>='; readonly value: Value }
   | { readonly and: readonly Condition[] }
   | { readonly or: readonly Condition[] };
@@ -33,18 +38,26 @@ export type Condition =
 export interface ItemUpdate {
   readonly key: ItemKey;
   readonly set: readonly Assignment[];
+  /** Attributes to remove. */
+  readonly remove?: readonly string[];
   readonly condition?: Condition;
+}
+
+/** Checks a condition on an item without writing it (a transaction fails if it does not hold). */
+export interface ItemCheck {
+  readonly key: ItemKey;
+  readonly check: Condition;
 }
 
 /** Deletes one item, if the condition holds. */
 export interface ItemDelete {
   readonly key: ItemKey;
-  readonly remove: true;
+  readonly delete: true;
   readonly condition?: Condition;
 }
 
-/** One write of a transaction. */
-export type ItemWrite = ItemUpdate | ItemDelete;
+/** One write (or check) of a transaction. */
+export type ItemWrite = ItemUpdate | ItemDelete | ItemCheck;
 
 /** One page of a partition, in sort-key order; `next` continues after the last item. */
 export interface QueryPage {
@@ -76,16 +89,12 @@ export interface Store {
   transact(updates: readonly ItemUpdate[]): Promise<TransactResult>;
   /** A strongly consistent read. */
   get(key: ItemKey): Promise<ItemState | undefined>;
-  /** Creates the item's attributes unless they exist; returns what is stored either way. */
-  putIfAbsent(key: ItemKey, item: ItemState): Promise<ItemState>;
 }
 
-/** What the admin API needs on top: deletes, listing a partition, mixed transactions. */
+/** What the admin API needs on top: listing a partition, mixed transactions. */
 export interface AdminStore extends Store {
-  /** All-or-nothing writes (updates and deletes). */
+  /** All-or-nothing writes (updates, deletes and condition checks). */
   transact(writes: readonly ItemWrite[]): Promise<TransactResult>;
-  /** Deletes an item (a no-op when it does not exist). */
-  delete(key: ItemKey): Promise<void>;
   /** Up to `limit` items of partition `pk`, after sort key `after`, strongly consistent. */
   query(
     pk: string,

@@ -1,0 +1,193 @@
+/**
+ * Writes to scope items outside the consume path: turning per-limit plans into one conditional
+ * update (with its TTL), moving an item between two lease totals (debt and bounded refunds), and
+ * giving back what a refused or failed acquire took.
+ */
+import { StoreUnavailableError } from '../errors.js';
+import { ceilDiv, type Plan, planBucketDebt, planBucketRefund } from '../gcra.js';
+import type { LeasedItem, LeasedLimit } from '../lease.js';
+import { amountOf, type Usage } from '../limits.js';
+import { planQuotaDebt, planQuotaRefund, quotaStatus } from '../quota.js';
+import { itemAttributes, TABLE_SCHEMA } from '../schema.js';
+import type { Assignment, Condition, ItemKey, ItemState, ItemUpdate } from '../store/types.js';
+import { type Engine, sleep, toNs } from './state.js';
+import type { ScopeCheck } from './types.js';
+
+/** TTLs are rounded up to the hour, so writers of one item rarely disagree on it. */
+const TTL_GRAIN_SECONDS = 3_600n;
+
+/** An item's generation (0 until its first reset). */
+export function generationOf(state: ItemState): number {
+  const g = state[itemAttributes.generation];
+  return typeof g === 'bigint' ? Number(g) : 0;
+}
+
+/** The condition that an item is still in `generation`. */
+function generationIs(generation: number): Condition {
+  const attr = itemAttributes.generation;
+  return generation === 0
+    ? { or: [{ absent: attr }, { attr, op: '=', value: 0n }] }
+    : { attr, op: '=', value: BigInt(generation) };
+}
+
+/**
+ * What a lease remembers of a check: its limits (each quota with the window it was charged in)
+ * and the item's generation.
+ */
+export function leasedItem(check: ScopeCheck, state: ItemState, nowMs: number): LeasedItem {
+  return {
+    key: check.key,
+    scope: check.scope,
+    generation: generationOf(state),
+    limits: check.limits.map(
+      (limit): LeasedLimit =>
+        limit.kind === 'bucket'
+          ? limit
+          : { ...limit, windowStartMs: quotaStatus(limit, state, nowMs).windowStartMs },
+    ),
+  };
+}
+
+/**
+ * One update from the per-limit plans of an item (skips contribute nothing). When a plan can
+ * raise the item's state, the TTL is set past its horizon plus the slack, rounded up to the
+ * hour, never below the TTL last seen, and only if the stored one is not later still: a TTL
+ * never shrinks, so no write forgets what another one recorded (a debt, a window).
+ */
+export function combine(
+  engine: Engine,
+  key: ItemKey,
+  plans: readonly Plan[],
+  state: ItemState | undefined,
+  nowMs: number,
+  extra?: Condition,
+): ItemUpdate | null {
+  const set: Assignment[] = [];
+  const conditions: Condition[] = [];
+  let horizonNs: bigint | undefined;
+  for (const plan of plans) {
+    if (plan.kind !== 'write') continue;
+    set.push(...plan.set);
+    if (plan.condition) conditions.push(plan.condition);
+    if (plan.horizonNs !== undefined && (horizonNs === undefined || plan.horizonNs > horizonNs))
+      horizonNs = plan.horizonNs;
+  }
+  if (set.length === 0) return null;
+  if (horizonNs !== undefined) {
+    const ttlAttr = TABLE_SCHEMA.ttlAttribute;
+    const untilS = ceilDiv(toNs(nowMs) + horizonNs, 1_000_000_000n);
+    let ttl = ceilDiv(untilS + BigInt(engine.config.ttlSlackSeconds), TTL_GRAIN_SECONDS);
+    ttl *= TTL_GRAIN_SECONDS;
+    const seenTtl = state?.[ttlAttr];
+    if (typeof seenTtl === 'bigint' && seenTtl > ttl) ttl = seenTtl;
+    set.push({ attr: ttlAttr, value: ttl });
+    conditions.push({ or: [{ absent: ttlAttr }, { attr: ttlAttr, op: '<=', value: ttl }] });
+  }
+  if (extra) conditions.push(extra);
+  const [only] = conditions;
+  if (conditions.length === 0 || !only) return { key, set };
+  return { key, set, condition: conditions.length === 1 ? only : { and: conditions } };
+}
+
+/**
+ * The update that moves one item from `previous` to `next` totals, or null if none moves.
+ * Debt is always charged; a refund only of what the lease still holds there (see
+ * {@link planBucketRefund}), and only into the generation the lease was charged in.
+ */
+export function deltaUpdate(
+  engine: Engine,
+  item: LeasedItem,
+  previous: Usage,
+  next: Usage,
+  nowMs: number,
+  acquiredAtMs: number,
+): ItemUpdate | null {
+  const state = engine.stateOf(item.key);
+  const nowNs = toNs(nowMs);
+  const elapsedNs = nowNs - toNs(acquiredAtMs);
+  const resetSince = state !== undefined && generationOf(state) !== item.generation;
+  let refunds = false;
+  const plans: Plan[] = item.limits.map((limit) => {
+    const held = BigInt(amountOf(previous, limit.metric));
+    const delta = BigInt(amountOf(next, limit.metric)) - held;
+    if (delta === 0n) return { kind: 'skip' };
+    if (delta > 0n) {
+      return limit.kind === 'bucket'
+        ? planBucketDebt(limit, state, nowNs, delta)
+        : planQuotaDebt(limit, state, nowMs, delta);
+    }
+    if (resetSince) return { kind: 'skip' };
+    const plan =
+      limit.kind === 'bucket'
+        ? planBucketRefund(limit, state, -delta, { amount: held, elapsedNs })
+        : planQuotaRefund(limit, state, nowMs, -delta);
+    if (plan.kind === 'write') refunds = true;
+    return plan;
+  });
+  return combine(
+    engine,
+    item.key,
+    plans,
+    state,
+    nowMs,
+    refunds ? generationIs(item.generation) : undefined,
+  );
+}
+
+/** Applies deltas outside a lease (compensation), retrying on stale state. */
+async function applyDeltas(
+  engine: Engine,
+  item: LeasedItem,
+  previous: Usage,
+  next: Usage,
+  acquiredAtMs: number,
+): Promise<void> {
+  for (let attempt = 0; attempt < engine.config.maxAttempts; attempt++) {
+    const update = deltaUpdate(engine, item, previous, next, engine.clock(), acquiredAtMs);
+    if (!update) return;
+    const result = await engine.store.update(update);
+    engine.remember(item.key, result.item ?? {});
+    if (result.ok) return;
+  }
+  throw new StoreUnavailableError('compensation kept failing its condition');
+}
+
+/** Gives back what a refused or failed acquire took from one item; retries a throttled write. */
+export async function giveBack(
+  engine: Engine,
+  item: LeasedItem,
+  usage: Usage,
+  acquiredAtMs: number,
+): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await applyDeltas(engine, item, usage, zeroed(usage), acquiredAtMs);
+    } catch (error) {
+      if (!(error instanceof StoreUnavailableError) || attempt >= 2) {
+        engine.onBackgroundError(error);
+        return;
+      }
+      await sleep(Math.random() * 20 * 2 ** attempt);
+    }
+  }
+}
+
+/** Every metric of `usage` at zero. */
+export function zeroed(usage: Usage): Usage {
+  return Object.fromEntries(Object.keys(usage).map((metric) => [metric, 0]));
+}
+
+/** What a successful update did to an item, applied to a remembered copy. */
+export function applyLocally(state: ItemState, set: readonly Assignment[]): ItemState {
+  const next: Record<string, bigint | string> = { ...state };
+  for (const a of set) {
+    if ('value' in a) next[a.attr] = a.value;
+    else if ('ifAbsent' in a) next[a.attr] ??= a.ifAbsent;
+    else {
+      const current = next[a.attr];
+      const base = typeof current === 'bigint' ? current : 'base' in a ? a.base : 0n;
+      next[a.attr] = base + ('add' in a ? a.add : a.addToExisting);
+    }
+  }
+  return next;
+}

@@ -1,0 +1,220 @@
+/**
+ * adjust and release: one transaction of the lease item and the bucket deltas. The lease item's
+ * version makes a retried, reordered or concurrent duplicate apply exactly once. Adjusts report
+ * running totals, which only grow: a late copy of an older adjust changes nothing. A release
+ * sets the final totals exactly (or, with no usage, cancels), after which the lease is settled.
+ * Refunds return only what the lease still holds (see items.ts).
+ */
+import {
+  LeaseNotFoundError,
+  LeaseSettledError,
+  StoreUnavailableError,
+  ValidationError,
+} from '../errors.js';
+import { type LeaseClaims, leaseKeyId, verifyLease } from '../lease.js';
+import { amountOf, MAX_AMOUNT, parseUsageMap, type Usage } from '../limits.js';
+import { withCost } from '../price.js';
+import { itemKeys, TABLE_SCHEMA } from '../schema.js';
+import type { ItemState, ItemUpdate } from '../store/types.js';
+import { applyLocally, deltaUpdate, zeroed } from './items.js';
+import { type Engine, type LeaseRecord, sleep } from './state.js';
+import { statuses } from './statuses.js';
+import type { SettleResult } from './types.js';
+
+/** What a settlement asks for. */
+type Settlement =
+  | { readonly kind: 'adjust'; readonly given: Usage }
+  | { readonly kind: 'final'; readonly given: Usage }
+  | { readonly kind: 'cancel' };
+
+/**
+ * Reports the lease's actual usage so far: running totals, not increments. Each metric only
+ * grows: a value below one already reported for it (a late or reordered copy) changes nothing.
+ * Metrics never reported keep the estimate. May be called repeatedly while a stream runs.
+ */
+export async function adjust(engine: Engine, leaseId: string, usage: Usage): Promise<SettleResult> {
+  const claims = await verify(engine, leaseId);
+  return settle(engine, leaseId, claims, { kind: 'adjust', given: parseUsageMap(usage) });
+}
+
+/**
+ * Settles a lease with its final totals (exactly as given; metrics left out keep the last
+ * reported value, else the estimate), or, without `usage`, cancels it: what it took is given
+ * back as far as it has not refilled (the call failed and cost nothing).
+ */
+export async function release(
+  engine: Engine,
+  leaseId: string,
+  usage?: Usage,
+): Promise<SettleResult> {
+  const claims = await verify(engine, leaseId);
+  return settle(
+    engine,
+    leaseId,
+    claims,
+    usage === undefined ? { kind: 'cancel' } : { kind: 'final', given: parseUsageMap(usage) },
+  );
+}
+
+/** The claims of a token, checked with the key it names. */
+async function verify(engine: Engine, token: string): Promise<LeaseClaims> {
+  const key = await engine.keys.find(leaseKeyId(token));
+  if (!key) throw new LeaseNotFoundError();
+  return verifyLease(token, key, engine.clock());
+}
+
+async function settle(
+  engine: Engine,
+  leaseId: string,
+  claims: LeaseClaims,
+  ask: Settlement,
+): Promise<SettleResult> {
+  const leaseKey = itemKeys.lease(claims.id);
+  let record = engine.leases.get(claims.id);
+
+  for (let attempt = 0; attempt < engine.config.maxSettleAttempts; attempt++) {
+    const nowMs = engine.clock();
+    const previous = record?.totals ?? claims.usage;
+    const reported = record?.reported ?? {};
+    const next = nextReport(claims, reported, ask);
+    const totals =
+      ask.kind === 'cancel'
+        ? zeroed(previous)
+        : withCost({ ...claims.usage, ...next }, claims.price);
+    const fingerprint = ask.kind === 'adjust' ? undefined : `${ask.kind}:${canonical(totals)}`;
+
+    if (record?.settled) {
+      if (fingerprint !== undefined && record.fingerprint === fingerprint) {
+        return settled(engine, leaseId, claims, record.totals, true, nowMs); // the same release again
+      }
+      throw new LeaseSettledError();
+    }
+    if (ask.kind === 'adjust' && record && canonical(next) === canonical(reported)) {
+      // Nothing new (the same adjust again, or a late copy of an earlier one).
+      return settled(engine, leaseId, claims, record.totals, false, nowMs);
+    }
+
+    const final = ask.kind !== 'adjust';
+    const version = (record?.version ?? 0n) + 1n;
+    const written: LeaseRecord = {
+      version,
+      reported: next,
+      totals,
+      settled: final,
+      ...(fingerprint ? { fingerprint } : {}),
+    };
+    const leaseUpdate: ItemUpdate = {
+      key: leaseKey,
+      set: [
+        { attr: 't', value: canonical(totals) },
+        { attr: 'r', value: canonical(next) },
+        { attr: 'n', value: version },
+        { attr: 'st', value: final ? 1n : 0n },
+        ...(fingerprint ? [{ attr: 'f', value: fingerprint }] : []),
+        {
+          attr: TABLE_SCHEMA.ttlAttribute,
+          value: BigInt(Math.ceil(claims.expiresAtMs / 1000) + 86_400),
+        },
+      ],
+      condition: record
+        ? { attr: 'n', op: '=', value: record.version }
+        : { absent: TABLE_SCHEMA.partitionKey },
+    };
+    const itemUpdates = claims.items.flatMap((item) => {
+      const update = deltaUpdate(engine, item, previous, totals, nowMs, claims.acquiredAtMs);
+      return update ? [{ item, update }] : [];
+    });
+
+    const result =
+      itemUpdates.length === 0
+        ? await engine.store
+            .update(leaseUpdate)
+            .then((r) =>
+              r.ok
+                ? ({ ok: true } as const)
+                : ({ ok: false, failures: [{ reason: 'condition', item: r.item }] } as const),
+            )
+        : await engine.store.transact([leaseUpdate, ...itemUpdates.map((u) => u.update)]);
+    if (result.ok) {
+      engine.leases.set(claims.id, written);
+      for (const { item, update } of itemUpdates) {
+        const state = engine.stateOf(item.key);
+        if (state) engine.remember(item.key, applyLocally(state, update.set));
+      }
+      return settled(engine, leaseId, claims, totals, final, nowMs);
+    }
+    let conflict = false;
+    result.failures.forEach((failure, i) => {
+      if (failure.reason === 'conflict') conflict = true;
+      if (failure.reason !== 'condition') return;
+      if (i === 0) record = leaseRecordFrom(failure.item);
+      else {
+        const item = itemUpdates[i - 1]?.item;
+        if (item) engine.remember(item.key, failure.item ?? {});
+      }
+    });
+    if (conflict) await sleep(Math.random() * 5 * 2 ** attempt);
+  }
+  throw new StoreUnavailableError('lease settlement kept conflicting; retry');
+}
+
+function settled(
+  engine: Engine,
+  leaseId: string,
+  claims: LeaseClaims,
+  totals: Usage,
+  isSettled: boolean,
+  nowMs: number,
+): SettleResult {
+  return {
+    leaseId,
+    settled: isSettled,
+    usage: totals,
+    limits: claims.items.flatMap((item) =>
+      statuses(item.scope, item.limits, engine.stateOf(item.key), nowMs),
+    ),
+  };
+}
+
+const has = (usage: Usage, metric: string) => Object.hasOwn(usage, metric);
+
+/**
+ * What the lease has had reported after this settlement. An adjust keeps each metric's highest
+ * report (running totals only grow); a final release sets the metrics it names exactly. When
+ * only input and output tokens are given, `tokens` follows their totals.
+ */
+function nextReport(claims: LeaseClaims, reported: Usage, ask: Settlement): Usage {
+  if (ask.kind === 'cancel') return reported;
+  const monotonic = ask.kind === 'adjust';
+  const merged: Record<string, number> = { ...reported };
+  for (const [metric, value] of Object.entries(ask.given)) {
+    merged[metric] = monotonic ? Math.max(amountOf(reported, metric), value) : value;
+  }
+  const split = has(ask.given, 'input_tokens') || has(ask.given, 'output_tokens');
+  if (split && !has(ask.given, 'tokens')) {
+    const base = { ...claims.usage, ...merged };
+    const tokens = amountOf(base, 'input_tokens') + amountOf(base, 'output_tokens');
+    if (tokens > MAX_AMOUNT) throw new ValidationError('usage.tokens', 'too large');
+    merged.tokens = monotonic ? Math.max(amountOf(reported, 'tokens'), tokens) : tokens;
+  }
+  return merged;
+}
+
+function canonical(usage: Usage): string {
+  return JSON.stringify(
+    Object.fromEntries(Object.entries(usage).sort(([a], [b]) => (a < b ? -1 : 1))),
+  );
+}
+
+function leaseRecordFrom(item: ItemState | undefined): LeaseRecord | undefined {
+  if (!item) return undefined;
+  const { t, r, n, st, f } = item;
+  if (typeof t !== 'string' || typeof n !== 'bigint') return undefined;
+  return {
+    version: n,
+    totals: JSON.parse(t) as Usage,
+    reported: typeof r === 'string' ? (JSON.parse(r) as Usage) : {},
+    settled: st === 1n,
+    ...(typeof f === 'string' ? { fingerprint: f } : {}),
+  };
+}

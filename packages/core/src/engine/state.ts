@@ -1,0 +1,89 @@
+/**
+ * What one process keeps between decisions: the store, the clock, its settings, its memory of
+ * each item's last state (what keeps the hot path to one write), of each lease's record, and the
+ * signing keys. Every operation (acquire.ts, settle.ts, available.ts) runs on one.
+ */
+import { ENGINE_DEFAULTS, type EngineConfig } from '../config.js';
+import { ceilDiv, NS_PER_MS } from '../gcra.js';
+import type { Usage } from '../limits.js';
+import { Recent } from '../recent.js';
+import { SigningKeys } from '../signing-keys.js';
+import type { ItemKey, ItemState, Store } from '../store/types.js';
+import type { LimiterOptions } from './types.js';
+
+/** The last state this process saw of an item, and when. */
+export interface Seen {
+  readonly state: ItemState;
+  readonly atMs: number;
+}
+
+/** What the lease item records: its version, what was reported, the totals applied. */
+export interface LeaseRecord {
+  readonly version: bigint;
+  /** Metrics reported by adjusts and releases (running totals); the estimate is not a report. */
+  readonly reported: Usage;
+  /** The totals the buckets are charged at now. */
+  readonly totals: Usage;
+  readonly settled: boolean;
+  /** Of a settling release: its kind and totals, so the same release again answers the same. */
+  readonly fingerprint?: string;
+}
+
+export const keyOf = (key: ItemKey): string => `${key.pk}\u0000${key.sk}`;
+export const toNs = (ms: number): bigint => BigInt(Math.round(ms * 1_000)) * 1_000n;
+export const nsToMs = (ns: bigint): number => Number(ceilDiv(ns, NS_PER_MS));
+export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * One process's engine state. Create one per process (a Lambda container) and pass it to the
+ * operations; {@link Limiter} wraps one.
+ *
+ * @example
+ * const engine = new Engine({ store: new DynamoDBStore({ client, tableName: 'sluice' }) });
+ * const result = await acquire(engine, { checks, usage: { tokens: 2_000 } });
+ */
+export class Engine {
+  readonly store: Store;
+  readonly clock: () => number;
+  readonly config: EngineConfig;
+  readonly onBackgroundError: (error: unknown) => void;
+  readonly keys: SigningKeys;
+  /** The last state seen of each item (least recently used are dropped). */
+  readonly seen: Recent<Seen>;
+  /** The last record seen of each lease. */
+  readonly leases: Recent<LeaseRecord>;
+
+  constructor(options: LimiterOptions) {
+    const { store, clock, onBackgroundError, onSigningKeysRestored, ...config } = options;
+    this.store = store;
+    this.clock = clock ?? Date.now;
+    this.config = { ...ENGINE_DEFAULTS, ...config };
+    this.onBackgroundError = onBackgroundError ?? (() => {});
+    this.seen = new Recent(this.config.cacheSize);
+    this.leases = new Recent(this.config.cacheSize);
+    this.keys = new SigningKeys({
+      store,
+      clock: this.clock,
+      refreshMs: this.config.signingKeyRefreshMs,
+      retainMs: this.config.leaseTtlMs + 2 * this.config.signingKeyRefreshMs,
+      ...(onSigningKeysRestored ? { onRestore: onSigningKeysRestored } : {}),
+    });
+  }
+
+  /** The last state seen of an item, if any. */
+  stateOf(key: ItemKey): ItemState | undefined {
+    return this.seen.get(keyOf(key))?.state;
+  }
+
+  remember(key: ItemKey, state: ItemState): void {
+    this.seen.set(keyOf(key), { state, atMs: this.clock() });
+  }
+
+  /**
+   * Forgets what this process last saw of every item, so nothing is denied from memory: for a
+   * reset served by the same process.
+   */
+  forget(): void {
+    this.seen.clear();
+  }
+}

@@ -1,0 +1,95 @@
+/**
+ * How limits stand, as answers show them: the statuses of every limit, the violations of a
+ * refusal, and the refusal itself.
+ */
+import { bucketStatus } from '../gcra.js';
+import { amountOf, type Limit, type Usage } from '../limits.js';
+import { quotaStatus } from '../quota.js';
+import type { ItemState } from '../store/types.js';
+import { type Engine, nsToMs, toNs } from './state.js';
+import type { AcquireResult, LimitStatus, ScopeCheck, Violation } from './types.js';
+
+/** The status of each limit of one scope, from an item's state. */
+export function statuses(
+  scope: string,
+  limits: readonly Limit[],
+  state: ItemState | undefined,
+  nowMs: number,
+): LimitStatus[] {
+  const nowNs = toNs(nowMs);
+  return limits.map((limit) => {
+    if (limit.kind === 'bucket') {
+      const status = bucketStatus(limit, state, nowNs);
+      return {
+        scope,
+        name: limit.name,
+        metric: limit.metric,
+        limit: limit.limit,
+        remaining: Number(status.remaining),
+        resetMs: nsToMs(status.resetNs),
+      };
+    }
+    const status = quotaStatus(limit, state, nowMs);
+    return {
+      scope,
+      name: limit.name,
+      metric: limit.metric,
+      limit: limit.limit,
+      remaining: Number(status.remaining),
+      resetMs: status.resetMs,
+    };
+  });
+}
+
+/** A limit that refused `usage`. */
+export function violation(
+  check: ScopeCheck,
+  limit: Limit,
+  state: ItemState | undefined,
+  nowMs: number,
+  usage: Usage,
+  retryAfterMs: number | null,
+): Violation {
+  const [status] = statuses(check.scope, [limit], state, nowMs);
+  return {
+    scope: check.scope,
+    name: limit.name,
+    metric: limit.metric,
+    limit: limit.limit,
+    remaining: status?.remaining ?? limit.limit,
+    requested: amountOf(usage, limit.metric),
+    retryAfterMs,
+  };
+}
+
+/** Statuses of every limit as this process last saw them. */
+export function remembered(
+  engine: Engine,
+  checks: readonly ScopeCheck[],
+  nowMs: number,
+): LimitStatus[] {
+  return checks.flatMap((check) =>
+    statuses(check.scope, check.limits, engine.stateOf(check.key), nowMs),
+  );
+}
+
+/** A rate-limited refusal. */
+export function denial(
+  engine: Engine,
+  checks: readonly ScopeCheck[],
+  violations: Violation[],
+  nowMs: number,
+): AcquireResult {
+  // No violation means every attempt lost a race on the branch guess: try again at once.
+  const retryAfterMs = violations.reduce(
+    (most, v) => Math.max(most, v.retryAfterMs ?? 0),
+    violations.length ? 0 : 1,
+  );
+  return {
+    allowed: false,
+    code: 'rate_limited',
+    retryAfterMs,
+    violations,
+    limits: remembered(engine, checks, nowMs),
+  };
+}

@@ -1,0 +1,100 @@
+/**
+ * What the engine is asked and what it answers: the same shapes whether it is called through
+ * {@link Limiter} or through one operation at a time (acquire.ts, settle.ts, available.ts).
+ */
+import type { EngineConfig } from '../config.js';
+import type { Limit, Usage } from '../limits.js';
+import type { Price } from '../price.js';
+import type { ItemKey, Store } from '../store/types.js';
+
+/** One scope of a decision: an item and the limits it holds. */
+export interface ScopeCheck {
+  /** Shown in answers: `entity`, `parent:org-1`, `resource`. */
+  readonly scope: string;
+  readonly key: ItemKey;
+  readonly limits: readonly Limit[];
+  /**
+   * 1–100: the most of this scope's capacity the request may fill, lowering the request's own
+   * priority here (a plan's priority on limits it shares with other callers). @default 100
+   */
+  readonly priority?: number;
+}
+
+/** What {@link Limiter.acquire} is asked. */
+export interface AcquireRequest {
+  readonly checks: readonly ScopeCheck[];
+  /** Estimated usage; `requests` defaults to 1, `tokens` to input + output. */
+  readonly usage: Usage;
+  /** Wait up to this long (reserving a place in FIFO order) instead of being refused. */
+  readonly maxWaitMs?: number;
+  /** 1–100 (default 100): the share of each limit's capacity this request may use. */
+  readonly priority?: number;
+  /** The resource's price: `cost_micro_usd` is derived from the usage (now and at settlement). */
+  readonly price?: Price | undefined;
+}
+
+/** State of one limit after a decision. `remaining` is negative while the limit is in debt. */
+export interface LimitStatus {
+  readonly scope: string;
+  readonly name: string;
+  readonly metric: string;
+  readonly limit: number;
+  readonly remaining: number;
+  readonly resetMs: number;
+}
+
+/** A limit that refused a request. `retryAfterMs` is null when it can never fit. */
+export interface Violation {
+  readonly scope: string;
+  readonly name: string;
+  readonly metric: string;
+  readonly limit: number;
+  readonly remaining: number;
+  readonly requested: number;
+  readonly retryAfterMs: number | null;
+}
+
+/** An admission with its lease, or a refusal as a value. */
+export type AcquireResult =
+  | {
+      readonly allowed: true;
+      readonly leaseId: string;
+      /** Wait this long before calling the provider (0 unless `maxWaitMs` reserved a slot). */
+      readonly waitMs: number;
+      readonly limits: readonly LimitStatus[];
+    }
+  | {
+      readonly allowed: false;
+      /** `exceeds_capacity`: the request is larger than a limit can ever hold. */
+      readonly code: 'rate_limited' | 'exceeds_capacity';
+      readonly retryAfterMs: number | null;
+      readonly violations: readonly Violation[];
+      readonly limits: readonly LimitStatus[];
+    };
+
+/** What adjust and release answer: the lease's totals now and its limits as last seen. */
+export interface SettleResult {
+  readonly leaseId: string;
+  readonly settled: boolean;
+  /** Totals the lease stands at now. */
+  readonly usage: Usage;
+  readonly limits: readonly LimitStatus[];
+}
+
+/** What `available` answers. */
+export interface AvailableResult {
+  readonly limits: readonly LimitStatus[];
+  /** Until `usage` would fit (0: now), or null when it never can. */
+  readonly retryAfterMs: number | null;
+}
+
+/** The store, an optional clock, and any {@link EngineConfig} setting to override. */
+export interface LimiterOptions extends Partial<EngineConfig> {
+  readonly store: Store;
+  /** Epoch milliseconds (fractions allowed). @default Date.now */
+  readonly clock?: () => number;
+  /** Told about failures the caller cannot act on (a compensation that could not be written). */
+  readonly onBackgroundError?: (error: unknown) => void;
+  /** Told when the signing key item had lost keys this process knows (they are written back). */
+  readonly onSigningKeysRestored?: (keyIds: readonly string[]) => void;
+}

@@ -1,0 +1,211 @@
+/**
+ * The keys leases are signed with, shared by every process through one table item:
+ * `cur` names the key that signs, `k_<id>` holds each key, `e_<id>` says until when a key that
+ * was rotated out still verifies. A key's id is derived from its secret, so two processes that
+ * know a key agree on its id.
+ *
+ * - First start: the first process to find no key creates one (`if_not_exists`, so racing
+ *   processes agree on one key; no PutItem and no step after deploy).
+ * - Rotation ({@link planRotation}, an admin route): a new key signs from then on; the old one
+ *   verifies until every lease it signed has expired, and is removed by a later rotation.
+ * - Each process re-reads the item every `refreshMs` (in the background, never on a request's
+ *   path) and at once when a token names a key it does not know.
+ * - Recovery: if the item is deleted or loses keys, every process writes back the keys it knows
+ *   (`if_not_exists`) on its next read, and all converge on the union. Keys written back that no
+ *   longer sign get a retirement time, so nothing lost comes back forever.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { SluiceError } from './errors.js';
+import type { SigningKey } from './lease.js';
+import { signingKeyAttributes as attrs, itemKeys } from './schema.js';
+import type { Assignment, ItemState, ItemUpdate, Store } from './store/types.js';
+
+interface HeldKey extends SigningKey {
+  /** Epoch ms after which it no longer verifies; absent while it may still sign. */
+  readonly retiresAtMs?: number;
+}
+
+interface Ring {
+  readonly current: HeldKey;
+  readonly keys: ReadonlyMap<string, HeldKey>;
+  readonly readAtMs: number;
+}
+
+const keyIdOf = (secret: Buffer): string =>
+  createHash('sha256').update(secret).digest('base64url').slice(0, 16);
+
+/** A new random key. */
+export function newSigningKey(): SigningKey {
+  const secret = randomBytes(32);
+  return { id: keyIdOf(secret), secret };
+}
+
+function keysOf(item: ItemState | undefined): Map<string, HeldKey> {
+  const keys = new Map<string, HeldKey>();
+  for (const [attr, value] of Object.entries(item ?? {})) {
+    if (!attr.startsWith(attrs.secret('')) || typeof value !== 'string') continue;
+    const secret = Buffer.from(value, 'base64');
+    const id = keyIdOf(secret);
+    if (attrs.secret(id) !== attr) continue; // not a key this code wrote
+    const retires = item?.[attrs.retiresAt(id)];
+    keys.set(id, {
+      id,
+      secret,
+      ...(typeof retires === 'bigint' ? { retiresAtMs: Number(retires) } : {}),
+    });
+  }
+  return keys;
+}
+
+function ringOf(item: ItemState | undefined, readAtMs: number): Ring | undefined {
+  const id = item?.[attrs.current];
+  const keys = keysOf(item);
+  const current = typeof id === 'string' ? keys.get(id) : undefined;
+  return current ? { current, keys, readAtMs } : undefined;
+}
+
+/** Options of {@link SigningKeys}. */
+export interface SigningKeysOptions {
+  readonly store: Store;
+  readonly clock?: () => number;
+  /** How often the item is read again in the background. @default 60_000 */
+  readonly refreshMs?: number;
+  /** How long a key written back after a loss keeps verifying. @default 3_900_000 */
+  readonly retainMs?: number;
+  /** Told when the item had lost keys this process knows (they are written back). */
+  readonly onRestore?: (keyIds: readonly string[]) => void;
+}
+
+/** The signing keys as one process holds them. */
+export class SigningKeys {
+  readonly #store: Store;
+  readonly #clock: () => number;
+  readonly #refreshMs: number;
+  readonly #retainMs: number;
+  readonly #onRestore: (keyIds: readonly string[]) => void;
+  /** Every key this process has seen that may still verify: written back if the item loses it. */
+  readonly #known = new Map<string, HeldKey>();
+  #ring: Ring | undefined;
+  #loading: Promise<Ring> | undefined;
+
+  constructor(options: SigningKeysOptions) {
+    this.#store = options.store;
+    this.#clock = options.clock ?? Date.now;
+    this.#refreshMs = options.refreshMs ?? 60_000;
+    this.#retainMs = options.retainMs ?? 3_900_000;
+    this.#onRestore = options.onRestore ?? (() => {});
+  }
+
+  /** The key that signs new leases. */
+  async current(): Promise<SigningKey> {
+    return (await this.#get()).current;
+  }
+
+  /** The key with this id, if it may verify; a key not known here is read again once. */
+  async find(id: string): Promise<SigningKey | undefined> {
+    let ring = await this.#get();
+    // An unknown id forces a read, at most once a second (a forged id must not cost a read each).
+    if (!ring.keys.has(id) && this.#clock() - ring.readAtMs >= 1_000) ring = await this.reload();
+    const key = ring.keys.get(id);
+    if (!key || (key.retiresAtMs !== undefined && key.retiresAtMs <= this.#clock()))
+      return undefined;
+    return key;
+  }
+
+  /** Reads the item now (after a rotation made by this process). */
+  reload(): Promise<Ring> {
+    this.#loading ??= this.#load().finally(() => {
+      this.#loading = undefined;
+    });
+    return this.#loading;
+  }
+
+  async #get(): Promise<Ring> {
+    const ring = this.#ring;
+    if (!ring) return this.reload();
+    if (this.#clock() - ring.readAtMs >= this.#refreshMs) this.reload().catch(() => {}); // next time
+    return ring;
+  }
+
+  async #load(): Promise<Ring> {
+    const key = itemKeys.leaseSigningKey();
+    const nowMs = this.#clock();
+    let ring = ringOf(await this.#store.get(key), nowMs);
+    const lost = [...this.#known.values()].filter(
+      (k) => !ring?.keys.has(k.id) && (k.retiresAtMs === undefined || k.retiresAtMs > nowMs),
+    );
+    if (!ring || lost.length > 0) {
+      if (lost.length > 0) this.#onRestore(lost.map((k) => k.id));
+      // No key anywhere yet: this process proposes one. Whoever writes `cur` first wins.
+      const proposed = this.#ring?.current ?? lost[0] ?? newSigningKey();
+      const writeBack = [proposed, ...lost.filter((k) => k.id !== proposed.id)];
+      const set: Assignment[] = [{ attr: attrs.current, ifAbsent: proposed.id }];
+      for (const k of writeBack) {
+        set.push({ attr: attrs.secret(k.id), ifAbsent: k.secret.toString('base64') });
+        // The others only verify the leases they signed: they retire (the proposed one, if it
+        // does not become current, retires at the next rotation).
+        if (k !== proposed)
+          set.push({ attr: attrs.retiresAt(k.id), ifAbsent: BigInt(nowMs + this.#retainMs) });
+      }
+      const result = await this.#store.update({ key, set });
+      ring = ringOf(result.item, nowMs);
+      if (!ring) throw new SluiceError('internal', 'the lease signing key item is malformed');
+    }
+    for (const k of ring.keys.values()) this.#known.set(k.id, k);
+    for (const id of this.#known.keys()) {
+      const k = ring.keys.get(id);
+      if (!k) this.#known.delete(id); // removed by a rotation: retired, not lost
+    }
+    this.#ring = ring;
+    return ring;
+  }
+}
+
+/** What a rotation does: the update to write (with its audit entry) and what it changes. */
+export interface Rotation {
+  readonly update: ItemUpdate;
+  readonly current: string;
+  readonly previous: string | null;
+  readonly removed: readonly string[];
+}
+
+/**
+ * Plans a rotation from the item as read: a new key becomes current, the current one retires
+ * after `retainMs` (every lease it signed has expired by then), and keys already retired are
+ * removed. Conditional on the current key read, so concurrent rotations do not lose one another.
+ */
+export function planRotation(
+  item: ItemState | undefined,
+  nowMs: number,
+  retainMs: number,
+): Rotation {
+  const ring = ringOf(item, nowMs);
+  const next = newSigningKey();
+  const removed = [...keysOf(item).values()]
+    .filter((k) => k.retiresAtMs !== undefined && k.retiresAtMs <= nowMs)
+    .map((k) => k.id);
+  const set: Assignment[] = [
+    { attr: attrs.current, value: next.id },
+    { attr: attrs.secret(next.id), value: next.secret.toString('base64') },
+  ];
+  // Every key that may still sign (the current one, one written back) retires after retainMs.
+  for (const k of keysOf(item).values()) {
+    if (k.retiresAtMs === undefined)
+      set.push({ attr: attrs.retiresAt(k.id), value: BigInt(nowMs + retainMs) });
+  }
+  return {
+    update: {
+      key: itemKeys.leaseSigningKey(),
+      set,
+      ...(removed.length
+        ? { remove: removed.flatMap((id) => [attrs.secret(id), attrs.retiresAt(id)]) }
+        : {}),
+      condition: ring
+        ? { attr: attrs.current, op: '=', value: ring.current.id }
+        : { absent: attrs.current },
+    },
+    current: next.id,
+    previous: ring?.current.id ?? null,
+    removed,
+  };
+}

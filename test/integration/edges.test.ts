@@ -1,0 +1,386 @@
+/**
+ * The engine at its edges: late refunds, stale and reordered adjusts, resets mid-lease, writes
+ * that throw halfway, TTLs under debt, limits changing under running processes, and priority
+ * with waiting. Each against DynamoDB Local.
+ */
+import {
+  bucketAttributes,
+  ConfigAdmin,
+  type ItemKey,
+  type ItemState,
+  type ItemUpdate,
+  itemKeys,
+  LeaseSettledError,
+  Limiter,
+  parseLimits,
+  type ScopeCheck,
+  type Store,
+  StoreUnavailableError,
+  TABLE_SCHEMA,
+  type TransactResult,
+  type UpdateResult,
+} from '@sluice/core';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { freshTable, manualClock, type TestTable } from '../support/table.js';
+
+let table: TestTable;
+let n = 0;
+beforeAll(async () => {
+  table = await freshTable('edges');
+});
+
+function check(limits: unknown[], scope = 'entity', key?: ItemKey): ScopeCheck {
+  n++;
+  return {
+    scope,
+    key: key ?? itemKeys.entityBucket(`edge-${n}`, 'gpt-4o'),
+    limits: parseLimits(limits),
+  };
+}
+
+const perSecond = (limit: number, name = 'rps') => ({
+  name,
+  metric: 'tokens',
+  limit,
+  per: 'second',
+});
+
+async function admitted(limiter: Limiter, checks: ScopeCheck[], tokens: number) {
+  const result = await limiter.acquire({ checks, usage: { tokens } });
+  if (!result.allowed) throw new Error(`expected admission of ${tokens}`);
+  return result.leaseId;
+}
+
+/** Passes every call to the real store; `before` runs first and may throw or act meanwhile. */
+class HookedStore implements Store {
+  constructor(
+    readonly inner: Store,
+    readonly before: (update: ItemUpdate) => Promise<void> = async () => {},
+  ) {}
+  async update(update: ItemUpdate): Promise<UpdateResult> {
+    await this.before(update);
+    return this.inner.update(update);
+  }
+  transact(updates: readonly ItemUpdate[]): Promise<TransactResult> {
+    return this.inner.transact(updates);
+  }
+  get(key: ItemKey): Promise<ItemState | undefined> {
+    return this.inner.get(key);
+  }
+}
+
+describe('a refund that comes late', () => {
+  it('returns nothing a bucket has already refilled: a release after a refill admits no second burst', async () => {
+    const clock = manualClock();
+    const limiter = table.limiter({ clock: clock.now });
+    const c = check([perSecond(20)]);
+    const a = await admitted(limiter, [c], 20);
+    clock.advance(1_300);
+    await admitted(limiter, [c], 20);
+
+    await limiter.release(a);
+    const third = await limiter.acquire({ checks: [c], usage: { tokens: 15 } });
+
+    expect(third.allowed).toBe(false);
+  });
+
+  it('does the same for an adjust down to zero', async () => {
+    const clock = manualClock();
+    const limiter = table.limiter({ clock: clock.now });
+    const c = check([perSecond(20)]);
+    const a = await admitted(limiter, [c], 20);
+    clock.advance(1_300);
+    await admitted(limiter, [c], 20);
+
+    await limiter.adjust(a, { tokens: 0 });
+    const third = await limiter.acquire({ checks: [c], usage: { tokens: 15 } });
+
+    expect(third.allowed).toBe(false);
+  });
+
+  it('gives back only the part that has not refilled yet', async () => {
+    const clock = manualClock();
+    const limiter = table.limiter({ clock: clock.now });
+    const c = check([perSecond(20)]);
+    const a = await admitted(limiter, [c], 20);
+    clock.advance(500); // 10 of A's 20 have refilled
+
+    await limiter.release(a);
+    const status = await limiter.available({ checks: [c] });
+
+    expect(status.limits[0]?.remaining).toBe(20); // 10 refilled + 10 given back, not 30
+    expect((await limiter.acquire({ checks: [c], usage: { tokens: 20 } })).allowed).toBe(true);
+    expect((await limiter.acquire({ checks: [c], usage: { tokens: 1 } })).allowed).toBe(false);
+  });
+
+  it('bounds the give-back of a refused multi-scope acquire the same way', async () => {
+    const clock = manualClock();
+    const shared = check([perSecond(20)], 'resource');
+    const own = check([perSecond(100, 'own')]);
+    const other = table.limiter({ clock: clock.now });
+    // The second scope's write is slow: while it is in flight, the first scope refills and
+    // another caller takes the whole burst; then the second scope refuses.
+    let stalled = false;
+    const store = new HookedStore(table.store, async (update) => {
+      if (update.key.pk !== own.key.pk || stalled) return;
+      stalled = true;
+      clock.advance(1_300);
+      await admitted(other, [shared], 20);
+      await table.store.update({
+        key: own.key,
+        set: [
+          {
+            attr: bucketAttributes.tat('own'),
+            value: BigInt(clock.now()) * 1_000_000n * 100n * 10n,
+          },
+          { attr: bucketAttributes.scale('own'), value: '100/1/100' },
+        ],
+      });
+    });
+    const limiter = new Limiter({ store, clock: clock.now });
+
+    const refused = await limiter.acquire({ checks: [shared, own], usage: { tokens: 20 } });
+    const after = await other.acquire({ checks: [shared], usage: { tokens: 15 } });
+
+    expect(refused.allowed).toBe(false);
+    expect(after.allowed).toBe(false); // the late give-back returned nothing that had refilled
+  });
+});
+
+describe('adjusts that arrive late, twice or out of order', () => {
+  const tpm = { name: 'tpm', metric: 'tokens', limit: 10_000, per: 'minute' };
+
+  it('never lets a late copy of an older adjust undo a later one', async () => {
+    const limiter = table.limiter({ clock: manualClock().now });
+    const c = check([tpm]);
+    const lease = await admitted(limiter, [c], 1_000);
+
+    await limiter.adjust(lease, { tokens: 300 });
+    await limiter.adjust(lease, { tokens: 500 });
+    const late = await limiter.adjust(lease, { tokens: 300 });
+
+    expect(late.usage.tokens).toBe(500);
+    expect((await limiter.available({ checks: [c] })).limits[0]?.remaining).toBe(9_500);
+  });
+
+  it('settles two concurrent different adjusts at the higher of the two, from any process', async () => {
+    const clock = manualClock();
+    const [p1, p2] = [table.limiter({ clock: clock.now }), table.limiter({ clock: clock.now })];
+    const c = check([tpm]);
+    const lease = await admitted(p1 as Limiter, [c], 1_000);
+
+    await Promise.all([
+      (p1 as Limiter).adjust(lease, { tokens: 300 }),
+      (p2 as Limiter).adjust(lease, { tokens: 700 }),
+      (p2 as Limiter).adjust(lease, { tokens: 300 }),
+    ]);
+
+    expect((await (p1 as Limiter).available({ checks: [c] })).limits[0]?.remaining).toBe(9_300);
+  });
+
+  it('lets a release set the final totals below what adjusts reported', async () => {
+    const limiter = table.limiter({ clock: manualClock().now });
+    const c = check([tpm]);
+    const lease = await admitted(limiter, [c], 1_000);
+    await limiter.adjust(lease, { tokens: 800 });
+
+    const released = await limiter.release(lease, { tokens: 600 });
+
+    expect(released.usage.tokens).toBe(600);
+    expect((await limiter.available({ checks: [c] })).limits[0]?.remaining).toBe(9_400);
+  });
+
+  it('refuses an adjust after a release, and changes nothing', async () => {
+    const limiter = table.limiter({ clock: manualClock().now });
+    const c = check([tpm]);
+    const lease = await admitted(limiter, [c], 1_000);
+    await limiter.release(lease, { tokens: 400 });
+
+    await expect(limiter.adjust(lease, { tokens: 900 })).rejects.toBeInstanceOf(LeaseSettledError);
+    expect((await limiter.available({ checks: [c] })).limits[0]?.remaining).toBe(9_600);
+  });
+
+  it('keeps a metric an adjust left out at its last report, also in the release', async () => {
+    const limiter = table.limiter({ clock: manualClock().now });
+    const c = check([tpm, { name: 'otpm', metric: 'output_tokens', limit: 10_000, per: 'minute' }]);
+    const result = await limiter.acquire({
+      checks: [c],
+      usage: { input_tokens: 1_000, output_tokens: 500 },
+    });
+    if (!result.allowed) throw new Error('expected admission');
+
+    await limiter.adjust(result.leaseId, { input_tokens: 900, output_tokens: 700 });
+    const released = await limiter.release(result.leaseId, { output_tokens: 800 });
+
+    expect(released.usage).toMatchObject({ input_tokens: 900, output_tokens: 800, tokens: 1_700 });
+  });
+});
+
+describe('a reset while a lease is open', () => {
+  it('never refunds a lease taken before the reset into the quota after it', async () => {
+    const clock = manualClock();
+    const limiter = table.limiter({ clock: clock.now });
+    const admin = new ConfigAdmin({ store: table.store, clock: clock.now });
+    const entity = `reset-${++n}`;
+    const c: ScopeCheck = {
+      scope: 'entity',
+      key: itemKeys.entityBucket(entity, 'gpt-4o'),
+      limits: parseLimits([{ name: 'daily', metric: 'tokens', limit: 1_000, window: 'day' }]),
+    };
+    const a = await admitted(limiter, [c], 800);
+    await admin.reset(entity, 'test');
+    clock.advance(1_500); // past the moment this process may still deny from what it saw before
+    await admitted(limiter, [c], 600);
+
+    await limiter.release(a);
+    const more = await limiter.acquire({ checks: [c], usage: { tokens: 500 } });
+    const status = await limiter.available({ checks: [c] });
+
+    expect(more.allowed).toBe(false);
+    expect(status.limits[0]?.remaining).toBe(400);
+  });
+
+  it('never refunds into a bucket after a reset either, from another process', async () => {
+    const clock = manualClock();
+    const [p1, p2] = [table.limiter({ clock: clock.now }), table.limiter({ clock: clock.now })];
+    const admin = new ConfigAdmin({ store: table.store, clock: clock.now });
+    const entity = `reset-${++n}`;
+    const c: ScopeCheck = {
+      scope: 'entity',
+      key: itemKeys.entityBucket(entity, 'gpt-4o'),
+      limits: parseLimits([{ name: 'tpm', metric: 'tokens', limit: 1_000, per: 'hour' }]),
+    };
+    const a = await admitted(p1 as Limiter, [c], 800);
+    await admin.reset(entity, 'test');
+    await admitted(p2 as Limiter, [c], 900);
+
+    await (p1 as Limiter).release(a); // p1 still remembers the state before the reset
+    const status = await (p2 as Limiter).available({ checks: [c] });
+
+    expect(status.limits[0]?.remaining).toBe(100);
+  });
+});
+
+describe('a write that throws halfway through an acquire', () => {
+  it('leaves no scope charged, so a retry is charged once', async () => {
+    const clock = manualClock();
+    const shared = check(
+      [{ name: 'org', metric: 'tokens', limit: 100, per: 'minute' }],
+      'resource',
+    );
+    const own = check([{ name: 'own', metric: 'tokens', limit: 100, per: 'minute' }]);
+    let fail = true;
+    const store = new HookedStore(table.store, async (update) => {
+      if (fail && update.key.pk === own.key.pk) {
+        fail = false;
+        throw new StoreUnavailableError('DynamoDB unavailable: ThrottlingException');
+      }
+    });
+    const limiter = new Limiter({ store, clock: clock.now });
+
+    await expect(
+      limiter.acquire({ checks: [shared, own], usage: { tokens: 60 } }),
+    ).rejects.toBeInstanceOf(StoreUnavailableError);
+    const retry = await limiter.acquire({ checks: [shared, own], usage: { tokens: 60 } });
+    const status = await limiter.available({ checks: [shared, own] });
+
+    expect(retry.allowed).toBe(true);
+    expect(status.limits.map((l) => l.remaining)).toEqual([40, 40]);
+  });
+});
+
+describe('the TTL of a bucket item', () => {
+  async function ttlOf(key: ItemKey): Promise<bigint> {
+    const item = await table.store.get(key);
+    const ttl = item?.[TABLE_SCHEMA.ttlAttribute];
+    if (typeof ttl !== 'bigint') throw new Error('no TTL');
+    return ttl;
+  }
+
+  it('outlasts a debt until it has been paid back, whoever adds it and whatever is written after', async () => {
+    const clock = manualClock();
+    const [p1, p2] = [table.limiter({ clock: clock.now }), table.limiter({ clock: clock.now })];
+    const c = check([
+      { name: 'tpm', metric: 'tokens', limit: 60, per: 'minute' },
+      { name: 'rpm', metric: 'requests', limit: 1_000, per: 'minute' },
+    ]);
+    const a = await admitted(p1 as Limiter, [c], 60);
+    const b = await admitted(p1 as Limiter, [c], 0);
+    // p2 has never seen the item; it adds a debt of 600,000 tokens: 10,000 minutes to repay.
+    await (p2 as Limiter).adjust(a, { tokens: 600_060 });
+    // p1, whose memory predates the debt, then writes again (a request-only settlement).
+    await (p1 as Limiter).release(b, { tokens: 0, requests: 1 });
+
+    const repaidAtS = BigInt(clock.now() / 1000 + 600_060);
+
+    expect(await ttlOf(c.key)).toBeGreaterThan(repaidAtS);
+  });
+});
+
+describe('a limit changed while processes still hold the old one', () => {
+  it('converges on the newer definition without refusals from converting back and forth', async () => {
+    const clock = manualClock();
+    const key = itemKeys.entityBucket(`change-${++n}`, 'gpt-4o');
+    const definition = (limit: number, revision: number): ScopeCheck => ({
+      scope: 'entity',
+      key,
+      limits: parseLimits([{ name: 'tpm', metric: 'tokens', limit, per: 'minute' }]).map((l) => ({
+        ...l,
+        revision,
+      })),
+    });
+    const older = definition(600_000, 1);
+    const newer = definition(1_200_000, 2);
+    const processes = Array.from({ length: 4 }, () => table.limiter({ clock: clock.now }));
+    let refused = 0;
+
+    for (let round = 0; round < 6; round++) {
+      const results = await Promise.all(
+        Array.from({ length: 16 }, (_, i) =>
+          (processes[i % 4] as Limiter).acquire({
+            checks: [i % 2 ? newer : older],
+            usage: { tokens: 10 },
+          }),
+        ),
+      );
+      refused += results.filter((r) => !r.allowed).length;
+      clock.advance(50);
+    }
+    const stored = await table.store.get(key);
+
+    expect(refused).toBe(0);
+    expect(stored?.[bucketAttributes.scale('tpm')]).toBe('1200000/60/1200000');
+  });
+});
+
+describe('priority with waiting', () => {
+  it('never lets a lower priority reserve the headroom kept for higher ones', async () => {
+    const limiter = table.limiter({ clock: manualClock().now });
+    const c = check([{ name: 'tpm', metric: 'tokens', limit: 100, per: 'minute' }]);
+    await admitted(limiter, [c], 40);
+
+    const low = await limiter.acquire({
+      checks: [c],
+      usage: { tokens: 40 },
+      priority: 50,
+      maxWaitMs: 60_000,
+    });
+    const high = await limiter.acquire({ checks: [c], usage: { tokens: 60 } });
+
+    expect(low).toMatchObject({ allowed: false });
+    expect(high).toMatchObject({ allowed: true, waitMs: 0 });
+  });
+});
+
+describe('usage and metric names', () => {
+  it('treats a metric named like an Object.prototype member as a metric', async () => {
+    const limiter = table.limiter({ clock: manualClock().now });
+    const c = check([{ name: 'ctor', metric: 'constructor', limit: 10, per: 'minute' }]);
+
+    const result = await limiter.acquire({ checks: [c], usage: { tokens: 5 } });
+    const status = await limiter.available({ checks: [c], usage: { tokens: 3 } });
+
+    expect(result.allowed).toBe(true);
+    expect(status.limits[0]?.remaining).toBe(10);
+  });
+});
