@@ -5,7 +5,7 @@
  */
 import { fileURLToPath } from 'node:url';
 import { TABLE_SCHEMA } from '@sluice/core';
-import { functionsOf, type Route, routes } from '@sluice/lambdas/routes';
+import { ACCESS, type FunctionName, functionsOf, type Route, routes } from '@sluice/lambdas/routes';
 import { CfnOutput, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import { AccessLogFormat } from 'aws-cdk-lib/aws-apigateway';
 import {
@@ -94,30 +94,6 @@ export interface SluiceProps {
   readonly auditRetentionDays?: number;
 }
 
-/** Items each route reads or writes: the least the function needs. */
-const ACCESS: Record<string, { actions: string[]; leadingKeys?: string[] }> = {
-  // Buckets (UpdateItem) and the lease signing key (GetItem; UpdateItem creates it once).
-  acquire: { actions: ['dynamodb:GetItem', 'dynamodb:UpdateItem'] },
-  // Settlement is TransactWriteItems, which IAM authorizes per item as UpdateItem.
-  adjust: { actions: ['dynamodb:GetItem', 'dynamodb:UpdateItem'] },
-  release: { actions: ['dynamodb:GetItem', 'dynamodb:UpdateItem'] },
-  // Reads buckets only: never the signing key.
-  available: { actions: ['dynamodb:GetItem'], leadingKeys: ['entity#*', 'resource#*'] },
-  health: { actions: ['dynamodb:GetItem'], leadingKeys: ['meta#health'] },
-  // Configuration and its audit trail (writes are transactions of both), and entity resets,
-  // which delete bucket items. Never the lease signing key.
-  admin: {
-    actions: [
-      'dynamodb:GetItem',
-      'dynamodb:Query',
-      'dynamodb:UpdateItem',
-      'dynamodb:DeleteItem',
-      'dynamodb:ConditionCheckItem',
-    ],
-    leadingKeys: ['config#*', 'audit', 'entity#*'],
-  },
-};
-
 /**
  * Sluice in a CDK app.
  *
@@ -130,7 +106,7 @@ export class Sluice extends Construct {
   readonly table: dynamodb.Table;
   readonly api: HttpApi;
   readonly stage: HttpStage;
-  readonly functions: ReadonlyMap<string, NodejsFunction>;
+  readonly functions: ReadonlyMap<FunctionName, NodejsFunction>;
   readonly alarms: readonly cloudwatch.Alarm[];
   readonly dashboard: cloudwatch.Dashboard;
   readonly alarmTopic: sns.ITopic | undefined;
@@ -157,7 +133,7 @@ export class Sluice extends Construct {
         : {}),
     });
 
-    const functions = new Map<string, NodejsFunction>();
+    const functions = new Map<FunctionName, NodejsFunction>();
     for (const [name, served] of functionsOf(routes))
       functions.set(name, this.#function(name, served[0] as Route, service, retention, props));
     this.functions = functions;
@@ -254,7 +230,7 @@ export class Sluice extends Construct {
   }
 
   #function(
-    name: string,
+    name: FunctionName,
     route: Route,
     service: string,
     retention: logs.RetentionDays,
@@ -296,20 +272,17 @@ export class Sluice extends Construct {
       },
       bundling: SLUICE_BUNDLING,
     });
-    const access = ACCESS[name] ?? { actions: ['dynamodb:GetItem'] };
-    fn.addToRolePolicy(
-      new iam.PolicyStatement({
-        actions: access.actions,
-        resources: [this.table.tableArn],
-        ...(access.leadingKeys
-          ? {
-              conditions: {
-                'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': access.leadingKeys },
-              },
-            }
-          : {}),
-      }),
-    );
+    for (const access of ACCESS[name]) {
+      fn.addToRolePolicy(
+        new iam.PolicyStatement({
+          actions: [...access.actions],
+          resources: [this.table.tableArn],
+          conditions: {
+            'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': [...access.keys] },
+          },
+        }),
+      );
+    }
     if (props.tableEncryptionKey) props.tableEncryptionKey.grantEncryptDecrypt(fn);
     NagSuppressions.addResourceSuppressions(fn, [
       {

@@ -1,0 +1,189 @@
+/**
+ * Least privilege, proved by running it: each function's routes are served by a process whose
+ * DynamoDB sits behind that function's own synthesized IAM statements (test/support/iam-proxy),
+ * and a whole session of every route — configuration, acquire, settle, read, rotate, reset —
+ * must work with nothing refused. A handler that needs a key its role lacks fails here.
+ */
+import { ensureTable } from '@sluice/core';
+import { ACCESS, type FunctionName } from '@sluice/lambdas/routes';
+import { localClient } from '@sluice/local';
+import { App, type CfnElement } from 'aws-cdk-lib';
+import { Template } from 'aws-cdk-lib/assertions';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { SluiceStack } from '../../lib/index.js';
+import { type Api, post, request, startApi, tableName } from '../support/api.js';
+import {
+  type Access,
+  allows,
+  type IamProxy,
+  type Statement,
+  startIamProxy,
+} from '../support/iam-proxy.js';
+
+// No bundling: the statements are what matters here, and they do not depend on the bundles.
+const app = new App({ context: { 'aws:cdk:bundling-stacks': [] } });
+const stack = new SluiceStack(app, 'Iam');
+const template = Template.fromStack(stack);
+const logicalId = (construct: { node: { defaultChild?: unknown } }) =>
+  stack.getLogicalId(construct.node.defaultChild as CfnElement);
+const TABLE = { 'Fn::GetAtt': [logicalId(stack.sluice.table), 'Arn'] };
+const NAMES = Object.keys(ACCESS) as FunctionName[];
+
+function statementsOf(name: FunctionName): Statement[] {
+  const fn = stack.sluice.functions.get(name);
+  if (!fn?.role) throw new Error(`no function ${name}`);
+  const role = logicalId(fn.role as unknown as { node: { defaultChild?: unknown } });
+  const policies = template.findResources('AWS::IAM::Policy', {
+    Properties: { Roles: [{ Ref: role }] },
+  });
+  return Object.values(policies)
+    .flatMap(
+      (p) =>
+        (p as { Properties: { PolicyDocument: { Statement: Statement[] } } }).Properties
+          .PolicyDocument.Statement,
+    )
+    .filter((s) => [s.Action].flat().some((a) => a.startsWith('dynamodb:')));
+}
+
+const may = (name: FunctionName, access: Access) => allows(statementsOf(name), TABLE, access);
+
+const proxies = new Map<FunctionName, IamProxy>();
+const apis = new Map<FunctionName, Api>();
+const api = (name: FunctionName) => (apis.get(name) as Api).url;
+
+beforeAll(async () => {
+  const table = tableName('iam');
+  const upstream = inject('dynamoEndpoint');
+  await ensureTable(localClient(upstream), table);
+  await Promise.all(
+    NAMES.map(async (name) => {
+      const proxy = await startIamProxy(statementsOf(name), TABLE, upstream);
+      proxies.set(name, proxy);
+      apis.set(name, await startApi(table, { DYNAMODB_ENDPOINT: proxy.url }));
+    }),
+  );
+});
+
+afterAll(async () => {
+  await Promise.all([...apis.values()].map((a) => a.stop()));
+  await Promise.all([...proxies.values()].map((p) => p.close()));
+});
+
+describe('each function under its own synthesized role', () => {
+  it('serves every route of a whole session with nothing refused', async () => {
+    const admin = `${api('admin')}/v1/admin`;
+    const put = (path: string, body: unknown) => request('PUT', `${admin}${path}`, body);
+    expect(
+      (
+        await put('/plans/pro', {
+          limits: [{ name: 'tpm', metric: 'tokens', limit: 100_000, per: 'minute' }],
+        })
+      ).status,
+    ).toBe(201);
+    expect((await put('/entities/org-1', {})).status).toBe(201);
+    expect((await put('/entities/key-1', { plan: 'pro', parent: 'org-1' })).status).toBe(201);
+    const resource = {
+      price: { input: '2.50', output: '10.00' },
+      limits: [{ name: 'provider_tpm', metric: 'tokens', limit: 1_000_000, per: 'minute' }],
+    };
+    expect((await put('/resources/gpt-4o', resource)).status).toBe(201);
+
+    const ask = {
+      entity: 'key-1',
+      resource: 'gpt-4o',
+      usage: { input_tokens: 1_000, output_tokens: 200 },
+    };
+    const first = await post(`${api('acquire')}/v1/acquire`, ask);
+    expect(first.status).toBe(200);
+    const lease = String(first.body.lease_id);
+    expect(
+      (await post(`${api('adjust')}/v1/adjust`, { lease_id: lease, usage: { output_tokens: 300 } }))
+        .status,
+    ).toBe(200);
+    expect(
+      (
+        await post(`${api('release')}/v1/release`, {
+          lease_id: lease,
+          usage: { output_tokens: 350 },
+        })
+      ).status,
+    ).toBe(200);
+    expect(
+      (await post(`${api('available')}/v1/available`, { entity: 'key-1', resource: 'gpt-4o' }))
+        .status,
+    ).toBe(200);
+    expect((await request('GET', `${api('health')}/v1/health`)).status).toBe(200);
+
+    const second = await post(`${api('acquire')}/v1/acquire`, ask);
+    expect((await request('POST', `${admin}/signing-keys/rotate`)).status).toBe(200);
+    expect(
+      (await post(`${api('release')}/v1/release`, { lease_id: second.body.lease_id })).status,
+    ).toBe(200);
+    expect((await request('POST', `${admin}/entities/key-1/reset`)).status).toBe(200);
+    expect((await request('GET', `${admin}/audit?limit=5`)).status).toBe(200);
+    expect((await request('DELETE', `${admin}/entities/key-1`)).status).toBe(204);
+    expect((await request('DELETE', `${admin}/plans/pro`)).status).toBe(204);
+
+    for (const [name, proxy] of proxies)
+      expect({ name, denied: proxy.denied }).toEqual({ name, denied: [] });
+  });
+
+  it('refuses what a role does not have, through the same proxy', async () => {
+    const { DynamoDBClient, UpdateItemCommand } = await import('@aws-sdk/client-dynamodb');
+    const client = new DynamoDBClient({
+      endpoint: (proxies.get('acquire') as IamProxy).url,
+      region: 'local',
+      credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+    });
+
+    const write = client.send(
+      new UpdateItemCommand({
+        TableName: 'any',
+        Key: { pk: { S: 'config#plan' }, sk: { S: 'pro' } },
+        UpdateExpression: 'SET doc = :d',
+        ExpressionAttributeValues: { ':d': { S: '{}' } },
+      }),
+    );
+
+    await expect(write).rejects.toMatchObject({ name: 'AccessDeniedException' });
+  });
+});
+
+describe('the grants', () => {
+  const client: FunctionName[] = ['acquire', 'adjust', 'release', 'available', 'health'];
+  const writes = ['dynamodb:UpdateItem', 'dynamodb:PutItem', 'dynamodb:DeleteItem'];
+
+  it('let no client function change stored configuration or touch the audit trail', () => {
+    for (const name of client) {
+      for (const action of writes) {
+        expect(may(name, { action, pk: 'config#plan' })).toBe(false);
+        expect(may(name, { action, pk: 'audit' })).toBe(false);
+      }
+      expect(may(name, { action: 'dynamodb:GetItem', pk: 'audit' })).toBe(false);
+    }
+  });
+
+  it('let no function delete or overwrite-by-put an audit entry, a bucket or a lease', () => {
+    for (const name of NAMES) {
+      for (const pk of ['audit', 'entity#key-1', 'resource#gpt-4o', 'lease#x']) {
+        expect(may(name, { action: 'dynamodb:DeleteItem', pk })).toBe(false);
+        expect(may(name, { action: 'dynamodb:PutItem', pk })).toBe(false);
+      }
+    }
+  });
+
+  it('keep the signing keys to the functions that sign, verify or rotate leases', () => {
+    const key = { action: 'dynamodb:GetItem', pk: 'meta#lease-signing-key' };
+    expect(NAMES.filter((name) => may(name, key)).sort()).toEqual(
+      ['acquire', 'adjust', 'admin', 'release'].sort(),
+    );
+  });
+
+  it('let settlement write only leases and buckets, and read no configuration', () => {
+    for (const name of ['adjust', 'release'] as const) {
+      expect(may(name, { action: 'dynamodb:UpdateItem', pk: 'lease#abc' })).toBe(true);
+      expect(may(name, { action: 'dynamodb:GetItem', pk: 'config#plan' })).toBe(false);
+      expect(may(name, { action: 'dynamodb:UpdateItem', pk: 'meta#health' })).toBe(false);
+    }
+  });
+});

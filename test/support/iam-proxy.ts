@@ -1,0 +1,158 @@
+/**
+ * DynamoDB behind a function's own IAM statements: a proxy in front of DynamoDB Local that
+ * allows a data-plane request only if one of the statements synthesized for that function's
+ * role allows its action on the table with all its partition keys (`ForAllValues:StringLike`
+ * on `dynamodb:LeadingKeys`), as IAM does. A transaction is authorized item by item as the
+ * action of each of its parts. Refused requests get DynamoDB's AccessDeniedException.
+ *
+ * Table management (DescribeTable, CreateTable, UpdateTimeToLive) passes: in AWS the stack
+ * creates the table and no function does.
+ */
+import { createServer, type Server } from 'node:http';
+
+/** One IAM statement as synthesized. */
+export interface Statement {
+  readonly Effect?: string;
+  readonly Action: string | readonly string[];
+  readonly Resource: unknown;
+  readonly Condition?: Record<string, Record<string, string | readonly string[]>>;
+}
+
+/** What one request (or one part of a transaction) asks for. */
+export interface Access {
+  readonly action: string;
+  readonly pk?: string;
+}
+
+const MANAGEMENT = new Set(['DescribeTable', 'CreateTable', 'UpdateTimeToLive']);
+
+const like = (pattern: string, value: string): boolean =>
+  new RegExp(
+    `^${pattern
+      .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+      .replace(/\*/g, '.*')
+      .replace(/\?/g, '.')}$`,
+  ).test(value);
+
+/** Whether `statements` allow `access` on the table they name (`tableResource`). */
+export function allows(
+  statements: readonly Statement[],
+  tableResource: unknown,
+  access: Access,
+): boolean {
+  return statements.some((s) => {
+    if (s.Effect !== undefined && s.Effect !== 'Allow') return false;
+    if (![s.Action].flat().includes(access.action)) return false;
+    if (JSON.stringify(s.Resource) !== JSON.stringify(tableResource)) return false;
+    const keys = s.Condition?.['ForAllValues:StringLike']?.['dynamodb:LeadingKeys'];
+    if (keys === undefined) return true;
+    if (access.pk === undefined) return false;
+    return [keys].flat().some((pattern) => like(pattern, access.pk as string));
+  });
+}
+
+type AttributeMap = Record<string, { S?: string }>;
+interface Body {
+  Key?: AttributeMap;
+  Item?: AttributeMap;
+  KeyConditionExpression?: string;
+  ExpressionAttributeNames?: Record<string, string>;
+  ExpressionAttributeValues?: AttributeMap;
+  TransactItems?: Record<string, { Key?: AttributeMap; Item?: AttributeMap }>[];
+}
+
+/** What a DynamoDB request asks for: its action(s) and the partition key of each item. */
+export function accessOf(operation: string, body: Body): Access[] {
+  const pkOf = (map: AttributeMap | undefined) => map?.pk?.S;
+  switch (operation) {
+    case 'TransactWriteItems': {
+      const actions: Record<string, string> = {
+        Update: 'dynamodb:UpdateItem',
+        Put: 'dynamodb:PutItem',
+        Delete: 'dynamodb:DeleteItem',
+        ConditionCheck: 'dynamodb:ConditionCheckItem',
+      };
+      return (body.TransactItems ?? []).flatMap((part) =>
+        Object.entries(part).map(([kind, item]) => {
+          const pk = pkOf(item.Key ?? item.Item);
+          return { action: actions[kind] ?? `dynamodb:${kind}`, ...(pk ? { pk } : {}) };
+        }),
+      );
+    }
+    case 'Query': {
+      // `#n = :v` on the partition key: find the value bound to it.
+      const match = /(#\w+|pk)\s*=\s*(:\w+)/.exec(body.KeyConditionExpression ?? '');
+      const name = match?.[1]?.startsWith('#')
+        ? body.ExpressionAttributeNames?.[match[1]]
+        : match?.[1];
+      const pk =
+        name === 'pk' && match?.[2] ? body.ExpressionAttributeValues?.[match[2]]?.S : undefined;
+      return [{ action: 'dynamodb:Query', ...(pk ? { pk } : {}) }];
+    }
+    default: {
+      const pk = pkOf(body.Key ?? body.Item);
+      return [{ action: `dynamodb:${operation}`, ...(pk ? { pk } : {}) }];
+    }
+  }
+}
+
+/** A running proxy; `denied` lists every refused access, for the test to read. */
+export interface IamProxy {
+  readonly url: string;
+  readonly denied: Access[];
+  close(): Promise<void>;
+}
+
+/** Serves DynamoDB's JSON protocol on 127.0.0.1, enforcing `statements`, forwarding to `upstream`. */
+export async function startIamProxy(
+  statements: readonly Statement[],
+  tableResource: unknown,
+  upstream: string,
+): Promise<IamProxy> {
+  const denied: Access[] = [];
+  const server: Server = createServer(async (req, res) => {
+    const chunks: Buffer[] = [];
+    for await (const chunk of req) chunks.push(chunk as Buffer);
+    const raw = Buffer.concat(chunks);
+    const target = String(req.headers['x-amz-target'] ?? '');
+    const operation = target.split('.')[1] ?? '';
+    if (!MANAGEMENT.has(operation)) {
+      const refused = accessOf(operation, JSON.parse(raw.toString('utf8') || '{}') as Body).filter(
+        (access) => !allows(statements, tableResource, access),
+      );
+      if (refused.length > 0) {
+        denied.push(...refused);
+        res.writeHead(400, { 'content-type': 'application/x-amz-json-1.0' });
+        res.end(
+          JSON.stringify({
+            __type: 'com.amazon.coral.service#AccessDeniedException',
+            message: `not authorized to perform ${refused.map((a) => `${a.action} on ${a.pk ?? 'the table'}`).join(', ')}`,
+          }),
+        );
+        return;
+      }
+    }
+    const headers: Record<string, string> = {};
+    for (const [name, value] of Object.entries(req.headers)) {
+      if (typeof value === 'string' && name !== 'host' && name !== 'content-length')
+        headers[name] = value;
+    }
+    const answer = await fetch(upstream, { method: 'POST', headers, body: raw });
+    res.writeHead(answer.status, {
+      'content-type': answer.headers.get('content-type') ?? 'application/x-amz-json-1.0',
+    });
+    res.end(Buffer.from(await answer.arrayBuffer()));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : 0;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    denied,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
