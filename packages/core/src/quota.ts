@@ -129,8 +129,9 @@ export function planQuotaDebt(
 }
 
 /**
- * Plans a refund: only into the lease's own window while it is still the current one, and never
- * below zero used.
+ * Plans a refund: only into the lease's own window while it is still the current one (and, by
+ * the caller's generation check, not across a reset), so it only ever takes back what the lease
+ * itself put into this `used`: it never goes below zero.
  */
 export function planQuotaRefund(
   leased: LeasedQuota,
@@ -142,18 +143,10 @@ export function planQuotaRefund(
   const cur = current(leased, state, nowMs);
   if (cur.start !== leaseStart || (state !== undefined && cur.stored !== leaseStart))
     return { kind: 'skip' };
-  const refund = state === undefined || cur.used >= amount ? amount : cur.used;
-  if (refund <= 0n) return { kind: 'skip' };
-  const u = bucketAttributes.used(leased.name);
   return {
     kind: 'write',
-    set: [{ attr: u, add: -refund }],
-    condition: {
-      and: [
-        { attr: bucketAttributes.window(leased.name), op: '=', value: leaseStart },
-        { attr: u, op: '>=', value: refund },
-      ],
-    },
+    set: [{ attr: bucketAttributes.used(leased.name), add: -amount }],
+    condition: { attr: bucketAttributes.window(leased.name), op: '=', value: leaseStart },
   };
 }
 
