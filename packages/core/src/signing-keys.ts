@@ -87,6 +87,7 @@ export class SigningKeys {
   readonly #known = new Map<string, HeldKey>();
   #ring: Ring | undefined;
   #loading: Promise<Ring> | undefined;
+  #forcedAtMs = Number.NEGATIVE_INFINITY;
 
   constructor(options: SigningKeysOptions) {
     this.#store = options.store;
@@ -105,7 +106,11 @@ export class SigningKeys {
   async find(id: string): Promise<SigningKey | undefined> {
     let ring = await this.#get();
     // An unknown id forces a read, at most once a second (a forged id must not cost a read each).
-    if (!ring.keys.has(id) && this.#clock() - ring.readAtMs >= 1_000) ring = await this.reload();
+    const nowMs = this.#clock();
+    if (!ring.keys.has(id) && nowMs - this.#forcedAtMs >= 1_000) {
+      this.#forcedAtMs = nowMs;
+      ring = await this.reload();
+    }
     const key = ring.keys.get(id);
     if (!key || (key.retiresAtMs !== undefined && key.retiresAtMs <= this.#clock()))
       return undefined;
