@@ -1,0 +1,126 @@
+/**
+ * Lease signing keys: rotation, and an accidentally deleted key item, across processes.
+ */
+import { DeleteItemCommand } from '@aws-sdk/client-dynamodb';
+import {
+  ConfigAdmin,
+  itemKeys,
+  LeaseNotFoundError,
+  Limiter,
+  parseLimits,
+  type ScopeCheck,
+  TABLE_SCHEMA,
+} from '@sluice/core';
+import { beforeEach, describe, expect, it } from 'vitest';
+import { CountingStore } from '../support/counting-store.js';
+import { freshTable, manualClock, type TestTable } from '../support/table.js';
+
+let table: TestTable;
+let n = 0;
+beforeEach(async () => {
+  table = await freshTable('keys'); // the key item is per table: one table per test
+});
+
+const check = (): ScopeCheck => ({
+  scope: 'entity',
+  key: itemKeys.entityBucket(`k-${++n}`, 'gpt-4o'),
+  limits: parseLimits([{ name: 'tpm', metric: 'tokens', limit: 100_000, per: 'minute' }]),
+});
+
+/** The key id a token names (its body is base64url JSON; tokens are opaque to clients). */
+const keyIdOf = (token: string): string =>
+  (JSON.parse(Buffer.from(token.split('.')[0] ?? '', 'base64url').toString()) as { k: string }).k;
+
+async function leaseFrom(limiter: Limiter): Promise<string> {
+  const result = await limiter.acquire({ checks: [check()], usage: { tokens: 10 } });
+  if (!result.allowed) throw new Error('expected admission');
+  return result.leaseId;
+}
+
+describe('rotating the signing key', () => {
+  it('signs new leases with the new key while leases signed before still settle anywhere', async () => {
+    const clock = manualClock();
+    const before = table.limiter({ clock: clock.now });
+    const old = await leaseFrom(before);
+    const admin = new ConfigAdmin({ store: table.store, clock: clock.now });
+
+    const rotation = await admin.rotateSigningKey('test', 3_720_000);
+    const after = table.limiter({ clock: clock.now }); // a process started after the rotation
+    const fresh = await leaseFrom(after);
+
+    expect(rotation.previous).toBe(keyIdOf(old));
+    expect(keyIdOf(fresh)).toBe(rotation.current);
+    expect((await after.release(old, { tokens: 5 })).settled).toBe(true);
+    expect((await before.release(fresh, { tokens: 5 })).settled).toBe(true);
+  });
+
+  it('reaches a running process within its refresh, and retires the old key after the last lease', async () => {
+    const clock = manualClock();
+    const running = table.limiter({ clock: clock.now, signingKeyRefreshMs: 60_000 });
+    const first = await leaseFrom(running);
+    const admin = new ConfigAdmin({ store: table.store, clock: clock.now });
+    const { current } = await admin.rotateSigningKey('test', 3_720_000);
+
+    clock.advance(61_000);
+    await leaseFrom(running); // notices its keys are a minute old: reads them in the background
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const next = await leaseFrom(running);
+    clock.advance(3_720_000);
+    const again = await admin.rotateSigningKey('test', 3_720_000);
+
+    expect(keyIdOf(next)).toBe(current);
+    expect(again.removed).toContain(keyIdOf(first));
+  });
+});
+
+describe('a deleted signing key item', () => {
+  it('is rebuilt from the keys running processes know: leases of both keys settle everywhere', async () => {
+    const clock = manualClock();
+    const restored: string[][] = [];
+    const old = table.limiter({
+      clock: clock.now,
+      signingKeyRefreshMs: 60_000,
+      onSigningKeysRestored: (ids) => restored.push([...ids]),
+    });
+    const before = await leaseFrom(old);
+    await table.client.send(
+      new DeleteItemCommand({
+        TableName: table.tableName,
+        Key: {
+          [TABLE_SCHEMA.partitionKey]: { S: itemKeys.leaseSigningKey().pk },
+          [TABLE_SCHEMA.sortKey]: { S: itemKeys.leaseSigningKey().sk },
+        },
+      }),
+    );
+    const newcomer = table.limiter({ clock: clock.now }); // creates a new key
+    const after = await leaseFrom(newcomer);
+
+    clock.advance(61_000);
+    await leaseFrom(old); // its refresh finds its key missing and writes it back
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    clock.advance(1_500);
+
+    expect(keyIdOf(after)).not.toBe(keyIdOf(before));
+    expect(restored).toEqual([[keyIdOf(before)]]);
+    expect((await newcomer.release(before, { tokens: 1 })).settled).toBe(true);
+    expect((await old.release(after, { tokens: 1 })).settled).toBe(true);
+  });
+
+  it('refuses a token whose key no process knows as not found, without a read per attempt', async () => {
+    const store = new CountingStore(table.store);
+    const limiter = new Limiter({ store, clock: manualClock().now });
+    const lease = await leaseFrom(limiter);
+    const [body, signature] = lease.split('.') as [string, string];
+    const wire = JSON.parse(Buffer.from(body, 'base64url').toString()) as Record<string, unknown>;
+    const forged = `${Buffer.from(JSON.stringify({ ...wire, k: 'nobody' })).toString('base64url')}.${signature}`;
+    const readsBefore = store.counts.get;
+
+    for (let i = 0; i < 5; i++) {
+      await expect(limiter.adjust(forged, { tokens: 1 })).rejects.toBeInstanceOf(
+        LeaseNotFoundError,
+      );
+    }
+
+    expect(store.counts.get - readsBefore).toBe(1);
+  });
+});
