@@ -47,11 +47,15 @@ const operations: Record<
       '422': problemResponse(
         'exceeds_capacity: larger than a limit can ever hold; context_too_large: input_tokens above the plan’s max_input_tokens; price_unknown: a cost limit applies and the resource has no price.',
       ),
+      '409': problemResponse(
+        'configuration_invalid: stored configuration does not fit together (a plan or parent that is not stored, a parent cycle); refused until an admin mends it.',
+      ),
       '429': problemResponse('rate_limited: retry after `retry_after_ms` (also Retry-After).'),
     },
   },
   adjust: {
-    summary: 'Actual usage so far (totals); applied exactly once.',
+    summary:
+      'Actual usage so far (running totals); applied exactly once. Each metric only grows: a lower value (a late or duplicated copy) changes nothing.',
     request: 'AdjustRequest',
     ok: 'SettleResponse',
     extra: {
@@ -60,7 +64,8 @@ const operations: Record<
     },
   },
   release: {
-    summary: 'Settle with final totals, or without usage give the whole reservation back.',
+    summary:
+      'Settle with final totals (exactly as given), or without usage give the reservation back. A refund returns what the lease still holds: what it took less what refilled since the acquire.',
     request: 'ReleaseRequest',
     ok: 'SettleResponse',
     extra: {
@@ -75,6 +80,9 @@ const operations: Record<
     extra: {
       '403': problemResponse('resource_not_allowed, entity_disabled or unknown_entity.'),
       '422': problemResponse('price_unknown.'),
+      '409': problemResponse(
+        'configuration_invalid: stored configuration does not fit together (a plan or parent that is not stored, a parent cycle); refused until an admin mends it.',
+      ),
     },
   },
   health: { summary: '200 when the API can reach its table.', ok: 'HealthResponse' },
