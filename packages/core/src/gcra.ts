@@ -131,14 +131,6 @@ export function effectiveLimit(limit: BucketLimit, state: ItemState | undefined)
   return { ...limit, ...parseScale(s), revision: Number(r) };
 }
 
-/** Stamps the item with this limit's revision when it is newer than the stored one. */
-function revise(limit: BucketLimit, state: ItemState | undefined): Assignment[] {
-  const own = revisionOf(limit);
-  return own > readStored(state, limit.name).r
-    ? [{ attr: bucketAttributes.revision(limit.name), value: own }]
-    : [];
-}
-
 /** The stored TAT as the definition `to` would store it, keeping the backlog in usage units. */
 function convertTat(x: bigint, from: string, to: { L: bigint; P: bigint }, nowNs: bigint): bigint {
   const old = bucketParams(parseScale(from));
@@ -153,13 +145,15 @@ function idleWrite(
   nowX: bigint,
   add: bigint,
   horizonNs: bigint,
-  extra: readonly Assignment[] = [],
 ): Plan {
   const tat = bucketAttributes.tat(name);
   const sc = bucketAttributes.scale(name);
   return {
     kind: 'write',
-    set: [{ attr: tat, value: nowX + add }, { attr: sc, value: scale }, ...extra],
+    set: [
+      { attr: tat, value: nowX + add },
+      { attr: sc, value: scale },
+    ],
     condition: {
       or: [
         { absent: tat },
@@ -195,23 +189,28 @@ export function planBucketConsume(
   // take the headroom kept for higher priorities, who could then only queue behind it.
   const ceiling = capacity + (options.priority >= 100 ? options.maxWaitNs * L : 0n);
   const horizonNs = ceilDiv(ceiling, L); // every branch leaves x <= now·L + ceiling
-  const stamp = revise(given, state);
   const { x, s } = readStored(state, limit.name);
   if (state === undefined || x === undefined || s === undefined)
-    return idleWrite(limit.name, scale, nowX, inc, horizonNs, stamp);
+    return idleWrite(limit.name, scale, nowX, inc, horizonNs);
 
   const newX = max(convertTat(x, s, { L, P }, nowNs), nowX) + inc;
   if (newX - nowX > ceiling) {
     // A stale state may not deny; the idle guess admits only if the bucket really is idle.
-    if (!options.mayDeny) return idleWrite(limit.name, scale, nowX, inc, horizonNs, stamp);
+    if (!options.mayDeny) return idleWrite(limit.name, scale, nowX, inc, horizonNs);
     return { kind: 'deny', retryAfterNs: ceilDiv(newX - nowX - capacity, L) };
   }
   const tat = bucketAttributes.tat(limit.name);
   const sc = bucketAttributes.scale(limit.name);
   if (s !== scale) {
+    // Only here does the revision change, together with the definition, under the exact-match
+    // condition on both: a stale view can never lower it.
     return {
       kind: 'write',
-      set: [{ attr: tat, value: newX }, { attr: sc, value: scale }, ...stamp],
+      set: [
+        { attr: tat, value: newX },
+        { attr: sc, value: scale },
+        { attr: bucketAttributes.revision(limit.name), value: revisionOf(limit) },
+      ],
       condition: {
         and: [
           { attr: tat, op: '=', value: x },
@@ -221,10 +220,10 @@ export function planBucketConsume(
       horizonNs,
     };
   }
-  if (x <= nowX) return idleWrite(limit.name, scale, nowX, inc, horizonNs, stamp);
+  if (x <= nowX) return idleWrite(limit.name, scale, nowX, inc, horizonNs);
   return {
     kind: 'write',
-    set: [{ attr: tat, add: inc }, ...stamp],
+    set: [{ attr: tat, add: inc }],
     condition: {
       and: [
         { attr: sc, op: '=', value: scale },
