@@ -3,6 +3,7 @@
  * audit entry in the same transaction, listings, entity resets and the audit trail.
  */
 import { randomBytes } from 'node:crypto';
+import { canonicalJson } from './canonical.js';
 import { type ConfigKind, type ConfigOf, type EntityConfig, parseConfig } from './config-schema.js';
 import { SluiceError, ValidationError } from './errors.js';
 import { MAX_DEPTH } from './policy.js';
@@ -60,6 +61,14 @@ export class ConflictError extends SluiceError {
   }
 }
 
+/**
+ * Attempts of one admin write: each reads again and validates again; writes that share an item
+ * (children of one parent) can meet a transaction conflict, so they back off with jitter.
+ */
+const WRITE_ATTEMPTS = 5;
+const backOff = (attempt: number) =>
+  new Promise((resolve) => setTimeout(resolve, Math.random() * 10 * 2 ** attempt));
+
 const encodeCursor = (sk: string) => Buffer.from(sk).toString('base64url');
 function decodeCursor(cursor: string | undefined): string | undefined {
   if (cursor === undefined) return undefined;
@@ -78,14 +87,6 @@ function stored<K extends ConfigKind>(kind: K, name: string, item: ItemState): S
     version: Number(item.v ?? 0n),
   };
 }
-
-/** JSON with object keys sorted: two equal documents print the same (the CLI diffs with it). */
-export const canonicalJson = (value: unknown): string =>
-  JSON.stringify(value, (_key, v: unknown) =>
-    v && typeof v === 'object' && !Array.isArray(v)
-      ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : 1)))
-      : v,
-  );
 
 /** Options of {@link ConfigAdmin}. */
 export interface ConfigAdminOptions {
@@ -145,7 +146,7 @@ export class ConfigAdmin {
     who: string,
   ): Promise<WriteResult<K>> {
     const config = parseConfig(kind, input);
-    for (let attempt = 0; attempt < 3; attempt++) {
+    for (let attempt = 0; attempt < WRITE_ATTEMPTS; attempt++) {
       const current = await this.get(kind, name);
       const references = await this.#checkReferences(kind, name, config, current);
       if (current && canonicalJson(current.config) === canonicalJson(config)) {
@@ -166,6 +167,7 @@ export class ConfigAdmin {
         references,
       );
       if (written) return { changed: true, created: !current, stored: next };
+      await backOff(attempt);
     }
     throw new ConflictError(`${kind} ${name} kept changing while being written; retry`);
   }
@@ -175,7 +177,7 @@ export class ConfigAdmin {
    * the delete's own transaction closes the race with a write that starts referring to it.
    */
   async delete<K extends ConfigKind>(kind: K, name: string, who: string): Promise<StoredConfig<K>> {
-    for (let attempt = 0; attempt < 3; attempt++) {
+    for (let attempt = 0; attempt < WRITE_ATTEMPTS; attempt++) {
       const current = await this.get(kind, name);
       if (!current) throw new NotFoundError(`no ${kind} named ${name}`);
       await this.#checkUnused(kind, name);
@@ -194,6 +196,7 @@ export class ConfigAdmin {
         references,
       );
       if (written) return current;
+      await backOff(attempt);
     }
     throw new ConflictError(`${kind} ${name} kept changing while being deleted; retry`);
   }
@@ -267,7 +270,7 @@ export class ConfigAdmin {
     who: string,
     retainMs: number,
   ): Promise<{ current: string; previous: string | null; removed: readonly string[] }> {
-    for (let attempt = 0; attempt < 3; attempt++) {
+    for (let attempt = 0; attempt < WRITE_ATTEMPTS; attempt++) {
       const rotation = planRotation(
         await this.#store.get(itemKeys.leaseSigningKey()),
         this.#clock(),
@@ -285,6 +288,7 @@ export class ConfigAdmin {
         }),
       ]);
       if (result.ok) return rotation;
+      await backOff(attempt);
     }
     throw new ConflictError('the signing key kept changing while being rotated; retry');
   }

@@ -2,7 +2,9 @@
  * @sluice/core — the engine: GCRA token buckets and calendar quotas as single conditional
  * DynamoDB updates, multi-scope decisions, and signed, exactly-once leases.
  */
+
 export { type CalendarUnit, type CalendarWindow, calendarWindow } from './calendar.js';
+export { canonicalJson } from './canonical.js';
 export { ENGINE_DEFAULTS, type EngineConfig } from './config.js';
 export { type CachedConfigOptions, CachedConfigSource, SETTINGS_NAME } from './config-cache.js';
 export {
@@ -28,7 +30,6 @@ export {
   ConfigAdmin,
   type ConfigAdminOptions,
   ConflictError,
-  canonicalJson,
   NotFoundError,
   type Page,
   type StoredConfig,

@@ -5,6 +5,7 @@
  * sets the final totals exactly (or, with no usage, cancels), after which the lease is settled.
  * Refunds return only what the lease still holds (see items.ts).
  */
+import { canonicalJson } from '../canonical.js';
 import {
   LeaseNotFoundError,
   LeaseSettledError,
@@ -81,7 +82,7 @@ async function settle(
       ask.kind === 'cancel'
         ? zeroed(previous)
         : withCost({ ...claims.usage, ...next }, claims.price);
-    const fingerprint = ask.kind === 'adjust' ? undefined : `${ask.kind}:${canonical(totals)}`;
+    const fingerprint = ask.kind === 'adjust' ? undefined : `${ask.kind}:${canonicalJson(totals)}`;
 
     if (record?.settled) {
       if (fingerprint !== undefined && record.fingerprint === fingerprint) {
@@ -89,7 +90,7 @@ async function settle(
       }
       throw new LeaseSettledError();
     }
-    if (ask.kind === 'adjust' && record && canonical(next) === canonical(reported)) {
+    if (ask.kind === 'adjust' && record && canonicalJson(next) === canonicalJson(reported)) {
       // Nothing new (the same adjust again, or a late copy of an earlier one).
       return settled(engine, leaseId, claims, record.totals, false, nowMs);
     }
@@ -106,8 +107,8 @@ async function settle(
     const leaseUpdate: ItemUpdate = {
       key: leaseKey,
       set: [
-        { attr: 't', value: canonical(totals) },
-        { attr: 'r', value: canonical(next) },
+        { attr: 't', value: canonicalJson(totals) },
+        { attr: 'r', value: canonicalJson(next) },
         { attr: 'n', value: version },
         { attr: 'st', value: final ? 1n : 0n },
         ...(fingerprint ? [{ attr: 'f', value: fingerprint }] : []),
@@ -198,12 +199,6 @@ function nextReport(claims: LeaseClaims, reported: Usage, ask: Settlement): Usag
     merged.tokens = monotonic ? Math.max(amountOf(reported, 'tokens'), tokens) : tokens;
   }
   return merged;
-}
-
-function canonical(usage: Usage): string {
-  return JSON.stringify(
-    Object.fromEntries(Object.entries(usage).sort(([a], [b]) => (a < b ? -1 : 1))),
-  );
 }
 
 function leaseRecordFrom(item: ItemState | undefined): LeaseRecord | undefined {
