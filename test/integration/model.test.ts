@@ -268,6 +268,10 @@ describe('the engine against a model', () => {
                 touched.add(index);
                 work.push(...settle(processes, lease, o).map((w) => w.catch(() => {})));
               }
+              // One operation at a time (a settlement's duplicate copies still race each other):
+              // this property is about what comes late, in any order; the accounting property
+              // below and concurrency.test.ts run operations at once.
+              await Promise.all(work.splice(0));
             }
             await Promise.all(work);
           }
