@@ -7,20 +7,16 @@ import {
   bucketAttributes,
   ConfigAdmin,
   type ItemKey,
-  type ItemState,
-  type ItemUpdate,
   itemKeys,
   LeaseSettledError,
   Limiter,
   parseLimits,
   type ScopeCheck,
-  type Store,
   StoreUnavailableError,
   TABLE_SCHEMA,
-  type TransactResult,
-  type UpdateResult,
 } from '@sluice/core';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { HookedStore } from '../support/hooked-store.js';
 import { freshTable, manualClock, type TestTable } from '../support/table.js';
 
 let table: TestTable;
@@ -49,24 +45,6 @@ async function admitted(limiter: Limiter, checks: ScopeCheck[], tokens: number) 
   const result = await limiter.acquire({ checks, usage: { tokens } });
   if (!result.allowed) throw new Error(`expected admission of ${tokens}`);
   return result.leaseId;
-}
-
-/** Passes every call to the real store; `before` runs first and may throw or act meanwhile. */
-class HookedStore implements Store {
-  constructor(
-    readonly inner: Store,
-    readonly before: (update: ItemUpdate) => Promise<void> = async () => {},
-  ) {}
-  async update(update: ItemUpdate): Promise<UpdateResult> {
-    await this.before(update);
-    return this.inner.update(update);
-  }
-  transact(updates: readonly ItemUpdate[]): Promise<TransactResult> {
-    return this.inner.transact(updates);
-  }
-  get(key: ItemKey): Promise<ItemState | undefined> {
-    return this.inner.get(key);
-  }
 }
 
 describe('a refund that comes late', () => {

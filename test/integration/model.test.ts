@@ -11,20 +11,16 @@
  */
 import {
   ConfigAdmin,
-  type ItemKey,
-  type ItemState,
-  type ItemUpdate,
   itemKeys,
   Limiter,
   parseLimits,
   type ScopeCheck,
   type Store,
   StoreUnavailableError,
-  type TransactResult,
-  type UpdateResult,
 } from '@sluice/core';
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { HookedStore } from '../support/hooked-store.js';
 import { freshTable, manualClock, type TestTable } from '../support/table.js';
 
 let table: TestTable;
@@ -34,22 +30,14 @@ beforeAll(async () => {
 });
 
 /** The real store; `failNext` makes the next update of items under `pk` throw before it is sent. */
-class FaultyStore implements Store {
-  failNext: string | undefined;
-  constructor(readonly inner: Store) {}
-  async update(update: ItemUpdate): Promise<UpdateResult> {
-    if (this.failNext !== undefined && update.key.pk === this.failNext) {
-      this.failNext = undefined;
+function faultyStore(inner: Store) {
+  const store = new HookedStore(inner, async (update) => {
+    if (store.failNext !== undefined && update.key.pk === store.failNext) {
+      store.failNext = undefined;
       throw new StoreUnavailableError('DynamoDB unavailable: ThrottlingException');
     }
-    return this.inner.update(update);
-  }
-  transact(updates: readonly ItemUpdate[]): Promise<TransactResult> {
-    return this.inner.transact(updates);
-  }
-  get(key: ItemKey): Promise<ItemState | undefined> {
-    return this.inner.get(key);
-  }
+  }) as HookedStore & { failNext?: string | undefined };
+  return store;
 }
 
 type Op =
@@ -180,7 +168,7 @@ describe('the engine against a model', () => {
         async (batches) => {
           run++;
           const clock = manualClock(Date.parse('2026-06-01T08:00:00Z'));
-          const store = new FaultyStore(table.store);
+          const store = faultyStore(table.store);
           // No denial from memory: every decision is the table's, so nothing hides an over-admission.
           const processes = Array.from(
             { length: 3 },
@@ -336,7 +324,7 @@ describe('the engine against a model', () => {
         async (batches) => {
           run++;
           const clock = manualClock(Date.parse('2026-06-02T08:00:00Z')); // frozen: no refill
-          const store = new FaultyStore(table.store);
+          const store = faultyStore(table.store);
           const processes = Array.from(
             { length: 3 },
             () => new Limiter({ store, clock: clock.now }),
