@@ -7,9 +7,9 @@ import {
   CONFIG_KINDS,
   ConfigAdmin,
   type ConfigKind,
-  ENGINE_DEFAULTS,
   SETTINGS_NAME,
   type StoredConfig,
+  signingKeyRetainMs,
   ValidationError,
 } from '@sluice/core';
 import { edge, type JsonEvent } from './http/edge.js';
@@ -60,13 +60,6 @@ function pageParams(event: JsonEvent): { limit: number; cursor?: string } {
   }
   return { limit, ...(query.cursor ? { cursor: query.cursor } : {}) };
 }
-
-/**
- * How long a key rotated out keeps verifying: every lease it signed expires within the lease
- * life, and processes that have not yet read the rotation sign with it for up to a refresh.
- */
-const signingKeyRetainMs = () =>
-  ENGINE_DEFAULTS.leaseTtlMs + 2 * ENGINE_DEFAULTS.signingKeyRefreshMs;
 
 let configAdmin: ConfigAdmin | undefined;
 

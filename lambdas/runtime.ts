@@ -41,6 +41,10 @@ export function getRuntime(): Runtime {
       store,
       onBackgroundError: (error) =>
         logger.error('compensation failed; the denied request stays charged', { error }),
+      onSigningKeysRestored: (keyIds) =>
+        logger.error('the signing key item had lost keys this container knows; wrote them back', {
+          keyIds,
+        }),
     });
     const policies = new CachedConfigSource({ store, ttlMs: config.configCacheMs });
     runtime = { config, store, engine, policies };

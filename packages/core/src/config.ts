@@ -47,5 +47,14 @@ export const ENGINE_DEFAULTS = {
   signingKeyRefreshMs: 60_000,
 } as const;
 
+/**
+ * How long a signing key rotated out keeps verifying: every lease it signed expires within the
+ * lease life, and processes that have not yet read the rotation keep signing with it for up to
+ * one refresh (two, to be safe).
+ */
+export const signingKeyRetainMs = (
+  config: Pick<EngineConfig, 'leaseTtlMs' | 'signingKeyRefreshMs'> = ENGINE_DEFAULTS,
+): number => config.leaseTtlMs + 2 * config.signingKeyRefreshMs;
+
 /** Engine settings; every one optional in {@link LimiterOptions}, defaults in {@link ENGINE_DEFAULTS}. */
 export type EngineConfig = { -readonly [K in keyof typeof ENGINE_DEFAULTS]: number };

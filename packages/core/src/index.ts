@@ -5,7 +5,7 @@
 
 export { type CalendarUnit, type CalendarWindow, calendarWindow } from './calendar.js';
 export { canonicalJson } from './canonical.js';
-export { ENGINE_DEFAULTS, type EngineConfig } from './config.js';
+export { ENGINE_DEFAULTS, type EngineConfig, signingKeyRetainMs } from './config.js';
 export { type CachedConfigOptions, CachedConfigSource, SETTINGS_NAME } from './config-cache.js';
 export {
   CONFIG_KINDS,

@@ -3,7 +3,7 @@
  * each item's last state (what keeps the hot path to one write), of each lease's record, and the
  * signing keys. Every operation (acquire.ts, settle.ts, available.ts) runs on one.
  */
-import { ENGINE_DEFAULTS, type EngineConfig } from '../config.js';
+import { ENGINE_DEFAULTS, type EngineConfig, signingKeyRetainMs } from '../config.js';
 import { ceilDiv, NS_PER_MS } from '../gcra.js';
 import type { Usage } from '../limits.js';
 import { Recent } from '../recent.js';
@@ -65,7 +65,7 @@ export class Engine {
       store,
       clock: this.clock,
       refreshMs: this.config.signingKeyRefreshMs,
-      retainMs: this.config.leaseTtlMs + 2 * this.config.signingKeyRefreshMs,
+      retainMs: signingKeyRetainMs(this.config),
       ...(onSigningKeysRestored ? { onRestore: onSigningKeysRestored } : {}),
     });
   }
