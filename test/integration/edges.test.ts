@@ -253,7 +253,9 @@ describe('a write that throws halfway through an acquire', () => {
         fail = false;
         // Throttled once the other scope has admitted: it must be given back.
         while (!(await table.store.get(shared.key))) await new Promise((r) => setTimeout(r, 5));
-        throw new StoreUnavailableError('DynamoDB unavailable: ThrottlingException');
+        throw new StoreUnavailableError('DynamoDB unavailable: ThrottlingException', {
+          notApplied: true,
+        });
       }
     });
     const limiter = new Limiter({ store, clock: clock.now });

@@ -34,7 +34,9 @@ function faultyStore(inner: Store) {
   const store = new HookedStore(inner, async (update) => {
     if (store.failNext !== undefined && update.key.pk === store.failNext) {
       store.failNext = undefined;
-      throw new StoreUnavailableError('DynamoDB unavailable: ThrottlingException');
+      throw new StoreUnavailableError('DynamoDB unavailable: ThrottlingException', {
+        notApplied: true,
+      });
     }
   }) as HookedStore & { failNext?: string | undefined };
   return store;

@@ -50,7 +50,14 @@ export class LeaseSettledError extends SluiceError {
 
 /** The store could not be reached or refused the request (throttling, network, credentials). */
 export class StoreUnavailableError extends SluiceError {
-  constructor(message: string, options?: ErrorOptions) {
+  /**
+   * True when the store refused the request without applying it (throttling): it may be sent
+   * again. Otherwise (a server error, a lost answer) it may or may not have been applied.
+   */
+  readonly notApplied: boolean;
+
+  constructor(message: string, options?: ErrorOptions & { readonly notApplied?: boolean }) {
     super('unavailable', message, options);
+    this.notApplied = options?.notApplied ?? false;
   }
 }

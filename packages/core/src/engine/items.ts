@@ -149,10 +149,14 @@ async function applyDeltas(
     engine.remember(item.key, result.item ?? {});
     if (result.ok) return;
   }
-  throw new StoreUnavailableError('compensation kept failing its condition');
+  throw new StoreUnavailableError('compensation kept failing its condition', { notApplied: true });
 }
 
-/** Gives back what a refused or failed acquire took from one item; retries a throttled write. */
+/**
+ * Gives back what a refused or failed acquire took from one item. A give-back is not idempotent,
+ * so it is sent again only after a refusal that applied nothing (throttling): after an error of
+ * unknown outcome it is left (the scope stays charged, never given back twice) and reported.
+ */
 export async function giveBack(
   engine: Engine,
   item: LeasedItem,
@@ -163,7 +167,7 @@ export async function giveBack(
     try {
       return await applyDeltas(engine, item, usage, zeroed(usage), acquiredAtMs);
     } catch (error) {
-      if (!(error instanceof StoreUnavailableError) || attempt >= 2) {
+      if (!(error instanceof StoreUnavailableError && error.notApplied) || attempt >= 2) {
         engine.onBackgroundError(error);
         return;
       }

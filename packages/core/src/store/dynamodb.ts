@@ -151,8 +151,18 @@ function translate(error: unknown): SluiceError {
   const ours = ['ValidationException', 'SerializationException'];
   if (ours.includes(name))
     return new SluiceError('internal', `DynamoDB rejected a request: ${name}`, { cause: error });
-  return new StoreUnavailableError(`DynamoDB unavailable: ${name}`, { cause: error });
+  return new StoreUnavailableError(`DynamoDB unavailable: ${name}`, {
+    cause: error,
+    notApplied: THROTTLING.includes(name),
+  });
 }
+
+/** Refusals DynamoDB makes before applying anything: safe to send again. */
+const THROTTLING = [
+  'ProvisionedThroughputExceededException',
+  'ThrottlingException',
+  'RequestLimitExceeded',
+];
 
 /**
  * Store on a DynamoDB table with the {@link TABLE_SCHEMA} keys.
