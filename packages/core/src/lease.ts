@@ -115,13 +115,6 @@ export function signLease(claims: LeaseClaims, key: SigningKey): string {
   return `${body}.${mac(key.secret, body).toString('base64url')}`;
 }
 
-/** A token's parts before its signature is checked: which key signed it, the rest untrusted. */
-export function leaseKeyId(token: string): string {
-  const wire = decode(token)?.wire;
-  if (!wire || typeof wire.k !== 'string') throw new LeaseNotFoundError();
-  return wire.k;
-}
-
 function decode(token: string): { wire: Wire; body: string; signature: Buffer } | undefined {
   if (token.length > MAX_LEASE_ID_LENGTH) return undefined;
   const dot = token.indexOf('.');
@@ -137,12 +130,18 @@ function decode(token: string): { wire: Wire; body: string; signature: Buffer } 
 }
 
 /**
- * Verifies and decodes a token with the key it names (see {@link leaseKeyId}); an altered,
- * foreign or expired one is "not found".
+ * Verifies and decodes a token with the key it names, looked up by `keyFor`; an altered,
+ * foreign or expired one, or one whose key is unknown, is "not found".
  */
-export function verifyLease(token: string, key: SigningKey, nowMs: number): LeaseClaims {
+export async function verifyLease(
+  token: string,
+  keyFor: (keyId: string) => Promise<SigningKey | undefined>,
+  nowMs: number,
+): Promise<LeaseClaims> {
   const decoded = decode(token);
-  if (!decoded || decoded.wire.k !== key.id) throw new LeaseNotFoundError();
+  if (!decoded || typeof decoded.wire.k !== 'string') throw new LeaseNotFoundError();
+  const key = await keyFor(decoded.wire.k);
+  if (!key || key.id !== decoded.wire.k) throw new LeaseNotFoundError();
   const { wire, body, signature } = decoded;
   const expected = mac(key.secret, body);
   if (signature.length !== expected.length || !timingSafeEqual(signature, expected))

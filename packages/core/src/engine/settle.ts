@@ -6,13 +6,8 @@
  * Refunds return only what the lease still holds (see items.ts).
  */
 import { canonicalJson } from '../canonical.js';
-import {
-  LeaseNotFoundError,
-  LeaseSettledError,
-  StoreUnavailableError,
-  ValidationError,
-} from '../errors.js';
-import { type LeaseClaims, leaseKeyId, verifyLease } from '../lease.js';
+import { LeaseSettledError, StoreUnavailableError, ValidationError } from '../errors.js';
+import { type LeaseClaims, verifyLease } from '../lease.js';
 import { amountOf, MAX_AMOUNT, parseUsageMap, type Usage } from '../limits.js';
 import { withCost } from '../price.js';
 import { itemKeys, TABLE_SCHEMA } from '../schema.js';
@@ -59,9 +54,7 @@ export async function release(
 
 /** The claims of a token, checked with the key it names. */
 async function verify(engine: Engine, token: string): Promise<LeaseClaims> {
-  const key = await engine.keys.find(leaseKeyId(token));
-  if (!key) throw new LeaseNotFoundError();
-  return verifyLease(token, key, engine.clock());
+  return verifyLease(token, (keyId) => engine.keys.find(keyId), engine.clock());
 }
 
 async function settle(
