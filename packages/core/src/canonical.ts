@@ -5,3 +5,9 @@ export const canonicalJson = (value: unknown): string =>
       ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : 1)))
       : v,
   );
+
+/**
+ * One string for a tuple of names, as a Map key: (scope, limit name), (pk, sk), (kind, name).
+ * The parts never contain U+0000 (identifiers cannot), so different tuples never meet.
+ */
+export const joinKey = (...parts: readonly string[]): string => parts.join('\u0000');

@@ -3,6 +3,15 @@
  * these are for misuse (bad input, an unknown lease) and broken infrastructure.
  */
 
+/** Why stored configuration refuses a request (not a rate limit). */
+export type RefusalCode =
+  | 'resource_not_allowed'
+  | 'context_too_large'
+  | 'entity_disabled'
+  | 'unknown_entity'
+  | 'price_unknown'
+  | 'configuration_invalid';
+
 /** Stable machine-readable codes; the HTTP edge maps each to one status. */
 export type SluiceErrorCode =
   | 'invalid_request'
@@ -11,7 +20,8 @@ export type SluiceErrorCode =
   | 'not_found'
   | 'conflict'
   | 'unavailable'
-  | 'internal';
+  | 'internal'
+  | RefusalCode;
 
 /** Base class of every error @sluice/core throws. */
 export class SluiceError extends Error {
@@ -28,8 +38,8 @@ export class SluiceError extends Error {
 export class ValidationError extends SluiceError {
   readonly field: string;
 
-  constructor(field: string, message: string) {
-    super('invalid_request', `${field}: ${message}`);
+  constructor(field: string, message: string, options?: ErrorOptions) {
+    super('invalid_request', `${field}: ${message}`, options);
     this.field = field;
   }
 }
@@ -59,5 +69,28 @@ export class StoreUnavailableError extends SluiceError {
   constructor(message: string, options?: ErrorOptions & { readonly notApplied?: boolean }) {
     super('unavailable', message, options);
     this.notApplied = options?.notApplied ?? false;
+  }
+}
+
+/** Something the request names does not exist. */
+export class NotFoundError extends SluiceError {
+  constructor(message: string) {
+    super('not_found', message);
+  }
+}
+
+/** The write conflicts with stored state (in use, or changed concurrently). */
+export class ConflictError extends SluiceError {
+  constructor(message: string) {
+    super('conflict', message);
+  }
+}
+
+/** A refusal that stored configuration decides (not a rate limit); `code` says which. */
+export class PolicyRefusal extends SluiceError {
+  declare readonly code: RefusalCode;
+
+  constructor(code: RefusalCode, message: string) {
+    super(code, message);
   }
 }

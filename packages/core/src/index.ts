@@ -1,12 +1,24 @@
 /**
  * @sluice/core — the engine: GCRA token buckets and calendar quotas as single conditional
  * DynamoDB updates, multi-scope decisions, and signed, exactly-once leases.
+ *
+ * Three parts, one folder each: `engine/` decides and settles, `catalog/` holds the stored
+ * configuration (plans, entities, resources, settings, prices) and resolves a request against
+ * it, `store/` is the table (its layout, and DynamoDB behind the `Store` interface).
  */
 
-export { type CalendarUnit, type CalendarWindow, calendarWindow } from './calendar.js';
-export { canonicalJson } from './canonical.js';
-export { ENGINE_DEFAULTS, type EngineConfig, signingKeyRetainMs } from './config.js';
-export { type CachedConfigOptions, CachedConfigSource, SETTINGS_NAME } from './config-cache.js';
+// Defaults and errors, shared by all three.
+export { canonicalJson, joinKey } from './canonical.js';
+// Stored configuration.
+export {
+  type AuditEntry,
+  ConfigAdmin,
+  type ConfigAdminOptions,
+  type Page,
+  type StoredConfig,
+  type WriteResult,
+} from './catalog/admin.js';
+export { type CachedConfigOptions, CachedConfigSource, SETTINGS_NAME } from './catalog/cache.js';
 export {
   CONFIG_KINDS,
   type ConfigKind,
@@ -24,41 +36,40 @@ export {
   resourceSchema,
   type SettingsConfig,
   settingsSchema,
-} from './config-schema.js';
+} from './catalog/documents.js';
 export {
-  type AuditEntry,
-  ConfigAdmin,
-  type ConfigAdminOptions,
-  ConflictError,
-  NotFoundError,
-  type Page,
-  type StoredConfig,
-  type WriteResult,
-} from './config-store.js';
+  type ConfigSource,
+  MAX_DEPTH,
+  matchesResource,
+  type Policy,
+  type PolicyRequest,
+  type Revised,
+  resolvePolicy,
+} from './catalog/policy.js';
+export {
+  CACHED_INPUT_METRIC,
+  costMicroUsd,
+  type Decimal,
+  type Price,
+  type PriceInput,
+  parseDecimal,
+  priceSchema,
+  toPrice,
+  withCost,
+} from './catalog/price.js';
+export {
+  ENGINE_DEFAULTS,
+  type EngineTuning,
+  PRIORITY,
+  SERVICE_DEFAULTS,
+  signingKeyRetainMs,
+} from './defaults.js';
+// The engine.
 export { acquire } from './engine/acquire.js';
 export { available } from './engine/available.js';
+export { type CalendarUnit, type CalendarWindow, calendarWindow } from './engine/calendar.js';
+export { MAX_LEASE_ID_LENGTH, type SigningKey } from './engine/lease.js';
 export { Limiter } from './engine/limiter.js';
-export { adjust, release } from './engine/settle.js';
-export { Engine } from './engine/state.js';
-export type {
-  AcquireRequest,
-  AcquireResult,
-  AvailableResult,
-  LimiterOptions,
-  LimitStatus,
-  ScopeCheck,
-  SettleResult,
-  Violation,
-} from './engine/types.js';
-export {
-  LeaseNotFoundError,
-  LeaseSettledError,
-  SluiceError,
-  type SluiceErrorCode,
-  StoreUnavailableError,
-  ValidationError,
-} from './errors.js';
-export { MAX_LEASE_ID_LENGTH, type SigningKey } from './lease.js';
 export {
   amountOf,
   type BucketLimit,
@@ -84,44 +95,50 @@ export {
   type Usage,
   usageSchema,
   validationErrorFrom,
-} from './limits.js';
-export {
-  type ConfigSource,
-  MAX_DEPTH,
-  matchesResource,
-  type Policy,
-  PolicyRefusal,
-  type PolicyRequest,
-  type RefusalCode,
-  type Revised,
-  resolvePolicy,
-} from './policy.js';
-export {
-  CACHED_INPUT_METRIC,
-  costMicroUsd,
-  type Decimal,
-  type Price,
-  type PriceInput,
-  parseDecimal,
-  priceSchema,
-  toPrice,
-  withCost,
-} from './price.js';
-export {
-  bucketAttributes,
-  itemAttributes,
-  itemKeys,
-  signingKeyAttributes,
-  TABLE_SCHEMA,
-} from './schema.js';
+} from './engine/limits.js';
+export { adjust, release } from './engine/settle.js';
 export {
   newSigningKey,
-  planRotation,
+  nextRotation,
   type Rotation,
   SigningKeys,
   type SigningKeysOptions,
-} from './signing-keys.js';
+} from './engine/signing-keys.js';
+export { Engine } from './engine/state.js';
+export type {
+  AcquireRequest,
+  AcquireResult,
+  AvailableResult,
+  LimiterOptions,
+  LimitStatus,
+  ScopeCheck,
+  SettleResult,
+  Violation,
+} from './engine/types.js';
+export {
+  ConflictError,
+  LeaseNotFoundError,
+  LeaseSettledError,
+  NotFoundError,
+  PolicyRefusal,
+  type RefusalCode,
+  SluiceError,
+  type SluiceErrorCode,
+  StoreUnavailableError,
+  ValidationError,
+} from './errors.js';
+
+// The table.
 export { DynamoDBStore, type DynamoDBStoreOptions, ensureTable } from './store/dynamodb.js';
+export {
+  bucketAttributes,
+  documentAttributes,
+  itemAttributes,
+  itemKeys,
+  leaseAttributes,
+  signingKeyAttributes,
+  TABLE_SCHEMA,
+} from './store/schema.js';
 export type {
   AdminStore,
   Assignment,

@@ -7,19 +7,21 @@
  * the caller, so a failed acquire leaves nothing charged. A request the last state seen proves
  * cannot fit is denied from memory (no write).
  */
+
+import { withCost } from '../catalog/price.js';
+import { PRIORITY } from '../defaults.js';
 import { ValidationError } from '../errors.js';
-import { bucketFits, bucketWaitNs, NS_PER_MS, type Plan, planBucketConsume } from '../gcra.js';
-import { type LeaseClaims, newLeaseId, signLease } from '../lease.js';
-import { amountOf, type Limit, parseUsage, type Usage } from '../limits.js';
-import { withCost } from '../price.js';
-import { planQuotaConsume, quotaFits } from '../quota.js';
 import type { ItemState, ItemUpdate } from '../store/types.js';
+import { bucketConsume, bucketFits, bucketWaitNs, NS_PER_MS, type Step } from './gcra.js';
 import { combine, giveBack, leasedItem } from './items.js';
+import { type LeaseClaims, newLeaseId, signLease } from './lease.js';
+import { amountOf, type Limit, parseUsage, type Usage } from './limits.js';
+import { quotaConsume, quotaFits } from './quota.js';
 import { type Engine, keyOf, nsToMs, toNs } from './state.js';
 import { denial, remembered, statuses, violation } from './statuses.js';
 import type { AcquireRequest, AcquireResult, ScopeCheck, Violation } from './types.js';
 
-type ItemPlan =
+type ItemStep =
   | { readonly kind: 'deny'; readonly violations: Violation[] }
   | { readonly kind: 'write'; readonly update: ItemUpdate }
   | { readonly kind: 'none' };
@@ -36,7 +38,7 @@ interface ConsumeOptions {
 }
 
 const priorityAt = (check: ScopeCheck, priority: number) =>
-  Math.min(priority, check.priority ?? 100);
+  Math.min(priority, check.priority ?? PRIORITY.max);
 
 /**
  * Asks to take `usage` from every limit of every check, atomically per decision.
@@ -49,12 +51,17 @@ const priorityAt = (check: ScopeCheck, priority: number) =>
  */
 export async function acquire(engine: Engine, request: AcquireRequest): Promise<AcquireResult> {
   const usage = withCost(parseUsage(request.usage, 'usage', { requests: 1 }), request.price);
-  const priority = integerIn(request.priority ?? 100, 'priority', 1, 100);
+  const priority = integerIn(
+    request.priority ?? PRIORITY.max,
+    'priority',
+    PRIORITY.min,
+    PRIORITY.max,
+  );
   const maxWaitMs = integerIn(
     request.maxWaitMs ?? 0,
     'max_wait_ms',
     0,
-    engine.config.maxWaitMsCeiling,
+    engine.tuning.maxWaitMsCeiling,
   );
   const checks = validChecks(request.checks);
   const signingKey = await engine.keys.current(); // before any write: a failure here changes nothing
@@ -85,23 +92,23 @@ export async function acquire(engine: Engine, request: AcquireRequest): Promise<
 
   const first = checks.map((check) => {
     const seen = engine.seen.get(keyOf(check.key));
-    const mayDeny = seen !== undefined && nowMs - seen.atMs <= engine.config.cacheDenyMaxAgeMs;
-    return planConsume(engine, check, seen?.state, nowMs, usage, { ...consume, mayDeny });
+    const mayDeny = seen !== undefined && nowMs - seen.atMs <= engine.tuning.cacheDenyMaxAgeMs;
+    return itemConsume(engine, check, seen?.state, nowMs, usage, { ...consume, mayDeny });
   });
-  const deniedFromMemory = first.flatMap((plan) => (plan.kind === 'deny' ? plan.violations : []));
+  const deniedFromMemory = first.flatMap((step) => (step.kind === 'deny' ? step.violations : []));
   if (deniedFromMemory.length > 0) return denial(engine, checks, deniedFromMemory, nowMs);
 
   const settled = await Promise.allSettled(
     checks.map(async (check, i): Promise<ConsumeOutcome> => {
-      let plan = first[i] as ItemPlan;
-      for (let attempt = 0; attempt < engine.config.maxAttempts; attempt++) {
-        if (plan.kind === 'deny') return { kind: 'denied', violations: plan.violations };
-        if (plan.kind === 'none') return { kind: 'ok', state: {} };
-        const result = await engine.store.update(plan.update);
+      let step = first[i] as ItemStep;
+      for (let attempt = 0; attempt < engine.tuning.maxAttempts; attempt++) {
+        if (step.kind === 'deny') return { kind: 'denied', violations: step.violations };
+        if (step.kind === 'none') return { kind: 'ok', state: {} };
+        const result = await engine.store.update(step.update);
         const state = result.item ?? {};
         engine.remember(check.key, state);
         if (result.ok) return { kind: 'ok', state };
-        plan = planConsume(engine, check, state, nowMs, usage, { ...consume, mayDeny: true });
+        step = itemConsume(engine, check, state, nowMs, usage, { ...consume, mayDeny: true });
       }
       return { kind: 'contended' };
     }),
@@ -113,7 +120,7 @@ export async function acquire(engine: Engine, request: AcquireRequest): Promise<
     const claims: LeaseClaims = {
       id: newLeaseId(),
       acquiredAtMs: nowMs,
-      expiresAtMs: Math.floor(nowMs) + engine.config.leaseTtlMs,
+      expiresAtMs: Math.floor(nowMs) + engine.tuning.leaseTtlMs,
       usage,
       items: checks.map((check, i) => leasedItem(check, states[i] ?? {}, nowMs)),
       ...(request.price ? { price: request.price } : {}),
@@ -148,40 +155,40 @@ export async function acquire(engine: Engine, request: AcquireRequest): Promise<
   return denial(engine, checks, violations, nowMs);
 }
 
-function planConsume(
+function itemConsume(
   engine: Engine,
   check: ScopeCheck,
   state: ItemState | undefined,
   nowMs: number,
   usage: Usage,
   options: ConsumeOptions,
-): ItemPlan {
+): ItemStep {
   const at = { ...options, priority: priorityAt(check, options.priority) };
-  const plans = check.limits.map((limit) =>
-    planLimitConsume(limit, state, nowMs, amountOf(usage, limit.metric), at),
+  const steps = check.limits.map((limit) =>
+    limitConsume(limit, state, nowMs, amountOf(usage, limit.metric), at),
   );
   const violations = check.limits.flatMap((limit, i) => {
-    const plan = plans[i];
-    return plan?.kind === 'deny'
-      ? [violation(check, limit, state, nowMs, usage, nsToMs(plan.retryAfterNs))]
+    const step = steps[i];
+    return step?.kind === 'deny'
+      ? [violation(check, limit, state, nowMs, usage, nsToMs(step.retryAfterNs))]
       : [];
   });
   if (violations.length > 0) return { kind: 'deny', violations };
-  const update = combine(engine, check.key, plans, state, nowMs);
+  const update = combine(engine, check.key, steps, state, nowMs);
   return update ? { kind: 'write', update } : { kind: 'none' };
 }
 
 /** What taking `amount` from one limit would do, given an item's state. */
-export function planLimitConsume(
+export function limitConsume(
   limit: Limit,
   state: ItemState | undefined,
   nowMs: number,
   amount: number,
   options: ConsumeOptions,
-): Plan {
+): Step {
   return limit.kind === 'bucket'
-    ? planBucketConsume(limit, state, toNs(nowMs), amount, options)
-    : planQuotaConsume(limit, state, nowMs, amount, options);
+    ? bucketConsume(limit, state, toNs(nowMs), amount, options)
+    : quotaConsume(limit, state, nowMs, amount, options);
 }
 
 function integerIn(value: number, field: string, min: number, max: number): number {
@@ -197,7 +204,8 @@ export function validChecks(checks: readonly ScopeCheck[]): readonly ScopeCheck[
   const keys = new Set(checks.map((check) => keyOf(check.key)));
   if (keys.size !== checks.length) throw new ValidationError('limits', 'two scopes share one item');
   for (const check of checks) {
-    if (check.priority !== undefined) integerIn(check.priority, 'priority', 1, 100);
+    if (check.priority !== undefined)
+      integerIn(check.priority, 'priority', PRIORITY.min, PRIORITY.max);
   }
   return checks;
 }

@@ -1,9 +1,10 @@
 /** available: what remains of every limit, and when a usage would fit; consumes nothing. */
-import { bucketFits } from '../gcra.js';
-import { amountOf, parseUsage, type Usage } from '../limits.js';
-import { type Price, withCost } from '../price.js';
-import { quotaFits } from '../quota.js';
-import { planLimitConsume, validChecks } from './acquire.js';
+
+import { type Price, withCost } from '../catalog/price.js';
+import { limitConsume, validChecks } from './acquire.js';
+import { bucketFits } from './gcra.js';
+import { amountOf, parseUsage, type Usage } from './limits.js';
+import { quotaFits } from './quota.js';
 import { type Engine, nsToMs } from './state.js';
 import { statuses } from './statuses.js';
 import type { AvailableResult, ScopeCheck } from './types.js';
@@ -34,13 +35,13 @@ export async function available(
         never = true;
         continue;
       }
-      const plan = planLimitConsume(limit, state, nowMs, amount, {
+      const step = limitConsume(limit, state, nowMs, amount, {
         priority: 100,
         maxWaitNs: 0n,
         mayDeny: true,
       });
-      if (plan.kind === 'deny' && plan.retryAfterNs > retryAfterNs)
-        retryAfterNs = plan.retryAfterNs;
+      if (step.kind === 'deny' && step.retryAfterNs > retryAfterNs)
+        retryAfterNs = step.retryAfterNs;
     }
   });
   return {

@@ -1,15 +1,15 @@
 /**
- * Writes to scope items outside the consume path: turning per-limit plans into one conditional
+ * Writes to scope items outside the consume path: turning per-limit steps into one conditional
  * update (with its TTL), moving an item between two lease totals (debt and bounded refunds), and
  * giving back what a refused or failed acquire took.
  */
 import { StoreUnavailableError } from '../errors.js';
-import { ceilDiv, type Plan, planBucketDebt, planBucketRefund } from '../gcra.js';
-import type { LeasedItem, LeasedLimit } from '../lease.js';
-import { amountOf, type Usage } from '../limits.js';
-import { planQuotaDebt, planQuotaRefund, quotaStatus } from '../quota.js';
-import { itemAttributes, TABLE_SCHEMA } from '../schema.js';
+import { itemAttributes, TABLE_SCHEMA } from '../store/schema.js';
 import type { Assignment, Condition, ItemKey, ItemState, ItemUpdate } from '../store/types.js';
+import { bucketDebt, bucketRefund, ceilDiv, type Step } from './gcra.js';
+import type { LeasedItem, LeasedLimit } from './lease.js';
+import { amountOf, type Usage } from './limits.js';
+import { quotaDebt, quotaRefund, quotaStatus } from './quota.js';
 import { type Engine, sleep, toNs } from './state.js';
 import type { ScopeCheck } from './types.js';
 
@@ -49,7 +49,7 @@ export function leasedItem(check: ScopeCheck, state: ItemState, nowMs: number): 
 }
 
 /**
- * One update from the per-limit plans of an item (skips contribute nothing). When a plan can
+ * One update from the per-limit steps of an item (skips contribute nothing). When a step can
  * raise the item's state, the TTL is set past its horizon plus the slack, rounded up to the
  * hour, never below the TTL last seen, and only if the stored one is not later still: a TTL
  * never shrinks, so no write forgets what another one recorded (a debt, a window).
@@ -57,7 +57,7 @@ export function leasedItem(check: ScopeCheck, state: ItemState, nowMs: number): 
 export function combine(
   engine: Engine,
   key: ItemKey,
-  plans: readonly Plan[],
+  steps: readonly Step[],
   state: ItemState | undefined,
   nowMs: number,
   extra?: Condition,
@@ -65,18 +65,18 @@ export function combine(
   const set: Assignment[] = [];
   const conditions: Condition[] = [];
   let horizonNs: bigint | undefined;
-  for (const plan of plans) {
-    if (plan.kind !== 'write') continue;
-    set.push(...plan.set);
-    if (plan.condition) conditions.push(plan.condition);
-    if (plan.horizonNs !== undefined && (horizonNs === undefined || plan.horizonNs > horizonNs))
-      horizonNs = plan.horizonNs;
+  for (const step of steps) {
+    if (step.kind !== 'write') continue;
+    set.push(...step.set);
+    if (step.condition) conditions.push(step.condition);
+    if (step.horizonNs !== undefined && (horizonNs === undefined || step.horizonNs > horizonNs))
+      horizonNs = step.horizonNs;
   }
   if (set.length === 0) return null;
   if (horizonNs !== undefined) {
     const ttlAttr = TABLE_SCHEMA.ttlAttribute;
     const untilS = ceilDiv(toNs(nowMs) + horizonNs, 1_000_000_000n);
-    let ttl = ceilDiv(untilS + BigInt(engine.config.ttlSlackSeconds), TTL_GRAIN_SECONDS);
+    let ttl = ceilDiv(untilS + BigInt(engine.tuning.ttlSlackSeconds), TTL_GRAIN_SECONDS);
     ttl *= TTL_GRAIN_SECONDS;
     const seenTtl = state?.[ttlAttr];
     if (typeof seenTtl === 'bigint' && seenTtl > ttl) ttl = seenTtl;
@@ -92,7 +92,7 @@ export function combine(
 /**
  * The update that moves one item from `previous` to `next` totals, or null if none moves.
  * Debt is always charged; a refund only of what the lease still holds there (see
- * {@link planBucketRefund}), and only into the generation the lease was charged in.
+ * {@link bucketRefund}), and only into the generation the lease was charged in.
  */
 export function deltaUpdate(
   engine: Engine,
@@ -107,27 +107,27 @@ export function deltaUpdate(
   const elapsedNs = nowNs - toNs(acquiredAtMs);
   const resetSince = state !== undefined && generationOf(state) !== item.generation;
   let refunds = false;
-  const plans: Plan[] = item.limits.map((limit) => {
+  const steps: Step[] = item.limits.map((limit) => {
     const held = BigInt(amountOf(previous, limit.metric));
     const delta = BigInt(amountOf(next, limit.metric)) - held;
     if (delta === 0n) return { kind: 'skip' };
     if (delta > 0n) {
       return limit.kind === 'bucket'
-        ? planBucketDebt(limit, state, nowNs, delta)
-        : planQuotaDebt(limit, state, nowMs, delta);
+        ? bucketDebt(limit, state, nowNs, delta)
+        : quotaDebt(limit, state, nowMs, delta);
     }
     if (resetSince) return { kind: 'skip' };
-    const plan =
+    const step =
       limit.kind === 'bucket'
-        ? planBucketRefund(limit, state, -delta, { amount: held, elapsedNs })
-        : planQuotaRefund(limit, state, nowMs, -delta);
-    if (plan.kind === 'write') refunds = true;
-    return plan;
+        ? bucketRefund(limit, state, -delta, { amount: held, elapsedNs })
+        : quotaRefund(limit, state, nowMs, -delta);
+    if (step.kind === 'write') refunds = true;
+    return step;
   });
   return combine(
     engine,
     item.key,
-    plans,
+    steps,
     state,
     nowMs,
     refunds ? generationIs(item.generation) : undefined,
@@ -142,7 +142,7 @@ async function applyDeltas(
   next: Usage,
   acquiredAtMs: number,
 ): Promise<void> {
-  for (let attempt = 0; attempt < engine.config.maxAttempts; attempt++) {
+  for (let attempt = 0; attempt < engine.tuning.maxAttempts; attempt++) {
     const update = deltaUpdate(engine, item, previous, next, engine.clock(), acquiredAtMs);
     if (!update) return;
     const result = await engine.store.update(update);

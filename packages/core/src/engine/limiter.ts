@@ -4,10 +4,10 @@
  * (acquire.ts, settle.ts, available.ts), so a Lambda handler bundles only the one it runs.
  */
 
-import type { Usage } from '../limits.js';
-import type { Price } from '../price.js';
+import type { Price } from '../catalog/price.js';
 import { acquire } from './acquire.js';
 import { available } from './available.js';
+import type { Usage } from './limits.js';
 import { adjust, release } from './settle.js';
 import { Engine } from './state.js';
 import type {

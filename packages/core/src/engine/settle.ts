@@ -6,13 +6,13 @@
  * Refunds return only what the lease still holds (see items.ts).
  */
 import { canonicalJson } from '../canonical.js';
+import { withCost } from '../catalog/price.js';
 import { LeaseSettledError, StoreUnavailableError, ValidationError } from '../errors.js';
-import { type LeaseClaims, verifyLease } from '../lease.js';
-import { amountOf, MAX_AMOUNT, parseUsageMap, type Usage } from '../limits.js';
-import { withCost } from '../price.js';
-import { itemKeys, TABLE_SCHEMA } from '../schema.js';
+import { itemKeys, leaseAttributes as L, TABLE_SCHEMA } from '../store/schema.js';
 import type { ItemState, ItemUpdate } from '../store/types.js';
 import { applyLocally, deltaUpdate, zeroed } from './items.js';
+import { type LeaseClaims, verifyLease } from './lease.js';
+import { amountOf, MAX_AMOUNT, parseUsageMap, type Usage } from './limits.js';
 import { type Engine, type LeaseRecord, sleep } from './state.js';
 import { statuses } from './statuses.js';
 import type { SettleResult } from './types.js';
@@ -66,7 +66,7 @@ async function settle(
   const leaseKey = itemKeys.lease(claims.id);
   let record = engine.leases.get(claims.id);
 
-  for (let attempt = 0; attempt < engine.config.maxSettleAttempts; attempt++) {
+  for (let attempt = 0; attempt < engine.tuning.maxSettleAttempts; attempt++) {
     const nowMs = engine.clock();
     const previous = record?.totals ?? claims.usage;
     const reported = record?.reported ?? {};
@@ -100,18 +100,18 @@ async function settle(
     const leaseUpdate: ItemUpdate = {
       key: leaseKey,
       set: [
-        { attr: 't', value: canonicalJson(totals) },
-        { attr: 'r', value: canonicalJson(next) },
-        { attr: 'n', value: version },
-        { attr: 'st', value: final ? 1n : 0n },
-        ...(fingerprint ? [{ attr: 'f', value: fingerprint }] : []),
+        { attr: L.totals, value: canonicalJson(totals) },
+        { attr: L.reported, value: canonicalJson(next) },
+        { attr: L.version, value: version },
+        { attr: L.settled, value: final ? 1n : 0n },
+        ...(fingerprint ? [{ attr: L.fingerprint, value: fingerprint }] : []),
         {
           attr: TABLE_SCHEMA.ttlAttribute,
-          value: BigInt(Math.ceil(claims.expiresAtMs / 1000) + 86_400),
+          value: BigInt(Math.ceil(claims.expiresAtMs / 1000) + engine.tuning.ttlSlackSeconds),
         },
       ],
       condition: record
-        ? { attr: 'n', op: '=', value: record.version }
+        ? { attr: L.version, op: '=', value: record.version }
         : { absent: TABLE_SCHEMA.partitionKey },
     };
     const itemUpdates = claims.items.flatMap((item) => {
@@ -196,7 +196,9 @@ function nextReport(claims: LeaseClaims, reported: Usage, ask: Settlement): Usag
 
 function leaseRecordFrom(item: ItemState | undefined): LeaseRecord | undefined {
   if (!item) return undefined;
-  const { t, r, n, st, f } = item;
+  const [t, r, n, st, f] = [L.totals, L.reported, L.version, L.settled, L.fingerprint].map(
+    (attr) => item[attr],
+  );
   if (typeof t !== 'string' || typeof n !== 'bigint') return undefined;
   return {
     version: n,

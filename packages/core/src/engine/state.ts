@@ -3,12 +3,13 @@
  * each item's last state (what keeps the hot path to one write), of each lease's record, and the
  * signing keys. Every operation (acquire.ts, settle.ts, available.ts) runs on one.
  */
-import { ENGINE_DEFAULTS, type EngineConfig, signingKeyRetainMs } from '../config.js';
-import { ceilDiv, NS_PER_MS } from '../gcra.js';
-import type { Usage } from '../limits.js';
-import { Recent } from '../recent.js';
-import { SigningKeys } from '../signing-keys.js';
+import { joinKey } from '../canonical.js';
+import { ENGINE_DEFAULTS, type EngineTuning, signingKeyRetainMs } from '../defaults.js';
 import type { ItemKey, ItemState, Store } from '../store/types.js';
+import { ceilDiv, NS_PER_MS } from './gcra.js';
+import type { Usage } from './limits.js';
+import { Recent } from './recent.js';
+import { SigningKeys } from './signing-keys.js';
 import type { LimiterOptions } from './types.js';
 
 /** The last state this process saw of an item, and when. */
@@ -29,7 +30,7 @@ export interface LeaseRecord {
   readonly fingerprint?: string;
 }
 
-export const keyOf = (key: ItemKey): string => `${key.pk}\u0000${key.sk}`;
+export const keyOf = (key: ItemKey): string => joinKey(key.pk, key.sk);
 export const toNs = (ms: number): bigint => BigInt(Math.round(ms * 1_000)) * 1_000n;
 export const nsToMs = (ns: bigint): number => Number(ceilDiv(ns, NS_PER_MS));
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -45,7 +46,7 @@ export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve
 export class Engine {
   readonly store: Store;
   readonly clock: () => number;
-  readonly config: EngineConfig;
+  readonly tuning: EngineTuning;
   readonly onBackgroundError: (error: unknown) => void;
   readonly keys: SigningKeys;
   /** The last state seen of each item (least recently used are dropped). */
@@ -54,18 +55,18 @@ export class Engine {
   readonly leases: Recent<LeaseRecord>;
 
   constructor(options: LimiterOptions) {
-    const { store, clock, onBackgroundError, onSigningKeysRestored, ...config } = options;
+    const { store, clock, onBackgroundError, onSigningKeysRestored, ...tuning } = options;
     this.store = store;
     this.clock = clock ?? Date.now;
-    this.config = { ...ENGINE_DEFAULTS, ...config };
+    this.tuning = { ...ENGINE_DEFAULTS, ...tuning };
     this.onBackgroundError = onBackgroundError ?? (() => {});
-    this.seen = new Recent(this.config.cacheSize);
-    this.leases = new Recent(this.config.cacheSize);
+    this.seen = new Recent(this.tuning.cacheSize);
+    this.leases = new Recent(this.tuning.cacheSize);
     this.keys = new SigningKeys({
       store,
       clock: this.clock,
-      refreshMs: this.config.signingKeyRefreshMs,
-      retainMs: signingKeyRetainMs(this.config),
+      refreshMs: this.tuning.signingKeyRefreshMs,
+      retainMs: signingKeyRetainMs(this.tuning),
       ...(onSigningKeysRestored ? { onRestore: onSigningKeysRestored } : {}),
     });
   }

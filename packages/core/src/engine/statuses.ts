@@ -2,10 +2,11 @@
  * How limits stand, as answers show them: the statuses of every limit, the violations of a
  * refusal, and the refusal itself.
  */
-import { bucketStatus } from '../gcra.js';
-import { amountOf, type Limit, type Usage } from '../limits.js';
-import { quotaStatus } from '../quota.js';
+
 import type { ItemState } from '../store/types.js';
+import { bucketStatus } from './gcra.js';
+import { amountOf, type Limit, type Usage } from './limits.js';
+import { quotaStatus } from './quota.js';
 import { type Engine, nsToMs, toNs } from './state.js';
 import type { AcquireResult, LimitStatus, ScopeCheck, Violation } from './types.js';
 

@@ -2,10 +2,11 @@
  * What the engine is asked and what it answers: the same shapes whether it is called through
  * {@link Limiter} or through one operation at a time (acquire.ts, settle.ts, available.ts).
  */
-import type { EngineConfig } from '../config.js';
-import type { Limit, Usage } from '../limits.js';
-import type { Price } from '../price.js';
+
+import type { Price } from '../catalog/price.js';
+import type { EngineTuning } from '../defaults.js';
 import type { ItemKey, Store } from '../store/types.js';
+import type { Limit, Usage } from './limits.js';
 
 /** One scope of a decision: an item and the limits it holds. */
 export interface ScopeCheck {
@@ -88,8 +89,8 @@ export interface AvailableResult {
   readonly retryAfterMs: number | null;
 }
 
-/** The store, an optional clock, and any {@link EngineConfig} setting to override. */
-export interface LimiterOptions extends Partial<EngineConfig> {
+/** The store, an optional clock, and any {@link EngineTuning} setting to override. */
+export interface LimiterOptions extends Partial<EngineTuning> {
   readonly store: Store;
   /** Epoch milliseconds (fractions allowed). @default Date.now */
   readonly clock?: () => number;

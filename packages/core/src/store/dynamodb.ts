@@ -19,7 +19,7 @@ import {
   UpdateTimeToLiveCommand,
 } from '@aws-sdk/client-dynamodb';
 import { SluiceError, StoreUnavailableError } from '../errors.js';
-import { TABLE_SCHEMA } from '../schema.js';
+import { TABLE_SCHEMA } from './schema.js';
 import type {
   AdminStore,
   Assignment,

@@ -5,8 +5,8 @@
  * total is rounded up once, never through floats.
  */
 import * as z from 'zod/mini';
-import { ValidationError } from './errors.js';
-import { MAX_AMOUNT, type Usage } from './limits.js';
+import { MAX_AMOUNT, type Usage } from '../engine/limits.js';
+import { ValidationError } from '../errors.js';
 
 /** Decimal places a price may have (USD per million tokens). */
 export const MAX_PRICE_DECIMALS = 9;

@@ -3,20 +3,27 @@
  * into the engine's scope checks: entity → plan + overrides → ancestors → resource-wide limits,
  * plus inline limits, which can only add.
  *
- * The documents' schemas are in config-schema.ts.
+ * The documents' schemas are in documents.ts.
  */
+
+import {
+  type Limit,
+  type LimitInput,
+  normalizeLimit,
+  parseLimits,
+  type Usage,
+} from '../engine/limits.js';
+import type { ScopeCheck } from '../engine/types.js';
+import { PolicyRefusal, ValidationError } from '../errors.js';
+import { itemKeys } from '../store/schema.js';
 import type {
   EntityConfig,
   PlanConfig,
   PlanLimitInput,
   ResourceConfig,
   SettingsConfig,
-} from './config-schema.js';
-import type { ScopeCheck } from './engine/types.js';
-import { SluiceError, ValidationError } from './errors.js';
-import { type Limit, type LimitInput, normalizeLimit, parseLimits, type Usage } from './limits.js';
+} from './documents.js';
 import { type Price, toPrice } from './price.js';
-import { itemKeys } from './schema.js';
 
 /** Deepest hierarchy, counting the entity itself: key → project → org is 3. */
 export const MAX_DEPTH = 8;
@@ -78,25 +85,6 @@ export interface ConfigSource {
    * what was read does not fit together, e.g. a cached parent that has since moved.
    */
   fresh?(): ConfigSource;
-}
-
-/** Why stored configuration refuses a request (the HTTP edge maps each to a status). */
-export type RefusalCode =
-  | 'resource_not_allowed'
-  | 'context_too_large'
-  | 'entity_disabled'
-  | 'unknown_entity'
-  | 'price_unknown'
-  | 'configuration_invalid';
-
-/** A refusal that stored configuration decides (not a rate limit). */
-export class PolicyRefusal extends SluiceError {
-  constructor(
-    readonly refusal: RefusalCode,
-    message: string,
-  ) {
-    super('invalid_request', message);
-  }
 }
 
 /** What an acquire or available asks for, before configuration. */

@@ -3,13 +3,26 @@
  * audit entry in the same transaction, listings, entity resets and the audit trail.
  */
 import { randomBytes } from 'node:crypto';
-import { canonicalJson } from './canonical.js';
-import { type ConfigKind, type ConfigOf, type EntityConfig, parseConfig } from './config-schema.js';
-import { SluiceError, ValidationError } from './errors.js';
-import { MAX_DEPTH } from './policy.js';
-import { itemAttributes, itemKeys, TABLE_SCHEMA } from './schema.js';
-import { planRotation } from './signing-keys.js';
-import type { AdminStore, Condition, ItemKey, ItemState, ItemWrite } from './store/types.js';
+import { canonicalJson } from '../canonical.js';
+import { SERVICE_DEFAULTS } from '../defaults.js';
+import { nextRotation } from '../engine/signing-keys.js';
+import { ConflictError, NotFoundError, ValidationError } from '../errors.js';
+import {
+  documentAttributes as D,
+  itemAttributes,
+  itemKeys,
+  TABLE_SCHEMA,
+} from '../store/schema.js';
+import type { AdminStore, Condition, ItemState } from '../store/types.js';
+import { type ConfigKind, type ConfigOf, parseConfig } from './documents.js';
+import {
+  checkDeletable,
+  checkReferences,
+  type DocumentReader,
+  type ReferenceWrites,
+} from './references.js';
+
+const SECONDS_PER_DAY = 86_400;
 
 /** A configuration document as stored, with who changed it last and when. */
 export interface StoredConfig<K extends ConfigKind = ConfigKind> {
@@ -47,20 +60,6 @@ export interface WriteResult<K extends ConfigKind> {
   readonly stored: StoredConfig<K>;
 }
 
-/** Something the request names does not exist. */
-export class NotFoundError extends SluiceError {
-  constructor(message: string) {
-    super('not_found', message);
-  }
-}
-
-/** The write conflicts with stored state (in use, or changed concurrently). */
-export class ConflictError extends SluiceError {
-  constructor(message: string) {
-    super('conflict', message);
-  }
-}
-
 /**
  * Attempts of one admin write: each reads again and validates again; writes that share an item
  * (children of one parent) can meet a transaction conflict, so they back off with jitter.
@@ -81,17 +80,17 @@ function stored<K extends ConfigKind>(kind: K, name: string, item: ItemState): S
   return {
     kind,
     name,
-    config: JSON.parse(String(item.doc)) as ConfigOf<K>,
-    updatedAt: String(item.at),
-    updatedBy: String(item.by),
-    version: Number(item.v ?? 0n),
+    config: JSON.parse(String(item[D.body])) as ConfigOf<K>,
+    updatedAt: String(item[D.updatedAt]),
+    updatedBy: String(item[D.updatedBy]),
+    version: Number(item[D.version] ?? 0n),
   };
 }
 
 /** Options of {@link ConfigAdmin}. */
 export interface ConfigAdminOptions {
   readonly store: AdminStore;
-  /** How long audit entries are kept. @default 90 */
+  /** How long audit entries are kept. @default {@link SERVICE_DEFAULTS.auditRetentionDays} (90) */
   readonly auditRetentionDays?: number;
   /** Epoch ms. @default Date.now */
   readonly clock?: () => number;
@@ -111,16 +110,18 @@ export class ConfigAdmin {
   readonly #store: AdminStore;
   readonly #retentionDays: number;
   readonly #clock: () => number;
+  readonly #reader: DocumentReader;
 
   constructor(options: ConfigAdminOptions) {
     this.#store = options.store;
-    this.#retentionDays = options.auditRetentionDays ?? 90;
+    this.#retentionDays = options.auditRetentionDays ?? SERVICE_DEFAULTS.auditRetentionDays;
     this.#clock = options.clock ?? Date.now;
+    this.#reader = { get: (kind, name) => this.get(kind, name), all: (kind) => this.#all(kind) };
   }
 
   async get<K extends ConfigKind>(kind: K, name: string): Promise<StoredConfig<K> | undefined> {
     const item = await this.#store.get(itemKeys.config(kind, name));
-    return item?.doc === undefined ? undefined : stored(kind, name, item);
+    return item?.[D.body] === undefined ? undefined : stored(kind, name, item);
   }
 
   async list<K extends ConfigKind>(
@@ -148,7 +149,7 @@ export class ConfigAdmin {
     const config = parseConfig(kind, input);
     for (let attempt = 0; attempt < WRITE_ATTEMPTS; attempt++) {
       const current = await this.get(kind, name);
-      const references = await this.#checkReferences(kind, name, config, current);
+      const references = await checkReferences(this.#reader, kind, name, config, current);
       if (current && canonicalJson(current.config) === canonicalJson(config)) {
         return { changed: false, created: false, stored: current };
       }
@@ -180,15 +181,7 @@ export class ConfigAdmin {
     for (let attempt = 0; attempt < WRITE_ATTEMPTS; attempt++) {
       const current = await this.get(kind, name);
       if (!current) throw new NotFoundError(`no ${kind} named ${name}`);
-      await this.#checkUnused(kind, name);
-      const references = new ReferenceWrites();
-      const count = REFERENCE_COUNT[kind];
-      if (count) references.expect(itemKeys.config(kind, name), unreferenced(count));
-      if (kind === 'entity') {
-        const { plan, parent } = current.config as EntityConfig;
-        await this.#release(references, 'plan', plan);
-        await this.#release(references, 'entity', parent);
-      }
+      const references = await checkDeletable(this.#reader, kind, current);
       const written = await this.#write(
         current,
         undefined,
@@ -256,7 +249,7 @@ export class ConfigAdmin {
       ...(after !== undefined ? { after } : {}),
     });
     return {
-      items: page.items.map(({ state }) => JSON.parse(String(state.doc)) as AuditEntry),
+      items: page.items.map(({ state }) => JSON.parse(String(state[D.body])) as AuditEntry),
       next: page.next === undefined ? null : encodeCursor(page.next),
     };
   }
@@ -271,7 +264,7 @@ export class ConfigAdmin {
     retainMs: number,
   ): Promise<{ current: string; previous: string | null; removed: readonly string[] }> {
     for (let attempt = 0; attempt < WRITE_ATTEMPTS; attempt++) {
-      const rotation = planRotation(
+      const rotation = nextRotation(
         await this.#store.get(itemKeys.leaseSigningKey()),
         this.#clock(),
         retainMs,
@@ -306,7 +299,7 @@ export class ConfigAdmin {
     const { kind, name } = (next ?? current) as StoredConfig<K>;
     const key = itemKeys.config(kind, name);
     const versioned: Condition = current
-      ? { attr: 'v', op: '=' as const, value: BigInt(current.version) }
+      ? { attr: D.version, op: '=' as const, value: BigInt(current.version) }
       : { absent: TABLE_SCHEMA.partitionKey };
     const own = references.take(key);
     const condition: Condition = own ? { and: [versioned, ...own] } : versioned;
@@ -314,10 +307,10 @@ export class ConfigAdmin {
       ? {
           key,
           set: [
-            { attr: 'doc', value: JSON.stringify(next.config) },
-            { attr: 'at', value: next.updatedAt },
-            { attr: 'by', value: next.updatedBy },
-            { attr: 'v', value: BigInt(next.version) },
+            { attr: D.body, value: JSON.stringify(next.config) },
+            { attr: D.updatedAt, value: next.updatedAt },
+            { attr: D.updatedBy, value: next.updatedBy },
+            { attr: D.version, value: BigInt(next.version) },
           ],
           condition,
         }
@@ -347,110 +340,14 @@ export class ConfigAdmin {
     return {
       key: itemKeys.audit(id),
       set: [
-        { attr: 'doc', value: JSON.stringify(entry) },
+        { attr: D.body, value: JSON.stringify(entry) },
         {
           attr: TABLE_SCHEMA.ttlAttribute,
-          value: BigInt(Math.ceil(nowMs / 1000) + this.#retentionDays * 86_400),
+          value: BigInt(Math.ceil(nowMs / 1000) + this.#retentionDays * SECONDS_PER_DAY),
         },
       ],
       condition: { absent: TABLE_SCHEMA.partitionKey },
     };
-  }
-
-  /**
-   * Validates what an entity refers to (its plan, its parent, no cycle, the depth) and returns
-   * the writes that keep it true until the write commits: the plan's and the parent's reference
-   * counts, and the version of every ancestor read. A concurrent change to any of them fails the
-   * transaction, and the retry validates again.
-   */
-  async #checkReferences<K extends ConfigKind>(
-    kind: K,
-    name: string,
-    config: ConfigOf<K>,
-    current: StoredConfig<K> | undefined,
-  ): Promise<ReferenceWrites> {
-    const references = new ReferenceWrites();
-    if (kind !== 'entity') return references;
-    const entity = config as EntityConfig;
-    const before = current?.config as EntityConfig | undefined;
-    if (entity.plan !== undefined && !(await this.get('plan', entity.plan))) {
-      throw new ValidationError('plan', `no plan named ${entity.plan}`);
-    }
-    if (entity.plan !== before?.plan) {
-      if (entity.plan !== undefined) {
-        const key = itemKeys.config('plan', entity.plan);
-        references.count(key, 'refs', 1n);
-        references.expect(key, { exists: 'v' }); // not deleted meanwhile
-      }
-      await this.#release(references, 'plan', before?.plan);
-    }
-    if (entity.parent === name) {
-      throw new ValidationError('parent', 'an entity cannot be its own parent');
-    }
-    if (current && before?.parent === entity.parent) return references; // the hierarchy stays
-    await this.#release(references, 'entity', before?.parent);
-    if (entity.parent === undefined) return references;
-    references.count(itemKeys.config('entity', entity.parent), 'children', 1n);
-    // Levels above: walk up from the new parent (reaching `name` is a cycle).
-    let above = 0;
-    for (let at: string | undefined = entity.parent; at !== undefined; ) {
-      if (at === name) {
-        throw new ValidationError('parent', `${entity.parent} is below ${name}: a cycle`);
-      }
-      const found: StoredConfig<'entity'> | undefined = await this.get('entity', at);
-      if (!found) {
-        throw new ValidationError(
-          'parent',
-          at === entity.parent
-            ? `no entity named ${at}`
-            : `${at}, above ${entity.parent}, is missing`,
-        );
-      }
-      references.expect(itemKeys.config('entity', at), {
-        attr: 'v',
-        op: '=',
-        value: BigInt(found.version),
-      });
-      if (++above >= MAX_DEPTH) break;
-      at = found.config.parent;
-    }
-    // Levels below: only an entity that exists can have children (a new one has none).
-    const below = current ? depthBelow(name, await this.#parents()) : 0;
-    if (above + 1 + below > MAX_DEPTH) {
-      throw new ValidationError(
-        'parent',
-        `the hierarchy would be ${above + 1 + below} levels deep; at most ${MAX_DEPTH}`,
-      );
-    }
-    return references;
-  }
-
-  /** Counts one reference fewer on `kind`/`name`, if it exists (it may not, in older data). */
-  async #release(references: ReferenceWrites, kind: 'plan' | 'entity', name: string | undefined) {
-    if (name === undefined || !(await this.get(kind, name))) return;
-    references.count(itemKeys.config(kind, name), REFERENCE_COUNT[kind] as string, -1n);
-  }
-
-  /** Every entity's parent (a full listing: only when an existing entity moves). */
-  async #parents(): Promise<Map<string, string | undefined>> {
-    const parents = new Map<string, string | undefined>();
-    for (const e of await this.#all('entity')) parents.set(e.name, e.config.parent);
-    return parents;
-  }
-
-  async #checkUnused(kind: ConfigKind, name: string): Promise<void> {
-    if (kind !== 'plan' && kind !== 'entity') return;
-    const users = (await this.#all('entity'))
-      .filter((e) => (kind === 'plan' ? e.config.plan === name : e.config.parent === name))
-      .map((e) => e.name);
-    if (users.length > 0) {
-      const shown = users.slice(0, 5).join(', ') + (users.length > 5 ? ', …' : '');
-      throw new ConflictError(
-        kind === 'plan'
-          ? `plan ${name} is used by ${users.length} entities (${shown})`
-          : `entity ${name} is the parent of ${users.length} entities (${shown})`,
-      );
-    }
   }
 
   async #all<K extends ConfigKind>(kind: K): Promise<StoredConfig<K>[]> {
@@ -463,78 +360,4 @@ export class ConfigAdmin {
     } while (cursor !== undefined);
     return out;
   }
-}
-
-/** Which count says how many refer to a document of this kind. */
-const REFERENCE_COUNT: Partial<Record<ConfigKind, string>> = { plan: 'refs', entity: 'children' };
-
-const unreferenced = (count: string): Condition => ({
-  or: [{ absent: count }, { attr: count, op: '<=', value: 0n }],
-});
-
-/**
- * The extra writes of one admin transaction, one per item (a transaction may name an item once):
- * reference counts to move, conditions to hold. Counts only move on items that exist.
- */
-class ReferenceWrites {
-  readonly #items = new Map<
-    string,
-    { key: ItemKey; counts: Map<string, bigint>; conditions: Condition[] }
-  >();
-
-  #at(key: ItemKey) {
-    const id = `${key.pk}\u0000${key.sk}`;
-    let entry = this.#items.get(id);
-    if (!entry) {
-      entry = { key, counts: new Map(), conditions: [] };
-      this.#items.set(id, entry);
-    }
-    return entry;
-  }
-
-  count(key: ItemKey, attr: string, by: bigint): void {
-    const entry = this.#at(key);
-    entry.counts.set(attr, (entry.counts.get(attr) ?? 0n) + by);
-  }
-
-  expect(key: ItemKey, condition: Condition): void {
-    this.#at(key).conditions.push(condition);
-  }
-
-  /** Removes and returns the conditions on `key` (the document being written holds them). */
-  take(key: ItemKey): Condition[] | undefined {
-    const id = `${key.pk}\u0000${key.sk}`;
-    const entry = this.#items.get(id);
-    this.#items.delete(id);
-    return entry?.conditions.length ? entry.conditions : undefined;
-  }
-
-  writes(): ItemWrite[] {
-    return [...this.#items.values()].flatMap(({ key, counts, conditions }): ItemWrite[] => {
-      const moves = [...counts].filter(([, by]) => by !== 0n);
-      const all: Condition[] = [{ exists: 'v' }, ...conditions];
-      const condition: Condition = all.length === 1 ? (all[0] as Condition) : { and: all };
-      if (moves.length === 0) return conditions.length ? [{ key, check: condition }] : [];
-      return [
-        {
-          key,
-          set: moves.map(([attr, by]) => ({ attr, base: 0n, addToExisting: by })),
-          condition,
-        },
-      ];
-    });
-  }
-}
-
-/** Levels below `name` in the parent map (0 for a leaf). */
-function depthBelow(name: string, parents: ReadonlyMap<string, string | undefined>): number {
-  const children = new Map<string, string[]>();
-  for (const [child, parent] of parents) {
-    if (parent !== undefined) children.set(parent, [...(children.get(parent) ?? []), child]);
-  }
-  const walk = (at: string, depth: number): number =>
-    depth > MAX_DEPTH
-      ? depth
-      : Math.max(0, ...(children.get(at) ?? []).map((c) => 1 + walk(c, depth + 1)));
-  return walk(name, 0);
 }

@@ -7,11 +7,11 @@
  * process that serves the API (it lives in the table), so a lease settles anywhere.
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { type Price, priceFromText, priceToText } from '../catalog/price.js';
+import { LeaseNotFoundError } from '../errors.js';
+import type { ItemKey } from '../store/types.js';
 import type { CalendarUnit } from './calendar.js';
-import { LeaseNotFoundError } from './errors.js';
 import type { BucketLimit, QuotaLimit, Usage } from './limits.js';
-import { type Price, priceFromText, priceToText } from './price.js';
-import type { ItemKey } from './store/types.js';
 
 /**
  * Longest token accepted; anything longer is not one of ours. A lease over a deep hierarchy

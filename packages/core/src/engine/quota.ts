@@ -8,11 +8,12 @@
  * `w < :w` (not `<>`) so that a process whose clock runs behind never resets a window that a
  * process ahead of it already opened: it joins that window instead.
  */
+
+import { bucketAttributes } from '../store/schema.js';
+import type { ItemState } from '../store/types.js';
 import { type CalendarUnit, calendarWindow } from './calendar.js';
-import type { Plan } from './gcra.js';
+import type { Step } from './gcra.js';
 import type { QuotaLimit } from './limits.js';
-import { bucketAttributes } from './schema.js';
-import type { ItemState } from './store/types.js';
 
 /** A quota as a lease remembers it. */
 export interface LeasedQuota {
@@ -57,7 +58,7 @@ function current(
 const horizonOf = (cur: Current, nowMs: number): bigint =>
   BigInt(Math.max(0, Math.ceil(cur.endMs - nowMs))) * 1_000_000n;
 
-function newWindow(name: string, cur: Current, amount: bigint, nowMs: number): Plan {
+function newWindow(name: string, cur: Current, amount: bigint, nowMs: number): Step {
   const w = bucketAttributes.window(name);
   return {
     kind: 'write',
@@ -80,13 +81,13 @@ function quotaCapacity(limit: QuotaLimit, priority: number): bigint {
 }
 
 /** Plans taking `amount` from a quota; unknown state guesses a new window. */
-export function planQuotaConsume(
+export function quotaConsume(
   limit: QuotaLimit,
   state: ItemState | undefined,
   nowMs: number,
   amount: number,
   options: { readonly priority: number; readonly mayDeny: boolean },
-): Plan {
+): Step {
   const n = BigInt(amount);
   const cur = current(limit, state, nowMs);
   if (state === undefined || cur.stored !== cur.start) return newWindow(limit.name, cur, n, nowMs);
@@ -110,12 +111,12 @@ export function planQuotaConsume(
 }
 
 /** Plans debt: charged to the current window, with no cap (money spent is never forgiven). */
-export function planQuotaDebt(
+export function quotaDebt(
   leased: LeasedQuota,
   state: ItemState | undefined,
   nowMs: number,
   amount: bigint,
-): Plan {
+): Step {
   const cur = current(leased, state, nowMs);
   const sameWindow =
     state === undefined ? cur.start === BigInt(leased.windowStartMs) : cur.stored === cur.start;
@@ -133,12 +134,12 @@ export function planQuotaDebt(
  * the caller's generation check, not across a reset), so it only ever takes back what the lease
  * itself put into this `used`: it never goes below zero.
  */
-export function planQuotaRefund(
+export function quotaRefund(
   leased: LeasedQuota,
   state: ItemState | undefined,
   nowMs: number,
   amount: bigint,
-): Plan {
+): Step {
   const leaseStart = BigInt(leased.windowStartMs);
   const cur = current(leased, state, nowMs);
   if (cur.start !== leaseStart || (state !== undefined && cur.stored !== leaseStart))

@@ -23,9 +23,10 @@
  * bounded by its own condition; the item's TTL is set past that. Refunds only lower x.
  */
 
+import { PRIORITY } from '../defaults.js';
+import { bucketAttributes } from '../store/schema.js';
+import type { Assignment, Condition, ItemState } from '../store/types.js';
 import type { BucketLimit } from './limits.js';
-import { bucketAttributes } from './schema.js';
-import type { Assignment, Condition, ItemState } from './store/types.js';
 
 /** Nanoseconds per millisecond. */
 export const NS_PER_MS = 1_000_000n;
@@ -33,7 +34,7 @@ export const NS_PER_MS = 1_000_000n;
 export const NS_PER_S = 1_000_000_000n;
 
 /** What to do about one limit of one item. */
-export type Plan =
+export type Step =
   | {
       readonly kind: 'write';
       readonly set: readonly Assignment[];
@@ -82,7 +83,7 @@ export function bucketParams(limit: Definition): { L: bigint; P: bigint; tau: bi
 /** Capacity available to a request of `priority` (1–100): the last part is kept for higher ones. */
 export function effectiveCapacity(limit: Definition, priority: number): bigint {
   const { tau } = bucketParams(limit);
-  return (tau * BigInt(priority)) / 100n; // P is a multiple of 1e9: exact
+  return (tau * BigInt(priority)) / BigInt(PRIORITY.max); // P is a multiple of 1e9: exact
 }
 
 /** Whether `amount` can ever fit this limit at this priority. */
@@ -145,7 +146,7 @@ function idleWrite(
   nowX: bigint,
   add: bigint,
   horizonNs: bigint,
-): Plan {
+): Step {
   const tat = bucketAttributes.tat(name);
   const sc = bucketAttributes.scale(name);
   return {
@@ -172,13 +173,13 @@ function idleWrite(
 /**
  * Plans taking `amount` from a bucket. `state` undefined means nothing is known: guess idle.
  */
-export function planBucketConsume(
+export function bucketConsume(
   given: BucketLimit,
   state: ItemState | undefined,
   nowNs: bigint,
   amount: number,
   options: ConsumeOptions,
-): Plan {
+): Step {
   const limit = effectiveLimit(given, state);
   const { L, P } = bucketParams(limit);
   const scale = scaleOf(limit);
@@ -187,7 +188,7 @@ export function planBucketConsume(
   const capacity = effectiveCapacity(limit, options.priority);
   // Only full priority may queue past its share: a lower one reserving a place beyond it would
   // take the headroom kept for higher priorities, who could then only queue behind it.
-  const ceiling = capacity + (options.priority >= 100 ? options.maxWaitNs * L : 0n);
+  const ceiling = capacity + (options.priority >= PRIORITY.max ? options.maxWaitNs * L : 0n);
   const horizonNs = ceilDiv(ceiling, L); // every branch leaves x <= now·L + ceiling
   const { x, s } = readStored(state, limit.name);
   if (state === undefined || x === undefined || s === undefined)
@@ -253,12 +254,12 @@ function deltaDefinition(
 }
 
 /** Plans debt: adds `amount` with no capacity condition (the bucket may go past empty). */
-export function planBucketDebt(
+export function bucketDebt(
   leased: LeasedBucket,
   state: ItemState | undefined,
   nowNs: bigint,
   amount: bigint,
-): Plan {
+): Step {
   const { x } = readStored(state, leased.name);
   const { scale, L, P, tau } = deltaDefinition(leased, state);
   const nowX = nowNs * L;
@@ -292,12 +293,12 @@ export function planBucketDebt(
  * Moves the TAT back; needs no branch: a TAT pushed into the past only means a full bucket, and
  * the idle branch ignores how far in the past it is. A bucket known to be gone gets nothing.
  */
-export function planBucketRefund(
+export function bucketRefund(
   leased: LeasedBucket,
   state: ItemState | undefined,
   amount: bigint,
   held: { readonly amount: bigint; readonly elapsedNs: bigint },
-): Plan {
+): Step {
   if (state !== undefined && readStored(state, leased.name).x === undefined)
     return { kind: 'skip' };
   const { scale, L, P } = deltaDefinition(leased, state);

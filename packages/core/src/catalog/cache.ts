@@ -2,6 +2,12 @@
  * Stored configuration as acquire reads it: cached per process, so with a warm cache resolving
  * a request's policy costs no DynamoDB request and the hot path stays one write per scope.
  */
+
+import { joinKey } from '../canonical.js';
+import { SERVICE_DEFAULTS } from '../defaults.js';
+import { Recent } from '../engine/recent.js';
+import { documentAttributes, itemKeys } from '../store/schema.js';
+import type { Store } from '../store/types.js';
 import type {
   ConfigKind,
   ConfigOf,
@@ -9,11 +15,8 @@ import type {
   PlanConfig,
   ResourceConfig,
   SettingsConfig,
-} from './config-schema.js';
+} from './documents.js';
 import type { ConfigSource, Revised } from './policy.js';
-import { Recent } from './recent.js';
-import { itemKeys } from './schema.js';
-import type { Store } from './store/types.js';
 
 /** The name the settings document is stored under. */
 export const SETTINGS_NAME = 'settings';
@@ -21,7 +24,7 @@ export const SETTINGS_NAME = 'settings';
 /** Options of {@link CachedConfigSource}. */
 export interface CachedConfigOptions {
   readonly store: Store;
-  /** How long a read (including "not found") is reused. @default 30_000 */
+  /** How long a read (including "not found") is reused. @default {@link SERVICE_DEFAULTS.configCacheMs} */
   readonly ttlMs?: number;
   /** Most documents kept. @default 10_000 */
   readonly size?: number;
@@ -40,7 +43,7 @@ export class CachedConfigSource implements ConfigSource {
 
   constructor(options: CachedConfigOptions) {
     this.#store = options.store;
-    this.#ttlMs = options.ttlMs ?? 30_000;
+    this.#ttlMs = options.ttlMs ?? SERVICE_DEFAULTS.configCacheMs;
     this.#clock = options.clock ?? Date.now;
     this.#entries = new Recent(options.size ?? 10_000);
   }
@@ -82,7 +85,7 @@ export class CachedConfigSource implements ConfigSource {
     name: string,
     fresh = false,
   ): Promise<Revised<ConfigOf<K>> | undefined> {
-    const id = `${kind}\u0000${name}`;
+    const id = joinKey(kind, name);
     const nowMs = this.#clock();
     const hit = this.#entries.get(id);
     if (!fresh && hit && nowMs - hit.atMs < this.#ttlMs)
@@ -90,9 +93,10 @@ export class CachedConfigSource implements ConfigSource {
     const value = this.#store
       .get(itemKeys.config(kind, name))
       .then((item): Revised<ConfigOf<K>> | undefined => {
-        if (item?.doc === undefined) return undefined;
-        const doc = JSON.parse(String(item.doc)) as ConfigOf<K>;
-        const revision = Date.parse(String(item.at));
+        const body = item?.[documentAttributes.body];
+        if (body === undefined) return undefined;
+        const doc = JSON.parse(String(body)) as ConfigOf<K>;
+        const revision = Date.parse(String(item?.[documentAttributes.updatedAt]));
         return (Number.isFinite(revision) ? { ...doc, revision } : doc) as Revised<ConfigOf<K>>;
       });
     this.#entries.set(id, { atMs: nowMs, value });

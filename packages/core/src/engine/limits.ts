@@ -5,7 +5,7 @@
 
 import * as z from 'zod/mini';
 import english from 'zod/v4/locales/en.js';
-import { ValidationError } from './errors.js';
+import { ValidationError } from '../errors.js';
 
 // English messages only: `z.locales.en()` would pull every locale into a Lambda bundle (280 KB).
 z.config(english());

@@ -6,7 +6,7 @@
  *
  * - First start: the first process to find no key creates one (`if_not_exists`, so racing
  *   processes agree on one key; no PutItem and no step after deploy).
- * - Rotation ({@link planRotation}, an admin route): a new key signs from then on; the old one
+ * - Rotation ({@link nextRotation}, an admin route): a new key signs from then on; the old one
  *   verifies until every lease it signed has expired, and is removed by a later rotation.
  * - Each process re-reads the item every `refreshMs` (in the background, never on a request's
  *   path) and at once when a token names a key it does not know.
@@ -15,10 +15,10 @@
  *   longer sign get a retirement time, so nothing lost comes back forever.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { SluiceError } from './errors.js';
+import { SluiceError } from '../errors.js';
+import { signingKeyAttributes as attrs, itemKeys } from '../store/schema.js';
+import type { Assignment, ItemState, ItemUpdate, Store } from '../store/types.js';
 import type { SigningKey } from './lease.js';
-import { signingKeyAttributes as attrs, itemKeys } from './schema.js';
-import type { Assignment, ItemState, ItemUpdate, Store } from './store/types.js';
 
 interface HeldKey extends SigningKey {
   /** Epoch ms after which it no longer verifies; absent while it may still sign. */
@@ -117,6 +117,11 @@ export class SigningKeys {
     return key;
   }
 
+  /** Resolves once a read under way (a background refresh) has finished, however it ended. */
+  async idle(): Promise<void> {
+    await this.#loading?.catch(() => undefined);
+  }
+
   /** Reads the item now (after a rotation made by this process). */
   reload(): Promise<Ring> {
     this.#loading ??= this.#load().finally(() => {
@@ -179,7 +184,7 @@ export interface Rotation {
  * after `retainMs` (every lease it signed has expired by then), and keys already retired are
  * removed. Conditional on the current key read, so concurrent rotations do not lose one another.
  */
-export function planRotation(
+export function nextRotation(
   item: ItemState | undefined,
   nowMs: number,
   retainMs: number,

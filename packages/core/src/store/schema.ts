@@ -1,7 +1,7 @@
 /**
  * The table schema, defined once: the CDK stack and the local server read it from here.
  */
-import type { ItemKey } from './store/types.js';
+import type { ItemKey } from './types.js';
 
 /** Key and TTL attribute names of the Sluice table. */
 export const TABLE_SCHEMA = {
@@ -32,6 +32,36 @@ export const itemAttributes = {
    * never refunds into another one.
    */
   generation: 'g',
+} as const;
+
+/** Attributes of a lease's settlement record (the item {@link itemKeys.lease} names). */
+export const leaseAttributes = {
+  /** The totals charged so far (canonical JSON usage). */
+  totals: 't',
+  /** What adjusts and the release have reported (canonical JSON usage). */
+  reported: 'r',
+  /** Version: each settlement writes the next one, conditional on the one it read. */
+  version: 'n',
+  /** 1 once a release has settled the lease. */
+  settled: 'st',
+  /** What the settling release asked (its kind and totals): an equal retry is answered, not refused. */
+  fingerprint: 'f',
+} as const;
+
+/** Attributes of a stored configuration document and of an audit entry. */
+export const documentAttributes = {
+  /** The document (JSON). */
+  body: 'doc',
+  /** When it was last written (ISO 8601). */
+  updatedAt: 'at',
+  /** Who wrote it last. */
+  updatedBy: 'by',
+  /** Version: each write stores the next one, conditional on the one it read. */
+  version: 'v',
+  /** A plan's count of the entities on it. */
+  references: 'refs',
+  /** An entity's count of the entities whose parent it is. */
+  children: 'children',
 } as const;
 
 /** Attributes of the signing key item: the current key's id, and each key by id. */

@@ -1,5 +1,7 @@
 /**
- * Engine defaults, in one place.
+ * Every default of Sluice, in one place: the engine's tuning, the service around it (the Lambda
+ * environment, the construct, the admin API) and the bounds of request fields. Whatever else
+ * states a default (the construct's props, the zod schemas, the docs) reads it from here.
  */
 export const ENGINE_DEFAULTS = {
   /**
@@ -53,8 +55,27 @@ export const ENGINE_DEFAULTS = {
  * one refresh (two, to be safe).
  */
 export const signingKeyRetainMs = (
-  config: Pick<EngineConfig, 'leaseTtlMs' | 'signingKeyRefreshMs'> = ENGINE_DEFAULTS,
-): number => config.leaseTtlMs + 2 * config.signingKeyRefreshMs;
+  tuning: Pick<EngineTuning, 'leaseTtlMs' | 'signingKeyRefreshMs'> = ENGINE_DEFAULTS,
+): number => tuning.leaseTtlMs + 2 * tuning.signingKeyRefreshMs;
 
-/** Engine settings; every one optional in {@link LimiterOptions}, defaults in {@link ENGINE_DEFAULTS}. */
-export type EngineConfig = { -readonly [K in keyof typeof ENGINE_DEFAULTS]: number };
+/** The engine's tuning; every one optional in {@link LimiterOptions}, defaults in {@link ENGINE_DEFAULTS}. */
+export type EngineTuning = { -readonly [K in keyof typeof ENGINE_DEFAULTS]: number };
+
+/** Defaults of the service around the engine. */
+export const SERVICE_DEFAULTS = {
+  /** Service name in logs and metrics. */
+  serviceName: 'sluice',
+  /**
+   * How long a process reuses stored configuration it has read: a change takes effect
+   * everywhere within this time.
+   */
+  configCacheMs: 30_000,
+  /** How long admin audit entries are kept (DynamoDB TTL). */
+  auditRetentionDays: 90,
+  /** Entries per page of an admin listing, unless `?limit=` asks (at most `maxPageSize`). */
+  pageSize: 100,
+  maxPageSize: 1_000,
+} as const;
+
+/** A request's `priority`: the share (percent) of each limit it may fill. */
+export const PRIORITY = { min: 1, max: 100 } as const;

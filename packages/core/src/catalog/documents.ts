@@ -3,8 +3,10 @@
  * validation. The one source of truth: the admin API validates with them, and so does the CLI's
  * declarative file. (Apart from policy.ts so the acquire bundle leaves them out.)
  */
+
 import * as z from 'zod/mini';
-import { ValidationError } from './errors.js';
+import { joinKey } from '../canonical.js';
+import { PRIORITY } from '../defaults.js';
 import {
   bucketLimitSchema,
   IDENTIFIER_PATTERN,
@@ -13,10 +15,11 @@ import {
   MAX_LIMITS_PER_SCOPE,
   quotaLimitSchema,
   validationErrorFrom,
-} from './limits.js';
+} from '../engine/limits.js';
+import { ValidationError } from '../errors.js';
 import { priceSchema } from './price.js';
 
-/** Plan names: like limit names. */
+/** Step names: like limit names. */
 export const PLAN_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 
 /** A resource pattern: an exact resource, or a prefix ending in `*` (`gpt-4o*`, `*`). */
@@ -37,7 +40,7 @@ export const planLimitSchema = z.union([
 const planLimits = z.array(planLimitSchema).check(z.maxLength(64));
 const description = z.optional(z.string().check(z.maxLength(1_024)));
 
-/** `PUT /v1/admin/plans/{plan}`. */
+/** A plan, as the admin API stores it (operation `putPlan`). */
 export const planSchema = z.strictObject({
   limits: z.optional(planLimits),
   /** Resources (or patterns) this plan may call; absent: every resource. */
@@ -48,11 +51,11 @@ export const planSchema = z.strictObject({
    * The share (1–100, %) of limits shared with other callers — ancestors', the resource's — that
    * this plan's calls may fill; its own limits hold nothing back. A request may only lower it.
    */
-  priority: z.optional(z.number().check(z.int(), z.minimum(1), z.maximum(100))),
+  priority: z.optional(z.number().check(z.int(), z.minimum(PRIORITY.min), z.maximum(PRIORITY.max))),
   description,
 });
 
-/** `PUT /v1/admin/entities/{entity}`. */
+/** An entity (operation `putEntity`). */
 export const entitySchema = z.strictObject({
   plan: z.optional(z.string().check(z.regex(PLAN_NAME_PATTERN))),
   parent: z.optional(identifierSchema),
@@ -62,7 +65,7 @@ export const entitySchema = z.strictObject({
   description,
 });
 
-/** `PUT /v1/admin/resources/{resource}`. */
+/** A resource (operation `putResource`). */
 export const resourceSchema = z.strictObject({
   /** USD per million tokens. */
   price: z.optional(priceSchema),
@@ -71,7 +74,7 @@ export const resourceSchema = z.strictObject({
   description,
 });
 
-/** `PUT /v1/admin/settings`. */
+/** The settings (operation `putSettings`). */
 export const settingsSchema = z.strictObject({
   /** `refuse`: entities without a stored record get 403 `unknown_entity`. @default "allow" */
   unknown_entities: z.optional(z.enum(['allow', 'refuse'])),
@@ -126,7 +129,7 @@ function checkLimitSet(
   const seen = new Set<string>();
   const names = new Set<string>();
   limits.forEach((limit, i) => {
-    const id = `${limit.name}\u0000${limit.resource ?? ''}`;
+    const id = joinKey(limit.name, limit.resource ?? '');
     if (seen.has(id)) {
       throw new ValidationError(
         `${field}[${i}].name`,
