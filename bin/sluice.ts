@@ -3,8 +3,9 @@
  * Context (`-c key=value`): `alarmEmail` subscribes an address to the alarms; `stackName`
  * (default "Sluice").
  */
+
+import { SluiceStack } from '@sluice/cdk';
 import { App } from 'aws-cdk-lib';
-import { SluiceStack } from '../lib/index.js';
 
 const app = new App();
 const alarmEmail = app.node.tryGetContext('alarmEmail') as string | undefined;

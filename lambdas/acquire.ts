@@ -1,4 +1,4 @@
-/** POST /v1/acquire — may this call go ahead? */
+/** acquire: may this call go ahead? */
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import middy from '@middy/core';
 import { acquire } from '@sluice/core';
@@ -6,6 +6,7 @@ import { limitsBody, violationsBody } from './http/bodies.js';
 import { edge, type JsonEvent, parse } from './http/edge.js';
 import { rateLimitHeaders } from './http/headers.js';
 import { json, problem, type Result } from './http/problem.js';
+import { METRICS } from './metric-names.js';
 import { getRuntime, logger, metrics } from './runtime.js';
 import { acquireRequest } from './schemas.js';
 import { definitionsOf, resolve } from './scopes.js';
@@ -24,7 +25,7 @@ export const handler = middy<JsonEvent, Result>()
       ...(price ? { price } : {}),
     });
     const definitions = definitionsOf(checks);
-    metrics.addMetric('decisions', MetricUnit.Count, 1);
+    metrics.addMetric(METRICS.decisions, MetricUnit.Count, 1);
     if (result.allowed) {
       logger.info('decision', { decision: 'allowed', waitMs: result.waitMs });
       return json(
@@ -42,11 +43,11 @@ export const handler = middy<JsonEvent, Result>()
       decision: result.code,
       violations: result.violations.map((v) => v.name),
     });
-    metrics.addMetric('denials', MetricUnit.Count, 1);
+    metrics.addMetric(METRICS.denials, MetricUnit.Count, 1);
     for (const v of result.violations) {
       const single = metrics.singleMetric();
-      single.addDimension('limit', v.name);
-      single.addMetric('denials_by_limit', MetricUnit.Count, 1);
+      single.addDimension(METRICS.limitDimension, v.name);
+      single.addMetric(METRICS.denialsByLimit, MetricUnit.Count, 1);
     }
     const extras = {
       retry_after_ms: result.retryAfterMs,

@@ -1,4 +1,4 @@
-/** POST /v1/adjust — the call's actual usage so far (totals). */
+/** adjust: the call's actual usage so far (totals). */
 import middy from '@middy/core';
 import { adjust } from '@sluice/core';
 import { settleBody } from './http/bodies.js';

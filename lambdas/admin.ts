@@ -1,22 +1,35 @@
 /**
- * The admin routes (one function): plans, entities, resources, settings, entity resets and the
- * audit trail. Every write is validated fully before anything is stored and records who made it.
+ * The admin routes (one function): plans, entities, resources, settings, entity resets, the
+ * audit trail and signing key rotation. Every write is validated fully before anything is stored
+ * and records who made it. The route table names each route's operation; {@link operations}
+ * handles each one (a route without a handler does not compile).
  */
 import middy from '@middy/core';
 import {
   CONFIG_KINDS,
   ConfigAdmin,
   type ConfigKind,
+  SERVICE_DEFAULTS,
   SETTINGS_NAME,
   type StoredConfig,
   signingKeyRetainMs,
   ValidationError,
 } from '@sluice/core';
+import { HttpProblem } from './errors.js';
 import { edge, type JsonEvent } from './http/edge.js';
-import { HttpProblem, json, type Result } from './http/problem.js';
-import { getRuntime, logger } from './runtime.js';
+import { json, type Result } from './http/problem.js';
+import { type AdminOperation, type Route, routeKey, routes } from './routes.js';
+import { getRuntime, logger, type Runtime } from './runtime.js';
 
-const KIND_OF = { plans: 'plan', entities: 'entity', resources: 'resource' } as const;
+/** What an operation gets: the request, the runtime, the admin store and who is calling. */
+interface Call {
+  readonly event: JsonEvent;
+  readonly runtime: Runtime;
+  readonly admin: ConfigAdmin;
+  readonly who: string;
+}
+
+type Operation = (call: Call) => Promise<Result>;
 
 /** Who made a change: the caller's IAM principal, or `local` on the local server. */
 function principalOf(event: JsonEvent): string {
@@ -38,8 +51,9 @@ function storedBody(item: StoredConfig): Record<string, unknown> {
   };
 }
 
-function nameParam(event: JsonEvent, param: string, kind: ConfigKind): string {
-  const raw = event.pathParameters?.[param] ?? '';
+/** The document name in the path (the route's `{plan}`, `{entity}` or `{resource}`). */
+function nameParam(event: JsonEvent, kind: Exclude<ConfigKind, 'settings'>): string {
+  const raw = event.pathParameters?.[kind] ?? '';
   let name: string;
   try {
     name = decodeURIComponent(raw);
@@ -47,97 +61,122 @@ function nameParam(event: JsonEvent, param: string, kind: ConfigKind): string {
     name = raw;
   }
   if (!CONFIG_KINDS[kind].name.test(name)) {
-    throw new ValidationError(param, `"${name}" is not a valid ${kind} name`);
+    throw new ValidationError(kind, `"${name}" is not a valid ${kind} name`);
   }
+  logger.appendKeys({ kind, name });
   return name;
 }
 
 function pageParams(event: JsonEvent): { limit: number; cursor?: string } {
   const query = event.queryStringParameters ?? {};
-  const limit = query.limit === undefined ? 100 : Number(query.limit);
-  if (!Number.isInteger(limit) || limit < 1 || limit > 1_000) {
-    throw new ValidationError('limit', 'must be an integer from 1 to 1000');
+  const { pageSize, maxPageSize } = SERVICE_DEFAULTS;
+  const limit = query.limit === undefined ? pageSize : Number(query.limit);
+  if (!Number.isInteger(limit) || limit < 1 || limit > maxPageSize) {
+    throw new ValidationError('limit', `must be an integer from 1 to ${maxPageSize}`);
   }
   return { limit, ...(query.cursor ? { cursor: query.cursor } : {}) };
 }
 
-let configAdmin: ConfigAdmin | undefined;
-
-async function route(event: JsonEvent): Promise<Result> {
-  const { config, store, policies, engine } = getRuntime();
-  configAdmin ??= new ConfigAdmin({ store, auditRetentionDays: config.auditRetentionDays });
-  const admin = configAdmin;
-  const who = principalOf(event);
-  const [method, path = ''] = event.routeKey.split(' ');
-  const segments = path.split('/').slice(3); // ['plans', '{plan}', ...]
-  const collection = segments[0] ?? '';
-
-  if (collection === 'audit') {
-    const page = await admin.audit(pageParams(event));
-    return json(200, page);
-  }
-
-  if (collection === 'signing-keys') {
-    const rotation = await admin.rotateSigningKey(who, signingKeyRetainMs());
-    await engine.keys.reload(); // this process may serve acquires too (the local server does)
-    logger.info('signing key rotated', { current: rotation.current, removed: rotation.removed });
-    return json(200, {
-      current: rotation.current,
-      previous: rotation.previous,
-      removed: rotation.removed,
-    });
-  }
-
-  if (collection === 'settings') {
-    if (method === 'GET') {
-      const current = await admin.get('settings', SETTINGS_NAME);
-      if (current) return json(200, storedBody(current));
-      return json(200, { kind: 'settings', name: SETTINGS_NAME, config: {}, version: 0 });
-    }
-    const result = await admin.put('settings', SETTINGS_NAME, event.parsedBody, who);
-    policies.clear();
-    logger.info('admin write', { kind: 'settings', changed: result.changed });
-    return json(result.created ? 201 : 200, {
-      ...storedBody(result.stored),
-      changed: result.changed,
-    });
-  }
-
-  const kind = KIND_OF[collection as keyof typeof KIND_OF];
-  if (!kind) throw new HttpProblem(404, 'not_found', `no route ${event.routeKey}`);
-  if (segments.length === 1) {
-    const page = await admin.list(kind, pageParams(event));
-    return json(200, { items: page.items.map(storedBody), next: page.next });
-  }
-  const name = nameParam(event, kind, kind);
-  logger.appendKeys({ kind, name });
-
-  if (segments[2] === 'reset') {
-    const { cleared } = await admin.reset(name, who);
-    engine.forget(); // this process may serve acquires too (the local server does)
-    logger.info('admin reset', { buckets: cleared });
-    return json(200, { entity: name, cleared });
-  }
-  if (method === 'GET') {
-    const current = await admin.get(kind, name);
-    if (!current) throw new HttpProblem(404, 'not_found', `no ${kind} named ${name}`);
-    return json(200, storedBody(current));
-  }
-  if (method === 'DELETE') {
-    await admin.delete(kind, name, who);
-    policies.clear();
-    logger.info('admin delete');
-    return { statusCode: 204, headers: {}, body: '' };
-  }
-  const result = await admin.put(kind, name, event.parsedBody, who);
-  policies.clear();
-  logger.info('admin write', { created: result.created, changed: result.changed });
+/** Stores a document; answers 201 when it is new. */
+async function put(call: Call, kind: ConfigKind, name: string): Promise<Result> {
+  const result = await call.admin.put(kind, name, call.event.parsedBody, call.who);
+  call.runtime.policies.clear();
+  logger.info('admin write', { kind, created: result.created, changed: result.changed });
   return json(result.created ? 201 : 200, {
     ...storedBody(result.stored),
     changed: result.changed,
   });
 }
 
+/** The four operations on one kind of named document. */
+function documents(kind: Exclude<ConfigKind, 'settings'>) {
+  return {
+    list: async ({ admin, event }: Call) => {
+      const page = await admin.list(kind, pageParams(event));
+      return json(200, { items: page.items.map(storedBody), next: page.next });
+    },
+    get: async ({ admin, event }: Call) => {
+      const name = nameParam(event, kind);
+      const current = await admin.get(kind, name);
+      if (!current) throw new HttpProblem(404, 'not_found', `no ${kind} named ${name}`);
+      return json(200, storedBody(current));
+    },
+    put: (call: Call) => put(call, kind, nameParam(call.event, kind)),
+    delete: async (call: Call) => {
+      await call.admin.delete(kind, nameParam(call.event, kind), call.who);
+      call.runtime.policies.clear();
+      logger.info('admin delete');
+      return { statusCode: 204, headers: {}, body: '' };
+    },
+  } satisfies Record<string, Operation>;
+}
+
+const plans = documents('plan');
+const entities = documents('entity');
+const resources = documents('resource');
+
+/** Every admin operation of the route table, by name. */
+export const operations: Record<AdminOperation, Operation> = {
+  listPlans: plans.list,
+  getPlan: plans.get,
+  putPlan: plans.put,
+  deletePlan: plans.delete,
+  listEntities: entities.list,
+  getEntity: entities.get,
+  putEntity: entities.put,
+  deleteEntity: entities.delete,
+  listResources: resources.list,
+  getResource: resources.get,
+  putResource: resources.put,
+  deleteResource: resources.delete,
+  resetEntity: async ({ admin, event, runtime, who }) => {
+    const name = nameParam(event, 'entity');
+    const { cleared } = await admin.reset(name, who);
+    runtime.engine.forget(); // this process may serve acquires too (the local server does)
+    logger.info('admin reset', { buckets: cleared });
+    return json(200, { entity: name, cleared });
+  },
+  getSettings: async ({ admin }) => {
+    const current = await admin.get('settings', SETTINGS_NAME);
+    if (current) return json(200, storedBody(current));
+    return json(200, { kind: 'settings', name: SETTINGS_NAME, config: {}, version: 0 });
+  },
+  putSettings: (call) => put(call, 'settings', SETTINGS_NAME),
+  listAudit: async ({ admin, event }) => json(200, await admin.audit(pageParams(event))),
+  rotateSigningKey: async ({ admin, runtime, who }) => {
+    const rotation = await admin.rotateSigningKey(who, signingKeyRetainMs());
+    await runtime.engine.keys.reload(); // this process may serve acquires too (the local server does)
+    logger.info('signing key rotated', { current: rotation.current, removed: rotation.removed });
+    return json(200, {
+      current: rotation.current,
+      previous: rotation.previous,
+      removed: rotation.removed,
+    });
+  },
+};
+
+/** The admin routes by API Gateway route key. */
+const ADMIN_ROUTES: ReadonlyMap<string, Route> = new Map(
+  routes.filter((route) => route.function === 'admin').map((route) => [routeKey(route), route]),
+);
+
+let configAdmin: ConfigAdmin | undefined;
+
 export const handler = middy<JsonEvent, Result>()
-  .use(edge({ route: 'admin', body: (event) => event.requestContext.http.method === 'PUT' }))
-  .handler(route);
+  .use(
+    edge({
+      route: 'admin',
+      body: (event) => ADMIN_ROUTES.get(event.routeKey)?.request !== undefined,
+    }),
+  )
+  .handler(async (event) => {
+    const route = ADMIN_ROUTES.get(event.routeKey);
+    if (!route) throw new HttpProblem(404, 'not_found', `no route ${event.routeKey}`);
+    const runtime = getRuntime();
+    configAdmin ??= new ConfigAdmin({
+      store: runtime.store,
+      auditRetentionDays: runtime.env.auditRetentionDays,
+    });
+    const operation = operations[route.operation as AdminOperation];
+    return operation({ event, runtime, admin: configAdmin, who: principalOf(event) });
+  });

@@ -1,4 +1,4 @@
-/** POST /v1/available — what remains, and when a usage would fit; consumes nothing. */
+/** available: what remains, and when a usage would fit; consumes nothing. */
 import middy from '@middy/core';
 import { available } from '@sluice/core';
 import { limitsBody } from './http/bodies.js';

@@ -1,4 +1,4 @@
-/** GET /v1/health — 200 when the API can reach its table. */
+/** health: 200 when the API can reach its table. */
 import middy from '@middy/core';
 import { itemKeys } from '@sluice/core';
 import { edge, type JsonEvent } from './http/edge.js';

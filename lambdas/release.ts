@@ -1,4 +1,4 @@
-/** POST /v1/release — settle with final totals, or without usage give everything back. */
+/** release: settle with final totals, or without usage give everything back. */
 import middy from '@middy/core';
 import { release } from '@sluice/core';
 import { settleBody } from './http/bodies.js';

@@ -95,8 +95,8 @@ export const auditEntry = z.object({
   at: z.string(),
   /** The caller's IAM principal ARN, or `local`. */
   who: z.string(),
-  action: z.enum(['put', 'delete', 'reset']),
-  kind: z.enum(['plan', 'entity', 'resource', 'settings']),
+  action: z.enum(['put', 'delete', 'reset', 'rotate']),
+  kind: z.enum(['plan', 'entity', 'resource', 'settings', 'signing_key']),
   name: z.string(),
   before: z.unknown(),
   after: z.unknown(),

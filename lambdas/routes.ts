@@ -1,70 +1,215 @@
 /**
- * THE route table. The local server and the CDK stack both read it; no route is listed twice.
- * `name` is the function that serves the route (routes with one name share one function) and
- * `entry` its file (it exports `handler`); `operation` names the route in docs/openapi.json;
- * `auth` is the permission class a caller needs (`client`: acquire and friends; `admin`:
- * configuration). `{param}` segments of `path` arrive as `pathParameters`. {@link ACCESS} says
- * which table items each function may touch.
+ * THE route table: every fact about a route of HTTP API v1, in one entry. The local server's
+ * router, the CDK stack (functions, routes, IAM grants), the admin handler's dispatch and
+ * docs/openapi.json all read it; nothing else spells a path.
+ *
+ * An entry names the function that serves it (`function`; routes with one function share it,
+ * its file is `entry` and exports `handler`), the `operation` (the admin handler dispatches on
+ * it; it is the OpenAPI operationId), who may call it (`auth`), the request and answer schemas,
+ * the problem statuses it answers besides the common ones, and its OpenAPI summary. {@link ACCESS}
+ * says which table items each function may touch.
+ *
+ * Adding a route: one entry here, plus its handler (a client route: a file exporting `handler`;
+ * an admin route: an entry in admin.ts's `operations`, which does not compile without it).
  */
-import { itemKeys } from '@sluice/core';
+import {
+  entitySchema,
+  itemKeys,
+  planSchema,
+  resourceSchema,
+  SERVICE_DEFAULTS,
+  settingsSchema,
+} from '@sluice/core';
+import * as z from 'zod/mini';
+import * as r from './responses.js';
+import * as s from './schemas.js';
 
 /** The functions that serve the routes. */
 export type FunctionName = 'acquire' | 'adjust' | 'release' | 'available' | 'health' | 'admin';
 
-export interface Route {
-  readonly method: 'GET' | 'POST' | 'PUT' | 'DELETE';
-  readonly path: string;
-  readonly name: FunctionName;
-  readonly operation: string;
-  readonly auth: 'client' | 'admin';
-  readonly entry: URL;
+/** A schema with the name it has among the OpenAPI components. */
+export interface NamedSchema {
+  readonly name: string;
+  readonly schema: z.ZodMiniType;
 }
 
+export interface Route<F extends FunctionName = FunctionName, Op extends string = string> {
+  readonly method: 'GET' | 'POST' | 'PUT' | 'DELETE';
+  readonly path: string;
+  readonly function: F;
+  readonly operation: Op;
+  readonly auth: 'client' | 'admin';
+  readonly entry: URL;
+  /** OpenAPI summary. */
+  readonly summary: string;
+  /** The JSON body it takes (a route without one takes no body). */
+  readonly request?: NamedSchema;
+  /** Its 200 (or 201/204) answer. */
+  readonly response: NamedSchema;
+  /** Problem statuses it may answer besides the common ones (400, 413, 415 with a body; 503). */
+  readonly problems?: Readonly<Record<number, string>>;
+}
+
+const named = (name: string, schema: z.ZodMiniType): NamedSchema => ({ name, schema });
 const at = (file: string) => new URL(file, import.meta.url);
 
-const client = (method: Route['method'], path: string, name: FunctionName): Route => ({
+type Details = Pick<Route, 'summary' | 'response' | 'request' | 'problems'>;
+
+const client = <F extends FunctionName>(
+  method: Route['method'],
+  path: string,
+  fn: F,
+  details: Details,
+): Route<F, F> => ({
   method,
   path,
-  name,
-  operation: name,
+  function: fn,
+  operation: fn,
   auth: 'client',
-  entry: at(`./${name}.ts`),
+  entry: at(`./${fn}.ts`),
+  ...details,
 });
 
-const admin = (method: Route['method'], path: string, operation: string): Route => ({
+const admin = <Op extends string>(
+  method: Route['method'],
+  path: string,
+  operation: Op,
+  details: Details,
+): Route<'admin', Op> => ({
   method,
   path,
-  name: 'admin',
+  function: 'admin',
   operation,
   auth: 'admin',
   entry: at('./admin.ts'),
+  ...details,
 });
 
+const CONFIGURATION_INVALID =
+  'configuration_invalid: stored configuration does not fit together (a plan or parent that is not stored, a parent cycle); refused until an admin mends it.';
+
+const stored = named('StoredConfig', r.storedConfig);
+const page = named('StoredConfigPage', r.storedConfigPage);
+const empty = named('Empty', z.null());
+const notFound = { 404: 'not_found' };
+
+/** The four routes of a kind of named document (plans, entities, resources). */
+const documents = {
+  list: (plural: string) => ({
+    summary: `${plural}, by name; \`?limit=\` (1–${SERVICE_DEFAULTS.maxPageSize}) and \`?cursor=\` page through them.`,
+    response: page,
+  }),
+  get: (noun: string) => ({ summary: `One ${noun}.`, response: stored, problems: notFound }),
+  put: (noun: string, request: NamedSchema) => ({
+    summary: `Creates (201) or replaces (200) a ${noun}; validated fully, audited.`,
+    request,
+    response: stored,
+  }),
+  delete: (noun: string) => ({
+    summary: `Deletes a ${noun} (204); 409 \`conflict\` while something refers to it.`,
+    response: empty,
+    problems: { ...notFound, 409: 'conflict' },
+  }),
+};
+
 /** Every route of HTTP API v1. */
-export const routes: readonly Route[] = [
-  client('POST', '/v1/acquire', 'acquire'),
-  client('POST', '/v1/adjust', 'adjust'),
-  client('POST', '/v1/release', 'release'),
-  client('POST', '/v1/available', 'available'),
-  client('GET', '/v1/health', 'health'),
-  admin('GET', '/v1/admin/plans', 'listPlans'),
-  admin('GET', '/v1/admin/plans/{plan}', 'getPlan'),
-  admin('PUT', '/v1/admin/plans/{plan}', 'putPlan'),
-  admin('DELETE', '/v1/admin/plans/{plan}', 'deletePlan'),
-  admin('GET', '/v1/admin/entities', 'listEntities'),
-  admin('GET', '/v1/admin/entities/{entity}', 'getEntity'),
-  admin('PUT', '/v1/admin/entities/{entity}', 'putEntity'),
-  admin('DELETE', '/v1/admin/entities/{entity}', 'deleteEntity'),
-  admin('POST', '/v1/admin/entities/{entity}/reset', 'resetEntity'),
-  admin('GET', '/v1/admin/resources', 'listResources'),
-  admin('GET', '/v1/admin/resources/{resource}', 'getResource'),
-  admin('PUT', '/v1/admin/resources/{resource}', 'putResource'),
-  admin('DELETE', '/v1/admin/resources/{resource}', 'deleteResource'),
-  admin('GET', '/v1/admin/settings', 'getSettings'),
-  admin('PUT', '/v1/admin/settings', 'putSettings'),
-  admin('GET', '/v1/admin/audit', 'listAudit'),
-  admin('POST', '/v1/admin/signing-keys/rotate', 'rotateSigningKey'),
-];
+export const routes = [
+  client('POST', '/v1/acquire', 'acquire', {
+    summary: 'May this call go ahead? Takes the estimated usage from every limit at once.',
+    request: named('AcquireRequest', s.acquireRequest),
+    response: named('AcquireAllowed', r.acquireAllowed),
+    problems: {
+      403: 'resource_not_allowed (not in the plan), entity_disabled, or unknown_entity (settings refuse unregistered entities).',
+      422: 'exceeds_capacity: larger than a limit can ever hold; context_too_large: input_tokens above the plan’s max_input_tokens; price_unknown: a cost limit applies and the resource has no price.',
+      409: CONFIGURATION_INVALID,
+      429: 'rate_limited: retry after `retry_after_ms` (also Retry-After).',
+    },
+  }),
+  client('POST', '/v1/adjust', 'adjust', {
+    summary:
+      'Actual usage so far (running totals); applied exactly once. Each metric only grows: a lower value (a late or duplicated copy) changes nothing.',
+    request: named('AdjustRequest', s.adjustRequest),
+    response: named('SettleResponse', r.settleResponse),
+    problems: { 404: 'lease_not_found: unknown, expired or altered lease.', 409: 'lease_settled' },
+  }),
+  client('POST', '/v1/release', 'release', {
+    summary:
+      'Settle with final totals (exactly as given), or without usage give the reservation back. A refund returns what the lease still holds: what it took less what refilled since the acquire.',
+    request: named('ReleaseRequest', s.releaseRequest),
+    response: named('SettleResponse', r.settleResponse),
+    problems: { 404: 'lease_not_found', 409: 'lease_settled: settled differently before.' },
+  }),
+  client('POST', '/v1/available', 'available', {
+    summary: 'Remaining per limit; consumes nothing.',
+    request: named('AvailableRequest', s.availableRequest),
+    response: named('AvailableResponse', r.availableResponse),
+    problems: {
+      403: 'resource_not_allowed, entity_disabled or unknown_entity.',
+      422: 'price_unknown.',
+      409: CONFIGURATION_INVALID,
+    },
+  }),
+  client('GET', '/v1/health', 'health', {
+    summary: '200 when the API can reach its table.',
+    response: named('HealthResponse', r.healthResponse),
+  }),
+  admin('GET', '/v1/admin/plans', 'listPlans', documents.list('Plans')),
+  admin('GET', '/v1/admin/plans/{plan}', 'getPlan', documents.get('plan')),
+  admin(
+    'PUT',
+    '/v1/admin/plans/{plan}',
+    'putPlan',
+    documents.put('plan', named('PlanConfig', planSchema)),
+  ),
+  admin('DELETE', '/v1/admin/plans/{plan}', 'deletePlan', documents.delete('plan')),
+  admin('GET', '/v1/admin/entities', 'listEntities', documents.list('Entities')),
+  admin('GET', '/v1/admin/entities/{entity}', 'getEntity', documents.get('entity')),
+  admin(
+    'PUT',
+    '/v1/admin/entities/{entity}',
+    'putEntity',
+    documents.put('entity', named('EntityConfig', entitySchema)),
+  ),
+  admin('DELETE', '/v1/admin/entities/{entity}', 'deleteEntity', documents.delete('entity')),
+  admin('POST', '/v1/admin/entities/{entity}/reset', 'resetEntity', {
+    summary: 'Clears every bucket of the entity (a top-up); audited.',
+    response: named('ResetResponse', r.resetResponse),
+  }),
+  admin('GET', '/v1/admin/resources', 'listResources', documents.list('Resources')),
+  admin('GET', '/v1/admin/resources/{resource}', 'getResource', documents.get('resource')),
+  admin(
+    'PUT',
+    '/v1/admin/resources/{resource}',
+    'putResource',
+    documents.put('resource', named('ResourceConfig', resourceSchema)),
+  ),
+  admin('DELETE', '/v1/admin/resources/{resource}', 'deleteResource', documents.delete('resource')),
+  admin('GET', '/v1/admin/settings', 'getSettings', {
+    summary: 'The settings.',
+    response: stored,
+  }),
+  admin('PUT', '/v1/admin/settings', 'putSettings', {
+    summary: 'Replaces the settings (unknown entities, default price); audited.',
+    request: named('SettingsConfig', settingsSchema),
+    response: stored,
+  }),
+  admin('GET', '/v1/admin/audit', 'listAudit', {
+    summary: `Admin changes, newest first, with before and after; kept ${SERVICE_DEFAULTS.auditRetentionDays} days by default.`,
+    response: named('AuditPage', r.auditPage),
+  }),
+  admin('POST', '/v1/admin/signing-keys/rotate', 'rotateSigningKey', {
+    summary:
+      'Rotates the lease signing key: a new key signs from now on; the previous one verifies until every lease it signed has expired. Audited (key ids only).',
+    response: named('RotationResponse', r.rotationResponse),
+  }),
+] as const satisfies readonly Route[];
+
+/** The operations the admin function serves; admin.ts must handle every one. */
+export type AdminOperation = Extract<(typeof routes)[number], { function: 'admin' }>['operation'];
+
+/** `METHOD /path` as API Gateway names a route (an event's `routeKey`). */
+export const routeKey = (route: Pick<Route, 'method' | 'path'>): string =>
+  `${route.method} ${route.path}`;
 
 /** DynamoDB actions a function may be granted. */
 export type TableAction =
@@ -164,9 +309,9 @@ export const ACCESS: Readonly<Record<FunctionName, readonly TableAccess[]>> = {
   ],
 };
 
-/** The functions to deploy: one per distinct `name`, with the routes each serves. */
+/** The functions to deploy: one per distinct `function`, with the routes each serves. */
 export function functionsOf(table: readonly Route[] = routes): Map<FunctionName, Route[]> {
   const out = new Map<FunctionName, Route[]>();
-  for (const route of table) out.set(route.name, [...(out.get(route.name) ?? []), route]);
+  for (const route of table) out.set(route.function, [...(out.get(route.function) ?? []), route]);
   return out;
 }

@@ -7,11 +7,12 @@ import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { CachedConfigSource, DynamoDBStore, Engine } from '@sluice/core';
-import { type Config, loadConfig } from './config.js';
+import { type Environment, loadEnvironment, serviceName } from './environment.js';
+import { METRICS } from './metric-names.js';
 
 /** Per-container singletons. */
 export interface Runtime {
-  readonly config: Config;
+  readonly env: Environment;
   readonly store: DynamoDBStore;
   /** The engine's per-container state; handlers run one operation on it. */
   readonly engine: Engine;
@@ -19,24 +20,24 @@ export interface Runtime {
   readonly policies: CachedConfigSource;
 }
 
-const service = process.env.SLUICE_SERVICE ?? 'sluice';
+const service = serviceName();
 
 /** Structured logs: request id, route, entity, resource, decision. Never credentials or bodies. */
 export const logger = new Logger({ serviceName: service });
 
 /** CloudWatch EMF metrics: decisions, denials by limit, latency. */
-export const metrics = new Metrics({ namespace: 'Sluice', serviceName: service });
+export const metrics = new Metrics({ namespace: METRICS.namespace, serviceName: service });
 
 let runtime: Runtime | undefined;
 
 /** The container's runtime, created on first use. */
 export function getRuntime(): Runtime {
   if (!runtime) {
-    const config = loadConfig();
+    const env = loadEnvironment();
     const client = new DynamoDBClient(
-      config.dynamodbEndpoint ? { endpoint: config.dynamodbEndpoint } : {},
+      env.dynamodbEndpoint ? { endpoint: env.dynamodbEndpoint } : {},
     );
-    const store = new DynamoDBStore({ client, tableName: config.tableName });
+    const store = new DynamoDBStore({ client, tableName: env.tableName });
     const engine = new Engine({
       store,
       onBackgroundError: (error) =>
@@ -46,8 +47,8 @@ export function getRuntime(): Runtime {
           keyIds,
         }),
     });
-    const policies = new CachedConfigSource({ store, ttlMs: config.configCacheMs });
-    runtime = { config, store, engine, policies };
+    const policies = new CachedConfigSource({ store, ttlMs: env.configCacheMs });
+    runtime = { env, store, engine, policies };
   }
   return runtime;
 }

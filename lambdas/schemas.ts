@@ -2,7 +2,14 @@
  * Request schemas of HTTP API v1 — the one source of truth. Handlers validate with them;
  * `npm run openapi` turns them (and responses.ts) into docs/openapi.json.
  */
-import { identifierSchema, limitsSchema, MAX_LEASE_ID_LENGTH, usageSchema } from '@sluice/core';
+import {
+  ENGINE_DEFAULTS,
+  identifierSchema,
+  limitsSchema,
+  MAX_LEASE_ID_LENGTH,
+  PRIORITY,
+  usageSchema,
+} from '@sluice/core';
 import * as z from 'zod/mini';
 
 const leaseId = z.string().check(z.minLength(1), z.maxLength(MAX_LEASE_ID_LENGTH));
@@ -12,8 +19,10 @@ export const acquireRequest = z.strictObject({
   resource: identifierSchema,
   usage: usageSchema,
   limits: z.optional(limitsSchema),
-  max_wait_ms: z.optional(z.number().check(z.int(), z.minimum(0), z.maximum(600_000))),
-  priority: z.optional(z.number().check(z.int(), z.minimum(1), z.maximum(100))),
+  max_wait_ms: z.optional(
+    z.number().check(z.int(), z.minimum(0), z.maximum(ENGINE_DEFAULTS.maxWaitMsCeiling)),
+  ),
+  priority: z.optional(z.number().check(z.int(), z.minimum(PRIORITY.min), z.maximum(PRIORITY.max))),
 });
 
 export const adjustRequest = z.strictObject({ lease_id: leaseId, usage: usageSchema });

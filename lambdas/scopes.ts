@@ -3,7 +3,14 @@
  * ancestors → resource-wide limits) plus the inline limits a request may add, resolved through
  * the container's configuration cache.
  */
-import { type Limit, type LimitInput, type Policy, resolvePolicy, type Usage } from '@sluice/core';
+import {
+  joinKey,
+  type Limit,
+  type LimitInput,
+  type Policy,
+  resolvePolicy,
+  type Usage,
+} from '@sluice/core';
 import { getRuntime } from './runtime.js';
 
 /** Resolves an acquire or available request into the engine's scopes, priority and price. */
@@ -26,6 +33,6 @@ export function resolve(request: {
 /** Limit definitions by scope and name, for the headers. */
 export function definitionsOf(checks: Policy['checks']): Map<string, Limit> {
   return new Map(
-    checks.flatMap((c) => c.limits.map((l) => [`${c.scope}\u0000${l.name}`, l] as const)),
+    checks.flatMap((c) => c.limits.map((l) => [joinKey(c.scope, l.name), l] as const)),
   );
 }

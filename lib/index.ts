@@ -1,4 +1,6 @@
 /**
  * Sluice for CDK apps: the `Sluice` construct to embed, and `SluiceStack` to deploy as is.
  */
-export { SLUICE_BUNDLING, Sluice, type SluiceProps, SluiceStack } from './sluice.js';
+export { SLUICE_BUNDLING } from './functions.js';
+export { Sluice, type SluiceProps } from './sluice.js';
+export { SluiceStack } from './stack.js';

@@ -7,8 +7,10 @@ import type { MiddlewareObj } from '@middy/core';
 import { PolicyRefusal, ValidationError, validationErrorFrom } from '@sluice/core';
 import type { APIGatewayProxyEventV2, Context } from 'aws-lambda';
 import type * as z from 'zod/mini';
+import { HttpProblem } from '../errors.js';
+import { METRICS } from '../metric-names.js';
 import { logger, metrics } from '../runtime.js';
-import { fromError, HttpProblem, type Result } from './problem.js';
+import { fromError, type Result } from './problem.js';
 
 /** Largest request body accepted. */
 export const MAX_BODY_BYTES = 64 * 1024;
@@ -77,7 +79,7 @@ export function edge(options: EdgeOptions): MiddlewareObj<JsonEvent, Result, Err
     onError: async (request) => {
       const { error } = request;
       const { response, expected } = fromError(error);
-      if (error instanceof PolicyRefusal && error.refusal === 'configuration_invalid')
+      if (error instanceof PolicyRefusal && error.code === 'configuration_invalid')
         logger.warn('stored configuration is inconsistent', { detail: error.message });
       else if (expected) logger.info('refused', { status: response.statusCode });
       else logger.error('failed', { error });
@@ -90,7 +92,7 @@ export function edge(options: EdgeOptions): MiddlewareObj<JsonEvent, Result, Err
 function record(request: object, started: WeakMap<object, number>): void {
   const t0 = started.get(request);
   if (t0 !== undefined)
-    metrics.addMetric('latency', MetricUnit.Milliseconds, performance.now() - t0);
+    metrics.addMetric(METRICS.latency, MetricUnit.Milliseconds, performance.now() - t0);
   metrics.publishStoredMetrics();
   logger.resetKeys();
 }

@@ -2,7 +2,7 @@
  * Rate-limit headers existing clients understand: `RateLimit-Policy` / `RateLimit` (IETF
  * httpapi draft), OpenAI-style `x-ratelimit-*`, and `Retry-After` on 429.
  */
-import type { Limit, LimitStatus } from '@sluice/core';
+import { joinKey, type Limit, type LimitStatus } from '@sluice/core';
 
 const WINDOW_SECONDS = { day: 86_400, week: 604_800, month: 2_592_000 } as const;
 
@@ -36,7 +36,7 @@ function tightest(
 }
 
 /**
- * Headers for an acquire answer. `definitions` maps `scope\u0000name` to the limit (for the
+ * Headers for an acquire answer. `definitions` maps `joinKey(scope, name)` to the limit (for the
  * policy window); `retryAfterMs` adds Retry-After on refusals.
  */
 export function rateLimitHeaders(
@@ -48,7 +48,7 @@ export function rateLimitHeaders(
   if (statuses.length > 0) {
     headers['ratelimit-policy'] = statuses
       .map((s) => {
-        const def = definitions.get(`${s.scope}\u0000${s.name}`);
+        const def = definitions.get(joinKey(s.scope, s.name));
         const window = !def
           ? 0
           : def.kind === 'bucket'

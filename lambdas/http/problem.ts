@@ -1,8 +1,9 @@
 /**
  * problem+json (RFC 9457): the one place that maps errors to status codes.
  */
-import { PolicyRefusal, type RefusalCode, SluiceError, ValidationError } from '@sluice/core';
+import { SluiceError, type SluiceErrorCode, ValidationError } from '@sluice/core';
 import type { APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
+import { HttpProblem } from '../errors.js';
 
 /** What a handler returns to API Gateway. */
 export type Result = APIGatewayProxyStructuredResultV2;
@@ -20,18 +21,6 @@ const TITLES: Record<number, string> = {
   500: 'Internal Server Error',
   503: 'Service Unavailable',
 };
-
-/** An HTTP-level refusal raised by the edge itself (content type, size, routing). */
-export class HttpProblem extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-    this.name = 'HttpProblem';
-  }
-}
 
 /** A JSON answer. */
 export function json(
@@ -68,17 +57,16 @@ export function problem(
   };
 }
 
-const STATUS_OF: Record<string, number> = {
+/** The status of each error code of @sluice/core: a code without one does not compile. */
+const STATUS_OF: Record<SluiceErrorCode, number> = {
   invalid_request: 400,
   lease_not_found: 404,
   lease_settled: 409,
   not_found: 404,
   conflict: 409,
   unavailable: 503,
-};
-
-/** Refusals by stored configuration: 403 for who may call what, 422 for what the call asks. */
-const REFUSAL_STATUS: Record<RefusalCode, number> = {
+  internal: 500,
+  // Refusals by stored configuration: 403 for who may call what, 422 for what the call asks.
   resource_not_allowed: 403,
   entity_disabled: 403,
   unknown_entity: 403,
@@ -94,10 +82,6 @@ export function fromError(error: unknown): { response: Result; expected: boolean
   if (error instanceof HttpProblem) {
     return { response: problem(error.status, error.code, error.message), expected: true };
   }
-  if (error instanceof PolicyRefusal) {
-    const status = REFUSAL_STATUS[error.refusal];
-    return { response: problem(status, error.refusal, error.message), expected: true };
-  }
   if (error instanceof ValidationError) {
     return {
       response: problem(400, error.code, error.message, { field: error.field }),
@@ -105,7 +89,7 @@ export function fromError(error: unknown): { response: Result; expected: boolean
     };
   }
   if (error instanceof SluiceError && error.code !== 'internal') {
-    const status = STATUS_OF[error.code] ?? 500;
+    const status = STATUS_OF[error.code];
     if (status === 503)
       return {
         response: problem(503, 'unavailable', 'the limiter store cannot be reached; retry'),

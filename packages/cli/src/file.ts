@@ -4,6 +4,7 @@
  * in the file (`plans.free.limits[0].burst`).
  */
 import { readFileSync } from 'node:fs';
+import { COLLECTIONS } from '@sluice/client';
 import { CONFIG_KINDS, type ConfigKind, parseConfig, ValidationError } from '@sluice/core';
 import { parse as parseYaml } from 'yaml';
 import { FileError } from './errors.js';
@@ -15,7 +16,10 @@ export interface Desired {
   readonly items: ReadonlyMap<Exclude<ConfigKind, 'settings'>, ReadonlyMap<string, object>>;
 }
 
-const SECTIONS = { plans: 'plan', resources: 'resource', entities: 'entity' } as const;
+/** The file's sections of named documents, in the order they are read: section → kind. */
+const SECTIONS = Object.fromEntries(
+  (['plan', 'resource', 'entity'] as const).map((kind) => [COLLECTIONS[kind], kind]),
+) as Readonly<Record<string, Exclude<ConfigKind, 'settings'>>>;
 
 /** Reads and validates a file. */
 export function loadFile(path: string): Desired {

@@ -4,9 +4,9 @@
  * credentials (the SDK's signer), except to a local server.
  */
 import { parseArgs } from 'node:util';
-import { type ConfigKind, SluiceAdmin, SluiceClientError } from '@sluice/client';
+import { COLLECTIONS, type ConfigKind, SluiceAdmin, SluiceClientError } from '@sluice/client';
 import { applyChanges, type Change, planChanges, pruned } from './diff.js';
-import { FileError } from './errors.js';
+import { CliError, UsageError } from './errors.js';
 import { loadFile } from './file.js';
 
 const USAGE = `sluice — Sluice's admin CLI
@@ -24,7 +24,8 @@ Options:
   --region REGION  for SigV4 (default: from the endpoint, else $AWS_REGION)
   -h, --help`;
 
-const KINDS: readonly string[] = ['plan', 'entity', 'resource'];
+const KINDS: readonly string[] = Object.keys(COLLECTIONS);
+const MAX_AUDIT_PAGE = 1_000;
 
 function describe(change: Change): string {
   const sign = { create: '+', update: '~', delete: '-', unchanged: '=', unmanaged: '?' }[
@@ -59,7 +60,7 @@ export async function main(
   try {
     parsed = parseCommand(argv);
   } catch (error) {
-    err(`${(error as Error).message}\n\n${USAGE}`);
+    err(`error: ${(error as Error).message}\n\n${USAGE}`);
     return 2;
   }
   const { command, args, values } = parsed;
@@ -76,7 +77,7 @@ export async function main(
     switch (command) {
       case 'plan':
       case 'apply': {
-        if (!values.file) throw new FileError('', `${command} needs -f FILE`);
+        if (!values.file) throw new UsageError(`${command} needs -f FILE`);
         const desired = loadFile(values.file);
         let changes = await planChanges(admin, desired);
         if (values.prune) changes = pruned(changes);
@@ -99,7 +100,7 @@ export async function main(
           return 0;
         }
         if (!kind || !KINDS.includes(kind))
-          throw new FileError('', 'get plan|entity|resource|settings [NAME]');
+          throw new UsageError('get plan|entity|resource|settings [NAME]');
         if (name === undefined) {
           out(JSON.stringify(await admin.list(kind as ConfigKind), null, 2));
           return 0;
@@ -114,8 +115,8 @@ export async function main(
       }
       case 'audit': {
         const limit = values.limit === undefined ? 20 : Number(values.limit);
-        if (!Number.isInteger(limit) || limit < 1 || limit > 1000)
-          throw new FileError('--limit', 'must be an integer from 1 to 1000');
+        if (!Number.isInteger(limit) || limit < 1 || limit > MAX_AUDIT_PAGE)
+          throw new UsageError(`--limit must be an integer from 1 to ${MAX_AUDIT_PAGE}`);
         const page = await admin.audit({ limit });
         for (const entry of page.items) {
           out(
@@ -138,7 +139,11 @@ export async function main(
         return 2;
     }
   } catch (error) {
-    if (error instanceof FileError) {
+    if (error instanceof UsageError) {
+      err(`error: ${error.message}\n\n${USAGE}`);
+      return 2;
+    }
+    if (error instanceof CliError) {
       err(`error: ${error.message}`);
       return 1;
     }

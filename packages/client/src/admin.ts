@@ -4,7 +4,8 @@
  * did what it says or throws.
  */
 import { requestErrorFrom, SluiceClientError } from './errors.js';
-import { type Credentials, endpointUrl, RequestSigner } from './signing.js';
+import type { Credentials } from './signing.js';
+import { Transport } from './transport.js';
 
 /** The configuration kinds that have names. */
 export type ConfigKind = 'plan' | 'entity' | 'resource';
@@ -46,11 +47,12 @@ export interface SluiceAdminOptions {
   readonly fetch?: typeof fetch;
 }
 
-const PLURAL: Record<ConfigKind, string> = {
+/** Each kind's collection: its admin path segment, and its section in the CLI's file. */
+export const COLLECTIONS = {
   plan: 'plans',
   entity: 'entities',
   resource: 'resources',
-};
+} as const satisfies Record<ConfigKind, string>;
 
 /**
  * The admin API.
@@ -60,16 +62,12 @@ const PLURAL: Record<ConfigKind, string> = {
  * await admin.put('plan', 'free', { limits: [{ name: 'rpm', metric: 'requests', limit: 20, per: 'minute' }] });
  */
 export class SluiceAdmin {
-  readonly #base: URL;
-  readonly #signer: RequestSigner;
+  readonly #transport: Transport;
   readonly #timeoutMs: number;
-  readonly #fetch: typeof fetch;
 
   constructor(options: SluiceAdminOptions) {
-    this.#base = endpointUrl(options.endpoint);
-    this.#signer = new RequestSigner(this.#base, options);
+    this.#transport = new Transport(options);
     this.#timeoutMs = options.timeoutMs ?? 10_000;
-    this.#fetch = options.fetch ?? globalThis.fetch;
   }
 
   /** One document, or undefined when there is none. */
@@ -84,7 +82,10 @@ export class SluiceAdmin {
     let cursor: string | null = null;
     do {
       const query: string = cursor ? `&cursor=${encodeURIComponent(cursor)}` : '';
-      const answer = await this.#request('GET', `/v1/admin/${PLURAL[kind]}?limit=1000${query}`);
+      const answer = await this.#request(
+        'GET',
+        `/v1/admin/${COLLECTIONS[kind]}?limit=1000${query}`,
+      );
       const page = answer.body as { items: StoredConfig[]; next: string | null };
       out.push(...page.items);
       cursor = page.next;
@@ -146,7 +147,7 @@ export class SluiceAdmin {
   }
 
   #path(kind: ConfigKind, name: string): string {
-    return `/v1/admin/${PLURAL[kind]}/${encodeURIComponent(name)}`;
+    return `/v1/admin/${COLLECTIONS[kind]}/${encodeURIComponent(name)}`;
   }
 
   async #request(
@@ -155,34 +156,18 @@ export class SluiceAdmin {
     body?: unknown,
     expected: readonly number[] = [],
   ): Promise<{ status: number; body: unknown }> {
-    const url = new URL(path, this.#base);
-    const payload = body === undefined ? undefined : JSON.stringify(body);
-    let res: Response;
+    let answer: Awaited<ReturnType<Transport['send']>>;
     try {
-      res = await this.#fetch(url, {
-        method,
-        headers: await this.#signer.headers(method, url, payload),
-        ...(payload !== undefined ? { body: payload } : {}),
-        signal: AbortSignal.timeout(this.#timeoutMs),
-      });
+      answer = await this.#transport.send(method, path, body, this.#timeoutMs);
     } catch (error) {
       throw new SluiceClientError(
         'unavailable',
-        `Sluice cannot be reached at ${url.origin}`,
+        `Sluice cannot be reached at ${this.#transport.origin}`,
         undefined,
-        {
-          cause: error,
-        },
+        { cause: error },
       );
     }
-    const text = await res.text();
-    let parsed: unknown = {};
-    try {
-      parsed = text ? JSON.parse(text) : {};
-    } catch {
-      parsed = { detail: text.slice(0, 200) };
-    }
-    if (res.ok || expected.includes(res.status)) return { status: res.status, body: parsed };
-    throw requestErrorFrom(res.status, parsed);
+    if ((answer.status < 300 && answer.json) || expected.includes(answer.status)) return answer;
+    throw requestErrorFrom(answer.status, answer.body);
   }
 }

@@ -3,14 +3,15 @@
  * Lambda, its role), retried on network errors and 5xx with exponential backoff and full jitter
  * within one deadline, and failing open or closed when Sluice cannot be reached.
  */
-import { requestErrorFrom, SluiceRequestError } from './errors.js';
-import { type Credentials, endpointUrl, RequestSigner } from './signing.js';
+import { requestErrorFrom } from './errors.js';
+import type { Credentials } from './signing.js';
+import { Transport } from './transport.js';
 import type {
   AcquireRequest,
   AcquireResult,
   AvailableResult,
-  LimitSpec,
-  LimitState,
+  LimitInput,
+  LimitStatus,
   SettleResult,
   Usage,
   Violation,
@@ -36,6 +37,8 @@ export interface SluiceClientOptions {
   readonly onUnavailable?: 'allow' | 'deny';
   /** @default globalThis.fetch */
   readonly fetch?: typeof fetch;
+  /** How the client waits (retry backoff, a reserved `waitMs`). @default setTimeout */
+  readonly sleep?: (ms: number) => Promise<void>;
 }
 
 interface WireLimit {
@@ -52,7 +55,7 @@ interface WireViolation extends Omit<WireLimit, 'reset_ms'> {
   retry_after_ms: number | null;
 }
 
-const limitsFrom = (limits: readonly WireLimit[] | undefined): LimitState[] =>
+const limitsFrom = (limits: readonly WireLimit[] | undefined): LimitStatus[] =>
   (limits ?? []).map((l) => ({
     scope: l.scope,
     name: l.name,
@@ -76,7 +79,7 @@ const violationsFrom = (violations: readonly WireViolation[] | undefined): Viola
 /** Lease ids handed out while Sluice was unreachable: settling them records nothing. */
 const DEGRADED_PREFIX = 'degraded.';
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const realSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /**
  * The Sluice SDK.
@@ -93,21 +96,18 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
  * if (!result.allowed) return tooMany(result.retryAfterMs);
  */
 export class SluiceClient {
-  readonly #base: URL;
+  readonly #transport: Transport;
   readonly #timeoutMs: number;
   readonly #retries: number;
   readonly #onUnavailable: 'allow' | 'deny';
-  readonly #fetch: typeof fetch;
-  readonly #signer: RequestSigner;
+  readonly #sleep: (ms: number) => Promise<void>;
 
   constructor(options: SluiceClientOptions) {
-    const base = endpointUrl(options.endpoint);
-    this.#base = base;
+    this.#transport = new Transport(options);
     this.#timeoutMs = options.timeoutMs ?? 3_000;
     this.#retries = options.retries ?? 2;
     this.#onUnavailable = options.onUnavailable ?? 'allow';
-    this.#fetch = options.fetch ?? globalThis.fetch;
-    this.#signer = new RequestSigner(base, options);
+    this.#sleep = options.sleep ?? realSleep;
   }
 
   /** May this call go ahead? Denials and outages are values, not errors. */
@@ -181,7 +181,7 @@ export class SluiceClient {
     entity: string;
     resource: string;
     usage?: Usage;
-    limits?: readonly LimitSpec[];
+    limits?: readonly LimitInput[];
   }): Promise<AvailableResult> {
     const answer = await this.#call('/v1/available', request, []);
     if (answer === 'unavailable') return { limits: [], retryAfterMs: null, degraded: true };
@@ -207,7 +207,7 @@ export class SluiceClient {
   > {
     const lease = await this.acquire(request);
     if (!lease.allowed) return lease;
-    if (lease.waitMs > 0) await sleep(lease.waitMs);
+    if (lease.waitMs > 0) await this.#sleep(lease.waitMs);
     let outcome: { value: T; usage: Usage };
     try {
       outcome = await fn({ leaseId: lease.leaseId });
@@ -251,42 +251,36 @@ export class SluiceClient {
     };
   }
 
-  /** POSTs with retries; 2xx and `expected` statuses are answers, other 4xx throw. */
+  /**
+   * POSTs with retries on network errors, timeouts, 5xx and unreadable answers, within one
+   * deadline; 2xx and `expected` statuses are answers, other 4xx throw.
+   */
   async #call(
     path: string,
     body: unknown,
     expected: readonly number[],
   ): Promise<{ status: number; body: unknown } | 'unavailable'> {
-    const url = new URL(path, this.#base);
-    const payload = JSON.stringify(body);
     const deadline = Date.now() + this.#timeoutMs;
     for (let attempt = 0; attempt <= this.#retries; attempt++) {
       if (attempt > 0) {
         const backoff = Math.random() * Math.min(1_000, 50 * 2 ** attempt); // full jitter
         if (Date.now() + backoff >= deadline) break;
-        await sleep(backoff);
+        await this.#sleep(backoff);
       }
       const remaining = deadline - Date.now();
       if (remaining <= 0) break;
+      let answer: Awaited<ReturnType<Transport['send']>>;
       try {
-        const headers = await this.#signer.headers('POST', url, payload);
-        const res = await this.#fetch(url, {
-          method: 'POST',
-          headers,
-          body: payload,
-          signal: AbortSignal.timeout(remaining),
-        });
-        const text = await res.text();
-        const parsed: unknown = text ? JSON.parse(text) : {};
-        if (res.status >= 500) {
-          continue; // 5xx: retry
-        }
-        if (res.ok || expected.includes(res.status)) return { status: res.status, body: parsed };
-        throw requestErrorFrom(res.status, parsed);
-      } catch (error) {
-        if (error instanceof SluiceRequestError) throw error;
-        // Network error or timeout: retry within the deadline.
+        answer = await this.#transport.send('POST', path, body, remaining);
+      } catch {
+        continue; // network error or timeout: retry within the deadline
       }
+      if (answer.status >= 500) continue;
+      if (answer.status < 300 || expected.includes(answer.status)) {
+        if (answer.json) return answer;
+        continue; // not Sluice's answer (a proxy's page): as if unreachable
+      }
+      throw requestErrorFrom(answer.status, answer.body);
     }
     return 'unavailable'; // reported as `degraded: true`, per onUnavailable
   }

@@ -4,6 +4,7 @@
  */
 export {
   type AuditEntry,
+  COLLECTIONS,
   type ConfigKind,
   SluiceAdmin,
   type SluiceAdminOptions,
@@ -22,8 +23,10 @@ export type {
   AcquireRequest,
   AcquireResult,
   AvailableResult,
+  LimitInput,
   LimitSpec,
   LimitState,
+  LimitStatus,
   SettleResult,
   Usage,
   Violation,

@@ -71,14 +71,22 @@ export interface ProviderAttempt<T> {
  */
 export async function withProviderBackoff<T>(
   attempt: () => Promise<ProviderAttempt<T>>,
-  options: { maxAttempts?: number; baseDelayMs?: number; maxDelayMs?: number } = {},
+  options: {
+    maxAttempts?: number;
+    baseDelayMs?: number;
+    maxDelayMs?: number;
+    /** How to wait. @default setTimeout */
+    sleep?: (ms: number) => Promise<void>;
+  } = {},
 ): Promise<ProviderAttempt<T>> {
   const { maxAttempts = 4, baseDelayMs = 500, maxDelayMs = 60_000 } = options;
+  const sleep =
+    options.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
   for (let i = 1; ; i++) {
     const result = await attempt();
     if (result.status !== 429 || i >= maxAttempts) return result;
     const said = providerRetryAfterMs(result.headers);
     const delay = Math.min(maxDelayMs, said ?? Math.random() * baseDelayMs * 2 ** (i - 1));
-    await new Promise((resolve) => setTimeout(resolve, delay));
+    await sleep(delay);
   }
 }

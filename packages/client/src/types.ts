@@ -3,7 +3,7 @@
 export type Usage = Readonly<Record<string, number>>;
 
 /** An inline limit: rolling (`per`) or calendar (`window`), as DESIGN.md §5 defines it. */
-export type LimitSpec =
+export type LimitInput =
   | {
       name: string;
       metric: string;
@@ -20,7 +20,7 @@ export type LimitSpec =
     };
 
 /** One limit after a decision; `remaining` is negative while in debt. */
-export interface LimitState {
+export interface LimitStatus {
   readonly scope: string;
   readonly name: string;
   readonly metric: string;
@@ -45,7 +45,7 @@ export interface AcquireRequest {
   readonly entity: string;
   readonly resource: string;
   readonly usage: Usage;
-  readonly limits?: readonly LimitSpec[];
+  readonly limits?: readonly LimitInput[];
   /** Wait up to this long for a reserved place instead of being refused. */
   readonly maxWaitMs?: number;
   /** 1–100: the share of each limit a request may use. */
@@ -58,7 +58,7 @@ export type AcquireResult =
       readonly allowed: true;
       readonly leaseId: string;
       readonly waitMs: number;
-      readonly limits: readonly LimitState[];
+      readonly limits: readonly LimitStatus[];
       /** True when Sluice was unreachable and `onUnavailable: 'allow'` let the call through. */
       readonly degraded: boolean;
     }
@@ -68,7 +68,7 @@ export type AcquireResult =
       readonly code: 'rate_limited' | 'exceeds_capacity' | 'unavailable';
       readonly retryAfterMs: number | null;
       readonly violations: readonly Violation[];
-      readonly limits: readonly LimitState[];
+      readonly limits: readonly LimitStatus[];
       readonly degraded: boolean;
     };
 
@@ -77,14 +77,19 @@ export interface SettleResult {
   readonly leaseId: string;
   readonly settled: boolean;
   readonly usage: Usage;
-  readonly limits: readonly LimitState[];
+  readonly limits: readonly LimitStatus[];
   /** True when Sluice was unreachable: nothing was recorded. */
   readonly degraded: boolean;
 }
 
 /** What remains, and when a usage would fit (null: never). */
 export interface AvailableResult {
-  readonly limits: readonly LimitState[];
+  readonly limits: readonly LimitStatus[];
   readonly retryAfterMs: number | null;
   readonly degraded: boolean;
 }
+
+/** @deprecated The name before 0.2: use {@link LimitStatus} (the same type, named as in core). */
+export type LimitState = LimitStatus;
+/** @deprecated The name before 0.2: use {@link LimitInput} (the same type, named as in core). */
+export type LimitSpec = LimitInput;

@@ -10,6 +10,7 @@
  */
 import { mkdirSync } from 'node:fs';
 import { ensureTable } from '@sluice/core';
+import { ENV } from '@sluice/lambdas/environment';
 import { routes } from '@sluice/lambdas/routes';
 import {
   type DynamoDBLocal,
@@ -22,9 +23,10 @@ import { startLocalServer } from './server.js';
 
 const env = process.env;
 env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
-env.POWERTOOLS_LOG_LEVEL ??= 'WARN';
-env.POWERTOOLS_METRICS_DISABLED ??= 'true';
-env.SLUICE_TABLE_NAME ??= 'sluice';
+env[ENV.powertoolsLogLevel] ??= 'WARN';
+env[ENV.powertoolsMetricsDisabled] ??= 'true';
+const tableName = env[ENV.tableName] ?? 'sluice';
+env[ENV.tableName] = tableName;
 
 const port = Number(env.PORT ?? 3000);
 if (!Number.isInteger(port) || port < 0 || port > 65_535) {
@@ -49,7 +51,7 @@ if (!endpoint) {
   );
   endpoint = db.endpoint;
 }
-env.SLUICE_DYNAMODB_ENDPOINT = endpoint;
+env[ENV.dynamodbEndpoint] = endpoint;
 // DynamoDB Local checks no credentials; give the SDK harmless ones unless real ones are set.
 env.AWS_REGION ??= LOCAL_REGION;
 if (!env.AWS_ACCESS_KEY_ID && !env.AWS_PROFILE) {
@@ -58,8 +60,8 @@ if (!env.AWS_ACCESS_KEY_ID && !env.AWS_PROFILE) {
 }
 
 const client = localClient(endpoint);
-await ensureTable(client, env.SLUICE_TABLE_NAME).catch(() =>
-  fail(`cannot reach DynamoDB at ${endpoint} to create table ${env.SLUICE_TABLE_NAME}`),
+await ensureTable(client, tableName).catch(() =>
+  fail(`cannot reach DynamoDB at ${endpoint} to create table ${tableName}`),
 );
 client.destroy();
 
@@ -82,15 +84,16 @@ async function stop() {
 process.on('SIGINT', stop);
 process.on('SIGTERM', stop);
 
+const acquirePath = routes.find((route) => route.operation === 'acquire')?.path;
 const example = JSON.stringify({
   entity: 'key-123',
   resource: 'gpt-4o',
   usage: { input_tokens: 1500, output_tokens: 500 },
   limits: [{ name: 'tpm', metric: 'tokens', limit: 10000, per: 'minute' }],
 });
-console.log(`Sluice is listening on ${server.url} (DynamoDB: ${db ? `embedded, ${env.SLUICE_DATA_DIR ?? 'in memory'}` : endpoint}, table ${env.SLUICE_TABLE_NAME})
+console.log(`Sluice is listening on ${server.url} (DynamoDB: ${db ? `embedded, ${env.SLUICE_DATA_DIR ?? 'in memory'}` : endpoint}, table ${tableName})
 No SigV4 checks locally. Try:
 
-  curl -s ${server.url}/v1/acquire -H 'content-type: application/json' -d '${example}'
+  curl -s ${server.url}${acquirePath} -H 'content-type: application/json' -d '${example}'
 
 Ctrl-C stops the server and DynamoDB Local.`);

@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { problem } from '@sluice/lambdas/problem';
-import type { Route } from '@sluice/lambdas/routes';
+import { type Route, routeKey } from '@sluice/lambdas/routes';
 import type {
   APIGatewayProxyEventV2,
   APIGatewayProxyStructuredResultV2,
@@ -91,7 +91,7 @@ function toEvent(
   const now = new Date();
   return {
     version: '2.0',
-    routeKey: `${route.method} ${route.path}`,
+    routeKey: routeKey(route),
     rawPath: url.pathname,
     rawQueryString: url.search.slice(1),
     headers,
@@ -112,7 +112,7 @@ function toEvent(
         userAgent: headers['user-agent'] ?? '',
       },
       requestId: randomUUID(),
-      routeKey: `${route.method} ${route.path}`,
+      routeKey: routeKey(route),
       stage: '$default',
       time: now.toISOString(),
       timeEpoch: now.getTime(),
@@ -126,12 +126,12 @@ function contextFor(route: Route, requestId: string): Context {
   const deadline = Date.now() + 30_000;
   return {
     callbackWaitsForEmptyEventLoop: false,
-    functionName: `sluice-local-${route.name}`,
+    functionName: `sluice-local-${route.function}`,
     functionVersion: '$LATEST',
-    invokedFunctionArn: `arn:aws:lambda:local:000000000000:function:sluice-local-${route.name}`,
+    invokedFunctionArn: `arn:aws:lambda:local:000000000000:function:sluice-local-${route.function}`,
     memoryLimitInMB: '256',
     awsRequestId: requestId,
-    logGroupName: `/aws/lambda/sluice-local-${route.name}`,
+    logGroupName: `/aws/lambda/sluice-local-${route.function}`,
     logStreamName: 'local',
     getRemainingTimeInMillis: () => Math.max(0, deadline - Date.now()),
     done: () => {},
@@ -155,7 +155,7 @@ export async function startLocalServer(options: {
   const handlers = new Map<string, Handler>();
   for (const route of options.routes) {
     const module = (await import(route.entry.href)) as { handler: Handler };
-    handlers.set(`${route.method} ${route.path}`, module.handler);
+    handlers.set(routeKey(route), module.handler);
   }
 
   const server: Server = createServer(async (req, res) => {
@@ -182,7 +182,7 @@ export async function startLocalServer(options: {
         return send(res, problem(413, 'payload_too_large', 'the body is too large'));
       const { route, params } = found;
       const event = toEvent(req, url, body, route, params);
-      const handler = handlers.get(`${route.method} ${route.path}`) as Handler;
+      const handler = handlers.get(routeKey(route)) as Handler;
       send(res, await handler(event, contextFor(route, event.requestContext.requestId)));
     } catch {
       if (!res.headersSent) send(res, problem(500, 'internal', 'internal error'));

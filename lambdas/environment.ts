@@ -1,0 +1,70 @@
+/**
+ * The functions' environment: the variables' names (the construct sets them, the local server
+ * and the handlers read them) and the loader that reads them once per container, failing fast
+ * and naming the variable when something required is missing.
+ */
+import { SERVICE_DEFAULTS } from '@sluice/core';
+
+/** Every environment variable a Sluice function reads. */
+export const ENV = {
+  /** (required) The DynamoDB table. */
+  tableName: 'SLUICE_TABLE_NAME',
+  /** Another DynamoDB (DynamoDB Local). @default AWS's regional endpoint */
+  dynamodbEndpoint: 'SLUICE_DYNAMODB_ENDPOINT',
+  /** Service name in logs and metrics. @default {@link SERVICE_DEFAULTS.serviceName} */
+  service: 'SLUICE_SERVICE',
+  /** How long a container reuses stored configuration (ms). @default {@link SERVICE_DEFAULTS.configCacheMs} */
+  configCacheMs: 'SLUICE_CONFIG_CACHE_MS',
+  /** How long admin audit entries are kept (days). @default {@link SERVICE_DEFAULTS.auditRetentionDays} */
+  auditRetentionDays: 'SLUICE_AUDIT_RETENTION_DAYS',
+  /** Powertools' own: service name, log level, metrics namespace, metrics off (local). */
+  powertoolsService: 'POWERTOOLS_SERVICE_NAME',
+  powertoolsLogLevel: 'POWERTOOLS_LOG_LEVEL',
+  powertoolsNamespace: 'POWERTOOLS_METRICS_NAMESPACE',
+  powertoolsMetricsDisabled: 'POWERTOOLS_METRICS_DISABLED',
+} as const;
+
+/** The environment as the handlers use it. */
+export interface Environment {
+  readonly tableName: string;
+  readonly dynamodbEndpoint?: string;
+  readonly service: string;
+  /**
+   * How long a container reuses stored configuration (plans, entities, resources, settings) it
+   * has read; a change takes effect within this time.
+   */
+  readonly configCacheMs: number;
+  readonly auditRetentionDays: number;
+}
+
+function wholeNumber(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < 0)
+    throw new Error(`${name} must be a whole number, not "${raw}"`);
+  return value;
+}
+
+/** The service name, which the logger and metrics need before anything else is read. */
+export const serviceName = (env: NodeJS.ProcessEnv = process.env): string =>
+  env[ENV.service] ?? SERVICE_DEFAULTS.serviceName;
+
+/** Reads the {@link Environment}; throws naming the first missing variable. */
+export function loadEnvironment(env: NodeJS.ProcessEnv = process.env): Environment {
+  const tableName = env[ENV.tableName];
+  if (!tableName)
+    throw new Error(`${ENV.tableName} is not set: it names the Sluice DynamoDB table`);
+  const endpoint = env[ENV.dynamodbEndpoint];
+  return {
+    tableName,
+    ...(endpoint ? { dynamodbEndpoint: endpoint } : {}),
+    service: serviceName(env),
+    configCacheMs: wholeNumber(env, ENV.configCacheMs, SERVICE_DEFAULTS.configCacheMs),
+    auditRetentionDays: wholeNumber(
+      env,
+      ENV.auditRetentionDays,
+      SERVICE_DEFAULTS.auditRetentionDays,
+    ),
+  };
+}

@@ -1,0 +1,18 @@
+/**
+ * The CloudWatch metrics the handlers emit (EMF, through Powertools), named once: the handlers
+ * emit them and the construct's dashboard and alarms read them.
+ */
+export const METRICS = {
+  namespace: 'Sluice',
+  /** Every acquire decision. */
+  decisions: 'decisions',
+  /** Every acquire refused (429 or 422). */
+  denials: 'denials',
+  /** Refusals per limit, with the {@link METRICS.limitDimension} dimension. */
+  denialsByLimit: 'denials_by_limit',
+  /** Handler time per request (ms). */
+  latency: 'latency',
+  limitDimension: 'limit',
+  /** Powertools adds it to every metric. */
+  serviceDimension: 'service',
+} as const;

@@ -1,0 +1,144 @@
+/**
+ * Alarms (5xx rate, p99 latency, function errors and throttles, table throttles and system
+ * errors) and a dashboard (decisions, denials by limit, latency, capacity). Metric names come
+ * from the handlers' own list, so what the dashboard shows is what they emit.
+ */
+import { METRICS } from '@sluice/lambdas/metric-names';
+import type { FunctionName } from '@sluice/lambdas/routes';
+import { Duration, Stack } from 'aws-cdk-lib';
+import type { HttpStage } from 'aws-cdk-lib/aws-apigatewayv2';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import { SnsAction } from 'aws-cdk-lib/aws-cloudwatch-actions';
+import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import type * as lambda from 'aws-cdk-lib/aws-lambda';
+import type * as sns from 'aws-cdk-lib/aws-sns';
+import type { Construct } from 'constructs';
+
+/** What is watched. */
+export interface Watched {
+  readonly stage: HttpStage;
+  readonly table: dynamodb.Table;
+  readonly functions: ReadonlyMap<FunctionName, lambda.IFunction>;
+  readonly service: string;
+}
+
+/** The alarms; each notifies `topic` when there is one. */
+export function sluiceAlarms(
+  scope: Construct,
+  watched: Watched,
+  topic: sns.ITopic | undefined,
+): cloudwatch.Alarm[] {
+  const alarms: cloudwatch.Alarm[] = [];
+  const add = (id: string, metric: cloudwatch.IMetric, threshold: number, description: string) => {
+    const alarm = new cloudwatch.Alarm(scope, id, {
+      metric,
+      threshold,
+      evaluationPeriods: 3,
+      datapointsToAlarm: 2,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      alarmDescription: description,
+    });
+    if (topic) alarm.addAlarmAction(new SnsAction(topic));
+    alarms.push(alarm);
+  };
+  const { stage, table, functions } = watched;
+  const period = Duration.minutes(1);
+  add(
+    'ServerErrorRate',
+    new cloudwatch.MathExpression({
+      expression: '100 * errors / MAX([errors, requests])',
+      usingMetrics: {
+        errors: stage.metricServerError({ period }),
+        requests: stage.metricCount({ period }),
+      },
+      period,
+      label: '5xx %',
+    }),
+    1,
+    'More than 1% of API requests answered 5xx',
+  );
+  add(
+    'LatencyP99',
+    stage.metricLatency({ period, statistic: 'p99' }),
+    500,
+    'p99 API latency at or above 500 ms',
+  );
+  for (const [name, fn] of functions) {
+    add(`${name}-errors`, fn.metricErrors({ period }), 1, `The ${name} function threw`);
+    add(
+      `${name}-throttles`,
+      fn.metricThrottles({ period }),
+      1,
+      `The ${name} function was throttled`,
+    );
+  }
+  const operations = [
+    dynamodb.Operation.UPDATE_ITEM,
+    dynamodb.Operation.GET_ITEM,
+    dynamodb.Operation.TRANSACT_WRITE_ITEMS,
+  ];
+  add(
+    'TableThrottles',
+    table.metricThrottledRequestsForOperations({ operations, period }),
+    1,
+    'DynamoDB throttled requests to the Sluice table',
+  );
+  add(
+    'TableSystemErrors',
+    table.metricSystemErrorsForOperations({ operations, period }),
+    1,
+    'DynamoDB system errors on the Sluice table',
+  );
+  return alarms;
+}
+
+/** The dashboard. */
+export function sluiceDashboard(scope: Construct, watched: Watched): cloudwatch.Dashboard {
+  const { stage, table, service } = watched;
+  const sluiceMetric = (metricName: string, statistic = 'Sum') =>
+    new cloudwatch.Metric({
+      namespace: METRICS.namespace,
+      metricName,
+      dimensionsMap: { [METRICS.serviceDimension]: service },
+      statistic,
+      period: Duration.minutes(1),
+    });
+  const { namespace, limitDimension, serviceDimension, denialsByLimit } = METRICS;
+  const dashboard = new cloudwatch.Dashboard(scope, 'Dashboard', {
+    dashboardName: `${Stack.of(scope).stackName}-sluice`,
+  });
+  dashboard.addWidgets(
+    new cloudwatch.GraphWidget({
+      title: 'Decisions and denials',
+      left: [sluiceMetric(METRICS.decisions), sluiceMetric(METRICS.denials)],
+      width: 12,
+    }),
+    new cloudwatch.GraphWidget({
+      title: 'Denials by limit',
+      left: [
+        new cloudwatch.MathExpression({
+          expression: `SEARCH('{${namespace},${limitDimension},${serviceDimension}} MetricName="${denialsByLimit}" ${serviceDimension}="${service}"', 'Sum', 60)`,
+          label: '',
+          period: Duration.minutes(1),
+        }),
+      ],
+      width: 12,
+    }),
+    new cloudwatch.GraphWidget({
+      title: 'Latency (ms)',
+      left: [
+        stage.metricLatency({ statistic: 'p50' }),
+        stage.metricLatency({ statistic: 'p99' }),
+        sluiceMetric(METRICS.latency, 'p99'),
+      ],
+      width: 12,
+    }),
+    new cloudwatch.GraphWidget({
+      title: 'Table capacity consumed',
+      left: [table.metricConsumedWriteCapacityUnits(), table.metricConsumedReadCapacityUnits()],
+      width: 12,
+    }),
+  );
+  return dashboard;
+}

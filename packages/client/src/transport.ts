@@ -1,0 +1,65 @@
+/**
+ * The one HTTP transport of the SDK: SigV4-signed JSON requests over fetch, for the client's
+ * decision routes and the admin routes alike. It reads any answer: a JSON body, an empty one, or
+ * something else (an HTML error page from a proxy), which becomes a `detail` and never throws a
+ * parse error at the caller.
+ */
+import { type Credentials, endpointUrl, RequestSigner } from './signing.js';
+
+/** Where Sluice is, how to sign for it, and what to send with. */
+export interface TransportOptions {
+  readonly endpoint: string;
+  /** @default from the endpoint's host name, else AWS_REGION */
+  readonly region?: string;
+  /** @default the AWS SDK's default chain (a Lambda's role); none for http://localhost */
+  readonly credentials?: Credentials;
+  /** @default globalThis.fetch */
+  readonly fetch?: typeof fetch;
+}
+
+/** An answer: its status, its body (parsed), and whether the body was JSON. */
+export interface Answer {
+  readonly status: number;
+  readonly body: unknown;
+  readonly json: boolean;
+}
+
+/** Signs and sends requests to one Sluice endpoint. */
+export class Transport {
+  readonly #base: URL;
+  readonly #signer: RequestSigner;
+  readonly #fetch: typeof fetch;
+
+  constructor(options: TransportOptions) {
+    this.#base = endpointUrl(options.endpoint);
+    this.#signer = new RequestSigner(this.#base, options);
+    this.#fetch = options.fetch ?? globalThis.fetch;
+  }
+
+  /** The endpoint's origin, for messages. */
+  get origin(): string {
+    return this.#base.origin;
+  }
+
+  /**
+   * Sends one request and reads its answer. Throws what fetch throws (a network error, the
+   * timeout's abort): the caller decides whether to retry.
+   */
+  async send(method: string, path: string, body: unknown, timeoutMs: number): Promise<Answer> {
+    const url = new URL(path, this.#base);
+    const payload = body === undefined ? undefined : JSON.stringify(body);
+    const res = await this.#fetch(url, {
+      method,
+      headers: await this.#signer.headers(method, url, payload),
+      ...(payload !== undefined ? { body: payload } : {}),
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+    const text = await res.text();
+    if (!text) return { status: res.status, body: {}, json: true };
+    try {
+      return { status: res.status, body: JSON.parse(text) as unknown, json: true };
+    } catch {
+      return { status: res.status, body: { detail: text.slice(0, 200) }, json: false };
+    }
+  }
+}
