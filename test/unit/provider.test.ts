@@ -40,15 +40,32 @@ describe('providerRetryAfterMs', () => {
 describe('withProviderBackoff', () => {
   it('retries a 429 after the wait the provider asked for, then returns the answer', async () => {
     const statuses = [429, 429, 200];
-    const started = Date.now();
-    const result = await withProviderBackoff(async () => ({
-      status: statuses.shift() ?? 200,
-      headers: { 'retry-after-ms': '30' },
-      value: 'done',
-    }));
+    const waits: number[] = [];
+    const result = await withProviderBackoff(
+      async () => ({
+        status: statuses.shift() ?? 200,
+        headers: { 'retry-after-ms': '30' },
+        value: 'done',
+      }),
+      { sleep: async (ms) => void waits.push(ms) },
+    );
 
     expect(result).toMatchObject({ status: 200, value: 'done' });
     expect(statuses).toEqual([]);
-    expect(Date.now() - started).toBeGreaterThanOrEqual(55);
+    expect(waits).toEqual([30, 30]);
+  });
+
+  it('gives up after maxAttempts and returns the last 429; without a hint it backs off with jitter', async () => {
+    const waits: number[] = [];
+    let calls = 0;
+    const result = await withProviderBackoff(
+      async () => ({ status: 429, headers: {}, value: ++calls }),
+      { maxAttempts: 3, baseDelayMs: 100, sleep: async (ms) => void waits.push(ms) },
+    );
+
+    expect(result).toMatchObject({ status: 429, value: 3 });
+    expect(waits).toHaveLength(2);
+    expect(waits[0]).toBeLessThan(100);
+    expect(waits[1]).toBeLessThan(200);
   });
 });
