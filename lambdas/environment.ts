@@ -17,11 +17,17 @@ export const ENV = {
   configCacheMs: 'SLUICE_CONFIG_CACHE_MS',
   /** How long admin audit entries are kept (days). @default {@link SERVICE_DEFAULTS.auditRetentionDays} */
   auditRetentionDays: 'SLUICE_AUDIT_RETENTION_DAYS',
-  /** Powertools' own: service name, log level, metrics namespace, metrics off (local). */
-  powertoolsService: 'POWERTOOLS_SERVICE_NAME',
-  powertoolsLogLevel: 'POWERTOOLS_LOG_LEVEL',
-  powertoolsNamespace: 'POWERTOOLS_METRICS_NAMESPACE',
-  powertoolsMetricsDisabled: 'POWERTOOLS_METRICS_DISABLED',
+} as const;
+
+/**
+ * Powertools' own variables, which the construct and the local server set (apart from
+ * {@link ENV} so that handler bundles, which never read them, leave them out).
+ */
+export const POWERTOOLS_ENV = {
+  service: 'POWERTOOLS_SERVICE_NAME',
+  logLevel: 'POWERTOOLS_LOG_LEVEL',
+  namespace: 'POWERTOOLS_METRICS_NAMESPACE',
+  metricsDisabled: 'POWERTOOLS_METRICS_DISABLED',
 } as const;
 
 /** The environment as the handlers use it. */

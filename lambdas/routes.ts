@@ -243,12 +243,22 @@ const signing: TableAccess = {
   keys: [KEYS.signingKey],
   why: 'lease signing keys: read, created on first use, written back if lost',
 };
+/**
+ * A refund that memory says has nowhere to go is checked, not skipped blindly (the memory may be
+ * older than the bucket): a condition check on the bucket, in the transaction or alone.
+ */
+const bucketChecks: TableAccess = {
+  actions: ['dynamodb:ConditionCheckItem'],
+  keys: [KEYS.entities, KEYS.resources],
+  why: 'buckets: a skipped refund or give-back is checked against the bucket',
+};
 const settle: readonly TableAccess[] = [
   {
     actions: ['dynamodb:UpdateItem'], // a transaction is authorized per item as its action
     keys: [KEYS.leases, KEYS.entities, KEYS.resources],
     why: 'settlement: the lease item and its buckets, in one transaction',
   },
+  bucketChecks,
   signing,
 ];
 
@@ -264,6 +274,7 @@ export const ACCESS: Readonly<Record<FunctionName, readonly TableAccess[]>> = {
       keys: [KEYS.entities, KEYS.resources],
       why: 'buckets: one conditional update per scope, and give-backs',
     },
+    bucketChecks,
     { actions: ['dynamodb:GetItem'], keys: [KEYS.config], why: 'stored configuration' },
     signing,
   ],

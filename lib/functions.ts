@@ -3,7 +3,7 @@
  * log group, its environment, and exactly the table access the route table's ACCESS entry names.
  */
 import { fileURLToPath } from 'node:url';
-import { ENV } from '@sluice/lambdas/environment';
+import { ENV, POWERTOOLS_ENV } from '@sluice/lambdas/environment';
 import { METRICS } from '@sluice/lambdas/metric-names';
 import { ACCESS, type FunctionName, type Route } from '@sluice/lambdas/routes';
 import { Duration, RemovalPolicy } from 'aws-cdk-lib';
@@ -77,9 +77,9 @@ export function sluiceFunction(
       [ENV.service]: options.service,
       [ENV.configCacheMs]: String(options.configCache.toMilliseconds()),
       [ENV.auditRetentionDays]: String(options.auditRetentionDays),
-      [ENV.powertoolsService]: options.service,
-      [ENV.powertoolsLogLevel]: options.logLevel,
-      [ENV.powertoolsNamespace]: METRICS.namespace,
+      [POWERTOOLS_ENV.service]: options.service,
+      [POWERTOOLS_ENV.logLevel]: options.logLevel,
+      [POWERTOOLS_ENV.namespace]: METRICS.namespace,
       NODE_OPTIONS: '--enable-source-maps',
     },
     bundling: SLUICE_BUNDLING,

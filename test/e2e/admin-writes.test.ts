@@ -2,17 +2,11 @@
  * Admin writes over HTTP: validation that stores nothing, the audit trail, concurrent writes, names without a URL, pagination.
  */
 import fc from 'fast-check';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { put } from '../support/admin.js';
-import { type Api, request, startApi, tableName } from '../support/api.js';
+import { fileApi, request } from '../support/api.js';
 
-let api: Api;
-beforeAll(async () => {
-  api = await startApi(tableName('adm'));
-});
-afterAll(async () => {
-  await api?.stop();
-});
+const api = fileApi('adm');
 
 describe('admin writes', () => {
   it('store nothing when one field is bad, naming it', async () => {

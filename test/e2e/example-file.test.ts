@@ -5,18 +5,12 @@ import { fileURLToPath } from 'node:url';
 import { main } from '@sluice/cli';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { acquire, limitOf } from '../support/admin.js';
-import { type Api, request, startApi, tableName } from '../support/api.js';
+import { type Api, fileApi, request, startApi, tableName } from '../support/api.js';
 
 const EXAMPLE = fileURLToPath(new URL('../../examples/sluice.yaml', import.meta.url));
 // 30-day periods: refill during a test is far below one unit, so counts can be asserted exactly.
 
-let api: Api;
-beforeAll(async () => {
-  api = await startApi(tableName('cfg'));
-});
-afterAll(async () => {
-  await api?.stop();
-});
+const _api = fileApi('cfg');
 
 async function cli(
   url: string,

@@ -1,20 +1,14 @@
 /**
  * Hierarchies and shared limits over HTTP: keys of one project under concurrency, provider-wide limits, state kept through limit changes and parent moves, resets, and the hierarchy rules.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { acquire, limitOf, put } from '../support/admin.js';
-import { type Api, request, startApi, tableName } from '../support/api.js';
+import { fileApi, request } from '../support/api.js';
 
 // 30-day periods: refill during a test is far below one unit, so counts can be asserted exactly.
 const MONTHLY = 2_592_000;
 
-let api: Api;
-beforeAll(async () => {
-  api = await startApi(tableName('hier'));
-});
-afterAll(async () => {
-  await api?.stop();
-});
+const api = fileApi('hier');
 
 describe('hierarchies and shared limits', () => {
   it('two keys of one project share its limit under 32 concurrent callers', async () => {

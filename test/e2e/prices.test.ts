@@ -1,17 +1,11 @@
 /**
  * Prices over HTTP: exact integer cost, rounded up once per call, charged at settlement.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { acquire, limitOf, put } from '../support/admin.js';
-import { type Api, request, startApi, tableName } from '../support/api.js';
+import { fileApi, request } from '../support/api.js';
 
-let api: Api;
-beforeAll(async () => {
-  api = await startApi(tableName('price'));
-});
-afterAll(async () => {
-  await api?.stop();
-});
+const api = fileApi('price');
 
 describe('prices', () => {
   const budget = [

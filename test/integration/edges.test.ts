@@ -239,6 +239,35 @@ describe('a reset while a lease is open', () => {
   });
 });
 
+describe('a refund settled by a process that saw the item before the lease existed', () => {
+  // Found by the model test (model.test.ts) under load: after a reset, one process remembered
+  // the item as the reset left it (no bucket, no window), another admitted a lease, and the
+  // first one settled that lease lower. It took its memory for the truth and skipped the refund.
+  it.each([
+    ['bucket', { name: 'tpm', metric: 'tokens', limit: 10_000, per: 'hour' }],
+    ['quota', { name: 'daily', metric: 'tokens', limit: 10_000, window: 'day' }],
+  ])('gives the refund back into a %s all the same', async (_kind, limit) => {
+    const clock = manualClock();
+    const [p1, p2] = [table.limiter({ clock: clock.now }), table.limiter({ clock: clock.now })];
+    const admin = new ConfigAdmin({ store: table.store, clock: clock.now });
+    const entity = `stale-${++n}`;
+    const c: ScopeCheck = {
+      scope: 'entity',
+      key: itemKeys.entityBucket(entity, 'gpt-4o'),
+      limits: parseLimits([limit]),
+    };
+    await admitted(p1 as Limiter, [c], 100);
+    await admin.reset(entity, 'test');
+    await (p1 as Limiter).available({ checks: [c] }); // p1 now remembers the reset item
+    const lease = await admitted(p2 as Limiter, [c], 2_000);
+
+    await (p1 as Limiter).adjust(lease, { tokens: 500 });
+    const status = await (p2 as Limiter).available({ checks: [c] });
+
+    expect(status.limits[0]?.remaining).toBe(9_500);
+  });
+});
+
 describe('a write that throws halfway through an acquire', () => {
   it('leaves no scope charged, so a retry is charged once', async () => {
     const clock = manualClock();

@@ -5,7 +5,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
-import { inject } from 'vitest';
+import { afterAll, beforeAll, inject } from 'vitest';
 
 const MAIN = fileURLToPath(new URL('../../packages/local/src/main.ts', import.meta.url));
 
@@ -94,4 +94,27 @@ export async function request(
 /** POSTs JSON and returns status, headers and the parsed body. */
 export function post(url: string, body: unknown, contentType = 'application/json') {
   return request('POST', url, body, contentType);
+}
+
+/**
+ * A local API on a table of its own for the calling test file: started before its tests,
+ * stopped after them. Its `url` is there once the tests run.
+ */
+export function fileApi(
+  prefix: string,
+  env: Record<string, string> = {},
+): { readonly url: string } {
+  let api: Api | undefined;
+  beforeAll(async () => {
+    api = await startApi(tableName(prefix), env);
+  });
+  afterAll(async () => {
+    await api?.stop();
+  });
+  return {
+    get url() {
+      if (!api) throw new Error('the API has not started (use it inside a test)');
+      return api.url;
+    },
+  };
 }

@@ -3,6 +3,7 @@
  * through to the real DynamoDB Local.
  */
 import type {
+  ItemCheck,
   ItemKey,
   ItemState,
   ItemUpdate,
@@ -21,7 +22,7 @@ export class CountingStore implements Store {
     this.counts.update++;
     return this.inner.update(update);
   }
-  transact(updates: readonly ItemUpdate[]): Promise<TransactResult> {
+  transact(updates: readonly (ItemUpdate | ItemCheck)[]): Promise<TransactResult> {
     this.counts.transact++;
     return this.inner.transact(updates);
   }

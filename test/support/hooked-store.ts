@@ -4,6 +4,7 @@
  * refused goes through to the real DynamoDB Local.
  */
 import type {
+  ItemCheck,
   ItemKey,
   ItemState,
   ItemUpdate,
@@ -21,7 +22,7 @@ export class HookedStore implements Store {
     await this.before(update);
     return this.inner.update(update);
   }
-  transact(updates: readonly ItemUpdate[]): Promise<TransactResult> {
+  transact(updates: readonly (ItemUpdate | ItemCheck)[]): Promise<TransactResult> {
     return this.inner.transact(updates);
   }
   get(key: ItemKey): Promise<ItemState | undefined> {

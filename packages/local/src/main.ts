@@ -10,7 +10,7 @@
  */
 import { mkdirSync } from 'node:fs';
 import { ensureTable } from '@sluice/core';
-import { ENV } from '@sluice/lambdas/environment';
+import { ENV, POWERTOOLS_ENV } from '@sluice/lambdas/environment';
 import { routes } from '@sluice/lambdas/routes';
 import {
   type DynamoDBLocal,
@@ -23,8 +23,8 @@ import { startLocalServer } from './server.js';
 
 const env = process.env;
 env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
-env[ENV.powertoolsLogLevel] ??= 'WARN';
-env[ENV.powertoolsMetricsDisabled] ??= 'true';
+env[POWERTOOLS_ENV.logLevel] ??= 'WARN';
+env[POWERTOOLS_ENV.metricsDisabled] ??= 'true';
 const tableName = env[ENV.tableName] ?? 'sluice';
 env[ENV.tableName] = tableName;
 

@@ -45,7 +45,14 @@ export type Step =
        */
       readonly horizonNs?: bigint;
     }
-  | { readonly kind: 'skip' }
+  | {
+      readonly kind: 'skip';
+      /**
+       * A skip decided from a remembered state holds only while the item still is as remembered
+       * (a memory can be older than the item): the write that carries it checks this.
+       */
+      readonly assuming?: Condition;
+    }
   | { readonly kind: 'deny'; readonly retryAfterNs: bigint };
 
 /** How a consume may use a bucket. */
@@ -300,7 +307,7 @@ export function bucketRefund(
   held: { readonly amount: bigint; readonly elapsedNs: bigint },
 ): Step {
   if (state !== undefined && readStored(state, leased.name).x === undefined)
-    return { kind: 'skip' };
+    return { kind: 'skip', assuming: { absent: bucketAttributes.tat(leased.name) } };
   const { scale, L, P } = deltaDefinition(leased, state);
   const lease = bucketParams(leased);
   const elapsed = max(0n, held.elapsedNs);

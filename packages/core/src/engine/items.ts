@@ -5,7 +5,14 @@
  */
 import { StoreUnavailableError } from '../errors.js';
 import { itemAttributes, TABLE_SCHEMA } from '../store/schema.js';
-import type { Assignment, Condition, ItemKey, ItemState, ItemUpdate } from '../store/types.js';
+import type {
+  Assignment,
+  Condition,
+  ItemCheck,
+  ItemKey,
+  ItemState,
+  ItemUpdate,
+} from '../store/types.js';
 import { bucketDebt, bucketRefund, ceilDiv, type Step } from './gcra.js';
 import type { LeasedItem, LeasedLimit } from './lease.js';
 import { amountOf, type Usage } from './limits.js';
@@ -90,9 +97,15 @@ export function combine(
 }
 
 /**
- * The update that moves one item from `previous` to `next` totals, or null if none moves.
+ * The write that moves one item from `previous` to `next` totals, or null if none moves.
  * Debt is always charged; a refund only of what the lease still holds there (see
  * {@link bucketRefund}), and only into the generation the lease was charged in.
+ *
+ * It is computed from the remembered state of the item, which may be older than the item. A
+ * refund that memory says has nowhere to go (no bucket, another window) is skipped only on the
+ * condition that the item still says so: a check when nothing else is written. A generation
+ * remembered newer than the lease's proves a reset (generations only grow); an older one
+ * proves nothing, and the refund goes out conditioned on the lease's generation.
  */
 export function deltaUpdate(
   engine: Engine,
@@ -101,11 +114,11 @@ export function deltaUpdate(
   next: Usage,
   nowMs: number,
   acquiredAtMs: number,
-): ItemUpdate | null {
+): ItemUpdate | ItemCheck | null {
   const state = engine.stateOf(item.key);
   const nowNs = toNs(nowMs);
   const elapsedNs = nowNs - toNs(acquiredAtMs);
-  const resetSince = state !== undefined && generationOf(state) !== item.generation;
+  const resetSince = state !== undefined && generationOf(state) > item.generation;
   let refunds = false;
   const steps: Step[] = item.limits.map((limit) => {
     const held = BigInt(amountOf(previous, limit.metric));
@@ -124,7 +137,7 @@ export function deltaUpdate(
     if (step.kind === 'write') refunds = true;
     return step;
   });
-  return combine(
+  const update = combine(
     engine,
     item.key,
     steps,
@@ -132,6 +145,14 @@ export function deltaUpdate(
     nowMs,
     refunds ? generationIs(item.generation) : undefined,
   );
+  const assumed = steps.flatMap((step) =>
+    step.kind === 'skip' && step.assuming ? [step.assuming] : [],
+  );
+  const [one] = assumed;
+  if (!one) return update;
+  const holds: Condition = assumed.length === 1 ? one : { and: assumed };
+  if (!update) return { key: item.key, check: holds };
+  return { ...update, condition: update.condition ? { and: [update.condition, holds] } : holds };
 }
 
 /** Applies deltas outside a lease (compensation), retrying on stale state. */
@@ -143,9 +164,17 @@ async function applyDeltas(
   acquiredAtMs: number,
 ): Promise<void> {
   for (let attempt = 0; attempt < engine.tuning.maxAttempts; attempt++) {
-    const update = deltaUpdate(engine, item, previous, next, engine.clock(), acquiredAtMs);
-    if (!update) return;
-    const result = await engine.store.update(update);
+    const write = deltaUpdate(engine, item, previous, next, engine.clock(), acquiredAtMs);
+    if (!write) return;
+    if ('check' in write) {
+      // Nothing to give back, if the item still is as remembered.
+      const checked = await engine.store.transact([write]);
+      if (checked.ok) return;
+      const [failure] = checked.failures;
+      if (failure?.reason === 'condition') engine.remember(item.key, failure.item ?? {});
+      continue;
+    }
+    const result = await engine.store.update(write);
     engine.remember(item.key, result.item ?? {});
     if (result.ok) return;
   }

@@ -142,8 +142,16 @@ export function quotaRefund(
 ): Step {
   const leaseStart = BigInt(leased.windowStartMs);
   const cur = current(leased, state, nowMs);
-  if (cur.start !== leaseStart || (state !== undefined && cur.stored !== leaseStart))
-    return { kind: 'skip' };
+  // The window has moved on (by the clock, or by a later window already stored): nothing to free.
+  if (cur.start !== leaseStart) return { kind: 'skip' };
+  // The remembered item holds another window (an older one, or none): true unless it is stale.
+  if (state !== undefined && cur.stored !== leaseStart) {
+    const attr = bucketAttributes.window(leased.name);
+    return {
+      kind: 'skip',
+      assuming: { or: [{ absent: attr }, { attr, op: '<', value: leaseStart }] },
+    };
+  }
   return {
     kind: 'write',
     set: [{ attr: bucketAttributes.used(leased.name), add: -amount }],

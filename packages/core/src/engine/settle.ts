@@ -133,7 +133,7 @@ async function settle(
       engine.leases.set(claims.id, written);
       for (const { item, update } of itemUpdates) {
         const state = engine.stateOf(item.key);
-        if (state) engine.remember(item.key, applyLocally(state, update.set));
+        if (state && 'set' in update) engine.remember(item.key, applyLocally(state, update.set));
       }
       return settled(engine, leaseId, claims, totals, final, nowMs);
     }

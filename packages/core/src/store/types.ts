@@ -85,8 +85,11 @@ export type TransactResult =
 export interface Store {
   /** One conditional UpdateItem: ALL_NEW on success, ALL_OLD when the condition fails. */
   update(update: ItemUpdate): Promise<UpdateResult>;
-  /** All-or-nothing updates; a failed condition reports the old item of that update. */
-  transact(updates: readonly ItemUpdate[]): Promise<TransactResult>;
+  /**
+   * All-or-nothing updates (and condition checks); a failed condition reports the old item of
+   * that write.
+   */
+  transact(writes: readonly (ItemUpdate | ItemCheck)[]): Promise<TransactResult>;
   /** A strongly consistent read. */
   get(key: ItemKey): Promise<ItemState | undefined>;
 }
