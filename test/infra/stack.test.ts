@@ -182,13 +182,19 @@ describe('the functions', () => {
       .filter((s) => [s.Action].flat().some((a) => a.startsWith('dynamodb:')));
   }
 
-  it('let acquire only get and update items of this table, each statement held to key prefixes', () => {
+  it('let acquire only get, update and condition-check items of this table, each statement held to key prefixes', () => {
     const statements = dynamoStatements('acquire');
     const table = idOf(built.stack.sluice.table);
     expect([...new Set(statements.flatMap((s) => [s.Action].flat()))].sort()).toEqual([
+      'dynamodb:ConditionCheckItem',
       'dynamodb:GetItem',
       'dynamodb:UpdateItem',
     ]);
+    // A condition check only on buckets: never on configuration, leases or the audit trail.
+    const checks = statements.filter((s) =>
+      [s.Action].flat().includes('dynamodb:ConditionCheckItem'),
+    );
+    expect(JSON.stringify(checks.map((s) => s.Condition))).not.toMatch(/config#|lease#|audit/);
     for (const statement of statements) {
       expect(statement.Resource).toEqual({ 'Fn::GetAtt': [table, 'Arn'] });
       expect(JSON.stringify(statement.Condition)).toContain('dynamodb:LeadingKeys');
