@@ -3,10 +3,28 @@
  * settled lease) and transport failures the caller asked to see. Denials are values.
  */
 
+/**
+ * The codes an error may carry: Sluice's problem codes, `unavailable` (not reached),
+ * `forbidden` (a 403 from API Gateway, e.g. a missing IAM grant) or `http_<status>` for an
+ * answer without a code. Open-ended: a newer Sluice may answer a code this SDK does not know.
+ */
+export type SluiceClientErrorCode =
+  | 'invalid_request'
+  | 'lease_not_found'
+  | 'lease_settled'
+  | 'not_found'
+  | 'conflict'
+  | 'configuration_invalid'
+  | 'payload_too_large'
+  | 'unsupported_media_type'
+  | 'unavailable'
+  | 'forbidden'
+  | (string & {});
+
 /** Base class of every error the SDK throws. */
 export class SluiceClientError extends Error {
   constructor(
-    readonly code: string,
+    readonly code: SluiceClientErrorCode,
     message: string,
     readonly status?: number,
     options?: ErrorOptions,
@@ -19,12 +37,13 @@ export class SluiceClientError extends Error {
 /** Sluice refused the request itself (400, 404, 409, 413, 415): fix the call. */
 export class SluiceRequestError extends SluiceClientError {
   constructor(
-    code: string,
+    code: SluiceClientErrorCode,
     message: string,
     status: number,
     readonly field?: string,
+    options?: ErrorOptions,
   ) {
-    super(code, message, status);
+    super(code, message, status, options);
   }
 }
 

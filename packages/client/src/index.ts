@@ -11,7 +11,7 @@ export {
   type StoredConfig,
 } from './admin.js';
 export { LeaseStream, SluiceClient, type SluiceClientOptions } from './client.js';
-export { SluiceClientError, SluiceRequestError } from './errors.js';
+export { SluiceClientError, type SluiceClientErrorCode, SluiceRequestError } from './errors.js';
 export {
   type ProviderAttempt,
   parseDuration,
