@@ -9,6 +9,7 @@ import {
   CONFIG_KINDS,
   ConfigAdmin,
   type ConfigKind,
+  DynamoDBAdminStore,
   SERVICE_DEFAULTS,
   SETTINGS_NAME,
   type StoredConfig,
@@ -174,7 +175,7 @@ export const handler = middy<JsonEvent, Result>()
     if (!route) throw new HttpProblem(404, 'not_found', `no route ${event.routeKey}`);
     const runtime = getRuntime();
     configAdmin ??= new ConfigAdmin({
-      store: runtime.store,
+      store: new DynamoDBAdminStore({ client: runtime.client, tableName: runtime.env.tableName }),
       auditRetentionDays: runtime.env.auditRetentionDays,
     });
     const operation = operations[route.operation as AdminOperation];

@@ -4,6 +4,7 @@
  * and naming the variable when something required is missing.
  */
 import { SERVICE_DEFAULTS } from '@sluice/core';
+import { EnvironmentError } from './errors.js';
 
 /** Every environment variable a Sluice function reads. */
 export const ENV = {
@@ -48,7 +49,7 @@ function wholeNumber(env: NodeJS.ProcessEnv, name: string, fallback: number): nu
   if (raw === undefined || raw === '') return fallback;
   const value = Number(raw);
   if (!Number.isInteger(value) || value < 0)
-    throw new Error(`${name} must be a whole number, not "${raw}"`);
+    throw new EnvironmentError(`${name} must be a whole number, not "${raw}"`);
   return value;
 }
 
@@ -60,7 +61,7 @@ export const serviceName = (env: NodeJS.ProcessEnv = process.env): string =>
 export function loadEnvironment(env: NodeJS.ProcessEnv = process.env): Environment {
   const tableName = env[ENV.tableName];
   if (!tableName)
-    throw new Error(`${ENV.tableName} is not set: it names the Sluice DynamoDB table`);
+    throw new EnvironmentError(`${ENV.tableName} is not set: it names the Sluice DynamoDB table`);
   const endpoint = env[ENV.dynamodbEndpoint];
   return {
     tableName,

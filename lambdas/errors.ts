@@ -1,7 +1,7 @@
 /**
- * The errors the HTTP edge raises itself, before any handler runs (content type, size, routing).
- * Errors from the engine and the catalog are @sluice/core's; http/problem.ts maps both to
- * responses.
+ * The errors of the handlers themselves: refusals the HTTP edge raises before any handler runs
+ * (content type, size, routing), and an environment a function cannot run with. Errors from the
+ * engine and the catalog are @sluice/core's; http/problem.ts maps both to responses.
  */
 
 /** Codes of the edge's own refusals. */
@@ -11,15 +11,41 @@ export type HttpProblemCode =
   | 'not_found'
   | 'method_not_allowed';
 
-/** An HTTP-level refusal with its status. */
-export class HttpProblem extends Error {
+/** Every code an error of this package carries. */
+export type HandlerErrorCode = HttpProblemCode | 'environment_invalid';
+
+/** Base class of the errors the handlers throw. */
+export class HandlerError extends Error {
   constructor(
-    readonly status: number,
-    readonly code: HttpProblemCode,
+    readonly code: HandlerErrorCode,
     message: string,
     options?: ErrorOptions,
   ) {
     super(message, options);
     this.name = new.target.name;
+  }
+}
+
+/** An HTTP-level refusal with its status. */
+export class HttpProblem extends HandlerError {
+  declare readonly code: HttpProblemCode;
+
+  constructor(
+    readonly status: number,
+    code: HttpProblemCode,
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    super(code, message, options);
+  }
+}
+
+/**
+ * A variable the function needs is missing or malformed (a deployment mistake): the request
+ * fails with a 500 whose body says nothing, and the log names the variable.
+ */
+export class EnvironmentError extends HandlerError {
+  constructor(message: string) {
+    super('environment_invalid', message);
   }
 }

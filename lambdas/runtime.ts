@@ -13,6 +13,8 @@ import { METRICS } from './metric-names.js';
 /** Per-container singletons. */
 export interface Runtime {
   readonly env: Environment;
+  /** The DynamoDB client every store of this container shares. */
+  readonly client: DynamoDBClient;
   readonly store: DynamoDBStore;
   /** The engine's per-container state; handlers run one operation on it. */
   readonly engine: Engine;
@@ -48,7 +50,7 @@ export function getRuntime(): Runtime {
         }),
     });
     const policies = new CachedConfigSource({ store, ttlMs: env.configCacheMs });
-    runtime = { env, store, engine, policies };
+    runtime = { env, client, store, engine, policies };
   }
   return runtime;
 }

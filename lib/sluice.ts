@@ -206,7 +206,8 @@ export class Sluice extends Construct {
     const admin = routes.filter((r) => r.auth === 'admin');
     const grant = this.#grantInvoke(principal, admin);
     if (principal instanceof Construct) {
-      const prefix = escapeRegExp(commonStart(admin.map((r) => r.path))); // `/v1/admin/`
+      // What every admin path starts with, as a regular expression.
+      const prefix = escapeRegExp(commonStart(admin.map((r) => r.path)));
       NagSuppressions.addResourceSuppressions(
         principal,
         [

@@ -19,7 +19,7 @@ import {
 import {
   CachedConfigSource,
   ConfigAdmin,
-  DynamoDBStore,
+  DynamoDBAdminStore,
   ensureTable,
   itemKeys,
   Limiter,
@@ -165,7 +165,7 @@ async function main() {
     const sluiceClient = new DynamoDB(clientConfig);
     const sluiceMeter = meter(sluiceClient);
     await ensureTable(sluiceClient, 'sluice-bench');
-    const store = new DynamoDBStore({ client: sluiceClient, tableName: 'sluice-bench' });
+    const store = new DynamoDBAdminStore({ client: sluiceClient, tableName: 'sluice-bench' });
 
     // The peer on its own client and table (its own key schema), same DynamoDB Local.
     const peerClient = new DynamoDB(clientConfig);

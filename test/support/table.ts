@@ -3,14 +3,14 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { DynamoDBStore, ensureTable, Limiter, type LimiterOptions } from '@sluice/core';
+import { DynamoDBAdminStore, ensureTable, Limiter, type LimiterOptions } from '@sluice/core';
 import { localClient } from '@sluice/local';
 import { inject } from 'vitest';
 
 export interface TestTable {
   readonly client: DynamoDBClient;
   readonly tableName: string;
-  readonly store: DynamoDBStore;
+  readonly store: DynamoDBAdminStore;
   /** A limiter on this table: each one is a separate "process" with its own memory. */
   limiter(options?: Omit<LimiterOptions, 'store'>): Limiter;
 }
@@ -26,7 +26,7 @@ export async function freshTable(
   const client = localClient(inject('dynamoEndpoint'));
   const tableName = `${prefix}-${randomBytes(4).toString('hex')}`;
   await ensureTable(client, tableName, { timeToLive: options.timeToLive ?? false });
-  const store = new DynamoDBStore({ client, tableName });
+  const store = new DynamoDBAdminStore({ client, tableName });
   return {
     client,
     tableName,

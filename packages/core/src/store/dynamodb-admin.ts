@@ -1,0 +1,44 @@
+/**
+ * The admin side of the DynamoDB store: everything the engine needs, and listings of one
+ * partition (stored configuration, an entity's buckets, the audit trail).
+ */
+import { QueryCommand } from '@aws-sdk/client-dynamodb';
+import { DynamoDBStore, marshalKey, translate, unmarshal } from './dynamodb.js';
+import { TABLE_SCHEMA } from './schema.js';
+import type { AdminStore, QueryPage } from './types.js';
+
+/**
+ * @example
+ * const admin = new ConfigAdmin({ store: new DynamoDBAdminStore({ client, tableName: 'sluice' }) });
+ */
+export class DynamoDBAdminStore extends DynamoDBStore implements AdminStore {
+  async query(
+    pk: string,
+    options: { readonly limit: number; readonly after?: string; readonly descending?: boolean },
+  ): Promise<QueryPage> {
+    try {
+      const out = await this.client.send(
+        new QueryCommand({
+          TableName: this.tableName,
+          KeyConditionExpression: '#pk = :pk',
+          ExpressionAttributeNames: { '#pk': TABLE_SCHEMA.partitionKey },
+          ExpressionAttributeValues: { ':pk': { S: pk } },
+          ConsistentRead: true,
+          Limit: options.limit,
+          ScanIndexForward: !options.descending,
+          ...(options.after !== undefined
+            ? { ExclusiveStartKey: marshalKey({ pk, sk: options.after }) }
+            : {}),
+        }),
+      );
+      const items = (out.Items ?? []).map((raw) => {
+        const state = unmarshal(raw) ?? {};
+        return { key: { pk, sk: String(state[TABLE_SCHEMA.sortKey]) }, state };
+      });
+      const last = out.LastEvaluatedKey?.[TABLE_SCHEMA.sortKey]?.S;
+      return { items, ...(last !== undefined ? { next: last } : {}) };
+    } catch (error) {
+      throw translate(error);
+    }
+  }
+}

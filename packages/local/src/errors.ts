@@ -1,0 +1,18 @@
+/**
+ * Errors of @sluice/local: the embedded DynamoDB Local could not be brought up.
+ */
+
+/** Why DynamoDB Local is not there: no Java to run it, it stopped, or it never answered. */
+export type LocalErrorCode = 'java_missing' | 'exited' | 'not_ready';
+
+/** Base class of the errors @sluice/local throws. */
+export class LocalError extends Error {
+  constructor(
+    readonly code: LocalErrorCode,
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
