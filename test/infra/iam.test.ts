@@ -129,6 +129,34 @@ describe('each function under its own synthesized role', () => {
       expect({ name, denied: proxy.denied }).toEqual({ name, denied: [] });
   });
 
+  it('checks a bucket before skipping a refund there, as the settling roles allow', async () => {
+    // The adjust process learns the entity's items as a reset leaves them (no bucket)...
+    const admin = `${api('admin')}/v1/admin`;
+    const limits = [{ name: 'tph', metric: 'tokens', limit: 10_000, per: 'hour' }];
+    const ask = { entity: 'key-2', resource: 'm', usage: { tokens: 2_000 }, limits };
+    const before = await post(`${api('acquire')}/v1/acquire`, ask);
+    expect((await request('POST', `${admin}/entities/key-2/reset`)).status).toBe(200);
+    const stale = { lease_id: before.body.lease_id, usage: { tokens: 1_000 } };
+    expect((await post(`${api('adjust')}/v1/adjust`, stale)).status).toBe(200);
+    // ...then settles lower a lease another process admitted after the reset.
+    const after = await post(`${api('acquire')}/v1/acquire`, ask);
+    const lower = { lease_id: after.body.lease_id, usage: { tokens: 500 } };
+    expect((await post(`${api('adjust')}/v1/adjust`, lower)).status).toBe(200);
+    const status = await post(`${api('available')}/v1/available`, {
+      entity: 'key-2',
+      resource: 'm',
+      limits,
+    });
+
+    expect((status.body.limits as { remaining: number }[])[0]?.remaining).toBe(9_500);
+    expect((proxies.get('adjust') as IamProxy).allowed).toContainEqual({
+      action: 'dynamodb:ConditionCheckItem',
+      pk: 'entity#key-2',
+    });
+    for (const [name, proxy] of proxies)
+      expect({ name, denied: proxy.denied }).toEqual({ name, denied: [] });
+  });
+
   it('refuses what a role does not have, through the same proxy', async () => {
     const { DynamoDBClient, UpdateItemCommand } = await import('@aws-sdk/client-dynamodb');
     const client = new DynamoDBClient({

@@ -96,10 +96,11 @@ export function accessOf(operation: string, body: Body): Access[] {
   }
 }
 
-/** A running proxy; `denied` lists every refused access, for the test to read. */
+/** A running proxy; `denied` and `allowed` list every access it saw, for the test to read. */
 export interface IamProxy {
   readonly url: string;
   readonly denied: Access[];
+  readonly allowed: Access[];
   close(): Promise<void>;
 }
 
@@ -110,6 +111,7 @@ export async function startIamProxy(
   upstream: string,
 ): Promise<IamProxy> {
   const denied: Access[] = [];
+  const allowed: Access[] = [];
   const server: Server = createServer(async (req, res) => {
     const chunks: Buffer[] = [];
     for await (const chunk of req) chunks.push(chunk as Buffer);
@@ -117,9 +119,9 @@ export async function startIamProxy(
     const target = String(req.headers['x-amz-target'] ?? '');
     const operation = target.split('.')[1] ?? '';
     if (!MANAGEMENT.has(operation)) {
-      const refused = accessOf(operation, JSON.parse(raw.toString('utf8') || '{}') as Body).filter(
-        (access) => !allows(statements, tableResource, access),
-      );
+      const accesses = accessOf(operation, JSON.parse(raw.toString('utf8') || '{}') as Body);
+      const refused = accesses.filter((access) => !allows(statements, tableResource, access));
+      if (refused.length === 0) allowed.push(...accesses);
       if (refused.length > 0) {
         denied.push(...refused);
         res.writeHead(400, { 'content-type': 'application/x-amz-json-1.0' });
@@ -149,6 +151,7 @@ export async function startIamProxy(
   return {
     url: `http://127.0.0.1:${port}`,
     denied,
+    allowed,
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());
