@@ -5,6 +5,7 @@
  */
 import { parseArgs } from 'node:util';
 import { COLLECTIONS, type ConfigKind, SluiceAdmin, SluiceClientError } from '@sluice/client';
+import { SERVICE_DEFAULTS } from '@sluice/core';
 import { applyChanges, type Change, planChanges, pruned } from './diff.js';
 import { CliError, UsageError } from './errors.js';
 import { loadFile } from './file.js';
@@ -25,7 +26,7 @@ Options:
   -h, --help`;
 
 const KINDS: readonly string[] = Object.keys(COLLECTIONS);
-const MAX_AUDIT_PAGE = 1_000;
+const MAX_AUDIT_PAGE = SERVICE_DEFAULTS.maxPageSize;
 
 function describe(change: Change): string {
   const sign = { create: '+', update: '~', delete: '-', unchanged: '=', unmanaged: '?' }[
