@@ -5,6 +5,7 @@
 import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import * as z from 'zod/mini';
+import { MAX_BODY_BYTES } from './http/limits.js';
 import * as r from './responses.js';
 import { type NamedSchema, type Route, routes } from './routes.js';
 
@@ -24,7 +25,7 @@ const problemResponse = (description: string) => ({
 /** What every route with a body may answer, and what every route may answer. */
 const WITH_BODY = {
   400: 'invalid_request: a field is wrong; `field` names it. Nothing was written.',
-  413: 'payload_too_large: the body is over 64 KB.',
+  413: `payload_too_large: the body is over ${MAX_BODY_BYTES / 1024} KB.`,
   415: 'unsupported_media_type: send application/json.',
 };
 const ALWAYS = { 503: 'unavailable: the table cannot be reached.' };

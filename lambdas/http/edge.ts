@@ -10,10 +10,8 @@ import type * as z from 'zod/mini';
 import { HttpProblem } from '../errors.js';
 import { METRICS } from '../metric-names.js';
 import { logger, metrics } from '../runtime.js';
+import { MAX_BODY_BYTES } from './limits.js';
 import { fromError, type Result } from './problem.js';
-
-/** Largest request body accepted. */
-export const MAX_BODY_BYTES = 64 * 1024;
 
 /** The event after the edge has parsed its JSON body. */
 export type JsonEvent = APIGatewayProxyEventV2 & { parsedBody?: unknown };
