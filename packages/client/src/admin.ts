@@ -5,7 +5,7 @@
  */
 import { requestErrorFrom, SluiceClientError } from './errors.js';
 import type { Credentials } from './signing.js';
-import { Transport } from './transport.js';
+import { type Answer, Transport } from './transport.js';
 
 /** The configuration kinds that have names. */
 export type ConfigKind = 'plan' | 'entity' | 'resource';
@@ -156,7 +156,7 @@ export class SluiceAdmin {
     body?: unknown,
     expected: readonly number[] = [],
   ): Promise<{ status: number; body: unknown }> {
-    let answer: Awaited<ReturnType<Transport['send']>>;
+    let answer: Answer;
     try {
       answer = await this.#transport.send(method, path, body, this.#timeoutMs);
     } catch (error) {

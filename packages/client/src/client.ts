@@ -5,7 +5,7 @@
  */
 import { requestErrorFrom } from './errors.js';
 import type { Credentials } from './signing.js';
-import { Transport } from './transport.js';
+import { type Answer, Transport } from './transport.js';
 import type {
   AcquireRequest,
   AcquireResult,
@@ -269,7 +269,7 @@ export class SluiceClient {
       }
       const remaining = deadline - Date.now();
       if (remaining <= 0) break;
-      let answer: Awaited<ReturnType<Transport['send']>>;
+      let answer: Answer;
       try {
         answer = await this.#transport.send('POST', path, body, remaining);
       } catch {

@@ -5,6 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { canonicalJson } from '../canonical.js';
 import { SERVICE_DEFAULTS } from '../defaults.js';
+import { PERIOD_SECONDS } from '../engine/limits.js';
 import { nextRotation } from '../engine/signing-keys.js';
 import { ConflictError, NotFoundError, ValidationError } from '../errors.js';
 import {
@@ -21,8 +22,6 @@ import {
   type DocumentReader,
   type ReferenceWrites,
 } from './references.js';
-
-const SECONDS_PER_DAY = 86_400;
 
 /** A configuration document as stored, with who changed it last and when. */
 export interface StoredConfig<K extends ConfigKind = ConfigKind> {
@@ -343,7 +342,7 @@ export class ConfigAdmin {
         { attr: D.body, value: JSON.stringify(entry) },
         {
           attr: TABLE_SCHEMA.ttlAttribute,
-          value: BigInt(Math.ceil(nowMs / 1000) + this.#retentionDays * SECONDS_PER_DAY),
+          value: BigInt(Math.ceil(nowMs / 1000) + this.#retentionDays * PERIOD_SECONDS.day),
         },
       ],
       condition: { absent: TABLE_SCHEMA.partitionKey },

@@ -56,7 +56,9 @@ export function leasedItem(check: ScopeCheck, state: ItemState, nowMs: number): 
 }
 
 /**
- * One update from the per-limit steps of an item (skips contribute nothing). When a step can
+ * One update from the per-limit steps of an item (skips contribute nothing here; the
+ * conditions some of them rest on are added by {@link deltaUpdate}, the only writer whose skips
+ * are decided from memory). When a step can
  * raise the item's state, the TTL is set past its horizon plus the slack, rounded up to the
  * hour, never below the TTL last seen, and only if the stored one is not later still: a TTL
  * never shrinks, so no write forgets what another one recorded (a debt, a window).

@@ -17,29 +17,28 @@ export function statuses(
   state: ItemState | undefined,
   nowMs: number,
 ): LimitStatus[] {
-  const nowNs = toNs(nowMs);
   return limits.map((limit) => {
-    if (limit.kind === 'bucket') {
-      const status = bucketStatus(limit, state, nowNs);
-      return {
-        scope,
-        name: limit.name,
-        metric: limit.metric,
-        limit: limit.limit,
-        remaining: Number(status.remaining),
-        resetMs: nsToMs(status.resetNs),
-      };
-    }
-    const status = quotaStatus(limit, state, nowMs);
+    const { remaining, resetMs } = standing(limit, state, nowMs);
     return {
       scope,
       name: limit.name,
       metric: limit.metric,
       limit: limit.limit,
-      remaining: Number(status.remaining),
-      resetMs: status.resetMs,
+      remaining: Number(remaining),
+      resetMs,
     };
   });
+}
+
+/** What remains of one limit (negative in debt) and in how many ms it is whole again. */
+function standing(
+  limit: Limit,
+  state: ItemState | undefined,
+  nowMs: number,
+): { remaining: bigint; resetMs: number } {
+  if (limit.kind === 'quota') return quotaStatus(limit, state, nowMs);
+  const status = bucketStatus(limit, state, toNs(nowMs));
+  return { remaining: status.remaining, resetMs: nsToMs(status.resetNs) };
 }
 
 /** A limit that refused `usage`. */
