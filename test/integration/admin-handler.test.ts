@@ -87,4 +87,37 @@ describe('the admin handler behind IAM authorization', () => {
       after: { priority: 90 },
     });
   });
+
+  it('answers a route key the route table does not name with 404, and touches nothing', async () => {
+    const context = { awsRequestId: 'req-2', getRemainingTimeInMillis: () => 10_000 } as Context;
+    const before = await handler(event('GET', '/v1/admin/audit', '/v1/admin/audit'), context);
+    const unknown = await handler(
+      event('PUT', '/v1/admin/plans/gold/extra', '/v1/admin/plans/{plan}/extra', {}),
+      context,
+    );
+    const after = await handler(event('GET', '/v1/admin/audit', '/v1/admin/audit'), context);
+
+    expect(unknown.statusCode).toBe(404);
+    expect(JSON.parse(unknown.body ?? '{}')).toMatchObject({ code: 'not_found' });
+    expect(JSON.parse(after.body ?? '{}').items).toEqual(JSON.parse(before.body ?? '{}').items);
+  });
+
+  it('requires a JSON body exactly where the route table gives the route a request schema', async () => {
+    const context = { awsRequestId: 'req-3', getRemainingTimeInMillis: () => 10_000 } as Context;
+    const noBody = {
+      ...event('PUT', '/v1/admin/plans/silver', '/v1/admin/plans/{plan}'),
+      headers: {},
+    };
+    const put = await handler(noBody, context);
+    const rotate = await handler(
+      {
+        ...event('POST', '/v1/admin/signing-keys/rotate', '/v1/admin/signing-keys/rotate'),
+        headers: {},
+      },
+      context,
+    );
+
+    expect(put.statusCode).toBe(415);
+    expect(rotate.statusCode).toBe(200);
+  });
 });
