@@ -2,7 +2,7 @@
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import middy from '@middy/core';
 import { acquire } from '@sluice/core';
-import { limitsBody, violationsBody } from './http/bodies.js';
+import { limitsBody, refusalName, shadowBody, violationsBody } from './http/bodies.js';
 import { edge, type JsonEvent, parse } from './http/edge.js';
 import { rateLimitHeaders } from './http/headers.js';
 import { json, problem, type Result } from './http/problem.js';
@@ -15,14 +15,29 @@ export const handler = middy<JsonEvent, Result>()
   .use(edge({ route: 'acquire' }))
   .handler(async (event) => {
     const body = parse(acquireRequest, event.parsedBody);
-    logger.appendKeys({ entity: body.entity, resource: body.resource });
-    const { checks, priority, price } = await resolve(body);
-    const result = await acquire(getRuntime().engine, {
+    const { input_tokens = 0, output_tokens = 0 } = body.usage;
+    logger.appendKeys({
+      entity: body.entity,
+      resource: body.resource,
+      tokens: body.usage.tokens ?? input_tokens + output_tokens, // Contributor Insights sums it
+    });
+    const { checks, priority, price, context } = await resolve(body);
+    const runtime = getRuntime();
+    const result = await acquire(runtime.engine, {
       checks,
       usage: body.usage,
       ...(body.max_wait_ms !== undefined ? { maxWaitMs: body.max_wait_ms } : {}),
       ...(priority !== undefined ? { priority } : {}),
       ...(price ? { price } : {}),
+      context,
+    });
+    // Refusals (and shadow limits' would-be refusals) go to usage history in batches.
+    runtime.denials.record(context, [
+      ...(result.allowed ? [] : result.violations.map(refusalName)),
+      ...(result.shadowViolations ?? []).map((v) => `shadow:${refusalName(v)}`),
+    ]);
+    await runtime.denials.flushDue().catch((error: unknown) => {
+      logger.error('refusal counts not written to usage history yet', { error });
     });
     const definitions = definitionsOf(checks);
     metrics.addMetric(METRICS.decisions, MetricUnit.Count, 1);
@@ -35,6 +50,7 @@ export const handler = middy<JsonEvent, Result>()
           lease_id: result.leaseId,
           wait_ms: result.waitMs,
           limits: limitsBody(result.limits),
+          ...shadowBody(result.shadowViolations),
         },
         rateLimitHeaders(result.limits, definitions),
       );
@@ -52,6 +68,7 @@ export const handler = middy<JsonEvent, Result>()
     const extras = {
       retry_after_ms: result.retryAfterMs,
       violations: violationsBody(result.violations),
+      ...shadowBody(result.shadowViolations),
     };
     if (result.code === 'exceeds_capacity') {
       return problem(

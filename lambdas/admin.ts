@@ -10,23 +10,27 @@ import {
   ConfigAdmin,
   type ConfigKind,
   DynamoDBAdminStore,
+  listAlerts,
   SERVICE_DEFAULTS,
   SETTINGS_NAME,
   type StoredConfig,
   signingKeyRetainMs,
+  topEntities,
   ValidationError,
 } from '@sluice/core';
 import { HttpProblem } from './errors.js';
-import { edge, type JsonEvent } from './http/edge.js';
+import { edge, type JsonEvent, parse } from './http/edge.js';
 import { json, type Result } from './http/problem.js';
+import { alertsQuery, topQuery } from './queries.js';
 import { type AdminOperation, type Route, routeKey, routes } from './routes.js';
 import { getRuntime, logger, type Runtime } from './runtime.js';
 
-/** What an operation gets: the request, the runtime, the admin store and who is calling. */
+/** What an operation gets: the request, the runtime, the admin stores and who is calling. */
 interface Call {
   readonly event: JsonEvent;
   readonly runtime: Runtime;
   readonly admin: ConfigAdmin;
+  readonly store: DynamoDBAdminStore;
   readonly who: string;
 }
 
@@ -144,6 +148,25 @@ export const operations: Record<AdminOperation, Operation> = {
   },
   putSettings: (call) => put(call, 'settings', SETTINGS_NAME),
   listAudit: async ({ admin, event }) => json(200, await admin.audit(pageParams(event))),
+  topUsage: async ({ store, event }) => {
+    const query = parse(topQuery, event.queryStringParameters ?? {});
+    const period = query.period ?? 'day';
+    const date = query.date ?? new Date().toISOString().slice(0, 10);
+    const metric = query.metric ?? 'cost_micro_usd';
+    const by = query.by ?? 'usage';
+    const limit = query.limit ? Number(query.limit) : SERVICE_DEFAULTS.topSize;
+    const items = await topEntities(store, { period, date, metric, by, limit });
+    return json(200, { period, date, metric, by, items });
+  },
+  listAlerts: async ({ store, event }) => {
+    const query = parse(alertsQuery, event.queryStringParameters ?? {});
+    const limit = query.limit ? Number(query.limit) : SERVICE_DEFAULTS.pageSize;
+    const page = await listAlerts(store, {
+      limit,
+      ...(query.cursor ? { after: query.cursor } : {}),
+    });
+    return json(200, { items: page.items, next: page.next ?? null });
+  },
   rotateSigningKey: async ({ admin, runtime, who }) => {
     const rotation = await admin.rotateSigningKey(who, signingKeyRetainMs());
     await runtime.engine.keys.reload(); // this process may serve acquires too (the local server does)
@@ -161,7 +184,7 @@ const ADMIN_ROUTES: ReadonlyMap<string, Route> = new Map(
   routes.filter((route) => route.function === 'admin').map((route) => [routeKey(route), route]),
 );
 
-let configAdmin: ConfigAdmin | undefined;
+let stores: { admin: ConfigAdmin; store: DynamoDBAdminStore } | undefined;
 
 export const handler = middy<JsonEvent, Result>()
   .use(
@@ -174,10 +197,14 @@ export const handler = middy<JsonEvent, Result>()
     const route = ADMIN_ROUTES.get(event.routeKey);
     if (!route) throw new HttpProblem(404, 'not_found', `no route ${event.routeKey}`);
     const runtime = getRuntime();
-    configAdmin ??= new ConfigAdmin({
-      store: new DynamoDBAdminStore({ client: runtime.client, tableName: runtime.env.tableName }),
-      auditRetentionDays: runtime.env.auditRetentionDays,
-    });
+    if (!stores) {
+      const store = new DynamoDBAdminStore({
+        client: runtime.client,
+        tableName: runtime.env.tableName,
+      });
+      const admin = new ConfigAdmin({ store, auditRetentionDays: runtime.env.auditRetentionDays });
+      stores = { admin, store };
+    }
     const operation = operations[route.operation as AdminOperation];
-    return operation({ event, runtime, admin: configAdmin, who: principalOf(event) });
+    return operation({ event, runtime, ...stores, who: principalOf(event) });
   });

@@ -18,6 +18,12 @@ export const ENV = {
   configCacheMs: 'SLUICE_CONFIG_CACHE_MS',
   /** How long admin audit entries are kept (days). @default {@link SERVICE_DEFAULTS.auditRetentionDays} */
   auditRetentionDays: 'SLUICE_AUDIT_RETENTION_DAYS',
+  /** How long usage history is kept (days). @default {@link SERVICE_DEFAULTS.usageRetentionDays} */
+  usageRetentionDays: 'SLUICE_USAGE_RETENTION_DAYS',
+  /** How long a container gathers refusals before writing them (ms). @default {@link SERVICE_DEFAULTS.denialFlushMs} */
+  denialFlushMs: 'SLUICE_DENIAL_FLUSH_MS',
+  /** The EventBridge bus budget alerts go to (the aggregator). @default none: alerts are only listed */
+  eventBus: 'SLUICE_EVENT_BUS',
 } as const;
 
 /**
@@ -42,6 +48,9 @@ export interface Environment {
    */
   readonly configCacheMs: number;
   readonly auditRetentionDays: number;
+  readonly usageRetentionDays: number;
+  readonly denialFlushMs: number;
+  readonly eventBus?: string;
 }
 
 function wholeNumber(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
@@ -63,6 +72,7 @@ export function loadEnvironment(env: NodeJS.ProcessEnv = process.env): Environme
   if (!tableName)
     throw new EnvironmentError(`${ENV.tableName} is not set: it names the Sluice DynamoDB table`);
   const endpoint = env[ENV.dynamodbEndpoint];
+  const eventBus = env[ENV.eventBus];
   return {
     tableName,
     ...(endpoint ? { dynamodbEndpoint: endpoint } : {}),
@@ -73,5 +83,12 @@ export function loadEnvironment(env: NodeJS.ProcessEnv = process.env): Environme
       ENV.auditRetentionDays,
       SERVICE_DEFAULTS.auditRetentionDays,
     ),
+    usageRetentionDays: wholeNumber(
+      env,
+      ENV.usageRetentionDays,
+      SERVICE_DEFAULTS.usageRetentionDays,
+    ),
+    denialFlushMs: wholeNumber(env, ENV.denialFlushMs, SERVICE_DEFAULTS.denialFlushMs),
+    ...(eventBus ? { eventBus } : {}),
   };
 }

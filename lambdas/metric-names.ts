@@ -12,6 +12,11 @@ export const METRICS = {
   denialsByLimit: 'denials_by_limit',
   /** Handler time per request (ms). */
   latency: 'latency',
+  /** Settled usage counted by the aggregator: tokens, and cost in micro-USD. */
+  usageTokens: 'usage_tokens',
+  usageCost: 'usage_cost_micro_usd',
+  /** Leases counted by the aggregator. */
+  usageLeases: 'usage_leases',
   limitDimension: 'limit',
   /** Powertools adds it to every metric. */
   serviceDimension: 'service',

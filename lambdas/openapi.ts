@@ -32,12 +32,32 @@ const ALWAYS = { 503: 'unavailable: the table cannot be reached.' };
 
 const ref = (named: NamedSchema) => ({ $ref: `#/components/schemas/${named.name}` });
 
+/** A route's query parameters, from its query schema. */
+function parameters(query: z.ZodMiniObject): Record<string, unknown>[] {
+  const schema = jsonSchema(query, 'input') as {
+    properties?: Record<string, Record<string, unknown>>;
+    required?: string[];
+  };
+  return Object.entries(schema.properties ?? {}).map(([name, property]) => ({
+    name,
+    in: 'query',
+    required: schema.required?.includes(name) ?? false,
+    schema: property,
+  }));
+}
+
 function operation(route: Route): Record<string, unknown> {
-  const problems = { ...(route.request ? WITH_BODY : {}), ...ALWAYS, ...route.problems };
+  const problems = {
+    ...(route.request ? WITH_BODY : {}),
+    ...(route.query ? { 400: WITH_BODY[400] } : {}),
+    ...ALWAYS,
+    ...route.problems,
+  };
   return {
     operationId: route.operation,
     summary: route.summary,
     security: [{ sigv4: [] }],
+    ...(route.query ? { parameters: parameters(route.query) } : {}),
     ...(route.request
       ? {
           requestBody: {

@@ -31,6 +31,8 @@ export const acquireAllowed = z.object({
   lease_id: z.string(),
   wait_ms: z.number(),
   limits: z.array(limitStatus),
+  /** Shadow limits that would have refused; present when any shadow limit applies (also on a 429). */
+  shadow_violations: z.optional(z.array(violation)),
 });
 
 export const settleResponse = z.object({
@@ -103,3 +105,49 @@ export const auditEntry = z.object({
 });
 
 export const auditPage = z.object({ items: z.array(auditEntry), next: z.nullable(z.string()) });
+
+const counts = z.record(z.string(), z.number());
+
+export const usageResponse = z.object({
+  entity: z.string(),
+  granularity: z.enum(['hour', 'day', 'month']),
+  items: z.array(
+    z.object({
+      /** Start of the period (ISO 8601 UTC): an hour, or a day or month in the entity's time zone. */
+      period_start: z.string(),
+      /** The resource, or `*` for all of the entity's resources together. */
+      resource: z.string(),
+      usage: counts,
+      leases: z.number(),
+      /** Refusals by limit name (`scope.name` for other scopes; `shadow:` for shadow limits). */
+      denied: counts,
+    }),
+  ),
+});
+
+export const topResponse = z.object({
+  period: z.enum(['day', 'month']),
+  date: z.string(),
+  metric: z.string(),
+  by: z.enum(['usage', 'denied']),
+  items: z.array(
+    z.object({ entity: z.string(), usage: counts, leases: z.number(), denied: z.number() }),
+  ),
+});
+
+export const alertsPage = z.object({
+  items: z.array(
+    z.object({
+      entity: z.nullable(z.string()),
+      resource: z.nullable(z.string()),
+      limit: z.string(),
+      window: z.string(),
+      threshold: z.number(),
+      used: z.number(),
+      limit_value: z.number(),
+      at: z.string(),
+      delivered: z.boolean(),
+    }),
+  ),
+  next: z.nullable(z.string()),
+});

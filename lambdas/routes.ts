@@ -19,13 +19,28 @@ import {
   resourceSchema,
   SERVICE_DEFAULTS,
   settingsSchema,
+  usageKeys,
 } from '@sluice/core';
 import * as z from 'zod/mini';
+import * as q from './queries.js';
 import * as r from './responses.js';
 import * as s from './schemas.js';
 
 /** The functions that serve the routes. */
-export type FunctionName = 'acquire' | 'adjust' | 'release' | 'available' | 'health' | 'admin';
+export type FunctionName =
+  | 'acquire'
+  | 'adjust'
+  | 'release'
+  | 'available'
+  | 'usage'
+  | 'health'
+  | 'admin';
+
+/** Functions that serve no route: the usage aggregator reads the table's stream. */
+export type StreamFunctionName = 'aggregator';
+
+/** The aggregator's file (it exports `handler`). */
+export const AGGREGATOR_ENTRY = new URL('./aggregator.ts', import.meta.url);
 
 /** A schema with the name it has among the OpenAPI components. */
 export interface NamedSchema {
@@ -44,6 +59,8 @@ export interface Route<F extends FunctionName = FunctionName, Op extends string 
   readonly summary: string;
   /** The JSON body it takes (a route without one takes no body). */
   readonly request?: NamedSchema;
+  /** Its query parameters (all text), if it takes any. */
+  readonly query?: z.ZodMiniObject;
   /** Its 200 (or 201/204) answer. */
   readonly response: NamedSchema;
   /** Problem statuses it may answer besides the common ones (400, 413, 415 with a body; 503). */
@@ -53,7 +70,7 @@ export interface Route<F extends FunctionName = FunctionName, Op extends string 
 const named = (name: string, schema: z.ZodMiniType): NamedSchema => ({ name, schema });
 const at = (file: string) => new URL(file, import.meta.url);
 
-type Details = Pick<Route, 'summary' | 'response' | 'request' | 'problems'>;
+type Details = Pick<Route, 'summary' | 'response' | 'request' | 'query' | 'problems'>;
 
 const client = <F extends FunctionName>(
   method: Route['method'],
@@ -149,6 +166,12 @@ export const routes = [
       409: CONFIGURATION_INVALID,
     },
   }),
+  client('GET', '/v1/usage', 'usage', {
+    summary:
+      'Usage history of an entity: what its settled leases used (each counted in the period it was acquired), leases, and refusals by limit, per hour (UTC), day or month (its time zone). Filled from the table stream within seconds.',
+    query: q.usageQuery,
+    response: named('UsageResponse', r.usageResponse),
+  }),
   client('GET', '/v1/health', 'health', {
     summary: '200 when the API can reach its table.',
     response: named('HealthResponse', r.healthResponse),
@@ -197,6 +220,18 @@ export const routes = [
     summary: `Admin changes, newest first, with before and after; kept ${SERVICE_DEFAULTS.auditRetentionDays} days by default.`,
     response: named('AuditPage', r.auditPage),
   }),
+  admin('GET', '/v1/admin/usage/top', 'topUsage', {
+    summary:
+      'The entities with the most of a metric (or, `by=denied`, the most refusals) in a day or month, each in its own time zone.',
+    query: q.topQuery,
+    response: named('TopResponse', r.topResponse),
+  }),
+  admin('GET', '/v1/admin/alerts', 'listAlerts', {
+    summary:
+      'Budget alerts, newest window first: one per entity, quota, window and threshold; `delivered` says whether it reached the event bus (or webhook).',
+    query: q.alertsQuery,
+    response: named('AlertsPage', r.alertsPage),
+  }),
   admin('POST', '/v1/admin/signing-keys/rotate', 'rotateSigningKey', {
     summary:
       'Rotates the lease signing key: a new key signs from now on; the previous one verifies until every lease it signed has expired. Audited (key ids only).',
@@ -236,6 +271,11 @@ const KEYS = {
   audit: itemKeys.audit(any).pk,
   signingKey: itemKeys.leaseSigningKey().pk,
   health: itemKeys.health().pk,
+  usage: usageKeys.usage(any, 'hour', any, any).pk,
+  usageTop: `${usageKeys.usageTop('day', any, 0, any).pk.split('#')[0]}#*`,
+  usageLeases: usageKeys.usageLease(any).pk,
+  denials: itemKeys.denials(any).pk,
+  alerts: usageKeys.alert(any, { pk: any, sk: any }, any, 0).pk,
 } as const;
 
 const signing: TableAccess = {
@@ -262,13 +302,21 @@ const settle: readonly TableAccess[] = [
   signing,
 ];
 
+/** Refusal counts: gathered per container, written every few seconds for the aggregator. */
+const refusals: TableAccess = {
+  actions: ['dynamodb:UpdateItem'],
+  keys: [KEYS.denials],
+  why: 'refusal counts for usage history: one small item per gathering',
+};
+
 /**
  * The least each function needs of the table, by partition key. Client functions never touch
  * stored configuration except to read it, nor the audit trail; no function may delete an audit
  * entry; the signing keys are reachable only where leases are signed, verified or rotated.
  */
-export const ACCESS: Readonly<Record<FunctionName, readonly TableAccess[]>> = {
+export const ACCESS: Readonly<Record<FunctionName | StreamFunctionName, readonly TableAccess[]>> = {
   acquire: [
+    refusals,
     {
       actions: ['dynamodb:UpdateItem'],
       keys: [KEYS.entities, KEYS.resources],
@@ -287,11 +335,24 @@ export const ACCESS: Readonly<Record<FunctionName, readonly TableAccess[]>> = {
       why: 'buckets and the stored configuration that names them',
     },
   ],
+  usage: [{ actions: ['dynamodb:Query'], keys: [KEYS.usage], why: 'usage history: read only' }],
   health: [
     {
       actions: ['dynamodb:GetItem'],
       keys: [KEYS.health],
       why: 'a read that proves the table answers',
+    },
+  ],
+  aggregator: [
+    {
+      actions: ['dynamodb:GetItem', 'dynamodb:UpdateItem'],
+      keys: [KEYS.usage, KEYS.usageTop, KEYS.usageLeases],
+      why: 'usage history rows, and what has been counted of each lease, in one transaction',
+    },
+    {
+      actions: ['dynamodb:UpdateItem'],
+      keys: [KEYS.alerts],
+      why: 'budget alerts: created once, claimed and marked sent',
     },
   ],
   admin: [
@@ -315,6 +376,11 @@ export const ACCESS: Readonly<Record<FunctionName, readonly TableAccess[]>> = {
       actions: ['dynamodb:Query', 'dynamodb:UpdateItem'],
       keys: [KEYS.audit],
       why: 'the audit trail: appended (never overwritten by this code) and read; never deleted',
+    },
+    {
+      actions: ['dynamodb:Query'],
+      keys: [KEYS.usageTop, KEYS.alerts],
+      why: 'top entities and budget alerts: read only',
     },
     signing,
   ],

@@ -6,7 +6,7 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { CachedConfigSource, DynamoDBStore, Engine } from '@sluice/core';
+import { CachedConfigSource, DenialBuffer, DynamoDBStore, Engine } from '@sluice/core';
 import { type Environment, loadEnvironment, serviceName } from './environment.js';
 import { METRICS } from './metric-names.js';
 
@@ -20,6 +20,8 @@ export interface Runtime {
   readonly engine: Engine;
   /** Stored configuration as acquire reads it: cached for `configCacheMs`. */
   readonly policies: CachedConfigSource;
+  /** Refusals gathered for usage history, written every `denialFlushMs`. */
+  readonly denials: DenialBuffer;
 }
 
 const service = serviceName();
@@ -50,7 +52,8 @@ export function getRuntime(): Runtime {
         }),
     });
     const policies = new CachedConfigSource({ store, ttlMs: env.configCacheMs });
-    runtime = { env, client, store, engine, policies };
+    const denials = new DenialBuffer({ store, flushMs: env.denialFlushMs });
+    runtime = { env, client, store, engine, policies, denials };
   }
   return runtime;
 }

@@ -5,7 +5,7 @@
 import { fileURLToPath } from 'node:url';
 import { ENV, POWERTOOLS_ENV } from '@sluice/lambdas/environment';
 import { METRICS } from '@sluice/lambdas/metric-names';
-import { ACCESS, type FunctionName, type Route } from '@sluice/lambdas/routes';
+import { ACCESS, type FunctionName, type StreamFunctionName } from '@sluice/lambdas/routes';
 import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -39,16 +39,18 @@ export interface FunctionOptions {
   readonly logLevel: string;
   readonly configCache: Duration;
   readonly auditRetentionDays: number;
+  readonly usageRetentionDays: number;
   readonly reservedConcurrency?: number;
   readonly encryptionKey?: kms.IKey;
 }
 
-/** The function `name` that serves `route` (and the other routes of the same function). */
+/** The function `name`, built from `entry` (the route table's, or the aggregator's). */
 export function sluiceFunction(
   scope: Construct,
-  name: FunctionName,
-  route: Route,
+  name: FunctionName | StreamFunctionName,
+  entry: URL,
   options: FunctionOptions,
+  extra: { readonly timeout?: Duration; readonly environment?: Record<string, string> } = {},
 ): NodejsFunction {
   const logGroup = new logs.LogGroup(scope, `${name}-logs`, {
     retention: options.logRetention,
@@ -62,12 +64,12 @@ export function sluiceFunction(
   logGroup.grantWrite(role);
   const fn = new NodejsFunction(scope, `${name}-function`, {
     role,
-    entry: fileURLToPath(route.entry),
+    entry: fileURLToPath(entry),
     handler: 'handler',
     runtime: lambda.Runtime.NODEJS_22_X,
     architecture: lambda.Architecture.ARM_64,
     memorySize: 512,
-    timeout: Duration.seconds(10),
+    timeout: extra.timeout ?? Duration.seconds(10),
     logGroup,
     ...(options.reservedConcurrency !== undefined
       ? { reservedConcurrentExecutions: options.reservedConcurrency }
@@ -77,6 +79,8 @@ export function sluiceFunction(
       [ENV.service]: options.service,
       [ENV.configCacheMs]: String(options.configCache.toMilliseconds()),
       [ENV.auditRetentionDays]: String(options.auditRetentionDays),
+      [ENV.usageRetentionDays]: String(options.usageRetentionDays),
+      ...extra.environment,
       [POWERTOOLS_ENV.service]: options.service,
       [POWERTOOLS_ENV.logLevel]: options.logLevel,
       [POWERTOOLS_ENV.namespace]: METRICS.namespace,

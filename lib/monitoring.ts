@@ -4,7 +4,7 @@
  * from the handlers' own list, so what the dashboard shows is what they emit.
  */
 import { METRICS } from '@sluice/lambdas/metric-names';
-import type { FunctionName } from '@sluice/lambdas/routes';
+import type { FunctionName, StreamFunctionName } from '@sluice/lambdas/routes';
 import { Duration, Stack } from 'aws-cdk-lib';
 import type { HttpStage } from 'aws-cdk-lib/aws-apigatewayv2';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
@@ -12,13 +12,16 @@ import { SnsAction } from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import type * as sns from 'aws-cdk-lib/aws-sns';
+import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import type { Construct } from 'constructs';
 
 /** What is watched. */
 export interface Watched {
   readonly stage: HttpStage;
   readonly table: dynamodb.Table;
-  readonly functions: ReadonlyMap<FunctionName, lambda.IFunction>;
+  readonly functions: ReadonlyMap<FunctionName | StreamFunctionName, lambda.IFunction>;
+  readonly aggregator: lambda.IFunction;
+  readonly aggregatorFailures: sqs.IQueue;
   readonly service: string;
 }
 
@@ -73,6 +76,18 @@ export function sluiceAlarms(
       `The ${name} function was throttled`,
     );
   }
+  add(
+    'AggregatorIteratorAge',
+    watched.aggregator.metric('IteratorAge', { period, statistic: 'Maximum' }),
+    60_000,
+    'Usage history is more than a minute behind the table (the aggregator lags or keeps failing)',
+  );
+  add(
+    'AggregatorFailedBatches',
+    watched.aggregatorFailures.metricApproximateNumberOfMessagesVisible({ period }),
+    1,
+    'A stream batch could not be counted into usage history after every retry',
+  );
   const operations = [
     dynamodb.Operation.UPDATE_ITEM,
     dynamodb.Operation.GET_ITEM,
@@ -135,10 +150,68 @@ export function sluiceDashboard(scope: Construct, watched: Watched): cloudwatch.
       width: 12,
     }),
     new cloudwatch.GraphWidget({
+      title: 'Spend (USD, settled)',
+      left: [
+        new cloudwatch.MathExpression({
+          expression: 'cost / 1000000',
+          usingMetrics: { cost: sluiceMetric(METRICS.usageCost) },
+          label: 'USD',
+          period: Duration.minutes(1),
+        }),
+      ],
+      width: 12,
+    }),
+    new cloudwatch.GraphWidget({
+      title: 'Tokens and leases (settled)',
+      left: [sluiceMetric(METRICS.usageTokens)],
+      right: [sluiceMetric(METRICS.usageLeases)],
+      width: 12,
+    }),
+    new cloudwatch.GraphWidget({
       title: 'Table capacity consumed',
       left: [table.metricConsumedWriteCapacityUnits(), table.metricConsumedReadCapacityUnits()],
       width: 12,
     }),
   );
   return dashboard;
+}
+
+/**
+ * CloudWatch Contributor Insights rules over the acquire function's decision logs: the entities
+ * refused most, and the entities asking for the most tokens.
+ */
+export function sluiceInsightRules(
+  scope: Construct,
+  acquire: lambda.IFunction,
+): cloudwatch.CfnInsightRule[] {
+  const logGroup = `/aws/lambda/${acquire.functionName}`;
+  const rule = (id: string, contribution: Record<string, unknown>) =>
+    new cloudwatch.CfnInsightRule(scope, id, {
+      ruleName: `${Stack.of(scope).stackName}-${id}`,
+      ruleState: 'ENABLED',
+      ruleBody: Stack.of(scope).toJsonString({
+        Schema: { Name: 'CloudWatchLogRule', Version: 1 },
+        LogGroupNames: [logGroup],
+        LogFormat: 'JSON',
+        Contribution: contribution,
+        AggregateOn: contribution.ValueOf ? 'Sum' : 'Count',
+      }),
+    });
+  return [
+    rule('TopDenied', {
+      Keys: ['$.entity'],
+      Filters: [
+        { Match: '$.message', In: ['decision'] },
+        { Match: '$.decision', In: ['rate_limited', 'exceeds_capacity'] },
+      ],
+    }),
+    rule('TopTokens', {
+      Keys: ['$.entity'],
+      ValueOf: '$.tokens',
+      Filters: [
+        { Match: '$.message', In: ['decision'] },
+        { Match: '$.decision', In: ['allowed'] },
+      ],
+    }),
+  ];
 }

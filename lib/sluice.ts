@@ -5,7 +5,14 @@
  * monitoring.ts.
  */
 import { SERVICE_DEFAULTS } from '@sluice/core';
-import { type FunctionName, functionsOf, type Route, routes } from '@sluice/lambdas/routes';
+import { ENV } from '@sluice/lambdas/environment';
+import {
+  AGGREGATOR_ENTRY,
+  type FunctionName,
+  functionsOf,
+  type Route,
+  routes,
+} from '@sluice/lambdas/routes';
 import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import { AccessLogFormat } from 'aws-cdk-lib/aws-apigateway';
 import {
@@ -18,16 +25,20 @@ import { HttpIamAuthorizer } from 'aws-cdk-lib/aws-apigatewayv2-authorizers';
 import { HttpLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
 import type * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as events from 'aws-cdk-lib/aws-events';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as kms from 'aws-cdk-lib/aws-kms';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import { DynamoEventSource, SqsDlq } from 'aws-cdk-lib/aws-lambda-event-sources';
 import type { NodejsFunction } from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { NagSuppressions } from 'cdk-nag';
 import { Construct } from 'constructs';
 import { type FunctionOptions, sluiceFunction } from './functions.js';
-import { sluiceAlarms, sluiceDashboard } from './monitoring.js';
+import { sluiceAlarms, sluiceDashboard, sluiceInsightRules } from './monitoring.js';
 import { sluiceTable } from './table.js';
 
 /** Options of the {@link Sluice} construct; every one has a secure default. */
@@ -93,6 +104,16 @@ export interface SluiceProps {
    * @default 90 days ({@link SERVICE_DEFAULTS.auditRetentionDays})
    */
   readonly auditRetentionDays?: number;
+  /**
+   * How long usage history is kept after each period ends (DynamoDB TTL).
+   * @default 400 days ({@link SERVICE_DEFAULTS.usageRetentionDays})
+   */
+  readonly usageRetentionDays?: number;
+  /**
+   * Where budget alerts go (detail-type `Sluice Budget Threshold`).
+   * @default a new event bus
+   */
+  readonly alertBus?: events.IEventBus;
 }
 
 /**
@@ -108,6 +129,12 @@ export class Sluice extends Construct {
   readonly api: HttpApi;
   readonly stage: HttpStage;
   readonly functions: ReadonlyMap<FunctionName, NodejsFunction>;
+  /** The usage aggregator, on the table's stream. */
+  readonly aggregator: NodejsFunction;
+  /** Batches of the stream the aggregator could not count after its retries. */
+  readonly aggregatorFailures: sqs.Queue;
+  /** The EventBridge bus budget alerts are put on. */
+  readonly alertBus: events.IEventBus;
   readonly alarms: readonly cloudwatch.Alarm[];
   readonly dashboard: cloudwatch.Dashboard;
   readonly alarmTopic: sns.ITopic | undefined;
@@ -132,6 +159,7 @@ export class Sluice extends Construct {
       logLevel: props.logLevel ?? 'INFO',
       configCache: props.configCache ?? Duration.millis(SERVICE_DEFAULTS.configCacheMs),
       auditRetentionDays: props.auditRetentionDays ?? SERVICE_DEFAULTS.auditRetentionDays,
+      usageRetentionDays: props.usageRetentionDays ?? SERVICE_DEFAULTS.usageRetentionDays,
       ...(props.reservedConcurrency !== undefined
         ? { reservedConcurrency: props.reservedConcurrency }
         : {}),
@@ -139,8 +167,57 @@ export class Sluice extends Construct {
     };
     const functions = new Map<FunctionName, NodejsFunction>();
     for (const [name, served] of functionsOf(routes))
-      functions.set(name, sluiceFunction(this, name, served[0] as Route, functionOptions));
+      functions.set(name, sluiceFunction(this, name, (served[0] as Route).entry, functionOptions));
     this.functions = functions;
+
+    // Usage history and budget alerts: the aggregator on the table's stream.
+    // (CDK's classes and interfaces disagree under exactOptionalPropertyTypes: hence the casts.)
+    this.alertBus =
+      props.alertBus ?? (new events.EventBus(this, 'AlertBus') as unknown as events.IEventBus);
+    this.aggregator = sluiceFunction(this, 'aggregator', AGGREGATOR_ENTRY, functionOptions, {
+      timeout: Duration.seconds(60),
+      environment: { [ENV.eventBus]: this.alertBus.eventBusName },
+    });
+    this.alertBus.grantPutEventsTo(this.aggregator);
+    this.aggregatorFailures = new sqs.Queue(this, 'AggregatorFailures', {
+      enforceSSL: true,
+      encryption: sqs.QueueEncryption.SQS_MANAGED,
+      retentionPeriod: Duration.days(14),
+    });
+    NagSuppressions.addResourceSuppressions(this.aggregatorFailures, [
+      {
+        id: 'AwsSolutions-SQS3',
+        reason:
+          'This queue is itself the on-failure destination of the usage aggregator: it holds the stream positions of batches that could not be counted.',
+      },
+    ]);
+    NagSuppressions.addResourceSuppressions(
+      this.aggregator.role as iam.IRole,
+      [
+        {
+          id: 'AwsSolutions-IAM5',
+          reason:
+            'The event source mapping reads the table stream: dynamodb:ListStreams cannot be scoped to a resource (CDK grantStreamRead); every other action is on this table only.',
+          appliesTo: ['Resource::*'],
+        },
+      ],
+      true,
+    );
+    this.aggregator.addEventSource(
+      new DynamoEventSource(this.table as unknown as dynamodb.ITable, {
+        startingPosition: lambda.StartingPosition.TRIM_HORIZON,
+        batchSize: 100,
+        maxBatchingWindow: Duration.seconds(1),
+        bisectBatchOnError: true,
+        reportBatchItemFailures: true,
+        retryAttempts: 10,
+        onFailure: new SqsDlq(this.aggregatorFailures),
+        // TTL deletions carry nothing to count.
+        filters: [
+          lambda.FilterCriteria.filter({ eventName: lambda.FilterRule.or('INSERT', 'MODIFY') }),
+        ],
+      }),
+    );
 
     const accessLogs = new logs.LogGroup(this, 'AccessLogs', {
       retention,
@@ -183,9 +260,17 @@ export class Sluice extends Construct {
     if (props.alarmEmail && !props.alarmTopic && this.alarmTopic instanceof sns.Topic) {
       this.alarmTopic.addSubscription(new subscriptions.EmailSubscription(props.alarmEmail));
     }
-    const watched = { stage: this.stage, table: this.table, functions, service };
+    const watched = {
+      stage: this.stage,
+      table: this.table,
+      functions: new Map([...functions, ['aggregator', this.aggregator] as const]),
+      aggregator: this.aggregator,
+      aggregatorFailures: this.aggregatorFailures,
+      service,
+    };
     this.alarms = sluiceAlarms(this, watched, this.alarmTopic);
     this.dashboard = sluiceDashboard(this, watched);
+    sluiceInsightRules(this, functions.get('acquire') as NodejsFunction);
   }
 
   /** The API's base URL. */

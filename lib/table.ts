@@ -22,7 +22,7 @@ export function sluiceTable(scope: Construct, options: TableOptions): dynamodb.T
     timeToLiveAttribute: TABLE_SCHEMA.ttlAttribute,
     billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
     pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
-    stream: dynamodb.StreamViewType.NEW_AND_OLD_IMAGES,
+    stream: dynamodb.StreamViewType[TABLE_SCHEMA.streamView],
     deletionProtection: options.deletionProtection ?? true,
     removalPolicy: options.removalPolicy ?? RemovalPolicy.RETAIN,
     ...(options.encryptionKey

@@ -33,3 +33,11 @@ export const settleBody = (leaseId: string, result: SettleResult) => ({
   usage: result.usage,
   limits: limitsBody(result.limits),
 });
+
+/** How a refusal is named in usage history: `name` for the entity's own limits, else `scope.name`. */
+export const refusalName = (v: Pick<Violation, 'scope' | 'name'>): string =>
+  v.scope === 'entity' ? v.name : `${v.scope}.${v.name}`;
+
+/** `shadow_violations`, when any shadow limit applied to the request. */
+export const shadowBody = (shadow: readonly Violation[] | undefined) =>
+  shadow ? { shadow_violations: violationsBody(shadow) } : {};

@@ -7,7 +7,12 @@
 
 import { SluiceStack } from '@sluice/cdk';
 import { ensureTable } from '@sluice/core';
-import { ACCESS, type FunctionName } from '@sluice/lambdas/routes';
+import {
+  type FunctionName,
+  functionsOf,
+  routes,
+  type StreamFunctionName,
+} from '@sluice/lambdas/routes';
 import { localClient } from '@sluice/local';
 import { App, type CfnElement } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
@@ -28,10 +33,11 @@ const template = Template.fromStack(stack);
 const logicalId = (construct: { node: { defaultChild?: unknown } }) =>
   stack.getLogicalId(construct.node.defaultChild as CfnElement);
 const TABLE = { 'Fn::GetAtt': [logicalId(stack.sluice.table), 'Arn'] };
-const NAMES = Object.keys(ACCESS) as FunctionName[];
+/** The functions that serve routes; each runs a local API under its own role's statements. */
+const NAMES = [...functionsOf(routes).keys()];
 
-function statementsOf(name: FunctionName): Statement[] {
-  const fn = stack.sluice.functions.get(name);
+function statementsOf(name: FunctionName | StreamFunctionName): Statement[] {
+  const fn = name === 'aggregator' ? stack.sluice.aggregator : stack.sluice.functions.get(name);
   if (!fn?.role) throw new Error(`no function ${name}`);
   const role = logicalId(fn.role as unknown as { node: { defaultChild?: unknown } });
   const policies = template.findResources('AWS::IAM::Policy', {
@@ -46,9 +52,11 @@ function statementsOf(name: FunctionName): Statement[] {
     .filter((s) => [s.Action].flat().some((a) => a.startsWith('dynamodb:')));
 }
 
-const may = (name: FunctionName, access: Access) => allows(statementsOf(name), TABLE, access);
+const may = (name: FunctionName | StreamFunctionName, access: Access) =>
+  allows(statementsOf(name), TABLE, access);
 
 const proxies = new Map<FunctionName, IamProxy>();
+let aggregatorProxy: IamProxy;
 const apis = new Map<FunctionName, Api>();
 const api = (name: FunctionName) => (apis.get(name) as Api).url;
 
@@ -56,11 +64,19 @@ beforeAll(async () => {
   const table = tableName('iam');
   const upstream = inject('dynamoEndpoint');
   await ensureTable(localClient(upstream), table);
+  // Every server's usage aggregator reads the stream and writes under the aggregator's role.
+  aggregatorProxy = await startIamProxy(statementsOf('aggregator'), TABLE, upstream);
   await Promise.all(
     NAMES.map(async (name) => {
       const proxy = await startIamProxy(statementsOf(name), TABLE, upstream);
       proxies.set(name, proxy);
-      apis.set(name, await startApi(table, { DYNAMODB_ENDPOINT: proxy.url }));
+      apis.set(
+        name,
+        await startApi(table, {
+          DYNAMODB_ENDPOINT: proxy.url,
+          SLUICE_AGGREGATOR_ENDPOINT: aggregatorProxy.url,
+        }),
+      );
     }),
   );
 });
@@ -68,6 +84,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await Promise.all([...apis.values()].map((a) => a.stop()));
   await Promise.all([...proxies.values()].map((p) => p.close()));
+  await aggregatorProxy?.close();
 });
 
 describe('each function under its own synthesized role', () => {
@@ -125,14 +142,26 @@ describe('each function under its own synthesized role', () => {
     expect((await request('DELETE', `${admin}/entities/key-1`)).status).toBe(204);
     expect((await request('DELETE', `${admin}/plans/pro`)).status).toBe(204);
 
+    // Usage history, read under the usage function's role, counts the settled lease (the
+    // aggregators wrote it under theirs).
+    const usageOf = async () => {
+      const answer = await request('GET', `${api('usage')}/v1/usage?entity=key-1&granularity=hour`);
+      expect(answer.status).toBe(200);
+      return (answer.body.items as { usage: Record<string, number> }[])[0]?.usage;
+    };
+    await expect.poll(usageOf, { timeout: 20_000 }).toMatchObject({ output_tokens: 350 });
+
     for (const [name, proxy] of proxies)
       expect({ name, denied: proxy.denied }).toEqual({ name, denied: [] });
+    expect(aggregatorProxy.denied).toEqual([]);
+    expect(aggregatorProxy.allowed.some((a) => a.pk?.startsWith('usage#'))).toBe(true);
   });
 
   it('checks a bucket before skipping a refund there, as the settling roles allow', async () => {
     // The adjust process learns the entity's items as a reset leaves them (no bucket)...
     const admin = `${api('admin')}/v1/admin`;
-    const limits = [{ name: 'tph', metric: 'tokens', limit: 10_000, per: 'hour' }];
+    // Per day: a token refills every 8.6 s, so the count below does not depend on the pace.
+    const limits = [{ name: 'tpd', metric: 'tokens', limit: 10_000, per: 'day' }];
     const ask = { entity: 'key-2', resource: 'm', usage: { tokens: 2_000 }, limits };
     const before = await post(`${api('acquire')}/v1/acquire`, ask);
     expect((await request('POST', `${admin}/entities/key-2/reset`)).status).toBe(200);

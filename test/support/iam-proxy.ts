@@ -24,7 +24,13 @@ export interface Access {
   readonly pk?: string;
 }
 
-const MANAGEMENT = new Set(['DescribeTable', 'CreateTable', 'UpdateTimeToLive']);
+const MANAGEMENT = new Set(['DescribeTable', 'CreateTable', 'UpdateTimeToLive', 'UpdateTable']);
+
+/**
+ * Reads of the table's stream (DynamoDB Streams): granted on the stream's ARN, which only the
+ * event source mapping's role needs, so they are allowed when any statement names the action.
+ */
+const STREAM_READS = new Set(['DescribeStream', 'GetShardIterator', 'GetRecords', 'ListStreams']);
 
 const like = (pattern: string, value: string): boolean =>
   new RegExp(
@@ -118,7 +124,17 @@ export async function startIamProxy(
     const raw = Buffer.concat(chunks);
     const target = String(req.headers['x-amz-target'] ?? '');
     const operation = target.split('.')[1] ?? '';
-    if (!MANAGEMENT.has(operation)) {
+    const streamRead = STREAM_READS.has(operation);
+    if (
+      streamRead &&
+      !statements.some((st) => [st.Action].flat().includes(`dynamodb:${operation}`))
+    ) {
+      denied.push({ action: `dynamodb:${operation}` });
+      res.writeHead(400, { 'content-type': 'application/x-amz-json-1.0' });
+      res.end(JSON.stringify({ __type: 'com.amazon.coral.service#AccessDeniedException' }));
+      return;
+    }
+    if (!MANAGEMENT.has(operation) && !streamRead) {
       const accesses = accessOf(operation, JSON.parse(raw.toString('utf8') || '{}') as Body);
       const refused = accesses.filter((access) => !allows(statements, tableResource, access));
       if (refused.length === 0) allowed.push(...accesses);

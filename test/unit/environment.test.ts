@@ -9,6 +9,8 @@ describe('the functions’ environment', () => {
       service: SERVICE_DEFAULTS.serviceName,
       configCacheMs: SERVICE_DEFAULTS.configCacheMs,
       auditRetentionDays: SERVICE_DEFAULTS.auditRetentionDays,
+      usageRetentionDays: SERVICE_DEFAULTS.usageRetentionDays,
+      denialFlushMs: SERVICE_DEFAULTS.denialFlushMs,
     });
   });
 

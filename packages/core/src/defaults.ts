@@ -72,6 +72,16 @@ export const SERVICE_DEFAULTS = {
   configCacheMs: 30_000,
   /** How long admin audit entries are kept (DynamoDB TTL). */
   auditRetentionDays: 90,
+  /** How long usage history rows are kept after their period ends (DynamoDB TTL). */
+  usageRetentionDays: 400,
+  /**
+   * How long a process gathers refusals before writing them to usage history: at most one write
+   * per entity, resource and hour in this time (refusals a process had not yet written when it
+   * stopped are lost).
+   */
+  denialFlushMs: 5_000,
+  /** Entries of a top-entities answer, unless `?limit=` asks (at most `maxPageSize`). */
+  topSize: 10,
   /** Entries per page of an admin listing, unless `?limit=` asks (at most `maxPageSize`). */
   pageSize: 100,
   maxPageSize: 1_000,

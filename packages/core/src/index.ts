@@ -31,6 +31,7 @@ export {
   parseConfig,
   planLimitSchema,
   planSchema,
+  priceSchema,
   RESOURCE_PATTERN,
   type ResourceConfig,
   resourceSchema,
@@ -53,7 +54,6 @@ export {
   type Price,
   type PriceInput,
   parseDecimal,
-  priceSchema,
   toPrice,
   withCost,
 } from './catalog/price.js';
@@ -115,6 +115,7 @@ export type {
   SettleResult,
   Violation,
 } from './engine/types.js';
+export type { UsageContext } from './engine/usage-context.js';
 export {
   ConflictError,
   LeaseNotFoundError,
@@ -129,9 +130,14 @@ export {
 } from './errors.js';
 
 // The table.
-export { DynamoDBStore, type DynamoDBStoreOptions, ensureTable } from './store/dynamodb.js';
+export {
+  DynamoDBStore,
+  type DynamoDBStoreOptions,
+  unmarshal as unmarshalItem,
+} from './store/dynamodb.js';
 export { DynamoDBAdminStore } from './store/dynamodb-admin.js';
 export {
+  alertAttributes,
   bucketAttributes,
   documentAttributes,
   itemAttributes,
@@ -139,7 +145,13 @@ export {
   leaseAttributes,
   signingKeyAttributes,
   TABLE_SCHEMA,
+  TOP_SHARDS,
+  USAGE_GRANULARITY,
+  type UsageGranularity,
+  usageAttributes,
+  usageKeys,
 } from './store/schema.js';
+export { ensureTable } from './store/setup.js';
 export type {
   AdminStore,
   Assignment,
@@ -150,8 +162,37 @@ export type {
   ItemState,
   ItemUpdate,
   ItemWrite,
+  QueryOptions,
   QueryPage,
   Store,
   TransactResult,
   UpdateResult,
 } from './store/types.js';
+
+// Usage history and budget alerts.
+export {
+  type AggregatorOptions,
+  type ApplyReport,
+  factsOf,
+  type ItemChange,
+  type LeaseFact,
+  UsageAggregator,
+} from './usage/aggregator.js';
+export {
+  ALERT_EVENT,
+  type AlertSender,
+  type BudgetAlert,
+  CLAIM_MS,
+  crossingsOf,
+} from './usage/alerts.js';
+export { DenialBuffer, type DenialBufferOptions } from './usage/denials.js';
+export {
+  type ListedAlert,
+  listAlerts,
+  MAX_RANGE_DAYS,
+  type TopEntity,
+  topEntities,
+  type UsagePeriod,
+  usageHistory,
+} from './usage/history.js';
+export { localDate, periodOf } from './usage/periods.js';

@@ -7,11 +7,15 @@
  * - SLUICE_DATA_DIR: keep DynamoDB Local's data in this directory. @default in memory
  * - SLUICE_TABLE_NAME: @default "sluice"
  * - POWERTOOLS_LOG_LEVEL: @default WARN (INFO logs every decision)
+ * - SLUICE_ALERT_WEBHOOK: POST budget alerts to this URL. @default alerts are only listed
+ * - SLUICE_AGGREGATOR_ENDPOINT: the DynamoDB the usage aggregator reads the stream of and
+ *   writes to. @default the same as the handlers (tests point it at the aggregator's own IAM)
  */
 import { mkdirSync } from 'node:fs';
-import { ensureTable } from '@sluice/core';
-import { ENV, POWERTOOLS_ENV } from '@sluice/lambdas/environment';
+import { DynamoDBAdminStore, ensureTable, UsageAggregator } from '@sluice/core';
+import { ENV, loadEnvironment, POWERTOOLS_ENV } from '@sluice/lambdas/environment';
 import { routes } from '@sluice/lambdas/routes';
+import { getRuntime, logger } from '@sluice/lambdas/runtime';
 import {
   type DynamoDBLocal,
   LOCAL_CREDENTIALS,
@@ -20,6 +24,8 @@ import {
   startDynamoDBLocal,
 } from './dynamodb-local.js';
 import { startLocalServer } from './server.js';
+import { DynamoDBStreamsClient, startStreamReader } from './stream.js';
+import { webhookSender } from './webhook.js';
 
 const env = process.env;
 env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
@@ -63,7 +69,42 @@ const client = localClient(endpoint);
 await ensureTable(client, tableName).catch(() =>
   fail(`cannot reach DynamoDB at ${endpoint} to create table ${tableName}`),
 );
-client.destroy();
+
+// Usage history: the same aggregator as the Lambda on the table's stream, reading the stream of
+// DynamoDB Local; refusal counts are written every few seconds, as a busy container does.
+const settings = loadEnvironment();
+const webhook = env.SLUICE_ALERT_WEBHOOK;
+const aggregatorEndpoint = env.SLUICE_AGGREGATOR_ENDPOINT ?? endpoint;
+const aggregatorClient = localClient(aggregatorEndpoint);
+const aggregator = new UsageAggregator({
+  store: new DynamoDBAdminStore({ client: aggregatorClient, tableName }),
+  retentionDays: settings.usageRetentionDays,
+  ...(webhook ? { sendAlert: webhookSender(webhook) } : {}),
+  onSendFailure: 'keep',
+  onError: (error) => logger.error('a budget alert could not be delivered', { error }),
+});
+const reader = await startStreamReader({
+  client: aggregatorClient,
+  streams: new DynamoDBStreamsClient({
+    endpoint: aggregatorEndpoint,
+    region: env.AWS_REGION,
+    credentials: LOCAL_CREDENTIALS,
+  }),
+  tableName,
+  apply: async (changes) => {
+    await aggregator.apply(changes);
+  },
+  onError: (error) => logger.error('usage aggregation failed; reading again', { error }),
+}).catch((error: unknown) =>
+  fail(
+    `cannot read the stream of table ${tableName}: ${error instanceof Error ? error.message : String(error)}`,
+  ),
+);
+const flushDenials = (all: boolean) =>
+  getRuntime()
+    .denials.flushDue(all)
+    .catch((error: unknown) => logger.error('refusal counts not written yet', { error }));
+const denialTimer = setInterval(() => void flushDenials(false), 1_000);
 
 const server = await startLocalServer({ routes, port }).catch((error: { code?: string }) =>
   fail(
@@ -78,6 +119,11 @@ async function stop() {
   if (stopping) return;
   stopping = true;
   await server.close();
+  clearInterval(denialTimer);
+  await flushDenials(true);
+  await reader.stop();
+  client.destroy();
+  aggregatorClient.destroy();
   await db?.stop();
   process.exit(0);
 }

@@ -8,16 +8,31 @@ import * as z from 'zod/mini';
 import { joinKey } from '../canonical.js';
 import { PRIORITY } from '../defaults.js';
 import {
+  alertsSchema,
   bucketLimitSchema,
   IDENTIFIER_PATTERN,
   identifierSchema,
   type LimitInput,
   MAX_LIMITS_PER_SCOPE,
   quotaLimitSchema,
+  timeZoneSchema,
   validationErrorFrom,
 } from '../engine/limits.js';
 import { ValidationError } from '../errors.js';
-import { priceSchema } from './price.js';
+import { MAX_PRICE_DECIMALS, parseDecimal } from './price.js';
+
+const priceValue = z.union([z.number(), z.string()]).check(
+  z.refine((v) => parseDecimal(v) !== undefined, {
+    message: `must be a non-negative decimal below 1e9 with at most ${MAX_PRICE_DECIMALS} decimal places`,
+  }),
+);
+
+/** USD per million tokens: input, output, and (optional) cached input. */
+export const priceSchema = z.strictObject({
+  input: priceValue,
+  output: priceValue,
+  cached_input: z.optional(priceValue),
+});
 
 /** Step names: like limit names. */
 export const PLAN_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
@@ -62,6 +77,8 @@ export const entitySchema = z.strictObject({
   /** Override the plan's limits of the same name, or add limits. */
   limits: z.optional(planLimits),
   disabled: z.optional(z.boolean()),
+  /** The time zone its usage history counts days and months in. @default the settings' */
+  timezone: z.optional(timeZoneSchema),
   description,
 });
 
@@ -80,6 +97,10 @@ export const settingsSchema = z.strictObject({
   unknown_entities: z.optional(z.enum(['allow', 'refuse'])),
   /** Price of resources that have none, for cost limits. @default none: 422 `price_unknown` */
   default_price: z.optional(priceSchema),
+  /** Time zone of usage days and months for entities that name none. @default "UTC" */
+  timezone: z.optional(timeZoneSchema),
+  /** Budget alert thresholds of calendar quotas that name none, e.g. [0.8, 1]. @default none */
+  budget_alerts: z.optional(alertsSchema),
 });
 
 export type PlanConfig = z.infer<typeof planSchema>;

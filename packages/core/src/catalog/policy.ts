@@ -14,6 +14,7 @@ import {
   type Usage,
 } from '../engine/limits.js';
 import type { ScopeCheck } from '../engine/types.js';
+import type { UsageContext } from '../engine/usage-context.js';
 import { PolicyRefusal, ValidationError } from '../errors.js';
 import { itemKeys } from '../store/schema.js';
 import type {
@@ -61,9 +62,9 @@ interface Sourced {
   readonly revision: number;
 }
 
-function normalized(limits: Iterable<Sourced>): Limit[] {
+function normalized(limits: Iterable<Sourced>, alerts: readonly number[] | undefined): Limit[] {
   return [...limits].map(({ limit: { resource: _pattern, ...limit }, revision }) =>
-    withRevision(normalizeLimit(limit), revision),
+    withRevision(normalizeLimit(limit, alerts), revision),
   );
 }
 
@@ -101,6 +102,8 @@ export interface Policy {
   readonly checks: ScopeCheck[];
   readonly priority?: number;
   readonly price?: Price;
+  /** Whom usage history counts the call for: the entity and its ancestors. */
+  readonly context: UsageContext;
 }
 
 const sameLimit = (a: Limit, b: Limit) =>
@@ -205,8 +208,15 @@ async function resolveWith(source: ConfigSource, request: PolicyRequest): Promis
     const scope = depth === 0 ? 'entity' : `parent:${id}`;
     // A limit with no resource pattern is shared by all the entity's resources (one item); one
     // with a pattern counts each matching resource on its own (the entity-resource item).
-    const shared = normalized(winners.filter((w) => w.limit.resource === undefined));
-    const perResource = normalized(winners.filter((w) => w.limit.resource !== undefined));
+    const alerts = settings.budget_alerts;
+    const shared = normalized(
+      winners.filter((w) => w.limit.resource === undefined),
+      alerts,
+    );
+    const perResource = normalized(
+      winners.filter((w) => w.limit.resource !== undefined),
+      alerts,
+    );
     if (depth === 0) own = checks.length;
     checks.push({ scope, key: itemKeys.entityBucket(id, resource), limits: perResource });
     if (shared.length > 0) {
@@ -224,7 +234,7 @@ async function resolveWith(source: ConfigSource, request: PolicyRequest): Promis
 
   // Inline limits add to the entity scope; a stored limit of the same name cannot be replaced.
   const stored = checks.filter((c) => c.scope === 'entity').flatMap((c) => c.limits);
-  const inline = parseLimits(request.inline ?? [], 'limits');
+  const inline = parseLimits(request.inline ?? [], 'limits', settings.budget_alerts);
   const added: Limit[] = [];
   inline.forEach((limit, i) => {
     const same = stored.find((l) => l.name === limit.name);
@@ -244,7 +254,7 @@ async function resolveWith(source: ConfigSource, request: PolicyRequest): Promis
       scope: 'resource',
       key: itemKeys.resourceBucket(resource),
       limits: resourceConfig.limits.map((l) =>
-        withRevision(normalizeLimit(l), resourceConfig.revision),
+        withRevision(normalizeLimit(l, settings.budget_alerts), resourceConfig.revision),
       ),
     });
   }
@@ -269,5 +279,12 @@ async function resolveWith(source: ConfigSource, request: PolicyRequest): Promis
         : active.map((c) => (c.scope === 'entity' ? c : { ...c, priority: planPriority })),
     ...(request.priority !== undefined ? { priority: request.priority } : {}),
     ...(price ? { price } : {}),
+    context: {
+      resource,
+      scopes: chain.map(({ id, config }) => ({
+        entity: id,
+        timezone: config?.timezone ?? settings.timezone ?? 'UTC',
+      })),
+    },
   };
 }

@@ -4,7 +4,6 @@
  * power of ten), so $0.15 per million tokens charges 1,000 tokens exactly 150 micro-USD, and a
  * total is rounded up once, never through floats.
  */
-import * as z from 'zod/mini';
 import { MAX_AMOUNT, type Usage } from '../engine/limits.js';
 import { ValidationError } from '../errors.js';
 
@@ -49,21 +48,12 @@ function numberText(n: number): string | undefined {
   return digits.length <= point ? digits.padEnd(point, '0') : undefined; // ≥ 1e21 is no price
 }
 
-const priceValue = z.union([z.number(), z.string()]).check(
-  z.refine((v) => parseDecimal(v) !== undefined, {
-    message: `must be a non-negative decimal below 1e9 with at most ${MAX_PRICE_DECIMALS} decimal places`,
-  }),
-);
-
-/** USD per million tokens: input, output, and (optional) cached input. */
-export const priceSchema = z.strictObject({
-  input: priceValue,
-  output: priceValue,
-  cached_input: z.optional(priceValue),
-});
-
-/** A price as sent. */
-export type PriceInput = z.infer<typeof priceSchema>;
+/** A price as sent (see documents.ts's `priceSchema`). */
+export interface PriceInput {
+  readonly input: number | string;
+  readonly output: number | string;
+  readonly cached_input?: number | string | undefined;
+}
 
 /** A price, exact: micro-USD per token as decimals. */
 export interface Price {

@@ -11,7 +11,8 @@
 import { withCost } from '../catalog/price.js';
 import { PRIORITY } from '../defaults.js';
 import { ValidationError } from '../errors.js';
-import type { ItemState, ItemUpdate } from '../store/types.js';
+import { bucketAttributes, itemAttributes } from '../store/schema.js';
+import type { Assignment, ItemState, ItemUpdate } from '../store/types.js';
 import { bucketConsume, bucketFits, bucketWaitNs, NS_PER_MS, type Step } from './gcra.js';
 import { combine, giveBack, leasedItem } from './items.js';
 import { type LeaseClaims, newLeaseId, signLease } from './lease.js';
@@ -20,16 +21,28 @@ import { quotaConsume, quotaFits } from './quota.js';
 import { type Engine, keyOf, nsToMs, toNs } from './state.js';
 import { denial, remembered, statuses, violation } from './statuses.js';
 import type { AcquireRequest, AcquireResult, ScopeCheck, Violation } from './types.js';
+import { CANCELLED, contextToWire, usageEvent } from './usage-context.js';
+
+/** A shadow limit's would-be refusals, and the names of the shadow limits not charged. */
+interface Shadowed {
+  readonly shadow: readonly Violation[];
+}
 
 type ItemStep =
   | { readonly kind: 'deny'; readonly violations: Violation[] }
-  | { readonly kind: 'write'; readonly update: ItemUpdate }
-  | { readonly kind: 'none' };
+  | ({ readonly kind: 'write'; readonly update: ItemUpdate } & Shadowed)
+  | ({ readonly kind: 'none' } & Shadowed);
 
 type ConsumeOutcome =
-  | { readonly kind: 'ok'; readonly state: ItemState }
+  | ({ readonly kind: 'ok'; readonly state: ItemState } & Shadowed)
   | { readonly kind: 'denied'; readonly violations: Violation[] }
   | { readonly kind: 'contended' };
+
+/** A check without the shadow limits that would have refused (and so were not charged). */
+const charged = (check: ScopeCheck, shadow: readonly Violation[]): ScopeCheck =>
+  shadow.length === 0
+    ? check
+    : { ...check, limits: check.limits.filter((l) => !shadow.some((v) => v.name === l.name)) };
 
 interface ConsumeOptions {
   readonly priority: number;
@@ -71,13 +84,11 @@ export async function acquire(engine: Engine, request: AcquireRequest): Promise<
 
   const tooLarge = checks.flatMap((check) =>
     check.limits
-      .filter((limit) => {
-        const amount = amountOf(usage, limit.metric);
-        const at = priorityAt(check, priority);
-        return limit.kind === 'bucket'
-          ? !bucketFits(limit, amount, at)
-          : !quotaFits(limit, amount, at);
-      })
+      // A shadow limit is reported in itemConsume instead, as a shadow violation.
+      .filter(
+        (limit) =>
+          !limit.shadow && !fits(limit, amountOf(usage, limit.metric), priorityAt(check, priority)),
+      )
       .map((limit) => violation(check, limit, engine.stateOf(check.key), nowMs, usage, null)),
   );
   if (tooLarge.length > 0) {
@@ -87,43 +98,79 @@ export async function acquire(engine: Engine, request: AcquireRequest): Promise<
       retryAfterMs: null,
       violations: tooLarge,
       limits: remembered(engine, checks, nowMs),
+      ...shadowOf(checks, []),
     };
   }
 
-  const first = checks.map((check) => {
+  // The first item written carries the usage event (its stream record is what usage history
+  // counts), so a decision costs no write of its own for it.
+  const leaseId = newLeaseId();
+  const expiresAtMs = Math.floor(nowMs) + engine.tuning.leaseTtlMs;
+  const wire = request.context ? contextToWire(request.context) : undefined;
+  const event = (version: number, counted: Usage): Assignment[] =>
+    wire
+      ? [
+          {
+            attr: itemAttributes.usageEvent,
+            value: usageEvent(leaseId, version, nowMs, expiresAtMs, counted, wire),
+          },
+        ]
+      : [];
+  const consumeItem = (check: ScopeCheck, i: number, state: ItemState | undefined, may: boolean) =>
+    itemConsume(
+      engine,
+      check,
+      state,
+      nowMs,
+      usage,
+      { ...consume, mayDeny: may },
+      i === 0 ? event(0, usage) : [],
+    );
+
+  const first = checks.map((check, i) => {
     const seen = engine.seen.get(keyOf(check.key));
     const mayDeny = seen !== undefined && nowMs - seen.atMs <= engine.tuning.cacheDenyMaxAgeMs;
-    return itemConsume(engine, check, seen?.state, nowMs, usage, { ...consume, mayDeny });
+    return consumeItem(check, i, seen?.state, mayDeny);
   });
   const deniedFromMemory = first.flatMap((step) => (step.kind === 'deny' ? step.violations : []));
-  if (deniedFromMemory.length > 0) return denial(engine, checks, deniedFromMemory, nowMs);
+  if (deniedFromMemory.length > 0) {
+    const shadow = first.flatMap((step) => (step.kind === 'deny' ? [] : step.shadow));
+    return { ...denial(engine, checks, deniedFromMemory, nowMs), ...shadowOf(checks, shadow) };
+  }
 
   const settled = await Promise.allSettled(
     checks.map(async (check, i): Promise<ConsumeOutcome> => {
       let step = first[i] as ItemStep;
       for (let attempt = 0; attempt < engine.tuning.maxAttempts; attempt++) {
         if (step.kind === 'deny') return { kind: 'denied', violations: step.violations };
-        if (step.kind === 'none') return { kind: 'ok', state: {} };
+        if (step.kind === 'none') return { kind: 'ok', state: {}, shadow: step.shadow };
         const result = await engine.store.update(step.update);
         const state = result.item ?? {};
         engine.remember(check.key, state);
-        if (result.ok) return { kind: 'ok', state };
-        step = itemConsume(engine, check, state, nowMs, usage, { ...consume, mayDeny: true });
+        if (result.ok) return { kind: 'ok', state, shadow: step.shadow };
+        step = consumeItem(check, i, state, true);
       }
       return { kind: 'contended' };
     }),
   );
   const outcomes = settled.map((s) => (s.status === 'fulfilled' ? s.value : undefined));
+  const shadow = outcomes.flatMap((o) => (o?.kind === 'ok' ? o.shadow : []));
+  const chargedCheck = (i: number): ScopeCheck | undefined => {
+    const check = checks[i];
+    const outcome = outcomes[i];
+    return check && outcome?.kind === 'ok' ? charged(check, outcome.shadow) : undefined;
+  };
 
   if (outcomes.every((o) => o?.kind === 'ok')) {
     const states = outcomes.map((o) => (o?.kind === 'ok' ? o.state : {}));
     const claims: LeaseClaims = {
-      id: newLeaseId(),
+      id: leaseId,
       acquiredAtMs: nowMs,
-      expiresAtMs: Math.floor(nowMs) + engine.tuning.leaseTtlMs,
+      expiresAtMs,
       usage,
-      items: checks.map((check, i) => leasedItem(check, states[i] ?? {}, nowMs)),
+      items: checks.map((check, i) => leasedItem(chargedCheck(i) ?? check, states[i] ?? {}, nowMs)),
       ...(request.price ? { price: request.price } : {}),
+      ...(request.context ? { context: request.context } : {}),
     };
     let waitNs = 0n;
     checks.forEach((check, i) => {
@@ -138,23 +185,39 @@ export async function acquire(engine: Engine, request: AcquireRequest): Promise<
       leaseId: signLease(claims, signingKey),
       waitMs: nsToMs(waitNs),
       limits: checks.flatMap((check, i) => statuses(check.scope, check.limits, states[i], nowMs)),
+      ...shadowOf(checks, shadow),
     };
   }
 
-  // Give back what the admitting items took, then refuse (or fail, if a write threw).
+  // Give back what the admitting items took, then refuse (or fail, if a write threw). The item
+  // that carried the usage event carries its cancellation.
   await Promise.all(
     outcomes.map((outcome, i) => {
-      const check = checks[i];
+      const check = chargedCheck(i);
       if (outcome?.kind !== 'ok' || !check) return undefined;
-      return giveBack(engine, leasedItem(check, outcome.state, nowMs), usage, nowMs);
+      const item = leasedItem(check, outcome.state, nowMs);
+      return giveBack(engine, item, usage, nowMs, i === 0 ? event(CANCELLED, {}) : []);
     }),
   );
   const thrown = settled.find((s) => s.status === 'rejected');
   if (thrown) throw thrown.reason;
   const violations = outcomes.flatMap((o) => (o?.kind === 'denied' ? o.violations : []));
-  return denial(engine, checks, violations, nowMs);
+  return { ...denial(engine, checks, violations, nowMs), ...shadowOf(checks, shadow) };
 }
 
+/** `shadowViolations` when any shadow limit applies to the request (else nothing). */
+function shadowOf(
+  checks: readonly ScopeCheck[],
+  shadow: readonly Violation[],
+): { shadowViolations?: readonly Violation[] } {
+  return checks.some((c) => c.limits.some((l) => l.shadow)) ? { shadowViolations: shadow } : {};
+}
+
+/**
+ * What taking `usage` from one item's limits would do. A shadow limit that would refuse is left
+ * uncharged and reported instead. `also` is written with the item (the usage event); a quota
+ * with budget alerts records its definition beside its window for the usage aggregator.
+ */
 function itemConsume(
   engine: Engine,
   check: ScopeCheck,
@@ -162,21 +225,48 @@ function itemConsume(
   nowMs: number,
   usage: Usage,
   options: ConsumeOptions,
+  also: readonly Assignment[],
 ): ItemStep {
   const at = { ...options, priority: priorityAt(check, options.priority) };
-  const steps = check.limits.map((limit) =>
-    limitConsume(limit, state, nowMs, amountOf(usage, limit.metric), at),
-  );
-  const violations = check.limits.flatMap((limit, i) => {
-    const step = steps[i];
-    return step?.kind === 'deny'
-      ? [violation(check, limit, state, nowMs, usage, nsToMs(step.retryAfterNs))]
-      : [];
+  const violations: Violation[] = [];
+  const shadow: Violation[] = [];
+  const steps = check.limits.map((limit): Step => {
+    const amount = amountOf(usage, limit.metric);
+    const never = limit.shadow && !fits(limit, amount, at.priority);
+    const step = never
+      ? ({ kind: 'deny', retryAfterNs: -1n } as const)
+      : limitConsume(limit, state, nowMs, amount, at);
+    if (step.kind !== 'deny') return step;
+    const retryAfterMs = never ? null : nsToMs(step.retryAfterNs);
+    (limit.shadow ? shadow : violations).push(
+      violation(check, limit, state, nowMs, usage, retryAfterMs),
+    );
+    return { kind: 'skip' };
   });
   if (violations.length > 0) return { kind: 'deny', violations };
-  const update = combine(engine, check.key, steps, state, nowMs);
-  return update ? { kind: 'write', update } : { kind: 'none' };
+  const writes = steps.some((step) => step.kind === 'write');
+  const extra: Assignment[] = [...also];
+  if (writes) {
+    for (const limit of check.limits) {
+      if (limit.kind !== 'quota' || !limit.alerts) continue;
+      const attr = bucketAttributes.alerts(limit.name);
+      extra.push({ attr, value: `${limit.limit}|${limit.alerts.join(',')}` });
+    }
+  }
+  const update = combine(
+    engine,
+    check.key,
+    [...steps, { kind: 'write', set: extra }],
+    state,
+    nowMs,
+  );
+  return update ? { kind: 'write', update, shadow } : { kind: 'none', shadow };
 }
+
+const fits = (limit: Limit, amount: number, priority: number): boolean =>
+  limit.kind === 'bucket'
+    ? bucketFits(limit, amount, priority)
+    : quotaFits(limit, amount, priority);
 
 /** What taking `amount` from one limit would do, given an item's state. */
 export function limitConsume(

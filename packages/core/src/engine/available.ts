@@ -28,6 +28,7 @@ export async function available(
     const state = states[i] ?? {};
     engine.remember(check.key, state);
     for (const limit of check.limits) {
+      if (limit.shadow) continue; // never refuses: no wait to report
       const amount = amountOf(usage, limit.metric);
       if (
         limit.kind === 'bucket' ? !bucketFits(limit, amount, 100) : !quotaFits(limit, amount, 100)

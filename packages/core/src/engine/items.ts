@@ -157,16 +157,28 @@ export function deltaUpdate(
   return { ...update, condition: update.condition ? { and: [update.condition, holds] } : holds };
 }
 
-/** Applies deltas outside a lease (compensation), retrying on stale state. */
+/**
+ * Applies deltas outside a lease (compensation), retrying on stale state; `also` is written with
+ * them (when nothing moves, on its own, under the same conditions).
+ */
 async function applyDeltas(
   engine: Engine,
   item: LeasedItem,
   previous: Usage,
   next: Usage,
   acquiredAtMs: number,
+  also: readonly Assignment[],
 ): Promise<void> {
   for (let attempt = 0; attempt < engine.tuning.maxAttempts; attempt++) {
-    const write = deltaUpdate(engine, item, previous, next, engine.clock(), acquiredAtMs);
+    const delta = deltaUpdate(engine, item, previous, next, engine.clock(), acquiredAtMs);
+    const write: ItemUpdate | ItemCheck | null =
+      also.length === 0
+        ? delta
+        : !delta
+          ? { key: item.key, set: also }
+          : 'check' in delta
+            ? { key: item.key, set: also, condition: delta.check }
+            : { ...delta, set: [...delta.set, ...also] };
     if (!write) return;
     if ('check' in write) {
       // Nothing to give back, if the item still is as remembered.
@@ -193,10 +205,11 @@ export async function giveBack(
   item: LeasedItem,
   usage: Usage,
   acquiredAtMs: number,
+  also: readonly Assignment[] = [],
 ): Promise<void> {
   for (let attempt = 0; ; attempt++) {
     try {
-      return await applyDeltas(engine, item, usage, zeroed(usage), acquiredAtMs);
+      return await applyDeltas(engine, item, usage, zeroed(usage), acquiredAtMs, also);
     } catch (error) {
       if (!(error instanceof StoreUnavailableError && error.notApplied) || attempt >= 2) {
         engine.onBackgroundError(error);

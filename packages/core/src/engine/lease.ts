@@ -12,6 +12,12 @@ import { LeaseNotFoundError } from '../errors.js';
 import type { ItemKey } from '../store/types.js';
 import type { CalendarUnit } from './calendar.js';
 import type { BucketLimit, QuotaLimit, Usage } from './limits.js';
+import {
+  type ContextWire,
+  contextFromWire,
+  contextToWire,
+  type UsageContext,
+} from './usage-context.js';
 
 /**
  * Longest token accepted; anything longer is not one of ours. A lease over a deep hierarchy
@@ -43,6 +49,8 @@ export interface LeaseClaims {
   readonly items: readonly LeasedItem[];
   /** The resource's price at acquire time: settlement derives cost from it. */
   readonly price?: Price;
+  /** Whom its usage counts for in usage history. */
+  readonly context?: UsageContext;
 }
 
 type WireBucket = [
@@ -52,6 +60,7 @@ type WireBucket = [
   limit: number,
   periodSeconds: number,
   burst: number,
+  shadow?: 1,
 ];
 type WireQuota = [
   name: string,
@@ -61,6 +70,7 @@ type WireQuota = [
   window: CalendarUnit,
   timezone: string,
   startMs: number,
+  shadow?: 1,
 ];
 interface Wire {
   v: 2;
@@ -72,6 +82,7 @@ interface Wire {
   u: Usage;
   s: { p: string; k: string; c: string; g: number; l: (WireBucket | WireQuota)[] }[];
   p?: [string, string, string];
+  c?: ContextWire;
 }
 
 /** A signing key: its id (named in every token it signs) and its secret. */
@@ -105,11 +116,21 @@ export function signLease(claims: LeaseClaims, key: SigningKey): string {
       g: item.generation,
       l: item.limits.map((l): WireBucket | WireQuota =>
         l.kind === 'bucket'
-          ? [l.name, l.metric, 'b', l.limit, l.periodSeconds, l.burst]
-          : [l.name, l.metric, 'q', l.limit, l.window, l.timezone, l.windowStartMs],
+          ? [l.name, l.metric, 'b', l.limit, l.periodSeconds, l.burst, ...shadowMark(l)]
+          : [
+              l.name,
+              l.metric,
+              'q',
+              l.limit,
+              l.window,
+              l.timezone,
+              l.windowStartMs,
+              ...shadowMark(l),
+            ],
       ),
     })),
     ...(claims.price ? { p: priceToText(claims.price) } : {}),
+    ...(claims.context ? { c: contextToWire(claims.context) } : {}),
   };
   const body = Buffer.from(JSON.stringify(wire)).toString('base64url');
   return `${body}.${mac(key.secret, body).toString('base64url')}`;
@@ -166,6 +187,7 @@ export async function verifyLease(
                 limit: l[3],
                 periodSeconds: l[4],
                 burst: l[5],
+                ...(l[6] === 1 ? { shadow: true as const } : {}),
               }
             : {
                 kind: 'quota',
@@ -175,9 +197,13 @@ export async function verifyLease(
                 window: l[4],
                 timezone: l[5],
                 windowStartMs: l[6],
+                ...(l[7] === 1 ? { shadow: true as const } : {}),
               },
       ),
     })),
     ...(wire.p ? { price: priceFromText(wire.p) } : {}),
+    ...(wire.c ? { context: contextFromWire(wire.c) } : {}),
   };
 }
+
+const shadowMark = (limit: { readonly shadow?: true }): [] | [1] => (limit.shadow ? [1] : []);

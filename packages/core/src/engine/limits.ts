@@ -4,11 +4,12 @@
  */
 
 import * as z from 'zod/mini';
-import english from 'zod/v4/locales/en.js';
 import { ValidationError } from '../errors.js';
+import { message } from './messages.js';
 
-// English messages only: `z.locales.en()` would pull every locale into a Lambda bundle (280 KB).
-z.config(english());
+// English messages for Sluice's checks only: `z.locales.en()` would pull every locale into a
+// Lambda bundle (280 KB), and even the English one carries words for formats never checked here.
+z.config({ localeError: message });
 
 /** Entity and resource identifiers (DESIGN.md §5). */
 export const IDENTIFIER_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:@/+=-]{0,127}$/;
@@ -46,6 +47,25 @@ export const identifierSchema = z.string().check(z.regex(IDENTIFIER_PATTERN));
 /** A metric name. */
 export const metricSchema = z.string().check(z.regex(METRIC_PATTERN));
 
+/**
+ * `shadow`: evaluated and charged like an enforced limit, but it never refuses; a request it
+ * would have refused is admitted without charging it, and the answer names it.
+ */
+const modeSchema = z.optional(z.enum(['enforce', 'shadow']));
+
+/** Most budget alert thresholds one quota may name. */
+export const MAX_ALERTS = 10;
+
+/** Budget alert thresholds: shares of a quota's limit, each in (0, 1], at most {@link MAX_ALERTS}. */
+export const alertsSchema = z
+  .array(z.number().check(z.gt(0), z.lte(1)))
+  .check(z.maxLength(MAX_ALERTS));
+
+/** An IANA time zone. */
+export const timeZoneSchema = z
+  .string()
+  .check(z.refine(isTimeZone, { message: 'must be an IANA time zone, e.g. Europe/Berlin' }));
+
 /** A rolling token bucket: `limit` per `per`, holding at most `burst` (default `limit`). */
 export const bucketLimitSchema = z.strictObject({
   name: z.string().check(z.regex(LIMIT_NAME_PATTERN)),
@@ -56,6 +76,7 @@ export const bucketLimitSchema = z.strictObject({
     z.number().check(z.int(), z.minimum(1), z.maximum(MAX_PERIOD_SECONDS)),
   ]),
   burst: z.optional(positiveAmount),
+  mode: modeSchema,
 });
 
 /** A calendar quota: at most `limit` per day, ISO week or month in `timezone` (default UTC). */
@@ -64,11 +85,10 @@ export const quotaLimitSchema = z.strictObject({
   metric: metricSchema,
   limit: positiveAmount,
   window: z.enum(['day', 'week', 'month']),
-  timezone: z.optional(
-    z
-      .string()
-      .check(z.refine(isTimeZone, { message: 'must be an IANA time zone, e.g. Europe/Berlin' })),
-  ),
+  timezone: z.optional(timeZoneSchema),
+  /** Budget alerts: one event when usage in a window first reaches each share of `limit`. */
+  alerts: z.optional(alertsSchema),
+  mode: modeSchema,
 });
 
 /** A rolling limit or a calendar quota, as sent over the API. */
@@ -102,6 +122,8 @@ export interface BucketLimit {
    * still holding an older one adopts the item's instead of converting it back.
    */
   readonly revision?: number;
+  /** Never refuses (see {@link bucketLimitSchema}'s `mode`). */
+  readonly shadow?: true;
 }
 
 /** A calendar quota, normalized. */
@@ -112,6 +134,10 @@ export interface QuotaLimit {
   readonly limit: number;
   readonly window: 'day' | 'week' | 'month';
   readonly timezone: string;
+  /** Budget alert thresholds, ascending, without duplicates. */
+  readonly alerts?: readonly number[];
+  /** Never refuses (see {@link bucketLimitSchema}'s `mode`). */
+  readonly shadow?: true;
 }
 
 export type Limit = BucketLimit | QuotaLimit;
@@ -164,7 +190,11 @@ export function formatPath(field: string, path: readonly PropertyKey[]): string 
 }
 
 /** Parses and normalizes limits; throws {@link ValidationError} naming the first bad field. */
-export function parseLimits(input: unknown, field = 'limits'): Limit[] {
+export function parseLimits(
+  input: unknown,
+  field = 'limits',
+  defaultAlerts?: readonly number[],
+): Limit[] {
   const parsed = limitsSchema.safeParse(input);
   if (!parsed.success) throw validationErrorFrom(parsed.error, field);
   const seen = new Set<string>();
@@ -173,13 +203,15 @@ export function parseLimits(input: unknown, field = 'limits'): Limit[] {
       throw new ValidationError(`${field}[${index}].name`, `duplicate limit name "${raw.name}"`);
     }
     seen.add(raw.name);
-    return normalizeLimit(raw);
+    return normalizeLimit(raw, defaultAlerts);
   });
 }
 
 /** Normalizes one already-validated limit. */
-export function normalizeLimit(raw: LimitInput): Limit {
+export function normalizeLimit(raw: LimitInput, defaultAlerts?: readonly number[]): Limit {
+  const shadow = raw.mode === 'shadow' ? ({ shadow: true } as const) : {};
   if ('window' in raw) {
+    const alerts = [...new Set(raw.alerts ?? defaultAlerts ?? [])].sort((a, b) => a - b);
     return {
       kind: 'quota',
       name: raw.name,
@@ -187,6 +219,8 @@ export function normalizeLimit(raw: LimitInput): Limit {
       limit: raw.limit,
       window: raw.window,
       timezone: raw.timezone ?? 'UTC',
+      ...(alerts.length ? { alerts } : {}),
+      ...shadow,
     };
   }
   return {
@@ -196,6 +230,7 @@ export function normalizeLimit(raw: LimitInput): Limit {
     limit: raw.limit,
     periodSeconds: typeof raw.per === 'number' ? raw.per : PERIOD_SECONDS[raw.per],
     burst: raw.burst ?? raw.limit,
+    ...shadow,
   };
 }
 

@@ -16,6 +16,7 @@ import { amountOf, MAX_AMOUNT, parseUsageMap, type Usage } from './limits.js';
 import { type Engine, type LeaseRecord, sleep } from './state.js';
 import { statuses } from './statuses.js';
 import type { SettleResult } from './types.js';
+import { contextToWire } from './usage-context.js';
 
 /** What a settlement asks for. */
 type Settlement =
@@ -105,6 +106,14 @@ async function settle(
         { attr: L.version, value: version },
         { attr: L.settled, value: final ? 1n : 0n },
         ...(fingerprint ? [{ attr: L.fingerprint, value: fingerprint }] : []),
+        ...(claims.context
+          ? [
+              {
+                attr: L.context,
+                value: JSON.stringify([claims.acquiredAtMs, contextToWire(claims.context)]),
+              },
+            ]
+          : []),
         {
           attr: TABLE_SCHEMA.ttlAttribute,
           value: BigInt(Math.ceil(claims.expiresAtMs / 1000) + engine.tuning.ttlSlackSeconds),

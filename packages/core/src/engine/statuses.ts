@@ -10,14 +10,15 @@ import { quotaStatus } from './quota.js';
 import { type Engine, nsToMs, toNs } from './state.js';
 import type { AcquireResult, LimitStatus, ScopeCheck, Violation } from './types.js';
 
-/** The status of each limit of one scope, from an item's state. */
+/** The status of each enforced limit of one scope, from an item's state (shadow limits are not shown). */
 export function statuses(
   scope: string,
   limits: readonly Limit[],
   state: ItemState | undefined,
   nowMs: number,
 ): LimitStatus[] {
-  return limits.map((limit) => {
+  return limits.flatMap((limit) => {
+    if (limit.shadow) return [];
     const { remaining, resetMs } = standing(limit, state, nowMs);
     return {
       scope,
@@ -50,13 +51,12 @@ export function violation(
   usage: Usage,
   retryAfterMs: number | null,
 ): Violation {
-  const [status] = statuses(check.scope, [limit], state, nowMs);
   return {
     scope: check.scope,
     name: limit.name,
     metric: limit.metric,
     limit: limit.limit,
-    remaining: status?.remaining ?? limit.limit,
+    remaining: Number(standing(limit, state, nowMs).remaining),
     requested: amountOf(usage, limit.metric),
     retryAfterMs,
   };

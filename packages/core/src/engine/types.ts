@@ -7,6 +7,7 @@ import type { Price } from '../catalog/price.js';
 import type { EngineTuning } from '../defaults.js';
 import type { ItemKey, Store } from '../store/types.js';
 import type { Limit, Usage } from './limits.js';
+import type { UsageContext } from './usage-context.js';
 
 /** One scope of a decision: an item and the limits it holds. */
 export interface ScopeCheck {
@@ -32,6 +33,8 @@ export interface AcquireRequest {
   readonly priority?: number;
   /** The resource's price: `cost_micro_usd` is derived from the usage (now and at settlement). */
   readonly price?: Price | undefined;
+  /** Whom the usage counts for in usage history; without it the decision is not recorded there. */
+  readonly context?: UsageContext | undefined;
 }
 
 /** State of one limit after a decision. `remaining` is negative while the limit is in debt. */
@@ -63,6 +66,8 @@ export type AcquireResult =
       /** Wait this long before calling the provider (0 unless `maxWaitMs` reserved a slot). */
       readonly waitMs: number;
       readonly limits: readonly LimitStatus[];
+      /** Shadow limits that would have refused (present when any shadow limit applies). */
+      readonly shadowViolations?: readonly Violation[];
     }
   | {
       readonly allowed: false;
@@ -71,6 +76,7 @@ export type AcquireResult =
       readonly retryAfterMs: number | null;
       readonly violations: readonly Violation[];
       readonly limits: readonly LimitStatus[];
+      readonly shadowViolations?: readonly Violation[];
     };
 
 /** What adjust and release answer: the lease's totals now and its limits as last seen. */

@@ -5,24 +5,28 @@
 import { QueryCommand } from '@aws-sdk/client-dynamodb';
 import { DynamoDBStore, marshalKey, translate, unmarshal } from './dynamodb.js';
 import { TABLE_SCHEMA } from './schema.js';
-import type { AdminStore, QueryPage } from './types.js';
+import type { AdminStore, QueryOptions, QueryPage } from './types.js';
 
 /**
  * @example
  * const admin = new ConfigAdmin({ store: new DynamoDBAdminStore({ client, tableName: 'sluice' }) });
  */
 export class DynamoDBAdminStore extends DynamoDBStore implements AdminStore {
-  async query(
-    pk: string,
-    options: { readonly limit: number; readonly after?: string; readonly descending?: boolean },
-  ): Promise<QueryPage> {
+  async query(pk: string, options: QueryOptions): Promise<QueryPage> {
+    const between = options.between;
     try {
       const out = await this.client.send(
         new QueryCommand({
           TableName: this.tableName,
-          KeyConditionExpression: '#pk = :pk',
-          ExpressionAttributeNames: { '#pk': TABLE_SCHEMA.partitionKey },
-          ExpressionAttributeValues: { ':pk': { S: pk } },
+          KeyConditionExpression: between ? '#pk = :pk AND #sk BETWEEN :a AND :b' : '#pk = :pk',
+          ExpressionAttributeNames: {
+            '#pk': TABLE_SCHEMA.partitionKey,
+            ...(between ? { '#sk': TABLE_SCHEMA.sortKey } : {}),
+          },
+          ExpressionAttributeValues: {
+            ':pk': { S: pk },
+            ...(between ? { ':a': { S: between[0] }, ':b': { S: between[1] } } : {}),
+          },
           ConsistentRead: true,
           Limit: options.limit,
           ScanIndexForward: !options.descending,

@@ -6,16 +6,11 @@
 import {
   type AttributeValue,
   ConditionalCheckFailedException,
-  CreateTableCommand,
-  DescribeTableCommand,
   type DynamoDBClient,
   GetItemCommand,
-  ResourceInUseException,
-  ResourceNotFoundException,
   TransactionCanceledException,
   TransactWriteItemsCommand,
   UpdateItemCommand,
-  UpdateTimeToLiveCommand,
 } from '@aws-sdk/client-dynamodb';
 import { SluiceError, StoreUnavailableError } from '../errors.js';
 import { TABLE_SCHEMA } from './schema.js';
@@ -192,10 +187,14 @@ export class DynamoDBStore implements Store {
     }
   }
 
-  async transact(updates: readonly ItemWrite[]): Promise<TransactResult> {
+  async transact(
+    updates: readonly ItemWrite[],
+    options: { readonly token?: string } = {},
+  ): Promise<TransactResult> {
     try {
       await this.client.send(
         new TransactWriteItemsCommand({
+          ...(options.token ? { ClientRequestToken: options.token } : {}),
           TransactItems: updates.map((write) => {
             if ('check' in write)
               return { ConditionCheck: renderCheck(this.tableName, write.key, write.check) };
@@ -234,50 +233,5 @@ export class DynamoDBStore implements Store {
     } catch (error) {
       throw translate(error);
     }
-  }
-}
-
-/**
- * Creates the table (on-demand, TTL on) unless it exists; for DynamoDB Local and tests. In AWS
- * the CDK stack owns the table.
- *
- * `timeToLive: false` is for tests whose clocks stand in the past: DynamoDB Local really
- * deletes items whose TTL has passed, within seconds.
- */
-export async function ensureTable(
-  client: DynamoDBClient,
-  tableName: string,
-  options: { readonly timeToLive?: boolean } = {},
-): Promise<void> {
-  try {
-    await client.send(new DescribeTableCommand({ TableName: tableName }));
-    return;
-  } catch (error) {
-    if (!(error instanceof ResourceNotFoundException)) throw translate(error);
-  }
-  try {
-    await client.send(
-      new CreateTableCommand({
-        TableName: tableName,
-        BillingMode: 'PAY_PER_REQUEST',
-        AttributeDefinitions: [
-          { AttributeName: TABLE_SCHEMA.partitionKey, AttributeType: 'S' },
-          { AttributeName: TABLE_SCHEMA.sortKey, AttributeType: 'S' },
-        ],
-        KeySchema: [
-          { AttributeName: TABLE_SCHEMA.partitionKey, KeyType: 'HASH' },
-          { AttributeName: TABLE_SCHEMA.sortKey, KeyType: 'RANGE' },
-        ],
-      }),
-    );
-    if (options.timeToLive === false) return;
-    await client.send(
-      new UpdateTimeToLiveCommand({
-        TableName: tableName,
-        TimeToLiveSpecification: { AttributeName: TABLE_SCHEMA.ttlAttribute, Enabled: true },
-      }),
-    );
-  } catch (error) {
-    if (!(error instanceof ResourceInUseException)) throw translate(error); // created concurrently
   }
 }

@@ -9,6 +9,8 @@ export const TABLE_SCHEMA = {
   sortKey: 'sk',
   /** Epoch seconds after which DynamoDB may delete the item (idle buckets, old leases). */
   ttlAttribute: 'ttl',
+  /** The table's stream carries both images: the usage aggregator compares them. */
+  streamView: 'NEW_AND_OLD_IMAGES',
 } as const;
 
 /** Attribute names inside a bucket item, per limit name. */
@@ -23,6 +25,8 @@ export const bucketAttributes = {
   window: (limitName: string) => `w_${limitName}`,
   /** Calendar quota: amount used in that window. */
   used: (limitName: string) => `u_${limitName}`,
+  /** Calendar quota with budget alerts: `limit|threshold,threshold…`, for the usage aggregator. */
+  alerts: (limitName: string) => `a_${limitName}`,
 } as const;
 
 /** Attributes of a whole scope item, beside its limits'. */
@@ -32,6 +36,8 @@ export const itemAttributes = {
    * never refunds into another one.
    */
   generation: 'g',
+  /** The usage event of the last acquire that wrote this item first (see usage-context.ts). */
+  usageEvent: 'ev',
 } as const;
 
 /** Attributes of a lease's settlement record (the item {@link itemKeys.lease} names). */
@@ -46,7 +52,50 @@ export const leaseAttributes = {
   settled: 'st',
   /** What the settling release asked (its kind and totals): an equal retry is answered, not refused. */
   fingerprint: 'f',
+  /** Whom its usage counts for: `[acquired at, context]` (see usage-context.ts). */
+  context: 'c',
 } as const;
+
+/** Attributes of usage history rows and of the aggregator's per-lease records. */
+export const usageAttributes = {
+  /** A metric's total. */
+  metric: (metric: string) => `m_${metric}`,
+  /** Refusals by limit name. */
+  denied: (limitName: string) => `d_${limitName}`,
+  /** Leases counted (a lease given back unused counts none). */
+  leases: 'leases',
+  /** All refusals (the top-entities rows). */
+  deniedTotal: 'denied',
+  /** Start and end of the row's period, epoch ms. */
+  periodStart: 'ps',
+  periodEnd: 'pe',
+  /** The entity of a top-entities row. */
+  entity: 'e',
+  /** A gathering of refusals (see usage/denials.ts). */
+  denials: 'dn',
+  /** A lease record: the version of the lease's usage last counted, and those totals. */
+  version: 'v',
+  totals: 't',
+} as const;
+
+/** Attributes of a budget alert. */
+export const alertAttributes = {
+  /** The event (JSON). */
+  detail: 'detail',
+  /** When it was first recorded (ISO 8601). */
+  at: 'at',
+  /** When a sender took it on (epoch ms); cleared when sending failed. */
+  claimed: 'claimed',
+  /** When it was delivered (ISO 8601). */
+  sent: 'sent',
+} as const;
+
+/** Granularities of usage history rows, by the letter that starts their sort key. */
+export const USAGE_GRANULARITY = { hour: 'h', day: 'd', month: 'm' } as const;
+export type UsageGranularity = keyof typeof USAGE_GRANULARITY;
+
+/** Partitions the top-entities rows of one period are spread over (so no one partition is hot). */
+export const TOP_SHARDS = 8;
 
 /** Attributes of a stored configuration document and of an audit entry. */
 export const documentAttributes = {
@@ -93,6 +142,29 @@ export const itemKeys = {
   config: (kind: string, name: string): ItemKey => ({ pk: `config#${kind}`, sk: name }),
   /** An audit entry; the sort key starts with the ISO time, so a partition query is in order. */
   audit: (id: string): ItemKey => ({ pk: 'audit', sk: id }),
+  /** A process's gathering of refusals, written once for the usage aggregator to count. */
+  denials: (id: string): ItemKey => ({ pk: `denied#${id}`, sk: 'd' }),
   /** The shared keys leases are signed with (see signing-keys.ts). */
   leaseSigningKey: (): ItemKey => ({ pk: 'meta#lease-signing-key', sk: 'v1' }),
+} as const;
+
+/** Item keys of usage history and budget alerts (apart, so the hot path's bundles leave them out). */
+export const usageKeys = {
+  /** Usage of an entity for one resource in one period (`period` is the start, ISO 8601 UTC). */
+  usage: (entity: string, granularity: UsageGranularity, period: string, resource: string) => ({
+    pk: `usage#${entity}`,
+    sk: `${USAGE_GRANULARITY[granularity]}#${period}#${resource}`,
+  }),
+  /** An entity's totals in one day or month (`date`: its local YYYY-MM-DD or YYYY-MM). */
+  usageTop: (granularity: 'day' | 'month', date: string, shard: number, entity: string) => ({
+    pk: `usagetop#${USAGE_GRANULARITY[granularity]}#${date}#${shard}`,
+    sk: entity,
+  }),
+  /** What the usage aggregator has counted of one lease (or gathering of refusals). */
+  usageLease: (leaseId: string): ItemKey => ({ pk: `usagelease#${leaseId}`, sk: 'u' }),
+  /** A budget alert: one per item, limit, window and threshold. */
+  alert: (window: string, item: ItemKey, limitName: string, threshold: number): ItemKey => ({
+    pk: 'alert',
+    sk: `${window}#${item.pk}#${item.sk}#${limitName}#${threshold}`,
+  }),
 } as const;

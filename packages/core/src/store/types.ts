@@ -94,13 +94,26 @@ export interface Store {
   get(key: ItemKey): Promise<ItemState | undefined>;
 }
 
+/** How to list a partition. */
+export interface QueryOptions {
+  readonly limit: number;
+  /** Continue after this sort key. */
+  readonly after?: string;
+  readonly descending?: boolean;
+  /** Only sort keys from the first to the second, both included. */
+  readonly between?: readonly [string, string];
+}
+
 /** What the admin API needs on top: listing a partition, mixed transactions. */
 export interface AdminStore extends Store {
-  /** All-or-nothing writes (updates, deletes and condition checks). */
-  transact(writes: readonly ItemWrite[]): Promise<TransactResult>;
+  /**
+   * All-or-nothing writes (updates, deletes and condition checks). With `token`, sending the
+   * same writes again within 10 minutes applies them once (DynamoDB's ClientRequestToken).
+   */
+  transact(
+    writes: readonly ItemWrite[],
+    options?: { readonly token?: string },
+  ): Promise<TransactResult>;
   /** Up to `limit` items of partition `pk`, after sort key `after`, strongly consistent. */
-  query(
-    pk: string,
-    options: { readonly limit: number; readonly after?: string; readonly descending?: boolean },
-  ): Promise<QueryPage>;
+  query(pk: string, options: QueryOptions): Promise<QueryPage>;
 }

@@ -1,0 +1,82 @@
+/**
+ * aggregator: the usage aggregator on the table's stream (see core's usage/aggregator.ts). A
+ * batch it cannot count is reported failed from its first record, so the stream delivers it
+ * again (counting is idempotent); after the retries the event source mapping allows, the batch
+ * goes to the on-failure destination. Budget alerts go to the EventBridge bus named by
+ * SLUICE_EVENT_BUS.
+ */
+
+import { MetricUnit } from '@aws-lambda-powertools/metrics';
+import { EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge';
+import {
+  ALERT_EVENT,
+  type AlertSender,
+  DynamoDBAdminStore,
+  type ItemChange,
+  type ItemState,
+  UsageAggregator,
+  unmarshalItem,
+} from '@sluice/core';
+import type { DynamoDBBatchResponse, DynamoDBRecord, DynamoDBStreamEvent } from 'aws-lambda';
+import { METRICS } from './metric-names.js';
+import { getRuntime, logger, metrics } from './runtime.js';
+
+let aggregator: UsageAggregator | undefined;
+
+function eventBridgeSender(busName: string): AlertSender {
+  const events = new EventBridgeClient({});
+  return async (alert) => {
+    const out = await events.send(
+      new PutEventsCommand({
+        Entries: [
+          {
+            EventBusName: busName,
+            Source: ALERT_EVENT.source,
+            DetailType: ALERT_EVENT.detailType,
+            Detail: JSON.stringify(alert),
+          },
+        ],
+      }),
+    );
+    if (out.FailedEntryCount)
+      throw new Error(`EventBridge refused the alert: ${out.Entries?.[0]?.ErrorCode}`);
+  };
+}
+
+/** A stream record as the aggregator reads it. */
+export function changeOf(record: DynamoDBRecord): ItemChange | undefined {
+  const image = record.dynamodb;
+  const keys = unmarshalItem(image?.Keys as never);
+  if (!keys) return undefined;
+  const state = (raw: unknown): ItemState | undefined => unmarshalItem(raw as never);
+  return {
+    key: { pk: String(keys.pk), sk: String(keys.sk) },
+    oldImage: state(image?.OldImage),
+    newImage: state(image?.NewImage),
+  };
+}
+
+export async function handler(event: DynamoDBStreamEvent): Promise<DynamoDBBatchResponse> {
+  const runtime = getRuntime();
+  aggregator ??= new UsageAggregator({
+    store: new DynamoDBAdminStore({ client: runtime.client, tableName: runtime.env.tableName }),
+    retentionDays: runtime.env.usageRetentionDays,
+    ...(runtime.env.eventBus ? { sendAlert: eventBridgeSender(runtime.env.eventBus) } : {}),
+    onSendFailure: 'retry',
+  });
+  const changes = event.Records.flatMap((r) => changeOf(r) ?? []);
+  try {
+    const report = await aggregator.apply(changes);
+    logger.info('usage counted', { records: event.Records.length, ...report });
+    const { usage, leases } = report.counted;
+    metrics.addMetric(METRICS.usageTokens, MetricUnit.Count, usage.tokens ?? 0);
+    metrics.addMetric(METRICS.usageCost, MetricUnit.Count, usage.cost_micro_usd ?? 0);
+    metrics.addMetric(METRICS.usageLeases, MetricUnit.Count, leases);
+    metrics.publishStoredMetrics();
+    return { batchItemFailures: [] };
+  } catch (error) {
+    logger.error('usage batch not counted; it will be delivered again', { error });
+    const first = event.Records[0]?.dynamodb?.SequenceNumber;
+    return { batchItemFailures: first ? [{ itemIdentifier: first }] : [] };
+  }
+}

@@ -1,0 +1,33 @@
+/** usage: an entity's usage history (read only). */
+import middy from '@middy/core';
+import { DynamoDBAdminStore, usageHistory } from '@sluice/core';
+import { edge, type JsonEvent, parse } from './http/edge.js';
+import { json, type Result } from './http/problem.js';
+import { usageQuery } from './queries.js';
+import { getRuntime, logger } from './runtime.js';
+
+const DAY_MS = 86_400_000;
+/** How far back `from` defaults to, per granularity. */
+const DEFAULT_RANGE_MS = { hour: DAY_MS, day: 31 * DAY_MS, month: 366 * DAY_MS } as const;
+
+let store: DynamoDBAdminStore | undefined;
+
+export const handler = middy<JsonEvent, Result>()
+  .use(edge({ route: 'usage', body: false }))
+  .handler(async (event) => {
+    const query = parse(usageQuery, event.queryStringParameters ?? {});
+    logger.appendKeys({ entity: query.entity });
+    const granularity = query.granularity ?? 'day';
+    const toMs = query.to ? Date.parse(query.to) : Date.now();
+    const fromMs = query.from ? Date.parse(query.from) : toMs - DEFAULT_RANGE_MS[granularity];
+    const runtime = getRuntime();
+    store ??= new DynamoDBAdminStore({ client: runtime.client, tableName: runtime.env.tableName });
+    const items = await usageHistory(store, {
+      entity: query.entity,
+      granularity,
+      fromMs,
+      toMs,
+      resource: query.resource,
+    });
+    return json(200, { entity: query.entity, granularity, items });
+  });

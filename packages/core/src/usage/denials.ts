@@ -1,0 +1,104 @@
+/**
+ * Refusals in usage history, without a write per refusal: each process gathers them per entity,
+ * resource and hour, and writes each gathering once it is {@link SERVICE_DEFAULTS.denialFlushMs}
+ * old, as one small item — at most one write per entity, resource and hour in that time. The
+ * usage aggregator reads that item from the stream and adds it to the rows exactly once (see
+ * aggregator.ts). Refusals a process had gathered but not written when it stopped are lost: the
+ * counts are a lower bound, short by at most one flush interval of one process.
+ */
+import { randomBytes } from 'node:crypto';
+import { SERVICE_DEFAULTS } from '../defaults.js';
+import { type ContextWire, contextToWire, type UsageContext } from '../engine/usage-context.js';
+import { itemKeys, TABLE_SCHEMA, usageAttributes } from '../store/schema.js';
+import type { Store } from '../store/types.js';
+
+/** A written gathering: `[hour start, counts by limit name, context]`. */
+export type DenialBatch = [hourMs: number, counts: Record<string, number>, context: ContextWire];
+
+interface Gathered {
+  readonly id: string;
+  readonly hourMs: number;
+  readonly since: number;
+  readonly context: ContextWire;
+  readonly counts: Record<string, number>;
+}
+
+const HOUR_MS = 3_600_000;
+/** How long a written gathering is kept: the stream holds it 24 hours. */
+const KEEP_S = 2 * 86_400;
+
+/** Options of a {@link DenialBuffer}. */
+export interface DenialBufferOptions {
+  readonly store: Pick<Store, 'update'>;
+  readonly clock?: () => number;
+  /** @default SERVICE_DEFAULTS.denialFlushMs */
+  readonly flushMs?: number;
+}
+
+/**
+ * @example
+ * denials.record(policy.context, ['tpm']);   // on each refusal
+ * await denials.flushDue();                  // after each request: writes what is old enough
+ */
+export class DenialBuffer {
+  readonly #store: Pick<Store, 'update'>;
+  readonly #clock: () => number;
+  readonly #flushMs: number;
+  readonly #gathered = new Map<string, Gathered>();
+
+  constructor(options: DenialBufferOptions) {
+    this.#store = options.store;
+    this.#clock = options.clock ?? Date.now;
+    this.#flushMs = options.flushMs ?? SERVICE_DEFAULTS.denialFlushMs;
+  }
+
+  /** Counts one refusal of the context's entity (not its ancestors) by each named limit. */
+  record(context: UsageContext, limitNames: readonly string[]): void {
+    const [scope] = context.scopes;
+    if (!scope || limitNames.length === 0) return;
+    const nowMs = this.#clock();
+    const hourMs = Math.floor(nowMs / HOUR_MS) * HOUR_MS;
+    const at = `${scope.entity}\n${context.resource}\n${hourMs}`;
+    let entry = this.#gathered.get(at);
+    if (!entry) {
+      const own = { resource: context.resource, scopes: [scope] };
+      const id = randomBytes(16).toString('base64url');
+      entry = { id, hourMs, since: nowMs, context: contextToWire(own), counts: {} };
+      this.#gathered.set(at, entry);
+    }
+    for (const name of limitNames) entry.counts[name] = (entry.counts[name] ?? 0) + 1;
+  }
+
+  /**
+   * Writes every gathering old enough (all of them with `all`). Each is written once under its
+   * own id, so a retried write cannot count twice; one that fails is kept for the next flush.
+   */
+  async flushDue(all = false): Promise<void> {
+    const nowMs = this.#clock();
+    const due = [...this.#gathered].filter(([, g]) => all || nowMs - g.since >= this.#flushMs);
+    for (const [at] of due) this.#gathered.delete(at);
+    const failed = await Promise.all(
+      due.map(async ([at, g]) => {
+        const batch: DenialBatch = [g.hourMs, g.counts, g.context];
+        try {
+          await this.#store.update({
+            key: itemKeys.denials(g.id),
+            set: [
+              { attr: usageAttributes.denials, value: JSON.stringify(batch) },
+              { attr: TABLE_SCHEMA.ttlAttribute, value: BigInt(Math.ceil(nowMs / 1_000) + KEEP_S) },
+            ],
+            condition: { absent: TABLE_SCHEMA.partitionKey }, // written before: nothing to do
+          });
+          return undefined;
+        } catch (error) {
+          // Kept under its own id (it may have been written after all: then the next write of
+          // it changes nothing), apart from any gathering begun since.
+          this.#gathered.set(this.#gathered.has(at) ? `${at}\n${g.id}` : at, g);
+          return error;
+        }
+      }),
+    );
+    const error = failed.find((e) => e !== undefined);
+    if (error !== undefined) throw error;
+  }
+}

@@ -1,0 +1,201 @@
+/**
+ * Reading usage history: an entity's periods (one query of its partition), the top entities of
+ * a day or month (one query per top-entities partition, no scan), and budget alerts.
+ */
+
+import type { Usage } from '../engine/limits.js';
+import { ValidationError } from '../errors.js';
+import {
+  alertAttributes as A,
+  itemKeys,
+  TOP_SHARDS,
+  usageAttributes as U,
+  USAGE_GRANULARITY,
+  type UsageGranularity,
+  usageKeys,
+} from '../store/schema.js';
+import type { AdminStore, ItemState } from '../store/types.js';
+import type { BudgetAlert } from './alerts.js';
+import { topDate } from './periods.js';
+
+/** One period of usage of one resource (or `*`: every resource). */
+export interface UsagePeriod {
+  readonly period_start: string;
+  readonly resource: string;
+  readonly usage: Usage;
+  readonly leases: number;
+  readonly denied: Readonly<Record<string, number>>;
+}
+
+/** Longest range one usage query may span, per granularity (days). */
+export const MAX_RANGE_DAYS: Readonly<Record<UsageGranularity, number>> = {
+  hour: 31,
+  day: 400,
+  month: 5 * 366,
+};
+
+const DAY_MS = 86_400_000;
+/** How long a period of each granularity lasts at most (a local day can be 25 hours). */
+const LONGEST_MS: Readonly<Record<UsageGranularity, number>> = {
+  hour: 3_600_000,
+  day: 2 * DAY_MS,
+  month: 32 * DAY_MS,
+};
+
+/** Sums of the numbers of attributes starting with `prefix`, keyed by the rest of the name. */
+function byPrefix(state: ItemState, prefix: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [attr, value] of Object.entries(state)) {
+    if (attr.startsWith(prefix) && typeof value === 'bigint' && value !== 0n)
+      out[attr.slice(prefix.length)] = Number(value);
+  }
+  return out;
+}
+
+function addInto(into: Record<string, number>, from: Readonly<Record<string, number>>) {
+  for (const [k, v] of Object.entries(from)) into[k] = (into[k] ?? 0) + v;
+}
+
+const number = (value: unknown): number => (typeof value === 'bigint' ? Number(value) : 0);
+
+/**
+ * The entity's usage in each period of `granularity` that overlaps `[fromMs, toMs)`, oldest
+ * first: of `resource`, or with `*` (the default) of all its resources together.
+ */
+export async function usageHistory(
+  store: AdminStore,
+  query: {
+    readonly entity: string;
+    readonly granularity: UsageGranularity;
+    readonly fromMs: number;
+    readonly toMs: number;
+    readonly resource?: string | undefined;
+  },
+): Promise<UsagePeriod[]> {
+  const { entity, granularity, fromMs, toMs } = query;
+  if (!(toMs > fromMs)) throw new ValidationError('to', 'must be after from');
+  if (toMs - fromMs > MAX_RANGE_DAYS[granularity] * DAY_MS)
+    throw new ValidationError('to', `at most ${MAX_RANGE_DAYS[granularity]} days after from`);
+  const resource = query.resource ?? '*';
+  const g = USAGE_GRANULARITY[granularity];
+  const low = usageKeys.usage(entity, granularity, iso(fromMs - LONGEST_MS[granularity]), '').sk;
+  const high = usageKeys.usage(entity, granularity, iso(toMs), '').sk;
+  const { pk } = usageKeys.usage(entity, granularity, '', '');
+  const periods = new Map<string, UsagePeriod & { usage: Record<string, number> }>();
+  let after: string | undefined;
+  do {
+    const page = await store.query(pk, {
+      limit: 1_000,
+      between: [low, high],
+      ...(after !== undefined ? { after } : {}),
+    });
+    for (const { key, state } of page.items) {
+      const start = number(state[U.periodStart]);
+      const end = number(state[U.periodEnd]);
+      if (start >= toMs || end <= fromMs) continue;
+      const rowResource = key.sk.slice(g.length + 1 + iso(start).length + 1);
+      if (resource !== '*' && rowResource !== resource) continue;
+      const id = resource === '*' ? iso(start) : `${iso(start)}#${rowResource}`;
+      const period = periods.get(id) ?? {
+        period_start: iso(start),
+        resource,
+        usage: {},
+        leases: 0,
+        denied: {},
+      };
+      addInto(period.usage, byPrefix(state, U.metric('')));
+      addInto(period.denied as Record<string, number>, byPrefix(state, U.denied('')));
+      periods.set(id, { ...period, leases: period.leases + number(state[U.leases]) });
+    }
+    after = page.next;
+  } while (after !== undefined);
+  return [...periods.values()]
+    .filter((p) => p.leases !== 0 || Object.keys(p.usage).length || Object.keys(p.denied).length)
+    .sort((a, b) => a.period_start.localeCompare(b.period_start));
+}
+
+const iso = (ms: number) => new Date(ms).toISOString();
+
+/** One entity of a top-entities answer. */
+export interface TopEntity {
+  readonly entity: string;
+  readonly usage: Usage;
+  readonly leases: number;
+  readonly denied: number;
+}
+
+/**
+ * The `limit` entities with the most of `metric` (or of refusals, with `by: 'denied'`) in a
+ * local day or month (`date` YYYY-MM-DD; a month takes its YYYY-MM).
+ */
+export async function topEntities(
+  store: AdminStore,
+  query: {
+    readonly period: 'day' | 'month';
+    readonly date: string;
+    readonly metric: string;
+    readonly by: 'usage' | 'denied';
+    readonly limit: number;
+  },
+): Promise<TopEntity[]> {
+  const date = topDate(query.period, query.date);
+  const entries = (
+    await Promise.all(
+      Array.from({ length: TOP_SHARDS }, async (_, shard) => {
+        const { pk } = usageKeys.usageTop(query.period, date, shard, '');
+        const out: TopEntity[] = [];
+        let after: string | undefined;
+        do {
+          const page = await store.query(pk, {
+            limit: 1_000,
+            ...(after !== undefined ? { after } : {}),
+          });
+          for (const { key, state } of page.items) {
+            out.push({
+              entity: key.sk,
+              usage: byPrefix(state, U.metric('')),
+              leases: number(state[U.leases]),
+              denied: number(state[U.deniedTotal]),
+            });
+          }
+          after = page.next;
+        } while (after !== undefined);
+        return out;
+      }),
+    )
+  ).flat();
+  const score = (e: TopEntity) => (query.by === 'denied' ? e.denied : (e.usage[query.metric] ?? 0));
+  return entries
+    .filter((e) => score(e) > 0)
+    .sort((a, b) => score(b) - score(a) || a.entity.localeCompare(b.entity))
+    .slice(0, query.limit);
+}
+
+/** A budget alert as listed. */
+export interface ListedAlert extends BudgetAlert {
+  /** When it was recorded (ISO 8601). */
+  readonly at: string;
+  /** Whether it was sent (to the event bus or the webhook). */
+  readonly delivered: boolean;
+}
+
+/** Budget alerts, newest window first; `next` continues. */
+export async function listAlerts(
+  store: AdminStore,
+  options: { readonly limit: number; readonly after?: string },
+): Promise<{ items: ListedAlert[]; next?: string }> {
+  const { pk } = usageKeys.alert('', { pk: '', sk: '' }, '', 0);
+  const page = await store.query(pk, {
+    limit: options.limit,
+    descending: true,
+    ...(options.after !== undefined ? { after: options.after } : {}),
+  });
+  return {
+    items: page.items.map(({ state }) => ({
+      ...(JSON.parse(String(state[A.detail])) as BudgetAlert),
+      at: String(state[A.at]),
+      delivered: state[A.sent] !== undefined,
+    })),
+    ...(page.next !== undefined ? { next: page.next } : {}),
+  };
+}
