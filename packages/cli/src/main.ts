@@ -1,14 +1,21 @@
 /**
  * `sluice`: plan and apply a declarative file against the admin API, read stored
- * configuration, and read the audit trail. Requests are SigV4-signed with the caller's AWS
+ * configuration, the audit trail, usage history, top entities and budget alerts. Requests are SigV4-signed with the caller's AWS
  * credentials (the SDK's signer), except to a local server.
  */
 import { parseArgs } from 'node:util';
-import { COLLECTIONS, type ConfigKind, SluiceAdmin, SluiceClientError } from '@sluice/client';
+import {
+  COLLECTIONS,
+  type ConfigKind,
+  SluiceAdmin,
+  SluiceClient,
+  SluiceClientError,
+} from '@sluice/client';
 import { SERVICE_DEFAULTS } from '@sluice/core';
 import { applyChanges, type Change, planChanges, pruned } from './diff.js';
 import { CliError, UsageError } from './errors.js';
 import { loadFile } from './file.js';
+import { topTable, usageTable } from './tables.js';
 
 const USAGE = `sluice — Sluice's admin CLI
 
@@ -17,6 +24,11 @@ const USAGE = `sluice — Sluice's admin CLI
   sluice get plan|entity|resource [NAME]  one document, or all of a kind
   sluice get settings
   sluice audit [--limit N]                admin changes, newest first
+  sluice usage ENTITY [--by hour|day|month] [--resource R] [--from ISO] [--to ISO]
+                                          its usage history (costs in USD)
+  sluice top [--period day|month] [--date YYYY-MM-DD] [--metric M] [--by denied] [--limit N]
+                                          the entities that used (or were refused) most
+  sluice alerts [--limit N]               budget alerts, newest first
   sluice rotate-key                       a new lease signing key (the old one still
                                           verifies the leases it signed until they expire)
 
@@ -127,6 +139,53 @@ export async function main(
         if (page.items.length === 0) out('(no audit entries)');
         return 0;
       }
+      case 'usage': {
+        const [entity] = args;
+        if (!entity) throw new UsageError('usage needs an ENTITY');
+        const granularity = values.by ?? 'day';
+        if (!['hour', 'day', 'month'].includes(granularity))
+          throw new UsageError('--by must be hour, day or month');
+        const client = new SluiceClient({
+          endpoint,
+          onUnavailable: 'deny',
+          ...(values.region ? { region: values.region } : {}),
+        });
+        const history = await client.usage({
+          entity,
+          granularity: granularity as 'hour' | 'day' | 'month',
+          ...(values.resource ? { resource: values.resource } : {}),
+          ...(values.from ? { from: values.from } : {}),
+          ...(values.to ? { to: values.to } : {}),
+        });
+        for (const line of usageTable(history)) out(line);
+        return 0;
+      }
+      case 'top': {
+        if (values.by !== undefined && values.by !== 'denied' && values.by !== 'usage')
+          throw new UsageError('--by must be denied (or usage)');
+        if (values.period !== undefined && values.period !== 'day' && values.period !== 'month')
+          throw new UsageError('--period must be day or month');
+        const top = await admin.top({
+          ...(values.period ? { period: values.period as 'day' | 'month' } : {}),
+          ...(values.date ? { date: values.date } : {}),
+          ...(values.metric ? { metric: values.metric } : {}),
+          ...(values.by ? { by: values.by as 'usage' | 'denied' } : {}),
+          ...(values.limit ? { limit: Number(values.limit) } : {}),
+        });
+        for (const line of topTable(top)) out(line);
+        return 0;
+      }
+      case 'alerts': {
+        const page = await admin.alerts(values.limit ? { limit: Number(values.limit) } : {});
+        for (const a of page.items) {
+          const who = a.entity ?? `resource ${a.resource}`;
+          out(
+            `${a.at}  ${who}  ${a.limit} reached ${Math.round(a.threshold * 100)}% (${a.used} of ${a.limit_value}) in the window from ${a.window}${a.delivered ? '' : '  [not delivered]'}`,
+          );
+        }
+        if (page.items.length === 0) out('(no budget alerts)');
+        return 0;
+      }
       case 'rotate-key': {
         const rotation = await admin.rotateSigningKey();
         out(
@@ -168,6 +227,13 @@ function parseCommand(argv: readonly string[]) {
       endpoint: { type: 'string' },
       region: { type: 'string' },
       limit: { type: 'string' },
+      by: { type: 'string' },
+      resource: { type: 'string' },
+      from: { type: 'string' },
+      to: { type: 'string' },
+      period: { type: 'string' },
+      date: { type: 'string' },
+      metric: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });

@@ -3,9 +3,53 @@
  * like every Sluice request. Unlike the decision path it never fails open: an admin call either
  * did what it says or throws.
  */
-import { requestErrorFrom, SluiceClientError } from './errors.js';
 import type { Credentials } from './signing.js';
-import { type Answer, Transport } from './transport.js';
+import { type Answer, strictRequest, Transport } from './transport.js';
+import type { Usage } from './types.js';
+
+/** What {@link SluiceAdmin.top} asks. */
+export interface TopQuery {
+  /** @default 'day' */
+  readonly period?: 'day' | 'month';
+  /** YYYY-MM-DD (a month takes its YYYY-MM). @default today (UTC) */
+  readonly date?: string;
+  /** @default 'cost_micro_usd' */
+  readonly metric?: string;
+  /** @default 'usage' */
+  readonly by?: 'usage' | 'denied';
+  /** @default 10 */
+  readonly limit?: number;
+}
+
+/** The top entities of a day or month. */
+export interface TopEntities {
+  readonly period: 'day' | 'month';
+  readonly date: string;
+  readonly metric: string;
+  readonly by: 'usage' | 'denied';
+  readonly items: readonly {
+    readonly entity: string;
+    readonly usage: Usage;
+    readonly leases: number;
+    readonly denied: number;
+  }[];
+}
+
+/** A budget threshold crossed (as the event bus and the webhook carry it, plus when and whether delivered). */
+export interface BudgetAlert {
+  /** null for a resource-wide quota. */
+  readonly entity: string | null;
+  readonly resource: string | null;
+  /** The quota's name. */
+  readonly limit: string;
+  /** Start of the window (ISO 8601). */
+  readonly window: string;
+  readonly threshold: number;
+  readonly used: number;
+  readonly limit_value: number;
+  readonly at: string;
+  readonly delivered: boolean;
+}
 
 /** The configuration kinds that have names. */
 export type ConfigKind = 'plan' | 'entity' | 'resource';
@@ -146,28 +190,42 @@ export class SluiceAdmin {
     };
   }
 
+  /**
+   * The entities with the most of `metric` (default `cost_micro_usd`), or with `by: 'denied'`
+   * the most refusals, in a day or month (each entity's own, in its time zone).
+   */
+  async top(query: TopQuery = {}): Promise<TopEntities> {
+    const params = new URLSearchParams();
+    for (const [key, value] of Object.entries(query))
+      if (value !== undefined) params.set(key, String(value));
+    const suffix = params.size ? `?${params}` : '';
+    return (await this.#request('GET', `/v1/admin/usage/top${suffix}`)).body as TopEntities;
+  }
+
+  /** Budget alerts, newest window first; pass `next` back as `cursor` for older ones. */
+  async alerts(
+    options: { limit?: number; cursor?: string } = {},
+  ): Promise<{ items: BudgetAlert[]; next: string | null }> {
+    const query = new URLSearchParams();
+    if (options.limit !== undefined) query.set('limit', String(options.limit));
+    if (options.cursor) query.set('cursor', options.cursor);
+    const suffix = query.size ? `?${query}` : '';
+    return (await this.#request('GET', `/v1/admin/alerts${suffix}`)).body as {
+      items: BudgetAlert[];
+      next: string | null;
+    };
+  }
+
   #path(kind: ConfigKind, name: string): string {
     return `/v1/admin/${COLLECTIONS[kind]}/${encodeURIComponent(name)}`;
   }
 
-  async #request(
+  #request(
     method: string,
     path: string,
     body?: unknown,
     expected: readonly number[] = [],
-  ): Promise<{ status: number; body: unknown }> {
-    let answer: Answer;
-    try {
-      answer = await this.#transport.send(method, path, body, this.#timeoutMs);
-    } catch (error) {
-      throw new SluiceClientError(
-        'unavailable',
-        `Sluice cannot be reached at ${this.#transport.origin}`,
-        undefined,
-        { cause: error },
-      );
-    }
-    if ((answer.status < 300 && answer.json) || expected.includes(answer.status)) return answer;
-    throw requestErrorFrom(answer.status, answer.body);
+  ): Promise<Answer> {
+    return strictRequest(this.#transport, method, path, this.#timeoutMs, body, expected);
   }
 }

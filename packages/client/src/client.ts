@@ -5,7 +5,7 @@
  */
 import { requestErrorFrom } from './errors.js';
 import type { Credentials } from './signing.js';
-import { type Answer, Transport } from './transport.js';
+import { type Answer, strictRequest, Transport } from './transport.js';
 import type {
   AcquireRequest,
   AcquireResult,
@@ -14,6 +14,8 @@ import type {
   LimitStatus,
   SettleResult,
   Usage,
+  UsageHistory,
+  UsageQuery,
   Violation,
 } from './types.js';
 
@@ -146,7 +148,11 @@ export class SluiceClient {
       code?: string;
       retry_after_ms?: number | null;
       violations?: WireViolation[];
+      shadow_violations?: WireViolation[];
     };
+    const shadow = data.shadow_violations
+      ? { shadowViolations: violationsFrom(data.shadow_violations) }
+      : {};
     if (answer.status === 200) {
       return {
         allowed: true,
@@ -154,6 +160,7 @@ export class SluiceClient {
         waitMs: data.wait_ms ?? 0,
         limits: limitsFrom(data.limits),
         degraded: false,
+        ...shadow,
       };
     }
     return {
@@ -163,6 +170,48 @@ export class SluiceClient {
       violations: violationsFrom(data.violations),
       limits: [],
       degraded: false,
+      ...shadow,
+    };
+  }
+
+  /**
+   * An entity's usage history: what its settled leases used per hour, day or month, and its
+   * refusals. Throws {@link SluiceClientError} when Sluice cannot be reached.
+   */
+  async usage(query: UsageQuery): Promise<UsageHistory> {
+    const params = new URLSearchParams({ entity: query.entity });
+    if (query.granularity) params.set('granularity', query.granularity);
+    const when = (v: string | Date) => (v instanceof Date ? v.toISOString() : v);
+    if (query.from) params.set('from', when(query.from));
+    if (query.to) params.set('to', when(query.to));
+    if (query.resource) params.set('resource', query.resource);
+    const answer = await strictRequest(
+      this.#transport,
+      'GET',
+      `/v1/usage?${params}`,
+      this.#timeoutMs,
+    );
+    const data = answer.body as {
+      entity: string;
+      granularity: UsageHistory['granularity'];
+      items: {
+        period_start: string;
+        resource: string;
+        usage: Usage;
+        leases: number;
+        denied: Record<string, number>;
+      }[];
+    };
+    return {
+      entity: data.entity,
+      granularity: data.granularity,
+      items: data.items.map((i) => ({
+        periodStart: i.period_start,
+        resource: i.resource,
+        usage: i.usage,
+        leases: i.leases,
+        denied: i.denied,
+      })),
     };
   }
 

@@ -4,11 +4,14 @@
  */
 export {
   type AuditEntry,
+  type BudgetAlert,
   COLLECTIONS,
   type ConfigKind,
   SluiceAdmin,
   type SluiceAdminOptions,
   type StoredConfig,
+  type TopEntities,
+  type TopQuery,
 } from './admin.js';
 export { LeaseStream, SluiceClient, type SluiceClientOptions } from './client.js';
 export { SluiceClientError, type SluiceClientErrorCode, SluiceRequestError } from './errors.js';
@@ -29,5 +32,8 @@ export type {
   LimitStatus,
   SettleResult,
   Usage,
+  UsageHistory,
+  UsagePeriod,
+  UsageQuery,
   Violation,
 } from './types.js';

@@ -4,6 +4,7 @@
  * something else (an HTML error page from a proxy), which becomes a `detail` and never throws a
  * parse error at the caller.
  */
+import { requestErrorFrom, SluiceClientError } from './errors.js';
 import { type Credentials, endpointUrl, RequestSigner } from './signing.js';
 
 /** Where Sluice is, how to sign for it, and what to send with. */
@@ -62,4 +63,32 @@ export class Transport {
       return { status: res.status, body: { detail: text.slice(0, 200) }, json: false };
     }
   }
+}
+
+/**
+ * One request, no retries, for the read and admin routes: a 2xx JSON answer (or an `expected`
+ * status) is returned; Sluice's refusals throw {@link SluiceRequestError}, and not reaching it
+ * throws {@link SluiceClientError} `unavailable`.
+ */
+export async function strictRequest(
+  transport: Transport,
+  method: string,
+  path: string,
+  timeoutMs: number,
+  body?: unknown,
+  expected: readonly number[] = [],
+): Promise<Answer> {
+  let answer: Answer;
+  try {
+    answer = await transport.send(method, path, body, timeoutMs);
+  } catch (error) {
+    throw new SluiceClientError(
+      'unavailable',
+      `Sluice cannot be reached at ${transport.origin}`,
+      undefined,
+      { cause: error },
+    );
+  }
+  if ((answer.status < 300 && answer.json) || expected.includes(answer.status)) return answer;
+  throw requestErrorFrom(answer.status, answer.body);
 }

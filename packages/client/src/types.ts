@@ -10,6 +10,8 @@ export type LimitInput =
       limit: number;
       per: 'second' | 'minute' | 'hour' | 'day' | number;
       burst?: number;
+      /** `shadow`: counted like the others but never refuses (see `shadowViolations`). */
+      mode?: 'enforce' | 'shadow';
     }
   | {
       name: string;
@@ -17,6 +19,9 @@ export type LimitInput =
       limit: number;
       window: 'day' | 'week' | 'month';
       timezone?: string;
+      /** Budget alert thresholds: shares of `limit`, e.g. [0.5, 0.8, 1]. */
+      alerts?: number[];
+      mode?: 'enforce' | 'shadow';
     };
 
 /** One limit after a decision; `remaining` is negative while in debt. */
@@ -61,6 +66,8 @@ export type AcquireResult =
       readonly limits: readonly LimitStatus[];
       /** True when Sluice was unreachable and `onUnavailable: 'allow'` let the call through. */
       readonly degraded: boolean;
+      /** Shadow limits that would have refused (present when any shadow limit applies). */
+      readonly shadowViolations?: readonly Violation[];
     }
   | {
       readonly allowed: false;
@@ -70,6 +77,7 @@ export type AcquireResult =
       readonly violations: readonly Violation[];
       readonly limits: readonly LimitStatus[];
       readonly degraded: boolean;
+      readonly shadowViolations?: readonly Violation[];
     };
 
 /** What adjust and release answer. */
@@ -93,3 +101,35 @@ export interface AvailableResult {
 export type LimitState = LimitStatus;
 /** @deprecated The name before 0.2: use {@link LimitInput} (the same type, named as in core). */
 export type LimitSpec = LimitInput;
+
+/** What {@link SluiceClient.usage} asks: an entity's usage history. */
+export interface UsageQuery {
+  readonly entity: string;
+  /** @default 'day' */
+  readonly granularity?: 'hour' | 'day' | 'month';
+  /** ISO 8601 date or date-time (or a Date). @default a day, 31 days or a year before `to` */
+  readonly from?: string | Date;
+  /** @default now */
+  readonly to?: string | Date;
+  /** One resource; without it, every resource together (`*`). */
+  readonly resource?: string;
+}
+
+/** One period of usage history. */
+export interface UsagePeriod {
+  /** Start of the hour (UTC), or of the day or month in the entity's time zone (ISO 8601). */
+  readonly periodStart: string;
+  readonly resource: string;
+  readonly usage: Usage;
+  /** Leases counted (one given back unused counts none). */
+  readonly leases: number;
+  /** Refusals by limit name (`shadow:` for shadow limits' would-be refusals). */
+  readonly denied: Readonly<Record<string, number>>;
+}
+
+/** An entity's usage history. */
+export interface UsageHistory {
+  readonly entity: string;
+  readonly granularity: 'hour' | 'day' | 'month';
+  readonly items: readonly UsagePeriod[];
+}

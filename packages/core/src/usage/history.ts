@@ -7,7 +7,6 @@ import type { Usage } from '../engine/limits.js';
 import { ValidationError } from '../errors.js';
 import {
   alertAttributes as A,
-  itemKeys,
   TOP_SHARDS,
   usageAttributes as U,
   USAGE_GRANULARITY,

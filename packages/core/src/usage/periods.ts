@@ -7,7 +7,6 @@ import { SERVICE_DEFAULTS } from '../defaults.js';
 import { calendarWindow } from '../engine/calendar.js';
 import { PERIOD_SECONDS } from '../engine/limits.js';
 import {
-  itemKeys,
   TABLE_SCHEMA,
   TOP_SHARDS,
   usageAttributes as U,
