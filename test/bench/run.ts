@@ -21,18 +21,22 @@ import {
   ConfigAdmin,
   DynamoDBAdminStore,
   ensureTable,
+  type ItemChange,
   itemKeys,
   Limiter,
   parseLimits,
   resolvePolicy,
   type ScopeCheck,
+  UsageAggregator,
 } from '@sluice/core';
 import { routes } from '@sluice/lambdas/routes';
 import {
+  DynamoDBStreamsClient,
   LOCAL_CREDENTIALS,
   LOCAL_REGION,
   startDynamoDBLocal,
   startLocalServer,
+  startStreamReader,
 } from '@sluice/local';
 import { RateLimiterDynamo, RateLimiterRes } from 'rate-limiter-flexible';
 
@@ -164,7 +168,10 @@ async function main() {
     // Sluice: one engine, as one server process (or one Lambda container) holds.
     const sluiceClient = new DynamoDB(clientConfig);
     const sluiceMeter = meter(sluiceClient);
-    await ensureTable(sluiceClient, 'sluice-bench');
+    // No stream here, like the peer's table: DynamoDB Local writes stream records in the path of
+    // each write, which slows it down, while in AWS a stream costs a write nothing. The usage
+    // history measurements below use tables of their own, with streams.
+    await ensureTable(sluiceClient, 'sluice-bench', { stream: false });
     const store = new DynamoDBAdminStore({ client: sluiceClient, tableName: 'sluice-bench' });
 
     // The peer on its own client and table (its own key schema), same DynamoDB Local.
@@ -334,23 +341,111 @@ async function main() {
     ];
     await engine.acquire({ checks: llmCheck, usage: {} });
     const calls = 200;
-    sluiceMeter.reset();
-    for (let i = 0; i < calls; i++) {
-      const r = await engine.acquire({
-        checks: llmCheck,
-        usage: { input_tokens: 1_500, output_tokens: 500, cost_micro_usd: 9_000 },
+    // With usage history (the usage event and the lease's context ride in the same writes, as
+    // the handlers send them) and without: the hot path must not change.
+    const llmCalls = async (withHistory: boolean, entity = (_: number) => 'key-123') => {
+      sluiceMeter.reset();
+      for (let i = 0; i < calls; i++) {
+        const r = await engine.acquire({
+          checks: llmCheck,
+          usage: { input_tokens: 1_500, output_tokens: 500, cost_micro_usd: 9_000 },
+          ...(withHistory
+            ? {
+                context: {
+                  resource: 'gpt-4o',
+                  scopes: [
+                    { entity: entity(i), timezone: 'UTC' },
+                    { entity: 'org-1', timezone: 'Europe/Berlin' },
+                  ],
+                },
+              }
+            : {}),
+        });
+        if (!r.allowed) throw new Error('llm_call: unexpected denial');
+        await engine.adjust(r.leaseId, {
+          input_tokens: 1_480,
+          output_tokens: 730,
+          cost_micro_usd: 11_000,
+        });
+      }
+      return {
+        requests: Number((sluiceMeter.requests / calls).toFixed(3)),
+        wcu: Number((sluiceMeter.wcu / calls).toFixed(3)),
+        rcu: Number((sluiceMeter.rcu / calls).toFixed(3)),
+      };
+    };
+    const llm_call_without_history = await llmCalls(false);
+    const llm_call = await llmCalls(true);
+    // The biggest items of the hot path stay under 1 KB (one WCU; two per item in a transaction).
+    const itemBytes = (item: Record<string, unknown> | undefined) =>
+      Object.entries(item ?? {}).reduce(
+        (sum, [k, v]) => sum + k.length + String(Object.values(v as object)[0]).length,
+        0,
+      );
+    const bucketItem = await sluiceClient.getItem({
+      TableName: 'sluice-bench',
+      Key: { pk: { S: itemKeys.entityBucket('llm', 'gpt-4o').pk }, sk: { S: 'gpt-4o' } },
+    });
+    const item_bytes = { bucket: itemBytes(bucketItem.Item) };
+
+    // The aggregator's cost: the stream of a table that saw only LLM calls with usage history,
+    // read in batches of 100 records (the event source mapping's batch size) by a metered
+    // aggregator. Two cases: every call by one key (rows shared within a batch), every call by
+    // a key of its own (nothing shared: the worst case). Both keys are under one org.
+    const aggregatorCost = async (name: string, entity: (i: number) => string) => {
+      await ensureTable(sluiceClient, name);
+      const usageStore = new DynamoDBAdminStore({ client: sluiceClient, tableName: name });
+      const usageEngine = new Limiter({ store: usageStore });
+      sluiceMeter.reset();
+      for (let i = 0; i < calls; i++) {
+        const r = await usageEngine.acquire({
+          checks: [
+            { ...(llmCheck[0] as ScopeCheck), key: itemKeys.entityBucket(entity(i), 'gpt-4o') },
+          ],
+          usage: { input_tokens: 1_500, output_tokens: 500, cost_micro_usd: 9_000 },
+          context: {
+            resource: 'gpt-4o',
+            scopes: [
+              { entity: entity(i), timezone: 'UTC' },
+              { entity: 'org-1', timezone: 'Europe/Berlin' },
+            ],
+          },
+        });
+        if (!r.allowed) throw new Error('aggregator: unexpected denial');
+        await usageEngine.adjust(r.leaseId, { output_tokens: 730, cost_micro_usd: 11_000 });
+      }
+      const changes: ItemChange[] = [];
+      const reader = await startStreamReader({
+        client: sluiceClient,
+        streams: new DynamoDBStreamsClient(clientConfig),
+        tableName: name,
+        apply: async (batch) => {
+          changes.push(...batch);
+        },
+        onError: (error) => {
+          throw error;
+        },
+        idleMs: 20,
       });
-      if (!r.allowed) throw new Error('llm_call: unexpected denial');
-      await engine.adjust(r.leaseId, {
-        input_tokens: 1_480,
-        output_tokens: 730,
-        cost_micro_usd: 11_000,
+      await reader.drain();
+      await reader.stop();
+      const meterClient = new DynamoDB(clientConfig);
+      const aggregatorMeter = meter(meterClient);
+      const aggregator = new UsageAggregator({
+        store: new DynamoDBAdminStore({ client: meterClient, tableName: name }),
       });
-    }
-    const llm_call = {
-      requests: Number((sluiceMeter.requests / calls).toFixed(3)),
-      wcu: Number((sluiceMeter.wcu / calls).toFixed(3)),
-      rcu: Number((sluiceMeter.rcu / calls).toFixed(3)),
+      for (let i = 0; i < changes.length; i += 100)
+        await aggregator.apply(changes.slice(i, i + 100));
+      return {
+        records: changes.length,
+        wcu_per_settled_lease: Number((aggregatorMeter.wcu / calls).toFixed(2)),
+        rcu_per_settled_lease: Number((aggregatorMeter.rcu / calls).toFixed(2)),
+        requests_per_settled_lease: Number((aggregatorMeter.requests / calls).toFixed(2)),
+      };
+    };
+    const usage_aggregator = {
+      one_key: await aggregatorCost('sluice-bench-usage-1', () => 'key-1'),
+      distinct_keys: await aggregatorCost('sluice-bench-usage-n', (i) => `key-${i}`),
     };
 
     // Stored configuration, resolved as the acquire handler resolves it (policy + config cache):
@@ -484,7 +579,21 @@ async function main() {
       const out = Object.fromEntries(
         Object.entries(scenarios).map(([k, v]) => [k, { sluice: v.sluice, peer: v.peer }]),
       );
-      console.log(JSON.stringify({ scenarios: out, llm_call, stored_config, local_api }, null, 2));
+      console.log(
+        JSON.stringify(
+          {
+            scenarios: out,
+            llm_call,
+            llm_call_without_history,
+            item_bytes,
+            usage_aggregator,
+            stored_config,
+            local_api,
+          },
+          null,
+          2,
+        ),
+      );
       return;
     }
     log(
@@ -512,7 +621,10 @@ async function main() {
       );
     }
     log(
-      `llm_call (acquire + one exactly-once adjust): ${llm_call.requests} requests, ${llm_call.wcu} WCU, ${llm_call.rcu} RCU`,
+      `llm_call (acquire + one exactly-once adjust): ${llm_call.requests} requests, ${llm_call.wcu} WCU, ${llm_call.rcu} RCU with usage history (${llm_call_without_history.requests} requests, ${llm_call_without_history.wcu} WCU, ${llm_call_without_history.rcu} RCU without); bucket item ${item_bytes.bucket} bytes`,
+    );
+    log(
+      `usage aggregator (off the hot path, per settled lease, key + org): ${usage_aggregator.one_key.wcu_per_settled_lease} WCU, ${usage_aggregator.one_key.rcu_per_settled_lease} RCU when one key makes every call; ${usage_aggregator.distinct_keys.wcu_per_settled_lease} WCU, ${usage_aggregator.distinct_keys.rcu_per_settled_lease} RCU when each call is a different key`,
     );
     log(
       `stored_config acquire (key → project → org, plan with shared and per-model limits, provider limit, price): ${stored_config.warm_cache.scopes} scope items; warm config cache ${stored_config.warm_cache.requests} requests, ${stored_config.warm_cache.wcu} WCU, ${stored_config.warm_cache.rcu} RCU; without a cache ${stored_config.no_cache.requests} requests, ${stored_config.no_cache.rcu} RCU`,

@@ -195,4 +195,4 @@ export {
   type UsagePeriod,
   usageHistory,
 } from './usage/history.js';
-export { localDate, periodOf } from './usage/periods.js';
+export { localDate, periodOf, topShard } from './usage/periods.js';

@@ -12,3 +12,10 @@ export {
 } from './dynamodb-local.js';
 export { LocalError, type LocalErrorCode } from './errors.js';
 export { type LocalServer, startLocalServer } from './server.js';
+export {
+  DynamoDBStreamsClient,
+  type StreamReader,
+  type StreamReaderOptions,
+  startStreamReader,
+} from './stream.js';
+export { type WebhookOptions, webhookSender } from './webhook.js';

@@ -1,0 +1,279 @@
+/**
+ * The usage aggregator on DynamoDB Local's real stream: leases admitted, adjusted, released,
+ * cancelled and refused by two "processes", read back from the stream, and counted — then the
+ * same records replayed, reordered and counted by two aggregators at once, which must change
+ * nothing. Budget alerts from the same records are created once.
+ */
+import { randomInt } from 'node:crypto';
+import {
+  type ItemChange,
+  itemKeys,
+  type Limiter,
+  listAlerts,
+  parseLimits,
+  type ScopeCheck,
+  topEntities,
+  UsageAggregator,
+  type UsageContext,
+  usageHistory,
+} from '@sluice/core';
+import { DynamoDBStreamsClient, startStreamReader } from '@sluice/local';
+import { beforeAll, describe, expect, inject, it } from 'vitest';
+import { freshTable, type TestTable } from '../support/table.js';
+
+let table: TestTable;
+beforeAll(async () => {
+  table = await freshTable('usage');
+});
+
+/** Every change the table's stream holds so far, in stream order. */
+async function streamed(): Promise<ItemChange[]> {
+  const changes: ItemChange[] = [];
+  const endpoint = inject('dynamoEndpoint');
+  const reader = await startStreamReader({
+    client: table.client,
+    streams: new DynamoDBStreamsClient({
+      endpoint,
+      region: 'us-east-1',
+      credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+    }),
+    tableName: table.tableName,
+    apply: async (batch) => {
+      changes.push(...batch);
+    },
+    onError: (error) => {
+      throw error;
+    },
+    idleMs: 20,
+  });
+  await reader.drain();
+  await reader.stop();
+  return changes;
+}
+
+const tokens = (n: number) => ({ name: 'tpm', metric: 'tokens', limit: n, per: 'minute' });
+
+function scope(entity: string, resource: string, limits: unknown[]): ScopeCheck {
+  return {
+    scope: 'entity',
+    key: itemKeys.entityBucket(entity, resource),
+    limits: parseLimits(limits),
+  };
+}
+
+const context = (entity: string, resource: string): UsageContext => ({
+  resource,
+  scopes: [
+    { entity, timezone: 'UTC' },
+    { entity: 'org-u', timezone: 'Europe/Berlin' },
+  ],
+});
+
+type Totals = Record<string, number>;
+const add = (into: Totals, usage: Totals) => {
+  for (const [k, v] of Object.entries(usage)) into[k] = (into[k] ?? 0) + v;
+};
+
+describe('usage history from the stream', () => {
+  const expected = new Map<string, Totals>(); // entity → final totals of its leases
+  const leases = new Map<string, number>();
+  let changes: ItemChange[] = [];
+
+  it('counts what was finally settled, per entity and ancestor, exactly once', async () => {
+    const processes: Limiter[] = [table.limiter(), table.limiter()];
+    const pick = () => processes[randomInt(2)] as Limiter;
+    const keys = ['key-a', 'key-b', 'key-c'];
+    await Promise.all(
+      Array.from({ length: 60 }, async (_, i) => {
+        const entity = keys[i % keys.length] as string;
+        const usage = { input_tokens: 100 + randomInt(400), output_tokens: 50 + randomInt(100) };
+        // key-c's limit refuses most of its calls: refusals count nothing.
+        const limit = entity === 'key-c' ? 1_500 : 1_000_000;
+        const result = await pick().acquire({
+          checks: [scope(entity, 'gpt-4o', [tokens(limit)])],
+          usage,
+          context: context(entity, 'gpt-4o'),
+        });
+        if (!result.allowed) return;
+        const fate = i % 5;
+        let final: Totals = {
+          ...usage,
+          tokens: usage.input_tokens + usage.output_tokens,
+          requests: 1,
+        };
+        if (fate === 1) {
+          final = { ...final, output_tokens: usage.output_tokens + 7 };
+          final.tokens = usage.input_tokens + usage.output_tokens + 7;
+          await pick().adjust(result.leaseId, { output_tokens: usage.output_tokens + 3 });
+          await pick().adjust(result.leaseId, { output_tokens: usage.output_tokens + 7 });
+        } else if (fate === 2) {
+          final = { input_tokens: 10, output_tokens: 5, tokens: 15, requests: 1 };
+          await pick().release(result.leaseId, { input_tokens: 10, output_tokens: 5 });
+          await pick().release(result.leaseId, { input_tokens: 10, output_tokens: 5 }); // retried
+        } else if (fate === 3) {
+          await pick().release(result.leaseId); // the call failed: counts nothing
+          return;
+        }
+        // fate 0 and 4: never settled, the estimate stands.
+        add(expected.get(entity) ?? (expected.set(entity, {}).get(entity) as Totals), final);
+        leases.set(entity, (leases.get(entity) ?? 0) + 1);
+      }),
+    );
+    changes = await streamed();
+    const aggregator = new UsageAggregator({ store: table.store });
+    await aggregator.apply(changes);
+
+    for (const entity of keys) {
+      const rows = await usageHistory(table.store, {
+        entity,
+        granularity: 'month',
+        fromMs: Date.now() - 40 * 86_400_000,
+        toMs: Date.now() + 86_400_000,
+      });
+      const got: Totals = {};
+      let counted = 0;
+      for (const row of rows) {
+        add(got, row.usage);
+        counted += row.leases;
+      }
+      expect({ entity, got, counted }).toEqual({
+        entity,
+        got: expected.get(entity) ?? {},
+        counted: leases.get(entity) ?? 0,
+      });
+    }
+    const org: Totals = {};
+    for (const totals of expected.values()) add(org, totals);
+    const orgRows = await usageHistory(table.store, {
+      entity: 'org-u',
+      granularity: 'day',
+      fromMs: Date.now() - 2 * 86_400_000,
+      toMs: Date.now() + 86_400_000,
+      resource: 'gpt-4o',
+    });
+    const orgGot: Totals = {};
+    for (const row of orgRows) add(orgGot, row.usage);
+    expect(orgGot).toEqual(org);
+  });
+
+  it('changes nothing when the batch is replayed, reordered, or counted by two readers at once', async () => {
+    const snapshot = async () =>
+      Promise.all(
+        ['key-a', 'key-b', 'key-c', 'org-u'].map((entity) =>
+          usageHistory(table.store, {
+            entity,
+            granularity: 'hour',
+            fromMs: Date.now() - 2 * 86_400_000,
+            toMs: Date.now() + 86_400_000,
+          }),
+        ),
+      );
+    const before = await snapshot();
+    const top = await topEntities(table.store, {
+      period: 'day',
+      date: new Date().toISOString().slice(0, 10),
+      metric: 'tokens',
+      by: 'usage',
+      limit: 10,
+    });
+
+    const again = new UsageAggregator({ store: table.store });
+    await again.apply(changes); // the same batch again
+    await again.apply([...changes].reverse()); // reordered: settlements before acquires
+    const halves = [changes.slice(0, changes.length / 2), changes.slice(changes.length / 2)];
+    await Promise.all([
+      new UsageAggregator({ store: table.store }).apply(changes),
+      new UsageAggregator({ store: table.store }).apply([
+        ...(halves[1] ?? []),
+        ...(halves[0] ?? []),
+      ]),
+    ]);
+
+    expect(await snapshot()).toEqual(before);
+    expect(
+      await topEntities(table.store, {
+        period: 'day',
+        date: new Date().toISOString().slice(0, 10),
+        metric: 'tokens',
+        by: 'usage',
+        limit: 10,
+      }),
+    ).toEqual(top);
+  });
+
+  it('counts a settlement seen before its acquire as the lease’s final totals', async () => {
+    const limiter = table.limiter();
+    const entity = 'key-late';
+    const result = await limiter.acquire({
+      checks: [scope(entity, 'm', [tokens(100_000)])],
+      usage: { tokens: 1_000 },
+      context: { resource: 'm', scopes: [{ entity, timezone: 'UTC' }] },
+    });
+    if (!result.allowed) throw new Error('refused');
+    await limiter.release(result.leaseId, { tokens: 400 });
+    const mine = (await streamed()).filter(
+      (c) => c.key.pk === `entity#${entity}` || c.key.pk.startsWith('lease#'),
+    );
+    // The lease item's record first, then the acquire's: the acquire's estimate is stale.
+    const aggregator = new UsageAggregator({ store: table.store });
+    await aggregator.apply(mine.filter((c) => c.key.pk.startsWith('lease#')));
+    await aggregator.apply(mine.filter((c) => !c.key.pk.startsWith('lease#')));
+    const rows = await usageHistory(table.store, {
+      entity,
+      granularity: 'day',
+      fromMs: Date.now() - 86_400_000,
+      toMs: Date.now() + 86_400_000,
+    });
+    expect(rows.map((r) => [r.usage, r.leases])).toEqual([[{ tokens: 400, requests: 1 }, 1]]);
+  });
+});
+
+describe('budget alerts from the stream', () => {
+  it('are created once per threshold, whatever crossed it and however often it is read', async () => {
+    const limiter = table.limiter();
+    const entity = 'key-alerts';
+    const quota = {
+      name: 'daily',
+      metric: 'tokens',
+      limit: 10_000,
+      window: 'day',
+      alerts: [0.5, 0.8],
+    };
+    const check = scope(entity, 'm', [quota]);
+    const ctx = { resource: 'm', scopes: [{ entity, timezone: 'UTC' }] };
+    const results = await Promise.all(
+      Array.from({ length: 16 }, () =>
+        limiter.acquire({ checks: [check], usage: { tokens: 1_000 }, context: ctx }),
+      ),
+    );
+    expect(results.filter((r) => r.allowed)).toHaveLength(10);
+    // Refunds back below 80% and new crossings: still one alert per threshold.
+    for (const r of results.filter((r) => r.allowed).slice(0, 3))
+      if (r.allowed) await limiter.release(r.leaseId);
+    for (let i = 0; i < 3; i++)
+      await limiter.acquire({ checks: [check], usage: { tokens: 1_000 }, context: ctx });
+
+    const sent: unknown[] = [];
+    const changes = await streamed();
+    const aggregators = [1, 2].map(
+      () =>
+        new UsageAggregator({
+          store: table.store,
+          sendAlert: async (alert) => {
+            sent.push(alert);
+          },
+        }),
+    );
+    await Promise.all(aggregators.map((a) => a.apply(changes)));
+    await aggregators[0]?.apply(changes);
+
+    const listed = (await listAlerts(table.store, { limit: 100 })).items.filter(
+      (a) => a.entity === entity,
+    );
+    expect(listed.map((a) => a.threshold).sort()).toEqual([0.5, 0.8]);
+    expect(
+      listed.every((a) => a.delivered && a.limit === 'daily' && a.limit_value === 10_000),
+    ).toBe(true);
+    expect(sent).toHaveLength(2);
+  });
+});

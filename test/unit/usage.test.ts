@@ -1,0 +1,115 @@
+import {
+  crossingsOf,
+  factsOf,
+  itemKeys,
+  localDate,
+  parseLimits,
+  periodOf,
+  TOP_SHARDS,
+  topShard,
+  ValidationError,
+} from '@sluice/core';
+import { describe, expect, it } from 'vitest';
+
+describe('usage periods', () => {
+  it('are UTC hours, and days and months in the entity’s time zone', () => {
+    const at = Date.parse('2026-03-08T03:30:00Z'); // still March 7 in New York
+    expect(periodOf(at, 'hour', 'America/New_York')).toEqual({
+      startMs: Date.parse('2026-03-08T03:00:00Z'),
+      endMs: Date.parse('2026-03-08T04:00:00Z'),
+    });
+    expect(periodOf(at, 'day', 'America/New_York').startMs).toBe(
+      Date.parse('2026-03-07T05:00:00Z'),
+    );
+    expect(periodOf(at, 'month', 'UTC').startMs).toBe(Date.parse('2026-03-01T00:00:00Z'));
+    expect(localDate(at, 'America/New_York')).toBe('2026-03-07');
+    expect(localDate(at, 'Asia/Kolkata')).toBe('2026-03-08');
+  });
+});
+
+describe('budget threshold crossings', () => {
+  const key = itemKeys.entityWide('team-1');
+  const image = (used: bigint, window = 1_000n) => ({
+    a_monthly: '1000|0.5,0.8,1',
+    w_monthly: window,
+    u_monthly: used,
+  });
+
+  it('are the thresholds a change takes usage from below to at or above', () => {
+    const crossed = crossingsOf({ key, oldImage: image(400n), newImage: image(800n) });
+    expect(crossed.map((c) => c.alert.threshold)).toEqual([0.5, 0.8]);
+    expect(crossed[0]?.alert).toMatchObject({
+      entity: 'team-1',
+      resource: null,
+      limit: 'monthly',
+      used: 800,
+      limit_value: 1000,
+    });
+    expect(crossingsOf({ key, oldImage: image(800n), newImage: image(900n) })).toEqual([]);
+    expect(crossingsOf({ key, oldImage: image(900n), newImage: image(700n) })).toEqual([]); // a refund
+  });
+
+  it('count a new window from zero', () => {
+    const crossed = crossingsOf({ key, oldImage: image(990n, 1n), newImage: image(600n, 2n) });
+    expect(crossed.map((c) => c.alert.threshold)).toEqual([0.5]);
+  });
+});
+
+describe('usage facts', () => {
+  it('ignore a change that does not move the usage event (a settlement on the same item)', () => {
+    const ev = JSON.stringify(['L1', 0, 1, 2, { tokens: 5 }, ['m', [['k']]]]);
+    const key = itemKeys.entityBucket('k', 'm');
+    expect(factsOf({ key, oldImage: { ev }, newImage: { ev, b_tpm: 9n } })).toEqual([]);
+    expect(factsOf({ key, newImage: { ev } })).toEqual([
+      expect.objectContaining({ leaseId: 'L1', version: 0, totals: { tokens: 5 } }),
+    ]);
+  });
+
+  it('spread top-entity rows over every partition', () => {
+    const shards = new Set(Array.from({ length: 200 }, (_, i) => topShard(`key-${i}`)));
+    expect([...shards].sort()).toEqual(Array.from({ length: TOP_SHARDS }, (_, i) => i));
+  });
+});
+
+describe('limit modes and alert thresholds', () => {
+  it('validate, and name the field', () => {
+    expect(
+      parseLimits([{ name: 'x', metric: 'tokens', limit: 5, per: 'minute', mode: 'shadow' }])[0],
+    ).toMatchObject({ shadow: true });
+    const bad = [
+      [
+        { name: 'q', metric: 'tokens', limit: 5, window: 'month', alerts: [1.5] },
+        'limits[0].alerts[0]',
+      ],
+      [
+        { name: 'q', metric: 'tokens', limit: 5, window: 'month', alerts: [0] },
+        'limits[0].alerts[0]',
+      ],
+      [{ name: 'x', metric: 'tokens', limit: 5, per: 'minute', mode: 'dry' }, 'limits[0].mode'],
+    ] as const;
+    for (const [limit, field] of bad) {
+      expect(() => parseLimits([limit])).toThrow(ValidationError);
+      try {
+        parseLimits([limit]);
+      } catch (error) {
+        expect((error as ValidationError).field).toBe(field);
+      }
+    }
+  });
+
+  it('keep zod’s English messages for the checks Sluice makes', () => {
+    const cases: [unknown, RegExp][] = [
+      [
+        [{ name: 'x', metric: 'tokens', limit: -1, per: 'minute' }],
+        /Too small: expected number to be >=1/,
+      ],
+      [
+        [{ name: 'x', metric: 'tokens', limit: 'many', per: 'minute' }],
+        /expected number, received string/,
+      ],
+      [[{ name: 'x', metric: 'Tokens!', limit: 1, per: 'minute' }], /must match pattern/],
+      [[{ name: 'x', metric: 'tokens', limit: 1, window: 'year' }], /expected one of/],
+    ];
+    for (const [input, message] of cases) expect(() => parseLimits(input)).toThrow(message);
+  });
+});
