@@ -11,13 +11,12 @@ import { EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge
 import {
   ALERT_EVENT,
   type AlertSender,
+  changeOf,
   DynamoDBAdminStore,
-  type ItemChange,
-  type ItemState,
+  type StreamRecord,
   UsageAggregator,
-  unmarshalItem,
 } from '@sluice/core';
-import type { DynamoDBBatchResponse, DynamoDBRecord, DynamoDBStreamEvent } from 'aws-lambda';
+import type { DynamoDBBatchResponse, DynamoDBStreamEvent } from 'aws-lambda';
 import { METRICS } from './metric-names.js';
 import { getRuntime, logger, metrics } from './runtime.js';
 
@@ -43,19 +42,6 @@ function eventBridgeSender(busName: string): AlertSender {
   };
 }
 
-/** A stream record as the aggregator reads it. */
-export function changeOf(record: DynamoDBRecord): ItemChange | undefined {
-  const image = record.dynamodb;
-  const keys = unmarshalItem(image?.Keys as never);
-  if (!keys) return undefined;
-  const state = (raw: unknown): ItemState | undefined => unmarshalItem(raw as never);
-  return {
-    key: { pk: String(keys.pk), sk: String(keys.sk) },
-    oldImage: state(image?.OldImage),
-    newImage: state(image?.NewImage),
-  };
-}
-
 export async function handler(event: DynamoDBStreamEvent): Promise<DynamoDBBatchResponse> {
   const runtime = getRuntime();
   aggregator ??= new UsageAggregator({
@@ -64,7 +50,7 @@ export async function handler(event: DynamoDBStreamEvent): Promise<DynamoDBBatch
     ...(runtime.env.eventBus ? { sendAlert: eventBridgeSender(runtime.env.eventBus) } : {}),
     onSendFailure: 'retry',
   });
-  const changes = event.Records.flatMap((r) => changeOf(r) ?? []);
+  const changes = event.Records.flatMap((r) => changeOf(r as StreamRecord) ?? []);
   try {
     const report = await aggregator.apply(changes);
     logger.info('usage counted', { records: event.Records.length, ...report });

@@ -75,6 +75,7 @@ beforeAll(async () => {
         await startApi(table, {
           DYNAMODB_ENDPOINT: proxy.url,
           SLUICE_AGGREGATOR_ENDPOINT: aggregatorProxy.url,
+          SLUICE_DENIAL_FLUSH_MS: '100',
         }),
       );
     }),
@@ -142,14 +143,20 @@ describe('each function under its own synthesized role', () => {
     expect((await request('DELETE', `${admin}/entities/key-1`)).status).toBe(204);
     expect((await request('DELETE', `${admin}/plans/pro`)).status).toBe(204);
 
-    // Usage history, read under the usage function's role, counts the settled lease (the
-    // aggregators wrote it under theirs).
+    // A refusal: its count is written under the acquire function's role.
+    const tiny = { ...ask, limits: [{ name: 'tiny', metric: 'tokens', limit: 10, per: 'day' }] };
+    expect((await post(`${api('acquire')}/v1/acquire`, tiny)).status).toBe(422);
+    // Usage history, read under the usage function's role, counts the settled lease and the
+    // refusal (the aggregators wrote them under theirs).
+    type Period = { usage: Record<string, number>; denied: Record<string, number> };
     const usageOf = async () => {
       const answer = await request('GET', `${api('usage')}/v1/usage?entity=key-1&granularity=hour`);
       expect(answer.status).toBe(200);
-      return (answer.body.items as { usage: Record<string, number> }[])[0]?.usage;
+      return (answer.body.items as Period[])[0];
     };
-    await expect.poll(usageOf, { timeout: 20_000 }).toMatchObject({ output_tokens: 350 });
+    await expect
+      .poll(usageOf, { timeout: 20_000 })
+      .toMatchObject({ usage: { output_tokens: 350 }, denied: { tiny: 1 } });
 
     for (const [name, proxy] of proxies)
       expect({ name, denied: proxy.denied }).toEqual({ name, denied: [] });

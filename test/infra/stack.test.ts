@@ -246,6 +246,32 @@ describe('the functions', () => {
   });
 });
 
+describe('the usage aggregator', () => {
+  it('reads the table stream, reports failed records, retries, then sends the batch to a queue', () => {
+    built.template.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
+      StartingPosition: 'TRIM_HORIZON',
+      BatchSize: 100,
+      FunctionResponseTypes: ['ReportBatchItemFailures'],
+      BisectBatchOnFunctionError: true,
+      MaximumRetryAttempts: 10,
+      DestinationConfig: { OnFailure: { Destination: Match.anyValue() } },
+      FilterCriteria: { Filters: [{ Pattern: Match.stringLikeRegexp('INSERT') }] },
+    });
+    built.template.resourceCountIs('AWS::SQS::Queue', 1);
+  });
+
+  it('puts budget alerts on its own event bus, and may do nothing else there', () => {
+    built.template.resourceCountIs('AWS::Events::EventBus', 1);
+    const policies = JSON.stringify(built.template.findResources('AWS::IAM::Policy'));
+    expect(policies).toContain('events:PutEvents');
+    const dashboards = JSON.stringify(built.template.findResources('AWS::CloudWatch::Dashboard'));
+    for (const text of ['usage_cost_micro_usd', 'usage_tokens', 'Spend'])
+      expect(dashboards).toContain(text);
+    const rules = Object.values(built.template.findResources('AWS::CloudWatch::InsightRule'));
+    expect(rules).toHaveLength(2);
+  });
+});
+
 describe('alarms and dashboard', () => {
   it('alarm on 5xx rate, p99 latency, function errors and throttles, and table throttles and errors, to the topic', () => {
     // 5xx and p99; errors and throttles of each function and of the aggregator; its iterator age

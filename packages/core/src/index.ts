@@ -173,9 +173,11 @@ export type {
 export {
   type AggregatorOptions,
   type ApplyReport,
+  changeOf,
   factsOf,
   type ItemChange,
   type LeaseFact,
+  type StreamRecord,
   UsageAggregator,
 } from './usage/aggregator.js';
 export {

@@ -6,13 +6,12 @@
 
 import { DescribeTableCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import {
-  type _Record,
   DescribeStreamCommand,
   DynamoDBStreamsClient,
   GetRecordsCommand,
   GetShardIteratorCommand,
 } from '@aws-sdk/client-dynamodb-streams';
-import { type ItemChange, unmarshalItem } from '@sluice/core';
+import { changeOf, type ItemChange, type StreamRecord } from '@sluice/core';
 
 /** A running stream reader. */
 export interface StreamReader {
@@ -30,16 +29,6 @@ export interface StreamReaderOptions {
   readonly onError: (error: unknown) => void;
   /** Pause between reads of a shard with nothing new. @default 200 */
   readonly idleMs?: number;
-}
-
-function changeOf(record: _Record): ItemChange | undefined {
-  const keys = unmarshalItem(record.dynamodb?.Keys as never);
-  if (!keys) return undefined;
-  return {
-    key: { pk: String(keys.pk), sk: String(keys.sk) },
-    oldImage: unmarshalItem(record.dynamodb?.OldImage as never),
-    newImage: unmarshalItem(record.dynamodb?.NewImage as never),
-  };
 }
 
 const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -86,7 +75,7 @@ export async function startStreamReader(options: StreamReaderOptions): Promise<S
         );
         const records = out.Records ?? [];
         if (records.length > 0) {
-          await options.apply(records.flatMap((r) => changeOf(r) ?? []));
+          await options.apply(records.flatMap((r) => changeOf(r as StreamRecord) ?? []));
           read = true;
         }
         at = out.NextShardIterator;

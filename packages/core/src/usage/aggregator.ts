@@ -16,6 +16,7 @@
  *
  * Budget alerts come from the same records: see alerts.ts.
  */
+import type { AttributeValue } from '@aws-sdk/client-dynamodb';
 import { SERVICE_DEFAULTS } from '../defaults.js';
 import type { Usage } from '../engine/limits.js';
 import { sleep } from '../engine/state.js';
@@ -27,6 +28,7 @@ import {
   type UsageEvent,
 } from '../engine/usage-context.js';
 import { StoreUnavailableError } from '../errors.js';
+import { unmarshal } from '../store/dynamodb.js';
 import {
   itemAttributes,
   itemKeys,
@@ -45,6 +47,31 @@ export interface ItemChange {
   readonly key: ItemKey;
   readonly oldImage?: ItemState | undefined;
   readonly newImage?: ItemState | undefined;
+}
+
+/** A stream record, as Lambda's DynamoDB event and the DynamoDB Streams API both carry it. */
+export interface StreamRecord {
+  readonly dynamodb?: {
+    readonly Keys?: Record<string, unknown>;
+    readonly OldImage?: Record<string, unknown>;
+    readonly NewImage?: Record<string, unknown>;
+  };
+}
+
+/** The change a stream record describes (none for a record without keys). */
+export function changeOf(record: StreamRecord): ItemChange | undefined {
+  const image = (raw: Record<string, unknown> | undefined) =>
+    unmarshal(raw as Record<string, AttributeValue> | undefined);
+  const keys = image(record.dynamodb?.Keys);
+  if (!keys) return undefined;
+  return {
+    key: {
+      pk: String(keys[TABLE_SCHEMA.partitionKey]),
+      sk: String(keys[TABLE_SCHEMA.sortKey]),
+    },
+    oldImage: image(record.dynamodb?.OldImage),
+    newImage: image(record.dynamodb?.NewImage),
+  };
 }
 
 /** Where a lease's usage stands, as one record says. */
