@@ -21,7 +21,6 @@ import {
   ConfigAdmin,
   DynamoDBAdminStore,
   ensureTable,
-  type ItemChange,
   itemKeys,
   Limiter,
   parseLimits,
@@ -34,9 +33,9 @@ import {
   DynamoDBStreamsClient,
   LOCAL_CREDENTIALS,
   LOCAL_REGION,
+  readStream,
   startDynamoDBLocal,
   startLocalServer,
-  startStreamReader,
 } from '@sluice/local';
 import { RateLimiterDynamo, RateLimiterRes } from 'rate-limiter-flexible';
 
@@ -414,21 +413,11 @@ async function main() {
         if (!r.allowed) throw new Error('aggregator: unexpected denial');
         await usageEngine.adjust(r.leaseId, { output_tokens: 730, cost_micro_usd: 11_000 });
       }
-      const changes: ItemChange[] = [];
-      const reader = await startStreamReader({
+      const changes = await readStream({
         client: sluiceClient,
         streams: new DynamoDBStreamsClient(clientConfig),
         tableName: name,
-        apply: async (batch) => {
-          changes.push(...batch);
-        },
-        onError: (error) => {
-          throw error;
-        },
-        idleMs: 20,
       });
-      await reader.drain();
-      await reader.stop();
       const meterClient = new DynamoDB(clientConfig);
       const aggregatorMeter = meter(meterClient);
       const aggregator = new UsageAggregator({

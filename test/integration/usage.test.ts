@@ -17,7 +17,7 @@ import {
   type UsageContext,
   usageHistory,
 } from '@sluice/core';
-import { DynamoDBStreamsClient, startStreamReader } from '@sluice/local';
+import { DynamoDBStreamsClient, LOCAL_CREDENTIALS, LOCAL_REGION, readStream } from '@sluice/local';
 import { beforeAll, describe, expect, inject, it } from 'vitest';
 import { freshTable, type TestTable } from '../support/table.js';
 
@@ -27,29 +27,16 @@ beforeAll(async () => {
 });
 
 /** Every change the table's stream holds so far, in stream order. */
-async function streamed(): Promise<ItemChange[]> {
-  const changes: ItemChange[] = [];
-  const endpoint = inject('dynamoEndpoint');
-  const reader = await startStreamReader({
+const streamed = () =>
+  readStream({
     client: table.client,
     streams: new DynamoDBStreamsClient({
-      endpoint,
-      region: 'us-east-1',
-      credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+      endpoint: inject('dynamoEndpoint'),
+      region: LOCAL_REGION,
+      credentials: LOCAL_CREDENTIALS,
     }),
     tableName: table.tableName,
-    apply: async (batch) => {
-      changes.push(...batch);
-    },
-    onError: (error) => {
-      throw error;
-    },
-    idleMs: 20,
   });
-  await reader.drain();
-  await reader.stop();
-  return changes;
-}
 
 const tokens = (n: number) => ({ name: 'tpm', metric: 'tokens', limit: n, per: 'minute' });
 

@@ -7,6 +7,12 @@ import type { Credentials } from './signing.js';
 import { type Answer, strictRequest, Transport } from './transport.js';
 import type { Usage } from './types.js';
 
+/** A page of a listing: how many, and where the last page left off (its `next`). */
+export interface Page {
+  readonly limit?: number;
+  readonly cursor?: string;
+}
+
 /** What {@link SluiceAdmin.top} asks. */
 export interface TopQuery {
   /** @default 'day' */
@@ -177,43 +183,30 @@ export class SluiceAdmin {
   }
 
   /** Audit entries, newest first; pass `next` back as `cursor` for older ones. */
-  async audit(
-    options: { limit?: number; cursor?: string } = {},
-  ): Promise<{ items: AuditEntry[]; next: string | null }> {
-    const query = new URLSearchParams();
-    if (options.limit !== undefined) query.set('limit', String(options.limit));
-    if (options.cursor) query.set('cursor', options.cursor);
-    const suffix = query.size ? `?${query}` : '';
-    return (await this.#request('GET', `/v1/admin/audit${suffix}`)).body as {
-      items: AuditEntry[];
-      next: string | null;
-    };
+  audit(options: Page = {}): Promise<{ items: AuditEntry[]; next: string | null }> {
+    return this.#get('/v1/admin/audit', options);
   }
 
   /**
    * The entities with the most of `metric` (default `cost_micro_usd`), or with `by: 'denied'`
    * the most refusals, in a day or month (each entity's own, in its time zone).
    */
-  async top(query: TopQuery = {}): Promise<TopEntities> {
+  top(query: TopQuery = {}): Promise<TopEntities> {
+    return this.#get('/v1/admin/usage/top', query);
+  }
+
+  /** Budget alerts, newest window first; pass `next` back as `cursor` for older ones. */
+  alerts(options: Page = {}): Promise<{ items: BudgetAlert[]; next: string | null }> {
+    return this.#get('/v1/admin/alerts', options);
+  }
+
+  /** A GET with the defined `query` members as its query string. */
+  async #get<T>(path: string, query: object): Promise<T> {
     const params = new URLSearchParams();
     for (const [key, value] of Object.entries(query))
       if (value !== undefined) params.set(key, String(value));
     const suffix = params.size ? `?${params}` : '';
-    return (await this.#request('GET', `/v1/admin/usage/top${suffix}`)).body as TopEntities;
-  }
-
-  /** Budget alerts, newest window first; pass `next` back as `cursor` for older ones. */
-  async alerts(
-    options: { limit?: number; cursor?: string } = {},
-  ): Promise<{ items: BudgetAlert[]; next: string | null }> {
-    const query = new URLSearchParams();
-    if (options.limit !== undefined) query.set('limit', String(options.limit));
-    if (options.cursor) query.set('cursor', options.cursor);
-    const suffix = query.size ? `?${query}` : '';
-    return (await this.#request('GET', `/v1/admin/alerts${suffix}`)).body as {
-      items: BudgetAlert[];
-      next: string | null;
-    };
+    return (await this.#request('GET', `${path}${suffix}`)).body as T;
   }
 
   #path(kind: ConfigKind, name: string): string {

@@ -14,6 +14,7 @@ export { LocalError, type LocalErrorCode } from './errors.js';
 export { type LocalServer, startLocalServer } from './server.js';
 export {
   DynamoDBStreamsClient,
+  readStream,
   type StreamReader,
   type StreamReaderOptions,
   startStreamReader,

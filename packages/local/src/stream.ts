@@ -119,3 +119,25 @@ export async function startStreamReader(options: StreamReaderOptions): Promise<S
 }
 
 export { DynamoDBStreamsClient };
+
+/** Every change the table's stream holds now, in stream order (for tests and the benchmark). */
+export async function readStream(
+  options: Omit<StreamReaderOptions, 'apply' | 'onError'>,
+): Promise<ItemChange[]> {
+  const changes: ItemChange[] = [];
+  let failure: unknown;
+  const reader = await startStreamReader({
+    ...options,
+    apply: async (batch) => {
+      changes.push(...batch);
+    },
+    onError: (error) => {
+      failure = error;
+    },
+    idleMs: options.idleMs ?? 20,
+  });
+  await reader.drain();
+  await reader.stop();
+  if (failure !== undefined) throw failure;
+  return changes;
+}

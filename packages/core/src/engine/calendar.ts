@@ -86,6 +86,13 @@ function formatter(timeZone: string): Intl.DateTimeFormat {
   return f;
 }
 
+/** The local date of an instant in a time zone, as `YYYY-MM-DD`. */
+export function isoDate(ms: number, timeZone: string): string {
+  const { year, month, day } = localDate(ms, timeZone);
+  const two = (n: number) => String(n).padStart(2, '0');
+  return `${String(year).padStart(4, '0')}-${two(month)}-${two(day)}`;
+}
+
 function localDate(ms: number, timeZone: string): LocalDate {
   let year = 0;
   let month = 0;

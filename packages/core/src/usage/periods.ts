@@ -4,7 +4,7 @@
  * entity's totals per local day and month, spread over {@link TOP_SHARDS} partitions.
  */
 import { SERVICE_DEFAULTS } from '../defaults.js';
-import { calendarWindow } from '../engine/calendar.js';
+import { calendarWindow, isoDate } from '../engine/calendar.js';
 import { PERIOD_SECONDS } from '../engine/limits.js';
 import {
   TABLE_SCHEMA,
@@ -32,22 +32,8 @@ export function periodOf(atMs: number, granularity: UsageGranularity, timeZone: 
   return calendarWindow(atMs, granularity, timeZone);
 }
 
-const dateFormats = new Map<string, Intl.DateTimeFormat>();
-
 /** The local date (YYYY-MM-DD) of an instant in a time zone. */
-export function localDate(atMs: number, timeZone: string): string {
-  let format = dateFormats.get(timeZone);
-  if (!format) {
-    format = new Intl.DateTimeFormat('en-CA', {
-      timeZone,
-      year: 'numeric',
-      month: '2-digit',
-      day: '2-digit',
-    });
-    dateFormats.set(timeZone, format);
-  }
-  return format.format(atMs);
-}
+export const localDate = isoDate;
 
 /** The key of a top-entities period: `YYYY-MM-DD` for a day, `YYYY-MM` for a month. */
 export const topDate = (granularity: 'day' | 'month', date: string): string =>
