@@ -185,3 +185,32 @@ describe('SluiceAdmin signing', () => {
     expect(request?.headers.get('authorization')).toContain('/eu-west-1/execute-api/aws4_request');
   });
 });
+
+describe('usage tables', () => {
+  it('print an entity’s usage and the top entities, with costs in USD', async () => {
+    const ask = {
+      entity: 'cli-user',
+      resource: 'cli-model',
+      usage: { tokens: 1_500, cost_micro_usd: 2_500_000 },
+      limits: [{ name: 'tpm', metric: 'tokens', limit: 10_000, per: 'minute' }],
+    };
+    expect((await request('POST', `${api.url}/v1/acquire`, ask)).status).toBe(200);
+
+    await expect
+      .poll(async () => (await cli('usage', 'cli-user', '--by', 'hour')).out, { timeout: 20_000 })
+      .toContain('$2.500000');
+    const usage = await cli('usage', 'cli-user');
+    expect(usage.code).toBe(0);
+    expect(usage.out).toMatch(/period\s+resource\s+requests/);
+    const top = await cli('top', '--metric', 'tokens');
+    expect(top.code).toBe(0);
+    expect(top.out).toContain('Top entities by tokens');
+    expect(top.out).toMatch(/1\s+cli-user\s+1\s+1,500\s+\$2\.500000/);
+
+    const bad = await cli('usage', 'cli-user', '--by', 'week');
+    expect(bad.code).toBe(2);
+    expect(bad.err).toContain('--by must be hour, day or month');
+    const none = await cli('usage', 'nobody');
+    expect(none.out).toContain('(no usage recorded for nobody)');
+  });
+});

@@ -169,6 +169,28 @@ describe('usage history over HTTP', () => {
       ['/v1/admin/usage/top?date=2026-13-40', 'date'],
       ['/v1/admin/alerts?limit=abc', 'limit'],
     ];
+    const stored: [string, unknown, string][] = [
+      ['/entities/tz-bad', { timezone: 'Mars/Olympus' }, 'timezone'],
+      ['/settings', { budget_alerts: [0.5, 2] }, 'budget_alerts[1]'],
+      [
+        '/plans/p-bad',
+        { limits: [{ name: 'q', metric: 'tokens', limit: 9, window: 'day', alerts: [0] }] },
+        'limits[0].alerts[0]',
+      ],
+      [
+        '/plans/p-bad',
+        { limits: [{ name: 'r', metric: 'tokens', limit: 9, per: 'minute', mode: 'off' }] },
+        'limits[0].mode',
+      ],
+    ];
+    for (const [path, body, field] of stored) {
+      const answer = await put(path, body);
+      expect({ path, status: answer.status, field: answer.body.field }).toEqual({
+        path,
+        status: 400,
+        field,
+      });
+    }
     for (const [path, field] of cases) {
       const answer = await request('GET', `${url(0)}${path}`);
       expect({ path, status: answer.status, field: answer.body.field }).toEqual({
