@@ -9,6 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Api, post, request, startApi, tableName } from '../support/api.js';
 
 let servers: Api[] = [];
+let table: string;
+let env: Record<string, string>;
 let hook: Server;
 const received: { detail: { entity: string; threshold: number; limit: string } }[] = [];
 
@@ -26,8 +28,8 @@ beforeAll(async () => {
   await new Promise<void>((resolve) => hook.listen(0, '127.0.0.1', resolve));
   const address = hook.address();
   const port = typeof address === 'object' && address ? address.port : 0;
-  const table = tableName('usage-e2e');
-  const env = {
+  table = tableName('usage-e2e');
+  env = {
     SLUICE_ALERT_WEBHOOK: `http://127.0.0.1:${port}/alerts`,
     SLUICE_DENIAL_FLUSH_MS: '200',
   };
@@ -61,7 +63,7 @@ async function usageOf(entity: string, query = 'granularity=month') {
 }
 
 describe('usage history over HTTP', () => {
-  it('equals the sum of what was settled, to the unit, after concurrent calls on two servers', async () => {
+  it('equals the sum of what was settled, to the unit, after concurrent calls on two servers, and after a replay of the whole stream', async () => {
     expect((await put('/entities/org-e2e', { timezone: 'America/New_York' })).status).toBe(201);
     for (const key of ['k1', 'k2', 'k3'])
       expect((await put(`/entities/${key}`, { parent: 'org-e2e' })).status).toBe(201);
@@ -155,6 +157,21 @@ describe('usage history over HTTP', () => {
     expect(top.status).toBe(200);
     expect((top.body.items as { entity: string }[]).map((e) => e.entity)).toContain('org-e2e');
     expect(top.body.items).toHaveLength(2);
+
+    // A replay of every batch: new processes read the whole stream again from its start.
+    await Promise.all(servers.map((server) => server.stop()));
+    servers = await Promise.all([startApi(table, env), startApi(table, env)]);
+    const marker = { entity: 'replay-marker', resource: 'gpt-4o', usage: { tokens: 1 }, limits };
+    expect((await post(`${url(0)}/v1/acquire`, marker)).status).toBe(200);
+    await expect
+      .poll(async () => (await usageOf('replay-marker')).usage.tokens, { timeout: 30_000 })
+      .toBe(1); // the new readers have reached the end of the stream
+    for (const entity of ['k1', 'k2', 'k3']) {
+      const got = await usageOf(entity);
+      expect({ usage: got.usage, leases: got.leases }).toEqual(want.get(entity));
+    }
+    const orgAgain = await usageOf('org-e2e', 'granularity=day&resource=gpt-4o');
+    expect({ usage: orgAgain.usage, leases: orgAgain.leases }).toEqual(org);
   });
 
   it('refuses bad queries with a 400 naming the field', async () => {
