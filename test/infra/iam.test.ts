@@ -140,6 +140,8 @@ describe('each function under its own synthesized role', () => {
     ).toBe(200);
     expect((await request('POST', `${admin}/entities/key-1/reset`)).status).toBe(200);
     expect((await request('GET', `${admin}/audit?limit=5`)).status).toBe(200);
+    expect((await request('GET', `${admin}/usage/top?by=denied`)).status).toBe(200);
+    expect((await request('GET', `${admin}/alerts`)).status).toBe(200);
     expect((await request('DELETE', `${admin}/entities/key-1`)).status).toBe(204);
     expect((await request('DELETE', `${admin}/plans/pro`)).status).toBe(204);
 
