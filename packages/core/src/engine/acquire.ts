@@ -23,7 +23,7 @@ import { denial, remembered, statuses, violation } from './statuses.js';
 import type { AcquireRequest, AcquireResult, ScopeCheck, Violation } from './types.js';
 import { CANCELLED, contextToWire, usageEvent } from './usage-context.js';
 
-/** A shadow limit's would-be refusals, and the names of the shadow limits not charged. */
+/** The would-be refusals of shadow limits (which were not charged for them). */
 interface Shadowed {
   readonly shadow: readonly Violation[];
 }
