@@ -19,9 +19,9 @@ import {
   ValidationError,
 } from '@sluice/core';
 import { HttpProblem } from './errors.js';
-import { edge, type JsonEvent, parse } from './http/edge.js';
+import { edge, type JsonEvent } from './http/edge.js';
 import { json, type Result } from './http/problem.js';
-import { alertsQuery, topQuery } from './queries.js';
+import { alertsQuery, parseQuery, topQuery } from './queries.js';
 import { type AdminOperation, type Route, routeKey, routes } from './routes.js';
 import { getRuntime, logger, type Runtime } from './runtime.js';
 
@@ -149,7 +149,7 @@ export const operations: Record<AdminOperation, Operation> = {
   putSettings: (call) => put(call, 'settings', SETTINGS_NAME),
   listAudit: async ({ admin, event }) => json(200, await admin.audit(pageParams(event))),
   topUsage: async ({ store, event }) => {
-    const query = parse(topQuery, event.queryStringParameters ?? {});
+    const query = parseQuery(topQuery, event.queryStringParameters);
     const period = query.period ?? 'day';
     const date = query.date ?? new Date().toISOString().slice(0, 10);
     const metric = query.metric ?? 'cost_micro_usd';
@@ -159,7 +159,7 @@ export const operations: Record<AdminOperation, Operation> = {
     return json(200, { period, date, metric, by, items });
   },
   listAlerts: async ({ store, event }) => {
-    const query = parse(alertsQuery, event.queryStringParameters ?? {});
+    const query = parseQuery(alertsQuery, event.queryStringParameters);
     const limit = query.limit ? Number(query.limit) : SERVICE_DEFAULTS.pageSize;
     const page = await listAlerts(store, {
       limit,

@@ -3,8 +3,27 @@
  * schemas.ts so that the acquire and settle bundles leave them out (zod schemas are built when
  * their module loads).
  */
-import { identifierSchema, metricSchema, SERVICE_DEFAULTS } from '@sluice/core';
+import {
+  identifierSchema,
+  metricSchema,
+  SERVICE_DEFAULTS,
+  ValidationError,
+  validationErrorFrom,
+} from '@sluice/core';
 import * as z from 'zod/mini';
+
+/** Validates query parameters; a bad or unknown one becomes a 400 naming it. */
+export function parseQuery<T extends z.ZodMiniType>(
+  schema: T,
+  params: Record<string, string | undefined> | undefined,
+): z.infer<T> {
+  const result = schema.safeParse(params ?? {});
+  if (result.success) return result.data;
+  const [issue] = result.error.issues;
+  if (issue?.code === 'unrecognized_keys')
+    throw new ValidationError(String(issue.keys[0]), 'unknown query parameter');
+  throw validationErrorFrom(result.error, '');
+}
 
 /** An instant in query parameters: an ISO 8601 date (midnight UTC) or date and time. */
 const instant = z.string().check(

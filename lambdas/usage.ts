@@ -1,9 +1,9 @@
 /** usage: an entity's usage history (read only). */
 import middy from '@middy/core';
-import { DynamoDBAdminStore, usageHistory } from '@sluice/core';
-import { edge, type JsonEvent, parse } from './http/edge.js';
+import { DynamoDBAdminStore, usageHistory, ValidationError } from '@sluice/core';
+import { edge, type JsonEvent } from './http/edge.js';
 import { json, type Result } from './http/problem.js';
-import { usageQuery } from './queries.js';
+import { parseQuery, usageQuery } from './queries.js';
 import { getRuntime, logger } from './runtime.js';
 
 const DAY_MS = 86_400_000;
@@ -15,11 +15,12 @@ let store: DynamoDBAdminStore | undefined;
 export const handler = middy<JsonEvent, Result>()
   .use(edge({ route: 'usage', body: false }))
   .handler(async (event) => {
-    const query = parse(usageQuery, event.queryStringParameters ?? {});
+    const query = parseQuery(usageQuery, event.queryStringParameters);
     logger.appendKeys({ entity: query.entity });
     const granularity = query.granularity ?? 'day';
     const toMs = query.to ? Date.parse(query.to) : Date.now();
     const fromMs = query.from ? Date.parse(query.from) : toMs - DEFAULT_RANGE_MS[granularity];
+    if (!query.to && fromMs >= toMs) throw new ValidationError('from', 'must be in the past');
     const runtime = getRuntime();
     store ??= new DynamoDBAdminStore({ client: runtime.client, tableName: runtime.env.tableName });
     const items = await usageHistory(store, {

@@ -178,6 +178,8 @@ describe('usage history over HTTP', () => {
     const cases: [string, string][] = [
       ['/v1/usage?granularity=day', 'entity'],
       ['/v1/usage?entity=k1&granularity=week', 'granularity'],
+      ['/v1/usage?entity=k1&colour=blue', 'colour'],
+      ['/v1/usage?entity=k1&from=2099-01-01', 'from'],
       ['/v1/usage?entity=k1&from=yesterday', 'from'],
       ['/v1/usage?entity=k1&from=2026-11-02&to=2026-11-01', 'to'],
       ['/v1/usage?entity=k1&granularity=hour&from=2026-01-01&to=2026-11-01', 'to'],
