@@ -298,3 +298,38 @@ describe('shadow limits over HTTP', () => {
     expect((await usageOf('shadowed', 'granularity=hour')).leases).toBe(10);
   });
 });
+
+describe('an alert webhook that keeps failing', () => {
+  it('never delays a decision, and leaves the alert listed as undelivered', async () => {
+    const closed = createServer();
+    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+    const address = closed.address();
+    const port = typeof address === 'object' && address ? address.port : 0;
+    await new Promise((resolve) => closed.close(resolve)); // nothing listens there now
+    const api = await startApi(tableName('usage-hook'), {
+      SLUICE_ALERT_WEBHOOK: `http://127.0.0.1:${port}/gone`,
+    });
+    try {
+      const quota = { name: 'daily', metric: 'tokens', limit: 1_000, window: 'day', alerts: [0.5] };
+      const ask = { entity: 'hooked', resource: 'm', usage: { tokens: 600 }, limits: [quota] };
+      const answer = await post(`${api.url}/v1/acquire`, ask);
+      expect(answer.status).toBe(200);
+      type Listed = { entity: string; delivered: boolean };
+      await expect
+        .poll(
+          async () =>
+            ((await request('GET', `${api.url}/v1/admin/alerts`)).body.items as Listed[]).filter(
+              (a) => a.entity === 'hooked',
+            ),
+          { timeout: 30_000 },
+        )
+        .toEqual([expect.objectContaining({ entity: 'hooked', delivered: false, threshold: 0.5 })]);
+      // Decisions go on while the webhook fails.
+      expect((await post(`${api.url}/v1/acquire`, { ...ask, usage: { tokens: 100 } })).status).toBe(
+        200,
+      );
+    } finally {
+      await api.stop();
+    }
+  });
+});
