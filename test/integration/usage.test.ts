@@ -6,6 +6,7 @@
  */
 import { randomInt } from 'node:crypto';
 import {
+  CLAIM_MS,
   type ItemChange,
   itemKeys,
   type Limiter,
@@ -251,7 +252,18 @@ describe('budget alerts from the stream', () => {
           },
         }),
     );
-    await Promise.all(aggregators.map((a) => a.apply(changes)));
+    // As the event source mapping does, a batch that fails comes back (here: at once).
+    const delivered = async (aggregator: UsageAggregator) => {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          return await aggregator.apply(changes);
+        } catch (error) {
+          if (attempt >= 20) throw error;
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      }
+    };
+    await Promise.all(aggregators.map(delivered));
     await aggregators[0]?.apply(changes);
 
     const listed = (await listAlerts(table.store, { limit: 100 })).items.filter(
@@ -262,5 +274,41 @@ describe('budget alerts from the stream', () => {
       listed.every((a) => a.delivered && a.limit === 'daily' && a.limit_value === 10_000),
     ).toBe(true);
     expect(sent).toHaveLength(2);
+  });
+});
+
+describe('a budget alert whose sender died mid-send', () => {
+  it('holds its batch back while the claim is fresh, then is sent by the next reader', async () => {
+    const key = itemKeys.entityWide('key-died');
+    const image = (used: bigint) => ({ a_daily: '100|0.5', w_daily: 1_000n, u_daily: used });
+    const crossing: ItemChange = { key, oldImage: image(10n), newImage: image(60n) };
+    const nowMs = Date.now();
+    const sent: unknown[] = [];
+    const reader = (atMs: number) =>
+      new UsageAggregator({
+        store: table.store,
+        clock: () => atMs,
+        sendAlert: async (alert) => {
+          sent.push(alert);
+        },
+      });
+    // The first reader created and claimed it, then died before sending.
+    const dying = new UsageAggregator({
+      store: table.store,
+      clock: () => nowMs,
+      sendAlert: () => new Promise<void>(() => {}),
+    });
+    void dying.apply([crossing]);
+    await new Promise((r) => setTimeout(r, 300));
+
+    await expect(reader(nowMs + 1_000).apply([crossing])).rejects.toThrow(/being sent/);
+    expect(sent).toHaveLength(0);
+    await reader(nowMs + CLAIM_MS + 1_000).apply([crossing]);
+    await reader(nowMs + CLAIM_MS + 2_000).apply([crossing]);
+    expect(sent).toHaveLength(1);
+    const listed = (await listAlerts(table.store, { limit: 100 })).items.filter(
+      (a) => a.entity === 'key-died',
+    );
+    expect(listed).toEqual([expect.objectContaining({ threshold: 0.5, delivered: true })]);
   });
 });

@@ -7,9 +7,14 @@
  * Exactly one alert per (item, limit, window, threshold): the alert item is created with a
  * condition that it does not exist, so concurrent crossings, a crossing after a refund, a
  * replayed batch and two readers of one stream all find it there. Whoever created it sends it;
- * a send that failed leaves it unclaimed, so the record's next delivery sends it (a sender that
- * died mid-send leaves a claim that lapses after {@link CLAIM_MS}).
+ * a send that failed leaves it unclaimed, so the record's next delivery sends it. A record that
+ * finds the alert claimed and not yet sent fails its batch (in AWS), which comes back until the
+ * alert is sent or the claim lapses after {@link CLAIM_MS} (its sender died mid-send). Only a
+ * sender that dies after the event bus took the alert and before marking it sent can cause a
+ * second event, a minute later.
  */
+
+import { StoreUnavailableError } from '../errors.js';
 import {
   alertAttributes as A,
   bucketAttributes,
@@ -134,7 +139,17 @@ export async function recordAlerts(
     });
     if (fresh.ok) created++;
     if (!options.send) continue;
-    if (!fresh.ok && !(await takeOver(store, alertKey, fresh.item, nowMs))) continue;
+    if (!fresh.ok) {
+      const taken = await takeOver(store, alertKey, fresh.item, nowMs);
+      if (taken === 'sent') continue;
+      if (taken === 'claimed') {
+        // Another sender holds it, or died holding it: in AWS the batch comes back until the
+        // alert is sent or the claim lapses; locally the other process is left to it.
+        if (options.onSendFailure === 'retry')
+          throw new StoreUnavailableError('a budget alert is being sent by another reader');
+        continue;
+      }
+    }
     try {
       await options.send(alert);
     } catch (error) {
@@ -157,8 +172,8 @@ async function takeOver(
   key: ItemKey,
   item: ItemState | undefined,
   nowMs: number,
-): Promise<boolean> {
-  if (!item || item[A.sent] !== undefined) return false;
+): Promise<'taken' | 'claimed' | 'sent'> {
+  if (item?.[A.sent] !== undefined) return 'sent';
   const result = await store.update({
     key,
     set: [{ attr: A.claimed, value: BigInt(nowMs) }],
@@ -174,5 +189,6 @@ async function takeOver(
       ],
     },
   });
-  return result.ok;
+  if (result.ok) return 'taken';
+  return result.item?.[A.sent] !== undefined ? 'sent' : 'claimed';
 }
