@@ -52,7 +52,7 @@ export const usageQuery = z.strictObject({
   granularity: z.optional(z.enum(['hour', 'day', 'month'])),
   /** @default `to` less a day (hour), 31 days (day) or a year (month) */
   from: z.optional(instant),
-  /** @default now */
+  /** A date alone includes that day. @default now */
   to: z.optional(instant),
   /** One resource, or `*` (the default): all of them together. */
   resource: z.optional(z.union([identifierSchema, z.literal('*')])),

@@ -7,6 +7,7 @@ import { parseQuery, usageQuery } from './queries.js';
 import { getRuntime, logger } from './runtime.js';
 
 const DAY_MS = 86_400_000;
+const DATE_ONLY = /^\d{4}-\d{2}-\d{2}$/;
 /** How far back `from` defaults to, per granularity. */
 const DEFAULT_RANGE_MS = { hour: DAY_MS, day: 31 * DAY_MS, month: 366 * DAY_MS } as const;
 
@@ -18,7 +19,10 @@ export const handler = middy<JsonEvent, Result>()
     const query = parseQuery(usageQuery, event.queryStringParameters);
     logger.appendKeys({ entity: query.entity });
     const granularity = query.granularity ?? 'day';
-    const toMs = query.to ? Date.parse(query.to) : Date.now();
+    // A date alone as `to` includes that day: from=2026-11-01&to=2026-11-30 is all of November.
+    const toMs = !query.to
+      ? Date.now()
+      : Date.parse(query.to) + (DATE_ONLY.test(query.to) ? DAY_MS : 0);
     const fromMs = query.from ? Date.parse(query.from) : toMs - DEFAULT_RANGE_MS[granularity];
     if (!query.to && fromMs >= toMs) throw new ValidationError('from', 'must be in the past');
     const runtime = getRuntime();

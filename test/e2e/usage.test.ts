@@ -170,6 +170,10 @@ describe('usage history over HTTP', () => {
       const got = await usageOf(entity);
       expect({ usage: got.usage, leases: got.leases }).toEqual(want.get(entity));
     }
+    // A date alone as `to` includes that day.
+    const today = new Date().toISOString().slice(0, 10);
+    const sameDay = await usageOf('k1', `granularity=hour&from=${today}&to=${today}`);
+    expect(sameDay.usage).toEqual(want.get('k1')?.usage);
     const orgAgain = await usageOf('org-e2e', 'granularity=day&resource=gpt-4o');
     expect({ usage: orgAgain.usage, leases: orgAgain.leases }).toEqual(org);
   });
@@ -182,6 +186,7 @@ describe('usage history over HTTP', () => {
       ['/v1/usage?entity=k1&from=2099-01-01', 'from'],
       ['/v1/usage?entity=k1&from=yesterday', 'from'],
       ['/v1/usage?entity=k1&from=2026-11-02&to=2026-11-01', 'to'],
+      ['/v1/usage?entity=k1&from=2026-11-02T00:00:00Z&to=2026-11-02T00:00:00Z', 'to'],
       ['/v1/usage?entity=k1&granularity=hour&from=2026-01-01&to=2026-11-01', 'to'],
       ['/v1/admin/usage/top?by=cost', 'by'],
       ['/v1/admin/usage/top?limit=0', 'limit'],
