@@ -7,6 +7,7 @@
 import { randomInt } from 'node:crypto';
 import {
   CLAIM_MS,
+  DenialBuffer,
   type ItemChange,
   itemKeys,
   type Limiter,
@@ -310,5 +311,41 @@ describe('a budget alert whose sender died mid-send', () => {
       (a) => a.entity === 'key-died',
     );
     expect(listed).toEqual([expect.objectContaining({ threshold: 0.5, delivered: true })]);
+  });
+});
+
+describe('refusal counts', () => {
+  it('land in the local day they happened in, even in a half-hour time zone', async () => {
+    // 18:20 UTC is 23:50 in Kolkata; 18:40 UTC is 00:10 the next day there.
+    let now = Date.parse('2026-11-20T18:20:00Z');
+    const denials = new DenialBuffer({ store: table.store, clock: () => now, flushMs: 0 });
+    const context = { resource: 'm', scopes: [{ entity: 'key-ist', timezone: 'Asia/Kolkata' }] };
+    denials.record(context, ['tpm', 'tpm']);
+    await denials.flushDue();
+    now = Date.parse('2026-11-20T18:40:00Z');
+    denials.record(context, ['tpm']);
+    await denials.flushDue();
+    await denials.flushDue(); // nothing left: no second write
+    await new UsageAggregator({ store: table.store }).apply(await streamed());
+
+    const days = await usageHistory(table.store, {
+      entity: 'key-ist',
+      granularity: 'day',
+      fromMs: Date.parse('2026-11-19T00:00:00Z'),
+      toMs: Date.parse('2026-11-23T00:00:00Z'),
+    });
+    expect(days.map((d) => [d.period_start, d.denied])).toEqual([
+      ['2026-11-19T18:30:00.000Z', { tpm: 2 }],
+      ['2026-11-20T18:30:00.000Z', { tpm: 1 }],
+    ]);
+    const hours = await usageHistory(table.store, {
+      entity: 'key-ist',
+      granularity: 'hour',
+      fromMs: Date.parse('2026-11-20T18:00:00Z'),
+      toMs: Date.parse('2026-11-20T19:00:00Z'),
+    });
+    expect(hours.map((h) => [h.period_start, h.denied])).toEqual([
+      ['2026-11-20T18:00:00.000Z', { tpm: 3 }],
+    ]);
   });
 });

@@ -76,8 +76,8 @@ export const SERVICE_DEFAULTS = {
   usageRetentionDays: 400,
   /**
    * How long a process gathers refusals before writing them to usage history: at most one write
-   * per entity, resource and hour in this time (refusals a process had not yet written when it
-   * stopped are lost).
+   * per entity and resource in this time, one more when a quarter hour turns (refusals a process
+   * had not yet written when it stopped are lost).
    */
   denialFlushMs: 5_000,
   /** Entries of a top-entities answer, unless `?limit=` asks (at most `maxPageSize`). */

@@ -117,13 +117,13 @@ export function factsOf(change: ItemChange): LeaseFact[] {
   }
   const dn = next[U.denials];
   if (change.key.pk.startsWith(DENIALS_PREFIX) && typeof dn === 'string') {
-    const [hourMs, counts, context] = JSON.parse(dn) as DenialBatch;
+    const [startMs, counts, context] = JSON.parse(dn) as DenialBatch;
     facts.push({
       leaseId: `denied.${change.key.pk.slice(DENIALS_PREFIX.length)}`,
       version: 1,
       totals: {},
-      acquiredAtMs: hourMs,
-      expiresAtMs: typeof ttl === 'bigint' ? Number(ttl) * 1_000 : hourMs,
+      acquiredAtMs: startMs,
+      expiresAtMs: typeof ttl === 'bigint' ? Number(ttl) * 1_000 : startMs,
       context: contextFromWire(context),
       denied: counts,
     });

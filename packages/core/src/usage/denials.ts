@@ -1,7 +1,9 @@
 /**
  * Refusals in usage history, without a write per refusal: each process gathers them per entity,
- * resource and hour, and writes each gathering once it is {@link SERVICE_DEFAULTS.denialFlushMs}
- * old, as one small item — at most one write per entity, resource and hour in that time. The
+ * resource and quarter hour, and writes each gathering once it is
+ * {@link SERVICE_DEFAULTS.denialFlushMs} old, as one small item — at most one write per entity and
+ * resource in that time. (A quarter hour never spans a local midnight in any time zone, so each
+ * gathering belongs to one hour, one local day and one local month.) The
  * usage aggregator reads that item from the stream and adds it to the rows exactly once (see
  * aggregator.ts). Refusals a process had gathered but not written when it stopped are lost: the
  * counts are a lower bound, short by at most one flush interval of one process.
@@ -12,18 +14,19 @@ import { type ContextWire, contextToWire, type UsageContext } from '../engine/us
 import { itemKeys, TABLE_SCHEMA, usageAttributes } from '../store/schema.js';
 import type { Store } from '../store/types.js';
 
-/** A written gathering: `[hour start, counts by limit name, context]`. */
-export type DenialBatch = [hourMs: number, counts: Record<string, number>, context: ContextWire];
+/** A written gathering: `[start of its quarter hour, counts by limit name, context]`. */
+export type DenialBatch = [startMs: number, counts: Record<string, number>, context: ContextWire];
 
 interface Gathered {
   readonly id: string;
-  readonly hourMs: number;
+  readonly startMs: number;
   readonly since: number;
   readonly context: ContextWire;
   readonly counts: Record<string, number>;
 }
 
-const HOUR_MS = 3_600_000;
+/** Time zones are whole quarter hours off UTC. */
+const QUARTER_HOUR_MS = 900_000;
 /** How long a written gathering is kept: the stream holds it 24 hours. */
 const KEEP_S = 2 * 86_400;
 
@@ -57,13 +60,13 @@ export class DenialBuffer {
     const [scope] = context.scopes;
     if (!scope || limitNames.length === 0) return;
     const nowMs = this.#clock();
-    const hourMs = Math.floor(nowMs / HOUR_MS) * HOUR_MS;
-    const at = `${scope.entity}\n${context.resource}\n${hourMs}`;
+    const startMs = Math.floor(nowMs / QUARTER_HOUR_MS) * QUARTER_HOUR_MS;
+    const at = `${scope.entity}\n${context.resource}\n${startMs}`;
     let entry = this.#gathered.get(at);
     if (!entry) {
       const own = { resource: context.resource, scopes: [scope] };
       const id = randomBytes(16).toString('base64url');
-      entry = { id, hourMs, since: nowMs, context: contextToWire(own), counts: {} };
+      entry = { id, startMs, since: nowMs, context: contextToWire(own), counts: {} };
       this.#gathered.set(at, entry);
     }
     for (const name of limitNames) entry.counts[name] = (entry.counts[name] ?? 0) + 1;
@@ -79,7 +82,7 @@ export class DenialBuffer {
     for (const [at] of due) this.#gathered.delete(at);
     const failed = await Promise.all(
       due.map(async ([at, g]) => {
-        const batch: DenialBatch = [g.hourMs, g.counts, g.context];
+        const batch: DenialBatch = [g.startMs, g.counts, g.context];
         try {
           await this.#store.update({
             key: itemKeys.denials(g.id),
