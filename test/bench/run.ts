@@ -391,7 +391,11 @@ async function main() {
     // read in batches of 100 records (the event source mapping's batch size) by a metered
     // aggregator. Two cases: every call by one key (rows shared within a batch), every call by
     // a key of its own (nothing shared: the worst case). Both keys are under one org.
-    const aggregatorCost = async (name: string, entity: (i: number) => string) => {
+    const aggregatorCost = async (
+      name: string,
+      entity: (i: number) => string,
+      apart = false, // acquires and settlements in different batches, as with long calls
+    ) => {
       await ensureTable(sluiceClient, name);
       const usageStore = new DynamoDBAdminStore({ client: sluiceClient, tableName: name });
       const usageEngine = new Limiter({ store: usageStore });
@@ -418,6 +422,10 @@ async function main() {
         streams: new DynamoDBStreamsClient(clientConfig),
         tableName: name,
       });
+      if (apart) {
+        const settlement = (c: (typeof changes)[number]) => (c.key.pk.startsWith('lease#') ? 1 : 0);
+        changes.sort((a, b) => settlement(a) - settlement(b)); // stable: stream order otherwise
+      }
       const meterClient = new DynamoDB(clientConfig);
       const aggregatorMeter = meter(meterClient);
       const aggregator = new UsageAggregator({
@@ -435,6 +443,11 @@ async function main() {
     const usage_aggregator = {
       one_key: await aggregatorCost('sluice-bench-usage-1', () => 'key-1'),
       distinct_keys: await aggregatorCost('sluice-bench-usage-n', (i) => `key-${i}`),
+      distinct_keys_long_calls: await aggregatorCost(
+        'sluice-bench-usage-l',
+        (i) => `key-${i}`,
+        true,
+      ),
     };
 
     // Stored configuration, resolved as the acquire handler resolves it (policy + config cache):
@@ -613,7 +626,7 @@ async function main() {
       `llm_call (acquire + one exactly-once adjust): ${llm_call.requests} requests, ${llm_call.wcu} WCU, ${llm_call.rcu} RCU with usage history (${llm_call_without_history.requests} requests, ${llm_call_without_history.wcu} WCU, ${llm_call_without_history.rcu} RCU without); bucket item ${item_bytes.bucket} bytes`,
     );
     log(
-      `usage aggregator (off the hot path, per settled lease, key + org): ${usage_aggregator.one_key.wcu_per_settled_lease} WCU, ${usage_aggregator.one_key.rcu_per_settled_lease} RCU when one key makes every call; ${usage_aggregator.distinct_keys.wcu_per_settled_lease} WCU, ${usage_aggregator.distinct_keys.rcu_per_settled_lease} RCU when each call is a different key`,
+      `usage aggregator (off the hot path, per settled lease, key + org): ${usage_aggregator.one_key.wcu_per_settled_lease} WCU, ${usage_aggregator.one_key.rcu_per_settled_lease} RCU when one key makes every call; ${usage_aggregator.distinct_keys.wcu_per_settled_lease} WCU, ${usage_aggregator.distinct_keys.rcu_per_settled_lease} RCU when each call is a different key; ${usage_aggregator.distinct_keys_long_calls.wcu_per_settled_lease} WCU, ${usage_aggregator.distinct_keys_long_calls.rcu_per_settled_lease} RCU when, besides, each call's acquire and settlement reach the aggregator in different batches (long calls)`,
     );
     log(
       `stored_config acquire (key → project → org, plan with shared and per-model limits, provider limit, price): ${stored_config.warm_cache.scopes} scope items; warm config cache ${stored_config.warm_cache.requests} requests, ${stored_config.warm_cache.wcu} WCU, ${stored_config.warm_cache.rcu} RCU; without a cache ${stored_config.no_cache.requests} requests, ${stored_config.no_cache.rcu} RCU`,
