@@ -207,7 +207,9 @@ export class Sluice extends Construct {
       new DynamoEventSource(this.table as unknown as dynamodb.ITable, {
         startingPosition: lambda.StartingPosition.TRIM_HORIZON,
         batchSize: 100,
-        maxBatchingWindow: Duration.seconds(1),
+        // Up to 5 s of a stream in one batch: a lease's acquire and settlements that fall in one
+        // batch are counted once, at their latest.
+        maxBatchingWindow: Duration.seconds(5),
         bisectBatchOnError: true,
         reportBatchItemFailures: true,
         retryAttempts: 10,
