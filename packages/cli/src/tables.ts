@@ -25,6 +25,7 @@ const deniedText = (denied: Readonly<Record<string, number>>) =>
     .map(([name, count]) => `${name}=${count}`)
     .join(' ');
 
+/** `sluice usage`: one row per period (and resource). */
 export function usageTable(history: UsageHistory): string[] {
   if (history.items.length === 0) return [`(no usage recorded for ${history.entity})`];
   return table(
@@ -43,6 +44,7 @@ export function usageTable(history: UsageHistory): string[] {
   );
 }
 
+/** `sluice top`: the entities ranked, with their totals. */
 export function topTable(top: TopEntities): string[] {
   if (top.items.length === 0) return [`(nothing recorded for ${top.period} ${top.date})`];
   const ranked = top.by === 'denied' ? 'denied' : top.metric;

@@ -14,6 +14,7 @@ export interface UsageContext {
 /** The compact form carried in lease tokens and items: `[resource, [[entity, zone?], …]]`. */
 export type ContextWire = [resource: string, scopes: ([string] | [string, string])[]];
 
+/** The compact form of a context (a time zone of UTC is left out). */
 export function contextToWire(context: UsageContext): ContextWire {
   return [
     context.resource,
@@ -23,6 +24,7 @@ export function contextToWire(context: UsageContext): ContextWire {
   ];
 }
 
+/** A context from its compact form. */
 export function contextFromWire(wire: ContextWire): UsageContext {
   return {
     resource: wire[0],
@@ -46,4 +48,5 @@ export type UsageEvent = [
   context: ContextWire,
 ];
 
+/** The stored text of a usage event. */
 export const usageEvent = (...event: UsageEvent): string => JSON.stringify(event);
