@@ -50,6 +50,8 @@ interface Meter {
   requests: number;
   wcu: number;
   rcu: number;
+  /** Conditional writes sent to each item (`pk sk`), failed ones included. */
+  writesByItem: Map<string, number>;
   reset(): void;
 }
 
@@ -71,10 +73,12 @@ function meter(client: DynamoDBClient): Meter {
     requests: 0,
     wcu: 0,
     rcu: 0,
+    writesByItem: new Map(),
     reset() {
       m.requests = 0;
       m.wcu = 0;
       m.rcu = 0;
+      m.writesByItem.clear();
     },
   };
   client.middlewareStack.add(
@@ -84,6 +88,11 @@ function meter(client: DynamoDBClient): Meter {
       const items = Array.isArray(input.TransactItems) ? input.TransactItems.length : 1;
       input.ReturnConsumedCapacity = 'TOTAL';
       m.requests++;
+      if (command === 'UpdateItemCommand') {
+        const key = input.Key as Record<string, { S?: string }> | undefined;
+        const item = `${key?.pk?.S} ${key?.sk?.S}`;
+        m.writesByItem.set(item, (m.writesByItem.get(item) ?? 0) + 1);
+      }
       try {
         const result = await next(args);
         const output = result.output as { ConsumedCapacity?: Capacity | Capacity[] };
@@ -184,7 +193,9 @@ async function main() {
         BillingMode: 'PAY_PER_REQUEST',
       }),
     );
-    const peer = (points: number, duration: number, prefix: string) =>
+    // `inMemoryBlock`: the peer's best configuration for a hot key — once a key has used its
+    // points it is refused from memory until its window ends (no store request).
+    const peer = (points: number, duration: number, prefix: string, inMemoryBlock = false) =>
       new RateLimiterDynamo({
         storeClient: peerClient,
         tableName: 'peer-bench',
@@ -193,6 +204,7 @@ async function main() {
         points,
         duration,
         keyPrefix: prefix,
+        ...(inMemoryBlock ? { inMemoryBlockOnConsumed: points } : {}),
       });
     const peerDecide = (limiter: RateLimiterDynamo, key: string) =>
       limiter.consume(key, 1).then(
@@ -232,14 +244,18 @@ async function main() {
       );
     }
 
-    const scenarios: Record<string, { sluice: Result; peer: Result; about: string }> = {};
+    const scenarios: Record<
+      string,
+      { sluice: Result; peer: Result; peer_in_memory_block?: Result; about: string }
+    > = {};
     const run = async (
       name: string,
       about: string,
       clients: number,
       ops: number,
       sluice: (engine: Limiter, pass: number) => Decide,
-      peerSide: (pass: number) => Decide,
+      peerSide: (pass: number, inMemoryBlock: boolean) => Decide,
+      withInMemoryBlock = false,
     ) => {
       // A-B-B-A on fresh keys: DynamoDB Local keeps speeding up as its JIT warms, and this
       // order gives both systems the same share of that drift.
@@ -249,13 +265,21 @@ async function main() {
         return measure(sluiceMeter, clients, ops, sluice(engine, pass));
       };
       const s1 = await sluiceRun(1);
-      const p1 = await measure(peerMeter, clients, ops, peerSide(1));
-      const p2 = await measure(peerMeter, clients, ops, peerSide(2));
+      const p1 = await measure(peerMeter, clients, ops, peerSide(1, false));
+      const p2 = await measure(peerMeter, clients, ops, peerSide(2, false));
       const s2 = await sluiceRun(2);
+      // The peer's in-memory block, on keys of its own, after the A-B-B-A passes.
+      const blocked = withInMemoryBlock
+        ? mean(
+            await measure(peerMeter, clients, ops, peerSide(3, true)),
+            await measure(peerMeter, clients, ops, peerSide(4, true)),
+          )
+        : undefined;
       scenarios[name] = {
         sluice: mean(s1, s2),
         peer: mean(p1, p2),
-        about: `${about}; passes in order: sluice ${s1.ops_per_s}, peer ${p1.ops_per_s}, peer ${p2.ops_per_s}, sluice ${s2.ops_per_s} decisions/s`,
+        ...(blocked ? { peer_in_memory_block: blocked } : {}),
+        about: `${about}; passes in order: sluice ${s1.ops_per_s}, peer ${p1.ops_per_s}, peer ${p2.ops_per_s}, sluice ${s2.ops_per_s} decisions/s${blocked ? `, then the peer with its in-memory block ${blocked.ops_per_s}` : ''}`,
       };
     };
 
@@ -284,10 +308,11 @@ async function main() {
       (engine, pass) => async () =>
         (await engine.acquire({ checks: sluiceCheck(`hot-${pass}`, 50, 'second'), usage: {} }))
           .allowed,
-      (pass) => {
-        const limiter = peer(50, 1, `contended-${pass}`);
+      (pass, inMemoryBlock) => {
+        const limiter = peer(50, 1, `contended-${pass}`, inMemoryBlock);
         return () => peerDecide(limiter, 'hot');
       },
+      true,
     );
     await run(
       'contended_near_rate',
@@ -297,10 +322,11 @@ async function main() {
       (engine, pass) => async () =>
         (await engine.acquire({ checks: sluiceCheck(`near-${pass}`, 250, 'second'), usage: {} }))
           .allowed,
-      (pass) => {
-        const limiter = peer(250, 1, `near-${pass}`);
+      (pass, inMemoryBlock) => {
+        const limiter = peer(250, 1, `near-${pass}`, inMemoryBlock);
         return () => peerDecide(limiter, 'hot');
       },
+      true,
     );
     let spreadSeed = 1;
     const spreadKey = () => {
@@ -324,6 +350,59 @@ async function main() {
         return () => peerDecide(limiter, spreadKey());
       },
     );
+
+    // Many entities under one resource-wide limit: every decision also writes the resource's
+    // item, the hottest item of a deployment. No peer: it has no multi-scope decision. Checked
+    // against the limit itself: admitted ≤ burst + rate × elapsed, for the shared limit.
+    const sharedLimit = { per_second: 400, burst: 400 };
+    const sharedChecks = (entity: string): ScopeCheck[] => [
+      {
+        scope: 'entity',
+        key: itemKeys.entityBucket(entity, 'shared-model'),
+        limits: parseLimits([{ name: 'rpm', metric: 'requests', limit: 600, per: 'minute' }]),
+      },
+      {
+        scope: 'resource',
+        key: itemKeys.resourceBucket('shared-model'),
+        limits: parseLimits([
+          {
+            name: 'provider_rps',
+            metric: 'requests',
+            limit: sharedLimit.per_second,
+            per: 'second',
+            burst: sharedLimit.burst,
+          },
+        ]),
+      },
+    ];
+    let sharedSeed = 7;
+    const sharedEntity = () => {
+      sharedSeed = (sharedSeed * 1_103_515_245 + 12_345) % 2_147_483_648;
+      return `shared-${sharedSeed % 1_000}`;
+    };
+    const sharedEngine = new Limiter({ store });
+    await sharedEngine.acquire({ checks: sluiceCheck('warm-up', 1, 'second'), usage: {} });
+    const sharedStarted = performance.now();
+    const sharedResult = await measure(
+      sluiceMeter,
+      64,
+      60,
+      async () =>
+        (await sharedEngine.acquire({ checks: sharedChecks(sharedEntity()), usage: {} })).allowed,
+    );
+    const sharedSeconds = (performance.now() - sharedStarted) / 1000;
+    const writes = [...sluiceMeter.writesByItem.values()];
+    const totalWrites = writes.reduce((a, b) => a + b, 0);
+    const allowedAtMost = Math.floor(sharedLimit.burst + sharedLimit.per_second * sharedSeconds);
+    const shared = {
+      clients: 64,
+      entities: 1_000,
+      shards: 0,
+      ...sharedResult,
+      hottest_item_share_of_writes: Number((Math.max(...writes) / totalWrites).toFixed(3)),
+      over_admitted: Math.max(0, sharedResult.allowed - allowedAtMost),
+      allowed_at_most: allowedAtMost,
+    };
 
     // One whole LLM call: acquire with an estimate, then one exactly-once adjust with the actual.
     const engine = new Limiter({ store });
@@ -579,12 +658,13 @@ async function main() {
 
     if (json) {
       const out = Object.fromEntries(
-        Object.entries(scenarios).map(([k, v]) => [k, { sluice: v.sluice, peer: v.peer }]),
+        Object.entries(scenarios).map(([k, { about: _, ...v }]) => [k, v]),
       );
       console.log(
         JSON.stringify(
           {
             scenarios: out,
+            shared,
             llm_call,
             llm_call_without_history,
             item_bytes,
@@ -607,10 +687,14 @@ async function main() {
     );
     log('|---|---|---:|---:|---:|---:|---:|');
     for (const [name, v] of Object.entries(scenarios)) {
-      for (const [system, r] of [
+      const systems = [
         ['sluice', v.sluice],
         ['peer', v.peer],
-      ] as const) {
+        ...(v.peer_in_memory_block
+          ? [['peer (in-memory block)', v.peer_in_memory_block] as const]
+          : []),
+      ] as const;
+      for (const [system, r] of systems) {
         log(
           `| ${name} | ${system} | ${r.ops_per_s} | ${r.requests_per_op.toFixed(2)} | ${r.wcu_per_op.toFixed(2)} | ${r.rcu_per_op.toFixed(2)} | ${r.allowed}/${r.denied} |`,
         );
@@ -618,10 +702,16 @@ async function main() {
     }
     log('');
     for (const [name, v] of Object.entries(scenarios)) {
+      const blocked = v.peer_in_memory_block
+        ? `, ÷ the peer with its in-memory block = ${(v.sluice.ops_per_s / v.peer_in_memory_block.ops_per_s).toFixed(2)}×`
+        : '';
       log(
-        `${name}: ${v.about}; Sluice/peer decisions per second = ${(v.sluice.ops_per_s / v.peer.ops_per_s).toFixed(2)}×`,
+        `${name}: ${v.about}; Sluice/peer decisions per second = ${(v.sluice.ops_per_s / v.peer.ops_per_s).toFixed(2)}×${blocked}`,
       );
     }
+    log(
+      `shared (64 clients over 1,000 entities, one resource-wide limit of ${sharedLimit.per_second}/s, no shards): ${shared.ops_per_s} decisions/s, ${shared.requests_per_op} requests and ${shared.wcu_per_op} WCU per decision, the resource item takes ${(shared.hottest_item_share_of_writes * 100).toFixed(0)}% of writes; ${shared.allowed} admitted of at most ${shared.allowed_at_most}: ${shared.over_admitted} over-admitted`,
+    );
     log(
       `llm_call (acquire + one exactly-once adjust): ${llm_call.requests} requests, ${llm_call.wcu} WCU, ${llm_call.rcu} RCU with usage history (${llm_call_without_history.requests} requests, ${llm_call_without_history.wcu} WCU, ${llm_call_without_history.rcu} RCU without); bucket item ${item_bytes.bucket} bytes`,
     );
