@@ -176,9 +176,9 @@ async function main() {
     // Sluice: one engine, as one server process (or one Lambda container) holds.
     const sluiceClient = new DynamoDB(clientConfig);
     const sluiceMeter = meter(sluiceClient);
-    // No stream here, like the peer's table: DynamoDB Local writes stream records in the path of
-    // each write, which slows it down, while in AWS a stream costs a write nothing. The usage
-    // history measurements below use tables of their own, with streams.
+    // No stream here, like the peer's table, so the two tables are alike (in AWS a stream costs
+    // a write nothing). The usage history measurements below use tables of their own, with
+    // streams.
     await ensureTable(sluiceClient, 'sluice-bench', { stream: false });
     const store = new DynamoDBAdminStore({ client: sluiceClient, tableName: 'sluice-bench' });
 

@@ -23,8 +23,8 @@ const TABLE_STREAM = { StreamEnabled: true, StreamViewType: TABLE_SCHEMA.streamV
  * CDK stack owns the table.
  *
  * `timeToLive: false` is for tests whose clocks stand in the past: DynamoDB Local really
- * deletes items whose TTL has passed, within seconds. `stream: false` is for the benchmark:
- * DynamoDB Local records the stream in the write's own path, which DynamoDB does not.
+ * deletes items whose TTL has passed, within seconds. `stream: false` is for the benchmark,
+ * whose peer's table has none.
  */
 export async function ensureTable(
   client: DynamoDBClient,
