@@ -72,7 +72,12 @@ await ensureTable(client, tableName).catch(() =>
 
 // Usage history: the same aggregator as the Lambda on the table's stream, reading the stream of
 // DynamoDB Local; refusal counts are written every few seconds, as a busy container does.
-const settings = loadEnvironment();
+let settings: ReturnType<typeof loadEnvironment>;
+try {
+  settings = loadEnvironment();
+} catch (error) {
+  settings = await fail(error instanceof Error ? error.message : String(error));
+}
 const webhook = env.SLUICE_ALERT_WEBHOOK;
 const aggregatorEndpoint = env.SLUICE_AGGREGATOR_ENDPOINT ?? endpoint;
 const aggregatorClient = localClient(aggregatorEndpoint);
