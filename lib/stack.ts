@@ -18,5 +18,9 @@ export class SluiceStack extends Stack {
       value: this.sluice.table.tableName,
       description: 'Sluice DynamoDB table',
     });
+    new CfnOutput(this, 'AlertBusName', {
+      value: this.sluice.alertBus.eventBusName,
+      description: 'EventBridge bus of budget alerts (detail-type "Sluice Budget Threshold")',
+    });
   }
 }

@@ -106,9 +106,10 @@ describe('the API', () => {
     });
   });
 
-  it('outputs the API URL and the table name', () => {
+  it('outputs the API URL, the table name and the alert bus', () => {
     built.template.hasOutput('ApiUrl', {});
     built.template.hasOutput('TableName', {});
+    built.template.hasOutput('AlertBusName', {});
   });
 
   it('lets a consumer granted with grantAcquire invoke the client routes only', () => {
