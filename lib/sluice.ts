@@ -280,7 +280,7 @@ export class Sluice extends Construct {
     return this.api.apiEndpoint;
   }
 
-  /** Lets `principal` call the client routes: acquire, adjust, release, available, health. */
+  /** Lets `principal` call the client routes: acquire, adjust, release, available, usage, health. */
   grantAcquire(principal: iam.IGrantable): iam.Grant {
     return this.#grantInvoke(
       principal,
@@ -288,7 +288,7 @@ export class Sluice extends Construct {
     );
   }
 
-  /** Lets `principal` call the admin routes: plans, entities, resources, settings, audit. */
+  /** Lets `principal` call the admin routes: plans, entities, resources, settings, audit, top entities, alerts. */
   grantAdmin(principal: iam.IGrantable): iam.Grant {
     const admin = routes.filter((r) => r.auth === 'admin');
     const grant = this.#grantInvoke(principal, admin);
