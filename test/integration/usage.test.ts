@@ -21,6 +21,7 @@ import {
 } from '@sluice/core';
 import { DynamoDBStreamsClient, LOCAL_CREDENTIALS, LOCAL_REGION, readStream } from '@sluice/local';
 import { beforeAll, describe, expect, inject, it } from 'vitest';
+import { CountingStore } from '../support/counting-store.js';
 import { freshTable, type TestTable } from '../support/table.js';
 
 let table: TestTable;
@@ -315,6 +316,25 @@ describe('a budget alert whose sender died mid-send', () => {
 });
 
 describe('refusal counts', () => {
+  it('are written once a gathering is old enough, at most once per flush interval', async () => {
+    let now = Date.parse('2026-11-20T10:00:00Z');
+    const store = new CountingStore(table.store);
+    const denials = new DenialBuffer({ store, clock: () => now, flushMs: 5_000 });
+    const context = { resource: 'm', scopes: [{ entity: 'key-due', timezone: 'UTC' }] };
+
+    denials.record(context, ['tpm']);
+    now += 1_000;
+    denials.record(context, ['tpm']);
+    await denials.flushDue();
+    const early = store.counts.update;
+    now += 4_000;
+    await denials.flushDue();
+    await denials.flushDue();
+
+    expect(early).toBe(0);
+    expect(store.counts.update).toBe(1);
+  });
+
   it('land in the local day they happened in, even in a half-hour time zone', async () => {
     // 18:20 UTC is 23:50 in Kolkata; 18:40 UTC is 00:10 the next day there.
     let now = Date.parse('2026-11-20T18:20:00Z');

@@ -48,6 +48,8 @@ export class DenialBuffer {
   readonly #clock: () => number;
   readonly #flushMs: number;
   readonly #gathered = new Map<string, Gathered>();
+  /** When the oldest gathering began (infinite when none): most calls need look no further. */
+  #oldestMs = Number.POSITIVE_INFINITY;
 
   constructor(options: DenialBufferOptions) {
     this.#store = options.store;
@@ -68,6 +70,7 @@ export class DenialBuffer {
       const id = randomBytes(16).toString('base64url');
       entry = { id, startMs, since: nowMs, context: contextToWire(own), counts: {} };
       this.#gathered.set(at, entry);
+      this.#oldestMs = Math.min(this.#oldestMs, nowMs);
     }
     for (const name of limitNames) entry.counts[name] = (entry.counts[name] ?? 0) + 1;
   }
@@ -78,8 +81,11 @@ export class DenialBuffer {
    */
   async flushDue(all = false): Promise<void> {
     const nowMs = this.#clock();
+    if (!all && nowMs - this.#oldestMs < this.#flushMs) return; // nothing is due yet
     const due = [...this.#gathered].filter(([, g]) => all || nowMs - g.since >= this.#flushMs);
     for (const [at] of due) this.#gathered.delete(at);
+    this.#oldestMs = Number.POSITIVE_INFINITY;
+    for (const g of this.#gathered.values()) this.#oldestMs = Math.min(this.#oldestMs, g.since);
     const failed = await Promise.all(
       due.map(async ([at, g]) => {
         const batch: DenialBatch = [g.startMs, g.counts, g.context];
@@ -97,6 +103,7 @@ export class DenialBuffer {
           // Kept under its own id (it may have been written after all: then the next write of
           // it changes nothing), apart from any gathering begun since.
           this.#gathered.set(this.#gathered.has(at) ? `${at}\n${g.id}` : at, g);
+          this.#oldestMs = Math.min(this.#oldestMs, g.since);
           return error;
         }
       }),
