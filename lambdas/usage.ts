@@ -1,12 +1,12 @@
 /** usage: an entity's usage history (read only). */
 import middy from '@middy/core';
-import { DynamoDBAdminStore, usageHistory, ValidationError } from '@sluice/core';
+import { DynamoDBAdminStore, PERIOD_SECONDS, usageHistory, ValidationError } from '@sluice/core';
 import { edge, type JsonEvent } from './http/edge.js';
 import { json, type Result } from './http/problem.js';
 import { parseQuery, usageQuery } from './queries.js';
 import { getRuntime, logger } from './runtime.js';
 
-const DAY_MS = 86_400_000;
+const DAY_MS = PERIOD_SECONDS.day * 1_000;
 const DATE_ONLY = /^\d{4}-\d{2}-\d{2}$/;
 /** How far back `from` defaults to, per granularity. */
 const DEFAULT_RANGE_MS = { hour: DAY_MS, day: 31 * DAY_MS, month: 366 * DAY_MS } as const;

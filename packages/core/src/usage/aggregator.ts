@@ -18,7 +18,7 @@
  */
 import type { AttributeValue } from '@aws-sdk/client-dynamodb';
 import { SERVICE_DEFAULTS } from '../defaults.js';
-import type { Usage } from '../engine/limits.js';
+import { PERIOD_SECONDS, type Usage } from '../engine/limits.js';
 import { sleep } from '../engine/state.js';
 import {
   CANCELLED,
@@ -91,7 +91,7 @@ export interface LeaseFact {
 const DENIALS_PREFIX = itemKeys.denials('').pk;
 const LEASE_PREFIX = itemKeys.lease('').pk;
 /** How long a per-lease record outlives its lease (stream records are kept 24 hours). */
-const RECORD_SLACK_S = 2 * 86_400;
+const RECORD_SLACK_S = 2 * PERIOD_SECONDS.day;
 /** Items of one DynamoDB transaction. */
 const MAX_TRANSACTION_ITEMS = 100;
 

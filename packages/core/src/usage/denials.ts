@@ -10,6 +10,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { SERVICE_DEFAULTS } from '../defaults.js';
+import { PERIOD_SECONDS } from '../engine/limits.js';
 import { type ContextWire, contextToWire, type UsageContext } from '../engine/usage-context.js';
 import { itemKeys, TABLE_SCHEMA, usageAttributes } from '../store/schema.js';
 import type { Store } from '../store/types.js';
@@ -28,7 +29,7 @@ interface Gathered {
 /** Time zones are whole quarter hours off UTC. */
 const QUARTER_HOUR_MS = 900_000;
 /** How long a written gathering is kept: the stream holds it 24 hours. */
-const KEEP_S = 2 * 86_400;
+const KEEP_S = 2 * PERIOD_SECONDS.day;
 
 /** Options of a {@link DenialBuffer}. */
 export interface DenialBufferOptions {

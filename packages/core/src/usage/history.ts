@@ -3,7 +3,7 @@
  * a day or month (one query per top-entities partition, no scan), and budget alerts.
  */
 
-import type { Usage } from '../engine/limits.js';
+import { PERIOD_SECONDS, type Usage } from '../engine/limits.js';
 import { ValidationError } from '../errors.js';
 import {
   alertAttributes as A,
@@ -33,10 +33,10 @@ export const MAX_RANGE_DAYS: Readonly<Record<UsageGranularity, number>> = {
   month: 5 * 366,
 };
 
-const DAY_MS = 86_400_000;
+const DAY_MS = PERIOD_SECONDS.day * 1_000;
 /** How long a period of each granularity lasts at most (a local day can be 25 hours). */
 const LONGEST_MS: Readonly<Record<UsageGranularity, number>> = {
-  hour: 3_600_000,
+  hour: PERIOD_SECONDS.hour * 1_000,
   day: 2 * DAY_MS,
   month: 32 * DAY_MS,
 };
