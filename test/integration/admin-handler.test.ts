@@ -1,11 +1,6 @@
-/**
- * The admin handler as API Gateway invokes it: an HTTP API (payload 2.0) event whose request
- * context carries the IAM principal that signed the request. The audit trail names it.
- */
-import { LOCAL_CREDENTIALS, LOCAL_REGION } from '@sluice/local';
 import type { APIGatewayProxyEventV2, Context } from 'aws-lambda';
-import { beforeAll, describe, expect, inject, it } from 'vitest';
-import { freshTable } from '../support/table.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { freshTable, handlerEnvironment } from '../support/table.js';
 
 type Handler = (
   event: APIGatewayProxyEventV2,
@@ -57,13 +52,7 @@ function event(method: string, path: string, routePath: string, body?: unknown) 
 
 beforeAll(async () => {
   const table = await freshTable('admin-handler');
-  process.env.SLUICE_TABLE_NAME = table.tableName;
-  process.env.SLUICE_DYNAMODB_ENDPOINT = inject('dynamoEndpoint');
-  process.env.AWS_REGION = LOCAL_REGION;
-  process.env.AWS_ACCESS_KEY_ID = LOCAL_CREDENTIALS.accessKeyId;
-  process.env.AWS_SECRET_ACCESS_KEY = LOCAL_CREDENTIALS.secretAccessKey;
-  process.env.POWERTOOLS_LOG_LEVEL = 'SILENT';
-  process.env.POWERTOOLS_METRICS_DISABLED = 'true';
+  handlerEnvironment(table);
   ({ handler } = (await import('@sluice/lambdas/admin')) as { handler: Handler });
 });
 

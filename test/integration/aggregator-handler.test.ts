@@ -14,7 +14,7 @@ import { itemKeys, parseLimits, usageHistory } from '@sluice/core';
 import { LOCAL_CREDENTIALS, LOCAL_REGION } from '@sluice/local';
 import type { DynamoDBBatchResponse, DynamoDBStreamEvent } from 'aws-lambda';
 import { beforeAll, describe, expect, inject, it } from 'vitest';
-import { freshTable, type TestTable } from '../support/table.js';
+import { freshTable, handlerEnvironment, type TestTable } from '../support/table.js';
 
 type Handler = (event: DynamoDBStreamEvent) => Promise<DynamoDBBatchResponse>;
 let handler: Handler;
@@ -22,13 +22,7 @@ let table: TestTable;
 
 beforeAll(async () => {
   table = await freshTable('aggregator-handler');
-  process.env.SLUICE_TABLE_NAME = table.tableName;
-  process.env.SLUICE_DYNAMODB_ENDPOINT = inject('dynamoEndpoint');
-  process.env.AWS_REGION = LOCAL_REGION;
-  process.env.AWS_ACCESS_KEY_ID = LOCAL_CREDENTIALS.accessKeyId;
-  process.env.AWS_SECRET_ACCESS_KEY = LOCAL_CREDENTIALS.secretAccessKey;
-  process.env.POWERTOOLS_LOG_LEVEL = 'SILENT';
-  process.env.POWERTOOLS_METRICS_DISABLED = 'true';
+  handlerEnvironment(table);
   ({ handler } = (await import('@sluice/lambdas/aggregator')) as { handler: Handler });
 });
 

@@ -4,7 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBAdminStore, ensureTable, Limiter, type LimiterOptions } from '@sluice/core';
-import { localClient } from '@sluice/local';
+import { LOCAL_CREDENTIALS, LOCAL_REGION, localClient } from '@sluice/local';
 import { inject } from 'vitest';
 
 export interface TestTable {
@@ -47,4 +47,18 @@ export function manualClock(startMs = Date.parse('2026-01-15T12:00:00Z')) {
       now += ms;
     },
   };
+}
+
+/**
+ * Points the Lambda handlers of this test file at `table` on the run's DynamoDB Local, as the
+ * construct's environment points them at theirs (set before a handler module is imported).
+ */
+export function handlerEnvironment(table: TestTable): void {
+  process.env.SLUICE_TABLE_NAME = table.tableName;
+  process.env.SLUICE_DYNAMODB_ENDPOINT = inject('dynamoEndpoint');
+  process.env.AWS_REGION = LOCAL_REGION;
+  process.env.AWS_ACCESS_KEY_ID = LOCAL_CREDENTIALS.accessKeyId;
+  process.env.AWS_SECRET_ACCESS_KEY = LOCAL_CREDENTIALS.secretAccessKey;
+  process.env.POWERTOOLS_LOG_LEVEL = 'SILENT';
+  process.env.POWERTOOLS_METRICS_DISABLED = 'true';
 }
