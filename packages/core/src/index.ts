@@ -139,6 +139,7 @@ export { DynamoDBAdminStore } from './store/dynamodb-admin.js';
 export {
   alertAttributes,
   bucketAttributes,
+  denialAttributes,
   documentAttributes,
   itemAttributes,
   itemKeys,

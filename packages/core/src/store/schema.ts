@@ -71,11 +71,15 @@ export const usageAttributes = {
   periodEnd: 'pe',
   /** The entity of a top-entities row. */
   entity: 'e',
-  /** A gathering of refusals (see usage/denials.ts). */
-  denials: 'dn',
   /** A lease record: the version of the lease's usage last counted, and those totals. */
   version: 'v',
   totals: 't',
+} as const;
+
+/** Attributes of a process's gathering of refusals (the item {@link itemKeys.denials} names). */
+export const denialAttributes = {
+  /** The gathering: `[start, counts by limit name, context]` (see usage/denials.ts). */
+  batch: 'dn',
 } as const;
 
 /** Attributes of a budget alert. */

@@ -30,6 +30,7 @@ import {
 import { StoreUnavailableError } from '../errors.js';
 import { unmarshal } from '../store/dynamodb.js';
 import {
+  denialAttributes,
   itemAttributes,
   itemKeys,
   leaseAttributes,
@@ -115,7 +116,7 @@ export function factsOf(change: ItemChange): LeaseFact[] {
       context: contextFromWire(context),
     });
   }
-  const dn = next[U.denials];
+  const dn = next[denialAttributes.batch];
   if (change.key.pk.startsWith(DENIALS_PREFIX) && typeof dn === 'string') {
     const [startMs, counts, context] = JSON.parse(dn) as DenialBatch;
     facts.push({

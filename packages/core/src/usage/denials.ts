@@ -8,11 +8,11 @@
  * aggregator.ts). Refusals a process had gathered but not written when it stopped are lost: the
  * counts are a lower bound, short by at most one flush interval of one process.
  */
-import { randomBytes } from 'node:crypto';
 import { SERVICE_DEFAULTS } from '../defaults.js';
+import { newLeaseId } from '../engine/lease.js';
 import { PERIOD_SECONDS } from '../engine/limits.js';
 import { type ContextWire, contextToWire, type UsageContext } from '../engine/usage-context.js';
-import { itemKeys, TABLE_SCHEMA, usageAttributes } from '../store/schema.js';
+import { denialAttributes, itemKeys, TABLE_SCHEMA } from '../store/schema.js';
 import type { Store } from '../store/types.js';
 
 /** A written gathering: `[start of its quarter hour, counts by limit name, context]`. */
@@ -68,7 +68,7 @@ export class DenialBuffer {
     let entry = this.#gathered.get(at);
     if (!entry) {
       const own = { resource: context.resource, scopes: [scope] };
-      const id = randomBytes(16).toString('base64url');
+      const id = newLeaseId(); // a random 128-bit id, as a lease's
       entry = { id, startMs, since: nowMs, context: contextToWire(own), counts: {} };
       this.#gathered.set(at, entry);
       this.#oldestMs = Math.min(this.#oldestMs, nowMs);
@@ -94,7 +94,7 @@ export class DenialBuffer {
           await this.#store.update({
             key: itemKeys.denials(g.id),
             set: [
-              { attr: usageAttributes.denials, value: JSON.stringify(batch) },
+              { attr: denialAttributes.batch, value: JSON.stringify(batch) },
               { attr: TABLE_SCHEMA.ttlAttribute, value: BigInt(Math.ceil(nowMs / 1_000) + KEEP_S) },
             ],
             condition: { absent: TABLE_SCHEMA.partitionKey }, // written before: nothing to do
