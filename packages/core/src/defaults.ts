@@ -47,6 +47,19 @@ export const ENGINE_DEFAULTS = {
    * @default 60_000
    */
   signingKeyRefreshMs: 60_000,
+  /**
+   * Consuming writes per second to one shard at which a scope that may grow more shards
+   * (`max_shards`) doubles them: a partition takes about 1,000 WCU/s, and the scope's other
+   * writes (settlements, at 2 WCU an item) come on top.
+   * @default 300
+   */
+  shardGrowWritesPerSecond: 300,
+  /**
+   * How long an item may stay frozen for a split before any process completes the split itself
+   * (its splitter stopped).
+   * @default 1_000
+   */
+  shardFreezeStaleMs: 1_000,
 } as const;
 
 /**

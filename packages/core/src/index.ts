@@ -97,6 +97,7 @@ export {
   validationErrorFrom,
 } from './engine/limits.js';
 export { adjust, release } from './engine/settle.js';
+export { grow, growInBackground, quotaShare, shardingOf } from './engine/shards.js';
 export {
   newSigningKey,
   nextRotation,
@@ -144,6 +145,8 @@ export {
   itemAttributes,
   itemKeys,
   leaseAttributes,
+  shardKey,
+  shardOf,
   signingKeyAttributes,
   TABLE_SCHEMA,
   TOP_SHARDS,

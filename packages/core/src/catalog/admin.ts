@@ -205,6 +205,8 @@ export class ConfigAdmin {
       TABLE_SCHEMA.sortKey,
       TABLE_SCHEMA.ttlAttribute,
       itemAttributes.generation,
+      itemAttributes.shards, // a reset empties every shard; the scope keeps its shards
+      itemAttributes.frozenAt,
     ]);
     const resources: string[] = [];
     let after: string | undefined;

@@ -10,6 +10,7 @@ import { PRIORITY } from '../defaults.js';
 import {
   alertsSchema,
   bucketLimitSchema,
+  checkSharding,
   IDENTIFIER_PATTERN,
   identifierSchema,
   type LimitInput,
@@ -159,6 +160,7 @@ function checkLimitSet(
     }
     seen.add(id);
     names.add(limit.name);
+    checkSharding(limit, `${field}[${i}]`);
   });
   if (names.size > MAX_LIMITS_PER_SCOPE) {
     throw new ValidationError(field, `at most ${MAX_LIMITS_PER_SCOPE} distinct limit names`);

@@ -10,16 +10,29 @@
 
 import { withCost } from '../catalog/price.js';
 import { PRIORITY } from '../defaults.js';
-import { ValidationError } from '../errors.js';
-import { bucketAttributes, itemAttributes } from '../store/schema.js';
+import { StoreUnavailableError, ValidationError } from '../errors.js';
+import { bucketAttributes, itemAttributes, shardKey } from '../store/schema.js';
 import type { Assignment, ItemState, ItemUpdate } from '../store/types.js';
 import { bucketConsume, bucketFits, bucketWaitNs, NS_PER_MS, type Step } from './gcra.js';
 import { combine, giveBack, leasedItem } from './items.js';
 import { type LeaseClaims, newLeaseId, signLease } from './lease.js';
 import { amountOf, type Limit, parseUsage, type Usage } from './limits.js';
 import { quotaConsume, quotaFits } from './quota.js';
+import {
+  counted,
+  countOf,
+  frozenAt,
+  observe,
+  parentOf,
+  pickShard,
+  shardCondition,
+  shardingOf,
+  shareOf,
+  thawed,
+  throttled,
+} from './shards.js';
 import { type Engine, keyOf, nsToMs, toNs } from './state.js';
-import { denial, remembered, statuses, violation } from './statuses.js';
+import { denial, remembered, scopeStatuses, violation } from './statuses.js';
 import type { AcquireRequest, AcquireResult, ScopeCheck, Violation } from './types.js';
 import { CANCELLED, contextToWire, usageEvent } from './usage-context.js';
 
@@ -34,7 +47,7 @@ type ItemStep =
   | ({ readonly kind: 'none' } & Shadowed);
 
 type ConsumeOutcome =
-  | ({ readonly kind: 'ok'; readonly state: ItemState } & Shadowed)
+  | ({ readonly kind: 'ok'; readonly state: ItemState; readonly at: Placement } & Shadowed)
   | { readonly kind: 'denied'; readonly violations: Violation[] }
   | { readonly kind: 'contended' };
 
@@ -82,15 +95,25 @@ export async function acquire(engine: Engine, request: AcquireRequest): Promise<
   const nowNs = toNs(nowMs);
   const consume = { priority, maxWaitNs: BigInt(maxWaitMs) * NS_PER_MS };
 
-  const tooLarge = checks.flatMap((check) =>
-    check.limits
+  // A sharded scope can hold no more than one shard's share (its largest, shard 0's).
+  const tooLarge = checks.flatMap((check) => {
+    const shards = engine.shardCount(check.key);
+    return shareOf(check.limits, 0, shards).flatMap((limit, j) =>
       // A shadow limit is reported in itemConsume instead, as a shadow violation.
-      .filter(
-        (limit) =>
-          !limit.shadow && !fits(limit, amountOf(usage, limit.metric), priorityAt(check, priority)),
-      )
-      .map((limit) => violation(check, limit, engine.stateOf(check.key), nowMs, usage, null)),
-  );
+      !limit.shadow && !fits(limit, amountOf(usage, limit.metric), priorityAt(check, priority))
+        ? [
+            violation(
+              check,
+              check.limits[j] ?? limit,
+              engine.stateOf(check.key),
+              nowMs,
+              usage,
+              null,
+            ),
+          ]
+        : [],
+    );
+  });
   if (tooLarge.length > 0) {
     return {
       allowed: false,
@@ -116,23 +139,36 @@ export async function acquire(engine: Engine, request: AcquireRequest): Promise<
           },
         ]
       : [];
-  const consumeItem = (check: ScopeCheck, i: number, state: ItemState | undefined, may: boolean) =>
-    itemConsume(
-      engine,
-      check,
-      state,
-      nowMs,
-      usage,
-      { ...consume, mayDeny: may },
-      i === 0 ? event(0, usage) : [],
-    );
-
-  const first = checks.map((check, i) => {
-    const seen = engine.seen.get(keyOf(check.key));
+  const consumeItem = (at: Placement, i: number, state: ItemState | undefined, may: boolean) =>
+    itemConsume(engine, at.check, state, nowMs, usage, { ...consume, mayDeny: may }, at.shards, [
+      ...(i === 0 ? event(0, usage) : []),
+      ...counted(shardingOf(at.check.limits), at.shards),
+    ]);
+  /** The step memory suggests on a shard: it may deny only from a recent state. */
+  const fromMemory = (at: Placement, i: number) => {
+    const seen = engine.seen.get(keyOf(at.check.key));
     const mayDeny = seen !== undefined && nowMs - seen.atMs <= engine.tuning.cacheDenyMaxAgeMs;
-    return consumeItem(check, i, seen?.state, mayDeny);
+    return consumeItem(at, i, seen?.state, mayDeny);
+  };
+
+  // Each scope on one of its shards (a whole scope: its one item); a shard memory says refuses
+  // is swapped for another one that may admit.
+  const placements = checks.map((check) =>
+    place(engine, check, pickShard(engine.shardCount(check.key))),
+  );
+  const first = checks.map((check, i) => {
+    const at = placements[i] as Placement;
+    const step = fromMemory(at, i);
+    if (step.kind !== 'deny' || at.shards === 1) return step;
+    const other = place(engine, check, pickShard(at.shards, new Set([at.index])));
+    const second = fromMemory(other, i);
+    if (second.kind === 'deny') return step;
+    placements[i] = other;
+    return second;
   });
-  const deniedFromMemory = first.flatMap((step) => (step.kind === 'deny' ? step.violations : []));
+  const deniedFromMemory = first.flatMap((step, i) =>
+    step.kind === 'deny' ? whole(engine, checks[i] as ScopeCheck, step.violations, nowMs) : [],
+  );
   if (deniedFromMemory.length > 0) {
     const shadow = first.flatMap((step) => (step.kind === 'deny' ? [] : step.shadow));
     return { ...denial(engine, checks, deniedFromMemory, nowMs), ...shadowOf(checks, shadow) };
@@ -141,24 +177,58 @@ export async function acquire(engine: Engine, request: AcquireRequest): Promise<
   const settled = await Promise.allSettled(
     checks.map(async (check, i): Promise<ConsumeOutcome> => {
       let step = first[i] as ItemStep;
+      let at = placements[i] as Placement;
+      const tried = new Set([at.index]);
+      let waits = 0;
+      const sharding = shardingOf(check.limits);
       for (let attempt = 0; attempt < engine.tuning.maxAttempts; attempt++) {
-        if (step.kind === 'deny') return { kind: 'denied', violations: step.violations };
-        if (step.kind === 'none') return { kind: 'ok', state: {}, shadow: step.shadow };
-        const result = await engine.store.update(step.update);
+        if (step.kind === 'deny') {
+          // One more shard before refusing, so that a refusal means the scope is short.
+          if (at.shards === 1 || tried.size > 1)
+            return { kind: 'denied', violations: whole(engine, check, step.violations, nowMs) };
+          at = place(engine, check, pickShard(at.shards, tried));
+          tried.add(at.index);
+          step = fromMemory(at, i);
+          attempt--;
+          continue;
+        }
+        if (step.kind === 'none') return { kind: 'ok', state: {}, shadow: step.shadow, at };
+        const key = at.check.key;
+        const result = await engine.store.update(step.update).catch((error: unknown) => {
+          if (error instanceof StoreUnavailableError && error.notApplied)
+            throttled(engine, key, sharding);
+          throw error;
+        });
         const state = result.item ?? {};
-        engine.remember(check.key, state);
-        if (result.ok) return { kind: 'ok', state, shadow: step.shadow };
-        step = consumeItem(check, i, state, true);
+        engine.remember(key, state);
+        if (result.ok) {
+          observe(engine, key, state, sharding);
+          return { kind: 'ok', state, shadow: step.shadow, at };
+        }
+        if (frozenAt(state) !== undefined) {
+          // Mid-split: another shard, or wait for the split (not counted as an attempt).
+          if (waits++ < FROZEN_WAITS) attempt--;
+          if (at.shards > 1 && tried.size < at.shards) {
+            at = place(engine, check, pickShard(at.shards, tried));
+            tried.add(at.index);
+          } else await thawed(engine, key, state);
+        } else if (result.item === undefined && at.index > 0) {
+          at = place(engine, check, parentOf(at.index)); // not born yet: its parent holds it
+        } else at = place(engine, check, at.index); // at the share the item holds
+        step = consumeItem(at, i, engine.stateOf(at.check.key), true);
       }
       return { kind: 'contended' };
     }),
   );
   const outcomes = settled.map((s) => (s.status === 'fulfilled' ? s.value : undefined));
   const shadow = outcomes.flatMap((o) => (o?.kind === 'ok' ? o.shadow : []));
+  /** What a lease remembers of a scope: the shard it took from, and the whole limits. */
   const chargedCheck = (i: number): ScopeCheck | undefined => {
     const check = checks[i];
     const outcome = outcomes[i];
-    return check && outcome?.kind === 'ok' ? charged(check, outcome.shadow) : undefined;
+    return check && outcome?.kind === 'ok'
+      ? { ...charged(check, outcome.shadow), key: outcome.at.check.key }
+      : undefined;
   };
 
   if (outcomes.every((o) => o?.kind === 'ok')) {
@@ -174,7 +244,9 @@ export async function acquire(engine: Engine, request: AcquireRequest): Promise<
     };
     let waitNs = 0n;
     checks.forEach((check, i) => {
-      for (const limit of check.limits) {
+      const outcome = outcomes[i];
+      const limits = outcome?.kind === 'ok' ? outcome.at.check.limits : check.limits;
+      for (const limit of limits) {
         if (limit.kind !== 'bucket') continue;
         const wait = bucketWaitNs(limit, states[i] ?? {}, nowNs, priorityAt(check, priority));
         if (wait > waitNs) waitNs = wait;
@@ -184,7 +256,14 @@ export async function acquire(engine: Engine, request: AcquireRequest): Promise<
       allowed: true,
       leaseId: signLease(claims, signingKey),
       waitMs: nsToMs(waitNs),
-      limits: checks.flatMap((check, i) => statuses(check.scope, check.limits, states[i], nowMs)),
+      limits: checks.flatMap((check, i) => {
+        const outcome = outcomes[i];
+        const fresh =
+          outcome?.kind === 'ok'
+            ? { key: outcome.at.check.key, state: states[i] ?? {} }
+            : undefined;
+        return scopeStatuses(engine, check, nowMs, fresh);
+      }),
       ...shadowOf(checks, shadow),
     };
   }
@@ -225,6 +304,7 @@ function itemConsume(
   nowMs: number,
   usage: Usage,
   options: ConsumeOptions,
+  shards: number,
   also: readonly Assignment[],
 ): ItemStep {
   const at = { ...options, priority: priorityAt(check, options.priority) };
@@ -259,8 +339,48 @@ function itemConsume(
     [...steps, { kind: 'write', set: extra }],
     state,
     nowMs,
+    shardCondition(shards),
+    shards,
   );
   return update ? { kind: 'write', update, shadow } : { kind: 'none', shadow };
+}
+
+/** A scope on one of its shards: the shard's key and its share of the limits. */
+interface Placement {
+  readonly check: ScopeCheck;
+  readonly index: number;
+  /** The shard count the shard holds its share at (as last seen; its writes check it). */
+  readonly shards: number;
+}
+
+/** Waits for a split in progress, per scope and decision, beyond the ordinary attempts. */
+const FROZEN_WAITS = 100;
+
+function place(engine: Engine, check: ScopeCheck, index: number): Placement {
+  const key = shardKey(check.key, index);
+  const seen = engine.stateOf(key);
+  const shards = seen ? countOf(seen) : engine.shardCount(check.key);
+  return { check: { ...check, key, limits: shareOf(check.limits, index, shards) }, index, shards };
+}
+
+/** A shard's violations as the whole scope's: its whole limit and what remains of it. */
+function whole(
+  engine: Engine,
+  check: ScopeCheck,
+  violations: readonly Violation[],
+  nowMs: number,
+): Violation[] {
+  if (engine.shardCount(check.key) === 1) return [...violations];
+  const standing = scopeStatuses(engine, check, nowMs);
+  return violations.map((v) => {
+    const limit = check.limits.find((l) => l.name === v.name);
+    const status = standing.find((st) => st.name === v.name);
+    return {
+      ...v,
+      ...(limit ? { limit: limit.limit } : {}),
+      ...(status ? { remaining: status.remaining } : {}),
+    };
+  });
 }
 
 const fits = (limit: Limit, amount: number, priority: number): boolean =>

@@ -1,12 +1,15 @@
 /** available: what remains of every limit, and when a usage would fit; consumes nothing. */
 
 import { type Price, withCost } from '../catalog/price.js';
+import { shardKey } from '../store/schema.js';
+import type { ItemKey, ItemState } from '../store/types.js';
 import { limitConsume, validChecks } from './acquire.js';
 import { bucketFits } from './gcra.js';
 import { amountOf, parseUsage, type Usage } from './limits.js';
 import { quotaFits } from './quota.js';
+import { countOf, shareOf } from './shards.js';
 import { type Engine, nsToMs } from './state.js';
-import { statuses } from './statuses.js';
+import { scopeStatuses } from './statuses.js';
 import type { AvailableResult, ScopeCheck } from './types.js';
 
 /**
@@ -20,35 +23,63 @@ export async function available(
   const given = parseUsage(request.usage ?? {}, 'usage');
   const usage = request.usage ? withCost(given, request.price) : given;
   const checks = validChecks(request.checks);
-  const states = await Promise.all(checks.map((check) => engine.store.get(check.key)));
+  const scopes = await Promise.all(checks.map((check) => readShards(engine, check.key)));
   const nowMs = engine.clock();
   let retryAfterNs = 0n;
   let never = false;
   checks.forEach((check, i) => {
-    const state = states[i] ?? {};
-    engine.remember(check.key, state);
     for (const limit of check.limits) {
       if (limit.shadow) continue; // never refuses: no wait to report
       const amount = amountOf(usage, limit.metric);
-      if (
-        limit.kind === 'bucket' ? !bucketFits(limit, amount, 100) : !quotaFits(limit, amount, 100)
-      ) {
-        never = true;
-        continue;
+      // A sharded scope admits when one of its shards does: the soonest shard's wait.
+      let soonest: bigint | undefined;
+      for (const { index, state } of scopes[i] ?? []) {
+        const [share = limit] = shareOf([limit], index, countOf(state));
+        const fit =
+          share.kind === 'bucket' ? bucketFits(share, amount, 100) : quotaFits(share, amount, 100);
+        if (!fit) continue;
+        const step = limitConsume(share, state, nowMs, amount, {
+          priority: 100,
+          maxWaitNs: 0n,
+          mayDeny: true,
+        });
+        const wait = step.kind === 'deny' ? step.retryAfterNs : 0n;
+        if (soonest === undefined || wait < soonest) soonest = wait;
       }
-      const step = limitConsume(limit, state, nowMs, amount, {
-        priority: 100,
-        maxWaitNs: 0n,
-        mayDeny: true,
-      });
-      if (step.kind === 'deny' && step.retryAfterNs > retryAfterNs)
-        retryAfterNs = step.retryAfterNs;
+      if (soonest === undefined) never = true;
+      else if (soonest > retryAfterNs) retryAfterNs = soonest;
     }
   });
   return {
-    limits: checks.flatMap((check, i) =>
-      statuses(check.scope, check.limits, states[i] ?? {}, nowMs),
-    ),
+    limits: checks.flatMap((check) => scopeStatuses(engine, check, nowMs)),
     retryAfterMs: never ? null : nsToMs(retryAfterNs),
   };
+}
+
+/**
+ * Reads a scope's items (one strongly consistent read each): its own, and every shard it has
+ * (a shard names the count where it stands; deeper ones are read as they are found).
+ */
+async function readShards(
+  engine: Engine,
+  base: ItemKey,
+): Promise<{ readonly index: number; readonly state: ItemState }[]> {
+  const own = (await engine.store.get(base)) ?? {};
+  engine.remember(base, own);
+  const found = [{ index: 0, state: own }];
+  let read = 1;
+  let count = Math.max(countOf(own), engine.shardCount(base));
+  while (read < count) {
+    const more = Array.from({ length: count - read }, (_, k) => read + k);
+    const states = await Promise.all(more.map((index) => engine.store.get(shardKey(base, index))));
+    read = count;
+    states.forEach((state, k) => {
+      if (state === undefined) return; // not born yet: its parent holds its share
+      const index = more[k] as number;
+      engine.remember(shardKey(base, index), state);
+      found.push({ index, state });
+      count = Math.max(count, countOf(state));
+    });
+  }
+  return found;
 }

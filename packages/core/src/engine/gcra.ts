@@ -79,12 +79,20 @@ const max = (a: bigint, b: bigint): bigint => (a > b ? a : b);
 const minBig = (a: bigint, b: bigint): bigint => (a < b ? a : b);
 
 /** The parts of a bucket definition the math needs. */
-type Definition = Pick<BucketLimit, 'limit' | 'periodSeconds' | 'burst'>;
+type Definition = Pick<BucketLimit, 'limit' | 'periodSeconds' | 'burst' | 'share'>;
 
-/** Period in ns, the scale L, and the capacity tau at full priority. */
+/**
+ * The cost of one unit of usage P (ns), the scale L, and the capacity tau at full priority. A
+ * shard holding 1/`share` of the limit charges `share` times the period per unit against the
+ * same tau: exactly 1/`share` of the rate and of the burst, with no rounding.
+ */
 export function bucketParams(limit: Definition): { L: bigint; P: bigint; tau: bigint } {
-  const P = BigInt(limit.periodSeconds) * NS_PER_S;
-  return { L: BigInt(limit.limit), P, tau: BigInt(limit.burst) * P };
+  const period = BigInt(limit.periodSeconds) * NS_PER_S;
+  return {
+    L: BigInt(limit.limit),
+    P: period * BigInt(limit.share ?? 1),
+    tau: BigInt(limit.burst) * period,
+  };
 }
 
 /** Capacity available to a request of `priority` (1–100): the last part is kept for higher ones. */
@@ -139,9 +147,18 @@ export function effectiveLimit(limit: BucketLimit, state: ItemState | undefined)
   return { ...limit, ...parseScale(s), revision: Number(r) };
 }
 
-/** The stored TAT as the definition `to` would store it, keeping the backlog in usage units. */
-function convertTat(x: bigint, from: string, to: { L: bigint; P: bigint }, nowNs: bigint): bigint {
-  const old = bucketParams(parseScale(from));
+/**
+ * The stored TAT as the definition `to` would store it, keeping the backlog in usage units (at
+ * the same share: only a split changes an item's share, and it converts nothing).
+ */
+function convertTat(
+  x: bigint,
+  from: string,
+  to: { L: bigint; P: bigint },
+  nowNs: bigint,
+  share: number | undefined,
+): bigint {
+  const old = bucketParams({ ...parseScale(from), share: share ?? 1 });
   if (old.L === to.L && old.P === to.P) return x;
   const backlog = max(0n, x - nowNs * old.L); // in old units: usage × old P
   return nowNs * to.L + ceilDiv(backlog * to.P, old.P);
@@ -201,7 +218,7 @@ export function bucketConsume(
   if (state === undefined || x === undefined || s === undefined)
     return idleWrite(limit.name, scale, nowX, inc, horizonNs);
 
-  const newX = max(convertTat(x, s, { L, P }, nowNs), nowX) + inc;
+  const newX = max(convertTat(x, s, { L, P }, nowNs, limit.share), nowX) + inc;
   if (newX - nowX > ceiling) {
     // A stale state may not deny; the idle guess admits only if the bucket really is idle.
     if (!options.mayDeny) return idleWrite(limit.name, scale, nowX, inc, horizonNs);
@@ -257,7 +274,7 @@ function deltaDefinition(
   state: ItemState | undefined,
 ): { scale: string; L: bigint; P: bigint; tau: bigint } {
   const scale = readStored(state, leased.name).s ?? scaleOf(leased);
-  return { scale, ...bucketParams(parseScale(scale)) };
+  return { scale, ...bucketParams({ ...parseScale(scale), share: leased.share ?? 1 }) };
 }
 
 /** Plans debt: adds `amount` with no capacity condition (the bucket may go past empty). */
@@ -330,9 +347,8 @@ export function bucketStatus(
   const limit = effectiveLimit(given, state);
   const { L, P, tau } = bucketParams(limit);
   const { x, s } = readStored(state, limit.name);
-  if (x === undefined || s === undefined)
-    return { remaining: BigInt(limit.burst), resetNs: 0n, backlogX: 0n };
-  const backlogX = max(0n, convertTat(x, s, { L, P }, nowNs) - nowNs * L);
+  if (x === undefined || s === undefined) return { remaining: tau / P, resetNs: 0n, backlogX: 0n }; // the burst (a shard's share of it)
+  const backlogX = max(0n, convertTat(x, s, { L, P }, nowNs, limit.share) - nowNs * L);
   return { remaining: floorDiv(tau - backlogX, P), resetNs: ceilDiv(backlogX, L), backlogX };
 }
 

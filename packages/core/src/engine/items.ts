@@ -4,7 +4,7 @@
  * giving back what a refused or failed acquire took.
  */
 import { StoreUnavailableError } from '../errors.js';
-import { itemAttributes, TABLE_SCHEMA } from '../store/schema.js';
+import { itemAttributes, shardOf, TABLE_SCHEMA } from '../store/schema.js';
 import type {
   Assignment,
   Condition,
@@ -17,6 +17,7 @@ import { bucketDebt, bucketRefund, ceilDiv, type Step } from './gcra.js';
 import type { LeasedItem, LeasedLimit } from './lease.js';
 import { amountOf, type Usage } from './limits.js';
 import { quotaDebt, quotaRefund, quotaStatus } from './quota.js';
+import { countOf, shardCondition, shareOf, thawed } from './shards.js';
 import { type Engine, sleep, toNs } from './state.js';
 import type { ScopeCheck } from './types.js';
 
@@ -70,6 +71,7 @@ export function combine(
   state: ItemState | undefined,
   nowMs: number,
   extra?: Condition,
+  shards = 1,
 ): ItemUpdate | null {
   const set: Assignment[] = [];
   const conditions: Condition[] = [];
@@ -82,7 +84,8 @@ export function combine(
       horizonNs = step.horizonNs;
   }
   if (set.length === 0) return null;
-  if (horizonNs !== undefined) {
+  // A shard never expires (see shards.ts): its scope's other shards count on it.
+  if (horizonNs !== undefined && shards === 1) {
     const ttlAttr = TABLE_SCHEMA.ttlAttribute;
     const untilS = ceilDiv(toNs(nowMs) + horizonNs, 1_000_000_000n);
     let ttl = ceilDiv(untilS + BigInt(engine.tuning.ttlSlackSeconds), TTL_GRAIN_SECONDS);
@@ -121,8 +124,11 @@ export function deltaUpdate(
   const nowNs = toNs(nowMs);
   const elapsedNs = nowNs - toNs(acquiredAtMs);
   const resetSince = state !== undefined && generationOf(state) > item.generation;
+  // A shard is charged at the share it holds now (a split since the acquire halves it).
+  const { base, index } = shardOf(item.key);
+  const shards = state ? countOf(state) : engine.shardCount(base);
   let refunds = false;
-  const steps: Step[] = item.limits.map((limit) => {
+  const steps: Step[] = shareOf(item.limits, index, shards).map((limit) => {
     const held = BigInt(amountOf(previous, limit.metric));
     const delta = BigInt(amountOf(next, limit.metric)) - held;
     if (delta === 0n) return { kind: 'skip' };
@@ -139,13 +145,15 @@ export function deltaUpdate(
     if (step.kind === 'write') refunds = true;
     return step;
   });
+  const onShard = shardCondition(shards);
   const update = combine(
     engine,
     item.key,
     steps,
     state,
     nowMs,
-    refunds ? generationIs(item.generation) : undefined,
+    refunds ? { and: [generationIs(item.generation), onShard] } : onShard,
+    shards,
   );
   const assumed = steps.flatMap((step) =>
     step.kind === 'skip' && step.assuming ? [step.assuming] : [],
@@ -191,6 +199,7 @@ async function applyDeltas(
     const result = await engine.store.update(write);
     engine.remember(item.key, result.item ?? {});
     if (result.ok) return;
+    await thawed(engine, item.key, result.item ?? {});
   }
   throw new StoreUnavailableError('compensation kept failing its condition', { notApplied: true });
 }

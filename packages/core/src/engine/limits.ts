@@ -53,6 +53,19 @@ export const metricSchema = z.string().check(z.regex(METRIC_PATTERN));
  */
 const modeSchema = z.optional(z.enum(['enforce', 'shadow']));
 
+/** Most shards one scope may be split into (a settlement transaction holds at most 100 items). */
+export const MAX_SHARDS = 64;
+
+/** A shard count: a power of two from 1 to {@link MAX_SHARDS} (shards are split in halves). */
+const shardCount = z.optional(
+  z.number().check(
+    z.int(),
+    z.minimum(1),
+    z.maximum(MAX_SHARDS),
+    z.refine((n) => (n & (n - 1)) === 0, { message: 'must be a power of two (1, 2, 4 … 64)' }),
+  ),
+);
+
 /** Most budget alert thresholds one quota may name. */
 export const MAX_ALERTS = 10;
 
@@ -77,6 +90,10 @@ export const bucketLimitSchema = z.strictObject({
   ]),
   burst: z.optional(positiveAmount),
   mode: modeSchema,
+  /** Items the scope's limits are split over (see shards.ts). */
+  shards: shardCount,
+  /** The most shards the scope may grow to on its own when its items run hot. */
+  max_shards: shardCount,
 });
 
 /** A calendar quota: at most `limit` per day, ISO week or month in `timezone` (default UTC). */
@@ -89,6 +106,8 @@ export const quotaLimitSchema = z.strictObject({
   /** Budget alerts: one event when usage in a window first reaches each share of `limit`. */
   alerts: z.optional(alertsSchema),
   mode: modeSchema,
+  shards: shardCount,
+  max_shards: shardCount,
 });
 
 /** A rolling limit or a calendar quota, as sent over the API. */
@@ -124,6 +143,19 @@ export interface BucketLimit {
   readonly revision?: number;
   /** Never refuses (see {@link bucketLimitSchema}'s `mode`). */
   readonly shadow?: true;
+  /**
+   * The share of the limit one item holds: 1/`share` of the rate and of the burst (one shard of
+   * that many; see shards.ts). Set only on a shard's own view of a limit. @default 1
+   */
+  readonly share?: number;
+  /** Shards the scope should have, and may grow to (see {@link Sharding}). */
+  readonly sharding?: Sharding;
+}
+
+/** How a limit asks its scope to be split: `shards` now, up to `max` when its items run hot. */
+export interface Sharding {
+  readonly shards: number;
+  readonly max: number;
 }
 
 /** A calendar quota, normalized. */
@@ -138,6 +170,7 @@ export interface QuotaLimit {
   readonly alerts?: readonly number[];
   /** Never refuses (see {@link bucketLimitSchema}'s `mode`). */
   readonly shadow?: true;
+  readonly sharding?: Sharding;
 }
 
 export type Limit = BucketLimit | QuotaLimit;
@@ -203,13 +236,17 @@ export function parseLimits(
       throw new ValidationError(`${field}[${index}].name`, `duplicate limit name "${raw.name}"`);
     }
     seen.add(raw.name);
+    checkSharding(raw, `${field}[${index}]`);
     return normalizeLimit(raw, defaultAlerts);
   });
 }
 
 /** Normalizes one already-validated limit. */
 export function normalizeLimit(raw: LimitInput, defaultAlerts?: readonly number[]): Limit {
-  const shadow = raw.mode === 'shadow' ? ({ shadow: true } as const) : {};
+  const shadow = {
+    ...(raw.mode === 'shadow' ? ({ shadow: true } as const) : {}),
+    ...shardingOf(raw),
+  };
   if ('window' in raw) {
     const alerts = [...new Set(raw.alerts ?? defaultAlerts ?? [])].sort((a, b) => a - b);
     return {
@@ -232,6 +269,19 @@ export function normalizeLimit(raw: LimitInput, defaultAlerts?: readonly number[
     burst: raw.burst ?? raw.limit,
     ...shadow,
   };
+}
+
+function shardingOf(raw: LimitInput): { sharding?: Sharding } {
+  const shards = raw.shards ?? 1;
+  const max = Math.max(raw.max_shards ?? shards, shards);
+  return max > 1 ? { sharding: { shards, max } } : {};
+}
+
+/** `max_shards` below `shards` is a mistake worth a 400 (`field` names the limit). */
+export function checkSharding(raw: LimitInput, field: string): void {
+  if (raw.max_shards !== undefined && raw.max_shards < (raw.shards ?? 1)) {
+    throw new ValidationError(`${field}.max_shards`, `must be at least shards (${raw.shards})`);
+  }
 }
 
 /** The amount of `metric` in `usage`, 0 when absent: own properties only (`constructor` is a metric name too). */

@@ -8,13 +8,14 @@
 import { canonicalJson } from '../canonical.js';
 import { withCost } from '../catalog/price.js';
 import { LeaseSettledError, StoreUnavailableError, ValidationError } from '../errors.js';
-import { itemKeys, leaseAttributes as L, TABLE_SCHEMA } from '../store/schema.js';
+import { itemKeys, leaseAttributes as L, shardOf, TABLE_SCHEMA } from '../store/schema.js';
 import type { ItemState, ItemUpdate } from '../store/types.js';
 import { applyLocally, deltaUpdate, zeroed } from './items.js';
 import { type LeaseClaims, verifyLease } from './lease.js';
 import { amountOf, MAX_AMOUNT, parseUsageMap, type Usage } from './limits.js';
+import { frozenAt, thawed } from './shards.js';
 import { type Engine, type LeaseRecord, sleep } from './state.js';
-import { statuses } from './statuses.js';
+import { scopeStatuses } from './statuses.js';
 import type { SettleResult } from './types.js';
 import { contextToWire } from './usage-context.js';
 
@@ -66,6 +67,7 @@ async function settle(
 ): Promise<SettleResult> {
   const leaseKey = itemKeys.lease(claims.id);
   let record = engine.leases.get(claims.id);
+  let frozenWaits = 0;
 
   for (let attempt = 0; attempt < engine.tuning.maxSettleAttempts; attempt++) {
     const nowMs = engine.clock();
@@ -147,6 +149,7 @@ async function settle(
       return settled(engine, leaseId, claims, totals, final, nowMs);
     }
     let conflict = false;
+    const splitting: Promise<void>[] = [];
     result.failures.forEach((failure, i) => {
       if (failure.reason === 'conflict') conflict = true;
       if (failure.reason !== 'condition') return;
@@ -154,8 +157,16 @@ async function settle(
       else {
         const item = itemUpdates[i - 1]?.item;
         if (item) engine.remember(item.key, failure.item ?? {});
+        // A shard frozen for a split: wait for it (not an attempt), or complete a stale split.
+        if (item && frozenAt(failure.item) !== undefined && frozenWaits++ < 100) {
+          splitting.push(thawed(engine, item.key, failure.item ?? {}));
+        }
       }
     });
+    if (splitting.length > 0) {
+      await Promise.all(splitting);
+      attempt--;
+    }
     if (conflict) await sleep(Math.random() * 5 * 2 ** attempt);
   }
   throw new StoreUnavailableError('lease settlement kept conflicting; retry');
@@ -174,7 +185,7 @@ function settled(
     settled: isSettled,
     usage: totals,
     limits: claims.items.flatMap((item) =>
-      statuses(item.scope, item.limits, engine.stateOf(item.key), nowMs),
+      scopeStatuses(engine, { ...item, key: shardOf(item.key).base }, nowMs),
     ),
   };
 }

@@ -5,6 +5,7 @@
  */
 import { joinKey } from '../canonical.js';
 import { ENGINE_DEFAULTS, type EngineTuning, signingKeyRetainMs } from '../defaults.js';
+import { itemAttributes, shardOf } from '../store/schema.js';
 import type { ItemKey, ItemState, Store } from '../store/types.js';
 import { ceilDiv, NS_PER_MS } from './gcra.js';
 import type { Usage } from './limits.js';
@@ -53,6 +54,12 @@ export class Engine {
   readonly seen: Recent<Seen>;
   /** The last record seen of each lease. */
   readonly leases: Recent<LeaseRecord>;
+  /** The most shards seen of each sharded scope (by its own item's key). */
+  readonly shardCounts: Recent<number>;
+  /** Growths of sharded scopes this process runs (see shards.ts). */
+  readonly growing = new Map<string, Promise<void>>();
+  /** A write counter of each hot shard as first seen (see shards.ts). */
+  readonly writeCounts: Recent<{ readonly writes: bigint; readonly atMs: number }>;
 
   constructor(options: LimiterOptions) {
     const { store, clock, onBackgroundError, onSigningKeysRestored, ...tuning } = options;
@@ -62,6 +69,8 @@ export class Engine {
     this.onBackgroundError = onBackgroundError ?? (() => {});
     this.seen = new Recent(this.tuning.cacheSize);
     this.leases = new Recent(this.tuning.cacheSize);
+    this.shardCounts = new Recent(this.tuning.cacheSize);
+    this.writeCounts = new Recent(this.tuning.cacheSize);
     this.keys = new SigningKeys({
       store,
       clock: this.clock,
@@ -78,6 +87,21 @@ export class Engine {
 
   remember(key: ItemKey, state: ItemState): void {
     this.seen.set(keyOf(key), { state, atMs: this.clock() });
+    const n = state[itemAttributes.shards];
+    if (typeof n !== 'bigint') return;
+    const count = Math.abs(Number(n));
+    const base = keyOf(shardOf(key).base);
+    if (count > (this.shardCounts.get(base) ?? 1)) this.shardCounts.set(base, count);
+  }
+
+  /** How many shards this process knows the scope whose own item is `base` to have. */
+  shardCount(base: ItemKey): number {
+    return this.shardCounts.get(keyOf(base)) ?? 1;
+  }
+
+  /** Resolves when every growth of a sharded scope this process started has ended. */
+  async growth(): Promise<void> {
+    while (this.growing.size > 0) await Promise.all(this.growing.values());
   }
 
   /**

@@ -3,10 +3,12 @@
  * refusal, and the refusal itself.
  */
 
-import type { ItemState } from '../store/types.js';
+import { shardKey } from '../store/schema.js';
+import type { ItemKey, ItemState } from '../store/types.js';
 import { bucketStatus } from './gcra.js';
 import { amountOf, type Limit, type Usage } from './limits.js';
 import { quotaStatus } from './quota.js';
+import { countOf, shareOf } from './shards.js';
 import { type Engine, nsToMs, toNs } from './state.js';
 import type { AcquireResult, LimitStatus, ScopeCheck, Violation } from './types.js';
 
@@ -68,9 +70,49 @@ export function remembered(
   checks: readonly ScopeCheck[],
   nowMs: number,
 ): LimitStatus[] {
-  return checks.flatMap((check) =>
-    statuses(check.scope, check.limits, engine.stateOf(check.key), nowMs),
-  );
+  return checks.flatMap((check) => scopeStatuses(engine, check, nowMs));
+}
+
+/**
+ * The statuses of a scope's whole limits (`check.key` is the scope's own item). A sharded
+ * scope's `remaining` adds up its shards as this process last saw them (`fresh`: one just
+ * written), extrapolated over shards it has not seen by their shares; `resetMs` is the latest.
+ */
+export function scopeStatuses(
+  engine: Engine,
+  check: Pick<ScopeCheck, 'scope' | 'key' | 'limits'>,
+  nowMs: number,
+  fresh?: { readonly key: ItemKey; readonly state: ItemState },
+): LimitStatus[] {
+  const stateOf = (key: ItemKey) =>
+    fresh && fresh.key.sk === key.sk && fresh.key.pk === key.pk ? fresh.state : engine.stateOf(key);
+  const count = engine.shardCount(check.key);
+  if (count === 1) return statuses(check.scope, check.limits, stateOf(check.key), nowMs);
+  const seen = Array.from({ length: count }, (_, index) => ({
+    index,
+    state: stateOf(shardKey(check.key, index)),
+  })).filter(({ index, state }) => (index === 0 ? state !== undefined : countOf(state) > 1)); // unborn
+  if (seen.length === 0) return statuses(check.scope, check.limits, undefined, nowMs);
+  const covered = seen.reduce((sum, { state }) => sum + 1 / countOf(state), 0);
+  return check.limits.flatMap((limit) => {
+    if (limit.shadow) return [];
+    let remaining = 0;
+    let resetMs = 0;
+    for (const { index, state } of seen) {
+      const [share] = shareOf([limit], index, countOf(state));
+      const standingOf = standing(share ?? limit, state, nowMs);
+      remaining += Number(standingOf.remaining);
+      resetMs = Math.max(resetMs, standingOf.resetMs);
+    }
+    return {
+      scope: check.scope,
+      name: limit.name,
+      metric: limit.metric,
+      limit: limit.limit,
+      remaining: Math.floor(remaining / covered),
+      resetMs,
+    };
+  });
 }
 
 /** A rate-limited refusal. */

@@ -38,6 +38,14 @@ export const itemAttributes = {
   generation: 'g',
   /** The usage event of the last acquire that wrote this item first (see usage-context.ts). */
   usageEvent: 'ev',
+  /** Shards the item's scope is split into where it stands (absent: 1); negative while splitting. */
+  shards: 'n',
+  /** When a split froze the item (epoch ms). */
+  frozenAt: 'nf',
+  /** On a shard a split created, until its parent has thawed (see shards.ts). */
+  bornFrozen: 'nb',
+  /** Consuming writes to an item of a scope that may grow more shards (how hot it runs). */
+  writes: 'wc',
 } as const;
 
 /** Attributes of a lease's settlement record (the item {@link itemKeys.lease} names). */
@@ -126,6 +134,18 @@ export const signingKeyAttributes = {
   /** Until when (epoch ms) a key rotated out still verifies. */
   retiresAt: (keyId: string) => `e_${keyId}`,
 } as const;
+
+/** Shard `index` of the scope whose own item is `base` (shard 0 is `base` itself). */
+export function shardKey(base: ItemKey, index: number): ItemKey {
+  return index === 0 ? base : { pk: base.pk, sk: `${base.sk}#${index}` };
+}
+
+/** The scope item and shard index of any shard's key (identifiers never hold `#`). */
+export function shardOf(key: ItemKey): { readonly base: ItemKey; readonly index: number } {
+  const at = key.sk.lastIndexOf('#');
+  if (at < 0) return { base: key, index: 0 };
+  return { base: { pk: key.pk, sk: key.sk.slice(0, at) }, index: Number(key.sk.slice(at + 1)) };
+}
 
 /** Item keys. All items share one table; the prefixes keep them apart. */
 export const itemKeys = {

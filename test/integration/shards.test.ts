@@ -1,0 +1,215 @@
+/**
+ * Sharded scopes on DynamoDB Local: a shared limit split over several items, grown while callers
+ * are admitted, adjusted and released, by several processes at once. The model is the limit
+ * itself: in any window, admitted ≤ burst + rate × length, and with the clock held still, what
+ * the shards hold adds up to exactly what the leases stand at.
+ */
+import {
+  available,
+  grow,
+  growInBackground,
+  itemKeys,
+  type Limiter,
+  parseLimits,
+  type ScopeCheck,
+  shardKey,
+} from '@sluice/core';
+import fc from 'fast-check';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { freshTable, manualClock, type TestTable } from '../support/table.js';
+
+let table: TestTable;
+beforeAll(async () => {
+  table = await freshTable('shards');
+});
+
+const scope = (resource: string, limits: unknown): ScopeCheck => ({
+  scope: 'resource',
+  key: itemKeys.resourceBucket(resource),
+  limits: parseLimits(limits),
+});
+
+const decide = async (limiter: Limiter, check: ScopeCheck, tokens: number) => {
+  const r = await limiter.acquire({ checks: [check], usage: { tokens } });
+  return r.allowed ? r : undefined;
+};
+
+describe('a sharded scope', () => {
+  it('grows to the shards its limits ask for and holds exactly the burst across them', async () => {
+    const clock = manualClock();
+    const check = scope('exact', [
+      { name: 'rpm', metric: 'requests', limit: 100, per: 'minute', shards: 4 },
+    ]);
+    const limiters = [table.limiter({ clock: clock.now }), table.limiter({ clock: clock.now })];
+    // The first write finds one item; the scope then splits in halves to 4.
+    expect(await decide(limiters[0] as Limiter, check, 1)).toBeDefined();
+    await (limiters[0] as Limiter).engine.growth();
+    const items = await Promise.all(
+      [0, 1, 2, 3, 4].map((s) => table.store.get(shardKey(check.key, s))),
+    );
+    expect(items.map((item) => item?.n)).toEqual([4n, 4n, 4n, 4n, undefined]);
+    expect(items.slice(0, 4).every((item) => item?.ttl === undefined)).toBe(true);
+
+    // 32 callers over two processes, the clock held still: exactly the burst is admitted.
+    let admitted = 1;
+    await Promise.all(
+      Array.from({ length: 32 }, async (_, c) => {
+        for (let i = 0; i < 12; i++)
+          if (await decide(limiters[c % 2] as Limiter, check, 1)) admitted++;
+      }),
+    );
+    expect(admitted).toBe(100);
+    const left = await available(limiters[0]?.engine ?? never(), {
+      checks: [check],
+      usage: { requests: 1 },
+    });
+    expect(left.limits).toEqual([
+      expect.objectContaining({ name: 'rpm', limit: 100, remaining: 0 }),
+    ]);
+    expect(left.retryAfterMs).toBeGreaterThan(0);
+    expect(left.retryAfterMs).toBeLessThanOrEqual(2_400); // one shard refills one in 4 × 0.6 s
+  });
+
+  it('reports the whole limit in answers and refusals', async () => {
+    const clock = manualClock();
+    const check = scope('answers', [
+      { name: 'tpm', metric: 'tokens', limit: 1_000, per: 'minute', shards: 2 },
+    ]);
+    const limiter = table.limiter({ clock: clock.now });
+    await grow(limiter.engine, check.key, 2);
+    const first = await limiter.acquire({ checks: [check], usage: { tokens: 100 } });
+    if (!first.allowed) throw new Error('refused');
+    expect(first.limits[0]).toMatchObject({ limit: 1_000 });
+    // One shard holds 500: a request above it can never fit, and says so.
+    const big = await limiter.acquire({ checks: [check], usage: { tokens: 501 } });
+    expect(big).toMatchObject({ allowed: false, code: 'exceeds_capacity' });
+    for (let i = 0; i < 9; i++) await limiter.acquire({ checks: [check], usage: { tokens: 100 } });
+    const refused = await limiter.acquire({ checks: [check], usage: { tokens: 100 } });
+    expect(refused.allowed).toBe(false);
+    if (refused.allowed) return;
+    expect(refused.violations[0]).toMatchObject({ limit: 1_000, remaining: 0 });
+  });
+
+  it('never admits more than burst + rate × t in any window while it grows', async () => {
+    const clock = manualClock();
+    const burst = 60;
+    const perSecond = 20;
+    const check = scope('window', [
+      { name: 'rps', metric: 'requests', limit: perSecond, per: 'second', burst, max_shards: 8 },
+    ]);
+    const limiters = [1, 2, 3].map(() => table.limiter({ clock: clock.now }));
+    const admittedAt: number[] = [];
+    const rounds = 40;
+    const stepMs = 100;
+    for (let round = 0; round < rounds; round++) {
+      clock.advance(stepMs);
+      const growth =
+        round === 5 || round === 15 || round === 25
+          ? growInBackground(
+              (limiters[round % 3] as Limiter).engine,
+              check.key,
+              round === 5 ? 2 : round === 15 ? 4 : 8,
+            )
+          : Promise.resolve();
+      await Promise.all(
+        Array.from({ length: 24 }, async (_, c) => {
+          if (await decide(limiters[c % 3] as Limiter, check, 1)) admittedAt.push(clock.now());
+        }),
+      );
+      await growth;
+    }
+    const item = await table.store.get(shardKey(check.key, 7));
+    expect(item?.n).toBe(8n);
+    const times = [...new Set(admittedAt)].sort((a, b) => a - b);
+    for (const from of times) {
+      for (const to of times) {
+        if (to < from) continue;
+        const inWindow = admittedAt.filter((t) => t >= from && t <= to).length;
+        expect(inWindow).toBeLessThanOrEqual(burst + (perSecond * (to - from)) / 1_000);
+      }
+    }
+    // It did admit: the shards hand out what the limit refills (no capacity lost in splits).
+    expect(admittedAt.length).toBeGreaterThanOrEqual(burst + perSecond * 3.5 * 0.9);
+  });
+
+  it('accounts every unit across splits, debts and refunds (generated runs)', {
+    timeout: 120_000,
+  }, async () => {
+    let run = 0;
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(
+          fc.record({
+            tokens: fc.integer({ min: 1, max: 40 }),
+            settle: fc.constantFrom('keep', 'adjust', 'release', 'cancel'),
+            actual: fc.integer({ min: 0, max: 80 }),
+          }),
+          { minLength: 20, maxLength: 60 },
+        ),
+        fc.constantFrom(2, 4, 8),
+        async (calls, target) => {
+          run++;
+          const clock = manualClock(); // held still: nothing refills, so nothing may be lost
+          const check = scope(`units-${run}`, [
+            { name: 'tpm', metric: 'tokens', limit: 100_000, per: 'minute', burst: 2_000 },
+            { name: 'daily', metric: 'tokens', limit: 3_000, window: 'day', max_shards: 8 },
+          ]);
+          const limiters = [1, 2].map(() => table.limiter({ clock: clock.now }));
+          let standing = 0;
+          const splitting = growInBackground((limiters[1] as Limiter).engine, check.key, target);
+          await Promise.all(
+            calls.map(async (call, i) => {
+              const limiter = limiters[i % 2] as Limiter;
+              const lease = await decide(limiter, check, call.tokens);
+              if (!lease) return;
+              const other = limiters[(i + 1) % 2] as Limiter; // settled by the other process
+              if (call.settle === 'keep') standing += call.tokens;
+              else if (call.settle === 'cancel') await other.release(lease.leaseId);
+              else if (call.settle === 'release') {
+                await other.release(lease.leaseId, { tokens: call.actual });
+                standing += call.actual;
+              } else {
+                const r = await other.adjust(lease.leaseId, { tokens: call.actual });
+                standing += r.usage.tokens ?? 0;
+              }
+            }),
+          );
+          await splitting;
+          const fresh = table.limiter({ clock: clock.now });
+          const left = await available(fresh.engine, { checks: [check] });
+          const byName = Object.fromEntries(left.limits.map((l) => [l.name, l.remaining]));
+          expect(byName).toEqual({ tpm: 2_000 - standing, daily: 3_000 - standing });
+        },
+      ),
+      { numRuns: 6 },
+    );
+  });
+
+  it('finishes a split whose splitter stopped after freezing, and loses nothing', async () => {
+    const clock = manualClock();
+    const check = scope('stalled', [
+      { name: 'rpm', metric: 'requests', limit: 10, per: 'minute', max_shards: 2 },
+    ]);
+    const limiter = table.limiter({ clock: clock.now, shardFreezeStaleMs: 1_000 });
+    for (let i = 0; i < 4; i++) expect(await decide(limiter, check, 1)).toBeDefined();
+    // A splitter froze the item and stopped.
+    await table.store.update({
+      key: check.key,
+      set: [
+        { attr: 'n', value: -2n },
+        { attr: 'nf', value: BigInt(Date.now() - 1_000) }, // stale (wall time) already
+      ],
+    });
+    clock.advance(1_000); // one request refilled by 1/6 (10 a minute: 6 s each)
+    const other = table.limiter({ clock: clock.now });
+    let admitted = 0;
+    for (let i = 0; i < 12; i++) if (await decide(other, check, 1)) admitted++;
+    expect(admitted).toBe(6); // 10 − 4 taken; the 1 s refilled 1/6 of a request
+    const halves = await Promise.all([0, 1].map((s) => table.store.get(shardKey(check.key, s))));
+    expect(halves.map((h) => h?.n)).toEqual([2n, 2n]);
+  });
+});
+
+function never(): never {
+  throw new Error('unreachable');
+}
