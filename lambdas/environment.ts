@@ -3,7 +3,7 @@
  * and the handlers read them) and the loader that reads them once per container, failing fast
  * and naming the variable when something required is missing.
  */
-import { SERVICE_DEFAULTS } from '@sluice/core';
+import { ENGINE_DEFAULTS, SERVICE_DEFAULTS } from '@sluice/core';
 import { EnvironmentError } from './errors.js';
 
 /** Every environment variable a Sluice function reads. */
@@ -22,6 +22,11 @@ export const ENV = {
   usageRetentionDays: 'SLUICE_USAGE_RETENTION_DAYS',
   /** How long a container gathers refusals before writing them (ms). @default {@link SERVICE_DEFAULTS.denialFlushMs} */
   denialFlushMs: 'SLUICE_DENIAL_FLUSH_MS',
+  /**
+   * Consuming writes per second to one shard at which a scope with `max_shards` doubles its
+   * shards. @default {@link ENGINE_DEFAULTS.shardGrowWritesPerSecond}
+   */
+  shardGrowWritesPerSecond: 'SLUICE_SHARD_GROW_WRITES_PER_SECOND',
   /** The EventBridge bus budget alerts go to (the aggregator). @default none: alerts are only listed */
   eventBus: 'SLUICE_EVENT_BUS',
 } as const;
@@ -50,6 +55,7 @@ export interface Environment {
   readonly auditRetentionDays: number;
   readonly usageRetentionDays: number;
   readonly denialFlushMs: number;
+  readonly shardGrowWritesPerSecond: number;
   readonly eventBus?: string;
 }
 
@@ -89,6 +95,11 @@ export function loadEnvironment(env: NodeJS.ProcessEnv = process.env): Environme
       SERVICE_DEFAULTS.usageRetentionDays,
     ),
     denialFlushMs: wholeNumber(env, ENV.denialFlushMs, SERVICE_DEFAULTS.denialFlushMs),
+    shardGrowWritesPerSecond: wholeNumber(
+      env,
+      ENV.shardGrowWritesPerSecond,
+      ENGINE_DEFAULTS.shardGrowWritesPerSecond,
+    ),
     ...(eventBus ? { eventBus } : {}),
   };
 }

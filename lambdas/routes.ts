@@ -292,13 +292,20 @@ const bucketChecks: TableAccess = {
   keys: [KEYS.entities, KEYS.resources],
   why: 'buckets: a skipped refund or give-back is checked against the bucket',
 };
+/** A split of a sharded scope that its splitter left frozen is completed by whoever finds it. */
+const shardReads: TableAccess = {
+  actions: ['dynamodb:GetItem'],
+  keys: [KEYS.entities, KEYS.resources],
+  why: 'sharded scopes: a split reads the shards it grows (and a frozen half its parent)',
+};
 const settle: readonly TableAccess[] = [
   {
     actions: ['dynamodb:UpdateItem'], // a transaction is authorized per item as its action
     keys: [KEYS.leases, KEYS.entities, KEYS.resources],
-    why: 'settlement: the lease item and its buckets, in one transaction',
+    why: 'settlement: the lease item and its buckets, in one transaction; a stale split completed',
   },
   bucketChecks,
+  shardReads,
   signing,
 ];
 
@@ -320,9 +327,10 @@ export const ACCESS: Readonly<Record<FunctionName | StreamFunctionName, readonly
     {
       actions: ['dynamodb:UpdateItem'],
       keys: [KEYS.entities, KEYS.resources],
-      why: 'buckets: one conditional update per scope, and give-backs',
+      why: 'buckets: one conditional update per scope, give-backs, and shard splits',
     },
     bucketChecks,
+    shardReads,
     { actions: ['dynamodb:GetItem'], keys: [KEYS.config], why: 'stored configuration' },
     signing,
   ],

@@ -44,8 +44,12 @@ export function getRuntime(): Runtime {
     const store = new DynamoDBStore({ client, tableName: env.tableName });
     const engine = new Engine({
       store,
+      shardGrowWritesPerSecond: env.shardGrowWritesPerSecond,
       onBackgroundError: (error) =>
-        logger.error('compensation failed; the denied request stays charged', { error }),
+        logger.error(
+          'a background write failed: a give-back (the denied request stays charged) or a shard split (completed by the next writer to find it)',
+          { error },
+        ),
       onSigningKeysRestored: (keyIds) =>
         logger.error('the signing key item had lost keys this container knows; wrote them back', {
           keyIds,

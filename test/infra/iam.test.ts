@@ -103,7 +103,10 @@ describe('each function under its own synthesized role', () => {
     expect((await put('/entities/key-1', { plan: 'pro', parent: 'org-1' })).status).toBe(201);
     const resource = {
       price: { input: '2.50', output: '10.00' },
-      limits: [{ name: 'provider_tpm', metric: 'tokens', limit: 1_000_000, per: 'minute' }],
+      // Sharded: the first acquire splits the scope in two, under the acquire function's role.
+      limits: [
+        { name: 'provider_tpm', metric: 'tokens', limit: 1_000_000, per: 'minute', shards: 2 },
+      ],
     };
     expect((await put('/resources/gpt-4o', resource)).status).toBe(201);
 
@@ -162,6 +165,12 @@ describe('each function under its own synthesized role', () => {
 
     for (const [name, proxy] of proxies)
       expect({ name, denied: proxy.denied }).toEqual({ name, denied: [] });
+    const acquireProxy = proxies.get('acquire') as IamProxy;
+    expect(
+      acquireProxy.allowed.some(
+        (a) => a.action === 'dynamodb:GetItem' && a.pk === 'resource#gpt-4o',
+      ),
+    ).toBe(true); // the split read the shards
     expect(aggregatorProxy.denied).toEqual([]);
     expect(aggregatorProxy.allowed.some((a) => a.pk?.startsWith('usage#'))).toBe(true);
   });
