@@ -21,6 +21,7 @@ import {
   ConfigAdmin,
   DynamoDBAdminStore,
   ensureTable,
+  grow,
   itemKeys,
   Limiter,
   parseLimits,
@@ -355,15 +356,15 @@ async function main() {
     // item, the hottest item of a deployment. No peer: it has no multi-scope decision. Checked
     // against the limit itself: admitted ≤ burst + rate × elapsed, for the shared limit.
     const sharedLimit = { per_second: 400, burst: 400 };
-    const sharedChecks = (entity: string): ScopeCheck[] => [
+    const sharedChecks = (entity: string, resource: string, shards: number): ScopeCheck[] => [
       {
         scope: 'entity',
-        key: itemKeys.entityBucket(entity, 'shared-model'),
+        key: itemKeys.entityBucket(entity, resource),
         limits: parseLimits([{ name: 'rpm', metric: 'requests', limit: 600, per: 'minute' }]),
       },
       {
         scope: 'resource',
-        key: itemKeys.resourceBucket('shared-model'),
+        key: itemKeys.resourceBucket(resource),
         limits: parseLimits([
           {
             name: 'provider_rps',
@@ -371,6 +372,7 @@ async function main() {
             limit: sharedLimit.per_second,
             per: 'second',
             burst: sharedLimit.burst,
+            shards,
           },
         ]),
       },
@@ -380,29 +382,39 @@ async function main() {
       sharedSeed = (sharedSeed * 1_103_515_245 + 12_345) % 2_147_483_648;
       return `shared-${sharedSeed % 1_000}`;
     };
-    const sharedEngine = new Limiter({ store });
-    await sharedEngine.acquire({ checks: sluiceCheck('warm-up', 1, 'second'), usage: {} });
-    const sharedStarted = performance.now();
-    const sharedResult = await measure(
-      sluiceMeter,
-      64,
-      60,
-      async () =>
-        (await sharedEngine.acquire({ checks: sharedChecks(sharedEntity()), usage: {} })).allowed,
-    );
-    const sharedSeconds = (performance.now() - sharedStarted) / 1000;
-    const writes = [...sluiceMeter.writesByItem.values()];
-    const totalWrites = writes.reduce((a, b) => a + b, 0);
-    const allowedAtMost = Math.floor(sharedLimit.burst + sharedLimit.per_second * sharedSeconds);
-    const shared = {
-      clients: 64,
-      entities: 1_000,
-      shards: 0,
-      ...sharedResult,
-      hottest_item_share_of_writes: Number((Math.max(...writes) / totalWrites).toFixed(3)),
-      over_admitted: Math.max(0, sharedResult.allowed - allowedAtMost),
-      allowed_at_most: allowedAtMost,
+    const sharedRun = async (shards: number) => {
+      const resource = `shared-model-${shards}`;
+      const sharedEngine = new Limiter({ store });
+      await sharedEngine.acquire({ checks: sluiceCheck('warm-up', 1, 'second'), usage: {} });
+      await grow(sharedEngine.engine, itemKeys.resourceBucket(resource), shards); // as configured
+      const sharedStarted = performance.now();
+      const result = await measure(
+        sluiceMeter,
+        64,
+        60,
+        async () =>
+          (
+            await sharedEngine.acquire({
+              checks: sharedChecks(sharedEntity(), resource, shards),
+              usage: {},
+            })
+          ).allowed,
+      );
+      const seconds = (performance.now() - sharedStarted) / 1000;
+      const writes = [...sluiceMeter.writesByItem.values()];
+      const totalWrites = writes.reduce((a, b) => a + b, 0);
+      const allowedAtMost = Math.floor(sharedLimit.burst + sharedLimit.per_second * seconds);
+      return {
+        clients: 64,
+        entities: 1_000,
+        shards,
+        ...result,
+        hottest_item_share_of_writes: Number((Math.max(...writes) / totalWrites).toFixed(3)),
+        over_admitted: Math.max(0, result.allowed - allowedAtMost),
+        allowed_at_most: allowedAtMost,
+      };
     };
+    const shared = { unsharded: await sharedRun(1), sharded: await sharedRun(8) };
 
     // One whole LLM call: acquire with an estimate, then one exactly-once adjust with the actual.
     const engine = new Limiter({ store });
@@ -709,9 +721,11 @@ async function main() {
         `${name}: ${v.about}; Sluice/peer decisions per second = ${(v.sluice.ops_per_s / v.peer.ops_per_s).toFixed(2)}×${blocked}`,
       );
     }
-    log(
-      `shared (64 clients over 1,000 entities, one resource-wide limit of ${sharedLimit.per_second}/s, no shards): ${shared.ops_per_s} decisions/s, ${shared.requests_per_op} requests and ${shared.wcu_per_op} WCU per decision, the resource item takes ${(shared.hottest_item_share_of_writes * 100).toFixed(0)}% of writes; ${shared.allowed} admitted of at most ${shared.allowed_at_most}: ${shared.over_admitted} over-admitted`,
-    );
+    for (const run of [shared.unsharded, shared.sharded]) {
+      log(
+        `shared (64 clients over 1,000 entities, one resource-wide limit of ${sharedLimit.per_second}/s, ${run.shards === 1 ? 'no shards' : `${run.shards} shards`}): ${run.ops_per_s} decisions/s, ${run.requests_per_op} requests and ${run.wcu_per_op} WCU per decision, the hottest item takes ${(run.hottest_item_share_of_writes * 100).toFixed(0)}% of writes; ${run.allowed} admitted of at most ${run.allowed_at_most}: ${run.over_admitted} over-admitted`,
+      );
+    }
     log(
       `llm_call (acquire + one exactly-once adjust): ${llm_call.requests} requests, ${llm_call.wcu} WCU, ${llm_call.rcu} RCU with usage history (${llm_call_without_history.requests} requests, ${llm_call_without_history.wcu} WCU, ${llm_call_without_history.rcu} RCU without); bucket item ${item_bytes.bucket} bytes`,
     );

@@ -1,4 +1,4 @@
-import { SERVICE_DEFAULTS } from '@sluice/core';
+import { ENGINE_DEFAULTS, SERVICE_DEFAULTS } from '@sluice/core';
 import { ENV, loadEnvironment } from '@sluice/lambdas/environment';
 import { describe, expect, it } from 'vitest';
 
@@ -11,6 +11,7 @@ describe('the functions’ environment', () => {
       auditRetentionDays: SERVICE_DEFAULTS.auditRetentionDays,
       usageRetentionDays: SERVICE_DEFAULTS.usageRetentionDays,
       denialFlushMs: SERVICE_DEFAULTS.denialFlushMs,
+      shardGrowWritesPerSecond: ENGINE_DEFAULTS.shardGrowWritesPerSecond,
     });
   });
 

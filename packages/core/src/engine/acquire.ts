@@ -14,7 +14,7 @@ import { StoreUnavailableError, ValidationError } from '../errors.js';
 import { bucketAttributes, itemAttributes, shardKey } from '../store/schema.js';
 import type { Assignment, ItemState, ItemUpdate } from '../store/types.js';
 import { bucketConsume, bucketFits, bucketWaitNs, NS_PER_MS, type Step } from './gcra.js';
-import { combine, giveBack, leasedItem } from './items.js';
+import { applyLocally, combine, giveBack, leasedItem } from './items.js';
 import { type LeaseClaims, newLeaseId, signLease } from './lease.js';
 import { amountOf, type Limit, parseUsage, type Usage } from './limits.js';
 import { quotaConsume, quotaFits } from './quota.js';
@@ -194,11 +194,37 @@ export async function acquire(engine: Engine, request: AcquireRequest): Promise<
         }
         if (step.kind === 'none') return { kind: 'ok', state: {}, shadow: step.shadow, at };
         const key = at.check.key;
-        const result = await engine.store.update(step.update).catch((error: unknown) => {
-          if (error instanceof StoreUnavailableError && error.notApplied)
-            throttled(engine, key, sharding);
-          throw error;
-        });
+        // Writes this process has in flight on the item that leave no room for this one: wait
+        // for them and decide from what they find, instead of a write bound to fail (a herd).
+        const ahead = engine.inFlight.get(keyOf(key));
+        if (ahead && waits < MAX_WAITS) {
+          const projected = [...ahead].reduce(
+            (state, write) => applyLocally(state, write.set),
+            engine.stateOf(key) ?? {},
+          );
+          if (consumeItem(at, i, projected, true).kind === 'deny') {
+            waits++;
+            await Promise.all([...ahead].map((write) => write.done));
+            step = consumeItem(at, i, engine.stateOf(key), true);
+            attempt--;
+            continue;
+          }
+        }
+        const sending = engine.store.update(step.update);
+        const write = { set: step.update.set, done: sending.then(noop, noop) };
+        const id = keyOf(key);
+        const writes = engine.inFlight.get(id) ?? new Set();
+        engine.inFlight.set(id, writes.add(write));
+        const result = await sending
+          .catch((error: unknown) => {
+            if (error instanceof StoreUnavailableError && error.notApplied)
+              throttled(engine, key, sharding);
+            throw error;
+          })
+          .finally(() => {
+            writes.delete(write);
+            if (writes.size === 0) engine.inFlight.delete(id);
+          });
         const state = result.item ?? {};
         engine.remember(key, state);
         if (result.ok) {
@@ -207,7 +233,7 @@ export async function acquire(engine: Engine, request: AcquireRequest): Promise<
         }
         if (frozenAt(state) !== undefined) {
           // Mid-split: another shard, or wait for the split (not counted as an attempt).
-          if (waits++ < FROZEN_WAITS) attempt--;
+          if (waits++ < MAX_WAITS) attempt--;
           if (at.shards > 1 && tried.size < at.shards) {
             at = place(engine, check, pickShard(at.shards, tried));
             tried.add(at.index);
@@ -353,8 +379,13 @@ interface Placement {
   readonly shards: number;
 }
 
-/** Waits for a split in progress, per scope and decision, beyond the ordinary attempts. */
-const FROZEN_WAITS = 100;
+const noop = () => {};
+
+/**
+ * Waits per scope and decision, beyond the ordinary attempts: for a split in progress, or for
+ * this process's own writes ahead on the item.
+ */
+const MAX_WAITS = 100;
 
 function place(engine: Engine, check: ScopeCheck, index: number): Placement {
   const key = shardKey(check.key, index);

@@ -6,7 +6,7 @@
 import { joinKey } from '../canonical.js';
 import { ENGINE_DEFAULTS, type EngineTuning, signingKeyRetainMs } from '../defaults.js';
 import { itemAttributes, shardOf } from '../store/schema.js';
-import type { ItemKey, ItemState, Store } from '../store/types.js';
+import type { Assignment, ItemKey, ItemState, Store } from '../store/types.js';
 import { ceilDiv, NS_PER_MS } from './gcra.js';
 import type { Usage } from './limits.js';
 import { Recent } from './recent.js';
@@ -54,6 +54,11 @@ export class Engine {
   readonly seen: Recent<Seen>;
   /** The last record seen of each lease. */
   readonly leases: Recent<LeaseRecord>;
+  /** Consuming writes this process has in flight, per item (see acquire.ts). */
+  readonly inFlight = new Map<
+    string,
+    Set<{ readonly set: readonly Assignment[]; readonly done: Promise<void> }>
+  >();
   /** The most shards seen of each sharded scope (by its own item's key). */
   readonly shardCounts: Recent<number>;
   /** Growths of sharded scopes this process runs (see shards.ts). */
