@@ -127,7 +127,13 @@ export async function acquire(engine: Engine, request: AcquireRequest): Promise<
 
   // The first item written carries the usage event (its stream record is what usage history
   // counts), so a decision costs no write of its own for it.
-  const leaseId = newLeaseId();
+  // Drawn only when something is written: a refusal from memory needs none (it is the hot
+  // path of a throttled key, and 128 random bits cost more than the rest of it).
+  let drawn: string | undefined;
+  const lease = () => {
+    drawn ??= newLeaseId();
+    return drawn;
+  };
   const expiresAtMs = Math.floor(nowMs) + engine.tuning.leaseTtlMs;
   const wire = request.context ? contextToWire(request.context) : undefined;
   const event = (version: number, counted: Usage): Assignment[] =>
@@ -135,15 +141,24 @@ export async function acquire(engine: Engine, request: AcquireRequest): Promise<
       ? [
           {
             attr: itemAttributes.usageEvent,
-            value: usageEvent(leaseId, version, nowMs, expiresAtMs, counted, wire),
+            value: usageEvent(lease(), version, nowMs, expiresAtMs, counted, wire),
           },
         ]
       : [];
   const consumeItem = (at: Placement, i: number, state: ItemState | undefined, may: boolean) =>
-    itemConsume(engine, at.check, state, nowMs, usage, { ...consume, mayDeny: may }, at.shards, [
-      ...(i === 0 ? event(0, usage) : []),
-      ...counted(shardingOf(at.check.limits), at.shards),
-    ]);
+    itemConsume(
+      engine,
+      at.check,
+      state,
+      nowMs,
+      usage,
+      { ...consume, mayDeny: may },
+      at.shards,
+      () => [
+        ...(i === 0 ? event(0, usage) : []),
+        ...counted(shardingOf(at.check.limits), at.shards),
+      ],
+    );
   /** The step memory suggests on a shard: it may deny only from a recent state. */
   const fromMemory = (at: Placement, i: number) => {
     const seen = engine.seen.get(keyOf(at.check.key));
@@ -260,7 +275,7 @@ export async function acquire(engine: Engine, request: AcquireRequest): Promise<
   if (outcomes.every((o) => o?.kind === 'ok')) {
     const states = outcomes.map((o) => (o?.kind === 'ok' ? o.state : {}));
     const claims: LeaseClaims = {
-      id: leaseId,
+      id: lease(),
       acquiredAtMs: nowMs,
       expiresAtMs,
       usage,
@@ -331,7 +346,7 @@ function itemConsume(
   usage: Usage,
   options: ConsumeOptions,
   shards: number,
-  also: readonly Assignment[],
+  also: () => readonly Assignment[],
 ): ItemStep {
   const at = { ...options, priority: priorityAt(check, options.priority) };
   const violations: Violation[] = [];
@@ -351,7 +366,7 @@ function itemConsume(
   });
   if (violations.length > 0) return { kind: 'deny', violations };
   const writes = steps.some((step) => step.kind === 'write');
-  const extra: Assignment[] = [...also];
+  const extra: Assignment[] = [...also()];
   if (writes) {
     for (const limit of check.limits) {
       if (limit.kind !== 'quota' || !limit.alerts) continue;

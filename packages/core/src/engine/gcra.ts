@@ -128,11 +128,11 @@ function readStored(state: ItemState | undefined, name: string): Stored {
   const x = state?.[bucketAttributes.tat(name)];
   const s = state?.[bucketAttributes.scale(name)];
   const r = state?.[bucketAttributes.revision(name)];
-  return {
-    ...(typeof x === 'bigint' ? { x } : {}),
-    ...(typeof s === 'string' ? { s } : {}),
-    r: typeof r === 'bigint' ? r : 0n,
-  };
+  // Assigned, not spread: this runs for every limit of every decision, refusals from memory too.
+  const stored: { x?: bigint; s?: string; r: bigint } = { r: typeof r === 'bigint' ? r : 0n };
+  if (typeof x === 'bigint') stored.x = x;
+  if (typeof s === 'string') stored.s = s;
+  return stored;
 }
 
 const revisionOf = (limit: BucketLimit): bigint => BigInt(limit.revision ?? 0);
@@ -218,7 +218,7 @@ export function bucketConsume(
   if (state === undefined || x === undefined || s === undefined)
     return idleWrite(limit.name, scale, nowX, inc, horizonNs);
 
-  const newX = max(convertTat(x, s, { L, P }, nowNs, limit.share), nowX) + inc;
+  const newX = max(s === scale ? x : convertTat(x, s, { L, P }, nowNs, limit.share), nowX) + inc;
   if (newX - nowX > ceiling) {
     // A stale state may not deny; the idle guess admits only if the bucket really is idle.
     if (!options.mayDeny) return idleWrite(limit.name, scale, nowX, inc, horizonNs);
@@ -348,7 +348,8 @@ export function bucketStatus(
   const { L, P, tau } = bucketParams(limit);
   const { x, s } = readStored(state, limit.name);
   if (x === undefined || s === undefined) return { remaining: tau / P, resetNs: 0n, backlogX: 0n }; // the burst (a shard's share of it)
-  const backlogX = max(0n, convertTat(x, s, { L, P }, nowNs, limit.share) - nowNs * L);
+  const same = s === scaleOf(limit);
+  const backlogX = max(0n, (same ? x : convertTat(x, s, { L, P }, nowNs, limit.share)) - nowNs * L);
   return { remaining: floorDiv(tau - backlogX, P), resetNs: ceilDiv(backlogX, L), backlogX };
 }
 
