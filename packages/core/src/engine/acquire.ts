@@ -217,13 +217,17 @@ export async function acquire(engine: Engine, request: AcquireRequest): Promise<
             (state, write) => applyLocally(state, write.set),
             engine.stateOf(key) ?? {},
           );
-          if (consumeItem(at, i, projected, true).kind === 'deny') {
+          const behind = consumeItem(at, i, projected, true);
+          if (behind.kind === 'deny') {
             waits++;
             await Promise.all([...ahead].map((write) => write.done));
             step = consumeItem(at, i, engine.stateOf(key), true);
             attempt--;
             continue;
           }
+          // Room behind them: write as they will have left the item (a busy bucket's increments
+          // commute), not as memory had it (a new item's first writers all guess idle).
+          if (behind.kind === 'write') step = behind;
         }
         const sending = engine.store.update(step.update);
         const write = { set: step.update.set, done: sending.then(noop, noop) };
