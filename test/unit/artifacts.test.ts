@@ -7,10 +7,27 @@ import { fileURLToPath } from 'node:url';
 import { OPENAPI_FILE, renderOpenApi } from '@sluice/lambdas/openapi';
 import { build } from 'esbuild';
 import { describe, expect, it } from 'vitest';
+import { capacity, DEFAULT_MIX, withCapacitySection } from '../bench/capacity.js';
 
 describe('docs/openapi.json', () => {
   it('is what `npm run openapi` generates from the schemas today', () => {
     expect(readFileSync(OPENAPI_FILE, 'utf8')).toBe(renderOpenApi());
+  });
+});
+
+describe("the README's capacity section", () => {
+  it('is what `npm run capacity -- --readme` generates from the model today', () => {
+    const readme = readFileSync(fileURLToPath(new URL('../../README.md', import.meta.url)), 'utf8');
+    // The formatter aligns table columns: compare the tables' cells, not their padding.
+    const cells = (text: string) =>
+      text.replace(/^\|.*$/gm, (row) => row.replace(/ +/g, '').replace(/-+/g, '-'));
+    expect(cells(readme)).toBe(cells(withCapacitySection(readme)));
+  });
+
+  it('counts the writes the bench measures: 5 WCU for an LLM call over one scope', () => {
+    const call = capacity({ ...DEFAULT_MIX, calls: 1, scopes: 1, adjusts: 0, aggregatorWcu: 0 });
+    expect(call.wcuPerCall.total).toBe(5); // acquire 1 + one settlement of 2 items at 2 WCU
+    expect(capacity({ ...DEFAULT_MIX, calls: 1_000, scopes: 1, adjusts: 0 }).shards).toBe(8);
   });
 });
 

@@ -49,11 +49,12 @@ export const ENGINE_DEFAULTS = {
   signingKeyRefreshMs: 60_000,
   /**
    * Consuming writes per second to one shard at which a scope that may grow more shards
-   * (`max_shards`) doubles them: a partition takes about 1,000 WCU/s, and the scope's other
-   * writes (settlements, at 2 WCU an item) come on top.
-   * @default 300
+   * (`max_shards`) doubles them: a partition takes about 1,000 WCU/s, and the scope's
+   * settlements (2 WCU an item each) come on top: a call with one adjust writes its scope 5 WCU,
+   * so 100 calls/s keep a shard at half a partition (see `npm run capacity`).
+   * @default 100
    */
-  shardGrowWritesPerSecond: 300,
+  shardGrowWritesPerSecond: 100,
   /**
    * How long an item may stay frozen for a split before any process completes the split itself
    * (its splitter stopped).
