@@ -334,23 +334,31 @@ async function main() {
       spreadSeed = (spreadSeed * 1_103_515_245 + 12_345) % 2_147_483_648;
       return `spread-${spreadSeed % 1_000}`;
     };
-    await run(
-      'spread',
-      '32 clients over 1,000 keys, 100 requests/minute per key',
-      32,
-      150,
-      (engine, pass) => async () =>
-        (
-          await engine.acquire({
-            checks: sluiceCheck(`${pass}-${spreadKey()}`, 100, 'minute'),
-            usage: {},
-          })
-        ).allowed,
-      (pass) => {
-        const limiter = peer(100, 60, `spread-${pass}`);
-        return () => peerDecide(limiter, spreadKey());
-      },
-    );
+    // Three times (noisy machines): the claim is the minimum of the three.
+    for (const round of [1, 2, 3]) {
+      await run(
+        round === 1 ? 'spread' : `spread_${round}`,
+        '32 clients over 1,000 keys, 100 requests/minute per key',
+        32,
+        150,
+        (engine, pass) => async () =>
+          (
+            await engine.acquire({
+              checks: sluiceCheck(`${round}.${pass}-${spreadKey()}`, 100, 'minute'),
+              usage: {},
+            })
+          ).allowed,
+        (pass) => {
+          const limiter = peer(100, 60, `spread-${round}.${pass}`);
+          return () => peerDecide(limiter, spreadKey());
+        },
+      );
+    }
+    const spreadRatios = ['spread', 'spread_2', 'spread_3'].map((name) => {
+      const r = scenarios[name];
+      return r ? Number((r.sluice.ops_per_s / r.peer.ops_per_s).toFixed(2)) : 0;
+    });
+    const spread_runs = { ratios: spreadRatios, min_ratio: Math.min(...spreadRatios) };
 
     // Many entities under one resource-wide limit: every decision also writes the resource's
     // item, the hottest item of a deployment. No peer: it has no multi-scope decision. Checked
@@ -676,6 +684,7 @@ async function main() {
         JSON.stringify(
           {
             scenarios: out,
+            spread_runs,
             shared,
             llm_call,
             llm_call_without_history,
@@ -721,6 +730,9 @@ async function main() {
         `${name}: ${v.about}; Sluice/peer decisions per second = ${(v.sluice.ops_per_s / v.peer.ops_per_s).toFixed(2)}×${blocked}`,
       );
     }
+    log(
+      `spread, three runs: Sluice/peer = ${spreadRatios.map((r) => `${r}×`).join(', ')}; minimum ${spread_runs.min_ratio}×`,
+    );
     for (const run of [shared.unsharded, shared.sharded]) {
       log(
         `shared (64 clients over 1,000 entities, one resource-wide limit of ${sharedLimit.per_second}/s, ${run.shards === 1 ? 'no shards' : `${run.shards} shards`}): ${run.ops_per_s} decisions/s, ${run.requests_per_op} requests and ${run.wcu_per_op} WCU per decision, the hottest item takes ${(run.hottest_item_share_of_writes * 100).toFixed(0)}% of writes; ${run.allowed} admitted of at most ${run.allowed_at_most}: ${run.over_admitted} over-admitted`,

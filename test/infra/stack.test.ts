@@ -340,11 +340,12 @@ describe('the acquire bundle the stack ships', () => {
   // 100 KB is the goal; usage history (the usage event, refusal counts) and shadow limits took
   // it to just over (zod's English locale was replaced by the messages Sluice uses, the price
   // schema and table creation moved out of the hot path's modules, which won back 2.5 KB), and
-  // sharded scopes (choosing shards, splitting them when hot) added 7 KB.
-  it('is at most 108 KB', () => {
+  // sharded scopes (choosing shards, splitting them when hot) and waiting behind this process's
+  // own writes on a hot item added 8 KB.
+  it('is at most 110 KB', () => {
     const size = statSync(join(acquireAsset(), 'index.mjs')).size;
     console.log(`acquire bundle: ${(size / 1024).toFixed(1)} KB minified`);
-    expect(size).toBeLessThanOrEqual(108 * 1024);
+    expect(size).toBeLessThanOrEqual(110 * 1024);
   });
 
   it('loads as Lambda loads it (index.handler) and answers as the local server does', async () => {

@@ -225,9 +225,10 @@ export async function acquire(engine: Engine, request: AcquireRequest): Promise<
             attempt--;
             continue;
           }
-          // Room behind them: write as they will have left the item (a busy bucket's increments
-          // commute), not as memory had it (a new item's first writers all guess idle).
-          if (behind.kind === 'write') step = behind;
+          // Room behind them, on an item never seen: write as they will have left it (a busy
+          // bucket's increments commute) rather than guess it idle, as they all did. (Over a
+          // known state, memory's guess stands: a projected exact-match step would race.)
+          if (behind.kind === 'write' && engine.stateOf(key) === undefined) step = behind;
         }
         const sending = engine.store.update(step.update);
         const write = { set: step.update.set, done: sending.then(noop, noop) };
