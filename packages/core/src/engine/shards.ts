@@ -24,7 +24,7 @@
 
 import type { EngineTuning } from '../defaults.js';
 import { itemAttributes, shardKey, shardOf, TABLE_SCHEMA } from '../store/schema.js';
-import type { Assignment, Condition, ItemKey, ItemState, ItemUpdate } from '../store/types.js';
+import type { Assignment, Condition, ItemKey, ItemState } from '../store/types.js';
 import { ceilDiv, NS_PER_S } from './gcra.js';
 import type { Limit, Sharding } from './limits.js';
 import { type Engine, keyOf, sleep, toNs } from './state.js';
