@@ -11,10 +11,9 @@
  *
  * Exits non-zero on any error (a refusal of the throttled key is not one) or any unit missing.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { spawnLocalServer } from '../support/spawn.js';
 
 const { values } = parseArgs({
   options: {
@@ -33,47 +32,9 @@ if (
 )
   throw new Error('--seconds must be in (0, 600] and --clients an integer in [1, 512]');
 
-const MAIN = fileURLToPath(new URL('../../packages/local/src/main.ts', import.meta.url));
 const KEYS = 20;
 const DAILY = 1_000_000_000; // far above what a run spends: the quota only counts
 const RESOURCE = 'load-model';
-
-/** Starts `npm start` as its own process (its own DynamoDB Local) on a free port. */
-async function startServer(): Promise<{ url: string; stop: () => Promise<void> }> {
-  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', MAIN], {
-    env: {
-      ...process.env,
-      PORT: '0',
-      SLUICE_TABLE_NAME: `load-${randomBytes(3).toString('hex')}`,
-      POWERTOOLS_LOG_LEVEL: 'SILENT',
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let output = '';
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`npm start did not start: ${output}`)), 60_000);
-    const onData = (chunk: Buffer) => {
-      output += chunk.toString();
-      const match = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(output);
-      if (match?.[1]) {
-        clearTimeout(timer);
-        resolve(match[1]);
-      }
-    };
-    child.stdout?.on('data', onData);
-    child.stderr?.on('data', onData);
-    child.once('exit', (code) => reject(new Error(`npm start exited with ${code}: ${output}`)));
-  });
-  return {
-    url,
-    stop: async () => {
-      if (child.exitCode !== null) return;
-      const exited = new Promise((resolve) => child.once('exit', resolve));
-      child.kill('SIGTERM');
-      await exited;
-    },
-  };
-}
 
 type Route = 'acquire' | 'adjust' | 'release' | 'available';
 const latencies: Record<Route, number[]> = { acquire: [], adjust: [], release: [], available: [] };
@@ -118,7 +79,11 @@ const percentile = (sorted: number[], p: number) =>
   Number((sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] ?? 0).toFixed(2));
 
 async function main() {
-  const server = await startServer();
+  // `npm start` as it runs for a user: its own DynamoDB Local (no endpoint given).
+  const server = await spawnLocalServer(
+    { SLUICE_TABLE_NAME: `load-${randomBytes(3).toString('hex')}` },
+    60_000,
+  );
   try {
     const base = server.url;
     const daily = { name: 'daily_tokens', metric: 'tokens', limit: DAILY, window: 'day' };

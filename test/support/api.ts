@@ -2,12 +2,9 @@
  * Starts the local API exactly as `npm start` does, as its own process, pointed at the run's
  * DynamoDB Local (so it starts no Java) and at a table of the caller's choosing.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, inject } from 'vitest';
-
-const MAIN = fileURLToPath(new URL('../../packages/local/src/main.ts', import.meta.url));
+import { spawnLocalServer } from './spawn.js';
 
 export interface Api {
   readonly url: string;
@@ -20,45 +17,12 @@ export function tableName(prefix: string): string {
 }
 
 export async function startApi(table: string, env: Record<string, string> = {}): Promise<Api> {
-  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', MAIN], {
-    env: {
-      ...process.env,
-      PORT: '0',
-      DYNAMODB_ENDPOINT: inject('dynamoEndpoint'),
-      SLUICE_TABLE_NAME: table,
-      POWERTOOLS_LOG_LEVEL: 'SILENT',
-      ...env,
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
+  const server = await spawnLocalServer({
+    DYNAMODB_ENDPOINT: inject('dynamoEndpoint'),
+    SLUICE_TABLE_NAME: table,
+    ...env,
   });
-  let output = '';
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`the API did not start: ${output}`)), 30_000);
-    const onData = (chunk: Buffer) => {
-      output += chunk.toString();
-      const match = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(output);
-      if (match?.[1]) {
-        clearTimeout(timer);
-        resolve(match[1]);
-      }
-    };
-    child.stdout?.on('data', onData);
-    child.stderr?.on('data', onData);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`the API exited with ${code}: ${output}`));
-    });
-  });
-  return {
-    url,
-    tableName: table,
-    stop: async () => {
-      if (child.exitCode !== null) return;
-      const exited = new Promise((resolve) => child.once('exit', resolve));
-      child.kill('SIGTERM');
-      await exited;
-    },
-  };
+  return { ...server, tableName: table };
 }
 
 /**
