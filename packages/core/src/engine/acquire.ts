@@ -20,13 +20,14 @@ import { amountOf, type Limit, parseUsage, type Usage } from './limits.js';
 import { quotaConsume, quotaFits } from './quota.js';
 import {
   counted,
-  countOf,
   frozenAt,
+  MAX_WAITS,
   observe,
   parentOf,
   pickShard,
   shardCondition,
   shardingOf,
+  shardsAt,
   shareOf,
   thawed,
   throttled,
@@ -145,6 +146,7 @@ export async function acquire(engine: Engine, request: AcquireRequest): Promise<
           },
         ]
       : [];
+  const shardings = checks.map((check) => shardingOf(check.limits));
   const consumeItem = (at: Placement, i: number, state: ItemState | undefined, may: boolean) =>
     itemConsume(
       engine,
@@ -154,10 +156,7 @@ export async function acquire(engine: Engine, request: AcquireRequest): Promise<
       usage,
       { ...consume, mayDeny: may },
       at.shards,
-      () => [
-        ...(i === 0 ? event(0, usage) : []),
-        ...counted(shardingOf(at.check.limits), at.shards),
-      ],
+      () => [...(i === 0 ? event(0, usage) : []), ...counted(shardings[i], at.shards)],
     );
   /** The step memory suggests on a shard: it may deny only from a recent state. */
   const fromMemory = (at: Placement, i: number) => {
@@ -195,7 +194,7 @@ export async function acquire(engine: Engine, request: AcquireRequest): Promise<
       let at = placements[i] as Placement;
       const tried = new Set([at.index]);
       let waits = 0;
-      const sharding = shardingOf(check.limits);
+      const sharding = shardings[i];
       for (let attempt = 0; attempt < engine.tuning.maxAttempts; attempt++) {
         if (step.kind === 'deny') {
           // One more shard before refusing, so that a refusal means the scope is short.
@@ -211,7 +210,8 @@ export async function acquire(engine: Engine, request: AcquireRequest): Promise<
         const key = at.check.key;
         // Writes this process has in flight on the item that leave no room for this one: wait
         // for them and decide from what they find, instead of a write bound to fail (a herd).
-        const ahead = engine.inFlight.get(keyOf(key));
+        const id = keyOf(key);
+        const ahead = engine.inFlight.get(id);
         if (ahead && waits < MAX_WAITS) {
           const projected = [...ahead].reduce(
             (state, write) => applyLocally(state, write.set),
@@ -232,7 +232,6 @@ export async function acquire(engine: Engine, request: AcquireRequest): Promise<
         }
         const sending = engine.store.update(step.update);
         const write = { set: step.update.set, done: sending.then(noop, noop) };
-        const id = keyOf(key);
         const writes = engine.inFlight.get(id) ?? new Set();
         engine.inFlight.set(id, writes.add(write));
         const result = await sending
@@ -401,16 +400,9 @@ interface Placement {
 
 const noop = () => {};
 
-/**
- * Waits per scope and decision, beyond the ordinary attempts: for a split in progress, or for
- * this process's own writes ahead on the item.
- */
-const MAX_WAITS = 100;
-
 function place(engine: Engine, check: ScopeCheck, index: number): Placement {
   const key = shardKey(check.key, index);
-  const seen = engine.stateOf(key);
-  const shards = seen ? countOf(seen) : engine.shardCount(check.key);
+  const shards = shardsAt(engine, key);
   return { check: { ...check, key, limits: shareOf(check.limits, index, shards) }, index, shards };
 }
 

@@ -17,7 +17,7 @@ import { bucketDebt, bucketRefund, ceilDiv, type Step } from './gcra.js';
 import type { LeasedItem, LeasedLimit } from './lease.js';
 import { amountOf, type Usage } from './limits.js';
 import { quotaDebt, quotaRefund, quotaStatus } from './quota.js';
-import { countOf, shardCondition, shareOf, thawed } from './shards.js';
+import { shardCondition, shardsAt, shareOf, thawed } from './shards.js';
 import { type Engine, sleep, toNs } from './state.js';
 import type { ScopeCheck } from './types.js';
 
@@ -125,8 +125,8 @@ export function deltaUpdate(
   const elapsedNs = nowNs - toNs(acquiredAtMs);
   const resetSince = state !== undefined && generationOf(state) > item.generation;
   // A shard is charged at the share it holds now (a split since the acquire halves it).
-  const { base, index } = shardOf(item.key);
-  const shards = state ? countOf(state) : engine.shardCount(base);
+  const { index } = shardOf(item.key);
+  const shards = shardsAt(engine, item.key);
   let refunds = false;
   const steps: Step[] = shareOf(item.limits, index, shards).map((limit) => {
     const held = BigInt(amountOf(previous, limit.metric));

@@ -245,7 +245,7 @@ export function parseLimits(
 export function normalizeLimit(raw: LimitInput, defaultAlerts?: readonly number[]): Limit {
   const shadow = {
     ...(raw.mode === 'shadow' ? ({ shadow: true } as const) : {}),
-    ...shardingOf(raw),
+    ...shardingAsked(raw),
   };
   if ('window' in raw) {
     const alerts = [...new Set(raw.alerts ?? defaultAlerts ?? [])].sort((a, b) => a - b);
@@ -271,7 +271,7 @@ export function normalizeLimit(raw: LimitInput, defaultAlerts?: readonly number[
   };
 }
 
-function shardingOf(raw: LimitInput): { sharding?: Sharding } {
+function shardingAsked(raw: LimitInput): { sharding?: Sharding } {
   const shards = raw.shards ?? 1;
   const max = Math.max(raw.max_shards ?? shards, shards);
   return max > 1 ? { sharding: { shards, max } } : {};

@@ -13,7 +13,7 @@ import type { ItemState, ItemUpdate } from '../store/types.js';
 import { applyLocally, deltaUpdate, zeroed } from './items.js';
 import { type LeaseClaims, verifyLease } from './lease.js';
 import { amountOf, MAX_AMOUNT, parseUsageMap, type Usage } from './limits.js';
-import { frozenAt, thawed } from './shards.js';
+import { frozenAt, MAX_WAITS, thawed } from './shards.js';
 import { type Engine, type LeaseRecord, sleep } from './state.js';
 import { scopeStatuses } from './statuses.js';
 import type { SettleResult } from './types.js';
@@ -158,7 +158,7 @@ async function settle(
         const item = itemUpdates[i - 1]?.item;
         if (item) engine.remember(item.key, failure.item ?? {});
         // A shard frozen for a split: wait for it (not an attempt), or complete a stale split.
-        if (item && frozenAt(failure.item) !== undefined && frozenWaits++ < 100) {
+        if (item && frozenAt(failure.item) !== undefined && frozenWaits++ < MAX_WAITS) {
           splitting.push(thawed(engine, item.key, failure.item ?? {}));
         }
       }

@@ -48,6 +48,21 @@ export function frozenAt(state: ItemState | undefined): number | undefined {
   return typeof at === 'bigint' ? Number(at) : 0;
 }
 
+/**
+ * The shard count to charge an item at: the one its last seen state records, else the most this
+ * process knows its scope to have (a write conditioned on it corrects a wrong guess).
+ */
+export function shardsAt(engine: Engine, key: ItemKey): number {
+  const seen = engine.stateOf(key);
+  return seen ? countOf(seen) : engine.shardCount(shardOf(key).base);
+}
+
+/**
+ * Waits for splits in progress (and, in acquire, for this process's own writes ahead on an
+ * item) per scope and decision or settlement, beyond the ordinary attempts.
+ */
+export const MAX_WAITS = 100;
+
 /** The condition every write to an item computed at `count` shards carries. */
 export function shardCondition(count: number): Condition {
   return count === 1 ? { absent: N } : { attr: N, op: '=', value: BigInt(count) };
@@ -291,14 +306,9 @@ async function thaw(engine: Engine, key: ItemKey, count: number): Promise<void> 
  * What to do about a write that found its item frozen for a split: complete the split when the
  * freeze is stale (its splitter stopped), else wait a moment for it.
  */
-export async function thawed(
-  engine: Engine,
-  key: ItemKey,
-  state: ItemState,
-  tuning: Pick<EngineTuning, 'shardFreezeStaleMs'> = engine.tuning,
-): Promise<void> {
+export async function thawed(engine: Engine, key: ItemKey, state: ItemState): Promise<void> {
   const at = frozenAt(state);
   if (at === undefined) return;
-  if (Date.now() - at >= tuning.shardFreezeStaleMs) await completeSplit(engine, key, state);
+  if (Date.now() - at >= engine.tuning.shardFreezeStaleMs) await completeSplit(engine, key, state);
   else await sleep(10 + Math.random() * 10);
 }
