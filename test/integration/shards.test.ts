@@ -70,6 +70,27 @@ describe('a sharded scope', () => {
     expect(left.retryAfterMs).toBeLessThanOrEqual(2_400); // one shard refills one in 4 × 0.6 s
   });
 
+  it('holds exactly the burst while a process still holds the configuration before shards', async () => {
+    const clock = manualClock();
+    const limit = { name: 'rpm', metric: 'requests', limit: 60, per: 'minute' };
+    const before = scope('config-change', [limit]); // a cached, older configuration
+    const after = scope('config-change', [{ ...limit, shards: 4 }]);
+    const old = table.limiter({ clock: clock.now });
+    const current = table.limiter({ clock: clock.now });
+    let admitted = 0;
+    await Promise.all(
+      Array.from({ length: 24 }, async (_, c) => {
+        for (let i = 0; i < 6; i++)
+          if (await decide(c % 2 ? old : current, c % 2 ? before : after, 1)) admitted++;
+      }),
+    );
+    await current.engine.growth();
+    // Whatever each process believed, the items' own share conditions held the limit.
+    expect(admitted).toBeLessThanOrEqual(60);
+    const left = await available(table.limiter({ clock: clock.now }).engine, { checks: [after] });
+    expect(left.limits[0]).toMatchObject({ limit: 60, remaining: 60 - admitted });
+  });
+
   it('reports the whole limit in answers and refusals', async () => {
     const clock = manualClock();
     const check = scope('answers', [
