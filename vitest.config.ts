@@ -1,3 +1,4 @@
+import { defaultServerConditions } from 'vite';
 import { defineConfig } from 'vitest/config';
 
 // These machines run Node 20 (Lambda runs 22); the AWS SDK's reminder about that is noise here.
@@ -6,7 +7,14 @@ process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
 /** The tiers that need DynamoDB Local: one for the whole run, shared by them (global-setup.ts). */
 const withDynamoDB = { globalSetup: ['test/support/global-setup.ts'] };
 
+/**
+ * Sluice's packages resolve to their TypeScript sources in here, to their builds elsewhere.
+ * Without 'module', as Vitest's own default: Node loads what is left external.
+ */
+const conditions = ['sluice-source', ...defaultServerConditions.filter((c) => c !== 'module')];
+
 export default defineConfig({
+  ssr: { resolve: { conditions } },
   test: {
     testTimeout: 60_000,
     hookTimeout: 60_000,

@@ -26,8 +26,7 @@ import {
   startIamProxy,
 } from '../support/iam-proxy.js';
 
-// No bundling: the statements are what matters here, and they do not depend on the bundles.
-const app = new App({ context: { 'aws:cdk:bundling-stacks': [] } });
+const app = new App();
 const stack = new SluiceStack(app, 'Iam');
 const template = Template.fromStack(stack);
 const logicalId = (construct: { node: { defaultChild?: unknown } }) =>

@@ -4,9 +4,10 @@
  */
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { OPENAPI_FILE, renderOpenApi } from '@sluice/lambdas/openapi';
+import { renderOpenApi } from '@sluice/lambdas/openapi';
 import { build } from 'esbuild';
 import { describe, expect, it } from 'vitest';
+import { OPENAPI_FILE } from '../../scripts/openapi.js';
 import { capacity, DEFAULT_MIX, withCapacitySection } from '../bench/capacity.js';
 
 describe('docs/openapi.json', () => {

@@ -6,13 +6,7 @@
  */
 import { SERVICE_DEFAULTS } from '@sluice/core';
 import { ENV } from '@sluice/lambdas/environment';
-import {
-  AGGREGATOR_ENTRY,
-  type FunctionName,
-  functionsOf,
-  type Route,
-  routes,
-} from '@sluice/lambdas/routes';
+import { type FunctionName, functionsOf, type Route, routes } from '@sluice/lambdas/routes';
 import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import { AccessLogFormat } from 'aws-cdk-lib/aws-apigateway';
 import {
@@ -30,7 +24,6 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { DynamoEventSource, SqsDlq } from 'aws-cdk-lib/aws-lambda-event-sources';
-import type { NodejsFunction } from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
@@ -128,9 +121,9 @@ export class Sluice extends Construct {
   readonly table: dynamodb.Table;
   readonly api: HttpApi;
   readonly stage: HttpStage;
-  readonly functions: ReadonlyMap<FunctionName, NodejsFunction>;
+  readonly functions: ReadonlyMap<FunctionName, lambda.Function>;
   /** The usage aggregator, on the table's stream. */
-  readonly aggregator: NodejsFunction;
+  readonly aggregator: lambda.Function;
   /** Batches of the stream the aggregator could not count after its retries. */
   readonly aggregatorFailures: sqs.Queue;
   /** The EventBridge bus budget alerts are put on. */
@@ -165,16 +158,16 @@ export class Sluice extends Construct {
         : {}),
       ...(props.tableEncryptionKey ? { encryptionKey: props.tableEncryptionKey } : {}),
     };
-    const functions = new Map<FunctionName, NodejsFunction>();
-    for (const [name, served] of functionsOf(routes))
-      functions.set(name, sluiceFunction(this, name, (served[0] as Route).entry, functionOptions));
+    const functions = new Map<FunctionName, lambda.Function>();
+    for (const name of functionsOf(routes).keys())
+      functions.set(name, sluiceFunction(this, name, functionOptions));
     this.functions = functions;
 
     // Usage history and budget alerts: the aggregator on the table's stream.
     // (CDK's classes and interfaces disagree under exactOptionalPropertyTypes: hence the casts.)
     this.alertBus =
       props.alertBus ?? (new events.EventBus(this, 'AlertBus') as unknown as events.IEventBus);
-    this.aggregator = sluiceFunction(this, 'aggregator', AGGREGATOR_ENTRY, functionOptions, {
+    this.aggregator = sluiceFunction(this, 'aggregator', functionOptions, {
       timeout: Duration.seconds(60),
       environment: { [ENV.eventBus]: this.alertBus.eventBusName },
     });
@@ -242,7 +235,7 @@ export class Sluice extends Construct {
     const authorizer = new HttpIamAuthorizer();
     const integrations = new Map<string, HttpLambdaIntegration>();
     for (const route of routes) {
-      const fn = functions.get(route.function) as NodejsFunction;
+      const fn = functions.get(route.function) as lambda.Function;
       integrations.set(
         route.function,
         integrations.get(route.function) ??
@@ -272,7 +265,7 @@ export class Sluice extends Construct {
     };
     this.alarms = sluiceAlarms(this, watched, this.alarmTopic);
     this.dashboard = sluiceDashboard(this, watched);
-    sluiceInsightRules(this, functions.get('acquire') as NodejsFunction);
+    sluiceInsightRules(this, functions.get('acquire') as lambda.Function);
   }
 
   /** The API's base URL. */

@@ -39,8 +39,11 @@ export type FunctionName =
 /** Functions that serve no route: the usage aggregator reads the table's stream. */
 export type StreamFunctionName = 'aggregator';
 
+/** Handlers' files end as this module's does: `.ts` in the sources, `.js` once built. */
+const EXTENSION = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
+
 /** The aggregator's file (it exports `handler`). */
-export const AGGREGATOR_ENTRY = new URL('./aggregator.ts', import.meta.url);
+export const AGGREGATOR_ENTRY = new URL(`./aggregator${EXTENSION}`, import.meta.url);
 
 /** A schema with the name it has among the OpenAPI components. */
 export interface NamedSchema {
@@ -83,7 +86,7 @@ const client = <F extends FunctionName>(
   function: fn,
   operation: fn,
   auth: 'client',
-  entry: at(`./${fn}.ts`),
+  entry: at(`./${fn}${EXTENSION}`),
   ...details,
 });
 
@@ -98,7 +101,7 @@ const admin = <Op extends string>(
   function: 'admin',
   operation,
   auth: 'admin',
-  entry: at('./admin.ts'),
+  entry: at(`./admin${EXTENSION}`),
   ...details,
 });
 

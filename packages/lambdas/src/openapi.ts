@@ -2,8 +2,6 @@
  * The OpenAPI 3.1 document, generated from the route table (paths, summaries, schemas, problem
  * statuses). `npm run openapi` writes docs/openapi.json; a test fails when that file is stale.
  */
-import { writeFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import * as z from 'zod/mini';
 import { MAX_BODY_BYTES } from './http/limits.js';
 import * as r from './responses.js';
@@ -111,15 +109,7 @@ export function openApiDocument(): Record<string, unknown> {
   };
 }
 
-/** Where `npm run openapi` writes it. */
-export const OPENAPI_FILE = fileURLToPath(new URL('../docs/openapi.json', import.meta.url));
-
 /** The file's exact contents. */
 export function renderOpenApi(): string {
   return `${JSON.stringify(openApiDocument(), null, 2)}\n`;
-}
-
-if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  writeFileSync(OPENAPI_FILE, renderOpenApi());
-  console.log(`wrote ${OPENAPI_FILE}`);
 }

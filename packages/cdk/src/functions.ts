@@ -1,7 +1,8 @@
 /**
- * One Lambda function per `function` of the route table: bundled with esbuild, its own role and
- * log group, its environment, and exactly the table access the route table's ACCESS entry names.
+ * One Lambda function per `function` of the route table: its bundle, its own role and log group,
+ * its environment, and exactly the table access the route table's ACCESS entry names.
  */
+import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { ENV, POWERTOOLS_ENV } from '@sluice/lambdas/environment';
 import { METRICS } from '@sluice/lambdas/metric-names';
@@ -11,25 +12,26 @@ import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
-import { type BundlingOptions, NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { NagSuppressions } from 'cdk-nag';
 import type { Construct } from 'constructs';
 
 /**
- * How every function is bundled; a test bundles the acquire handler the same way.
- * The AWS SDK v3 is in the Node.js 22 runtime, so it stays out of the bundle.
+ * Where the handlers' bundles are: built with the package (`npm run build`), shipped in its
+ * `handlers/` folder, one folder per function holding `index.mjs` and its source map.
  */
-export const SLUICE_BUNDLING: BundlingOptions = {
-  minify: true,
-  sourceMap: true,
-  target: 'node22',
-  format: OutputFormat.ESM,
-  mainFields: ['module', 'main'],
-  externalModules: ['@aws-sdk/*'],
-  banner:
-    "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);",
-};
+export const HANDLERS_DIR = new URL('../handlers/', import.meta.url);
+
+/** The folder of `name`'s bundle; a clear error when the package was not built. */
+export function handlerCode(name: FunctionName | StreamFunctionName): string {
+  const dir = fileURLToPath(new URL(`${name}/`, HANDLERS_DIR));
+  if (!existsSync(`${dir}index.mjs`)) {
+    throw new Error(
+      `Sluice: no bundle for the ${name} function in ${dir}; in Sluice's own repository, run \`npm run build\` first`,
+    );
+  }
+  return dir;
+}
 
 /** What every function shares. */
 export interface FunctionOptions {
@@ -44,14 +46,13 @@ export interface FunctionOptions {
   readonly encryptionKey?: kms.IKey;
 }
 
-/** The function `name`, built from `entry` (the route table's, or the aggregator's). */
+/** The function `name`, from its bundle. */
 export function sluiceFunction(
   scope: Construct,
   name: FunctionName | StreamFunctionName,
-  entry: URL,
   options: FunctionOptions,
   extra: { readonly timeout?: Duration; readonly environment?: Record<string, string> } = {},
-): NodejsFunction {
+): lambda.Function {
   const logGroup = new logs.LogGroup(scope, `${name}-logs`, {
     retention: options.logRetention,
     removalPolicy: RemovalPolicy.DESTROY,
@@ -62,10 +63,10 @@ export function sluiceFunction(
     description: `Sluice ${name} function`,
   });
   logGroup.grantWrite(role);
-  const fn = new NodejsFunction(scope, `${name}-function`, {
+  const fn = new lambda.Function(scope, `${name}-function`, {
     role,
-    entry: fileURLToPath(entry),
-    handler: 'handler',
+    code: lambda.Code.fromAsset(handlerCode(name)),
+    handler: 'index.handler',
     runtime: lambda.Runtime.NODEJS_22_X,
     architecture: lambda.Architecture.ARM_64,
     memorySize: 512,
@@ -86,7 +87,6 @@ export function sluiceFunction(
       [POWERTOOLS_ENV.namespace]: METRICS.namespace,
       NODE_OPTIONS: '--enable-source-maps',
     },
-    bundling: SLUICE_BUNDLING,
   });
   for (const access of ACCESS[name]) {
     fn.addToRolePolicy(
