@@ -44,7 +44,12 @@ interface Shadowed {
 
 type ItemStep =
   | { readonly kind: 'deny'; readonly violations: Violation[] }
-  | ({ readonly kind: 'write'; readonly update: ItemUpdate } & Shadowed)
+  | ({
+      readonly kind: 'write';
+      readonly update: ItemUpdate;
+      /** It converts a limit to a newer definition (an exact-match write). */
+      readonly converts: boolean;
+    } & Shadowed)
   | ({ readonly kind: 'none' } & Shadowed);
 
 type ConsumeOutcome =
@@ -257,9 +262,15 @@ export async function acquire(engine: Engine, request: AcquireRequest): Promise<
             at = place(engine, check, pickShard(at.shards, tried));
             tried.add(at.index);
           } else await thawed(engine, key, state);
-        } else if (result.item === undefined && at.index > 0) {
-          at = place(engine, check, parentOf(at.index)); // not born yet: its parent holds it
-        } else at = place(engine, check, at.index); // at the share the item holds
+        } else {
+          // A conversion matches the item exactly, so each increment by a process still on the
+          // older definition that lands first fails it: those are progress, not contention, and
+          // a converter that gave up after a few would refuse with room to spare.
+          if (step.converts && waits++ < MAX_WAITS) attempt--;
+          if (result.item === undefined && at.index > 0)
+            at = place(engine, check, parentOf(at.index)); // not born yet: its parent holds it
+          else at = place(engine, check, at.index); // at the share the item holds
+        }
         step = consumeItem(at, i, engine.stateOf(at.check.key), true);
       }
       return { kind: 'contended' };
@@ -387,7 +398,9 @@ function itemConsume(
     shardCondition(shards),
     shards,
   );
-  return update ? { kind: 'write', update, shadow } : { kind: 'none', shadow };
+  if (!update) return { kind: 'none', shadow };
+  const converts = steps.some((step) => step.kind === 'write' && step.converts === true);
+  return { kind: 'write', update, converts, shadow };
 }
 
 /** A scope on one of its shards: the shard's key and its share of the limits. */

@@ -44,6 +44,11 @@ export type Step =
        * it): the item must outlive it. Absent for a write that only gives back.
        */
       readonly horizonNs?: bigint;
+      /**
+       * Set when the write converts the item to another definition: it matches the item exactly,
+       * so every increment that lands first makes it fail (see `bucketConsume`).
+       */
+      readonly converts?: true;
     }
   | {
       readonly kind: 'skip';
@@ -243,6 +248,7 @@ export function bucketConsume(
         ],
       },
       horizonNs,
+      converts: true,
     };
   }
   if (x <= nowX) return idleWrite(limit.name, scale, nowX, inc, horizonNs);
