@@ -160,6 +160,7 @@ export class SluiceClient {
         waitMs: data.wait_ms ?? 0,
         limits: limitsFrom(data.limits),
         degraded: false,
+        headers: answer.headers ?? {},
         ...shadow,
       };
     }
@@ -170,6 +171,7 @@ export class SluiceClient {
       violations: violationsFrom(data.violations),
       limits: [],
       degraded: false,
+      headers: answer.headers ?? {},
       ...shadow,
     };
   }
@@ -308,7 +310,7 @@ export class SluiceClient {
     path: string,
     body: unknown,
     expected: readonly number[],
-  ): Promise<{ status: number; body: unknown } | 'unavailable'> {
+  ): Promise<Answer | 'unavailable'> {
     const deadline = Date.now() + this.#timeoutMs;
     for (let attempt = 0; attempt <= this.#retries; attempt++) {
       if (attempt > 0) {

@@ -1,6 +1,7 @@
 /**
  * @sluice/client — ask Sluice before an LLM call, report after it.
- * Token estimation lives in `@sluice/client/estimate` (it carries the tokenizer).
+ * Token estimation lives in `@sluice/client/estimate` (it carries the tokenizer), the middy
+ * middleware in `@sluice/client/middy`.
  */
 export {
   type AuditEntry,
@@ -37,3 +38,11 @@ export type {
   UsageQuery,
   Violation,
 } from './types.js';
+export {
+  type AnthropicUsage,
+  type BedrockUsage,
+  fromAnthropic,
+  fromBedrock,
+  fromOpenAI,
+  type OpenAIUsage,
+} from './usage.js';

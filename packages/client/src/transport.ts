@@ -18,11 +18,24 @@ export interface TransportOptions {
   readonly fetch?: typeof fetch;
 }
 
-/** An answer: its status, its body (parsed), and whether the body was JSON. */
+/** An answer: its status, its body (parsed), whether the body was JSON, its rate-limit headers. */
 export interface Answer {
   readonly status: number;
   readonly body: unknown;
   readonly json: boolean;
+  /** `retry-after`, `ratelimit`, `ratelimit-policy` and `x-ratelimit-*`, as Sluice sent them. */
+  readonly headers?: Readonly<Record<string, string>>;
+}
+
+/** The headers a caller may pass on to its own callers. */
+const RATE_LIMIT_HEADER = /^(retry-after|ratelimit|ratelimit-policy|x-ratelimit-.+)$/;
+
+function rateLimitHeaders(res: Response): Record<string, string> {
+  const headers: Record<string, string> = {};
+  res.headers?.forEach((value, name) => {
+    if (RATE_LIMIT_HEADER.test(name)) headers[name] = value;
+  });
+  return headers;
 }
 
 /** Signs and sends requests to one Sluice endpoint. */
@@ -56,9 +69,10 @@ export class Transport {
       signal: AbortSignal.timeout(timeoutMs),
     });
     const text = await res.text();
-    if (!text) return { status: res.status, body: {}, json: true };
+    const headers = rateLimitHeaders(res);
+    if (!text) return { status: res.status, body: {}, json: true, headers };
     try {
-      return { status: res.status, body: JSON.parse(text) as unknown, json: true };
+      return { status: res.status, body: JSON.parse(text) as unknown, json: true, headers };
     } catch {
       return { status: res.status, body: { detail: text.slice(0, 200) }, json: false };
     }

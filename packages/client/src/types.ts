@@ -68,6 +68,11 @@ export type AcquireResult =
       readonly degraded: boolean;
       /** Shadow limits that would have refused (present when any shadow limit applies). */
       readonly shadowViolations?: readonly Violation[];
+      /**
+       * Sluice's rate-limit headers (`ratelimit`, `ratelimit-policy`, `x-ratelimit-*`), to pass on
+       * to your own callers; absent when Sluice was unreachable.
+       */
+      readonly headers?: Readonly<Record<string, string>>;
     }
   | {
       readonly allowed: false;
@@ -78,6 +83,8 @@ export type AcquireResult =
       readonly limits: readonly LimitStatus[];
       readonly degraded: boolean;
       readonly shadowViolations?: readonly Violation[];
+      /** Sluice's `retry-after` and rate-limit headers; absent when Sluice was unreachable. */
+      readonly headers?: Readonly<Record<string, string>>;
     };
 
 /** What adjust and release answer. */

@@ -1,0 +1,160 @@
+/**
+ * `@sluice/client/middy`: a middy middleware that guards a Lambda handler with Sluice.
+ *
+ * Before the handler it acquires; a refusal answers your caller 429 (422 when the request can
+ * never fit, 503 when Sluice is unreachable and the client fails closed) with Sluice's
+ * `Retry-After` and rate-limit headers, and the handler does not run. After the handler it
+ * releases the lease with the usage the handler reported, or with the estimate when it reported
+ * none. When the handler throws, the lease is released with what it reported so far (nothing
+ * reported: everything is given back).
+ *
+ * @example
+ * import middy from '@middy/core';
+ * import { SluiceClient, fromOpenAI } from '@sluice/client';
+ * import { sluiceGuard, type SluiceGuarded } from '@sluice/client/middy';
+ *
+ * const sluice = new SluiceClient({ endpoint: process.env.SLUICE_URL! });
+ * export const handler = middy(async (event: APIGatewayProxyEventV2, context: SluiceGuarded) => {
+ *   const completion = await openai.chat.completions.create({ ... });
+ *   context.sluice.usage = fromOpenAI(completion.usage);
+ *   return { statusCode: 200, body: completion.choices[0].message.content };
+ * }).use(sluiceGuard({
+ *   client: sluice,
+ *   request: (event) => ({ entity: event.headers['x-api-key'] ?? 'anonymous', resource: 'gpt-4o', usage: { input_tokens: 1_000, output_tokens: 500 } }),
+ * }));
+ */
+import type { SluiceClient } from './client.js';
+import type { AcquireRequest, AcquireResult, Usage } from './types.js';
+
+/** What the middleware puts on the handler's context as `sluice`. */
+export interface SluiceLease {
+  readonly leaseId: string;
+  /** What was asked for: the estimate the lease holds. */
+  readonly request: AcquireRequest;
+  /** The admission: limits, `waitMs`, `degraded`, headers. */
+  readonly result: Extract<AcquireResult, { allowed: true }>;
+  /** Set this to the call's actual usage (totals); the lease is settled with it. */
+  usage?: Usage;
+}
+
+/** A handler context the middleware has guarded. */
+export interface SluiceGuarded {
+  sluice: SluiceLease;
+}
+
+/** A refusal as the handler's caller receives it. */
+export interface SluiceRefusalResponse {
+  statusCode: number;
+  headers: Record<string, string>;
+  body: string;
+}
+
+export interface SluiceGuardOptions<TEvent, TResult> {
+  readonly client: SluiceClient;
+  /** What to acquire for this invocation: who calls, which model, the estimate. */
+  readonly request: (event: TEvent) => AcquireRequest | Promise<AcquireRequest>;
+  /**
+   * The actual usage from the handler's response, when the handler does not set
+   * `context.sluice.usage`. @default the estimate
+   */
+  readonly usage?: (response: TResult, event: TEvent) => Usage | undefined;
+  /**
+   * The response to a refusal. @default a problem+json body with status 429 (422: can never fit;
+   * 503: Sluice unreachable) and Sluice's headers
+   */
+  readonly refused?: (
+    refusal: Extract<AcquireResult, { allowed: false }>,
+    event: TEvent,
+  ) => TResult | SluiceRefusalResponse;
+  /** How the middleware waits a reserved `waitMs` before the handler runs. @default setTimeout */
+  readonly sleep?: (ms: number) => Promise<void>;
+}
+
+/** The part of middy's request the middleware uses. */
+interface GuardedRequest<TEvent, TResult> {
+  event: TEvent;
+  context: object;
+  response: TResult | null | undefined;
+}
+
+const realSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+const STATUS = { rate_limited: 429, exceeds_capacity: 422, unavailable: 503 } as const;
+
+/** The default refusal: problem+json with the status for its code and Sluice's headers. */
+export function refusalResponse(
+  refusal: Extract<AcquireResult, { allowed: false }>,
+): SluiceRefusalResponse {
+  const status = STATUS[refusal.code];
+  const headers: Record<string, string> = {
+    'content-type': 'application/problem+json',
+    ...refusal.headers,
+  };
+  if (refusal.retryAfterMs !== null && headers['retry-after'] === undefined)
+    headers['retry-after'] = String(Math.ceil(refusal.retryAfterMs / 1000));
+  return {
+    statusCode: status,
+    headers,
+    body: JSON.stringify({
+      type: 'about:blank',
+      title: refusal.code === 'unavailable' ? 'Service Unavailable' : 'Too Many Requests',
+      status,
+      code: refusal.code,
+      retry_after_ms: refusal.retryAfterMs,
+      violations: refusal.violations.map((v) => ({
+        scope: v.scope,
+        name: v.name,
+        metric: v.metric,
+        limit: v.limit,
+        remaining: v.remaining,
+        requested: v.requested,
+        retry_after_ms: v.retryAfterMs,
+      })),
+    }),
+  };
+}
+
+const leaseOf = (context: object): SluiceLease | undefined =>
+  (context as Partial<SluiceGuarded>).sluice;
+
+/**
+ * The middleware: acquire before, settle after, refuse with 429. Whether a Sluice outage lets
+ * calls through is the client's `onUnavailable`.
+ */
+export function sluiceGuard<TEvent, TResult>(options: SluiceGuardOptions<TEvent, TResult>) {
+  const sleep = options.sleep ?? realSleep;
+  const refused = options.refused ?? refusalResponse;
+  return {
+    before: async (request: GuardedRequest<TEvent, TResult>): Promise<TResult | undefined> => {
+      Reflect.deleteProperty(request.context, 'sluice');
+      const asked = await options.request(request.event);
+      const result = await options.client.acquire(asked);
+      if (!result.allowed) {
+        const response = refused(result, request.event) as TResult;
+        request.response = response;
+        return response; // middy: a value returned from `before` ends the request here
+      }
+      if (result.waitMs > 0) await sleep(result.waitMs);
+      const lease: SluiceLease = { leaseId: result.leaseId, request: asked, result };
+      Object.assign(request.context, { sluice: lease });
+      return undefined;
+    },
+    after: async (request: GuardedRequest<TEvent, TResult>): Promise<void> => {
+      const lease = leaseOf(request.context);
+      if (!lease) return;
+      const usage =
+        lease.usage ??
+        (options.usage && request.response !== null && request.response !== undefined
+          ? options.usage(request.response, request.event)
+          : undefined) ??
+        lease.request.usage;
+      await options.client.release(lease.leaseId, usage);
+    },
+    onError: async (request: GuardedRequest<TEvent, TResult>): Promise<void> => {
+      const lease = leaseOf(request.context);
+      if (!lease) return;
+      // The call failed: charge what it reported using, or give the reservation back.
+      await options.client.release(lease.leaseId, lease.usage).catch(() => undefined);
+    },
+  };
+}
