@@ -34,7 +34,7 @@ export async function bundleHandlers(out = HANDLERS_DIR): Promise<Map<string, nu
         bundle: true,
         minify: true,
         sourcemap: true,
-        sourcesContent: true,
+        sourcesContent: false, // stack traces need the mappings only
         legalComments: 'none',
         platform: 'node',
         target: 'node22',

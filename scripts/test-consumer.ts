@@ -1,0 +1,356 @@
+/**
+ * `npm run test:consumer`: Sluice's packages as a user gets them. Builds and packs every package
+ * (`npm pack`), installs the tarballs with plain npm into a new project outside the repo, and
+ * from there:
+ *  1. plain `node` imports @sluice/client and @sluice/core (ESM) and calls them;
+ *  2. `tsc --noEmit` checks a consumer file (strict, no skipLibCheck) using the SDK's types;
+ *  3. esbuild bundles a consumer Lambda handler (the SDK and its middy middleware); the bundle,
+ *     run with plain node, acquires and settles against the local API the installed
+ *     @sluice/local serves (what `npm start` runs);
+ *  4. a CDK app embeds `new Sluice(this, 'Limiter')`, grants its own function acquire and
+ *     synthesizes offline, cdk-nag clean;
+ *  5. `npx sluice --help` and `npx sluice plan -f examples/sluice.yaml` against that API.
+ * Prints each step's time and each package's packed and installed size. `--keep` keeps the
+ * project (its path is printed).
+ */
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const PACKAGES = ['core', 'client', 'lambdas', 'local', 'cli', 'cdk'] as const;
+const keep = process.argv.includes('--keep');
+
+const project = mkdtempSync(join(tmpdir(), 'sluice-consumer-'));
+const tarballs = join(project, 'tarballs');
+mkdirSync(tarballs);
+const timings: [string, number][] = [];
+
+/** Runs a command; its output is shown only when it fails. */
+function run(command: string, args: readonly string[], cwd = project, env: NodeJS.ProcessEnv = {}) {
+  const result = spawnSync(command, args, {
+    cwd,
+    env: { ...process.env, ...env },
+    encoding: 'utf8',
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  if (result.status !== 0) {
+    throw new Error(
+      `${command} ${args.join(' ')} (in ${cwd}) exited ${result.status}\n${result.stdout}\n${result.stderr}`,
+    );
+  }
+  return result.stdout;
+}
+
+async function step<T>(name: string, fn: () => T | Promise<T>): Promise<T> {
+  const start = performance.now();
+  process.stdout.write(`- ${name} … `);
+  const value = await fn();
+  const seconds = (performance.now() - start) / 1000;
+  timings.push([name, seconds]);
+  console.log(`${seconds.toFixed(1)} s`);
+  return value;
+}
+
+/** The version this repo's lockfile installed, so the consumer gets the same one. */
+const installed = (name: string): string =>
+  (
+    JSON.parse(readFileSync(join(ROOT, 'node_modules', name, 'package.json'), 'utf8')) as {
+      version: string;
+    }
+  ).version;
+
+/** The local API from the installed @sluice/local, on a free port, with its own DynamoDB Local. */
+async function startLocal(): Promise<{ url: string; stop: () => Promise<void> }> {
+  // The installed bin itself (not through npx, whose child a signal would not reach).
+  const bin = join(project, 'node_modules', '@sluice', 'local', 'bin', 'sluice-local.js');
+  const child: ChildProcess = spawn(process.execPath, [bin], {
+    cwd: project,
+    env: { ...process.env, PORT: '0' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`sluice-local did not start: ${output}`)),
+      60_000,
+    );
+    const onData = (chunk: Buffer) => {
+      output += chunk.toString();
+      const match = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(output);
+      if (match?.[1]) {
+        clearTimeout(timer);
+        resolve(match[1]);
+      }
+    };
+    child.stdout?.on('data', onData);
+    child.stderr?.on('data', onData);
+    child.once('exit', (code) => reject(new Error(`sluice-local exited ${code}: ${output}`)));
+  });
+  return {
+    url,
+    stop: async () => {
+      if (child.exitCode !== null) return;
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
+const files: Record<string, string> = {
+  // 1. Plain node, ESM.
+  'imports.mjs': `
+import { SluiceClient, fromOpenAI } from '@sluice/client';
+import { estimateTokens } from '@sluice/client/estimate';
+import { calendarWindow, parseLimits } from '@sluice/core';
+const [limit] = parseLimits([{ name: 'tpm', metric: 'tokens', limit: 1000, per: 'minute' }]);
+const window = calendarWindow(Date.parse('2026-03-08T12:00:00Z'), 'day', 'America/New_York');
+const usage = fromOpenAI({ prompt_tokens: 10, completion_tokens: 5, prompt_tokens_details: { cached_tokens: 4 } });
+new SluiceClient({ endpoint: 'http://127.0.0.1:3000' });
+const estimated = estimateTokens([{ role: 'user', content: 'Hello, world' }], 'gpt-4o');
+if (limit?.name !== 'tpm' || window.startMs >= window.endMs || usage.cached_input_tokens !== 4 || !(estimated > 0))
+  throw new Error('unexpected: ' + JSON.stringify({ limit, window, usage, estimated }));
+console.log('ok');
+`,
+  // 2. Types, strict, every .d.ts checked.
+  'tsconfig.json': JSON.stringify({
+    compilerOptions: {
+      target: 'ES2022',
+      module: 'NodeNext',
+      moduleResolution: 'NodeNext',
+      strict: true,
+      skipLibCheck: false,
+      noEmit: true,
+      types: ['node', 'aws-lambda'],
+    },
+    include: ['src/**/*.ts'],
+  }),
+  'src/handler.ts': `
+import middy from '@middy/core';
+import {
+  type AcquireResult,
+  fromAnthropic,
+  fromBedrock,
+  fromOpenAI,
+  SluiceClient,
+  SluiceRequestError,
+  type Usage,
+} from '@sluice/client';
+import { type SluiceGuarded, sluiceGuard } from '@sluice/client/middy';
+import type { Context } from 'aws-lambda';
+
+const sluice = new SluiceClient({ endpoint: process.env.SLUICE_URL ?? '', onUnavailable: 'deny' });
+const limits = [{ name: 'tpm', metric: 'tokens', limit: 10_000, per: 2_592_000 }] as const;
+
+interface Event {
+  readonly key: string;
+}
+interface Result {
+  statusCode: number;
+  headers?: Record<string, string>;
+  body: string;
+}
+
+/** A guarded handler: the "provider call" reports Bedrock usage. */
+const guarded = middy(async (_event: Event, context: Context): Promise<Result> => {
+  (context as Context & SluiceGuarded).sluice.usage = fromBedrock({ inputTokens: 900, outputTokens: 100 });
+  return { statusCode: 200, body: 'answered' };
+}).use(
+  sluiceGuard<Event, Result>({
+    client: sluice,
+    request: (event) => ({ entity: event.key, resource: 'gpt-4o', usage: { tokens: 2_000 }, limits: [...limits] }),
+  }),
+);
+
+/** Acquire and settle by hand, then through the middleware; says what remains. */
+export async function handler(event: Event, context: Context) {
+  const lease: AcquireResult = await sluice.acquire({
+    entity: event.key,
+    resource: 'gpt-4o',
+    usage: { input_tokens: 1_500, output_tokens: 500 },
+    limits: [...limits],
+  });
+  if (!lease.allowed) throw new Error(\`refused: \${lease.code}\`);
+  const used: Usage = fromOpenAI({ prompt_tokens: 1_200, completion_tokens: 300 });
+  const settled = await sluice.release(lease.leaseId, used);
+  try {
+    await sluice.release(lease.leaseId, fromAnthropic({ input_tokens: 1, output_tokens: 1 }));
+  } catch (error) {
+    if (!(error instanceof SluiceRequestError) || error.code !== 'lease_settled') throw error;
+  }
+  const answered = await guarded(event, context);
+  const available = await sluice.available({ entity: event.key, resource: 'gpt-4o', limits: [...limits] });
+  return { settled: settled.settled, answered, remaining: available.limits[0]?.remaining };
+}
+`,
+  'run-bundle.mjs': `
+const { handler } = await import('./dist/handler.mjs');
+const out = await handler({ key: 'consumer-' + Date.now() }, { awsRequestId: 'consumer' });
+console.log(JSON.stringify(out));
+`,
+  // 4. A CDK app embedding the construct.
+  'app.mjs': `
+import { Sluice } from '@sluice/cdk';
+import { App, Aspects, Stack } from 'aws-cdk-lib';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import { AwsSolutionsChecks } from 'cdk-nag';
+
+const app = new App({ outdir: 'cdk.out' });
+const stack = new Stack(app, 'Consumer');
+const limiter = new Sluice(stack, 'Limiter');
+const role = new iam.Role(stack, 'ChatRole', { assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com') });
+const chat = new lambda.Function(stack, 'Chat', {
+  runtime: lambda.Runtime.NODEJS_LATEST,
+  handler: 'index.handler',
+  code: lambda.Code.fromInline('export const handler = async () => ({ statusCode: 200 });'),
+  role,
+  environment: { SLUICE_URL: limiter.url },
+});
+limiter.grantAcquire(chat);
+Aspects.of(app).add(new AwsSolutionsChecks());
+const assembly = app.synth();
+const findings = assembly.stacks.flatMap((s) =>
+  s.messages.filter((m) => m.level !== 'info' && String(m.entry.data).includes('AwsSolutions')),
+);
+if (findings.length > 0) {
+  for (const f of findings) console.error(f.level, f.id, String(f.entry.data).split('\\n')[0]);
+  process.exit(1);
+}
+const template = JSON.stringify(assembly.getStackByName('Consumer').template);
+const functions = (template.match(/"AWS::Lambda::Function"/g) ?? []).length;
+console.log(JSON.stringify({ functions, assets: assembly.stacks[0].assets.length }));
+`,
+};
+
+try {
+  await step('build (tsc -b, handler bundles)', () => run('npm', ['run', '-s', 'build'], ROOT));
+  const packed = await step('npm pack, every package', () =>
+    PACKAGES.map((dir) => {
+      const [info] = JSON.parse(
+        run('npm', ['pack', '--json', '--pack-destination', tarballs], join(ROOT, 'packages', dir)),
+      ) as {
+        name: string;
+        filename: string;
+        size: number;
+        unpackedSize: number;
+        entryCount: number;
+      }[];
+      if (!info) throw new Error(`npm pack gave nothing for packages/${dir}`);
+      return info;
+    }),
+  );
+  const dependencies: Record<string, string> = Object.fromEntries(
+    packed.map((p) => [p.name, `file:tarballs/${p.filename}`]),
+  );
+  for (const name of [
+    '@middy/core',
+    'aws-cdk-lib',
+    'constructs',
+    'cdk-nag',
+    'esbuild',
+    'typescript',
+    '@types/node',
+    '@types/aws-lambda',
+  ])
+    dependencies[name] = installed(name);
+  writeFileSync(
+    join(project, 'package.json'),
+    JSON.stringify(
+      { name: 'sluice-consumer', private: true, type: 'module', dependencies },
+      null,
+      2,
+    ),
+  );
+  for (const [file, text] of Object.entries(files)) {
+    mkdirSync(join(project, file, '..'), { recursive: true });
+    writeFileSync(join(project, file), text);
+  }
+  await step('npm install the tarballs', () =>
+    run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', '--loglevel=error']),
+  );
+
+  await step('node imports @sluice/client and @sluice/core', () => {
+    const out = run('node', ['imports.mjs']).trim();
+    if (out !== 'ok') throw new Error(out);
+  });
+  await step('tsc --noEmit (strict, no skipLibCheck)', () =>
+    run('npx', ['--no-install', 'tsc', '-p', '.']),
+  );
+  await step('esbuild bundles the consumer handler', () =>
+    run('npx', [
+      '--no-install',
+      'esbuild',
+      'src/handler.ts',
+      '--bundle',
+      '--minify',
+      '--platform=node',
+      '--target=node20',
+      '--format=esm',
+      '--external:@aws-sdk/*',
+      // ESM output keeps a require for the CommonJS packages inside (as the docs show).
+      "--banner:js=import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);",
+      '--outfile=dist/handler.mjs',
+      '--log-level=warning',
+    ]),
+  );
+
+  const local = await step('sluice-local (installed @sluice/local) starts', startLocal);
+  try {
+    await step('the bundle acquires and settles against it', () => {
+      const out = JSON.parse(
+        run('node', ['run-bundle.mjs'], project, { SLUICE_URL: local.url }),
+      ) as {
+        settled: boolean;
+        answered: { statusCode: number };
+        remaining: number;
+      };
+      // 1,500 by hand (1,200 + 300), then 1,000 through the middleware (900 + 100).
+      if (
+        !out.settled ||
+        out.answered.statusCode !== 200 ||
+        out.remaining !== 10_000 - 1_500 - 1_000
+      )
+        throw new Error(`unexpected: ${JSON.stringify(out)}`);
+    });
+    await step('npx sluice --help', () => {
+      const out = run('npx', ['--no-install', 'sluice', '--help']);
+      if (!out.includes('plan')) throw new Error(out);
+    });
+    await step('npx sluice plan -f examples/sluice.yaml', () => {
+      const out = run('npx', [
+        '--no-install',
+        'sluice',
+        'plan',
+        '-f',
+        join(ROOT, 'examples', 'sluice.yaml'),
+        '--endpoint',
+        local.url,
+      ]);
+      if (!/create/i.test(out)) throw new Error(out);
+    });
+  } finally {
+    await local.stop();
+  }
+
+  await step('CDK app embeds Sluice, synthesizes, cdk-nag clean', () => {
+    const out = JSON.parse(run('node', ['app.mjs'])) as { functions: number };
+    if (out.functions < 2) throw new Error(`unexpected: ${JSON.stringify(out)}`);
+  });
+
+  console.log('\npackage           packed    installed  files');
+  for (const p of packed) {
+    console.log(
+      `${p.name.padEnd(16)} ${(p.size / 1024).toFixed(1).padStart(7)} KB ${(p.unpackedSize / 1024).toFixed(1).padStart(8)} KB ${String(p.entryCount).padStart(6)}`,
+    );
+  }
+  const total = timings.reduce((sum, [, s]) => sum + s, 0);
+  console.log(
+    `\nconsumer test passed in ${total.toFixed(1)} s${keep ? ` (kept: ${project})` : ''}`,
+  );
+} finally {
+  if (!keep) rmSync(project, { recursive: true, force: true });
+}
