@@ -32,11 +32,12 @@ describe("the README's capacity section", () => {
   });
 });
 
-describe('@sluice/client', () => {
+describe('@sluice/client, as built (npm run build)', () => {
   it('adds at most 30 KB minified to a consumer bundle, with the AWS SDK left external', async () => {
     const out = await build({
       stdin: {
-        contents: "import { SluiceClient } from '@sluice/client'; export const c = SluiceClient;",
+        contents:
+          "import { SluiceClient, fromOpenAI } from '@sluice/client'; import { sluiceGuard } from '@sluice/client/middy'; export const c = [SluiceClient, fromOpenAI, sluiceGuard];",
         resolveDir: fileURLToPath(new URL('../..', import.meta.url)),
         loader: 'ts',
       },
@@ -49,6 +50,10 @@ describe('@sluice/client', () => {
       metafile: true,
     });
     const bytes = out.outputFiles[0]?.contents.byteLength ?? Number.POSITIVE_INFINITY;
+    // What a consumer installs: the package's dist/, not its sources.
+    const inputs = Object.keys(out.metafile.inputs);
+    expect(inputs.some((f) => f.includes('packages/client/dist/'))).toBe(true);
+    expect(inputs.filter((f) => f.includes('packages/client/src/'))).toEqual([]);
     console.log(`@sluice/client bundle: ${(bytes / 1024).toFixed(1)} KB minified`);
     expect(bytes).toBeLessThanOrEqual(30 * 1024);
   });
