@@ -13,11 +13,12 @@
  * Prints each step's time and each package's packed and installed size. `--keep` keeps the
  * project (its path is printed).
  */
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { spawnLocalServer } from '../test/support/spawn.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const PACKAGES = ['core', 'client', 'lambdas', 'local', 'cli', 'cdk'] as const;
@@ -62,43 +63,9 @@ const installed = (name: string): string =>
     }
   ).version;
 
-/** The local API from the installed @sluice/local, on a free port, with its own DynamoDB Local. */
-async function startLocal(): Promise<{ url: string; stop: () => Promise<void> }> {
-  // The installed bin itself (not through npx, whose child a signal would not reach).
-  const bin = join(project, 'node_modules', '@sluice', 'local', 'bin', 'sluice-local.js');
-  const child: ChildProcess = spawn(process.execPath, [bin], {
-    cwd: project,
-    env: { ...process.env, PORT: '0' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let output = '';
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`sluice-local did not start: ${output}`)),
-      60_000,
-    );
-    const onData = (chunk: Buffer) => {
-      output += chunk.toString();
-      const match = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(output);
-      if (match?.[1]) {
-        clearTimeout(timer);
-        resolve(match[1]);
-      }
-    };
-    child.stdout?.on('data', onData);
-    child.stderr?.on('data', onData);
-    child.once('exit', (code) => reject(new Error(`sluice-local exited ${code}: ${output}`)));
-  });
-  return {
-    url,
-    stop: async () => {
-      if (child.exitCode !== null) return;
-      const exited = new Promise((resolve) => child.once('exit', resolve));
-      child.kill('SIGTERM');
-      await exited;
-    },
-  };
-}
+/** The local API from the installed @sluice/local: its bin, run with plain node. */
+const startLocal = () =>
+  spawnLocalServer({}, 60_000, [join(project, 'node_modules/@sluice/local/bin/sluice-local.js')]);
 
 const files: Record<string, string> = {
   // 1. Plain node, ESM.

@@ -37,6 +37,8 @@ function synth(outdir: string, props: ConstructorParameters<typeof SluiceStack>[
   stack.sluice.grantAcquire(consumer);
   const admin = new iam.Role(stack, 'Admin', { assumedBy: new iam.AccountRootPrincipal() });
   stack.sluice.grantAdmin(admin);
+  const reader = new iam.Role(stack, 'Reader', { assumedBy: new iam.AccountRootPrincipal() });
+  stack.sluice.grantRead(reader);
   Aspects.of(app).add(new AwsSolutionsChecks());
   const assembly = app.synth();
   return { stack, template: Template.fromStack(stack), assembly };
@@ -130,6 +132,19 @@ describe('the API', () => {
     expect(statements.map((s) => s.Action)).toEqual(['execute-api:Invoke']);
     expect(JSON.stringify(statements[0]?.Resource)).not.toContain('/v1/admin');
     expect(statements[0]?.Resource).toHaveLength(routes.filter((r) => r.auth === 'client').length);
+  });
+
+  it('lets a principal granted with grantRead invoke the client routes that change nothing', () => {
+    const reader = built.stack.node.findChild('Reader') as iam.Role;
+    const text = JSON.stringify(
+      built.template.findResources('AWS::IAM::Policy', {
+        Properties: { Roles: [{ Ref: idOf(reader) }] },
+      }),
+    );
+    const granted = [...text.matchAll(/\/(GET|POST)(\/v1\/[a-z/]+)/g)].map(
+      (m) => `${m[1]} ${m[2]}`,
+    );
+    expect(granted.sort()).toEqual(['GET /v1/health', 'GET /v1/usage', 'POST /v1/available']);
   });
 
   it('lets a principal granted with grantAdmin invoke exactly the admin routes', () => {

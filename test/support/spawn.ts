@@ -12,19 +12,19 @@ export interface LocalServer {
   stop(): Promise<void>;
 }
 
-/** Starts the local API on a free port with `env` on top of this process's environment. */
+/**
+ * Starts the local API on a free port with `env` on top of this process's environment: the
+ * sources, as `npm start` runs them, or `args` (a built `sluice-local`, say) with plain node.
+ */
 export async function spawnLocalServer(
   env: Record<string, string>,
   startTimeoutMs = 30_000,
+  args: readonly string[] = ['--conditions=sluice-source', '--import', 'tsx', MAIN],
 ): Promise<LocalServer> {
-  const child: ChildProcess = spawn(
-    process.execPath,
-    ['--conditions=sluice-source', '--import', 'tsx', MAIN],
-    {
-      env: { ...process.env, PORT: '0', POWERTOOLS_LOG_LEVEL: 'SILENT', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
+  const child: ChildProcess = spawn(process.execPath, args, {
+    env: { ...process.env, PORT: '0', POWERTOOLS_LOG_LEVEL: 'SILENT', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let output = '';
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(

@@ -6,7 +6,7 @@
  */
 import { SERVICE_DEFAULTS } from '@sluice/core';
 import { ENV } from '@sluice/lambdas/environment';
-import { type FunctionName, functionsOf, type Route, routes } from '@sluice/lambdas/routes';
+import { ACCESS, type FunctionName, functionsOf, type Route, routes } from '@sluice/lambdas/routes';
 import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import { AccessLogFormat } from 'aws-cdk-lib/aws-apigateway';
 import {
@@ -281,6 +281,17 @@ export class Sluice extends Construct {
     );
   }
 
+  /**
+   * Lets `principal` call the client routes that change nothing (available, usage, health):
+   * for dashboards and reports. Read-only is what the route's own function may do to the table.
+   */
+  grantRead(principal: iam.IGrantable): iam.Grant {
+    return this.#grantInvoke(
+      principal,
+      routes.filter((r) => r.auth === 'client' && readsOnly(r.function)),
+    );
+  }
+
   /** Lets `principal` call the admin routes: plans, entities, resources, settings, audit, top entities, alerts. */
   grantAdmin(principal: iam.IGrantable): iam.Grant {
     const admin = routes.filter((r) => r.auth === 'admin');
@@ -314,6 +325,13 @@ export class Sluice extends Construct {
       ),
     });
   }
+}
+
+/** Whether a function's table access is reads only. */
+function readsOnly(name: FunctionName): boolean {
+  return ACCESS[name].every((access) =>
+    access.actions.every((action) => /^dynamodb:(GetItem|BatchGetItem|Query)$/.test(action)),
+  );
 }
 
 /** The longest start that all of `texts` share. */
