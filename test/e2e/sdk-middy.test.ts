@@ -111,6 +111,30 @@ describe('sluiceGuard', () => {
     expect(await remaining(client, key, 10_000)).toBe(10_000);
   });
 
+  it("keeps the handler's answer when settling fails, and says so", async () => {
+    const client = new SluiceClient({ endpoint: api.url });
+    const failures: string[] = [];
+    const handler = middy(async (_event: Event, ctx: Context): Promise<Result> => {
+      // Something else settles the lease first: the middleware's own release gets 409.
+      await client.release((ctx as unknown as SluiceGuarded).sluice.leaseId);
+      return { statusCode: 200, body: 'ok' };
+    }).use(
+      sluiceGuard<Event, Result>({
+        client,
+        request: (event) => ({
+          entity: event.key,
+          resource: 'claude-sonnet',
+          usage: { tokens: 100 },
+          limits: [tpm(10_000)],
+        }),
+        onSettleError: (error) => failures.push((error as { code: string }).code),
+      }),
+    );
+
+    expect(await handler({ key: `mw-${++n}` }, context())).toEqual({ statusCode: 200, body: 'ok' });
+    expect(failures).toEqual(['lease_settled']);
+  });
+
   it('fails open or closed, as the client is told, when Sluice cannot be reached', async () => {
     const unreachable = 'http://127.0.0.1:9'; // the discard port: nothing listens
     const open = guarded(new SluiceClient({ endpoint: unreachable, timeoutMs: 300 }), 10_000);

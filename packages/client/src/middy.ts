@@ -6,7 +6,8 @@
  * `Retry-After` and rate-limit headers, and the handler does not run. After the handler it
  * releases the lease with the usage the handler reported, or with the estimate when it reported
  * none. When the handler throws, the lease is released with what it reported so far (nothing
- * reported: everything is given back).
+ * reported: everything is given back). A settle that fails never changes the handler's answer
+ * (`onSettleError` hears of it).
  *
  * @example
  * import middy from '@middy/core';
@@ -68,6 +69,11 @@ export interface SluiceGuardOptions<TEvent, TResult> {
   ) => TResult | SluiceRefusalResponse;
   /** How the middleware waits a reserved `waitMs` before the handler runs. @default setTimeout */
   readonly sleep?: (ms: number) => Promise<void>;
+  /**
+   * Called when settling the lease fails (Sluice refused the settle, e.g. the lease was already
+   * settled): the handler's answer stands either way. @default logs the error's code and message
+   */
+  readonly onSettleError?: (error: unknown, lease: SluiceLease) => void;
 }
 
 /** The part of middy's request the middleware uses. */
@@ -114,6 +120,13 @@ export function refusalResponse(
   };
 }
 
+function logSettleError(error: unknown, lease: SluiceLease): void {
+  const { code, message } = error as { code?: string; message?: string };
+  console.error(
+    `sluice: settling lease ${lease.leaseId.slice(0, 12)}… failed: ${code ?? ''} ${message ?? error}`,
+  );
+}
+
 const leaseOf = (context: object): SluiceLease | undefined =>
   (context as Partial<SluiceGuarded>).sluice;
 
@@ -124,6 +137,7 @@ const leaseOf = (context: object): SluiceLease | undefined =>
 export function sluiceGuard<TEvent, TResult>(options: SluiceGuardOptions<TEvent, TResult>) {
   const sleep = options.sleep ?? realSleep;
   const refused = options.refused ?? refusalResponse;
+  const onSettleError = options.onSettleError ?? logSettleError;
   return {
     before: async (request: GuardedRequest<TEvent, TResult>): Promise<TResult | undefined> => {
       Reflect.deleteProperty(request.context, 'sluice');
@@ -148,13 +162,18 @@ export function sluiceGuard<TEvent, TResult>(options: SluiceGuardOptions<TEvent,
           ? options.usage(request.response, request.event)
           : undefined) ??
         lease.request.usage;
-      await options.client.release(lease.leaseId, usage);
+      // A settle that fails leaves the handler's answer as it is: the call has happened.
+      await options.client.release(lease.leaseId, usage).catch((error: unknown) => {
+        onSettleError(error, lease);
+      });
     },
     onError: async (request: GuardedRequest<TEvent, TResult>): Promise<void> => {
       const lease = leaseOf(request.context);
       if (!lease) return;
       // The call failed: charge what it reported using, or give the reservation back.
-      await options.client.release(lease.leaseId, lease.usage).catch(() => undefined);
+      await options.client.release(lease.leaseId, lease.usage).catch((error: unknown) => {
+        onSettleError(error, lease);
+      });
     },
   };
 }
