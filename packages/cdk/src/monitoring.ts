@@ -1,9 +1,11 @@
 /**
  * Alarms (5xx rate, p99 latency, function errors and throttles, table throttles and system
- * errors) and a dashboard (decisions, denials by limit, latency, capacity). Metric names come
- * from the handlers' own list, so what the dashboard shows is what they emit.
+ * errors), a dashboard (decisions, denials by limit, latency, spend, capacity), the metric filters
+ * that count acquire's decisions from its log, and Contributor Insights rules over that log.
+ * Metric names and log messages come from the handlers' own lists, so what the dashboard shows is
+ * what they write.
  */
-import { METRICS } from '@sluice/lambdas/metric-names';
+import { DECISION_LOG, METRICS } from '@sluice/lambdas/metric-names';
 import type { FunctionName, StreamFunctionName } from '@sluice/lambdas/routes';
 import { Duration, Stack } from 'aws-cdk-lib';
 import type { HttpStage } from 'aws-cdk-lib/aws-apigatewayv2';
@@ -11,6 +13,7 @@ import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import { SnsAction } from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as sns from 'aws-cdk-lib/aws-sns';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import type { Construct } from 'constructs';
@@ -145,7 +148,9 @@ export function sluiceDashboard(scope: Construct, watched: Watched): cloudwatch.
       left: [
         stage.metricLatency({ statistic: 'p50' }),
         stage.metricLatency({ statistic: 'p99' }),
-        sluiceMetric(METRICS.latency, 'p99'),
+        ...[...watched.functions]
+          .filter(([name]) => name === 'acquire')
+          .map(([, fn]) => fn.metricDuration({ statistic: 'p99', label: 'acquire function p99' })),
       ],
       width: 12,
     }),
@@ -182,9 +187,10 @@ export function sluiceDashboard(scope: Construct, watched: Watched): cloudwatch.
  */
 export function sluiceInsightRules(
   scope: Construct,
-  acquire: lambda.IFunction,
+  acquireLogs: logs.ILogGroup,
 ): cloudwatch.CfnInsightRule[] {
-  const logGroup = `/aws/lambda/${acquire.functionName}`;
+  // The function's own log group (not /aws/lambda/<name>: each function is given its own).
+  const logGroup = acquireLogs.logGroupName;
   const rule = (id: string, contribution: Record<string, unknown>) =>
     new cloudwatch.CfnInsightRule(scope, id, {
       ruleName: `${Stack.of(scope).stackName}-${id}`,
@@ -201,7 +207,7 @@ export function sluiceInsightRules(
     rule('TopDenied', {
       Keys: ['$.entity'],
       Filters: [
-        { Match: '$.message', In: ['decision'] },
+        { Match: '$.message', In: [DECISION_LOG.decision] },
         { Match: '$.decision', In: ['rate_limited', 'exceeds_capacity'] },
       ],
     }),
@@ -209,9 +215,63 @@ export function sluiceInsightRules(
       Keys: ['$.entity'],
       ValueOf: '$.tokens',
       Filters: [
-        { Match: '$.message', In: ['decision'] },
+        { Match: '$.message', In: [DECISION_LOG.decision] },
         { Match: '$.decision', In: ['allowed'] },
       ],
     }),
+  ];
+}
+
+/**
+ * Acquire's decision metrics, counted from its decision log by metric filters: `decisions`,
+ * `denials`, and `denials_by_limit` with the limit's name as a dimension; each with the
+ * `service` dimension, as the dashboard reads them.
+ */
+export function sluiceDecisionMetrics(
+  scope: Construct,
+  acquireLogs: logs.ILogGroup,
+): logs.MetricFilter[] {
+  const is = (field: string, op: '=' | '!=', value: string) =>
+    logs.FilterPattern.stringValue(`$.${field}`, op, value);
+  const service = { [METRICS.serviceDimension]: '$.service' };
+  const filter = (
+    id: string,
+    metricName: string,
+    filterPattern: logs.IFilterPattern,
+    dimensions: Record<string, string>,
+  ) =>
+    new logs.MetricFilter(scope, id, {
+      logGroup: acquireLogs,
+      metricNamespace: METRICS.namespace,
+      metricName,
+      metricValue: '1',
+      filterPattern,
+      dimensions,
+    });
+  return [
+    filter(
+      'DecisionsMetric',
+      METRICS.decisions,
+      is('message', '=', DECISION_LOG.decision),
+      service,
+    ),
+    filter(
+      'DenialsMetric',
+      METRICS.denials,
+      logs.FilterPattern.all(
+        is('message', '=', DECISION_LOG.decision),
+        is('decision', '!=', 'allowed'),
+      ),
+      service,
+    ),
+    filter(
+      'DenialsByLimitMetric',
+      METRICS.denialsByLimit,
+      is('message', '=', DECISION_LOG.refusedBy),
+      {
+        ...service,
+        [METRICS.limitDimension]: '$.limit',
+      },
+    ),
   ];
 }

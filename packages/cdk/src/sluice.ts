@@ -31,7 +31,12 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { NagSuppressions } from 'cdk-nag';
 import { Construct } from 'constructs';
 import { type FunctionOptions, sluiceFunction } from './functions.js';
-import { sluiceAlarms, sluiceDashboard, sluiceInsightRules } from './monitoring.js';
+import {
+  sluiceAlarms,
+  sluiceDashboard,
+  sluiceDecisionMetrics,
+  sluiceInsightRules,
+} from './monitoring.js';
 import { sluiceTable } from './table.js';
 
 /** Options of the {@link Sluice} construct; every one has a secure default. */
@@ -77,7 +82,9 @@ export interface SluiceProps {
    */
   readonly throttle?: { readonly rateLimit: number; readonly burstLimit: number };
   /**
-   * Powertools log level of the functions.
+   * Powertools log level of the functions. The acquire function never logs less than INFO: its
+   * decision lines are what its metrics (decisions, denials, denials by limit) and Contributor
+   * Insights rules count.
    * @default 'INFO'
    */
   readonly logLevel?: 'DEBUG' | 'INFO' | 'WARN' | 'ERROR';
@@ -159,8 +166,14 @@ export class Sluice extends Construct {
       ...(props.tableEncryptionKey ? { encryptionKey: props.tableEncryptionKey } : {}),
     };
     const functions = new Map<FunctionName, lambda.Function>();
-    for (const name of functionsOf(routes).keys())
-      functions.set(name, sluiceFunction(this, name, functionOptions));
+    for (const name of functionsOf(routes).keys()) {
+      // Acquire's decision lines (INFO) are its metrics and insights: never quieter than INFO.
+      const logLevel =
+        name === 'acquire' && functionOptions.logLevel !== 'DEBUG'
+          ? 'INFO'
+          : functionOptions.logLevel;
+      functions.set(name, sluiceFunction(this, name, { ...functionOptions, logLevel }));
+    }
     this.functions = functions;
 
     // Usage history and budget alerts: the aggregator on the table's stream.
@@ -265,7 +278,9 @@ export class Sluice extends Construct {
     };
     this.alarms = sluiceAlarms(this, watched, this.alarmTopic);
     this.dashboard = sluiceDashboard(this, watched);
-    sluiceInsightRules(this, functions.get('acquire') as lambda.Function);
+    const acquireLogs = (functions.get('acquire') as lambda.Function).logGroup;
+    sluiceDecisionMetrics(this, acquireLogs);
+    sluiceInsightRules(this, acquireLogs);
   }
 
   /** The API's base URL. */

@@ -1,13 +1,12 @@
 /** acquire: may this call go ahead? */
-import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import middy from '@middy/core';
 import { acquire } from '@sluice/core';
 import { limitsBody, refusalName, shadowBody, violationsBody } from './http/bodies.js';
 import { edge, type JsonEvent, parse } from './http/edge.js';
 import { rateLimitHeaders } from './http/headers.js';
 import { json, problem, type Result } from './http/problem.js';
-import { METRICS } from './metric-names.js';
-import { getRuntime, logger, metrics } from './runtime.js';
+import { DECISION_LOG } from './metric-names.js';
+import { getRuntime, logger } from './runtime.js';
 import { acquireRequest } from './schemas.js';
 import { definitionsOf, resolve } from './scopes.js';
 
@@ -40,9 +39,9 @@ export const handler = middy<JsonEvent, Result>()
       logger.error('refusal counts not written to usage history yet', { error });
     });
     const definitions = definitionsOf(checks);
-    metrics.addMetric(METRICS.decisions, MetricUnit.Count, 1);
+    // The decision lines are the decision metrics: the construct's metric filters count them.
     if (result.allowed) {
-      logger.info('decision', { decision: 'allowed', waitMs: result.waitMs });
+      logger.info(DECISION_LOG.decision, { decision: 'allowed', waitMs: result.waitMs });
       return json(
         200,
         {
@@ -55,16 +54,11 @@ export const handler = middy<JsonEvent, Result>()
         rateLimitHeaders(result.limits, definitions),
       );
     }
-    logger.info('decision', {
+    logger.info(DECISION_LOG.decision, {
       decision: result.code,
       violations: result.violations.map((v) => v.name),
     });
-    metrics.addMetric(METRICS.denials, MetricUnit.Count, 1);
-    for (const v of result.violations) {
-      const single = metrics.singleMetric();
-      single.addDimension(METRICS.limitDimension, v.name);
-      single.addMetric(METRICS.denialsByLimit, MetricUnit.Count, 1);
-    }
+    for (const v of result.violations) logger.info(DECISION_LOG.refusedBy, { limit: v.name });
     const extras = {
       retry_after_ms: result.retryAfterMs,
       violations: violationsBody(result.violations),

@@ -18,7 +18,8 @@ import {
 } from '@sluice/core';
 import type { DynamoDBBatchResponse, DynamoDBStreamEvent } from 'aws-lambda';
 import { METRICS } from './metric-names.js';
-import { getRuntime, logger, metrics } from './runtime.js';
+import { metrics } from './metrics.js';
+import { getRuntime, logger } from './runtime.js';
 
 let aggregator: UsageAggregator | undefined;
 

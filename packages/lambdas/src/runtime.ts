@@ -1,14 +1,11 @@
 /**
  * What a container creates once and every request reuses: the DynamoDB client, the engine
- * (whose memory of recent item states is what keeps the hot path to one write), the logger and
- * the metrics.
+ * (whose memory of recent item states is what keeps the hot path to one write) and the logger.
  */
 import { Logger } from '@aws-lambda-powertools/logger';
-import { Metrics } from '@aws-lambda-powertools/metrics';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { CachedConfigSource, DenialBuffer, DynamoDBStore, Engine } from '@sluice/core';
 import { type Environment, loadEnvironment, serviceName } from './environment.js';
-import { METRICS } from './metric-names.js';
 
 /** Per-container singletons. */
 export interface Runtime {
@@ -26,11 +23,11 @@ export interface Runtime {
 
 const service = serviceName();
 
-/** Structured logs: request id, route, entity, resource, decision. Never credentials or bodies. */
+/**
+ * Structured logs: request id, route, entity, resource, decision. Never credentials or bodies.
+ * Acquire's decision lines are also its metrics (the construct's metric filters count them).
+ */
 export const logger = new Logger({ serviceName: service });
-
-/** CloudWatch EMF metrics: decisions, denials by limit, latency. */
-export const metrics = new Metrics({ namespace: METRICS.namespace, serviceName: service });
 
 let runtime: Runtime | undefined;
 

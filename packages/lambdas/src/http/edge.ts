@@ -2,14 +2,12 @@
  * The middleware every route uses, written once: JSON body checks (415, 413, 400), problem+json
  * errors, logging context, and a latency metric.
  */
-import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { MiddlewareObj } from '@middy/core';
 import { PolicyRefusal, ValidationError, validationErrorFrom } from '@sluice/core';
 import type { APIGatewayProxyEventV2, Context } from 'aws-lambda';
 import type * as z from 'zod/mini';
 import { HttpProblem } from '../errors.js';
-import { METRICS } from '../metric-names.js';
-import { logger, metrics } from '../runtime.js';
+import { logger } from '../runtime.js';
 import { MAX_BODY_BYTES } from './limits.js';
 import { fromError, type Result } from './problem.js';
 
@@ -41,13 +39,14 @@ function header(event: APIGatewayProxyEventV2, name: string): string | undefined
   return event.headers?.[name] ?? event.headers?.[name.toLowerCase()];
 }
 
-/** The edge middleware: body checks before, problem+json on error, metrics and log context always. */
+/**
+ * The edge middleware: body checks before, problem+json on error, log context always. (Latency is
+ * API Gateway's and Lambda's own metric: measuring it here again cost the hot path a library.)
+ */
 export function edge(options: EdgeOptions): MiddlewareObj<JsonEvent, Result, Error, Context> {
   const opts = { body: true, ...options };
-  const started = new WeakMap<object, number>();
   return {
     before: async (request) => {
-      started.set(request, performance.now());
       logger.appendKeys({ route: opts.route, requestId: request.event.requestContext?.requestId });
       const event = request.event;
       if (typeof opts.body === 'function' ? !opts.body(event) : !opts.body) return;
@@ -71,8 +70,8 @@ export function edge(options: EdgeOptions): MiddlewareObj<JsonEvent, Result, Err
         throw new ValidationError('body', 'not valid JSON');
       }
     },
-    after: async (request) => {
-      record(request, started);
+    after: async () => {
+      logger.resetKeys();
     },
     onError: async (request) => {
       const { error } = request;
@@ -82,15 +81,7 @@ export function edge(options: EdgeOptions): MiddlewareObj<JsonEvent, Result, Err
       else if (expected) logger.info('refused', { status: response.statusCode });
       else logger.error('failed', { error });
       request.response = response;
-      record(request, started);
+      logger.resetKeys();
     },
   };
-}
-
-function record(request: object, started: WeakMap<object, number>): void {
-  const t0 = started.get(request);
-  if (t0 !== undefined)
-    metrics.addMetric(METRICS.latency, MetricUnit.Milliseconds, performance.now() - t0);
-  metrics.publishStoredMetrics();
-  logger.resetKeys();
 }
