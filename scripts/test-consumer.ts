@@ -5,11 +5,11 @@
  *  1. plain `node` imports @sluice/client and @sluice/core (ESM) and calls them;
  *  2. `tsc --noEmit` checks a consumer file (strict, no skipLibCheck) using the SDK's types;
  *  3. esbuild bundles a consumer Lambda handler (the SDK and its middy middleware); the bundle,
- *     run with plain node, acquires and settles against the local API the installed
- *     @sluice/local serves (what `npm start` runs);
+ *     run with plain node, acquires and settles against `npm start` and against the installed
+ *     @sluice/local's `sluice-local`;
  *  4. a CDK app embeds `new Sluice(this, 'Limiter')`, grants its own function acquire and
  *     synthesizes offline, cdk-nag clean;
- *  5. `npx sluice --help` and `npx sluice plan -f examples/sluice.yaml` against that API.
+ *  5. `npx sluice --help` and `npx sluice plan -f examples/sluice.yaml` against `npm start`.
  * Prints each step's time and each package's packed and installed size. `--keep` keeps the
  * project (its path is printed).
  */
@@ -265,29 +265,31 @@ try {
     ]),
   );
 
-  const local = await step('sluice-local (installed @sluice/local) starts', startLocal);
+  /** The bundle, run with plain node against `url`: acquires and settles, by hand and guarded. */
+  const runBundle = (url: string) => {
+    const out = JSON.parse(run('node', ['run-bundle.mjs'], project, { SLUICE_URL: url })) as {
+      settled: boolean;
+      answered: { statusCode: number };
+      remaining: number;
+    };
+    // 1,500 by hand (1,200 + 300), then 1,000 through the middleware (900 + 100).
+    if (!out.settled || out.answered.statusCode !== 200 || out.remaining !== 10_000 - 1_500 - 1_000)
+      throw new Error(`unexpected: ${JSON.stringify(out)}`);
+  };
+
+  // `npm start` (the repository's, on the run's own DynamoDB Local) and the installed
+  // @sluice/local's `sluice-local`, side by side.
+  const [started, local] = await step('npm start and the installed sluice-local start', () =>
+    Promise.all([spawnLocalServer({}, 60_000), startLocal()]),
+  );
   try {
-    await step('the bundle acquires and settles against it', () => {
-      const out = JSON.parse(
-        run('node', ['run-bundle.mjs'], project, { SLUICE_URL: local.url }),
-      ) as {
-        settled: boolean;
-        answered: { statusCode: number };
-        remaining: number;
-      };
-      // 1,500 by hand (1,200 + 300), then 1,000 through the middleware (900 + 100).
-      if (
-        !out.settled ||
-        out.answered.statusCode !== 200 ||
-        out.remaining !== 10_000 - 1_500 - 1_000
-      )
-        throw new Error(`unexpected: ${JSON.stringify(out)}`);
-    });
+    await step('the bundle acquires and settles against npm start', () => runBundle(started.url));
+    await step('… and against the installed sluice-local', () => runBundle(local.url));
     await step('npx sluice --help', () => {
       const out = run('npx', ['--no-install', 'sluice', '--help']);
       if (!out.includes('plan')) throw new Error(out);
     });
-    await step('npx sluice plan -f examples/sluice.yaml', () => {
+    await step('npx sluice plan -f examples/sluice.yaml against npm start', () => {
       const out = run('npx', [
         '--no-install',
         'sluice',
@@ -295,12 +297,12 @@ try {
         '-f',
         join(ROOT, 'examples', 'sluice.yaml'),
         '--endpoint',
-        local.url,
+        started.url,
       ]);
       if (!/create/i.test(out)) throw new Error(out);
     });
   } finally {
-    await local.stop();
+    await Promise.all([started.stop(), local.stop()]);
   }
 
   await step('CDK app embeds Sluice, synthesizes, cdk-nag clean', () => {
