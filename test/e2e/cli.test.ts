@@ -55,7 +55,7 @@ describe('the sluice executable', () => {
     expect(run.status, run.stderr).toBe(0);
     expect(run.stdout).toContain('+ plan free');
     expect(run.stdout).toContain('+ entity acme-search-key-1');
-    expect(run.stdout).toMatch(/Plan: 15 to create, 0 to change, 0 to delete/);
+    expect(run.stdout).toMatch(/Plan: 16 to create, 0 to change, 0 to delete/);
   });
 
   it('prints usage and exits 2 on an unknown command', () => {

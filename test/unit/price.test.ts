@@ -1,4 +1,12 @@
-import { costMicroUsd, parseDecimal, toPrice, ValidationError } from '@sluice/core';
+import {
+  costMicroUsd,
+  forBatch,
+  parseDecimal,
+  priceFromText,
+  priceToText,
+  toPrice,
+  ValidationError,
+} from '@sluice/core';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 
@@ -54,5 +62,27 @@ describe('costMicroUsd', () => {
         },
       ),
     );
+  });
+});
+
+describe('batch prices and lease prices', () => {
+  const price = toPrice({ input: '3', output: '15', cached_input: '0.3', batch_discount: '0.5' });
+
+  it('multiplies every part by (1 − discount) exactly, keeping one rounding per call', () => {
+    const batch = forBatch(price);
+    // 1 input + 1 output at half price: 1.5 + 7.5 = 9 exactly.
+    expect(costMicroUsd({ input_tokens: 1, output_tokens: 1 }, batch)).toBe(9);
+    // 1 cached input at half of 0.3: 0.15 → 1 (rounded once).
+    expect(costMicroUsd({ input_tokens: 1, cached_input_tokens: 1 }, batch)).toBe(1);
+    expect(forBatch(toPrice({ input: '3', output: '15' }))).toEqual(
+      toPrice({ input: '3', output: '15' }),
+    );
+  });
+
+  it("survives a lease's round trip, and reads a lease signed before cache-write prices", () => {
+    const batch = forBatch(price);
+    expect(priceFromText(priceToText(batch))).toEqual(batch);
+    const old = priceFromText(['3', '15', '0.3']);
+    expect(costMicroUsd({ input_tokens: 10, cache_write_tokens: 10 }, old)).toBe(30);
   });
 });

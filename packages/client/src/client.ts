@@ -121,6 +121,7 @@ export class SluiceClient {
       ...(request.limits ? { limits: request.limits } : {}),
       ...(request.maxWaitMs !== undefined ? { max_wait_ms: request.maxWaitMs } : {}),
       ...(request.priority !== undefined ? { priority: request.priority } : {}),
+      ...(request.batch ? { batch: true } : {}),
     };
     const answer = await this.#call('/v1/acquire', body, [429, 422]);
     if (answer === 'unavailable') {

@@ -55,6 +55,8 @@ export interface AcquireRequest {
   readonly maxWaitMs?: number;
   /** 1–100: the share of each limit a request may use. */
   readonly priority?: number;
+  /** A batch call (a provider's batch API): priced with the resource's batch discount. */
+  readonly batch?: boolean;
 }
 
 /** An admission with a lease id, or a refusal; `degraded` when Sluice was unreachable. */

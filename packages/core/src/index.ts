@@ -48,12 +48,16 @@ export {
   resolvePolicy,
 } from './catalog/policy.js';
 export {
+  CACHE_WRITE_METRIC,
   CACHED_INPUT_METRIC,
   costMicroUsd,
   type Decimal,
+  forBatch,
   type Price,
   type PriceInput,
   parseDecimal,
+  priceFromText,
+  priceToText,
   toPrice,
   withCost,
 } from './catalog/price.js';

@@ -23,6 +23,8 @@ export const acquireRequest = z.strictObject({
     z.number().check(z.int(), z.minimum(0), z.maximum(ENGINE_DEFAULTS.maxWaitMsCeiling)),
   ),
   priority: z.optional(z.number().check(z.int(), z.minimum(PRIORITY.min), z.maximum(PRIORITY.max))),
+  /** A batch call (a provider's batch API): priced with the resource's batch discount. */
+  batch: z.optional(z.boolean()),
 });
 
 export const adjustRequest = z.strictObject({ lease_id: leaseId, usage: usageSchema });
@@ -34,6 +36,7 @@ export const availableRequest = z.strictObject({
   resource: identifierSchema,
   usage: z.optional(usageSchema),
   limits: z.optional(limitsSchema),
+  batch: z.optional(z.boolean()),
 });
 
 export type AcquireRequest = z.infer<typeof acquireRequest>;

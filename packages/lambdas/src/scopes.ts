@@ -20,6 +20,7 @@ export function resolve(request: {
   readonly usage?: Usage | undefined;
   readonly limits?: readonly LimitInput[] | undefined;
   readonly priority?: number | undefined;
+  readonly batch?: boolean | undefined;
 }): Promise<Policy> {
   return resolvePolicy(getRuntime().policies, {
     entity: request.entity,
@@ -27,6 +28,7 @@ export function resolve(request: {
     usage: request.usage ?? {},
     ...(request.limits ? { inline: request.limits } : {}),
     ...(request.priority !== undefined ? { priority: request.priority } : {}),
+    ...(request.batch ? { batch: true } : {}),
   });
 }
 

@@ -28,11 +28,28 @@ const priceValue = z.union([z.number(), z.string()]).check(
   }),
 );
 
-/** USD per million tokens: input, output, and (optional) cached input. */
+/** A share below 1, as a decimal ("0.5"). */
+const discountValue = z.union([z.number(), z.string()]).check(
+  z.refine(
+    (v) => {
+      const d = parseDecimal(v);
+      return d !== undefined && d.units < 10n ** BigInt(d.scale);
+    },
+    { message: `must be a decimal from 0 up to (not including) 1, e.g. "0.5"` },
+  ),
+);
+
+/**
+ * USD per million tokens: input, output, cached input (cache reads) and cache writes (each of
+ * those two the input price unless set), and the batch discount, a share taken off every part
+ * for calls acquired with `batch: true`.
+ */
 export const priceSchema = z.strictObject({
   input: priceValue,
   output: priceValue,
   cached_input: z.optional(priceValue),
+  cache_write: z.optional(priceValue),
+  batch_discount: z.optional(discountValue),
 });
 
 /** Step names: like limit names. */

@@ -24,7 +24,7 @@ import type {
   ResourceConfig,
   SettingsConfig,
 } from './documents.js';
-import { type Price, toPrice } from './price.js';
+import { forBatch, type Price, toPrice } from './price.js';
 
 /** Deepest hierarchy, counting the entity itself: key → project → org is 3. */
 export const MAX_DEPTH = 8;
@@ -95,6 +95,8 @@ export interface PolicyRequest {
   readonly usage: Usage;
   readonly inline?: readonly LimitInput[];
   readonly priority?: number;
+  /** A batch call: its price is the resource's less the batch discount. */
+  readonly batch?: boolean;
 }
 
 /** The decision to hand the engine: scopes, priority, and the price that derives cost. */
@@ -261,7 +263,8 @@ async function resolveWith(source: ConfigSource, request: PolicyRequest): Promis
   const active = checks.filter((check) => check.limits.length > 0);
 
   const priceInput = resourceConfig?.price ?? settings.default_price;
-  const price = priceInput ? toPrice(priceInput) : undefined;
+  const listed = priceInput ? toPrice(priceInput) : undefined;
+  const price = listed && request.batch ? forBatch(listed) : listed;
   const costLimited = active.some((c) => c.limits.some((l) => l.metric === 'cost_micro_usd'));
   if (costLimited && !price && request.usage.cost_micro_usd === undefined) {
     throw new PolicyRefusal(

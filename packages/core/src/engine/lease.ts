@@ -81,7 +81,7 @@ interface Wire {
   x: number;
   u: Usage;
   s: { p: string; k: string; c: string; g: number; l: (WireBucket | WireQuota)[] }[];
-  p?: [string, string, string];
+  p?: string[];
   c?: ContextWire;
 }
 
