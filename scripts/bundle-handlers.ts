@@ -4,13 +4,16 @@
  * embeds `Sluice` needs neither esbuild nor Docker nor Sluice's sources to synthesize, and the
  * bundle the tests size and run is byte for byte the one Lambda runs.
  */
-import { mkdirSync, rmSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { AGGREGATOR_ENTRY, functionsOf, type Route, routes } from '@sluice/lambdas/routes';
-import { build } from 'esbuild';
+import { type BuildOptions, build } from 'esbuild';
 
 /** Where the bundles go: the folder @sluice/cdk ships. */
 export const HANDLERS_DIR = fileURLToPath(new URL('../packages/cdk/handlers/', import.meta.url));
+
+const REQUIRE_BANNER =
+  "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);";
 
 /** Every function and the file its handler is in. */
 export function handlerEntries(): Map<string, string> {
@@ -28,7 +31,7 @@ export async function bundleHandlers(out = HANDLERS_DIR): Promise<Map<string, nu
   await Promise.all(
     [...handlerEntries()].map(async ([name, entry]) => {
       mkdirSync(`${out}/${name}`, { recursive: true });
-      const result = await build({
+      const options = {
         entryPoints: [entry],
         outfile: `${out}/${name}/index.mjs`,
         bundle: true,
@@ -36,6 +39,7 @@ export async function bundleHandlers(out = HANDLERS_DIR): Promise<Map<string, nu
         sourcemap: true,
         sourcesContent: false, // stack traces need the mappings only
         legalComments: 'none',
+        charset: 'utf8',
         platform: 'node',
         target: 'node22',
         format: 'esm',
@@ -43,12 +47,14 @@ export async function bundleHandlers(out = HANDLERS_DIR): Promise<Map<string, nu
         conditions: ['sluice-source'],
         // The AWS SDK v3 is in the Node.js 22 runtime, so it stays out of the bundle.
         external: ['@aws-sdk/*'],
-        banner: {
-          js: "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);",
-        },
         metafile: true,
         logLevel: 'warning',
-      });
+      } satisfies BuildOptions;
+      let result = await build(options);
+      // A CommonJS package inside an ESM bundle needs a `require`: give it one where it does.
+      if (readFileSync(options.outfile, 'utf8').includes('Dynamic require of')) {
+        result = await build({ ...options, banner: { js: REQUIRE_BANNER } });
+      }
       const output =
         result.metafile.outputs[
           Object.keys(result.metafile.outputs).find((f) => f.endsWith('.mjs')) as string

@@ -55,6 +55,7 @@ interface WireLimit {
 interface WireViolation extends Omit<WireLimit, 'reset_ms'> {
   requested: number;
   retry_after_ms: number | null;
+  resource?: string;
 }
 
 const limitsFrom = (limits: readonly WireLimit[] | undefined): LimitStatus[] =>
@@ -76,6 +77,7 @@ const violationsFrom = (violations: readonly WireViolation[] | undefined): Viola
     remaining: v.remaining,
     requested: v.requested,
     retryAfterMs: v.retry_after_ms,
+    ...(v.resource !== undefined ? { resource: v.resource } : {}),
   }));
 
 /** Lease ids handed out while Sluice was unreachable: settling them records nothing. */
@@ -122,6 +124,7 @@ export class SluiceClient {
       ...(request.maxWaitMs !== undefined ? { max_wait_ms: request.maxWaitMs } : {}),
       ...(request.priority !== undefined ? { priority: request.priority } : {}),
       ...(request.batch ? { batch: true } : {}),
+      ...(request.fallback ? { fallback: request.fallback } : {}),
     };
     const answer = await this.#call('/v1/acquire', body, [429, 422]);
     if (answer === 'unavailable') {
@@ -130,6 +133,8 @@ export class SluiceClient {
             allowed: true,
             leaseId: `${DEGRADED_PREFIX}${Date.now()}`,
             waitMs: 0,
+            resource: request.resource,
+            fellBack: false,
             limits: [],
             degraded: true,
           }
@@ -145,6 +150,8 @@ export class SluiceClient {
     const data = answer.body as {
       lease_id?: string;
       wait_ms?: number;
+      resource?: string;
+      fell_back?: boolean;
       limits?: WireLimit[];
       code?: string;
       retry_after_ms?: number | null;
@@ -159,6 +166,8 @@ export class SluiceClient {
         allowed: true,
         leaseId: data.lease_id ?? '',
         waitMs: data.wait_ms ?? 0,
+        resource: data.resource ?? request.resource,
+        fellBack: data.fell_back ?? false,
         limits: limitsFrom(data.limits),
         degraded: false,
         headers: answer.headers ?? {},
@@ -251,7 +260,7 @@ export class SluiceClient {
    */
   async withLease<T>(
     request: AcquireRequest,
-    fn: (lease: { leaseId: string }) => Promise<{ value: T; usage: Usage }>,
+    fn: (lease: { leaseId: string; resource: string }) => Promise<{ value: T; usage: Usage }>,
   ): Promise<
     ({ allowed: true; value: T; usage: Usage } | Extract<AcquireResult, { allowed: false }>) & {
       degraded: boolean;
@@ -262,7 +271,7 @@ export class SluiceClient {
     if (lease.waitMs > 0) await this.#sleep(lease.waitMs);
     let outcome: { value: T; usage: Usage };
     try {
-      outcome = await fn({ leaseId: lease.leaseId });
+      outcome = await fn({ leaseId: lease.leaseId, resource: lease.resource });
     } catch (error) {
       await this.release(lease.leaseId).catch(() => undefined);
       throw error;

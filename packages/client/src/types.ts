@@ -43,6 +43,8 @@ export interface Violation {
   readonly remaining: number;
   readonly requested: number;
   readonly retryAfterMs: number | null;
+  /** The resource whose limit refused, when the request named fallbacks. */
+  readonly resource?: string;
 }
 
 /** What to ask before a call: who, which model, the estimated usage. */
@@ -57,6 +59,11 @@ export interface AcquireRequest {
   readonly priority?: number;
   /** A batch call (a provider's batch API): priced with the resource's batch discount. */
   readonly batch?: boolean;
+  /**
+   * Smaller models to fall back to, in order, when `resource` refuses; the answer's `resource`
+   * says which one to call. @default the plan's `fallbacks` for `resource`
+   */
+  readonly fallback?: readonly string[];
 }
 
 /** An admission with a lease id, or a refusal; `degraded` when Sluice was unreachable. */
@@ -65,6 +72,10 @@ export type AcquireResult =
       readonly allowed: true;
       readonly leaseId: string;
       readonly waitMs: number;
+      /** The resource admitted: the one asked for, or the fallback taken. Call this model. */
+      readonly resource: string;
+      /** True when a fallback was taken instead of the resource asked for. */
+      readonly fellBack: boolean;
       readonly limits: readonly LimitStatus[];
       /** True when Sluice was unreachable and `onUnavailable: 'allow'` let the call through. */
       readonly degraded: boolean;

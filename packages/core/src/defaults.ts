@@ -103,3 +103,6 @@ export const SERVICE_DEFAULTS = {
 
 /** A request's `priority`: the share (percent) of each limit it may fill. */
 export const PRIORITY = { min: 1, max: 100 } as const;
+
+/** Fallbacks a request or a plan may name for one resource, at most. */
+export const MAX_FALLBACKS = 4;

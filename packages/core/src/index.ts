@@ -25,6 +25,7 @@ export {
   type ConfigOf,
   type EntityConfig,
   entitySchema,
+  fallbackCycle,
   PLAN_NAME_PATTERN,
   type PlanConfig,
   type PlanLimitInput,
@@ -44,6 +45,7 @@ export {
   matchesResource,
   type Policy,
   type PolicyRequest,
+  planFallbacks,
   type Revised,
   resolvePolicy,
 } from './catalog/policy.js';
@@ -64,6 +66,7 @@ export {
 export {
   ENGINE_DEFAULTS,
   type EngineTuning,
+  MAX_FALLBACKS,
   PRIORITY,
   SERVICE_DEFAULTS,
   signingKeyRetainMs,

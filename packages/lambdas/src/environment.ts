@@ -76,7 +76,7 @@ export const serviceName = (env: NodeJS.ProcessEnv = process.env): string =>
 export function loadEnvironment(env: NodeJS.ProcessEnv = process.env): Environment {
   const tableName = env[ENV.tableName];
   if (!tableName)
-    throw new EnvironmentError(`${ENV.tableName} is not set: it names the Sluice DynamoDB table`);
+    throw new EnvironmentError(`${ENV.tableName} is not set (the Sluice table's name)`);
   const endpoint = env[ENV.dynamodbEndpoint];
   const eventBus = env[ENV.eventBus];
   return {

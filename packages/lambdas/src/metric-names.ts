@@ -26,8 +26,8 @@ export const METRICS = {
 
 /**
  * The `message` of acquire's decision log lines: `decision` (fields `decision`: `allowed`,
- * `rate_limited` or `exceeds_capacity`; `entity`, `resource`, `tokens`, `violations`) and, for
- * each limit that refused, `refused by limit` (field `limit`).
+ * `rate_limited` or `exceeds_capacity`; `entity`, `resource`, `tokens`) and, for each limit that
+ * refused, `refused by limit` (field `limit`).
  */
 export const DECISION_LOG = {
   decision: 'decision',

@@ -6,6 +6,10 @@ import * as z from 'zod/mini';
 import { MAX_BODY_BYTES } from './http/limits.js';
 import * as r from './responses.js';
 import { type NamedSchema, type Route, routes } from './routes.js';
+import { flagSchema } from './schemas.js';
+
+// The flag is a custom schema (see schemas.ts): its JSON Schema type is declared here.
+z.globalRegistry.add(flagSchema, { type: 'boolean' });
 
 function jsonSchema(of: z.ZodMiniType, io: 'input' | 'output'): Record<string, unknown> {
   const { $schema: _, ...rest } = z.toJSONSchema(of, { io, unrepresentable: 'any' }) as Record<

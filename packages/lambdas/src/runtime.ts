@@ -43,12 +43,10 @@ export function getRuntime(): Runtime {
       store,
       shardGrowWritesPerSecond: env.shardGrowWritesPerSecond,
       onBackgroundError: (error) =>
-        logger.error(
-          'a background write failed: a give-back (the denied request stays charged) or a shard split (completed by the next writer to find it)',
-          { error },
-        ),
+        // A give-back: the refused request stays charged; a split: its next writer completes it.
+        logger.error('background write failed (give-back or shard split)', { error }),
       onSigningKeysRestored: (keyIds) =>
-        logger.error('the signing key item had lost keys this container knows; wrote them back', {
+        logger.error('signing keys were missing from the table; wrote back those known here', {
           keyIds,
         }),
     });

@@ -6,11 +6,21 @@ import {
   ENGINE_DEFAULTS,
   identifierSchema,
   limitsSchema,
+  MAX_FALLBACKS,
   MAX_LEASE_ID_LENGTH,
   PRIORITY,
   usageSchema,
 } from '@sluice/core';
 import * as z from 'zod/mini';
+
+/**
+ * `true` or `false`. A zod boolean would add 0.4 KB to the acquire function's bundle (it has
+ * no other boolean); openapi.ts declares its type.
+ */
+export const flagSchema = z.custom<boolean>(
+  (value) => typeof value === 'boolean',
+  'Invalid input: expected boolean',
+);
 
 const leaseId = z.string().check(z.minLength(1), z.maxLength(MAX_LEASE_ID_LENGTH));
 
@@ -24,7 +34,12 @@ export const acquireRequest = z.strictObject({
   ),
   priority: z.optional(z.number().check(z.int(), z.minimum(PRIORITY.min), z.maximum(PRIORITY.max))),
   /** A batch call (a provider's batch API): priced with the resource's batch discount. */
-  batch: z.optional(z.boolean()),
+  batch: z.optional(flagSchema),
+  /**
+   * Resources to fall back to, in order, when `resource` refuses (rate limited, or not
+   * allowed); the plan's `fallbacks` for `resource` when absent.
+   */
+  fallback: z.optional(z.array(identifierSchema).check(z.minLength(1), z.maxLength(MAX_FALLBACKS))),
 });
 
 export const adjustRequest = z.strictObject({ lease_id: leaseId, usage: usageSchema });
@@ -36,7 +51,7 @@ export const availableRequest = z.strictObject({
   resource: identifierSchema,
   usage: z.optional(usageSchema),
   limits: z.optional(limitsSchema),
-  batch: z.optional(z.boolean()),
+  batch: z.optional(flagSchema),
 });
 
 export type AcquireRequest = z.infer<typeof acquireRequest>;

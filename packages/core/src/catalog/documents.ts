@@ -6,7 +6,7 @@
 
 import * as z from 'zod/mini';
 import { joinKey } from '../canonical.js';
-import { PRIORITY } from '../defaults.js';
+import { MAX_FALLBACKS, PRIORITY } from '../defaults.js';
 import {
   alertsSchema,
   bucketLimitSchema,
@@ -20,6 +20,7 @@ import {
   validationErrorFrom,
 } from '../engine/limits.js';
 import { ValidationError } from '../errors.js';
+import { matchesResource } from './policy.js';
 import { MAX_PRICE_DECIMALS, parseDecimal } from './price.js';
 
 const priceValue = z.union([z.number(), z.string()]).check(
@@ -74,19 +75,82 @@ const planLimits = z.array(planLimitSchema).check(z.maxLength(64));
 const description = z.optional(z.string().check(z.maxLength(1_024)));
 
 /** A plan, as the admin API stores it (operation `putPlan`). */
-export const planSchema = z.strictObject({
-  limits: z.optional(planLimits),
-  /** Resources (or patterns) this plan may call; absent: every resource. */
-  allowed_resources: z.optional(z.array(resourcePattern).check(z.maxLength(256))),
-  /** Largest `input_tokens` estimate one call may send. */
-  max_input_tokens: z.optional(z.number().check(z.int(), z.minimum(1), z.maximum(100_000_000))),
-  /**
-   * The share (1–100, %) of limits shared with other callers — ancestors', the resource's — that
-   * this plan's calls may fill; its own limits hold nothing back. A request may only lower it.
-   */
-  priority: z.optional(z.number().check(z.int(), z.minimum(PRIORITY.min), z.maximum(PRIORITY.max))),
-  description,
-});
+export const planSchema = z
+  .strictObject({
+    limits: z.optional(planLimits),
+    /** Resources (or patterns) this plan may call; absent: every resource. */
+    allowed_resources: z.optional(z.array(resourcePattern).check(z.maxLength(256))),
+    /** Largest `input_tokens` estimate one call may send. */
+    max_input_tokens: z.optional(z.number().check(z.int(), z.minimum(1), z.maximum(100_000_000))),
+    /**
+     * The share (1–100, %) of limits shared with other callers — ancestors', the resource's — that
+     * this plan's calls may fill; its own limits hold nothing back. A request may only lower it.
+     */
+    priority: z.optional(
+      z.number().check(z.int(), z.minimum(PRIORITY.min), z.maximum(PRIORITY.max)),
+    ),
+    /**
+     * Smaller models to fall back to, per resource: when the resource refuses (rate limited, or
+     * not allowed), the first of its fallbacks that admits is taken in the same acquire.
+     */
+    fallbacks: z.optional(
+      z.record(
+        identifierSchema,
+        z.array(identifierSchema).check(z.minLength(1), z.maxLength(MAX_FALLBACKS)),
+      ),
+    ),
+    description,
+  })
+  .check(
+    z.superRefine((plan, ctx) => {
+      for (const [resource, targets] of Object.entries(plan.fallbacks ?? {})) {
+        targets.forEach((target, i) => {
+          const path = ['fallbacks', resource, i];
+          if (target === resource || targets.indexOf(target) !== i)
+            ctx.addIssue({ code: 'custom', path, message: `${target} is already tried before it` });
+          else if (
+            plan.allowed_resources &&
+            !plan.allowed_resources.some((pattern) => matchesResource(pattern, target))
+          )
+            ctx.addIssue({
+              code: 'custom',
+              path,
+              message: `${target} is not among this plan's allowed_resources`,
+            });
+        });
+      }
+      const cycle = fallbackCycle(plan.fallbacks ?? {});
+      if (cycle)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['fallbacks', cycle[0] as string],
+          message: `fallbacks go round in a cycle: ${cycle.join(' → ')}`,
+        });
+    }),
+  );
+
+/** A cycle among fallbacks (`a → b → a`), as the resources on it, or undefined. */
+export function fallbackCycle(
+  fallbacks: Readonly<Record<string, readonly string[]>>,
+): string[] | undefined {
+  const done = new Set<string>();
+  const visit = (node: string, path: string[]): string[] | undefined => {
+    const at = path.indexOf(node);
+    if (at >= 0) return [...path.slice(at), node];
+    if (done.has(node)) return undefined;
+    for (const next of Object.hasOwn(fallbacks, node) ? (fallbacks[node] ?? []) : []) {
+      const found = visit(next, [...path, node]);
+      if (found) return found;
+    }
+    done.add(node);
+    return undefined;
+  };
+  for (const start of Object.keys(fallbacks)) {
+    const found = visit(start, []);
+    if (found) return found;
+  }
+  return undefined;
+}
 
 /** An entity (operation `putEntity`). */
 export const entitySchema = z.strictObject({

@@ -141,6 +141,21 @@ export async function resolvePolicy(source: ConfigSource, request: PolicyRequest
   }
 }
 
+/**
+ * The fallbacks the entity's own plan names for `resource` (none when it names none): the
+ * resources to try, in order, when `resource` refuses.
+ */
+export async function planFallbacks(
+  source: ConfigSource,
+  entity: string,
+  resource: string,
+): Promise<readonly string[]> {
+  const record = await source.entity(entity);
+  const plan = await source.plan(record?.plan ?? 'default');
+  const fallbacks = plan?.fallbacks;
+  return fallbacks && Object.hasOwn(fallbacks, resource) ? (fallbacks[resource] ?? []) : [];
+}
+
 async function resolveWith(source: ConfigSource, request: PolicyRequest): Promise<Policy> {
   const { entity, resource } = request;
   const [record, settings, resourceConfig] = await Promise.all([

@@ -154,9 +154,10 @@ export function costMicroUsd(usage: Usage, price: Price, field = 'usage'): numbe
     const cached = BigInt(usage[CACHED_INPUT_METRIC] ?? 0);
     const written = BigInt(usage[CACHE_WRITE_METRIC] ?? 0);
     if (cached + written > input) {
+      const metric = cached > input ? CACHED_INPUT_METRIC : CACHE_WRITE_METRIC;
       throw new ValidationError(
-        `${field}.${cached > input ? CACHED_INPUT_METRIC : CACHE_WRITE_METRIC}`,
-        `must not exceed input_tokens together with ${cached > input ? CACHE_WRITE_METRIC : CACHED_INPUT_METRIC} (cache reads and writes are part of the input)`,
+        `${field}.${metric}`,
+        'cache reads and writes are part of input_tokens',
       );
     }
     total =

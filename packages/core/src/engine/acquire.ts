@@ -263,13 +263,15 @@ export async function acquire(engine: Engine, request: AcquireRequest): Promise<
             tried.add(at.index);
           } else await thawed(engine, key, state);
         } else {
-          // A conversion matches the item exactly, so each increment by a process still on the
-          // older definition that lands first fails it: those are progress, not contention, and
-          // a converter that gave up after a few would refuse with room to spare.
-          if (step.converts && waits++ < MAX_WAITS) attempt--;
+          const shares = at.shards;
           if (result.item === undefined && at.index > 0)
             at = place(engine, check, parentOf(at.index)); // not born yet: its parent holds it
           else at = place(engine, check, at.index); // at the share the item holds
+          // Failures that are others' progress rather than contention do not use up attempts,
+          // or a call would refuse with room to spare: a conversion, which matches the item
+          // exactly, failed by an increment from a process still on the older definition; a
+          // write at a share the item no longer holds, failed by a split.
+          if ((step.converts || at.shards !== shares) && waits++ < MAX_WAITS) attempt--;
         }
         step = consumeItem(at, i, engine.stateOf(at.check.key), true);
       }
