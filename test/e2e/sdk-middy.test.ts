@@ -95,6 +95,7 @@ describe('sluiceGuard', () => {
     expect(refused.statusCode).toBe(429);
     expect(refused.headers?.['content-type']).toBe('application/problem+json');
     expect(Number(refused.headers?.['retry-after'])).toBeGreaterThan(0);
+    expect(Number(refused.headers?.['retry-after-ms'])).toBeGreaterThan(0);
     expect(refused.headers?.['x-ratelimit-limit-tokens']).toBe('4000');
     expect(JSON.parse(refused.body)).toMatchObject({ status: 429, code: 'rate_limited' });
     expect(await remaining(client, `${key}-b`, 4_000)).toBe(4_000 - 1_750);

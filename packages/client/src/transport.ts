@@ -23,12 +23,12 @@ export interface Answer {
   readonly status: number;
   readonly body: unknown;
   readonly json: boolean;
-  /** `retry-after`, `ratelimit`, `ratelimit-policy` and `x-ratelimit-*`, as Sluice sent them. */
+  /** `retry-after(-ms)`, `ratelimit`, `ratelimit-policy` and `x-ratelimit-*`, as Sluice sent them. */
   readonly headers?: Readonly<Record<string, string>>;
 }
 
 /** The headers a caller may pass on to its own callers. */
-const RATE_LIMIT_HEADER = /^(retry-after|ratelimit|ratelimit-policy|x-ratelimit-.+)$/;
+const RATE_LIMIT_HEADER = /^(retry-after(-ms)?|ratelimit(-policy)?|x-ratelimit-.+)$/;
 
 function rateLimitHeaders(res: Response): Record<string, string> {
   const headers: Record<string, string> = {};
