@@ -123,6 +123,7 @@ export function sluiceDashboard(scope: Construct, watched: Watched): cloudwatch.
       period: Duration.minutes(1),
     });
   const { namespace, limitDimension, serviceDimension, denialsByLimit } = METRICS;
+  const acquire = watched.functions.get('acquire');
   const dashboard = new cloudwatch.Dashboard(scope, 'Dashboard', {
     dashboardName: `${Stack.of(scope).stackName}-sluice`,
   });
@@ -148,9 +149,9 @@ export function sluiceDashboard(scope: Construct, watched: Watched): cloudwatch.
       left: [
         stage.metricLatency({ statistic: 'p50' }),
         stage.metricLatency({ statistic: 'p99' }),
-        ...[...watched.functions]
-          .filter(([name]) => name === 'acquire')
-          .map(([, fn]) => fn.metricDuration({ statistic: 'p99', label: 'acquire function p99' })),
+        ...(acquire
+          ? [acquire.metricDuration({ statistic: 'p99', label: 'acquire function p99' })]
+          : []),
       ],
       width: 12,
     }),

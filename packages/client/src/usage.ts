@@ -18,6 +18,10 @@ type Count = number | null | undefined;
 const count = (value: Count): number =>
   typeof value === 'number' && Number.isSafeInteger(value) && value > 0 ? value : 0;
 
+/** The usage of a provider that counts cache reads and writes outside its input tokens. */
+const addedBack = (input: number, output: number, read: number, written: number): Usage =>
+  usageOf(input + read + written, output, read, written);
+
 /** The usage, without the cache fields that are 0. */
 function usageOf(input: number, output: number, cachedInput: number, cacheWrite: number): Usage {
   return {
@@ -65,9 +69,12 @@ export interface AnthropicUsage {
 
 export function fromAnthropic(usage: AnthropicUsage | null | undefined): Usage {
   const u = usage ?? {};
-  const read = count(u.cache_read_input_tokens);
-  const written = count(u.cache_creation_input_tokens);
-  return usageOf(count(u.input_tokens) + read + written, count(u.output_tokens), read, written);
+  return addedBack(
+    count(u.input_tokens),
+    count(u.output_tokens),
+    count(u.cache_read_input_tokens),
+    count(u.cache_creation_input_tokens),
+  );
 }
 
 /**
@@ -83,7 +90,10 @@ export interface BedrockUsage {
 
 export function fromBedrock(usage: BedrockUsage | null | undefined): Usage {
   const u = usage ?? {};
-  const read = count(u.cacheReadInputTokens);
-  const written = count(u.cacheWriteInputTokens);
-  return usageOf(count(u.inputTokens) + read + written, count(u.outputTokens), read, written);
+  return addedBack(
+    count(u.inputTokens),
+    count(u.outputTokens),
+    count(u.cacheReadInputTokens),
+    count(u.cacheWriteInputTokens),
+  );
 }
