@@ -27,14 +27,18 @@ const context = () => ({ awsRequestId: `req-${++n}` }) as unknown as Context;
 interface Event {
   key: string;
   fail?: boolean;
+  settledElsewhere?: boolean;
 }
 type Result = { statusCode: number; headers?: Record<string, string>; body: string };
 
-function guarded(client: SluiceClient, limit: number) {
+function guarded(client: SluiceClient, limit: number, onSettleError?: (error: unknown) => void) {
   let calls = 0;
   const handler = middy(async (event: Event, ctx: Context): Promise<Result> => {
     calls++;
     if (event.fail) throw new Error('the provider failed');
+    // Something else settles the lease first: the middleware's own release gets 409.
+    if (event.settledElsewhere)
+      await client.release((ctx as unknown as SluiceGuarded).sluice.leaseId);
     // Anthropic counts cache reads outside input_tokens: 300 + 1,200 + 0 = 1,500 input tokens.
     (ctx as unknown as SluiceGuarded).sluice.usage = fromAnthropic({
       input_tokens: 300,
@@ -51,6 +55,7 @@ function guarded(client: SluiceClient, limit: number) {
         usage: { input_tokens: 1_500, output_tokens: 1_000 },
         limits: [tpm(limit)],
       }),
+      ...(onSettleError ? { onSettleError } : {}),
     }),
   );
   return { handler, calls: () => calls };
@@ -115,24 +120,14 @@ describe('sluiceGuard', () => {
   it("keeps the handler's answer when settling fails, and says so", async () => {
     const client = new SluiceClient({ endpoint: api.url });
     const failures: string[] = [];
-    const handler = middy(async (_event: Event, ctx: Context): Promise<Result> => {
-      // Something else settles the lease first: the middleware's own release gets 409.
-      await client.release((ctx as unknown as SluiceGuarded).sluice.leaseId);
-      return { statusCode: 200, body: 'ok' };
-    }).use(
-      sluiceGuard<Event, Result>({
-        client,
-        request: (event) => ({
-          entity: event.key,
-          resource: 'claude-sonnet',
-          usage: { tokens: 100 },
-          limits: [tpm(10_000)],
-        }),
-        onSettleError: (error) => failures.push((error as { code: string }).code),
-      }),
+    const { handler } = guarded(client, 10_000, (error) =>
+      failures.push((error as { code: string }).code),
     );
 
-    expect(await handler({ key: `mw-${++n}` }, context())).toEqual({ statusCode: 200, body: 'ok' });
+    expect(await handler({ key: `mw-${++n}`, settledElsewhere: true }, context())).toEqual({
+      statusCode: 200,
+      body: 'ok',
+    });
     expect(failures).toEqual(['lease_settled']);
   });
 
