@@ -3,11 +3,29 @@
  * in the same call, the estimate is repriced for the fallback, and the fallback is what settles.
  */
 import { SluiceClient } from '@sluice/client';
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { acquire, limitOf, put } from '../support/admin.js';
-import { fileApi, request } from '../support/api.js';
+import { type Api, request, startApi, tableName } from '../support/api.js';
 
-const api = fileApi('fallback');
+// Two servers on one table, as two Lambda containers are.
+const table = tableName('fallback');
+let servers: Api[] = [];
+beforeAll(async () => {
+  servers = await Promise.all([startApi(table), startApi(table)]);
+});
+afterAll(async () => {
+  await Promise.all(servers.map((server) => server.stop()));
+});
+const api = {
+  get url() {
+    return (servers[0] as Api).url;
+  },
+};
+const other = {
+  get url() {
+    return (servers[1] as Api).url;
+  },
+};
 let n = 0;
 
 // A 30-day bucket (it refills too slowly to matter here) and a monthly budget in micro-USD.
@@ -72,6 +90,30 @@ describe('fallback in the request', () => {
     ]);
     expect(await remaining(entity, 'fb-large', 'tpm')).toBe(200);
     expect(await remaining(entity, 'fb-small', 'tpm')).toBe(200);
+  });
+
+  it('over-admits neither resource under 40 concurrent callers on two servers', async () => {
+    await resources();
+    const entity = `fb-key-${++n}`;
+    const ask = { entity, resource: 'fb-large', usage: { input_tokens: 300 }, limits };
+    const answers = await Promise.all(
+      Array.from({ length: 40 }, (_, i) =>
+        acquire(i % 2 ? api.url : other.url, { ...ask, fallback: ['fb-small'] }),
+      ),
+    );
+    const on = (resource: string) =>
+      answers.filter((a) => a.status === 200 && a.body.resource === resource).length;
+
+    // 1,000 tokens each: at most three calls of 300 fit on each resource, every other call is
+    // refused, and each bucket holds exactly what was admitted on it.
+    expect(on('fb-large')).toBeLessThanOrEqual(3);
+    expect(on('fb-small')).toBeLessThanOrEqual(3);
+    expect(on('fb-small')).toBeGreaterThan(0); // fb-large ran out: later callers fell back
+    expect(answers.filter((a) => a.status === 429)).toHaveLength(
+      40 - on('fb-large') - on('fb-small'),
+    );
+    expect(await remaining(entity, 'fb-large', 'tpm')).toBe(1_000 - 300 * on('fb-large'));
+    expect(await remaining(entity, 'fb-small', 'tpm')).toBe(1_000 - 300 * on('fb-small'));
   });
 
   it('keeps answers without fallbacks as they were: no resource, no fell_back', async () => {
