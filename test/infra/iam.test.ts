@@ -95,6 +95,8 @@ describe('each function under its own synthesized role', () => {
       (
         await put('/plans/pro', {
           limits: [{ name: 'tpm', metric: 'tokens', limit: 100_000, per: 'minute' }],
+          allowed_resources: ['gpt-4o'],
+          fallbacks: { 'gpt-5': ['gpt-4o'] },
         })
       ).status,
     ).toBe(201);
@@ -134,6 +136,12 @@ describe('each function under its own synthesized role', () => {
         .status,
     ).toBe(200);
     expect((await request('GET', `${api('health')}/v1/health`)).status).toBe(200);
+    // A fallback from the plan: gpt-5 is not allowed, gpt-4o is taken in the same call.
+    const fell = await post(`${api('acquire')}/v1/acquire`, { ...ask, resource: 'gpt-5' });
+    expect(fell.body).toMatchObject({ allowed: true, resource: 'gpt-4o', fell_back: true });
+    expect(
+      (await post(`${api('release')}/v1/release`, { lease_id: fell.body.lease_id })).status,
+    ).toBe(200);
 
     const second = await post(`${api('acquire')}/v1/acquire`, ask);
     expect((await request('POST', `${admin}/signing-keys/rotate`)).status).toBe(200);
