@@ -44,7 +44,7 @@ export async function bundleHandlers(out = HANDLERS_DIR): Promise<Map<string, nu
         target: 'node22',
         format: 'esm',
         mainFields: ['module', 'main'],
-        conditions: ['sluice-source'],
+        conditions: ['sluice-source', 'module'],
         // The AWS SDK v3 is in the Node.js 22 runtime, so it stays out of the bundle.
         external: ['@aws-sdk/*'],
         metafile: true,

@@ -27,7 +27,7 @@ export async function startApi(table: string, env: Record<string, string> = {}):
 
 /**
  * One HTTP request as a black-box client sends it: a JSON body (or a string sent as is, with
- * `contentType`), and the answer's status, headers and body (parsed JSON, the text when it is
+ * `contentType`) and any other `headers`, and the answer's status, headers and body (parsed JSON, the text when it is
  * not JSON, `{}` when empty).
  */
 export async function request(
@@ -35,15 +35,12 @@ export async function request(
   url: string,
   body?: unknown,
   contentType = 'application/json',
+  headers: Record<string, string> = {},
 ) {
   const res = await fetch(url, {
     method,
-    ...(body === undefined
-      ? {}
-      : {
-          headers: { 'content-type': contentType },
-          body: typeof body === 'string' ? body : JSON.stringify(body),
-        }),
+    headers: { ...(body === undefined ? {} : { 'content-type': contentType }), ...headers },
+    ...(body === undefined ? {} : { body: typeof body === 'string' ? body : JSON.stringify(body) }),
   });
   const text = await res.text();
   let parsed: unknown = {};

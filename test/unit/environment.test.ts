@@ -1,5 +1,10 @@
 import { ENGINE_DEFAULTS, SERVICE_DEFAULTS } from '@sluice/core';
-import { ENV, loadEnvironment } from '@sluice/lambdas/environment';
+import {
+  aggregatorEnvironment,
+  auditRetentionDays,
+  ENV,
+  loadEnvironment,
+} from '@sluice/lambdas/environment';
 import { describe, expect, it } from 'vitest';
 
 describe('the functions’ environment', () => {
@@ -8,10 +13,12 @@ describe('the functions’ environment', () => {
       tableName: 't',
       service: SERVICE_DEFAULTS.serviceName,
       configCacheMs: SERVICE_DEFAULTS.configCacheMs,
-      auditRetentionDays: SERVICE_DEFAULTS.auditRetentionDays,
-      usageRetentionDays: SERVICE_DEFAULTS.usageRetentionDays,
       denialFlushMs: SERVICE_DEFAULTS.denialFlushMs,
       shardGrowWritesPerSecond: ENGINE_DEFAULTS.shardGrowWritesPerSecond,
+    });
+    expect(auditRetentionDays({})).toBe(SERVICE_DEFAULTS.auditRetentionDays);
+    expect(aggregatorEnvironment({})).toEqual({
+      usageRetentionDays: SERVICE_DEFAULTS.usageRetentionDays,
     });
   });
 
@@ -20,7 +27,8 @@ describe('the functions’ environment', () => {
 
     expect(loadEnvironment(env)).toMatchObject({ configCacheMs: 0, dynamodbEndpoint: 'x' });
     expect(() => loadEnvironment({})).toThrow(/SLUICE_TABLE_NAME is not set/);
-    expect(() => loadEnvironment({ ...env, [ENV.auditRetentionDays]: '-1' })).toThrow(
+    expect(aggregatorEnvironment({ [ENV.eventBus]: 'bus' })).toMatchObject({ eventBus: 'bus' });
+    expect(() => auditRetentionDays({ ...env, [ENV.auditRetentionDays]: '-1' })).toThrow(
       expect.objectContaining({
         code: 'environment_invalid',
         message: expect.stringContaining('SLUICE_AUDIT_RETENTION_DAYS'),

@@ -5,7 +5,8 @@
 
 /**
  * The codes an error may carry: Sluice's problem codes, `unavailable` (not reached),
- * `forbidden` (a 403 from API Gateway, e.g. a missing IAM grant) or `http_<status>` for an
+ * `forbidden` (a 403 from API Gateway, e.g. a missing IAM grant; `caller_not_allowed` is Sluice's
+ * own, when an entity's `callers` do not name this principal) or `http_<status>` for an
  * answer without a code. Open-ended: a newer Sluice may answer a code this SDK does not know.
  */
 export type SluiceClientErrorCode =
@@ -15,6 +16,7 @@ export type SluiceClientErrorCode =
   | 'not_found'
   | 'conflict'
   | 'configuration_invalid'
+  | 'caller_not_allowed'
   | 'payload_too_large'
   | 'unsupported_media_type'
   | 'unavailable'
@@ -34,7 +36,7 @@ export class SluiceClientError extends Error {
   }
 }
 
-/** Sluice refused the request itself (400, 404, 409, 413, 415): fix the call. */
+/** Sluice refused the request itself (400, 403, 404, 409, 413, 415): fix the call or the grant. */
 export class SluiceRequestError extends SluiceClientError {
   constructor(
     code: SluiceClientErrorCode,

@@ -9,6 +9,7 @@ export type RefusalCode =
   | 'context_too_large'
   | 'entity_disabled'
   | 'unknown_entity'
+  | 'caller_not_allowed'
   | 'price_unknown'
   | 'configuration_invalid';
 

@@ -19,6 +19,7 @@ export {
   type WriteResult,
 } from './catalog/admin.js';
 export { type CachedConfigOptions, CachedConfigSource, SETTINGS_NAME } from './catalog/cache.js';
+export { CALLER_PATTERN, callerMatches, checkCallers, MAX_CALLERS } from './catalog/callers.js';
 export {
   CONFIG_KINDS,
   type ConfigKind,
@@ -40,6 +41,7 @@ export {
   settingsSchema,
 } from './catalog/documents.js';
 export {
+  authorizeCaller,
   type ConfigSource,
   MAX_DEPTH,
   matchesResource,
@@ -103,7 +105,7 @@ export {
   usageSchema,
   validationErrorFrom,
 } from './engine/limits.js';
-export { adjust, release } from './engine/settle.js';
+export { adjust, type Caller, release } from './engine/settle.js';
 export { grow, growInBackground, quotaShare, shardingOf } from './engine/shards.js';
 export {
   newSigningKey,

@@ -8,7 +8,7 @@ import {
   ValidationError,
 } from '@sluice/core';
 import { limitsBody, refusalName, shadowBody, violationsBody } from './http/bodies.js';
-import { edge, type JsonEvent, parse } from './http/edge.js';
+import { edge, type JsonEvent, parse, principalOf } from './http/edge.js';
 import { rateLimitHeaders } from './http/headers.js';
 import { json, problem, type Result } from './http/problem.js';
 import { DECISION_LOG } from './metric-names.js';
@@ -48,7 +48,7 @@ export const handler = middy<JsonEvent, Result>()
     for (const resource of [body.resource, ...fallbacks]) {
       let policy: Awaited<ReturnType<typeof resolve>>;
       try {
-        policy = await resolve({ ...body, resource });
+        policy = await resolve({ ...body, resource, principal: principalOf(event) });
       } catch (error) {
         // The requested resource not allowed moves on to a fallback; a fallback the caller
         // may not use (not allowed, no price for a cost limit, …) is skipped.

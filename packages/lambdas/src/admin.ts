@@ -18,8 +18,9 @@ import {
   topEntities,
   ValidationError,
 } from '@sluice/core';
+import { auditRetentionDays } from './environment.js';
 import { HttpProblem } from './errors.js';
-import { edge, type JsonEvent } from './http/edge.js';
+import { edge, type JsonEvent, principalOf } from './http/edge.js';
 import { json, type Result } from './http/problem.js';
 import { alertsQuery, parseQuery, topQuery } from './queries.js';
 import { type AdminOperation, type Route, routeKey, routes } from './routes.js';
@@ -35,15 +36,6 @@ interface Call {
 }
 
 type Operation = (call: Call) => Promise<Result>;
-
-/** Who made a change: the caller's IAM principal, or `local` on the local server. */
-function principalOf(event: JsonEvent): string {
-  const context = event.requestContext as JsonEvent['requestContext'] & {
-    authorizer?: { iam?: { userArn?: string; callerId?: string } };
-  };
-  const iam = context.authorizer?.iam;
-  return iam?.userArn ?? iam?.callerId ?? 'local';
-}
 
 function storedBody(item: StoredConfig): Record<string, unknown> {
   return {
@@ -202,9 +194,9 @@ export const handler = middy<JsonEvent, Result>()
         client: runtime.client,
         tableName: runtime.env.tableName,
       });
-      const admin = new ConfigAdmin({ store, auditRetentionDays: runtime.env.auditRetentionDays });
+      const admin = new ConfigAdmin({ store, auditRetentionDays: auditRetentionDays() });
       stores = { admin, store };
     }
     const operation = operations[route.operation as AdminOperation];
-    return operation({ event, runtime, ...stores, who: principalOf(event) });
+    return operation({ event, runtime, ...stores, who: principalOf(event) ?? 'local' });
   });

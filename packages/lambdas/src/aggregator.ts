@@ -17,6 +17,7 @@ import {
   UsageAggregator,
 } from '@sluice/core';
 import type { DynamoDBBatchResponse, DynamoDBStreamEvent } from 'aws-lambda';
+import { aggregatorEnvironment } from './environment.js';
 import { METRICS } from './metric-names.js';
 import { metrics } from './metrics.js';
 import { getRuntime, logger } from './runtime.js';
@@ -45,10 +46,11 @@ function eventBridgeSender(busName: string): AlertSender {
 
 export async function handler(event: DynamoDBStreamEvent): Promise<DynamoDBBatchResponse> {
   const runtime = getRuntime();
+  const { usageRetentionDays, eventBus } = aggregatorEnvironment();
   aggregator ??= new UsageAggregator({
     store: new DynamoDBAdminStore({ client: runtime.client, tableName: runtime.env.tableName }),
-    retentionDays: runtime.env.usageRetentionDays,
-    ...(runtime.env.eventBus ? { sendAlert: eventBridgeSender(runtime.env.eventBus) } : {}),
+    retentionDays: usageRetentionDays,
+    ...(eventBus ? { sendAlert: eventBridgeSender(eventBus) } : {}),
     onSendFailure: 'retry',
   });
   const changes = event.Records.flatMap((r) => changeOf(r as StreamRecord) ?? []);

@@ -2,7 +2,7 @@
 import middy from '@middy/core';
 import { available } from '@sluice/core';
 import { limitsBody } from './http/bodies.js';
-import { edge, type JsonEvent, parse } from './http/edge.js';
+import { edge, type JsonEvent, parse, principalOf } from './http/edge.js';
 import { json, type Result } from './http/problem.js';
 import { getRuntime } from './runtime.js';
 import { availableRequest } from './schemas.js';
@@ -12,7 +12,7 @@ export const handler = middy<JsonEvent, Result>()
   .use(edge({ route: 'available' }))
   .handler(async (event) => {
     const body = parse(availableRequest, event.parsedBody);
-    const { checks, price } = await resolve(body);
+    const { checks, price } = await resolve({ ...body, principal: principalOf(event) });
     if (checks.length === 0) return json(200, { limits: [], retry_after_ms: 0 });
     const result = await available(getRuntime().engine, {
       checks,

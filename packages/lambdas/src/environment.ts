@@ -42,7 +42,7 @@ export const POWERTOOLS_ENV = {
   metricsDisabled: 'POWERTOOLS_METRICS_DISABLED',
 } as const;
 
-/** The environment as the handlers use it. */
+/** The environment every handler uses. */
 export interface Environment {
   readonly tableName: string;
   readonly dynamodbEndpoint?: string;
@@ -52,11 +52,8 @@ export interface Environment {
    * has read; a change takes effect within this time.
    */
   readonly configCacheMs: number;
-  readonly auditRetentionDays: number;
-  readonly usageRetentionDays: number;
   readonly denialFlushMs: number;
   readonly shardGrowWritesPerSecond: number;
-  readonly eventBus?: string;
 }
 
 function wholeNumber(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
@@ -72,33 +69,44 @@ function wholeNumber(env: NodeJS.ProcessEnv, name: string, fallback: number): nu
 export const serviceName = (env: NodeJS.ProcessEnv = process.env): string =>
   env[ENV.service] ?? SERVICE_DEFAULTS.serviceName;
 
-/** Reads the {@link Environment}; throws naming the first missing variable. */
+/**
+ * Reads the {@link Environment}; throws naming the first missing variable. (What one function
+ * alone reads has its own loader, so the others neither carry nor check it.)
+ */
 export function loadEnvironment(env: NodeJS.ProcessEnv = process.env): Environment {
   const tableName = env[ENV.tableName];
   if (!tableName)
     throw new EnvironmentError(`${ENV.tableName} is not set (the Sluice table's name)`);
   const endpoint = env[ENV.dynamodbEndpoint];
-  const eventBus = env[ENV.eventBus];
   return {
     tableName,
     ...(endpoint ? { dynamodbEndpoint: endpoint } : {}),
     service: serviceName(env),
     configCacheMs: wholeNumber(env, ENV.configCacheMs, SERVICE_DEFAULTS.configCacheMs),
-    auditRetentionDays: wholeNumber(
-      env,
-      ENV.auditRetentionDays,
-      SERVICE_DEFAULTS.auditRetentionDays,
-    ),
-    usageRetentionDays: wholeNumber(
-      env,
-      ENV.usageRetentionDays,
-      SERVICE_DEFAULTS.usageRetentionDays,
-    ),
     denialFlushMs: wholeNumber(env, ENV.denialFlushMs, SERVICE_DEFAULTS.denialFlushMs),
     shardGrowWritesPerSecond: wholeNumber(
       env,
       ENV.shardGrowWritesPerSecond,
       ENGINE_DEFAULTS.shardGrowWritesPerSecond,
+    ),
+  };
+}
+
+/** How long the admin function keeps audit entries (days). */
+export const auditRetentionDays = (env: NodeJS.ProcessEnv = process.env): number =>
+  wholeNumber(env, ENV.auditRetentionDays, SERVICE_DEFAULTS.auditRetentionDays);
+
+/** What the usage aggregator reads: how long it keeps history, and where alerts go. */
+export function aggregatorEnvironment(env: NodeJS.ProcessEnv = process.env): {
+  readonly usageRetentionDays: number;
+  readonly eventBus?: string;
+} {
+  const eventBus = env[ENV.eventBus];
+  return {
+    usageRetentionDays: wholeNumber(
+      env,
+      ENV.usageRetentionDays,
+      SERVICE_DEFAULTS.usageRetentionDays,
     ),
     ...(eventBus ? { eventBus } : {}),
   };

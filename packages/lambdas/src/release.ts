@@ -2,7 +2,7 @@
 import middy from '@middy/core';
 import { release } from '@sluice/core';
 import { settleBody } from './http/bodies.js';
-import { edge, type JsonEvent, parse } from './http/edge.js';
+import { edge, type JsonEvent, parse, principalOf } from './http/edge.js';
 import { json, type Result } from './http/problem.js';
 import { getRuntime } from './runtime.js';
 import { releaseRequest } from './schemas.js';
@@ -11,6 +11,8 @@ export const handler = middy<JsonEvent, Result>()
   .use(edge({ route: 'release' }))
   .handler(async (event) => {
     const body = parse(releaseRequest, event.parsedBody);
-    const result = await release(getRuntime().engine, body.lease_id, body.usage);
+    const result = await release(getRuntime().engine, body.lease_id, body.usage, {
+      principal: principalOf(event),
+    });
     return json(200, settleBody(body.lease_id, result));
   });

@@ -108,6 +108,9 @@ const admin = <Op extends string>(
 const CONFIGURATION_INVALID =
   'configuration_invalid: stored configuration does not fit together (a plan or parent that is not stored, a parent cycle); refused until an admin mends it.';
 
+const CALLER_NOT_ALLOWED =
+  'caller_not_allowed: the lease’s entity or an ancestor named other `callers` when it was acquired.';
+
 const stored = named('StoredConfig', r.storedConfig);
 const page = named('StoredConfigPage', r.storedConfigPage);
 const empty = named('Empty', z.null());
@@ -139,7 +142,7 @@ export const routes = [
     request: named('AcquireRequest', s.acquireRequest),
     response: named('AcquireAllowed', r.acquireAllowed),
     problems: {
-      403: 'resource_not_allowed (not in the plan), entity_disabled, or unknown_entity (settings refuse unregistered entities).',
+      403: 'resource_not_allowed (not in the plan), entity_disabled, unknown_entity (settings refuse unregistered entities), or caller_not_allowed (the entity or an ancestor names its `callers`, and this IAM principal is not one of them).',
       422: 'exceeds_capacity: larger than a limit can ever hold; context_too_large: input_tokens above the plan’s max_input_tokens; price_unknown: a cost limit applies and the resource has no price.',
       409: CONFIGURATION_INVALID,
       429: 'rate_limited: retry after `retry_after_ms` (also Retry-After).',
@@ -150,21 +153,29 @@ export const routes = [
       'Actual usage so far (running totals); applied exactly once. Each metric only grows: a lower value (a late or duplicated copy) changes nothing.',
     request: named('AdjustRequest', s.adjustRequest),
     response: named('SettleResponse', r.settleResponse),
-    problems: { 404: 'lease_not_found: unknown, expired or altered lease.', 409: 'lease_settled' },
+    problems: {
+      403: CALLER_NOT_ALLOWED,
+      404: 'lease_not_found: unknown, expired or altered lease.',
+      409: 'lease_settled',
+    },
   }),
   client('POST', '/v1/release', 'release', {
     summary:
       'Settle with final totals (exactly as given), or without usage give the reservation back. A refund returns what the lease still holds: what it took less what refilled since the acquire.',
     request: named('ReleaseRequest', s.releaseRequest),
     response: named('SettleResponse', r.settleResponse),
-    problems: { 404: 'lease_not_found', 409: 'lease_settled: settled differently before.' },
+    problems: {
+      403: CALLER_NOT_ALLOWED,
+      404: 'lease_not_found',
+      409: 'lease_settled: settled differently before.',
+    },
   }),
   client('POST', '/v1/available', 'available', {
     summary: 'Remaining per limit; consumes nothing.',
     request: named('AvailableRequest', s.availableRequest),
     response: named('AvailableResponse', r.availableResponse),
     problems: {
-      403: 'resource_not_allowed, entity_disabled or unknown_entity.',
+      403: 'resource_not_allowed, entity_disabled, unknown_entity or caller_not_allowed.',
       422: 'price_unknown.',
       409: CONFIGURATION_INVALID,
     },
@@ -174,6 +185,10 @@ export const routes = [
       'Usage history of an entity: what its settled leases used (each counted in the period it was acquired), leases, and refusals by limit, per hour (UTC), day or month (its time zone). Filled from the table stream within seconds.',
     query: q.usageQuery,
     response: named('UsageResponse', r.usageResponse),
+    problems: {
+      403: 'caller_not_allowed: the entity or an ancestor names other `callers`.',
+      409: CONFIGURATION_INVALID,
+    },
   }),
   client('GET', '/v1/health', 'health', {
     summary: '200 when the API can reach its table.',
@@ -346,7 +361,14 @@ export const ACCESS: Readonly<Record<FunctionName | StreamFunctionName, readonly
       why: 'buckets and the stored configuration that names them',
     },
   ],
-  usage: [{ actions: ['dynamodb:Query'], keys: [KEYS.usage], why: 'usage history: read only' }],
+  usage: [
+    { actions: ['dynamodb:Query'], keys: [KEYS.usage], why: 'usage history: read only' },
+    {
+      actions: ['dynamodb:GetItem'],
+      keys: [KEYS.config],
+      why: 'stored configuration: the callers an entity and its ancestors allow',
+    },
+  ],
   health: [
     {
       actions: ['dynamodb:GetItem'],

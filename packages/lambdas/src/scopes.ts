@@ -21,6 +21,7 @@ export function resolve(request: {
   readonly limits?: readonly LimitInput[] | undefined;
   readonly priority?: number | undefined;
   readonly batch?: boolean | undefined;
+  readonly principal?: string | undefined;
 }): Promise<Policy> {
   return resolvePolicy(getRuntime().policies, {
     entity: request.entity,
@@ -29,6 +30,7 @@ export function resolve(request: {
     ...(request.limits ? { inline: request.limits } : {}),
     ...(request.priority !== undefined ? { priority: request.priority } : {}),
     ...(request.batch ? { batch: true } : {}),
+    principal: request.principal,
   });
 }
 

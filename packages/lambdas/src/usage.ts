@@ -1,7 +1,13 @@
 /** usage: an entity's usage history (read only). */
 import middy from '@middy/core';
-import { DynamoDBAdminStore, PERIOD_SECONDS, usageHistory, ValidationError } from '@sluice/core';
-import { edge, type JsonEvent } from './http/edge.js';
+import {
+  authorizeCaller,
+  DynamoDBAdminStore,
+  PERIOD_SECONDS,
+  usageHistory,
+  ValidationError,
+} from '@sluice/core';
+import { edge, type JsonEvent, principalOf } from './http/edge.js';
 import { json, type Result } from './http/problem.js';
 import { parseQuery, usageQuery } from './queries.js';
 import { getRuntime, logger } from './runtime.js';
@@ -26,6 +32,7 @@ export const handler = middy<JsonEvent, Result>()
     const fromMs = query.from ? Date.parse(query.from) : toMs - DEFAULT_RANGE_MS[granularity];
     if (!query.to && fromMs >= toMs) throw new ValidationError('from', 'must be in the past');
     const runtime = getRuntime();
+    await authorizeCaller(runtime.policies, query.entity, principalOf(event));
     store ??= new DynamoDBAdminStore({ client: runtime.client, tableName: runtime.env.tableName });
     const items = await usageHistory(store, {
       entity: query.entity,

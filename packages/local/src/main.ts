@@ -10,10 +10,18 @@
  * - SLUICE_ALERT_WEBHOOK: POST budget alerts to this URL. @default alerts are only listed
  * - SLUICE_AGGREGATOR_ENDPOINT: the DynamoDB the usage aggregator reads the stream of and
  *   writes to. @default the same as the handlers (tests point it at the aggregator's own IAM)
+ * - SLUICE_LOCAL_UNSAFE_TRUST_PRINCIPAL_HEADER: `1` takes the caller's IAM principal ARN from
+ *   the x-sluice-principal header, to try entities' `callers` locally. Anyone who can reach the
+ *   port can then claim any principal. @default off: requests carry no principal
  */
 import { mkdirSync } from 'node:fs';
 import { DynamoDBAdminStore, ensureTable, UsageAggregator } from '@sluice/core';
-import { ENV, loadEnvironment, POWERTOOLS_ENV } from '@sluice/lambdas/environment';
+import {
+  aggregatorEnvironment,
+  ENV,
+  loadEnvironment,
+  POWERTOOLS_ENV,
+} from '@sluice/lambdas/environment';
 import { routes } from '@sluice/lambdas/routes';
 import { getRuntime, logger } from '@sluice/lambdas/runtime';
 import {
@@ -23,7 +31,7 @@ import {
   localClient,
   startDynamoDBLocal,
 } from './dynamodb-local.js';
-import { startLocalServer } from './server.js';
+import { LOCAL_PRINCIPAL_HEADER, startLocalServer } from './server.js';
 import { DynamoDBStreamsClient, startStreamReader } from './stream.js';
 import { webhookSender } from './webhook.js';
 
@@ -37,6 +45,13 @@ env[ENV.tableName] = tableName;
 const port = Number(env.PORT ?? 3000);
 if (!Number.isInteger(port) || port < 0 || port > 65_535) {
   console.error(`PORT must be a port number, not "${env.PORT}"`);
+  process.exit(2);
+}
+
+const TRUST_PRINCIPAL = 'SLUICE_LOCAL_UNSAFE_TRUST_PRINCIPAL_HEADER';
+const trustPrincipalHeader = env[TRUST_PRINCIPAL] === '1';
+if (!trustPrincipalHeader && (env[TRUST_PRINCIPAL] ?? '') !== '') {
+  console.error(`${TRUST_PRINCIPAL} must be 1 (on) or unset (off), not "${env[TRUST_PRINCIPAL]}"`);
   process.exit(2);
 }
 
@@ -72,9 +87,10 @@ await ensureTable(client, tableName).catch(() =>
 
 // Usage history: the same aggregator as the Lambda on the table's stream, reading the stream of
 // DynamoDB Local; refusal counts are written every few seconds, as a busy container does.
-let settings: ReturnType<typeof loadEnvironment>;
+let settings: ReturnType<typeof aggregatorEnvironment>;
 try {
-  settings = loadEnvironment();
+  loadEnvironment();
+  settings = aggregatorEnvironment();
 } catch (error) {
   settings = await fail(error instanceof Error ? error.message : String(error));
 }
@@ -111,12 +127,13 @@ const flushDenials = (all: boolean) =>
     .catch((error: unknown) => logger.error('refusal counts not written yet', { error }));
 const denialTimer = setInterval(() => void flushDenials(false), 1_000);
 
-const server = await startLocalServer({ routes, port }).catch((error: { code?: string }) =>
-  fail(
-    error.code === 'EADDRINUSE'
-      ? `port ${port} is already in use: set PORT to another one`
-      : `cannot serve on port ${port}: ${String(error)}`,
-  ),
+const server = await startLocalServer({ routes, port, trustPrincipalHeader }).catch(
+  (error: { code?: string }) =>
+    fail(
+      error.code === 'EADDRINUSE'
+        ? `port ${port} is already in use: set PORT to another one`
+        : `cannot serve on port ${port}: ${String(error)}`,
+    ),
 );
 
 let stopping = false;
@@ -143,7 +160,11 @@ const example = JSON.stringify({
   limits: [{ name: 'tpm', metric: 'tokens', limit: 10000, per: 'minute' }],
 });
 console.log(`Sluice is listening on ${server.url} (DynamoDB: ${db ? `embedded, ${env.SLUICE_DATA_DIR ?? 'in memory'}` : endpoint}, table ${tableName})
-No SigV4 checks locally. Try:
+${
+  trustPrincipalHeader
+    ? `UNSAFE: the caller's IAM principal is whatever the ${LOCAL_PRINCIPAL_HEADER} header claims (${TRUST_PRINCIPAL}=1). Never expose this port.`
+    : 'No SigV4 checks locally, and no caller identity.'
+} Try:
 
   curl -s ${server.url}${acquirePath} -H 'content-type: application/json' -d '${example}'
 

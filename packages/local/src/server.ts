@@ -1,13 +1,15 @@
 /**
  * The local API: turns each HTTP request into an API Gateway HTTP API (payload 2.0) event, calls
  * the handler the route table names, and writes its result back — the same code path as in AWS.
- * There is no IAM here, so no SigV4 check.
+ * There is no IAM here, so no SigV4 check, and no caller identity unless the server is told to
+ * trust one from a header ({@link LOCAL_PRINCIPAL_HEADER}; never in production).
  */
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { problem } from '@sluice/lambdas/problem';
 import { type Route, routeKey } from '@sluice/lambdas/routes';
 import type {
+  APIGatewayEventRequestContextIAMAuthorizer,
   APIGatewayProxyEventV2,
   APIGatewayProxyStructuredResultV2,
   Context,
@@ -20,6 +22,13 @@ type Handler = (
 
 /** API Gateway refuses payloads over 10 MB; locally the cap is 1 MB (handlers refuse over 64 KB). */
 const MAX_READ_BYTES = 1024 * 1024;
+
+/**
+ * The header the local server reads the caller's IAM principal ARN from, when started with
+ * `trustPrincipalHeader` (`npm start`: SLUICE_LOCAL_UNSAFE_TRUST_PRINCIPAL_HEADER=1). It stands in
+ * for what API Gateway's IAM authorizer reports in AWS, where the handlers never read it.
+ */
+export const LOCAL_PRINCIPAL_HEADER = 'x-sluice-principal';
 
 /** A running local API. */
 export interface LocalServer {
@@ -69,6 +78,8 @@ function matchPath(template: string, path: string): Record<string, string> | und
   return params;
 }
 
+const firstOf = (value: string | string[] | undefined) => (Array.isArray(value) ? value[0] : value);
+
 function decodePath(path: string): string {
   try {
     return decodeURIComponent(path);
@@ -83,6 +94,7 @@ function toEvent(
   body: Buffer,
   route: Route,
   pathParameters: Record<string, string>,
+  principal: string | undefined,
 ): APIGatewayProxyEventV2 {
   const headers: Record<string, string> = {};
   for (const [name, value] of Object.entries(req.headers)) {
@@ -112,6 +124,7 @@ function toEvent(
         userAgent: headers['user-agent'] ?? '',
       },
       requestId: randomUUID(),
+      ...(principal ? { authorizer: iamAuthorizer(principal) } : {}),
       routeKey: routeKey(route),
       stage: '$default',
       time: now.toISOString(),
@@ -119,6 +132,22 @@ function toEvent(
     },
     ...(body.length > 0 ? { body: body.toString('utf8') } : {}),
     isBase64Encoded: false,
+  };
+}
+
+/** What API Gateway's IAM authorizer puts in the request context for `userArn`. */
+function iamAuthorizer(userArn: string): APIGatewayEventRequestContextIAMAuthorizer {
+  const accountId = /^arn:[\w-]+:(?:iam|sts)::(\d{12}):/.exec(userArn)?.[1] ?? '';
+  return {
+    iam: {
+      accessKey: 'local',
+      accountId,
+      callerId: 'local',
+      cognitoIdentity: null,
+      principalOrgId: '',
+      userArn,
+      userId: 'local',
+    },
   };
 }
 
@@ -151,6 +180,12 @@ export async function startLocalServer(options: {
   readonly routes: readonly Route[];
   readonly port?: number;
   readonly host?: string;
+  /**
+   * Take the caller's IAM principal from the {@link LOCAL_PRINCIPAL_HEADER} header, as if IAM had
+   * authenticated it: for trying and testing entities' `callers` only. Anyone who can reach the
+   * port can then claim any principal. @default false
+   */
+  readonly trustPrincipalHeader?: boolean;
 }): Promise<LocalServer> {
   const handlers = new Map<string, Handler>();
   for (const route of options.routes) {
@@ -181,7 +216,10 @@ export async function startLocalServer(options: {
       if (body === null)
         return send(res, problem(413, 'payload_too_large', 'the body is too large'));
       const { route, params } = found;
-      const event = toEvent(req, url, body, route, params);
+      const claimed = options.trustPrincipalHeader
+        ? req.headers[LOCAL_PRINCIPAL_HEADER]
+        : undefined;
+      const event = toEvent(req, url, body, route, params, firstOf(claimed));
       const handler = handlers.get(routeKey(route)) as Handler;
       send(res, await handler(event, contextFor(route, event.requestContext.requestId)));
     } catch {

@@ -20,6 +20,7 @@ import {
   validationErrorFrom,
 } from '../engine/limits.js';
 import { ValidationError } from '../errors.js';
+import { CALLER_PATTERN, MAX_CALLERS } from './callers.js';
 import { matchesResource } from './policy.js';
 import { MAX_PRICE_DECIMALS, parseDecimal } from './price.js';
 
@@ -152,6 +153,25 @@ export function fallbackCycle(
   return undefined;
 }
 
+/**
+ * The IAM principals that may act for an entity and its descendants (ARN patterns with `*` and
+ * `?`); anyone allowed to call the API when absent.
+ */
+const callersSchema = z
+  .array(
+    z.string().check(
+      z.maxLength(256),
+      z.regex(CALLER_PATTERN, {
+        message:
+          'must be an IAM principal ARN pattern in one account, e.g. arn:aws:iam::123456789012:role/team-a-* (role, user, root, assumed-role or federated-user; * and ? as wildcards)',
+      }),
+    ),
+  )
+  .check(
+    z.minLength(1, { message: 'name at least one caller, or leave callers out' }),
+    z.maxLength(MAX_CALLERS),
+  );
+
 /** An entity (operation `putEntity`). */
 export const entitySchema = z.strictObject({
   plan: z.optional(z.string().check(z.regex(PLAN_NAME_PATTERN))),
@@ -159,6 +179,8 @@ export const entitySchema = z.strictObject({
   /** Override the plan's limits of the same name, or add limits. */
   limits: z.optional(planLimits),
   disabled: z.optional(z.boolean()),
+  /** Who may act for it and its descendants: every level that names callers must match. */
+  callers: z.optional(callersSchema),
   /** The time zone its usage history counts days and months in. @default the settings' */
   timezone: z.optional(timeZoneSchema),
   description,

@@ -17,6 +17,7 @@ import type { ScopeCheck } from '../engine/types.js';
 import type { UsageContext } from '../engine/usage-context.js';
 import { PolicyRefusal, ValidationError } from '../errors.js';
 import { itemKeys } from '../store/schema.js';
+import { checkCallers } from './callers.js';
 import type {
   EntityConfig,
   PlanConfig,
@@ -97,6 +98,8 @@ export interface PolicyRequest {
   readonly priority?: number;
   /** A batch call: its price is the resource's less the batch discount. */
   readonly batch?: boolean;
+  /** Who asks (an IAM principal ARN), checked against the hierarchy's `callers`. */
+  readonly principal?: string | undefined;
 }
 
 /** The decision to hand the engine: scopes, priority, and the price that derives cost. */
@@ -106,6 +109,8 @@ export interface Policy {
   readonly price?: Price;
   /** Whom usage history counts the call for: the entity and its ancestors. */
   readonly context: UsageContext;
+  /** The `callers` of each level that names them: settling the lease is theirs only. */
+  readonly callers?: readonly (readonly string[])[];
 }
 
 const sameLimit = (a: Limit, b: Limit) =>
@@ -125,14 +130,37 @@ class Inconsistent extends Error {}
  * const policy = await resolvePolicy(policies, { entity: 'key-123', resource: 'gpt-4o', usage });
  * const result = await limiter.acquire({ checks: policy.checks, usage, price: policy.price });
  */
-export async function resolvePolicy(source: ConfigSource, request: PolicyRequest): Promise<Policy> {
+export function resolvePolicy(source: ConfigSource, request: PolicyRequest): Promise<Policy> {
+  return consistently(source, (from) => resolveWith(from, request));
+}
+
+/**
+ * Refuses (403 `caller_not_allowed`) a principal that the `callers` of the entity or an ancestor
+ * does not match; the check of a route that resolves no policy (usage history).
+ */
+export function authorizeCaller(
+  source: ConfigSource,
+  entity: string,
+  principal: string | undefined,
+): Promise<void> {
+  return consistently(source, async (from) => {
+    const chain = await chainOf(from, entity, await from.entity(entity));
+    checkCallers(callersOf(chain), entity, principal);
+  });
+}
+
+/** Runs `read`; if what it read does not fit together, once more through to the table. */
+async function consistently<T>(
+  source: ConfigSource,
+  read: (source: ConfigSource) => Promise<T>,
+): Promise<T> {
   try {
-    return await resolveWith(source, request);
+    return await read(source);
   } catch (error) {
     if (!(error instanceof Inconsistent)) throw error;
     // A cache can hold documents from before and after a change: read them again once.
     try {
-      if (source.fresh) return await resolveWith(source.fresh(), request);
+      if (source.fresh) return await read(source.fresh());
       throw error;
     } catch (again) {
       if (!(again instanceof Inconsistent)) throw again;
@@ -156,21 +184,15 @@ export async function planFallbacks(
   return fallbacks && Object.hasOwn(fallbacks, resource) ? (fallbacks[resource] ?? []) : [];
 }
 
-async function resolveWith(source: ConfigSource, request: PolicyRequest): Promise<Policy> {
-  const { entity, resource } = request;
-  const [record, settings, resourceConfig] = await Promise.all([
-    source.entity(entity),
-    source.settings(),
-    source.resource(resource),
-  ]);
-  if (!record && settings.unknown_entities === 'refuse') {
-    throw new PolicyRefusal('unknown_entity', `entity ${entity} is not registered`);
-  }
+type Chain = { id: string; config: Revised<EntityConfig> | undefined }[];
 
-  // The chain: the entity, then its ancestors (parents are checked for cycles when written).
-  const chain: { id: string; config: Revised<EntityConfig> | undefined }[] = [
-    { id: entity, config: record },
-  ];
+/** The entity, then its ancestors (parents are checked for cycles when written). */
+async function chainOf(
+  source: ConfigSource,
+  entity: string,
+  record: Revised<EntityConfig> | undefined,
+): Promise<Chain> {
+  const chain: Chain = [{ id: entity, config: record }];
   for (let parent = record?.parent; parent !== undefined; ) {
     if (chain.some((c) => c.id === parent)) {
       throw new Inconsistent(`the hierarchy above ${entity} has a cycle at ${parent}`);
@@ -183,6 +205,27 @@ async function resolveWith(source: ConfigSource, request: PolicyRequest): Promis
     chain.push({ id: parent, config });
     parent = config.parent;
   }
+  return chain;
+}
+
+const callersOf = (chain: Chain) =>
+  chain.flatMap(({ config }) => (config?.callers ? [config.callers] : []));
+
+async function resolveWith(source: ConfigSource, request: PolicyRequest): Promise<Policy> {
+  const { entity, resource } = request;
+  const [record, settings, resourceConfig] = await Promise.all([
+    source.entity(entity),
+    source.settings(),
+    source.resource(resource),
+  ]);
+  if (!record && settings.unknown_entities === 'refuse') {
+    throw new PolicyRefusal('unknown_entity', `entity ${entity} is not registered`);
+  }
+
+  const chain = await chainOf(source, entity, record);
+  // Who may ask comes first: a caller refused learns nothing else about the entity.
+  const callers = callersOf(chain);
+  checkCallers(callers, entity, request.principal);
   const plans = await Promise.all(
     chain.map(async ({ id, config }) => {
       // The caller without a plan gets the plan named `default`, if there is one; a plan an
@@ -297,6 +340,7 @@ async function resolveWith(source: ConfigSource, request: PolicyRequest): Promis
         : active.map((c) => (c.scope === 'entity' ? c : { ...c, priority: planPriority })),
     ...(request.priority !== undefined ? { priority: request.priority } : {}),
     ...(price ? { price } : {}),
+    ...(callers.length > 0 ? { callers } : {}),
     context: {
       resource,
       scopes: chain.map(({ id, config }) => ({

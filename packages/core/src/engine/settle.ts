@@ -6,6 +6,7 @@
  * Refunds return only what the lease still holds (see items.ts).
  */
 import { canonicalJson } from '../canonical.js';
+import { checkCallers } from '../catalog/callers.js';
 import { withCost } from '../catalog/price.js';
 import { LeaseSettledError, StoreUnavailableError, ValidationError } from '../errors.js';
 import { itemKeys, leaseAttributes as L, shardOf, TABLE_SCHEMA } from '../store/schema.js';
@@ -30,8 +31,13 @@ type Settlement =
  * grows: a value below one already reported for it (a late or reordered copy) changes nothing.
  * Metrics never reported keep the estimate. May be called repeatedly while a stream runs.
  */
-export async function adjust(engine: Engine, leaseId: string, usage: Usage): Promise<SettleResult> {
-  const claims = await verify(engine, leaseId);
+export async function adjust(
+  engine: Engine,
+  leaseId: string,
+  usage: Usage,
+  by?: Caller,
+): Promise<SettleResult> {
+  const claims = await verify(engine, leaseId, by);
   return settle(engine, leaseId, claims, { kind: 'adjust', given: parseUsageMap(usage) });
 }
 
@@ -44,8 +50,9 @@ export async function release(
   engine: Engine,
   leaseId: string,
   usage?: Usage,
+  by?: Caller,
 ): Promise<SettleResult> {
-  const claims = await verify(engine, leaseId);
+  const claims = await verify(engine, leaseId, by);
   return settle(
     engine,
     leaseId,
@@ -54,9 +61,20 @@ export async function release(
   );
 }
 
-/** The claims of a token, checked with the key it names. */
-async function verify(engine: Engine, token: string): Promise<LeaseClaims> {
-  return verifyLease(token, (keyId) => engine.keys.find(keyId), engine.clock());
+/** Who settles: the principal API Gateway's IAM authorizer reports, if any. */
+export interface Caller {
+  readonly principal?: string | undefined;
+}
+
+/**
+ * The claims of a token, checked with the key it names; refused (`caller_not_allowed`) to a
+ * principal that the callers named when it was acquired do not match.
+ */
+async function verify(engine: Engine, token: string, by: Caller = {}): Promise<LeaseClaims> {
+  const claims = await verifyLease(token, (keyId) => engine.keys.find(keyId), engine.clock());
+  if (claims.callers)
+    checkCallers(claims.callers, claims.context?.scopes[0]?.entity ?? 'its entity', by.principal);
+  return claims;
 }
 
 async function settle(

@@ -1,6 +1,7 @@
 /**
  * problem+json (RFC 9457): the one place that maps errors to status codes.
  */
+import { STATUS_CODES } from 'node:http';
 import { SluiceError, type SluiceErrorCode, ValidationError } from '@sluice/core';
 import type { APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
 import { HttpProblem } from '../errors.js';
@@ -8,18 +9,11 @@ import { HttpProblem } from '../errors.js';
 /** What a handler returns to API Gateway. */
 export type Result = APIGatewayProxyStructuredResultV2;
 
-const TITLES: Record<number, string> = {
-  400: 'Bad Request',
-  403: 'Forbidden',
-  404: 'Not Found',
-  405: 'Method Not Allowed',
-  409: 'Conflict',
+/** Each status's title: Node's own table, with RFC 9110's newer names where it keeps older ones. */
+const TITLES: Record<number, string | undefined> = {
+  ...STATUS_CODES,
   413: 'Content Too Large',
-  415: 'Unsupported Media Type',
   422: 'Unprocessable Content',
-  429: 'Too Many Requests',
-  500: 'Internal Server Error',
-  503: 'Service Unavailable',
 };
 
 /** A JSON answer. */
@@ -70,6 +64,7 @@ const STATUS_OF: Record<SluiceErrorCode, number> = {
   resource_not_allowed: 403,
   entity_disabled: 403,
   unknown_entity: 403,
+  caller_not_allowed: 403,
   context_too_large: 422,
   price_unknown: 422,
   // Stored configuration that does not fit together: refused (never admitted, never a 5xx that
