@@ -122,7 +122,7 @@ describe('an entity that names its callers', () => {
     expect(refused.body.code).toBe('caller_not_allowed');
   });
 
-  it('settles a lease under the callers it was acquired with, and refuses new calls at once', async () => {
+  it('checks every route, settling included, against the callers as they are now', async () => {
     const { org, key } = await tenant();
     const ask = { entity: key, resource: 'gpt-4o', usage: { tokens: 100 } };
     const lease = (await as(TEAM_A_API).post('acquire', ask)).body.lease_id;
@@ -132,14 +132,29 @@ describe('an entity that names its callers', () => {
     });
 
     expect((await as(TEAM_A_API).post('acquire', ask)).status).toBe(403);
+    expect((await as(TEAM_A_API).post('release', { lease_id: lease })).status).toBe(403);
     expect((await as(TEAM_B).post('acquire', ask)).status).toBe(200);
-    // The usage team A really had is still reported, by team A, and nobody else.
     expect(
       (await as(TEAM_B).post('release', { lease_id: lease, usage: { tokens: 80 } })).status,
-    ).toBe(403);
-    expect(
-      (await as(TEAM_A_API).post('release', { lease_id: lease, usage: { tokens: 80 } })).status,
     ).toBe(200);
+  });
+
+  it('binds leases acquired before the entity named its callers', async () => {
+    const org = `cl-org-${++n}`;
+    const key = `cl-key-${n}`;
+    await put(trusting.url, `entities/${org}`, {});
+    await put(trusting.url, `entities/${key}`, { parent: org, limits });
+    const lease = (
+      await as(TEAM_B).post('acquire', { entity: key, resource: 'gpt-4o', usage: { tokens: 100 } })
+    ).body.lease_id;
+    await put(trusting.url, `entities/${org}`, {
+      callers: [`arn:aws:iam::${ACCOUNT}:role/team-a-*`],
+    });
+
+    expect((await as(TEAM_B).post('release', { lease_id: lease })).status).toBe(403);
+    expect(await remaining(key)).toBe(900);
+    expect((await as(TEAM_A_API).post('release', { lease_id: lease })).status).toBe(200);
+    expect(await remaining(key)).toBe(1_000);
   });
 
   it('leaves entities without callers open to any caller, header or none', async () => {

@@ -262,10 +262,11 @@ describe('the grants', () => {
     );
   });
 
-  it('let settlement write only leases and buckets, and read no configuration', () => {
+  it('let settlement write only leases and buckets, and only read configuration (callers)', () => {
     for (const name of ['adjust', 'release'] as const) {
       expect(may(name, { action: 'dynamodb:UpdateItem', pk: 'lease#abc' })).toBe(true);
-      expect(may(name, { action: 'dynamodb:GetItem', pk: 'config#plan' })).toBe(false);
+      expect(may(name, { action: 'dynamodb:GetItem', pk: 'config#entity' })).toBe(true);
+      expect(may(name, { action: 'dynamodb:UpdateItem', pk: 'config#entity' })).toBe(false);
       expect(may(name, { action: 'dynamodb:UpdateItem', pk: 'meta#health' })).toBe(false);
     }
   });

@@ -105,7 +105,7 @@ export {
   usageSchema,
   validationErrorFrom,
 } from './engine/limits.js';
-export { adjust, type Caller, release } from './engine/settle.js';
+export { adjust, release, type SettleOptions } from './engine/settle.js';
 export { grow, growInBackground, quotaShare, shardingOf } from './engine/shards.js';
 export {
   newSigningKey,

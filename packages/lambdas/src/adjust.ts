@@ -6,13 +6,14 @@ import { edge, type JsonEvent, parse, principalOf } from './http/edge.js';
 import { json, type Result } from './http/problem.js';
 import { getRuntime } from './runtime.js';
 import { adjustRequest } from './schemas.js';
+import { callerCheck } from './scopes.js';
 
 export const handler = middy<JsonEvent, Result>()
   .use(edge({ route: 'adjust' }))
   .handler(async (event) => {
     const body = parse(adjustRequest, event.parsedBody);
     const result = await adjust(getRuntime().engine, body.lease_id, body.usage, {
-      principal: principalOf(event),
+      authorize: callerCheck(principalOf(event)),
     });
     return json(200, settleBody(body.lease_id, result));
   });

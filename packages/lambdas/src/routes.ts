@@ -109,7 +109,7 @@ const CONFIGURATION_INVALID =
   'configuration_invalid: stored configuration does not fit together (a plan or parent that is not stored, a parent cycle); refused until an admin mends it.';
 
 const CALLER_NOT_ALLOWED =
-  'caller_not_allowed: the lease’s entity or an ancestor named other `callers` when it was acquired.';
+  'caller_not_allowed: the lease’s entity or an ancestor names other `callers`.';
 
 const stored = named('StoredConfig', r.storedConfig);
 const page = named('StoredConfigPage', r.storedConfigPage);
@@ -325,6 +325,11 @@ const settle: readonly TableAccess[] = [
   bucketChecks,
   shardReads,
   signing,
+  {
+    actions: ['dynamodb:GetItem'],
+    keys: [KEYS.config],
+    why: 'stored configuration: the callers the lease’s entity and its ancestors allow',
+  },
 ];
 
 /** Refusal counts: gathered per container, written every few seconds for the aggregator. */
@@ -366,7 +371,7 @@ export const ACCESS: Readonly<Record<FunctionName | StreamFunctionName, readonly
     {
       actions: ['dynamodb:GetItem'],
       keys: [KEYS.config],
-      why: 'stored configuration: the callers an entity and its ancestors allow',
+      why: 'stored configuration: the callers the entity and its ancestors allow',
     },
   ],
   health: [

@@ -4,6 +4,7 @@
  * the container's configuration cache.
  */
 import {
+  authorizeCaller,
   joinKey,
   type Limit,
   type LimitInput,
@@ -40,3 +41,13 @@ export function definitionsOf(checks: Policy['checks']): Map<string, Limit> {
     checks.flatMap((c) => c.limits.map((l) => [joinKey(c.scope, l.name), l] as const)),
   );
 }
+
+/**
+ * The check of the routes that act for an entity without resolving a policy (adjust and release
+ * for the lease's entity, usage history): the `callers` of the entity and its ancestors, as they
+ * are now, must name `principal`.
+ */
+export const callerCheck =
+  (principal: string | undefined) =>
+  (entity: string): Promise<void> =>
+    authorizeCaller(getRuntime().policies, entity, principal);

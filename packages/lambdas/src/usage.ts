@@ -1,16 +1,11 @@
 /** usage: an entity's usage history (read only). */
 import middy from '@middy/core';
-import {
-  authorizeCaller,
-  DynamoDBAdminStore,
-  PERIOD_SECONDS,
-  usageHistory,
-  ValidationError,
-} from '@sluice/core';
+import { DynamoDBAdminStore, PERIOD_SECONDS, usageHistory, ValidationError } from '@sluice/core';
 import { edge, type JsonEvent, principalOf } from './http/edge.js';
 import { json, type Result } from './http/problem.js';
 import { parseQuery, usageQuery } from './queries.js';
 import { getRuntime, logger } from './runtime.js';
+import { callerCheck } from './scopes.js';
 
 const DAY_MS = PERIOD_SECONDS.day * 1_000;
 const DATE_ONLY = /^\d{4}-\d{2}-\d{2}$/;
@@ -32,7 +27,7 @@ export const handler = middy<JsonEvent, Result>()
     const fromMs = query.from ? Date.parse(query.from) : toMs - DEFAULT_RANGE_MS[granularity];
     if (!query.to && fromMs >= toMs) throw new ValidationError('from', 'must be in the past');
     const runtime = getRuntime();
-    await authorizeCaller(runtime.policies, query.entity, principalOf(event));
+    await callerCheck(principalOf(event))(query.entity);
     store ??= new DynamoDBAdminStore({ client: runtime.client, tableName: runtime.env.tableName });
     const items = await usageHistory(store, {
       entity: query.entity,

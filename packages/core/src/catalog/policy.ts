@@ -109,8 +109,6 @@ export interface Policy {
   readonly price?: Price;
   /** Whom usage history counts the call for: the entity and its ancestors. */
   readonly context: UsageContext;
-  /** The `callers` of each level that names them: settling the lease is theirs only. */
-  readonly callers?: readonly (readonly string[])[];
 }
 
 const sameLimit = (a: Limit, b: Limit) =>
@@ -136,7 +134,8 @@ export function resolvePolicy(source: ConfigSource, request: PolicyRequest): Pro
 
 /**
  * Refuses (403 `caller_not_allowed`) a principal that the `callers` of the entity or an ancestor
- * does not match; the check of a route that resolves no policy (usage history).
+ * does not match, as they are now: the check of the routes that resolve no policy (usage
+ * history; adjust and release, for the lease's entity).
  */
 export function authorizeCaller(
   source: ConfigSource,
@@ -224,8 +223,7 @@ async function resolveWith(source: ConfigSource, request: PolicyRequest): Promis
 
   const chain = await chainOf(source, entity, record);
   // Who may ask comes first: a caller refused learns nothing else about the entity.
-  const callers = callersOf(chain);
-  checkCallers(callers, entity, request.principal);
+  checkCallers(callersOf(chain), entity, request.principal);
   const plans = await Promise.all(
     chain.map(async ({ id, config }) => {
       // The caller without a plan gets the plan named `default`, if there is one; a plan an
@@ -340,7 +338,6 @@ async function resolveWith(source: ConfigSource, request: PolicyRequest): Promis
         : active.map((c) => (c.scope === 'entity' ? c : { ...c, priority: planPriority })),
     ...(request.priority !== undefined ? { priority: request.priority } : {}),
     ...(price ? { price } : {}),
-    ...(callers.length > 0 ? { callers } : {}),
     context: {
       resource,
       scopes: chain.map(({ id, config }) => ({

@@ -299,7 +299,6 @@ export async function acquire(engine: Engine, request: AcquireRequest): Promise<
       items: checks.map((check, i) => leasedItem(chargedCheck(i) ?? check, states[i] ?? {}, nowMs)),
       ...(request.price ? { price: request.price } : {}),
       ...(request.context ? { context: request.context } : {}),
-      ...(request.callers ? { callers: request.callers } : {}),
     };
     let waitNs = 0n;
     checks.forEach((check, i) => {

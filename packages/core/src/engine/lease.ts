@@ -51,8 +51,6 @@ export interface LeaseClaims {
   readonly price?: Price;
   /** Whom its usage counts for in usage history. */
   readonly context?: UsageContext;
-  /** The `callers` of each level that named them at acquire: who may settle it. */
-  readonly callers?: readonly (readonly string[])[];
 }
 
 type WireBucket = [
@@ -85,7 +83,6 @@ interface Wire {
   s: { p: string; k: string; c: string; g: number; l: (WireBucket | WireQuota)[] }[];
   p?: string[];
   c?: ContextWire;
-  w?: (readonly string[])[];
 }
 
 /** A signing key: its id (named in every token it signs) and its secret. */
@@ -143,7 +140,6 @@ export function signLease(claims: LeaseClaims, key: SigningKey): string {
     })),
     ...(claims.price ? { p: priceToText(claims.price) } : {}),
     ...(claims.context ? { c: contextToWire(claims.context) } : {}),
-    ...(claims.callers ? { w: [...claims.callers] } : {}),
   };
   const body = Buffer.from(JSON.stringify(wire)).toString('base64url');
   return `${body}.${mac(key.secret, body).toString('base64url')}`;
@@ -216,7 +212,6 @@ export async function verifyLease(
     })),
     ...(wire.p ? { price: priceFromText(wire.p) } : {}),
     ...(wire.c ? { context: contextFromWire(wire.c) } : {}),
-    ...(wire.w ? { callers: wire.w } : {}),
   };
 }
 

@@ -6,7 +6,6 @@
  * Refunds return only what the lease still holds (see items.ts).
  */
 import { canonicalJson } from '../canonical.js';
-import { checkCallers } from '../catalog/callers.js';
 import { withCost } from '../catalog/price.js';
 import { LeaseSettledError, StoreUnavailableError, ValidationError } from '../errors.js';
 import { itemKeys, leaseAttributes as L, shardOf, TABLE_SCHEMA } from '../store/schema.js';
@@ -35,9 +34,9 @@ export async function adjust(
   engine: Engine,
   leaseId: string,
   usage: Usage,
-  by?: Caller,
+  options?: SettleOptions,
 ): Promise<SettleResult> {
-  const claims = await verify(engine, leaseId, by);
+  const claims = await verify(engine, leaseId, options);
   return settle(engine, leaseId, claims, { kind: 'adjust', given: parseUsageMap(usage) });
 }
 
@@ -50,9 +49,9 @@ export async function release(
   engine: Engine,
   leaseId: string,
   usage?: Usage,
-  by?: Caller,
+  options?: SettleOptions,
 ): Promise<SettleResult> {
-  const claims = await verify(engine, leaseId, by);
+  const claims = await verify(engine, leaseId, options);
   return settle(
     engine,
     leaseId,
@@ -61,19 +60,24 @@ export async function release(
   );
 }
 
-/** Who settles: the principal API Gateway's IAM authorizer reports, if any. */
-export interface Caller {
-  readonly principal?: string | undefined;
+/** What a settlement checks beyond the lease's signature. */
+export interface SettleOptions {
+  /**
+   * Refuses the request for the lease's entity (throws), e.g. a caller its `callers` do not
+   * name; called before anything is written, with the entity the lease was acquired for.
+   */
+  readonly authorize?: (entity: string) => Promise<void>;
 }
 
-/**
- * The claims of a token, checked with the key it names; refused (`caller_not_allowed`) to a
- * principal that the callers named when it was acquired do not match.
- */
-async function verify(engine: Engine, token: string, by: Caller = {}): Promise<LeaseClaims> {
+/** The claims of a token, checked with the key it names, then authorized for its entity. */
+async function verify(
+  engine: Engine,
+  token: string,
+  options: SettleOptions = {},
+): Promise<LeaseClaims> {
   const claims = await verifyLease(token, (keyId) => engine.keys.find(keyId), engine.clock());
-  if (claims.callers)
-    checkCallers(claims.callers, claims.context?.scopes[0]?.entity ?? 'its entity', by.principal);
+  const entity = claims.context?.scopes[0]?.entity;
+  if (options.authorize && entity !== undefined) await options.authorize(entity);
   return claims;
 }
 

@@ -35,8 +35,6 @@ export interface AcquireRequest {
   readonly price?: Price | undefined;
   /** Whom the usage counts for in usage history; without it the decision is not recorded there. */
   readonly context?: UsageContext | undefined;
-  /** The `callers` of each level that names them: the lease settles for a matching principal only. */
-  readonly callers?: readonly (readonly string[])[] | undefined;
 }
 
 /** State of one limit after a decision. `remaining` is negative while the limit is in debt. */
