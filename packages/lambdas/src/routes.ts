@@ -156,7 +156,7 @@ export const routes = [
     problems: {
       403: CALLER_NOT_ALLOWED,
       404: 'lease_not_found: unknown, expired or altered lease.',
-      409: 'lease_settled',
+      409: `lease_settled; ${CONFIGURATION_INVALID}`,
     },
   }),
   client('POST', '/v1/release', 'release', {
@@ -167,7 +167,7 @@ export const routes = [
     problems: {
       403: CALLER_NOT_ALLOWED,
       404: 'lease_not_found',
-      409: 'lease_settled: settled differently before.',
+      409: `lease_settled: settled differently before; ${CONFIGURATION_INVALID}`,
     },
   }),
   client('POST', '/v1/available', 'available', {
