@@ -18,6 +18,12 @@ describe('callers: which principals a pattern matches', () => {
       false,
     );
     expect(callerMatches([role('team-a-*')], session('team-b-api'))).toBe(false);
+    expect(
+      callerMatches(
+        ['arn:aws:iam::*:role/team-a-*'],
+        'arn:aws:sts::444455556666:assumed-role/team-a-x/s',
+      ),
+    ).toBe(true);
     // The same role name in another account is another principal.
     expect(
       callerMatches([role('team-a-*')], 'arn:aws:sts::444455556666:assumed-role/team-a-api/s'),
@@ -87,14 +93,16 @@ describe('callers: the patterns an entity may store', () => {
     `arn:aws:sts::${ACCOUNT}:federated-user/bob`,
     `arn:aws-cn:iam::${ACCOUNT}:role/x`,
     `arn:aws-us-gov:iam::${ACCOUNT}:role/path/to/x`,
+    'arn:aws:iam::*:role/team-a-*',
+    'arn:aws:iam::1111222233??:role/x',
   ])('takes %s', (pattern) => {
     expect(CALLER_PATTERN.test(pattern)).toBe(true);
   });
 
   it.each([
     ['*', 'not an ARN'],
-    ['arn:aws:iam::*:role/x', 'any account'],
     ['arn:aws:iam::12345:role/x', 'a short account'],
+    ['arn:aws:iam::1234567890123:role/x', 'a long account'],
     [`arn:aws:s3:::bucket`, 'not a principal'],
     [`arn:aws:iam::${ACCOUNT}:group/devs`, 'a group is no principal'],
     [`arn:aws:iam::${ACCOUNT}:role/`, 'no role name'],

@@ -163,7 +163,7 @@ const callersSchema = z
       z.maxLength(256),
       z.regex(CALLER_PATTERN, {
         message:
-          'must be an IAM principal ARN pattern in one account, e.g. arn:aws:iam::123456789012:role/team-a-* (role, user, root, assumed-role or federated-user; * and ? as wildcards)',
+          'must be an IAM principal ARN pattern, e.g. arn:aws:iam::123456789012:role/team-a-* (role, user, root, assumed-role or federated-user; * and ? as wildcards)',
       }),
     ),
   )
