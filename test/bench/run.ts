@@ -115,6 +115,67 @@ function meter(client: DynamoDBClient): Meter {
   return m;
 }
 
+/**
+ * Where a decision's time goes, from two timers on a client: around the whole SDK call, and
+ * around the HTTP exchange alone (DynamoDB Local's work and the round trip).
+ */
+interface Split {
+  sdkMs: number;
+  wireMs: number;
+  requestBytes: number;
+  responseBytes: number;
+  requests: number;
+}
+
+function split(client: DynamoDBClient): Split {
+  const s: Split = { sdkMs: 0, wireMs: 0, requestBytes: 0, responseBytes: 0, requests: 0 };
+  client.middlewareStack.add(
+    (next) => async (args) => {
+      const t0 = performance.now();
+      try {
+        return await next(args);
+      } finally {
+        s.sdkMs += performance.now() - t0;
+        s.requests++;
+      }
+    },
+    { step: 'initialize', priority: 'high', name: 'benchSdkTimer' },
+  );
+  client.middlewareStack.add(
+    (next) => async (args) => {
+      const t0 = performance.now();
+      try {
+        const result = await next(args);
+        const headers = (result.response as { headers?: Record<string, string> }).headers ?? {};
+        s.responseBytes += Number(headers['content-length'] ?? 0);
+        return result;
+      } finally {
+        s.wireMs += performance.now() - t0;
+        s.requestBytes += String((args.request as { body?: unknown }).body ?? '').length;
+      }
+    },
+    { step: 'deserialize', priority: 'low', name: 'benchWireTimer' },
+  );
+  return s;
+}
+
+/** Microseconds per decision in each part, and the bytes each decision sends and receives. */
+async function profile(s: Split, decisions: number, decide: (op: number) => Promise<unknown>) {
+  Object.assign(s, { sdkMs: 0, wireMs: 0, requestBytes: 0, responseBytes: 0, requests: 0 });
+  const t0 = performance.now();
+  for (let op = 0; op < decisions; op++) await decide(op);
+  const totalMs = performance.now() - t0;
+  const us = (ms: number) => Math.round((ms / decisions) * 1_000);
+  return {
+    us_per_decision: us(totalMs),
+    us_dynamodb_local_and_http: us(s.wireMs),
+    us_aws_sdk: us(s.sdkMs - s.wireMs),
+    us_outside_the_sdk: us(totalMs - s.sdkMs),
+    request_bytes: Math.round(s.requestBytes / s.requests),
+    response_bytes: Math.round(s.responseBytes / s.requests),
+  };
+}
+
 interface Result {
   ops_per_s: number;
   requests_per_op: number;
@@ -177,6 +238,7 @@ async function main() {
     // Sluice: one engine, as one server process (or one Lambda container) holds.
     const sluiceClient = new DynamoDB(clientConfig);
     const sluiceMeter = meter(sluiceClient);
+    const sluiceSplit = split(sluiceClient);
     // No stream here, like the peer's table, so the two tables are alike (in AWS a stream costs
     // a write nothing). The usage history measurements below use tables of their own, with
     // streams.
@@ -186,6 +248,7 @@ async function main() {
     // The peer on its own client and table (its own key schema), same DynamoDB Local.
     const peerClient = new DynamoDB(clientConfig);
     const peerMeter = meter(peerClient);
+    const peerSplit = split(peerClient);
     await peerClient.send(
       new CreateTableCommand({
         TableName: 'peer-bench',
@@ -301,6 +364,29 @@ async function main() {
         return (_c, op) => peerDecide(limiter, `single-${op}`);
       },
     );
+    // Where `single`'s time goes, each system alone on fresh keys, twice in A-B-B-A order.
+    const profileEngine = new Limiter({ store });
+    await profileEngine.acquire({ checks: sluiceCheck('profile-warm', 1, 'second'), usage: {} });
+    const profileSluice = (pass: number) =>
+      profile(sluiceSplit, 1_000, (op) =>
+        profileEngine.acquire({
+          checks: sluiceCheck(`profile-${pass}-${op}`, 100, 'minute'),
+          usage: {},
+        }),
+      );
+    const profilePeer = (pass: number) => {
+      const limiter = peer(100, 60, `profile-${pass}`);
+      return profile(peerSplit, 1_000, (op) => peerDecide(limiter, `profile-${op}`));
+    };
+    const ps1 = await profileSluice(1);
+    const pp1 = await profilePeer(1);
+    const pp2 = await profilePeer(2);
+    const ps2 = await profileSluice(2);
+    const averaged = <T extends Record<string, number>>(a: T, b: T) =>
+      Object.fromEntries(
+        Object.keys(a).map((k) => [k, Math.round(((a[k] ?? 0) + (b[k] ?? 0)) / 2)]),
+      );
+    const single_profile = { sluice: averaged(ps1, ps2), peer: averaged(pp1, pp2) };
     await run(
       'contended',
       '32 clients on one key, 50 requests/second: a throttled hot key (mixed allow/deny)',
@@ -684,6 +770,7 @@ async function main() {
         JSON.stringify(
           {
             scenarios: out,
+            single_profile,
             spread_runs,
             shared,
             llm_call,
@@ -728,6 +815,11 @@ async function main() {
         : '';
       log(
         `${name}: ${v.about}; Sluice/peer decisions per second = ${(v.sluice.ops_per_s / v.peer.ops_per_s).toFixed(2)}×${blocked}`,
+      );
+    }
+    for (const [system, p] of Object.entries(single_profile)) {
+      log(
+        `single, where a decision's time goes (${system}): ${p.us_per_decision} µs = ${p.us_dynamodb_local_and_http} in DynamoDB Local and HTTP + ${p.us_aws_sdk} in the AWS SDK + ${p.us_outside_the_sdk} outside it; ${p.request_bytes} bytes sent, ${p.response_bytes} received`,
       );
     }
     log(
