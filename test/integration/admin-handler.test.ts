@@ -1,5 +1,6 @@
 import type { APIGatewayProxyEventV2, Context } from 'aws-lambda';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { iamEvent } from '../support/events.js';
 import { freshTable, handlerEnvironment } from '../support/table.js';
 
 type Handler = (
@@ -15,39 +16,14 @@ const ARN = 'arn:aws:sts::123456789012:assumed-role/platform-admins/alice';
 
 function event(method: string, path: string, routePath: string, body?: unknown) {
   const plan = path.split('/').pop() ?? '';
-  return {
-    version: '2.0',
-    routeKey: `${method} ${routePath}`,
-    rawPath: path,
-    rawQueryString: '',
-    headers: { 'content-type': 'application/json' },
+  return iamEvent({
+    method,
+    path,
+    route: routePath,
+    body,
+    userArn: ARN,
     ...(routePath.includes('{plan}') ? { pathParameters: { plan } } : {}),
-    requestContext: {
-      accountId: '123456789012',
-      apiId: 'api',
-      domainName: 'api.execute-api.eu-west-1.amazonaws.com',
-      domainPrefix: 'api',
-      http: { method, path, protocol: 'HTTP/1.1', sourceIp: '10.0.0.1', userAgent: 'test' },
-      requestId: 'req-1',
-      routeKey: `${method} ${routePath}`,
-      stage: '$default',
-      time: '23/Nov/2026:10:00:00 +0000',
-      timeEpoch: 1_795_000_000_000,
-      authorizer: {
-        iam: {
-          accessKey: 'ASIAEXAMPLE',
-          accountId: '123456789012',
-          callerId: 'AROAEXAMPLE:alice',
-          cognitoIdentity: null,
-          principalOrgId: 'o-example',
-          userArn: ARN,
-          userId: 'AROAEXAMPLE:alice',
-        },
-      },
-    },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    isBase64Encoded: false,
-  } as unknown as APIGatewayProxyEventV2;
+  });
 }
 
 beforeAll(async () => {

@@ -6,6 +6,7 @@ import { ConfigAdmin } from '@sluice/core';
 import { routes } from '@sluice/lambdas/routes';
 import type { APIGatewayProxyEventV2, Context } from 'aws-lambda';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { iamEvent } from '../support/events.js';
 import { freshTable, handlerEnvironment, type TestTable } from '../support/table.js';
 
 type Handler = (
@@ -44,49 +45,15 @@ beforeAll(async () => {
 
 /** An event as API Gateway sends it for an IAM-authorized request (no principal: `undefined`). */
 function event(route: Route, userArn: string | undefined, body?: unknown): APIGatewayProxyEventV2 {
-  const method = route === 'usage' ? 'GET' : 'POST';
-  const path = `/v1/${route}`;
-  return {
-    version: '2.0',
-    routeKey: `${method} ${path}`,
-    rawPath: path,
-    rawQueryString: route === 'usage' ? 'entity=key-a' : '',
-    headers: {
-      'content-type': 'application/json',
-      // A header claiming a principal means nothing to the handlers.
-      'x-sluice-principal': TEAM_A,
-    },
-    ...(route === 'usage' ? { queryStringParameters: { entity: 'key-a' } } : {}),
-    requestContext: {
-      accountId: ACCOUNT,
-      apiId: 'api',
-      domainName: 'api.execute-api.eu-west-1.amazonaws.com',
-      domainPrefix: 'api',
-      http: { method, path, protocol: 'HTTP/1.1', sourceIp: '10.0.0.1', userAgent: 'test' },
-      requestId: 'req-1',
-      routeKey: `${method} ${path}`,
-      stage: '$default',
-      time: '03/Dec/2026:10:00:00 +0000',
-      timeEpoch: 1_796_000_000_000,
-      ...(userArn
-        ? {
-            authorizer: {
-              iam: {
-                accessKey: 'ASIAEXAMPLE',
-                accountId: ACCOUNT,
-                callerId: 'AROAEXAMPLE:chat-handler',
-                cognitoIdentity: null,
-                principalOrgId: 'o-example',
-                userArn,
-                userId: 'AROAEXAMPLE:chat-handler',
-              },
-            },
-          }
-        : {}),
-    },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    isBase64Encoded: false,
-  } as unknown as APIGatewayProxyEventV2;
+  return iamEvent({
+    method: route === 'usage' ? 'GET' : 'POST',
+    path: `/v1/${route}`,
+    body,
+    userArn,
+    // A header claiming a principal means nothing to the handlers.
+    headers: { 'x-sluice-principal': TEAM_A },
+    ...(route === 'usage' ? { query: { entity: 'key-a' } } : {}),
+  });
 }
 
 async function call(route: Route, userArn: string | undefined, body?: unknown) {
