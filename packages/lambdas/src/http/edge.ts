@@ -40,8 +40,8 @@ export function parse<T extends z.ZodMiniType>(schema: T, value: unknown): z.inf
  * session ARN, a user's ARN); none without IAM authorization.
  */
 export const principalOf = (event: APIGatewayProxyEventV2): string | undefined =>
-  (event.requestContext as { authorizer?: { iam?: { userArn?: string } } }).authorizer?.iam
-    ?.userArn;
+  (event.requestContext as { authorizer?: { iam?: { userArn?: string } } } | undefined)?.authorizer
+    ?.iam?.userArn;
 
 function header(event: APIGatewayProxyEventV2, name: string): string | undefined {
   return event.headers?.[name] ?? event.headers?.[name.toLowerCase()];
