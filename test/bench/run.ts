@@ -279,12 +279,20 @@ async function main() {
         },
       );
 
+    // Each limit is parsed once, as the peer's limiter is configured once per pass (and as a
+    // server parses stored limits once per configuration read), not once per decision.
+    const parsed = new Map<string, ReturnType<typeof parseLimits>>();
+    const limitsOf = (limit: number, per: 'second' | 'minute') => {
+      const id = `${limit}/${per}`;
+      let limits = parsed.get(id);
+      if (!limits) {
+        limits = parseLimits([{ name: 'rpm', metric: 'requests', limit, per }]);
+        parsed.set(id, limits);
+      }
+      return limits;
+    };
     const sluiceCheck = (key: string, limit: number, per: 'second' | 'minute'): ScopeCheck[] => [
-      {
-        scope: 'entity',
-        key: itemKeys.entityBucket(key, 'gpt-4o'),
-        limits: parseLimits([{ name: 'rpm', metric: 'requests', limit, per }]),
-      },
+      { scope: 'entity', key: itemKeys.entityBucket(key, 'gpt-4o'), limits: limitsOf(limit, per) },
     ];
 
     // Warm both up (JIT in DynamoDB Local and Node) before anything is timed.
