@@ -38,11 +38,6 @@ export const handler = middy<JsonEvent, Result>()
       tokens: body.usage.tokens ?? input_tokens + output_tokens, // Contributor Insights sums it
     });
     const runtime = getRuntime();
-    const principal = principalOf(event);
-    // The requested resource is resolved while the plan's fallbacks are looked up: on a cold
-    // configuration cache the two share their reads instead of waiting one for the other.
-    const requested = resolve({ ...body, principal });
-    requested.catch(() => {}); // awaited in the loop below
     const fallbacks =
       body.fallback ?? (await planFallbacks(runtime.policies, body.entity, body.resource));
     // With fallbacks in play, answers name the resource they are about.
@@ -53,9 +48,7 @@ export const handler = middy<JsonEvent, Result>()
     for (const resource of [body.resource, ...fallbacks]) {
       let policy: Awaited<ReturnType<typeof resolve>>;
       try {
-        policy = await (resource === body.resource
-          ? requested
-          : resolve({ ...body, resource, principal }));
+        policy = await resolve({ ...body, resource, principal: principalOf(event) });
       } catch (error) {
         // The requested resource not allowed moves on to a fallback; a fallback the caller
         // may not use (not allowed, no price for a cost limit, …) is skipped.
