@@ -15,7 +15,7 @@ import { bucketAttributes, itemAttributes, shardKey } from '../store/schema.js';
 import type { Assignment, ItemState, ItemUpdate } from '../store/types.js';
 import { bucketConsume, bucketFits, bucketWaitNs, NS_PER_MS, type Step } from './gcra.js';
 import { applyLocally, combine, giveBack, leasedItem } from './items.js';
-import { type LeaseClaims, newLeaseId, signLease } from './lease.js';
+import { type LeaseClaims, MAX_LEASE_ID_LENGTH, newLeaseId, signLease } from './lease.js';
 import { amountOf, type Limit, parseUsage, type Usage } from './limits.js';
 import { quotaConsume, quotaFits } from './quota.js';
 import {
@@ -96,6 +96,10 @@ export async function acquire(engine: Engine, request: AcquireRequest): Promise<
     engine.tuning.maxWaitMsCeiling,
   );
   const checks = validChecks(request.checks);
+  // The lease carries what it takes: one too long to settle is refused before anything is
+  // written. (The JSON of what it is made of is longer than the lease's own compact form.)
+  if (JSON.stringify([checks, usage, request.context]).length > MAX_LEASE_ID_LENGTH * 0.7)
+    throw new ValidationError('limits', 'more than one lease can carry');
   const signingKey = await engine.keys.current(); // before any write: a failure here changes nothing
   const nowMs = engine.clock();
   const nowNs = toNs(nowMs);

@@ -6,6 +6,13 @@ import { joinKey, type Limit, type LimitStatus } from '@sluice/core';
 
 const WINDOW_SECONDS = { day: 86_400, week: 604_800, month: 2_592_000 } as const;
 
+/**
+ * Most limits `RateLimit` and `RateLimit-Policy` name: the tightest (least remaining share),
+ * so that a decision over hundreds of limits still has headers a client can read (Node's
+ * parser takes 16 KB of them); the body lists every limit.
+ */
+export const MAX_HEADER_LIMITS = 16;
+
 /** `entity`-scope limits keep their name; others are prefixed with their scope. */
 function policyName(status: LimitStatus): string {
   return status.scope === 'entity' ? status.name : `${status.scope}.${status.name}`;
@@ -45,8 +52,13 @@ export function rateLimitHeaders(
   retryAfterMs?: number | null,
 ): Record<string, string> {
   const headers: Record<string, string> = {};
+  const share = (s: LimitStatus) => s.remaining / s.limit;
+  const shown =
+    statuses.length > MAX_HEADER_LIMITS
+      ? [...statuses].sort((a, b) => share(a) - share(b)).slice(0, MAX_HEADER_LIMITS)
+      : statuses;
   if (statuses.length > 0) {
-    headers['ratelimit-policy'] = statuses
+    headers['ratelimit-policy'] = shown
       .map((s) => {
         const def = definitions.get(joinKey(s.scope, s.name));
         const window = !def
@@ -57,7 +69,7 @@ export function rateLimitHeaders(
         return `"${policyName(s)}";q=${s.limit};w=${window}`;
       })
       .join(', ');
-    headers.ratelimit = statuses
+    headers.ratelimit = shown
       .map(
         (s) => `"${policyName(s)}";r=${Math.max(0, s.remaining)};t=${Math.ceil(s.resetMs / 1_000)}`,
       )
