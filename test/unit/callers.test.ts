@@ -18,6 +18,11 @@ describe('callers: which principals a pattern matches', () => {
       false,
     );
     expect(callerMatches([role('team-a-*')], session('team-b-api'))).toBe(false);
+    // Every principal of one account, sessions included (as their roles).
+    expect(callerMatches([`arn:aws:iam::${ACCOUNT}:*`], session('anything'))).toBe(true);
+    expect(
+      callerMatches([`arn:aws:iam::${ACCOUNT}:*`], 'arn:aws:sts::444455556666:assumed-role/x/s'),
+    ).toBe(false);
     expect(
       callerMatches(
         ['arn:aws:iam::*:role/team-a-*'],
@@ -95,6 +100,8 @@ describe('callers: the patterns an entity may store', () => {
     `arn:aws-us-gov:iam::${ACCOUNT}:role/path/to/x`,
     'arn:aws:iam::*:role/team-a-*',
     'arn:aws:iam::1111222233??:role/x',
+    `arn:aws:iam::${ACCOUNT}:*`,
+    `arn:aws:sts::${ACCOUNT}:assumed-role/team-a-*`,
   ])('takes %s', (pattern) => {
     expect(CALLER_PATTERN.test(pattern)).toBe(true);
   });
@@ -105,6 +112,8 @@ describe('callers: the patterns an entity may store', () => {
     ['arn:aws:iam::1234567890123:role/x', 'a long account'],
     [`arn:aws:s3:::bucket`, 'not a principal'],
     [`arn:aws:iam::${ACCOUNT}:group/devs`, 'a group is no principal'],
+    [`arn:aws:iam::${ACCOUNT}:`, 'no principal at all'],
+    [`arn:aws:iam::${ACCOUNT}:policy/*`, 'a policy is no principal'],
     [`arn:aws:iam::${ACCOUNT}:role/`, 'no role name'],
     [`arn:aws:sts::${ACCOUNT}:role/x`, 'a role is an iam ARN'],
     [`arn:aws:iam::${ACCOUNT}:role/a b`, 'a space'],

@@ -6,12 +6,13 @@
 import { PolicyRefusal } from '../errors.js';
 
 /**
- * A principal ARN pattern: an IAM role, user or root, an STS assumed role or federated user.
- * `*` matches any run of characters and `?` one, as in IAM policies, the account included
- * (`arn:aws:iam::*:role/team-a-*` is every account's team-a roles).
+ * A principal ARN pattern: an IAM role, user or root, an STS assumed role or federated user,
+ * or (`arn:aws:iam::123456789012:*`) any of an account's. `*` matches any run of characters and
+ * `?` one, as in IAM policies, the account included (`arn:aws:iam::*:role/team-a-*` is every
+ * account's team-a roles).
  */
 export const CALLER_PATTERN =
-  /^arn:aws(?:-[a-z]+)*:(?:iam::(?:[\d?]{12}|[\d?]*\*[\d*?]*):(?:root|(?:role|user)\/[\w+=,.@/*?-]+)|sts::(?:[\d?]{12}|[\d?]*\*[\d*?]*):(?:assumed-role|federated-user)\/[\w+=,.@/*?-]+)$/;
+  /^arn:aws(?:-[a-z]+)*:(?:iam::(?:[\d?]{12}|[\d?]*\*[\d*?]*):(?:root|(?:role|user)\/[\w+=,.@/*?-]+|\*[\w+=,.@/*?-]*)|sts::(?:[\d?]{12}|[\d?]*\*[\d*?]*):(?:(?:assumed-role|federated-user)\/[\w+=,.@/*?-]+|\*[\w+=,.@/*?-]*))$/;
 
 /** Most patterns an entity may name. */
 export const MAX_CALLERS = 20;
