@@ -3,18 +3,33 @@
  * in the same call, the estimate is repriced for the fallback, and the fallback is what settles.
  */
 import { SluiceClient } from '@sluice/client';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { acquire, limitOf, put } from '../support/admin.js';
 import { type Api, request, startApi, tableName } from '../support/api.js';
+import { type IamProxy, startIamProxy } from '../support/iam-proxy.js';
 
-// Two servers on one table, as two Lambda containers are.
+// Two servers on one table, as two Lambda containers are; a third whose DynamoDB requests are
+// recorded (behind a proxy that allows everything).
 const table = tableName('fallback');
 let servers: Api[] = [];
+let recorder: IamProxy;
+let recorded: Api;
 beforeAll(async () => {
-  servers = await Promise.all([startApi(table), startApi(table)]);
+  const everything = {
+    Action: ['GetItem', 'UpdateItem', 'ConditionCheckItem', 'Query', 'DeleteItem', 'PutItem']
+      .concat(['DescribeStream', 'GetShardIterator', 'GetRecords', 'ListStreams'])
+      .map((action) => `dynamodb:${action}`),
+    Resource: 'table',
+  };
+  recorder = await startIamProxy([everything], 'table', inject('dynamoEndpoint'));
+  [servers, recorded] = await Promise.all([
+    Promise.all([startApi(table), startApi(table)]),
+    startApi(table, { DYNAMODB_ENDPOINT: recorder.url }),
+  ]);
 });
 afterAll(async () => {
-  await Promise.all(servers.map((server) => server.stop()));
+  await Promise.all([...servers, recorded].map((server) => server?.stop()));
+  await recorder?.close();
 });
 const api = {
   get url() {
@@ -135,6 +150,52 @@ describe('fallback in the request', () => {
     const twice = await acquire(api.url, { ...ask, fallback: ['fb-small', 'fb-small'] });
     expect(self).toMatchObject({ status: 400, body: { field: 'fallback[0]' } });
     expect(twice).toMatchObject({ status: 400, body: { field: 'fallback[1]' } });
+  });
+});
+
+describe('what a fallback costs', () => {
+  /** Bucket writes the recorded server sends while `call` runs. */
+  const writesDuring = async (call: () => Promise<unknown>) => {
+    const bucketWrites = () =>
+      recorder.allowed.filter(
+        (a) => a.action === 'dynamodb:UpdateItem' && a.pk?.startsWith('entity#'),
+      ).length;
+    const before = bucketWrites();
+    await call();
+    return bucketWrites() - before;
+  };
+
+  it('is one write per resource tried, and none for one this process knows is refusing', async () => {
+    await resources();
+    const entity = `fb-key-${++n}`;
+    const ask = { entity, resource: 'fb-large', usage: { input_tokens: 800 }, limits };
+    let fell: Awaited<ReturnType<typeof acquire>> | undefined;
+
+    // 800 of fb-large's 1,000 tokens, taken through the recorded server: it now knows the bucket.
+    expect(await writesDuring(() => acquire(recorded.url, ask))).toBe(1);
+    // fb-large is refused from memory: only fb-small is written.
+    expect(
+      await writesDuring(async () => {
+        fell = await acquire(recorded.url, { ...ask, fallback: ['fb-small'] });
+      }),
+    ).toBe(1);
+    expect(fell?.body).toMatchObject({ allowed: true, resource: 'fb-small', fell_back: true });
+  });
+
+  it('is one write per resource tried when the process has not seen the refusing one', async () => {
+    await resources();
+    const entity = `fb-key-${++n}`;
+    const ask = { entity, resource: 'fb-large', usage: { input_tokens: 800 }, limits };
+    await acquire(api.url, ask); // another server takes fb-large's capacity
+    let fell: Awaited<ReturnType<typeof acquire>> | undefined;
+
+    // fb-large: one write, refused by its condition (the answer tells the state); fb-small: one.
+    expect(
+      await writesDuring(async () => {
+        fell = await acquire(recorded.url, { ...ask, fallback: ['fb-small'] });
+      }),
+    ).toBe(2);
+    expect(fell?.body).toMatchObject({ allowed: true, resource: 'fb-small', fell_back: true });
   });
 });
 
