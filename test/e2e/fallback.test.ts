@@ -174,12 +174,14 @@ describe('what a fallback costs', () => {
     // 800 of fb-large's 1,000 tokens, taken through the recorded server: it now knows the bucket.
     expect(await writesDuring(() => acquire(recorded.url, ask))).toBe(1);
     const knownAt = Date.now();
-    // fb-large is refused from memory: only fb-small is written. (Memory refuses for a second;
-    // after that, on a machine this slow, fb-large's refusal costs its own write.)
+    // fb-large is refused from memory: only fb-small is written. (Memory refuses for a second:
+    // on a machine so loaded that the call starts late, fb-large may cost its own write.)
+    const startedAfterMs = Date.now() - knownAt;
     const writes = await writesDuring(async () => {
       fell = await acquire(recorded.url, { ...ask, fallback: ['fb-small'] });
     });
-    expect(writes).toBe(Date.now() - knownAt < 1_000 ? 1 : 2);
+    if (startedAfterMs < 500) expect(writes).toBe(1);
+    else expect(writes).toBeLessThanOrEqual(2);
     expect(fell?.body).toMatchObject({ allowed: true, resource: 'fb-small', fell_back: true });
   });
 
