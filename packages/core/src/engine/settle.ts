@@ -64,7 +64,9 @@ export async function release(
 export interface SettleOptions {
   /**
    * Refuses the request for the lease's entity (throws), e.g. a caller its `callers` do not
-   * name; called before anything is written, with the entity the lease was acquired for.
+   * name; called before anything is written, with the entity the lease was acquired for. (A
+   * lease acquired without a usage context names no entity, and is not checked: the HTTP API
+   * always gives one.)
    */
   readonly authorize?: (entity: string) => Promise<void>;
 }
