@@ -32,7 +32,8 @@ const MANAGEMENT = new Set(['DescribeTable', 'CreateTable', 'UpdateTimeToLive', 
  */
 const STREAM_READS = new Set(['DescribeStream', 'GetShardIterator', 'GetRecords', 'ListStreams']);
 
-const like = (pattern: string, value: string): boolean =>
+/** IAM's `StringLike`: `*` any run of characters, `?` one, everything else literal. */
+export const like = (pattern: string, value: string): boolean =>
   new RegExp(
     `^${pattern
       .replace(/[.+^${}()|[\]\\]/g, '\\$&')
