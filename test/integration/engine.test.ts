@@ -111,6 +111,25 @@ describe('acquire', () => {
     expect(store.writes).toBe(writesBefore);
   });
 
+  it('remembers at most cacheSize items, the most recently written ones', async () => {
+    const store = new CountingStore(table.store);
+    const limiter = new Limiter({ store, clock: manualClock().now, cacheSize: 32 });
+    const full = Array.from({ length: 100 }, () => check([tpm(1_000)]));
+    for (const c of full) await limiter.acquire({ checks: [c], usage: { tokens: 1_000 } });
+    const writesBefore = store.writes;
+
+    // The newest 30 are still known empty: refused without a write.
+    for (const c of full.slice(-30)) {
+      expect((await limiter.acquire({ checks: [c], usage: { tokens: 1 } })).allowed).toBe(false);
+    }
+    expect(store.writes).toBe(writesBefore);
+    // The oldest were forgotten: refusing them takes a write each.
+    for (const c of full.slice(0, 30)) {
+      expect((await limiter.acquire({ checks: [c], usage: { tokens: 1 } })).allowed).toBe(false);
+    }
+    expect(store.writes).toBe(writesBefore + 30);
+  });
+
   it('still asks DynamoDB about a smaller request the last state seen cannot rule out', async () => {
     const { limiter, store } = setup();
     const c = check([tpm(1_000)]);
