@@ -151,7 +151,8 @@ function split(client: DynamoDBClient): Split {
         return result;
       } finally {
         s.wireMs += performance.now() - t0;
-        s.requestBytes += String((args.request as { body?: unknown }).body ?? '').length;
+        const body = (args.request as { body?: string | Uint8Array }).body ?? '';
+        s.requestBytes += typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength;
       }
     },
     { step: 'deserialize', priority: 'low', name: 'benchWireTimer' },
@@ -394,7 +395,47 @@ async function main() {
       Object.fromEntries(
         Object.keys(a).map((k) => [k, Math.round(((a[k] ?? 0) + (b[k] ?? 0)) / 2)]),
       );
-    const single_profile = { sluice: averaged(ps1, ps2), peer: averaged(pp1, pp2) };
+    // How much of DynamoDB Local's share is the table's key rather than the request: the peer's
+    // own request (as it sends it) on its table, keyed by a partition key alone, and on a table
+    // keyed as Sluice's (partition and sort key: listings, shards and configuration need it).
+    const peerRequest = (table: string, i: number) =>
+      peerClient.send(
+        new UpdateItemCommand({
+          TableName: table,
+          Key:
+            table === 'peer-bench'
+              ? { key: { S: `shape-${i}` } }
+              : { pk: { S: `shape-${i}` }, sk: { S: 'rlflx' } },
+          UpdateExpression: 'SET points = :new_points, expire = :new_expire',
+          ConditionExpression: 'expire <= :where_expire OR attribute_not_exists(points)',
+          ExpressionAttributeValues: {
+            ':new_points': { N: '1' },
+            ':new_expire': { N: String(Date.now() / 1000 + 60) },
+            ':where_expire': { N: String(Date.now() / 1000) },
+          },
+          ReturnValues: 'ALL_NEW',
+        }),
+      );
+    let shapeSeq = 0;
+    const usPerRequest = async (table: string) => {
+      const t0 = performance.now();
+      for (let i = 0; i < 1_000; i++) await peerRequest(table, shapeSeq++);
+      return performance.now() - t0; // ms per 1,000 requests = µs per request
+    };
+    const [h1, c1, c2, h2] = [
+      await usPerRequest('peer-bench'),
+      await usPerRequest('sluice-bench'),
+      await usPerRequest('sluice-bench'),
+      await usPerRequest('peer-bench'),
+    ];
+    const single_profile = {
+      sluice: averaged(ps1, ps2),
+      peer: averaged(pp1, pp2),
+      peer_request_us: {
+        on_its_table: Math.round((h1 + h2) / 2),
+        on_a_table_keyed_as_sluices: Math.round((c1 + c2) / 2),
+      },
+    };
     await run(
       'contended',
       '32 clients on one key, 50 requests/second: a throttled hot key (mixed allow/deny)',
@@ -825,11 +866,15 @@ async function main() {
         `${name}: ${v.about}; Sluice/peer decisions per second = ${(v.sluice.ops_per_s / v.peer.ops_per_s).toFixed(2)}×${blocked}`,
       );
     }
-    for (const [system, p] of Object.entries(single_profile)) {
+    for (const system of ['sluice', 'peer'] as const) {
+      const p = single_profile[system];
       log(
         `single, where a decision's time goes (${system}): ${p.us_per_decision} µs = ${p.us_dynamodb_local_and_http} in DynamoDB Local and HTTP + ${p.us_aws_sdk} in the AWS SDK + ${p.us_outside_the_sdk} outside it; ${p.request_bytes} bytes sent, ${p.response_bytes} received`,
       );
     }
+    log(
+      `single, the peer's own request: ${single_profile.peer_request_us.on_its_table} µs on its table (partition key), ${single_profile.peer_request_us.on_a_table_keyed_as_sluices} µs on a table keyed as Sluice's (partition and sort key)`,
+    );
     log(
       `spread, three runs: Sluice/peer = ${spreadRatios.map((r) => `${r}×`).join(', ')}; minimum ${spread_runs.min_ratio}×`,
     );
