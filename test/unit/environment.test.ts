@@ -1,5 +1,7 @@
 import { ENGINE_DEFAULTS, SERVICE_DEFAULTS } from '@sluice/core';
 import {
+  ADMIN_ENV,
+  AGGREGATOR_ENV,
   aggregatorEnvironment,
   auditRetentionDays,
   ENV,
@@ -27,8 +29,10 @@ describe('the functions’ environment', () => {
 
     expect(loadEnvironment(env)).toMatchObject({ configCacheMs: 0, dynamodbEndpoint: 'x' });
     expect(() => loadEnvironment({})).toThrow(/SLUICE_TABLE_NAME is not set/);
-    expect(aggregatorEnvironment({ [ENV.eventBus]: 'bus' })).toMatchObject({ eventBus: 'bus' });
-    expect(() => auditRetentionDays({ ...env, [ENV.auditRetentionDays]: '-1' })).toThrow(
+    expect(aggregatorEnvironment({ [AGGREGATOR_ENV.eventBus]: 'bus' })).toMatchObject({
+      eventBus: 'bus',
+    });
+    expect(() => auditRetentionDays({ ...env, [ADMIN_ENV.auditRetentionDays]: '-1' })).toThrow(
       expect.objectContaining({
         code: 'environment_invalid',
         message: expect.stringContaining('SLUICE_AUDIT_RETENTION_DAYS'),

@@ -4,7 +4,7 @@
  */
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { ENV, POWERTOOLS_ENV } from '@sluice/lambdas/environment';
+import { ADMIN_ENV, AGGREGATOR_ENV, ENV, POWERTOOLS_ENV } from '@sluice/lambdas/environment';
 import { METRICS } from '@sluice/lambdas/metric-names';
 import { ACCESS, type FunctionName, type StreamFunctionName } from '@sluice/lambdas/routes';
 import { Duration, RemovalPolicy } from 'aws-cdk-lib';
@@ -79,8 +79,8 @@ export function sluiceFunction(
       [ENV.tableName]: options.table.tableName,
       [ENV.service]: options.service,
       [ENV.configCacheMs]: String(options.configCache.toMilliseconds()),
-      [ENV.auditRetentionDays]: String(options.auditRetentionDays),
-      [ENV.usageRetentionDays]: String(options.usageRetentionDays),
+      [ADMIN_ENV.auditRetentionDays]: String(options.auditRetentionDays),
+      [AGGREGATOR_ENV.usageRetentionDays]: String(options.usageRetentionDays),
       ...extra.environment,
       [POWERTOOLS_ENV.service]: options.service,
       [POWERTOOLS_ENV.logLevel]: options.logLevel,

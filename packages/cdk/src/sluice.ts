@@ -5,7 +5,7 @@
  * monitoring.ts.
  */
 import { SERVICE_DEFAULTS } from '@sluice/core';
-import { ENV } from '@sluice/lambdas/environment';
+import { AGGREGATOR_ENV } from '@sluice/lambdas/environment';
 import { ACCESS, type FunctionName, functionsOf, type Route, routes } from '@sluice/lambdas/routes';
 import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import { AccessLogFormat } from 'aws-cdk-lib/aws-apigateway';
@@ -182,7 +182,7 @@ export class Sluice extends Construct {
       props.alertBus ?? (new events.EventBus(this, 'AlertBus') as unknown as events.IEventBus);
     this.aggregator = sluiceFunction(this, 'aggregator', functionOptions, {
       timeout: Duration.seconds(60),
-      environment: { [ENV.eventBus]: this.alertBus.eventBusName },
+      environment: { [AGGREGATOR_ENV.eventBus]: this.alertBus.eventBusName },
     });
     this.alertBus.grantPutEventsTo(this.aggregator);
     this.aggregatorFailures = new sqs.Queue(this, 'AggregatorFailures', {

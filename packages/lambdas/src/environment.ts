@@ -6,7 +6,7 @@
 import { ENGINE_DEFAULTS, SERVICE_DEFAULTS } from '@sluice/core';
 import { EnvironmentError } from './errors.js';
 
-/** Every environment variable a Sluice function reads. */
+/** The environment variables every Sluice function reads. */
 export const ENV = {
   /** (required) The DynamoDB table. */
   tableName: 'SLUICE_TABLE_NAME',
@@ -16,10 +16,6 @@ export const ENV = {
   service: 'SLUICE_SERVICE',
   /** How long a container reuses stored configuration (ms). @default {@link SERVICE_DEFAULTS.configCacheMs} */
   configCacheMs: 'SLUICE_CONFIG_CACHE_MS',
-  /** How long admin audit entries are kept (days). @default {@link SERVICE_DEFAULTS.auditRetentionDays} */
-  auditRetentionDays: 'SLUICE_AUDIT_RETENTION_DAYS',
-  /** How long usage history is kept (days). @default {@link SERVICE_DEFAULTS.usageRetentionDays} */
-  usageRetentionDays: 'SLUICE_USAGE_RETENTION_DAYS',
   /** How long a container gathers refusals before writing them (ms). @default {@link SERVICE_DEFAULTS.denialFlushMs} */
   denialFlushMs: 'SLUICE_DENIAL_FLUSH_MS',
   /**
@@ -27,7 +23,22 @@ export const ENV = {
    * shards. @default {@link ENGINE_DEFAULTS.shardGrowWritesPerSecond}
    */
   shardGrowWritesPerSecond: 'SLUICE_SHARD_GROW_WRITES_PER_SECOND',
-  /** The EventBridge bus budget alerts go to (the aggregator). @default none: alerts are only listed */
+} as const;
+
+/**
+ * What the admin function alone reads (apart from {@link ENV}, so that the other functions'
+ * bundles leave the names out, as they leave out the loader).
+ */
+export const ADMIN_ENV = {
+  /** How long admin audit entries are kept (days). @default {@link SERVICE_DEFAULTS.auditRetentionDays} */
+  auditRetentionDays: 'SLUICE_AUDIT_RETENTION_DAYS',
+} as const;
+
+/** What the usage aggregator alone reads. */
+export const AGGREGATOR_ENV = {
+  /** How long usage history is kept (days). @default {@link SERVICE_DEFAULTS.usageRetentionDays} */
+  usageRetentionDays: 'SLUICE_USAGE_RETENTION_DAYS',
+  /** The EventBridge bus budget alerts go to. @default none: alerts are only listed */
   eventBus: 'SLUICE_EVENT_BUS',
 } as const;
 
@@ -94,18 +105,18 @@ export function loadEnvironment(env: NodeJS.ProcessEnv = process.env): Environme
 
 /** How long the admin function keeps audit entries (days). */
 export const auditRetentionDays = (env: NodeJS.ProcessEnv = process.env): number =>
-  wholeNumber(env, ENV.auditRetentionDays, SERVICE_DEFAULTS.auditRetentionDays);
+  wholeNumber(env, ADMIN_ENV.auditRetentionDays, SERVICE_DEFAULTS.auditRetentionDays);
 
 /** What the usage aggregator reads: how long it keeps history, and where alerts go. */
 export function aggregatorEnvironment(env: NodeJS.ProcessEnv = process.env): {
   readonly usageRetentionDays: number;
   readonly eventBus?: string;
 } {
-  const eventBus = env[ENV.eventBus];
+  const eventBus = env[AGGREGATOR_ENV.eventBus];
   return {
     usageRetentionDays: wholeNumber(
       env,
-      ENV.usageRetentionDays,
+      AGGREGATOR_ENV.usageRetentionDays,
       SERVICE_DEFAULTS.usageRetentionDays,
     ),
     ...(eventBus ? { eventBus } : {}),
