@@ -200,6 +200,42 @@ describe('what a fallback costs', () => {
     ).toBe(2);
     expect(fell?.body).toMatchObject({ allowed: true, resource: 'fb-small', fell_back: true });
   });
+
+  it("looking up the plan's fallbacks adds no round trip to a cold configuration cache", async () => {
+    // Entity, plan and resource never read by the recorded server: all three are cache misses.
+    const plan = `fb-cold-plan-${++n}`;
+    const resource = `fb-cold-model-${n}`;
+    const entity = `fb-cold-${n}`;
+    await put(api.url, `resources/${resource}`, { price: { input: '1', output: '3' } });
+    await put(api.url, `plans/${plan}`, { limits });
+    await put(api.url, `entities/${entity}`, { plan });
+    const from = recorder.exchanges.length;
+
+    // Every answer 50 ms late, as a regional DynamoDB's are a few ms: reads sent together
+    // overlap, and each round shows.
+    recorder.delayMs = 50;
+    const res = await acquire(recorded.url, {
+      entity,
+      resource,
+      usage: { input_tokens: 10 },
+    }).finally(() => {
+      recorder.delayMs = 0;
+    });
+
+    expect(res.status).toBe(200);
+    // Each read's depth: 1 + the deepest read answered before it was sent. The entity and the
+    // resource go together, the plan (named by the entity) after: two rounds, not three.
+    const reads = recorder.exchanges
+      .slice(from)
+      .filter((e) => e.operation === 'GetItem' && e.pk?.startsWith('config#'));
+    const depth = new Map<(typeof reads)[number], number>();
+    for (const read of [...reads].sort((a, b) => a.startMs - b.startMs)) {
+      const before = reads.filter((r) => r.endMs <= read.startMs).map((r) => depth.get(r) ?? 0);
+      depth.set(read, 1 + Math.max(0, ...before));
+    }
+    expect(reads.length).toBeGreaterThanOrEqual(3); // and settings, unless already cached
+    expect(Math.max(...depth.values())).toBe(2);
+  });
 });
 
 describe("a plan's fallbacks", () => {

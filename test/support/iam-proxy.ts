@@ -103,11 +103,26 @@ export function accessOf(operation: string, body: Body): Access[] {
   }
 }
 
-/** A running proxy; `denied` and `allowed` list every access it saw, for the test to read. */
+/** One request forwarded: when it arrived and when its answer was sent (performance.now()). */
+export interface Exchange {
+  readonly operation: string;
+  /** The partition key of the item it reads or writes (none for a transaction). */
+  readonly pk?: string;
+  readonly startMs: number;
+  readonly endMs: number;
+}
+
+/**
+ * A running proxy; `denied` and `allowed` list every access it saw, `exchanges` every request it
+ * forwarded, for the test to read.
+ */
 export interface IamProxy {
   readonly url: string;
   readonly denied: Access[];
   readonly allowed: Access[];
+  readonly exchanges: Exchange[];
+  /** How long each answer is held back (0 unless a test sets it): a slower, regional DynamoDB. */
+  delayMs: number;
   close(): Promise<void>;
 }
 
@@ -119,7 +134,9 @@ export async function startIamProxy(
 ): Promise<IamProxy> {
   const denied: Access[] = [];
   const allowed: Access[] = [];
+  const exchanges: Exchange[] = [];
   const server: Server = createServer(async (req, res) => {
+    const startMs = performance.now();
     const chunks: Buffer[] = [];
     for await (const chunk of req) chunks.push(chunk as Buffer);
     const raw = Buffer.concat(chunks);
@@ -156,23 +173,29 @@ export async function startIamProxy(
       if (typeof value === 'string' && name !== 'host' && name !== 'content-length')
         headers[name] = value;
     }
+    if (proxy.delayMs > 0) await new Promise((resolve) => setTimeout(resolve, proxy.delayMs));
     const answer = await fetch(upstream, { method: 'POST', headers, body: raw });
     res.writeHead(answer.status, {
       'content-type': answer.headers.get('content-type') ?? 'application/x-amz-json-1.0',
     });
     res.end(Buffer.from(await answer.arrayBuffer()));
+    const pk = (JSON.parse(raw.toString('utf8') || '{}') as Body).Key?.pk?.S;
+    exchanges.push({ operation, ...(pk ? { pk } : {}), startMs, endMs: performance.now() });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : 0;
-  return {
+  const proxy: IamProxy = {
     url: `http://127.0.0.1:${port}`,
     denied,
     allowed,
+    exchanges,
+    delayMs: 0,
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();
       }),
   };
+  return proxy;
 }

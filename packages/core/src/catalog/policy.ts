@@ -177,7 +177,13 @@ export async function planFallbacks(
   entity: string,
   resource: string,
 ): Promise<readonly string[]> {
-  const record = await source.entity(entity);
+  // What resolving the policy reads next is read alongside (the cache keeps it): a cold cache
+  // then costs the same round trips with fallbacks looked up as without.
+  const [record] = await Promise.all([
+    source.entity(entity),
+    source.settings(),
+    source.resource(resource),
+  ]);
   const plan = await source.plan(record?.plan ?? 'default');
   const fallbacks = plan?.fallbacks;
   return fallbacks && Object.hasOwn(fallbacks, resource) ? (fallbacks[resource] ?? []) : [];
