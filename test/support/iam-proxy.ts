@@ -113,6 +113,20 @@ export interface Exchange {
 }
 
 /**
+ * How many rounds of round trips the exchanges took: each one's depth is 1 + the deepest of
+ * those answered before it arrived. (Hold answers back with `delayMs` so that requests sent
+ * together overlap for certain.)
+ */
+export function roundsOf(exchanges: readonly Exchange[]): number {
+  const depth = new Map<Exchange, number>();
+  for (const exchange of [...exchanges].sort((a, b) => a.startMs - b.startMs)) {
+    const before = exchanges.filter((e) => e.endMs <= exchange.startMs);
+    depth.set(exchange, 1 + Math.max(0, ...before.map((e) => depth.get(e) ?? 0)));
+  }
+  return Math.max(0, ...depth.values());
+}
+
+/**
  * A running proxy; `denied` and `allowed` list every access it saw, `exchanges` every request it
  * forwarded, for the test to read.
  */

@@ -38,6 +38,8 @@ export const handler = middy<JsonEvent, Result>()
       tokens: body.usage.tokens ?? input_tokens + output_tokens, // Contributor Insights sums it
     });
     const runtime = getRuntime();
+    // A new container reads the signing key alongside the configuration rather than after it.
+    runtime.engine.keys.current().catch(() => {});
     const fallbacks =
       body.fallback ?? (await planFallbacks(runtime.policies, body.entity, body.resource));
     // With fallbacks in play, answers name the resource they are about.
