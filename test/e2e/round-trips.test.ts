@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
 import { acquire, put } from '../support/admin.js';
 import { type Api, startApi, tableName } from '../support/api.js';
-import { type IamProxy, roundsOf, startIamProxy } from '../support/iam-proxy.js';
+import { type Exchange, type IamProxy, roundsOf, startIamProxy } from '../support/iam-proxy.js';
 
 const table = tableName('round-trips');
 let admin: Api;
@@ -27,39 +27,66 @@ afterAll(async () => {
   await recorder?.close();
 });
 
-it('a new container reads the lease signing key alongside its configuration', async () => {
-  const limits = [{ name: 'tpm', metric: 'tokens', limit: 10_000, per: 'minute' }];
-  await put(admin.url, 'plans/rt-plan', { limits });
-  await put(admin.url, 'entities/rt-key', { plan: 'rt-plan' });
-  const ask = { entity: 'rt-key', resource: 'rt-model', usage: { input_tokens: 10 } };
+const limits = [{ name: 'tpm', metric: 'tokens', limit: 10_000, per: 'minute' }];
+
+/** The reads of configuration and of the signing key (not the usage aggregator's own reads). */
+const callReads = (exchanges: readonly Exchange[]) =>
+  exchanges.filter(
+    (e) =>
+      e.operation === 'GetItem' &&
+      (e.pk?.startsWith('config#') || e.pk === 'meta#lease-signing-key'),
+  );
+
+/** The first acquire of a new server (a new container), every answer held back 50 ms. */
+async function firstAcquire(ask: Record<string, unknown>) {
   expect((await acquire(admin.url, ask)).status).toBe(200); // the signing key exists by now
   const fresh = await startApi(table, { DYNAMODB_ENDPOINT: recorder.url });
   try {
     const from = recorder.exchanges.length;
     recorder.delayMs = 50;
-
     const res = await acquire(fresh.url, ask);
-
-    expect(res.status).toBe(200);
-    // (The server's usage aggregator reads lease records of its own accord: not the acquire's.)
-    const reads = recorder.exchanges
-      .slice(from)
-      .filter(
-        (e) =>
-          e.operation === 'GetItem' &&
-          (e.pk?.startsWith('config#') || e.pk === 'meta#lease-signing-key'),
-      );
-    // Entity, settings, resource and the signing key together; then the plan the entity names.
-    expect(reads.map((e) => e.pk).sort()).toEqual([
-      'config#entity',
-      'config#plan',
-      'config#resource',
-      'config#settings',
-      'meta#lease-signing-key',
-    ]);
-    expect(roundsOf(reads)).toBe(2);
+    return { res, reads: callReads(recorder.exchanges.slice(from)) };
   } finally {
     recorder.delayMs = 0;
     await fresh.stop();
   }
+}
+
+it('a new container reads the lease signing key alongside its configuration', async () => {
+  await put(admin.url, 'plans/rt-plan', { limits });
+  await put(admin.url, 'entities/rt-key', { plan: 'rt-plan' });
+
+  const { res, reads } = await firstAcquire({
+    entity: 'rt-key',
+    resource: 'rt-model',
+    usage: { input_tokens: 10 },
+  });
+
+  expect(res.status).toBe(200);
+  // Entity, settings, resource and the signing key together; then the plan the entity names.
+  expect(reads.map((e) => e.pk).sort()).toEqual([
+    'config#entity',
+    'config#plan',
+    'config#resource',
+    'config#settings',
+    'meta#lease-signing-key',
+  ]);
+  expect(roundsOf(reads)).toBe(2);
+});
+
+it("looking up the plan's fallbacks adds no round trip to the walk up the hierarchy", async () => {
+  await put(admin.url, 'plans/rt-team-plan', { limits, fallbacks: { 'rt-big': ['rt-small'] } });
+  await put(admin.url, 'entities/rt-org', {});
+  await put(admin.url, 'entities/rt-team-key', { plan: 'rt-team-plan', parent: 'rt-org' });
+
+  const { res, reads } = await firstAcquire({
+    entity: 'rt-team-key',
+    resource: 'rt-big',
+    usage: { input_tokens: 10 },
+  });
+
+  expect(res.body).toMatchObject({ allowed: true, resource: 'rt-big', fell_back: false });
+  // The key, settings, resource and the signing key; then the org and the key's plan together.
+  expect(reads.filter((e) => e.pk === 'config#entity')).toHaveLength(2);
+  expect(roundsOf(reads)).toBe(2);
 });

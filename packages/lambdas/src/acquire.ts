@@ -40,6 +40,12 @@ export const handler = middy<JsonEvent, Result>()
     const runtime = getRuntime();
     // A new container reads the signing key alongside the configuration rather than after it.
     runtime.engine.keys.current().catch(() => {});
+    const policyOf = (resource: string) =>
+      resolve({ ...body, resource, principal: principalOf(event) });
+    // The requested resource's policy is resolved while the plan's fallbacks are looked up:
+    // on a cold cache they share their reads, so the lookup adds no round trip.
+    const requested = policyOf(body.resource);
+    requested.catch(() => {}); // awaited below
     const fallbacks =
       body.fallback ?? (await planFallbacks(runtime.policies, body.entity, body.resource));
     // With fallbacks in play, answers name the resource they are about.
@@ -50,7 +56,7 @@ export const handler = middy<JsonEvent, Result>()
     for (const resource of [body.resource, ...fallbacks]) {
       let policy: Awaited<ReturnType<typeof resolve>>;
       try {
-        policy = await resolve({ ...body, resource, principal: principalOf(event) });
+        policy = await (resource === body.resource ? requested : policyOf(resource));
       } catch (error) {
         // The requested resource not allowed moves on to a fallback; a fallback the caller
         // may not use (not allowed, no price for a cost limit, …) is skipped.

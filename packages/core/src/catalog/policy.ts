@@ -170,20 +170,15 @@ async function consistently<T>(
 
 /**
  * The fallbacks the entity's own plan names for `resource` (none when it names none): the
- * resources to try, in order, when `resource` refuses.
+ * resources to try, in order, when `resource` refuses. Its reads (the entity, its plan) are
+ * ones {@link resolvePolicy} makes too: through a cache, run the two together.
  */
 export async function planFallbacks(
   source: ConfigSource,
   entity: string,
   resource: string,
 ): Promise<readonly string[]> {
-  // What resolving the policy reads next is read alongside (the cache keeps it): a cold cache
-  // then costs the same round trips with fallbacks looked up as without.
-  const [record] = await Promise.all([
-    source.entity(entity),
-    source.settings(),
-    source.resource(resource),
-  ]);
+  const record = await source.entity(entity);
   const plan = await source.plan(record?.plan ?? 'default');
   const fallbacks = plan?.fallbacks;
   return fallbacks && Object.hasOwn(fallbacks, resource) ? (fallbacks[resource] ?? []) : [];
