@@ -6,7 +6,7 @@ import { SluiceClient } from '@sluice/client';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { acquire, limitOf, put } from '../support/admin.js';
 import { type Api, request, startApi, tableName } from '../support/api.js';
-import { type IamProxy, roundsOf, startIamProxy } from '../support/iam-proxy.js';
+import { type IamProxy, roundsOf, startRecorder } from '../support/iam-proxy.js';
 
 // Two servers on one table, as two Lambda containers are; a third whose DynamoDB requests are
 // recorded (behind a proxy that allows everything).
@@ -15,13 +15,7 @@ let servers: Api[] = [];
 let recorder: IamProxy;
 let recorded: Api;
 beforeAll(async () => {
-  const everything = {
-    Action: ['GetItem', 'UpdateItem', 'ConditionCheckItem', 'Query', 'DeleteItem', 'PutItem']
-      .concat(['DescribeStream', 'GetShardIterator', 'GetRecords', 'ListStreams'])
-      .map((action) => `dynamodb:${action}`),
-    Resource: 'table',
-  };
-  recorder = await startIamProxy([everything], 'table', inject('dynamoEndpoint'));
+  recorder = await startRecorder(inject('dynamoEndpoint'));
   [servers, recorded] = await Promise.all([
     Promise.all([startApi(table), startApi(table)]),
     startApi(table, { DYNAMODB_ENDPOINT: recorder.url }),

@@ -5,22 +5,13 @@
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
 import { acquire, put } from '../support/admin.js';
 import { type Api, startApi, tableName } from '../support/api.js';
-import { type Exchange, type IamProxy, roundsOf, startIamProxy } from '../support/iam-proxy.js';
+import { type Exchange, type IamProxy, roundsOf, startRecorder } from '../support/iam-proxy.js';
 
 const table = tableName('round-trips');
 let admin: Api;
 let recorder: IamProxy;
 beforeAll(async () => {
-  const everything = {
-    Action: ['GetItem', 'UpdateItem', 'ConditionCheckItem', 'Query', 'DeleteItem', 'PutItem']
-      .concat(['DescribeStream', 'GetShardIterator', 'GetRecords', 'ListStreams'])
-      .map((action) => `dynamodb:${action}`),
-    Resource: 'table',
-  };
-  [recorder, admin] = await Promise.all([
-    startIamProxy([everything], 'table', inject('dynamoEndpoint')),
-    startApi(table),
-  ]);
+  [recorder, admin] = await Promise.all([startRecorder(inject('dynamoEndpoint')), startApi(table)]);
 });
 afterAll(async () => {
   await admin?.stop();

@@ -213,3 +213,14 @@ export async function startIamProxy(
   };
   return proxy;
 }
+
+/** A proxy that allows every action a Sluice server sends: to record what it sends. */
+export function startRecorder(upstream: string): Promise<IamProxy> {
+  const everything: Statement = {
+    Action: ['GetItem', 'UpdateItem', 'ConditionCheckItem', 'Query', 'DeleteItem', 'PutItem']
+      .concat(['DescribeStream', 'GetShardIterator', 'GetRecords', 'ListStreams'])
+      .map((action) => `dynamodb:${action}`),
+    Resource: 'table',
+  };
+  return startIamProxy([everything], 'table', upstream);
+}
