@@ -1,10 +1,11 @@
 /**
- * The round trips a new container's first acquire waits for, counted behind a recording proxy
- * that holds every answer back 50 ms (so requests sent together overlap for certain).
+ * The round trips a new container's first acquire or settlement waits for, counted behind a
+ * recording proxy that holds every answer back 50 ms (so requests sent together overlap for
+ * certain).
  */
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
 import { acquire, put } from '../support/admin.js';
-import { type Api, startApi, tableName } from '../support/api.js';
+import { type Api, post, startApi, tableName } from '../support/api.js';
 import { type Exchange, type IamProxy, roundsOf, startRecorder } from '../support/iam-proxy.js';
 
 const table = tableName('round-trips');
@@ -28,19 +29,24 @@ const callReads = (exchanges: readonly Exchange[]) =>
       (e.pk?.startsWith('config#') || e.pk === 'meta#lease-signing-key'),
   );
 
-/** The first acquire of a new server (a new container), every answer held back 50 ms. */
-async function firstAcquire(ask: Record<string, unknown>) {
-  expect((await acquire(admin.url, ask)).status).toBe(200); // the signing key exists by now
+/** The first request of a new server (a new container), every answer held back 50 ms. */
+async function onNewServer<T>(call: (url: string) => Promise<T>) {
   const fresh = await startApi(table, { DYNAMODB_ENDPOINT: recorder.url });
   try {
     const from = recorder.exchanges.length;
     recorder.delayMs = 50;
-    const res = await acquire(fresh.url, ask);
+    const res = await call(fresh.url);
     return { res, reads: callReads(recorder.exchanges.slice(from)) };
   } finally {
     recorder.delayMs = 0;
     await fresh.stop();
   }
+}
+
+/** The first acquire of a new server (once the signing key exists). */
+async function firstAcquire(ask: Record<string, unknown>) {
+  expect((await acquire(admin.url, ask)).status).toBe(200); // the signing key exists by now
+  return onNewServer((url) => acquire(url, ask));
 }
 
 it('a new container reads the lease signing key alongside its configuration', async () => {
@@ -79,5 +85,29 @@ it("looking up the plan's fallbacks adds no round trip to the walk up the hierar
   expect(res.body).toMatchObject({ allowed: true, resource: 'rt-big', fell_back: false });
   // The key, settings, resource and the signing key; then the org and the key's plan together.
   expect(reads.filter((e) => e.pk === 'config#entity')).toHaveLength(2);
+  expect(roundsOf(reads)).toBe(2);
+});
+
+it('a new container settling a lease reads the ancestors the lease names together', async () => {
+  await put(admin.url, 'entities/rt-acme', {});
+  await put(admin.url, 'entities/rt-acme-web', { parent: 'rt-acme' });
+  await put(admin.url, 'entities/rt-acme-web-key', { parent: 'rt-acme-web', limits });
+  const ask = { entity: 'rt-acme-web-key', resource: 'rt-model', usage: { input_tokens: 10 } };
+  const acquired = await acquire(admin.url, ask);
+  expect(acquired.status).toBe(200);
+
+  const { res, reads } = await onNewServer((url) =>
+    post(`${url}/v1/release`, { lease_id: acquired.body.lease_id, usage: { input_tokens: 7 } }),
+  );
+
+  expect(res.status).toBe(200);
+  // The signing key, then the key, its project and its org together (the walk up the hierarchy
+  // as it is now finds them read): two rounds, not four.
+  expect(reads.map((e) => e.pk).sort()).toEqual([
+    'config#entity',
+    'config#entity',
+    'config#entity',
+    'meta#lease-signing-key',
+  ]);
   expect(roundsOf(reads)).toBe(2);
 });

@@ -45,9 +45,13 @@ export function definitionsOf(checks: Policy['checks']): Map<string, Limit> {
 /**
  * The check of the routes that act for an entity without resolving a policy (adjust and release
  * for the lease's entity, usage history): the `callers` of the entity and its ancestors, as they
- * are now, must name `principal`.
+ * are now, must name `principal`. `ancestors` (a lease's, as they were) are read alongside the
+ * entity instead of one level after another; the walk still follows the hierarchy as it is.
  */
 export const callerCheck =
   (principal: string | undefined) =>
-  (entity: string): Promise<void> =>
-    authorizeCaller(getRuntime().policies, entity, principal);
+  (entity: string, ancestors: readonly string[] = []): Promise<void> => {
+    const { policies } = getRuntime();
+    for (const id of ancestors) policies.entity(id).catch(() => {}); // the walk reports failures
+    return authorizeCaller(policies, entity, principal);
+  };

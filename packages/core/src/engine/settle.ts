@@ -64,11 +64,11 @@ export async function release(
 export interface SettleOptions {
   /**
    * Refuses the request for the lease's entity (throws), e.g. a caller its `callers` do not
-   * name; called before anything is written, with the entity the lease was acquired for. (A
-   * lease acquired without a usage context names no entity, and is not checked: the HTTP API
-   * always gives one.)
+   * name; called before anything is written, with the entity the lease was acquired for and its
+   * ancestors then, nearest first. (A lease acquired without a usage context names no entity,
+   * and is not checked: the HTTP API always gives one.)
    */
-  readonly authorize?: (entity: string) => Promise<void>;
+  readonly authorize?: (entity: string, ancestors: readonly string[]) => Promise<void>;
 }
 
 /** The claims of a token, checked with the key it names, then authorized for its entity. */
@@ -78,8 +78,12 @@ async function verify(
   options: SettleOptions = {},
 ): Promise<LeaseClaims> {
   const claims = await verifyLease(token, (keyId) => engine.keys.find(keyId), engine.clock());
-  const entity = claims.context?.scopes[0]?.entity;
-  if (options.authorize && entity !== undefined) await options.authorize(entity);
+  const [own, ...ancestors] = claims.context?.scopes ?? [];
+  if (options.authorize && own)
+    await options.authorize(
+      own.entity,
+      ancestors.map((scope) => scope.entity),
+    );
   return claims;
 }
 
