@@ -22,11 +22,14 @@ import {
   DynamoDBAdminStore,
   ensureTable,
   grow,
+  type ItemState,
+  type ItemUpdate,
   itemKeys,
   Limiter,
   parseLimits,
   resolvePolicy,
   type ScopeCheck,
+  type Store,
   UsageAggregator,
 } from '@sluice/core';
 import { routes } from '@sluice/lambdas/routes';
@@ -228,7 +231,56 @@ function mean(a: Result, b: Result): Result {
   };
 }
 
+/**
+ * The engine's own CPU per acquire, without DynamoDB: a store that applies every update at once
+ * (fresh keys only, so each write is an item's first and its condition holds), on 5,000 keys
+ * while the engine's memory has room, then on 20,000 more once it holds its 10,000 items.
+ */
+async function engineCpu() {
+  const items = new Map<string, Record<string, bigint | string>>();
+  const store: Store = {
+    async update(update: ItemUpdate) {
+      const id = `${update.key.pk}\u0000${update.key.sk}`;
+      const item: Record<string, bigint | string> = { ...items.get(id) };
+      const number = (attr: string) => (typeof item[attr] === 'bigint' ? item[attr] : undefined);
+      for (const a of update.set) {
+        if ('value' in a) item[a.attr] = a.value;
+        else if ('add' in a) item[a.attr] = (number(a.attr) ?? 0n) + a.add;
+        else if ('ifAbsent' in a) item[a.attr] ??= a.ifAbsent;
+        else item[a.attr] = (number(a.attr) ?? a.base) + a.addToExisting;
+      }
+      for (const attr of update.remove ?? []) delete item[attr];
+      items.set(id, item);
+      return { ok: true, item: item as ItemState };
+    },
+    async get(key) {
+      return items.get(`${key.pk}\u0000${key.sk}`);
+    },
+    async transact() {
+      return { ok: true };
+    },
+  };
+  const limits = parseLimits([{ name: 'rpm', metric: 'requests', limit: 100, per: 'minute' }]);
+  const engine = new Limiter({ store });
+  let key = 0;
+  const usPerAcquire = async (n: number) => {
+    const t0 = performance.now();
+    for (let i = 0; i < n; i++) {
+      const checks = [{ scope: 'entity', key: itemKeys.entityBucket(`cpu-${key++}`, 'm'), limits }];
+      await engine.acquire({ checks, usage: {} });
+    }
+    return Number((((performance.now() - t0) / n) * 1_000).toFixed(1));
+  };
+  await usPerAcquire(20_000); // warm-up
+  engine.forget();
+  const memory_with_room = await usPerAcquire(5_000);
+  await usPerAcquire(5_000); // the memory fills up
+  const memory_full = await usPerAcquire(20_000);
+  return { memory_with_room, memory_full };
+}
+
 async function main() {
+  const engine_cpu_us = await engineCpu(); // before DynamoDB Local's JVM shares the CPU
   const db = await startDynamoDBLocal();
   const clientConfig = {
     endpoint: db.endpoint,
@@ -820,6 +872,7 @@ async function main() {
           {
             scenarios: out,
             single_profile,
+            engine_cpu_us,
             spread_runs,
             shared,
             llm_call,
@@ -874,6 +927,9 @@ async function main() {
     }
     log(
       `single, the peer's own request: ${single_profile.peer_request_us.on_its_table} µs on its table (partition key), ${single_profile.peer_request_us.on_a_table_keyed_as_sluices} µs on a table keyed as Sluice's (partition and sort key)`,
+    );
+    log(
+      `the engine's own CPU per acquire (a store that answers at once): ${engine_cpu_us.memory_with_room} µs while its memory has room, ${engine_cpu_us.memory_full} µs once it holds its 10,000 items`,
     );
     log(
       `spread, three runs: Sluice/peer = ${spreadRatios.map((r) => `${r}×`).join(', ')}; minimum ${spread_runs.min_ratio}×`,
