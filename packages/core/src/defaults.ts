@@ -27,7 +27,8 @@ export const ENGINE_DEFAULTS = {
    */
   maxSettleAttempts: 8,
   /**
-   * Items whose last state is remembered per process (least recently used are dropped).
+   * Items whose last state is remembered per process (when full, the least recently written
+   * sixteenth is dropped); settled leases, shard counts and write counters are kept as many.
    * @default 10_000
    */
   cacheSize: 10_000,
