@@ -50,7 +50,7 @@ export class Engine {
   readonly tuning: EngineTuning;
   readonly onBackgroundError: (error: unknown) => void;
   readonly keys: SigningKeys;
-  /** The last state seen of each item (least recently used are dropped). */
+  /** The last state seen of each item (the least recently written are dropped). */
   readonly seen: Recent<Seen>;
   /** The last record seen of each lease. */
   readonly leases: Recent<LeaseRecord>;
