@@ -3,7 +3,7 @@ import { SluiceClient } from '@sluice/client';
 import { localClient } from '@sluice/local';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { type Api, post, startApi, tableName } from '../support/api.js';
+import { type Api, post, request, startApi, tableName } from '../support/api.js';
 
 let api: Api;
 let n = 0;
@@ -331,6 +331,40 @@ describe('malformed requests', () => {
       expect(await itemCount(table)).toBe(before);
     } finally {
       await fuzzApi.stop();
+    }
+  });
+
+  it('writes nothing on a new table for requests refused once the configuration is read', async () => {
+    const table = tableName('refused');
+    const fresh = await startApi(table);
+    try {
+      const stored = { name: 'tpm', metric: 'tokens', limit: 1_000, per: 'minute' };
+      const admin = (path: string, body: unknown) =>
+        request('PUT', `${fresh.url}/v1/admin/${path}`, body);
+      expect((await admin('entities/stored-key', { limits: [stored] })).status).toBe(201);
+      await admin('settings', { unknown_entities: 'refuse' });
+      const before = await itemCount(table);
+
+      // An inline limit redefining a stored one, an unknown entity, a too-large request: each
+      // is refused after the policy is resolved, before anything (the signing key included)
+      // is written.
+      const redefined = await post(`${fresh.url}/v1/acquire`, {
+        entity: 'stored-key',
+        resource: 'gpt-4o',
+        usage: { input_tokens: 1 },
+        limits: [{ ...stored, limit: 2_000 }],
+      });
+      const unknown = await post(`${fresh.url}/v1/acquire`, {
+        entity: 'nobody',
+        resource: 'gpt-4o',
+        usage: { input_tokens: 1 },
+      });
+
+      expect(redefined).toMatchObject({ status: 400, body: { field: 'limits[0].name' } });
+      expect(unknown.status).toBe(403);
+      expect(await itemCount(table)).toBe(before);
+    } finally {
+      await fresh.stop();
     }
   });
 

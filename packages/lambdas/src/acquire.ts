@@ -38,8 +38,6 @@ export const handler = middy<JsonEvent, Result>()
       tokens: body.usage.tokens ?? input_tokens + output_tokens, // Contributor Insights sums it
     });
     const runtime = getRuntime();
-    // A new container reads the signing key alongside the configuration rather than after it.
-    runtime.engine.keys.current().catch(() => {});
     const policyOf = (resource: string) =>
       resolve({ ...body, resource, principal: principalOf(event) });
     // The requested resource's policy is resolved while the plan's fallbacks are looked up:
