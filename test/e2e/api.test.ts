@@ -368,6 +368,31 @@ describe('malformed requests', () => {
     }
   });
 
+  it('writes nothing on a new table for a lease another deployment signed', async () => {
+    const acquired = await post(`${api.url}/v1/acquire`, {
+      entity: entity(),
+      resource: 'gpt-4o',
+      usage: { input_tokens: 10 },
+      limits: [tpm(1_000)],
+    });
+    expect(acquired.status).toBe(200);
+    const table = tableName('foreign');
+    const fresh = await startApi(table);
+    try {
+      const before = await itemCount(table);
+      const settle = { lease_id: acquired.body.lease_id, usage: { input_tokens: 1 } };
+
+      const adjusted = await post(`${fresh.url}/v1/adjust`, settle);
+      const released = await post(`${fresh.url}/v1/release`, settle);
+
+      expect(adjusted).toMatchObject({ status: 404, body: { code: 'lease_not_found' } });
+      expect(released).toMatchObject({ status: 404, body: { code: 'lease_not_found' } });
+      expect(await itemCount(table)).toBe(before); // not even a signing key of its own
+    } finally {
+      await fresh.stop();
+    }
+  });
+
   it('names the body when it is not an object at all', async () => {
     const res = await post(`${api.url}/v1/acquire`, [valid]);
 

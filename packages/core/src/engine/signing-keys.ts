@@ -4,8 +4,9 @@
  * was rotated out still verifies. A key's id is derived from its secret, so two processes that
  * know a key agree on its id.
  *
- * - First start: the first process to find no key creates one (`if_not_exists`, so racing
- *   processes agree on one key; no PutItem and no step after deploy).
+ * - First start: the first process to find no key when it signs creates one (`if_not_exists`,
+ *   so racing processes agree on one key; no PutItem and no step after deploy). Verifying never
+ *   creates one: a table with no key signed no token.
  * - Rotation ({@link nextRotation}, an admin route): a new key signs from then on; the old one
  *   verifies until every lease it signed has expired, and is removed by a later rotation.
  * - Each process re-reads the item every `refreshMs` (in the background, never on a request's
@@ -104,7 +105,10 @@ export class SigningKeys {
 
   /** The key with this id, if it may verify; a key not known here is read again once. */
   async find(id: string): Promise<SigningKey | undefined> {
-    let ring = await this.#get();
+    // Until this process holds the keys, they are read without creating one: a table with no
+    // key signed no token (and a settlement refused for it writes nothing).
+    let ring = this.#ring ? await this.#get() : await this.#load(false);
+    if (!ring) return undefined;
     // An unknown id forces a read, at most once a second (a forged id must not cost a read each).
     const nowMs = this.#clock();
     if (!ring.keys.has(id) && nowMs - this.#forcedAtMs >= 1_000) {
@@ -137,10 +141,14 @@ export class SigningKeys {
     return ring;
   }
 
-  async #load(): Promise<Ring> {
+  /** Reads the keys; when the table holds none, creates one unless `create` is false. */
+  #load(): Promise<Ring>;
+  #load(create: false): Promise<Ring | undefined>;
+  async #load(create = true): Promise<Ring | undefined> {
     const key = itemKeys.leaseSigningKey();
     const nowMs = this.#clock();
     let ring = ringOf(await this.#store.get(key), nowMs);
+    if (!ring && !create) return undefined;
     const lost = [...this.#known.values()].filter(
       (k) => !ring?.keys.has(k.id) && (k.retiresAtMs === undefined || k.retiresAtMs > nowMs),
     );
