@@ -359,9 +359,15 @@ describe('malformed requests', () => {
         resource: 'gpt-4o',
         usage: { input_tokens: 1 },
       });
+      const tooLarge = await post(`${fresh.url}/v1/acquire`, {
+        entity: 'stored-key',
+        resource: 'gpt-4o',
+        usage: { input_tokens: 1_001 },
+      });
 
       expect(redefined).toMatchObject({ status: 400, body: { field: 'limits[0].name' } });
       expect(unknown.status).toBe(403);
+      expect(tooLarge).toMatchObject({ status: 422, body: { code: 'exceeds_capacity' } });
       expect(await itemCount(table)).toBe(before);
     } finally {
       await fresh.stop();

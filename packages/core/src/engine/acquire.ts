@@ -100,7 +100,6 @@ export async function acquire(engine: Engine, request: AcquireRequest): Promise<
   // written. (The JSON of what it is made of is longer than the lease's own compact form.)
   if (JSON.stringify([checks, usage, request.context]).length > MAX_LEASE_ID_LENGTH * 0.7)
     throw new ValidationError('limits', 'more than one lease can carry');
-  const signingKey = await engine.keys.current(); // before any write: a failure here changes nothing
   const nowMs = engine.clock();
   const nowNs = toNs(nowMs);
   const consume = { priority, maxWaitNs: BigInt(maxWaitMs) * NS_PER_MS };
@@ -134,6 +133,9 @@ export async function acquire(engine: Engine, request: AcquireRequest): Promise<
       ...shadowOf(checks, []),
     };
   }
+  // Before any write (a failure here changes nothing), after what is refused without one (the
+  // key is created where the table has none, and a request that can never fit writes nothing).
+  const signingKey = await engine.keys.current();
 
   // The first item written carries the usage event (its stream record is what usage history
   // counts), so a decision costs no write of its own for it.
