@@ -139,6 +139,29 @@ describe('an entity that names its callers', () => {
     ).toBe(200);
   });
 
+  it('settles a key moved to another org by the new org’s callers, not the lease’s', async () => {
+    const { key } = await tenant(); // under an org of team A
+    const lease = (
+      await as(TEAM_A_API).post('acquire', {
+        entity: key,
+        resource: 'gpt-4o',
+        usage: { tokens: 100 },
+      })
+    ).body.lease_id;
+    const teamB = `cl-org-${++n}`;
+    await put(trusting.url, `entities/${teamB}`, {
+      callers: [`arn:aws:iam::${ACCOUNT}:role/team-b-*`],
+    });
+    await put(trusting.url, `entities/${key}`, { parent: teamB, limits });
+
+    // The lease names the old org (read alongside, as the lease's ancestors); the check follows
+    // the hierarchy as it is now.
+    expect((await as(TEAM_A_API).post('release', { lease_id: lease })).status).toBe(403);
+    expect(
+      (await as(TEAM_B).post('release', { lease_id: lease, usage: { tokens: 80 } })).status,
+    ).toBe(200);
+  });
+
   it('binds leases acquired before the entity named its callers', async () => {
     const org = `cl-org-${++n}`;
     const key = `cl-key-${n}`;
