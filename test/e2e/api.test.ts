@@ -3,7 +3,7 @@ import { SluiceClient } from '@sluice/client';
 import { localClient } from '@sluice/local';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { type Api, post, request, startApi, tableName } from '../support/api.js';
+import { type Api, post, request, startApi, tableName, withNewTable } from '../support/api.js';
 
 let api: Api;
 let n = 0;
@@ -307,9 +307,7 @@ describe('malformed requests', () => {
   }
 
   it('answers 1,000 generated malformed bodies with a 4xx, never a 5xx, and writes nothing', async () => {
-    const table = tableName('fuzz');
-    const fuzzApi = await startApi(table);
-    try {
+    await withNewTable('fuzz', async (fuzzApi, table) => {
       await post(`${fuzzApi.url}/v1/health`, {}); // nothing
       const before = await itemCount(table);
       const samples = fc.sample(mutation, { numRuns: 1_000, seed: 7 });
@@ -329,15 +327,11 @@ describe('malformed requests', () => {
 
       expect([...statuses.keys()].every((s) => s === 400 || s === 413)).toBe(true);
       expect(await itemCount(table)).toBe(before);
-    } finally {
-      await fuzzApi.stop();
-    }
+    });
   });
 
   it('writes nothing on a new table for requests refused once the configuration is read', async () => {
-    const table = tableName('refused');
-    const fresh = await startApi(table);
-    try {
+    await withNewTable('refused', async (fresh, table) => {
       const stored = { name: 'tpm', metric: 'tokens', limit: 1_000, per: 'minute' };
       const admin = (path: string, body: unknown) =>
         request('PUT', `${fresh.url}/v1/admin/${path}`, body);
@@ -369,9 +363,7 @@ describe('malformed requests', () => {
       expect(unknown.status).toBe(403);
       expect(tooLarge).toMatchObject({ status: 422, body: { code: 'exceeds_capacity' } });
       expect(await itemCount(table)).toBe(before);
-    } finally {
-      await fresh.stop();
-    }
+    });
   });
 
   it('writes nothing on a new table for a lease another deployment signed', async () => {
@@ -382,9 +374,7 @@ describe('malformed requests', () => {
       limits: [tpm(1_000)],
     });
     expect(acquired.status).toBe(200);
-    const table = tableName('foreign');
-    const fresh = await startApi(table);
-    try {
+    await withNewTable('foreign', async (fresh, table) => {
       const before = await itemCount(table);
       const settle = { lease_id: acquired.body.lease_id, usage: { input_tokens: 1 } };
 
@@ -394,9 +384,7 @@ describe('malformed requests', () => {
       expect(adjusted).toMatchObject({ status: 404, body: { code: 'lease_not_found' } });
       expect(released).toMatchObject({ status: 404, body: { code: 'lease_not_found' } });
       expect(await itemCount(table)).toBe(before); // not even a signing key of its own
-    } finally {
-      await fresh.stop();
-    }
+    });
   });
 
   it('names the body when it is not an object at all', async () => {

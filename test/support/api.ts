@@ -52,6 +52,20 @@ export async function request(
   return { status: res.status, headers: res.headers, body: parsed as Record<string, unknown> };
 }
 
+/** Runs `use` against a local API on a new table of its own, and stops the API after it. */
+export async function withNewTable<T>(
+  prefix: string,
+  use: (api: Api, table: string) => Promise<T>,
+): Promise<T> {
+  const table = tableName(prefix);
+  const api = await startApi(table);
+  try {
+    return await use(api, table);
+  } finally {
+    await api.stop();
+  }
+}
+
 /** POSTs JSON and returns status, headers and the parsed body. */
 export function post(url: string, body: unknown, contentType = 'application/json') {
   return request('POST', url, body, contentType);
