@@ -77,6 +77,7 @@ export {
 export { acquire } from './engine/acquire.js';
 export { available } from './engine/available.js';
 export { type CalendarUnit, type CalendarWindow, calendarWindow } from './engine/calendar.js';
+export { type Combiner, combineWrites } from './engine/combining.js';
 export { MAX_LEASE_ID_LENGTH, type SigningKey } from './engine/lease.js';
 export { Limiter } from './engine/limiter.js';
 export {

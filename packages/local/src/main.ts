@@ -15,7 +15,7 @@
  *   port can then claim any principal. @default off: requests carry no principal
  */
 import { mkdirSync } from 'node:fs';
-import { DynamoDBAdminStore, ensureTable, UsageAggregator } from '@sluice/core';
+import { combineWrites, DynamoDBAdminStore, ensureTable, UsageAggregator } from '@sluice/core';
 import {
   aggregatorEnvironment,
   ENV,
@@ -94,6 +94,10 @@ try {
 } catch (error) {
   settings = await fail(error instanceof Error ? error.message : String(error));
 }
+// One process serves every request here, many at once (a Lambda container serves one): the
+// acquires on one item combine their writes, as a server embedding the engine does.
+getRuntime().engine.combiner = combineWrites();
+
 const webhook = env.SLUICE_ALERT_WEBHOOK;
 const aggregatorEndpoint = env.SLUICE_AGGREGATOR_ENDPOINT ?? endpoint;
 const aggregatorClient = localClient(aggregatorEndpoint);

@@ -13,8 +13,9 @@ import { PRIORITY } from '../defaults.js';
 import { StoreUnavailableError, ValidationError } from '../errors.js';
 import { bucketAttributes, itemAttributes, shardKey } from '../store/schema.js';
 import type { Assignment, ItemState, ItemUpdate } from '../store/types.js';
+import type { Written } from './combining.js';
 import { bucketConsume, bucketFits, bucketWaitNs, NS_PER_MS, type Step } from './gcra.js';
-import { applyLocally, combine, giveBack, leasedItem } from './items.js';
+import { combine, giveBack, leasedItem } from './items.js';
 import { type LeaseClaims, MAX_LEASE_ID_LENGTH, newLeaseId, signLease } from './lease.js';
 import { amountOf, type Limit, parseUsage, type Usage } from './limits.js';
 import { quotaConsume, quotaFits } from './quota.js';
@@ -53,7 +54,13 @@ type ItemStep =
   | ({ readonly kind: 'none' } & Shadowed);
 
 type ConsumeOutcome =
-  | ({ readonly kind: 'ok'; readonly state: ItemState; readonly at: Placement } & Shadowed)
+  | ({
+      readonly kind: 'ok';
+      readonly state: ItemState;
+      readonly at: Placement;
+      /** When its write was planned: later than the call's own clock when combined. */
+      readonly atMs: number;
+    } & Shadowed)
   | { readonly kind: 'denied'; readonly violations: Violation[] }
   | { readonly kind: 'contended' };
 
@@ -101,7 +108,6 @@ export async function acquire(engine: Engine, request: AcquireRequest): Promise<
   if (JSON.stringify([checks, usage, request.context]).length > MAX_LEASE_ID_LENGTH * 0.7)
     throw new ValidationError('limits', 'more than one lease can carry');
   const nowMs = engine.clock();
-  const nowNs = toNs(nowMs);
   const consume = { priority, maxWaitNs: BigInt(maxWaitMs) * NS_PER_MS };
 
   // A sharded scope can hold no more than one shard's share (its largest, shard 0's).
@@ -158,13 +164,20 @@ export async function acquire(engine: Engine, request: AcquireRequest): Promise<
         ]
       : [];
   const shardings = checks.map((check) => shardingOf(check.limits));
-  const consumeItem = (at: Placement, i: number, state: ItemState | undefined, may: boolean) =>
+  const consumeItem = (
+    at: Placement,
+    i: number,
+    state: ItemState | undefined,
+    may: boolean,
+    taking = usage,
+    atMs = nowMs,
+  ) =>
     itemConsume(
       engine,
       at.check,
       state,
-      nowMs,
-      usage,
+      atMs,
+      taking,
       { ...consume, mayDeny: may },
       at.shards,
       () => [...(i === 0 ? event(0, usage) : []), ...counted(shardings[i], at.shards)],
@@ -217,49 +230,42 @@ export async function acquire(engine: Engine, request: AcquireRequest): Promise<
           attempt--;
           continue;
         }
-        if (step.kind === 'none') return { kind: 'ok', state: {}, shadow: step.shadow, at };
+        if (step.kind === 'none')
+          return { kind: 'ok', state: {}, shadow: step.shadow, at, atMs: nowMs };
         const key = at.check.key;
-        // Writes this process has in flight on the item that leave no room for this one: wait
-        // for them and decide from what they find, instead of a write bound to fail (a herd).
-        const id = keyOf(key);
-        const ahead = engine.inFlight.get(id);
-        if (ahead && waits < MAX_WAITS) {
-          const projected = [...ahead].reduce(
-            (state, write) => applyLocally(state, write.set),
-            engine.stateOf(key) ?? {},
-          );
-          const behind = consumeItem(at, i, projected, true);
-          if (behind.kind === 'deny') {
-            waits++;
-            await Promise.all([...ahead].map((write) => write.done));
-            step = consumeItem(at, i, engine.stateOf(key), true);
-            attempt--;
-            continue;
-          }
-          // Room behind them, on an item never seen: write as they will have left it (a busy
-          // bucket's increments commute) rather than guess it idle, as they all did. (Over a
-          // known state, memory's guess stands: a projected exact-match step would race.)
-          if (behind.kind === 'write' && engine.stateOf(key) === undefined) step = behind;
+        const result: Written = await (engine.combiner
+          ? engine.combiner(engine, {
+              key,
+              update: step.update,
+              usage,
+              nowMs,
+              plan: (taking, state, atMs) => consumeItem(at, i, state, true, taking, atMs),
+              // Only calls that write nothing of their own (see combining.ts).
+              ...(maxWaitMs > 0 ||
+              at.shards > 1 ||
+              sharding ||
+              (i === 0 && wire) ||
+              step.converts ||
+              check.limits.some((limit) => limit.shadow)
+                ? {}
+                : { like: () => JSON.stringify([at.check.limits, priorityAt(check, priority)]) }),
+            })
+          : engine.store.update(step.update)
+        ).catch((error: unknown) => {
+          if (error instanceof StoreUnavailableError && error.notApplied)
+            throttled(engine, key, sharding);
+          throw error;
+        });
+        if (result.again) {
+          if (waits++ < MAX_WAITS) attempt--;
+          step = consumeItem(at, i, engine.stateOf(key), true);
+          continue;
         }
-        const sending = engine.store.update(step.update);
-        const write = { set: step.update.set, done: sending.then(noop, noop) };
-        const writes = engine.inFlight.get(id) ?? new Set();
-        engine.inFlight.set(id, writes.add(write));
-        const result = await sending
-          .catch((error: unknown) => {
-            if (error instanceof StoreUnavailableError && error.notApplied)
-              throttled(engine, key, sharding);
-            throw error;
-          })
-          .finally(() => {
-            writes.delete(write);
-            if (writes.size === 0) engine.inFlight.delete(id);
-          });
         const state = result.item ?? {};
-        engine.remember(key, state);
+        if (!engine.combiner) engine.remember(key, state); // (a combiner remembers in order)
         if (result.ok) {
           observe(engine, key, state, sharding);
-          return { kind: 'ok', state, shadow: step.shadow, at };
+          return { kind: 'ok', state, shadow: step.shadow, at, atMs: result.atMs ?? nowMs };
         }
         if (frozenAt(state) !== undefined) {
           // Mid-split: another shard, or wait for the split (not counted as an attempt).
@@ -294,6 +300,15 @@ export async function acquire(engine: Engine, request: AcquireRequest): Promise<
       ? { ...charged(check, outcome.shadow), key: outcome.at.check.key }
       : undefined;
   };
+  /**
+   * When an item's write was planned: its quota window and what the answer reports of it are
+   * taken then. (The lease keeps the call's own time: drain counted from the earlier time never
+   * gives back more than a combined write took.)
+   */
+  const plannedAt = (i: number) => {
+    const outcome = outcomes[i];
+    return outcome?.kind === 'ok' ? outcome.atMs : nowMs;
+  };
 
   if (outcomes.every((o) => o?.kind === 'ok')) {
     const states = outcomes.map((o) => (o?.kind === 'ok' ? o.state : {}));
@@ -302,7 +317,9 @@ export async function acquire(engine: Engine, request: AcquireRequest): Promise<
       acquiredAtMs: nowMs,
       expiresAtMs,
       usage,
-      items: checks.map((check, i) => leasedItem(chargedCheck(i) ?? check, states[i] ?? {}, nowMs)),
+      items: checks.map((check, i) =>
+        leasedItem(chargedCheck(i) ?? check, states[i] ?? {}, plannedAt(i)),
+      ),
       ...(request.price ? { price: request.price } : {}),
       ...(request.context ? { context: request.context } : {}),
     };
@@ -312,7 +329,8 @@ export async function acquire(engine: Engine, request: AcquireRequest): Promise<
       const limits = outcome?.kind === 'ok' ? outcome.at.check.limits : check.limits;
       for (const limit of limits) {
         if (limit.kind !== 'bucket') continue;
-        const wait = bucketWaitNs(limit, states[i] ?? {}, nowNs, priorityAt(check, priority));
+        const atNs = toNs(plannedAt(i));
+        const wait = bucketWaitNs(limit, states[i] ?? {}, atNs, priorityAt(check, priority));
         if (wait > waitNs) waitNs = wait;
       }
     });
@@ -326,7 +344,7 @@ export async function acquire(engine: Engine, request: AcquireRequest): Promise<
           outcome?.kind === 'ok'
             ? { key: outcome.at.check.key, state: states[i] ?? {} }
             : undefined;
-        return scopeStatuses(engine, check, nowMs, fresh);
+        return scopeStatuses(engine, check, plannedAt(i), fresh);
       }),
       ...shadowOf(checks, shadow),
     };
@@ -338,7 +356,7 @@ export async function acquire(engine: Engine, request: AcquireRequest): Promise<
     outcomes.map((outcome, i) => {
       const check = chargedCheck(i);
       if (outcome?.kind !== 'ok' || !check) return undefined;
-      const item = leasedItem(check, outcome.state, nowMs);
+      const item = leasedItem(check, outcome.state, outcome.atMs);
       return giveBack(engine, item, usage, nowMs, i === 0 ? event(CANCELLED, {}) : []);
     }),
   );
@@ -418,8 +436,6 @@ interface Placement {
   /** The shard count the shard holds its share at (as last seen; its writes check it). */
   readonly shards: number;
 }
-
-const noop = () => {};
 
 function place(engine: Engine, check: ScopeCheck, index: number): Placement {
   const key = shardKey(check.key, index);

@@ -7,6 +7,7 @@
 import type { Price } from '../catalog/price.js';
 import { acquire } from './acquire.js';
 import { available } from './available.js';
+import { combineWrites } from './combining.js';
 import type { Usage } from './limits.js';
 import { adjust, release } from './settle.js';
 import { Engine } from './state.js';
@@ -39,7 +40,7 @@ export class Limiter {
   readonly engine: Engine;
 
   constructor(options: LimiterOptions) {
-    this.engine = new Engine(options);
+    this.engine = new Engine({ combiner: combineWrites(), ...options });
   }
 
   /** Asks to take `usage` from every limit of every check, atomically per decision. */

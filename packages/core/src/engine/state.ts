@@ -6,7 +6,8 @@
 import { joinKey } from '../canonical.js';
 import { ENGINE_DEFAULTS, type EngineTuning, signingKeyRetainMs } from '../defaults.js';
 import { itemAttributes, shardOf } from '../store/schema.js';
-import type { Assignment, ItemKey, ItemState, Store } from '../store/types.js';
+import type { ItemKey, ItemState, Store } from '../store/types.js';
+import type { Combiner } from './combining.js';
 import { ceilDiv, NS_PER_MS } from './gcra.js';
 import type { Usage } from './limits.js';
 import { Recent } from './recent.js';
@@ -54,11 +55,11 @@ export class Engine {
   readonly seen: Recent<Seen>;
   /** The last record seen of each lease. */
   readonly leases: Recent<LeaseRecord>;
-  /** Consuming writes this process has in flight, per item (see acquire.ts). */
-  readonly inFlight = new Map<
-    string,
-    Set<{ readonly set: readonly Assignment[]; readonly done: Promise<void> }>
-  >();
+  /**
+   * How acquire sends its writes when this process serves many calls at once (see
+   * combining.ts; {@link Limiter} sets one); without it each write goes to the store as it comes.
+   */
+  combiner: Combiner | undefined;
   /** The most shards seen of each sharded scope (by its own item's key). */
   readonly shardCounts: Recent<number>;
   /** Growths of sharded scopes this process runs (see shards.ts). */
@@ -67,8 +68,9 @@ export class Engine {
   readonly writeCounts: Recent<{ readonly writes: bigint; readonly atMs: number }>;
 
   constructor(options: LimiterOptions) {
-    const { store, clock, onBackgroundError, onSigningKeysRestored, ...tuning } = options;
+    const { store, clock, onBackgroundError, onSigningKeysRestored, combiner, ...tuning } = options;
     this.store = store;
+    this.combiner = combiner;
     this.clock = clock ?? Date.now;
     this.tuning = { ...ENGINE_DEFAULTS, ...tuning };
     this.onBackgroundError = onBackgroundError ?? (() => {});

@@ -6,6 +6,7 @@
 import type { Price } from '../catalog/price.js';
 import type { EngineTuning } from '../defaults.js';
 import type { ItemKey, Store } from '../store/types.js';
+import type { Combiner } from './combining.js';
 import type { Limit, Usage } from './limits.js';
 import type { UsageContext } from './usage-context.js';
 
@@ -104,4 +105,9 @@ export interface LimiterOptions extends Partial<EngineTuning> {
   readonly onBackgroundError?: (error: unknown) => void;
   /** Told when the signing key item had lost keys this process knows (they are written back). */
   readonly onSigningKeysRestored?: (keyIds: readonly string[]) => void;
+  /**
+   * Combines concurrent acquires' writes to one item ({@link combineWrites}): for a process that
+   * serves many calls at once. {@link Limiter} uses one unless given `combiner: undefined`.
+   */
+  readonly combiner?: Combiner | undefined;
 }
