@@ -5,7 +5,8 @@
  * item denies, the items that admitted are given back: a denial consumes nothing. If a write
  * throws instead (throttling, a network error), the same give-back runs before the error reaches
  * the caller, so a failed acquire leaves nothing charged. A request the last state seen proves
- * cannot fit is denied from memory (no write).
+ * cannot fit is denied from memory (no write). In a process serving many calls at once, the
+ * engine's combiner sends the writes: concurrent calls on one item share one (combining.ts).
  */
 
 import { withCost } from '../catalog/price.js';
