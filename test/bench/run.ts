@@ -8,6 +8,10 @@
  *   - a write whose condition fails: 1 WCU (AWS bills failed conditional writes; items here < 1 KB);
  *   - TransactWriteItems: 2 WCU per item (DynamoDB Local reports 1 per item; AWS bills 2).
  *
+ * Sluice runs as its packages ship it, built by `tsc -b` (`npm run bench` builds first), as the
+ * peer runs from its package's JavaScript: loading Sluice's TypeScript sources through tsx would
+ * add the transform's helpers to every one of its calls (about 1.7 µs a refusal from memory).
+ *
  * `npm run bench -- --json` prints one JSON document instead of the table.
  */
 import {
