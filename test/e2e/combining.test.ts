@@ -1,7 +1,7 @@
 /**
  * `npm start` serves every request in one process, many at once: acquires that meet on one
  * shared item combine their writes. Counted behind a recording proxy that holds every answer
- * back 20 ms, so the calls overlap for certain.
+ * back 50 ms, so the calls overlap for certain.
  */
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
 import { acquire, put } from '../support/admin.js';
@@ -41,7 +41,7 @@ it("admits exactly an organisation's limit to its keys' concurrent calls, in a f
   );
 
   const from = recorder.exchanges.length;
-  recorder.delayMs = 20;
+  recorder.delayMs = 50;
   const answers = await Promise.all(
     keys.map((key) => acquire(api.url, { entity: key, resource: 'cb-model', usage: {} })),
   );
