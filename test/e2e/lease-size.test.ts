@@ -70,6 +70,30 @@ describe('how large a lease may be', () => {
     expect(first?.remaining).toBe(first?.limit); // nothing taken
   });
 
+  it('names usage when the usage is what would make the lease too long', async () => {
+    await put(api.url, 'entities/many-metrics', {
+      limits: [{ name: 'rpm', metric: 'requests', limit: 100, per: 'minute' }],
+    });
+    // 2,000 metrics of 16 characters: a valid usage map, within the 64 KB body, that no lease
+    // could carry.
+    const usage = Object.fromEntries(
+      Array.from({ length: 2_000 }, (_, i) => [`metric_${String(i).padStart(9, '0')}`, 1]),
+    );
+    const refused = await request('POST', `${api.url}/v1/acquire`, {
+      entity: 'many-metrics',
+      resource: 'm',
+      usage,
+    });
+
+    expect(refused.status).toBe(400);
+    expect(refused.body).toMatchObject({ code: 'invalid_request', field: 'usage' });
+    const after = await request('POST', `${api.url}/v1/available`, {
+      entity: 'many-metrics',
+      resource: 'm',
+    });
+    expect(limitOf(after.body, 'entity', 'rpm')?.remaining).toBe(100); // nothing taken
+  });
+
   it('answers a decision over 100 limits with readable headers, and settles its lease', async () => {
     const { entity, resource } = await hierarchy('mid', 6, 24);
     const acquired = await request('POST', `${api.url}/v1/acquire`, {

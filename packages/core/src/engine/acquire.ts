@@ -105,9 +105,12 @@ export async function acquire(engine: Engine, request: AcquireRequest): Promise<
   );
   const checks = validChecks(request.checks);
   // The lease carries what it takes: one too long to settle is refused before anything is
-  // written. (The JSON of what it is made of is longer than the lease's own compact form.)
-  if (JSON.stringify([checks, usage, request.context]).length > MAX_LEASE_ID_LENGTH * 0.7)
-    throw new ValidationError('limits', 'more than one lease can carry');
+  // written, naming the larger of the limits and the usage. (The JSON of what it is made of is
+  // longer than the lease's own compact form.)
+  if (JSON.stringify([checks, usage, request.context]).length > MAX_LEASE_ID_LENGTH * 0.7) {
+    const field = JSON.stringify(usage).length > JSON.stringify(checks).length ? 'usage' : 'limits';
+    throw new ValidationError(field, 'more than one lease can carry');
+  }
   const nowMs = engine.clock();
   const consume = { priority, maxWaitNs: BigInt(maxWaitMs) * NS_PER_MS };
 
