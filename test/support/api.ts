@@ -9,6 +9,8 @@ import { spawnLocalServer } from './spawn.js';
 export interface Api {
   readonly url: string;
   readonly tableName: string;
+  /** Everything the server has written to stdout and stderr so far (its logs). */
+  output(): string;
   stop(): Promise<void>;
 }
 

@@ -9,6 +9,8 @@ const MAIN = fileURLToPath(new URL('../../packages/local/src/main.ts', import.me
 
 export interface LocalServer {
   readonly url: string;
+  /** Everything the server has written to stdout and stderr so far. */
+  output(): string;
   stop(): Promise<void>;
 }
 
@@ -48,6 +50,7 @@ export async function spawnLocalServer(
   });
   return {
     url,
+    output: () => output,
     stop: async () => {
       if (child.exitCode !== null) return;
       const exited = new Promise((resolve) => child.once('exit', resolve));

@@ -31,12 +31,15 @@ import {
   localClient,
   startDynamoDBLocal,
 } from './dynamodb-local.js';
-import { LOCAL_PRINCIPAL_HEADER, startLocalServer } from './server.js';
+import { LOCAL_CONCURRENCY, LOCAL_PRINCIPAL_HEADER, startLocalServer } from './server.js';
 import { DynamoDBStreamsClient, startStreamReader } from './stream.js';
 import { webhookSender } from './webhook.js';
 
 const env = process.env;
 env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+// Before the first AWS SDK call, which creates the process's invocation store: requests run
+// concurrently here, each in a context of its own (see startLocalServer).
+env.AWS_LAMBDA_MAX_CONCURRENCY ??= LOCAL_CONCURRENCY;
 env[POWERTOOLS_ENV.logLevel] ??= 'WARN';
 env[POWERTOOLS_ENV.metricsDisabled] ??= 'true';
 const tableName = env[ENV.tableName] ?? 'sluice';

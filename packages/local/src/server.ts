@@ -6,6 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { InvokeStore, InvokeStoreBase } from '@aws/lambda-invoke-store';
 import { problem } from '@sluice/lambdas/problem';
 import { type Route, routeKey } from '@sluice/lambdas/routes';
 import type {
@@ -29,6 +30,12 @@ const MAX_READ_BYTES = 1024 * 1024;
  * for what API Gateway's IAM authorizer reports in AWS, where the handlers never read it.
  */
 export const LOCAL_PRINCIPAL_HEADER = 'x-sluice-principal';
+
+/**
+ * What the local server tells Powertools and the AWS SDK (`AWS_LAMBDA_MAX_CONCURRENCY`), as
+ * Lambda tells a function that serves invocations concurrently: each runs in its own context.
+ */
+export const LOCAL_CONCURRENCY = '1000';
 
 /** A running local API. */
 export interface LocalServer {
@@ -187,6 +194,14 @@ export async function startLocalServer(options: {
    */
   readonly trustPrincipalHeader?: boolean;
 }): Promise<LocalServer> {
+  // Many requests run at once here, as invocations do in a Lambda function that serves them
+  // concurrently: as its runtime does, run each in a context of its own, so that what the
+  // handlers' logger keys per request (route, request id, entity) stays on that request's lines.
+  // (The process's first AWS SDK call creates its invocation store: a process that embeds this
+  // server sets the variable before that call, as `npm start` does.)
+  process.env.AWS_LAMBDA_MAX_CONCURRENCY ??= LOCAL_CONCURRENCY;
+  const invocations = await InvokeStore.getInstanceAsync(true);
+  const REQUEST_ID = InvokeStoreBase.PROTECTED_KEYS.REQUEST_ID;
   const handlers = new Map<string, Handler>();
   for (const route of options.routes) {
     const module = (await import(route.entry.href)) as { handler: Handler };
@@ -221,7 +236,9 @@ export async function startLocalServer(options: {
         : undefined;
       const event = toEvent(req, url, body, route, params, firstOf(claimed));
       const handler = handlers.get(routeKey(route)) as Handler;
-      send(res, await handler(event, contextFor(route, event.requestContext.requestId)));
+      const { requestId } = event.requestContext;
+      const invoke = () => handler(event, contextFor(route, requestId));
+      send(res, await invocations.run({ [REQUEST_ID]: requestId }, invoke));
     } catch {
       if (!res.headersSent) send(res, problem(500, 'internal', 'internal error'));
       else res.destroy();
