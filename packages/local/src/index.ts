@@ -11,7 +11,12 @@ export {
   startDynamoDBLocal,
 } from './dynamodb-local.js';
 export { LocalError, type LocalErrorCode } from './errors.js';
-export { LOCAL_PRINCIPAL_HEADER, type LocalServer, startLocalServer } from './server.js';
+export {
+  LOCAL_CONCURRENCY,
+  LOCAL_PRINCIPAL_HEADER,
+  type LocalServer,
+  startLocalServer,
+} from './server.js';
 export {
   DynamoDBStreamsClient,
   readStream,
