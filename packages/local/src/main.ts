@@ -15,6 +15,7 @@
  *   port can then claim any principal. @default off: requests carry no principal
  */
 import { mkdirSync } from 'node:fs';
+import { InvokeStore } from '@aws/lambda-invoke-store';
 import { combineWrites, DynamoDBAdminStore, ensureTable, UsageAggregator } from '@sluice/core';
 import {
   aggregatorEnvironment,
@@ -37,9 +38,10 @@ import { webhookSender } from './webhook.js';
 
 const env = process.env;
 env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
-// Before the first AWS SDK call, which creates the process's invocation store: requests run
-// concurrently here, each in a context of its own (see startLocalServer).
+// Requests run concurrently here, each in an invocation context of its own (see
+// startLocalServer): the store of those contexts is made now, before anything logs or calls AWS.
 env.AWS_LAMBDA_MAX_CONCURRENCY ??= LOCAL_CONCURRENCY;
+await InvokeStore.getInstanceAsync(true);
 env[POWERTOOLS_ENV.logLevel] ??= 'WARN';
 env[POWERTOOLS_ENV.metricsDisabled] ??= 'true';
 const tableName = env[ENV.tableName] ?? 'sluice';
