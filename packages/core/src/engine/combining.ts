@@ -21,7 +21,7 @@
 
 import type { ItemKey, ItemState, ItemUpdate, UpdateResult } from '../store/types.js';
 import { applyLocally } from './items.js';
-import type { Usage } from './limits.js';
+import { addUsage, type Usage } from './limits.js';
 import { type Engine, keyOf } from './state.js';
 
 /** What a plan of an item's write comes to (acquire.ts's step of one item). */
@@ -130,8 +130,7 @@ export function combineWrites(): Combiner {
           const step = first.plan(member.write.usage, projected, atMs);
           if (step.kind !== 'write') break;
           projected = applyLocally(projected ?? {}, step.update.set);
-          for (const [metric, amount] of Object.entries(member.write.usage))
-            total[metric] = (total[metric] ?? 0) + amount;
+          addUsage(total, member.write.usage);
           count++;
         }
         const step = count > 0 ? first.plan(total, state, atMs) : undefined;

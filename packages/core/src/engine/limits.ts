@@ -289,6 +289,11 @@ export function amountOf(usage: Usage, metric: string): number {
   return Object.hasOwn(usage, metric) ? (usage[metric] ?? 0) : 0;
 }
 
+/** Adds `from`'s amounts into `into`, metric by metric. */
+export function addUsage(into: Record<string, number>, from: Usage): void {
+  for (const [metric, amount] of Object.entries(from)) into[metric] = (into[metric] ?? 0) + amount;
+}
+
 /** Validates usage as given: metric → non-negative integer, nothing derived. */
 export function parseUsageMap(input: unknown, field = 'usage'): Usage {
   const parsed = usageSchema.safeParse(input ?? {});

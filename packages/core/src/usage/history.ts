@@ -3,7 +3,7 @@
  * a day or month (one query per top-entities partition, no scan), and budget alerts.
  */
 
-import { PERIOD_SECONDS, type Usage } from '../engine/limits.js';
+import { addUsage, PERIOD_SECONDS, type Usage } from '../engine/limits.js';
 import { ValidationError } from '../errors.js';
 import {
   alertAttributes as A,
@@ -49,10 +49,6 @@ function byPrefix(state: ItemState, prefix: string): Record<string, number> {
       out[attr.slice(prefix.length)] = Number(value);
   }
   return out;
-}
-
-function addInto(into: Record<string, number>, from: Readonly<Record<string, number>>) {
-  for (const [k, v] of Object.entries(from)) into[k] = (into[k] ?? 0) + v;
 }
 
 const number = (value: unknown): number => (typeof value === 'bigint' ? Number(value) : 0);
@@ -102,8 +98,8 @@ export async function usageHistory(
         leases: 0,
         denied: {},
       };
-      addInto(period.usage, byPrefix(state, U.metric('')));
-      addInto(period.denied as Record<string, number>, byPrefix(state, U.denied('')));
+      addUsage(period.usage, byPrefix(state, U.metric('')));
+      addUsage(period.denied as Record<string, number>, byPrefix(state, U.denied('')));
       periods.set(id, { ...period, leases: period.leases + number(state[U.leases]) });
     }
     after = page.next;
