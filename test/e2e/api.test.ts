@@ -182,6 +182,31 @@ describe('denials over HTTP', () => {
     expect(denied.headers.get('x-ratelimit-reset-tokens')).toMatch(/^\d+m\d+s$|^\d+h\d+m\d+s$/);
   });
 
+  it('frames answers with their length, as API Gateway does (a 204 with none), never chunked', async () => {
+    const body = {
+      entity: entity(),
+      resource: 'gpt-4o',
+      usage: { tokens: 6_000 },
+      limits: [tpm(10_000)],
+    };
+    const plan = { limits: [{ name: 'rpm', metric: 'requests', limit: 1, per: 'minute' }] };
+    expect((await request('PUT', `${api.url}/v1/admin/plans/framed`, plan)).status).toBe(201);
+    const answers = [
+      await request('POST', `${api.url}/v1/acquire`, body),
+      await request('POST', `${api.url}/v1/acquire`, body),
+      await request('GET', `${api.url}/v1/nowhere`),
+      await request('DELETE', `${api.url}/v1/admin/plans/framed`),
+    ];
+
+    expect(answers.map((a) => a.status)).toEqual([200, 429, 404, 204]);
+    for (const { status, headers, body: parsed } of answers.slice(0, 3)) {
+      expect(headers.get('transfer-encoding'), `${status}`).toBeNull();
+      expect(Number(headers.get('content-length'))).toBe(Buffer.byteLength(JSON.stringify(parsed)));
+    }
+    expect(answers[3]?.headers.get('content-length')).toBeNull();
+    expect(answers[3]?.headers.get('transfer-encoding')).toBeNull();
+  });
+
   it('answers 422 exceeds_capacity for a request no limit can ever hold', async () => {
     const res = await post(`${api.url}/v1/acquire`, {
       entity: entity(),

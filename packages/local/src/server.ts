@@ -46,10 +46,14 @@ export interface LocalServer {
 
 /** Writes a handler's result, or the server's own refusal, to the socket. */
 function send(res: ServerResponse, result: APIGatewayProxyStructuredResultV2): void {
-  const headers: Record<string, string> = {};
+  const status = result.statusCode ?? 200;
+  const body = Buffer.from(result.body ?? '', result.isBase64Encoded ? 'base64' : 'utf8');
+  // With its length, as API Gateway answers (not chunked); a 204 has neither body nor length.
+  const headers: Record<string, string> =
+    status === 204 ? {} : { 'content-length': String(body.length) };
   for (const [name, value] of Object.entries(result.headers ?? {})) headers[name] = String(value);
-  res.writeHead(result.statusCode ?? 200, headers);
-  res.end(result.isBase64Encoded ? Buffer.from(result.body ?? '', 'base64') : (result.body ?? ''));
+  res.writeHead(status, headers);
+  res.end(status === 204 ? undefined : body);
 }
 
 function readBody(req: IncomingMessage): Promise<Buffer | null> {
