@@ -14,6 +14,8 @@
  *
  * `npm run bench -- --json` prints one JSON document instead of the table.
  */
+
+import { Agent, request as httpRequest } from 'node:http';
 import {
   CreateTableCommand,
   DynamoDB,
@@ -821,31 +823,69 @@ async function main() {
     process.env.POWERTOOLS_LOG_LEVEL = 'SILENT';
     process.env.POWERTOOLS_METRICS_DISABLED = 'true';
     const server = await startLocalServer({ routes });
-    const median = async (n: number, f: (i: number) => Promise<unknown>) => {
-      const times: number[] = [];
-      for (let i = 0; i < n; i++) {
-        const t0 = performance.now();
-        await f(i);
-        times.push(performance.now() - t0);
-      }
-      times.sort((a, b) => a - b);
-      return Number((times[Math.floor(n / 2)] ?? 0).toFixed(3));
-    };
     const limitsBody = [{ name: 'rpm', metric: 'requests', limit: 100, per: 'minute' }];
     const latencyEngine = new Limiter({ store });
     // 50 entities: after the first round their (absent) configuration is cached, as it is for
     // a key that calls again within 30 s. A fresh entity per call shows the cold-cache cost.
-    const httpAcquire = (i: number, entity = `lat-http-${i % 50}`) =>
+    const acquireBody = (i: number, entity = `lat-http-${i % 50}`) =>
+      JSON.stringify({ entity, resource: 'lat-model', usage: {}, limits: limitsBody });
+    // Through fetch, as @sluice/client sends.
+    const httpAcquire = (i: number, entity?: string) =>
       fetch(`${server.url}/v1/acquire`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({
-          entity,
-          resource: 'lat-model',
-          usage: {},
-          limits: limitsBody,
-        }),
+        body: acquireBody(i, entity),
       }).then((r) => r.text());
+    // Where the HTTP figure's time goes: the same call through Node's own HTTP client (what the
+    // AWS SDK uses; keep-alive), and the acquire handler called as Lambda calls it, no HTTP.
+    const agent = new Agent({ keepAlive: true });
+    const nodeHttpAcquire = (i: number) =>
+      new Promise<string>((resolve, reject) => {
+        const body = acquireBody(i + 1_000_000);
+        const req = httpRequest(
+          `${server.url}/v1/acquire`,
+          {
+            method: 'POST',
+            agent,
+            headers: { 'content-type': 'application/json', 'content-length': body.length },
+          },
+          (res) => {
+            let text = '';
+            res.setEncoding('utf8');
+            res.on('data', (chunk: string) => {
+              text += chunk;
+            });
+            res.on('end', () => resolve(text));
+          },
+        );
+        req.on('error', reject);
+        req.end(body);
+      });
+    const acquireRoute = routes.find((r) => r.path === '/v1/acquire' && r.method === 'POST');
+    if (!acquireRoute) throw new Error('no acquire route');
+    const { handler } = (await import(acquireRoute.entry.href)) as {
+      handler: (event: unknown, context: unknown) => Promise<{ statusCode?: number }>;
+    };
+    const handlerAcquire = (i: number) =>
+      handler(
+        {
+          version: '2.0',
+          routeKey: 'POST /v1/acquire',
+          rawPath: '/v1/acquire',
+          rawQueryString: '',
+          headers: { 'content-type': 'application/json' },
+          requestContext: {
+            http: { method: 'POST', path: '/v1/acquire', protocol: 'HTTP/1.1' },
+            requestId: `lat-${i}`,
+            routeKey: 'POST /v1/acquire',
+            stage: '$default',
+            timeEpoch: Date.now(),
+          },
+          body: acquireBody(i + 2_000_000),
+          isBase64Encoded: false,
+        },
+        { awsRequestId: `lat-${i}`, getRemainingTimeInMillis: () => 30_000 },
+      );
     const engineAcquire = (i: number) =>
       latencyEngine.acquire({ checks: sluiceCheck(`lat-engine-${i}`, 100, 'minute'), usage: {} });
     const rawUpdate = (i: number) =>
@@ -857,13 +897,42 @@ async function main() {
           ExpressionAttributeValues: { ':one': { N: '1' } },
         }),
       );
-    await median(200, httpAcquire); // warm the handlers
-    await median(200, (i) => engineAcquire(i + 10_000));
+    // Interleaved in rounds, so that all share DynamoDB Local's warm-up alike.
+    const ways = {
+      http_acquire: (i: number) => httpAcquire(i),
+      http_acquire_node_http: nodeHttpAcquire,
+      handler_acquire: handlerAcquire,
+      engine_acquire: engineAcquire,
+      dynamodb_update: rawUpdate,
+    };
+    const samples = new Map<string, number[]>(Object.keys(ways).map((k) => [k, []]));
+    for (let round = 0; round < 4; round++) {
+      for (const [way, call] of Object.entries(ways)) {
+        const times = samples.get(way) ?? [];
+        for (let i = round * 200; i < (round + 1) * 200; i++) {
+          const t0 = performance.now();
+          await call(i + 10_000);
+          if (round > 0) times.push(performance.now() - t0); // round 0 warms the handlers
+        }
+      }
+    }
+    const median = (times: number[]) => {
+      const sorted = [...times].sort((a, b) => a - b);
+      return Number((sorted[Math.floor(sorted.length / 2)] ?? 0).toFixed(3));
+    };
+    const newEntity: number[] = [];
+    for (let i = 0; i < 300; i++) {
+      const t0 = performance.now();
+      await httpAcquire(i, `lat-new-${i}`);
+      newEntity.push(performance.now() - t0);
+    }
     const local_api = {
-      median_ms_http_acquire: await median(600, (i) => httpAcquire(i)),
-      median_ms_http_acquire_new_entity: await median(300, (i) => httpAcquire(i, `lat-new-${i}`)),
-      median_ms_engine_acquire: await median(600, (i) => engineAcquire(i + 20_000)),
-      median_ms_dynamodb_update: await median(600, rawUpdate),
+      median_ms_http_acquire: median(samples.get('http_acquire') ?? []),
+      median_ms_http_acquire_new_entity: median(newEntity),
+      median_ms_http_acquire_node_http: median(samples.get('http_acquire_node_http') ?? []),
+      median_ms_handler_acquire: median(samples.get('handler_acquire') ?? []),
+      median_ms_engine_acquire: median(samples.get('engine_acquire') ?? []),
+      median_ms_dynamodb_update: median(samples.get('dynamodb_update') ?? []),
     };
     await server.close();
 
@@ -953,7 +1022,7 @@ async function main() {
       `stored_config acquire (key → project → org, plan with shared and per-model limits, provider limit, price): ${stored_config.warm_cache.scopes} scope items; warm config cache ${stored_config.warm_cache.requests} requests, ${stored_config.warm_cache.wcu} WCU, ${stored_config.warm_cache.rcu} RCU; without a cache ${stored_config.no_cache.requests} requests, ${stored_config.no_cache.rcu} RCU`,
     );
     log(
-      `median latency of one decision: local HTTP API ${local_api.median_ms_http_acquire} ms (an entity not seen in 30 s: ${local_api.median_ms_http_acquire_new_entity} ms), engine directly ${local_api.median_ms_engine_acquire} ms, bare DynamoDB Local UpdateItem ${local_api.median_ms_dynamodb_update} ms`,
+      `median latency of one decision: local HTTP API ${local_api.median_ms_http_acquire} ms through fetch (an entity not seen in 30 s: ${local_api.median_ms_http_acquire_new_entity} ms), ${local_api.median_ms_http_acquire_node_http} ms through node:http, the handler without HTTP ${local_api.median_ms_handler_acquire} ms, engine directly ${local_api.median_ms_engine_acquire} ms, bare DynamoDB Local UpdateItem ${local_api.median_ms_dynamodb_update} ms`,
     );
   } finally {
     await db.stop();
