@@ -231,6 +231,28 @@ describe('lease ids', () => {
     expect(await remaining(limiter, c)).toEqual([500]);
   });
 
+  it('measures a list of limits again once it has grown, and refuses a lease too long to settle', async () => {
+    const { limiter, store } = setup();
+    const c = check();
+    await leaseOf(limiter, c, 10); // measured at one limit
+    // 25 lists of 16 (the most one list may hold): 400 limits, far more than a lease carries.
+    const many = Array.from({ length: 25 }, (_, list) =>
+      parseLimits(
+        Array.from({ length: 16 }, (_, i) => ({
+          ...tpm(1_000),
+          name: `tpm_${list}_${i}_${'x'.repeat(40)}`,
+        })),
+      ),
+    ).flat();
+    (c.limits as unknown[]).push(...many); // a caller that grows a list it passed before
+    const writes = store.writes;
+
+    const refused = limiter.acquire({ checks: [c], usage: { tokens: 10 } });
+
+    await expect(refused).rejects.toMatchObject({ code: 'invalid_request', field: 'limits' });
+    expect(store.writes).toBe(writes);
+  });
+
   it('settles in any process: the signing key is shared through the table', async () => {
     const fresh = await freshTable('leases-key');
     const processes = Array.from({ length: 4 }, () => fresh.limiter());

@@ -6,8 +6,11 @@ export const canonicalJson = (value: unknown): string =>
       : v,
   );
 
+/** Between the parts of a {@link joinKey}. */
+export const KEY_SEPARATOR = '\u0000';
+
 /**
  * One string for a tuple of names, as a Map key: (scope, limit name), (pk, sk), (kind, name).
  * The parts never contain U+0000 (identifiers cannot), so different tuples never meet.
  */
-export const joinKey = (...parts: readonly string[]): string => parts.join('\u0000');
+export const joinKey = (...parts: readonly string[]): string => parts.join(KEY_SEPARATOR);

@@ -107,8 +107,11 @@ export async function acquire(engine: Engine, request: AcquireRequest): Promise<
   // The lease carries what it takes: one too long to settle is refused before anything is
   // written, naming the larger of the limits and the usage. (The JSON of what it is made of is
   // longer than the lease's own compact form.)
-  if (JSON.stringify([checks, usage, request.context]).length > MAX_LEASE_ID_LENGTH * 0.7) {
-    const field = JSON.stringify(usage).length > JSON.stringify(checks).length ? 'usage' : 'limits';
+  const checksLength = checks.reduce((sum, check) => sum + jsonLength(check), 0);
+  const usageLength = JSON.stringify(usage).length;
+  const contextLength = request.context ? JSON.stringify(request.context).length : 0;
+  if (checksLength + usageLength + contextLength > MAX_LEASE_ID_LENGTH * 0.7) {
+    const field = usageLength > checksLength ? 'usage' : 'limits';
     throw new ValidationError(field, 'more than one lease can carry');
   }
   const nowMs = engine.clock();
@@ -483,6 +486,25 @@ export function limitConsume(
   return limit.kind === 'bucket'
     ? bucketConsume(limit, state, toNs(nowMs), amount, options)
     : quotaConsume(limit, state, nowMs, amount, options);
+}
+
+/**
+ * The JSON length of each list of limits (a configuration cache's, say), with the count it was
+ * measured at: a list grown since is measured again.
+ */
+const limitsLengths = new WeakMap<readonly Limit[], { count: number; json: number }>();
+
+/**
+ * A check's JSON length: its limits' (measured once per list: this runs for every decision,
+ * refusals from memory too), its key's and its label's, and room for the rest.
+ */
+function jsonLength(check: ScopeCheck): number {
+  let measured = limitsLengths.get(check.limits);
+  if (measured?.count !== check.limits.length) {
+    measured = { count: check.limits.length, json: JSON.stringify(check.limits).length };
+    limitsLengths.set(check.limits, measured);
+  }
+  return measured.json + JSON.stringify([check.scope, check.key.pk, check.key.sk]).length + 48;
 }
 
 function integerIn(value: number, field: string, min: number, max: number): number {

@@ -3,7 +3,7 @@
  * each item's last state (what keeps the hot path to one write), of each lease's record, and the
  * signing keys. Every operation (acquire.ts, settle.ts, available.ts) runs on one.
  */
-import { joinKey } from '../canonical.js';
+import { KEY_SEPARATOR } from '../canonical.js';
 import { ENGINE_DEFAULTS, type EngineTuning, signingKeyRetainMs } from '../defaults.js';
 import { itemAttributes, shardOf } from '../store/schema.js';
 import type { ItemKey, ItemState, Store } from '../store/types.js';
@@ -32,7 +32,8 @@ export interface LeaseRecord {
   readonly fingerprint?: string;
 }
 
-export const keyOf = (key: ItemKey): string => joinKey(key.pk, key.sk);
+/** `joinKey(pk, sk)`, without its list of parts: this runs several times a decision. */
+export const keyOf = (key: ItemKey): string => key.pk + KEY_SEPARATOR + key.sk;
 export const toNs = (ms: number): bigint => BigInt(Math.round(ms * 1_000)) * 1_000n;
 export const nsToMs = (ns: bigint): number => Number(ceilDiv(ns, NS_PER_MS));
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
