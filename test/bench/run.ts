@@ -48,6 +48,7 @@ import {
   startLocalServer,
 } from '@sluice/local';
 import { RateLimiterDynamo, RateLimiterRes } from 'rate-limiter-flexible';
+import { iamEvent } from '../support/events.js';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true'; // Node 20 here; Lambda runs 22
 
@@ -829,13 +830,18 @@ async function main() {
     // a key that calls again within 30 s. A fresh entity per call shows the cold-cache cost.
     const acquireBody = (i: number, entity = `lat-http-${i % 50}`) =>
       JSON.stringify({ entity, resource: 'lat-model', usage: {}, limits: limitsBody });
+    /** Every timed call is an admission: a refusal would time a shorter path. */
+    const admitted = <T>(status: number, value: T) => {
+      if (status !== 200) throw new Error(`local API: ${status}, expected 200`);
+      return value;
+    };
     // Through fetch, as @sluice/client sends.
     const httpAcquire = (i: number, entity?: string) =>
       fetch(`${server.url}/v1/acquire`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         body: acquireBody(i, entity),
-      }).then((r) => r.text());
+      }).then((r) => admitted(r.status, r.text()));
     // Where the HTTP figure's time goes: the same call through Node's own HTTP client (what the
     // AWS SDK uses; keep-alive), and the acquire handler called as Lambda calls it, no HTTP.
     const agent = new Agent({ keepAlive: true });
@@ -850,6 +856,7 @@ async function main() {
             headers: { 'content-type': 'application/json', 'content-length': body.length },
           },
           (res) => {
+            if (res.statusCode !== 200) reject(new Error(`local API: ${res.statusCode}`));
             let text = '';
             res.setEncoding('utf8');
             res.on('data', (chunk: string) => {
@@ -868,24 +875,13 @@ async function main() {
     };
     const handlerAcquire = (i: number) =>
       handler(
-        {
-          version: '2.0',
-          routeKey: 'POST /v1/acquire',
-          rawPath: '/v1/acquire',
-          rawQueryString: '',
-          headers: { 'content-type': 'application/json' },
-          requestContext: {
-            http: { method: 'POST', path: '/v1/acquire', protocol: 'HTTP/1.1' },
-            requestId: `lat-${i}`,
-            routeKey: 'POST /v1/acquire',
-            stage: '$default',
-            timeEpoch: Date.now(),
-          },
-          body: acquireBody(i + 2_000_000),
-          isBase64Encoded: false,
-        },
+        iamEvent({
+          method: 'POST',
+          path: '/v1/acquire',
+          body: JSON.parse(acquireBody(i + 2_000_000)),
+        }),
         { awsRequestId: `lat-${i}`, getRemainingTimeInMillis: () => 30_000 },
-      );
+      ).then((r) => admitted(r.statusCode ?? 0, r));
     const engineAcquire = (i: number) =>
       latencyEngine.acquire({ checks: sluiceCheck(`lat-engine-${i}`, 100, 'minute'), usage: {} });
     const rawUpdate = (i: number) =>

@@ -109,8 +109,10 @@ export async function acquire(engine: Engine, request: AcquireRequest): Promise<
   // longer than the lease's own compact form.)
   const checksLength = checks.reduce((sum, check) => sum + jsonLength(check), 0);
   const usageLength = JSON.stringify(usage).length;
-  const contextLength = request.context ? JSON.stringify(request.context).length : 0;
-  if (checksLength + usageLength + contextLength > MAX_LEASE_ID_LENGTH * 0.7) {
+  if (
+    checksLength + usageLength + JSON.stringify(request.context ?? 0).length >
+    MAX_LEASE_ID_LENGTH * 0.7
+  ) {
     const field = usageLength > checksLength ? 'usage' : 'limits';
     throw new ValidationError(field, 'more than one lease can carry');
   }
@@ -489,22 +491,22 @@ export function limitConsume(
 }
 
 /**
- * The JSON length of each list of limits (a configuration cache's, say), with the count it was
+ * The JSON length of each list of limits (a configuration cache's, say) and the count it was
  * measured at: a list grown since is measured again.
  */
-const limitsLengths = new WeakMap<readonly Limit[], { count: number; json: number }>();
+const limitsLengths = new WeakMap<readonly Limit[], [count: number, json: number]>();
 
 /**
- * A check's JSON length: its limits' (measured once per list: this runs for every decision,
- * refusals from memory too), its key's and its label's, and room for the rest.
+ * About a check's JSON length: its limits' (measured once per list: this runs for every
+ * decision, refusals from memory too), its key's and its label's, and room for the rest.
  */
-function jsonLength(check: ScopeCheck): number {
-  let measured = limitsLengths.get(check.limits);
-  if (measured?.count !== check.limits.length) {
-    measured = { count: check.limits.length, json: JSON.stringify(check.limits).length };
-    limitsLengths.set(check.limits, measured);
+function jsonLength({ limits, scope, key }: ScopeCheck): number {
+  let [count, json = 0] = limitsLengths.get(limits) ?? [];
+  if (count !== limits.length) {
+    [count, json] = [limits.length, JSON.stringify(limits).length];
+    limitsLengths.set(limits, [count, json]);
   }
-  return measured.json + JSON.stringify([check.scope, check.key.pk, check.key.sk]).length + 48;
+  return json + scope.length + key.pk.length + key.sk.length + 64;
 }
 
 function integerIn(value: number, field: string, min: number, max: number): number {
