@@ -148,10 +148,6 @@ export async function acquire(engine: Engine, request: AcquireRequest): Promise<
       ...shadowOf(checks, []),
     };
   }
-  // Before any write (a failure here changes nothing), after what is refused without one (the
-  // key is created where the table has none, and a request that can never fit writes nothing).
-  const signingKey = await engine.keys.current();
-
   // The first item written carries the usage event (its stream record is what usage history
   // counts), so a decision costs no write of its own for it.
   // Drawn only when something is written: a refusal from memory needs none (it is the hot
@@ -220,6 +216,9 @@ export async function acquire(engine: Engine, request: AcquireRequest): Promise<
     const shadow = first.flatMap((step) => (step.kind === 'deny' ? [] : step.shadow));
     return { ...denial(engine, checks, deniedFromMemory, nowMs), ...shadowOf(checks, shadow) };
   }
+  // Before any write (a failure here changes nothing), after what is refused without one (the
+  // key is created where the table has none, and a request that can never fit writes nothing).
+  const signingKey = await engine.keys.current();
 
   const settled = await Promise.allSettled(
     checks.map(async (check, i): Promise<ConsumeOutcome> => {
