@@ -828,8 +828,12 @@ async function main() {
     const latencyEngine = new Limiter({ store });
     // 50 entities: after the first round their (absent) configuration is cached, as it is for
     // a key that calls again within 30 s. A fresh entity per call shows the cold-cache cost.
-    const acquireBody = (i: number, entity = `lat-http-${i % 50}`) =>
-      JSON.stringify({ entity, resource: 'lat-model', usage: {}, limits: limitsBody });
+    const acquireRequest = (i: number, entity = `lat-http-${i % 50}`) => ({
+      entity,
+      resource: 'lat-model',
+      usage: {},
+      limits: limitsBody,
+    });
     /** Every timed call is an admission: a refusal would time a shorter path. */
     const admitted = <T>(status: number, value: T) => {
       if (status !== 200) throw new Error(`local API: ${status}, expected 200`);
@@ -840,14 +844,14 @@ async function main() {
       fetch(`${server.url}/v1/acquire`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
-        body: acquireBody(i, entity),
+        body: JSON.stringify(acquireRequest(i, entity)),
       }).then((r) => admitted(r.status, r.text()));
     // Where the HTTP figure's time goes: the same call through Node's own HTTP client (what the
     // AWS SDK uses; keep-alive), and the acquire handler called as Lambda calls it, no HTTP.
     const agent = new Agent({ keepAlive: true });
     const nodeHttpAcquire = (i: number) =>
       new Promise<string>((resolve, reject) => {
-        const body = acquireBody(i + 1_000_000);
+        const body = JSON.stringify(acquireRequest(i + 1_000_000));
         const req = httpRequest(
           `${server.url}/v1/acquire`,
           {
@@ -878,7 +882,7 @@ async function main() {
         iamEvent({
           method: 'POST',
           path: '/v1/acquire',
-          body: JSON.parse(acquireBody(i + 2_000_000)),
+          body: acquireRequest(i + 2_000_000),
         }),
         { awsRequestId: `lat-${i}`, getRemainingTimeInMillis: () => 30_000 },
       ).then((r) => admitted(r.statusCode ?? 0, r));
