@@ -93,7 +93,7 @@ export interface SluiceAdminOptions {
   readonly credentials?: Credentials;
   /** Deadline of one request. @default 10_000 */
   readonly timeoutMs?: number;
-  /** @default globalThis.fetch */
+  /** Sends through this instead of Node's HTTP client (a proxy's, a test's). @default none */
   readonly fetch?: typeof fetch;
 }
 

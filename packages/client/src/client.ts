@@ -1,5 +1,5 @@
 /**
- * SluiceClient: HTTP API v1 over fetch, SigV4-signed with the caller's AWS credentials (in a
+ * SluiceClient: HTTP API v1 over Node's HTTP client, SigV4-signed with the caller's AWS credentials (in a
  * Lambda, its role), retried on network errors and 5xx with exponential backoff and full jitter
  * within one deadline, and failing open or closed when Sluice cannot be reached.
  */
@@ -37,7 +37,7 @@ export interface SluiceClientOptions {
    * @default 'allow'
    */
   readonly onUnavailable?: 'allow' | 'deny';
-  /** @default globalThis.fetch */
+  /** Sends through this instead of Node's HTTP client (a proxy's, a test's). @default none */
   readonly fetch?: typeof fetch;
   /** How the client waits (retry backoff, a reserved `waitMs`). @default setTimeout */
   readonly sleep?: (ms: number) => Promise<void>;

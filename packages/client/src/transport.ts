@@ -1,9 +1,15 @@
 /**
- * The one HTTP transport of the SDK: SigV4-signed JSON requests over fetch, for the client's
- * decision routes and the admin routes alike. It reads any answer: a JSON body, an empty one, or
- * something else (an HTML error page from a proxy), which becomes a `detail` and never throws a
- * parse error at the caller.
+ * The one HTTP transport of the SDK: SigV4-signed JSON requests over Node's own HTTP client (or a
+ * `fetch` the caller passes), for the client's decision routes and the admin routes alike. It
+ * reads any answer: a JSON body, an empty one, or something else (an HTML error page from a
+ * proxy), which becomes a `detail` and never throws a parse error at the caller.
+ *
+ * Node's client rather than the global `fetch`: on the same keep-alive connection, `fetch` spent
+ * about 0.2 ms (Node 22) to 0.5 ms (Node 20) more of the caller's CPU on every call, and a Lambda
+ * that asks before each LLM call pays for that time.
  */
+import { Agent as HttpAgent, request as httpRequest } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { requestErrorFrom, SluiceClientError } from './errors.js';
 import { type Credentials, endpointUrl, RequestSigner } from './signing.js';
 
@@ -14,7 +20,7 @@ export interface TransportOptions {
   readonly region?: string;
   /** @default the AWS SDK's default chain (a Lambda's role); none for http://localhost */
   readonly credentials?: Credentials;
-  /** @default globalThis.fetch */
+  /** Sends through this instead of Node's HTTP client (a proxy's, a test's). @default none */
   readonly fetch?: typeof fetch;
 }
 
@@ -30,24 +36,97 @@ export interface Answer {
 /** The headers a caller may pass on to its own callers. */
 const RATE_LIMIT_HEADER = /^(retry-after(-ms)?|ratelimit(-policy)?|x-ratelimit-.+)$/;
 
-function rateLimitHeaders(res: Response): Record<string, string> {
+/** An answer as it came off the wire. */
+interface Received {
+  readonly status: number;
+  readonly text: string;
+  /** By name, in lower case. */
+  readonly headers: Readonly<Record<string, string | string[] | undefined>>;
+}
+
+function rateLimitHeaders(received: Received): Record<string, string> {
   const headers: Record<string, string> = {};
-  res.headers?.forEach((value, name) => {
-    if (RATE_LIMIT_HEADER.test(name)) headers[name] = value;
-  });
+  for (const [name, value] of Object.entries(received.headers))
+    if (value !== undefined && RATE_LIMIT_HEADER.test(name)) headers[name] = String(value);
   return headers;
+}
+
+/** Connections kept open between calls, one pool per protocol for the whole process. */
+const agents = {
+  http: new HttpAgent({ keepAlive: true }),
+  https: new HttpsAgent({ keepAlive: true }),
+};
+
+/** One exchange through Node's HTTP client; rejects on a network error or the deadline. */
+function exchange(
+  url: URL,
+  method: string,
+  headers: Record<string, string>,
+  payload: string | undefined,
+  signal: AbortSignal,
+): Promise<Received> {
+  const https = url.protocol === 'https:';
+  const length =
+    payload === undefined ? {} : { 'content-length': String(Buffer.byteLength(payload)) };
+  return new Promise((resolve, reject) => {
+    const req = (https ? httpsRequest : httpRequest)(
+      url,
+      {
+        method,
+        agent: https ? agents.https : agents.http,
+        headers: { ...headers, ...length },
+        signal,
+      },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => {
+          text += chunk;
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, text, headers: res.headers }));
+        res.on('error', reject);
+        res.on('close', () => {
+          if (!res.complete) reject(new Error('the connection closed before the answer ended'));
+        });
+      },
+    );
+    req.on('error', reject);
+    req.end(payload);
+  });
+}
+
+/** The same exchange through a `fetch`. */
+async function viaFetch(
+  send: typeof fetch,
+  url: URL,
+  method: string,
+  headers: Record<string, string>,
+  payload: string | undefined,
+  signal: AbortSignal,
+): Promise<Received> {
+  const res = await send(url, {
+    method,
+    headers,
+    ...(payload !== undefined ? { body: payload } : {}),
+    signal,
+  });
+  const byName: Record<string, string> = {};
+  res.headers?.forEach((value, name) => {
+    byName[name] = value;
+  });
+  return { status: res.status, text: await res.text(), headers: byName };
 }
 
 /** Signs and sends requests to one Sluice endpoint. */
 export class Transport {
   readonly #base: URL;
   readonly #signer: RequestSigner;
-  readonly #fetch: typeof fetch;
+  readonly #fetch: typeof fetch | undefined;
 
   constructor(options: TransportOptions) {
     this.#base = endpointUrl(options.endpoint);
     this.#signer = new RequestSigner(this.#base, options);
-    this.#fetch = options.fetch ?? globalThis.fetch;
+    this.#fetch = options.fetch;
   }
 
   /** The endpoint's origin, for messages. */
@@ -56,25 +135,24 @@ export class Transport {
   }
 
   /**
-   * Sends one request and reads its answer. Throws what fetch throws (a network error, the
-   * timeout's abort): the caller decides whether to retry.
+   * Sends one request and reads its answer. Throws on a network error or when `timeoutMs`
+   * passes first: the caller decides whether to retry.
    */
   async send(method: string, path: string, body: unknown, timeoutMs: number): Promise<Answer> {
     const url = new URL(path, this.#base);
     const payload = body === undefined ? undefined : JSON.stringify(body);
-    const res = await this.#fetch(url, {
-      method,
-      headers: await this.#signer.headers(method, url, payload),
-      ...(payload !== undefined ? { body: payload } : {}),
-      signal: AbortSignal.timeout(timeoutMs),
-    });
-    const text = await res.text();
-    const headers = rateLimitHeaders(res);
-    if (!text) return { status: res.status, body: {}, json: true, headers };
+    const headers = await this.#signer.headers(method, url, payload);
+    const signal = AbortSignal.timeout(timeoutMs);
+    const received = this.#fetch
+      ? await viaFetch(this.#fetch, url, method, headers, payload, signal)
+      : await exchange(url, method, headers, payload, signal);
+    const { status, text } = received;
+    const rateLimit = rateLimitHeaders(received);
+    if (!text) return { status, body: {}, json: true, headers: rateLimit };
     try {
-      return { status: res.status, body: JSON.parse(text) as unknown, json: true, headers };
+      return { status, body: JSON.parse(text) as unknown, json: true, headers: rateLimit };
     } catch {
-      return { status: res.status, body: { detail: text.slice(0, 200) }, json: false };
+      return { status, body: { detail: text.slice(0, 200) }, json: false };
     }
   }
 }
