@@ -114,6 +114,21 @@ describe("the SDK over Node's HTTP client", () => {
     expect(server.connections()).toBe(1);
   });
 
+  it("never lets a finished call's deadline cut a later call on the same connection", async () => {
+    const server = await serve((_, res, n) => {
+      if (n === 1) json(res, 200, ADMITTED);
+      else setTimeout(() => json(res, 200, { ...ADMITTED, lease_id: 'L2' }), 500);
+    });
+    const quick = new SluiceClient({ endpoint: server.url, timeoutMs: 150, retries: 0 });
+    const patient = new SluiceClient({ endpoint: server.url, timeoutMs: 5_000, retries: 0 });
+
+    expect(await quick.acquire(request)).toMatchObject({ leaseId: 'L1', degraded: false });
+    const second = await patient.acquire(request); // on the same connection, past 150 ms
+
+    expect(second).toMatchObject({ allowed: true, leaseId: 'L2', degraded: false });
+    expect(server.connections()).toBe(1);
+  });
+
   it('passes on the rate-limit headers of a refusal', async () => {
     const server = await serve((_, res) =>
       json(
