@@ -57,14 +57,18 @@ const agents = {
   https: new HttpsAgent({ keepAlive: true }),
 };
 
+/** A request as signed, ready to send. */
+interface Outgoing {
+  readonly url: URL;
+  readonly method: string;
+  readonly headers: Record<string, string>;
+  readonly payload: string | undefined;
+  /** Aborts the exchange at the deadline. */
+  readonly signal: AbortSignal;
+}
+
 /** One exchange through Node's HTTP client; rejects on a network error or the deadline. */
-function exchange(
-  url: URL,
-  method: string,
-  headers: Record<string, string>,
-  payload: string | undefined,
-  signal: AbortSignal,
-): Promise<Received> {
+function exchange({ url, method, headers, payload, signal }: Outgoing): Promise<Received> {
   const https = url.protocol === 'https:';
   const length =
     payload === undefined ? {} : { 'content-length': String(Buffer.byteLength(payload)) };
@@ -96,14 +100,8 @@ function exchange(
 }
 
 /** The same exchange through a `fetch`. */
-async function viaFetch(
-  send: typeof fetch,
-  url: URL,
-  method: string,
-  headers: Record<string, string>,
-  payload: string | undefined,
-  signal: AbortSignal,
-): Promise<Received> {
+async function viaFetch(send: typeof fetch, out: Outgoing): Promise<Received> {
+  const { url, method, headers, payload, signal } = out;
   const res = await send(url, {
     method,
     headers,
@@ -142,10 +140,8 @@ export class Transport {
     const url = new URL(path, this.#base);
     const payload = body === undefined ? undefined : JSON.stringify(body);
     const headers = await this.#signer.headers(method, url, payload);
-    const signal = AbortSignal.timeout(timeoutMs);
-    const received = this.#fetch
-      ? await viaFetch(this.#fetch, url, method, headers, payload, signal)
-      : await exchange(url, method, headers, payload, signal);
+    const out = { url, method, headers, payload, signal: AbortSignal.timeout(timeoutMs) };
+    const received = this.#fetch ? await viaFetch(this.#fetch, out) : await exchange(out);
     const { status, text } = received;
     const rateLimit = rateLimitHeaders(received);
     if (!text) return { status, body: {}, json: true, headers: rateLimit };
