@@ -1,7 +1,7 @@
 /**
- * SluiceClient: HTTP API v1 over Node's HTTP client, SigV4-signed with the caller's AWS credentials (in a
- * Lambda, its role), retried on network errors and 5xx with exponential backoff and full jitter
- * within one deadline, and failing open or closed when Sluice cannot be reached.
+ * SluiceClient: HTTP API v1 over Node's HTTP client, SigV4-signed with the caller's AWS
+ * credentials (in a Lambda, its role), retried on network errors and 5xx with exponential backoff
+ * and full jitter within one deadline, and failing open or closed when Sluice cannot be reached.
  */
 import { requestErrorFrom } from './errors.js';
 import type { Credentials } from './signing.js';
