@@ -15,7 +15,6 @@
  *   port can then claim any principal. @default off: requests carry no principal
  */
 import { mkdirSync } from 'node:fs';
-import { InvokeStore } from '@aws/lambda-invoke-store';
 import { combineWrites, DynamoDBAdminStore, ensureTable, UsageAggregator } from '@sluice/core';
 import {
   aggregatorEnvironment,
@@ -32,7 +31,7 @@ import {
   localClient,
   startDynamoDBLocal,
 } from './dynamodb-local.js';
-import { LOCAL_CONCURRENCY, LOCAL_PRINCIPAL_HEADER, startLocalServer } from './server.js';
+import { concurrentInvocations, LOCAL_PRINCIPAL_HEADER, startLocalServer } from './server.js';
 import { DynamoDBStreamsClient, startStreamReader } from './stream.js';
 import { webhookSender } from './webhook.js';
 
@@ -40,8 +39,7 @@ const env = process.env;
 env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 // Requests run concurrently here, each in an invocation context of its own (see
 // startLocalServer): the store of those contexts is made now, before anything logs or calls AWS.
-env.AWS_LAMBDA_MAX_CONCURRENCY ??= LOCAL_CONCURRENCY;
-await InvokeStore.getInstanceAsync(true);
+await concurrentInvocations();
 env[POWERTOOLS_ENV.logLevel] ??= 'WARN';
 env[POWERTOOLS_ENV.metricsDisabled] ??= 'true';
 const tableName = env[ENV.tableName] ?? 'sluice';

@@ -37,6 +37,16 @@ export const LOCAL_PRINCIPAL_HEADER = 'x-sluice-principal';
  */
 export const LOCAL_CONCURRENCY = '1000';
 
+/**
+ * The process's invocation store, made for invocations that run at once (`LOCAL_CONCURRENCY`),
+ * as Lambda's runtime makes it for a function that serves them concurrently. The process's first
+ * AWS SDK call makes the store if nothing has: a process that embeds the server calls this first.
+ */
+export function concurrentInvocations(): Promise<InvokeStoreBase> {
+  process.env.AWS_LAMBDA_MAX_CONCURRENCY ??= LOCAL_CONCURRENCY;
+  return InvokeStore.getInstanceAsync(true);
+}
+
 /** A running local API. */
 export interface LocalServer {
   readonly url: string;
@@ -201,10 +211,7 @@ export async function startLocalServer(options: {
   // Many requests run at once here, as invocations do in a Lambda function that serves them
   // concurrently: as its runtime does, run each in a context of its own, so that what the
   // handlers' logger keys per request (route, request id, entity) stays on that request's lines.
-  // (The process's first AWS SDK call creates its invocation store: a process that embeds this
-  // server sets the variable before that call, as `npm start` does.)
-  process.env.AWS_LAMBDA_MAX_CONCURRENCY ??= LOCAL_CONCURRENCY;
-  const invocations = await InvokeStore.getInstanceAsync(true);
+  const invocations = await concurrentInvocations();
   const REQUEST_ID = InvokeStoreBase.PROTECTED_KEYS.REQUEST_ID;
   const handlers = new Map<string, Handler>();
   for (const route of options.routes) {
