@@ -482,9 +482,33 @@ async function main() {
       const limiter = peer(100, 60, `profile-${pass}`);
       return profile(peerSplit, 1_000, (op) => peerDecide(limiter, `profile-${op}`));
     };
+    // The ceiling for `single` with Sluice's request: the very write the engine sends for a
+    // fresh key, sent through Sluice's store with none of the engine's work around it (no
+    // policy, no plan, no lease), against the peer's whole decision.
+    let captured: ItemUpdate | undefined;
+    await new Limiter({
+      store: {
+        update: (update: ItemUpdate) => {
+          captured ??= update;
+          return store.update(update);
+        },
+        transact: (writes) => store.transact(writes),
+        get: (key) => store.get(key),
+      },
+    }).acquire({ checks: sluiceCheck('profile-request', 100, 'minute'), usage: {} });
+    const request = captured;
+    if (!request) throw new Error('no request captured');
+    const profileRequest = (pass: number) =>
+      profile(sluiceSplit, 1_000, (op) =>
+        store.update({ ...request, key: itemKeys.entityBucket(`request-${pass}-${op}`, 'gpt-4o') }),
+      );
+    await profileRequest(0); // its first run (the engine's runs warmed the same path)
+    // A-C-B-B-C-A: each pair sits symmetrically around the middle of DynamoDB Local's drift.
     const ps1 = await profileSluice(1);
+    const pr1 = await profileRequest(1);
     const pp1 = await profilePeer(1);
     const pp2 = await profilePeer(2);
+    const pr2 = await profileRequest(2);
     const ps2 = await profileSluice(2);
     const averaged = <T extends Record<string, number>>(a: T, b: T) =>
       Object.fromEntries(
@@ -526,6 +550,14 @@ async function main() {
     const single_profile = {
       sluice: averaged(ps1, ps2),
       peer: averaged(pp1, pp2),
+      sluice_request_alone: averaged(pr1, pr2),
+      /** The peer's µs per decision ÷ the request's alone: `single`'s ceiling with this request. */
+      ceiling_with_sluices_request: Number(
+        (
+          (pp1.us_per_decision + pp2.us_per_decision) /
+          (pr1.us_per_decision + pr2.us_per_decision)
+        ).toFixed(2),
+      ),
       peer_request_us: {
         on_its_table: Math.round((h1 + h2) / 2),
         on_a_table_keyed_as_sluices: Math.round((c1 + c2) / 2),
@@ -1041,6 +1073,12 @@ async function main() {
       const p = single_profile[system];
       log(
         `single, where a decision's time goes (${system}): ${p.us_per_decision} µs = ${p.us_dynamodb_local_and_http} in DynamoDB Local and HTTP + ${p.us_aws_sdk} in the AWS SDK + ${p.us_outside_the_sdk} outside it; ${p.request_bytes} bytes sent, ${p.response_bytes} received`,
+      );
+    }
+    {
+      const alone = single_profile.sluice_request_alone;
+      log(
+        `single, Sluice's request alone (its write for a fresh key through its store, no engine work): ${alone.us_per_decision} µs, ${single_profile.ceiling_with_sluices_request}× the peer's whole decision (${alone.us_dynamodb_local_and_http} in DynamoDB Local and HTTP + ${alone.us_aws_sdk} in the AWS SDK + ${alone.us_outside_the_sdk} outside it)`,
       );
     }
     log(
