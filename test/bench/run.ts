@@ -50,6 +50,7 @@ import {
 } from '@sluice/local';
 import { RateLimiterDynamo, RateLimiterRes } from 'rate-limiter-flexible';
 import { iamEvent } from '../support/events.js';
+import { HookedStore } from '../support/hooked-store.js';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true'; // Node 20 here; Lambda runs 22
 
@@ -486,16 +487,14 @@ async function main() {
     // fresh key, sent through Sluice's store with none of the engine's work around it (no
     // policy, no plan, no lease), against the peer's whole decision.
     let captured: ItemUpdate | undefined;
-    await new Limiter({
-      store: {
-        update: (update: ItemUpdate) => {
-          captured ??= update;
-          return store.update(update);
-        },
-        transact: (writes) => store.transact(writes),
-        get: (key) => store.get(key),
-      },
-    }).acquire({ checks: sluiceCheck('profile-request', 100, 'minute'), usage: {} });
+    const [profiled] = sluiceCheck('profile-request', 100, 'minute');
+    if (!profiled) throw new Error('no check');
+    // (Only the bucket's write: the lease signing key, were it missing, would be written first.)
+    const capturing = new HookedStore(store, async (update) => {
+      if (update.key.pk === profiled.key.pk && update.key.sk === profiled.key.sk)
+        captured ??= update;
+    });
+    await new Limiter({ store: capturing }).acquire({ checks: [profiled], usage: {} });
     const request = captured;
     if (!request) throw new Error('no request captured');
     const profileRequest = (pass: number) =>
