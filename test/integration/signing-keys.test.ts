@@ -9,6 +9,7 @@ import {
   Limiter,
   parseLimits,
   type ScopeCheck,
+  signingKeyAttributes,
   TABLE_SCHEMA,
 } from '@sluice/core';
 import { beforeEach, describe, expect, it } from 'vitest';
@@ -70,6 +71,50 @@ describe('rotating the signing key', () => {
 
     expect(keyIdOf(next)).toBe(current);
     expect(again.removed).toContain(keyIdOf(first));
+  });
+});
+
+describe('a process that slept through rotations', () => {
+  it('never signs with a key a rotation removed, and never writes it back', async () => {
+    const clock = manualClock();
+    // A Lambda container frozen between invocations: its keys are from before both rotations.
+    const sleeper = table.limiter({ clock: clock.now, signingKeyRefreshMs: 60_000 });
+    const first = await leaseFrom(sleeper);
+    const admin = new ConfigAdmin({ store: table.store, clock: clock.now });
+    await admin.rotateSigningKey('test', 3_720_000);
+    clock.advance(3_720_001);
+    const second = await admin.rotateSigningKey('test', 3_720_000);
+    expect(second.removed).toContain(keyIdOf(first));
+
+    const woken = await leaseFrom(sleeper);
+    await sleeper.engine.keys.idle();
+    const item = await table.store.get(itemKeys.leaseSigningKey());
+
+    expect(keyIdOf(woken)).toBe(second.current);
+    expect(Object.keys(item ?? {}).filter((attr) => attr.includes(keyIdOf(first)))).toEqual([]);
+  });
+
+  it('writes back a key lost from the table with a retirement time when another key signs', async () => {
+    const clock = manualClock();
+    const old = table.limiter({ clock: clock.now, signingKeyRefreshMs: 60_000 });
+    const before = await leaseFrom(old);
+    await table.client.send(
+      new DeleteItemCommand({
+        TableName: table.tableName,
+        Key: {
+          [TABLE_SCHEMA.partitionKey]: { S: itemKeys.leaseSigningKey().pk },
+          [TABLE_SCHEMA.sortKey]: { S: itemKeys.leaseSigningKey().sk },
+        },
+      }),
+    );
+    await leaseFrom(table.limiter({ clock: clock.now })); // a new process makes a new key
+
+    clock.advance(61_000);
+    await leaseFrom(old);
+    await old.engine.keys.idle();
+    const item = await table.store.get(itemKeys.leaseSigningKey());
+
+    expect(typeof item?.[signingKeyAttributes.retiresAt(keyIdOf(before))]).toBe('bigint');
   });
 });
 

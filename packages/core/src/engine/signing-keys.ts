@@ -9,11 +9,16 @@
  *   creates one: a table with no key signed no token.
  * - Rotation ({@link nextRotation}, an admin route): a new key signs from then on; the old one
  *   verifies until every lease it signed has expired, and is removed by a later rotation.
- * - Each process re-reads the item every `refreshMs` (in the background, never on a request's
- *   path) and at once when a token names a key it does not know.
+ * - Each process re-reads the item every `refreshMs` (in the background) and at once when a
+ *   token names a key it does not know.
+ * - What memory may answer alone: keys read less than two refreshes ago sign and verify. An older
+ *   memory (a Lambda container thawed after an hour) is read again before it signs or verifies
+ *   anything, so a key that rotations retired and removed never signs again.
  * - Recovery: if the item is deleted or loses keys, every process writes back the keys it knows
- *   (`if_not_exists`) on its next read, and all converge on the union. Keys written back that no
- *   longer sign get a retirement time, so nothing lost comes back forever.
+ *   may still verify (`if_not_exists`) on its next read, and all converge on the union. A key
+ *   that rotations may have removed since this process last read it (its memory of the key is
+ *   older than a retirement) is never written back. Keys written back that do not sign get a
+ *   retirement time, so nothing lost comes back forever.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { SluiceError } from '../errors.js';
@@ -24,6 +29,11 @@ import type { SigningKey } from './lease.js';
 interface HeldKey extends SigningKey {
   /** Epoch ms after which it no longer verifies; absent while it may still sign. */
   readonly retiresAtMs?: number;
+}
+
+/** A key as this process last read it from the table, and when. */
+interface KnownKey extends HeldKey {
+  readonly readAtMs: number;
 }
 
 interface Ring {
@@ -84,8 +94,8 @@ export class SigningKeys {
   readonly #refreshMs: number;
   readonly #retainMs: number;
   readonly #onRestore: (keyIds: readonly string[]) => void;
-  /** Every key this process has seen that may still verify: written back if the item loses it. */
-  readonly #known = new Map<string, HeldKey>();
+  /** Every key this process has read that may still verify: written back if the item loses it. */
+  readonly #known = new Map<string, KnownKey>();
   #ring: Ring | undefined;
   #loading: Promise<Ring> | undefined;
   #forcedAtMs = Number.NEGATIVE_INFINITY;
@@ -134,10 +144,16 @@ export class SigningKeys {
     return this.#loading;
   }
 
+  /**
+   * The keys, read again in the background once `refreshMs` old, and before use once twice that
+   * old: a rotation is seen within two refreshes, the time a key rotated out keeps signing.
+   */
   async #get(): Promise<Ring> {
     const ring = this.#ring;
     if (!ring) return this.reload();
-    if (this.#clock() - ring.readAtMs >= this.#refreshMs) this.reload().catch(() => {}); // next time
+    const age = this.#clock() - ring.readAtMs;
+    if (age >= 2 * this.#refreshMs) return this.reload();
+    if (age >= this.#refreshMs) this.reload().catch(() => {}); // used next time
     return ring;
   }
 
@@ -150,32 +166,49 @@ export class SigningKeys {
     let ring = ringOf(await this.#store.get(key), nowMs);
     if (!ring && !create) return undefined;
     const lost = [...this.#known.values()].filter(
-      (k) => !ring?.keys.has(k.id) && (k.retiresAtMs === undefined || k.retiresAtMs > nowMs),
+      (k) => !ring?.keys.has(k.id) && this.#mayStillVerify(k, nowMs),
     );
     if (!ring || lost.length > 0) {
       if (lost.length > 0) this.#onRestore(lost.map((k) => k.id));
-      // No key anywhere yet: this process proposes one. Whoever writes `cur` first wins.
-      const proposed = this.#ring?.current ?? lost[0] ?? newSigningKey();
-      const writeBack = [proposed, ...lost.filter((k) => k.id !== proposed.id)];
-      const set: Assignment[] = [{ attr: attrs.current, ifAbsent: proposed.id }];
+      // No key signs: this process proposes one (whoever writes `cur` first wins): its own, if
+      // it may still sign, else a new one. Every other key written back only verifies the
+      // leases it signed, and retires.
+      const own = this.#ring?.current.id;
+      const proposed = ring
+        ? undefined
+        : (lost.find((k) => k.id === own && k.retiresAtMs === undefined) ?? newSigningKey());
+      const set: Assignment[] = proposed ? [{ attr: attrs.current, ifAbsent: proposed.id }] : [];
+      const writeBack: HeldKey[] = proposed
+        ? [proposed, ...lost.filter((l) => l !== proposed)]
+        : lost;
       for (const k of writeBack) {
         set.push({ attr: attrs.secret(k.id), ifAbsent: k.secret.toString('base64') });
-        // The others only verify the leases they signed: they retire (the proposed one, if it
-        // does not become current, retires at the next rotation).
-        if (k !== proposed)
-          set.push({ attr: attrs.retiresAt(k.id), ifAbsent: BigInt(nowMs + this.#retainMs) });
+        if (k === proposed) continue; // (if another process's proposal wins, a rotation retires it)
+        const retiresAtMs = k.retiresAtMs ?? nowMs + this.#retainMs;
+        set.push({ attr: attrs.retiresAt(k.id), ifAbsent: BigInt(retiresAtMs) });
       }
       const result = await this.#store.update({ key, set });
       ring = ringOf(result.item, nowMs);
       if (!ring) throw new SluiceError('internal', 'the lease signing key item is malformed');
     }
-    for (const k of ring.keys.values()) this.#known.set(k.id, k);
+    for (const k of ring.keys.values()) this.#known.set(k.id, { ...k, readAtMs: nowMs });
     for (const id of this.#known.keys()) {
       const k = ring.keys.get(id);
       if (!k) this.#known.delete(id); // removed by a rotation: retired, not lost
     }
     this.#ring = ring;
     return ring;
+  }
+
+  /**
+   * Whether a key this process read may still verify a lease: its retirement time has not passed,
+   * or it had none when last read and a rotation since cannot yet have removed it (a rotation
+   * retires a key `retainMs` after it, and only a later one removes it).
+   */
+  #mayStillVerify(key: KnownKey, nowMs: number): boolean {
+    return key.retiresAtMs === undefined
+      ? nowMs < key.readAtMs + this.#retainMs
+      : key.retiresAtMs > nowMs;
   }
 }
 
