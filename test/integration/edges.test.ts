@@ -368,6 +368,63 @@ describe('a limit changed while processes still hold the old one', () => {
   });
 });
 
+describe('inline and stored definitions of one limit name', () => {
+  const tpm = (limit: number, revision?: number): ScopeCheck['limits'] =>
+    parseLimits([{ name: 'tpm', metric: 'tokens', limit, per: 'minute' }]).map((l) =>
+      revision ? { ...l, revision } : l,
+    );
+
+  it('judges an inline limit by its own definition after a stored one of its name was edited and removed', async () => {
+    const clock = manualClock();
+    const limiter = table.limiter({ clock: clock.now });
+    const key = itemKeys.entityBucket(`inline-${++n}`, 'gpt-4o');
+    await admitted(limiter, [{ scope: 'entity', key, limits: tpm(1_000_000, 1) }], 0);
+    await admitted(limiter, [{ scope: 'entity', key, limits: tpm(2_000_000, 2) }], 0); // edited
+    // The stored limit is removed; the caller now sends its own tpm of 100 a minute.
+    const inline: ScopeCheck = { scope: 'entity', key, limits: tpm(100) };
+
+    const results = [];
+    for (let i = 0; i < 10; i++)
+      results.push(await limiter.acquire({ checks: [inline], usage: { tokens: 50 } }));
+
+    expect(results.filter((r) => r.allowed)).toHaveLength(2);
+    expect(results.at(-1)?.limits[0]).toMatchObject({ limit: 100, remaining: 0 });
+  });
+
+  it('never lets a stored limit adopt an inline definition written to its item', async () => {
+    const clock = manualClock();
+    const limiter = table.limiter({ clock: clock.now });
+    const key = itemKeys.entityBucket(`inline-${++n}`, 'gpt-4o');
+    await admitted(limiter, [{ scope: 'entity', key, limits: tpm(1_000_000) }], 10);
+    const stored: ScopeCheck = { scope: 'entity', key, limits: tpm(100, 5) };
+
+    const results = [];
+    for (let i = 0; i < 4; i++)
+      results.push(await limiter.acquire({ checks: [stored], usage: { tokens: 45 } }));
+
+    // The 10 tokens taken under the inline definition count against the stored one's 100.
+    expect(results.map((r) => r.allowed)).toEqual([true, true, false, false]);
+  });
+
+  it('converges on one of two stored definitions of the same revision', async () => {
+    const clock = manualClock();
+    const key = itemKeys.entityBucket(`tie-${++n}`, 'gpt-4o');
+    const [a, b] = [tpm(600_000, 7), tpm(1_200_000, 7)];
+    const [p1, p2] = [table.limiter({ clock: clock.now }), table.limiter({ clock: clock.now })];
+    const scales: unknown[] = [];
+
+    for (let round = 0; round < 6; round++) {
+      clock.advance(50);
+      for (const [process, limits] of [[p1, a] as const, [p2, b] as const]) {
+        await admitted(process, [{ scope: 'entity', key, limits }], 10);
+        scales.push((await table.store.get(key))?.[bucketAttributes.scale('tpm')]);
+      }
+    }
+
+    expect(new Set(scales.slice(2)).size).toBe(1);
+  });
+});
+
 describe('priority with waiting', () => {
   it('never lets a lower priority reserve the headroom kept for higher ones', async () => {
     const limiter = table.limiter({ clock: manualClock().now });

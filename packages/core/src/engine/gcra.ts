@@ -16,8 +16,9 @@
  * The definition (`"L/periodSeconds/burst"`) is stored beside x, with the revision it was stored
  * at. When a limit changes, the first write under the newer revision converts the state under an
  * exact-match condition, keeping the backlog in units of usage: 700 tokens used of 1,000 a minute
- * are still 700 used of 2,000 a minute. A process still holding an older revision adopts the
- * item's definition instead of converting it back, so old and new configuration converge.
+ * are still 700 used of 2,000 a minute. A process still holding an older stored revision adopts
+ * the item's definition instead of converting it back, so old and new configuration converge; an
+ * inline limit never adopts, and is never adopted (see {@link effectiveLimit}).
  *
  * Every write that can raise x says how far ahead of now its state can matter (`horizonNs`),
  * bounded by its own condition; the item's TTL is set past that. Refunds only lower x.
@@ -143,12 +144,19 @@ function readStored(state: ItemState | undefined, name: string): Stored {
 const revisionOf = (limit: BucketLimit): bigint => BigInt(limit.revision ?? 0);
 
 /**
- * The definition to decide with: the item's own when it was written under a newer revision than
- * this process holds (its configuration cache is behind), else the limit as given.
+ * The definition to decide with: the item's own when it was stored after the one this process
+ * holds (its configuration cache is behind), else the limit as given. Revisions order stored
+ * definitions totally: the later document wins, and of two written at the same revision the
+ * greater definition (as text), so processes holding either converge on one. An inline limit
+ * (no revision) is the caller's own and is never replaced, and a stored one never takes an
+ * inline definition (written at revision 0): each is judged by its own definition, the item
+ * converted exactly between them (see {@link bucketConsume}).
  */
 export function effectiveLimit(limit: BucketLimit, state: ItemState | undefined): BucketLimit {
+  const mine = revisionOf(limit);
+  if (mine === 0n) return limit;
   const { s, r } = readStored(state, limit.name);
-  if (s === undefined || r <= revisionOf(limit)) return limit;
+  if (s === undefined || r < mine || (r === mine && s <= scaleOf(limit))) return limit;
   return { ...limit, ...parseScale(s), revision: Number(r) };
 }
 
