@@ -202,6 +202,34 @@ describe('release', () => {
     await expect(b.adjust(lease, { tokens: 1 })).rejects.toBeInstanceOf(LeaseSettledError);
     expect(await remaining(b, c)).toEqual([800]);
   });
+
+  it('never answers a repeated adjust from a memory older than a release in another process', async () => {
+    const clock = manualClock();
+    const a = new Limiter({ store: table.store, clock: clock.now });
+    const b = new Limiter({ store: table.store, clock: clock.now });
+    const c = check();
+    const lease = await leaseOf(a, c, 500);
+    await a.adjust(lease, { tokens: 300 });
+    await b.release(lease, { tokens: 400 });
+
+    await expect(a.adjust(lease, { tokens: 300 })).rejects.toBeInstanceOf(LeaseSettledError);
+    expect(await remaining(a, c)).toEqual([600]);
+  });
+
+  it('answers a repeated adjust as the first did when the table agrees with memory', async () => {
+    const clock = manualClock();
+    const store = new CountingStore(table.store);
+    const a = new Limiter({ store, clock: clock.now });
+    const c = check();
+    const lease = await leaseOf(a, c, 500);
+    await a.adjust(lease, { tokens: 300 });
+    const writes = store.counts.transact + store.counts.update;
+
+    const again = await a.adjust(lease, { tokens: 300 });
+
+    expect(again).toMatchObject({ settled: false, usage: { tokens: 300 } });
+    expect(store.counts.transact + store.counts.update).toBe(writes);
+  });
 });
 
 describe('lease ids', () => {

@@ -94,7 +94,11 @@ async function settle(
   ask: Settlement,
 ): Promise<SettleResult> {
   const leaseKey = itemKeys.lease(claims.id);
+  // What this process remembers of the lease may be older than the table: a settled record is
+  // final and may answer alone; an unsettled one only makes the first write's guess, and is read
+  // from the table before it answers (another process may have settled the lease since).
   let record = engine.leases.get(claims.id);
+  let confirmed = false;
   let frozenWaits = 0;
 
   for (let attempt = 0; attempt < engine.tuning.maxSettleAttempts; attempt++) {
@@ -115,7 +119,13 @@ async function settle(
       throw new LeaseSettledError();
     }
     if (ask.kind === 'adjust' && record && canonicalJson(next) === canonicalJson(reported)) {
-      // Nothing new (the same adjust again, or a late copy of an earlier one).
+      // Nothing new (the same adjust again, or a late copy of an earlier one), if the table says so.
+      if (!confirmed) {
+        record = leaseRecordFrom(await engine.store.get(leaseKey));
+        confirmed = true;
+        attempt--;
+        continue;
+      }
       return settled(engine, leaseId, claims, record.totals, false, nowMs);
     }
 
@@ -181,8 +191,10 @@ async function settle(
     result.failures.forEach((failure, i) => {
       if (failure.reason === 'conflict') conflict = true;
       if (failure.reason !== 'condition') return;
-      if (i === 0) record = leaseRecordFrom(failure.item);
-      else {
+      if (i === 0) {
+        record = leaseRecordFrom(failure.item);
+        confirmed = true;
+      } else {
         const item = itemUpdates[i - 1]?.item;
         if (item) engine.remember(item.key, failure.item ?? {});
         // A shard frozen for a split: wait for it (not an attempt), or complete a stale split.
