@@ -444,6 +444,54 @@ describe('priority with waiting', () => {
   });
 });
 
+describe('shadow limits', () => {
+  const limits = (enforced: number, shadow: number) => [
+    { name: 'tpm', metric: 'tokens', limit: enforced, per: 'minute' },
+    { name: 'trial', metric: 'tokens', limit: shadow, per: 'minute', mode: 'shadow' },
+  ];
+  const shadowNames = (result: { shadowViolations?: readonly { name: string }[] }) =>
+    (result.shadowViolations ?? []).map((v) => v.name);
+
+  it('never make a caller wait, whatever max_wait_ms allows', async () => {
+    const limiter = table.limiter({ clock: manualClock().now });
+    const c = check(limits(1_000, 100));
+    await admitted(limiter, [c], 100); // the shadow limit is full
+
+    const result = await limiter.acquire({ checks: [c], usage: { tokens: 50 }, maxWaitMs: 60_000 });
+
+    expect(result).toMatchObject({ allowed: true, waitMs: 0 });
+    expect(shadowNames(result)).toEqual(['trial']);
+  });
+
+  it('are reported on a 429 when they would also have refused, from memory or from the table', async () => {
+    const c = check(limits(100, 100));
+    await admitted(table.limiter({ clock: manualClock().now }), [c], 100);
+
+    const fromMemory = table.limiter({ clock: manualClock().now });
+    await fromMemory.available({ checks: [c] });
+    const remembered = await fromMemory.acquire({ checks: [c], usage: { tokens: 10 } });
+    const written = await table.limiter({ clock: manualClock().now }).acquire({
+      checks: [c],
+      usage: { tokens: 10 },
+    });
+
+    for (const result of [remembered, written]) {
+      expect(result).toMatchObject({ allowed: false, code: 'rate_limited' });
+      expect(shadowNames(result)).toEqual(['trial']);
+    }
+  });
+
+  it('are reported beside a limit the request can never fit', async () => {
+    const limiter = table.limiter({ clock: manualClock().now });
+    const c = check(limits(100, 50));
+
+    const result = await limiter.acquire({ checks: [c], usage: { tokens: 200 } });
+
+    expect(result).toMatchObject({ allowed: false, code: 'exceeds_capacity' });
+    expect(shadowNames(result)).toEqual(['trial']);
+  });
+});
+
 describe('usage and metric names', () => {
   it('treats a metric named like an Object.prototype member as a metric', async () => {
     const limiter = table.limiter({ clock: manualClock().now });

@@ -1,7 +1,8 @@
 /**
- * The real store with a hook before each single-item update: to throw there (a throttled write)
- * or to act meanwhile (another caller, the clock). Fault injection only: every call that is not
- * refused goes through to the real DynamoDB Local.
+ * The real store with hooks around each single-item update and before each transaction: to throw
+ * there (a throttled write, an answer lost after the write was applied), to stall (a paused
+ * DynamoDB), or to act meanwhile (another caller, the clock). Fault injection only: every call
+ * that is not refused goes through to the real DynamoDB Local.
  */
 import type {
   ItemCheck,
@@ -17,12 +18,21 @@ export class HookedStore implements Store {
   constructor(
     readonly inner: Store,
     readonly before: (update: ItemUpdate) => Promise<void> = async () => {},
+    /** After an update reached the table: to lose its answer (throw), or to act meanwhile. */
+    readonly after: (update: ItemUpdate, result: UpdateResult) => Promise<void> = async () => {},
+    /** Before a transaction: to stall it, or to throw. */
+    readonly beforeTransact: (
+      updates: readonly (ItemUpdate | ItemCheck)[],
+    ) => Promise<void> = async () => {},
   ) {}
   async update(update: ItemUpdate): Promise<UpdateResult> {
     await this.before(update);
-    return this.inner.update(update);
+    const result = await this.inner.update(update);
+    await this.after(update, result);
+    return result;
   }
-  transact(updates: readonly (ItemUpdate | ItemCheck)[]): Promise<TransactResult> {
+  async transact(updates: readonly (ItemUpdate | ItemCheck)[]): Promise<TransactResult> {
+    await this.beforeTransact(updates);
     return this.inner.transact(updates);
   }
   get(key: ItemKey): Promise<ItemState | undefined> {

@@ -73,6 +73,30 @@ export class StoreUnavailableError extends SluiceError {
   }
 }
 
+/**
+ * The request's deadline passed before the decision was made: nothing more is written for it, and
+ * what it had already taken is given back (acquire). Retry.
+ */
+export class DeadlineExceededError extends StoreUnavailableError {
+  constructor(message = "the request's deadline passed before the store answered; retry") {
+    super(message);
+  }
+}
+
+/**
+ * A write whose answer was lost (a dropped connection, a server error): it may or may not have
+ * been applied. `writeId` is the id the write tagged its item with, so that the item can later
+ * say whether it was (see engine/items.ts).
+ */
+export class WriteOutcomeUnknownError extends StoreUnavailableError {
+  constructor(
+    readonly writeId: string,
+    options: ErrorOptions,
+  ) {
+    super('a write to the store ended without an answer; retry', options);
+  }
+}
+
 /** Something the request names does not exist. */
 export class NotFoundError extends SluiceError {
   constructor(message: string) {

@@ -75,6 +75,7 @@ export {
 } from './defaults.js';
 // The engine.
 export { acquire } from './engine/acquire.js';
+export { beforeDeadline } from './engine/budget.js';
 export { available } from './engine/available.js';
 export { type CalendarUnit, type CalendarWindow, calendarWindow } from './engine/calendar.js';
 export { type Combiner, combineWrites } from './engine/combining.js';
@@ -129,6 +130,7 @@ export type {
 export type { UsageContext } from './engine/usage-context.js';
 export {
   ConflictError,
+  DeadlineExceededError,
   LeaseNotFoundError,
   LeaseSettledError,
   NotFoundError,
@@ -138,6 +140,7 @@ export {
   type SluiceErrorCode,
   StoreUnavailableError,
   ValidationError,
+  WriteOutcomeUnknownError,
 } from './errors.js';
 
 // The table.

@@ -2,34 +2,58 @@
  * acquire: one conditional UpdateItem per scope item, sent in parallel, no read. The branch
  * (idle/busy, new/same window) is guessed from the last state this process saw; a failed
  * condition hands back the old item, which either proves a denial or fixes the guess. If any
- * item denies, the items that admitted are given back: a denial consumes nothing. If a write
- * throws instead (throttling, a network error), the same give-back runs before the error reaches
- * the caller, so a failed acquire leaves nothing charged. A request the last state seen proves
- * cannot fit is denied from memory (no write). In a process serving many calls at once, the
- * engine's combiner sends the writes: concurrent calls on one item share one (combining.ts).
+ * item denies, the items that admitted are given back: a denial consumes nothing. A request the
+ * last state seen proves cannot fit is denied from memory (no write). In a process serving many
+ * calls at once, the engine's combiner sends the writes: concurrent calls on one item share one
+ * (combining.ts).
+ *
+ * Every decision is bounded by the request's deadline (`signal`): past it nothing new is
+ * written and the call fails with {@link DeadlineExceededError}. Whatever the call took is given
+ * back, also when its write lands after the answer, or when its answer was lost and the item
+ * says it was applied (items.ts): the caller never received the lease, so nothing stays charged
+ * for it. A refusal is truthful: it names the limits the last state seen says are full, or, when
+ * the attempts ran out on contention with room to spare, the call fails as unavailable (503).
  */
 
 import { withCost } from '../catalog/price.js';
 import { PRIORITY } from '../defaults.js';
-import { StoreUnavailableError, ValidationError } from '../errors.js';
-import { bucketAttributes, itemAttributes, shardKey } from '../store/schema.js';
-import type { Assignment, ItemState, ItemUpdate } from '../store/types.js';
+import {
+  DeadlineExceededError,
+  StoreUnavailableError,
+  ValidationError,
+  WriteOutcomeUnknownError,
+} from '../errors.js';
+import { itemAttributes } from '../store/schema.js';
+import type { Assignment, ItemState } from '../store/types.js';
+import { Budget, beforeDeadline } from './budget.js';
 import type { Written } from './combining.js';
-import { bucketConsume, bucketFits, bucketWaitNs, NS_PER_MS, type Step } from './gcra.js';
-import { combine, giveBack, leasedItem } from './items.js';
-import { type LeaseClaims, MAX_LEASE_ID_LENGTH, newLeaseId, signLease } from './lease.js';
-import { amountOf, type Limit, parseUsage, type Usage } from './limits.js';
-import { quotaConsume, quotaFits } from './quota.js';
+import {
+  charged,
+  fits,
+  type ItemStep,
+  itemConsume,
+  type Placement,
+  place,
+  priorityAt,
+  whole,
+} from './consume.js';
+import { bucketWaitNs, NS_PER_MS } from './gcra.js';
+import { giveBack, giveBackIfApplied, leasedItem, tagged } from './items.js';
+import {
+  type LeaseClaims,
+  MAX_LEASE_ID_LENGTH,
+  newLeaseId,
+  type SigningKey,
+  signLease,
+} from './lease.js';
+import { amountOf, type Limit, parseUsage, type Sharding, type Usage } from './limits.js';
 import {
   counted,
   frozenAt,
-  MAX_WAITS,
   observe,
   parentOf,
   pickShard,
-  shardCondition,
   shardingOf,
-  shardsAt,
   shareOf,
   thawed,
   throttled,
@@ -39,46 +63,58 @@ import { denial, remembered, scopeStatuses, violation } from './statuses.js';
 import type { AcquireRequest, AcquireResult, ScopeCheck, Violation } from './types.js';
 import { CANCELLED, contextToWire, usageEvent } from './usage-context.js';
 
-/** The would-be refusals of shadow limits (which were not charged for them). */
-interface Shadowed {
-  readonly shadow: readonly Violation[];
+/** One acquire, validated: what every step of it works from. */
+interface Decision {
+  readonly engine: Engine;
+  readonly request: AcquireRequest;
+  readonly usage: Usage;
+  readonly priority: number;
+  readonly maxWaitMs: number;
+  readonly checks: readonly ScopeCheck[];
+  readonly shardings: readonly (Sharding | undefined)[];
+  readonly nowMs: number;
+  readonly expiresAtMs: number;
+  /** The lease id, drawn only once something is to be written. */
+  lease(): string;
+  /** The usage event the first item written carries (none without a usage context). */
+  event(version: number, counted: Usage): Assignment[];
 }
 
-type ItemStep =
-  | { readonly kind: 'deny'; readonly violations: Violation[] }
-  | ({
-      readonly kind: 'write';
-      readonly update: ItemUpdate;
-      /** It converts a limit to a newer definition (an exact-match write). */
-      readonly converts: boolean;
-    } & Shadowed)
-  | ({ readonly kind: 'none' } & Shadowed);
-
-type ConsumeOutcome =
-  | ({
+/** How one scope's writes ended. */
+type ScopeOutcome =
+  | {
       readonly kind: 'ok';
       readonly state: ItemState;
       readonly at: Placement;
       /** When its write was planned: later than the call's own clock when combined. */
       readonly atMs: number;
-    } & Shadowed)
-  | { readonly kind: 'denied'; readonly violations: Violation[] }
-  | { readonly kind: 'contended' };
+      readonly shadow: Violation[];
+    }
+  | { readonly kind: 'denied'; readonly violations: Violation[]; readonly shadow: Violation[] }
+  /** Attempts spent on contention while the last state seen had room. */
+  | { readonly kind: 'contended' }
+  /** The deadline passed; `pending` is a write still in flight (it may yet land). */
+  | {
+      readonly kind: 'expired';
+      readonly at: Placement;
+      readonly pending?: Promise<Written>;
+      readonly shadow: Violation[];
+    }
+  /** A write's answer was lost: the item may say whether it was applied. */
+  | {
+      readonly kind: 'unknown';
+      readonly at: Placement;
+      readonly writeId: string;
+      readonly shadow: Violation[];
+    }
+  | { readonly kind: 'failed'; readonly error: unknown };
 
-/** A check without the shadow limits that would have refused (and so were not charged). */
-const charged = (check: ScopeCheck, shadow: readonly Violation[]): ScopeCheck =>
-  shadow.length === 0
-    ? check
-    : { ...check, limits: check.limits.filter((l) => !shadow.some((v) => v.name === l.name)) };
-
-interface ConsumeOptions {
-  readonly priority: number;
-  readonly maxWaitNs: bigint;
-  readonly mayDeny: boolean;
+/** Where a scope's writes stand between two tries. */
+interface Cursor {
+  at: Placement;
+  step: ItemStep;
+  readonly tried: Set<number>;
 }
-
-const priorityAt = (check: ScopeCheck, priority: number) =>
-  Math.min(priority, check.priority ?? PRIORITY.max);
 
 /**
  * Asks to take `usage` from every limit of every check, atomically per decision.
@@ -90,6 +126,33 @@ const priorityAt = (check: ScopeCheck, priority: number) =>
  * });
  */
 export async function acquire(engine: Engine, request: AcquireRequest): Promise<AcquireResult> {
+  const d = decision(engine, request);
+  const tooLarge = neverFits(d);
+  if (tooLarge) return tooLarge;
+  const cursors = fromMemory(d);
+  const deniedFromMemory = cursors.flatMap((c, i) =>
+    c.step.kind === 'deny'
+      ? whole(engine, d.checks[i] as ScopeCheck, c.step.violations, d.nowMs)
+      : [],
+  );
+  if (deniedFromMemory.length > 0) {
+    const shadow = cursors.flatMap((c) => c.step.shadow);
+    return {
+      ...denial(engine, d.checks, deniedFromMemory, d.nowMs),
+      ...shadowOf(d.checks, shadow),
+    };
+  }
+  // Before any write (a failure here changes nothing), after what is refused without one (the
+  // key is created where the table has none, and a request that can never fit writes nothing).
+  const signingKey = await beforeDeadline(engine.keys.current(), request.signal);
+  const outcomes = await Promise.all(cursors.map((cursor, i) => writeScope(d, i, cursor)));
+  if (outcomes.every((o) => o.kind === 'ok')) return admit(d, outcomes, signingKey);
+  await compensate(d, outcomes);
+  return refuse(d, outcomes);
+}
+
+/** Validates the request into a {@link Decision}; a lease too long to settle is refused here. */
+function decision(engine: Engine, request: AcquireRequest): Decision {
   const usage = withCost(parseUsage(request.usage, 'usage', { requests: 1 }), request.price);
   const priority = integerIn(
     request.priority ?? PRIORITY.max,
@@ -109,22 +172,51 @@ export async function acquire(engine: Engine, request: AcquireRequest): Promise<
   // longer than the lease's own compact form.)
   const checksLength = checks.reduce((sum, check) => sum + jsonLength(check), 0);
   const usageLength = JSON.stringify(usage).length;
-  if (
-    checksLength + usageLength + JSON.stringify(request.context ?? 0).length >
-    MAX_LEASE_ID_LENGTH * 0.7
-  ) {
+  const contextLength = JSON.stringify(request.context ?? 0).length;
+  if (checksLength + usageLength + contextLength > MAX_LEASE_ID_LENGTH * 0.7) {
     const field = usageLength > checksLength ? 'usage' : 'limits';
     throw new ValidationError(field, 'more than one lease can carry');
   }
   const nowMs = engine.clock();
-  const consume = { priority, maxWaitNs: BigInt(maxWaitMs) * NS_PER_MS };
+  const expiresAtMs = Math.floor(nowMs) + engine.tuning.leaseTtlMs;
+  let drawn: string | undefined; // a refusal from memory draws none (128 random bits cost)
+  const lease = () => {
+    drawn ??= newLeaseId();
+    return drawn;
+  };
+  const wire = request.context ? contextToWire(request.context) : undefined;
+  return {
+    engine,
+    request,
+    usage,
+    priority,
+    maxWaitMs,
+    checks,
+    shardings: checks.map((check) => shardingOf(check.limits)),
+    nowMs,
+    expiresAtMs,
+    lease,
+    // The first item written carries the usage event (its stream record is what usage history
+    // counts), so a decision costs no write of its own for it.
+    event: (version, taken) =>
+      wire
+        ? [
+            {
+              attr: itemAttributes.usageEvent,
+              value: usageEvent(lease(), version, nowMs, expiresAtMs, taken, wire),
+            },
+          ]
+        : [],
+  };
+}
 
-  // A sharded scope can hold no more than one shard's share (its largest, shard 0's).
-  const tooLarge = checks.flatMap((check) => {
-    const shards = engine.shardCount(check.key);
-    return shareOf(check.limits, 0, shards).flatMap((limit, j) =>
-      // A shadow limit is reported in itemConsume instead, as a shadow violation.
-      !limit.shadow && !fits(limit, amountOf(usage, limit.metric), priorityAt(check, priority))
+/** The refusal of a request some limit can never hold (a sharded scope: its largest shard). */
+function neverFits(d: Decision): AcquireResult | undefined {
+  const { engine, checks, nowMs, usage } = d;
+  const never = (check: ScopeCheck, shadow: boolean) =>
+    shareOf(check.limits, 0, engine.shardCount(check.key)).flatMap((limit, j) =>
+      (limit.shadow ?? false) === shadow &&
+      !fits(limit, amountOf(usage, limit.metric), priorityAt(check, d.priority))
         ? [
             violation(
               check,
@@ -137,241 +229,311 @@ export async function acquire(engine: Engine, request: AcquireRequest): Promise<
           ]
         : [],
     );
+  const violations = checks.flatMap((check) => never(check, false));
+  if (violations.length === 0) return undefined;
+  return {
+    allowed: false,
+    code: 'exceeds_capacity',
+    retryAfterMs: null,
+    violations,
+    limits: remembered(engine, checks, nowMs),
+    ...shadowOf(
+      checks,
+      checks.flatMap((check) => never(check, true)),
+    ),
+  };
+}
+
+/** Plans a scope's write on a shard from what this process remembers of it. */
+function consumeAt(
+  d: Decision,
+  i: number,
+  at: Placement,
+  state: ItemState | undefined,
+  mayDeny: boolean,
+  taking = d.usage,
+  atMs = d.nowMs,
+): ItemStep {
+  const also = () => [
+    ...(i === 0 ? d.event(0, d.usage) : []),
+    ...counted(d.shardings[i], at.shards),
+  ];
+  const options = { priority: d.priority, maxWaitNs: BigInt(d.maxWaitMs) * NS_PER_MS, mayDeny };
+  return itemConsume(d.engine, at.check, state, atMs, taking, options, at.shards, also);
+}
+
+/** The step memory suggests on a shard: it may deny only from a recent state. */
+function consumeFromMemory(d: Decision, i: number, at: Placement): ItemStep {
+  const seen = d.engine.seen.get(keyOf(at.check.key));
+  const mayDeny = seen !== undefined && d.nowMs - seen.atMs <= d.engine.tuning.cacheDenyMaxAgeMs;
+  return consumeAt(d, i, at, seen?.state, mayDeny);
+}
+
+/**
+ * Each scope on one of its shards (a whole scope: its one item), with the step memory suggests;
+ * a shard memory says refuses is swapped for another one that may admit.
+ */
+function fromMemory(d: Decision): Cursor[] {
+  return d.checks.map((check, i) => {
+    const at = place(d.engine, check, pickShard(d.engine.shardCount(check.key)));
+    const step = consumeFromMemory(d, i, at);
+    if (step.kind !== 'deny' || at.shards === 1) return { at, step, tried: new Set([at.index]) };
+    const other = place(d.engine, check, pickShard(at.shards, new Set([at.index])));
+    const second = consumeFromMemory(d, i, other);
+    if (second.kind === 'deny') return { at, step, tried: new Set([at.index]) };
+    return { at: other, step: second, tried: new Set([other.index]) };
   });
-  if (tooLarge.length > 0) {
-    return {
-      allowed: false,
-      code: 'exceeds_capacity',
-      retryAfterMs: null,
-      violations: tooLarge,
-      limits: remembered(engine, checks, nowMs),
-      ...shadowOf(checks, []),
-    };
-  }
-  // The first item written carries the usage event (its stream record is what usage history
-  // counts), so a decision costs no write of its own for it.
-  // Drawn only when something is written: a refusal from memory needs none (it is the hot
-  // path of a throttled key, and 128 random bits cost more than the rest of it).
-  let drawn: string | undefined;
-  const lease = () => {
-    drawn ??= newLeaseId();
-    return drawn;
-  };
-  const expiresAtMs = Math.floor(nowMs) + engine.tuning.leaseTtlMs;
-  const wire = request.context ? contextToWire(request.context) : undefined;
-  const event = (version: number, counted: Usage): Assignment[] =>
-    wire
-      ? [
-          {
-            attr: itemAttributes.usageEvent,
-            value: usageEvent(lease(), version, nowMs, expiresAtMs, counted, wire),
-          },
-        ]
-      : [];
-  const shardings = checks.map((check) => shardingOf(check.limits));
-  const consumeItem = (
-    at: Placement,
-    i: number,
-    state: ItemState | undefined,
-    may: boolean,
-    taking = usage,
-    atMs = nowMs,
-  ) =>
-    itemConsume(
-      engine,
-      at.check,
-      state,
-      atMs,
-      taking,
-      { ...consume, mayDeny: may },
-      at.shards,
-      () => [...(i === 0 ? event(0, usage) : []), ...counted(shardings[i], at.shards)],
-    );
-  /** The step memory suggests on a shard: it may deny only from a recent state. */
-  const fromMemory = (at: Placement, i: number) => {
-    const seen = engine.seen.get(keyOf(at.check.key));
-    const mayDeny = seen !== undefined && nowMs - seen.atMs <= engine.tuning.cacheDenyMaxAgeMs;
-    return consumeItem(at, i, seen?.state, mayDeny);
-  };
+}
 
-  // Each scope on one of its shards (a whole scope: its one item); a shard memory says refuses
-  // is swapped for another one that may admit.
-  const placements = checks.map((check) =>
-    place(engine, check, pickShard(engine.shardCount(check.key))),
-  );
-  const first = checks.map((check, i) => {
-    const at = placements[i] as Placement;
-    const step = fromMemory(at, i);
-    if (step.kind !== 'deny' || at.shards === 1) return step;
-    const other = place(engine, check, pickShard(at.shards, new Set([at.index])));
-    const second = fromMemory(other, i);
-    if (second.kind === 'deny') return step;
-    placements[i] = other;
-    return second;
+/** Writes one scope until it admits, refuses, runs out of attempts or of time. */
+async function writeScope(d: Decision, i: number, cursor: Cursor): Promise<ScopeOutcome> {
+  const { engine } = d;
+  const check = d.checks[i] as ScopeCheck;
+  const budget = new Budget(engine.tuning.maxAttempts, d.request.signal);
+  for (;;) {
+    const { at, step } = cursor;
+    if (step.kind === 'deny') {
+      // One more shard before refusing, so that a refusal means the scope is short.
+      if (at.shards === 1 || cursor.tried.size > 1) {
+        const violations = whole(engine, check, step.violations, d.nowMs);
+        return { kind: 'denied', violations, shadow: step.shadow };
+      }
+      cursor.at = place(engine, check, pickShard(at.shards, cursor.tried));
+      cursor.tried.add(cursor.at.index);
+      cursor.step = consumeFromMemory(d, i, cursor.at);
+      continue;
+    }
+    const { shadow } = step;
+    if (step.kind === 'none') return { kind: 'ok', state: {}, shadow, at, atMs: d.nowMs };
+    if (budget.expired) return { kind: 'expired', at, shadow };
+    const sending = send(d, i, at, step);
+    let written: Written;
+    try {
+      written = await budget.within(sending);
+    } catch (error) {
+      if (error instanceof DeadlineExceededError)
+        return { kind: 'expired', at, pending: sending, shadow };
+      if (error instanceof WriteOutcomeUnknownError)
+        return { kind: 'unknown', at, writeId: error.writeId, shadow };
+      return { kind: 'failed', error };
+    }
+    const next = await afterWrite(d, i, cursor, step, written, budget);
+    if (next !== undefined) return next;
+  }
+}
+
+/** Sends a scope's write: through the combiner when there is one, tagged with its id. */
+function send(d: Decision, i: number, at: Placement, step: ItemStep & { kind: 'write' }) {
+  const { engine } = d;
+  const key = at.check.key;
+  const check = d.checks[i] as ScopeCheck;
+  // Only calls that write nothing of their own are combined (see combining.ts).
+  const alone =
+    d.maxWaitMs > 0 ||
+    at.shards > 1 ||
+    d.shardings[i] !== undefined ||
+    (i === 0 && d.request.context !== undefined) ||
+    step.converts ||
+    check.limits.some((limit) => limit.shadow);
+  const written: Promise<Written> = engine.combiner
+    ? engine.combiner(engine, {
+        key,
+        update: step.update,
+        usage: d.usage,
+        nowMs: d.nowMs,
+        plan: (taking, state, atMs) => consumeAt(d, i, at, state, true, taking, atMs),
+        ...(alone
+          ? {}
+          : { like: () => JSON.stringify([at.check.limits, priorityAt(check, d.priority)]) }),
+      })
+    : tagged(engine, step.update);
+  return written.catch((error: unknown) => {
+    if (error instanceof StoreUnavailableError && error.notApplied)
+      throttled(engine, key, d.shardings[i]);
+    throw error;
   });
-  const deniedFromMemory = first.flatMap((step, i) =>
-    step.kind === 'deny' ? whole(engine, checks[i] as ScopeCheck, step.violations, nowMs) : [],
-  );
-  if (deniedFromMemory.length > 0) {
-    const shadow = first.flatMap((step) => (step.kind === 'deny' ? [] : step.shadow));
-    return { ...denial(engine, checks, deniedFromMemory, nowMs), ...shadowOf(checks, shadow) };
+}
+
+/**
+ * What a write's answer means for its scope: its outcome, or (undefined) the cursor moved to
+ * the next try. Failures that are others' progress rather than contention (a conversion failed by
+ * an increment from a process still on the older definition, a write at a share the item no
+ * longer holds, a split under way) do not use up attempts, or a call would refuse with room left.
+ */
+async function afterWrite(
+  d: Decision,
+  i: number,
+  cursor: Cursor,
+  step: ItemStep & { kind: 'write' },
+  written: Written,
+  budget: Budget,
+): Promise<ScopeOutcome | undefined> {
+  const { engine } = d;
+  const check = d.checks[i] as ScopeCheck;
+  const { at } = cursor;
+  const key = at.check.key;
+  if (written.again) {
+    cursor.step = consumeAt(d, i, at, engine.stateOf(key), true);
+    return budget.waited() ? undefined : lastSeen(d, i, cursor);
   }
-  // Before any write (a failure here changes nothing), after what is refused without one (the
-  // key is created where the table has none, and a request that can never fit writes nothing).
-  const signingKey = await engine.keys.current();
-
-  const settled = await Promise.allSettled(
-    checks.map(async (check, i): Promise<ConsumeOutcome> => {
-      let step = first[i] as ItemStep;
-      let at = placements[i] as Placement;
-      const tried = new Set([at.index]);
-      let waits = 0;
-      const sharding = shardings[i];
-      for (let attempt = 0; attempt < engine.tuning.maxAttempts; attempt++) {
-        if (step.kind === 'deny') {
-          // One more shard before refusing, so that a refusal means the scope is short.
-          if (at.shards === 1 || tried.size > 1)
-            return { kind: 'denied', violations: whole(engine, check, step.violations, nowMs) };
-          at = place(engine, check, pickShard(at.shards, tried));
-          tried.add(at.index);
-          step = fromMemory(at, i);
-          attempt--;
-          continue;
-        }
-        if (step.kind === 'none')
-          return { kind: 'ok', state: {}, shadow: step.shadow, at, atMs: nowMs };
-        const key = at.check.key;
-        const result: Written = await (engine.combiner
-          ? engine.combiner(engine, {
-              key,
-              update: step.update,
-              usage,
-              nowMs,
-              plan: (taking, state, atMs) => consumeItem(at, i, state, true, taking, atMs),
-              // Only calls that write nothing of their own (see combining.ts).
-              ...(maxWaitMs > 0 ||
-              at.shards > 1 ||
-              sharding ||
-              (i === 0 && wire) ||
-              step.converts ||
-              check.limits.some((limit) => limit.shadow)
-                ? {}
-                : { like: () => JSON.stringify([at.check.limits, priorityAt(check, priority)]) }),
-            })
-          : engine.store.update(step.update)
-        ).catch((error: unknown) => {
-          if (error instanceof StoreUnavailableError && error.notApplied)
-            throttled(engine, key, sharding);
-          throw error;
-        });
-        if (result.again) {
-          if (waits++ < MAX_WAITS) attempt--;
-          step = consumeItem(at, i, engine.stateOf(key), true);
-          continue;
-        }
-        const state = result.item ?? {};
-        if (!engine.combiner) engine.remember(key, state); // (a combiner remembers in order)
-        if (result.ok) {
-          observe(engine, key, state, sharding);
-          return { kind: 'ok', state, shadow: step.shadow, at, atMs: result.atMs ?? nowMs };
-        }
-        if (frozenAt(state) !== undefined) {
-          // Mid-split: another shard, or wait for the split (not counted as an attempt).
-          if (waits++ < MAX_WAITS) attempt--;
-          if (at.shards > 1 && tried.size < at.shards) {
-            at = place(engine, check, pickShard(at.shards, tried));
-            tried.add(at.index);
-          } else await thawed(engine, key, state);
-        } else {
-          const shares = at.shards;
-          if (result.item === undefined && at.index > 0)
-            at = place(engine, check, parentOf(at.index)); // not born yet: its parent holds it
-          else at = place(engine, check, at.index); // at the share the item holds
-          // Failures that are others' progress rather than contention do not use up attempts,
-          // or a call would refuse with room to spare: a conversion, which matches the item
-          // exactly, failed by an increment from a process still on the older definition; a
-          // write at a share the item no longer holds, failed by a split.
-          if ((step.converts || at.shards !== shares) && waits++ < MAX_WAITS) attempt--;
-        }
-        step = consumeItem(at, i, engine.stateOf(at.check.key), true);
-      }
-      return { kind: 'contended' };
-    }),
-  );
-  const outcomes = settled.map((s) => (s.status === 'fulfilled' ? s.value : undefined));
-  const shadow = outcomes.flatMap((o) => (o?.kind === 'ok' ? o.shadow : []));
-  /** What a lease remembers of a scope: the shard it took from, and the whole limits. */
-  const chargedCheck = (i: number): ScopeCheck | undefined => {
-    const check = checks[i];
-    const outcome = outcomes[i];
-    return check && outcome?.kind === 'ok'
-      ? { ...charged(check, outcome.shadow), key: outcome.at.check.key }
-      : undefined;
-  };
-  /**
-   * When an item's write was planned: its quota window and what the answer reports of it are
-   * taken then. (The lease keeps the call's own time: drain counted from the earlier time never
-   * gives back more than a combined write took.)
-   */
-  const plannedAt = (i: number) => {
-    const outcome = outcomes[i];
-    return outcome?.kind === 'ok' ? outcome.atMs : nowMs;
-  };
-
-  if (outcomes.every((o) => o?.kind === 'ok')) {
-    const states = outcomes.map((o) => (o?.kind === 'ok' ? o.state : {}));
-    const claims: LeaseClaims = {
-      id: lease(),
-      acquiredAtMs: nowMs,
-      expiresAtMs,
-      usage,
-      items: checks.map((check, i) =>
-        leasedItem(chargedCheck(i) ?? check, states[i] ?? {}, plannedAt(i)),
-      ),
-      ...(request.price ? { price: request.price } : {}),
-      ...(request.context ? { context: request.context } : {}),
-    };
-    let waitNs = 0n;
-    checks.forEach((check, i) => {
-      const outcome = outcomes[i];
-      const limits = outcome?.kind === 'ok' ? outcome.at.check.limits : check.limits;
-      for (const limit of limits) {
-        if (limit.kind !== 'bucket') continue;
-        const atNs = toNs(plannedAt(i));
-        const wait = bucketWaitNs(limit, states[i] ?? {}, atNs, priorityAt(check, priority));
-        if (wait > waitNs) waitNs = wait;
-      }
-    });
-    return {
-      allowed: true,
-      leaseId: signLease(claims, signingKey),
-      waitMs: nsToMs(waitNs),
-      limits: checks.flatMap((check, i) => {
-        const outcome = outcomes[i];
-        const fresh =
-          outcome?.kind === 'ok'
-            ? { key: outcome.at.check.key, state: states[i] ?? {} }
-            : undefined;
-        return scopeStatuses(engine, check, plannedAt(i), fresh);
-      }),
-      ...shadowOf(checks, shadow),
-    };
+  const state = written.item ?? {};
+  if (!engine.combiner) engine.remember(key, state); // (a combiner remembers in order)
+  if (written.ok) {
+    observe(engine, key, state, d.shardings[i]);
+    return { kind: 'ok', state, shadow: step.shadow, at, atMs: written.atMs ?? d.nowMs };
   }
+  let more: boolean;
+  if (frozenAt(state) !== undefined) {
+    // Mid-split: another shard, or wait for the split.
+    more = budget.waited();
+    if (at.shards > 1 && cursor.tried.size < at.shards) {
+      cursor.at = place(engine, check, pickShard(at.shards, cursor.tried));
+      cursor.tried.add(cursor.at.index);
+    } else {
+      try {
+        await budget.within(thawed(engine, key, state));
+      } catch (error) {
+        if (error instanceof DeadlineExceededError)
+          return { kind: 'expired', at, shadow: step.shadow };
+        throw error;
+      }
+    }
+  } else {
+    // Not born yet: its parent holds it; else at the share the item holds.
+    const index = written.item === undefined && at.index > 0 ? parentOf(at.index) : at.index;
+    cursor.at = place(engine, check, index);
+    more = step.converts || cursor.at.shards !== at.shards ? budget.waited() : budget.lost();
+  }
+  cursor.step = consumeAt(d, i, cursor.at, engine.stateOf(cursor.at.check.key), true);
+  return more ? undefined : lastSeen(d, i, cursor);
+}
 
-  // Give back what the admitting items took, then refuse (or fail, if a write threw). The item
-  // that carried the usage event carries its cancellation.
-  await Promise.all(
-    outcomes.map((outcome, i) => {
-      const check = chargedCheck(i);
-      if (outcome?.kind !== 'ok' || !check) return undefined;
-      const item = leasedItem(check, outcome.state, outcome.atMs);
-      return giveBack(engine, item, usage, nowMs, i === 0 ? event(CANCELLED, {}) : []);
+/**
+ * The outcome of a scope whose attempts ran out: a refusal if the last state seen proves one
+ * (a real limit, a real retry time), else contention with room to spare.
+ */
+function lastSeen(d: Decision, i: number, cursor: Cursor): ScopeOutcome {
+  const step = consumeAt(d, i, cursor.at, d.engine.stateOf(cursor.at.check.key), true);
+  if (step.kind !== 'deny') return { kind: 'contended' };
+  const violations = whole(d.engine, d.checks[i] as ScopeCheck, step.violations, d.nowMs);
+  return { kind: 'denied', violations, shadow: step.shadow };
+}
+
+/** The admission: its signed lease, the wait a reservation asks for, every limit's status. */
+function admit(
+  d: Decision,
+  outcomes: readonly ScopeOutcome[],
+  signingKey: SigningKey,
+): AcquireResult {
+  const ok = outcomes.flatMap((o) => (o.kind === 'ok' ? [o] : []));
+  const claims: LeaseClaims = {
+    id: d.lease(),
+    acquiredAtMs: d.nowMs,
+    expiresAtMs: d.expiresAtMs,
+    usage: d.usage,
+    items: ok.map((o, i) => leasedItem(chargedCheck(d, i, o), o.state, o.atMs)),
+    ...(d.request.price ? { price: d.request.price } : {}),
+    ...(d.request.context ? { context: d.request.context } : {}),
+  };
+  let waitNs = 0n;
+  ok.forEach((o, i) => {
+    const priority = priorityAt(d.checks[i] as ScopeCheck, d.priority);
+    for (const limit of o.at.check.limits) {
+      if (limit.kind !== 'bucket' || limit.shadow) continue; // a shadow limit never delays
+      const wait = bucketWaitNs(limit, o.state, toNs(o.atMs), priority);
+      if (wait > waitNs) waitNs = wait;
+    }
+  });
+  return {
+    allowed: true,
+    leaseId: signLease(claims, signingKey),
+    waitMs: nsToMs(waitNs),
+    limits: d.checks.flatMap((check, i) => {
+      const o = ok[i] as (typeof ok)[number];
+      return scopeStatuses(d.engine, check, o.atMs, { key: o.at.check.key, state: o.state });
     }),
-  );
-  const thrown = settled.find((s) => s.status === 'rejected');
-  if (thrown) throw thrown.reason;
-  const violations = outcomes.flatMap((o) => (o?.kind === 'denied' ? o.violations : []));
-  return { ...denial(engine, checks, violations, nowMs), ...shadowOf(checks, shadow) };
+    ...shadowOf(
+      d.checks,
+      ok.flatMap((o) => o.shadow),
+    ),
+  };
+}
+
+/**
+ * What a lease remembers of a scope: the shard it took from, and the whole limits it was charged
+ * (not the shadow limits that would have refused).
+ */
+const chargedCheck = (
+  d: Decision,
+  i: number,
+  o: { readonly at: Placement; readonly shadow: readonly Violation[] },
+): ScopeCheck => ({ ...charged(d.checks[i] as ScopeCheck, o.shadow), key: o.at.check.key });
+
+/**
+ * Gives back what each scope took for a call that is not admitted, the usage event's item with
+ * its cancellation. Known charges are given back before the answer (until the deadline); writes
+ * still in flight, and writes whose answer was lost, are settled in the background once their
+ * outcome is known.
+ */
+async function compensate(d: Decision, outcomes: readonly ScopeOutcome[]): Promise<void> {
+  const { engine } = d;
+  const now: Promise<void>[] = [];
+  outcomes.forEach((o, i) => {
+    const also = () => (i === 0 ? d.event(CANCELLED, {}) : []);
+    if (o.kind === 'ok') {
+      const taken = leasedItem(chargedCheck(d, i, o), o.state, o.atMs);
+      now.push(giveBack(engine, taken, d.usage, d.nowMs, also()));
+    } else if (o.kind === 'unknown') {
+      const state = engine.stateOf(o.at.check.key) ?? {};
+      const taken = leasedItem(chargedCheck(d, i, o), state, d.nowMs);
+      engine.background(giveBackIfApplied(engine, taken, d.usage, d.nowMs, o.writeId, also()));
+    } else if (o.kind === 'expired' && o.pending) {
+      engine.background(settleLate(d, chargedCheck(d, i, o), o.pending, also()));
+    }
+  });
+  const all = Promise.all(now);
+  try {
+    await beforeDeadline(all, d.request.signal);
+  } catch {
+    engine.background(all); // the store is slow: the give-backs finish after the answer
+  }
+}
+
+/** Gives back what a write that outlived its call's deadline took, once it lands. */
+async function settleLate(
+  d: Decision,
+  check: ScopeCheck,
+  pending: Promise<Written>,
+  also: readonly Assignment[],
+): Promise<void> {
+  const { engine } = d;
+  let written: Written;
+  try {
+    written = await pending;
+  } catch (error) {
+    if (!(error instanceof WriteOutcomeUnknownError)) return; // refused: nothing was taken
+    const taken = leasedItem(check, engine.stateOf(check.key) ?? {}, d.nowMs);
+    return giveBackIfApplied(engine, taken, d.usage, d.nowMs, error.writeId, also);
+  }
+  if (written.again || !written.ok) return;
+  if (!engine.combiner) engine.remember(check.key, written.item ?? {});
+  const taken = leasedItem(check, written.item ?? {}, written.atMs ?? d.nowMs);
+  await giveBack(engine, taken, d.usage, d.nowMs, also);
+}
+
+/** The answer to a call that was not admitted (after {@link compensate}). */
+function refuse(d: Decision, outcomes: readonly ScopeOutcome[]): AcquireResult {
+  const violations = outcomes.flatMap((o) => (o.kind === 'denied' ? o.violations : []));
+  const shadow = outcomes.flatMap((o) => (o.kind === 'ok' || o.kind === 'denied' ? o.shadow : []));
+  if (violations.length > 0)
+    return { ...denial(d.engine, d.checks, violations, d.nowMs), ...shadowOf(d.checks, shadow) };
+  for (const o of outcomes) {
+    if (o.kind === 'failed') throw o.error;
+    if (o.kind === 'expired') throw new DeadlineExceededError();
+    if (o.kind === 'unknown')
+      throw new StoreUnavailableError('a write to the store ended without an answer; retry');
+  }
+  throw new StoreUnavailableError('the limits kept changing under concurrent writers; retry');
 }
 
 /** `shadowViolations` when any shadow limit applies to the request (else nothing). */
@@ -380,113 +542,6 @@ function shadowOf(
   shadow: readonly Violation[],
 ): { shadowViolations?: readonly Violation[] } {
   return checks.some((c) => c.limits.some((l) => l.shadow)) ? { shadowViolations: shadow } : {};
-}
-
-/**
- * What taking `usage` from one item's limits would do. A shadow limit that would refuse is left
- * uncharged and reported instead. `also` is written with the item (the usage event); a quota
- * with budget alerts records its definition beside its window for the usage aggregator.
- */
-function itemConsume(
-  engine: Engine,
-  check: ScopeCheck,
-  state: ItemState | undefined,
-  nowMs: number,
-  usage: Usage,
-  options: ConsumeOptions,
-  shards: number,
-  also: () => readonly Assignment[],
-): ItemStep {
-  const at = { ...options, priority: priorityAt(check, options.priority) };
-  const violations: Violation[] = [];
-  const shadow: Violation[] = [];
-  const steps = check.limits.map((limit): Step => {
-    const amount = amountOf(usage, limit.metric);
-    const never = limit.shadow && !fits(limit, amount, at.priority);
-    const step = never
-      ? ({ kind: 'deny', retryAfterNs: -1n } as const)
-      : limitConsume(limit, state, nowMs, amount, at);
-    if (step.kind !== 'deny') return step;
-    const retryAfterMs = never ? null : nsToMs(step.retryAfterNs);
-    (limit.shadow ? shadow : violations).push(
-      violation(check, limit, state, nowMs, usage, retryAfterMs),
-    );
-    return { kind: 'skip' };
-  });
-  if (violations.length > 0) return { kind: 'deny', violations };
-  const writes = steps.some((step) => step.kind === 'write');
-  const extra: Assignment[] = [...also()];
-  if (writes) {
-    for (const limit of check.limits) {
-      if (limit.kind !== 'quota' || !limit.alerts) continue;
-      const attr = bucketAttributes.alerts(limit.name);
-      extra.push({ attr, value: `${limit.limit}|${limit.alerts.join(',')}` });
-    }
-  }
-  const update = combine(
-    engine,
-    check.key,
-    [...steps, { kind: 'write', set: extra }],
-    state,
-    nowMs,
-    shardCondition(shards),
-    shards,
-  );
-  if (!update) return { kind: 'none', shadow };
-  const converts = steps.some((step) => step.kind === 'write' && step.converts === true);
-  return { kind: 'write', update, converts, shadow };
-}
-
-/** A scope on one of its shards: the shard's key and its share of the limits. */
-interface Placement {
-  readonly check: ScopeCheck;
-  readonly index: number;
-  /** The shard count the shard holds its share at (as last seen; its writes check it). */
-  readonly shards: number;
-}
-
-function place(engine: Engine, check: ScopeCheck, index: number): Placement {
-  const key = shardKey(check.key, index);
-  const shards = shardsAt(engine, key);
-  return { check: { ...check, key, limits: shareOf(check.limits, index, shards) }, index, shards };
-}
-
-/** A shard's violations as the whole scope's: its whole limit and what remains of it. */
-function whole(
-  engine: Engine,
-  check: ScopeCheck,
-  violations: readonly Violation[],
-  nowMs: number,
-): Violation[] {
-  if (engine.shardCount(check.key) === 1) return [...violations];
-  const standing = scopeStatuses(engine, check, nowMs);
-  return violations.map((v) => {
-    const limit = check.limits.find((l) => l.name === v.name);
-    const status = standing.find((st) => st.name === v.name);
-    return {
-      ...v,
-      ...(limit ? { limit: limit.limit } : {}),
-      ...(status ? { remaining: status.remaining } : {}),
-    };
-  });
-}
-
-const fits = (limit: Limit, amount: number, priority: number): boolean =>
-  limit.kind === 'bucket'
-    ? bucketFits(limit, amount, priority)
-    : quotaFits(limit, amount, priority);
-
-/** What taking `amount` from one limit would do, given an item's state. */
-export function limitConsume(
-  limit: Limit,
-  state: ItemState | undefined,
-  nowMs: number,
-  amount: number,
-  options: ConsumeOptions,
-): Step {
-  return limit.kind === 'bucket'
-    ? bucketConsume(limit, state, toNs(nowMs), amount, options)
-    : quotaConsume(limit, state, nowMs, amount, options);
 }
 
 /**

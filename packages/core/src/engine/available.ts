@@ -3,7 +3,9 @@
 import { type Price, withCost } from '../catalog/price.js';
 import { shardKey } from '../store/schema.js';
 import type { ItemKey, ItemState } from '../store/types.js';
-import { limitConsume, validChecks } from './acquire.js';
+import { validChecks } from './acquire.js';
+import { beforeDeadline } from './budget.js';
+import { limitConsume } from './consume.js';
 import { bucketFits } from './gcra.js';
 import { amountOf, parseUsage, type Usage } from './limits.js';
 import { quotaFits } from './quota.js';
@@ -18,12 +20,21 @@ import type { AvailableResult, ScopeCheck } from './types.js';
  */
 export async function available(
   engine: Engine,
-  request: { checks: readonly ScopeCheck[]; usage?: Usage; price?: Price | undefined },
+  request: {
+    checks: readonly ScopeCheck[];
+    usage?: Usage;
+    price?: Price | undefined;
+    /** The request's deadline: once it aborts, `DeadlineExceededError`. */
+    signal?: AbortSignal | undefined;
+  },
 ): Promise<AvailableResult> {
   const given = parseUsage(request.usage ?? {}, 'usage');
   const usage = request.usage ? withCost(given, request.price) : given;
   const checks = validChecks(request.checks);
-  const scopes = await Promise.all(checks.map((check) => readShards(engine, check.key)));
+  const scopes = await beforeDeadline(
+    Promise.all(checks.map((check) => readShards(engine, check.key))),
+    request.signal,
+  );
   const nowMs = engine.clock();
   let retryAfterNs = 0n;
   let never = false;

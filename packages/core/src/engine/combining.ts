@@ -20,7 +20,7 @@
  */
 
 import type { ItemKey, ItemState, ItemUpdate, UpdateResult } from '../store/types.js';
-import { applyLocally } from './items.js';
+import { applyLocally, tagged } from './items.js';
 import { addUsage, type Usage } from './limits.js';
 import { type Engine, keyOf } from './state.js';
 
@@ -90,7 +90,7 @@ export function combineWrites(): Combiner {
 
   /** Sends one write, remembering what it returns before the writes behind it go on. */
   const send = (engine: Engine, id: string, key: ItemKey, update: ItemUpdate) => {
-    const sending = engine.store.update(update).then((result) => {
+    const sending = tagged(engine, update).then((result) => {
       engine.remember(key, result.item ?? {});
       return result;
     });

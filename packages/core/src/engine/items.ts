@@ -1,9 +1,10 @@
 /**
- * Writes to scope items outside the consume path: turning per-limit steps into one conditional
- * update (with its TTL), moving an item between two lease totals (debt and bounded refunds), and
- * giving back what a refused or failed acquire took.
+ * Writes to scope items: turning per-limit steps into one conditional update (with its TTL),
+ * sending a write tagged with its id, moving an item between two lease totals (debt and bounded
+ * refunds), and giving back what a refused or failed acquire took.
  */
-import { StoreUnavailableError } from '../errors.js';
+import { randomBytes } from 'node:crypto';
+import { StoreUnavailableError, WriteOutcomeUnknownError } from '../errors.js';
 import { itemAttributes, shardOf, TABLE_SCHEMA } from '../store/schema.js';
 import type {
   Assignment,
@@ -12,6 +13,7 @@ import type {
   ItemKey,
   ItemState,
   ItemUpdate,
+  UpdateResult,
 } from '../store/types.js';
 import { bucketDebt, bucketRefund, ceilDiv, type Step } from './gcra.js';
 import type { LeasedItem, LeasedLimit } from './lease.js';
@@ -23,6 +25,9 @@ import type { ScopeCheck } from './types.js';
 
 /** TTLs are rounded up to the hour, so writers of one item rarely disagree on it. */
 const TTL_GRAIN_SECONDS = 3_600n;
+
+/** How long a give-back keeps trying while the store refuses it (throttling, unreachable). */
+const GIVE_BACK_RETRY_MS = 60_000;
 
 /** An item's generation (0 until its first reset). */
 export function generationOf(state: ItemState): number {
@@ -166,6 +171,46 @@ export function deltaUpdate(
 }
 
 /**
+ * Sends a consuming write or a give-back tagged with a fresh id in the item's last-write
+ * attribute. An error that leaves its outcome unknown (the answer lost, a server error) becomes
+ * {@link WriteOutcomeUnknownError}, naming the id: see {@link wasApplied}.
+ */
+export async function tagged(engine: Engine, update: ItemUpdate): Promise<UpdateResult> {
+  const writeId = randomBytes(9).toString('base64url');
+  const set = [...update.set, { attr: itemAttributes.lastWrite, value: writeId }];
+  try {
+    return await engine.store.update({ ...update, set });
+  } catch (error) {
+    if (error instanceof StoreUnavailableError && !error.notApplied)
+      throw new WriteOutcomeUnknownError(writeId, { cause: error });
+    throw error;
+  }
+}
+
+/**
+ * Whether a write whose answer was lost was applied: true when the item's last write is still
+ * it; undefined when the item cannot tell (another write followed, or it was never applied).
+ * Nothing is given back on undefined: a give-back of a write that was not applied would refund
+ * what was never taken.
+ */
+export async function wasApplied(
+  engine: Engine,
+  key: ItemKey,
+  writeId: string,
+): Promise<true | undefined> {
+  const until = Date.now() + GIVE_BACK_RETRY_MS;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const item = await engine.store.get(key);
+      return item?.[itemAttributes.lastWrite] === writeId ? true : undefined;
+    } catch (error) {
+      if (!(error instanceof StoreUnavailableError) || Date.now() >= until) throw error;
+      await sleep(Math.min(5_000, Math.random() * 20 * 2 ** attempt));
+    }
+  }
+}
+
+/**
  * Applies deltas outside a lease (compensation), retrying on stale state; `also` is written with
  * them (when nothing moves, on its own, under the same conditions).
  */
@@ -196,7 +241,7 @@ async function applyDeltas(
       if (failure?.reason === 'condition') engine.remember(item.key, failure.item ?? {});
       continue;
     }
-    const result = await engine.store.update(write);
+    const result = await tagged(engine, write);
     engine.remember(item.key, result.item ?? {});
     if (result.ok) return;
     await thawed(engine, item.key, result.item ?? {});
@@ -205,9 +250,10 @@ async function applyDeltas(
 }
 
 /**
- * Gives back what a refused or failed acquire took from one item. A give-back is not idempotent,
- * so it is sent again only after a refusal that applied nothing (throttling): after an error of
- * unknown outcome it is left (the scope stays charged, never given back twice) and reported.
+ * Gives back what a refused or failed acquire took from one item. A give-back is not idempotent:
+ * it is sent again only after a refusal that applied nothing (throttling, an unreachable store),
+ * with backoff for up to a minute. After an answer lost, the item says whether it was applied;
+ * when it cannot tell, the scope stays charged (never given back twice) and it is reported.
  */
 export async function giveBack(
   engine: Engine,
@@ -216,17 +262,45 @@ export async function giveBack(
   acquiredAtMs: number,
   also: readonly Assignment[] = [],
 ): Promise<void> {
+  const until = Date.now() + GIVE_BACK_RETRY_MS;
   for (let attempt = 0; ; attempt++) {
     try {
       return await applyDeltas(engine, item, usage, zeroed(usage), acquiredAtMs, also);
     } catch (error) {
-      if (!(error instanceof StoreUnavailableError && error.notApplied) || attempt >= 2) {
+      if (error instanceof WriteOutcomeUnknownError) {
+        if (!(await wasApplied(engine, item.key, error.writeId))) engine.onBackgroundError(error);
+        return;
+      }
+      const again = error instanceof StoreUnavailableError && error.notApplied;
+      if (!again || Date.now() >= until) {
         engine.onBackgroundError(error);
         return;
       }
-      await sleep(Math.random() * 20 * 2 ** attempt);
+      await sleep(Math.min(5_000, Math.random() * 20 * 2 ** attempt));
     }
   }
+}
+
+/**
+ * Gives back what a write whose answer was lost took, if the item says it was applied (see
+ * {@link wasApplied}); otherwise the scope stays charged, and it is reported.
+ */
+export async function giveBackIfApplied(
+  engine: Engine,
+  item: LeasedItem,
+  usage: Usage,
+  acquiredAtMs: number,
+  writeId: string,
+  also: readonly Assignment[] = [],
+): Promise<void> {
+  if (await wasApplied(engine, item.key, writeId))
+    await giveBack(engine, item, usage, acquiredAtMs, also);
+  else
+    engine.onBackgroundError(
+      new StoreUnavailableError(
+        `a write whose answer was lost may have been applied to ${item.scope}: it stays charged`,
+      ),
+    );
 }
 
 /** Every metric of `usage` at zero. */

@@ -9,7 +9,7 @@ import { acquire } from './acquire.js';
 import { available } from './available.js';
 import { combineWrites } from './combining.js';
 import type { Usage } from './limits.js';
-import { adjust, release } from './settle.js';
+import { adjust, release, type SettleOptions } from './settle.js';
 import { Engine } from './state.js';
 import type {
   AcquireRequest,
@@ -53,8 +53,8 @@ export class Limiter {
    * grows: a value below one already reported for it (a late or reordered copy) changes nothing.
    * Metrics never reported keep the estimate. May be called repeatedly while a stream runs.
    */
-  adjust(leaseId: string, usage: Usage): Promise<SettleResult> {
-    return adjust(this.engine, leaseId, usage);
+  adjust(leaseId: string, usage: Usage, options?: SettleOptions): Promise<SettleResult> {
+    return adjust(this.engine, leaseId, usage, options);
   }
 
   /**
@@ -62,8 +62,8 @@ export class Limiter {
    * reported value, else the estimate), or, without `usage`, cancels it: what it took is given
    * back as far as it has not refilled (the call failed and cost nothing).
    */
-  release(leaseId: string, usage?: Usage): Promise<SettleResult> {
-    return release(this.engine, leaseId, usage);
+  release(leaseId: string, usage?: Usage, options?: SettleOptions): Promise<SettleResult> {
+    return release(this.engine, leaseId, usage, options);
   }
 
   /** What remains of every limit, and when `usage` would fit; consumes nothing. */
@@ -71,6 +71,7 @@ export class Limiter {
     checks: readonly ScopeCheck[];
     usage?: Usage;
     price?: Price | undefined;
+    signal?: AbortSignal | undefined;
   }): Promise<AvailableResult> {
     return available(this.engine, request);
   }

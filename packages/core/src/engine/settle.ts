@@ -3,17 +3,31 @@
  * version makes a retried, reordered or concurrent duplicate apply exactly once. Adjusts report
  * running totals, which only grow: a late copy of an older adjust changes nothing. A release
  * sets the final totals exactly (or, with no usage, cancels), after which the lease is settled.
- * Refunds return only what the lease still holds (see items.ts).
+ * Refunds return only what the lease still holds (see items.ts). A settlement is bounded by its
+ * deadline like every decision (budget.ts): past it the answer is 503, and the write in flight
+ * may still land, which the lease item's version keeps exactly-once.
  */
 import { canonicalJson } from '../canonical.js';
 import { withCost } from '../catalog/price.js';
-import { LeaseSettledError, StoreUnavailableError, ValidationError } from '../errors.js';
+import {
+  DeadlineExceededError,
+  LeaseSettledError,
+  StoreUnavailableError,
+  ValidationError,
+} from '../errors.js';
 import { itemKeys, leaseAttributes as L, shardOf, TABLE_SCHEMA } from '../store/schema.js';
-import type { ItemState, ItemUpdate } from '../store/types.js';
+import type {
+  ItemCheck,
+  ItemState,
+  ItemUpdate,
+  TransactFailure,
+  TransactResult,
+} from '../store/types.js';
+import { Budget, beforeDeadline } from './budget.js';
 import { applyLocally, deltaUpdate, zeroed } from './items.js';
-import { type LeaseClaims, verifyLease } from './lease.js';
+import { type LeaseClaims, type LeasedItem, verifyLease } from './lease.js';
 import { amountOf, MAX_AMOUNT, parseUsageMap, type Usage } from './limits.js';
-import { frozenAt, MAX_WAITS, thawed } from './shards.js';
+import { frozenAt, thawed } from './shards.js';
 import { type Engine, type LeaseRecord, sleep } from './state.js';
 import { scopeStatuses } from './statuses.js';
 import type { SettleResult } from './types.js';
@@ -37,7 +51,8 @@ export async function adjust(
   options?: SettleOptions,
 ): Promise<SettleResult> {
   const claims = await verify(engine, leaseId, options);
-  return settle(engine, leaseId, claims, { kind: 'adjust', given: parseUsageMap(usage) });
+  const given = parseUsageMap(usage);
+  return settle(engine, leaseId, claims, { kind: 'adjust', given }, options?.signal);
 }
 
 /**
@@ -52,12 +67,9 @@ export async function release(
   options?: SettleOptions,
 ): Promise<SettleResult> {
   const claims = await verify(engine, leaseId, options);
-  return settle(
-    engine,
-    leaseId,
-    claims,
-    usage === undefined ? { kind: 'cancel' } : { kind: 'final', given: parseUsageMap(usage) },
-  );
+  const ask: Settlement =
+    usage === undefined ? { kind: 'cancel' } : { kind: 'final', given: parseUsageMap(usage) };
+  return settle(engine, leaseId, claims, ask, options?.signal);
 }
 
 /** What a settlement checks beyond the lease's signature. */
@@ -69,6 +81,11 @@ export interface SettleOptions {
    * and is not checked: the HTTP API always gives one.)
    */
   readonly authorize?: (entity: string, ancestors: readonly string[]) => Promise<void>;
+  /**
+   * The request's deadline: once it aborts the settlement answers `DeadlineExceededError`; a
+   * write already sent may still land, and the same settlement again applies once either way.
+   */
+  readonly signal?: AbortSignal | undefined;
 }
 
 /** The claims of a token, checked with the key it names, then authorized for its entity. */
@@ -77,7 +94,8 @@ async function verify(
   token: string,
   options: SettleOptions = {},
 ): Promise<LeaseClaims> {
-  const claims = await verifyLease(token, (keyId) => engine.keys.find(keyId), engine.clock());
+  const find = (keyId: string) => beforeDeadline(engine.keys.find(keyId), options.signal);
+  const claims = await verifyLease(token, find, engine.clock());
   const [own, ...ancestors] = claims.context?.scopes ?? [];
   if (options.authorize && own)
     await options.authorize(
@@ -92,124 +110,164 @@ async function settle(
   leaseId: string,
   claims: LeaseClaims,
   ask: Settlement,
+  signal: AbortSignal | undefined,
 ): Promise<SettleResult> {
+  const budget = new Budget(engine.tuning.maxSettleAttempts, signal);
   const leaseKey = itemKeys.lease(claims.id);
   // What this process remembers of the lease may be older than the table: a settled record is
   // final and may answer alone; an unsettled one only makes the first write's guess, and is read
   // from the table before it answers (another process may have settled the lease since).
   let record = engine.leases.get(claims.id);
   let confirmed = false;
-  let frozenWaits = 0;
-
-  for (let attempt = 0; attempt < engine.tuning.maxSettleAttempts; attempt++) {
+  for (let conflicts = 0; !budget.expired; ) {
     const nowMs = engine.clock();
-    const previous = record?.totals ?? claims.usage;
-    const reported = record?.reported ?? {};
-    const next = nextReport(claims, reported, ask);
-    const totals =
-      ask.kind === 'cancel'
-        ? zeroed(previous)
-        : withCost({ ...claims.usage, ...next }, claims.price);
-    const fingerprint = ask.kind === 'adjust' ? undefined : `${ask.kind}:${canonicalJson(totals)}`;
-
+    const plan = planSettlement(engine, claims, record, ask, nowMs);
     if (record?.settled) {
-      if (fingerprint !== undefined && record.fingerprint === fingerprint) {
+      if (plan.fingerprint !== undefined && record.fingerprint === plan.fingerprint)
         return settled(engine, leaseId, claims, record.totals, true, nowMs); // the same release again
-      }
       throw new LeaseSettledError();
     }
-    if (ask.kind === 'adjust' && record && canonicalJson(next) === canonicalJson(reported)) {
+    if (ask.kind === 'adjust' && record && plan.nothingNew) {
       // Nothing new (the same adjust again, or a late copy of an earlier one), if the table says so.
-      if (!confirmed) {
-        record = leaseRecordFrom(await engine.store.get(leaseKey));
-        confirmed = true;
-        attempt--;
-        continue;
-      }
-      return settled(engine, leaseId, claims, record.totals, false, nowMs);
+      if (confirmed) return settled(engine, leaseId, claims, record.totals, false, nowMs);
+      record = leaseRecordFrom(await budget.within(engine.store.get(leaseKey)));
+      confirmed = true;
+      continue;
     }
+    const result = await budget.within(writeSettlement(engine, plan));
+    if (result.ok) {
+      engine.leases.set(claims.id, plan.record);
+      for (const { item, update } of plan.items) {
+        const state = engine.stateOf(item.key);
+        if (state && 'set' in update) engine.remember(item.key, applyLocally(state, update.set));
+      }
+      return settled(engine, leaseId, claims, plan.record.totals, plan.record.settled, nowMs);
+    }
+    const learnt = learn(engine, plan, result.failures);
+    if (learnt.record !== null) {
+      record = learnt.record;
+      confirmed = true;
+    }
+    let more: boolean;
+    if (learnt.splitting.length > 0) {
+      // A shard frozen for a split: wait for it (not an attempt), or complete a stale split.
+      await budget.within(Promise.all(learnt.splitting));
+      more = budget.waited();
+    } else more = budget.lost();
+    if (!more) break;
+    if (learnt.conflict) await budget.within(sleep(Math.random() * 5 * 2 ** conflicts++));
+  }
+  if (budget.expired) throw new DeadlineExceededError();
+  throw new StoreUnavailableError('lease settlement kept conflicting; retry');
+}
 
-    const final = ask.kind !== 'adjust';
-    const version = (record?.version ?? 0n) + 1n;
-    const written: LeaseRecord = {
+/** A settlement's writes: the lease item's next version and each item's delta. */
+interface SettlementPlan {
+  /** What the lease item will record. */
+  readonly record: LeaseRecord;
+  readonly fingerprint: string | undefined;
+  /** An adjust that reports nothing the lease has not had reported. */
+  readonly nothingNew: boolean;
+  readonly lease: ItemUpdate;
+  readonly items: readonly { readonly item: LeasedItem; readonly update: ItemUpdate | ItemCheck }[];
+}
+
+function planSettlement(
+  engine: Engine,
+  claims: LeaseClaims,
+  record: LeaseRecord | undefined,
+  ask: Settlement,
+  nowMs: number,
+): SettlementPlan {
+  const previous = record?.totals ?? claims.usage;
+  const reported = record?.reported ?? {};
+  const next = nextReport(claims, reported, ask);
+  const totals =
+    ask.kind === 'cancel' ? zeroed(previous) : withCost({ ...claims.usage, ...next }, claims.price);
+  const fingerprint = ask.kind === 'adjust' ? undefined : `${ask.kind}:${canonicalJson(totals)}`;
+  const final = ask.kind !== 'adjust';
+  const version = (record?.version ?? 0n) + 1n;
+  const lease: ItemUpdate = {
+    key: itemKeys.lease(claims.id),
+    set: [
+      { attr: L.totals, value: canonicalJson(totals) },
+      { attr: L.reported, value: canonicalJson(next) },
+      { attr: L.version, value: version },
+      { attr: L.settled, value: final ? 1n : 0n },
+      ...(fingerprint ? [{ attr: L.fingerprint, value: fingerprint }] : []),
+      ...(claims.context
+        ? [
+            {
+              attr: L.context,
+              value: JSON.stringify([claims.acquiredAtMs, contextToWire(claims.context)]),
+            },
+          ]
+        : []),
+      {
+        attr: TABLE_SCHEMA.ttlAttribute,
+        value: BigInt(Math.ceil(claims.expiresAtMs / 1000) + engine.tuning.ttlSlackSeconds),
+      },
+    ],
+    condition: record
+      ? { attr: L.version, op: '=', value: record.version }
+      : { absent: TABLE_SCHEMA.partitionKey },
+  };
+  return {
+    record: {
       version,
       reported: next,
       totals,
       settled: final,
       ...(fingerprint ? { fingerprint } : {}),
-    };
-    const leaseUpdate: ItemUpdate = {
-      key: leaseKey,
-      set: [
-        { attr: L.totals, value: canonicalJson(totals) },
-        { attr: L.reported, value: canonicalJson(next) },
-        { attr: L.version, value: version },
-        { attr: L.settled, value: final ? 1n : 0n },
-        ...(fingerprint ? [{ attr: L.fingerprint, value: fingerprint }] : []),
-        ...(claims.context
-          ? [
-              {
-                attr: L.context,
-                value: JSON.stringify([claims.acquiredAtMs, contextToWire(claims.context)]),
-              },
-            ]
-          : []),
-        {
-          attr: TABLE_SCHEMA.ttlAttribute,
-          value: BigInt(Math.ceil(claims.expiresAtMs / 1000) + engine.tuning.ttlSlackSeconds),
-        },
-      ],
-      condition: record
-        ? { attr: L.version, op: '=', value: record.version }
-        : { absent: TABLE_SCHEMA.partitionKey },
-    };
-    const itemUpdates = claims.items.flatMap((item) => {
+    },
+    fingerprint,
+    nothingNew: canonicalJson(next) === canonicalJson(reported),
+    lease,
+    items: claims.items.flatMap((item) => {
       const update = deltaUpdate(engine, item, previous, totals, nowMs, claims.acquiredAtMs);
       return update ? [{ item, update }] : [];
-    });
+    }),
+  };
+}
 
-    const result =
-      itemUpdates.length === 0
-        ? await engine.store
-            .update(leaseUpdate)
-            .then((r) =>
-              r.ok
-                ? ({ ok: true } as const)
-                : ({ ok: false, failures: [{ reason: 'condition', item: r.item }] } as const),
-            )
-        : await engine.store.transact([leaseUpdate, ...itemUpdates.map((u) => u.update)]);
-    if (result.ok) {
-      engine.leases.set(claims.id, written);
-      for (const { item, update } of itemUpdates) {
-        const state = engine.stateOf(item.key);
-        if (state && 'set' in update) engine.remember(item.key, applyLocally(state, update.set));
-      }
-      return settled(engine, leaseId, claims, totals, final, nowMs);
+/** One transaction of the lease item and the item deltas (the lease item alone when none). */
+function writeSettlement(engine: Engine, plan: SettlementPlan): Promise<TransactResult> {
+  if (plan.items.length > 0)
+    return engine.store.transact([plan.lease, ...plan.items.map((u) => u.update)]);
+  return engine.store
+    .update(plan.lease)
+    .then(
+      (r): TransactResult =>
+        r.ok ? { ok: true } : { ok: false, failures: [{ reason: 'condition', item: r.item }] },
+    );
+}
+
+/**
+ * What a failed settlement teaches: the lease's record in the table (null when its write did
+ * not fail on it), the items' states, splits to wait for, and whether it conflicted.
+ */
+function learn(
+  engine: Engine,
+  plan: SettlementPlan,
+  failures: readonly TransactFailure[],
+): { record: LeaseRecord | undefined | null; splitting: Promise<void>[]; conflict: boolean } {
+  let record: LeaseRecord | undefined | null = null;
+  let conflict = false;
+  const splitting: Promise<void>[] = [];
+  for (const [i, failure] of failures.entries()) {
+    if (failure.reason === 'conflict') conflict = true;
+    if (failure.reason !== 'condition') continue;
+    if (i === 0) {
+      record = leaseRecordFrom(failure.item);
+      continue;
     }
-    let conflict = false;
-    const splitting: Promise<void>[] = [];
-    result.failures.forEach((failure, i) => {
-      if (failure.reason === 'conflict') conflict = true;
-      if (failure.reason !== 'condition') return;
-      if (i === 0) {
-        record = leaseRecordFrom(failure.item);
-        confirmed = true;
-      } else {
-        const item = itemUpdates[i - 1]?.item;
-        if (item) engine.remember(item.key, failure.item ?? {});
-        // A shard frozen for a split: wait for it (not an attempt), or complete a stale split.
-        if (item && frozenAt(failure.item) !== undefined && frozenWaits++ < MAX_WAITS) {
-          splitting.push(thawed(engine, item.key, failure.item ?? {}));
-        }
-      }
-    });
-    if (splitting.length > 0) {
-      await Promise.all(splitting);
-      attempt--;
-    }
-    if (conflict) await sleep(Math.random() * 5 * 2 ** attempt);
+    const item = plan.items[i - 1]?.item;
+    if (!item) continue;
+    engine.remember(item.key, failure.item ?? {});
+    if (frozenAt(failure.item) !== undefined)
+      splitting.push(thawed(engine, item.key, failure.item ?? {}));
   }
-  throw new StoreUnavailableError('lease settlement kept conflicting; retry');
+  return { record, splitting, conflict };
 }
 
 function settled(

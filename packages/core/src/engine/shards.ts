@@ -57,11 +57,6 @@ export function shardsAt(engine: Engine, key: ItemKey): number {
   return seen ? countOf(seen) : engine.shardCount(shardOf(key).base);
 }
 
-/**
- * Waits for splits in progress (and, in acquire, for this process's own writes ahead on an
- * item) per scope and decision or settlement, beyond the ordinary attempts.
- */
-export const MAX_WAITS = 100;
 
 /** The condition every write to an item computed at `count` shards carries. */
 export function shardCondition(count: number): Condition {

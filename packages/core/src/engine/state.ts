@@ -112,6 +112,24 @@ export class Engine {
     while (this.growing.size > 0) await Promise.all(this.growing.values());
   }
 
+  /** Work that outlives the operation that started it (a give-back after a deadline passed). */
+  readonly #background = new Set<Promise<void>>();
+
+  /** Runs `work` after its operation has answered; a failure goes to `onBackgroundError`. */
+  background(work: Promise<unknown>): void {
+    const task: Promise<void> = work.then(
+      () => {},
+      (error: unknown) => this.onBackgroundError(error),
+    );
+    this.#background.add(task);
+    void task.finally(() => this.#background.delete(task));
+  }
+
+  /** Resolves when the work started with {@link background} has ended (for tests and shutdown). */
+  async idle(): Promise<void> {
+    while (this.#background.size > 0) await Promise.all(this.#background);
+  }
+
   /**
    * Forgets what this process last saw of every item, so nothing is denied from memory: for a
    * reset served by the same process.

@@ -36,6 +36,12 @@ export interface AcquireRequest {
   readonly price?: Price | undefined;
   /** Whom the usage counts for in usage history; without it the decision is not recorded there. */
   readonly context?: UsageContext | undefined;
+  /**
+   * The request's deadline: once it aborts, nothing more is written and acquire rejects with
+   * `DeadlineExceededError`; what it had taken is given back, in the background when the store
+   * is slow (`Engine.idle()` waits for that).
+   */
+  readonly signal?: AbortSignal | undefined;
 }
 
 /** State of one limit after a decision. `remaining` is negative while the limit is in debt. */

@@ -1,0 +1,244 @@
+/**
+ * Decisions bounded by their deadline, and writes whose outcome is unknown, against DynamoDB
+ * Local: a store that stalls (as a paused DynamoDB does), answers lost after a write was applied,
+ * and contention that outlasts the attempts. Nothing may stay charged for a call that was not
+ * admitted, and nothing may be given back that was not taken.
+ */
+import {
+  bucketAttributes,
+  DeadlineExceededError,
+  type ItemKey,
+  type ItemUpdate,
+  itemKeys,
+  Limiter,
+  parseLimits,
+  type ScopeCheck,
+  StoreUnavailableError,
+} from '@sluice/core';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { HookedStore } from '../support/hooked-store.js';
+import { freshTable, manualClock, type TestTable } from '../support/table.js';
+
+let table: TestTable;
+let n = 0;
+beforeAll(async () => {
+  table = await freshTable('deadlines');
+});
+
+function check(scope: string, limit = 1_000): ScopeCheck {
+  return {
+    scope,
+    key: itemKeys.entityBucket(`deadline-${++n}`, 'gpt-4o'),
+    limits: parseLimits([{ name: 'tpm', metric: 'tokens', limit, per: 'minute' }]),
+  };
+}
+
+const same = (a: ItemKey, b: ItemKey) => a.pk === b.pk && a.sk === b.sk;
+const consuming = (update: ItemUpdate, key: ItemKey) => same(update.key, key);
+
+/** A gate a stalled write waits at, and a promise that says it has arrived there. */
+function gate() {
+  let open = () => {};
+  let arrived = () => {};
+  const opened = new Promise<void>((resolve) => {
+    open = resolve;
+  });
+  const reached = new Promise<void>((resolve) => {
+    arrived = resolve;
+  });
+  return { opened, reached, open, arrived };
+}
+
+async function remaining(limiter: Limiter, checks: ScopeCheck[]): Promise<number[]> {
+  return (await limiter.available({ checks })).limits.map((l) => l.remaining);
+}
+
+describe('an acquire whose deadline passes while the store stalls', () => {
+  it('answers unavailable at once, and gives back its write when it lands after the answer', async () => {
+    const clock = manualClock();
+    const [fast, slow] = [check('resource'), check('entity')];
+    const stall = gate();
+    let stalled = false;
+    const store = new HookedStore(table.store, async (update) => {
+      if (!stalled && consuming(update, slow.key)) {
+        stalled = true;
+        stall.arrived();
+        await stall.opened;
+      }
+    });
+    const limiter = new Limiter({ store, clock: clock.now });
+    const deadline = new AbortController();
+
+    const acquiring = limiter.acquire({
+      checks: [fast, slow],
+      usage: { tokens: 100 },
+      signal: deadline.signal,
+    });
+    await stall.reached;
+    deadline.abort();
+    await expect(acquiring).rejects.toBeInstanceOf(DeadlineExceededError);
+    stall.open(); // the store comes back: the stalled write lands after the answer
+    await limiter.engine.idle();
+
+    expect(await remaining(limiter, [fast, slow])).toEqual([1_000, 1_000]);
+  });
+
+  it('writes nothing once its deadline has passed before the first write', async () => {
+    const limiter = table.limiter({ clock: manualClock().now });
+    const c = check('entity');
+    const deadline = new AbortController();
+    deadline.abort();
+
+    await expect(
+      limiter.acquire({ checks: [c], usage: { tokens: 1 }, signal: deadline.signal }),
+    ).rejects.toBeInstanceOf(DeadlineExceededError);
+
+    expect(await table.store.get(c.key)).toBeUndefined();
+  });
+});
+
+describe('a write whose answer was lost after it was applied', () => {
+  const lost = () => new StoreUnavailableError('DynamoDB unavailable: socket hang up');
+
+  it('is given back once the item says it was applied', async () => {
+    const clock = manualClock();
+    const [shared, own] = [check('resource'), check('entity')];
+    let dropped = false;
+    const store = new HookedStore(table.store, undefined, async (update) => {
+      if (!dropped && consuming(update, own.key)) {
+        dropped = true;
+        throw lost();
+      }
+    });
+    const limiter = new Limiter({ store, clock: clock.now });
+
+    await expect(
+      limiter.acquire({ checks: [shared, own], usage: { tokens: 100 } }),
+    ).rejects.toBeInstanceOf(StoreUnavailableError);
+    await limiter.engine.idle();
+
+    expect(await remaining(limiter, [shared, own])).toEqual([1_000, 1_000]);
+  });
+
+  it('stays charged, and is reported, when another write followed it before the item was read', async () => {
+    const clock = manualClock();
+    const own = check('entity');
+    const other = table.limiter({ clock: clock.now });
+    const reported: unknown[] = [];
+    let dropped = false;
+    const store = new HookedStore(table.store, undefined, async (update) => {
+      if (!dropped && consuming(update, own.key)) {
+        dropped = true;
+        await other.acquire({ checks: [own], usage: { tokens: 50 } }); // lands in between
+        throw lost();
+      }
+    });
+    const limiter = new Limiter({
+      store,
+      clock: clock.now,
+      onBackgroundError: (error) => reported.push(error),
+    });
+
+    await expect(limiter.acquire({ checks: [own], usage: { tokens: 100 } })).rejects.toBeInstanceOf(
+      StoreUnavailableError,
+    );
+    await limiter.engine.idle();
+
+    // Never given back blindly: 850 (both charged), never 950 (a refund of what may not be taken).
+    expect(await remaining(limiter, [own])).toEqual([850]);
+    expect(reported).toHaveLength(1);
+  });
+});
+
+describe('an acquire that runs out of attempts on contention', () => {
+  it('refuses nothing it cannot name: with room left it is unavailable, and nothing stays charged', async () => {
+    const clock = manualClock();
+    const [contended, own] = [check('resource', 600), check('entity')];
+    const { L, P } = { L: 600n, P: 60_000_000_000n }; // 600 a minute: x = TAT·L, a token is P
+    const nowX = BigInt(clock.now()) * 1_000_000n * L;
+    const tat = bucketAttributes.tat('tpm');
+    let busy = false;
+    // Before each write of ours, another writer flips the bucket between idle and busy: every
+    // branch guessed from the last state is wrong by the time it lands, though room is left.
+    const store = new HookedStore(table.store, async (update) => {
+      if (!consuming(update, contended.key) || update.set.every((a) => a.attr !== tat)) return;
+      busy = !busy;
+      await table.store.update({
+        key: contended.key,
+        set: [
+          { attr: tat, value: busy ? nowX + 10n * P : nowX - 1n },
+          { attr: bucketAttributes.scale('tpm'), value: '600/60/600' },
+        ],
+      });
+    });
+    const limiter = new Limiter({ store, clock: clock.now, combiner: undefined });
+
+    const result = limiter.acquire({ checks: [own, contended], usage: { tokens: 100 } });
+
+    await expect(result).rejects.toBeInstanceOf(StoreUnavailableError);
+    expect(await remaining(limiter, [own])).toEqual([1_000]);
+  });
+
+  it('names the full limit and a real retry time when the last state seen is full', async () => {
+    const clock = manualClock();
+    const contended = check('resource', 600);
+    const tat = bucketAttributes.tat('tpm');
+    const nowX = BigInt(clock.now()) * 1_000_000n * 600n;
+    const P = 60_000_000_000n;
+    let writes = 0;
+    // Another writer fills the bucket just before our last attempt lands.
+    const store = new HookedStore(table.store, async (update) => {
+      if (!consuming(update, contended.key) || update.set.every((a) => a.attr !== tat)) return;
+      writes++;
+      const full = writes >= 4;
+      await table.store.update({
+        key: contended.key,
+        set: [
+          { attr: tat, value: full ? nowX + 600n * P : writes % 2 ? nowX + 10n * P : nowX - 1n },
+          { attr: bucketAttributes.scale('tpm'), value: '600/60/600' },
+        ],
+      });
+    });
+    const limiter = new Limiter({ store, clock: clock.now, combiner: undefined });
+
+    const result = await limiter.acquire({ checks: [contended], usage: { tokens: 100 } });
+
+    expect(result).toMatchObject({ allowed: false, code: 'rate_limited' });
+    expect(result.allowed ? [] : result.violations.map((v) => v.name)).toEqual(['tpm']);
+    expect(result.allowed ? 0 : result.retryAfterMs).toBe(10_000);
+  });
+});
+
+describe('a settlement whose deadline passes while the store stalls', () => {
+  it('answers unavailable, and the same adjust again applies once when the store is back', async () => {
+    const clock = manualClock();
+    const c = check('entity');
+    const stall = gate();
+    let stalling = false;
+    const store = new HookedStore(table.store, undefined, undefined, async () => {
+      if (!stalling) return;
+      stalling = false;
+      stall.arrived();
+      await stall.opened;
+    });
+    const limiter = new Limiter({ store, clock: clock.now });
+    const acquired = await limiter.acquire({ checks: [c], usage: { tokens: 100 } });
+    if (!acquired.allowed) throw new Error('expected admission');
+    const deadline = new AbortController();
+    stalling = true;
+
+    const adjusting = limiter.adjust(
+      acquired.leaseId,
+      { tokens: 300 },
+      { signal: deadline.signal },
+    );
+    await stall.reached;
+    deadline.abort();
+    await expect(adjusting).rejects.toBeInstanceOf(DeadlineExceededError);
+    stall.open();
+    const again = await limiter.adjust(acquired.leaseId, { tokens: 300 });
+
+    expect(again.usage.tokens).toBe(300);
+    expect(await remaining(limiter, [c])).toEqual([700]);
+  });
+});
