@@ -33,6 +33,9 @@ export interface Answer {
   readonly headers?: Readonly<Record<string, string>>;
 }
 
+/** How long this request will wait for its answer (ms): Sluice stops its work by then. */
+export const TIMEOUT_HEADER = 'x-sluice-timeout-ms';
+
 /** The headers a caller may pass on to its own callers. */
 const RATE_LIMIT_HEADER = /^(retry-after(-ms)?|ratelimit(-policy)?|x-ratelimit-.+)$/;
 
@@ -139,7 +142,12 @@ export class Transport {
   async send(method: string, path: string, body: unknown, timeoutMs: number): Promise<Answer> {
     const url = new URL(path, this.#base);
     const payload = body === undefined ? undefined : JSON.stringify(body);
-    const headers = await this.#signer.headers(method, url, payload);
+    const headers = {
+      ...(await this.#signer.headers(method, url, payload)),
+      // Sluice stops working on the request (and gives back what it took) when this caller
+      // stops waiting, rather than answer a lease nobody receives.
+      [TIMEOUT_HEADER]: String(Math.max(1, Math.floor(timeoutMs))),
+    };
     const out = { url, method, headers, payload, signal: AbortSignal.timeout(timeoutMs) };
     const received = this.#fetch ? await viaFetch(this.#fetch, out) : await exchange(out);
     const { status, text } = received;

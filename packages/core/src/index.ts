@@ -147,6 +147,7 @@ export {
 export {
   DynamoDBStore,
   type DynamoDBStoreOptions,
+  throttlingRetries,
   unmarshal as unmarshalItem,
 } from './store/dynamodb.js';
 export { DynamoDBAdminStore } from './store/dynamodb-admin.js';

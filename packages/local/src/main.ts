@@ -10,6 +10,8 @@
  * - SLUICE_ALERT_WEBHOOK: POST budget alerts to this URL. @default alerts are only listed
  * - SLUICE_AGGREGATOR_ENDPOINT: the DynamoDB the usage aggregator reads the stream of and
  *   writes to. @default the same as the handlers (tests point it at the aggregator's own IAM)
+ * - SLUICE_FUNCTION_TIMEOUT_MS: how long a request may run, as a function's timeout in AWS; a
+ *   decision that cannot finish in time (a slow DynamoDB) answers 503 before it. @default 10000
  * - SLUICE_LOCAL_UNSAFE_TRUST_PRINCIPAL_HEADER: `1` takes the caller's IAM principal ARN from
  *   the x-sluice-principal header, to try entities' `callers` locally. Anyone who can reach the
  *   port can then claim any principal. @default off: requests carry no principal
@@ -31,7 +33,12 @@ import {
   localClient,
   startDynamoDBLocal,
 } from './dynamodb-local.js';
-import { concurrentInvocations, LOCAL_PRINCIPAL_HEADER, startLocalServer } from './server.js';
+import {
+  concurrentInvocations,
+  LOCAL_FUNCTION_TIMEOUT_MS,
+  LOCAL_PRINCIPAL_HEADER,
+  startLocalServer,
+} from './server.js';
 import { DynamoDBStreamsClient, startStreamReader } from './stream.js';
 import { webhookSender } from './webhook.js';
 
@@ -48,6 +55,14 @@ env[ENV.tableName] = tableName;
 const port = Number(env.PORT ?? 3000);
 if (!Number.isInteger(port) || port < 0 || port > 65_535) {
   console.error(`PORT must be a port number, not "${env.PORT}"`);
+  process.exit(2);
+}
+
+const functionTimeoutMs = Number(env.SLUICE_FUNCTION_TIMEOUT_MS ?? LOCAL_FUNCTION_TIMEOUT_MS);
+if (!Number.isInteger(functionTimeoutMs) || functionTimeoutMs < 1) {
+  console.error(
+    `SLUICE_FUNCTION_TIMEOUT_MS must be a whole number of milliseconds, not "${env.SLUICE_FUNCTION_TIMEOUT_MS}"`,
+  );
   process.exit(2);
 }
 
@@ -134,7 +149,12 @@ const flushDenials = (all: boolean) =>
     .catch((error: unknown) => logger.error('refusal counts not written yet', { error }));
 const denialTimer = setInterval(() => void flushDenials(false), 1_000);
 
-const server = await startLocalServer({ routes, port, trustPrincipalHeader }).catch(
+const server = await startLocalServer({
+  routes,
+  port,
+  trustPrincipalHeader,
+  functionTimeoutMs,
+}).catch(
   (error: { code?: string }) =>
     fail(
       error.code === 'EADDRINUSE'

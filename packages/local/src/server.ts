@@ -172,8 +172,11 @@ function iamAuthorizer(userArn: string): APIGatewayEventRequestContextIAMAuthori
   };
 }
 
-function contextFor(route: Route, requestId: string): Context {
-  const deadline = Date.now() + 30_000;
+/** How long a local invocation may run, as a deployed function's timeout. @default 10 s */
+export const LOCAL_FUNCTION_TIMEOUT_MS = 10_000;
+
+function contextFor(route: Route, requestId: string, timeoutMs: number): Context {
+  const deadline = Date.now() + timeoutMs;
   return {
     callbackWaitsForEmptyEventLoop: false,
     functionName: `sluice-local-${route.function}`,
@@ -207,7 +210,13 @@ export async function startLocalServer(options: {
    * port can then claim any principal. @default false
    */
   readonly trustPrincipalHeader?: boolean;
+  /**
+   * How long each request may run, as the function timeout does in AWS: a decision that cannot
+   * finish in time answers 503 before it. @default {@link LOCAL_FUNCTION_TIMEOUT_MS}
+   */
+  readonly functionTimeoutMs?: number;
 }): Promise<LocalServer> {
+  const timeoutMs = options.functionTimeoutMs ?? LOCAL_FUNCTION_TIMEOUT_MS;
   // Many requests run at once here, as invocations do in a Lambda function that serves them
   // concurrently: as its runtime does, run each in a context of its own, so that what the
   // handlers' logger keys per request (route, request id, entity) stays on that request's lines.
@@ -248,7 +257,7 @@ export async function startLocalServer(options: {
       const event = toEvent(req, url, body, route, params, firstOf(claimed));
       const handler = handlers.get(routeKey(route)) as Handler;
       const { requestId } = event.requestContext;
-      const invoke = () => handler(event, contextFor(route, requestId));
+      const invoke = () => handler(event, contextFor(route, requestId, timeoutMs));
       send(res, await invocations.run({ [REQUEST_ID]: requestId }, invoke));
     } catch {
       if (!res.headersSent) send(res, problem(500, 'internal', 'internal error'));

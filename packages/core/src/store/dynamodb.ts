@@ -12,6 +12,8 @@ import {
   TransactWriteItemsCommand,
   UpdateItemCommand,
 } from '@aws-sdk/client-dynamodb';
+import { StandardRetryStrategy } from '@smithy/core/retry';
+import type { RetryStrategyV2, StandardRetryToken } from '@smithy/types';
 import { SluiceError, StoreUnavailableError } from '../errors.js';
 import { TABLE_SCHEMA } from './schema.js';
 import type {
@@ -144,9 +146,10 @@ export function translate(error: unknown): SluiceError {
   const ours = ['ValidationException', 'SerializationException'];
   if (ours.includes(name))
     return new SluiceError('internal', `DynamoDB rejected a request: ${name}`, { cause: error });
+  const code = (error as { code?: unknown } | undefined)?.code;
   return new StoreUnavailableError(`DynamoDB unavailable: ${name}`, {
     cause: error,
-    notApplied: THROTTLING.includes(name),
+    notApplied: THROTTLING.includes(name) || (typeof code === 'string' && NOT_SENT.includes(code)),
   });
 }
 
@@ -156,6 +159,30 @@ const THROTTLING = [
   'ThrottlingException',
   'RequestLimitExceeded',
 ];
+
+/** Network errors that mean the request never reached DynamoDB. */
+const NOT_SENT = ['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN'];
+
+/**
+ * The retry strategy the engine's DynamoDB client needs: the AWS SDK's standard one, for
+ * throttling only. DynamoDB applied nothing it throttled; after any other failure (an answer
+ * lost, a server error) a write may have been applied, and sent again it would be charged
+ * twice. The engine decides about those itself (engine/items.ts).
+ *
+ * @example
+ * const client = new DynamoDBClient({ retryStrategy: throttlingRetries() });
+ */
+export function throttlingRetries(maxAttempts = 3): RetryStrategyV2 {
+  const standard = new StandardRetryStrategy(maxAttempts);
+  return {
+    acquireInitialRetryToken: (scope) => standard.acquireInitialRetryToken(scope),
+    refreshRetryTokenForRetry: (token, info) =>
+      info.errorType === 'THROTTLING'
+        ? standard.refreshRetryTokenForRetry(token as StandardRetryToken, info)
+        : Promise.reject(info.error),
+    recordSuccess: (token) => standard.recordSuccess(token as StandardRetryToken),
+  };
+}
 
 /**
  * What the engine needs, on a DynamoDB table with the {@link TABLE_SCHEMA} keys. The admin side

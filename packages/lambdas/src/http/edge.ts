@@ -8,11 +8,14 @@ import type { APIGatewayProxyEventV2, Context } from 'aws-lambda';
 import type * as z from 'zod/mini';
 import { HttpProblem } from '../errors.js';
 import { logger } from '../runtime.js';
-import { MAX_BODY_BYTES } from './limits.js';
+import { DEADLINE_MARGIN, MAX_BODY_BYTES, TIMEOUT_HEADER } from './limits.js';
 import { fromError, type Result } from './problem.js';
 
-/** The event after the edge has parsed its JSON body. */
-export type JsonEvent = APIGatewayProxyEventV2 & { parsedBody?: unknown };
+/**
+ * The event after the edge has parsed its JSON body, with the request's deadline: it aborts
+ * when the decision must stop to answer in time.
+ */
+export type JsonEvent = APIGatewayProxyEventV2 & { parsedBody?: unknown; deadline?: AbortSignal };
 
 /** Per-route settings of {@link edge}. */
 export interface EdgeOptions {
@@ -44,7 +47,26 @@ export const principalOf = (event: APIGatewayProxyEventV2): string | undefined =
     ?.iam?.userArn;
 
 function header(event: APIGatewayProxyEventV2, name: string): string | undefined {
-  return event.headers?.[name] ?? event.headers?.[name.toLowerCase()];
+  const headers = event.headers ?? {};
+  const lower = name.toLowerCase();
+  if (Object.hasOwn(headers, name)) return headers[name];
+  return Object.hasOwn(headers, lower) ? headers[lower] : undefined;
+}
+
+/**
+ * When the request must be answered: the function's remaining time, or the caller's own timeout
+ * (the {@link TIMEOUT_HEADER}) when sooner, less a margin to answer in. Past it, the operation
+ * stops writing and answers 503: work never outlives the caller's wait (a lease answered after
+ * the caller gave up would stay charged).
+ */
+export function deadlineOf(event: APIGatewayProxyEventV2, context: Context): AbortSignal | undefined {
+  const remaining = context.getRemainingTimeInMillis?.();
+  const stated = Number(header(event, TIMEOUT_HEADER));
+  const asked = Number.isFinite(stated) && stated > 0 ? stated : Number.POSITIVE_INFINITY;
+  const budget = Math.min(remaining ?? Number.POSITIVE_INFINITY, asked);
+  if (!Number.isFinite(budget)) return undefined;
+  const margin = Math.min(DEADLINE_MARGIN.maxMs, budget * DEADLINE_MARGIN.share);
+  return AbortSignal.timeout(Math.max(0, Math.floor(budget - margin)));
 }
 
 /**
@@ -57,6 +79,8 @@ export function edge(options: EdgeOptions): MiddlewareObj<JsonEvent, Result, Err
     before: async (request) => {
       logger.appendKeys({ route: opts.route, requestId: request.event.requestContext?.requestId });
       const event = request.event;
+      const deadline = deadlineOf(event, request.context);
+      if (deadline) event.deadline = deadline;
       if (typeof opts.body === 'function' ? !opts.body(event) : !opts.body) return;
       const type = header(event, 'content-type') ?? '';
       if (!/^application\/([a-z.+-]+\+)?json\s*(;|$)/i.test(type)) {

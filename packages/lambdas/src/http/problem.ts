@@ -5,6 +5,7 @@ import { STATUS_CODES } from 'node:http';
 import { SluiceError, type SluiceErrorCode, ValidationError } from '@sluice/core';
 import type { APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
 import { HttpProblem } from '../errors.js';
+import { UNAVAILABLE_RETRY_MS } from './limits.js';
 
 /** What a handler returns to API Gateway. */
 export type Result = APIGatewayProxyStructuredResultV2;
@@ -85,12 +86,25 @@ export function fromError(error: unknown): { response: Result; expected: boolean
   }
   if (error instanceof SluiceError && error.code !== 'internal') {
     const status = STATUS_OF[error.code];
-    if (status === 503)
-      return {
-        response: problem(503, 'unavailable', 'the limiter store cannot be reached; retry'),
-        expected: false,
-      };
+    if (status === 503) return { response: unavailable(), expected: false };
     return { response: problem(status, error.code, error.message), expected: true };
   }
+  // The function's own time ran out (middy's early timeout): as unavailable, never a 500.
+  if (error instanceof Error && error.name === 'TimeoutError')
+    return { response: unavailable(), expected: false };
   return { response: problem(500, 'internal', 'internal error'), expected: false };
+}
+
+/** The answer when the store is slow or unreachable: retry after a second. */
+function unavailable(): Result {
+  return problem(
+    503,
+    'unavailable',
+    'the limiter store cannot be reached; retry',
+    { retry_after_ms: UNAVAILABLE_RETRY_MS },
+    {
+      'retry-after': String(Math.ceil(UNAVAILABLE_RETRY_MS / 1_000)),
+      'retry-after-ms': String(UNAVAILABLE_RETRY_MS),
+    },
+  );
 }
