@@ -406,6 +406,28 @@ describe('inline and stored definitions of one limit name', () => {
     expect(results.map((r) => r.allowed)).toEqual([true, true, false, false]);
   });
 
+  it('converges on the definition every process holds once the adoption window has passed', async () => {
+    const clock = manualClock();
+    const key = itemKeys.entityBucket(`removed-${++n}`, 'gpt-4o');
+    const scale = async () => (await table.store.get(key))?.[bucketAttributes.scale('tpm')];
+    const override = tpm(500, 10); // an entity's override, its document since deleted
+    const plan = tpm(1_000, 5); // the plan's limit, from a document older than the override's
+    const [stale, fresh] = [
+      table.limiter({ clock: clock.now, definitionAdoptMs: 60_000 }),
+      table.limiter({ clock: clock.now, definitionAdoptMs: 60_000 }),
+    ];
+    await admitted(stale, [{ scope: 'entity', key, limits: plan }], 0);
+    await admitted(stale, [{ scope: 'entity', key, limits: override }], 0); // converts
+
+    await admitted(fresh, [{ scope: 'entity', key, limits: plan }], 10);
+    const within = await scale(); // processes may still hold the override: it stands
+    clock.advance(60_001);
+    await admitted(fresh, [{ scope: 'entity', key, limits: plan }], 10);
+
+    expect(within).toBe('500/60/500');
+    expect(await scale()).toBe('1000/60/1000');
+  });
+
   it('converges on one of two stored definitions of the same revision', async () => {
     const clock = manualClock();
     const key = itemKeys.entityBucket(`tie-${++n}`, 'gpt-4o');

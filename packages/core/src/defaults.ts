@@ -62,6 +62,13 @@ export const ENGINE_DEFAULTS = {
    * @default 1_000
    */
   shardFreezeStaleMs: 1_000,
+  /**
+   * After a write converts a bucket to a newer stored definition, how long processes still
+   * holding an older one adopt it rather than convert it back: at least the time a configuration
+   * change takes to reach every process (the service sets twice its configuration cache time).
+   * @default 60_000
+   */
+  definitionAdoptMs: 60_000,
 } as const;
 
 /**

@@ -49,6 +49,8 @@ export function getRuntime(): Runtime {
     const engine = new Engine({
       store,
       shardGrowWritesPerSecond: env.shardGrowWritesPerSecond,
+      // A configuration change reaches every container within its cache time.
+      definitionAdoptMs: 2 * env.configCacheMs,
       onBackgroundError: (error) =>
         // A give-back: the refused request stays charged; a split: its next writer completes it.
         logger.error('background write failed (give-back or shard split)', { error }),

@@ -258,7 +258,12 @@ function consumeAt(
     ...(i === 0 ? d.event(0, d.usage) : []),
     ...counted(d.shardings[i], at.shards),
   ];
-  const options = { priority: d.priority, maxWaitNs: BigInt(d.maxWaitMs) * NS_PER_MS, mayDeny };
+  const options = {
+    priority: d.priority,
+    maxWaitNs: BigInt(d.maxWaitMs) * NS_PER_MS,
+    mayDeny,
+    adoptForMs: d.engine.tuning.definitionAdoptMs,
+  };
   return itemConsume(d.engine, at.check, state, atMs, taking, options, at.shards, also);
 }
 

@@ -16,9 +16,11 @@
  * The definition (`"L/periodSeconds/burst"`) is stored beside x, with the revision it was stored
  * at. When a limit changes, the first write under the newer revision converts the state under an
  * exact-match condition, keeping the backlog in units of usage: 700 tokens used of 1,000 a minute
- * are still 700 used of 2,000 a minute. A process still holding an older stored revision adopts
- * the item's definition instead of converting it back, so old and new configuration converge; an
- * inline limit never adopts, and is never adopted (see {@link effectiveLimit}).
+ * are still 700 used of 2,000 a minute. While other processes may still hold the older
+ * definition (their configuration caches), they adopt the item's instead of converting it back,
+ * so old and new configuration converge; after that window every process holds the newest one
+ * and converts to it (see {@link effectiveLimit}). An inline limit never adopts, and is never
+ * adopted.
  *
  * Every write that can raise x says how far ahead of now its state can matter (`horizonNs`),
  * bounded by its own condition; the item's TTL is set past that. Refunds only lower x.
@@ -69,7 +71,15 @@ export interface ConsumeOptions {
   readonly maxWaitNs: bigint;
   /** Whether `state` is trusted enough to deny without writing (the cache may deny, never admit). */
   readonly mayDeny: boolean;
+  /**
+   * How long after a conversion processes holding an older stored definition adopt the new one:
+   * at least the time a configuration change takes to reach every process. @default 60_000
+   */
+  readonly adoptForMs?: number;
 }
+
+/** Default of {@link ConsumeOptions.adoptForMs}: twice the default configuration cache time. */
+const ADOPT_FOR_MS = 60_000;
 
 /** Integer division rounding toward −∞ (BigInt division truncates toward 0); `b` > 0. */
 export function floorDiv(a: bigint, b: bigint): bigint {
@@ -128,14 +138,20 @@ interface Stored {
   readonly s?: string;
   /** Revision of the stored definition; 0 when none was recorded. */
   readonly r: bigint;
+  /** Until when older definitions adopt it (epoch ms); 0 when not recorded. */
+  readonly c: bigint;
 }
 
 function readStored(state: ItemState | undefined, name: string): Stored {
   const x = state?.[bucketAttributes.tat(name)];
   const s = state?.[bucketAttributes.scale(name)];
   const r = state?.[bucketAttributes.revision(name)];
+  const c = state?.[bucketAttributes.adoptUntil(name)];
   // Assigned, not spread: this runs for every limit of every decision, refusals from memory too.
-  const stored: { x?: bigint; s?: string; r: bigint } = { r: typeof r === 'bigint' ? r : 0n };
+  const stored: { x?: bigint; s?: string; r: bigint; c: bigint } = {
+    r: typeof r === 'bigint' ? r : 0n,
+    c: typeof c === 'bigint' ? c : 0n,
+  };
   if (typeof x === 'bigint') stored.x = x;
   if (typeof s === 'string') stored.s = s;
   return stored;
@@ -145,18 +161,26 @@ const revisionOf = (limit: BucketLimit): bigint => BigInt(limit.revision ?? 0);
 
 /**
  * The definition to decide with: the item's own when it was stored after the one this process
- * holds (its configuration cache is behind), else the limit as given. Revisions order stored
- * definitions totally: the later document wins, and of two written at the same revision the
- * greater definition (as text), so processes holding either converge on one. An inline limit
- * (no revision) is the caller's own and is never replaced, and a stored one never takes an
- * inline definition (written at revision 0): each is judged by its own definition, the item
- * converted exactly between them (see {@link bucketConsume}).
+ * holds (its configuration cache is behind) and processes may still be behind, else the limit as
+ * given. Revisions order stored definitions totally: the later document wins, and of two written
+ * at the same revision the greater definition (as text), so processes holding either converge
+ * on one. Once every process has read the change (the item's adoption window has passed), no
+ * revision is trusted over the process's own configuration: a definition whose document was
+ * deleted, or stamped by a clock that ran ahead, never sticks. An inline limit (no revision) is
+ * the caller's own and is never replaced, and a stored one never takes an inline definition
+ * (written at revision 0): each is judged by its own definition, the item converted exactly
+ * between them (see {@link bucketConsume}).
  */
-export function effectiveLimit(limit: BucketLimit, state: ItemState | undefined): BucketLimit {
+export function effectiveLimit(
+  limit: BucketLimit,
+  state: ItemState | undefined,
+  nowNs: bigint,
+): BucketLimit {
   const mine = revisionOf(limit);
   if (mine === 0n) return limit;
-  const { s, r } = readStored(state, limit.name);
+  const { s, r, c } = readStored(state, limit.name);
   if (s === undefined || r < mine || (r === mine && s <= scaleOf(limit))) return limit;
+  if (c * NS_PER_MS <= nowNs) return limit;
   return { ...limit, ...parseScale(s), revision: Number(r) };
 }
 
@@ -217,7 +241,7 @@ export function bucketConsume(
   amount: number,
   options: ConsumeOptions,
 ): Step {
-  const limit = effectiveLimit(given, state);
+  const limit = effectiveLimit(given, state, nowNs);
   const { L, P } = bucketParams(limit);
   const scale = scaleOf(limit);
   const nowX = nowNs * L;
@@ -248,6 +272,10 @@ export function bucketConsume(
         { attr: tat, value: newX },
         { attr: sc, value: scale },
         { attr: bucketAttributes.revision(limit.name), value: revisionOf(limit) },
+        {
+          attr: bucketAttributes.adoptUntil(limit.name),
+          value: nowNs / NS_PER_MS + BigInt(options.adoptForMs ?? ADOPT_FOR_MS),
+        },
       ],
       condition: {
         and: [
@@ -358,7 +386,7 @@ export function bucketStatus(
   state: ItemState | undefined,
   nowNs: bigint,
 ): { remaining: bigint; resetNs: bigint; backlogX: bigint } {
-  const limit = effectiveLimit(given, state);
+  const limit = effectiveLimit(given, state, nowNs);
   const { L, P, tau } = bucketParams(limit);
   const { x, s } = readStored(state, limit.name);
   if (x === undefined || s === undefined) return { remaining: tau / P, resetNs: 0n, backlogX: 0n }; // the burst (a shard's share of it)
@@ -374,7 +402,7 @@ export function bucketWaitNs(
   nowNs: bigint,
   priority: number,
 ): bigint {
-  const limit = effectiveLimit(given, state);
+  const limit = effectiveLimit(given, state, nowNs);
   const { L } = bucketParams(limit);
   const { backlogX } = bucketStatus(limit, state, nowNs);
   const over = backlogX - effectiveCapacity(limit, priority);

@@ -246,7 +246,14 @@ async function applyDeltas(
     if (result.ok) return;
     await thawed(engine, item.key, result.item ?? {});
   }
-  throw new StoreUnavailableError('compensation kept failing its condition', { notApplied: true });
+  throw new CompensationContendedError();
+}
+
+/** A give-back whose condition kept failing: others kept changing the item. */
+class CompensationContendedError extends StoreUnavailableError {
+  constructor() {
+    super('compensation kept failing its condition', { notApplied: true });
+  }
 }
 
 /**
@@ -271,8 +278,11 @@ export async function giveBack(
         if (!(await wasApplied(engine, item.key, error.writeId))) engine.onBackgroundError(error);
         return;
       }
-      const again = error instanceof StoreUnavailableError && error.notApplied;
-      if (!again || Date.now() >= until) {
+      // Refused by the store before anything applied: again, for a while (throttling, an outage).
+      // Its condition failing attempt after attempt is contention: a few more tries, then report.
+      const refused = error instanceof StoreUnavailableError && error.notApplied;
+      const contended = error instanceof CompensationContendedError;
+      if (!refused || Date.now() >= until || (contended && attempt >= 2)) {
         engine.onBackgroundError(error);
         return;
       }

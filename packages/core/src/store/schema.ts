@@ -21,6 +21,11 @@ export const bucketAttributes = {
   scale: (limitName: string) => `s_${limitName}`,
   /** When that definition was stored (epoch ms): a newer one wins, an older one adopts it. */
   revision: (limitName: string) => `r_${limitName}`,
+  /**
+   * Until when (epoch ms) processes holding an older stored definition adopt this one: the time
+   * every process takes to read a configuration change, from the write that converted the item.
+   */
+  adoptUntil: (limitName: string) => `c_${limitName}`,
   /** Calendar quota: start (epoch ms) of the window `used` counts in. */
   window: (limitName: string) => `w_${limitName}`,
   /** Calendar quota: amount used in that window. */
