@@ -204,6 +204,7 @@ export {
   type BudgetAlert,
   CLAIM_MS,
   crossingsOf,
+  thresholdLevel,
 } from './usage/alerts.js';
 export { DenialBuffer, type DenialBufferOptions } from './usage/denials.js';
 export {

@@ -110,6 +110,10 @@ export const alertAttributes = {
   claimed: 'claimed',
   /** When it was delivered (ISO 8601). */
   sent: 'sent',
+  /** The level of `used` it fired at: ceil(threshold × the limit then in force). */
+  level: 'level',
+  /** On a threshold's first alert in a window: the highest level it has fired at there since. */
+  highest: 'top',
 } as const;
 
 /** Granularities of usage history rows, by the letter that starts their sort key. */
@@ -196,9 +200,18 @@ export const usageKeys = {
   }),
   /** What the usage aggregator has counted of one lease (or gathering of refusals). */
   usageLease: (leaseId: string): ItemKey => ({ pk: `usagelease#${leaseId}`, sk: 'u' }),
-  /** A budget alert: one per item, limit, window and threshold. */
-  alert: (window: string, item: ItemKey, limitName: string, threshold: number): ItemKey => ({
+  /**
+   * A budget alert: one per item, limit, window, threshold and level. A threshold's first alert
+   * in a window is keyed without its level; one fired later (at a raised budget) adds it.
+   */
+  alert: (
+    window: string,
+    item: ItemKey,
+    limitName: string,
+    threshold: number,
+    level?: bigint,
+  ): ItemKey => ({
     pk: 'alert',
-    sk: `${window}#${item.pk}#${item.sk}#${limitName}#${threshold}`,
+    sk: `${window}#${item.pk}#${item.sk}#${limitName}#${threshold}${level === undefined ? '' : `#${level}`}`,
   }),
 } as const;

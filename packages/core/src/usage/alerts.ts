@@ -1,19 +1,36 @@
 /**
  * Budget alerts: a calendar quota may name thresholds (shares of its limit). The acquire that
  * writes such a quota records its limit and thresholds beside its window; the aggregator sees
- * each change of the item with its old and new `used`, and a change that takes `used` from
- * below a threshold to at or above it is a crossing.
+ * each change of the item with its old and new image.
  *
- * Exactly one alert per (item, limit, window, threshold): the alert item is created with a
- * condition that it does not exist, so concurrent crossings, a crossing after a refund, a
- * replayed batch and two readers of one stream all find it there. Whoever created it sends it;
- * a send that failed leaves it unclaimed, so the record's next delivery sends it. A record that
- * finds the alert claimed and not yet sent fails its batch (in AWS), which comes back until the
- * alert is sent or the claim lapses after {@link CLAIM_MS} (its sender died mid-send). Only a
- * sender that dies after the event bus took the alert and before marking it sent can cause a
- * second event, a minute later.
+ * Alerts follow the budget in force when the usage is counted: threshold t of a quota with limit
+ * B is reached when the window's `used`, counted under B, reaches its level ceil(t·B) (exactly:
+ * see {@link thresholdLevel}). A change fires t when its new image is at or past that level and
+ * its old image was not already at or past the same level in the same window: a crossing, a new
+ * window, or a new definition. So a threshold that a lowered budget puts below what is already
+ * used fires on the next change counted under that budget.
+ *
+ * Exactly one alert per (item, limit, window, threshold, level). A threshold's first alert in a
+ * window is created with a condition that it does not exist, and records the highest level fired.
+ * A later firing must be at a higher level (the budget was raised above the level it last fired
+ * at): its own alert item, created in one transaction with the raise of that highest level,
+ * conditional on it being lower. A level at or below it never fires again (a lowered budget).
+ * So concurrent crossings, a crossing after a refund, a replayed batch and two readers of one
+ * stream all find the firing there, and a change of an item already past its thresholds under
+ * the same budget writes nothing. Each reader takes an item's changes in stream order, as
+ * DynamoDB Streams delivers them: a batch first seen in another order may fire a level that a
+ * lowered budget would have passed over (still once).
+ *
+ * Whoever created an alert sends it; a send that failed leaves it unclaimed, so the record's next
+ * delivery sends it. A record that finds the alert claimed and not yet sent fails its batch (in
+ * AWS), which comes back until the alert is sent or the claim lapses after {@link CLAIM_MS} (its
+ * sender died mid-send). Only a sender that dies after the event bus took the alert and before
+ * marking it sent can cause a second event, a minute later.
  */
 
+import { parseDecimal } from '../catalog/price.js';
+import { ceilDiv } from '../engine/gcra.js';
+import { sleep } from '../engine/state.js';
 import { StoreUnavailableError } from '../errors.js';
 import {
   alertAttributes as A,
@@ -22,7 +39,7 @@ import {
   TABLE_SCHEMA,
   usageKeys,
 } from '../store/schema.js';
-import type { AdminStore, ItemKey, ItemState } from '../store/types.js';
+import type { AdminStore, Assignment, ItemKey, ItemState, ItemUpdate } from '../store/types.js';
 import type { ItemChange } from './aggregator.js';
 
 /** How budget alert events are named (EventBridge source and detail-type; the webhook's body too). */
@@ -44,15 +61,17 @@ export interface BudgetAlert {
   readonly threshold: number;
   /** Used in the window when it was crossed. */
   readonly used: number;
-  /** The quota's limit. */
+  /** The quota's limit it fired under (the one in force when `used` was counted). */
   readonly limit_value: number;
 }
 
 /** Sends one alert; throws if it could not. */
 export type AlertSender = (alert: BudgetAlert) => Promise<void>;
 
+/** A threshold reached by one change: the alert it fires, at which level of `used`. */
 interface Crossing {
   readonly key: ItemKey;
+  readonly level: bigint;
   readonly alert: BudgetAlert;
 }
 
@@ -60,29 +79,86 @@ const ALERTS_PREFIX = bucketAttributes.alerts('');
 const ENTITY_PREFIX = itemKeys.entityWide('').pk;
 const RESOURCE_PREFIX = itemKeys.resourceBucket('').pk;
 
-/** The thresholds one change crosses upwards. */
+/**
+ * The `used` at which `threshold` of `limit` is reached: ceil(threshold × limit), exactly. The
+ * threshold is read as the decimal its shortest form writes (`String`: "0.07", "1e-7"), never
+ * through floats, where `Math.ceil(0.07 * 100)` is 8.
+ *
+ * @example
+ * thresholdLevel(0.07, 100n); // 7n
+ * thresholdLevel(0.8, 7_000n); // 5_600n
+ */
+export function thresholdLevel(threshold: number, limit: bigint): bigint {
+  const share = parseDecimal(threshold, Number.POSITIVE_INFINITY);
+  if (!share) throw new RangeError(`a threshold is a finite number from 0, not ${threshold}`);
+  return ceilDiv(share.units * limit, 10n ** BigInt(share.scale));
+}
+
+/** One quota with budget alerts, as an image of its item holds it. */
+interface AlertedQuota {
+  readonly window: bigint;
+  readonly used: bigint;
+  readonly limit: bigint;
+  readonly thresholds: readonly number[];
+}
+
+/** An image's attributes by name: the names carry limit names, so they are read from a Map. */
+type Image = ReadonlyMap<string, ItemState[string]>;
+
+/** The quota `name` of an image, when it records thresholds (a cleared definition is ""). */
+function alertedQuota(image: Image, name: string): AlertedQuota | undefined {
+  const definition = image.get(bucketAttributes.alerts(name));
+  const window = image.get(bucketAttributes.window(name));
+  const used = image.get(bucketAttributes.used(name));
+  if (typeof definition !== 'string' || typeof window !== 'bigint' || typeof used !== 'bigint')
+    return undefined;
+  const [limitText = '', list = ''] = definition.split('|');
+  if (!/^[1-9]\d*$/.test(limitText)) return undefined;
+  const thresholds = list
+    .split(',')
+    .map(Number)
+    .filter((t) => t > 0 && t <= 1);
+  return thresholds.length ? { window, used, limit: BigInt(limitText), thresholds } : undefined;
+}
+
+/** Whether `quota` was already at or past `threshold`'s `level` in `window`. */
+function reached(
+  quota: AlertedQuota | undefined,
+  window: bigint,
+  threshold: number,
+  level: bigint,
+): boolean {
+  return (
+    quota !== undefined &&
+    quota.window === window &&
+    quota.used >= level &&
+    quota.thresholds.includes(threshold) &&
+    thresholdLevel(threshold, quota.limit) === level
+  );
+}
+
+/**
+ * The thresholds one change reaches: at or past their level under the budget of its new image,
+ * where its old image was not already at or past that same level in the same window.
+ */
 export function crossingsOf(change: ItemChange): Crossing[] {
-  const next = change.newImage;
-  if (!next) return [];
+  if (!change.newImage) return [];
+  const next: Image = new Map(Object.entries(change.newImage));
+  const old: Image = new Map(Object.entries(change.oldImage ?? {}));
   const out: Crossing[] = [];
-  for (const [attr, definition] of Object.entries(next)) {
-    if (!attr.startsWith(ALERTS_PREFIX) || typeof definition !== 'string') continue;
+  for (const attr of next.keys()) {
+    if (!attr.startsWith(ALERTS_PREFIX)) continue;
     const name = attr.slice(ALERTS_PREFIX.length);
-    const [limitText, thresholds] = definition.split('|');
-    const limit = Number(limitText);
-    const window = next[bucketAttributes.window(name)];
-    const used = next[bucketAttributes.used(name)];
-    if (typeof window !== 'bigint' || typeof used !== 'bigint' || !thresholds) continue;
-    const old = change.oldImage;
-    const before =
-      old?.[bucketAttributes.window(name)] === window ? old[bucketAttributes.used(name)] : 0n;
-    const was = typeof before === 'bigint' ? before : 0n;
-    for (const threshold of thresholds.split(',').map(Number)) {
-      const level = BigInt(Math.ceil(threshold * limit));
-      if (was >= level || used < level) continue;
+    const quota = alertedQuota(next, name);
+    if (!quota) continue;
+    const before = alertedQuota(old, name);
+    for (const threshold of quota.thresholds) {
+      const level = thresholdLevel(threshold, quota.limit);
+      if (quota.used < level || reached(before, quota.window, threshold, level)) continue;
       out.push({
         key: change.key,
-        alert: alertOf(change.key, name, window, threshold, used, limit),
+        level,
+        alert: alertOf(change.key, name, quota.window, threshold, quota.used, quota.limit),
       });
     }
   }
@@ -95,7 +171,7 @@ function alertOf(
   window: bigint,
   threshold: number,
   used: bigint,
-  limitValue: number,
+  limitValue: bigint,
 ): BudgetAlert {
   const resourceWide = key.pk.startsWith(RESOURCE_PREFIX);
   return {
@@ -105,7 +181,7 @@ function alertOf(
     window: new Date(Number(window)).toISOString(),
     threshold,
     used: Number(used),
-    limit_value: limitValue,
+    limit_value: Number(limitValue),
   };
 }
 
@@ -124,24 +200,21 @@ export async function recordAlerts(
   options: SendOptions,
 ): Promise<number> {
   let created = 0;
-  for (const { key, alert } of crossings) {
-    const alertKey = usageKeys.alert(alert.window, key, alert.limit, alert.threshold);
+  const seen = new Set<string>();
+  for (const crossing of crossings) {
+    const { key, level, alert } = crossing;
+    const first = usageKeys.alert(alert.window, key, alert.limit, alert.threshold);
+    // One batch often reaches one level several times (a refund and a new crossing): once is enough.
+    const id = `${first.sk}\n${level}`;
+    if (seen.has(id)) continue;
+    seen.add(id);
     const nowMs = options.clock();
-    const claim = options.send ? [{ attr: A.claimed, value: BigInt(nowMs) }] : [];
-    const fresh = await store.update({
-      key: alertKey,
-      set: [
-        { attr: A.detail, value: JSON.stringify(alert) },
-        { attr: A.at, value: new Date(nowMs).toISOString() },
-        ...claim,
-      ],
-      condition: { absent: TABLE_SCHEMA.partitionKey },
-    });
-    if (fresh.ok) created++;
+    const firing = await fire(store, first, crossing, nowMs, options.send !== undefined);
+    if (firing.created) created++;
     if (!options.send) continue;
-    if (!fresh.ok) {
-      const taken = await takeOver(store, alertKey, fresh.item, nowMs);
-      if (taken === 'sent') continue;
+    if (!firing.created) {
+      const taken = await takeOver(store, firing.key, firing.item, nowMs);
+      if (taken === 'sent' || taken === 'none') continue;
       if (taken === 'claimed') {
         // Another sender holds it, or died holding it: in AWS the batch comes back until the
         // alert is sent or the claim lapses; locally the other process is left to it.
@@ -153,32 +226,112 @@ export async function recordAlerts(
     try {
       await options.send(alert);
     } catch (error) {
-      await store.update({ key: alertKey, set: [{ attr: A.claimed, value: 0n }] });
+      await afterSend(store, { key: firing.key, set: [{ attr: A.claimed, value: 0n }] });
       if (options.onSendFailure === 'retry') throw error;
       options.onError(error);
       continue;
     }
-    await store.update({
-      key: alertKey,
+    await afterSend(store, {
+      key: firing.key,
       set: [{ attr: A.sent, value: new Date(options.clock()).toISOString() }],
     });
   }
   return created;
 }
 
-/** Claims an existing alert that is not sent and whose claim has lapsed (or was released). */
+/**
+ * What a sender records after sending: retried a few times, since another reader's transaction
+ * raising the threshold's level may hold the item a moment, and an alert sent but not marked
+ * would stay claimed (and be sent again once the claim lapses).
+ */
+async function afterSend(store: AdminStore, update: ItemUpdate): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await store.update(update);
+      return;
+    } catch (error) {
+      if (!(error instanceof StoreUnavailableError) || attempt >= 4) throw error;
+      await sleep(Math.random() * 10 * 2 ** attempt);
+    }
+  }
+}
+
+/** Where a crossing's alert is: created now, or found (`item`, when it was read on the way). */
+interface Firing {
+  readonly key: ItemKey;
+  readonly created: boolean;
+  readonly item?: ItemState | undefined;
+}
+
+/** Transactions that met another writer before {@link fire} gives up (the batch comes back). */
+const MAX_ATTEMPTS = 8;
+
+/**
+ * Creates the alert of a crossing unless its threshold already fired in the window at this
+ * level or a higher one. `first` is the threshold's first alert in the window, which holds the
+ * highest level fired; a later firing (a raised budget) is created with the raise of it.
+ */
+async function fire(
+  store: AdminStore,
+  first: ItemKey,
+  { key, level, alert }: Crossing,
+  nowMs: number,
+  claim: boolean,
+): Promise<Firing> {
+  const fields: Assignment[] = [
+    { attr: A.detail, value: JSON.stringify(alert) },
+    { attr: A.at, value: new Date(nowMs).toISOString() },
+    { attr: A.level, value: level },
+    ...(claim ? [{ attr: A.claimed, value: BigInt(nowMs) }] : []),
+  ];
+  const later = usageKeys.alert(alert.window, key, alert.limit, alert.threshold, level);
+  for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+    if (attempt > 0) await sleep(Math.random() * 10 * 2 ** attempt);
+    const made = await store.update({
+      key: first,
+      set: [...fields, { attr: A.highest, value: level }],
+      condition: { absent: TABLE_SCHEMA.partitionKey },
+    });
+    if (made.ok) return { key: first, created: true };
+    const held = made.item ?? {};
+    if (held[A.level] === level) return { key: first, created: false, item: held };
+    const highest = held[A.highest];
+    // Fired at a higher level (a lowered budget), or at this one by a later firing.
+    if (typeof highest !== 'bigint' || highest >= level) return { key: later, created: false };
+    const raised = await store.transact([
+      {
+        key: first,
+        set: [{ attr: A.highest, value: level }],
+        condition: { attr: A.highest, op: '<', value: level },
+      },
+      { key: later, set: fields, condition: { absent: TABLE_SCHEMA.partitionKey } },
+    ]);
+    if (raised.ok) return { key: later, created: true };
+    const [higher, exists] = raised.failures;
+    if (exists?.reason === 'condition') return { key: later, created: false, item: exists.item };
+    if (higher?.reason === 'condition') return { key: later, created: false };
+    // A conflict with another writer of either item: look again.
+  }
+  throw new StoreUnavailableError('budget alerts kept conflicting; retry');
+}
+
+/**
+ * Claims an existing alert that is not sent and whose claim has lapsed (or was released);
+ * `none` when there is no such alert (its threshold never fired at that level).
+ */
 async function takeOver(
   store: AdminStore,
   key: ItemKey,
   item: ItemState | undefined,
   nowMs: number,
-): Promise<'taken' | 'claimed' | 'sent'> {
+): Promise<'taken' | 'claimed' | 'sent' | 'none'> {
   if (item?.[A.sent] !== undefined) return 'sent';
   const result = await store.update({
     key,
     set: [{ attr: A.claimed, value: BigInt(nowMs) }],
     condition: {
       and: [
+        { exists: TABLE_SCHEMA.partitionKey },
         { absent: A.sent },
         {
           or: [
@@ -190,5 +343,6 @@ async function takeOver(
     },
   });
   if (result.ok) return 'taken';
-  return result.item?.[A.sent] !== undefined ? 'sent' : 'claimed';
+  if (result.item === undefined) return 'none';
+  return result.item[A.sent] !== undefined ? 'sent' : 'claimed';
 }
