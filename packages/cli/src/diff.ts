@@ -4,7 +4,7 @@
  * children first.
  */
 import type { ConfigKind, SluiceAdmin, StoredConfig } from '@sluice/client';
-import { canonicalJson as canonical } from '@sluice/core';
+import { canonicalJson as canonical, own } from '@sluice/core';
 import { FileError } from './errors.js';
 import type { Desired } from './file.js';
 
@@ -30,7 +30,7 @@ function compare(
   if (!stored) return { kind, name, action: 'create', after: wanted, fields: Object.keys(wanted) };
   const before = stored.config;
   const keys = [...new Set([...Object.keys(before), ...Object.keys(wanted)])];
-  const fields = keys.filter((k) => canonical(before[k]) !== canonical(wanted[k]));
+  const fields = keys.filter((k) => canonical(own(before, k)) !== canonical(own(wanted, k)));
   return {
     kind,
     name,

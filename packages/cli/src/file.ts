@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { COLLECTIONS } from '@sluice/client';
-import { CONFIG_KINDS, type ConfigKind, parseConfig, ValidationError } from '@sluice/core';
+import { CONFIG_KINDS, type ConfigKind, own, parseConfig, ValidationError } from '@sluice/core';
 import { parse as parseYaml } from 'yaml';
 import { FileError } from './errors.js';
 
@@ -45,7 +45,7 @@ export function parseDesired(raw: unknown): Desired {
   }
   const file = raw as Record<string, unknown>;
   for (const key of Object.keys(file)) {
-    if (key !== 'settings' && !(key in SECTIONS)) {
+    if (key !== 'settings' && !Object.hasOwn(SECTIONS, key)) {
       throw new FileError(key, 'unknown section (use settings, plans, resources, entities)');
     }
   }
@@ -53,7 +53,7 @@ export function parseDesired(raw: unknown): Desired {
   try {
     for (const [section, kind] of Object.entries(SECTIONS)) {
       const docs = new Map<string, object>();
-      const value = file[section] ?? {};
+      const value = own(file, section) ?? {};
       if (typeof value !== 'object' || value === null || Array.isArray(value)) {
         throw new FileError(section, 'must be a mapping of name → document');
       }

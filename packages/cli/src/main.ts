@@ -11,7 +11,7 @@ import {
   SluiceClient,
   SluiceClientError,
 } from '@sluice/client';
-import { SERVICE_DEFAULTS } from '@sluice/core';
+import { own, SERVICE_DEFAULTS } from '@sluice/core';
 import { applyChanges, type Change, planChanges, pruned } from './diff.js';
 import { CliError, UsageError } from './errors.js';
 import { loadFile } from './file.js';
@@ -52,7 +52,7 @@ function describe(change: Change): string {
       const text = v === undefined ? '(none)' : JSON.stringify(v);
       return text.length > 160 ? `${text.slice(0, 157)}...` : text;
     };
-    return `      ${field}: ${show(change.before?.[field])} → ${show(change.after?.[field])}`;
+    return `      ${field}: ${show(own(change.before, field))} → ${show(own(change.after, field))}`;
   });
   return [head, ...lines].join('\n');
 }

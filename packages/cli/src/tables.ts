@@ -1,5 +1,6 @@
 /** Plain-text tables for the usage commands; costs in USD. */
 import type { TopEntities, UsageHistory } from '@sluice/client';
+import { own } from '@sluice/core';
 
 /** Columns padded to their widest cell; numbers right-aligned. */
 export function table(head: readonly string[], rows: readonly (readonly string[])[]): string[] {
@@ -49,15 +50,15 @@ export function topTable(top: TopEntities): string[] {
   if (top.items.length === 0) return [`(nothing recorded for ${top.period} ${top.date})`];
   const ranked = top.by === 'denied' ? 'denied' : top.metric;
   // A metric not among the usual columns gets one of its own.
-  const own = !['requests', 'tokens', 'cost_micro_usd', 'denied'].includes(ranked);
+  const extra = !['requests', 'tokens', 'cost_micro_usd', 'denied'].includes(ranked);
   return [
     `Top entities by ${ranked === 'cost_micro_usd' ? 'cost' : ranked}, ${top.period} ${top.date}:`,
     ...table(
-      ['#', 'entity', ...(own ? [ranked] : []), 'requests', 'tokens', 'cost', 'leases', 'denied'],
+      ['#', 'entity', ...(extra ? [ranked] : []), 'requests', 'tokens', 'cost', 'leases', 'denied'],
       top.items.map((e, i) => [
         String(i + 1),
         e.entity,
-        ...(own ? [n(e.usage[ranked])] : []),
+        ...(extra ? [n(own(e.usage, ranked))] : []),
         n(e.usage.requests),
         n(e.usage.tokens),
         usd(e.usage.cost_micro_usd),

@@ -11,8 +11,7 @@ function get(headers: HeaderSource, name: string): string | undefined {
   if (typeof (headers as Headers).get === 'function')
     return (headers as Headers).get(name) ?? undefined;
   const record = headers as Readonly<Record<string, string | string[] | undefined>>;
-  const key = Object.keys(record).find((k) => k.toLowerCase() === name);
-  const value = key ? record[key] : undefined;
+  const value = Object.entries(record).find(([k]) => k.toLowerCase() === name)?.[1];
   return Array.isArray(value) ? value[0] : value;
 }
 

@@ -57,8 +57,7 @@ export class RequestSigner {
     const headers: Record<string, string> = { host: url.host };
     if (payload !== undefined) headers['content-type'] = 'application/json';
     if (!this.#signer) return headers;
-    const query: Record<string, string> = {};
-    for (const [key, value] of url.searchParams) query[key] = value;
+    const query = Object.fromEntries(url.searchParams);
     const signed = await this.#signer.sign({
       method,
       protocol: url.protocol,

@@ -48,10 +48,11 @@ interface Received {
 }
 
 function rateLimitHeaders(received: Received): Record<string, string> {
-  const headers: Record<string, string> = {};
-  for (const [name, value] of Object.entries(received.headers))
-    if (value !== undefined && RATE_LIMIT_HEADER.test(name)) headers[name] = String(value);
-  return headers;
+  return Object.fromEntries(
+    Object.entries(received.headers).flatMap(([name, value]) =>
+      value !== undefined && RATE_LIMIT_HEADER.test(name) ? [[name, String(value)]] : [],
+    ),
+  );
 }
 
 /** Connections kept open between calls, one pool per protocol for the whole process. */
@@ -111,11 +112,11 @@ async function viaFetch(send: typeof fetch, out: Outgoing): Promise<Received> {
     ...(payload !== undefined ? { body: payload } : {}),
     signal,
   });
-  const byName: Record<string, string> = {};
+  const byName = new Map<string, string>();
   res.headers?.forEach((value, name) => {
-    byName[name] = value;
+    byName.set(name, value);
   });
-  return { status: res.status, text: await res.text(), headers: byName };
+  return { status: res.status, text: await res.text(), headers: Object.fromEntries(byName) };
 }
 
 /** Signs and sends requests to one Sluice endpoint. */

@@ -9,6 +9,7 @@
 
 // Defaults and errors, shared by all three.
 export { canonicalJson, joinKey } from './canonical.js';
+export { own } from './names.js';
 // Stored configuration.
 export {
   type AuditEntry,

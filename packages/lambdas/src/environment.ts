@@ -3,7 +3,7 @@
  * and the handlers read them) and the loader that reads them once per container, failing fast
  * and naming the variable when something required is missing.
  */
-import { ENGINE_DEFAULTS, SERVICE_DEFAULTS } from '@sluice/core';
+import { ENGINE_DEFAULTS, own, SERVICE_DEFAULTS } from '@sluice/core';
 import { EnvironmentError } from './errors.js';
 
 /** The environment variables every Sluice function reads. */
@@ -68,7 +68,7 @@ export interface Environment {
 }
 
 function wholeNumber(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
-  const raw = env[name];
+  const raw = own(env, name);
   if (raw === undefined || raw === '') return fallback;
   const value = Number(raw);
   if (!Number.isInteger(value) || value < 0)

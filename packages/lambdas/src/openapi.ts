@@ -82,14 +82,15 @@ function operation(route: Route): Record<string, unknown> {
 
 /** The OpenAPI 3.1 document of HTTP API v1. */
 export function openApiDocument(): Record<string, unknown> {
-  const paths: Record<string, Record<string, unknown>> = {};
-  const schemas: Record<string, Record<string, unknown>> = {};
+  const paths = new Map<string, Record<string, unknown>>();
+  const schemas = new Map<string, Record<string, unknown>>();
   for (const route of routes) {
-    paths[route.path] = { ...paths[route.path], [route.method.toLowerCase()]: operation(route) };
-    if (route.request) schemas[route.request.name] = jsonSchema(route.request.schema, 'input');
-    schemas[route.response.name] = jsonSchema(route.response.schema, 'output');
+    const methods = { ...paths.get(route.path), [route.method.toLowerCase()]: operation(route) };
+    paths.set(route.path, methods);
+    if (route.request) schemas.set(route.request.name, jsonSchema(route.request.schema, 'input'));
+    schemas.set(route.response.name, jsonSchema(route.response.schema, 'output'));
   }
-  schemas.Problem = jsonSchema(r.problem, 'output');
+  schemas.set('Problem', jsonSchema(r.problem, 'output'));
   return {
     openapi: '3.1.0',
     info: {
@@ -98,7 +99,7 @@ export function openApiDocument(): Record<string, unknown> {
       description:
         'Rate limiter and budget guard for LLM traffic. Errors are application/problem+json with a stable `code`.',
     },
-    paths,
+    paths: Object.fromEntries(paths),
     components: {
       securitySchemes: {
         sigv4: {
@@ -108,7 +109,7 @@ export function openApiDocument(): Record<string, unknown> {
           description: 'AWS SigV4 (IAM), service execute-api',
         },
       },
-      schemas: Object.fromEntries(Object.entries(schemas).sort(([a], [b]) => a.localeCompare(b))),
+      schemas: Object.fromEntries([...schemas].sort(([a], [b]) => a.localeCompare(b))),
     },
   };
 }

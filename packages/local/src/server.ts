@@ -59,9 +59,10 @@ function send(res: ServerResponse, result: APIGatewayProxyStructuredResultV2): v
   const status = result.statusCode ?? 200;
   const body = Buffer.from(result.body ?? '', result.isBase64Encoded ? 'base64' : 'utf8');
   // With its length, as API Gateway answers (not chunked); a 204 has neither body nor length.
-  const headers: Record<string, string> =
-    status === 204 ? {} : { 'content-length': String(body.length) };
-  for (const [name, value] of Object.entries(result.headers ?? {})) headers[name] = String(value);
+  const headers = Object.fromEntries([
+    ...(status === 204 ? [] : [['content-length', String(body.length)]]),
+    ...Object.entries(result.headers ?? {}).map(([name, value]) => [name, String(value)]),
+  ]);
   res.writeHead(status, headers);
   res.end(status === 204 ? undefined : body);
 }
@@ -89,14 +90,14 @@ function matchPath(template: string, path: string): Record<string, string> | und
   const want = template.split('/');
   const got = path.split('/');
   if (want.length !== got.length) return undefined;
-  const params: Record<string, string> = {};
+  const params = new Map<string, string>();
   for (const [i, part] of want.entries()) {
     const value = got[i] ?? '';
     const param = /^\{(\w+)\}$/.exec(part);
-    if (param?.[1] && value !== '') params[param[1]] = value;
+    if (param?.[1] && value !== '') params.set(param[1], value);
     else if (part !== value) return undefined;
   }
-  return params;
+  return Object.fromEntries(params);
 }
 
 const firstOf = (value: string | string[] | undefined) => (Array.isArray(value) ? value[0] : value);
@@ -117,10 +118,11 @@ function toEvent(
   pathParameters: Record<string, string>,
   principal: string | undefined,
 ): APIGatewayProxyEventV2 {
-  const headers: Record<string, string> = {};
-  for (const [name, value] of Object.entries(req.headers)) {
-    if (value !== undefined) headers[name] = Array.isArray(value) ? value.join(',') : value;
-  }
+  const headers = Object.fromEntries(
+    Object.entries(req.headers).flatMap(([name, value]) =>
+      value === undefined ? [] : [[name, Array.isArray(value) ? value.join(',') : value]],
+    ),
+  );
   const now = new Date();
   return {
     version: '2.0',

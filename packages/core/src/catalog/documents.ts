@@ -20,6 +20,7 @@ import {
   validationErrorFrom,
 } from '../engine/limits.js';
 import { ValidationError } from '../errors.js';
+import { own } from '../names.js';
 import { CALLER_PATTERN, MAX_CALLERS } from './callers.js';
 import { matchesResource } from './policy.js';
 import { MAX_PRICE_DECIMALS, parseDecimal } from './price.js';
@@ -139,7 +140,7 @@ export function fallbackCycle(
     const at = path.indexOf(node);
     if (at >= 0) return [...path.slice(at), node];
     if (done.has(node)) return undefined;
-    for (const next of Object.hasOwn(fallbacks, node) ? (fallbacks[node] ?? []) : []) {
+    for (const next of own(fallbacks, node) ?? []) {
       const found = visit(next, [...path, node]);
       if (found) return found;
     }

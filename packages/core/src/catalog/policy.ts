@@ -16,6 +16,7 @@ import {
 import type { ScopeCheck } from '../engine/types.js';
 import type { UsageContext } from '../engine/usage-context.js';
 import { PolicyRefusal, ValidationError } from '../errors.js';
+import { own } from '../names.js';
 import { itemKeys } from '../store/schema.js';
 import { checkCallers } from './callers.js';
 import type {
@@ -181,7 +182,7 @@ export async function planFallbacks(
   const record = await source.entity(entity);
   const plan = await source.plan(record?.plan ?? 'default');
   const fallbacks = plan?.fallbacks;
-  return fallbacks && Object.hasOwn(fallbacks, resource) ? (fallbacks[resource] ?? []) : [];
+  return own(fallbacks, resource) ?? [];
 }
 
 type Chain = { id: string; config: Revised<EntityConfig> | undefined }[];

@@ -21,7 +21,7 @@
 
 import type { ItemKey, ItemState, ItemUpdate, UpdateResult } from '../store/types.js';
 import { applyLocally, tagged } from './items.js';
-import { addUsage, type Usage } from './limits.js';
+import { sumUsage, type Usage } from './limits.js';
 import { type Engine, keyOf } from './state.js';
 
 /** What a plan of an item's write comes to (acquire.ts's step of one item). */
@@ -125,12 +125,12 @@ export function combineWrites(): Combiner {
         const atMs = engine.clock();
         let projected = state;
         let count = 0;
-        const total: Record<string, number> = {};
+        let total: Usage = {};
         for (const member of rest) {
           const step = first.plan(member.write.usage, projected, atMs);
           if (step.kind !== 'write') break;
           projected = applyLocally(projected ?? {}, step.update.set);
-          addUsage(total, member.write.usage);
+          total = sumUsage(total, member.write.usage);
           count++;
         }
         const step = count > 0 ? first.plan(total, state, atMs) : undefined;

@@ -9,6 +9,7 @@
  */
 
 import { PRIORITY } from '../defaults.js';
+import { own } from '../names.js';
 import { bucketAttributes, shardKey } from '../store/schema.js';
 import type { Assignment, ItemState, ItemUpdate } from '../store/types.js';
 import { bucketConsume, bucketFits, type ConsumeOptions, type Step } from './gcra.js';
@@ -88,7 +89,7 @@ export function itemConsume(
       const attr = bucketAttributes.alerts(limit.name);
       if (limit.alerts) extra.push({ attr, value: `${limit.limit}|${limit.alerts.join(',')}` });
       // Thresholds taken off the quota: cleared, or the item would go on alerting on them.
-      else if (state?.[attr]) extra.push({ attr, value: '' });
+      else if (own(state, attr)) extra.push({ attr, value: '' });
     }
   }
   const update = combine(

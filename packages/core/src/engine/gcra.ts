@@ -27,6 +27,7 @@
  */
 
 import { PRIORITY } from '../defaults.js';
+import { own } from '../names.js';
 import { bucketAttributes } from '../store/schema.js';
 import type { Assignment, Condition, ItemState } from '../store/types.js';
 import type { BucketLimit } from './limits.js';
@@ -143,10 +144,10 @@ interface Stored {
 }
 
 function readStored(state: ItemState | undefined, name: string): Stored {
-  const x = state?.[bucketAttributes.tat(name)];
-  const s = state?.[bucketAttributes.scale(name)];
-  const r = state?.[bucketAttributes.revision(name)];
-  const c = state?.[bucketAttributes.adoptUntil(name)];
+  const x = own(state, bucketAttributes.tat(name));
+  const s = own(state, bucketAttributes.scale(name));
+  const r = own(state, bucketAttributes.revision(name));
+  const c = own(state, bucketAttributes.adoptUntil(name));
   // Assigned, not spread: this runs for every limit of every decision, refusals from memory too.
   const stored: { x?: bigint; s?: string; r: bigint; c: bigint } = {
     r: typeof r === 'bigint' ? r : 0n,

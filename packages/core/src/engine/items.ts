@@ -320,15 +320,15 @@ export function zeroed(usage: Usage): Usage {
 
 /** What a successful update did to an item, applied to a remembered copy. */
 export function applyLocally(state: ItemState, set: readonly Assignment[]): ItemState {
-  const next: Record<string, bigint | string> = { ...state };
+  const next = new Map(Object.entries(state));
   for (const a of set) {
-    if ('value' in a) next[a.attr] = a.value;
-    else if ('ifAbsent' in a) next[a.attr] ??= a.ifAbsent;
+    if ('value' in a) next.set(a.attr, a.value);
+    else if ('ifAbsent' in a) next.set(a.attr, next.get(a.attr) ?? a.ifAbsent);
     else {
-      const current = next[a.attr];
+      const current = next.get(a.attr);
       const base = typeof current === 'bigint' ? current : 'base' in a ? a.base : 0n;
-      next[a.attr] = base + ('add' in a ? a.add : a.addToExisting);
+      next.set(a.attr, base + ('add' in a ? a.add : a.addToExisting));
     }
   }
-  return next;
+  return Object.fromEntries(next);
 }

@@ -5,6 +5,7 @@
 
 import * as z from 'zod/mini';
 import { ValidationError } from '../errors.js';
+import { own } from '../names.js';
 import { message } from './messages.js';
 
 // English messages for Sluice's checks only: `z.locales.en()` would pull every locale into a
@@ -286,16 +287,23 @@ export function checkSharding(raw: LimitInput, field: string): void {
 
 /** The amount of `metric` in `usage`, 0 when absent: own properties only (`constructor` is a metric name too). */
 export function amountOf(usage: Usage, metric: string): number {
-  return Object.hasOwn(usage, metric) ? (usage[metric] ?? 0) : 0;
+  return own(usage, metric) ?? 0;
 }
 
-/** Adds `from`'s amounts into `into`, metric by metric. */
-export function addUsage(into: Record<string, number>, from: Usage): void {
-  for (const [metric, amount] of Object.entries(from)) into[metric] = (into[metric] ?? 0) + amount;
+/** The sum of usages, metric by metric. */
+export function sumUsage(...usages: readonly Usage[]): Usage {
+  const sums = new Map<string, number>();
+  for (const usage of usages)
+    for (const [metric, amount] of Object.entries(usage))
+      sums.set(metric, (sums.get(metric) ?? 0) + amount);
+  return Object.fromEntries(sums);
 }
 
 /** Validates usage as given: metric → non-negative integer, nothing derived. */
 export function parseUsageMap(input: unknown, field = 'usage'): Usage {
+  // A JSON `__proto__` key is an own property the schema would pass over unseen: refused.
+  if (typeof input === 'object' && input !== null && Object.hasOwn(input, '__proto__'))
+    throw new ValidationError(`${field}.__proto__`, 'not a metric name');
   const parsed = usageSchema.safeParse(input ?? {});
   if (!parsed.success) throw validationErrorFrom(parsed.error, field);
   return { ...parsed.data };

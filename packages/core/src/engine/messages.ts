@@ -6,7 +6,10 @@
  */
 import type * as z from 'zod/mini';
 
-const UNITS: Readonly<Record<string, string>> = { string: 'characters', array: 'items' };
+const UNITS: ReadonlyMap<string, string> = new Map([
+  ['string', 'characters'],
+  ['array', 'items'],
+]);
 
 const typeOf = (input: unknown): string =>
   input === null ? 'null' : Array.isArray(input) ? 'array' : typeof input;
@@ -23,7 +26,7 @@ export function message(issue: z.core.$ZodRawIssue): string {
     case 'too_big':
     case 'too_small': {
       const big = issue.code === 'too_big';
-      const unit = UNITS[issue.origin ?? ''];
+      const unit = UNITS.get(issue.origin ?? '');
       const adj = (big ? '<' : '>') + (issue.inclusive ? '=' : '');
       const value = String(big ? issue.maximum : issue.minimum);
       return `Too ${big ? 'big' : 'small'}: expected ${issue.origin ?? 'value'} to ${

@@ -9,6 +9,7 @@
  * process ahead of it already opened: it joins that window instead.
  */
 
+import { own } from '../names.js';
 import { bucketAttributes } from '../store/schema.js';
 import type { ItemState } from '../store/types.js';
 import { type CalendarUnit, calendarWindow } from './calendar.js';
@@ -37,8 +38,8 @@ function current(
   nowMs: number,
 ): Current {
   const win = calendarWindow(nowMs, quota.window, quota.timezone);
-  const stored = state?.[bucketAttributes.window(quota.name)];
-  const used = state?.[bucketAttributes.used(quota.name)];
+  const stored = own(state, bucketAttributes.window(quota.name));
+  const used = own(state, bucketAttributes.used(quota.name));
   let start = BigInt(win.startMs);
   let endMs = win.endMs;
   if (typeof stored === 'bigint' && stored > start) {

@@ -298,18 +298,18 @@ const has = (usage: Usage, metric: string) => Object.hasOwn(usage, metric);
 function nextReport(claims: LeaseClaims, reported: Usage, ask: Settlement): Usage {
   if (ask.kind === 'cancel') return reported;
   const monotonic = ask.kind === 'adjust';
-  const merged: Record<string, number> = { ...reported };
+  const merged = new Map(Object.entries(reported));
   for (const [metric, value] of Object.entries(ask.given)) {
-    merged[metric] = monotonic ? Math.max(amountOf(reported, metric), value) : value;
+    merged.set(metric, monotonic ? Math.max(amountOf(reported, metric), value) : value);
   }
   const split = has(ask.given, 'input_tokens') || has(ask.given, 'output_tokens');
   if (split && !has(ask.given, 'tokens')) {
-    const base = { ...claims.usage, ...merged };
+    const base = { ...claims.usage, ...Object.fromEntries(merged) };
     const tokens = amountOf(base, 'input_tokens') + amountOf(base, 'output_tokens');
     if (tokens > MAX_AMOUNT) throw new ValidationError('usage.tokens', 'too large');
-    merged.tokens = monotonic ? Math.max(amountOf(reported, 'tokens'), tokens) : tokens;
+    merged.set('tokens', monotonic ? Math.max(amountOf(reported, 'tokens'), tokens) : tokens);
   }
-  return merged;
+  return Object.fromEntries(merged);
 }
 
 function leaseRecordFrom(item: ItemState | undefined): LeaseRecord | undefined {

@@ -23,6 +23,7 @@
  */
 
 import type { EngineTuning } from '../defaults.js';
+import { own } from '../names.js';
 import { itemAttributes, shardKey, shardOf, TABLE_SCHEMA } from '../store/schema.js';
 import type { Assignment, Condition, ItemKey, ItemState } from '../store/types.js';
 import { ceilDiv, NS_PER_S } from './gcra.js';
@@ -56,7 +57,6 @@ export function shardsAt(engine: Engine, key: ItemKey): number {
   const seen = engine.stateOf(key);
   return seen ? countOf(seen) : engine.shardCount(shardOf(key).base);
 }
-
 
 /** The condition every write to an item computed at `count` shards carries. */
 export function shardCondition(count: number): Condition {
@@ -242,7 +242,7 @@ export async function completeSplit(engine: Engine, key: ItemKey, frozen: ItemSt
   const halfState = created.item ?? {};
   const kept: Assignment[] = [{ attr: N, value: BigInt(count) }];
   for (const [attr, value] of Object.entries(frozen)) {
-    const moved = halfState[attr];
+    const moved = own(halfState, attr);
     if (typeof value !== 'bigint' || typeof moved !== 'bigint') continue;
     // A TAT: 2x − x_half leaves the backlog the two held (x − now each way) to this one.
     if (attr.startsWith('b_')) kept.push({ attr, value: 2n * value - moved });
@@ -263,7 +263,7 @@ function halfOf(frozen: ItemState, count: number, nowMs: number): Assignment[] {
   const nowNs = toNs(nowMs);
   const set: Assignment[] = [];
   for (const [attr, value] of Object.entries(frozen)) {
-    const scale = frozen[`s_${attr.slice(2)}`];
+    const scale = own(frozen, `s_${attr.slice(2)}`);
     if (attr.startsWith('b_') && typeof value === 'bigint' && typeof scale === 'string') {
       // The item keeps the backlog up to its new burst, the new half takes the rest, in whole
       // units: a refund later returns to the item the lease took from, which then still

@@ -22,6 +22,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { SluiceError } from '../errors.js';
+import { own } from '../names.js';
 import { signingKeyAttributes as attrs, itemKeys } from '../store/schema.js';
 import type { Assignment, ItemState, ItemUpdate, Store } from '../store/types.js';
 import type { SigningKey } from './lease.js';
@@ -58,7 +59,7 @@ function keysOf(item: ItemState | undefined): Map<string, HeldKey> {
     const secret = Buffer.from(value, 'base64');
     const id = keyIdOf(secret);
     if (attrs.secret(id) !== attr) continue; // not a key this code wrote
-    const retires = item?.[attrs.retiresAt(id)];
+    const retires = own(item, attrs.retiresAt(id));
     keys.set(id, {
       id,
       secret,

@@ -38,24 +38,37 @@ export interface DynamoDBStoreOptions {
 
 /** Placeholders for one expression: `#n0`, `:v0`, … */
 class Expression {
-  readonly names: Record<string, string> = {};
-  readonly values: Record<string, AttributeValue> = {};
+  readonly #names = new Map<string, string>();
+  readonly #values = new Map<string, AttributeValue>();
   readonly #nameIds = new Map<string, string>();
-  #valueCount = 0;
+
+  /** `ExpressionAttributeNames`. */
+  get names(): Record<string, string> {
+    return Object.fromEntries(this.#names);
+  }
+
+  /** `ExpressionAttributeValues`. */
+  get values(): Record<string, AttributeValue> {
+    return Object.fromEntries(this.#values);
+  }
+
+  get hasValues(): boolean {
+    return this.#values.size > 0;
+  }
 
   name(attr: string): string {
     let id = this.#nameIds.get(attr);
     if (!id) {
       id = `#n${this.#nameIds.size}`;
       this.#nameIds.set(attr, id);
-      this.names[id] = attr;
+      this.#names.set(id, attr);
     }
     return id;
   }
 
   value(v: Value): string {
-    const id = `:v${this.#valueCount++}`;
-    this.values[id] = typeof v === 'bigint' ? { N: v.toString() } : { S: v };
+    const id = `:v${this.#values.size}`;
+    this.#values.set(id, typeof v === 'bigint' ? { N: v.toString() } : { S: v });
     return id;
   }
 
@@ -83,12 +96,13 @@ export function marshalKey(key: ItemKey): Record<string, AttributeValue> {
 /** Numbers become exact bigints (we only ever store integers); strings stay strings. */
 export function unmarshal(item: Record<string, AttributeValue> | undefined): ItemState | undefined {
   if (!item) return undefined;
-  const state: Record<string, bigint | string> = {};
-  for (const [attr, value] of Object.entries(item)) {
-    if (value.S !== undefined) state[attr] = value.S;
-    else if (value.N !== undefined && /^-?\d+$/.test(value.N)) state[attr] = BigInt(value.N);
-  }
-  return state;
+  return Object.fromEntries(
+    Object.entries(item).flatMap(([attr, value]): [string, bigint | string][] => {
+      if (value.S !== undefined) return [[attr, value.S]];
+      if (value.N !== undefined && /^-?\d+$/.test(value.N)) return [[attr, BigInt(value.N)]];
+      return [];
+    }),
+  );
 }
 
 function render(tableName: string, update: ItemUpdate) {
@@ -117,7 +131,7 @@ function renderCheck(tableName: string, key: ItemKey, condition: Condition) {
     Key: marshalKey(key),
     ConditionExpression: conditionExpression,
     ExpressionAttributeNames: expr.names,
-    ...(Object.keys(expr.values).length ? { ExpressionAttributeValues: expr.values } : {}),
+    ...(expr.hasValues ? { ExpressionAttributeValues: expr.values } : {}),
     ReturnValuesOnConditionCheckFailure: 'ALL_OLD' as const,
   };
 }
@@ -132,7 +146,7 @@ function renderDelete(tableName: string, key: ItemKey, condition: Condition | un
       ? {
           ConditionExpression: conditionExpression,
           ExpressionAttributeNames: expr.names,
-          ...(Object.keys(expr.values).length ? { ExpressionAttributeValues: expr.values } : {}),
+          ...(expr.hasValues ? { ExpressionAttributeValues: expr.values } : {}),
         }
       : {}),
     ReturnValuesOnConditionCheckFailure: 'ALL_OLD' as const,

@@ -18,7 +18,7 @@
  */
 import type { AttributeValue } from '@aws-sdk/client-dynamodb';
 import { SERVICE_DEFAULTS } from '../defaults.js';
-import { PERIOD_SECONDS, type Usage } from '../engine/limits.js';
+import { amountOf, PERIOD_SECONDS, type Usage } from '../engine/limits.js';
 import { sleep } from '../engine/state.js';
 import {
   CANCELLED,
@@ -211,7 +211,7 @@ export class UsageAggregator {
     });
     let pending = [...latest.values()];
     let transactions = 0;
-    const usage: Record<string, number> = {};
+    const usage = new Map<string, number>();
     let leases = 0;
     const attempts = this.#options.maxAttempts ?? 8;
     for (let attempt = 0; pending.length > 0; attempt++) {
@@ -229,12 +229,18 @@ export class UsageAggregator {
         }
         for (const { delta } of chunk) {
           leases += Number(delta.leases);
-          for (const [metric, n] of delta.metrics) usage[metric] = (usage[metric] ?? 0) + Number(n);
+          for (const [metric, n] of delta.metrics)
+            usage.set(metric, (usage.get(metric) ?? 0) + Number(n));
         }
       }
       pending = retry;
     }
-    return { leases: latest.size, transactions, alerts, counted: { usage, leases } };
+    return {
+      leases: latest.size,
+      transactions,
+      alerts,
+      counted: { usage: Object.fromEntries(usage), leases },
+    };
   }
 
   /** The record update and row writes that bring one lease's count to `fact`, or none. */
@@ -247,7 +253,7 @@ export class UsageAggregator {
     const counted = typeof countedText === 'string' ? (JSON.parse(countedText) as Usage) : {};
     const metrics = new Map<string, bigint>();
     for (const metric of new Set([...Object.keys(counted), ...Object.keys(fact.totals)])) {
-      const delta = BigInt(fact.totals[metric] ?? 0) - BigInt(counted[metric] ?? 0);
+      const delta = BigInt(amountOf(fact.totals, metric)) - BigInt(amountOf(counted, metric));
       if (delta !== 0n) metrics.set(metric, delta);
     }
     const used = (u: Usage) => (Object.values(u).some((v) => v > 0) ? 1n : 0n);

@@ -23,7 +23,8 @@ interface Gathered {
   readonly startMs: number;
   readonly since: number;
   readonly context: ContextWire;
-  readonly counts: Record<string, number>;
+  /** Refusals by limit name. */
+  readonly counts: Map<string, number>;
 }
 
 /** Time zones are whole quarter hours off UTC. */
@@ -69,11 +70,11 @@ export class DenialBuffer {
     if (!entry) {
       const own = { resource: context.resource, scopes: [scope] };
       const id = newLeaseId(); // a random 128-bit id, as a lease's
-      entry = { id, startMs, since: nowMs, context: contextToWire(own), counts: {} };
+      entry = { id, startMs, since: nowMs, context: contextToWire(own), counts: new Map() };
       this.#gathered.set(at, entry);
       this.#oldestMs = Math.min(this.#oldestMs, nowMs);
     }
-    for (const name of limitNames) entry.counts[name] = (entry.counts[name] ?? 0) + 1;
+    for (const name of limitNames) entry.counts.set(name, (entry.counts.get(name) ?? 0) + 1);
   }
 
   /**
@@ -89,7 +90,7 @@ export class DenialBuffer {
     for (const g of this.#gathered.values()) this.#oldestMs = Math.min(this.#oldestMs, g.since);
     const failed = await Promise.all(
       due.map(async ([at, g]) => {
-        const batch: DenialBatch = [g.startMs, g.counts, g.context];
+        const batch: DenialBatch = [g.startMs, Object.fromEntries(g.counts), g.context];
         try {
           await this.#store.update({
             key: itemKeys.denials(g.id),

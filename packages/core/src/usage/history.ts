@@ -3,7 +3,7 @@
  * a day or month (one query per top-entities partition, no scan), and budget alerts.
  */
 
-import { addUsage, PERIOD_SECONDS, type Usage } from '../engine/limits.js';
+import { amountOf, PERIOD_SECONDS, sumUsage, type Usage } from '../engine/limits.js';
 import { ValidationError } from '../errors.js';
 import {
   alertAttributes as A,
@@ -41,14 +41,15 @@ const LONGEST_MS: Readonly<Record<UsageGranularity, number>> = {
   month: 32 * DAY_MS,
 };
 
-/** Sums of the numbers of attributes starting with `prefix`, keyed by the rest of the name. */
-function byPrefix(state: ItemState, prefix: string): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const [attr, value] of Object.entries(state)) {
-    if (attr.startsWith(prefix) && typeof value === 'bigint' && value !== 0n)
-      out[attr.slice(prefix.length)] = Number(value);
-  }
-  return out;
+/** The numbers of attributes starting with `prefix`, keyed by the rest of the name. */
+function byPrefix(state: ItemState, prefix: string): Usage {
+  return Object.fromEntries(
+    Object.entries(state).flatMap(([attr, value]) =>
+      attr.startsWith(prefix) && typeof value === 'bigint' && value !== 0n
+        ? [[attr.slice(prefix.length), Number(value)]]
+        : [],
+    ),
+  );
 }
 
 const number = (value: unknown): number => (typeof value === 'bigint' ? Number(value) : 0);
@@ -76,7 +77,7 @@ export async function usageHistory(
   const low = usageKeys.usage(entity, granularity, iso(fromMs - LONGEST_MS[granularity]), '').sk;
   const high = usageKeys.usage(entity, granularity, iso(toMs), '').sk;
   const { pk } = usageKeys.usage(entity, granularity, '', '');
-  const periods = new Map<string, UsagePeriod & { usage: Record<string, number> }>();
+  const periods = new Map<string, UsagePeriod>();
   let after: string | undefined;
   do {
     const page = await store.query(pk, {
@@ -98,9 +99,12 @@ export async function usageHistory(
         leases: 0,
         denied: {},
       };
-      addUsage(period.usage, byPrefix(state, U.metric('')));
-      addUsage(period.denied as Record<string, number>, byPrefix(state, U.denied('')));
-      periods.set(id, { ...period, leases: period.leases + number(state[U.leases]) });
+      periods.set(id, {
+        ...period,
+        usage: sumUsage(period.usage, byPrefix(state, U.metric(''))),
+        denied: sumUsage(period.denied, byPrefix(state, U.denied(''))),
+        leases: period.leases + number(state[U.leases]),
+      });
     }
     after = page.next;
   } while (after !== undefined);
@@ -159,7 +163,8 @@ export async function topEntities(
       }),
     )
   ).flat();
-  const score = (e: TopEntity) => (query.by === 'denied' ? e.denied : (e.usage[query.metric] ?? 0));
+  const score = (e: TopEntity) =>
+    query.by === 'denied' ? e.denied : amountOf(e.usage, query.metric);
   return entries
     .filter((e) => score(e) > 0)
     .sort((a, b) => score(b) - score(a) || a.entity.localeCompare(b.entity))

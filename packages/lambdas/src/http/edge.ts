@@ -3,7 +3,7 @@
  * errors, logging context, and a latency metric.
  */
 import type { MiddlewareObj } from '@middy/core';
-import { PolicyRefusal, ValidationError, validationErrorFrom } from '@sluice/core';
+import { own, PolicyRefusal, ValidationError, validationErrorFrom } from '@sluice/core';
 import type { APIGatewayProxyEventV2, Context } from 'aws-lambda';
 import type * as z from 'zod/mini';
 import { HttpProblem } from '../errors.js';
@@ -39,6 +39,21 @@ export function parse<T extends z.ZodMiniType>(schema: T, value: unknown): z.inf
 }
 
 /**
+ * Where a parsed body has a `__proto__` key (an own property after `JSON.parse`), if it has one:
+ * schemas pass over such a key without a word, so it is refused here, naming its place.
+ */
+function protoKeyIn(value: unknown, path: string): string | undefined {
+  if (typeof value !== 'object' || value === null) return undefined;
+  for (const [key, inner] of Object.entries(value)) {
+    const at = Array.isArray(value) ? `${path}[${key}]` : path ? `${path}.${key}` : key;
+    if (key === '__proto__') return at;
+    const found = protoKeyIn(inner, at);
+    if (found !== undefined) return found;
+  }
+  return undefined;
+}
+
+/**
  * Who calls: the IAM principal ARN API Gateway's IAM authorizer reports (an assumed role's
  * session ARN, a user's ARN); none without IAM authorization.
  */
@@ -47,10 +62,7 @@ export const principalOf = (event: APIGatewayProxyEventV2): string | undefined =
     ?.iam?.userArn;
 
 function header(event: APIGatewayProxyEventV2, name: string): string | undefined {
-  const headers = event.headers ?? {};
-  const lower = name.toLowerCase();
-  if (Object.hasOwn(headers, name)) return headers[name];
-  return Object.hasOwn(headers, lower) ? headers[lower] : undefined;
+  return own(event.headers, name) ?? own(event.headers, name.toLowerCase());
 }
 
 /**
@@ -59,7 +71,10 @@ function header(event: APIGatewayProxyEventV2, name: string): string | undefined
  * stops writing and answers 503: work never outlives the caller's wait (a lease answered after
  * the caller gave up would stay charged).
  */
-export function deadlineOf(event: APIGatewayProxyEventV2, context: Context): AbortSignal | undefined {
+export function deadlineOf(
+  event: APIGatewayProxyEventV2,
+  context: Context,
+): AbortSignal | undefined {
   const remaining = context.getRemainingTimeInMillis?.();
   const stated = Number(header(event, TIMEOUT_HEADER));
   const asked = Number.isFinite(stated) && stated > 0 ? stated : Number.POSITIVE_INFINITY;
@@ -101,6 +116,8 @@ export function edge(options: EdgeOptions): MiddlewareObj<JsonEvent, Result, Err
       } catch {
         throw new ValidationError('body', 'not valid JSON');
       }
+      const hidden = protoKeyIn(event.parsedBody, '');
+      if (hidden !== undefined) throw new ValidationError(hidden, 'is not a name Sluice accepts');
     },
     after: async () => {
       logger.resetKeys();
