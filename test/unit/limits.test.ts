@@ -74,6 +74,33 @@ describe('parseLimits', () => {
   });
 });
 
+describe('budget alerts and shards', () => {
+  const daily = { name: 'daily', metric: 'tokens', limit: 1_000, window: 'day' };
+
+  it('refuses alerts on a quota that may be sharded, naming them', () => {
+    expect(fieldOf(() => parseLimits([{ ...daily, alerts: [0.8], max_shards: 4 }]))).toBe(
+      'limits[0].alerts',
+    );
+    expect(fieldOf(() => parseLimits([{ ...daily, alerts: [0.8], shards: 2 }]))).toBe(
+      'limits[0].alerts',
+    );
+  });
+
+  it('gives a sharded quota no default alerts, and an unsharded one its defaults', () => {
+    const [sharded, whole] = parseLimits(
+      [
+        { ...daily, max_shards: 4 },
+        { ...daily, name: 'whole' },
+      ],
+      'limits',
+      [0.5, 1],
+    );
+
+    expect(sharded).not.toHaveProperty('alerts');
+    expect(whole).toMatchObject({ alerts: [0.5, 1] });
+  });
+});
+
 describe('parseUsage', () => {
   it('derives tokens from input and output and defaults requests', () => {
     expect(

@@ -249,7 +249,9 @@ export function normalizeLimit(raw: LimitInput, defaultAlerts?: readonly number[
     ...shardingAsked(raw),
   };
   if ('window' in raw) {
-    const alerts = [...new Set(raw.alerts ?? defaultAlerts ?? [])].sort((a, b) => a - b);
+    // A sharded quota's usage is spread over its items: alerts, which read one item, are off.
+    const defaults = shadow.sharding ? [] : (defaultAlerts ?? []);
+    const alerts = [...new Set(raw.alerts ?? defaults)].sort((a, b) => a - b);
     return {
       kind: 'quota',
       name: raw.name,
@@ -278,11 +280,17 @@ function shardingAsked(raw: LimitInput): { sharding?: Sharding } {
   return max > 1 ? { sharding: { shards, max } } : {};
 }
 
-/** `max_shards` below `shards` is a mistake worth a 400 (`field` names the limit). */
+/**
+ * `max_shards` below `shards` is a mistake worth a 400 (`field` names the limit), and so are
+ * budget alerts on a quota that may be sharded: each of its items holds part of its usage, and an
+ * alert is judged on one item.
+ */
 export function checkSharding(raw: LimitInput, field: string): void {
   if (raw.max_shards !== undefined && raw.max_shards < (raw.shards ?? 1)) {
     throw new ValidationError(`${field}.max_shards`, `must be at least shards (${raw.shards})`);
   }
+  if ('window' in raw && raw.alerts?.length && shardingAsked(raw).sharding)
+    throw new ValidationError(`${field}.alerts`, 'budget alerts are not available on a sharded quota');
 }
 
 /** The amount of `metric` in `usage`, 0 when absent: own properties only (`constructor` is a metric name too). */
