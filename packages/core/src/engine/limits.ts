@@ -249,9 +249,10 @@ export function normalizeLimit(raw: LimitInput, defaultAlerts?: readonly number[
     ...shardingAsked(raw),
   };
   if ('window' in raw) {
-    // A sharded quota's usage is spread over its items: alerts, which read one item, are off.
-    const defaults = shadow.sharding ? [] : (defaultAlerts ?? []);
-    const alerts = [...new Set(raw.alerts ?? defaults)].sort((a, b) => a - b);
+    // A sharded quota's usage is spread over its items: alerts, which read one item, are off
+    // (also for one stored before they were refused).
+    const asked = shadow.sharding ? [] : (raw.alerts ?? defaultAlerts ?? []);
+    const alerts = [...new Set(asked)].sort((a, b) => a - b);
     return {
       kind: 'quota',
       name: raw.name,
