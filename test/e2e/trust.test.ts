@@ -1,0 +1,110 @@
+/**
+ * Edges a hostile caller reached over HTTP, two servers on one table as `npm start` runs them: a
+ * removed stored limit must not lend its definition to an inline one of its name, shadow limits
+ * never delay a caller and are reported on a 429 too, and no server answers success from a
+ * memory of a lease older than the table.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { acquire, put } from '../support/admin.js';
+import { type Api, post, request, startApi, tableName } from '../support/api.js';
+
+let servers: Api[] = [];
+const url = (i: number) => (servers[i % servers.length] as Api).url;
+
+beforeAll(async () => {
+  const table = tableName('trust');
+  // No configuration cache: each change is in force at the next call, on both servers.
+  const env = { SLUICE_CONFIG_CACHE_MS: '0', SLUICE_DENIAL_FLUSH_MS: '0' };
+  servers = await Promise.all([startApi(table, env), startApi(table, env)]);
+});
+
+afterAll(async () => {
+  await Promise.all(servers.map((server) => server.stop()));
+});
+
+describe('an inline limit named as a removed stored one', () => {
+  it('is judged by its own definition: 100 tokens a minute admit 2 calls of 50', async () => {
+    const stored = (limit: number) => ({
+      limits: [{ name: 'tpm', metric: 'tokens', limit, per: 'minute', resource: 'gpt-4o' }],
+    });
+    const call = { entity: 'inliner', resource: 'gpt-4o', usage: { tokens: 0 } };
+    await put(url(0), 'entities/inliner', stored(1_000_000));
+    expect((await acquire(url(0), call)).status).toBe(200);
+    await put(url(0), 'entities/inliner', stored(2_000_000)); // edited
+    expect((await acquire(url(1), call)).status).toBe(200);
+    await put(url(0), 'entities/inliner', { limits: [] }); // removed
+
+    const inline = [{ name: 'tpm', metric: 'tokens', limit: 100, per: 'minute' }];
+    const answers = [];
+    for (let i = 0; i < 10; i++)
+      answers.push(await acquire(url(i), { ...call, usage: { tokens: 50 }, limits: inline }));
+
+    expect(answers.map((a) => a.status)).toEqual([
+      200, 200, 429, 429, 429, 429, 429, 429, 429, 429,
+    ]);
+    // (The bucket refills meanwhile, 100 tokens a minute: never 50 in these few seconds.)
+    const [violation] = (answers[9]?.body.violations ?? []) as {
+      limit: number;
+      remaining: number;
+    }[];
+    expect(violation).toMatchObject({ name: 'tpm', limit: 100 });
+    expect(violation?.remaining).toBeLessThan(50);
+  });
+});
+
+describe('shadow limits over HTTP', () => {
+  const limits = [
+    { name: 'tpm', metric: 'tokens', limit: 100, per: 'minute' },
+    { name: 'trial', metric: 'tokens', limit: 60, per: 'minute', mode: 'shadow' },
+  ];
+  const names = (body: Record<string, unknown>) =>
+    ((body.shadow_violations ?? []) as { name: string }[]).map((v) => v.name);
+
+  it('never make a caller wait, and are named on a 429 and counted in usage history', async () => {
+    const call = { entity: 'shadowed-2', resource: 'm', usage: { tokens: 60 }, limits };
+    expect((await acquire(url(0), call)).status).toBe(200); // fills the shadow limit
+
+    const waited = await acquire(url(1), { ...call, usage: { tokens: 30 }, max_wait_ms: 60_000 });
+    const refused = await acquire(url(0), { ...call, usage: { tokens: 30 } }); // 60+30+30 > 100
+
+    expect(waited).toMatchObject({ status: 200, body: { wait_ms: 0 } });
+    expect(names(waited.body)).toEqual(['trial']);
+    expect(refused.status).toBe(429);
+    expect(names(refused.body)).toEqual(['trial']);
+    await expect
+      .poll(
+        async () => {
+          const usage = await request(
+            'GET',
+            `${url(0)}/v1/usage?entity=shadowed-2&granularity=hour`,
+          );
+          return (usage.body.items as { denied: Record<string, number> }[] | undefined)?.[0]
+            ?.denied;
+        },
+        { timeout: 30_000, interval: 250 },
+      )
+      .toEqual({ tpm: 1, 'shadow:trial': 2 });
+  });
+});
+
+describe('a lease settled on another server', () => {
+  it('is 409 lease_settled to a repeated adjust on the server that remembers it unsettled', async () => {
+    const limits = [{ name: 'tpm', metric: 'tokens', limit: 10_000, per: 'minute' }];
+    const acquired = await acquire(url(0), {
+      entity: 'remembered',
+      resource: 'm',
+      usage: { tokens: 500 },
+      limits,
+    });
+    const lease_id = acquired.body.lease_id;
+    const adjust = { lease_id, usage: { tokens: 300 } };
+    expect((await post(`${url(0)}/v1/adjust`, adjust)).status).toBe(200);
+    expect((await post(`${url(1)}/v1/release`, { lease_id, usage: { tokens: 400 } })).status).toBe(
+      200,
+    );
+
+    const again = await post(`${url(0)}/v1/adjust`, adjust);
+
+    expect(again).toMatchObject({ status: 409, body: { code: 'lease_settled' } });
+  });
+});
