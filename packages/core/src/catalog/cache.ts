@@ -33,7 +33,10 @@ export interface CachedConfigOptions {
 
 /**
  * Configuration for acquire, cached per process: with a warm cache, resolving costs no request
- * at all. A change made elsewhere takes effect here within `ttlMs`.
+ * at all. A change made elsewhere takes effect here within `ttlMs`: the one memory that answers
+ * alone, for that long, by design. Meanwhile a bucket converted to a newer stored definition by a
+ * process that has read it is adopted by those that have not (engine/gcra.ts), and a
+ * configuration that does not fit together is read again from the table (`fresh`).
  */
 export class CachedConfigSource implements ConfigSource {
   readonly #store: Store;

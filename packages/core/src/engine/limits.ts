@@ -291,7 +291,10 @@ export function checkSharding(raw: LimitInput, field: string): void {
     throw new ValidationError(`${field}.max_shards`, `must be at least shards (${raw.shards})`);
   }
   if ('window' in raw && raw.alerts?.length && shardingAsked(raw).sharding)
-    throw new ValidationError(`${field}.alerts`, 'budget alerts are not available on a sharded quota');
+    throw new ValidationError(
+      `${field}.alerts`,
+      'budget alerts are not available on a sharded quota',
+    );
 }
 
 /** The amount of `metric` in `usage`, 0 when absent: own properties only (`constructor` is a metric name too). */

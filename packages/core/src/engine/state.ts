@@ -2,6 +2,9 @@
  * What one process keeps between decisions: the store, the clock, its settings, its memory of
  * each item's last state (what keeps the hot path to one write), of each lease's record, and the
  * signing keys. Every operation (acquire.ts, settle.ts, available.ts) runs on one.
+ *
+ * No memory answers success alone: each may refuse, or guess a write's shape, and the table
+ * decides by the write's condition. What each may answer is said where it is kept.
  */
 import { KEY_SEPARATOR } from '../canonical.js';
 import { ENGINE_DEFAULTS, type EngineTuning, signingKeyRetainMs } from '../defaults.js';
@@ -52,20 +55,31 @@ export class Engine {
   readonly tuning: EngineTuning;
   readonly onBackgroundError: (error: unknown) => void;
   readonly keys: SigningKeys;
-  /** The last state seen of each item (the least recently written are dropped). */
+  /**
+   * The last state seen of each item (the least recently written are dropped). Alone it may only
+   * refuse, from a state at most `cacheDenyMaxAgeMs` old; it guesses each write's branch, and the
+   * write's condition on the item decides admission.
+   */
   readonly seen: Recent<Seen>;
-  /** The last record seen of each lease. */
+  /**
+   * The last record seen of each lease. Alone it may answer only for a settled lease (final: the
+   * same release again, or 409); an unsettled one guesses the next version, and is read from the
+   * table before a repeated adjust is answered from it.
+   */
   readonly leases: Recent<LeaseRecord>;
   /**
    * How acquire sends its writes when this process serves many calls at once (see
    * combining.ts; {@link Limiter} sets one); without it each write goes to the store as it comes.
    */
   combiner: Combiner | undefined;
-  /** The most shards seen of each sharded scope (by its own item's key). */
+  /**
+   * The most shards seen of each sharded scope (by its own item's key). It only places writes:
+   * each carries the share it assumes, which its item's condition checks.
+   */
   readonly shardCounts: Recent<number>;
   /** Growths of sharded scopes this process runs (see shards.ts). */
   readonly growing = new Map<string, Promise<void>>();
-  /** A write counter of each hot shard as first seen (see shards.ts). */
+  /** A write counter of each hot shard as first seen (see shards.ts): it only starts splits. */
   readonly writeCounts: Recent<{ readonly writes: bigint; readonly atMs: number }>;
 
   constructor(options: LimiterOptions) {

@@ -41,6 +41,8 @@ export interface DenialBufferOptions {
 }
 
 /**
+ * A buffer of writes: it answers nothing.
+ *
  * @example
  * denials.record(policy.context, ['tpm']);   // on each refusal
  * await denials.flushDue();                  // after each request: writes what is old enough
