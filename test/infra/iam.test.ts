@@ -180,6 +180,18 @@ describe('each function under its own synthesized role', () => {
     ).toBe(true); // the split read the shards
     expect(aggregatorProxy.denied).toEqual([]);
     expect(aggregatorProxy.allowed.some((a) => a.pk?.startsWith('usage#'))).toBe(true);
+    // Usage history's progress: recorded under the aggregator's role, read under health's.
+    expect(aggregatorProxy.allowed).toContainEqual({
+      action: 'dynamodb:UpdateItem',
+      pk: 'meta#usage-progress',
+    });
+    await expect
+      .poll(async () => (await request('GET', `${api('health')}/v1/health`)).body.usage_history)
+      .toMatchObject({ counted_at: expect.any(String) });
+    expect((proxies.get('health') as IamProxy).allowed).toContainEqual({
+      action: 'dynamodb:GetItem',
+      pk: 'meta#usage-progress',
+    });
   });
 
   it('checks a bucket before skipping a refund there, as the settling roles allow', async () => {
@@ -260,6 +272,17 @@ describe('the grants', () => {
     expect(NAMES.filter((name) => may(name, key)).sort()).toEqual(
       ['acquire', 'adjust', 'admin', 'release'].sort(),
     );
+  });
+
+  it('let health read usage history’s progress, and only the aggregator write it', () => {
+    const progress = 'meta#usage-progress';
+    expect(may('health', { action: 'dynamodb:GetItem', pk: progress })).toBe(true);
+    expect(may('aggregator', { action: 'dynamodb:UpdateItem', pk: progress })).toBe(true);
+    for (const action of writes)
+      expect(NAMES.filter((name) => may(name, { action, pk: progress }))).toEqual([]);
+    for (const pk of ['meta#health', 'meta#lease-signing-key', 'meta#other'])
+      expect(may('aggregator', { action: 'dynamodb:UpdateItem', pk })).toBe(false);
+    expect(may('health', { action: 'dynamodb:GetItem', pk: 'meta#other' })).toBe(false);
   });
 
   it('let settlement write only leases and buckets, and only read configuration (callers)', () => {

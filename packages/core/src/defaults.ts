@@ -102,6 +102,11 @@ export const SERVICE_DEFAULTS = {
    * had not yet written when it stopped are lost).
    */
   denialFlushMs: 5_000,
+  /**
+   * How far behind the usage aggregator may count (the age of the oldest record of the last
+   * batch it counted) before health reports usage history `behind`.
+   */
+  usageBehindMs: 60_000,
   /** Entries of a top-entities answer, unless `?limit=` asks (at most `maxPageSize`). */
   topSize: 10,
   /** Entries per page of an admin listing, unless `?limit=` asks (at most `maxPageSize`). */

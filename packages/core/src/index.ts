@@ -9,7 +9,6 @@
 
 // Defaults and errors, shared by all three.
 export { canonicalJson, joinKey } from './canonical.js';
-export { own } from './names.js';
 // Stored configuration.
 export {
   type AuditEntry,
@@ -76,8 +75,8 @@ export {
 } from './defaults.js';
 // The engine.
 export { acquire } from './engine/acquire.js';
-export { beforeDeadline } from './engine/budget.js';
 export { available } from './engine/available.js';
+export { beforeDeadline } from './engine/budget.js';
 export { type CalendarUnit, type CalendarWindow, calendarWindow } from './engine/calendar.js';
 export { type Combiner, combineWrites } from './engine/combining.js';
 export { MAX_LEASE_ID_LENGTH, type SigningKey } from './engine/lease.js';
@@ -143,6 +142,7 @@ export {
   ValidationError,
   WriteOutcomeUnknownError,
 } from './errors.js';
+export { own } from './names.js';
 
 // The table.
 export {
@@ -160,6 +160,7 @@ export {
   itemAttributes,
   itemKeys,
   leaseAttributes,
+  progressAttributes,
   shardKey,
   shardOf,
   signingKeyAttributes,
@@ -193,11 +194,17 @@ export {
   type AggregatorOptions,
   type ApplyReport,
   changeOf,
+  errorName,
   factsOf,
   type ItemChange,
   type LeaseFact,
+  recordAgeMs,
   type StreamRecord,
   UsageAggregator,
+  type UsageHistoryStatus,
+  UsageProgress,
+  type UsageProgressOptions,
+  usageHistoryStatus,
 } from './usage/aggregator.js';
 export {
   ALERT_EVENT,

@@ -3,7 +3,8 @@
  * batch it cannot count is reported failed from its first record, so the stream delivers it
  * again (counting is idempotent); after the retries the event source mapping allows, the batch
  * goes to the on-failure destination. Budget alerts go to the EventBridge bus named by
- * SLUICE_EVENT_BUS.
+ * SLUICE_EVENT_BUS. Each batch counted (or failed) is recorded in the progress item the health
+ * check reads: when, how old its oldest record was, or since when counting has been failing.
  */
 
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
@@ -15,6 +16,7 @@ import {
   DynamoDBAdminStore,
   type StreamRecord,
   UsageAggregator,
+  UsageProgress,
 } from '@sluice/core';
 import type { DynamoDBBatchResponse, DynamoDBStreamEvent } from 'aws-lambda';
 import { aggregatorEnvironment } from './environment.js';
@@ -23,6 +25,13 @@ import { metrics } from './metrics.js';
 import { getRuntime, logger } from './runtime.js';
 
 let aggregator: UsageAggregator | undefined;
+let progress: UsageProgress | undefined;
+
+/** The time the batch's oldest record gives (the stream's `ApproximateCreationDateTime`, in s). */
+function oldestRecordMs(event: DynamoDBStreamEvent): number | undefined {
+  const times = event.Records.flatMap((r) => r.dynamodb?.ApproximateCreationDateTime ?? []);
+  return times.length > 0 ? Math.min(...times) * 1_000 : undefined;
+}
 
 function eventBridgeSender(busName: string): AlertSender {
   const events = new EventBridgeClient({});
@@ -53,9 +62,14 @@ export async function handler(event: DynamoDBStreamEvent): Promise<DynamoDBBatch
     ...(eventBus ? { sendAlert: eventBridgeSender(eventBus) } : {}),
     onSendFailure: 'retry',
   });
+  progress ??= new UsageProgress({
+    store: runtime.store,
+    onError: (error) => logger.warn('usage progress not recorded (for health)', { error }),
+  });
   const changes = event.Records.flatMap((r) => changeOf(r as StreamRecord) ?? []);
   try {
     const report = await aggregator.apply(changes);
+    await progress.counted(changes, oldestRecordMs(event));
     logger.info('usage counted', { records: event.Records.length, ...report });
     const { usage, leases } = report.counted;
     metrics.addMetric(METRICS.usageTokens, MetricUnit.Count, usage.tokens ?? 0);
@@ -65,6 +79,7 @@ export async function handler(event: DynamoDBStreamEvent): Promise<DynamoDBBatch
     return { batchItemFailures: [] };
   } catch (error) {
     logger.error('usage batch not counted; it will be delivered again', { error });
+    await progress.failed(error);
     const first = event.Records[0]?.dynamodb?.SequenceNumber;
     return { batchItemFailures: first ? [{ itemIdentifier: first }] : [] };
   }

@@ -48,7 +48,25 @@ export const availableResponse = z.object({
   retry_after_ms: z.nullable(z.number()),
 });
 
-export const healthResponse = z.object({ status: z.literal('ok') });
+/** How usage history (the aggregator on the table's stream) stands. */
+export const usageHistoryHealth = z.object({
+  /** `failing`: its last attempt failed; `behind`: its lag is over `SERVICE_DEFAULTS.usageBehindMs`. */
+  status: z.enum(['ok', 'behind', 'failing']),
+  /** How old, at least, the oldest record of the last batch counted was (0: caught up); null: none yet. */
+  lag_ms: z.nullable(z.number()),
+  /** When it last counted (ISO 8601); null: never. */
+  counted_at: z.nullable(z.string()),
+  /** Since when it has been failing (ISO 8601); null while it is not. */
+  failing_since: z.nullable(z.string()),
+  /** What failed last (an error name, e.g. `ECONNREFUSED`), while failing. */
+  error: z.nullable(z.string()),
+});
+
+/** `status` is `ok` whenever the table answers; `usage_history` says how counting stands. */
+export const healthResponse = z.object({
+  status: z.literal('ok'),
+  usage_history: usageHistoryHealth,
+});
 
 /** RFC 9457 problem details, with a stable `code`. */
 export const problem = z.object({

@@ -191,7 +191,7 @@ export const routes = [
     },
   }),
   client('GET', '/v1/health', 'health', {
-    summary: '200 when the API can reach its table.',
+    summary: `200 when the API can reach its table; \`usage_history\` says whether usage history is counted: \`failing\` (its last attempt failed), \`behind\` (its lag is over ${SERVICE_DEFAULTS.usageBehindMs / 1_000} s) or \`ok\`.`,
     response: named('HealthResponse', r.healthResponse),
   }),
   admin('GET', '/v1/admin/plans', 'listPlans', documents.list('Plans')),
@@ -289,6 +289,7 @@ const KEYS = {
   audit: itemKeys.audit(any).pk,
   signingKey: itemKeys.leaseSigningKey().pk,
   health: itemKeys.health().pk,
+  progress: usageKeys.progress().pk,
   usage: usageKeys.usage(any, 'hour', any, any).pk,
   usageTop: `${usageKeys.usageTop('day', any, 0, any).pk.split('#')[0]}#*`,
   usageLeases: usageKeys.usageLease(any).pk,
@@ -377,8 +378,8 @@ export const ACCESS: Readonly<Record<FunctionName | StreamFunctionName, readonly
   health: [
     {
       actions: ['dynamodb:GetItem'],
-      keys: [KEYS.health],
-      why: 'a read that proves the table answers',
+      keys: [KEYS.health, KEYS.progress],
+      why: 'a read that proves the table answers, and how the usage aggregator stands',
     },
   ],
   aggregator: [
@@ -391,6 +392,11 @@ export const ACCESS: Readonly<Record<FunctionName | StreamFunctionName, readonly
       actions: ['dynamodb:UpdateItem'],
       keys: [KEYS.alerts],
       why: 'budget alerts: created once, claimed and marked sent',
+    },
+    {
+      actions: ['dynamodb:UpdateItem'],
+      keys: [KEYS.progress],
+      why: 'its progress, for health: one write per batch at most',
     },
   ],
   admin: [

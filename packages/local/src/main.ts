@@ -17,7 +17,13 @@
  *   port can then claim any principal. @default off: requests carry no principal
  */
 import { mkdirSync } from 'node:fs';
-import { combineWrites, DynamoDBAdminStore, ensureTable, UsageAggregator } from '@sluice/core';
+import {
+  combineWrites,
+  DynamoDBAdminStore,
+  ensureTable,
+  UsageAggregator,
+  UsageProgress,
+} from '@sluice/core';
 import {
   aggregatorEnvironment,
   ENV,
@@ -119,8 +125,9 @@ getRuntime().engine.combiner = combineWrites();
 const webhook = env.SLUICE_ALERT_WEBHOOK;
 const aggregatorEndpoint = env.SLUICE_AGGREGATOR_ENDPOINT ?? endpoint;
 const aggregatorClient = localClient(aggregatorEndpoint);
+const aggregatorStore = new DynamoDBAdminStore({ client: aggregatorClient, tableName });
 const aggregator = new UsageAggregator({
-  store: new DynamoDBAdminStore({ client: aggregatorClient, tableName }),
+  store: aggregatorStore,
   retentionDays: settings.usageRetentionDays,
   ...(webhook ? { sendAlert: webhookSender(webhook) } : {}),
   onSendFailure: 'keep',
@@ -138,6 +145,13 @@ const reader = await startStreamReader({
     await aggregator.apply(changes);
   },
   onError: (error) => logger.error('usage aggregation failed; reading again', { error }),
+  onRecordsLost: (shard) =>
+    logger.error('usage records may have been lost: trimmed from the stream unread', { shard }),
+  // Health reads it: counted batches, failures (GetRecords' too) and recovery.
+  progress: new UsageProgress({
+    store: aggregatorStore,
+    onError: (error) => logger.warn('usage progress not recorded (for health)', { error }),
+  }),
 }).catch((error: unknown) =>
   fail(
     `cannot read the stream of table ${tableName}: ${error instanceof Error ? error.message : String(error)}`,
@@ -154,13 +168,12 @@ const server = await startLocalServer({
   port,
   trustPrincipalHeader,
   functionTimeoutMs,
-}).catch(
-  (error: { code?: string }) =>
-    fail(
-      error.code === 'EADDRINUSE'
-        ? `port ${port} is already in use: set PORT to another one`
-        : `cannot serve on port ${port}: ${String(error)}`,
-    ),
+}).catch((error: { code?: string }) =>
+  fail(
+    error.code === 'EADDRINUSE'
+      ? `port ${port} is already in use: set PORT to another one`
+      : `cannot serve on port ${port}: ${String(error)}`,
+  ),
 );
 
 let stopping = false;

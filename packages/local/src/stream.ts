@@ -1,7 +1,27 @@
 /**
  * The usage aggregator, locally: reads DynamoDB Local's stream of the table the way the Lambda
- * event source mapping reads it in AWS (every shard, from the oldest record kept), and hands
- * each batch to the same aggregator code. A batch that fails is read again from the same place.
+ * event source mapping reads it in AWS (every shard, from the oldest record kept, a child shard
+ * after its parent), and hands each batch to the same aggregator code.
+ *
+ * It never stops reading on an error, and never skips a record to get going again. For each
+ * shard it remembers the sequence number of the last record it handed over successfully; when
+ * anything fails on a shard (GetRecords, a new iterator, or the batch's `apply`), it drops that
+ * shard's iterator and, on the next pass, takes a new one AFTER_SEQUENCE_NUMBER of that record
+ * (TRIM_HORIZON if it has handed nothing over from the shard). So an expired iterator, trimmed
+ * data and a batch that failed halfway are read again from the same place: records may come
+ * twice, which the aggregator counts once (it is idempotent per lease version), but none is
+ * lost. Only if that record has itself been trimmed away (the reader was down for longer than
+ * the stream keeps records) does it start from TRIM_HORIZON and say once, through
+ * `onRecordsLost`, that records may have been lost.
+ *
+ * A stream that no longer exists (ResourceNotFoundException: the table was deleted, or
+ * recreated with a new stream) or was disabled is found again by describing the table: a new
+ * stream ARN is read from its start. A closed shard (no next iterator) is done; new shards are
+ * picked up on every pass. While DynamoDB cannot be reached (restarted, paused, refusing
+ * connections), passes fail and the reader waits between them, from `minBackoffMs` doubling to
+ * `maxBackoffMs`, never in a tight loop, and carries on from where it was once DynamoDB
+ * answers. Every failure is reported to `onError` and, with `progress`, recorded for the health
+ * check (when the table can be written); so is recovery.
  */
 
 import { DescribeTableCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
@@ -10,8 +30,11 @@ import {
   DynamoDBStreamsClient,
   GetRecordsCommand,
   GetShardIteratorCommand,
+  type Shard,
+  type _Record as StreamsRecord,
+  TrimmedDataAccessException,
 } from '@aws-sdk/client-dynamodb-streams';
-import { changeOf, type ItemChange, type StreamRecord } from '@sluice/core';
+import { changeOf, type ItemChange, type StreamRecord, type UsageProgress } from '@sluice/core';
 
 /** A running stream reader. */
 export interface StreamReader {
@@ -20,88 +43,252 @@ export interface StreamReader {
   stop(): Promise<void>;
 }
 
+/** What the reader sends its DynamoDB Streams requests with (a `DynamoDBStreamsClient`). */
+export type StreamsSender = Pick<DynamoDBStreamsClient, 'send'>;
+
 export interface StreamReaderOptions {
   readonly client: DynamoDBClient;
-  readonly streams: DynamoDBStreamsClient;
+  readonly streams: StreamsSender;
   readonly tableName: string;
   /** Counts one batch; throws to have it read again. */
   readonly apply: (changes: readonly ItemChange[]) => Promise<void>;
+  /** Told of every failure; the reader goes on, after a pause. */
   readonly onError: (error: unknown) => void;
+  /**
+   * Told when a shard had to be read again from its oldest record because the record it had
+   * reached was trimmed: records between may have been lost. @default reported to `onError`
+   */
+  readonly onRecordsLost?: (shardId: string) => void;
+  /** Where batches counted, failures and recoveries are recorded for the health check. */
+  readonly progress?: Pick<UsageProgress, 'counted' | 'caughtUp' | 'failed'>;
   /** Pause between reads of a shard with nothing new. @default 200 */
   readonly idleMs?: number;
+  /** First pause after a failure (at least 10 ms); it doubles while failures go on. @default 200 */
+  readonly minBackoffMs?: number;
+  /** Longest pause after failures. @default 5_000 */
+  readonly maxBackoffMs?: number;
 }
 
-const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+/** What the reader knows of one shard. */
+interface ShardState {
+  readonly id: string;
+  readonly parentId: string | undefined;
+  /** Where the next GetRecords reads; none: take a new iterator after `last`. */
+  iterator: string | undefined;
+  /** Sequence number of the last record handed over; none: nothing yet (or it was trimmed). */
+  last: string | undefined;
+  /** Read to its end: the shard is closed and nothing is left in it. */
+  done: boolean;
+}
+
+const NOT_FOUND = 'ResourceNotFoundException';
+const isNotFound = (error: unknown) => error instanceof Error && error.name === NOT_FOUND;
 
 /** Starts reading; every shard is read in order, new shards are picked up as they appear. */
 export async function startStreamReader(options: StreamReaderOptions): Promise<StreamReader> {
-  const { Table } = await options.client.send(
-    new DescribeTableCommand({ TableName: options.tableName }),
-  );
-  const streamArn = Table?.LatestStreamArn;
-  if (!streamArn) throw new Error(`table ${options.tableName} has no stream`);
   const idleMs = options.idleMs ?? 200;
-  const iterators = new Map<string, string | undefined>(); // shard → next iterator (undefined: done)
+  const minBackoffMs = Math.max(10, options.minBackoffMs ?? 200);
+  const maxBackoffMs = Math.max(minBackoffMs, options.maxBackoffMs ?? 5_000);
+  const onRecordsLost =
+    options.onRecordsLost ??
+    ((shardId: string) =>
+      options.onError(new Error(`stream records of shard ${shardId} may have been lost`)));
+  const aborting = new AbortController();
+  const { signal } = aborting;
+  /** The stream being read; `stale`: find it again (it may be gone or replaced). */
+  let streamArn: string | undefined;
+  let stale = false;
+  const shards = new Map<string, ShardState>();
   let stopped = false;
-  let rounds = 0;
-  const waiters: { round: number; resolve: () => void }[] = [];
+  let passes = 0;
+  const waiters: { after: number; resolve: () => void }[] = [];
 
-  async function refreshShards() {
-    const { StreamDescription } = await options.streams.send(
-      new DescribeStreamCommand({ StreamArn: streamArn }),
+  /** The table's stream now; a new one (the table was recreated) is read from its start. */
+  async function locate(): Promise<string> {
+    const { Table } = await options.client.send(
+      new DescribeTableCommand({ TableName: options.tableName }),
+      { abortSignal: signal },
     );
-    for (const shard of StreamDescription?.Shards ?? []) {
+    const arn = Table?.StreamSpecification?.StreamEnabled ? Table.LatestStreamArn : undefined;
+    if (!arn) throw new Error(`table ${options.tableName} has no stream`);
+    if (arn !== streamArn) shards.clear(); // the same stream: carry on where each shard was
+    streamArn = arn;
+    stale = false;
+    return arn;
+  }
+
+  /** Adds new shards, forgets those the stream no longer lists; false if the stream is disabled. */
+  async function refreshShards(arn: string): Promise<boolean> {
+    const listed: Shard[] = [];
+    let enabled = true;
+    let after: string | undefined;
+    do {
+      const { StreamDescription } = await options.streams.send(
+        new DescribeStreamCommand({ StreamArn: arn, ExclusiveStartShardId: after }),
+        { abortSignal: signal },
+      );
+      // Never taken for "no shards": that would forget where each one was.
+      if (!StreamDescription) throw new Error(`no description of stream ${arn}`);
+      listed.push(...(StreamDescription.Shards ?? []));
+      const status = StreamDescription.StreamStatus;
+      enabled = status !== 'DISABLED' && status !== 'DISABLING';
+      after = StreamDescription.LastEvaluatedShardId;
+    } while (after);
+    const ids = new Set<string>();
+    for (const shard of listed) {
       const id = shard.ShardId;
-      if (!id || iterators.has(id)) continue;
+      if (!id) continue;
+      ids.add(id);
+      if (!shards.has(id))
+        shards.set(id, {
+          id,
+          parentId: shard.ParentShardId,
+          iterator: undefined,
+          last: undefined,
+          done: false,
+        });
+    }
+    for (const [id, shard] of shards) {
+      if (ids.has(id)) continue;
+      shards.delete(id); // trimmed away: read to its end, or lost
+      if (!shard.done) onRecordsLost(id);
+    }
+    return enabled;
+  }
+
+  /** A new iterator for the shard: after the last record handed over, or from its oldest. */
+  async function iteratorFor(arn: string, shard: ShardState): Promise<string> {
+    const get = async (from: 'AFTER_SEQUENCE_NUMBER' | 'TRIM_HORIZON') => {
       const { ShardIterator } = await options.streams.send(
         new GetShardIteratorCommand({
-          StreamArn: streamArn,
-          ShardId: id,
-          ShardIteratorType: 'TRIM_HORIZON',
+          StreamArn: arn,
+          ShardId: shard.id,
+          ShardIteratorType: from,
+          ...(from === 'AFTER_SEQUENCE_NUMBER' ? { SequenceNumber: shard.last } : {}),
         }),
+        { abortSignal: signal },
       );
-      iterators.set(id, ShardIterator);
+      if (!ShardIterator) throw new Error(`no ${from} iterator for shard ${shard.id}`);
+      return ShardIterator;
+    };
+    if (shard.last === undefined) return get('TRIM_HORIZON');
+    try {
+      return await get('AFTER_SEQUENCE_NUMBER');
+    } catch (error) {
+      if (!(error instanceof TrimmedDataAccessException)) throw error;
+      // Said once: from here the shard is read from its oldest record, as if new to it.
+      shard.last = undefined;
+      onRecordsLost(shard.id);
+      return get('TRIM_HORIZON');
     }
   }
 
-  /** One pass over every open shard, until each has nothing new; true if anything was read. */
-  async function pass(): Promise<boolean> {
-    let read = false;
-    for (const [shard, iterator] of iterators) {
-      let at = iterator;
-      while (at && !stopped) {
-        const out = await options.streams.send(
-          new GetRecordsCommand({ ShardIterator: at, Limit: 1_000 }),
-        );
-        const records = out.Records ?? [];
-        if (records.length > 0) {
-          await options.apply(records.flatMap((r) => changeOf(r as StreamRecord) ?? []));
-          read = true;
+  /** Counts one batch, then moves the shard past it. */
+  async function handOver(shard: ShardState, records: readonly StreamsRecord[]): Promise<void> {
+    const changes = records.flatMap((r) => changeOf(r as StreamRecord) ?? []);
+    await options.apply(changes);
+    shard.last = records.at(-1)?.dynamodb?.SequenceNumber ?? shard.last;
+    const times = records.flatMap((r) => r.dynamodb?.ApproximateCreationDateTime?.getTime() ?? []);
+    await options.progress?.counted(changes, times.length > 0 ? Math.min(...times) : undefined);
+  }
+
+  /** Reads one shard until it has nothing new; true if it read anything or reached its end. */
+  async function readShard(arn: string, shard: ShardState): Promise<boolean> {
+    let moved = false;
+    while (!stopped) {
+      shard.iterator ??= await iteratorFor(arn, shard);
+      const out = await options.streams.send(
+        new GetRecordsCommand({ ShardIterator: shard.iterator, Limit: 1_000 }),
+        { abortSignal: signal },
+      );
+      const records = out.Records ?? [];
+      if (records.length > 0) {
+        await handOver(shard, records);
+        moved = true;
+      }
+      shard.iterator = out.NextShardIterator;
+      if (!out.NextShardIterator) {
+        shard.done = true; // closed and read to its end: its children may be read now
+        return true;
+      }
+      if (records.length === 0) break;
+    }
+    return moved;
+  }
+
+  /**
+   * One pass over every shard that can be read now (not done, its parent done). A shard that
+   * fails is read again from its last record on a later pass; the others are still read in this
+   * one, unless the stream itself is gone. `moved`: records were read or a shard ended, so
+   * another pass may find more at once.
+   */
+  async function pass(): Promise<{ moved: boolean; failure?: unknown }> {
+    const arn = stale || !streamArn ? await locate() : streamArn;
+    if (!(await refreshShards(arn)) && [...shards.values()].every((s) => s.done)) {
+      // Disabled and read to its end: the table may have a new stream.
+      return { moved: (await locate()) !== arn };
+    }
+    let moved = false;
+    let failure: unknown;
+    for (const shard of shards.values()) {
+      if (stopped) break;
+      if (shard.done || (shard.parentId && shards.get(shard.parentId)?.done === false)) continue;
+      try {
+        if (await readShard(arn, shard)) moved = true;
+      } catch (error) {
+        shard.iterator = undefined;
+        failure ??= error;
+        if (isNotFound(error)) {
+          stale = true;
+          break;
         }
-        at = out.NextShardIterator;
-        iterators.set(shard, at);
-        if (records.length === 0) break;
       }
     }
-    return read;
+    return failure === undefined ? { moved } : { moved, failure };
   }
+
+  const pause = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done() {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', done);
+        resolve();
+      }
+      signal.addEventListener('abort', done);
+    });
+
+  // Fails here, at once, when the table or its stream is not there to begin with.
+  await locate();
 
   const loop = (async () => {
+    let backoffMs = 0;
     while (!stopped) {
+      const started = ++passes;
+      let outcome: { moved: boolean; failure?: unknown };
       try {
-        await refreshShards();
-        const read = await pass();
-        rounds++;
-        for (const w of waiters.splice(0)) {
-          if (rounds > w.round && !read) w.resolve();
-          else waiters.push(w);
-        }
-        if (!read) await pause(idleMs);
+        outcome = await pass();
       } catch (error) {
-        if (stopped) break;
-        options.onError(error);
-        await pause(idleMs * 5);
+        if (isNotFound(error)) stale = true;
+        outcome = { moved: false, failure: error };
       }
+      if (stopped) break;
+      if (outcome.failure !== undefined) {
+        options.onError(outcome.failure);
+        await options.progress?.failed(outcome.failure);
+        backoffMs = Math.min(maxBackoffMs, backoffMs === 0 ? minBackoffMs : backoffMs * 2);
+        await pause(backoffMs);
+        continue;
+      }
+      backoffMs = 0;
+      if (outcome.moved) continue;
+      // A whole pass that started after a waiter came, read nothing, and failed nowhere.
+      for (const w of waiters.splice(0)) {
+        if (started > w.after) w.resolve();
+        else waiters.push(w);
+      }
+      await options.progress?.caughtUp();
+      await pause(idleMs);
     }
     for (const w of waiters.splice(0)) w.resolve();
   })();
@@ -109,10 +296,11 @@ export async function startStreamReader(options: StreamReaderOptions): Promise<S
   return {
     drain: () =>
       new Promise<void>((resolve) => {
-        waiters.push({ round: rounds + 1, resolve });
+        waiters.push({ after: passes, resolve });
       }),
     stop: async () => {
       stopped = true;
+      aborting.abort();
       await loop;
     },
   };

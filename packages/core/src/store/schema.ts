@@ -100,6 +100,21 @@ export const denialAttributes = {
   batch: 'dn',
 } as const;
 
+/**
+ * Attributes of the usage aggregator's progress (the item {@link usageKeys.progress} names): one
+ * small item, written at most once per batch, which the health check reads.
+ */
+export const progressAttributes = {
+  /** When the aggregator last finished counting: a batch, or found nothing left (epoch ms). */
+  countedAt: 'ca',
+  /** How far behind it was then: how old the oldest record it counted was, at least (ms). */
+  lagMs: 'lag',
+  /** Since when counting has been failing (epoch ms); absent once an attempt succeeds. */
+  failingSince: 'fs',
+  /** The last failure's error name (never its message), while failing. */
+  error: 'err',
+} as const;
+
 /** Attributes of a budget alert. */
 export const alertAttributes = {
   /** The event (JSON). */
@@ -200,6 +215,8 @@ export const usageKeys = {
   }),
   /** What the usage aggregator has counted of one lease (or gathering of refusals). */
   usageLease: (leaseId: string): ItemKey => ({ pk: `usagelease#${leaseId}`, sk: 'u' }),
+  /** How far the usage aggregator has counted, and whether it is failing (one item). */
+  progress: (): ItemKey => ({ pk: 'meta#usage-progress', sk: 'v1' }),
   /**
    * A budget alert: one per item, limit, window, threshold and level. A threshold's first alert
    * in a window is keyed without its level; one fired later (at a raised budget) adds it.
