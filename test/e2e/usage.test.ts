@@ -153,7 +153,14 @@ describe('usage history over HTTP', () => {
       )
       .toEqual(org);
 
-    const top = await request('GET', `${url(0)}/v1/admin/usage/top?metric=tokens&limit=2`);
+    // Top entities are kept by each entity's own day: the org's is New York's.
+    const orgDay = new Intl.DateTimeFormat('en-CA', { timeZone: 'America/New_York' }).format(
+      new Date(),
+    );
+    const top = await request(
+      'GET',
+      `${url(0)}/v1/admin/usage/top?metric=tokens&limit=2&date=${orgDay}`,
+    );
     expect(top.status).toBe(200);
     expect((top.body.items as { entity: string }[]).map((e) => e.entity)).toContain('org-e2e');
     expect(top.body.items).toHaveLength(2);

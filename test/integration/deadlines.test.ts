@@ -120,6 +120,57 @@ describe('a write whose answer was lost after it was applied', () => {
     expect(await remaining(limiter, [shared, own])).toEqual([1_000, 1_000]);
   });
 
+  it('charges nothing, and reports nothing, when the item shows it was never applied', async () => {
+    const clock = manualClock();
+    const [shared, own] = [check('resource'), check('entity')];
+    const reported: unknown[] = [];
+    let failed = false;
+    // A server error before the write reached the table (a proxy's 500): its outcome is unknown.
+    const store = new HookedStore(table.store, async (update) => {
+      if (!failed && consuming(update, own.key)) {
+        failed = true;
+        throw lost();
+      }
+    });
+    const limiter = new Limiter({
+      store,
+      clock: clock.now,
+      onBackgroundError: (error) => reported.push(error),
+    });
+
+    await expect(
+      limiter.acquire({ checks: [shared, own], usage: { tokens: 100 } }),
+    ).rejects.toBeInstanceOf(StoreUnavailableError);
+    await limiter.engine.idle();
+
+    expect(await remaining(limiter, [shared, own])).toEqual([1_000, 1_000]);
+    expect(reported).toEqual([]);
+  });
+
+  it('sends a give-back again when its answer was lost and the item shows it never applied', async () => {
+    const clock = manualClock();
+    const [full, own] = [check('resource', 100), check('entity')];
+    const other = table.limiter({ clock: clock.now });
+    await other.acquire({ checks: [full], usage: { tokens: 100 } }); // refuses the next call
+    let givingBack = false;
+    const store = new HookedStore(table.store, async (update) => {
+      // The first give-back of `own` fails before reaching the table.
+      const refund = update.set.some((a) => 'add' in a && a.add < 0n);
+      if (!givingBack && consuming(update, own.key) && refund) {
+        givingBack = true;
+        throw lost();
+      }
+    });
+    const limiter = new Limiter({ store, clock: clock.now, combiner: undefined });
+
+    const result = await limiter.acquire({ checks: [own, full], usage: { tokens: 100 } });
+    await limiter.engine.idle();
+
+    expect(result.allowed).toBe(false);
+    expect(givingBack).toBe(true);
+    expect(await remaining(limiter, [own])).toEqual([1_000]);
+  });
+
   it('stays charged, and is reported, when another write followed it before the item was read', async () => {
     const clock = manualClock();
     const own = check('entity');

@@ -9,11 +9,13 @@ import {
   Limiter,
   parseLimits,
   type ScopeCheck,
+  StoreUnavailableError,
   signingKeyAttributes,
   TABLE_SCHEMA,
 } from '@sluice/core';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { CountingStore } from '../support/counting-store.js';
+import { HookedStore } from '../support/hooked-store.js';
 import { freshTable, manualClock, type TestTable } from '../support/table.js';
 
 let table: TestTable;
@@ -115,6 +117,55 @@ describe('a process that slept through rotations', () => {
     const item = await table.store.get(itemKeys.leaseSigningKey());
 
     expect(typeof item?.[signingKeyAttributes.retiresAt(keyIdOf(before))]).toBe('bigint');
+  });
+});
+
+describe('a lease signed with a key a process has not read yet', () => {
+  it('settles in that process for every concurrent request, not only the first', async () => {
+    const clock = manualClock();
+    const other = table.limiter({ clock: clock.now });
+    await leaseFrom(other); // it holds the keys from before the rotation
+    const rotator = table.limiter({ clock: clock.now });
+    await new ConfigAdmin({ store: table.store, clock: clock.now }).rotateSigningKey(
+      'test',
+      3_720_000,
+    );
+    await rotator.reloadSigningKeys();
+    const leases = [await leaseFrom(rotator), await leaseFrom(rotator)];
+
+    const settled = await Promise.all(leases.map((lease) => other.release(lease, { tokens: 1 })));
+
+    expect(settled.map((r) => r.settled)).toEqual([true, true]);
+  });
+
+  it('is unavailable, never not found, while the keys cannot be read', async () => {
+    const clock = manualClock();
+    let down = false;
+    const store = new HookedStore(table.store);
+    const reads = { get: store.get.bind(store) };
+    store.get = async (key) => {
+      if (down) throw new StoreUnavailableError('DynamoDB unavailable: ECONNREFUSED');
+      return reads.get(key);
+    };
+    const other = new Limiter({ store, clock: clock.now });
+    await leaseFrom(other);
+    const rotator = table.limiter({ clock: clock.now });
+    await new ConfigAdmin({ store: table.store, clock: clock.now }).rotateSigningKey(
+      'test',
+      3_720_000,
+    );
+    await rotator.reloadSigningKeys();
+    const lease = await leaseFrom(rotator);
+    down = true;
+
+    for (let i = 0; i < 3; i++)
+      await expect(other.release(lease, { tokens: 1 })).rejects.toBeInstanceOf(
+        StoreUnavailableError,
+      );
+    down = false;
+    clock.advance(1_000);
+
+    expect((await other.release(lease, { tokens: 1 })).settled).toBe(true);
   });
 });
 

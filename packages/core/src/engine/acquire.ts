@@ -38,7 +38,7 @@ import {
   whole,
 } from './consume.js';
 import { bucketWaitNs, NS_PER_MS } from './gcra.js';
-import { giveBack, giveBackIfApplied, leasedItem, tagged } from './items.js';
+import { giveBack, giveBackIfApplied, lastWriteOf, leasedItem, tagged } from './items.js';
 import {
   type LeaseClaims,
   MAX_LEASE_ID_LENGTH,
@@ -93,18 +93,24 @@ type ScopeOutcome =
   | { readonly kind: 'denied'; readonly violations: Violation[]; readonly shadow: Violation[] }
   /** Attempts spent on contention while the last state seen had room. */
   | { readonly kind: 'contended' }
-  /** The deadline passed; `pending` is a write still in flight (it may yet land). */
+  /**
+   * The deadline passed; `pending` is a write still in flight (it may yet land), planned when
+   * the item's last write was `before`.
+   */
   | {
       readonly kind: 'expired';
       readonly at: Placement;
-      readonly pending?: Promise<Written>;
+      readonly pending?: {
+        readonly written: Promise<Written>;
+        readonly before: string | undefined;
+      };
       readonly shadow: Violation[];
     }
   /** A write's answer was lost: the item may say whether it was applied. */
   | {
       readonly kind: 'unknown';
       readonly at: Placement;
-      readonly writeId: string;
+      readonly written: { readonly writeId: string; readonly before: string | undefined };
       readonly shadow: Violation[];
     }
   | { readonly kind: 'failed'; readonly error: unknown };
@@ -311,15 +317,16 @@ async function writeScope(d: Decision, i: number, cursor: Cursor): Promise<Scope
     const { shadow } = step;
     if (step.kind === 'none') return { kind: 'ok', state: {}, shadow, at, atMs: d.nowMs };
     if (budget.expired) return { kind: 'expired', at, shadow };
+    const before = lastWriteOf(engine.stateOf(at.check.key));
     const sending = send(d, i, at, step);
     let written: Written;
     try {
       written = await budget.within(sending);
     } catch (error) {
       if (error instanceof DeadlineExceededError)
-        return { kind: 'expired', at, pending: sending, shadow };
+        return { kind: 'expired', at, pending: { written: sending, before }, shadow };
       if (error instanceof WriteOutcomeUnknownError)
-        return { kind: 'unknown', at, writeId: error.writeId, shadow };
+        return { kind: 'unknown', at, written: { writeId: error.writeId, before }, shadow };
       return { kind: 'failed', error };
     }
     const next = await afterWrite(d, i, cursor, step, written, budget);
@@ -487,11 +494,11 @@ async function compensate(d: Decision, outcomes: readonly ScopeOutcome[]): Promi
     const also = () => (i === 0 ? d.event(CANCELLED, {}) : []);
     if (o.kind === 'ok') {
       const taken = leasedItem(chargedCheck(d, i, o), o.state, o.atMs);
-      now.push(giveBack(engine, taken, d.usage, d.nowMs, also()));
+      now.push(giveBack(engine, taken, d.usage, d.nowMs, also(), lastWriteOf(o.state)));
     } else if (o.kind === 'unknown') {
       const state = engine.stateOf(o.at.check.key) ?? {};
       const taken = leasedItem(chargedCheck(d, i, o), state, d.nowMs);
-      engine.background(giveBackIfApplied(engine, taken, d.usage, d.nowMs, o.writeId, also()));
+      engine.background(giveBackIfApplied(engine, taken, d.usage, d.nowMs, o.written, also()));
     } else if (o.kind === 'expired' && o.pending) {
       engine.background(settleLate(d, chargedCheck(d, i, o), o.pending, also()));
     }
@@ -508,22 +515,23 @@ async function compensate(d: Decision, outcomes: readonly ScopeOutcome[]): Promi
 async function settleLate(
   d: Decision,
   check: ScopeCheck,
-  pending: Promise<Written>,
+  pending: { readonly written: Promise<Written>; readonly before: string | undefined },
   also: readonly Assignment[],
 ): Promise<void> {
   const { engine } = d;
   let written: Written;
   try {
-    written = await pending;
+    written = await pending.written;
   } catch (error) {
     if (!(error instanceof WriteOutcomeUnknownError)) return; // refused: nothing was taken
     const taken = leasedItem(check, engine.stateOf(check.key) ?? {}, d.nowMs);
-    return giveBackIfApplied(engine, taken, d.usage, d.nowMs, error.writeId, also);
+    const lost = { writeId: error.writeId, before: pending.before };
+    return giveBackIfApplied(engine, taken, d.usage, d.nowMs, lost, also);
   }
   if (written.again || !written.ok) return;
   if (!engine.combiner) engine.remember(check.key, written.item ?? {});
   const taken = leasedItem(check, written.item ?? {}, written.atMs ?? d.nowMs);
-  await giveBack(engine, taken, d.usage, d.nowMs, also);
+  await giveBack(engine, taken, d.usage, d.nowMs, also, lastWriteOf(written.item));
 }
 
 /** The answer to a call that was not admitted (after {@link compensate}). */

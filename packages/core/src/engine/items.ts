@@ -5,6 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { StoreUnavailableError, WriteOutcomeUnknownError } from '../errors.js';
+import { own } from '../names.js';
 import { itemAttributes, shardOf, TABLE_SCHEMA } from '../store/schema.js';
 import type {
   Assignment,
@@ -187,28 +188,39 @@ export async function tagged(engine: Engine, update: ItemUpdate): Promise<Update
   }
 }
 
+/** What an item says of a write whose answer was lost. */
+export type Outcome = 'applied' | 'not applied' | 'unknown';
+
 /**
- * Whether a write whose answer was lost was applied: true when the item's last write is still
- * it; undefined when the item cannot tell (another write followed, or it was never applied).
- * Nothing is given back on undefined: a give-back of a write that was not applied would refund
- * what was never taken.
+ * What the item says of a write whose answer was lost: `applied` when the item's last write is
+ * still it; `not applied` when it is still `before`, the write the item's last write was when
+ * this one was planned (ids are never reused: nothing was written since); `unknown` when
+ * another write followed. Read again while the store is unreachable, for up to a minute.
  */
-export async function wasApplied(
+export async function outcomeOf(
   engine: Engine,
   key: ItemKey,
   writeId: string,
-): Promise<true | undefined> {
+  before: string | undefined,
+): Promise<Outcome> {
   const until = Date.now() + GIVE_BACK_RETRY_MS;
   for (let attempt = 0; ; attempt++) {
     try {
-      const item = await engine.store.get(key);
-      return item?.[itemAttributes.lastWrite] === writeId ? true : undefined;
+      const last = own(await engine.store.get(key), itemAttributes.lastWrite);
+      if (last === writeId) return 'applied';
+      return last === before ? 'not applied' : 'unknown';
     } catch (error) {
       if (!(error instanceof StoreUnavailableError) || Date.now() >= until) throw error;
       await sleep(Math.min(5_000, Math.random() * 20 * 2 ** attempt));
     }
   }
 }
+
+/** An item's last write as `state` records it. */
+export const lastWriteOf = (state: ItemState | undefined): string | undefined => {
+  const id = own(state, itemAttributes.lastWrite);
+  return typeof id === 'string' ? id : undefined;
+};
 
 /**
  * Applies deltas outside a lease (compensation), retrying on stale state; `also` is written with
@@ -221,10 +233,11 @@ async function applyDeltas(
   next: Usage,
   acquiredAtMs: number,
   also: readonly Assignment[],
+  since?: Condition,
 ): Promise<void> {
   for (let attempt = 0; attempt < engine.tuning.maxAttempts; attempt++) {
     const delta = deltaUpdate(engine, item, previous, next, engine.clock(), acquiredAtMs);
-    const write: ItemUpdate | ItemCheck | null =
+    const planned: ItemUpdate | ItemCheck | null =
       also.length === 0
         ? delta
         : !delta
@@ -232,7 +245,8 @@ async function applyDeltas(
           : 'check' in delta
             ? { key: item.key, set: also, condition: delta.check }
             : { ...delta, set: [...delta.set, ...also] };
-    if (!write) return;
+    if (!planned) return;
+    const write = since ? withCondition(planned, since) : planned;
     if ('check' in write) {
       // Nothing to give back, if the item still is as remembered.
       const checked = await engine.store.transact([write]);
@@ -249,6 +263,12 @@ async function applyDeltas(
   throw new CompensationContendedError();
 }
 
+/** `write` with one more condition. */
+function withCondition(write: ItemUpdate | ItemCheck, more: Condition): ItemUpdate | ItemCheck {
+  if ('check' in write) return { ...write, check: { and: [write.check, more] } };
+  return { ...write, condition: write.condition ? { and: [write.condition, more] } : more };
+}
+
 /** A give-back whose condition kept failing: others kept changing the item. */
 class CompensationContendedError extends StoreUnavailableError {
   constructor() {
@@ -257,10 +277,13 @@ class CompensationContendedError extends StoreUnavailableError {
 }
 
 /**
- * Gives back what a refused or failed acquire took from one item. A give-back is not idempotent:
- * it is sent again only after a refusal that applied nothing (throttling, an unreachable store),
- * with backoff for up to a minute. After an answer lost, the item says whether it was applied;
- * when it cannot tell, the scope stays charged (never given back twice) and it is reported.
+ * Gives back what a refused or failed acquire took from one item; `chargedBy` is the write that
+ * took it. A give-back is not idempotent: it is sent again only after a refusal that applied
+ * nothing (throttling, an unreachable store), with backoff for up to a minute, or after an answer
+ * lost when the item shows nothing written since the charge (its last write is still
+ * `chargedBy`): that resend carries the same condition, so at most one of the two can apply
+ * unless another writer's write lands between them while the first is still held in the store.
+ * When the item cannot tell, the scope stays charged (never given back twice) and it is reported.
  */
 export async function giveBack(
   engine: Engine,
@@ -268,20 +291,32 @@ export async function giveBack(
   usage: Usage,
   acquiredAtMs: number,
   also: readonly Assignment[] = [],
+  chargedBy?: string,
 ): Promise<void> {
   const until = Date.now() + GIVE_BACK_RETRY_MS;
+  let since: Condition | undefined;
   for (let attempt = 0; ; attempt++) {
     try {
-      return await applyDeltas(engine, item, usage, zeroed(usage), acquiredAtMs, also);
+      return await applyDeltas(engine, item, usage, zeroed(usage), acquiredAtMs, also, since);
     } catch (error) {
       if (error instanceof WriteOutcomeUnknownError) {
-        if (!(await wasApplied(engine, item.key, error.writeId))) engine.onBackgroundError(error);
-        return;
+        const outcome = await outcomeOf(engine, item.key, error.writeId, chargedBy);
+        if (outcome === 'applied') return;
+        if (outcome === 'unknown' || chargedBy === undefined) {
+          engine.onBackgroundError(keptCharged(item, error));
+          return;
+        }
+        since = { attr: itemAttributes.lastWrite, op: '=', value: chargedBy };
+        continue;
       }
       // Refused by the store before anything applied: again, for a while (throttling, an outage).
       // Its condition failing attempt after attempt is contention: a few more tries, then report.
       const refused = error instanceof StoreUnavailableError && error.notApplied;
       const contended = error instanceof CompensationContendedError;
+      if (contended && since) {
+        engine.onBackgroundError(keptCharged(item, error)); // written since: it cannot tell
+        return;
+      }
       if (!refused || Date.now() >= until || (contended && attempt >= 2)) {
         engine.onBackgroundError(error);
         return;
@@ -292,26 +327,30 @@ export async function giveBack(
 }
 
 /**
- * Gives back what a write whose answer was lost took, if the item says it was applied (see
- * {@link wasApplied}); otherwise the scope stays charged, and it is reported.
+ * Gives back what a write whose answer was lost took, once the item says it was applied (see
+ * {@link outcomeOf}; `before` is the item's last write when it was planned); when the item cannot
+ * tell, the scope stays charged, and it is reported.
  */
 export async function giveBackIfApplied(
   engine: Engine,
   item: LeasedItem,
   usage: Usage,
   acquiredAtMs: number,
-  writeId: string,
+  written: { readonly writeId: string; readonly before: string | undefined },
   also: readonly Assignment[] = [],
 ): Promise<void> {
-  if (await wasApplied(engine, item.key, writeId))
-    await giveBack(engine, item, usage, acquiredAtMs, also);
-  else
-    engine.onBackgroundError(
-      new StoreUnavailableError(
-        `a write whose answer was lost may have been applied to ${item.scope}: it stays charged`,
-      ),
-    );
+  const outcome = await outcomeOf(engine, item.key, written.writeId, written.before);
+  if (outcome === 'applied')
+    await giveBack(engine, item, usage, acquiredAtMs, also, written.writeId);
+  else if (outcome === 'unknown') engine.onBackgroundError(keptCharged(item));
 }
+
+/** The report of a charge that stays because the item cannot tell whether a write applied. */
+const keptCharged = (item: LeasedItem, cause?: unknown) =>
+  new StoreUnavailableError(
+    `a write whose answer was lost may have been applied to ${item.scope} (${item.key.pk}): it stays charged`,
+    cause === undefined ? {} : { cause },
+  );
 
 /** Every metric of `usage` at zero. */
 export function zeroed(usage: Usage): Usage {

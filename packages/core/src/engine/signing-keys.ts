@@ -99,7 +99,10 @@ export class SigningKeys {
   readonly #known = new Map<string, KnownKey>();
   #ring: Ring | undefined;
   #loading: Promise<Ring> | undefined;
-  #forcedAtMs = Number.NEGATIVE_INFINITY;
+  /** The last read forced by an unknown id: when, and its outcome. */
+  #forced: { readonly atMs: number; readonly reading?: Promise<Ring> } = {
+    atMs: Number.NEGATIVE_INFINITY,
+  };
 
   constructor(options: SigningKeysOptions) {
     this.#store = options.store;
@@ -120,16 +123,28 @@ export class SigningKeys {
     // key signed no token (and a settlement refused for it writes nothing).
     let ring = this.#ring ? await this.#get() : await this.#load(false);
     if (!ring) return undefined;
-    // An unknown id forces a read, at most once a second (a forged id must not cost a read each).
-    const nowMs = this.#clock();
-    if (!ring.keys.has(id) && nowMs - this.#forcedAtMs >= 1_000) {
-      this.#forcedAtMs = nowMs;
-      ring = await this.reload();
-    }
+    if (!ring.keys.has(id)) ring = await this.#readFor(id, ring);
     const key = ring.keys.get(id);
     if (!key || (key.retiresAtMs !== undefined && key.retiresAtMs <= this.#clock()))
       return undefined;
     return key;
+  }
+
+  /**
+   * The keys read again for an id not known here (a key made by a rotation this process has not
+   * read yet), at most once a second: a forged id must not cost a read each. Within that second,
+   * a read under way is waited for, and a read that failed is an error (the key may well exist),
+   * never a "not found".
+   */
+  async #readFor(id: string, ring: Ring): Promise<Ring> {
+    const nowMs = this.#clock();
+    if (nowMs - this.#forced.atMs >= 1_000) {
+      const reading = this.reload();
+      this.#forced = { atMs: nowMs, reading };
+      return reading;
+    }
+    if (this.#forced.reading) return this.#forced.reading; // rejects if that read failed
+    return ring.keys.has(id) ? ring : (this.#ring ?? ring);
   }
 
   /** Resolves once a read under way (a background refresh) has finished, however it ended. */
