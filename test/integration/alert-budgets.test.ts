@@ -14,10 +14,12 @@ import {
   type Limiter,
   listAlerts,
   parseLimits,
+  StoreUnavailableError,
   UsageAggregator,
 } from '@sluice/core';
 import { DynamoDBStreamsClient, LOCAL_CREDENTIALS, LOCAL_REGION, readStream } from '@sluice/local';
 import { beforeAll, describe, expect, inject, it } from 'vitest';
+import { HookedStore } from '../support/hooked-store.js';
 import { freshTable, manualClock, type TestTable } from '../support/table.js';
 
 let table: TestTable;
@@ -323,5 +325,39 @@ describe('budget alerts at a changed budget', () => {
     expect(later).toHaveLength(5);
     expect(report.alerts).toBe(0);
     expect(writes).toEqual({ update: 0, transact: 0 });
+  });
+});
+
+describe('a budget alert whose creation answer was lost', () => {
+  it('is sent by the same aggregator when its batch comes back, and locally too', async () => {
+    const limiter = table.limiter({ clock: manualClock().now });
+    for (const onSendFailure of ['retry', 'keep'] as const) {
+      const name = `lost-answer-${onSendFailure}`;
+      await take(limiter, name, { limit: 1_000, alerts: [0.5] }, 600);
+      let dropped = false;
+      // The alert is created, then its answer is lost (a dropped connection).
+      const store = new HookedStore(table.store, undefined, async (update) => {
+        if (!dropped && update.key.pk === 'alert' && update.key.sk.includes(name)) {
+          dropped = true;
+          throw new StoreUnavailableError('DynamoDB unavailable: socket hang up');
+        }
+      });
+      const sent: BudgetAlert[] = [];
+      const reader = new UsageAggregator({
+        store: Object.assign(Object.create(table.store) as AdminStore, {
+          update: store.update.bind(store),
+        }),
+        sendAlert: async (alert) => {
+          sent.push(alert);
+        },
+        onSendFailure,
+      });
+
+      await delivered(reader, await changesOf(name));
+
+      expect(dropped).toBe(true);
+      expect(sent.map((a) => a.entity)).toEqual([name]);
+      expect(await alertsOf(name)).toEqual([expect.objectContaining({ delivered: true })]);
+    }
   });
 });

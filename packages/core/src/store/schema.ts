@@ -123,6 +123,11 @@ export const alertAttributes = {
   at: 'at',
   /** When a sender took it on (epoch ms); cleared when sending failed. */
   claimed: 'claimed',
+  /**
+   * Which sender took it on (an aggregator's id): one whose claim's answer was lost finds its
+   * own claim when its batch comes back, and sends.
+   */
+  claimedBy: 'claimedBy',
   /** When it was delivered (ISO 8601). */
   sent: 'sent',
   /** The level of `used` it fired at: ceil(threshold × the limit then in force). */

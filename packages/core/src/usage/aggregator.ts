@@ -19,6 +19,7 @@
  * How counting stands (when it last counted, how far behind, whether it is failing) goes in one
  * progress item, for the health check: see {@link UsageProgress}.
  */
+import { randomBytes } from 'node:crypto';
 import type { AttributeValue } from '@aws-sdk/client-dynamodb';
 import { SERVICE_DEFAULTS } from '../defaults.js';
 import { amountOf, PERIOD_SECONDS, type Usage } from '../engine/limits.js';
@@ -193,6 +194,8 @@ export class UsageAggregator {
   readonly #clock: () => number;
   readonly #retentionDays: number;
   readonly #options: AggregatorOptions;
+  /** This aggregator's id as a sender of budget alerts. */
+  readonly #claimer = randomBytes(9).toString('base64url');
 
   constructor(options: AggregatorOptions) {
     this.#store = options.store;
@@ -210,6 +213,7 @@ export class UsageAggregator {
     }
     const alerts = await recordAlerts(this.#store, changes.flatMap(crossingsOf), {
       clock: this.#clock,
+      claimer: this.#claimer,
       ...(this.#options.sendAlert ? { send: this.#options.sendAlert } : {}),
       onSendFailure: this.#options.onSendFailure ?? 'retry',
       onError: this.#options.onError ?? (() => {}),

@@ -188,6 +188,8 @@ function alertOf(
 /** How {@link recordAlerts} sends. */
 export interface SendOptions {
   readonly clock: () => number;
+  /** This sender's id: a claim it made is its own to send, however its answer went. */
+  readonly claimer: string;
   readonly send?: AlertSender;
   readonly onSendFailure: 'retry' | 'keep';
   readonly onError: (error: unknown) => void;
@@ -209,11 +211,12 @@ export async function recordAlerts(
     if (seen.has(id)) continue;
     seen.add(id);
     const nowMs = options.clock();
-    const firing = await fire(store, first, crossing, nowMs, options.send !== undefined);
+    const claim = options.send ? options.claimer : undefined;
+    const firing = await fire(store, first, crossing, nowMs, claim);
     if (firing.created) created++;
     if (!options.send) continue;
     if (!firing.created) {
-      const taken = await takeOver(store, firing.key, firing.item, nowMs);
+      const taken = await takeOver(store, firing.key, firing.item, nowMs, options.claimer);
       if (taken === 'sent' || taken === 'none') continue;
       if (taken === 'claimed') {
         // Another sender holds it, or died holding it: in AWS the batch comes back until the
@@ -276,13 +279,18 @@ async function fire(
   first: ItemKey,
   { key, level, alert }: Crossing,
   nowMs: number,
-  claim: boolean,
+  claimer: string | undefined,
 ): Promise<Firing> {
   const fields: Assignment[] = [
     { attr: A.detail, value: JSON.stringify(alert) },
     { attr: A.at, value: new Date(nowMs).toISOString() },
     { attr: A.level, value: level },
-    ...(claim ? [{ attr: A.claimed, value: BigInt(nowMs) }] : []),
+    ...(claimer
+      ? [
+          { attr: A.claimed, value: BigInt(nowMs) },
+          { attr: A.claimedBy, value: claimer },
+        ]
+      : []),
   ];
   const later = usageKeys.alert(alert.window, key, alert.limit, alert.threshold, level);
   for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
@@ -316,19 +324,24 @@ async function fire(
 }
 
 /**
- * Claims an existing alert that is not sent and whose claim has lapsed (or was released);
- * `none` when there is no such alert (its threshold never fired at that level).
+ * Claims an existing alert that is not sent and whose claim has lapsed, was released, or is this
+ * sender's own (made by a write whose answer was lost); `none` when there is no such alert (its
+ * threshold never fired at that level).
  */
 async function takeOver(
   store: AdminStore,
   key: ItemKey,
   item: ItemState | undefined,
   nowMs: number,
+  claimer: string,
 ): Promise<'taken' | 'claimed' | 'sent' | 'none'> {
   if (item?.[A.sent] !== undefined) return 'sent';
   const result = await store.update({
     key,
-    set: [{ attr: A.claimed, value: BigInt(nowMs) }],
+    set: [
+      { attr: A.claimed, value: BigInt(nowMs) },
+      { attr: A.claimedBy, value: claimer },
+    ],
     condition: {
       and: [
         { exists: TABLE_SCHEMA.partitionKey },
@@ -337,6 +350,7 @@ async function takeOver(
           or: [
             { absent: A.claimed },
             { attr: A.claimed, op: '<', value: BigInt(nowMs - CLAIM_MS) },
+            { attr: A.claimedBy, op: '=', value: claimer },
           ],
         },
       ],
