@@ -361,3 +361,28 @@ describe('a budget alert whose creation answer was lost', () => {
     }
   });
 });
+
+describe('a budget cut below what is already used', () => {
+  it('fires its alerts at the next call, which it refuses', async () => {
+    const limiter = table.limiter({ clock: manualClock().now });
+    const entity = 'cut-below';
+    await take(limiter, entity, { limit: 1_000, alerts: [0.5, 1] }, 600); // 0.5 fires
+    const cut = parseLimits([
+      { name: 'budget', metric: 'tokens', window: 'month', limit: 550, alerts: [0.5, 1] },
+    ]);
+
+    const refused = await limiter.acquire({
+      checks: [{ scope: 'entity', key: itemKeys.entityWide(entity), limits: cut }],
+      usage: { tokens: 10 },
+    });
+    await limiter.engine.idle();
+    const sent: BudgetAlert[] = [];
+    await aggregator(sent).apply(await changesOf(entity));
+
+    expect(refused.allowed).toBe(false);
+    expect(summary(sent)).toEqual([
+      [1, 550],
+      [0.5, 1_000],
+    ]);
+  });
+});

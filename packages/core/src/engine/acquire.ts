@@ -23,11 +23,12 @@ import {
   ValidationError,
   WriteOutcomeUnknownError,
 } from '../errors.js';
-import { itemAttributes } from '../store/schema.js';
+import { itemAttributes, TABLE_SCHEMA } from '../store/schema.js';
 import type { Assignment, ItemState } from '../store/types.js';
 import { Budget, beforeDeadline } from './budget.js';
 import type { Written } from './combining.js';
 import {
+  budgetDefinitions,
   charged,
   fits,
   type ItemStep,
@@ -142,6 +143,10 @@ export async function acquire(engine: Engine, request: AcquireRequest): Promise<
       : [],
   );
   if (deniedFromMemory.length > 0) {
+    recordBudgets(
+      d,
+      cursors.flatMap((c, i) => (c.step.kind === 'deny' ? [i] : [])),
+    );
     const shadow = cursors.flatMap((c) => c.step.shadow);
     return {
       ...denial(engine, d.checks, deniedFromMemory, d.nowMs),
@@ -536,6 +541,10 @@ async function settleLate(
 
 /** The answer to a call that was not admitted (after {@link compensate}). */
 function refuse(d: Decision, outcomes: readonly ScopeOutcome[]): AcquireResult {
+  recordBudgets(
+    d,
+    outcomes.flatMap((o, i) => (o.kind === 'denied' ? [i] : [])),
+  );
   const violations = outcomes.flatMap((o) => (o.kind === 'denied' ? o.violations : []));
   const shadow = outcomes.flatMap((o) => (o.kind === 'ok' || o.kind === 'denied' ? o.shadow : []));
   if (violations.length > 0)
@@ -547,6 +556,26 @@ function refuse(d: Decision, outcomes: readonly ScopeOutcome[]): AcquireResult {
       throw new StoreUnavailableError('a write to the store ended without an answer; retry');
   }
   throw new StoreUnavailableError('the limits kept changing under concurrent writers; retry');
+}
+
+/**
+ * A refusal writes nothing of its usage; but a budget cut below what a quota has already used
+ * refuses every call, and its alerts must still follow it: a refused scope whose item (as last
+ * seen) records another budget definition gets the current one, in the background, once (the
+ * write's answer is remembered). An item not written yet has used nothing and gets none.
+ */
+function recordBudgets(d: Decision, refused: readonly number[]): void {
+  const { engine } = d;
+  for (const i of refused) {
+    const { key } = d.checks[i] as ScopeCheck;
+    const state = engine.stateOf(key);
+    const set = state ? budgetDefinitions(d.checks[i] as ScopeCheck, state, false) : [];
+    if (set.length === 0) continue;
+    const condition = { exists: TABLE_SCHEMA.partitionKey };
+    engine.background(
+      engine.store.update({ key, set, condition }).then((r) => engine.remember(key, r.item ?? {})),
+    );
+  }
 }
 
 /** `shadowViolations` when any shadow limit applies to the request (else nothing). */

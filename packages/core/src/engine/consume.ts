@@ -83,15 +83,7 @@ export function itemConsume(
   if (violations.length > 0) return { kind: 'deny', violations, shadow };
   const writes = steps.some((step) => step.kind === 'write');
   const extra: Assignment[] = [...also()];
-  if (writes) {
-    for (const limit of check.limits) {
-      if (limit.kind !== 'quota') continue;
-      const attr = bucketAttributes.alerts(limit.name);
-      if (limit.alerts) extra.push({ attr, value: `${limit.limit}|${limit.alerts.join(',')}` });
-      // Thresholds taken off the quota: cleared, or the item would go on alerting on them.
-      else if (own(state, attr)) extra.push({ attr, value: '' });
-    }
-  }
+  if (writes) extra.push(...budgetDefinitions(check, state, true));
   const update = combine(
     engine,
     check.key,
@@ -104,6 +96,27 @@ export function itemConsume(
   if (!update) return { kind: 'none', shadow };
   const converts = steps.some((step) => step.kind === 'write' && step.converts === true);
   return { kind: 'write', update, converts, shadow };
+}
+
+/**
+ * What a quota with budget alerts records beside its window for the usage aggregator: its limit
+ * and thresholds (`limit|t1,t2`), so that alerts follow the budget in force when usage is
+ * counted; cleared when its thresholds were taken off, or the item would go on alerting on them.
+ * With `always` false, only where the item (as `state` shows it) records another definition.
+ */
+export function budgetDefinitions(
+  check: ScopeCheck,
+  state: ItemState | undefined,
+  always: boolean,
+): Assignment[] {
+  return check.limits.flatMap((limit): Assignment[] => {
+    if (limit.kind !== 'quota') return [];
+    const attr = bucketAttributes.alerts(limit.name);
+    const recorded = own(state, attr);
+    const definition = limit.alerts ? `${limit.limit}|${limit.alerts.join(',')}` : '';
+    if (definition === '' && !recorded) return [];
+    return always || recorded !== definition ? [{ attr, value: definition }] : [];
+  });
 }
 
 /** What taking `amount` from one limit would do, given an item's state. */
