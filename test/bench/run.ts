@@ -258,6 +258,7 @@ async function engineCpu() {
         if ('value' in a) item[a.attr] = a.value;
         else if ('add' in a) item[a.attr] = (number(a.attr) ?? 0n) + a.add;
         else if ('ifAbsent' in a) item[a.attr] ??= a.ifAbsent;
+        else if ('copyOf' in a) item[a.attr] = items.get(id)?.[a.copyOf] ?? a.orElse;
         else item[a.attr] = (number(a.attr) ?? a.base) + a.addToExisting;
       }
       for (const attr of update.remove ?? []) delete item[attr];

@@ -48,7 +48,7 @@ describe('a DynamoDB that stops answering', () => {
   it('gets 503s with Retry-After, and leaves nothing charged for them once it is back', async () => {
     expect((await acquire('stall-a')).status).toBe(200); // its configuration is now cached
     const item = itemKeys.entityBucket('stall-a', 'gpt-4o');
-    const lastWrite = async () => (await table.get(item))?.[itemAttributes.lastWrite];
+    const lastWrite = async () => (await table.get(item))?.[itemAttributes.lastWrites[0]];
     const before = await lastWrite();
     const pid = db.pid as number;
 

@@ -171,34 +171,42 @@ describe('a write whose answer was lost after it was applied', () => {
     expect(await remaining(limiter, [own])).toEqual([1_000]);
   });
 
-  it('stays charged, and is reported, when another write followed it before the item was read', async () => {
-    const clock = manualClock();
-    const own = check('entity');
-    const other = table.limiter({ clock: clock.now });
-    const reported: unknown[] = [];
-    let dropped = false;
-    const store = new HookedStore(table.store, undefined, async (update) => {
-      if (!dropped && consuming(update, own.key)) {
-        dropped = true;
-        await other.acquire({ checks: [own], usage: { tokens: 50 } }); // lands in between
-        throw lost();
-      }
-    });
-    const limiter = new Limiter({
-      store,
-      clock: clock.now,
-      onBackgroundError: (error) => reported.push(error),
-    });
+  for (const [following, kept] of [
+    [1, false],
+    [4, true],
+  ] as const) {
+    it(`is ${kept ? 'kept charged, and reported,' : 'given back'} when ${following} other write(s) followed it before the item was read`, async () => {
+      const clock = manualClock();
+      const own = check('entity');
+      const other = table.limiter({ clock: clock.now });
+      const reported: unknown[] = [];
+      let dropped = false;
+      const store = new HookedStore(table.store, undefined, async (update) => {
+        if (!dropped && consuming(update, own.key)) {
+          dropped = true;
+          for (let i = 0; i < following; i++)
+            await other.acquire({ checks: [own], usage: { tokens: 10 } }); // land in between
+          throw lost();
+        }
+      });
+      const limiter = new Limiter({
+        store,
+        clock: clock.now,
+        onBackgroundError: (error) => reported.push(error),
+      });
 
-    await expect(limiter.acquire({ checks: [own], usage: { tokens: 100 } })).rejects.toBeInstanceOf(
-      StoreUnavailableError,
-    );
-    await limiter.engine.idle();
+      await expect(
+        limiter.acquire({ checks: [own], usage: { tokens: 100 } }),
+      ).rejects.toBeInstanceOf(StoreUnavailableError);
+      await limiter.engine.idle();
 
-    // Never given back blindly: 850 (both charged), never 950 (a refund of what may not be taken).
-    expect(await remaining(limiter, [own])).toEqual([850]);
-    expect(reported).toHaveLength(1);
-  });
+      // The item lists its last four writes: past them it cannot tell, and nothing is given back
+      // blindly (a refund of what may not have been taken would admit more than the limit).
+      const others = 10 * following;
+      expect(await remaining(limiter, [own])).toEqual([1_000 - others - (kept ? 100 : 0)]);
+      expect(reported).toHaveLength(kept ? 1 : 0);
+    });
+  }
 });
 
 describe('an acquire that runs out of attempts on contention', () => {

@@ -171,14 +171,20 @@ export function deltaUpdate(
   return { ...update, condition: update.condition ? { and: [update.condition, holds] } : holds };
 }
 
+const [LAST, ...EARLIER] = itemAttributes.lastWrites;
+
 /**
- * Sends a consuming write or a give-back tagged with a fresh id in the item's last-write
- * attribute. An error that leaves its outcome unknown (the answer lost, a server error) becomes
- * {@link WriteOutcomeUnknownError}, naming the id: see {@link wasApplied}.
+ * Sends a consuming write or a give-back tagged with a fresh id: it becomes the item's last
+ * write, and the ones before it move down the item's short list of last writes. An error that
+ * leaves its outcome unknown (the answer lost, a server error) becomes
+ * {@link WriteOutcomeUnknownError}, naming the id: see {@link outcomeOf}.
  */
 export async function tagged(engine: Engine, update: ItemUpdate): Promise<UpdateResult> {
   const writeId = randomBytes(9).toString('base64url');
-  const set = [...update.set, { attr: itemAttributes.lastWrite, value: writeId }];
+  const list = itemAttributes.lastWrites;
+  // Each right-hand side reads the item as it was: lw3 ← lw2, lw2 ← lw1, lw1 ← lw, lw ← this.
+  const shift = EARLIER.map((attr, i) => ({ attr, copyOf: list[i] as string, orElse: '' }));
+  const set = [...update.set, ...shift.reverse(), { attr: LAST, value: writeId }];
   try {
     return await engine.store.update({ ...update, set });
   } catch (error) {
@@ -192,10 +198,11 @@ export async function tagged(engine: Engine, update: ItemUpdate): Promise<Update
 export type Outcome = 'applied' | 'not applied' | 'unknown';
 
 /**
- * What the item says of a write whose answer was lost: `applied` when the item's last write is
- * still it; `not applied` when it is still `before`, the write the item's last write was when
- * this one was planned (ids are never reused: nothing was written since); `unknown` when
- * another write followed. Read again while the store is unreachable, for up to a minute.
+ * What the item says of a write whose answer was lost, from its list of last writes (newest
+ * first): `applied` when the write is in it; `not applied` when it is not, and the list reaches
+ * back to `before` (the item's last write when this one was planned) or to the item's first
+ * tagged write: every write since is listed, and ids are never reused; `unknown` when more writes
+ * followed than the list holds. Read again while the store is unreachable, for up to a minute.
  */
 export async function outcomeOf(
   engine: Engine,
@@ -206,9 +213,12 @@ export async function outcomeOf(
   const until = Date.now() + GIVE_BACK_RETRY_MS;
   for (let attempt = 0; ; attempt++) {
     try {
-      const last = own(await engine.store.get(key), itemAttributes.lastWrite);
-      if (last === writeId) return 'applied';
-      return last === before ? 'not applied' : 'unknown';
+      const item = await engine.store.get(key);
+      const listed = itemAttributes.lastWrites.map((attr) => own(item, attr) || undefined);
+      if (listed.includes(writeId)) return 'applied';
+      const reachesBack =
+        listed.includes(undefined) || (before !== undefined && listed.includes(before));
+      return reachesBack ? 'not applied' : 'unknown';
     } catch (error) {
       if (!(error instanceof StoreUnavailableError) || Date.now() >= until) throw error;
       await sleep(Math.min(5_000, Math.random() * 20 * 2 ** attempt));
@@ -218,8 +228,8 @@ export async function outcomeOf(
 
 /** An item's last write as `state` records it. */
 export const lastWriteOf = (state: ItemState | undefined): string | undefined => {
-  const id = own(state, itemAttributes.lastWrite);
-  return typeof id === 'string' ? id : undefined;
+  const id = own(state, LAST);
+  return typeof id === 'string' && id !== '' ? id : undefined;
 };
 
 /**
@@ -306,7 +316,7 @@ export async function giveBack(
           engine.onBackgroundError(keptCharged(item, error));
           return;
         }
-        since = { attr: itemAttributes.lastWrite, op: '=', value: chargedBy };
+        since = { attr: LAST, op: '=', value: chargedBy };
         continue;
       }
       // Refused by the store before anything applied: again, for a while (throttling, an outage).
@@ -363,6 +373,8 @@ export function applyLocally(state: ItemState, set: readonly Assignment[]): Item
   for (const a of set) {
     if ('value' in a) next.set(a.attr, a.value);
     else if ('ifAbsent' in a) next.set(a.attr, next.get(a.attr) ?? a.ifAbsent);
+    else if ('copyOf' in a)
+      next.set(a.attr, own(state, a.copyOf) ?? a.orElse); // as it was
     else {
       const current = next.get(a.attr);
       const base = typeof current === 'bigint' ? current : 'base' in a ? a.base : 0n;

@@ -77,6 +77,8 @@ class Expression {
     if ('value' in a) return `${n} = ${this.value(a.value)}`;
     if ('add' in a) return `${n} = ${n} + ${this.value(a.add)}`;
     if ('ifAbsent' in a) return `${n} = if_not_exists(${n}, ${this.value(a.ifAbsent)})`;
+    if ('copyOf' in a)
+      return `${n} = if_not_exists(${this.name(a.copyOf)}, ${this.value(a.orElse)})`;
     return `${n} = if_not_exists(${n}, ${this.value(a.base)}) + ${this.value(a.addToExisting)}`;
   }
 

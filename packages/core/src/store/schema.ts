@@ -52,10 +52,11 @@ export const itemAttributes = {
   /** Consuming writes to an item of a scope that may grow more shards (how hot it runs). */
   writes: 'wc',
   /**
-   * The id of the last write that consumed or gave back: after a write whose answer was lost, the
-   * item says whether it was applied, as long as no other write followed it (see items.ts).
+   * The ids of the last writes that consumed or gave back, newest first ('' where none): after a
+   * write whose answer was lost, the item says whether it was applied, as long as fewer writes
+   * than these followed it (see items.ts).
    */
-  lastWrite: 'lw',
+  lastWrites: ['lw', 'lw1', 'lw2', 'lw3'],
 } as const;
 
 /** Attributes of a lease's settlement record (the item {@link itemKeys.lease} names). */

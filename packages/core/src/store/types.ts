@@ -18,13 +18,15 @@ export type Value = bigint | string;
 
 /**
  * `SET attr = value`, `SET attr = attr + delta`, `SET attr = if_not_exists(attr, base) + delta`,
- * or `SET attr = if_not_exists(attr, value)`.
+ * `SET attr = if_not_exists(attr, value)`, or `SET attr = if_not_exists(from, value)`: another
+ * attribute's value before the update (every right-hand side reads the item as it was).
  */
 export type Assignment =
   | { readonly attr: string; readonly value: Value }
   | { readonly attr: string; readonly add: bigint }
   | { readonly attr: string; readonly base: bigint; readonly addToExisting: bigint }
-  | { readonly attr: string; readonly ifAbsent: Value };
+  | { readonly attr: string; readonly ifAbsent: Value }
+  | { readonly attr: string; readonly copyOf: string; readonly orElse: Value };
 
 /** A condition on the stored item. */
 export type Condition =
