@@ -13,115 +13,31 @@
  * says it was applied (items.ts): the caller never received the lease, so nothing stays charged
  * for it. A refusal is truthful: it names the limits the last state seen says are full, or, when
  * the attempts ran out on contention with room to spare, the call fails as unavailable (503).
+ *
+ * The steps: the decision (decision.ts), refusals memory proves, each scope's writes
+ * (scope-writes.ts), then the admission, or the give-backs and the refusal (here).
  */
-
-import { withCost } from '../catalog/price.js';
-import { PRIORITY } from '../defaults.js';
 import {
   DeadlineExceededError,
   StoreUnavailableError,
-  ValidationError,
   WriteOutcomeUnknownError,
 } from '../errors.js';
-import { itemAttributes, TABLE_SCHEMA } from '../store/schema.js';
-import type { Assignment, ItemState } from '../store/types.js';
-import { Budget, beforeDeadline } from './budget.js';
+import { TABLE_SCHEMA } from '../store/schema.js';
+import type { Assignment } from '../store/types.js';
+import { beforeDeadline } from './budget.js';
 import type { Written } from './combining.js';
-import {
-  budgetDefinitions,
-  charged,
-  fits,
-  type ItemStep,
-  itemConsume,
-  type Placement,
-  place,
-  priorityAt,
-  whole,
-} from './consume.js';
-import { bucketWaitNs, NS_PER_MS } from './gcra.js';
-import { giveBack, giveBackIfApplied, lastWriteOf, leasedItem, tagged } from './items.js';
-import {
-  type LeaseClaims,
-  MAX_LEASE_ID_LENGTH,
-  newLeaseId,
-  type SigningKey,
-  signLease,
-} from './lease.js';
-import { amountOf, type Limit, parseUsage, type Sharding, type Usage } from './limits.js';
-import {
-  counted,
-  frozenAt,
-  observe,
-  parentOf,
-  pickShard,
-  shardingOf,
-  shareOf,
-  thawed,
-  throttled,
-} from './shards.js';
-import { type Engine, keyOf, nsToMs, toNs } from './state.js';
+import { budgetDefinitions, charged, fits, type Placement, priorityAt, whole } from './consume.js';
+import { type Decision, decision, fromMemory, type ScopeOutcome } from './decision.js';
+import { bucketWaitNs } from './gcra.js';
+import { giveBack, giveBackIfApplied, lastWriteOf, leasedItem } from './items.js';
+import { type LeaseClaims, type SigningKey, signLease } from './lease.js';
+import { amountOf } from './limits.js';
+import { writeScope } from './scope-writes.js';
+import { shareOf } from './shards.js';
+import { type Engine, nsToMs, toNs } from './state.js';
 import { denial, remembered, scopeStatuses, violation } from './statuses.js';
 import type { AcquireRequest, AcquireResult, ScopeCheck, Violation } from './types.js';
-import { CANCELLED, contextToWire, usageEvent } from './usage-context.js';
-
-/** One acquire, validated: what every step of it works from. */
-interface Decision {
-  readonly engine: Engine;
-  readonly request: AcquireRequest;
-  readonly usage: Usage;
-  readonly priority: number;
-  readonly maxWaitMs: number;
-  readonly checks: readonly ScopeCheck[];
-  readonly shardings: readonly (Sharding | undefined)[];
-  readonly nowMs: number;
-  readonly expiresAtMs: number;
-  /** The lease id, drawn only once something is to be written. */
-  lease(): string;
-  /** The usage event the first item written carries (none without a usage context). */
-  event(version: number, counted: Usage): Assignment[];
-}
-
-/** How one scope's writes ended. */
-type ScopeOutcome =
-  | {
-      readonly kind: 'ok';
-      readonly state: ItemState;
-      readonly at: Placement;
-      /** When its write was planned: later than the call's own clock when combined. */
-      readonly atMs: number;
-      readonly shadow: Violation[];
-    }
-  | { readonly kind: 'denied'; readonly violations: Violation[]; readonly shadow: Violation[] }
-  /** Attempts spent on contention while the last state seen had room. */
-  | { readonly kind: 'contended' }
-  /**
-   * The deadline passed; `pending` is a write still in flight (it may yet land), planned when
-   * the item's last write was `before`.
-   */
-  | {
-      readonly kind: 'expired';
-      readonly at: Placement;
-      readonly pending?: {
-        readonly written: Promise<Written>;
-        readonly before: string | undefined;
-      };
-      readonly shadow: Violation[];
-    }
-  /** A write's answer was lost: the item may say whether it was applied. */
-  | {
-      readonly kind: 'unknown';
-      readonly at: Placement;
-      readonly written: { readonly writeId: string; readonly before: string | undefined };
-      readonly shadow: Violation[];
-    }
-  | { readonly kind: 'failed'; readonly error: unknown };
-
-/** Where a scope's writes stand between two tries. */
-interface Cursor {
-  at: Placement;
-  step: ItemStep;
-  readonly tried: Set<number>;
-}
+import { CANCELLED } from './usage-context.js';
 
 /**
  * Asks to take `usage` from every limit of every check, atomically per decision.
@@ -162,65 +78,6 @@ export async function acquire(engine: Engine, request: AcquireRequest): Promise<
   return refuse(d, outcomes);
 }
 
-/** Validates the request into a {@link Decision}; a lease too long to settle is refused here. */
-function decision(engine: Engine, request: AcquireRequest): Decision {
-  const usage = withCost(parseUsage(request.usage, 'usage', { requests: 1 }), request.price);
-  const priority = integerIn(
-    request.priority ?? PRIORITY.max,
-    'priority',
-    PRIORITY.min,
-    PRIORITY.max,
-  );
-  const maxWaitMs = integerIn(
-    request.maxWaitMs ?? 0,
-    'max_wait_ms',
-    0,
-    engine.tuning.maxWaitMsCeiling,
-  );
-  const checks = validChecks(request.checks);
-  // The lease carries what it takes: one too long to settle is refused before anything is
-  // written, naming the larger of the limits and the usage. (The JSON of what it is made of is
-  // longer than the lease's own compact form.)
-  const checksLength = checks.reduce((sum, check) => sum + jsonLength(check), 0);
-  const usageLength = JSON.stringify(usage).length;
-  const contextLength = JSON.stringify(request.context ?? 0).length;
-  if (checksLength + usageLength + contextLength > MAX_LEASE_ID_LENGTH * 0.7) {
-    const field = usageLength > checksLength ? 'usage' : 'limits';
-    throw new ValidationError(field, 'more than one lease can carry');
-  }
-  const nowMs = engine.clock();
-  const expiresAtMs = Math.floor(nowMs) + engine.tuning.leaseTtlMs;
-  let drawn: string | undefined; // a refusal from memory draws none (128 random bits cost)
-  const lease = () => {
-    drawn ??= newLeaseId();
-    return drawn;
-  };
-  const wire = request.context ? contextToWire(request.context) : undefined;
-  return {
-    engine,
-    request,
-    usage,
-    priority,
-    maxWaitMs,
-    checks,
-    shardings: checks.map((check) => shardingOf(check.limits)),
-    nowMs,
-    expiresAtMs,
-    lease,
-    // The first item written carries the usage event (its stream record is what usage history
-    // counts), so a decision costs no write of its own for it.
-    event: (version, taken) =>
-      wire
-        ? [
-            {
-              attr: itemAttributes.usageEvent,
-              value: usageEvent(lease(), version, nowMs, expiresAtMs, taken, wire),
-            },
-          ]
-        : [],
-  };
-}
-
 /** The refusal of a request some limit can never hold (a sharded scope: its largest shard). */
 function neverFits(d: Decision): AcquireResult | undefined {
   const { engine, checks, nowMs, usage } = d;
@@ -253,187 +110,6 @@ function neverFits(d: Decision): AcquireResult | undefined {
       checks.flatMap((check) => never(check, true)),
     ),
   };
-}
-
-/** Plans a scope's write on a shard from what this process remembers of it. */
-function consumeAt(
-  d: Decision,
-  i: number,
-  at: Placement,
-  state: ItemState | undefined,
-  mayDeny: boolean,
-  taking = d.usage,
-  atMs = d.nowMs,
-): ItemStep {
-  const also = () => [
-    ...(i === 0 ? d.event(0, d.usage) : []),
-    ...counted(d.shardings[i], at.shards),
-  ];
-  const options = {
-    priority: d.priority,
-    maxWaitNs: BigInt(d.maxWaitMs) * NS_PER_MS,
-    mayDeny,
-    adoptForMs: d.engine.tuning.definitionAdoptMs,
-  };
-  return itemConsume(d.engine, at.check, state, atMs, taking, options, at.shards, also);
-}
-
-/** The step memory suggests on a shard: it may deny only from a recent state. */
-function consumeFromMemory(d: Decision, i: number, at: Placement): ItemStep {
-  const seen = d.engine.seen.get(keyOf(at.check.key));
-  const mayDeny = seen !== undefined && d.nowMs - seen.atMs <= d.engine.tuning.cacheDenyMaxAgeMs;
-  return consumeAt(d, i, at, seen?.state, mayDeny);
-}
-
-/**
- * Each scope on one of its shards (a whole scope: its one item), with the step memory suggests;
- * a shard memory says refuses is swapped for another one that may admit.
- */
-function fromMemory(d: Decision): Cursor[] {
-  return d.checks.map((check, i) => {
-    const at = place(d.engine, check, pickShard(d.engine.shardCount(check.key)));
-    const step = consumeFromMemory(d, i, at);
-    if (step.kind !== 'deny' || at.shards === 1) return { at, step, tried: new Set([at.index]) };
-    const other = place(d.engine, check, pickShard(at.shards, new Set([at.index])));
-    const second = consumeFromMemory(d, i, other);
-    if (second.kind === 'deny') return { at, step, tried: new Set([at.index]) };
-    return { at: other, step: second, tried: new Set([other.index]) };
-  });
-}
-
-/** Writes one scope until it admits, refuses, runs out of attempts or of time. */
-async function writeScope(d: Decision, i: number, cursor: Cursor): Promise<ScopeOutcome> {
-  const { engine } = d;
-  const check = d.checks[i] as ScopeCheck;
-  const budget = new Budget(engine.tuning.maxAttempts, d.request.signal);
-  for (;;) {
-    const { at, step } = cursor;
-    if (step.kind === 'deny') {
-      // One more shard before refusing, so that a refusal means the scope is short.
-      if (at.shards === 1 || cursor.tried.size > 1) {
-        const violations = whole(engine, check, step.violations, d.nowMs);
-        return { kind: 'denied', violations, shadow: step.shadow };
-      }
-      cursor.at = place(engine, check, pickShard(at.shards, cursor.tried));
-      cursor.tried.add(cursor.at.index);
-      cursor.step = consumeFromMemory(d, i, cursor.at);
-      continue;
-    }
-    const { shadow } = step;
-    if (step.kind === 'none') return { kind: 'ok', state: {}, shadow, at, atMs: d.nowMs };
-    if (budget.expired) return { kind: 'expired', at, shadow };
-    const before = lastWriteOf(engine.stateOf(at.check.key));
-    const sending = send(d, i, at, step);
-    let written: Written;
-    try {
-      written = await budget.within(sending);
-    } catch (error) {
-      if (error instanceof DeadlineExceededError)
-        return { kind: 'expired', at, pending: { written: sending, before }, shadow };
-      if (error instanceof WriteOutcomeUnknownError)
-        return { kind: 'unknown', at, written: { writeId: error.writeId, before }, shadow };
-      return { kind: 'failed', error };
-    }
-    const next = await afterWrite(d, i, cursor, step, written, budget);
-    if (next !== undefined) return next;
-  }
-}
-
-/** Sends a scope's write: through the combiner when there is one, tagged with its id. */
-function send(d: Decision, i: number, at: Placement, step: ItemStep & { kind: 'write' }) {
-  const { engine } = d;
-  const key = at.check.key;
-  const check = d.checks[i] as ScopeCheck;
-  // Only calls that write nothing of their own are combined (see combining.ts).
-  const alone =
-    d.maxWaitMs > 0 ||
-    at.shards > 1 ||
-    d.shardings[i] !== undefined ||
-    (i === 0 && d.request.context !== undefined) ||
-    step.converts ||
-    check.limits.some((limit) => limit.shadow);
-  const written: Promise<Written> = engine.combiner
-    ? engine.combiner(engine, {
-        key,
-        update: step.update,
-        usage: d.usage,
-        nowMs: d.nowMs,
-        plan: (taking, state, atMs) => consumeAt(d, i, at, state, true, taking, atMs),
-        ...(alone
-          ? {}
-          : { like: () => JSON.stringify([at.check.limits, priorityAt(check, d.priority)]) }),
-      })
-    : tagged(engine, step.update);
-  return written.catch((error: unknown) => {
-    if (error instanceof StoreUnavailableError && error.notApplied)
-      throttled(engine, key, d.shardings[i]);
-    throw error;
-  });
-}
-
-/**
- * What a write's answer means for its scope: its outcome, or (undefined) the cursor moved to
- * the next try. Failures that are others' progress rather than contention (a conversion failed by
- * an increment from a process still on the older definition, a write at a share the item no
- * longer holds, a split under way) do not use up attempts, or a call would refuse with room left.
- */
-async function afterWrite(
-  d: Decision,
-  i: number,
-  cursor: Cursor,
-  step: ItemStep & { kind: 'write' },
-  written: Written,
-  budget: Budget,
-): Promise<ScopeOutcome | undefined> {
-  const { engine } = d;
-  const check = d.checks[i] as ScopeCheck;
-  const { at } = cursor;
-  const key = at.check.key;
-  if (written.again) {
-    cursor.step = consumeAt(d, i, at, engine.stateOf(key), true);
-    return budget.waited() ? undefined : lastSeen(d, i, cursor);
-  }
-  const state = written.item ?? {};
-  if (!engine.combiner) engine.remember(key, state); // (a combiner remembers in order)
-  if (written.ok) {
-    observe(engine, key, state, d.shardings[i]);
-    return { kind: 'ok', state, shadow: step.shadow, at, atMs: written.atMs ?? d.nowMs };
-  }
-  let more: boolean;
-  if (frozenAt(state) !== undefined) {
-    // Mid-split: another shard, or wait for the split.
-    more = budget.waited();
-    if (at.shards > 1 && cursor.tried.size < at.shards) {
-      cursor.at = place(engine, check, pickShard(at.shards, cursor.tried));
-      cursor.tried.add(cursor.at.index);
-    } else {
-      try {
-        await budget.within(thawed(engine, key, state));
-      } catch (error) {
-        if (error instanceof DeadlineExceededError)
-          return { kind: 'expired', at, shadow: step.shadow };
-        throw error;
-      }
-    }
-  } else {
-    // Not born yet: its parent holds it; else at the share the item holds.
-    const index = written.item === undefined && at.index > 0 ? parentOf(at.index) : at.index;
-    cursor.at = place(engine, check, index);
-    more = step.converts || cursor.at.shards !== at.shards ? budget.waited() : budget.lost();
-  }
-  cursor.step = consumeAt(d, i, cursor.at, engine.stateOf(cursor.at.check.key), true);
-  return more ? undefined : lastSeen(d, i, cursor);
-}
-
-/**
- * The outcome of a scope whose attempts ran out: a refusal if the last state seen proves one
- * (a real limit, a real retry time), else contention with room to spare.
- */
-function lastSeen(d: Decision, i: number, cursor: Cursor): ScopeOutcome {
-  const step = consumeAt(d, i, cursor.at, d.engine.stateOf(cursor.at.check.key), true);
-  if (step.kind !== 'deny') return { kind: 'contended' };
-  const violations = whole(d.engine, d.checks[i] as ScopeCheck, step.violations, d.nowMs);
-  return { kind: 'denied', violations, shadow: step.shadow };
 }
 
 /** The admission: its signed lease, the wait a reservation asks for, every limit's status. */
@@ -584,42 +260,4 @@ function shadowOf(
   shadow: readonly Violation[],
 ): { shadowViolations?: readonly Violation[] } {
   return checks.some((c) => c.limits.some((l) => l.shadow)) ? { shadowViolations: shadow } : {};
-}
-
-/**
- * The JSON length of each list of limits (a configuration cache's, say) and the count it was
- * measured at: a list grown since is measured again.
- */
-const limitsLengths = new WeakMap<readonly Limit[], [count: number, json: number]>();
-
-/**
- * About a check's JSON length: its limits' (measured once per list: this runs for every
- * decision, refusals from memory too), its key's and its label's, and room for the rest.
- */
-function jsonLength({ limits, scope, key }: ScopeCheck): number {
-  let [count, json = 0] = limitsLengths.get(limits) ?? [];
-  if (count !== limits.length) {
-    [count, json] = [limits.length, JSON.stringify(limits).length];
-    limitsLengths.set(limits, [count, json]);
-  }
-  return json + scope.length + key.pk.length + key.sk.length + 64;
-}
-
-function integerIn(value: number, field: string, min: number, max: number): number {
-  if (!Number.isInteger(value) || value < min || value > max) {
-    throw new ValidationError(field, `must be an integer from ${min} to ${max}`);
-  }
-  return value;
-}
-
-/** The checks of a request: at least one, each on its own item, priorities in range. */
-export function validChecks(checks: readonly ScopeCheck[]): readonly ScopeCheck[] {
-  if (checks.length === 0) throw new ValidationError('limits', 'no limits apply to this request');
-  const keys = new Set(checks.map((check) => keyOf(check.key)));
-  if (keys.size !== checks.length) throw new ValidationError('limits', 'two scopes share one item');
-  for (const check of checks) {
-    if (check.priority !== undefined)
-      integerIn(check.priority, 'priority', PRIORITY.min, PRIORITY.max);
-  }
-  return checks;
 }

@@ -3,9 +3,9 @@
 import { type Price, withCost } from '../catalog/price.js';
 import { shardKey } from '../store/schema.js';
 import type { ItemKey, ItemState } from '../store/types.js';
-import { validChecks } from './acquire.js';
 import { beforeDeadline } from './budget.js';
 import { limitConsume } from './consume.js';
+import { validChecks } from './decision.js';
 import { bucketFits } from './gcra.js';
 import { amountOf, parseUsage, type Usage } from './limits.js';
 import { quotaFits } from './quota.js';

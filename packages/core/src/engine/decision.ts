@@ -1,0 +1,222 @@
+/**
+ * One acquire as a decision: the request validated (a lease too long to settle is refused
+ * before anything is written), what each of its steps works from, and the steps memory
+ * suggests for each scope before anything is written. acquire.ts runs the decision.
+ */
+
+import { withCost } from '../catalog/price.js';
+import { PRIORITY } from '../defaults.js';
+import { ValidationError } from '../errors.js';
+import { itemAttributes } from '../store/schema.js';
+import type { Assignment, ItemState } from '../store/types.js';
+import type { Written } from './combining.js';
+import { type ItemStep, itemConsume, type Placement, place } from './consume.js';
+import { NS_PER_MS } from './gcra.js';
+import { MAX_LEASE_ID_LENGTH, newLeaseId } from './lease.js';
+import { type Limit, parseUsage, type Sharding, type Usage } from './limits.js';
+import { counted, pickShard, shardingOf } from './shards.js';
+import { type Engine, keyOf } from './state.js';
+import type { AcquireRequest, ScopeCheck, Violation } from './types.js';
+import { contextToWire, usageEvent } from './usage-context.js';
+
+/** One acquire, validated: what every step of it works from. */
+export interface Decision {
+  readonly engine: Engine;
+  readonly request: AcquireRequest;
+  readonly usage: Usage;
+  readonly priority: number;
+  readonly maxWaitMs: number;
+  readonly checks: readonly ScopeCheck[];
+  readonly shardings: readonly (Sharding | undefined)[];
+  readonly nowMs: number;
+  readonly expiresAtMs: number;
+  /** The lease id, drawn only once something is to be written. */
+  lease(): string;
+  /** The usage event the first item written carries (none without a usage context). */
+  event(version: number, counted: Usage): Assignment[];
+}
+
+/** How one scope's writes ended. */
+export type ScopeOutcome =
+  | {
+      readonly kind: 'ok';
+      readonly state: ItemState;
+      readonly at: Placement;
+      /** When its write was planned: later than the call's own clock when combined. */
+      readonly atMs: number;
+      readonly shadow: Violation[];
+    }
+  | { readonly kind: 'denied'; readonly violations: Violation[]; readonly shadow: Violation[] }
+  /** Attempts spent on contention while the last state seen had room. */
+  | { readonly kind: 'contended' }
+  /**
+   * The deadline passed; `pending` is a write still in flight (it may yet land), planned when
+   * the item's last write was `before`.
+   */
+  | {
+      readonly kind: 'expired';
+      readonly at: Placement;
+      readonly pending?: {
+        readonly written: Promise<Written>;
+        readonly before: string | undefined;
+      };
+      readonly shadow: Violation[];
+    }
+  /** A write's answer was lost: the item may say whether it was applied. */
+  | {
+      readonly kind: 'unknown';
+      readonly at: Placement;
+      readonly written: { readonly writeId: string; readonly before: string | undefined };
+      readonly shadow: Violation[];
+    }
+  | { readonly kind: 'failed'; readonly error: unknown };
+
+/** Where a scope's writes stand between two tries. */
+export interface Cursor {
+  at: Placement;
+  step: ItemStep;
+  readonly tried: Set<number>;
+}
+
+/** Validates the request into a {@link Decision}; a lease too long to settle is refused here. */
+export function decision(engine: Engine, request: AcquireRequest): Decision {
+  const usage = withCost(parseUsage(request.usage, 'usage', { requests: 1 }), request.price);
+  const priority = integerIn(
+    request.priority ?? PRIORITY.max,
+    'priority',
+    PRIORITY.min,
+    PRIORITY.max,
+  );
+  const maxWaitMs = integerIn(
+    request.maxWaitMs ?? 0,
+    'max_wait_ms',
+    0,
+    engine.tuning.maxWaitMsCeiling,
+  );
+  const checks = validChecks(request.checks);
+  // The lease carries what it takes: one too long to settle is refused before anything is
+  // written, naming the larger of the limits and the usage. (The JSON of what it is made of is
+  // longer than the lease's own compact form.)
+  const checksLength = checks.reduce((sum, check) => sum + jsonLength(check), 0);
+  const usageLength = JSON.stringify(usage).length;
+  const contextLength = JSON.stringify(request.context ?? 0).length;
+  if (checksLength + usageLength + contextLength > MAX_LEASE_ID_LENGTH * 0.7) {
+    const field = usageLength > checksLength ? 'usage' : 'limits';
+    throw new ValidationError(field, 'more than one lease can carry');
+  }
+  const nowMs = engine.clock();
+  const expiresAtMs = Math.floor(nowMs) + engine.tuning.leaseTtlMs;
+  let drawn: string | undefined; // a refusal from memory draws none (128 random bits cost)
+  const lease = () => {
+    drawn ??= newLeaseId();
+    return drawn;
+  };
+  const wire = request.context ? contextToWire(request.context) : undefined;
+  return {
+    engine,
+    request,
+    usage,
+    priority,
+    maxWaitMs,
+    checks,
+    shardings: checks.map((check) => shardingOf(check.limits)),
+    nowMs,
+    expiresAtMs,
+    lease,
+    // The first item written carries the usage event (its stream record is what usage history
+    // counts), so a decision costs no write of its own for it.
+    event: (version, taken) =>
+      wire
+        ? [
+            {
+              attr: itemAttributes.usageEvent,
+              value: usageEvent(lease(), version, nowMs, expiresAtMs, taken, wire),
+            },
+          ]
+        : [],
+  };
+}
+
+/** Plans a scope's write on a shard from what this process remembers of it. */
+export function consumeAt(
+  d: Decision,
+  i: number,
+  at: Placement,
+  state: ItemState | undefined,
+  mayDeny: boolean,
+  taking = d.usage,
+  atMs = d.nowMs,
+): ItemStep {
+  const also = () => [
+    ...(i === 0 ? d.event(0, d.usage) : []),
+    ...counted(d.shardings[i], at.shards),
+  ];
+  const options = {
+    priority: d.priority,
+    maxWaitNs: BigInt(d.maxWaitMs) * NS_PER_MS,
+    mayDeny,
+    adoptForMs: d.engine.tuning.definitionAdoptMs,
+  };
+  return itemConsume(d.engine, at.check, state, atMs, taking, options, at.shards, also);
+}
+
+/** The step memory suggests on a shard: it may deny only from a recent state. */
+export function consumeFromMemory(d: Decision, i: number, at: Placement): ItemStep {
+  const seen = d.engine.seen.get(keyOf(at.check.key));
+  const mayDeny = seen !== undefined && d.nowMs - seen.atMs <= d.engine.tuning.cacheDenyMaxAgeMs;
+  return consumeAt(d, i, at, seen?.state, mayDeny);
+}
+
+/**
+ * Each scope on one of its shards (a whole scope: its one item), with the step memory suggests;
+ * a shard memory says refuses is swapped for another one that may admit.
+ */
+export function fromMemory(d: Decision): Cursor[] {
+  return d.checks.map((check, i) => {
+    const at = place(d.engine, check, pickShard(d.engine.shardCount(check.key)));
+    const step = consumeFromMemory(d, i, at);
+    if (step.kind !== 'deny' || at.shards === 1) return { at, step, tried: new Set([at.index]) };
+    const other = place(d.engine, check, pickShard(at.shards, new Set([at.index])));
+    const second = consumeFromMemory(d, i, other);
+    if (second.kind === 'deny') return { at, step, tried: new Set([at.index]) };
+    return { at: other, step: second, tried: new Set([other.index]) };
+  });
+}
+
+/**
+ * The JSON length of each list of limits (a configuration cache's, say) and the count it was
+ * measured at: a list grown since is measured again.
+ */
+const limitsLengths = new WeakMap<readonly Limit[], [count: number, json: number]>();
+
+/**
+ * About a check's JSON length: its limits' (measured once per list: this runs for every
+ * decision, refusals from memory too), its key's and its label's, and room for the rest.
+ */
+function jsonLength({ limits, scope, key }: ScopeCheck): number {
+  let [count, json = 0] = limitsLengths.get(limits) ?? [];
+  if (count !== limits.length) {
+    [count, json] = [limits.length, JSON.stringify(limits).length];
+    limitsLengths.set(limits, [count, json]);
+  }
+  return json + scope.length + key.pk.length + key.sk.length + 64;
+}
+
+function integerIn(value: number, field: string, min: number, max: number): number {
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new ValidationError(field, `must be an integer from ${min} to ${max}`);
+  }
+  return value;
+}
+
+/** The checks of a request: at least one, each on its own item, priorities in range. */
+export function validChecks(checks: readonly ScopeCheck[]): readonly ScopeCheck[] {
+  if (checks.length === 0) throw new ValidationError('limits', 'no limits apply to this request');
+  const keys = new Set(checks.map((check) => keyOf(check.key)));
+  if (keys.size !== checks.length) throw new ValidationError('limits', 'two scopes share one item');
+  for (const check of checks) {
+    if (check.priority !== undefined)
+      integerIn(check.priority, 'priority', PRIORITY.min, PRIORITY.max);
+  }
+  return checks;
+}
