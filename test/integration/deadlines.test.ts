@@ -14,8 +14,11 @@ import {
   parseLimits,
   type ScopeCheck,
   StoreUnavailableError,
+  UsageAggregator,
+  usageHistory,
 } from '@sluice/core';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { DynamoDBStreamsClient, LOCAL_CREDENTIALS, LOCAL_REGION, readStream } from '@sluice/local';
+import { beforeAll, describe, expect, inject, it } from 'vitest';
 import { HookedStore } from '../support/hooked-store.js';
 import { freshTable, manualClock, type TestTable } from '../support/table.js';
 
@@ -36,6 +39,9 @@ function check(scope: string, limit = 1_000): ScopeCheck {
 const same = (a: ItemKey, b: ItemKey) => a.pk === b.pk && a.sk === b.sk;
 const consuming = (update: ItemUpdate, key: ItemKey) => same(update.key, key);
 
+/** An answer lost after the write reached the table (a dropped connection). */
+const lost = () => new StoreUnavailableError('DynamoDB unavailable: socket hang up');
+
 /** A gate a stalled write waits at, and a promise that says it has arrived there. */
 function gate() {
   let open = () => {};
@@ -48,6 +54,18 @@ function gate() {
   });
   return { opened, reached, open, arrived };
 }
+
+/** Every change the table's stream holds now. */
+const streamOf = (t: TestTable) =>
+  readStream({
+    client: t.client,
+    streams: new DynamoDBStreamsClient({
+      endpoint: inject('dynamoEndpoint'),
+      region: LOCAL_REGION,
+      credentials: LOCAL_CREDENTIALS,
+    }),
+    tableName: t.tableName,
+  });
 
 async function remaining(limiter: Limiter, checks: ScopeCheck[]): Promise<number[]> {
   return (await limiter.available({ checks })).limits.map((l) => l.remaining);
@@ -98,8 +116,6 @@ describe('an acquire whose deadline passes while the store stalls', () => {
 });
 
 describe('a write whose answer was lost after it was applied', () => {
-  const lost = () => new StoreUnavailableError('DynamoDB unavailable: socket hang up');
-
   it('is given back once the item says it was applied', async () => {
     const clock = manualClock();
     const [shared, own] = [check('resource'), check('entity')];
@@ -207,6 +223,42 @@ describe('a write whose answer was lost after it was applied', () => {
       expect(reported).toHaveLength(kept ? 1 : 0);
     });
   }
+});
+
+describe('a refused call whose first write may have applied', () => {
+  it('is never counted in usage history, whatever stays charged', async () => {
+    const clock = manualClock();
+    const [own, full] = [check('entity'), check('resource', 100)];
+    const other = table.limiter({ clock: clock.now });
+    await other.acquire({ checks: [full], usage: { tokens: 100 } }); // refuses the call below
+    let dropped = false;
+    // `own` takes the call (and its usage event), then its answer is lost and four other writes
+    // follow before the item is read: the item cannot tell, and the charge stays.
+    const store = new HookedStore(table.store, undefined, async (update) => {
+      if (!dropped && consuming(update, own.key)) {
+        dropped = true;
+        for (let i = 0; i < 4; i++) await other.acquire({ checks: [own], usage: { tokens: 10 } });
+        throw lost();
+      }
+    });
+    const limiter = new Limiter({ store, clock: clock.now, combiner: undefined });
+    const entity = own.key.pk.slice('entity#'.length);
+    const context = { resource: 'gpt-4o', scopes: [{ entity, timezone: 'UTC' }] };
+
+    const result = await limiter.acquire({ checks: [own, full], usage: { tokens: 100 }, context });
+    await limiter.engine.idle();
+    await new UsageAggregator({ store: table.store }).apply(await streamOf(table));
+    const history = await usageHistory(table.store, {
+      entity,
+      granularity: 'day',
+      fromMs: clock.now() - 86_400_000,
+      toMs: clock.now() + 86_400_000,
+    });
+
+    expect(result).toMatchObject({ allowed: false, code: 'rate_limited' });
+    expect(await remaining(limiter, [own])).toEqual([860]); // kept: 100, and the others' 40
+    expect(history).toEqual([]);
+  });
 });
 
 describe('an acquire that runs out of attempts on contention', () => {

@@ -23,13 +23,13 @@ import {
   WriteOutcomeUnknownError,
 } from '../errors.js';
 import { TABLE_SCHEMA } from '../store/schema.js';
-import type { Assignment } from '../store/types.js';
+import type { Assignment, ItemKey } from '../store/types.js';
 import { beforeDeadline } from './budget.js';
 import type { Written } from './combining.js';
 import { budgetDefinitions, charged, fits, type Placement, priorityAt, whole } from './consume.js';
 import { type Decision, decision, fromMemory, type ScopeOutcome } from './decision.js';
 import { bucketWaitNs } from './gcra.js';
-import { giveBack, giveBackIfApplied, lastWriteOf, leasedItem } from './items.js';
+import { giveBack, giveBackIfApplied, lastWriteOf, leasedItem, writeAlone } from './items.js';
 import { type LeaseClaims, type SigningKey, signLease } from './lease.js';
 import { amountOf } from './limits.js';
 import { writeScope } from './scope-writes.js';
@@ -170,18 +170,26 @@ const chargedCheck = (
  */
 async function compensate(d: Decision, outcomes: readonly ScopeOutcome[]): Promise<void> {
   const { engine } = d;
-  const now: Promise<void>[] = [];
+  const now: Promise<unknown>[] = [];
   outcomes.forEach((o, i) => {
-    const also = () => (i === 0 ? d.event(CANCELLED, {}) : []);
+    const also = i === 0 ? d.event(CANCELLED, {}) : [];
+    // The call was never admitted: usage history must not count it, whatever stays charged.
+    const cancelled = (given: Promise<boolean>, key: ItemKey) =>
+      also.length === 0
+        ? given
+        : given.then((done) => (done ? undefined : writeAlone(engine, key, also)));
     if (o.kind === 'ok') {
       const taken = leasedItem(chargedCheck(d, i, o), o.state, o.atMs);
-      now.push(giveBack(engine, taken, d.usage, d.nowMs, also(), lastWriteOf(o.state)));
+      const given = giveBack(engine, taken, d.usage, d.nowMs, also, lastWriteOf(o.state));
+      now.push(cancelled(given, taken.key));
     } else if (o.kind === 'unknown') {
       const state = engine.stateOf(o.at.check.key) ?? {};
       const taken = leasedItem(chargedCheck(d, i, o), state, d.nowMs);
-      engine.background(giveBackIfApplied(engine, taken, d.usage, d.nowMs, o.written, also()));
+      const given = giveBackIfApplied(engine, taken, d.usage, d.nowMs, o.written, also);
+      engine.background(cancelled(given, taken.key));
     } else if (o.kind === 'expired' && o.pending) {
-      engine.background(settleLate(d, chargedCheck(d, i, o), o.pending, also()));
+      const check = chargedCheck(d, i, o);
+      engine.background(cancelled(settleLate(d, check, o.pending, also), check.key));
     }
   });
   const all = Promise.all(now);
@@ -198,21 +206,21 @@ async function settleLate(
   check: ScopeCheck,
   pending: { readonly written: Promise<Written>; readonly before: string | undefined },
   also: readonly Assignment[],
-): Promise<void> {
+): Promise<boolean> {
   const { engine } = d;
   let written: Written;
   try {
     written = await pending.written;
   } catch (error) {
-    if (!(error instanceof WriteOutcomeUnknownError)) return; // refused: nothing was taken
+    if (!(error instanceof WriteOutcomeUnknownError)) return true; // refused: nothing was taken
     const taken = leasedItem(check, engine.stateOf(check.key) ?? {}, d.nowMs);
     const lost = { writeId: error.writeId, before: pending.before };
     return giveBackIfApplied(engine, taken, d.usage, d.nowMs, lost, also);
   }
-  if (written.again || !written.ok) return;
+  if (written.again || !written.ok) return true;
   if (!engine.combiner) engine.remember(check.key, written.item ?? {});
   const taken = leasedItem(check, written.item ?? {}, written.atMs ?? d.nowMs);
-  await giveBack(engine, taken, d.usage, d.nowMs, also, lastWriteOf(written.item));
+  return giveBack(engine, taken, d.usage, d.nowMs, also, lastWriteOf(written.item));
 }
 
 /** The answer to a call that was not admitted (after {@link compensate}). */

@@ -4,7 +4,7 @@
  * refunds), and giving back what a refused or failed acquire took.
  */
 import { randomBytes } from 'node:crypto';
-import { StoreUnavailableError, WriteOutcomeUnknownError } from '../errors.js';
+import { SluiceError, StoreUnavailableError, WriteOutcomeUnknownError } from '../errors.js';
 import { own } from '../names.js';
 import { itemAttributes, shardOf, TABLE_SCHEMA } from '../store/schema.js';
 import type {
@@ -188,9 +188,12 @@ export async function tagged(engine: Engine, update: ItemUpdate): Promise<Update
   try {
     return await engine.store.update({ ...update, set });
   } catch (error) {
-    if (error instanceof StoreUnavailableError && !error.notApplied)
-      throw new WriteOutcomeUnknownError(writeId, { cause: error });
-    throw error;
+    // Known not to have applied: a refusal by the store (throttling), or a request it rejected
+    // as malformed (Sluice's own bug). Anything else may have followed the write.
+    const refused =
+      error instanceof StoreUnavailableError ? error.notApplied : error instanceof SluiceError;
+    if (refused) throw error;
+    throw new WriteOutcomeUnknownError(writeId, { cause: error });
   }
 }
 
@@ -302,19 +305,20 @@ export async function giveBack(
   acquiredAtMs: number,
   also: readonly Assignment[] = [],
   chargedBy?: string,
-): Promise<void> {
+): Promise<boolean> {
   const until = Date.now() + GIVE_BACK_RETRY_MS;
   let since: Condition | undefined;
   for (let attempt = 0; ; attempt++) {
     try {
-      return await applyDeltas(engine, item, usage, zeroed(usage), acquiredAtMs, also, since);
+      await applyDeltas(engine, item, usage, zeroed(usage), acquiredAtMs, also, since);
+      return true;
     } catch (error) {
       if (error instanceof WriteOutcomeUnknownError) {
         const outcome = await outcomeOf(engine, item.key, error.writeId, chargedBy);
-        if (outcome === 'applied') return;
+        if (outcome === 'applied') return true;
         if (outcome === 'unknown' || chargedBy === undefined) {
           engine.onBackgroundError(keptCharged(item, error));
-          return;
+          return false;
         }
         since = { attr: LAST, op: '=', value: chargedBy };
         continue;
@@ -325,12 +329,34 @@ export async function giveBack(
       const contended = error instanceof CompensationContendedError;
       if (contended && since) {
         engine.onBackgroundError(keptCharged(item, error)); // written since: it cannot tell
-        return;
+        return false;
       }
       if (!refused || Date.now() >= until || (contended && attempt >= 2)) {
         engine.onBackgroundError(error);
-        return;
+        return false;
       }
+      await sleep(Math.min(5_000, Math.random() * 20 * 2 ** attempt));
+    }
+  }
+}
+
+/**
+ * Writes `set` alone where a give-back that carried it could not be made (a usage event's
+ * cancellation: the call was never admitted, whatever stays charged): idempotent, so sent again
+ * after any failure for up to a minute; never creates the item.
+ */
+export async function writeAlone(
+  engine: Engine,
+  key: ItemKey,
+  set: readonly Assignment[],
+): Promise<void> {
+  const until = Date.now() + GIVE_BACK_RETRY_MS;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await engine.store.update({ key, set, condition: { exists: TABLE_SCHEMA.partitionKey } });
+      return;
+    } catch (error) {
+      if (!(error instanceof StoreUnavailableError) || Date.now() >= until) throw error;
       await sleep(Math.min(5_000, Math.random() * 20 * 2 ** attempt));
     }
   }
@@ -339,7 +365,7 @@ export async function giveBack(
 /**
  * Gives back what a write whose answer was lost took, once the item says it was applied (see
  * {@link outcomeOf}; `before` is the item's last write when it was planned); when the item cannot
- * tell, the scope stays charged, and it is reported.
+ * tell, the scope stays charged, and it is reported. True once nothing stays for the write.
  */
 export async function giveBackIfApplied(
   engine: Engine,
@@ -348,11 +374,13 @@ export async function giveBackIfApplied(
   acquiredAtMs: number,
   written: { readonly writeId: string; readonly before: string | undefined },
   also: readonly Assignment[] = [],
-): Promise<void> {
+): Promise<boolean> {
   const outcome = await outcomeOf(engine, item.key, written.writeId, written.before);
   if (outcome === 'applied')
-    await giveBack(engine, item, usage, acquiredAtMs, also, written.writeId);
-  else if (outcome === 'unknown') engine.onBackgroundError(keptCharged(item));
+    return giveBack(engine, item, usage, acquiredAtMs, also, written.writeId);
+  if (outcome === 'not applied') return true; // nothing was taken, nor recorded
+  engine.onBackgroundError(keptCharged(item));
+  return false;
 }
 
 /** The report of a charge that stays because the item cannot tell whether a write applied. */
