@@ -190,22 +190,7 @@ export type {
 } from './store/types.js';
 
 // Usage history and budget alerts.
-export {
-  type AggregatorOptions,
-  type ApplyReport,
-  changeOf,
-  errorName,
-  factsOf,
-  type ItemChange,
-  type LeaseFact,
-  recordAgeMs,
-  type StreamRecord,
-  UsageAggregator,
-  type UsageHistoryStatus,
-  UsageProgress,
-  type UsageProgressOptions,
-  usageHistoryStatus,
-} from './usage/aggregator.js';
+export { type AggregatorOptions, type ApplyReport, UsageAggregator } from './usage/aggregator.js';
 export {
   ALERT_EVENT,
   type AlertSender,
@@ -216,6 +201,13 @@ export {
 } from './usage/alerts.js';
 export { DenialBuffer, type DenialBufferOptions } from './usage/denials.js';
 export {
+  changeOf,
+  factsOf,
+  type ItemChange,
+  type LeaseFact,
+  type StreamRecord,
+} from './usage/facts.js';
+export {
   type ListedAlert,
   listAlerts,
   MAX_RANGE_DAYS,
@@ -225,3 +217,11 @@ export {
   usageHistory,
 } from './usage/history.js';
 export { localDate, periodOf, topShard } from './usage/periods.js';
+export {
+  errorName,
+  recordAgeMs,
+  type UsageHistoryStatus,
+  UsageProgress,
+  type UsageProgressOptions,
+  usageHistoryStatus,
+} from './usage/progress.js';

@@ -40,7 +40,7 @@ import {
   usageKeys,
 } from '../store/schema.js';
 import type { AdminStore, Assignment, ItemKey, ItemState, ItemUpdate } from '../store/types.js';
-import type { ItemChange } from './aggregator.js';
+import type { ItemChange } from './facts.js';
 
 /** How budget alert events are named (EventBridge source and detail-type; the webhook's body too). */
 export const ALERT_EVENT = { source: 'sluice', detailType: 'Sluice Budget Threshold' } as const;
