@@ -84,9 +84,9 @@ export const handler = middy<JsonEvent, Result>()
         ...(result.allowed ? [] : result.violations.map(refusalName)),
         ...(result.shadowViolations ?? []).map((v) => `shadow:${refusalName(v)}`),
       ]);
-      // Written by the request that finds them due, but never past its deadline (a slow store
-      // finishes the write after the answer).
-      await beforeDeadline(runtime.denials.flushDue(), event.deadline).catch((error: unknown) => {
+      // Written by the request that finds them due, never holding its answer back (an answer
+      // later than its caller's deadline would reach nobody).
+      runtime.denials.flushDue().catch((error: unknown) => {
         logger.error('refusal counts not written to usage history yet', { error });
       });
       const definitions = definitionsOf(checks);

@@ -73,8 +73,12 @@ export async function acquire(engine: Engine, request: AcquireRequest): Promise<
   // key is created where the table has none, and a request that can never fit writes nothing).
   const signingKey = await beforeDeadline(engine.keys.current(), request.signal);
   const outcomes = await Promise.all(cursors.map((cursor, i) => writeScope(d, i, cursor)));
-  if (outcomes.every((o) => o.kind === 'ok')) return admit(d, outcomes, signingKey);
+  // Admitted after the deadline, the lease would reach nobody: given back, and unavailable.
+  const admitted = outcomes.every((o) => o.kind === 'ok') && !request.signal?.aborted;
+  if (admitted) return admit(d, outcomes, signingKey);
   await compensate(d, outcomes);
+  if (request.signal?.aborted && outcomes.every((o) => o.kind !== 'denied'))
+    throw new DeadlineExceededError();
   return refuse(d, outcomes);
 }
 
