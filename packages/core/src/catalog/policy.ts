@@ -222,93 +222,12 @@ async function resolveWith(source: ConfigSource, request: PolicyRequest): Promis
   if (!record && settings.unknown_entities === 'refuse') {
     throw new PolicyRefusal('unknown_entity', `entity ${entity} is not registered`);
   }
-
   const chain = await chainOf(source, entity, record);
   // Who may ask comes first: a caller refused learns nothing else about the entity.
   checkCallers(callersOf(chain), entity, request.principal);
-  const plans = await Promise.all(
-    chain.map(async ({ id, config }) => {
-      // The caller without a plan gets the plan named `default`, if there is one; a plan an
-      // entity names must exist: its limits and allowed resources are not optional.
-      if (config?.plan === undefined) return id === entity ? source.plan('default') : undefined;
-      const plan = await source.plan(config.plan);
-      if (!plan) throw new Inconsistent(`plan ${config.plan} of ${id} does not exist`);
-      return plan;
-    }),
-  );
-
-  const checks: ScopeCheck[] = [];
-  let own = 0; // the entity-resource item of the entity itself: inline limits go there
-  let maxInput = Number.POSITIVE_INFINITY;
-  chain.forEach(({ id, config }, depth) => {
-    const plan = plans[depth];
-    if (config?.disabled) {
-      throw new PolicyRefusal(
-        'entity_disabled',
-        depth === 0 ? `entity ${id} is disabled` : `entity ${entity}'s ancestor ${id} is disabled`,
-      );
-    }
-    const allowed = plan?.allowed_resources;
-    if (allowed && !allowed.some((pattern) => matchesResource(pattern, resource))) {
-      throw new PolicyRefusal(
-        'resource_not_allowed',
-        `${resource} is not allowed for ${depth === 0 ? entity : `${entity} (through ${id})`}`,
-      );
-    }
-    if (plan?.max_input_tokens !== undefined) maxInput = Math.min(maxInput, plan.max_input_tokens);
-    // Which definition applies depends on the entity (its plan, its overrides) and the plan:
-    // a change to either is a newer revision, including removing an override.
-    const revision = Math.max(plan?.revision ?? 0, config?.revision ?? 0);
-    const byName = new Map<string, Sourced>();
-    for (const [name, limit] of limitsFor(plan?.limits, resource))
-      byName.set(name, { limit, revision });
-    for (const [name, limit] of limitsFor(config?.limits, resource))
-      byName.set(name, { limit, revision });
-    const winners = [...byName.values()];
-    const scope = depth === 0 ? 'entity' : `parent:${id}`;
-    // A limit with no resource pattern is shared by all the entity's resources (one item); one
-    // with a pattern counts each matching resource on its own (the entity-resource item).
-    const alerts = settings.budget_alerts;
-    const shared = normalized(
-      winners.filter((w) => w.limit.resource === undefined),
-      alerts,
-    );
-    const perResource = normalized(
-      winners.filter((w) => w.limit.resource !== undefined),
-      alerts,
-    );
-    if (depth === 0) own = checks.length;
-    checks.push({ scope, key: itemKeys.entityBucket(id, resource), limits: perResource });
-    if (shared.length > 0) {
-      checks.push({ scope, key: itemKeys.entityWide(id), limits: shared });
-    }
-  });
-
-  const input = request.usage.input_tokens ?? 0;
-  if (input > maxInput) {
-    throw new PolicyRefusal(
-      'context_too_large',
-      `input_tokens ${input} is above this plan's max_input_tokens ${maxInput}`,
-    );
-  }
-
-  // Inline limits add to the entity scope; a stored limit of the same name cannot be replaced.
-  const stored = checks.filter((c) => c.scope === 'entity').flatMap((c) => c.limits);
-  const inline = parseLimits(request.inline ?? [], 'limits', settings.budget_alerts);
-  const added: Limit[] = [];
-  inline.forEach((limit, i) => {
-    const same = stored.find((l) => l.name === limit.name);
-    if (!same) added.push(limit);
-    else if (!sameLimit(same, limit)) {
-      throw new ValidationError(
-        `limits[${i}].name`,
-        `"${limit.name}" is a stored limit of ${entity}; inline limits can only add new names`,
-      );
-    }
-  });
-  const target = checks[own] as ScopeCheck;
-  checks[own] = { ...target, limits: [...target.limits, ...added] };
-
+  const plans = await plansOf(source, entity, chain);
+  const { checks, own } = hierarchyChecks(request, chain, plans, settings);
+  addInline(request, checks, own, settings);
   if (resourceConfig?.limits?.length) {
     checks.push({
       scope: 'resource',
@@ -319,17 +238,7 @@ async function resolveWith(source: ConfigSource, request: PolicyRequest): Promis
     });
   }
   const active = checks.filter((check) => check.limits.length > 0);
-
-  const priceInput = resourceConfig?.price ?? settings.default_price;
-  const listed = priceInput ? toPrice(priceInput) : undefined;
-  const price = listed && request.batch ? forBatch(listed) : listed;
-  const costLimited = active.some((c) => c.limits.some((l) => l.metric === 'cost_micro_usd'));
-  if (costLimited && !price && request.usage.cost_micro_usd === undefined) {
-    throw new PolicyRefusal(
-      'price_unknown',
-      `a cost limit applies but ${resource} has no price: set one, or a default price`,
-    );
-  }
+  const price = priceOf(request, active, resourceConfig, settings);
   // The plan's priority is its share of capacity it shares with other callers (ancestors,
   // the resource); its own limits hold nothing back. The request's priority applies everywhere.
   const planPriority = plans[0]?.priority;
@@ -348,4 +257,160 @@ async function resolveWith(source: ConfigSource, request: PolicyRequest): Promis
       })),
     },
   };
+}
+
+/**
+ * Each entity's plan, nearest first: the caller without a plan gets the plan named `default`,
+ * if there is one; a plan an entity names must exist (its limits and allowed resources are not
+ * optional).
+ */
+function plansOf(
+  source: ConfigSource,
+  entity: string,
+  chain: Chain,
+): Promise<(Revised<PlanConfig> | undefined)[]> {
+  return Promise.all(
+    chain.map(async ({ id, config }) => {
+      if (config?.plan === undefined) return id === entity ? source.plan('default') : undefined;
+      const plan = await source.plan(config.plan);
+      if (!plan) throw new Inconsistent(`plan ${config.plan} of ${id} does not exist`);
+      return plan;
+    }),
+  );
+}
+
+/**
+ * The scopes of the entity and its ancestors: each one's plan and own limits, at its own scope;
+ * refusals by configuration (disabled, resource not allowed, context too large) on the way.
+ * `own` is the index of the entity's own entity-resource item, where inline limits go.
+ */
+function hierarchyChecks(
+  request: PolicyRequest,
+  chain: Chain,
+  plans: readonly (Revised<PlanConfig> | undefined)[],
+  settings: SettingsConfig,
+): { checks: ScopeCheck[]; own: number } {
+  const { resource } = request;
+  const checks: ScopeCheck[] = [];
+  let own = 0;
+  let maxInput = Number.POSITIVE_INFINITY;
+  chain.forEach(({ id, config }, depth) => {
+    const plan = plans[depth];
+    refuseByConfiguration(request, id, depth, config, plan);
+    if (plan?.max_input_tokens !== undefined) maxInput = Math.min(maxInput, plan.max_input_tokens);
+    const { shared, perResource } = scopeLimits(resource, config, plan, settings);
+    const scope = depth === 0 ? 'entity' : `parent:${id}`;
+    if (depth === 0) own = checks.length;
+    checks.push({ scope, key: itemKeys.entityBucket(id, resource), limits: perResource });
+    if (shared.length > 0) checks.push({ scope, key: itemKeys.entityWide(id), limits: shared });
+  });
+  const input = request.usage.input_tokens ?? 0;
+  if (input > maxInput) {
+    throw new PolicyRefusal(
+      'context_too_large',
+      `input_tokens ${input} is above this plan's max_input_tokens ${maxInput}`,
+    );
+  }
+  return { checks, own };
+}
+
+/** Refuses an entity (or an ancestor) that is disabled, or whose plan does not allow the resource. */
+function refuseByConfiguration(
+  request: PolicyRequest,
+  id: string,
+  depth: number,
+  config: Revised<EntityConfig> | undefined,
+  plan: Revised<PlanConfig> | undefined,
+): void {
+  const { entity, resource } = request;
+  if (config?.disabled) {
+    throw new PolicyRefusal(
+      'entity_disabled',
+      depth === 0 ? `entity ${id} is disabled` : `entity ${entity}'s ancestor ${id} is disabled`,
+    );
+  }
+  const allowed = plan?.allowed_resources;
+  if (allowed && !allowed.some((pattern) => matchesResource(pattern, resource))) {
+    throw new PolicyRefusal(
+      'resource_not_allowed',
+      `${resource} is not allowed for ${depth === 0 ? entity : `${entity} (through ${id})`}`,
+    );
+  }
+}
+
+/**
+ * One entity's limits for a resource: its plan's, replaced by its own of the same name. A limit
+ * with no resource pattern is shared by all the entity's resources (one item); one with a
+ * pattern counts each matching resource on its own (the entity-resource item). Which definition
+ * applies depends on the entity (its plan, its overrides) and the plan: a change to either is a
+ * newer revision, including removing an override.
+ */
+function scopeLimits(
+  resource: string,
+  config: Revised<EntityConfig> | undefined,
+  plan: Revised<PlanConfig> | undefined,
+  settings: SettingsConfig,
+): { shared: Limit[]; perResource: Limit[] } {
+  const revision = Math.max(plan?.revision ?? 0, config?.revision ?? 0);
+  const byName = new Map<string, Sourced>();
+  for (const [name, limit] of limitsFor(plan?.limits, resource))
+    byName.set(name, { limit, revision });
+  for (const [name, limit] of limitsFor(config?.limits, resource))
+    byName.set(name, { limit, revision });
+  const winners = [...byName.values()];
+  const alerts = settings.budget_alerts;
+  return {
+    shared: normalized(
+      winners.filter((w) => w.limit.resource === undefined),
+      alerts,
+    ),
+    perResource: normalized(
+      winners.filter((w) => w.limit.resource !== undefined),
+      alerts,
+    ),
+  };
+}
+
+/** Inline limits add to the entity scope; a stored limit of the same name cannot be replaced. */
+function addInline(
+  request: PolicyRequest,
+  checks: ScopeCheck[],
+  own: number,
+  settings: SettingsConfig,
+): void {
+  const stored = checks.filter((c) => c.scope === 'entity').flatMap((c) => c.limits);
+  const inline = parseLimits(request.inline ?? [], 'limits', settings.budget_alerts);
+  const added: Limit[] = [];
+  inline.forEach((limit, i) => {
+    const same = stored.find((l) => l.name === limit.name);
+    if (!same) added.push(limit);
+    else if (!sameLimit(same, limit)) {
+      throw new ValidationError(
+        `limits[${i}].name`,
+        `"${limit.name}" is a stored limit of ${request.entity}; inline limits can only add new names`,
+      );
+    }
+  });
+  const target = checks[own] as ScopeCheck;
+  checks[own] = { ...target, limits: [...target.limits, ...added] };
+}
+
+/** The price cost is derived with; a cost limit with no price to go by is refused. */
+function priceOf(
+  request: PolicyRequest,
+  active: readonly ScopeCheck[],
+  resourceConfig: Revised<ResourceConfig> | undefined,
+  settings: SettingsConfig,
+): Price | undefined {
+  const priceInput = resourceConfig?.price ?? settings.default_price;
+  const listed = priceInput ? toPrice(priceInput) : undefined;
+  const price = listed && request.batch ? forBatch(listed) : listed;
+  const costLimited = active.some((c) => c.limits.some((l) => l.metric === 'cost_micro_usd'));
+  if (costLimited && !price && request.usage.cost_micro_usd === undefined) {
+    throw new PolicyRefusal(
+      'price_unknown',
+      `a cost limit applies but ${request.resource} has no price: set one, or a default price`,
+    );
+  }
+  return price;
 }

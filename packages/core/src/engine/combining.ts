@@ -83,76 +83,22 @@ const noop = () => {};
  * const engine = new Engine({ store, combiner: combineWrites() });
  */
 export function combineWrites(): Combiner {
+  const combiner = new WriteCombiner();
+  return (engine, write) => combiner.write(engine, write);
+}
+
+/** The writes one process has in flight and the calls waiting behind them, per item. */
+class WriteCombiner {
   /** This process's writes in flight, per item. */
-  const inFlight = new Map<string, Set<InFlight>>();
+  readonly #inFlight = new Map<string, Set<InFlight>>();
   /** Calls waiting to be written together, per item: at most one group each. */
-  const groups = new Map<string, Group>();
+  readonly #groups = new Map<string, Group>();
 
-  /** Sends one write, remembering what it returns before the writes behind it go on. */
-  const send = (engine: Engine, id: string, key: ItemKey, update: ItemUpdate) => {
-    const sending = tagged(engine, update).then((result) => {
-      engine.remember(key, result.item ?? {});
-      return result;
-    });
-    const writes = inFlight.get(id) ?? new Set();
-    const entry = { set: update.set, done: sending.then(noop, noop) };
-    inFlight.set(id, writes.add(entry));
-    return sending.finally(() => {
-      writes.delete(entry);
-      if (writes.size === 0) inFlight.delete(id);
-    });
-  };
-
-  /**
-   * Resolves once the writes this process has in flight on the item now have ended (not those
-   * sent later: a steady stream of them must not hold a group back for ever).
-   */
-  const ended = (ahead: Set<InFlight> | undefined) =>
-    Promise.all([...(ahead ?? [])].map((write) => write.done));
-
-  /** Writes a group's calls, as many at a time as the item admits. Never rejects. */
-  const flush = async (engine: Engine, id: string, group: Group) => {
-    await ended(inFlight.get(id)); // (a group forms only behind a write in flight)
-    groups.delete(id); // calls from now on form the next group, behind this one's writes
-    let rest = group.members;
-    const first = rest[0]?.write;
-    try {
-      for (let attempt = 0; first && rest.length > 0 && attempt < engine.tuning.maxAttempts; ) {
-        // Awaited only when needed: from here to the send nothing else runs, so the plan is made
-        // from the latest state this process has seen and no call of it writes meanwhile.
-        if (inFlight.has(id)) await ended(inFlight.get(id));
-        const state = engine.stateOf(first.key);
-        const atMs = engine.clock();
-        let projected = state;
-        let count = 0;
-        let total: Usage = {};
-        for (const member of rest) {
-          const step = first.plan(member.write.usage, projected, atMs);
-          if (step.kind !== 'write') break;
-          projected = applyLocally(projected ?? {}, step.update.set);
-          total = sumUsage(total, member.write.usage);
-          count++;
-        }
-        const step = count > 0 ? first.plan(total, state, atMs) : undefined;
-        if (step?.kind !== 'write') break;
-        const result = await send(engine, id, first.key, step.update);
-        if (result.ok) {
-          for (const member of rest.slice(0, count)) member.settle({ ...result, atMs });
-          rest = rest.slice(count);
-        } else attempt++; // another process wrote the item: plan again from what it returned
-      }
-    } catch (error) {
-      for (const member of rest) member.fail(error);
-      return;
-    }
-    for (const member of rest) member.settle({ again: true });
-  };
-
-  return async (engine, write) => {
+  async write(engine: Engine, write: Write): Promise<Written> {
     const id = keyOf(write.key);
-    const ahead = inFlight.get(id);
-    const group = groups.get(id);
-    if (!ahead && !group) return send(engine, id, write.key, write.update);
+    const ahead = this.#inFlight.get(id);
+    const group = this.#groups.get(id);
+    if (!ahead && !group) return this.#send(engine, id, write.key, write.update);
     const like = write.like?.();
     if (like !== undefined && (!group || group.like === like)) {
       return new Promise<Written>((settle, fail) => {
@@ -160,29 +106,110 @@ export function combineWrites(): Combiner {
         if (group) group.members.push(member);
         else {
           const formed = { like, members: [member] };
-          groups.set(id, formed);
-          void flush(engine, id, formed);
+          this.#groups.set(id, formed);
+          void this.#flush(engine, id, formed);
         }
       });
     }
-    if (ahead) {
-      // The writes ahead leave no room: wait for them and decide from what they find, rather
-      // than send a write bound to fail (a herd).
-      const projected = [...ahead].reduce(
-        (state, w) => applyLocally(state, w.set),
-        engine.stateOf(write.key) ?? {},
-      );
-      const behind = write.plan(write.usage, projected, write.nowMs);
-      if (behind.kind === 'deny') {
-        await ended(ahead);
-        return { again: true };
-      }
-      // Room behind them, on an item never seen: write as they will have left it (a busy
-      // bucket's increments commute) rather than guess it idle, as they all did. (Over a known
-      // state, memory's guess stands: a projected exact-match step would race.)
-      if (behind.kind === 'write' && engine.stateOf(write.key) === undefined)
-        return send(engine, id, write.key, behind.update);
+    return ahead
+      ? this.#behind(engine, id, write, ahead)
+      : this.#send(engine, id, write.key, write.update);
+  }
+
+  /**
+   * A call that cannot join a group, behind this process's writes in flight on its item: when
+   * they leave it no room, it waits for them and decides from what they find, rather than send
+   * a write bound to fail (a herd). With room behind them, on an item never seen, it writes as
+   * they will have left it (a busy bucket's increments commute) rather than guess it idle, as
+   * they all did. (Over a known state, memory's guess stands: a projected exact-match step would
+   * race.)
+   */
+  async #behind(engine: Engine, id: string, write: Write, ahead: Set<InFlight>): Promise<Written> {
+    const projected = [...ahead].reduce(
+      (state, w) => applyLocally(state, w.set),
+      engine.stateOf(write.key) ?? {},
+    );
+    const behind = write.plan(write.usage, projected, write.nowMs);
+    if (behind.kind === 'deny') {
+      await ended(ahead);
+      return { again: true };
     }
-    return send(engine, id, write.key, write.update);
-  };
+    if (behind.kind === 'write' && engine.stateOf(write.key) === undefined)
+      return this.#send(engine, id, write.key, behind.update);
+    return this.#send(engine, id, write.key, write.update);
+  }
+
+  /** Sends one write, remembering what it returns before the writes behind it go on. */
+  #send(engine: Engine, id: string, key: ItemKey, update: ItemUpdate): Promise<UpdateResult> {
+    const sending = tagged(engine, update).then((result) => {
+      engine.remember(key, result.item ?? {});
+      return result;
+    });
+    const writes = this.#inFlight.get(id) ?? new Set();
+    const entry = { set: update.set, done: sending.then(noop, noop) };
+    this.#inFlight.set(id, writes.add(entry));
+    return sending.finally(() => {
+      writes.delete(entry);
+      if (writes.size === 0) this.#inFlight.delete(id);
+    });
+  }
+
+  /** Writes a group's calls, as many at a time as the item admits. Never rejects. */
+  async #flush(engine: Engine, id: string, group: Group): Promise<void> {
+    await ended(this.#inFlight.get(id)); // (a group forms only behind a write in flight)
+    this.#groups.delete(id); // calls from now on form the next group, behind this one's writes
+    let rest = group.members;
+    const first = rest[0]?.write;
+    try {
+      for (let attempt = 0; first && rest.length > 0 && attempt < engine.tuning.maxAttempts; ) {
+        // Awaited only when needed: from here to the send nothing else runs, so the plan is made
+        // from the latest state this process has seen and no call of it writes meanwhile.
+        if (this.#inFlight.has(id)) await ended(this.#inFlight.get(id));
+        const atMs = engine.clock();
+        const run = longestRun(engine, first, rest, atMs);
+        if (!run) break;
+        const result = await this.#send(engine, id, first.key, run.update);
+        if (result.ok) {
+          for (const member of rest.slice(0, run.count)) member.settle({ ...result, atMs });
+          rest = rest.slice(run.count);
+        } else attempt++; // another process wrote the item: plan again from what it returned
+      }
+    } catch (error) {
+      for (const member of rest) member.fail(error);
+      return;
+    }
+    for (const member of rest) member.settle({ again: true });
+  }
+}
+
+/**
+ * Resolves once the writes this process has in flight on the item now have ended (not those
+ * sent later: a steady stream of them must not hold a group back for ever).
+ */
+const ended = (ahead: Set<InFlight> | undefined) =>
+  Promise.all([...(ahead ?? [])].map((write) => write.done));
+
+/**
+ * The longest run of a group's calls, in arrival order, that the last state seen admits one
+ * after another, and the one write of their summed usage that takes them together.
+ */
+function longestRun(
+  engine: Engine,
+  first: Write,
+  members: readonly Member[],
+  atMs: number,
+): { readonly count: number; readonly update: ItemUpdate } | undefined {
+  const state = engine.stateOf(first.key);
+  let projected = state;
+  let count = 0;
+  let total: Usage = {};
+  for (const member of members) {
+    const step = first.plan(member.write.usage, projected, atMs);
+    if (step.kind !== 'write') break;
+    projected = applyLocally(projected ?? {}, step.update.set);
+    total = sumUsage(total, member.write.usage);
+    count++;
+  }
+  const step = count > 0 ? first.plan(total, state, atMs) : undefined;
+  return step?.kind === 'write' ? { count, update: step.update } : undefined;
 }
