@@ -29,13 +29,15 @@ import type { Written } from './combining.js';
 import { budgetDefinitions, charged, fits, type Placement, priorityAt, whole } from './consume.js';
 import { type Decision, decision, fromMemory, type ScopeOutcome } from './decision.js';
 import { bucketWaitNs } from './gcra.js';
-import { giveBack, giveBackIfApplied, lastWriteOf, leasedItem, writeAlone } from './items.js';
+import { giveBack, giveBackIfApplied, writeAlone } from './give-back.js';
+import { leasedItem } from './items.js';
 import { type LeaseClaims, type SigningKey, signLease } from './lease.js';
 import { amountOf } from './limits.js';
 import { writeScope } from './scope-writes.js';
 import { shareOf } from './shards.js';
 import { type Engine, nsToMs, toNs } from './state.js';
 import { denial, remembered, scopeStatuses, violation } from './statuses.js';
+import { lastWriteOf } from './tagged-writes.js';
 import type { AcquireRequest, AcquireResult, ScopeCheck, Violation } from './types.js';
 import { CANCELLED } from './usage-context.js';
 

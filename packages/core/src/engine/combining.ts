@@ -20,9 +20,10 @@
  */
 
 import type { ItemKey, ItemState, ItemUpdate, UpdateResult } from '../store/types.js';
-import { applyLocally, tagged } from './items.js';
+import { applyLocally } from './items.js';
 import { sumUsage, type Usage } from './limits.js';
 import { type Engine, keyOf } from './state.js';
+import { tagged } from './tagged-writes.js';
 
 /** What a plan of an item's write comes to (acquire.ts's step of one item). */
 export type Planned =

@@ -19,8 +19,8 @@ import {
   type Decision,
   type ScopeOutcome,
 } from './decision.js';
-import { lastWriteOf, tagged } from './items.js';
 import { frozenAt, observe, parentOf, pickShard, thawed, throttled } from './shards.js';
+import { lastWriteOf, tagged } from './tagged-writes.js';
 import type { ScopeCheck } from './types.js';
 
 /** Writes one scope until it admits, refuses, runs out of attempts or of time. */
