@@ -1,5 +1,5 @@
 /**
- * `npm run build` (after `tsc -b`): bundles every Lambda handler into packages/cdk/handlers/<function>/
+ * `npm run build` (after `tsc -b`): bundles every Lambda handler into lib/handlers/<function>/
  * (index.mjs and its source map). The construct deploys these files as they are: an app that
  * embeds `Sluice` needs neither esbuild nor Docker nor Sluice's sources to synthesize, and the
  * bundle the tests size and run is byte for byte the one Lambda runs.
@@ -10,7 +10,7 @@ import { AGGREGATOR_ENTRY, functionsOf, type Route, routes } from '@sluice/lambd
 import { type BuildOptions, build } from 'esbuild';
 
 /** Where the bundles go: the folder @sluice/cdk ships. */
-export const HANDLERS_DIR = fileURLToPath(new URL('../packages/cdk/handlers/', import.meta.url));
+export const HANDLERS_DIR = fileURLToPath(new URL('../lib/handlers/', import.meta.url));
 
 const REQUIRE_BANNER =
   "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);";

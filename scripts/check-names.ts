@@ -6,7 +6,8 @@
  * `'toString' in usage` is true. So names are read and written through a `Map`, or read from plain
  * wire objects through a guard that sees own properties only (`Object.hasOwn`).
  *
- * This scan type-checks `packages/*\/src` with each package's own tsconfig and fails on:
+ * This scan type-checks `packages/*\/src`, `lambdas/src` and `lib/src` with each package's own
+ * tsconfig and fails on:
  * - `obj[key]` (read, write, compound assignment, `??=`, `++`, `delete`, or a computed key in a
  *   destructuring pattern) where `key` is a non-literal string (`string`, a template literal
  *   type, a branded `string & …`, a type parameter constrained by one) and `obj` has a string
@@ -309,12 +310,19 @@ interface Package {
   readonly config: ts.ParsedCommandLine;
 }
 
-/** The packages of the repository at `root`: the folders of `packages/` with a tsconfig. */
+/**
+ * The packages of the repository at `root`: the folders of `packages/` with a tsconfig, and the
+ * two at the top level, `lambdas/` (the handlers) and `lib/` (the construct).
+ */
 function packagesOf(root: string): Package[] {
   const packages = join(root, 'packages');
-  return readdirSync(packages)
-    .sort()
-    .map((name) => join(packages, name))
+  return [
+    ...readdirSync(packages)
+      .sort()
+      .map((name) => join(packages, name)),
+    join(root, 'lambdas'),
+    join(root, 'lib'),
+  ]
     .filter((dir) => ts.sys.fileExists(join(dir, 'tsconfig.json')))
     .map((dir) => {
       const file = join(dir, 'tsconfig.json');

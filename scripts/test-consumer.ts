@@ -21,7 +21,15 @@ import { fileURLToPath } from 'node:url';
 import { spawnLocalServer } from '../test/support/spawn.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const PACKAGES = ['core', 'client', 'lambdas', 'local', 'cli', 'cdk'] as const;
+/** Every published package, by its folder in the repository. */
+const PACKAGES = [
+  'packages/core',
+  'packages/client',
+  'lambdas',
+  'packages/local',
+  'packages/cli',
+  'lib',
+] as const;
 const keep = process.argv.includes('--keep');
 
 const project = mkdtempSync(join(tmpdir(), 'sluice-consumer-'));
@@ -198,7 +206,7 @@ try {
   const packed = await step('npm pack, every package', () =>
     PACKAGES.map((dir) => {
       const [info] = JSON.parse(
-        run('npm', ['pack', '--json', '--pack-destination', tarballs], join(ROOT, 'packages', dir)),
+        run('npm', ['pack', '--json', '--pack-destination', tarballs], join(ROOT, dir)),
       ) as {
         name: string;
         filename: string;
@@ -206,7 +214,7 @@ try {
         unpackedSize: number;
         entryCount: number;
       }[];
-      if (!info) throw new Error(`npm pack gave nothing for packages/${dir}`);
+      if (!info) throw new Error(`npm pack gave nothing for ${dir}`);
       return info;
     }),
   );
