@@ -53,7 +53,7 @@ async function hierarchy(tag: string, perLevel: number, nameLength: number) {
 }
 
 describe('how large a lease may be', () => {
-  it('refuses a decision whose lease could not be settled, and writes nothing', async () => {
+  it("refuses a decision whose stored limits no lease can carry as the configuration's fault, and writes nothing", async () => {
     // 16 plan limits and 16 overrides of 64-character names on every level: 272 limits.
     const { entity, resource } = await hierarchy('big', 16, 64);
     const refused = await request('POST', `${api.url}/v1/acquire`, {
@@ -62,12 +62,34 @@ describe('how large a lease may be', () => {
       usage: { tokens: 1_000 },
     });
 
-    expect(refused.status).toBe(400);
-    expect(refused.body).toMatchObject({ code: 'invalid_request', field: 'limits' });
+    expect(refused.status).toBe(409);
+    expect(refused.body).toMatchObject({ code: 'configuration_invalid' });
+    expect(refused.body.detail).toMatch(/more than one lease can carry/);
     const after = await request('POST', `${api.url}/v1/available`, { entity, resource });
     expect(after.status).toBe(200);
     const first = (after.body.limits as { name: string; remaining: number; limit: number }[])[0];
     expect(first?.remaining).toBe(first?.limit); // nothing taken
+  });
+
+  it('names the inline limits when they are what would make the lease too long', async () => {
+    // 16 inline limits of long names on top of stored ones that fit: a request no lease could carry.
+    const inline = Array.from({ length: 16 }, (_, i) => ({
+      name: long(`inline${i}n`, 64),
+      metric: 'tokens',
+      limit: 9_007_199_254_740_991,
+      window: 'month' as const,
+      timezone: 'America/Argentina/ComodRivadavia',
+    }));
+    const { entity, resource } = await hierarchy('inl', 6, 24); // fits a lease on its own
+    const refused = await request('POST', `${api.url}/v1/acquire`, {
+      entity,
+      resource,
+      usage: { tokens: 1 },
+      limits: inline,
+    });
+
+    expect(refused.status).toBe(400);
+    expect(refused.body).toMatchObject({ code: 'invalid_request', field: 'limits' });
   });
 
   it('names usage when the usage is what would make the lease too long', async () => {

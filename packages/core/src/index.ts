@@ -41,6 +41,12 @@ export {
   settingsSchema,
 } from './catalog/documents.js';
 export {
+  acquireWithFallbacks,
+  type FallbackOutcome,
+  type FallbackRequest,
+  type Tried,
+} from './catalog/fallbacks.js';
+export {
   authorizeCaller,
   type ConfigSource,
   MAX_DEPTH,

@@ -6,6 +6,7 @@
  * The documents' schemas are in documents.ts.
  */
 
+import { leaseRoom } from '../engine/decision.js';
 import {
   type Limit,
   type LimitInput,
@@ -110,6 +111,11 @@ export interface Policy {
   readonly price?: Price;
   /** Whom usage history counts the call for: the entity and its ancestors. */
   readonly context: UsageContext;
+  /**
+   * Whether the stored limits alone fit one lease: when they do not, an acquire is refused as
+   * the configuration's fault (409 `configuration_invalid`), not the request's.
+   */
+  readonly storedFits: boolean;
 }
 
 const sameLimit = (a: Limit, b: Limit) =>
@@ -227,7 +233,6 @@ async function resolveWith(source: ConfigSource, request: PolicyRequest): Promis
   checkCallers(callersOf(chain), entity, request.principal);
   const plans = await plansOf(source, entity, chain);
   const { checks, own } = hierarchyChecks(request, chain, plans, settings);
-  addInline(request, checks, own, settings);
   if (resourceConfig?.limits?.length) {
     checks.push({
       scope: 'resource',
@@ -237,6 +242,19 @@ async function resolveWith(source: ConfigSource, request: PolicyRequest): Promis
       ),
     });
   }
+  const context = {
+    resource,
+    scopes: chain.map(({ id, config }) => ({
+      entity: id,
+      timezone: config?.timezone ?? settings.timezone ?? 'UTC',
+    })),
+  };
+  const storedFits = leaseRoom(
+    checks.filter((check) => check.limits.length > 0),
+    {},
+    context,
+  ).fits;
+  addInline(request, checks, own, settings);
   const active = checks.filter((check) => check.limits.length > 0);
   const price = priceOf(request, active, resourceConfig, settings);
   // The plan's priority is its share of capacity it shares with other callers (ancestors,
@@ -249,13 +267,8 @@ async function resolveWith(source: ConfigSource, request: PolicyRequest): Promis
         : active.map((c) => (c.scope === 'entity' ? c : { ...c, priority: planPriority })),
     ...(request.priority !== undefined ? { priority: request.priority } : {}),
     ...(price ? { price } : {}),
-    context: {
-      resource,
-      scopes: chain.map(({ id, config }) => ({
-        entity: id,
-        timezone: config?.timezone ?? settings.timezone ?? 'UTC',
-      })),
-    },
+    context,
+    storedFits,
   };
 }
 

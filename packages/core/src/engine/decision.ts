@@ -17,7 +17,7 @@ import { type Limit, parseUsage, type Sharding, type Usage } from './limits.js';
 import { counted, pickShard, shardingOf } from './shards.js';
 import { type Engine, keyOf } from './state.js';
 import type { AcquireRequest, ScopeCheck, Violation } from './types.js';
-import { contextToWire, usageEvent } from './usage-context.js';
+import { contextToWire, type UsageContext, usageEvent } from './usage-context.js';
 
 /** One acquire, validated: what every step of it works from. */
 export interface Decision {
@@ -95,13 +95,10 @@ export function decision(engine: Engine, request: AcquireRequest): Decision {
   );
   const checks = validChecks(request.checks);
   // The lease carries what it takes: one too long to settle is refused before anything is
-  // written, naming the larger of the limits and the usage. (The JSON of what it is made of is
-  // longer than the lease's own compact form.)
-  const checksLength = checks.reduce((sum, check) => sum + jsonLength(check), 0);
-  const usageLength = JSON.stringify(usage).length;
-  const contextLength = JSON.stringify(request.context ?? 0).length;
-  if (checksLength + usageLength + contextLength > MAX_LEASE_ID_LENGTH * 0.7) {
-    const field = usageLength > checksLength ? 'usage' : 'limits';
+  // written, naming the larger of the limits and the usage.
+  const room = leaseRoom(checks, usage, request.context);
+  if (!room.fits) {
+    const field = room.usage > room.checks ? 'usage' : 'limits';
     throw new ValidationError(field, 'more than one lease can carry');
   }
   const nowMs = engine.clock();
@@ -188,6 +185,23 @@ export function fromMemory(d: Decision): Cursor[] {
  * measured at: a list grown since is measured again.
  */
 const limitsLengths = new WeakMap<readonly Limit[], [count: number, json: number]>();
+
+/**
+ * How much of a lease a decision would take: the JSON lengths of its checks, its usage and its
+ * usage context (longer than the lease's own compact form), and whether they fit one lease
+ * (with room for the rest of it).
+ */
+export function leaseRoom(
+  checks: readonly ScopeCheck[],
+  usage: Usage,
+  context: UsageContext | undefined,
+): { readonly checks: number; readonly usage: number; readonly fits: boolean } {
+  const checksLength = checks.reduce((sum, check) => sum + jsonLength(check), 0);
+  const usageLength = JSON.stringify(usage).length;
+  const contextLength = JSON.stringify(context ?? 0).length;
+  const fits = checksLength + usageLength + contextLength <= MAX_LEASE_ID_LENGTH * 0.7;
+  return { checks: checksLength, usage: usageLength, fits };
+}
 
 /**
  * About a check's JSON length: its limits' (measured once per list: this runs for every
