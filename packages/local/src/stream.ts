@@ -86,46 +86,152 @@ const isNotFound = (error: unknown) => error instanceof Error && error.name === 
 
 /** Starts reading; every shard is read in order, new shards are picked up as they appear. */
 export async function startStreamReader(options: StreamReaderOptions): Promise<StreamReader> {
-  const idleMs = options.idleMs ?? 200;
-  const minBackoffMs = Math.max(10, options.minBackoffMs ?? 200);
-  const maxBackoffMs = Math.max(minBackoffMs, options.maxBackoffMs ?? 5_000);
-  const onRecordsLost =
-    options.onRecordsLost ??
-    ((shardId: string) =>
-      options.onError(new Error(`stream records of shard ${shardId} may have been lost`)));
-  const aborting = new AbortController();
-  const { signal } = aborting;
+  const reader = new Reader(options);
+  await reader.locate(); // fails here, at once, when the table or its stream is not there
+  const loop = reader.run();
+  return {
+    drain: () => reader.drain(),
+    stop: async () => {
+      reader.stop();
+      await loop;
+    },
+  };
+}
+
+/** The reader's state, and its steps: find the stream, list its shards, read each, pause. */
+class Reader {
+  readonly #options: StreamReaderOptions;
+  readonly #idleMs: number;
+  readonly #minBackoffMs: number;
+  readonly #maxBackoffMs: number;
+  readonly #onRecordsLost: (shardId: string) => void;
+  readonly #aborting = new AbortController();
   /** The stream being read; `stale`: find it again (it may be gone or replaced). */
-  let streamArn: string | undefined;
-  let stale = false;
-  const shards = new Map<string, ShardState>();
-  let stopped = false;
-  let passes = 0;
-  const waiters: { after: number; resolve: () => void }[] = [];
+  #streamArn: string | undefined;
+  #stale = false;
+  readonly #shards = new Map<string, ShardState>();
+  #stopped = false;
+  #passes = 0;
+  readonly #waiters: { after: number; resolve: () => void }[] = [];
+
+  constructor(options: StreamReaderOptions) {
+    this.#options = options;
+    this.#idleMs = options.idleMs ?? 200;
+    this.#minBackoffMs = Math.max(10, options.minBackoffMs ?? 200);
+    this.#maxBackoffMs = Math.max(this.#minBackoffMs, options.maxBackoffMs ?? 5_000);
+    this.#onRecordsLost =
+      options.onRecordsLost ??
+      ((shardId: string) =>
+        options.onError(new Error(`stream records of shard ${shardId} may have been lost`)));
+  }
+
+  get #signal(): AbortSignal {
+    return this.#aborting.signal;
+  }
+
+  /** Resolves once a whole pass that started after this call found nothing new. */
+  drain(): Promise<void> {
+    return new Promise<void>((resolve) => {
+      this.#waiters.push({ after: this.#passes, resolve });
+    });
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    this.#aborting.abort();
+  }
 
   /** The table's stream now; a new one (the table was recreated) is read from its start. */
-  async function locate(): Promise<string> {
-    const { Table } = await options.client.send(
-      new DescribeTableCommand({ TableName: options.tableName }),
-      { abortSignal: signal },
+  async locate(): Promise<string> {
+    const { Table } = await this.#options.client.send(
+      new DescribeTableCommand({ TableName: this.#options.tableName }),
+      { abortSignal: this.#signal },
     );
     const arn = Table?.StreamSpecification?.StreamEnabled ? Table.LatestStreamArn : undefined;
-    if (!arn) throw new Error(`table ${options.tableName} has no stream`);
-    if (arn !== streamArn) shards.clear(); // the same stream: carry on where each shard was
-    streamArn = arn;
-    stale = false;
+    if (!arn) throw new Error(`table ${this.#options.tableName} has no stream`);
+    if (arn !== this.#streamArn) this.#shards.clear(); // the same stream: carry on where each was
+    this.#streamArn = arn;
+    this.#stale = false;
     return arn;
   }
 
+  /** Passes until stopped: after a failure it backs off, doubling; when idle it pauses. */
+  async run(): Promise<void> {
+    let backoffMs = 0;
+    while (!this.#stopped) {
+      const started = ++this.#passes;
+      let outcome: { moved: boolean; failure?: unknown };
+      try {
+        outcome = await this.#pass();
+      } catch (error) {
+        if (isNotFound(error)) this.#stale = true;
+        outcome = { moved: false, failure: error };
+      }
+      if (this.#stopped) break;
+      if (outcome.failure !== undefined) {
+        this.#options.onError(outcome.failure);
+        await this.#options.progress?.failed(outcome.failure);
+        backoffMs = Math.min(
+          this.#maxBackoffMs,
+          backoffMs === 0 ? this.#minBackoffMs : backoffMs * 2,
+        );
+        await this.#pause(backoffMs);
+        continue;
+      }
+      backoffMs = 0;
+      if (outcome.moved) continue;
+      // A whole pass that started after a waiter came, read nothing, and failed nowhere.
+      for (const w of this.#waiters.splice(0)) {
+        if (started > w.after) w.resolve();
+        else this.#waiters.push(w);
+      }
+      await this.#options.progress?.caughtUp();
+      await this.#pause(this.#idleMs);
+    }
+    for (const w of this.#waiters.splice(0)) w.resolve();
+  }
+
+  /**
+   * One pass over every shard that can be read now (not done, its parent done). A shard that
+   * fails is read again from its last record on a later pass; the others are still read in this
+   * one, unless the stream itself is gone. `moved`: records were read or a shard ended, so
+   * another pass may find more at once.
+   */
+  async #pass(): Promise<{ moved: boolean; failure?: unknown }> {
+    const arn = this.#stale || !this.#streamArn ? await this.locate() : this.#streamArn;
+    const shards = this.#shards;
+    if (!(await this.#refreshShards(arn)) && [...shards.values()].every((s) => s.done)) {
+      // Disabled and read to its end: the table may have a new stream.
+      return { moved: (await this.locate()) !== arn };
+    }
+    let moved = false;
+    let failure: unknown;
+    for (const shard of shards.values()) {
+      if (this.#stopped) break;
+      if (shard.done || (shard.parentId && shards.get(shard.parentId)?.done === false)) continue;
+      try {
+        if (await this.#readShard(arn, shard)) moved = true;
+      } catch (error) {
+        shard.iterator = undefined;
+        failure ??= error;
+        if (isNotFound(error)) {
+          this.#stale = true;
+          break;
+        }
+      }
+    }
+    return failure === undefined ? { moved } : { moved, failure };
+  }
+
   /** Adds new shards, forgets those the stream no longer lists; false if the stream is disabled. */
-  async function refreshShards(arn: string): Promise<boolean> {
+  async #refreshShards(arn: string): Promise<boolean> {
     const listed: Shard[] = [];
     let enabled = true;
     let after: string | undefined;
     do {
-      const { StreamDescription } = await options.streams.send(
+      const { StreamDescription } = await this.#options.streams.send(
         new DescribeStreamCommand({ StreamArn: arn, ExclusiveStartShardId: after }),
-        { abortSignal: signal },
+        { abortSignal: this.#signal },
       );
       // Never taken for "no shards": that would forget where each one was.
       if (!StreamDescription) throw new Error(`no description of stream ${arn}`);
@@ -135,38 +241,31 @@ export async function startStreamReader(options: StreamReaderOptions): Promise<S
       after = StreamDescription.LastEvaluatedShardId;
     } while (after);
     const ids = new Set<string>();
-    for (const shard of listed) {
-      const id = shard.ShardId;
+    for (const { ShardId: id, ParentShardId: parentId } of listed) {
       if (!id) continue;
       ids.add(id);
-      if (!shards.has(id))
-        shards.set(id, {
-          id,
-          parentId: shard.ParentShardId,
-          iterator: undefined,
-          last: undefined,
-          done: false,
-        });
+      if (!this.#shards.has(id))
+        this.#shards.set(id, { id, parentId, iterator: undefined, last: undefined, done: false });
     }
-    for (const [id, shard] of shards) {
+    for (const [id, shard] of this.#shards) {
       if (ids.has(id)) continue;
-      shards.delete(id); // trimmed away: read to its end, or lost
-      if (!shard.done) onRecordsLost(id);
+      this.#shards.delete(id); // trimmed away: read to its end, or lost
+      if (!shard.done) this.#onRecordsLost(id);
     }
     return enabled;
   }
 
   /** A new iterator for the shard: after the last record handed over, or from its oldest. */
-  async function iteratorFor(arn: string, shard: ShardState): Promise<string> {
+  async #iteratorFor(arn: string, shard: ShardState): Promise<string> {
     const get = async (from: 'AFTER_SEQUENCE_NUMBER' | 'TRIM_HORIZON') => {
-      const { ShardIterator } = await options.streams.send(
+      const { ShardIterator } = await this.#options.streams.send(
         new GetShardIteratorCommand({
           StreamArn: arn,
           ShardId: shard.id,
           ShardIteratorType: from,
           ...(from === 'AFTER_SEQUENCE_NUMBER' ? { SequenceNumber: shard.last } : {}),
         }),
-        { abortSignal: signal },
+        { abortSignal: this.#signal },
       );
       if (!ShardIterator) throw new Error(`no ${from} iterator for shard ${shard.id}`);
       return ShardIterator;
@@ -178,32 +277,23 @@ export async function startStreamReader(options: StreamReaderOptions): Promise<S
       if (!(error instanceof TrimmedDataAccessException)) throw error;
       // Said once: from here the shard is read from its oldest record, as if new to it.
       shard.last = undefined;
-      onRecordsLost(shard.id);
+      this.#onRecordsLost(shard.id);
       return get('TRIM_HORIZON');
     }
   }
 
-  /** Counts one batch, then moves the shard past it. */
-  async function handOver(shard: ShardState, records: readonly StreamsRecord[]): Promise<void> {
-    const changes = records.flatMap((r) => changeOf(r as StreamRecord) ?? []);
-    await options.apply(changes);
-    shard.last = records.at(-1)?.dynamodb?.SequenceNumber ?? shard.last;
-    const times = records.flatMap((r) => r.dynamodb?.ApproximateCreationDateTime?.getTime() ?? []);
-    await options.progress?.counted(changes, times.length > 0 ? Math.min(...times) : undefined);
-  }
-
   /** Reads one shard until it has nothing new; true if it read anything or reached its end. */
-  async function readShard(arn: string, shard: ShardState): Promise<boolean> {
+  async #readShard(arn: string, shard: ShardState): Promise<boolean> {
     let moved = false;
-    while (!stopped) {
-      shard.iterator ??= await iteratorFor(arn, shard);
-      const out = await options.streams.send(
+    while (!this.#stopped) {
+      shard.iterator ??= await this.#iteratorFor(arn, shard);
+      const out = await this.#options.streams.send(
         new GetRecordsCommand({ ShardIterator: shard.iterator, Limit: 1_000 }),
-        { abortSignal: signal },
+        { abortSignal: this.#signal },
       );
       const records = out.Records ?? [];
       if (records.length > 0) {
-        await handOver(shard, records);
+        await this.#handOver(shard, records);
         moved = true;
       }
       shard.iterator = out.NextShardIterator;
@@ -216,39 +306,22 @@ export async function startStreamReader(options: StreamReaderOptions): Promise<S
     return moved;
   }
 
-  /**
-   * One pass over every shard that can be read now (not done, its parent done). A shard that
-   * fails is read again from its last record on a later pass; the others are still read in this
-   * one, unless the stream itself is gone. `moved`: records were read or a shard ended, so
-   * another pass may find more at once.
-   */
-  async function pass(): Promise<{ moved: boolean; failure?: unknown }> {
-    const arn = stale || !streamArn ? await locate() : streamArn;
-    if (!(await refreshShards(arn)) && [...shards.values()].every((s) => s.done)) {
-      // Disabled and read to its end: the table may have a new stream.
-      return { moved: (await locate()) !== arn };
-    }
-    let moved = false;
-    let failure: unknown;
-    for (const shard of shards.values()) {
-      if (stopped) break;
-      if (shard.done || (shard.parentId && shards.get(shard.parentId)?.done === false)) continue;
-      try {
-        if (await readShard(arn, shard)) moved = true;
-      } catch (error) {
-        shard.iterator = undefined;
-        failure ??= error;
-        if (isNotFound(error)) {
-          stale = true;
-          break;
-        }
-      }
-    }
-    return failure === undefined ? { moved } : { moved, failure };
+  /** Counts one batch, then moves the shard past it. */
+  async #handOver(shard: ShardState, records: readonly StreamsRecord[]): Promise<void> {
+    const changes = records.flatMap((r) => changeOf(r as StreamRecord) ?? []);
+    await this.#options.apply(changes);
+    shard.last = records.at(-1)?.dynamodb?.SequenceNumber ?? shard.last;
+    const times = records.flatMap((r) => r.dynamodb?.ApproximateCreationDateTime?.getTime() ?? []);
+    await this.#options.progress?.counted(
+      changes,
+      times.length > 0 ? Math.min(...times) : undefined,
+    );
   }
 
-  const pause = (ms: number) =>
-    new Promise<void>((resolve) => {
+  /** Waits `ms`, or until the reader stops. */
+  #pause(ms: number): Promise<void> {
+    const signal = this.#signal;
+    return new Promise<void>((resolve) => {
       const timer = setTimeout(done, ms);
       function done() {
         clearTimeout(timer);
@@ -257,53 +330,7 @@ export async function startStreamReader(options: StreamReaderOptions): Promise<S
       }
       signal.addEventListener('abort', done);
     });
-
-  // Fails here, at once, when the table or its stream is not there to begin with.
-  await locate();
-
-  const loop = (async () => {
-    let backoffMs = 0;
-    while (!stopped) {
-      const started = ++passes;
-      let outcome: { moved: boolean; failure?: unknown };
-      try {
-        outcome = await pass();
-      } catch (error) {
-        if (isNotFound(error)) stale = true;
-        outcome = { moved: false, failure: error };
-      }
-      if (stopped) break;
-      if (outcome.failure !== undefined) {
-        options.onError(outcome.failure);
-        await options.progress?.failed(outcome.failure);
-        backoffMs = Math.min(maxBackoffMs, backoffMs === 0 ? minBackoffMs : backoffMs * 2);
-        await pause(backoffMs);
-        continue;
-      }
-      backoffMs = 0;
-      if (outcome.moved) continue;
-      // A whole pass that started after a waiter came, read nothing, and failed nowhere.
-      for (const w of waiters.splice(0)) {
-        if (started > w.after) w.resolve();
-        else waiters.push(w);
-      }
-      await options.progress?.caughtUp();
-      await pause(idleMs);
-    }
-    for (const w of waiters.splice(0)) w.resolve();
-  })();
-
-  return {
-    drain: () =>
-      new Promise<void>((resolve) => {
-        waiters.push({ after: passes, resolve });
-      }),
-    stop: async () => {
-      stopped = true;
-      aborting.abort();
-      await loop;
-    },
-  };
+  }
 }
 
 export { DynamoDBStreamsClient };
