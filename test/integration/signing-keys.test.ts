@@ -169,6 +169,33 @@ describe('a lease signed with a key a process has not read yet', () => {
   });
 });
 
+describe('a token naming a key not read yet', () => {
+  it('is unavailable, never not found, until the keys have been read after it was signed', async () => {
+    const clock = manualClock();
+    const reader = table.limiter({ clock: clock.now });
+    await leaseFrom(reader); // it holds the keys from now
+    const rotator = table.limiter({ clock: clock.now });
+    await new ConfigAdmin({ store: table.store, clock: clock.now }).rotateSigningKey(
+      'test',
+      3_720_000,
+    );
+    await rotator.reloadSigningKeys();
+    const early = await leaseFrom(rotator); // signed by the new key, as the reader's read began
+    await reader.release(early, { tokens: 1 }); // its forced read finds the new key
+
+    await new ConfigAdmin({ store: table.store, clock: clock.now }).rotateSigningKey(
+      'test',
+      3_720_000,
+    );
+    await rotator.reloadSigningKeys();
+    const late = await leaseFrom(rotator); // within the second of the reader's forced read
+
+    await expect(reader.release(late, { tokens: 1 })).rejects.toBeInstanceOf(StoreUnavailableError);
+    clock.advance(1_000);
+    expect((await reader.release(late, { tokens: 1 })).settled).toBe(true);
+  });
+});
+
 describe('a deleted signing key item', () => {
   it('is rebuilt from the keys running processes know: leases of both keys settle everywhere', async () => {
     const clock = manualClock();
@@ -202,10 +229,38 @@ describe('a deleted signing key item', () => {
     expect((await old.release(after, { tokens: 1 })).settled).toBe(true);
   });
 
+  it('never makes a key an admin rotated out sign again, whatever a process remembers', async () => {
+    const clock = manualClock();
+    const sleeper = table.limiter({ clock: clock.now, signingKeyRefreshMs: 60_000 });
+    const rotatedOut = keyIdOf(await leaseFrom(sleeper)); // the sleeper remembers this key
+    const admin = new ConfigAdmin({ store: table.store, clock: clock.now });
+    const rotation = await admin.rotateSigningKey('test', 3_720_000);
+    await table.client.send(
+      new DeleteItemCommand({
+        TableName: table.tableName,
+        Key: {
+          [TABLE_SCHEMA.partitionKey]: { S: itemKeys.leaseSigningKey().pk },
+          [TABLE_SCHEMA.sortKey]: { S: itemKeys.leaseSigningKey().sk },
+        },
+      }),
+    );
+
+    clock.advance(121_000); // the sleeper's keys are too old to sign: it reads, finds none
+    const signsNow = keyIdOf(await leaseFrom(sleeper));
+    const item = await table.store.get(itemKeys.leaseSigningKey());
+
+    expect(rotation.previous).toBe(rotatedOut);
+    expect(signsNow).not.toBe(rotatedOut);
+    expect(item?.[signingKeyAttributes.current]).toBe(signsNow);
+    expect(typeof item?.[signingKeyAttributes.retiresAt(rotatedOut)]).toBe('bigint');
+  });
+
   it('refuses a token whose key no process knows as not found, without a read per attempt', async () => {
     const store = new CountingStore(table.store);
-    const limiter = new Limiter({ store, clock: manualClock().now });
+    const clock = manualClock();
+    const limiter = new Limiter({ store, clock: clock.now });
     const lease = await leaseFrom(limiter);
+    clock.advance(2_000); // keys read from now on were read after the token says it was signed
     const [body, signature] = lease.split('.') as [string, string];
     const wire = JSON.parse(Buffer.from(body, 'base64url').toString()) as Record<string, unknown>;
     const forged = `${Buffer.from(JSON.stringify({ ...wire, k: 'nobody' })).toString('base64url')}.${signature}`;

@@ -165,12 +165,14 @@ function decode(token: string): { wire: Wire; body: string; signature: Buffer } 
  */
 export async function verifyLease(
   token: string,
-  keyFor: (keyId: string) => Promise<SigningKey | undefined>,
+  keyFor: (keyId: string, signedAtMs: number) => Promise<SigningKey | undefined>,
   nowMs: number,
 ): Promise<LeaseClaims> {
   const decoded = decode(token);
   if (!decoded || typeof decoded.wire.k !== 'string') throw new LeaseNotFoundError();
-  const key = await keyFor(decoded.wire.k);
+  // When it says it was signed (not yet verified): it only decides whether to read the keys again.
+  const signedAtMs = typeof decoded.wire.a === 'number' ? decoded.wire.a : Number.POSITIVE_INFINITY;
+  const key = await keyFor(decoded.wire.k, signedAtMs);
   if (!key || key.id !== decoded.wire.k) throw new LeaseNotFoundError();
   const { wire, body, signature } = decoded;
   const expected = mac(key.secret, body);

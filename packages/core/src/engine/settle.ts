@@ -94,7 +94,8 @@ async function verify(
   token: string,
   options: SettleOptions = {},
 ): Promise<LeaseClaims> {
-  const find = (keyId: string) => beforeDeadline(engine.keys.find(keyId), options.signal);
+  const find = (keyId: string, signedAtMs: number) =>
+    beforeDeadline(engine.keys.find(keyId, signedAtMs), options.signal);
   const claims = await verifyLease(token, find, engine.clock());
   const [own, ...ancestors] = claims.context?.scopes ?? [];
   if (options.authorize && own)

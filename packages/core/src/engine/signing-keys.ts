@@ -4,8 +4,8 @@
  * was rotated out still verifies. A key's id is derived from its secret, so two processes that
  * know a key agree on its id.
  *
- * - First start: the first process to find no key when it signs creates one (`if_not_exists`,
- *   so racing processes agree on one key; no PutItem and no step after deploy). Verifying never
+ * - First start: the first process to find no key when it signs creates one (on condition that
+ *   no key signs yet, so racing processes agree on one key; no PutItem and no step after deploy). Verifying never
  *   creates one: a table with no key signed no token.
  * - Rotation ({@link nextRotation}, an admin route): a new key signs from then on; the old one
  *   verifies until every lease it signed has expired, and is removed by a later rotation.
@@ -17,11 +17,12 @@
  * - Recovery: if the item is deleted or loses keys, every process writes back the keys it knows
  *   may still verify (`if_not_exists`) on its next read, and all converge on the union. A key
  *   that rotations may have removed since this process last read it (its memory of the key is
- *   older than a retirement) is never written back. Keys written back that do not sign get a
- *   retirement time, so nothing lost comes back forever.
+ *   older than a retirement) is never written back. Every key written back gets a retirement
+ *   time and only verifies: when no key signs, a new one is made (the first process to write
+ *   `cur` wins), so a key an admin rotated out never signs again.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { SluiceError } from '../errors.js';
+import { SluiceError, StoreUnavailableError } from '../errors.js';
 import { own } from '../names.js';
 import { signingKeyAttributes as attrs, itemKeys } from '../store/schema.js';
 import type { Assignment, ItemState, ItemUpdate, Store } from '../store/types.js';
@@ -117,13 +118,17 @@ export class SigningKeys {
     return (await this.#get()).current;
   }
 
-  /** The key with this id, if it may verify; a key not known here is read again once. */
-  async find(id: string): Promise<SigningKey | undefined> {
+  /**
+   * The key with this id, if it may verify. A key not known here is read again first, unless
+   * the keys held were read after the token says it was signed (`signedAtMs`): then it is not
+   * found, without a read.
+   */
+  async find(id: string, signedAtMs = Number.POSITIVE_INFINITY): Promise<SigningKey | undefined> {
     // Until this process holds the keys, they are read without creating one: a table with no
     // key signed no token (and a settlement refused for it writes nothing).
     let ring = this.#ring ? await this.#get() : await this.#load(false);
     if (!ring) return undefined;
-    if (!ring.keys.has(id)) ring = await this.#readFor(id, ring);
+    if (!ring.keys.has(id)) ring = await this.#readFor(id, ring, signedAtMs);
     const key = ring.keys.get(id);
     if (!key || (key.retiresAtMs !== undefined && key.retiresAtMs <= this.#clock()))
       return undefined;
@@ -132,19 +137,26 @@ export class SigningKeys {
 
   /**
    * The keys read again for an id not known here (a key made by a rotation this process has not
-   * read yet), at most once a second: a forged id must not cost a read each. Within that second,
-   * a read under way is waited for, and a read that failed is an error (the key may well exist),
-   * never a "not found".
+   * read yet), at most once a second: a forged id must not cost a read each. Keys read after the
+   * token was signed (with a second for clocks that differ) prove its key unknown: "not found".
+   * Otherwise no answer is final: within the second, a read under way is waited for, and when
+   * the keys at hand were still read too early (or the read failed) the call is unavailable and
+   * is retried, never "not found".
    */
-  async #readFor(id: string, ring: Ring): Promise<Ring> {
+  async #readFor(id: string, ring: Ring, signedAtMs: number): Promise<Ring> {
+    const proves = (r: Ring) => r.keys.has(id) || r.readAtMs >= signedAtMs + 1_000;
+    if (proves(ring)) return ring;
     const nowMs = this.#clock();
+    let read: Ring | undefined;
     if (nowMs - this.#forced.atMs >= 1_000) {
       const reading = this.reload();
       this.#forced = { atMs: nowMs, reading };
-      return reading;
-    }
-    if (this.#forced.reading) return this.#forced.reading; // rejects if that read failed
-    return ring.keys.has(id) ? ring : (this.#ring ?? ring);
+      read = await reading;
+    } else if (this.#forced.reading) read = await this.#forced.reading; // rejects if it failed
+    if (read && proves(read)) return read;
+    throw new StoreUnavailableError('the lease signing keys are being read again; retry', {
+      notApplied: true,
+    });
   }
 
   /** Resolves once a read under way (a background refresh) has finished, however it ended. */
@@ -178,39 +190,55 @@ export class SigningKeys {
   #load(create: false): Promise<Ring | undefined>;
   async #load(create = true): Promise<Ring | undefined> {
     const key = itemKeys.leaseSigningKey();
-    const nowMs = this.#clock();
-    let ring = ringOf(await this.#store.get(key), nowMs);
-    if (!ring && !create) return undefined;
-    const lost = [...this.#known.values()].filter(
-      (k) => !ring?.keys.has(k.id) && this.#mayStillVerify(k, nowMs),
-    );
-    if (!ring || lost.length > 0) {
+    let item = await this.#store.get(key);
+    // Two attempts: a failed condition means another process wrote `cur` since the read, and the
+    // item it returns is read again as the answer.
+    for (let attempt = 0; ; attempt += 1) {
+      const nowMs = this.#clock();
+      let ring = ringOf(item, nowMs);
+      if (!ring && !create) return undefined;
+      const lost = [...this.#known.values()].filter(
+        (k) => !ring?.keys.has(k.id) && this.#mayStillVerify(k, nowMs),
+      );
+      if (ring && lost.length === 0) return this.#adopt(ring, nowMs);
       if (lost.length > 0) this.#onRestore(lost.map((k) => k.id));
-      // No key signs: this process proposes one (whoever writes `cur` first wins): its own, if
-      // it may still sign, else a new one. Every other key written back only verifies the
-      // leases it signed, and retires.
-      const own = this.#ring?.current.id;
-      const proposed = ring
-        ? undefined
-        : (lost.find((k) => k.id === own && k.retiresAtMs === undefined) ?? newSigningKey());
-      const set: Assignment[] = proposed ? [{ attr: attrs.current, ifAbsent: proposed.id }] : [];
-      const writeBack: HeldKey[] = proposed
-        ? [proposed, ...lost.filter((l) => l !== proposed)]
-        : lost;
-      for (const k of writeBack) {
+      // No key signs: this process proposes a new one, on condition that none was written since
+      // the read. Never a key it knew: its memory may predate a rotation that retired that key
+      // (and the rotation would be undone). Every key written back only verifies the leases it
+      // signed, and retires.
+      const proposed = ring ? undefined : newSigningKey();
+      const set: Assignment[] = [];
+      if (proposed) {
+        set.push({ attr: attrs.current, value: proposed.id });
+        set.push({ attr: attrs.secret(proposed.id), value: proposed.secret.toString('base64') });
+      }
+      for (const k of lost) {
         set.push({ attr: attrs.secret(k.id), ifAbsent: k.secret.toString('base64') });
-        if (k === proposed) continue; // (if another process's proposal wins, a rotation retires it)
         const retiresAtMs = k.retiresAtMs ?? nowMs + this.#retainMs;
         set.push({ attr: attrs.retiresAt(k.id), ifAbsent: BigInt(retiresAtMs) });
       }
-      const result = await this.#store.update({ key, set });
-      ring = ringOf(result.item, nowMs);
+      const result = await this.#store.update({
+        key,
+        set,
+        ...(proposed ? { condition: { absent: attrs.current } } : {}),
+      });
+      item = result.item;
+      if (!result.ok && attempt === 0) continue;
+      if (!result.ok)
+        throw new StoreUnavailableError('the lease signing key item keeps changing; retry', {
+          notApplied: true,
+        });
+      ring = ringOf(item, nowMs);
       if (!ring) throw new SluiceError('internal', 'the lease signing key item is malformed');
+      return this.#adopt(ring, nowMs);
     }
+  }
+
+  /** Holds the keys read: each remembered with when it was read; those removed are forgotten. */
+  #adopt(ring: Ring, nowMs: number): Ring {
     for (const k of ring.keys.values()) this.#known.set(k.id, { ...k, readAtMs: nowMs });
     for (const id of this.#known.keys()) {
-      const k = ring.keys.get(id);
-      if (!k) this.#known.delete(id); // removed by a rotation: retired, not lost
+      if (!ring.keys.has(id)) this.#known.delete(id); // removed by a rotation: retired, not lost
     }
     this.#ring = ring;
     return ring;
