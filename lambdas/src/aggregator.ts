@@ -71,6 +71,10 @@ export async function handler(event: DynamoDBStreamEvent): Promise<DynamoDBBatch
     const report = await aggregator.apply(changes);
     await progress.counted(changes, oldestRecordMs(event));
     logger.info('usage counted', { records: event.Records.length, ...report });
+    if (report.setAside.length > 0)
+      logger.warn('usage DynamoDB refused to count in full (left out)', {
+        setAside: report.setAside,
+      });
     const { usage, leases } = report.counted;
     metrics.addMetric(METRICS.usageTokens, MetricUnit.Count, usage.tokens ?? 0);
     metrics.addMetric(METRICS.usageCost, MetricUnit.Count, usage.cost_micro_usd ?? 0);

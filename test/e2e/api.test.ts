@@ -418,6 +418,24 @@ describe('malformed requests', () => {
     expect(res).toMatchObject({ status: 400, body: { code: 'invalid_request', field: 'body' } });
   });
 
+  it('names usage when it names more than 32 metrics, on acquire and on adjust', async () => {
+    const many = Object.fromEntries(Array.from({ length: 33 }, (_, i) => [`m${i}`, 1]));
+    const acquired = await post(`${api.url}/v1/acquire`, { ...valid, usage: many });
+    const lease = await post(`${api.url}/v1/acquire`, {
+      entity: entity(),
+      resource: 'gpt-4o',
+      usage: { tokens: 1 },
+      limits: [tpm(1_000)],
+    });
+    const adjusted = await post(`${api.url}/v1/adjust`, {
+      lease_id: lease.body.lease_id,
+      usage: many,
+    });
+
+    for (const res of [acquired, adjusted])
+      expect(res).toMatchObject({ status: 400, body: { code: 'invalid_request', field: 'usage' } });
+  });
+
   it('refuses a non-JSON content type with 415 and an oversized body with 413', async () => {
     const wrongType = await post(`${api.url}/v1/acquire`, JSON.stringify(valid), 'text/plain');
     const tooBig = await post(`${api.url}/v1/acquire`, { ...valid, entity: 'a'.repeat(70_000) });

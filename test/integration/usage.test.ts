@@ -6,14 +6,17 @@
  */
 import { randomInt } from 'node:crypto';
 import {
+  type AdminStore,
   CLAIM_MS,
   DenialBuffer,
   type ItemChange,
+  type ItemUpdate,
   itemKeys,
   type Limiter,
   listAlerts,
   parseLimits,
   type ScopeCheck,
+  SluiceError,
   topEntities,
   UsageAggregator,
   type UsageContext,
@@ -335,6 +338,28 @@ describe('refusal counts', () => {
     expect(store.counts.update).toBe(1);
   });
 
+  it('are all counted when one entity is refused by many limit names, 32 names a gathering at most', async () => {
+    const denials = new DenialBuffer({ store: table.store, flushMs: 0 });
+    const context = { resource: 'm', scopes: [{ entity: 'key-names', timezone: 'UTC' }] };
+    for (let call = 0; call < 10; call++)
+      denials.record(
+        context,
+        Array.from({ length: 16 }, (_, i) => `limit_${call}_${i}`),
+      );
+    await denials.flushDue(true);
+    const report = await new UsageAggregator({ store: table.store }).apply(await streamed());
+
+    const [hour] = await usageHistory(table.store, {
+      entity: 'key-names',
+      granularity: 'hour',
+      fromMs: Date.now() - 3_600_000,
+      toMs: Date.now() + 3_600_000,
+    });
+    expect(report.setAside).toEqual([]);
+    expect(Object.keys(hour?.denied ?? {}).length).toBe(160);
+    expect(Object.values(hour?.denied ?? {}).every((n) => n === 1)).toBe(true);
+  });
+
   it('land in the local day they happened in, even in a half-hour time zone', async () => {
     // 18:20 UTC is 23:50 in Kolkata; 18:40 UTC is 00:10 the next day there.
     let now = Date.parse('2026-11-20T18:20:00Z');
@@ -367,5 +392,106 @@ describe('refusal counts', () => {
     expect(hours.map((h) => [h.period_start, h.denied])).toEqual([
       ['2026-11-20T18:00:00.000Z', { tpm: 3 }],
     ]);
+  });
+});
+
+describe('a lease DynamoDB refuses to count', () => {
+  const own = (entity: string): UsageContext => ({
+    resource: 'm',
+    scopes: [{ entity, timezone: 'UTC' }],
+  });
+  const lease = (limiter: Limiter, entity: string, usage: Record<string, number>) =>
+    limiter.acquire({
+      checks: [scope(entity, 'm', [tokens(1_000_000)])],
+      usage,
+      context: own(entity),
+    });
+  const monthOf = async (entity: string) => {
+    const rows = await usageHistory(table.store, {
+      entity,
+      granularity: 'month',
+      fromMs: Date.now() - 40 * 86_400_000,
+      toMs: Date.now() + 86_400_000,
+    });
+    return rows.map((row) => ({ usage: row.usage, leases: row.leases }));
+  };
+  /** The table, refusing (as DynamoDB refuses an item grown past 400 KB) what `refuse` names. */
+  const refusing = (refuse: (update: ItemUpdate) => boolean): AdminStore => {
+    const inner = table.store;
+    return {
+      get: (key) => inner.get(key),
+      update: (update) => inner.update(update),
+      query: (pk, options) => inner.query(pk, options),
+      transact: async (writes, options) => {
+        if (writes.some((w) => 'set' in w && refuse(w)))
+          throw new SluiceError('internal', 'DynamoDB rejected a write: ValidationError');
+        return inner.transact(writes, options);
+      },
+    };
+  };
+  const rowOf = (entity: string, update: ItemUpdate) =>
+    update.key.pk.includes(entity) && !update.key.pk.startsWith('usagelease#');
+
+  it('is counted without its custom metrics, and holds up no other lease of its batch', async () => {
+    const limiter = table.limiter();
+    const custom = Object.fromEntries(Array.from({ length: 31 }, (_, i) => [`m${i}`, 1]));
+    expect((await lease(limiter, 'key-many', { ...custom, requests: 1 })).allowed).toBe(true);
+    expect((await lease(limiter, 'key-fine', { tokens: 10, requests: 1 })).allowed).toBe(true);
+    // Rows of key-many that add to a custom metric are refused.
+    const store = refusing(
+      (u) => rowOf('key-many', u) && u.set.some((a) => a.attr.startsWith('m_m')),
+    );
+
+    const report = await new UsageAggregator({ store }).apply(await streamed());
+    const again = await new UsageAggregator({ store }).apply(await streamed()); // redelivered
+
+    expect(report.setAside.map((s) => s.left)).toEqual(['custom']);
+    expect(again.setAside).toEqual([]);
+    expect(await monthOf('key-many')).toEqual([{ usage: { requests: 1 }, leases: 1 }]);
+    expect(await monthOf('key-fine')).toEqual([{ usage: { tokens: 10, requests: 1 }, leases: 1 }]);
+  });
+
+  it('is marked counted, counting nothing, when even its standard metrics are refused', async () => {
+    const limiter = table.limiter();
+    expect((await lease(limiter, 'key-cursed', { tokens: 5, requests: 1 })).allowed).toBe(true);
+    expect((await lease(limiter, 'key-blessed', { tokens: 7, requests: 1 })).allowed).toBe(true);
+    const store = refusing((u) => rowOf('key-cursed', u));
+
+    const report = await new UsageAggregator({ store }).apply(await streamed());
+    const again = await new UsageAggregator({ store: table.store }).apply(await streamed());
+
+    expect(report.setAside.map((s) => s.left)).toEqual(['all']);
+    expect(again.setAside).toEqual([]); // its record says counted: nothing more is added
+    expect(await monthOf('key-cursed')).toEqual([]);
+    expect(await monthOf('key-blessed')).toEqual([
+      { usage: { tokens: 7, requests: 1 }, leases: 1 },
+    ]);
+  });
+
+  it('never happens to leases that merely share a row: ten of 31 custom metrics each count in full', async () => {
+    const limiter = table.limiter();
+    for (let i = 0; i < 10; i++) {
+      const custom = Object.fromEntries(Array.from({ length: 31 }, (_, j) => [`c${i}_${j}`, 1]));
+      expect((await lease(limiter, 'key-wide', custom)).allowed).toBe(true);
+    }
+
+    const report = await new UsageAggregator({ store: table.store }).apply(await streamed());
+
+    expect(report.setAside).toEqual([]);
+    const [wide] = await monthOf('key-wide');
+    expect(Object.keys(wide?.usage ?? {}).length).toBe(310 + 1); // and requests, 1 a call
+    expect(wide?.usage.requests).toBe(10);
+    expect(wide?.leases).toBe(10);
+  });
+
+  it('is told apart from an outage: DynamoDB refusing an item past 400 KB is not "unavailable"', async () => {
+    const key = { pk: 'usage#test', sk: 'big' };
+    await table.store.update({ key, set: [{ attr: 'blob', value: 'x'.repeat(395_000) }] });
+
+    const grown = table.store.transact([
+      { key, set: [{ attr: 'more', value: 'y'.repeat(20_000) }] },
+    ]);
+
+    await expect(grown).rejects.toMatchObject({ code: 'internal' });
   });
 });

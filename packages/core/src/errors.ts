@@ -86,7 +86,7 @@ export class DeadlineExceededError extends StoreUnavailableError {
 /**
  * A write whose answer was lost (a dropped connection, a server error): it may or may not have
  * been applied. `writeId` is the id the write tagged its item with, so that the item can later
- * say whether it was (see engine/items.ts).
+ * say whether it was (see engine/tagged-writes.ts).
  */
 export class WriteOutcomeUnknownError extends StoreUnavailableError {
   constructor(

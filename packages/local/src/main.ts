@@ -142,7 +142,9 @@ const reader = await startStreamReader({
   }),
   tableName,
   apply: async (changes) => {
-    await aggregator.apply(changes);
+    const { setAside } = await aggregator.apply(changes);
+    if (setAside.length > 0)
+      logger.warn('usage DynamoDB refused to count in full (left out)', { setAside });
   },
   onError: (error) => logger.error('usage aggregation failed; reading again', { error }),
   onRecordsLost: (shard) =>

@@ -9,10 +9,10 @@ import { own } from '../names.js';
 import { message } from './messages.js';
 
 // English messages for Sluice's checks only: `z.locales.en()` would pull every locale into a
-// Lambda bundle (280 KB), and even the English one carries words for formats never checked here.
+// Lambda bundle, and even the English one carries words for formats never checked here.
 z.config({ localeError: message });
 
-/** Entity and resource identifiers (DESIGN.md §5). */
+/** Entity and resource identifiers: 1 to 128 characters, starting with a letter or digit. */
 export const IDENTIFIER_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:@/+=-]{0,127}$/;
 /** Metric names: the standard ones and custom ones share this pattern. */
 export const METRIC_PATTERN = /^[a-z][a-z0-9_]{0,31}$/;
@@ -116,8 +116,18 @@ export const limitSchema = z.union([bucketLimitSchema, quotaLimitSchema]);
 /** The limits of one scope (at most {@link MAX_LIMITS_PER_SCOPE}). */
 export const limitsSchema = z.array(limitSchema).check(z.maxLength(MAX_LIMITS_PER_SCOPE));
 
-/** Usage: metric → non-negative integer. */
-export const usageSchema = z.record(metricSchema, amount);
+/**
+ * Most metrics one usage may name. Each becomes an attribute of the usage-history rows the
+ * aggregator writes in one update, so the number is bounded where it enters.
+ */
+export const MAX_USAGE_METRICS = 32;
+
+/** Usage: metric → non-negative integer, at most {@link MAX_USAGE_METRICS} metrics. */
+export const usageSchema = z.record(metricSchema, amount).check(
+  z.refine((usage) => Object.keys(usage).length <= MAX_USAGE_METRICS, {
+    error: `Too big: expected at most ${MAX_USAGE_METRICS} metrics`,
+  }),
+);
 
 /** A rolling limit as sent. */
 export type BucketLimitInput = z.infer<typeof bucketLimitSchema>;

@@ -183,7 +183,7 @@ const NOT_SENT = ['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN'];
  * The retry strategy the engine's DynamoDB client needs: the AWS SDK's standard one, for
  * throttling only. DynamoDB applied nothing it throttled; after any other failure (an answer
  * lost, a server error) a write may have been applied, and sent again it would be charged
- * twice. The engine decides about those itself (engine/items.ts).
+ * twice. The engine decides about those itself (engine/tagged-writes.ts, engine/give-back.ts).
  *
  * @example
  * const client = new DynamoDBClient({ retryStrategy: throttlingRetries() });
@@ -257,6 +257,12 @@ export class DynamoDBStore implements Store {
           if (reason?.Code === 'TransactionConflict') return { reason: 'conflict' };
           return { reason: 'none' };
         });
+        // A write DynamoDB rejects for what it holds (an item grown past its size) is refused
+        // again however often it is sent: ours to fix, not a failure that passes.
+        if (reasons.some((r) => r?.Code === 'ValidationError'))
+          throw new SluiceError('internal', 'DynamoDB rejected a write: ValidationError', {
+            cause: error,
+          });
         if (failures.some((f) => f.reason !== 'none')) return { ok: false, failures };
       }
       throw translate(error);

@@ -14,13 +14,20 @@
  *
  * How counting stands (when it last counted, how far behind, whether it is failing) goes in one
  * progress item, for the health check: see progress.ts.
+ *
+ * One lease never holds up the others: leases are written together in transactions, and a
+ * transaction DynamoDB rejects for what it holds (an update too large, a row grown past an item's
+ * size) is written again lease by lease. A lease rejected alone is counted without its custom
+ * metrics and refusal names, else not at all (only marked counted), and reported as set aside.
+ * Failures that may pass (throttling, an unreachable table, conflicts) fail the batch instead,
+ * to be delivered again.
  */
 
 import { randomBytes } from 'node:crypto';
 import { SERVICE_DEFAULTS } from '../defaults.js';
-import { amountOf, PERIOD_SECONDS, type Usage } from '../engine/limits.js';
+import { amountOf, PERIOD_SECONDS, STANDARD_METRICS, type Usage } from '../engine/limits.js';
 import { sleep } from '../engine/state.js';
-import { StoreUnavailableError } from '../errors.js';
+import { SluiceError, StoreUnavailableError } from '../errors.js';
 import { TABLE_SCHEMA, usageAttributes as U, usageKeys } from '../store/schema.js';
 import type { AdminStore, ItemKey, ItemUpdate } from '../store/types.js';
 import { type AlertSender, crossingsOf, recordAlerts } from './alerts.js';
@@ -61,6 +68,19 @@ export interface ApplyReport {
   readonly alerts: number;
   /** What this call added to usage history, per metric, and to leases counted. */
   readonly counted: { readonly usage: Usage; readonly leases: number };
+  /**
+   * Leases (or gatherings of refusals) DynamoDB refused to count in full: `custom` when their
+   * custom metrics and refusal names were left out, `all` when nothing of them was counted.
+   */
+  readonly setAside: readonly { readonly id: string; readonly left: 'custom' | 'all' }[];
+}
+
+/** What one batch has written so far. */
+interface Tally {
+  transactions: number;
+  leases: number;
+  readonly usage: Map<string, number>;
+  readonly setAside: { id: string; left: 'custom' | 'all' }[];
 }
 
 /**
@@ -98,9 +118,7 @@ export class UsageAggregator {
       onError: this.#options.onError ?? (() => {}),
     });
     let pending = [...latest.values()];
-    let transactions = 0;
-    const usage = new Map<string, number>();
-    let leases = 0;
+    const tally: Tally = { transactions: 0, leases: 0, usage: new Map(), setAside: [] };
     const attempts = this.#options.maxAttempts ?? 8;
     for (let attempt = 0; pending.length > 0; attempt++) {
       if (attempt >= attempts)
@@ -108,27 +126,50 @@ export class UsageAggregator {
       if (attempt > 0) await sleep(Math.random() * 10 * 2 ** attempt);
       const planned = await Promise.all(pending.map((fact) => this.#plan(fact)));
       const retry: LeaseFact[] = [];
-      for (const chunk of chunks(planned.filter((p) => p !== undefined))) {
-        transactions++;
-        const result = await this.#store.transact(transaction(chunk));
-        if (!result.ok) {
-          retry.push(...chunk.map((p) => p.fact));
-          continue;
-        }
-        for (const { delta } of chunk) {
-          leases += Number(delta.leases);
-          for (const [metric, n] of delta.metrics)
-            usage.set(metric, (usage.get(metric) ?? 0) + Number(n));
-        }
-      }
+      for (const chunk of chunks(planned.filter((p) => p !== undefined)))
+        retry.push(...(await this.#write(chunk, tally)));
       pending = retry;
     }
     return {
       leases: latest.size,
-      transactions,
+      transactions: tally.transactions,
       alerts,
-      counted: { usage: Object.fromEntries(usage), leases },
+      counted: { usage: Object.fromEntries(tally.usage), leases: tally.leases },
+      setAside: tally.setAside,
     };
+  }
+
+  /**
+   * Writes one transaction; returns the leases to plan again (a condition failed or a conflict).
+   * A transaction DynamoDB rejects for what it holds is written lease by lease, and a lease
+   * rejected alone is written with less (see the file's comment).
+   */
+  async #write(chunk: readonly Planned[], tally: Tally): Promise<LeaseFact[]> {
+    tally.transactions++;
+    let result: Awaited<ReturnType<AdminStore['transact']>>;
+    try {
+      result = await this.#store.transact(transaction(chunk));
+    } catch (error) {
+      if (!rejected(error)) throw error;
+      const [only] = chunk;
+      if (chunk.length > 1 || !only) {
+        const retry: LeaseFact[] = [];
+        for (const plan of chunk) retry.push(...(await this.#write([plan], tally)));
+        return retry;
+      }
+      const less = reduced(only);
+      if (less) return this.#write([less], tally);
+      tally.setAside.push({ id: only.fact.leaseId, left: 'all' }); // a delivery again retries it
+      return [];
+    }
+    if (!result.ok) return chunk.map((p) => p.fact);
+    for (const { fact, delta, reduced: left } of chunk) {
+      if (left) tally.setAside.push({ id: fact.leaseId, left });
+      tally.leases += Number(delta.leases);
+      for (const [metric, n] of delta.metrics)
+        tally.usage.set(metric, (tally.usage.get(metric) ?? 0) + Number(n));
+    }
+    return [];
   }
 
   /** The record update and row writes that bring one lease's count to `fact`, or none. */
@@ -185,22 +226,73 @@ interface Planned {
   readonly rows: readonly RowWrite[];
   /** What it adds to each of its rows. */
   readonly delta: RowDelta;
+  /** Written with less than its fact says (see {@link reduced}). */
+  readonly reduced?: 'custom' | 'all';
 }
 
-/** Groups planned leases into transactions of at most 100 items, rows shared within one merged. */
+/** A rejection no retry changes: DynamoDB refused the request for what it holds. */
+const rejected = (error: unknown) => error instanceof SluiceError && error.code === 'internal';
+
+const STANDARD: ReadonlySet<string> = new Set(STANDARD_METRICS);
+
+/**
+ * A lease DynamoDB rejected, written with less: first without custom metrics and refusal names
+ * (standard metrics and leases still counted), then its record alone (marked counted, so a
+ * delivery again skips it); after that, nothing.
+ */
+function reduced(plan: Planned): Planned | undefined {
+  if (plan.reduced === 'all') return undefined;
+  if (plan.reduced === 'custom') return { ...plan, rows: [], delta: nothing, reduced: 'all' };
+  const delta: RowDelta = {
+    metrics: new Map([...plan.delta.metrics].filter(([metric]) => STANDARD.has(metric))),
+    leases: plan.delta.leases,
+    denied: new Map(),
+  };
+  const rows = plan.rows.map((row) => ({ ...row, delta }));
+  return { ...plan, rows, delta, reduced: 'custom' };
+}
+
+const nothing: RowDelta = { metrics: new Map(), leases: 0n, denied: new Map() };
+
+/**
+ * Most attributes one row's update adds to in a transaction: rows shared by leases are merged
+ * into one update, whose expression DynamoDB holds to 4 KB. One lease alone may exceed it (it
+ * is then written with less: see {@link reduced}).
+ */
+const MAX_ROW_ATTRIBUTES = 64;
+
+/** The attributes a row's delta adds to (metrics, and refusals by name or in total). */
+const attributesOf = (row: RowWrite): string[] => [
+  ...[...row.delta.metrics.keys()].map((m) => `m ${m}`),
+  ...(row.top ? ['denied'] : [...row.delta.denied.keys()].map((n) => `d ${n}`)),
+];
+
+/**
+ * Groups planned leases into transactions of at most 100 items, rows shared within one merged,
+ * and no merged row adding to more than {@link MAX_ROW_ATTRIBUTES} attributes.
+ */
 function* chunks(planned: readonly Planned[]): Generator<Planned[]> {
   let chunk: Planned[] = [];
-  let keys = new Set<string>();
+  let rows = new Map<string, Set<string>>();
   for (const plan of planned) {
-    const added = new Set(plan.rows.map((r) => rowId(r.key)));
-    const size = keys.size + chunk.length + 1 + [...added].filter((k) => !keys.has(k)).length;
-    if (chunk.length > 0 && size > MAX_TRANSACTION_ITEMS) {
+    const added = plan.rows.map((r) => ({ id: rowId(r.key), attributes: attributesOf(r) }));
+    const newRows = new Set(added.map((r) => r.id).filter((id) => !rows.has(id))).size;
+    const size = rows.size + chunk.length + 1 + newRows;
+    const crowded = added.some(({ id, attributes }) => {
+      const merged = new Set([...(rows.get(id) ?? []), ...attributes]);
+      return merged.size > MAX_ROW_ATTRIBUTES;
+    });
+    if (chunk.length > 0 && (size > MAX_TRANSACTION_ITEMS || crowded)) {
       yield chunk;
       chunk = [];
-      keys = new Set();
+      rows = new Map();
     }
     chunk.push(plan);
-    for (const k of added) keys.add(k);
+    for (const { id, attributes } of added) {
+      const set = rows.get(id) ?? new Set();
+      for (const a of attributes) set.add(a);
+      rows.set(id, set);
+    }
   }
   if (chunk.length > 0) yield chunk;
 }

@@ -27,6 +27,12 @@ interface Gathered {
   readonly counts: Map<string, number>;
 }
 
+/**
+ * Most limit names one gathering counts: its names become attributes of the usage-history rows
+ * the aggregator writes in one update. A refusal naming another is gathered apart.
+ */
+const MAX_NAMES = 32;
+
 /** Time zones are whole quarter hours off UTC. */
 const QUARTER_HOUR_MS = 900_000;
 /** How long a written gathering is kept: the stream holds it 24 hours. */
@@ -61,14 +67,26 @@ export class DenialBuffer {
     this.#flushMs = options.flushMs ?? SERVICE_DEFAULTS.denialFlushMs;
   }
 
-  /** Counts one refusal of the context's entity (not its ancestors) by each named limit. */
+  /**
+   * Counts one refusal of the context's entity (not its ancestors) by each named limit (the
+   * first {@link MAX_NAMES} distinct names).
+   */
   record(context: UsageContext, limitNames: readonly string[]): void {
     const [scope] = context.scopes;
-    if (!scope || limitNames.length === 0) return;
+    const kept = new Set([...new Set(limitNames)].slice(0, MAX_NAMES));
+    const names = limitNames.filter((name) => kept.has(name)); // a name twice counts twice
+    if (!scope || names.length === 0) return;
     const nowMs = this.#clock();
     const startMs = Math.floor(nowMs / QUARTER_HOUR_MS) * QUARTER_HOUR_MS;
     const at = `${scope.entity}\n${context.resource}\n${startMs}`;
     let entry = this.#gathered.get(at);
+    const fresh = [...kept].filter((name) => !entry?.counts.has(name)).length;
+    if (entry && entry.counts.size + fresh > MAX_NAMES) {
+      // Full: kept under its own id until written; this refusal begins another gathering.
+      this.#gathered.delete(at);
+      this.#gathered.set(`${at}\n${entry.id}`, entry);
+      entry = undefined;
+    }
     if (!entry) {
       const own = { resource: context.resource, scopes: [scope] };
       const id = newLeaseId(); // a random 128-bit id, as a lease's
@@ -76,7 +94,7 @@ export class DenialBuffer {
       this.#gathered.set(at, entry);
       this.#oldestMs = Math.min(this.#oldestMs, nowMs);
     }
-    for (const name of limitNames) entry.counts.set(name, (entry.counts.get(name) ?? 0) + 1);
+    for (const name of names) entry.counts.set(name, (entry.counts.get(name) ?? 0) + 1);
   }
 
   /**
