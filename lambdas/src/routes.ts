@@ -394,6 +394,11 @@ export const ACCESS: Readonly<Record<FunctionName | StreamFunctionName, readonly
       why: 'budget alerts: created once, claimed and marked sent',
     },
     {
+      actions: ['dynamodb:GetItem'],
+      keys: [KEYS.entities, KEYS.resources],
+      why: 'a budget alert fires only if usage still stands at its level (a read per crossing)',
+    },
+    {
       actions: ['dynamodb:UpdateItem'],
       keys: [KEYS.progress],
       why: 'its progress, for health: one write per batch at most',

@@ -52,8 +52,9 @@ export function getRuntime(): Runtime {
       // A configuration change reaches every container within its cache time.
       definitionAdoptMs: 2 * env.configCacheMs,
       onBackgroundError: (error) =>
-        // A give-back: the refused request stays charged; a split: its next writer completes it.
-        logger.error('background write failed (give-back or shard split)', { error }),
+        // A give-back: the refused request stays charged; a split: its next writer completes it;
+        // a budget recorded by a refused call: the next refused call records it.
+        logger.error('a write made after its call was answered failed', { error }),
       onSigningKeysRestored: (keyIds) =>
         logger.error('signing keys were missing from the table; wrote back those known here', {
           keyIds,

@@ -1,6 +1,12 @@
 /** usage: an entity's usage history (read only). */
 import middy from '@middy/core';
-import { DynamoDBAdminStore, PERIOD_SECONDS, usageHistory, ValidationError } from '@sluice/core';
+import {
+  beforeDeadline,
+  DynamoDBAdminStore,
+  PERIOD_SECONDS,
+  usageHistory,
+  ValidationError,
+} from '@sluice/core';
 import { edge, type JsonEvent, principalOf } from './http/edge.js';
 import { json, type Result } from './http/problem.js';
 import { parseQuery, usageQuery } from './queries.js';
@@ -27,14 +33,15 @@ export const handler = middy<JsonEvent, Result>()
     const fromMs = query.from ? Date.parse(query.from) : toMs - DEFAULT_RANGE_MS[granularity];
     if (!query.to && fromMs >= toMs) throw new ValidationError('from', 'must be in the past');
     const runtime = getRuntime();
-    await callerCheck(principalOf(event))(query.entity);
+    await beforeDeadline(callerCheck(principalOf(event))(query.entity), event.deadline);
     store ??= new DynamoDBAdminStore({ client: runtime.client, tableName: runtime.env.tableName });
-    const items = await usageHistory(store, {
+    const reading = usageHistory(store, {
       entity: query.entity,
       granularity,
       fromMs,
       toMs,
       resource: query.resource,
     });
+    const items = await beforeDeadline(reading, event.deadline);
     return json(200, { entity: query.entity, granularity, items });
   });

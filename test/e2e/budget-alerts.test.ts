@@ -1,8 +1,10 @@
 /**
- * Budget alerts over HTTP when an admin changes the budget mid-window, as `npm start` serves
- * them: two servers on one table (each reads the table's stream, as two readers would), a
- * webhook that records what it is sent, and admin PUTs between the calls. Then a new server reads
- * the whole stream again: nothing more is sent.
+ * Budget alerts over HTTP when calls are refused and when an admin changes the budget
+ * mid-window, as `npm start` serves them: two servers on one table (each reads the table's
+ * stream, as two readers would), a webhook that records what it is sent, and admin PUTs between
+ * the calls. A charge given back never fires an alert; a budget cut below what was used fires,
+ * even when the calls are too large for it. Then a new server reads the whole stream again:
+ * nothing more is sent.
  */
 import { createServer, type Server } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -61,6 +63,98 @@ const sentFor = (entity: string) =>
     .map((r) => [r.detail.threshold, r.detail.limit_value])
     .sort((a, b) => (a[1] ?? 0) - (b[1] ?? 0) || (a[0] ?? 0) - (b[0] ?? 0));
 
+type Listed = { entity: string; threshold: number; limit_value: number; delivered: boolean };
+
+/** The alerts the table lists for `entity`, as [threshold, limit_value, delivered]. */
+const listedFor = async (entity: string) =>
+  ((await request('GET', `${url(1)}/v1/admin/alerts`)).body.items as Listed[])
+    .filter((a) => a.entity === entity)
+    .map((a) => [a.threshold, a.limit_value, a.delivered])
+    .sort((a, b) => Number(a[1]) - Number(b[1]) || Number(a[0]) - Number(b[0]));
+
+/** A monthly token budget of `limit` alerting at `alerts`, in a zone whose month stays put. */
+const monthly = (limit: number, alerts: number[]) => ({
+  limits: [
+    { name: 'budget', metric: 'tokens', limit, window: 'month', timezone: steadyZone(), alerts },
+  ],
+});
+
+describe('budget alerts and refused calls', () => {
+  it('never fire for a charge given back when another scope refused the call', async () => {
+    const entity = 'refused-team';
+    expect(
+      (await request('PUT', `${url(0)}/v1/admin/plans/capped`, monthly(100, [1]))).status,
+    ).toBe(201);
+    const stored = await request('PUT', `${url(0)}/v1/admin/entities/${entity}`, {
+      plan: 'capped',
+    });
+    expect(stored.status).toBe(201);
+    // One request a day for the entity and model, beside the entity's budget (all its models).
+    const rpd = [{ name: 'rpd', metric: 'requests', limit: 1, per: 'day' }];
+    const ask = (who: string, tokens: number) => ({
+      entity: who,
+      resource: 'gpt-4o',
+      usage: { tokens },
+      limits: rpd,
+    });
+
+    expect((await post(`${url(0)}/v1/acquire`, ask(entity, 95))).status).toBe(200); // 95 of 100
+    // The other server has seen neither item: it charges both, and rpd refuses.
+    const refused = await post(`${url(1)}/v1/acquire`, ask(entity, 5));
+
+    expect(refused).toMatchObject({ status: 429, body: { violations: [{ name: 'rpd' }] } });
+    const budgetOn = async (i: number) =>
+      (await post(`${url(i)}/v1/available`, { entity, resource: 'gpt-4o' })).body.limits;
+    await expect
+      .poll(() => budgetOn(1), { timeout: 10_000 })
+      .toMatchObject([{ name: 'budget', remaining: 5 }]);
+    expect(await budgetOn(0)).toMatchObject([{ name: 'budget', remaining: 5 }]);
+    const usage = async (who: string) =>
+      (await request('GET', `${url(0)}/v1/usage?entity=${who}&granularity=hour`)).body.items;
+    await expect
+      .poll(() => usage(entity), { timeout: 15_000 })
+      .toMatchObject([{ usage: { tokens: 95 } }]);
+    // Once a lease taken after the give-back is counted, the stream has been read past it.
+    expect((await post(`${url(1)}/v1/acquire`, ask('refused-marker', 1))).status).toBe(200);
+    await expect
+      .poll(() => usage('refused-marker'), { timeout: 15_000 })
+      .toMatchObject([{ leases: 1 }]);
+    expect(await listedFor(entity)).toEqual([]);
+    expect(sentFor(entity)).toEqual([]);
+  });
+
+  it('fire at a budget cut below both what was used and the size of the calls (422)', async () => {
+    const entity = 'cut-team';
+    const plan = (limit: number) =>
+      request('PUT', `${url(0)}/v1/admin/plans/cut`, monthly(limit, [0.9, 1]));
+    expect((await plan(10_000)).status).toBe(201);
+    const stored = await request('PUT', `${url(0)}/v1/admin/entities/${entity}`, { plan: 'cut' });
+    expect(stored.status).toBe(201);
+    const ask = (tokens: number) => ({ entity, resource: 'gpt-4o', usage: { tokens } });
+    expect((await post(`${url(0)}/v1/acquire`, ask(6_000))).status).toBe(200); // 60%: nothing
+
+    expect((await plan(1_000)).status).toBe(200);
+    // 2,000 could never fit in 1,000; the server asked has not seen the budget's item yet.
+    const refused = await post(`${url(1)}/v1/acquire`, ask(2_000));
+
+    expect(refused).toMatchObject({
+      status: 422,
+      body: {
+        code: 'exceeds_capacity',
+        violations: [{ name: 'budget', limit: 1_000, remaining: -5_000 }], // 6,000 used
+      },
+    });
+    const fired = [
+      [0.9, 1_000],
+      [1, 1_000],
+    ];
+    await expect.poll(() => sentFor(entity), { timeout: 30_000 }).toEqual(fired);
+    await expect
+      .poll(() => listedFor(entity), { timeout: 10_000 })
+      .toEqual(fired.map(([threshold, limit]) => [threshold, limit, true]));
+  });
+});
+
 describe('budget alerts when an admin changes the budget mid-window', () => {
   it('fire at a lowered budget on the next call, again at a raised one, each once', async () => {
     const entity = 'budget-team';
@@ -107,14 +201,8 @@ describe('budget alerts when an admin changes the budget mid-window', () => {
     ];
     await expect.poll(() => sentFor(entity), { timeout: 30_000 }).toEqual(all);
 
-    type Listed = { entity: string; threshold: number; limit_value: number; delivered: boolean };
-    const listed = async () =>
-      ((await request('GET', `${url(1)}/v1/admin/alerts`)).body.items as Listed[])
-        .filter((a) => a.entity === entity)
-        .map((a) => [a.threshold, a.limit_value, a.delivered])
-        .sort((a, b) => Number(a[1]) - Number(b[1]) || Number(a[0]) - Number(b[0]));
     await expect
-      .poll(listed, { timeout: 10_000 })
+      .poll(() => listedFor(entity), { timeout: 10_000 })
       .toEqual(all.map(([threshold, limit]) => [threshold, limit, true]));
 
     // A new reader of the whole stream: once it has sent a marker written after everything

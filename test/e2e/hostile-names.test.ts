@@ -5,7 +5,9 @@
  * a name answers with what it inherits (`counts.constructor` is a function, and `+ 1` makes it a
  * string), so each place must either refuse the name with a 400 naming the field and change
  * nothing, or treat it as any other name: charged, settled and refused exactly, counted in usage
- * history, alerted on, for that tenant and without stopping anyone else's history.
+ * history, alerted on, for that tenant and without stopping anyone else's history. A body nested
+ * deeper than any request needs (more than 16 levels) is refused the same way: a 400 naming
+ * where it goes too deep.
  */
 import { createServer, type Server } from 'node:http';
 import fc from 'fast-check';
@@ -936,5 +938,42 @@ describe('names every object already has', () => {
         .filter(([entity]) => expected.has(String(entity)));
     };
     await expect.poll(top, { timeout: 10_000, interval: 250 }).toEqual(ranked);
+  });
+});
+
+describe('a body nested deeper than 16 levels', () => {
+  /** A body whose `limits` holds `arrays` arrays one in another: 1 + `arrays` levels deep. */
+  const nested = (arrays: number) =>
+    `{"entity":"deep-body","resource":"m","usage":{},"limits":${'['.repeat(arrays)}${']'.repeat(arrays)}}`;
+  /** Where the 17th level starts: the 16th array of `limits`. */
+  const tooDeep = `limits${'[0]'.repeat(15)}`;
+
+  it('is a 400 problem+json naming where it goes too deep, on every route that takes a body', async () => {
+    const body = nested(10_000); // 20 KB: well under the size limit
+    const answers: [string, Answer][] = [];
+    for (const route of ['acquire', 'adjust', 'release', 'available'])
+      answers.push([route, await post(route, body)]);
+    answers.push(['admin', await put('plans/deep-body', body)]);
+    const sixteen = await post('acquire', nested(15));
+    const seventeen = await post('acquire', nested(16));
+
+    for (const [route, answer] of answers) {
+      expect(answer.status, route).toBe(400);
+      expect(answer.headers.get('content-type'), route).toBe('application/problem+json');
+      expect(answer.body, route).toMatchObject({ code: 'invalid_request', field: tooDeep });
+      expect(answer.body.detail, route).toMatch(/nested more than 16 levels deep/);
+    }
+    // 16 levels are judged by the schema (an array is no limit); the 17th is refused for depth.
+    expect(sixteen).toMatchObject({ status: 400, body: { field: 'limits[0]' } });
+    expect(seventeen).toMatchObject({ status: 400, body: { field: tooDeep } });
+    // The server keeps answering, and stored nothing.
+    const after = await post('acquire', {
+      entity: 'deep-body',
+      resource: MODEL,
+      usage: {},
+      limits: [RPM],
+    });
+    expect(after.status).toBe(200);
+    expect((await get('/v1/admin/plans/deep-body')).status).toBe(404);
   });
 });

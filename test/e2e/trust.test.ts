@@ -1,8 +1,8 @@
 /**
  * Edges a hostile caller reached over HTTP, two servers on one table as `npm start` runs them: a
  * removed stored limit must not lend its definition to an inline one of its name, shadow limits
- * never delay a caller and are reported on a 429 too, and no server answers success from a
- * memory of a lease older than the table.
+ * never delay a caller nor split their scope and are reported on a 429 and a 422 too, and no
+ * server answers success from a memory of a lease older than the table.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { acquire, put } from '../support/admin.js';
@@ -84,6 +84,91 @@ describe('shadow limits over HTTP', () => {
         { timeout: 30_000, interval: 250 },
       )
       .toEqual({ tpm: 1, 'shadow:trial': 2 });
+  });
+
+  it('are named on a 422 exceeds_capacity when full, and counted in usage history', async () => {
+    const daily = [
+      { name: 'tpd', metric: 'tokens', limit: 1_000, per: 'day' },
+      { name: 'shadow_rpd', metric: 'requests', limit: 1, per: 'day', mode: 'shadow' },
+    ];
+    const call = (tokens: number) => ({
+      entity: 'shadowed-422',
+      resource: 'm',
+      usage: { tokens },
+      limits: daily,
+    });
+    expect((await acquire(url(0), call(10))).status).toBe(200); // fills shadow_rpd
+
+    const admitted = await acquire(url(0), call(10));
+    // tpd could never hold it; the server asked has not seen the entity's item yet.
+    const tooLarge = await acquire(url(1), call(5_000));
+
+    expect(admitted.status).toBe(200);
+    expect(names(admitted.body)).toEqual(['shadow_rpd']);
+    expect(tooLarge).toMatchObject({
+      status: 422,
+      body: { code: 'exceeds_capacity', violations: [{ name: 'tpd', remaining: 980 }] },
+    });
+    expect(names(tooLarge.body)).toEqual(['shadow_rpd']);
+    await expect
+      .poll(
+        async () => {
+          const usage = await request(
+            'GET',
+            `${url(1)}/v1/usage?entity=shadowed-422&granularity=hour`,
+          );
+          return (usage.body.items as { denied: Record<string, number> }[] | undefined)?.[0]
+            ?.denied;
+        },
+        { timeout: 30_000, interval: 250 },
+      )
+      .toEqual({ tpd: 1, 'shadow:shadow_rpd': 2 });
+  });
+
+  it('never split their scope: with one asking for shards, the enforced limits admit as without it', async () => {
+    const tpd = { name: 'tpd', metric: 'tokens', limit: 1_000, per: 'day' };
+    const observe = {
+      name: 'observe',
+      metric: 'requests',
+      limit: 1_000_000,
+      per: 'minute',
+      mode: 'shadow',
+      shards: 4,
+    };
+    const call = (entity: string, tokens: number, limits: unknown[]) => ({
+      entity,
+      resource: 'm',
+      usage: { tokens },
+      limits,
+    });
+    const tpdOf = (body: Record<string, unknown>) =>
+      (body.limits as { name: string; remaining: number }[]).find((l) => l.name === 'tpd');
+
+    const plain = [
+      await acquire(url(0), call('unshadowed', 1, [tpd])),
+      await acquire(url(1), call('unshadowed', 500, [tpd])),
+    ];
+    const shadowed = [
+      await acquire(url(0), call('shadow-sharded', 1, [tpd, observe])),
+      await acquire(url(1), call('shadow-sharded', 500, [tpd, observe])),
+    ];
+    const over = await acquire(url(0), call('shadow-sharded', 500, [tpd, observe]));
+    const seen = await post(`${url(1)}/v1/available`, call('shadow-sharded', 499, [tpd, observe]));
+
+    // 500 of 1,000 a day admitted either way: the whole limit holds it, not a quarter of it.
+    const admitted = (answers: typeof plain) =>
+      answers.map((a) => [a.status, tpdOf(a.body)?.remaining]);
+    expect(admitted(plain)).toEqual([
+      [200, 999],
+      [200, 499],
+    ]);
+    expect(admitted(shadowed)).toEqual(admitted(plain));
+    // The next 500 waits for the day to refill (it could never be 422 exceeds_capacity).
+    expect(over).toMatchObject({ status: 429, body: { code: 'rate_limited' } });
+    expect(seen.body).toMatchObject({
+      retry_after_ms: 0,
+      limits: [{ name: 'tpd', remaining: 499 }],
+    });
   });
 });
 

@@ -8,7 +8,7 @@ import type { APIGatewayProxyEventV2, Context } from 'aws-lambda';
 import type * as z from 'zod/mini';
 import { HttpProblem } from '../errors.js';
 import { logger } from '../runtime.js';
-import { DEADLINE_MARGIN, MAX_BODY_BYTES, TIMEOUT_HEADER } from './limits.js';
+import { DEADLINE_MARGIN, MAX_BODY_BYTES, MAX_BODY_DEPTH, TIMEOUT_HEADER } from './limits.js';
 import { fromError, type Result } from './problem.js';
 
 /**
@@ -42,13 +42,22 @@ export function parse<T extends z.ZodMiniType>(schema: T, value: unknown): z.inf
  * Where a parsed body has a `__proto__` key (an own property after `JSON.parse`), if it has one:
  * schemas pass over such a key without a word, so it is refused here, naming its place.
  */
-function protoKeyIn(value: unknown, path: string): string | undefined {
-  if (typeof value !== 'object' || value === null) return undefined;
-  for (const [key, inner] of Object.entries(value)) {
-    const at = Array.isArray(value) ? `${path}[${key}]` : path ? `${path}.${key}` : key;
-    if (key === '__proto__') return at;
-    const found = protoKeyIn(inner, at);
-    if (found !== undefined) return found;
+function protoKeyIn(body: unknown): string | undefined {
+  // Walked with a list, not recursion: a body nested thousands deep is valid JSON, and is
+  // refused for its depth (no request of the API nests more than a few levels).
+  const pending: { value: unknown; path: string; depth: number }[] = [
+    { value: body, path: '', depth: 0 },
+  ];
+  for (let next = pending.pop(); next; next = pending.pop()) {
+    const { value, path, depth } = next;
+    if (typeof value !== 'object' || value === null) continue;
+    if (depth >= MAX_BODY_DEPTH)
+      throw new ValidationError(path, `nested more than ${MAX_BODY_DEPTH} levels deep`);
+    for (const [key, inner] of Object.entries(value)) {
+      const at = Array.isArray(value) ? `${path}[${key}]` : path ? `${path}.${key}` : key;
+      if (key === '__proto__') return at;
+      pending.push({ value: inner, path: at, depth: depth + 1 });
+    }
   }
   return undefined;
 }
@@ -116,7 +125,7 @@ export function edge(options: EdgeOptions): MiddlewareObj<JsonEvent, Result, Err
       } catch {
         throw new ValidationError('body', 'not valid JSON');
       }
-      const hidden = protoKeyIn(event.parsedBody, '');
+      const hidden = protoKeyIn(event.parsedBody);
       if (hidden !== undefined) throw new ValidationError(hidden, 'is not a name Sluice accepts');
     },
     after: async () => {

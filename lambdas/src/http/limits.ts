@@ -1,6 +1,9 @@
 /** Largest request body a handler accepts (a bigger one is 413 `payload_too_large`). */
 export const MAX_BODY_BYTES = 64 * 1024;
 
+/** Deepest nesting of a request body (a deeper one is 400 naming where it goes too deep). */
+export const MAX_BODY_DEPTH = 16;
+
 /**
  * The header a caller states how long it will wait for the answer with (milliseconds): a
  * decision never outlives it (see `deadlineOf`). `@sluice/client` sends it on every request.

@@ -23,10 +23,18 @@ import {
   WriteOutcomeUnknownError,
 } from '../errors.js';
 import { TABLE_SCHEMA } from '../store/schema.js';
-import type { Assignment, ItemKey } from '../store/types.js';
+import type { Assignment, Condition, ItemKey } from '../store/types.js';
 import { beforeDeadline } from './budget.js';
 import type { Written } from './combining.js';
-import { budgetDefinitions, charged, fits, type Placement, priorityAt, whole } from './consume.js';
+import {
+  budgetDefinitions,
+  charged,
+  fits,
+  limitConsume,
+  type Placement,
+  priorityAt,
+  whole,
+} from './consume.js';
 import { type Decision, decision, fromMemory, type ScopeOutcome } from './decision.js';
 import { bucketWaitNs } from './gcra.js';
 import { giveBack, giveBackIfApplied, writeAlone } from './give-back.js';
@@ -52,7 +60,7 @@ import { CANCELLED } from './usage-context.js';
  */
 export async function acquire(engine: Engine, request: AcquireRequest): Promise<AcquireResult> {
   const d = decision(engine, request);
-  const tooLarge = neverFits(d);
+  const tooLarge = await neverFits(d, request.signal);
   if (tooLarge) return tooLarge;
   const cursors = fromMemory(d);
   const deniedFromMemory = cursors.flatMap((c, i) =>
@@ -84,38 +92,64 @@ export async function acquire(engine: Engine, request: AcquireRequest): Promise<
   return refuse(d, outcomes);
 }
 
-/** The refusal of a request some limit can never hold (a sharded scope: its largest shard). */
-function neverFits(d: Decision): AcquireResult | undefined {
-  const { engine, checks, nowMs, usage } = d;
-  const never = (check: ScopeCheck, shadow: boolean) =>
-    shareOf(check.limits, 0, engine.shardCount(check.key)).flatMap((limit, j) =>
-      (limit.shadow ?? false) === shadow &&
-      !fits(limit, amountOf(usage, limit.metric), priorityAt(check, d.priority))
-        ? [
-            violation(
-              check,
-              check.limits[j] ?? limit,
-              engine.stateOf(check.key),
-              nowMs,
-              usage,
-              null,
-            ),
-          ]
-        : [],
-    );
-  const violations = checks.flatMap((check) => never(check, false));
-  if (violations.length === 0) return undefined;
+/**
+ * The refusal of a request some limit can never hold (a sharded scope: its largest shard). The
+ * scopes this process has not seen are read first (once: such a request is rare), so what the
+ * answer says of them (`remaining`, shadow limits that are full) and the budget the refusal
+ * records come from the table, not from nothing.
+ */
+async function neverFits(d: Decision, signal?: AbortSignal): Promise<AcquireResult | undefined> {
+  const { engine, checks, nowMs } = d;
+  if (!checks.some((check) => tooLarge(d, check, false).length > 0)) return undefined;
+  const unseen = checks.filter((check) => engine.stateOf(check.key) === undefined);
+  const reads = unseen.map(async ({ key }) =>
+    engine.remember(key, (await engine.store.get(key)) ?? {}),
+  );
+  // Unread (DynamoDB slow or down), the refusal stands as memory has it: it needs no state.
+  await beforeDeadline(Promise.all(reads), signal).catch(() => undefined);
+  const refused = checks.map((check) => tooLarge(d, check, false));
+  const violations = refused.flat();
+  if (violations.length === 0) return undefined; // a shard count read since: the writes decide
+  recordBudgets(
+    d,
+    refused.flatMap((v, i) => (v.length > 0 ? [i] : [])),
+  );
+  // Shadow limits are reported whatever the enforced ones decide: those that could never fit,
+  // and those the last state seen says are full.
+  const shadow = checks.flatMap((check) => [...tooLarge(d, check, true), ...fullShadow(d, check)]);
   return {
     allowed: false,
     code: 'exceeds_capacity',
     retryAfterMs: null,
     violations,
     limits: remembered(engine, checks, nowMs),
-    ...shadowOf(
-      checks,
-      checks.flatMap((check) => never(check, true)),
-    ),
+    ...shadowOf(checks, shadow),
   };
+}
+
+/** The limits of a scope (enforced, or shadow) a request can never fit, as violations. */
+function tooLarge(d: Decision, check: ScopeCheck, shadow: boolean): Violation[] {
+  const { engine, nowMs, usage } = d;
+  return shareOf(check.limits, 0, engine.shardCount(check.key)).flatMap((limit, j) =>
+    (limit.shadow ?? false) === shadow &&
+    !fits(limit, amountOf(usage, limit.metric), priorityAt(check, d.priority))
+      ? [violation(check, check.limits[j] ?? limit, engine.stateOf(check.key), nowMs, usage, null)]
+      : [],
+  );
+}
+
+/** The shadow limits of a scope that fit a request but that its last state seen shows full. */
+function fullShadow(d: Decision, check: ScopeCheck): Violation[] {
+  const state = d.engine.stateOf(check.key);
+  if (d.engine.shardCount(check.key) > 1 || state === undefined) return [];
+  const options = { priority: priorityAt(check, d.priority), maxWaitNs: 0n, mayDeny: true };
+  return check.limits.flatMap((limit) => {
+    const amount = amountOf(d.usage, limit.metric);
+    if (!limit.shadow || !fits(limit, amount, options.priority)) return [];
+    const step = limitConsume(limit, state, d.nowMs, amount, options);
+    if (step.kind !== 'deny') return [];
+    return [violation(check, limit, state, d.nowMs, d.usage, nsToMs(step.retryAfterNs))];
+  });
 }
 
 /** The admission: its signed lease, the wait a reservation asks for, every limit's status. */
@@ -257,11 +291,20 @@ function refuse(d: Decision, outcomes: readonly ScopeOutcome[]): AcquireResult {
 function recordBudgets(d: Decision, refused: readonly number[]): void {
   const { engine } = d;
   for (const i of refused) {
-    const { key } = d.checks[i] as ScopeCheck;
-    const state = engine.stateOf(key);
-    const set = state ? budgetDefinitions(d.checks[i] as ScopeCheck, state, false) : [];
+    const check = d.checks[i] as ScopeCheck;
+    const state = engine.stateOf(check.key);
+    // Unseen here: written only where the item records another definition (a failed condition
+    // costs a write unit once; its answer is remembered).
+    const set = budgetDefinitions(check, state, state === undefined);
     if (set.length === 0) continue;
-    const condition = { exists: TABLE_SCHEMA.partitionKey };
+    const differs: Condition[] = set.flatMap((a) =>
+      'value' in a
+        ? [{ or: [{ absent: a.attr }, { attr: a.attr, op: '<>', value: a.value }] }]
+        : [],
+    );
+    const exists: Condition = { exists: TABLE_SCHEMA.partitionKey };
+    const condition: Condition = state ? exists : { and: [exists, { or: differs }] };
+    const key = check.key;
     engine.background(
       engine.store.update({ key, set, condition }).then((r) => engine.remember(key, r.item ?? {})),
     );

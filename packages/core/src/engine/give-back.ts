@@ -15,9 +15,6 @@ import { type Engine, sleep } from './state.js';
 
 import { LAST, outcomeOf, tagged } from './tagged-writes.js';
 
-/** How long a give-back keeps trying while the store refuses it (throttling, unreachable). */
-const GIVE_BACK_RETRY_MS = 60_000;
-
 /**
  * Applies deltas outside a lease (compensation), retrying on stale state; `also` is written with
  * them (when nothing moves, on its own, under the same conditions).
@@ -75,7 +72,7 @@ class CompensationContendedError extends StoreUnavailableError {
 /**
  * Gives back what a refused or failed acquire took from one item; `chargedBy` is the write that
  * took it. A give-back is not idempotent: it is sent again only after a refusal that applied
- * nothing (throttling, an unreachable store), with backoff for up to a minute, or after an answer
+ * nothing (throttling, an unreachable store), with backoff for as long as a lease lives, or after an answer
  * lost when the item shows nothing written since the charge (its last write is still
  * `chargedBy`): that resend carries the same condition, so at most one of the two can apply
  * unless another writer's write lands between them while the first is still held in the store.
@@ -89,7 +86,7 @@ export async function giveBack(
   also: readonly Assignment[] = [],
   chargedBy?: string,
 ): Promise<boolean> {
-  const until = Date.now() + GIVE_BACK_RETRY_MS;
+  const until = Date.now() + engine.tuning.leaseTtlMs; // while the lease could have lived
   let since: Condition | undefined;
   for (let attempt = 0; ; attempt++) {
     try {
@@ -126,14 +123,14 @@ export async function giveBack(
 /**
  * Writes `set` alone where a give-back that carried it could not be made (a usage event's
  * cancellation: the call was never admitted, whatever stays charged): idempotent, so sent again
- * after any failure for up to a minute; never creates the item.
+ * after any failure, for as long as a lease lives; never creates the item.
  */
 export async function writeAlone(
   engine: Engine,
   key: ItemKey,
   set: readonly Assignment[],
 ): Promise<void> {
-  const until = Date.now() + GIVE_BACK_RETRY_MS;
+  const until = Date.now() + engine.tuning.leaseTtlMs; // while the lease could have lived
   for (let attempt = 0; ; attempt++) {
     try {
       await engine.store.update({ key, set, condition: { exists: TABLE_SCHEMA.partitionKey } });

@@ -98,11 +98,10 @@ async function verify(
     beforeDeadline(engine.keys.find(keyId, signedAtMs), options.signal);
   const claims = await verifyLease(token, find, engine.clock());
   const [own, ...ancestors] = claims.context?.scopes ?? [];
-  if (options.authorize && own)
-    await options.authorize(
-      own.entity,
-      ancestors.map((scope) => scope.entity),
-    );
+  if (options.authorize && own) {
+    const ids = ancestors.map((scope) => scope.entity);
+    await beforeDeadline(options.authorize(own.entity, ids), options.signal);
+  }
   return claims;
 }
 

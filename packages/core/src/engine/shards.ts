@@ -26,8 +26,8 @@ import type { EngineTuning } from '../defaults.js';
 import { own } from '../names.js';
 import { itemAttributes, shardKey, shardOf, TABLE_SCHEMA } from '../store/schema.js';
 import type { Assignment, Condition, ItemKey, ItemState } from '../store/types.js';
-import { ceilDiv, NS_PER_S } from './gcra.js';
 import type { Limit, Sharding } from './limits.js';
+import { ceilDiv, NS_PER_S } from './gcra.js';
 import { type Engine, keyOf, sleep, toNs } from './state.js';
 
 const N = itemAttributes.shards;
@@ -81,8 +81,10 @@ export function quotaShare(limit: number, index: number, count: number): number 
 /** How the limits of one scope ask to be sharded: the most any of them asks. */
 export function shardingOf(limits: readonly Limit[]): Sharding | undefined {
   let found: Sharding | undefined;
-  for (const { sharding } of limits) {
-    if (!sharding) continue;
+  for (const { sharding, shadow } of limits) {
+    // A shadow limit never acts on callers: splitting its scope would hold the enforced limits
+    // at a shard's share.
+    if (!sharding || shadow) continue;
     found = {
       shards: Math.max(found?.shards ?? 1, sharding.shards),
       max: Math.max(found?.max ?? 1, sharding.max),

@@ -11,9 +11,6 @@ import { itemAttributes } from '../store/schema.js';
 import type { ItemKey, ItemState, ItemUpdate, UpdateResult } from '../store/types.js';
 import { type Engine, sleep } from './state.js';
 
-/** How long a lost answer's item is read again while the store is unreachable. */
-const RETRY_MS = 60_000;
-
 export const [LAST, ...EARLIER] = itemAttributes.lastWrites;
 
 /**
@@ -48,7 +45,7 @@ export type Outcome = 'applied' | 'not applied' | 'unknown';
  * first): `applied` when the write is in it; `not applied` when it is not, and the list reaches
  * back to `before` (the item's last write when this one was planned) or to the item's first
  * tagged write: every write since is listed, and ids are never reused; `unknown` when more writes
- * followed than the list holds. Read again while the store is unreachable, for up to a minute.
+ * followed than the list holds. Read again while the store is unreachable, for as long as a lease lives.
  */
 export async function outcomeOf(
   engine: Engine,
@@ -56,7 +53,7 @@ export async function outcomeOf(
   writeId: string,
   before: string | undefined,
 ): Promise<Outcome> {
-  const until = Date.now() + RETRY_MS;
+  const until = Date.now() + engine.tuning.leaseTtlMs; // while the lease could have lived
   for (let attempt = 0; ; attempt++) {
     try {
       const item = await engine.store.get(key);

@@ -82,14 +82,38 @@ class Expression {
     return `${n} = if_not_exists(${n}, ${this.value(a.base)}) + ${this.value(a.addToExisting)}`;
   }
 
-  condition(c: Condition): string {
+  /**
+   * A condition as DynamoDB takes it: it refuses redundant parentheses (`((a OR b))`), so a group
+   * of one is its member, a group within a group of its kind joins it, and only a group within
+   * another is parenthesized. An empty `and` holds always, an empty `or` never.
+   */
+  condition(c: Condition, nested = false): string {
     if ('absent' in c) return `attribute_not_exists(${this.name(c.absent)})`;
     if ('exists' in c) return `attribute_exists(${this.name(c.exists)})`;
-    if ('and' in c) return `(${c.and.map((x) => this.condition(x)).join(' AND ')})`;
-    if ('or' in c) return `(${c.or.map((x) => this.condition(x)).join(' OR ')})`;
+    if ('and' in c || 'or' in c) {
+      const and = 'and' in c;
+      const parts = members(c, and);
+      if (parts.length === 0) return this.condition(and ? ALWAYS : NEVER, nested);
+      if (parts.length === 1) return this.condition(parts[0] as Condition, nested);
+      const text = parts.map((p) => this.condition(p, true)).join(and ? ' AND ' : ' OR ');
+      return nested ? `(${text})` : text;
+    }
     return `${this.name(c.attr)} ${c.op} ${this.value(c.value)}`;
   }
 }
+
+/** The members of an `and` (or an `or`), those of groups of the same kind within it included. */
+function members(c: Condition, and: boolean): Condition[] {
+  const list = and ? ('and' in c ? c.and : []) : 'or' in c ? c.or : [];
+  return list.flatMap((m) => ((and ? 'and' in m : 'or' in m) ? members(m, and) : [m]));
+}
+
+const ALWAYS: Condition = {
+  or: [{ exists: TABLE_SCHEMA.partitionKey }, { absent: TABLE_SCHEMA.partitionKey }],
+};
+const NEVER: Condition = {
+  and: [{ exists: TABLE_SCHEMA.partitionKey }, { absent: TABLE_SCHEMA.partitionKey }],
+};
 
 export function marshalKey(key: ItemKey): Record<string, AttributeValue> {
   return { [TABLE_SCHEMA.partitionKey]: { S: key.pk }, [TABLE_SCHEMA.sortKey]: { S: key.sk } };

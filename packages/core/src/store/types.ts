@@ -32,7 +32,7 @@ export type Assignment =
 export type Condition =
   | { readonly absent: string }
   | { readonly exists: string }
-  | { readonly attr: string; readonly op: '=' | '<' | '<=' | '>='; readonly value: Value }
+  | { readonly attr: string; readonly op: '=' | '<>' | '<' | '<=' | '>='; readonly value: Value }
   | { readonly and: readonly Condition[] }
   | { readonly or: readonly Condition[] };
 

@@ -57,6 +57,11 @@ export interface AggregatorOptions {
   readonly onError?: (error: unknown) => void;
   /** Conflicting transactions before a batch fails. @default 8 */
   readonly maxAttempts?: number;
+  /**
+   * How long after a batch comes a budget threshold it crosses is judged against the item as it
+   * then stands (a refused call's charge is given back within a round trip). @default 1000
+   */
+  readonly alertSettleMs?: number;
 }
 
 /** What one {@link UsageAggregator.apply} wrote. */
@@ -116,6 +121,7 @@ export class UsageAggregator {
       ...(this.#options.sendAlert ? { send: this.#options.sendAlert } : {}),
       onSendFailure: this.#options.onSendFailure ?? 'retry',
       onError: this.#options.onError ?? (() => {}),
+      settleMs: this.#options.alertSettleMs ?? 1_000,
     });
     let pending = [...latest.values()];
     const tally: Tally = { transactions: 0, leases: 0, usage: new Map(), setAside: [] };

@@ -193,6 +193,8 @@ export interface SendOptions {
   readonly send?: AlertSender;
   readonly onSendFailure: 'retry' | 'keep';
   readonly onError: (error: unknown) => void;
+  /** How long after receiving a batch with crossings its items are read (see {@link stillReached}). */
+  readonly settleMs: number;
 }
 
 /** Records each crossing once and sends the alerts this call created or took over. */
@@ -203,6 +205,9 @@ export async function recordAlerts(
 ): Promise<number> {
   let created = 0;
   const seen = new Set<string>();
+  const standing = new Map<string, Promise<ItemState | undefined>>();
+  // A refused acquire's charge is given back one round trip after it lands: read after that.
+  if (crossings.length > 0 && options.settleMs > 0) await sleep(options.settleMs);
   for (const crossing of crossings) {
     const { key, level, alert } = crossing;
     const first = usageKeys.alert(alert.window, key, alert.limit, alert.threshold);
@@ -210,6 +215,7 @@ export async function recordAlerts(
     const id = `${first.sk}\n${level}`;
     if (seen.has(id)) continue;
     seen.add(id);
+    if (!(await stillReached(store, crossing, standing))) continue;
     const nowMs = options.clock();
     const claim = options.send ? options.claimer : undefined;
     const firing = await fire(store, first, crossing, nowMs, claim);
@@ -240,6 +246,31 @@ export async function recordAlerts(
     });
   }
   return created;
+}
+
+/**
+ * Whether usage still stands at or past a crossing's level as the item is now (read once per
+ * item and batch, `settleMs` after the batch came): a charge given back since (an acquire refused
+ * by another of its scopes, a lease settled lower) reached nothing. A window since moved on is
+ * taken as reached. A give-back held up longer than `settleMs` (DynamoDB throttling it) is not
+ * seen, and its charge may still fire the alert.
+ */
+async function stillReached(
+  store: AdminStore,
+  { key, level, alert }: Crossing,
+  standing: Map<string, Promise<ItemState | undefined>>,
+): Promise<boolean> {
+  const id = `${key.pk}\n${key.sk}`;
+  let reading = standing.get(id);
+  if (!reading) {
+    reading = store.get(key);
+    standing.set(id, reading);
+  }
+  const item = new Map(Object.entries((await reading) ?? {}));
+  const window = item.get(bucketAttributes.window(alert.limit));
+  const used = item.get(bucketAttributes.used(alert.limit));
+  if (typeof window !== 'bigint' || window !== BigInt(Date.parse(alert.window))) return true;
+  return typeof used === 'bigint' && used >= level;
 }
 
 /**
