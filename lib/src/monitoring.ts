@@ -1,10 +1,11 @@
 /**
- * Alarms (5xx rate, p99 latency, function errors and throttles, table throttles and system
- * errors), a dashboard (decisions, denials by limit, latency, spend, capacity), the metric filters
- * that count acquire's decisions from its log, and Contributor Insights rules over that log.
- * Metric names and log messages come from the handlers' own lists, so what the dashboard shows is
- * what they write.
+ * Alarms (5xx rate, p99 latency, function errors and throttles, aggregator lag and failed
+ * batches, table throttles and system errors), a dashboard (decisions, denials by limit, latency,
+ * spend, capacity), the metric filters that count acquire's decisions from its log, and
+ * Contributor Insights rules over that log. Metric names and log messages come from the
+ * handlers' own lists, so what the dashboard shows is what they write.
  */
+
 import { DECISION_LOG, METRICS } from '@sluice/lambdas/metric-names';
 import type { FunctionName, StreamFunctionName } from '@sluice/lambdas/routes';
 import { Duration, Stack } from 'aws-cdk-lib';
@@ -28,6 +29,14 @@ export interface Watched {
   readonly service: string;
 }
 
+/** Adds one alarm: at or above `threshold` in 2 of 3 periods. */
+type AddAlarm = (
+  id: string,
+  metric: cloudwatch.IMetric,
+  threshold: number,
+  description: string,
+) => void;
+
 /** The alarms; each notifies `topic` when there is one. */
 export function sluiceAlarms(
   scope: Construct,
@@ -35,7 +44,7 @@ export function sluiceAlarms(
   topic: sns.ITopic | undefined,
 ): cloudwatch.Alarm[] {
   const alarms: cloudwatch.Alarm[] = [];
-  const add = (id: string, metric: cloudwatch.IMetric, threshold: number, description: string) => {
+  const add: AddAlarm = (id, metric, threshold, description) => {
     const alarm = new cloudwatch.Alarm(scope, id, {
       metric,
       threshold,
@@ -48,8 +57,16 @@ export function sluiceAlarms(
     if (topic) alarm.addAlarmAction(new SnsAction(topic));
     alarms.push(alarm);
   };
-  const { stage, table, functions } = watched;
   const period = Duration.minutes(1);
+  apiAlarms(add, watched.stage, period);
+  functionAlarms(add, watched.functions, period);
+  aggregatorAlarms(add, watched, period);
+  tableAlarms(add, watched.table, period);
+  return alarms;
+}
+
+/** The API's: its 5xx rate and its p99 latency. */
+function apiAlarms(add: AddAlarm, stage: HttpStage, period: Duration): void {
   add(
     'ServerErrorRate',
     new cloudwatch.MathExpression({
@@ -70,6 +87,10 @@ export function sluiceAlarms(
     500,
     'p99 API latency at or above 500 ms',
   );
+}
+
+/** Each function's: it threw, or was throttled. */
+function functionAlarms(add: AddAlarm, functions: Watched['functions'], period: Duration): void {
   for (const [name, fn] of functions) {
     add(`${name}-errors`, fn.metricErrors({ period }), 1, `The ${name} function threw`);
     add(
@@ -79,6 +100,10 @@ export function sluiceAlarms(
       `The ${name} function was throttled`,
     );
   }
+}
+
+/** The aggregator's: it lags behind the stream, or gave up on a batch. */
+function aggregatorAlarms(add: AddAlarm, watched: Watched, period: Duration): void {
   add(
     'AggregatorIteratorAge',
     watched.aggregator.metric('IteratorAge', { period, statistic: 'Maximum' }),
@@ -91,6 +116,10 @@ export function sluiceAlarms(
     1,
     'A stream batch could not be counted into usage history after every retry',
   );
+}
+
+/** The table's: throttled requests and system errors on the operations the functions use. */
+function tableAlarms(add: AddAlarm, table: dynamodb.Table, period: Duration): void {
   const operations = [
     dynamodb.Operation.UPDATE_ITEM,
     dynamodb.Operation.GET_ITEM,
@@ -108,7 +137,6 @@ export function sluiceAlarms(
     1,
     'DynamoDB system errors on the Sluice table',
   );
-  return alarms;
 }
 
 /** The dashboard. */

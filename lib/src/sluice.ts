@@ -1,43 +1,37 @@
 /**
  * The Sluice construct: one DynamoDB table, one Lambda function per function of the route table,
- * an HTTP API with IAM authorization on every route, alarms and a dashboard. Embed it in any CDK
- * app; `SluiceStack` is the ready-made stack around it. Its parts: table.ts, functions.ts,
- * monitoring.ts.
+ * an HTTP API with IAM authorization on every route, the usage aggregator on the table's stream,
+ * alarms and a dashboard. Embed it in any CDK app; `SluiceStack` is the ready-made stack around
+ * it. Its parts: table.ts, functions.ts, aggregator.ts, api.ts, monitoring.ts.
  */
+
 import { SERVICE_DEFAULTS } from '@sluice/core';
-import { AGGREGATOR_ENV } from '@sluice/lambdas/environment';
 import { ACCESS, type FunctionName, functionsOf, type Route, routes } from '@sluice/lambdas/routes';
-import { Duration, RemovalPolicy } from 'aws-cdk-lib';
-import { AccessLogFormat } from 'aws-cdk-lib/aws-apigateway';
-import {
-  HttpApi,
-  HttpMethod,
-  HttpStage,
-  LogGroupLogDestination,
-} from 'aws-cdk-lib/aws-apigatewayv2';
-import { HttpIamAuthorizer } from 'aws-cdk-lib/aws-apigatewayv2-authorizers';
-import { HttpLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
+import { Duration, type RemovalPolicy } from 'aws-cdk-lib';
+import type { HttpApi, HttpStage } from 'aws-cdk-lib/aws-apigatewayv2';
 import type * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
-import * as events from 'aws-cdk-lib/aws-events';
+import type * as events from 'aws-cdk-lib/aws-events';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as kms from 'aws-cdk-lib/aws-kms';
-import * as lambda from 'aws-cdk-lib/aws-lambda';
-import { DynamoEventSource, SqsDlq } from 'aws-cdk-lib/aws-lambda-event-sources';
+import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
-import * as sqs from 'aws-cdk-lib/aws-sqs';
+import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { NagSuppressions } from 'cdk-nag';
 import { Construct } from 'constructs';
+import { sluiceAggregator } from './aggregator.js';
+import { sluiceApi } from './api.js';
 import { type FunctionOptions, sluiceFunction } from './functions.js';
 import {
   sluiceAlarms,
   sluiceDashboard,
   sluiceDecisionMetrics,
   sluiceInsightRules,
+  type Watched,
 } from './monitoring.js';
-import { sluiceTable } from './table.js';
+import { sluiceTable, type TableOptions } from './table.js';
 
 /** Options of the {@link Sluice} construct; every one has a secure default. */
 export interface SluiceProps {
@@ -142,143 +136,35 @@ export class Sluice extends Construct {
   constructor(scope: Construct, id: string, props: SluiceProps = {}) {
     super(scope, id);
     const service = props.serviceName ?? SERVICE_DEFAULTS.serviceName;
-    const retention = props.logRetention ?? logs.RetentionDays.ONE_MONTH;
+    const logRetention = props.logRetention ?? logs.RetentionDays.ONE_MONTH;
+    this.table = sluiceTable(this, tableOptions(props));
+    const options = functionOptions(props, this.table, service, logRetention);
+    this.functions = routeFunctions(this, options);
 
-    this.table = sluiceTable(this, {
-      ...(props.tableRemovalPolicy ? { removalPolicy: props.tableRemovalPolicy } : {}),
-      ...(props.deletionProtection !== undefined
-        ? { deletionProtection: props.deletionProtection }
-        : {}),
-      ...(props.tableEncryptionKey ? { encryptionKey: props.tableEncryptionKey } : {}),
-    });
+    const usage = sluiceAggregator(this, options, props.alertBus);
+    this.aggregator = usage.aggregator;
+    this.aggregatorFailures = usage.failures;
+    this.alertBus = usage.alertBus;
 
-    const functionOptions: FunctionOptions = {
-      table: this.table,
-      service,
-      logRetention: retention,
-      logLevel: props.logLevel ?? 'INFO',
-      configCache: props.configCache ?? Duration.millis(SERVICE_DEFAULTS.configCacheMs),
-      auditRetentionDays: props.auditRetentionDays ?? SERVICE_DEFAULTS.auditRetentionDays,
-      usageRetentionDays: props.usageRetentionDays ?? SERVICE_DEFAULTS.usageRetentionDays,
-      ...(props.reservedConcurrency !== undefined
-        ? { reservedConcurrency: props.reservedConcurrency }
-        : {}),
-      ...(props.tableEncryptionKey ? { encryptionKey: props.tableEncryptionKey } : {}),
-    };
-    const functions = new Map<FunctionName, lambda.Function>();
-    for (const name of functionsOf(routes).keys()) {
-      // Acquire's decision lines (INFO) are its metrics and insights: never quieter than INFO.
-      const logLevel =
-        name === 'acquire' && functionOptions.logLevel !== 'DEBUG'
-          ? 'INFO'
-          : functionOptions.logLevel;
-      functions.set(name, sluiceFunction(this, name, { ...functionOptions, logLevel }));
-    }
-    this.functions = functions;
-
-    // Usage history and budget alerts: the aggregator on the table's stream.
-    // (CDK's classes and interfaces disagree under exactOptionalPropertyTypes: hence the casts.)
-    this.alertBus =
-      props.alertBus ?? (new events.EventBus(this, 'AlertBus') as unknown as events.IEventBus);
-    this.aggregator = sluiceFunction(this, 'aggregator', functionOptions, {
-      timeout: Duration.seconds(60),
-      environment: { [AGGREGATOR_ENV.eventBus]: this.alertBus.eventBusName },
-    });
-    this.alertBus.grantPutEventsTo(this.aggregator);
-    this.aggregatorFailures = new sqs.Queue(this, 'AggregatorFailures', {
-      enforceSSL: true,
-      encryption: sqs.QueueEncryption.SQS_MANAGED,
-      retentionPeriod: Duration.days(14),
-    });
-    NagSuppressions.addResourceSuppressions(this.aggregatorFailures, [
-      {
-        id: 'AwsSolutions-SQS3',
-        reason:
-          'This queue is itself the on-failure destination of the usage aggregator: it holds the stream positions of batches that could not be counted.',
-      },
-    ]);
-    NagSuppressions.addResourceSuppressions(
-      this.aggregator.role as iam.IRole,
-      [
-        {
-          id: 'AwsSolutions-IAM5',
-          reason:
-            'The event source mapping reads the table stream: dynamodb:ListStreams cannot be scoped to a resource (CDK grantStreamRead); every other action is on this table only.',
-          appliesTo: ['Resource::*'],
-        },
-      ],
-      true,
-    );
-    this.aggregator.addEventSource(
-      new DynamoEventSource(this.table as unknown as dynamodb.ITable, {
-        startingPosition: lambda.StartingPosition.TRIM_HORIZON,
-        batchSize: 100,
-        // Up to 5 s of a stream in one batch: a lease's acquire and settlements that fall in one
-        // batch are counted once, at their latest.
-        maxBatchingWindow: Duration.seconds(5),
-        bisectBatchOnError: true,
-        reportBatchItemFailures: true,
-        retryAttempts: 10,
-        onFailure: new SqsDlq(this.aggregatorFailures),
-        // TTL deletions carry nothing to count.
-        filters: [
-          lambda.FilterCriteria.filter({ eventName: lambda.FilterRule.or('INSERT', 'MODIFY') }),
-        ],
-      }),
-    );
-
-    const accessLogs = new logs.LogGroup(this, 'AccessLogs', {
-      retention,
-      removalPolicy: RemovalPolicy.DESTROY,
-    });
-    this.api = new HttpApi(this, 'Api', {
-      description: 'Sluice: rate limits and budgets for LLM calls',
-      createDefaultStage: false,
-    });
-    this.stage = new HttpStage(this, 'Stage', {
-      httpApi: this.api,
-      stageName: '$default',
-      autoDeploy: true,
+    const { api, stage } = sluiceApi(this, this.functions, {
+      logRetention,
       throttle: props.throttle ?? { rateLimit: 1_000, burstLimit: 2_000 },
-      accessLogSettings: {
-        destination: new LogGroupLogDestination(accessLogs),
-        format: AccessLogFormat.jsonWithStandardFields(),
-      },
     });
-    const authorizer = new HttpIamAuthorizer();
-    const integrations = new Map<string, HttpLambdaIntegration>();
-    for (const route of routes) {
-      const fn = functions.get(route.function) as lambda.Function;
-      integrations.set(
-        route.function,
-        integrations.get(route.function) ??
-          new HttpLambdaIntegration(`${route.function}-integration`, fn),
-      );
-      this.api.addRoutes({
-        path: route.path,
-        methods: [HttpMethod[route.method]],
-        integration: integrations.get(route.function) as HttpLambdaIntegration,
-        authorizer,
-      });
-    }
+    this.api = api;
+    this.stage = stage;
 
-    this.alarmTopic =
-      props.alarmTopic ??
-      (props.alarmEmail ? new sns.Topic(this, 'AlarmTopic', { enforceSSL: true }) : undefined);
-    if (props.alarmEmail && !props.alarmTopic && this.alarmTopic instanceof sns.Topic) {
-      this.alarmTopic.addSubscription(new subscriptions.EmailSubscription(props.alarmEmail));
-    }
-    const watched = {
+    this.alarmTopic = alarmTopic(this, props);
+    const watched: Watched = {
       stage: this.stage,
       table: this.table,
-      functions: new Map([...functions, ['aggregator', this.aggregator] as const]),
+      functions: new Map([...this.functions, ['aggregator', this.aggregator] as const]),
       aggregator: this.aggregator,
       aggregatorFailures: this.aggregatorFailures,
       service,
     };
     this.alarms = sluiceAlarms(this, watched, this.alarmTopic);
     this.dashboard = sluiceDashboard(this, watched);
-    const acquireLogs = (functions.get('acquire') as lambda.Function).logGroup;
+    const acquireLogs = (this.functions.get('acquire') as lambda.Function).logGroup;
     sluiceDecisionMetrics(this, acquireLogs);
     sluiceInsightRules(this, acquireLogs);
   }
@@ -340,6 +226,64 @@ export class Sluice extends Construct {
       ),
     });
   }
+}
+
+/** What the table takes from the props. */
+function tableOptions(props: SluiceProps): TableOptions {
+  return {
+    ...(props.tableRemovalPolicy ? { removalPolicy: props.tableRemovalPolicy } : {}),
+    ...(props.deletionProtection !== undefined
+      ? { deletionProtection: props.deletionProtection }
+      : {}),
+    ...(props.tableEncryptionKey ? { encryptionKey: props.tableEncryptionKey } : {}),
+  };
+}
+
+/** What every function shares, from the props and their defaults. */
+function functionOptions(
+  props: SluiceProps,
+  table: dynamodb.Table,
+  service: string,
+  logRetention: logs.RetentionDays,
+): FunctionOptions {
+  return {
+    table,
+    service,
+    logRetention,
+    logLevel: props.logLevel ?? 'INFO',
+    configCache: props.configCache ?? Duration.millis(SERVICE_DEFAULTS.configCacheMs),
+    auditRetentionDays: props.auditRetentionDays ?? SERVICE_DEFAULTS.auditRetentionDays,
+    usageRetentionDays: props.usageRetentionDays ?? SERVICE_DEFAULTS.usageRetentionDays,
+    ...(props.reservedConcurrency !== undefined
+      ? { reservedConcurrency: props.reservedConcurrency }
+      : {}),
+    ...(props.tableEncryptionKey ? { encryptionKey: props.tableEncryptionKey } : {}),
+  };
+}
+
+/** One function per function of the route table. */
+function routeFunctions(
+  scope: Construct,
+  options: FunctionOptions,
+): Map<FunctionName, lambda.Function> {
+  const functions = new Map<FunctionName, lambda.Function>();
+  for (const name of functionsOf(routes).keys()) {
+    // Acquire's decision lines (INFO) are its metrics and insights: never quieter than INFO.
+    const logLevel = name === 'acquire' && options.logLevel !== 'DEBUG' ? 'INFO' : options.logLevel;
+    functions.set(name, sluiceFunction(scope, name, { ...options, logLevel }));
+  }
+  return functions;
+}
+
+/** The topic alarms notify: the one given, else a new one when an address is to be subscribed. */
+function alarmTopic(scope: Construct, props: SluiceProps): sns.ITopic | undefined {
+  const topic =
+    props.alarmTopic ??
+    (props.alarmEmail ? new sns.Topic(scope, 'AlarmTopic', { enforceSSL: true }) : undefined);
+  if (props.alarmEmail && !props.alarmTopic && topic instanceof sns.Topic) {
+    topic.addSubscription(new subscriptions.EmailSubscription(props.alarmEmail));
+  }
+  return topic;
 }
 
 /** Whether a function's table access is reads only. */

@@ -50,7 +50,6 @@ export {
   authorizeCaller,
   type ConfigSource,
   MAX_DEPTH,
-  matchesResource,
   type Policy,
   type PolicyRequest,
   planFallbacks,
@@ -71,6 +70,7 @@ export {
   toPrice,
   withCost,
 } from './catalog/price.js';
+export { matchesResource } from './catalog/scope-checks.js';
 export {
   ENGINE_DEFAULTS,
   type EngineTuning,

@@ -22,8 +22,8 @@ import {
 import { ValidationError } from '../errors.js';
 import { own } from '../names.js';
 import { CALLER_PATTERN, MAX_CALLERS } from './callers.js';
-import { matchesResource } from './policy.js';
 import { MAX_PRICE_DECIMALS, parseDecimal } from './price.js';
+import { matchesResource } from './scope-checks.js';
 
 const priceValue = z.union([z.number(), z.string()]).check(
   z.refine((v) => parseDecimal(v) !== undefined, {
@@ -67,7 +67,7 @@ const resourcePattern = z.string().check(
   }),
 );
 
-/** A limit of a plan or an entity: a §5 limit, optionally only for resources matching `resource`. */
+/** A limit of a plan or an entity: an inline limit, optionally only for the resources `resource` matches. */
 export const planLimitSchema = z.union([
   z.extend(bucketLimitSchema, { resource: z.optional(resourcePattern) }),
   z.extend(quotaLimitSchema, { resource: z.optional(resourcePattern) }),

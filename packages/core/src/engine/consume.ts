@@ -12,13 +12,14 @@ import { PRIORITY } from '../defaults.js';
 import { own } from '../names.js';
 import { bucketAttributes, shardKey } from '../store/schema.js';
 import type { Assignment, ItemState, ItemUpdate } from '../store/types.js';
-import { bucketConsume, bucketFits, type ConsumeOptions, type Step } from './gcra.js';
+import { bucketConsume, bucketFits, type ConsumeOptions } from './gcra.js';
 import { combine } from './items.js';
 import { amountOf, type Limit, type Usage } from './limits.js';
 import { quotaConsume, quotaFits } from './quota.js';
 import { shardCondition, shardsAt, shareOf } from './shards.js';
 import { type Engine, nsToMs, toNs } from './state.js';
 import { scopeStatuses, violation } from './statuses.js';
+import type { Step } from './step.js';
 import type { ScopeCheck, Violation } from './types.js';
 
 /** What one item's step comes to; `shadow` lists the shadow limits that would have refused. */

@@ -24,45 +24,21 @@
  *
  * Every write that can raise x says how far ahead of now its state can matter (`horizonNs`),
  * bounded by its own condition; the item's TTL is set past that. Refunds only lower x.
+ *
+ * What a plan comes to, a write, skip or deny, is a `Step` (step.ts, shared with quotas); time
+ * is in nanoseconds as BigInt (nanos.ts).
  */
 
 import { PRIORITY } from '../defaults.js';
 import { own } from '../names.js';
 import { bucketAttributes } from '../store/schema.js';
-import type { Assignment, Condition, ItemState } from '../store/types.js';
+import type { ItemState } from '../store/types.js';
 import type { BucketLimit } from './limits.js';
+import { ceilDiv, floorDiv, NS_PER_MS, NS_PER_S } from './nanos.js';
+import type { Step } from './step.js';
 
-/** Nanoseconds per millisecond. */
-export const NS_PER_MS = 1_000_000n;
-/** Nanoseconds per second. */
-export const NS_PER_S = 1_000_000_000n;
-
-/** What to do about one limit of one item. */
-export type Step =
-  | {
-      readonly kind: 'write';
-      readonly set: readonly Assignment[];
-      readonly condition?: Condition;
-      /**
-       * How long after now the state this write leaves can matter, at most (its condition bounds
-       * it): the item must outlive it. Absent for a write that only gives back.
-       */
-      readonly horizonNs?: bigint;
-      /**
-       * Set when the write converts the item to another definition: it matches the item exactly,
-       * so every increment that lands first makes it fail (see `bucketConsume`).
-       */
-      readonly converts?: true;
-    }
-  | {
-      readonly kind: 'skip';
-      /**
-       * A skip decided from a remembered state holds only while the item still is as remembered
-       * (a memory can be older than the item): the write that carries it checks this.
-       */
-      readonly assuming?: Condition;
-    }
-  | { readonly kind: 'deny'; readonly retryAfterNs: bigint };
+// Exported from here as well: the engine's modules import the time units and the plan type
+// along with the bucket math.
 
 /** How a consume may use a bucket. */
 export interface ConsumeOptions {
@@ -81,16 +57,6 @@ export interface ConsumeOptions {
 
 /** Default of {@link ConsumeOptions.adoptForMs}: twice the default configuration cache time. */
 const ADOPT_FOR_MS = 60_000;
-
-/** Integer division rounding toward −∞ (BigInt division truncates toward 0); `b` > 0. */
-export function floorDiv(a: bigint, b: bigint): bigint {
-  return a >= 0n ? a / b : -((-a + b - 1n) / b);
-}
-
-/** Integer division rounding toward +∞; `b` > 0. */
-export function ceilDiv(a: bigint, b: bigint): bigint {
-  return -floorDiv(-a, b);
-}
 
 const max = (a: bigint, b: bigint): bigint => (a > b ? a : b);
 const minBig = (a: bigint, b: bigint): bigint => (a < b ? a : b);

@@ -15,12 +15,14 @@ import type {
   ItemState,
   ItemUpdate,
 } from '../store/types.js';
-import { bucketDebt, bucketRefund, ceilDiv, type Step } from './gcra.js';
+import { bucketDebt, bucketRefund } from './gcra.js';
 import type { LeasedItem, LeasedLimit } from './lease.js';
 import { amountOf, type Usage } from './limits.js';
+import { ceilDiv } from './nanos.js';
 import { quotaDebt, quotaRefund, quotaStatus } from './quota.js';
 import { shardCondition, shardsAt, shareOf } from './shards.js';
 import { type Engine, toNs } from './state.js';
+import type { Step } from './step.js';
 import type { ScopeCheck } from './types.js';
 
 /** TTLs are rounded up to the hour, so writers of one item rarely disagree on it. */

@@ -13,8 +13,8 @@ import { own } from '../names.js';
 import { bucketAttributes } from '../store/schema.js';
 import type { ItemState } from '../store/types.js';
 import { type CalendarUnit, calendarWindow } from './calendar.js';
-import type { Step } from './gcra.js';
 import type { QuotaLimit } from './limits.js';
+import type { Step } from './step.js';
 
 /** A quota as a lease remembers it. */
 export interface LeasedQuota {

@@ -27,7 +27,7 @@ import { own } from '../names.js';
 import { itemAttributes, shardKey, shardOf, TABLE_SCHEMA } from '../store/schema.js';
 import type { Assignment, Condition, ItemKey, ItemState } from '../store/types.js';
 import type { Limit, Sharding } from './limits.js';
-import { ceilDiv, NS_PER_S } from './gcra.js';
+import { ceilDiv, NS_PER_S } from './nanos.js';
 import { type Engine, keyOf, sleep, toNs } from './state.js';
 
 const N = itemAttributes.shards;

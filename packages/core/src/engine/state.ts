@@ -11,8 +11,8 @@ import { ENGINE_DEFAULTS, type EngineTuning, signingKeyRetainMs } from '../defau
 import { itemAttributes, shardOf } from '../store/schema.js';
 import type { ItemKey, ItemState, Store } from '../store/types.js';
 import type { Combiner } from './combining.js';
-import { ceilDiv, NS_PER_MS } from './gcra.js';
 import type { Usage } from './limits.js';
+import { ceilDiv, NS_PER_MS } from './nanos.js';
 import { Recent } from './recent.js';
 import { SigningKeys } from './signing-keys.js';
 import type { LimiterOptions } from './types.js';

@@ -29,7 +29,7 @@
  */
 
 import { parseDecimal } from '../catalog/price.js';
-import { ceilDiv } from '../engine/gcra.js';
+import { ceilDiv } from '../engine/nanos.js';
 import { sleep } from '../engine/state.js';
 import { StoreUnavailableError } from '../errors.js';
 import {
