@@ -1,15 +1,22 @@
 /**
  * The OpenAPI 3.1 document, generated from the route table (paths, summaries, schemas, problem
- * statuses). `npm run openapi` writes docs/openapi.json; a test fails when that file is stale.
+ * statuses). `npm run openapi` writes docs/openapi.json; a test fails when that file is stale, and
+ * the e2e tier checks every answer it receives against it.
  */
+import { SERVICE_DEFAULTS } from '@sluice/core';
 import * as z from 'zod/mini';
-import { MAX_BODY_BYTES } from './http/limits.js';
+import { MAX_BODY_BYTES, UNAVAILABLE_RETRY_MS } from './http/limits.js';
 import * as r from './responses.js';
 import { type NamedSchema, type Route, routes } from './routes.js';
-import { flagSchema } from './schemas.js';
+import { fallbackSchema, flagSchema } from './schemas.js';
 
 // The flag is a custom schema (see schemas.ts): its JSON Schema type is declared here.
 z.globalRegistry.add(flagSchema, { type: 'boolean' });
+// What acquireRequest checks of `fallback` beyond its items, as far as JSON Schema can say it.
+z.globalRegistry.add(fallbackSchema, {
+  uniqueItems: true,
+  description: 'None repeated, and not `resource` (a 400 names the entry: `fallback[1]`).',
+});
 
 function jsonSchema(of: z.ZodMiniType, io: 'input' | 'output'): Record<string, unknown> {
   const { $schema: _, ...rest } = z.toJSONSchema(of, { io, unrepresentable: 'any' }) as Record<
@@ -19,10 +26,56 @@ function jsonSchema(of: z.ZodMiniType, io: 'input' | 'output'): Record<string, u
   return rest;
 }
 
-const problemResponse = (description: string) => ({
+/** A response header: its description, and whether every such answer carries it. */
+const header = (description: string, required = false) => ({
   description,
-  content: { 'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } } },
+  required,
+  schema: { type: 'string' },
 });
+
+/**
+ * The headers answers carry, described once (components.headers): acquire's rate-limit headers
+ * (the IETF httpapi draft's and OpenAI's, from the limits the decision took from, none when no
+ * limit applied: http/headers.ts) and when to retry (a 429's when it can be retried; every 503's).
+ */
+const HEADER_COMPONENTS: Record<string, ReturnType<typeof header>> = {
+  'RateLimit-Policy': header(
+    'One entry per limit (at most 16: the tightest), `"name";q=<limit>;w=<window seconds>`; limits of scopes other than `entity` are named `scope.name`.',
+  ),
+  RateLimit: header(
+    'One entry per limit, as the policy: `"name";r=<remaining>;t=<reset seconds>`.',
+  ),
+  ...Object.fromEntries(
+    ['requests', 'tokens'].flatMap((metric) => [
+      [`x-ratelimit-limit-${metric}`, header(`The tightest ${metric} limit (OpenAI style).`)],
+      [`x-ratelimit-remaining-${metric}`, header('What remains of it (0 while in debt).')],
+      [`x-ratelimit-reset-${metric}`, header('When it is full again: `20ms`, `1.5s`, `6m0s`.')],
+    ]),
+  ),
+  'Retry-After': header('Whole seconds to wait, rounded up.'),
+  'Retry-After-Ms': header('Milliseconds to wait: `retry_after_ms`.'),
+  'Retry-After-Always': header('Whole seconds to wait, rounded up.', true),
+  'Retry-After-Ms-Always': header('Milliseconds to wait: `retry_after_ms`.', true),
+};
+
+/** Header name → its component. */
+type Headers = Readonly<Record<string, string>>;
+const same = (names: readonly string[]): Headers => Object.fromEntries(names.map((n) => [n, n]));
+const RATE_LIMIT = same(
+  Object.keys(HEADER_COMPONENTS).filter((name) => !name.startsWith('Retry-After')),
+);
+
+/** The headers of some answers, by operation and status. */
+const HEADERS: ReadonlyMap<string, Readonly<Record<number, Headers>>> = new Map([
+  [
+    'acquire',
+    {
+      200: RATE_LIMIT,
+      422: RATE_LIMIT,
+      429: { ...RATE_LIMIT, ...same(['Retry-After', 'Retry-After-Ms']) },
+    },
+  ],
+]);
 
 /** What every route with a body may answer, and what every route may answer. */
 const WITH_BODY = {
@@ -30,12 +83,48 @@ const WITH_BODY = {
   413: `payload_too_large: the body is over ${MAX_BODY_BYTES / 1024} KB.`,
   415: 'unsupported_media_type: send application/json.',
 };
-const ALWAYS = { 503: 'unavailable: the table cannot be reached.' };
+/** What every route may answer, described once (components.responses). */
+const ALWAYS = {
+  500: {
+    id: 'Internal',
+    description:
+      'internal: an unexpected failure; the body says only "internal error" (the log has the cause).',
+  },
+  503: {
+    id: 'Unavailable',
+    description: `unavailable: the table cannot be reached, or not in time; retry after \`retry_after_ms\` (${UNAVAILABLE_RETRY_MS} ms).`,
+    headers: { 'Retry-After': 'Retry-After-Always', 'Retry-After-Ms': 'Retry-After-Ms-Always' },
+  },
+} as const;
 
 const ref = (named: NamedSchema) => ({ $ref: `#/components/schemas/${named.name}` });
 
+/** The answer of a route that answers nothing (a delete's 204). */
+const EMPTY = 'Empty';
+
+/** A listing answers a page: `next` is its `?cursor=` for the page after. */
+const pagedResponses: readonly z.ZodMiniType[] = [r.storedConfigPage, r.auditPage];
+
+/** Query parameters of the listings that page without a query schema of their own. */
+const PAGE_PARAMETERS = [
+  {
+    name: 'limit',
+    in: 'query',
+    required: false,
+    description: `How many, 1 to ${SERVICE_DEFAULTS.maxPageSize} (default ${SERVICE_DEFAULTS.pageSize}).`,
+    schema: { type: 'string', pattern: '^\\d+$' },
+  },
+  {
+    name: 'cursor',
+    in: 'query',
+    required: false,
+    description: 'The `next` of the page before.',
+    schema: { type: 'string' },
+  },
+];
+
 /** A route's query parameters, from its query schema. */
-function parameters(query: z.ZodMiniObject): Record<string, unknown>[] {
+function queryParameters(query: z.ZodMiniObject): Record<string, unknown>[] {
   const schema = jsonSchema(query, 'input') as {
     properties?: Record<string, Record<string, unknown>>;
     required?: string[];
@@ -48,18 +137,67 @@ function parameters(query: z.ZodMiniObject): Record<string, unknown>[] {
   }));
 }
 
+/** `{plan}` in `/v1/admin/plans/{plan}`: a stored name, checked by the handler (a 400 names it). */
+const pathNames = (path: string) => [...path.matchAll(/\{(\w+)\}/g)].map((m) => m[1] as string);
+
+function parameters(route: Route): Record<string, unknown>[] {
+  return [
+    ...pathNames(route.path).map((name) => ({
+      name,
+      in: 'path',
+      required: true,
+      schema: { type: 'string' },
+    })),
+    ...(route.query ? queryParameters(route.query) : []),
+    ...(!route.query && pagedResponses.includes(route.response.schema) ? PAGE_PARAMETERS : []),
+  ];
+}
+
+const headerRefs = (names: Headers | undefined): { headers?: Record<string, unknown> } =>
+  names && Object.keys(names).length > 0
+    ? {
+        headers: Object.fromEntries(
+          Object.entries(names).map(([name, id]) => [name, { $ref: `#/components/headers/${id}` }]),
+        ),
+      }
+    : {};
+
+const withHeaders = (route: Route, status: number) =>
+  headerRefs(HEADERS.get(route.operation)?.[status]);
+
+/** A problem+json answer. */
+const problemResponse = (description: string, headers?: Headers) => ({
+  description,
+  ...headerRefs(headers),
+  content: { 'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } } },
+});
+
+/** The answers of a route that succeed: a delete's 204 without a body; a PUT's 201 (created) or 200. */
+function successes(route: Route): Record<string, unknown> {
+  if (route.response.name === EMPTY) return { '204': { description: 'No Content' } };
+  const answer = (description: string, status: number) => ({
+    description,
+    ...withHeaders(route, status),
+    content: { 'application/json': { schema: ref(route.response) } },
+  });
+  return route.method === 'PUT'
+    ? { '200': answer('Replaced (or unchanged)', 200), '201': answer('Created', 201) }
+    : { '200': answer('OK', 200) };
+}
+
 function operation(route: Route): Record<string, unknown> {
-  const problems = {
+  const params = parameters(route);
+  const problems: Record<number, string> = {
     ...(route.request ? WITH_BODY : {}),
-    ...(route.query ? { 400: WITH_BODY[400] } : {}),
-    ...ALWAYS,
+    // A query parameter, a stored name in the path or a page's limit or cursor can be wrong.
+    ...(params.length > 0 ? { 400: WITH_BODY[400] } : {}),
     ...route.problems,
   };
   return {
     operationId: route.operation,
     summary: route.summary,
     security: [{ sigv4: [] }],
-    ...(route.query ? { parameters: parameters(route.query) } : {}),
+    ...(params.length > 0 ? { parameters: params } : {}),
     ...(route.request
       ? {
           requestBody: {
@@ -68,13 +206,20 @@ function operation(route: Route): Record<string, unknown> {
           },
         }
       : {}),
+    // Statuses are keys that look like integers: JavaScript keeps them in ascending order.
     responses: {
-      '200': {
-        description: 'OK',
-        content: { 'application/json': { schema: ref(route.response) } },
-      },
+      ...successes(route),
       ...Object.fromEntries(
-        Object.entries(problems).map(([status, text]) => [status, problemResponse(text)]),
+        Object.entries(ALWAYS).map(([status, { id }]) => [
+          status,
+          { $ref: `#/components/responses/${id}` },
+        ]),
+      ),
+      ...Object.fromEntries(
+        Object.entries(problems).map(([status, description]) => [
+          status,
+          problemResponse(description, HEADERS.get(route.operation)?.[Number(status)]),
+        ]),
       ),
     },
   };
@@ -88,7 +233,8 @@ export function openApiDocument(): Record<string, unknown> {
     const methods = { ...paths.get(route.path), [route.method.toLowerCase()]: operation(route) };
     paths.set(route.path, methods);
     if (route.request) schemas.set(route.request.name, jsonSchema(route.request.schema, 'input'));
-    schemas.set(route.response.name, jsonSchema(route.response.schema, 'output'));
+    if (route.response.name !== EMPTY)
+      schemas.set(route.response.name, jsonSchema(route.response.schema, 'output'));
   }
   schemas.set('Problem', jsonSchema(r.problem, 'output'));
   return {
@@ -97,7 +243,7 @@ export function openApiDocument(): Record<string, unknown> {
       title: 'Sluice',
       version: '1.0.0',
       description:
-        'Rate limiter and budget guard for LLM traffic. Errors are application/problem+json with a stable `code`.',
+        'Rate limiter and budget guard for LLM traffic. Errors are application/problem+json with a stable `code`. A path no route has answers 404 `not_found`; a method its path does not take, 405 `method_not_allowed` with `Allow`.',
     },
     paths: Object.fromEntries(paths),
     components: {
@@ -110,6 +256,13 @@ export function openApiDocument(): Record<string, unknown> {
         },
       },
       schemas: Object.fromEntries([...schemas].sort(([a], [b]) => a.localeCompare(b))),
+      responses: Object.fromEntries(
+        Object.values(ALWAYS).map(({ id, description, ...rest }) => [
+          id,
+          problemResponse(description, 'headers' in rest ? rest.headers : undefined),
+        ]),
+      ),
+      headers: HEADER_COMPONENTS,
     },
   };
 }

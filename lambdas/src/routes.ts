@@ -111,6 +111,9 @@ const CONFIGURATION_INVALID =
 const CALLER_NOT_ALLOWED =
   'caller_not_allowed: the lease’s entity or an ancestor names other `callers`.';
 
+/** A write that kept losing its race with others (each retried on a version check). */
+const WRITE_CONFLICT = 'conflict: it kept changing while being written; retry.';
+
 const stored = named('StoredConfig', r.storedConfig);
 const page = named('StoredConfigPage', r.storedConfigPage);
 const empty = named('Empty', z.null());
@@ -127,6 +130,7 @@ const documents = {
     summary: `Creates (201) or replaces (200) a ${noun}; validated fully, audited.`,
     request,
     response: stored,
+    problems: { 409: WRITE_CONFLICT },
   }),
   delete: (noun: string) => ({
     summary: `Deletes a ${noun} (204); 409 \`conflict\` while something refers to it.`,
@@ -233,6 +237,7 @@ export const routes = [
     summary: 'Replaces the settings (unknown entities, default price); audited.',
     request: named('SettingsConfig', settingsSchema),
     response: stored,
+    problems: { 409: WRITE_CONFLICT },
   }),
   admin('GET', '/v1/admin/audit', 'listAudit', {
     summary: `Admin changes, newest first, with before and after; kept ${SERVICE_DEFAULTS.auditRetentionDays} days by default.`,
@@ -254,6 +259,7 @@ export const routes = [
     summary:
       'Rotates the lease signing key: a new key signs from now on; the previous one verifies until every lease it signed has expired. Audited (key ids only).',
     response: named('RotationResponse', r.rotationResponse),
+    problems: { 409: WRITE_CONFLICT },
   }),
 ] as const satisfies readonly Route[];
 

@@ -271,7 +271,7 @@ const scenarios: Record<string, () => Promise<boolean>> = {
       const listed = (await admin.alerts()).items;
       const used = await r.read('entity#k', '*', 'u_daily');
       console.log(
-        `used ${used} of a daily limit cut from 1,000 to 550; alerts: ${listed.map((a) => `${a.threshold} (used ${a.used} of ${a.limit_value})`).join(', ') || 'none'}`,
+        `used ${used} of a daily limit cut from 1,000 to 550; alerts: ${listed.map((a) => `${a.threshold} (used ${a.used} of ${a.limitValue})`).join(', ') || 'none'}`,
       );
       console.log(
         'expected: 0.5, and 1 once a write sees the used amount at or above the new limit',

@@ -1,5 +1,6 @@
 /**
- * Small HTTP helpers for the admin routes, as a black-box client would call them.
+ * Small HTTP helpers for the admin routes, as a black-box client would call them (through
+ * api.ts `request`: every answer is checked against docs/openapi.json).
  */
 import { request } from './api.js';
 

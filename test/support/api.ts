@@ -4,6 +4,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, inject } from 'vitest';
+import { expectDescribed } from './openapi.js';
 import { spawnLocalServer } from './spawn.js';
 
 export interface Api {
@@ -30,7 +31,8 @@ export async function startApi(table: string, env: Record<string, string> = {}):
 /**
  * One HTTP request as a black-box client sends it: a JSON body (or a string sent as is, with
  * `contentType`) and any other `headers`, and the answer's status, headers and body (parsed JSON, the text when it is
- * not JSON, `{}` when empty).
+ * not JSON, `{}` when empty). Every answer is checked against docs/openapi.json: one it does not
+ * describe fails the test, naming the route, the status and what differs (see openapi.ts).
  */
 export async function request(
   method: string,
@@ -45,6 +47,7 @@ export async function request(
     ...(body === undefined ? {} : { body: typeof body === 'string' ? body : JSON.stringify(body) }),
   });
   const text = await res.text();
+  expectDescribed({ method, url, status: res.status, headers: res.headers, text });
   let parsed: unknown = {};
   try {
     if (text) parsed = JSON.parse(text);
@@ -74,13 +77,11 @@ export function post(url: string, body: unknown, contentType = 'application/json
 }
 
 /**
- * A local API on a table of its own for the calling test file: started before its tests,
- * stopped after them. Its `url` is there once the tests run.
+ * A local API on a table of its own for the calling test file (or `describe` block): started
+ * before its tests, stopped after them. Its `url`, `tableName` and `output()` are there once the
+ * tests run.
  */
-export function fileApi(
-  prefix: string,
-  env: Record<string, string> = {},
-): { readonly url: string } {
+export function fileApi(prefix: string, env: Record<string, string> = {}): Omit<Api, 'stop'> {
   let api: Api | undefined;
   beforeAll(async () => {
     api = await startApi(tableName(prefix), env);
@@ -88,10 +89,17 @@ export function fileApi(
   afterAll(async () => {
     await api?.stop();
   });
+  const started = (): Api => {
+    if (!api) throw new Error('the API has not started (use it inside a test)');
+    return api;
+  };
   return {
     get url() {
-      if (!api) throw new Error('the API has not started (use it inside a test)');
-      return api.url;
+      return started().url;
     },
+    get tableName() {
+      return started().tableName;
+    },
+    output: () => started().output(),
   };
 }

@@ -53,7 +53,7 @@ export function problem(
 }
 
 /** The status of each error code of @sluice/core: a code without one does not compile. */
-const STATUS_OF: Record<SluiceErrorCode, number> = {
+export const STATUS_OF: Record<SluiceErrorCode, number> = {
   invalid_request: 400,
   lease_not_found: 404,
   lease_settled: 409,

@@ -5,7 +5,16 @@
  */
 import type { Credentials } from './signing.js';
 import { type Answer, strictRequest, Transport } from './transport.js';
-import type { Usage } from './types.js';
+import type { Listing, Usage } from './types.js';
+import {
+  alertsPageFrom,
+  auditPageFrom,
+  resetFrom,
+  rotationFrom,
+  storedConfigFrom,
+  storedConfigPageFrom,
+  topFrom,
+} from './wire.js';
 
 /** A page of a listing: how many, and where the last page left off (its `next`). */
 export interface Page {
@@ -41,7 +50,10 @@ export interface TopEntities {
   }[];
 }
 
-/** A budget threshold crossed (as the event bus and the webhook carry it, plus when and whether delivered). */
+/**
+ * A budget threshold crossed: what the event bus and the webhook carry (there `limit_value`), plus
+ * when and whether it was delivered.
+ */
 export interface BudgetAlert {
   /** null for a resource-wide quota. */
   readonly entity: string | null;
@@ -52,7 +64,8 @@ export interface BudgetAlert {
   readonly window: string;
   readonly threshold: number;
   readonly used: number;
-  readonly limit_value: number;
+  /** The quota's limit it fired under. */
+  readonly limitValue: number;
   readonly at: string;
   readonly delivered: boolean;
 }
@@ -60,13 +73,16 @@ export interface BudgetAlert {
 /** The configuration kinds that have names. */
 export type ConfigKind = 'plan' | 'entity' | 'resource';
 
-/** A stored configuration document, as the admin API answers it. */
+/** A stored configuration document (`config` as it was put), and who changed it last. */
 export interface StoredConfig {
   readonly kind: ConfigKind | 'settings';
   readonly name: string;
   readonly config: Record<string, unknown>;
-  readonly updated_at?: string;
-  readonly updated_by?: string;
+  /** When it was last written (ISO 8601); absent for settings never written. */
+  readonly updatedAt?: string;
+  /** Who wrote it last: an IAM principal ARN, or `local`. */
+  readonly updatedBy?: string;
+  /** 0 for settings never written. */
   readonly version: number;
   /** On put: false when nothing changed. */
   readonly changed?: boolean;
@@ -123,7 +139,7 @@ export class SluiceAdmin {
   /** One document, or undefined when there is none. */
   async get(kind: ConfigKind, name: string): Promise<StoredConfig | undefined> {
     const answer = await this.#request('GET', this.#path(kind, name), undefined, [404]);
-    return answer.status === 404 ? undefined : (answer.body as StoredConfig);
+    return answer.status === 404 ? undefined : storedConfigFrom(answer.body);
   }
 
   /** Every document of a kind (all pages). */
@@ -136,7 +152,7 @@ export class SluiceAdmin {
         'GET',
         `/v1/admin/${COLLECTIONS[kind]}?limit=1000${query}`,
       );
-      const page = answer.body as { items: StoredConfig[]; next: string | null };
+      const page = storedConfigPageFrom(answer.body);
       out.push(...page.items);
       cursor = page.next;
     } while (cursor);
@@ -145,7 +161,7 @@ export class SluiceAdmin {
 
   /** Creates or replaces a document; Sluice validates it fully first. */
   async put(kind: ConfigKind, name: string, config: unknown): Promise<StoredConfig> {
-    return (await this.#request('PUT', this.#path(kind, name), config)).body as StoredConfig;
+    return storedConfigFrom((await this.#request('PUT', this.#path(kind, name), config)).body);
   }
 
   /** Deletes a document (409 while something refers to it). */
@@ -155,18 +171,18 @@ export class SluiceAdmin {
 
   /** The settings (unknown entities, default price). */
   async settings(): Promise<StoredConfig> {
-    return (await this.#request('GET', '/v1/admin/settings')).body as StoredConfig;
+    return storedConfigFrom((await this.#request('GET', '/v1/admin/settings')).body);
   }
 
   /** Replaces the settings. */
   async putSettings(config: unknown): Promise<StoredConfig> {
-    return (await this.#request('PUT', '/v1/admin/settings', config)).body as StoredConfig;
+    return storedConfigFrom((await this.#request('PUT', '/v1/admin/settings', config)).body);
   }
 
   /** Clears an entity's buckets (a top-up). */
   async reset(entity: string): Promise<{ entity: string; cleared: number }> {
     const answer = await this.#request('POST', `${this.#path('entity', entity)}/reset`);
-    return answer.body as { entity: string; cleared: number };
+    return resetFrom(answer.body);
   }
 
   /**
@@ -178,35 +194,34 @@ export class SluiceAdmin {
     previous: string | null;
     removed: string[];
   }> {
-    const answer = await this.#request('POST', '/v1/admin/signing-keys/rotate');
-    return answer.body as { current: string; previous: string | null; removed: string[] };
+    return rotationFrom((await this.#request('POST', '/v1/admin/signing-keys/rotate')).body);
   }
 
   /** Audit entries, newest first; pass `next` back as `cursor` for older ones. */
-  audit(options: Page = {}): Promise<{ items: AuditEntry[]; next: string | null }> {
-    return this.#get('/v1/admin/audit', options);
+  async audit(options: Page = {}): Promise<Listing<AuditEntry>> {
+    return auditPageFrom(await this.#get('/v1/admin/audit', options));
   }
 
   /**
    * The entities with the most of `metric` (default `cost_micro_usd`), or with `by: 'denied'`
    * the most refusals, in a day or month (each entity's own, in its time zone).
    */
-  top(query: TopQuery = {}): Promise<TopEntities> {
-    return this.#get('/v1/admin/usage/top', query);
+  async top(query: TopQuery = {}): Promise<TopEntities> {
+    return topFrom(await this.#get('/v1/admin/usage/top', query));
   }
 
   /** Budget alerts, newest window first; pass `next` back as `cursor` for older ones. */
-  alerts(options: Page = {}): Promise<{ items: BudgetAlert[]; next: string | null }> {
-    return this.#get('/v1/admin/alerts', options);
+  async alerts(options: Page = {}): Promise<Listing<BudgetAlert>> {
+    return alertsPageFrom(await this.#get('/v1/admin/alerts', options));
   }
 
-  /** A GET with the defined `query` members as its query string. */
-  async #get<T>(path: string, query: object): Promise<T> {
+  /** A GET with the defined `query` members as its query string; its answer's body. */
+  async #get(path: string, query: object): Promise<unknown> {
     const params = new URLSearchParams();
     for (const [key, value] of Object.entries(query))
       if (value !== undefined) params.set(key, String(value));
     const suffix = params.size ? `?${params}` : '';
-    return (await this.#request('GET', `${path}${suffix}`)).body as T;
+    return (await this.#request('GET', `${path}${suffix}`)).body;
   }
 
   #path(kind: ConfigKind, name: string): string {

@@ -11,13 +11,23 @@ import type {
   AcquireResult,
   AvailableResult,
   LimitInput,
-  LimitStatus,
   SettleResult,
   Usage,
   UsageHistory,
   UsageQuery,
-  Violation,
 } from './types.js';
+import {
+  acquireBody,
+  adjustBody,
+  admissionFrom,
+  availableBody,
+  availableFrom,
+  refusalFrom,
+  releaseBody,
+  settledFrom,
+  unreachedFrom,
+  usageHistoryFrom,
+} from './wire.js';
 
 /** How {@link SluiceClient} reaches Sluice and behaves when it cannot. */
 export interface SluiceClientOptions {
@@ -43,42 +53,8 @@ export interface SluiceClientOptions {
   readonly sleep?: (ms: number) => Promise<void>;
 }
 
-interface WireLimit {
-  scope: string;
-  name: string;
-  metric: string;
-  limit: number;
-  remaining: number;
-  reset_ms: number;
-}
-
-interface WireViolation extends Omit<WireLimit, 'reset_ms'> {
-  requested: number;
-  retry_after_ms: number | null;
-  resource?: string;
-}
-
-const limitsFrom = (limits: readonly WireLimit[] | undefined): LimitStatus[] =>
-  (limits ?? []).map((l) => ({
-    scope: l.scope,
-    name: l.name,
-    metric: l.metric,
-    limit: l.limit,
-    remaining: l.remaining,
-    resetMs: l.reset_ms,
-  }));
-
-const violationsFrom = (violations: readonly WireViolation[] | undefined): Violation[] =>
-  (violations ?? []).map((v) => ({
-    scope: v.scope,
-    name: v.name,
-    metric: v.metric,
-    limit: v.limit,
-    remaining: v.remaining,
-    requested: v.requested,
-    retryAfterMs: v.retry_after_ms,
-    ...(v.resource !== undefined ? { resource: v.resource } : {}),
-  }));
+/** Acquire's answers that are refusals, not errors: 429 (retry later) and 422 (never as asked). */
+const REFUSALS = [429, 422] as const;
 
 /** Lease ids handed out while Sluice was unreachable: settling them records nothing. */
 const DEGRADED_PREFIX = 'degraded.';
@@ -114,20 +90,14 @@ export class SluiceClient {
     this.#sleep = options.sleep ?? realSleep;
   }
 
-  /** May this call go ahead? Denials and outages are values, not errors. */
+  /**
+   * May this call go ahead? Refusals (429, and the 422s no retry changes) and outages are values,
+   * with Sluice's `code`; the refusals of the request itself (400, 403, 404, 409, 413, 415) throw
+   * {@link SluiceRequestError}.
+   */
   async acquire(request: AcquireRequest): Promise<AcquireResult> {
-    const body = {
-      entity: request.entity,
-      resource: request.resource,
-      usage: request.usage,
-      ...(request.limits ? { limits: request.limits } : {}),
-      ...(request.maxWaitMs !== undefined ? { max_wait_ms: request.maxWaitMs } : {}),
-      ...(request.priority !== undefined ? { priority: request.priority } : {}),
-      ...(request.batch ? { batch: true } : {}),
-      ...(request.fallback ? { fallback: request.fallback } : {}),
-    };
-    const answer = await this.#call('/v1/acquire', body, [429, 422]);
-    if (answer === 'unavailable') {
+    const answer = await this.#call('/v1/acquire', acquireBody(request), REFUSALS);
+    if ('unreached' in answer) {
       return this.#onUnavailable === 'allow'
         ? {
             allowed: true,
@@ -138,52 +108,12 @@ export class SluiceClient {
             limits: [],
             degraded: true,
           }
-        : {
-            allowed: false,
-            code: 'unavailable',
-            retryAfterMs: null,
-            violations: [],
-            limits: [],
-            degraded: true,
-          };
+        : unreachedFrom(answer.unreached?.body);
     }
-    const data = answer.body as {
-      lease_id?: string;
-      wait_ms?: number;
-      resource?: string;
-      fell_back?: boolean;
-      limits?: WireLimit[];
-      code?: string;
-      retry_after_ms?: number | null;
-      violations?: WireViolation[];
-      shadow_violations?: WireViolation[];
-    };
-    const shadow = data.shadow_violations
-      ? { shadowViolations: violationsFrom(data.shadow_violations) }
-      : {};
-    if (answer.status === 200) {
-      return {
-        allowed: true,
-        leaseId: data.lease_id ?? '',
-        waitMs: data.wait_ms ?? 0,
-        resource: data.resource ?? request.resource,
-        fellBack: data.fell_back ?? false,
-        limits: limitsFrom(data.limits),
-        degraded: false,
-        headers: answer.headers ?? {},
-        ...shadow,
-      };
-    }
-    return {
-      allowed: false,
-      code: answer.status === 422 ? 'exceeds_capacity' : 'rate_limited',
-      retryAfterMs: data.retry_after_ms ?? null,
-      violations: violationsFrom(data.violations),
-      limits: [],
-      degraded: false,
-      headers: answer.headers ?? {},
-      ...shadow,
-    };
+    const headers = answer.headers ?? {};
+    return answer.status === 200
+      ? admissionFrom(answer.body, request, headers)
+      : refusalFrom(answer.status, answer.body, headers);
   }
 
   /**
@@ -203,28 +133,7 @@ export class SluiceClient {
       `/v1/usage?${params}`,
       this.#timeoutMs,
     );
-    const data = answer.body as {
-      entity: string;
-      granularity: UsageHistory['granularity'];
-      items: {
-        period_start: string;
-        resource: string;
-        usage: Usage;
-        leases: number;
-        denied: Record<string, number>;
-      }[];
-    };
-    return {
-      entity: data.entity,
-      granularity: data.granularity,
-      items: data.items.map((i) => ({
-        periodStart: i.period_start,
-        resource: i.resource,
-        usage: i.usage,
-        leases: i.leases,
-        denied: i.denied,
-      })),
-    };
+    return usageHistoryFrom(answer.body);
   }
 
   /** Reports the actual usage so far (totals). Safe to repeat: applied exactly once. */
@@ -244,14 +153,9 @@ export class SluiceClient {
     usage?: Usage;
     limits?: readonly LimitInput[];
   }): Promise<AvailableResult> {
-    const answer = await this.#call('/v1/available', request, []);
-    if (answer === 'unavailable') return { limits: [], retryAfterMs: null, degraded: true };
-    const data = answer.body as { limits?: WireLimit[]; retry_after_ms?: number | null };
-    return {
-      limits: limitsFrom(data.limits),
-      retryAfterMs: data.retry_after_ms ?? null,
-      degraded: false,
-    };
+    const answer = await this.#call('/v1/available', availableBody(request), []);
+    if ('unreached' in answer) return { limits: [], retryAfterMs: null, degraded: true };
+    return availableFrom(answer.body);
   }
 
   /**
@@ -299,28 +203,25 @@ export class SluiceClient {
         degraded: true,
       };
     }
-    const answer = await this.#call(path, { lease_id: leaseId, ...(usage ? { usage } : {}) }, []);
-    if (answer === 'unavailable')
+    const body =
+      path === '/v1/adjust' ? adjustBody(leaseId, usage ?? {}) : releaseBody(leaseId, usage);
+    const answer = await this.#call(path, body, []);
+    if ('unreached' in answer)
       return { leaseId, settled: false, usage: usage ?? {}, limits: [], degraded: true };
-    const data = answer.body as { settled?: boolean; usage?: Usage; limits?: WireLimit[] };
-    return {
-      leaseId,
-      settled: data.settled ?? false,
-      usage: data.usage ?? {},
-      limits: limitsFrom(data.limits),
-      degraded: false,
-    };
+    return settledFrom(leaseId, answer.body);
   }
 
   /**
    * POSTs with retries on network errors, timeouts, 5xx and unreadable answers, within one
-   * deadline; 2xx and `expected` statuses are answers, other 4xx throw.
+   * deadline; 2xx and `expected` statuses are answers, other 4xx throw. Not answered in time, it
+   * says so, with Sluice's last 5xx answer if there was one (its `code`, its `retry_after_ms`).
    */
   async #call(
     path: string,
     body: unknown,
     expected: readonly number[],
-  ): Promise<Answer | 'unavailable'> {
+  ): Promise<Answer | { readonly unreached: Answer | undefined }> {
+    let last: Answer | undefined;
     const deadline = Date.now() + this.#timeoutMs;
     for (let attempt = 0; attempt <= this.#retries; attempt++) {
       if (attempt > 0) {
@@ -336,14 +237,17 @@ export class SluiceClient {
       } catch {
         continue; // network error or timeout: retry within the deadline
       }
-      if (answer.status >= 500) continue;
+      if (answer.status >= 500) {
+        last = answer.json ? answer : undefined;
+        continue;
+      }
       if (answer.status < 300 || expected.includes(answer.status)) {
         if (answer.json) return answer;
         continue; // not Sluice's answer (a proxy's page): as if unreachable
       }
       throw requestErrorFrom(answer.status, answer.body);
     }
-    return 'unavailable'; // reported as `degraded: true`, per onUnavailable
+    return { unreached: last }; // reported as `degraded: true`, per onUnavailable
   }
 }
 

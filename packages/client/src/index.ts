@@ -1,7 +1,7 @@
 /**
  * @sluice/client — ask Sluice before an LLM call, report after it.
  * Token estimation lives in `@sluice/client/estimate` (it carries the tokenizer), the middy
- * middleware in `@sluice/client/middy`.
+ * middleware in `@sluice/client/middy`, the mapping of HTTP API bodies in `@sluice/client/wire`.
  */
 export {
   type AuditEntry,
@@ -15,7 +15,12 @@ export {
   type TopQuery,
 } from './admin.js';
 export { LeaseStream, SluiceClient, type SluiceClientOptions } from './client.js';
-export { SluiceClientError, type SluiceClientErrorCode, SluiceRequestError } from './errors.js';
+export {
+  SluiceClientError,
+  type SluiceClientErrorCode,
+  type SluiceProblemCode,
+  SluiceRequestError,
+} from './errors.js';
 export {
   type ProviderAttempt,
   parseDuration,
@@ -24,13 +29,16 @@ export {
 } from './provider.js';
 export type { Credentials } from './signing.js';
 export type {
+  AcquireRefusalCode,
   AcquireRequest,
   AcquireResult,
   AvailableResult,
+  KnownAcquireRefusalCode,
   LimitInput,
   LimitSpec,
   LimitState,
   LimitStatus,
+  Listing,
   SettleResult,
   Usage,
   UsageHistory,

@@ -1,8 +1,9 @@
 /**
  * `@sluice/client/middy`: a middy middleware that guards a Lambda handler with Sluice.
  *
- * Before the handler it acquires; a refusal answers your caller 429 (422 when the request can
- * never fit, 503 when Sluice is unreachable and the client fails closed) with Sluice's
+ * Before the handler it acquires; a refusal answers your caller 429 (`rate_limited`), 422 (a
+ * request that never fits as asked: `exceeds_capacity`, `context_too_large`, `price_unknown`) or
+ * 503 (Sluice unreachable or failing, and the client fails closed), with Sluice's `code` and its
  * `Retry-After` and rate-limit headers, and the handler does not run. After the handler it
  * releases the lease with the usage the handler reported, or with the estimate when it reported
  * none. When the handler throws, the lease is released with what it reported so far (nothing
@@ -25,7 +26,8 @@
  * }));
  */
 import type { SluiceClient } from './client.js';
-import type { AcquireRequest, AcquireResult, Usage } from './types.js';
+import type { AcquireRequest, AcquireResult, KnownAcquireRefusalCode, Usage } from './types.js';
+import { violationsToWire } from './wire.js';
 
 /** What the middleware puts on the handler's context as `sluice`. */
 export interface SluiceLease {
@@ -60,8 +62,9 @@ export interface SluiceGuardOptions<TEvent, TResult> {
    */
   readonly usage?: (response: TResult, event: TEvent) => Usage | undefined;
   /**
-   * The response to a refusal. @default a problem+json body with status 429 (422: can never fit;
-   * 503: Sluice unreachable) and Sluice's headers
+   * The response to a refusal. @default a problem+json body with Sluice's `code`, status 429
+   * (`rate_limited`), 422 (`exceeds_capacity`, `context_too_large`, `price_unknown`) or 503 (Sluice
+   * unreachable or failing, the client failing closed), and Sluice's headers
    */
   readonly refused?: (
     refusal: Extract<AcquireResult, { allowed: false }>,
@@ -85,13 +88,37 @@ interface GuardedRequest<TEvent, TResult> {
 
 const realSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
-const STATUS = { rate_limited: 429, exceeds_capacity: 422, unavailable: 503 } as const;
+/** The status a guarded handler answers for each refusal code Sluice sends. */
+const STATUS: Readonly<Record<KnownAcquireRefusalCode, number>> = {
+  rate_limited: 429,
+  exceeds_capacity: 422,
+  context_too_large: 422,
+  price_unknown: 422,
+  unavailable: 503,
+  internal: 503, // Sluice failing, the client failing closed: unavailable to this caller too
+};
 
-/** The default refusal: problem+json with the status for its code and Sluice's headers. */
+const TITLE: Readonly<Record<number, string>> = {
+  422: 'Unprocessable Content',
+  429: 'Too Many Requests',
+  503: 'Service Unavailable',
+};
+
+/**
+ * The status for a refusal: 503 when Sluice could not answer; else by its code. A code this SDK
+ * does not know (a newer Sluice's) is a 429 when it says when to retry, else a 422.
+ */
+function statusOf(refusal: Extract<AcquireResult, { allowed: false }>): number {
+  if (refusal.degraded) return 503;
+  if (Object.hasOwn(STATUS, refusal.code)) return STATUS[refusal.code as KnownAcquireRefusalCode];
+  return refusal.retryAfterMs === null ? 422 : 429;
+}
+
+/** The default refusal: problem+json with Sluice's code, its status and Sluice's headers. */
 export function refusalResponse(
   refusal: Extract<AcquireResult, { allowed: false }>,
 ): SluiceRefusalResponse {
-  const status = STATUS[refusal.code];
+  const status = statusOf(refusal);
   const headers: Record<string, string> = {
     'content-type': 'application/problem+json',
     ...refusal.headers,
@@ -103,19 +130,11 @@ export function refusalResponse(
     headers,
     body: JSON.stringify({
       type: 'about:blank',
-      title: refusal.code === 'unavailable' ? 'Service Unavailable' : 'Too Many Requests',
+      title: TITLE[status],
       status,
       code: refusal.code,
       retry_after_ms: refusal.retryAfterMs,
-      violations: refusal.violations.map((v) => ({
-        scope: v.scope,
-        name: v.name,
-        metric: v.metric,
-        limit: v.limit,
-        remaining: v.remaining,
-        requested: v.requested,
-        retry_after_ms: v.retryAfterMs,
-      })),
+      violations: violationsToWire(refusal.violations),
     }),
   };
 }

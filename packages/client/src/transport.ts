@@ -4,9 +4,9 @@
  * reads any answer: a JSON body, an empty one, or something else (an HTML error page from a
  * proxy), which becomes a `detail` and never throws a parse error at the caller.
  *
- * Node's client rather than the global `fetch`: on the same kept-open connection, `fetch` took
- * 0.1 to 0.5 ms more a call (more in a process busy with other I/O), and a Lambda that asks
- * before each LLM call pays for that time.
+ * Node's client rather than the global `fetch`: on the same kept-open connection, `fetch` costs
+ * more a call (more in a process busy with other I/O; docs/benchmark.md has the figures), and a
+ * Lambda that asks before each LLM call pays for that time.
  */
 import { Agent as HttpAgent, request as httpRequest } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';

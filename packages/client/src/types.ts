@@ -2,7 +2,7 @@
 
 export type Usage = Readonly<Record<string, number>>;
 
-/** An inline limit: rolling (`per`) or calendar (`window`), as DESIGN.md §5 defines it. */
+/** An inline limit: rolling (`per`, with an optional `burst`) or a calendar quota (`window`). */
 export type LimitInput =
   | {
       name: string;
@@ -66,6 +66,25 @@ export interface AcquireRequest {
   readonly fallback?: readonly string[];
 }
 
+/**
+ * Why an acquire was refused, as Sluice sent it: `rate_limited` (429: retry after
+ * `retryAfterMs`); `exceeds_capacity` (larger than a limit can ever hold), `context_too_large`
+ * (input tokens over the plan's `max_input_tokens`) or `price_unknown` (a cost limit applies and the
+ * resource has no price), each a 422 that no retry changes; with `degraded: true`, `unavailable`
+ * (Sluice not reached, or answering 503) or `internal` (Sluice answering 500), when the client
+ * fails closed. Open-ended: a newer Sluice may refuse with a code this SDK does not know.
+ */
+export type AcquireRefusalCode = KnownAcquireRefusalCode | (string & {});
+
+/** The refusal codes this SDK knows (see {@link AcquireRefusalCode}). */
+export type KnownAcquireRefusalCode =
+  | 'rate_limited'
+  | 'exceeds_capacity'
+  | 'context_too_large'
+  | 'price_unknown'
+  | 'unavailable'
+  | 'internal';
+
 /** An admission with a lease id, or a refusal; `degraded` when Sluice was unreachable. */
 export type AcquireResult =
   | {
@@ -89,8 +108,9 @@ export type AcquireResult =
     }
   | {
       readonly allowed: false;
-      /** `exceeds_capacity`: larger than a limit can ever hold; `unavailable`: Sluice unreachable. */
-      readonly code: 'rate_limited' | 'exceeds_capacity' | 'unavailable';
+      /** Why, as Sluice sent it: see {@link AcquireRefusalCode}. */
+      readonly code: AcquireRefusalCode;
+      /** When to retry: a 429's; null for a 422; when degraded, what a 503 asked, if any. */
       readonly retryAfterMs: number | null;
       readonly violations: readonly Violation[];
       readonly limits: readonly LimitStatus[];
@@ -152,4 +172,10 @@ export interface UsageHistory {
   readonly entity: string;
   readonly granularity: 'hour' | 'day' | 'month';
   readonly items: readonly UsagePeriod[];
+}
+
+/** A page of a listing; `next` is the cursor of the page after (null: the last). */
+export interface Listing<T> {
+  readonly items: T[];
+  readonly next: string | null;
 }
