@@ -18,6 +18,17 @@ export default defineConfig({
   test: {
     testTimeout: 60_000,
     hookTimeout: 60_000,
+    // `npm test` runs every tier with --coverage: one report for the whole run. It counts what runs
+    // in the test processes (the sources, through sluice-source), not what child processes run
+    // (npm start in the e2e tier, the CLI's bin, the bundles under Node 22).
+    coverage: {
+      provider: 'v8',
+      include: ['packages/*/src/**/*.ts', 'lambdas/src/**/*.ts', 'lib/src/**/*.ts'],
+      // Totals printed; every file's figures in coverage/coverage.txt, and as JSON beside it.
+      reporter: ['text-summary', ['text', { file: 'coverage.txt' }], 'json-summary', 'json'],
+      thresholds: { 'packages/core/src/**': { lines: 90, branches: 85 } },
+      reportOnFailure: true,
+    },
     projects: [
       // No Java, no network: `npm run test:unit`.
       { extends: true, test: { name: 'unit', include: ['test/unit/**/*.test.ts'] } },

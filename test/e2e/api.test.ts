@@ -2,20 +2,13 @@ import { ScanCommand } from '@aws-sdk/client-dynamodb';
 import { SluiceClient } from '@sluice/client';
 import { localClient } from '@sluice/local';
 import fc from 'fast-check';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { type Api, post, request, startApi, tableName, withNewTable } from '../support/api.js';
+import { describe, expect, inject, it } from 'vitest';
+import { fileApi, post, request, withNewTable } from '../support/api.js';
+import { tpm30Days as tpm } from '../support/limits.js';
 
-let api: Api;
+const api = fileApi('e2e');
 let n = 0;
-beforeAll(async () => {
-  api = await startApi(tableName('e2e'));
-});
-afterAll(async () => {
-  await api?.stop();
-});
 
-// A 30-day bucket: refill is one token per 259 s at 10,000, so real-clock tests can assert exactly.
-const tpm = (limit: number) => ({ name: 'tpm', metric: 'tokens', limit, per: 2_592_000 as const });
 const entity = () => `key-${++n}`;
 
 async function itemCount(table: string): Promise<number> {

@@ -12,19 +12,17 @@ import { main } from '@sluice/cli';
 import { SluiceAdmin } from '@sluice/client';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Api, request, startApi, tableName } from '../support/api.js';
+import { fileApi, request } from '../support/api.js';
 
 const BIN = fileURLToPath(new URL('../../packages/cli/bin/sluice.js', import.meta.url));
 const EXAMPLE = fileURLToPath(new URL('../../examples/sluice.yaml', import.meta.url));
 
-let api: Api;
+const api = fileApi('cli');
 let dir: string;
-beforeAll(async () => {
-  api = await startApi(tableName('cli'));
+beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), 'sluice-cli-'));
 });
-afterAll(async () => {
-  await api?.stop();
+afterAll(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 

@@ -3,14 +3,12 @@
  */
 import { fileURLToPath } from 'node:url';
 import { main } from '@sluice/cli';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { acquire, limitOf } from '../support/admin.js';
-import { type Api, fileApi, request, startApi, tableName } from '../support/api.js';
+import { fileApi, request } from '../support/api.js';
 
 const EXAMPLE = fileURLToPath(new URL('../../examples/sluice.yaml', import.meta.url));
 // 30-day periods: refill during a test is far below one unit, so counts can be asserted exactly.
-
-const _api = fileApi('cfg');
 
 async function cli(
   url: string,
@@ -48,14 +46,10 @@ function untilNewYorkMidnight(answer: { headers: Headers }): number {
 
 describe('the example file (examples/sluice.yaml)', () => {
   // Its own table: the example's `default` plan would apply to every other test's callers.
-  let api: Api;
+  const api = fileApi('cfg-example');
   beforeAll(async () => {
-    api = await startApi(tableName('cfg-example'));
     const applied = await cli(api.url, 'apply', '-f', EXAMPLE);
     expect(applied.code, applied.err).toBe(0);
-  });
-  afterAll(async () => {
-    await api?.stop();
   });
 
   it('allows each plan its models only', async () => {

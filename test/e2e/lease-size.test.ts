@@ -3,17 +3,11 @@
  * accepts. A decision too large to settle is refused before anything is written; one just
  * inside the bound is answered with headers a client can read, and settles.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { limitOf, put } from '../support/admin.js';
-import { type Api, request, startApi, tableName } from '../support/api.js';
+import { fileApi, request } from '../support/api.js';
 
-let api: Api;
-beforeAll(async () => {
-  api = await startApi(tableName('lease-size'));
-});
-afterAll(async () => {
-  await api?.stop();
-});
+const api = fileApi('lease-size');
 
 const LEVELS = 8; // the deepest hierarchy
 /** `length` characters made from `seed`, unlike those of any other seed. */

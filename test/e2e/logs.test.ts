@@ -2,17 +2,11 @@
  * `npm start` serves many requests at once, as a Lambda function that serves invocations
  * concurrently does: each request's log lines carry its own request id and entity.
  */
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { acquire } from '../support/admin.js';
-import { type Api, startApi, tableName } from '../support/api.js';
+import { fileApi } from '../support/api.js';
 
-let api: Api;
-beforeAll(async () => {
-  api = await startApi(tableName('logs'), { POWERTOOLS_LOG_LEVEL: 'INFO' });
-});
-afterAll(async () => {
-  await api?.stop();
-});
+const api = fileApi('logs', { POWERTOOLS_LOG_LEVEL: 'INFO' });
 
 interface Line {
   readonly message?: string;

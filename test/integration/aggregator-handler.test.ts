@@ -6,14 +6,13 @@
 import { DescribeTableCommand } from '@aws-sdk/client-dynamodb';
 import {
   DescribeStreamCommand,
-  DynamoDBStreamsClient,
   GetRecordsCommand,
   GetShardIteratorCommand,
 } from '@aws-sdk/client-dynamodb-streams';
 import { itemKeys, parseLimits, usageHistory } from '@sluice/core';
-import { LOCAL_CREDENTIALS, LOCAL_REGION } from '@sluice/local';
 import type { DynamoDBBatchResponse, DynamoDBStreamEvent } from 'aws-lambda';
-import { beforeAll, describe, expect, inject, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { localStreams } from '../support/streams.js';
 import { freshTable, handlerEnvironment, type TestTable } from '../support/table.js';
 
 type Handler = (event: DynamoDBStreamEvent) => Promise<DynamoDBBatchResponse>;
@@ -28,11 +27,7 @@ beforeAll(async () => {
 
 /** Every record of the table's stream, as the event source mapping hands them to Lambda. */
 async function streamEvent(): Promise<DynamoDBStreamEvent> {
-  const streams = new DynamoDBStreamsClient({
-    endpoint: inject('dynamoEndpoint'),
-    region: LOCAL_REGION,
-    credentials: LOCAL_CREDENTIALS,
-  });
+  const streams = localStreams();
   const { Table } = await table.client.send(
     new DescribeTableCommand({ TableName: table.tableName }),
   );

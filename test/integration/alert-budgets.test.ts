@@ -4,7 +4,8 @@
  * the next counted change at or past its level; one that fired does not fire again when the
  * budget is lowered, and fires once more when a raised budget's level is reached. Each firing is
  * created and sent once however the stream is read, and an item already past its thresholds
- * costs the aggregator no write.
+ * costs the aggregator no write. Crossings are judged at once (`alertSettleMs: 0`): no charge
+ * here is given back (test/e2e/budget-alerts.test.ts has one that is).
  */
 import {
   type AdminStore,
@@ -17,27 +18,16 @@ import {
   StoreUnavailableError,
   UsageAggregator,
 } from '@sluice/core';
-import { DynamoDBStreamsClient, LOCAL_CREDENTIALS, LOCAL_REGION, readStream } from '@sluice/local';
-import { beforeAll, describe, expect, inject, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { HookedStore } from '../support/hooked-store.js';
-import { freshTable, manualClock, type TestTable } from '../support/table.js';
+import { streamed } from '../support/streams.js';
+import { fileTable, manualClock } from '../support/table.js';
 
-let table: TestTable;
-beforeAll(async () => {
-  table = await freshTable('alert-budgets');
-});
+const table = fileTable('alert-budgets');
 
 /** The changes of `entity`'s items the table's stream holds so far, in stream order. */
 async function changesOf(entity: string): Promise<ItemChange[]> {
-  const all = await readStream({
-    client: table.client,
-    streams: new DynamoDBStreamsClient({
-      endpoint: inject('dynamoEndpoint'),
-      region: LOCAL_REGION,
-      credentials: LOCAL_CREDENTIALS,
-    }),
-    tableName: table.tableName,
-  });
+  const all = await streamed(table);
   return all.filter((c) => c.key.pk === itemKeys.entityWide(entity).pk);
 }
 
@@ -67,6 +57,7 @@ async function take(limiter: Limiter, entity: string, quota: Quota, tokens: numb
 /** An aggregator that sends to `sent`. */
 const aggregator = (sent: BudgetAlert[], store: AdminStore = table.store) =>
   new UsageAggregator({
+    alertSettleMs: 0,
     store,
     sendAlert: async (alert) => {
       sent.push(alert);
@@ -344,6 +335,7 @@ describe('a budget alert whose creation answer was lost', () => {
       });
       const sent: BudgetAlert[] = [];
       const reader = new UsageAggregator({
+        alertSettleMs: 0,
         store: Object.assign(Object.create(table.store) as AdminStore, {
           update: store.update.bind(store),
         }),

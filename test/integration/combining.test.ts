@@ -3,37 +3,18 @@
  * concurrent acquires on one item reach DynamoDB together, and admit exactly what they would have
  * admitted one after another.
  */
-import {
-  bucketAttributes,
-  itemKeys,
-  Limiter,
-  parseLimits,
-  type ScopeCheck,
-  StoreUnavailableError,
-} from '@sluice/core';
+import { bucketAttributes, Limiter, type ScopeCheck, StoreUnavailableError } from '@sluice/core';
 import fc from 'fast-check';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { HookedStore } from '../support/hooked-store.js';
-import { freshTable, manualClock, type TestTable } from '../support/table.js';
+import { check, rpm, tpm } from '../support/limits.js';
+import { fileTable, manualClock } from '../support/table.js';
 
-let table: TestTable;
-let n = 0;
-beforeAll(async () => {
-  table = await freshTable('combining');
-});
+const table = fileTable('combining');
 
 /** One unit of a per-minute limit, in the bucket's units: a minute in ns. */
 const P = 60_000_000_000n;
 const NS_PER_MS = 1_000_000n;
-
-function check(limit: { name: string; metric: string; limit: number; burst?: number }): ScopeCheck {
-  n++;
-  return {
-    scope: 'entity',
-    key: itemKeys.entityBucket(`combining-${n}`, 'gpt-4o'),
-    limits: parseLimits([{ ...limit, per: 'minute' }]),
-  };
-}
 
 /** The real store, counting the writes that reach each item. */
 function countingStore(fail?: (itemWrites: number, id: string) => Error | undefined) {
@@ -62,7 +43,7 @@ describe('concurrent acquires on one item', () => {
     const clock = manualClock();
     const { store, writesTo } = countingStore();
     const limiter = new Limiter({ store, clock: clock.now });
-    const c = check({ name: 'rpm', metric: 'requests', limit: 10 });
+    const c = check([rpm(10)]);
 
     const results = await Promise.all(
       Array.from({ length: 40 }, () => limiter.acquire({ checks: [c], usage: {} })),
@@ -82,7 +63,7 @@ describe('concurrent acquires on one item', () => {
     // a write per call, most of them bound to fail.
     const alone = countingStore();
     const plain = new Limiter({ store: alone.store, clock: clock.now, combiner: undefined });
-    const d = check({ name: 'rpm', metric: 'requests', limit: 10 });
+    const d = check([rpm(10)]);
     await Promise.all(Array.from({ length: 40 }, () => plain.acquire({ checks: [d], usage: {} })));
     expect(alone.writesTo(d)).toBeGreaterThanOrEqual(40);
   });
@@ -90,7 +71,7 @@ describe('concurrent acquires on one item', () => {
   it('charge a combined write the sum of its calls, and settle each lease on its own', async () => {
     const clock = manualClock();
     const limiter = new Limiter({ store: table.store, clock: clock.now });
-    const c = check({ name: 'tpm', metric: 'tokens', limit: 10_000 });
+    const c = check([tpm(10_000)]);
     const sizes = Array.from({ length: 30 }, (_, i) => ((i * 137) % 900) + 100); // 15,600 in all
 
     const results = await Promise.all(
@@ -128,7 +109,7 @@ describe('concurrent acquires on one item', () => {
   it('are combined only with calls of the same limits and priority', async () => {
     const clock = manualClock();
     const limiter = new Limiter({ store: table.store, clock: clock.now });
-    const c = check({ name: 'rpm', metric: 'requests', limit: 20 });
+    const c = check([rpm(20)]);
 
     // Two full-priority calls first (the second forms a group behind the first), then
     // half-priority ones, which may fill only half the burst, 10 units. Were they combined with
@@ -149,7 +130,7 @@ describe('concurrent acquires on one item', () => {
 
   it('fail together when their combined write fails, and give back their other scopes', async () => {
     const clock = manualClock();
-    const org = check({ name: 'rpm', metric: 'requests', limit: 100 });
+    const org = check([rpm(100)]);
     const orgId = `${org.key.pk} ${org.key.sk}`;
     // The organisation's second write is the combined one: DynamoDB throttles it.
     const { store } = countingStore((count, id) =>
@@ -158,9 +139,7 @@ describe('concurrent acquires on one item', () => {
         : undefined,
     );
     const limiter = new Limiter({ store, clock: clock.now });
-    const keys = Array.from({ length: 12 }, () =>
-      check({ name: 'rpm', metric: 'requests', limit: 100 }),
-    );
+    const keys = Array.from({ length: 12 }, () => check([rpm(100)]));
 
     const settled = await Promise.allSettled(
       keys.map((key) => limiter.acquire({ checks: [key, org], usage: {} })),
@@ -181,7 +160,7 @@ describe('concurrent acquires on one item', () => {
     const clock = manualClock();
     const a = new Limiter({ store: table.store, clock: clock.now });
     const b = new Limiter({ store: table.store, clock: clock.now });
-    const c = check({ name: 'rpm', metric: 'requests', limit: 20 });
+    const c = check([rpm(20)]);
 
     const results = await Promise.all(
       Array.from({ length: 60 }, (_, i) => (i % 2 ? a : b).acquire({ checks: [c], usage: {} })),
@@ -219,10 +198,8 @@ describe('generated rounds of mixed calls from three processes', () => {
         );
         // Each call takes from its key and from the org all keys share (the combined item),
         // so a key's refusal gives back what the org admitted.
-        const org = check({ name: 'org-tpm', metric: 'tokens', limit: 12_000 });
-        const keys = Array.from({ length: 6 }, () =>
-          check({ name: 'key-tpm', metric: 'tokens', limit: 5_000 }),
-        );
+        const org = check([{ ...tpm(12_000), name: 'org-tpm' }]);
+        const keys = Array.from({ length: 6 }, () => check([{ ...tpm(5_000), name: 'key-tpm' }]));
         const items = [
           { check: org, limit: 12_000, model: 0n },
           ...keys.map((k) => ({ check: k, limit: 5_000, model: 0n })),

@@ -3,14 +3,11 @@
  */
 import { bucketAttributes, itemKeys, Limiter, parseLimits, type ScopeCheck } from '@sluice/core';
 import fc from 'fast-check';
-import { beforeAll, describe, expect, it } from 'vitest';
-import { freshTable, manualClock, type TestTable } from '../support/table.js';
+import { describe, expect, it } from 'vitest';
+import { fileTable, manualClock } from '../support/table.js';
 
-let table: TestTable;
+const table = fileTable('concurrency');
 let run = 0;
-beforeAll(async () => {
-  table = await freshTable('concurrency');
-});
 
 const NS = 1_000_000n;
 

@@ -4,14 +4,11 @@
  * not cached. The clock is the test's.
  */
 import { CachedConfigSource, ConfigAdmin } from '@sluice/core';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { CountingStore } from '../support/counting-store.js';
-import { freshTable, manualClock, type TestTable } from '../support/table.js';
+import { fileTable, manualClock } from '../support/table.js';
 
-let table: TestTable;
-beforeAll(async () => {
-  table = await freshTable('cfg-cache');
-});
+const table = fileTable('cfg-cache');
 
 const limits = [{ name: 'rpm', metric: 'requests', limit: 100, per: 'minute' }];
 

@@ -9,32 +9,18 @@ import {
   DeadlineExceededError,
   type ItemKey,
   type ItemUpdate,
-  itemKeys,
   Limiter,
-  parseLimits,
-  type ScopeCheck,
   StoreUnavailableError,
   UsageAggregator,
   usageHistory,
 } from '@sluice/core';
-import { DynamoDBStreamsClient, LOCAL_CREDENTIALS, LOCAL_REGION, readStream } from '@sluice/local';
-import { beforeAll, describe, expect, inject, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { HookedStore } from '../support/hooked-store.js';
-import { freshTable, manualClock, type TestTable } from '../support/table.js';
+import { check, remaining, tpm } from '../support/limits.js';
+import { streamed } from '../support/streams.js';
+import { fileTable, manualClock } from '../support/table.js';
 
-let table: TestTable;
-let n = 0;
-beforeAll(async () => {
-  table = await freshTable('deadlines');
-});
-
-function check(scope: string, limit = 1_000): ScopeCheck {
-  return {
-    scope,
-    key: itemKeys.entityBucket(`deadline-${++n}`, 'gpt-4o'),
-    limits: parseLimits([{ name: 'tpm', metric: 'tokens', limit, per: 'minute' }]),
-  };
-}
+const table = fileTable('deadlines');
 
 const same = (a: ItemKey, b: ItemKey) => a.pk === b.pk && a.sk === b.sk;
 const consuming = (update: ItemUpdate, key: ItemKey) => same(update.key, key);
@@ -55,26 +41,10 @@ function gate() {
   return { opened, reached, open, arrived };
 }
 
-/** Every change the table's stream holds now. */
-const streamOf = (t: TestTable) =>
-  readStream({
-    client: t.client,
-    streams: new DynamoDBStreamsClient({
-      endpoint: inject('dynamoEndpoint'),
-      region: LOCAL_REGION,
-      credentials: LOCAL_CREDENTIALS,
-    }),
-    tableName: t.tableName,
-  });
-
-async function remaining(limiter: Limiter, checks: ScopeCheck[]): Promise<number[]> {
-  return (await limiter.available({ checks })).limits.map((l) => l.remaining);
-}
-
 describe('an acquire whose deadline passes while the store stalls', () => {
   it('answers unavailable at once, and gives back its write when it lands after the answer', async () => {
     const clock = manualClock();
-    const [fast, slow] = [check('resource'), check('entity')];
+    const [fast, slow] = [check([tpm(1_000)], 'resource'), check([tpm(1_000)], 'entity')];
     const stall = gate();
     let stalled = false;
     const store = new HookedStore(table.store, async (update) => {
@@ -98,12 +68,12 @@ describe('an acquire whose deadline passes while the store stalls', () => {
     stall.open(); // the store comes back: the stalled write lands after the answer
     await limiter.engine.idle();
 
-    expect(await remaining(limiter, [fast, slow])).toEqual([1_000, 1_000]);
+    expect(await remaining(limiter, fast, slow)).toEqual([1_000, 1_000]);
   });
 
   it('writes nothing once its deadline has passed before the first write', async () => {
     const limiter = table.limiter({ clock: manualClock().now });
-    const c = check('entity');
+    const c = check([tpm(1_000)], 'entity');
     const deadline = new AbortController();
     deadline.abort();
 
@@ -118,7 +88,7 @@ describe('an acquire whose deadline passes while the store stalls', () => {
 describe('a write whose answer was lost after it was applied', () => {
   it('is given back once the item says it was applied', async () => {
     const clock = manualClock();
-    const [shared, own] = [check('resource'), check('entity')];
+    const [shared, own] = [check([tpm(1_000)], 'resource'), check([tpm(1_000)], 'entity')];
     let dropped = false;
     const store = new HookedStore(table.store, undefined, async (update) => {
       if (!dropped && consuming(update, own.key)) {
@@ -133,12 +103,12 @@ describe('a write whose answer was lost after it was applied', () => {
     ).rejects.toBeInstanceOf(StoreUnavailableError);
     await limiter.engine.idle();
 
-    expect(await remaining(limiter, [shared, own])).toEqual([1_000, 1_000]);
+    expect(await remaining(limiter, shared, own)).toEqual([1_000, 1_000]);
   });
 
   it('charges nothing, and reports nothing, when the item shows it was never applied', async () => {
     const clock = manualClock();
-    const [shared, own] = [check('resource'), check('entity')];
+    const [shared, own] = [check([tpm(1_000)], 'resource'), check([tpm(1_000)], 'entity')];
     const reported: unknown[] = [];
     let failed = false;
     // A server error before the write reached the table (a proxy's 500): its outcome is unknown.
@@ -159,13 +129,13 @@ describe('a write whose answer was lost after it was applied', () => {
     ).rejects.toBeInstanceOf(StoreUnavailableError);
     await limiter.engine.idle();
 
-    expect(await remaining(limiter, [shared, own])).toEqual([1_000, 1_000]);
+    expect(await remaining(limiter, shared, own)).toEqual([1_000, 1_000]);
     expect(reported).toEqual([]);
   });
 
   it('sends a give-back again when its answer was lost and the item shows it never applied', async () => {
     const clock = manualClock();
-    const [full, own] = [check('resource', 100), check('entity')];
+    const [full, own] = [check([tpm(100)], 'resource'), check([tpm(1_000)], 'entity')];
     const other = table.limiter({ clock: clock.now });
     await other.acquire({ checks: [full], usage: { tokens: 100 } }); // refuses the next call
     let givingBack = false;
@@ -184,7 +154,7 @@ describe('a write whose answer was lost after it was applied', () => {
 
     expect(result.allowed).toBe(false);
     expect(givingBack).toBe(true);
-    expect(await remaining(limiter, [own])).toEqual([1_000]);
+    expect(await remaining(limiter, own)).toEqual([1_000]);
   });
 
   for (const [following, kept] of [
@@ -193,7 +163,7 @@ describe('a write whose answer was lost after it was applied', () => {
   ] as const) {
     it(`is ${kept ? 'kept charged, and reported,' : 'given back'} when ${following} other write(s) followed it before the item was read`, async () => {
       const clock = manualClock();
-      const own = check('entity');
+      const own = check([tpm(1_000)], 'entity');
       const other = table.limiter({ clock: clock.now });
       const reported: unknown[] = [];
       let dropped = false;
@@ -219,7 +189,7 @@ describe('a write whose answer was lost after it was applied', () => {
       // The item lists its last four writes: past them it cannot tell, and nothing is given back
       // blindly (a refund of what may not have been taken would admit more than the limit).
       const others = 10 * following;
-      expect(await remaining(limiter, [own])).toEqual([1_000 - others - (kept ? 100 : 0)]);
+      expect(await remaining(limiter, own)).toEqual([1_000 - others - (kept ? 100 : 0)]);
       expect(reported).toHaveLength(kept ? 1 : 0);
     });
   }
@@ -228,7 +198,7 @@ describe('a write whose answer was lost after it was applied', () => {
 describe('a refused call whose first write may have applied', () => {
   it('is never counted in usage history, whatever stays charged', async () => {
     const clock = manualClock();
-    const [own, full] = [check('entity'), check('resource', 100)];
+    const [own, full] = [check([tpm(1_000)], 'entity'), check([tpm(100)], 'resource')];
     const other = table.limiter({ clock: clock.now });
     await other.acquire({ checks: [full], usage: { tokens: 100 } }); // refuses the call below
     let dropped = false;
@@ -247,7 +217,7 @@ describe('a refused call whose first write may have applied', () => {
 
     const result = await limiter.acquire({ checks: [own, full], usage: { tokens: 100 }, context });
     await limiter.engine.idle();
-    await new UsageAggregator({ store: table.store }).apply(await streamOf(table));
+    await new UsageAggregator({ store: table.store }).apply(await streamed(table));
     const history = await usageHistory(table.store, {
       entity,
       granularity: 'day',
@@ -256,7 +226,7 @@ describe('a refused call whose first write may have applied', () => {
     });
 
     expect(result).toMatchObject({ allowed: false, code: 'rate_limited' });
-    expect(await remaining(limiter, [own])).toEqual([860]); // kept: 100, and the others' 40
+    expect(await remaining(limiter, own)).toEqual([860]); // kept: 100, and the others' 40
     expect(history).toEqual([]);
   });
 });
@@ -264,7 +234,7 @@ describe('a refused call whose first write may have applied', () => {
 describe('an acquire that runs out of attempts on contention', () => {
   it('refuses nothing it cannot name: with room left it is unavailable, and nothing stays charged', async () => {
     const clock = manualClock();
-    const [contended, own] = [check('resource', 600), check('entity')];
+    const [contended, own] = [check([tpm(600)], 'resource'), check([tpm(1_000)], 'entity')];
     const { L, P } = { L: 600n, P: 60_000_000_000n }; // 600 a minute: x = TAT·L, a token is P
     const nowX = BigInt(clock.now()) * 1_000_000n * L;
     const tat = bucketAttributes.tat('tpm');
@@ -287,12 +257,12 @@ describe('an acquire that runs out of attempts on contention', () => {
     const result = limiter.acquire({ checks: [own, contended], usage: { tokens: 100 } });
 
     await expect(result).rejects.toBeInstanceOf(StoreUnavailableError);
-    expect(await remaining(limiter, [own])).toEqual([1_000]);
+    expect(await remaining(limiter, own)).toEqual([1_000]);
   });
 
   it('names the full limit and a real retry time when the last state seen is full', async () => {
     const clock = manualClock();
-    const contended = check('resource', 600);
+    const contended = check([tpm(600)], 'resource');
     const tat = bucketAttributes.tat('tpm');
     const nowX = BigInt(clock.now()) * 1_000_000n * 600n;
     const P = 60_000_000_000n;
@@ -323,7 +293,7 @@ describe('an acquire that runs out of attempts on contention', () => {
 describe('a settlement whose deadline passes while the store stalls', () => {
   it('answers unavailable, and the same adjust again applies once when the store is back', async () => {
     const clock = manualClock();
-    const c = check('entity');
+    const c = check([tpm(1_000)], 'entity');
     const stall = gate();
     let stalling = false;
     const store = new HookedStore(table.store, undefined, undefined, async () => {
@@ -350,6 +320,6 @@ describe('a settlement whose deadline passes while the store stalls', () => {
     const again = await limiter.adjust(acquired.leaseId, { tokens: 300 });
 
     expect(again.usage.tokens).toBe(300);
-    expect(await remaining(limiter, [c])).toEqual([700]);
+    expect(await remaining(limiter, c)).toEqual([700]);
   });
 });

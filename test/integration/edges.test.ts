@@ -15,24 +15,13 @@ import {
   StoreUnavailableError,
   TABLE_SCHEMA,
 } from '@sluice/core';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { HookedStore } from '../support/hooked-store.js';
-import { freshTable, manualClock, type TestTable } from '../support/table.js';
+import { check } from '../support/limits.js';
+import { fileTable, manualClock } from '../support/table.js';
 
-let table: TestTable;
+const table = fileTable('edges');
 let n = 0;
-beforeAll(async () => {
-  table = await freshTable('edges');
-});
-
-function check(limits: unknown[], scope = 'entity', key?: ItemKey): ScopeCheck {
-  n++;
-  return {
-    scope,
-    key: key ?? itemKeys.entityBucket(`edge-${n}`, 'gpt-4o'),
-    limits: parseLimits(limits),
-  };
-}
 
 const perSecond = (limit: number, name = 'rps') => ({
   name,

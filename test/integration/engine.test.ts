@@ -7,41 +7,16 @@ import {
   type ScopeCheck,
   ValidationError,
 } from '@sluice/core';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { CountingStore } from '../support/counting-store.js';
-import { freshTable, manualClock, type TestTable } from '../support/table.js';
+import { check, rpm, tpm } from '../support/limits.js';
+import { countedLimiter, fileTable, freshTable, manualClock } from '../support/table.js';
 
-let table: TestTable;
-let n = 0;
-beforeAll(async () => {
-  table = await freshTable('engine');
-});
-
-/** A check on a key of its own, so tests never share buckets. */
-function check(limits: unknown, scope = 'entity'): ScopeCheck {
-  n++;
-  return { scope, key: itemKeys.entityBucket(`key-${n}`, 'gpt-4o'), limits: parseLimits(limits) };
-}
-
-function setup(options: { startMs?: number } = {}) {
-  const clock = manualClock(options.startMs);
-  const store = new CountingStore(table.store);
-  const limiter = new Limiter({ store, clock: clock.now });
-  return { clock, store, limiter };
-}
-
-const tpm = (limit: number, burst?: number) => ({
-  name: 'tpm',
-  metric: 'tokens',
-  limit,
-  per: 'minute',
-  ...(burst ? { burst } : {}),
-});
-const rpm = (limit: number) => ({ name: 'rpm', metric: 'requests', limit, per: 'minute' });
+const table = fileTable('engine');
 
 describe('acquire', () => {
   it('checks every limit of an item at once and consumes nothing when one refuses', async () => {
-    const { limiter } = setup();
+    const { limiter } = countedLimiter(table);
     const c = check([rpm(100), tpm(1_000)]);
     expect((await limiter.acquire({ checks: [c], usage: { tokens: 900 } })).allowed).toBe(true);
 
@@ -57,7 +32,7 @@ describe('acquire', () => {
   });
 
   it('says when a refused request will fit', async () => {
-    const { limiter } = setup();
+    const { limiter } = countedLimiter(table);
     const c = check([tpm(600)]); // 10 tokens a second
     await limiter.acquire({ checks: [c], usage: { tokens: 600 } });
 
@@ -67,7 +42,7 @@ describe('acquire', () => {
   });
 
   it('admits again once the bucket has refilled', async () => {
-    const { limiter, clock } = setup();
+    const { limiter, clock } = countedLimiter(table);
     const c = check([tpm(600)]);
     await limiter.acquire({ checks: [c], usage: { tokens: 600 } });
     clock.advance(5_000);
@@ -78,7 +53,7 @@ describe('acquire', () => {
   });
 
   it('charges sub-millisecond costs exactly at a million tokens a minute', async () => {
-    const { limiter } = setup();
+    const { limiter } = countedLimiter(table);
     const c = check([tpm(1_000_000)]); // one token = 60 µs
     for (let i = 0; i < 300; i++) {
       expect((await limiter.acquire({ checks: [c], usage: { tokens: 1 } })).allowed).toBe(true);
@@ -90,7 +65,7 @@ describe('acquire', () => {
   });
 
   it('refuses a request larger than the burst as exceeds_capacity, writing nothing', async () => {
-    const { limiter, store } = setup();
+    const { limiter, store } = countedLimiter(table);
     const c = check([tpm(1_000, 1_500)]);
 
     const result = await limiter.acquire({ checks: [c], usage: { tokens: 1_501 } });
@@ -100,7 +75,7 @@ describe('acquire', () => {
   });
 
   it('denies from memory when the last state seen proves the request cannot fit', async () => {
-    const { limiter, store } = setup();
+    const { limiter, store } = countedLimiter(table);
     const c = check([tpm(1_000)]);
     await limiter.acquire({ checks: [c], usage: { tokens: 1_000 } });
     const writesBefore = store.writes;
@@ -131,7 +106,7 @@ describe('acquire', () => {
   });
 
   it('still asks DynamoDB about a smaller request the last state seen cannot rule out', async () => {
-    const { limiter, store } = setup();
+    const { limiter, store } = countedLimiter(table);
     const c = check([tpm(1_000)]);
     await limiter.acquire({ checks: [c], usage: { tokens: 990 } });
     await limiter.acquire({ checks: [c], usage: { tokens: 50 } }); // denied from memory
@@ -157,7 +132,7 @@ describe('acquire', () => {
   });
 
   it('reserves a place instead of refusing when the caller may wait, in arrival order', async () => {
-    const { limiter } = setup();
+    const { limiter } = countedLimiter(table);
     const c = check([tpm(600)]); // 10 tokens a second
     await limiter.acquire({ checks: [c], usage: { tokens: 600 } });
 
@@ -179,7 +154,7 @@ describe('acquire', () => {
   });
 
   it('keeps the last part of the burst for higher priorities', async () => {
-    const { limiter } = setup();
+    const { limiter } = countedLimiter(table);
     const c = check([rpm(10)]);
     for (let i = 0; i < 8; i++) await limiter.acquire({ checks: [c], usage: {}, priority: 80 });
 
@@ -191,7 +166,7 @@ describe('acquire', () => {
   });
 
   it('refuses bad usage and bad options before writing anything', async () => {
-    const { limiter, store } = setup();
+    const { limiter, store } = countedLimiter(table);
     const c = check([tpm(1_000)]);
 
     const attempts = [
@@ -207,7 +182,7 @@ describe('acquire', () => {
   });
 
   it('keeps bucket state when the limit changes', async () => {
-    const { limiter } = setup();
+    const { limiter } = countedLimiter(table);
     const c = check([tpm(1_000)]);
     await limiter.acquire({ checks: [c], usage: { tokens: 700 } });
     const doubled: Limit[] = parseLimits([tpm(2_000)]);
@@ -223,7 +198,7 @@ describe('acquire', () => {
 
 describe('several scopes in one decision', () => {
   it('refunds the scopes that admitted when another refuses', async () => {
-    const { limiter } = setup();
+    const { limiter } = countedLimiter(table);
     const key = check([tpm(10_000)]);
     const project = check([tpm(1_000)], 'parent:project-1');
     await limiter.acquire({ checks: [project], usage: { tokens: 900 } });
@@ -238,11 +213,11 @@ describe('several scopes in one decision', () => {
   });
 
   it('reports every scope on admission', async () => {
-    const { limiter } = setup();
+    const { limiter } = countedLimiter(table);
     const key = check([tpm(10_000)]);
     const shared: ScopeCheck = {
       scope: 'resource',
-      key: itemKeys.resourceBucket(`model-${n}`),
+      key: itemKeys.resourceBucket('model-reports-every-scope'),
       limits: parseLimits([tpm(50_000)]),
     };
 
@@ -265,7 +240,7 @@ describe('calendar quotas', () => {
   });
 
   it('refuses past the quota until local midnight, then starts afresh (Tokyo, east of UTC)', async () => {
-    const { limiter, clock } = setup({ startMs: Date.parse('2026-01-15T14:30:00Z') }); // 23:30 in Tokyo
+    const { limiter, clock } = countedLimiter(table, Date.parse('2026-01-15T14:30:00Z')); // 23:30 in Tokyo
     const c = check([daily('Asia/Tokyo')]);
     for (let i = 0; i < 3; i++) await limiter.acquire({ checks: [c], usage: {} });
 
@@ -278,7 +253,7 @@ describe('calendar quotas', () => {
   });
 
   it('rolls over at local midnight across the spring-forward day (New York)', async () => {
-    const { limiter, clock } = setup({ startMs: Date.parse('2026-03-08T03:30:00Z') }); // Mar 7, 22:30 EST
+    const { limiter, clock } = countedLimiter(table, Date.parse('2026-03-08T03:30:00Z')); // Mar 7, 22:30 EST
     const c = check([daily('America/New_York', 1)]);
     await limiter.acquire({ checks: [c], usage: {} });
     clock.set(Date.parse('2026-03-08T05:00:00Z')); // Mar 8, 00:00 EST
@@ -293,7 +268,7 @@ describe('calendar quotas', () => {
   });
 
   it('counts a monthly budget and refuses what would cross it', async () => {
-    const { limiter } = setup({ startMs: Date.parse('2026-02-10T00:00:00Z') });
+    const { limiter } = countedLimiter(table, Date.parse('2026-02-10T00:00:00Z'));
     const c = check([
       { name: 'monthly', metric: 'cost_micro_usd', limit: 1_000_000, window: 'month' },
     ]);
@@ -326,7 +301,7 @@ describe('calendar quotas', () => {
 
 describe('available', () => {
   it('consumes nothing and says when usage would fit', async () => {
-    const { limiter } = setup();
+    const { limiter } = countedLimiter(table);
     const c = check([tpm(600)]);
     await limiter.acquire({ checks: [c], usage: { tokens: 580 } });
 

@@ -6,15 +6,12 @@
  */
 import { CachedConfigSource, ConfigAdmin, Limiter, resolvePolicy, type Usage } from '@sluice/core';
 import fc from 'fast-check';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { CountingStore } from '../support/counting-store.js';
-import { freshTable, manualClock, type TestTable } from '../support/table.js';
+import { fileTable, manualClock } from '../support/table.js';
 
-let table: TestTable;
+const table = fileTable('hierarchy');
 let run = 0;
-beforeAll(async () => {
-  table = await freshTable('hierarchy');
-});
 
 const MONTH = 2_592_000;
 const KEYS = ['k1', 'k2', 'k3', 'k4'] as const;

@@ -1,41 +1,15 @@
 import {
-  itemKeys,
   LeaseNotFoundError,
   LeaseSettledError,
   Limiter,
   parseLimits,
   type ScopeCheck,
 } from '@sluice/core';
-import { beforeAll, describe, expect, it } from 'vitest';
-import { CountingStore } from '../support/counting-store.js';
-import { freshTable, manualClock, type TestTable } from '../support/table.js';
+import { describe, expect, it } from 'vitest';
+import { check, remaining, tpm } from '../support/limits.js';
+import { countedLimiter, fileTable, freshTable, manualClock } from '../support/table.js';
 
-let table: TestTable;
-let n = 0;
-beforeAll(async () => {
-  table = await freshTable('leases');
-});
-
-const tpm = (limit: number) => ({ name: 'tpm', metric: 'tokens', limit, per: 'minute' });
-
-function check(limits: unknown[] = [tpm(1_000)]): ScopeCheck {
-  n++;
-  return {
-    scope: 'entity',
-    key: itemKeys.entityBucket(`key-${n}`, 'gpt-4o'),
-    limits: parseLimits(limits),
-  };
-}
-
-function setup() {
-  const clock = manualClock();
-  const store = new CountingStore(table.store);
-  return { clock, store, limiter: new Limiter({ store, clock: clock.now }) };
-}
-
-async function remaining(limiter: Limiter, c: ScopeCheck): Promise<number[]> {
-  return (await limiter.available({ checks: [c] })).limits.map((l) => l.remaining);
-}
+const table = fileTable('leases');
 
 async function leaseOf(limiter: Limiter, c: ScopeCheck, tokens: number): Promise<string> {
   const result = await limiter.acquire({ checks: [c], usage: { tokens } });
@@ -45,7 +19,7 @@ async function leaseOf(limiter: Limiter, c: ScopeCheck, tokens: number): Promise
 
 describe('adjust', () => {
   it('charges the difference when the call used more than estimated, into debt', async () => {
-    const { limiter } = setup();
+    const { limiter } = countedLimiter(table);
     const c = check();
     const lease = await leaseOf(limiter, c, 900);
 
@@ -56,7 +30,7 @@ describe('adjust', () => {
   });
 
   it('makes later callers wait out a debt', async () => {
-    const { limiter } = setup();
+    const { limiter } = countedLimiter(table);
     const c = check([tpm(600)]); // 10 a second
     const lease = await leaseOf(limiter, c, 600);
     await limiter.adjust(lease, { tokens: 700 });
@@ -67,7 +41,7 @@ describe('adjust', () => {
   });
 
   it('gives back what the call did not use', async () => {
-    const { limiter } = setup();
+    const { limiter } = countedLimiter(table);
     const c = check();
     const lease = await leaseOf(limiter, c, 900);
 
@@ -77,7 +51,7 @@ describe('adjust', () => {
   });
 
   it('takes running totals while a stream goes on', async () => {
-    const { limiter } = setup();
+    const { limiter } = countedLimiter(table);
     const c = check();
     const lease = await leaseOf(limiter, c, 100);
 
@@ -87,7 +61,7 @@ describe('adjust', () => {
   });
 
   it('derives tokens from the reported split and keeps left-out metrics at the estimate', async () => {
-    const { limiter } = setup();
+    const { limiter } = countedLimiter(table);
     const c = check([
       tpm(10_000),
       { name: 'otpm', metric: 'output_tokens', limit: 10_000, per: 'minute' },
@@ -109,7 +83,7 @@ describe('adjust', () => {
   });
 
   it('applies a duplicate sent five times at once exactly once', async () => {
-    const { limiter } = setup();
+    const { limiter } = countedLimiter(table);
     const c = check();
     const lease = await leaseOf(limiter, c, 100);
 
@@ -136,7 +110,7 @@ describe('adjust', () => {
   });
 
   it('costs one transaction of the lease item and the bucket', async () => {
-    const { limiter, store } = setup();
+    const { limiter, store } = countedLimiter(table);
     const c = check();
     const lease = await leaseOf(limiter, c, 100);
     const before = { ...store.counts };
@@ -151,7 +125,7 @@ describe('adjust', () => {
 
 describe('release', () => {
   it('without usage gives back the whole reservation, request included', async () => {
-    const { limiter } = setup();
+    const { limiter } = countedLimiter(table);
     const c = check([tpm(1_000), { name: 'rpm', metric: 'requests', limit: 10, per: 'minute' }]);
     const lease = await leaseOf(limiter, c, 900);
 
@@ -161,7 +135,7 @@ describe('release', () => {
   });
 
   it('answers a repeated release as the first did and changes nothing', async () => {
-    const { limiter } = setup();
+    const { limiter } = countedLimiter(table);
     const c = check();
     const lease = await leaseOf(limiter, c, 500);
     const first = await limiter.release(lease, { tokens: 300 });
@@ -177,7 +151,7 @@ describe('release', () => {
   });
 
   it('refuses a different release or an adjust once settled', async () => {
-    const { limiter } = setup();
+    const { limiter } = countedLimiter(table);
     const c = check();
     const lease = await leaseOf(limiter, c, 500);
     await limiter.release(lease, { tokens: 300 });
@@ -217,9 +191,7 @@ describe('release', () => {
   });
 
   it('answers a repeated adjust as the first did when the table agrees with memory', async () => {
-    const clock = manualClock();
-    const store = new CountingStore(table.store);
-    const a = new Limiter({ store, clock: clock.now });
+    const { limiter: a, store } = countedLimiter(table);
     const c = check();
     const lease = await leaseOf(a, c, 500);
     await a.adjust(lease, { tokens: 300 });
@@ -234,7 +206,7 @@ describe('release', () => {
 
 describe('lease ids', () => {
   it('refuses an altered lease id as not found', async () => {
-    const { limiter } = setup();
+    const { limiter } = countedLimiter(table);
     const lease = await leaseOf(limiter, check(), 500);
     const [body, mac] = lease.split('.') as [string, string];
     const claims = JSON.parse(Buffer.from(body, 'base64url').toString()) as {
@@ -250,7 +222,7 @@ describe('lease ids', () => {
   });
 
   it('refuses an expired lease and leaves its estimate charged', async () => {
-    const { limiter, clock } = setup();
+    const { limiter, clock } = countedLimiter(table);
     const c = check([{ name: 'daily', metric: 'tokens', limit: 1_000, window: 'day' }]);
     const lease = await leaseOf(limiter, c, 500);
     clock.advance(3_600_001);
@@ -260,7 +232,7 @@ describe('lease ids', () => {
   });
 
   it('measures a list of limits again once it has grown, and refuses a lease too long to settle', async () => {
-    const { limiter, store } = setup();
+    const { limiter, store } = countedLimiter(table);
     const c = check();
     await leaseOf(limiter, c, 10); // measured at one limit
     // 25 lists of 16 (the most one list may hold): 400 limits, far more than a lease carries.
@@ -299,7 +271,7 @@ describe('quota leases', () => {
   const daily = { name: 'daily', metric: 'tokens', limit: 1_000, window: 'day' };
 
   it('charges debt into the current window after midnight and skips a refund to a past one', async () => {
-    const { limiter, clock } = setup();
+    const { limiter, clock } = countedLimiter(table);
     clock.set(Date.parse('2026-06-01T23:59:00Z'));
     const c = check([daily]);
     const a = await leaseOf(limiter, c, 100);

@@ -19,15 +19,12 @@ import {
   StoreUnavailableError,
 } from '@sluice/core';
 import fc from 'fast-check';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { HookedStore } from '../support/hooked-store.js';
-import { freshTable, manualClock, type TestTable } from '../support/table.js';
+import { fileTable, manualClock } from '../support/table.js';
 
-let table: TestTable;
+const table = fileTable('model');
 let run = 0;
-beforeAll(async () => {
-  table = await freshTable('model');
-});
 
 /** The real store; `failNext` makes the next update of items under `pk` throw before it is sent. */
 function faultyStore(inner: Store) {

@@ -15,13 +15,10 @@ import {
   shardKey,
 } from '@sluice/core';
 import fc from 'fast-check';
-import { beforeAll, describe, expect, it } from 'vitest';
-import { freshTable, manualClock, type TestTable } from '../support/table.js';
+import { describe, expect, it } from 'vitest';
+import { fileTable, manualClock } from '../support/table.js';
 
-let table: TestTable;
-beforeAll(async () => {
-  table = await freshTable('shards');
-});
+const table = fileTable('shards');
 
 const scope = (resource: string, limits: unknown): ScopeCheck => ({
   scope: 'resource',

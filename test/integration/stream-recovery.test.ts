@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { DeleteTableCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import {
   DescribeStreamCommand,
-  DynamoDBStreamsClient,
+  type DynamoDBStreamsClient,
   ExpiredIteratorException,
   GetRecordsCommand,
   GetShardIteratorCommand,
@@ -33,10 +33,7 @@ import {
 } from '@sluice/core';
 import {
   type DynamoDBLocal,
-  LOCAL_CREDENTIALS,
-  LOCAL_REGION,
   localClient,
-  readStream,
   type StreamReader,
   startDynamoDBLocal,
   startStreamReader,
@@ -44,6 +41,7 @@ import {
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { tableName as newTableName } from '../support/api.js';
 import { FaultyStreams } from '../support/faulty-streams.js';
+import { streamed } from '../support/streams.js';
 
 const WAIT = { timeout: 30_000, interval: 50 };
 const $metadata = {};
@@ -166,16 +164,7 @@ const text = (changes: readonly ItemChange[]) =>
   });
 
 /** Every change the stream holds now, as a fresh reader (with a plain client) sees it. */
-const fresh = (run: Run) =>
-  readStream({
-    client: run.client,
-    streams: new DynamoDBStreamsClient({
-      endpoint: run.endpoint,
-      region: LOCAL_REGION,
-      credentials: LOCAL_CREDENTIALS,
-    }),
-    tableName: run.tableName,
-  });
+const fresh = (run: Run) => streamed(run, run.endpoint);
 
 /**
  * Waits until the reader has handed over as much as a fresh reader sees, then compares the two:

@@ -2,7 +2,8 @@
  * The usage aggregator on DynamoDB Local's real stream: leases admitted, adjusted, released,
  * cancelled and refused by two "processes", read back from the stream, and counted — then the
  * same records replayed, reordered and counted by two aggregators at once, which must change
- * nothing. Budget alerts from the same records are created once.
+ * nothing. Budget alerts from the same records are created once (judged at once,
+ * `alertSettleMs: 0`: test/e2e/budget-alerts.test.ts has a charge given back).
  */
 import { randomInt } from 'node:crypto';
 import {
@@ -22,27 +23,12 @@ import {
   type UsageContext,
   usageHistory,
 } from '@sluice/core';
-import { DynamoDBStreamsClient, LOCAL_CREDENTIALS, LOCAL_REGION, readStream } from '@sluice/local';
-import { beforeAll, describe, expect, inject, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { CountingStore } from '../support/counting-store.js';
-import { freshTable, type TestTable } from '../support/table.js';
+import { streamed } from '../support/streams.js';
+import { fileTable } from '../support/table.js';
 
-let table: TestTable;
-beforeAll(async () => {
-  table = await freshTable('usage');
-});
-
-/** Every change the table's stream holds so far, in stream order. */
-const streamed = () =>
-  readStream({
-    client: table.client,
-    streams: new DynamoDBStreamsClient({
-      endpoint: inject('dynamoEndpoint'),
-      region: LOCAL_REGION,
-      credentials: LOCAL_CREDENTIALS,
-    }),
-    tableName: table.tableName,
-  });
+const table = fileTable('usage');
 
 const tokens = (n: number) => ({ name: 'tpm', metric: 'tokens', limit: n, per: 'minute' });
 
@@ -112,8 +98,8 @@ describe('usage history from the stream', () => {
         leases.set(entity, (leases.get(entity) ?? 0) + 1);
       }),
     );
-    changes = await streamed();
-    const aggregator = new UsageAggregator({ store: table.store });
+    changes = await streamed(table);
+    const aggregator = new UsageAggregator({ store: table.store, alertSettleMs: 0 });
     await aggregator.apply(changes);
 
     for (const entity of keys) {
@@ -170,13 +156,13 @@ describe('usage history from the stream', () => {
       limit: 10,
     });
 
-    const again = new UsageAggregator({ store: table.store });
+    const again = new UsageAggregator({ store: table.store, alertSettleMs: 0 });
     await again.apply(changes); // the same batch again
     await again.apply([...changes].reverse()); // reordered: settlements before acquires
     const halves = [changes.slice(0, changes.length / 2), changes.slice(changes.length / 2)];
     await Promise.all([
-      new UsageAggregator({ store: table.store }).apply(changes),
-      new UsageAggregator({ store: table.store }).apply([
+      new UsageAggregator({ store: table.store, alertSettleMs: 0 }).apply(changes),
+      new UsageAggregator({ store: table.store, alertSettleMs: 0 }).apply([
         ...(halves[1] ?? []),
         ...(halves[0] ?? []),
       ]),
@@ -204,11 +190,11 @@ describe('usage history from the stream', () => {
     });
     if (!result.allowed) throw new Error('refused');
     await limiter.release(result.leaseId, { tokens: 400 });
-    const mine = (await streamed()).filter(
+    const mine = (await streamed(table)).filter(
       (c) => c.key.pk === `entity#${entity}` || c.key.pk.startsWith('lease#'),
     );
     // The lease item's record first, then the acquire's: the acquire's estimate is stale.
-    const aggregator = new UsageAggregator({ store: table.store });
+    const aggregator = new UsageAggregator({ store: table.store, alertSettleMs: 0 });
     await aggregator.apply(mine.filter((c) => c.key.pk.startsWith('lease#')));
     await aggregator.apply(mine.filter((c) => !c.key.pk.startsWith('lease#')));
     const rows = await usageHistory(table.store, {
@@ -247,10 +233,11 @@ describe('budget alerts from the stream', () => {
       await limiter.acquire({ checks: [check], usage: { tokens: 1_000 }, context: ctx });
 
     const sent: unknown[] = [];
-    const changes = await streamed();
+    const changes = await streamed(table);
     const aggregators = [1, 2].map(
       () =>
         new UsageAggregator({
+          alertSettleMs: 0,
           store: table.store,
           sendAlert: async (alert) => {
             sent.push(alert);
@@ -291,6 +278,7 @@ describe('a budget alert whose sender died mid-send', () => {
     const sent: unknown[] = [];
     const reader = (atMs: number) =>
       new UsageAggregator({
+        alertSettleMs: 0,
         store: table.store,
         clock: () => atMs,
         sendAlert: async (alert) => {
@@ -299,6 +287,7 @@ describe('a budget alert whose sender died mid-send', () => {
       });
     // The first reader created and claimed it, then died before sending.
     const dying = new UsageAggregator({
+      alertSettleMs: 0,
       store: table.store,
       clock: () => nowMs,
       sendAlert: () => new Promise<void>(() => {}),
@@ -347,7 +336,9 @@ describe('refusal counts', () => {
         Array.from({ length: 16 }, (_, i) => `limit_${call}_${i}`),
       );
     await denials.flushDue(true);
-    const report = await new UsageAggregator({ store: table.store }).apply(await streamed());
+    const report = await new UsageAggregator({ store: table.store, alertSettleMs: 0 }).apply(
+      await streamed(table),
+    );
 
     const [hour] = await usageHistory(table.store, {
       entity: 'key-names',
@@ -371,7 +362,9 @@ describe('refusal counts', () => {
     denials.record(context, ['tpm']);
     await denials.flushDue();
     await denials.flushDue(); // nothing left: no second write
-    await new UsageAggregator({ store: table.store }).apply(await streamed());
+    await new UsageAggregator({ store: table.store, alertSettleMs: 0 }).apply(
+      await streamed(table),
+    );
 
     const days = await usageHistory(table.store, {
       entity: 'key-ist',
@@ -442,8 +435,12 @@ describe('a lease DynamoDB refuses to count', () => {
       (u) => rowOf('key-many', u) && u.set.some((a) => a.attr.startsWith('m_m')),
     );
 
-    const report = await new UsageAggregator({ store }).apply(await streamed());
-    const again = await new UsageAggregator({ store }).apply(await streamed()); // redelivered
+    const report = await new UsageAggregator({ store, alertSettleMs: 0 }).apply(
+      await streamed(table),
+    );
+    const again = await new UsageAggregator({ store, alertSettleMs: 0 }).apply(
+      await streamed(table),
+    ); // redelivered
 
     expect(report.setAside.map((s) => s.left)).toEqual(['custom']);
     expect(again.setAside).toEqual([]);
@@ -457,8 +454,12 @@ describe('a lease DynamoDB refuses to count', () => {
     expect((await lease(limiter, 'key-blessed', { tokens: 7, requests: 1 })).allowed).toBe(true);
     const store = refusing((u) => rowOf('key-cursed', u));
 
-    const report = await new UsageAggregator({ store }).apply(await streamed());
-    const again = await new UsageAggregator({ store: table.store }).apply(await streamed());
+    const report = await new UsageAggregator({ store, alertSettleMs: 0 }).apply(
+      await streamed(table),
+    );
+    const again = await new UsageAggregator({ store: table.store, alertSettleMs: 0 }).apply(
+      await streamed(table),
+    );
 
     expect(report.setAside.map((s) => s.left)).toEqual(['all']);
     expect(again.setAside).toEqual([]); // its record says counted: nothing more is added
@@ -475,7 +476,9 @@ describe('a lease DynamoDB refuses to count', () => {
       expect((await lease(limiter, 'key-wide', custom)).allowed).toBe(true);
     }
 
-    const report = await new UsageAggregator({ store: table.store }).apply(await streamed());
+    const report = await new UsageAggregator({ store: table.store, alertSettleMs: 0 }).apply(
+      await streamed(table),
+    );
 
     expect(report.setAside).toEqual([]);
     const [wide] = await monthOf('key-wide');

@@ -8,11 +8,11 @@
  */
 import {
   DescribeStreamCommand,
-  DynamoDBStreamsClient,
+  type DynamoDBStreamsClient,
   GetRecordsCommand,
   GetShardIteratorCommand,
 } from '@aws-sdk/client-dynamodb-streams';
-import { LOCAL_CREDENTIALS, LOCAL_REGION } from '@sluice/local';
+import { localStreams } from './streams.js';
 
 type Sender = Pick<DynamoDBStreamsClient, 'send'>;
 
@@ -49,11 +49,7 @@ export class FaultyStreams implements Sender {
   readonly #dead = new Map<string, () => Error>();
 
   constructor(endpoint: string) {
-    this.real = new DynamoDBStreamsClient({
-      endpoint,
-      region: LOCAL_REGION,
-      credentials: LOCAL_CREDENTIALS,
-    });
+    this.real = localStreams(endpoint);
   }
 
   /**

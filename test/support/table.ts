@@ -5,7 +5,8 @@ import { randomBytes } from 'node:crypto';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBAdminStore, ensureTable, Limiter, type LimiterOptions } from '@sluice/core';
 import { LOCAL_CREDENTIALS, LOCAL_REGION, localClient } from '@sluice/local';
-import { inject } from 'vitest';
+import { beforeAll, inject } from 'vitest';
+import { CountingStore } from './counting-store.js';
 
 export interface TestTable {
   readonly client: DynamoDBClient;
@@ -35,6 +36,33 @@ export async function freshTable(
   };
 }
 
+/**
+ * A fresh table for the calling test file (or `describe` block), made before its tests: what
+ * `freshTable` gives, there once the tests run.
+ */
+export function fileTable(prefix: string, options: { timeToLive?: boolean } = {}): TestTable {
+  let table: TestTable | undefined;
+  beforeAll(async () => {
+    table = await freshTable(prefix, options);
+  });
+  const made = (): TestTable => {
+    if (!table) throw new Error('the table is not made yet (use it inside a test)');
+    return table;
+  };
+  return {
+    get client() {
+      return made().client;
+    },
+    get tableName() {
+      return made().tableName;
+    },
+    get store() {
+      return made().store;
+    },
+    limiter: (options) => made().limiter(options),
+  };
+}
+
 /** A clock tests move by hand (epoch ms). */
 export function manualClock(startMs = Date.parse('2026-01-15T12:00:00Z')) {
   let now = startMs;
@@ -47,6 +75,16 @@ export function manualClock(startMs = Date.parse('2026-01-15T12:00:00Z')) {
       now += ms;
     },
   };
+}
+
+/**
+ * One process on `table`: a limiter with a clock the test moves by hand, on a store that counts
+ * what reaches DynamoDB (`store.counts`).
+ */
+export function countedLimiter(table: TestTable, startMs?: number) {
+  const clock = manualClock(startMs);
+  const store = new CountingStore(table.store);
+  return { clock, store, limiter: new Limiter({ store, clock: clock.now }) };
 }
 
 /**

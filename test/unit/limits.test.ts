@@ -1,4 +1,4 @@
-import { parseLimits, parseUsage, ValidationError } from '@sluice/core';
+import { parseLimits, parseUsage, parseUsageMap, ValidationError } from '@sluice/core';
 import { describe, expect, it } from 'vitest';
 
 function fieldOf(fn: () => unknown): string {
@@ -6,6 +6,16 @@ function fieldOf(fn: () => unknown): string {
     fn();
   } catch (error) {
     if (error instanceof ValidationError) return error.field;
+    throw error;
+  }
+  throw new Error('expected a ValidationError');
+}
+
+function messageOf(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (error) {
+    if (error instanceof ValidationError) return error.message;
     throw error;
   }
   throw new Error('expected a ValidationError');
@@ -132,5 +142,53 @@ describe('parseUsage', () => {
     expect(fieldOf(() => parseUsage({ input_tokens: big, output_tokens: big }))).toBe(
       'usage.tokens',
     );
+  });
+});
+
+describe('validation messages', () => {
+  it.each([
+    [
+      'null',
+      { ...tpm, limit: null },
+      'limits[0].limit: Invalid input: expected number, received null',
+    ],
+    [
+      'an array',
+      { ...tpm, limit: [1] },
+      'limits[0].limit: Invalid input: expected number, received array',
+    ],
+    [
+      'an unknown period',
+      { ...tpm, per: 'fortnight' },
+      'limits[0].per: Invalid option: expected one of "second"|"minute"|"hour"|"day"',
+    ],
+    [
+      'a limit below 1',
+      { ...tpm, limit: 0 },
+      'limits[0].limit: Too small: expected number to be >=1',
+    ],
+  ])('says what is wrong with %s', (_label, limit, message) => {
+    expect(messageOf(() => parseLimits([limit]))).toBe(message);
+  });
+
+  it('counts the items of a list that is too long', () => {
+    const limits = Array.from({ length: 17 }, (_, i) => ({ ...tpm, name: `l${i}` }));
+
+    expect(messageOf(() => parseLimits(limits))).toBe(
+      'limits: Too big: expected array to have <=16 items',
+    );
+  });
+});
+
+describe('parseUsageMap', () => {
+  it('refuses a __proto__ metric, which the schema would pass over unseen', () => {
+    const usage = JSON.parse('{"__proto__": 5}');
+
+    expect(messageOf(() => parseUsageMap(usage))).toBe('usage.__proto__: not a metric name');
+  });
+
+  it('reads no usage as none, and derives tokens from output alone', () => {
+    expect(parseUsageMap(undefined)).toEqual({});
+    expect(parseUsage({ output_tokens: 5 })).toEqual({ output_tokens: 5, tokens: 5 });
   });
 });

@@ -44,6 +44,27 @@ describe('costMicroUsd', () => {
     );
   });
 
+  it('names the cache writes when they alone exceed the input', () => {
+    const usage = { input_tokens: 1, cache_write_tokens: 2 };
+
+    expect(() => costMicroUsd(usage, price)).toThrow('usage.cache_write_tokens');
+  });
+
+  it('charges output alone, and an unsplit usage at the input price when it is the higher', () => {
+    const inputHeavy = toPrice({ input: '1', output: '0.5' });
+
+    expect(costMicroUsd({ output_tokens: 10 }, price)).toBe(6);
+    expect(costMicroUsd({ tokens: 10 }, inputHeavy)).toBe(10);
+  });
+
+  it('refuses a cost too large to count exactly', () => {
+    const dear = toPrice({ input: '3', output: '15' });
+
+    expect(() => costMicroUsd({ tokens: 1e15 }, dear, 'estimate')).toThrow(
+      'estimate.cost_micro_usd: too large',
+    );
+  });
+
   it('equals the exact rational cost rounded up, for any price and usage', () => {
     fc.assert(
       fc.property(

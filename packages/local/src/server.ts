@@ -195,14 +195,8 @@ function contextFor(route: Route, requestId: string, timeoutMs: number): Context
   };
 }
 
-/**
- * Serves `routes` on 127.0.0.1.
- *
- * @example
- * const server = await startLocalServer({ routes, port: 3000 });
- * console.log(server.url);
- */
-export async function startLocalServer(options: {
+/** How {@link startLocalServer} serves. */
+export interface LocalServerOptions {
   readonly routes: readonly Route[];
   readonly port?: number;
   readonly host?: string;
@@ -217,57 +211,42 @@ export async function startLocalServer(options: {
    * finish in time answers 503 before it. @default {@link LOCAL_FUNCTION_TIMEOUT_MS}
    */
   readonly functionTimeoutMs?: number;
-}): Promise<LocalServer> {
-  const timeoutMs = options.functionTimeoutMs ?? LOCAL_FUNCTION_TIMEOUT_MS;
+}
+
+/**
+ * Serves `routes` on 127.0.0.1.
+ *
+ * @example
+ * const server = await startLocalServer({ routes, port: 3000 });
+ * console.log(server.url);
+ */
+export async function startLocalServer(options: LocalServerOptions): Promise<LocalServer> {
   // Many requests run at once here, as invocations do in a Lambda function that serves them
   // concurrently: as its runtime does, run each in a context of its own, so that what the
   // handlers' logger keys per request (route, request id, entity) stays on that request's lines.
   const invocations = await concurrentInvocations();
-  const REQUEST_ID = InvokeStoreBase.PROTECTED_KEYS.REQUEST_ID;
   const handlers = new Map<string, Handler>();
   for (const route of options.routes) {
     const module = (await import(route.entry.href)) as { handler: Handler };
     handlers.set(routeKey(route), module.handler);
   }
-
+  const invoke = (route: Route, event: APIGatewayProxyEventV2) => {
+    const { requestId } = event.requestContext;
+    const timeoutMs = options.functionTimeoutMs ?? LOCAL_FUNCTION_TIMEOUT_MS;
+    const context = contextFor(route, requestId, timeoutMs);
+    const handler = handlers.get(routeKey(route)) as Handler;
+    const key = InvokeStoreBase.PROTECTED_KEYS.REQUEST_ID;
+    return invocations.run({ [key]: requestId }, () => handler(event, context));
+  };
   const server: Server = createServer(async (req, res) => {
     try {
-      const url = new URL(req.url ?? '/', 'http://localhost');
-      const method = req.method ?? 'GET';
-      // As API Gateway HTTP APIs do, route on the decoded path (an encoded / is a /).
-      const path = decodePath(url.pathname);
-      const matching = options.routes.flatMap((r) => {
-        const params = matchPath(r.path, path);
-        return params ? [{ route: r, params }] : [];
-      });
-      const found = matching.find((m) => m.route.method === method);
-      if (!found) {
-        const allowed = matching.map((m) => m.route.method);
-        req.resume();
-        if (allowed.length === 0)
-          return send(res, problem(404, 'not_found', `no route ${method} ${path}`));
-        const list = allowed.join(', ');
-        return send(res, problem(405, 'method_not_allowed', `use ${list}`, {}, { allow: list }));
-      }
-      const body = await readBody(req);
-      if (body === null)
-        return send(res, problem(413, 'payload_too_large', 'the body is too large'));
-      const { route, params } = found;
-      const claimed = options.trustPrincipalHeader
-        ? req.headers[LOCAL_PRINCIPAL_HEADER]
-        : undefined;
-      const event = toEvent(req, url, body, route, params, firstOf(claimed));
-      const handler = handlers.get(routeKey(route)) as Handler;
-      const { requestId } = event.requestContext;
-      const invoke = () => handler(event, contextFor(route, requestId, timeoutMs));
-      send(res, await invocations.run({ [REQUEST_ID]: requestId }, invoke));
+      send(res, await answer(options, req, invoke));
     } catch {
       if (!res.headersSent) send(res, problem(500, 'internal', 'internal error'));
       else res.destroy();
     }
   });
   server.keepAliveTimeout = 5_000;
-
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => resolve());
@@ -283,4 +262,35 @@ export async function startLocalServer(options: {
         server.closeAllConnections();
       }),
   };
+}
+
+/** One request's answer: its route's handler's, or the server's own refusal (404, 405, 413). */
+async function answer(
+  options: LocalServerOptions,
+  req: IncomingMessage,
+  invoke: (
+    route: Route,
+    event: APIGatewayProxyEventV2,
+  ) => Promise<APIGatewayProxyStructuredResultV2>,
+): Promise<APIGatewayProxyStructuredResultV2> {
+  const url = new URL(req.url ?? '/', 'http://localhost');
+  const method = req.method ?? 'GET';
+  // As API Gateway HTTP APIs do, route on the decoded path (an encoded / is a /).
+  const path = decodePath(url.pathname);
+  const matching = options.routes.flatMap((r) => {
+    const params = matchPath(r.path, path);
+    return params ? [{ route: r, params }] : [];
+  });
+  const found = matching.find((m) => m.route.method === method);
+  if (!found) {
+    const allowed = matching.map((m) => m.route.method);
+    req.resume();
+    if (allowed.length === 0) return problem(404, 'not_found', `no route ${method} ${path}`);
+    const list = allowed.join(', ');
+    return problem(405, 'method_not_allowed', `use ${list}`, {}, { allow: list });
+  }
+  const body = await readBody(req);
+  if (body === null) return problem(413, 'payload_too_large', 'the body is too large');
+  const claimed = options.trustPrincipalHeader ? req.headers[LOCAL_PRINCIPAL_HEADER] : undefined;
+  return invoke(found.route, toEvent(req, url, body, found.route, found.params, firstOf(claimed)));
 }
