@@ -1,5 +1,5 @@
 /**
- * Engine results in wire form (snake_case, as DESIGN.md §5 names the fields).
+ * Engine results in wire form: the engine's camelCase fields as HTTP API v1 names them (snake_case).
  */
 import type { LimitStatus, SettleResult, Violation } from '@sluice/core';
 
