@@ -5,7 +5,7 @@
  * proxy), which becomes a `detail` and never throws a parse error at the caller.
  *
  * Node's client rather than the global `fetch`: on the same kept-open connection, `fetch` costs
- * more a call (more in a process busy with other I/O; docs/benchmark.md has the figures), and a
+ * more a call (more in a process busy with other I/O; docs/design.md, "Figures behind design decisions"), and a
  * Lambda that asks before each LLM call pays for that time.
  */
 import { Agent as HttpAgent, request as httpRequest } from 'node:http';

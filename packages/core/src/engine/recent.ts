@@ -5,7 +5,7 @@
  * When full it forgets the oldest sixteenth (at least one) at once. A JavaScript Map keeps
  * deleted entries as holes until it rehashes, and finding the oldest live entry walks past them:
  * dropping one entry per write made every write of a full map pay for that walk, while dropping a
- * batch spreads it over many writes (docs/benchmark.md has the figures).
+ * batch spreads it over many writes (docs/design.md, "Figures behind design decisions").
  */
 export class Recent<V> {
   readonly #map = new Map<string, V>();
