@@ -44,14 +44,15 @@ const item = fc.record({ a: value, b: value, c: value }, { requiredKeys: [] }) a
   Partial<Record<(typeof ATTRS)[number], Value>>
 >;
 
-/** What DynamoDB's condition means (a comparison across types, or with no attribute, fails). */
+/** What DynamoDB's condition means. */
 function holds(c: Condition, state: ItemState): boolean {
   if ('absent' in c) return state[c.absent] === undefined;
   if ('exists' in c) return state[c.exists] !== undefined;
   if ('and' in c) return c.and.every((x) => holds(x, state));
   if ('or' in c) return c.or.some((x) => holds(x, state));
   const v = state[c.attr];
-  if (v === undefined || typeof v !== typeof c.value) return c.op === '<>' && v !== undefined;
+  // `<>` holds for an attribute the item lacks, or of the other type; any other comparison fails.
+  if (v === undefined || typeof v !== typeof c.value) return c.op === '<>';
   const order = v < c.value ? -1 : v > c.value ? 1 : 0;
   return {
     '=': order === 0,
