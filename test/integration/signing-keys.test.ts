@@ -196,6 +196,20 @@ describe('a token naming a key not read yet', () => {
   });
 });
 
+describe('a token saying it was signed more than a minute from now', () => {
+  it('is not found when the keys read now do not hold its key (never unavailable for ever)', async () => {
+    const clock = manualClock();
+    const limiter = table.limiter({ clock: clock.now });
+    const lease = await leaseFrom(limiter);
+    const [body, signature] = lease.split('.') as [string, string];
+    const wire = JSON.parse(Buffer.from(body, 'base64url').toString()) as Record<string, unknown>;
+    const future = { ...wire, k: 'nobody', a: clock.now() + 86_400_000 };
+    const forged = `${Buffer.from(JSON.stringify(future)).toString('base64url')}.${signature}`;
+
+    await expect(limiter.adjust(forged, { tokens: 1 })).rejects.toBeInstanceOf(LeaseNotFoundError);
+  });
+});
+
 describe('a deleted signing key item', () => {
   it('is rebuilt from the keys running processes know: leases of both keys settle everywhere', async () => {
     const clock = manualClock();
@@ -253,6 +267,34 @@ describe('a deleted signing key item', () => {
     expect(signsNow).not.toBe(rotatedOut);
     expect(item?.[signingKeyAttributes.current]).toBe(signsNow);
     expect(typeof item?.[signingKeyAttributes.retiresAt(rotatedOut)]).toBe('bigint');
+  });
+
+  it('is repaired when it loses the current key: a new key signs, the others verify, rotation works', async () => {
+    const clock = manualClock();
+    const first = table.limiter({ clock: clock.now });
+    const old = await leaseFrom(first); // signed by the first key
+    const admin = new ConfigAdmin({ store: table.store, clock: clock.now });
+    const rotation = await admin.rotateSigningKey('test', 3_720_000);
+    const item = itemKeys.leaseSigningKey();
+    // The item loses the secret of the key `cur` names; the first key is still there.
+    await table.store.update({
+      key: item,
+      set: [],
+      remove: [signingKeyAttributes.secret(rotation.current)],
+    });
+
+    const newcomer = table.limiter({ clock: clock.now });
+    const settledOld = await newcomer.release(old, { tokens: 1 }); // verifies, and repairs
+    const signed = await leaseFrom(newcomer);
+    const rotatedAgain = await admin.rotateSigningKey('test', 3_720_000);
+
+    expect(settledOld.settled).toBe(true);
+    expect(keyIdOf(signed)).not.toBe(rotation.current);
+    expect(keyIdOf(signed)).not.toBe(keyIdOf(old));
+    expect(rotatedAgain.previous).toBe(keyIdOf(signed));
+    expect((await table.limiter({ clock: clock.now }).release(signed, { tokens: 1 })).settled).toBe(
+      true,
+    );
   });
 
   it('refuses a token whose key no process knows as not found, without a read per attempt', async () => {

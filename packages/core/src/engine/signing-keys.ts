@@ -25,7 +25,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { SluiceError, StoreUnavailableError } from '../errors.js';
 import { own } from '../names.js';
 import { signingKeyAttributes as attrs, itemKeys } from '../store/schema.js';
-import type { Assignment, ItemState, ItemUpdate, Store } from '../store/types.js';
+import type { Assignment, Condition, ItemState, ItemUpdate, Store } from '../store/types.js';
 import type { SigningKey } from './lease.js';
 
 interface HeldKey extends SigningKey {
@@ -68,6 +68,23 @@ function keysOf(item: ItemState | undefined): Map<string, HeldKey> {
     });
   }
   return keys;
+}
+
+/** The key id the item names as current, whether or not the item still holds that key. */
+function currentIdOf(item: ItemState | undefined): string | undefined {
+  const id = item?.[attrs.current];
+  return typeof id === 'string' ? id : undefined;
+}
+
+/**
+ * The condition that no key signs in the item as read: no `cur`, or the same `cur` naming a key
+ * the item does not hold (lost from a damaged item).
+ */
+function noneSigns(item: ItemState | undefined): Condition {
+  const id = currentIdOf(item);
+  return id === undefined
+    ? { absent: attrs.current }
+    : { and: [{ attr: attrs.current, op: '=', value: id }, { absent: attrs.secret(id) }] };
 }
 
 function ringOf(item: ItemState | undefined, readAtMs: number): Ring | undefined {
@@ -144,7 +161,10 @@ export class SigningKeys {
    * is retried, never "not found".
    */
   async #readFor(id: string, ring: Ring, signedAtMs: number): Promise<Ring> {
-    const proves = (r: Ring) => r.keys.has(id) || r.readAtMs >= signedAtMs + 1_000;
+    // A token saying it was signed more than a minute from now says so falsely (no clock is that
+    // far off): keys read now prove its key unknown. (Within the minute, a second after it.)
+    const future = signedAtMs > this.#clock() + 60_000;
+    const proves = (r: Ring) => r.keys.has(id) || future || r.readAtMs >= signedAtMs + 1_000;
     if (proves(ring)) return ring;
     const nowMs = this.#clock();
     let read: Ring | undefined;
@@ -196,14 +216,16 @@ export class SigningKeys {
     for (let attempt = 0; ; attempt += 1) {
       const nowMs = this.#clock();
       let ring = ringOf(item, nowMs);
-      if (!ring && !create) return undefined;
+      // Verifying creates no key where the table has none (no token was signed), but repairs an
+      // item that holds keys while none signs.
+      if (!ring && !create && keysOf(item).size === 0) return undefined;
       const lost = [...this.#known.values()].filter(
         (k) => !ring?.keys.has(k.id) && this.#mayStillVerify(k, nowMs),
       );
       if (ring && lost.length === 0) return this.#adopt(ring, nowMs);
       if (lost.length > 0) this.#onRestore(lost.map((k) => k.id));
-      // No key signs: this process proposes a new one, on condition that none was written since
-      // the read. Never a key it knew: its memory may predate a rotation that retired that key
+      // No key signs (no `cur`, or one naming a key the item lost): this process proposes a new
+      // one, on condition that the item still says so. Never a key it knew: its memory may predate a rotation that retired that key
       // (and the rotation would be undone). Every key written back only verifies the leases it
       // signed, and retires.
       const proposed = ring ? undefined : newSigningKey();
@@ -220,7 +242,7 @@ export class SigningKeys {
       const result = await this.#store.update({
         key,
         set,
-        ...(proposed ? { condition: { absent: attrs.current } } : {}),
+        ...(proposed ? { condition: noneSigns(item) } : {}),
       });
       item = result.item;
       if (!result.ok && attempt === 0) continue;
@@ -295,9 +317,10 @@ export function nextRotation(
       ...(removed.length
         ? { remove: removed.flatMap((id) => [attrs.secret(id), attrs.retiresAt(id)]) }
         : {}),
-      condition: ring
-        ? { attr: attrs.current, op: '=', value: ring.current.id }
-        : { absent: attrs.current },
+      condition:
+        currentIdOf(item) === undefined
+          ? { absent: attrs.current }
+          : { attr: attrs.current, op: '=', value: currentIdOf(item) as string },
     },
     current: next.id,
     previous: ring?.current.id ?? null,

@@ -136,15 +136,21 @@ function render(tableName: string, update: ItemUpdate) {
   const remove = update.remove?.length
     ? ` REMOVE ${update.remove.map((attr) => expr.name(attr)).join(', ')}`
     : '';
-  const updateExpression = `SET ${update.set.map((a) => expr.assignment(a)).join(', ')}${remove}`;
+  const set = update.set.length
+    ? `SET ${update.set.map((a) => expr.assignment(a)).join(', ')}`
+    : '';
+  const updateExpression = `${set}${remove}`.trim();
   const conditionExpression = update.condition ? expr.condition(update.condition) : undefined;
+  // DynamoDB refuses an empty expression and empty placeholder maps: each is left out when empty
+  // (an update with no action creates the item, or checks its condition, as it stands).
+  const names = expr.names;
   return {
     TableName: tableName,
     Key: marshalKey(update.key),
-    UpdateExpression: updateExpression,
+    ...(updateExpression ? { UpdateExpression: updateExpression } : {}),
     ...(conditionExpression ? { ConditionExpression: conditionExpression } : {}),
-    ExpressionAttributeNames: expr.names,
-    ExpressionAttributeValues: expr.values,
+    ...(Object.keys(names).length ? { ExpressionAttributeNames: names } : {}),
+    ...(expr.hasValues ? { ExpressionAttributeValues: expr.values } : {}),
     ReturnValuesOnConditionCheckFailure: 'ALL_OLD' as const,
   };
 }
@@ -265,7 +271,14 @@ export class DynamoDBStore implements Store {
           TransactItems: updates.map((write) => {
             if ('check' in write)
               return { ConditionCheck: renderCheck(this.tableName, write.key, write.check) };
-            if ('set' in write) return { Update: render(this.tableName, write) };
+            if ('set' in write) {
+              // A transaction's update needs an action: one with none only checks its condition.
+              const { UpdateExpression, ...rest } = render(this.tableName, write);
+              if (UpdateExpression) return { Update: { ...rest, UpdateExpression } };
+              return {
+                ConditionCheck: renderCheck(this.tableName, write.key, write.condition ?? ALWAYS),
+              };
+            }
             return { Delete: renderDelete(this.tableName, write.key, write.condition) };
           }),
         }),
