@@ -429,6 +429,29 @@ describe('malformed requests', () => {
       expect(res).toMatchObject({ status: 400, body: { code: 'invalid_request', field: 'usage' } });
   });
 
+  it('names usage when a lease would carry more than 40 metrics in all, and the lease still settles', async () => {
+    const metrics = (prefix: string, n: number) =>
+      Object.fromEntries(Array.from({ length: n }, (_, i) => [`${prefix}${i}`, 1]));
+    const lease = await post(`${api.url}/v1/acquire`, {
+      entity: entity(),
+      resource: 'gpt-4o',
+      usage: metrics('a', 30),
+      limits: [tpm(1_000)],
+    });
+    const grown = await post(`${api.url}/v1/adjust`, {
+      lease_id: lease.body.lease_id,
+      usage: metrics('b', 20), // 30 + 20 + requests: past 40
+    });
+    const released = await post(`${api.url}/v1/release`, {
+      lease_id: lease.body.lease_id,
+      usage: { a0: 2 },
+    });
+
+    expect(lease.status).toBe(200);
+    expect(grown).toMatchObject({ status: 400, body: { code: 'invalid_request', field: 'usage' } });
+    expect(released).toMatchObject({ status: 200, body: { settled: true } });
+  });
+
   it('refuses a non-JSON content type with 415 and an oversized body with 413', async () => {
     const wrongType = await post(`${api.url}/v1/acquire`, JSON.stringify(valid), 'text/plain');
     const tooBig = await post(`${api.url}/v1/acquire`, { ...valid, entity: 'a'.repeat(70_000) });

@@ -122,6 +122,12 @@ export const limitsSchema = z.array(limitSchema).check(z.maxLength(MAX_LIMITS_PE
  */
 export const MAX_USAGE_METRICS = 32;
 
+/**
+ * Most metrics one lease carries in all: its estimate and every report, with those Sluice derives
+ * (`tokens`, `requests`, `cost_micro_usd`). A settlement that would bring it past is refused.
+ */
+export const MAX_LEASE_METRICS = 40;
+
 /** Usage: metric → non-negative integer, at most {@link MAX_USAGE_METRICS} metrics. */
 export const usageSchema = z.record(metricSchema, amount).check(
   z.refine((usage) => Object.keys(usage).length <= MAX_USAGE_METRICS, {
@@ -242,7 +248,7 @@ export function parseLimits(
   const parsed = limitsSchema.safeParse(input);
   if (!parsed.success) throw validationErrorFrom(parsed.error, field);
   const seen = new Set<string>();
-  return parsed.data.map((raw, index) => {
+  const limits = parsed.data.map((raw, index) => {
     if (seen.has(raw.name)) {
       throw new ValidationError(`${field}[${index}].name`, `duplicate limit name "${raw.name}"`);
     }
@@ -250,6 +256,12 @@ export function parseLimits(
     checkSharding(raw, `${field}[${index}]`);
     return normalizeLimit(raw, defaultAlerts);
   });
+  // The limits of one request (inline limits) land on one item.
+  const sharder = parsed.data.find(shardsItsItem);
+  const alerted = parsed.data.findIndex(hasAlerts);
+  if (sharder && alerted >= 0)
+    throw new ValidationError(`${field}[${alerted}].alerts`, alertsOnShardedItem(sharder));
+  return limits;
 }
 
 /** Normalizes one already-validated limit. */
@@ -305,6 +317,24 @@ export function checkSharding(raw: LimitInput, field: string): void {
       `${field}.alerts`,
       'budget alerts are not available on a sharded quota',
     );
+}
+
+/** Whether a limit as sent may shard the item it lands on: enforced, asking for more than 1 shard. */
+export const shardsItsItem = (raw: LimitInput): boolean =>
+  raw.mode !== 'shadow' && shardingAsked(raw).sharding !== undefined;
+
+/** Whether a limit as sent is a quota naming budget alerts. */
+export const hasAlerts = (raw: LimitInput): boolean =>
+  'window' in raw && (raw.alerts?.length ?? 0) > 0;
+
+/**
+ * Why a quota's `alerts` are refused beside `sharder`, a limit that may shard the item they both
+ * land on (`of`: where it is defined, when not beside the quota): each shard holds a share of the
+ * quota, and an alert is judged on one item.
+ */
+export function alertsOnShardedItem(sharder: LimitInput, of = ''): string {
+  const most = Math.max(sharder.shards ?? 1, sharder.max_shards ?? 1);
+  return `budget alerts are not available on a quota whose item may be sharded: "${sharder.name}"${of} asks for up to ${most} shards`;
 }
 
 /** The amount of `metric` in `usage`, 0 when absent: own properties only (`constructor` is a metric name too). */

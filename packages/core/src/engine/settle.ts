@@ -26,7 +26,7 @@ import type {
 import { Budget, beforeDeadline } from './budget.js';
 import { applyLocally, deltaUpdate, zeroed } from './items.js';
 import { type LeaseClaims, type LeasedItem, verifyLease } from './lease.js';
-import { amountOf, MAX_AMOUNT, parseUsageMap, type Usage } from './limits.js';
+import { amountOf, MAX_AMOUNT, MAX_LEASE_METRICS, parseUsageMap, type Usage } from './limits.js';
 import { frozenAt, thawed } from './shards.js';
 import { type Engine, type LeaseRecord, sleep } from './state.js';
 import { scopeStatuses } from './statuses.js';
@@ -184,6 +184,13 @@ function planSettlement(
   const next = nextReport(claims, reported, ask);
   const totals =
     ask.kind === 'cancel' ? zeroed(previous) : withCost({ ...claims.usage, ...next }, claims.price);
+  // Each metric is a column of usage history and a field of the lease item: bounded per lease,
+  // not only per request (reports naming new metrics each time would grow it without end).
+  if (Object.keys(totals).length > MAX_LEASE_METRICS)
+    throw new ValidationError(
+      'usage',
+      `a lease carries at most ${MAX_LEASE_METRICS} metrics in all (its estimate and every report); this would make ${Object.keys(totals).length}`,
+    );
   const fingerprint = ask.kind === 'adjust' ? undefined : `${ask.kind}:${canonicalJson(totals)}`;
   const final = ask.kind !== 'adjust';
   const version = (record?.version ?? 0n) + 1n;
