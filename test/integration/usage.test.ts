@@ -327,7 +327,7 @@ describe('refusal counts', () => {
     expect(store.counts.update).toBe(1);
   });
 
-  it('are all counted when one entity is refused by many limit names, 32 names a gathering at most', async () => {
+  it('are all counted when one entity is refused by many limit names, also in one refusal, 32 names a gathering at most', async () => {
     const denials = new DenialBuffer({ store: table.store, flushMs: 0 });
     const context = { resource: 'm', scopes: [{ entity: 'key-names', timezone: 'UTC' }] };
     for (let call = 0; call < 10; call++)
@@ -335,6 +335,8 @@ describe('refusal counts', () => {
         context,
         Array.from({ length: 16 }, (_, i) => `limit_${call}_${i}`),
       );
+    // One refusal naming 48 limits (16 a scope over three scopes), one of them twice.
+    denials.record(context, [...Array.from({ length: 48 }, (_, i) => `wide_${i}`), 'wide_0']);
     await denials.flushDue(true);
     const report = await new UsageAggregator({ store: table.store, alertSettleMs: 0 }).apply(
       await streamed(table),
@@ -347,8 +349,10 @@ describe('refusal counts', () => {
       toMs: Date.now() + 3_600_000,
     });
     expect(report.setAside).toEqual([]);
-    expect(Object.keys(hour?.denied ?? {}).length).toBe(160);
-    expect(Object.values(hour?.denied ?? {}).every((n) => n === 1)).toBe(true);
+    const denied = new Map(Object.entries(hour?.denied ?? {}));
+    expect(denied.size).toBe(160 + 48);
+    expect(denied.get('wide_0')).toBe(2);
+    expect([...denied].filter(([name]) => name !== 'wide_0').every(([, n]) => n === 1)).toBe(true);
   });
 
   it('land in the local day they happened in, even in a half-hour time zone', async () => {

@@ -68,13 +68,20 @@ export class DenialBuffer {
   }
 
   /**
-   * Counts one refusal of the context's entity (not its ancestors) by each named limit (the
-   * first {@link MAX_NAMES} distinct names).
+   * Counts one refusal of the context's entity (not its ancestors) by each named limit. A refusal
+   * naming more than {@link MAX_NAMES} limits is gathered in parts of that many names.
    */
   record(context: UsageContext, limitNames: readonly string[]): void {
+    const distinct = [...new Set(limitNames)];
+    for (let i = 0; i < distinct.length; i += MAX_NAMES) {
+      const part = new Set(distinct.slice(i, i + MAX_NAMES));
+      this.#gather(context, part, limitNames.filter((name) => part.has(name))); // twice counts twice
+    }
+  }
+
+  /** Counts `names` (at most {@link MAX_NAMES} distinct: `kept`) in the gathering they go to. */
+  #gather(context: UsageContext, kept: ReadonlySet<string>, names: readonly string[]): void {
     const [scope] = context.scopes;
-    const kept = new Set([...new Set(limitNames)].slice(0, MAX_NAMES));
-    const names = limitNames.filter((name) => kept.has(name)); // a name twice counts twice
     if (!scope || names.length === 0) return;
     const nowMs = this.#clock();
     const startMs = Math.floor(nowMs / QUARTER_HOUR_MS) * QUARTER_HOUR_MS;
