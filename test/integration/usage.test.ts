@@ -491,6 +491,51 @@ describe('a lease DynamoDB refuses to count', () => {
     expect(wide?.leases).toBe(10);
   });
 
+  it('leaves out only the row DynamoDB refuses: a sibling counts in its own rows when the org row is full', async () => {
+    const limiter = table.limiter();
+    const family = (entity: string): UsageContext => ({
+      resource: 'm',
+      scopes: [
+        { entity, timezone: 'UTC' },
+        { entity: 'org-full', timezone: 'UTC' },
+      ],
+    });
+    const leaseIn = (entity: string, usage: Record<string, number>) =>
+      limiter.acquire({
+        checks: [scope(entity, 'm', [tokens(1_000_000)])],
+        usage,
+        context: family(entity),
+      });
+    expect((await leaseIn('key-full-a', { requests: 1 })).allowed).toBe(true);
+    const aggregator = new UsageAggregator({ store: table.store, alertSettleMs: 0 });
+    await aggregator.apply(await streamed(table));
+    // The org's month row as thousands of another key's custom metric names leave it: within a
+    // few bytes of DynamoDB's 400 KB an item (one attribute stands in for the thousands).
+    const orgRows = await table.store.query('usage#org-full', { limit: 10 });
+    const month = orgRows.items.find((row) => row.key.sk.startsWith('m#'))?.key;
+    if (!month) throw new Error('no month row for org-full');
+    for (let size = 409_600; ; size -= 16) {
+      const set = [{ attr: 'm_padding', value: 'q'.repeat(size) }];
+      if (
+        await table.store.update({ key: month, set }).then(
+          () => true,
+          () => false,
+        )
+      )
+        break;
+    }
+    const before = await table.store.get(month);
+
+    // A sibling's first tokens: its rows take new attributes, the org's full row refuses them.
+    const usage = { input_tokens: 50, output_tokens: 20, tokens: 70, requests: 1 };
+    expect((await leaseIn('key-full-b', usage)).allowed).toBe(true);
+    const report = await aggregator.apply(await streamed(table));
+
+    expect(report.setAside.map((s) => s.left)).toEqual(['rows']);
+    expect(await monthOf('key-full-b')).toEqual([{ usage, leases: 1 }]);
+    expect(await table.store.get(month)).toEqual(before); // left out, not half-written
+  });
+
   it('is told apart from an outage: DynamoDB refusing an item past 400 KB is not "unavailable"', async () => {
     const key = { pk: 'usage#test', sk: 'big' };
     await table.store.update({ key, set: [{ attr: 'blob', value: 'x'.repeat(395_000) }] });

@@ -97,6 +97,19 @@ export class WriteOutcomeUnknownError extends StoreUnavailableError {
   }
 }
 
+/**
+ * DynamoDB refused writes of a transaction for what they hold (an item grown past 400 KB): sent
+ * again they are refused again. `items` are the positions of those writes in the transaction.
+ */
+export class WriteRejectedError extends SluiceError {
+  constructor(
+    readonly items: readonly number[],
+    options: ErrorOptions,
+  ) {
+    super('internal', 'DynamoDB rejected a write: ValidationError', options);
+  }
+}
+
 /** Something the request names does not exist. */
 export class NotFoundError extends SluiceError {
   constructor(message: string) {

@@ -147,6 +147,7 @@ export {
   StoreUnavailableError,
   ValidationError,
   WriteOutcomeUnknownError,
+  WriteRejectedError,
 } from './errors.js';
 export { own } from './names.js';
 
@@ -196,7 +197,12 @@ export type {
 } from './store/types.js';
 
 // Usage history and budget alerts.
-export { type AggregatorOptions, type ApplyReport, UsageAggregator } from './usage/aggregator.js';
+export {
+  type AggregatorOptions,
+  type ApplyReport,
+  type Reduction,
+  UsageAggregator,
+} from './usage/aggregator.js';
 export {
   ALERT_EVENT,
   type AlertSender,

@@ -14,7 +14,7 @@ import {
 } from '@aws-sdk/client-dynamodb';
 import { StandardRetryStrategy } from '@smithy/core/retry';
 import type { RetryStrategyV2, StandardRetryToken } from '@smithy/types';
-import { SluiceError, StoreUnavailableError } from '../errors.js';
+import { SluiceError, StoreUnavailableError, WriteRejectedError } from '../errors.js';
 import { TABLE_SCHEMA } from './schema.js';
 import type {
   Assignment,
@@ -296,10 +296,8 @@ export class DynamoDBStore implements Store {
         });
         // A write DynamoDB rejects for what it holds (an item grown past its size) is refused
         // again however often it is sent: ours to fix, not a failure that passes.
-        if (reasons.some((r) => r?.Code === 'ValidationError'))
-          throw new SluiceError('internal', 'DynamoDB rejected a write: ValidationError', {
-            cause: error,
-          });
+        const rejected = reasons.flatMap((r, i) => (r?.Code === 'ValidationError' ? [i] : []));
+        if (rejected.length > 0) throw new WriteRejectedError(rejected, { cause: error });
         if (failures.some((f) => f.reason !== 'none')) return { ok: false, failures };
       }
       throw translate(error);

@@ -17,8 +17,9 @@
  *
  * One lease never holds up the others: leases are written together in transactions, and a
  * transaction DynamoDB rejects for what it holds (an update too large, a row grown past an item's
- * size) is written again lease by lease. A lease rejected alone is counted without its custom
- * metrics and refusal names, else not at all (only marked counted), and reported as set aside.
+ * size) is written again lease by lease. A lease rejected alone is counted without the rows
+ * DynamoDB names (the others in full), else without its custom metrics and refusal names, else
+ * not at all (only marked counted), and reported as set aside.
  * Failures that may pass (throttling, an unreachable table, conflicts) fail the batch instead,
  * to be delivered again.
  */
@@ -27,7 +28,7 @@ import { randomBytes } from 'node:crypto';
 import { SERVICE_DEFAULTS } from '../defaults.js';
 import { amountOf, PERIOD_SECONDS, STANDARD_METRICS, type Usage } from '../engine/limits.js';
 import { sleep } from '../engine/state.js';
-import { SluiceError, StoreUnavailableError } from '../errors.js';
+import { SluiceError, StoreUnavailableError, WriteRejectedError } from '../errors.js';
 import { TABLE_SCHEMA, usageAttributes as U, usageKeys } from '../store/schema.js';
 import type { AdminStore, ItemKey, ItemUpdate } from '../store/types.js';
 import { type AlertSender, crossingsOf, recordAlerts } from './alerts.js';
@@ -74,10 +75,11 @@ export interface ApplyReport {
   /** What this call added to usage history, per metric, and to leases counted. */
   readonly counted: { readonly usage: Usage; readonly leases: number };
   /**
-   * Leases (or gatherings of refusals) DynamoDB refused to count in full: `custom` when their
-   * custom metrics and refusal names were left out, `all` when nothing of them was counted.
+   * Leases (or gatherings of refusals) DynamoDB refused to count in full: `rows` when rows it
+   * refused (an item grown past 400 KB) were left out and the others counted in full, `custom`
+   * when their custom metrics and refusal names were left out, `all` when nothing was counted.
    */
-  readonly setAside: readonly { readonly id: string; readonly left: 'custom' | 'all' }[];
+  readonly setAside: readonly { readonly id: string; readonly left: Reduction }[];
 }
 
 /** What one batch has written so far. */
@@ -85,7 +87,7 @@ interface Tally {
   transactions: number;
   leases: number;
   readonly usage: Map<string, number>;
-  readonly setAside: { id: string; left: 'custom' | 'all' }[];
+  readonly setAside: { id: string; left: Reduction }[];
 }
 
 /**
@@ -163,7 +165,8 @@ export class UsageAggregator {
         for (const plan of chunk) retry.push(...(await this.#write([plan], tally)));
         return retry;
       }
-      const less = reduced(only);
+      const refused = error instanceof WriteRejectedError ? rowsAt(only, error.items) : [];
+      const less = reduced(only, refused);
       if (less) return this.#write([less], tally);
       tally.setAside.push({ id: only.fact.leaseId, left: 'all' }); // a delivery again retries it
       return [];
@@ -233,8 +236,11 @@ interface Planned {
   /** What it adds to each of its rows. */
   readonly delta: RowDelta;
   /** Written with less than its fact says (see {@link reduced}). */
-  readonly reduced?: 'custom' | 'all';
+  readonly reduced?: Reduction;
 }
+
+/** What a lease DynamoDB refused was written without (see {@link reduced}). */
+export type Reduction = 'rows' | 'custom' | 'all';
 
 /** A rejection no retry changes: DynamoDB refused the request for what it holds. */
 const rejected = (error: unknown) => error instanceof SluiceError && error.code === 'internal';
@@ -242,12 +248,17 @@ const rejected = (error: unknown) => error instanceof SluiceError && error.code 
 const STANDARD: ReadonlySet<string> = new Set(STANDARD_METRICS);
 
 /**
- * A lease DynamoDB rejected, written with less: first without custom metrics and refusal names
- * (standard metrics and leases still counted), then its record alone (marked counted, so a
- * delivery again skips it); after that, nothing.
+ * A lease DynamoDB rejected, written with less: without the rows it refused by name (`refused`:
+ * the others still count in full), else without custom metrics and refusal names (standard
+ * metrics and leases still counted), then its record alone (marked counted, so a delivery again
+ * skips it); after that, nothing.
  */
-function reduced(plan: Planned): Planned | undefined {
+function reduced(plan: Planned, refused: readonly RowWrite[] = []): Planned | undefined {
   if (plan.reduced === 'all') return undefined;
+  if (refused.length > 0) {
+    const rows = plan.rows.filter((row) => !refused.includes(row));
+    return { ...plan, rows, reduced: plan.reduced ?? 'rows' };
+  }
   if (plan.reduced === 'custom') return { ...plan, rows: [], delta: nothing, reduced: 'all' };
   const delta: RowDelta = {
     metrics: new Map([...plan.delta.metrics].filter(([metric]) => STANDARD.has(metric))),
@@ -256,6 +267,12 @@ function reduced(plan: Planned): Planned | undefined {
   };
   const rows = plan.rows.map((row) => ({ ...row, delta }));
   return { ...plan, rows, delta, reduced: 'custom' };
+}
+
+/** The rows of a one-lease transaction at positions `items` (its record is first, then rows). */
+function rowsAt(plan: Planned, items: readonly number[]): RowWrite[] {
+  const written = plan.rows.filter((row) => rowAssignments(row).length > 0);
+  return items.flatMap((i) => (i >= 1 && written[i - 1] ? [written[i - 1] as RowWrite] : []));
 }
 
 const nothing: RowDelta = { metrics: new Map(), leases: 0n, denied: new Map() };
