@@ -172,6 +172,52 @@ describe('shadow limits over HTTP', () => {
   });
 });
 
+describe('a 422 exceeds_capacity', () => {
+  // One token refills every 259 s: remaining is exact on a real clock.
+  const tpm = (extra: Record<string, unknown> = {}) => [
+    { name: 'tpm', metric: 'tokens', limit: 1_000, per: 2_592_000, ...extra },
+  ];
+  const remainingOf = (body: Record<string, unknown>, key: 'limits' | 'violations') =>
+    ((body[key] ?? []) as { remaining: number }[]).map((l) => l.remaining);
+
+  it('for a request larger than a shard, from a server that never saw the scope, says what the table holds', async () => {
+    const limits = tpm({ shards: 4 }); // 250 a shard
+    const ask = (i: number, tokens: number) =>
+      acquire(url(i), { entity: 'sharded-422', resource: 'm', usage: { tokens }, limits });
+    for (let i = 0; i < 24; i++) expect((await ask(0, 20)).status).toBe(200); // 480 used
+
+    const first = await ask(1, 300);
+    const second = await ask(1, 300);
+    const table = await post(`${url(0)}/v1/available`, {
+      entity: 'sharded-422',
+      resource: 'm',
+      limits,
+    });
+
+    for (const refused of [first, second]) {
+      expect(refused).toMatchObject({
+        status: 422,
+        body: { code: 'exceeds_capacity', retry_after_ms: null },
+      });
+      expect(remainingOf(refused.body, 'violations')).toEqual(remainingOf(table.body, 'limits'));
+    }
+    expect(remainingOf(table.body, 'limits')).toEqual([520]);
+  });
+
+  it("from a server whose memory of the scope is older than another server's calls, says what the table holds", async () => {
+    const limits = tpm();
+    const ask = (i: number, tokens: number) =>
+      acquire(url(i), { entity: 'stale-422', resource: 'm', usage: { tokens }, limits });
+    expect((await ask(1, 1)).status).toBe(200); // server 1 remembers 999 left
+    expect((await ask(0, 800)).status).toBe(200); // 199 left in the table
+
+    const refused = await ask(1, 1_500);
+
+    expect(refused.status).toBe(422);
+    expect(remainingOf(refused.body, 'violations')).toEqual([199]);
+  });
+});
+
 describe('a lease settled on another server', () => {
   it('is 409 lease_settled to a repeated adjust on the server that remembers it unsettled', async () => {
     const limits = [{ name: 'tpm', metric: 'tokens', limit: 10_000, per: 'minute' }];

@@ -22,7 +22,7 @@ import {
   StoreUnavailableError,
   WriteOutcomeUnknownError,
 } from '../errors.js';
-import { TABLE_SCHEMA } from '../store/schema.js';
+import { shardKey, TABLE_SCHEMA } from '../store/schema.js';
 import type { Assignment, Condition, ItemKey } from '../store/types.js';
 import { beforeDeadline } from './budget.js';
 import type { Written } from './combining.js';
@@ -89,27 +89,34 @@ export async function acquire(engine: Engine, request: AcquireRequest): Promise<
   await compensate(d, outcomes);
   if (request.signal?.aborted && outcomes.every((o) => o.kind !== 'denied'))
     throw new DeadlineExceededError();
+  // The writes may have shown a scope sharded that memory did not know: a request larger than a
+  // shard's share can never fit, and is a 422 (as the table has it), not a wait.
+  if (outcomes.some((o) => o.kind === 'denied')) {
+    const never = await neverFits(d, request.signal);
+    if (never) return never;
+  }
   return refuse(d, outcomes);
 }
 
 /**
- * The refusal of a request some limit can never hold (a sharded scope: its largest shard). The
- * scopes this process has not seen are read first (once: such a request is rare), so what the
- * answer says of them (`remaining`, shadow limits that are full) and the budget the refusal
- * records come from the table, not from nothing.
+ * The refusal of a request some limit can never hold (a sharded scope: its largest shard). Every
+ * scope is read first, each shard of a sharded one too (once: such a request is rare), so what
+ * the answer says (`remaining`, shadow limits that are full) and the budget the refusal records
+ * come from the table, not from a memory that may be old or empty.
  */
 async function neverFits(d: Decision, signal?: AbortSignal): Promise<AcquireResult | undefined> {
-  const { engine, checks, nowMs } = d;
-  if (!checks.some((check) => tooLarge(d, check, false).length > 0)) return undefined;
-  const unseen = checks.filter((check) => engine.stateOf(check.key) === undefined);
-  const reads = unseen.map(async ({ key }) =>
-    engine.remember(key, (await engine.store.get(key)) ?? {}),
-  );
+  if (!d.checks.some((check) => tooLarge(d, check, false).length > 0)) return undefined;
   // Unread (DynamoDB slow or down), the refusal stands as memory has it: it needs no state.
-  await beforeDeadline(Promise.all(reads), signal).catch(() => undefined);
-  const refused = checks.map((check) => tooLarge(d, check, false));
+  await beforeDeadline(readScopes(d.engine, d.checks), signal).catch(() => undefined);
+  return exceedsCapacity(d);
+}
+
+/** The 422 of a request some enforced limit can never hold, as memory now has the scopes. */
+function exceedsCapacity(d: Decision): AcquireResult | undefined {
+  const { engine, checks, nowMs } = d;
+  const refused = checks.map((check) => whole(engine, check, tooLarge(d, check, false), nowMs));
   const violations = refused.flat();
-  if (violations.length === 0) return undefined; // a shard count read since: the writes decide
+  if (violations.length === 0) return undefined;
   recordBudgets(
     d,
     refused.flatMap((v, i) => (v.length > 0 ? [i] : [])),
@@ -125,6 +132,17 @@ async function neverFits(d: Decision, signal?: AbortSignal): Promise<AcquireResu
     limits: remembered(engine, checks, nowMs),
     ...shadowOf(checks, shadow),
   };
+}
+
+/** Reads each scope's item, and then each shard of a scope the items say is sharded. */
+async function readScopes(engine: Engine, checks: readonly ScopeCheck[]): Promise<void> {
+  const read = async (key: ItemKey) => engine.remember(key, (await engine.store.get(key)) ?? {});
+  await Promise.all(checks.map(({ key }) => read(key)));
+  await Promise.all(
+    checks.flatMap(({ key }) =>
+      Array.from({ length: engine.shardCount(key) - 1 }, (_, i) => read(shardKey(key, i + 1))),
+    ),
+  );
 }
 
 /** The limits of a scope (enforced, or shadow) a request can never fit, as violations. */
