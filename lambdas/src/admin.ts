@@ -64,11 +64,12 @@ function nameParam(event: JsonEvent, kind: Exclude<ConfigKind, 'settings'>): str
   return name;
 }
 
+/** `?limit=` and `?cursor=` of a listing (the cursor is checked by the listing: 400 `cursor`). */
 function pageParams(event: JsonEvent): { limit: number; cursor?: string } {
   const query = event.queryStringParameters ?? {};
   const { pageSize, maxPageSize } = SERVICE_DEFAULTS;
   const limit = query.limit === undefined ? pageSize : Number(query.limit);
-  if (!Number.isInteger(limit) || limit < 1 || limit > maxPageSize) {
+  if (!/^\d+$/.test(query.limit ?? '1') || limit < 1 || limit > maxPageSize) {
     throw new ValidationError('limit', `must be an integer from 1 to ${maxPageSize}`);
   }
   return { limit, ...(query.cursor ? { cursor: query.cursor } : {}) };
@@ -155,7 +156,7 @@ export const operations: Record<AdminOperation, Operation> = {
     const limit = query.limit ? Number(query.limit) : SERVICE_DEFAULTS.pageSize;
     const page = await listAlerts(store, {
       limit,
-      ...(query.cursor ? { after: query.cursor } : {}),
+      ...(query.cursor ? { cursor: query.cursor } : {}),
     });
     return json(200, { items: page.items, next: page.next ?? null });
   },

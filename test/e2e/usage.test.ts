@@ -201,6 +201,38 @@ describe('usage history over HTTP', () => {
       ['/v1/admin/usage/top?limit=0', 'limit'],
       ['/v1/admin/usage/top?date=2026-13-40', 'date'],
       ['/v1/admin/alerts?limit=abc', 'limit'],
+      // Dates and times: real calendar ones, from 2000-01-01 to 2999-12-31 (UTC), in every form.
+      ['/v1/usage?entity=k1&to=9999-12-31', 'to'],
+      ['/v1/usage?entity=k1&granularity=hour&to=9999-12-31', 'to'],
+      ['/v1/usage?entity=k1&granularity=month&to=9999-12-31', 'to'],
+      ['/v1/usage?entity=k1&granularity=hour&to=2999-12-31T23:30:00-01:00', 'to'],
+      ['/v1/usage?entity=k1&granularity=hour&to=9999-12-31T23:30:00%2B01:00', 'to'],
+      ['/v1/usage?entity=k1&from=1999-12-31&to=2000-01-02', 'from'],
+      ['/v1/usage?entity=k1&from=0001-01-01', 'from'],
+      ['/v1/usage?entity=k1&from=2026-02-30', 'from'],
+      ['/v1/usage?entity=k1&from=2026-02-01&to=2026-02-31', 'to'],
+      ['/v1/usage?entity=k1&granularity=month&from=2025-02-29', 'from'],
+      ['/v1/usage?entity=k1&granularity=hour&from=2026-11-01T24:00:00Z', 'from'],
+      ['/v1/usage?entity=k1&granularity=hour&to=2026-11-01T10:00:00%2B24:00', 'to'],
+      ['/v1/usage?entity=k1&from=%2B010000-01-01', 'from'],
+      ['/v1/usage?entity=k1&from=2026-11-01&to=2026-10-31', 'to'],
+      ['/v1/admin/usage/top?date=2026-02-30', 'date'],
+      ['/v1/admin/usage/top?period=month&date=2026-02-30', 'date'],
+      ['/v1/admin/usage/top?date=9999-12-31', 'date'],
+      ['/v1/admin/usage/top?date=1999-12-31', 'date'],
+      ['/v1/admin/usage/top?date=2026-11-01T00:00:00Z', 'date'],
+      // Every listing's cursor and limit.
+      ['/v1/admin/alerts?cursor=garbage', 'cursor'],
+      ['/v1/admin/alerts?cursor=YWJj', 'cursor'], // base64url of "abc": no alert's key
+      ['/v1/admin/audit?cursor=garbage', 'cursor'],
+      ['/v1/admin/audit?cursor=YWJj', 'cursor'],
+      ['/v1/admin/plans?cursor=garbage', 'cursor'],
+      ['/v1/admin/entities?cursor=garbage', 'cursor'],
+      ['/v1/admin/resources?cursor=garbage', 'cursor'],
+      ['/v1/admin/entities?cursor=IQ', 'cursor'], // "!": no entity's name
+      ['/v1/admin/plans?limit=1e2', 'limit'],
+      ['/v1/admin/audit?limit=0x10', 'limit'],
+      ['/v1/admin/usage/top?limit=1e2', 'limit'],
     ];
     const stored: [string, unknown, string][] = [
       ['/entities/tz-bad', { timezone: 'Mars/Olympus' }, 'timezone'],
@@ -277,6 +309,18 @@ describe('budget alerts over HTTP', () => {
       limit_value: 40_000,
     });
     expect(mine[0]?.used).toBeGreaterThanOrEqual(32_000);
+    // Paged one at a time, the `next` cursors list the same alerts.
+    const all = (await request('GET', `${url(1)}/v1/admin/alerts`)).body.items as Listed[];
+    const paged: Listed[] = [];
+    let cursor: string | null = null;
+    do {
+      const query: string = cursor ? `&cursor=${encodeURIComponent(cursor)}` : '';
+      const page = await request('GET', `${url(0)}/v1/admin/alerts?limit=1${query}`);
+      expect(page.status).toBe(200);
+      paged.push(...(page.body.items as Listed[]));
+      cursor = page.body.next as string | null;
+    } while (cursor);
+    expect(paged).toEqual(all);
     // Two servers read the same stream: still one.
     await new Promise((r) => setTimeout(r, 1_000));
     expect(received.filter((r) => r.detail.entity === 'team-alerts')).toHaveLength(1);

@@ -7,7 +7,8 @@ import { canonicalJson } from '../canonical.js';
 import { SERVICE_DEFAULTS } from '../defaults.js';
 import { PERIOD_SECONDS } from '../engine/limits.js';
 import { nextRotation } from '../engine/signing-keys.js';
-import { ConflictError, NotFoundError, ValidationError } from '../errors.js';
+import { ConflictError, NotFoundError } from '../errors.js';
+import { decodeCursor, encodeCursor, startsWithInstant } from '../store/cursor.js';
 import {
   documentAttributes as D,
   itemAttributes,
@@ -15,7 +16,7 @@ import {
   TABLE_SCHEMA,
 } from '../store/schema.js';
 import type { AdminStore, Condition, ItemState } from '../store/types.js';
-import { type ConfigKind, type ConfigOf, parseConfig } from './documents.js';
+import { CONFIG_KINDS, type ConfigKind, type ConfigOf, parseConfig } from './documents.js';
 import {
   checkDeletable,
   checkReferences,
@@ -66,14 +67,6 @@ export interface WriteResult<K extends ConfigKind> {
 const WRITE_ATTEMPTS = 5;
 const backOff = (attempt: number) =>
   new Promise((resolve) => setTimeout(resolve, Math.random() * 10 * 2 ** attempt));
-
-const encodeCursor = (sk: string) => Buffer.from(sk).toString('base64url');
-function decodeCursor(cursor: string | undefined): string | undefined {
-  if (cursor === undefined) return undefined;
-  const sk = Buffer.from(cursor, 'base64url').toString('utf8');
-  if (!sk || encodeCursor(sk) !== cursor) throw new ValidationError('cursor', 'not a cursor');
-  return sk;
-}
 
 function stored<K extends ConfigKind>(kind: K, name: string, item: ItemState): StoredConfig<K> {
   return {
@@ -127,7 +120,7 @@ export class ConfigAdmin {
     kind: K,
     options: { limit?: number; cursor?: string } = {},
   ): Promise<Page<StoredConfig<K>>> {
-    const after = decodeCursor(options.cursor);
+    const after = decodeCursor(options.cursor, (sk) => CONFIG_KINDS[kind].name.test(sk));
     const page = await this.#store.query(itemKeys.config(kind, '').pk, {
       limit: options.limit ?? 100,
       ...(after !== undefined ? { after } : {}),
@@ -243,7 +236,7 @@ export class ConfigAdmin {
 
   /** Audit entries, newest first. */
   async audit(options: { limit?: number; cursor?: string } = {}): Promise<Page<AuditEntry>> {
-    const after = decodeCursor(options.cursor);
+    const after = decodeCursor(options.cursor, startsWithInstant);
     const page = await this.#store.query(itemKeys.audit('').pk, {
       limit: options.limit ?? 100,
       descending: true,

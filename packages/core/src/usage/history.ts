@@ -5,6 +5,7 @@
 
 import { amountOf, PERIOD_SECONDS, sumUsage, type Usage } from '../engine/limits.js';
 import { ValidationError } from '../errors.js';
+import { decodeCursor, encodeCursor, startsWithInstant } from '../store/cursor.js';
 import {
   alertAttributes as A,
   TOP_SHARDS,
@@ -41,6 +42,13 @@ const LONGEST_MS: Readonly<Record<UsageGranularity, number>> = {
   month: 32 * DAY_MS,
 };
 
+/**
+ * The instants usage keys can order: their sort keys hold ISO 8601 UTC times, which sort as text
+ * only while the year has four digits (year 10000 is written `+010000-…` and sorts first).
+ */
+const KEY_EARLIEST_MS = Date.parse('0000-01-01T00:00:00.000Z');
+const KEY_LATEST_MS = Date.parse('9999-12-31T23:59:59.999Z');
+
 /** The numbers of attributes starting with `prefix`, keyed by the rest of the name. */
 function byPrefix(state: ItemState, prefix: string): Usage {
   return Object.fromEntries(
@@ -69,6 +77,11 @@ export async function usageHistory(
   },
 ): Promise<UsagePeriod[]> {
   const { entity, granularity, fromMs, toMs } = query;
+  // Checked before any key is made: a range past what the keys order would reach DynamoDB upside down.
+  if (!(fromMs - LONGEST_MS[granularity] >= KEY_EARLIEST_MS))
+    throw new ValidationError('from', 'out of range: years 0000 to 9999 (UTC)');
+  if (!(toMs <= KEY_LATEST_MS))
+    throw new ValidationError('to', 'out of range: years 0000 to 9999 (UTC)');
   if (!(toMs > fromMs)) throw new ValidationError('to', 'must be after from');
   if (toMs - fromMs > MAX_RANGE_DAYS[granularity] * DAY_MS)
     throw new ValidationError('to', `at most ${MAX_RANGE_DAYS[granularity]} days after from`);
@@ -179,16 +192,20 @@ export interface ListedAlert extends BudgetAlert {
   readonly delivered: boolean;
 }
 
-/** Budget alerts, newest window first; `next` continues. */
+/**
+ * Budget alerts, newest window first; `next` is the `cursor` of the page after, as the other
+ * listings' (a cursor that is not one is a {@link ValidationError} naming `cursor`).
+ */
 export async function listAlerts(
   store: AdminStore,
-  options: { readonly limit: number; readonly after?: string },
+  options: { readonly limit: number; readonly cursor?: string | undefined },
 ): Promise<{ items: ListedAlert[]; next?: string }> {
   const { pk } = usageKeys.alert('', { pk: '', sk: '' }, '', 0);
+  const after = decodeCursor(options.cursor, startsWithInstant);
   const page = await store.query(pk, {
     limit: options.limit,
     descending: true,
-    ...(options.after !== undefined ? { after: options.after } : {}),
+    ...(after !== undefined ? { after } : {}),
   });
   return {
     items: page.items.map(({ state }) => ({
@@ -196,6 +213,6 @@ export async function listAlerts(
       at: String(state[A.at]),
       delivered: state[A.sent] !== undefined,
     })),
-    ...(page.next !== undefined ? { next: page.next } : {}),
+    ...(page.next !== undefined ? { next: encodeCursor(page.next) } : {}),
   };
 }
