@@ -75,7 +75,11 @@ export class DenialBuffer {
     const distinct = [...new Set(limitNames)];
     for (let i = 0; i < distinct.length; i += MAX_NAMES) {
       const part = new Set(distinct.slice(i, i + MAX_NAMES));
-      this.#gather(context, part, limitNames.filter((name) => part.has(name))); // twice counts twice
+      this.#gather(
+        context,
+        part,
+        limitNames.filter((name) => part.has(name)),
+      ); // twice counts twice
     }
   }
 
