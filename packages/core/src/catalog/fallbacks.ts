@@ -65,6 +65,7 @@ export async function acquireWithFallbacks(
   request: FallbackRequest,
 ): Promise<FallbackOutcome> {
   const { signal } = request;
+  engine.keys.warm(); // a cold process reads its signing keys beside the configuration
   const policyOf = (resource: string) => {
     const resolving = resolvePolicy(source, { ...request, resource });
     resolving.catch(() => {}); // awaited below, if it is tried

@@ -142,13 +142,18 @@ export async function planFallbacks(
 /** The entity, then its ancestors, each with its document (none for an unregistered entity). */
 export type Chain = { id: string; config: Revised<EntityConfig> | undefined }[];
 
-/** The entity, then its ancestors (parents are checked for cycles when written). */
+/**
+ * The entity, then its ancestors (parents are checked for cycles when written); `found` hears of
+ * each as soon as it is read.
+ */
 async function chainOf(
   source: ConfigSource,
   entity: string,
   record: Revised<EntityConfig> | undefined,
+  found: (link: Chain[number]) => void = () => {},
 ): Promise<Chain> {
   const chain: Chain = [{ id: entity, config: record }];
+  found({ id: entity, config: record });
   for (let parent = record?.parent; parent !== undefined; ) {
     if (chain.some((c) => c.id === parent)) {
       throw new Inconsistent(`the hierarchy above ${entity} has a cycle at ${parent}`);
@@ -159,6 +164,7 @@ async function chainOf(
     const config = await source.entity(parent);
     if (!config) throw new Inconsistent(`${parent}, above ${entity}, does not exist`);
     chain.push({ id: parent, config });
+    found({ id: parent, config });
     parent = config.parent;
   }
   return chain;
@@ -178,10 +184,17 @@ async function resolveWith(source: ConfigSource, request: PolicyRequest): Promis
   if (!record && settings.unknown_entities === 'refuse') {
     throw new PolicyRefusal('unknown_entity', `entity ${entity} is not registered`);
   }
-  const chain = await chainOf(source, entity, record);
+  // Each entity's plan is read as soon as the entity is (beside the read of its parent), so a
+  // cold cache costs one round trip a level of the hierarchy, not one more for the plans.
+  const planReads: Promise<Revised<PlanConfig> | undefined>[] = [];
+  const chain = await chainOf(source, entity, record, (link) => {
+    const reading = planOf(source, entity, link);
+    reading.catch(() => {}); // awaited below, unless the chain or the callers refuse first
+    planReads.push(reading);
+  });
   // Who may ask comes first: a caller refused learns nothing else about the entity.
   checkCallers(callersOf(chain), entity, request.principal);
-  const plans = await plansOf(source, entity, chain);
+  const plans = await Promise.all(planReads);
   const { checks, own } = hierarchyChecks(request, chain, plans, settings);
   const resourceWide = resourceCheck(resource, resourceConfig, settings);
   if (resourceWide) checks.push(resourceWide);
@@ -216,21 +229,16 @@ async function resolveWith(source: ConfigSource, request: PolicyRequest): Promis
 }
 
 /**
- * Each entity's plan, nearest first: the caller without a plan gets the plan named `default`,
- * if there is one; a plan an entity names must exist (its limits and allowed resources are not
- * optional).
+ * An entity's plan: the caller without a plan gets the plan named `default`, if there is one; a
+ * plan an entity names must exist (its limits and allowed resources are not optional).
  */
-function plansOf(
+async function planOf(
   source: ConfigSource,
   entity: string,
-  chain: Chain,
-): Promise<(Revised<PlanConfig> | undefined)[]> {
-  return Promise.all(
-    chain.map(async ({ id, config }) => {
-      if (config?.plan === undefined) return id === entity ? source.plan('default') : undefined;
-      const plan = await source.plan(config.plan);
-      if (!plan) throw new Inconsistent(`plan ${config.plan} of ${id} does not exist`);
-      return plan;
-    }),
-  );
+  { id, config }: Chain[number],
+): Promise<Revised<PlanConfig> | undefined> {
+  if (config?.plan === undefined) return id === entity ? source.plan('default') : undefined;
+  const plan = await source.plan(config.plan);
+  if (!plan) throw new Inconsistent(`plan ${config.plan} of ${id} does not exist`);
+  return plan;
 }

@@ -117,6 +117,8 @@ export class SigningKeys {
   readonly #known = new Map<string, KnownKey>();
   #ring: Ring | undefined;
   #loading: Promise<Ring> | undefined;
+  /** A first read started ahead of need (see {@link warm}), settled however it ends. */
+  #warming: Promise<void> | undefined;
   /** The last read forced by an unknown id: when, and its outcome. */
   #forced: { readonly atMs: number; readonly reading?: Promise<Ring> } = {
     atMs: Number.NEGATIVE_INFINITY,
@@ -179,6 +181,23 @@ export class SigningKeys {
     });
   }
 
+  /**
+   * Starts reading the keys when this process holds none yet (a cold start), creating none, so
+   * the read runs beside other first reads (the configuration's) instead of after them. Nothing
+   * waits on it; signing later waits for it rather than reading again.
+   */
+  warm(): void {
+    if (this.#ring || this.#loading || this.#warming) return;
+    this.#warming = this.#load(false).then(
+      () => {
+        this.#warming = undefined;
+      },
+      () => {
+        this.#warming = undefined;
+      },
+    );
+  }
+
   /** Resolves once a read under way (a background refresh) has finished, however it ended. */
   async idle(): Promise<void> {
     await this.#loading?.catch(() => undefined);
@@ -197,6 +216,7 @@ export class SigningKeys {
    * old: a rotation is seen within two refreshes, the time a key rotated out keeps signing.
    */
   async #get(): Promise<Ring> {
+    if (!this.#ring && this.#warming) await this.#warming;
     const ring = this.#ring;
     if (!ring) return this.reload();
     const age = this.#clock() - ring.readAtMs;
@@ -225,9 +245,9 @@ export class SigningKeys {
       if (ring && lost.length === 0) return this.#adopt(ring, nowMs);
       if (lost.length > 0) this.#onRestore(lost.map((k) => k.id));
       // No key signs (no `cur`, or one naming a key the item lost): this process proposes a new
-      // one, on condition that the item still says so. Never a key it knew: its memory may predate a rotation that retired that key
-      // (and the rotation would be undone). Every key written back only verifies the leases it
-      // signed, and retires.
+      // one, on condition that the item still says so. Never a key it knew: its memory may
+      // predate a rotation that retired that key (and the rotation would be undone). Every key
+      // written back only verifies the leases it signed, and retires.
       const proposed = ring ? undefined : newSigningKey();
       const set: Assignment[] = [];
       if (proposed) {
