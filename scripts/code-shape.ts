@@ -12,6 +12,7 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
+import { exportedNames, publishedPackages } from './api-report.js';
 
 export const MAX_FUNCTION_LINES = 80;
 export const MAX_FILE_LINES = 400;
@@ -110,6 +111,29 @@ export function shapeOf(root: string): Shape {
   };
 }
 
+/**
+ * How many names each published package exports, for the summary: its entry points in the order
+ * of its `exports`, an `internal` one (not for users) counted apart.
+ */
+export function exportCounts(root: string): string[] {
+  const packages = publishedPackages(root);
+  const names = exportedNames(root, packages);
+  const width = Math.max(...packages.map((p) => p.name.length));
+  return packages.map((pkg) => {
+    const counted = pkg.entryPoints.map((e) => ({
+      subpath: e.specifier === pkg.name ? '.' : e.specifier.slice(pkg.name.length),
+      count: names.get(e.specifier)?.length ?? 0,
+    }));
+    const internal = counted.filter((c) => c.subpath === '/internal');
+    const user = counted.filter((c) => c.subpath !== '/internal');
+    const total = user.reduce((sum, c) => sum + c.count, 0);
+    const parts =
+      user.length > 1 ? ` (${user.map((c) => `${c.subpath} ${c.count}`).join(', ')})` : '';
+    const apart = internal.map((c) => `; ${c.subpath} ${c.count}, not for users`).join('');
+    return `  ${pkg.name.padEnd(width)} ${String(total).padStart(4)}${parts}${apart}`;
+  });
+}
+
 function main(): void {
   const root = fileURLToPath(new URL('..', import.meta.url));
   const shape = shapeOf(root);
@@ -121,6 +145,8 @@ function main(): void {
       ` largest file ${largest?.lines ?? 0} lines (${largest?.file ?? '-'}, at most ${MAX_FILE_LINES});` +
       ` README.md ${shape.readmeLines} lines (at most ${MAX_README_LINES})`,
   );
+  console.log('exports per package (api/*.api.md lists them):');
+  for (const line of exportCounts(root)) console.log(line);
   const problems = [
     ...shape.longFunctions.map(
       (s) => `${s.file}:${s.line}  ${s.name}: ${s.lines} lines (at most ${MAX_FUNCTION_LINES})`,

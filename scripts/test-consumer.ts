@@ -3,7 +3,8 @@
  * (`npm pack`), installs the tarballs with plain npm into a new project outside the repo, and
  * from there:
  *  1. plain `node` imports @sluice/client and @sluice/core (ESM) and calls them;
- *  2. `tsc --noEmit` checks a consumer file (strict, no skipLibCheck) using the SDK's types;
+ *  2. `tsc --noEmit` checks consumer files (strict, no skipLibCheck) using the SDK's types and
+ *     @sluice/core's public ones (the engine embedded);
  *  3. esbuild bundles a consumer Lambda handler (the SDK and its middy middleware); the bundle,
  *     run with plain node, acquires and settles against `npm start` and against the installed
  *     @sluice/local's `sluice-local`;
@@ -80,14 +81,20 @@ const files: Record<string, string> = {
   'imports.mjs': `
 import { SluiceClient, fromOpenAI } from '@sluice/client';
 import { estimateTokens } from '@sluice/client/estimate';
-import { calendarWindow, parseLimits } from '@sluice/core';
+import { itemKeys, Limiter, parseLimits, ValidationError } from '@sluice/core';
 const [limit] = parseLimits([{ name: 'tpm', metric: 'tokens', limit: 1000, per: 'minute' }]);
-const window = calendarWindow(Date.parse('2026-03-08T12:00:00Z'), 'day', 'America/New_York');
+const key = itemKeys.entityBucket('key-123', 'gpt-4o');
+let refused = false;
+try {
+  parseLimits([{ name: 'tpm', metric: 'tokens', limit: -1, per: 'minute' }]);
+} catch (error) {
+  refused = error instanceof ValidationError;
+}
 const usage = fromOpenAI({ prompt_tokens: 10, completion_tokens: 5, prompt_tokens_details: { cached_tokens: 4 } });
 new SluiceClient({ endpoint: 'http://127.0.0.1:3000' });
 const estimated = estimateTokens([{ role: 'user', content: 'Hello, world' }], 'gpt-4o');
-if (limit?.name !== 'tpm' || window.startMs >= window.endMs || usage.cached_input_tokens !== 4 || !(estimated > 0))
-  throw new Error('unexpected: ' + JSON.stringify({ limit, window, usage, estimated }));
+if (limit?.name !== 'tpm' || !key.pk || !refused || typeof Limiter !== 'function' || usage.cached_input_tokens !== 4 || !(estimated > 0))
+  throw new Error('unexpected: ' + JSON.stringify({ limit, key, refused, usage, estimated }));
 console.log('ok');
 `,
   // 2. Types, strict, every .d.ts checked.
@@ -159,6 +166,38 @@ export async function handler(event: Event, context: Context) {
   const answered = await guarded(event, context);
   const available = await sluice.available({ entity: event.key, resource: 'gpt-4o', limits: [...limits] });
   return { settled: settled.settled, answered, remaining: available.limits[0]?.remaining };
+}
+`,
+  // The engine embedded, as docs/sdk.md shows it: @sluice/core's public types, checked whole.
+  'src/engine.ts': `
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import {
+  type AcquireResult,
+  DynamoDBStore,
+  itemKeys,
+  LeaseSettledError,
+  Limiter,
+  parseLimits,
+  type SettleResult,
+} from '@sluice/core';
+
+const limiter = new Limiter({
+  store: new DynamoDBStore({ client: new DynamoDBClient({}), tableName: 'sluice' }),
+});
+const limits = parseLimits([{ name: 'tpm', metric: 'tokens', limit: 200_000, per: 'minute' }]);
+
+export async function decide(key: string): Promise<SettleResult | undefined> {
+  const decision: AcquireResult = await limiter.acquire({
+    checks: [{ scope: 'entity', key: itemKeys.entityBucket(key, 'gpt-4o'), limits }],
+    usage: { input_tokens: 1_500, output_tokens: 500 },
+  });
+  if (!decision.allowed) return undefined;
+  try {
+    return await limiter.release(decision.leaseId, { input_tokens: 1_480, output_tokens: 870 });
+  } catch (error) {
+    if (error instanceof LeaseSettledError) return undefined;
+    throw error;
+  }
 }
 `,
   'run-bundle.mjs': `

@@ -1,6 +1,7 @@
 /** acquire: may this call go ahead? Parsed here, decided in core, answered here. */
 import middy from '@middy/core';
-import { type AcquireResult, acquireWithFallbacks, type Tried } from '@sluice/core';
+import type { AcquireResult } from '@sluice/core';
+import { acquireWithFallbacks, type Tried } from '@sluice/core/internal';
 import { limitsBody, refusalName, shadowBody, violationsBody } from './http/bodies.js';
 import { edge, type JsonEvent, parse, principalOf } from './http/edge.js';
 import { rateLimitHeaders } from './http/headers.js';
@@ -58,7 +59,11 @@ export const handler = middy<JsonEvent, Result>()
   });
 
 /** The answer to an admission; with fallbacks in play it names the resource admitted. */
-function admission({ resource, policy, result }: Admitted, requested: string, inPlay: boolean) {
+function admission(
+  { resource, policy, result }: Admitted,
+  requested: string,
+  fallbacksInPlay: boolean,
+) {
   // The decision lines are the decision metrics: the construct's metric filters count them.
   logger.info(DECISION_LOG.decision, { decision: 'allowed', waitMs: result.waitMs });
   return json(
@@ -69,14 +74,14 @@ function admission({ resource, policy, result }: Admitted, requested: string, in
       wait_ms: result.waitMs,
       limits: limitsBody(result.limits),
       ...shadowBody(result.shadowViolations),
-      ...(inPlay ? { resource, fell_back: resource !== requested } : {}),
+      ...(fallbacksInPlay ? { resource, fell_back: resource !== requested } : {}),
     },
     rateLimitHeaders(result.limits, definitionsOf(policy.checks)),
   );
 }
 
 /** The answer when nothing admitted: 429 if any resource was rate limited, else 422. */
-function refusal(refused: readonly Refused[], inPlay: boolean): Result {
+function refusal(refused: readonly Refused[], fallbacksInPlay: boolean): Result {
   const limited = refused.filter((r) => r.result.code === 'rate_limited');
   const rateLimited = limited.length > 0;
   // The soonest any resource tried would admit: the caller retrying then is admitted by it.
@@ -96,7 +101,7 @@ function refusal(refused: readonly Refused[], inPlay: boolean): Result {
       retry_after_ms: result.retryAfterMs,
       violations: refused.flatMap((r) =>
         violationsBody(r.result.violations).map((v) =>
-          inPlay ? { ...v, resource: r.resource } : v,
+          fallbacksInPlay ? { ...v, resource: r.resource } : v,
         ),
       ),
       ...shadowBody(result.shadowViolations),

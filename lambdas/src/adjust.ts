@@ -1,6 +1,6 @@
 /** adjust: the call's actual usage so far (totals). */
 import middy from '@middy/core';
-import { adjust } from '@sluice/core';
+import { adjust } from '@sluice/core/internal';
 import { settleBody } from './http/bodies.js';
 import { edge, type JsonEvent, parse, principalOf } from './http/edge.js';
 import { json, type Result } from './http/problem.js';

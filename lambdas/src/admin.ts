@@ -6,18 +6,20 @@
  */
 import middy from '@middy/core';
 import {
-  CONFIG_KINDS,
   ConfigAdmin,
-  type ConfigKind,
   DynamoDBAdminStore,
   listAlerts,
-  SERVICE_DEFAULTS,
-  SETTINGS_NAME,
   type StoredConfig,
-  signingKeyRetainMs,
   topEntities,
   ValidationError,
 } from '@sluice/core';
+import {
+  CONFIG_KINDS,
+  type ConfigKind,
+  SERVICE_DEFAULTS,
+  SETTINGS_NAME,
+  signingKeyRetainMs,
+} from '@sluice/core/internal';
 import { auditRetentionDays } from './environment.js';
 import { HttpProblem } from './errors.js';
 import { edge, type JsonEvent, principalOf } from './http/edge.js';

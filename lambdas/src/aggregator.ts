@@ -9,15 +9,13 @@
 
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import { EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge';
+import { changeOf, DynamoDBAdminStore, UsageAggregator } from '@sluice/core';
 import {
   ALERT_EVENT,
   type AlertSender,
-  changeOf,
-  DynamoDBAdminStore,
   type StreamRecord,
-  UsageAggregator,
   UsageProgress,
-} from '@sluice/core';
+} from '@sluice/core/internal';
 import type { DynamoDBBatchResponse, DynamoDBStreamEvent } from 'aws-lambda';
 import { aggregatorEnvironment } from './environment.js';
 import { METRICS } from './metric-names.js';

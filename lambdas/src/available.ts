@@ -1,6 +1,6 @@
 /** available: what remains, and when a usage would fit; consumes nothing. */
 import middy from '@middy/core';
-import { available, beforeDeadline } from '@sluice/core';
+import { available, beforeDeadline } from '@sluice/core/internal';
 import { limitsBody } from './http/bodies.js';
 import { edge, type JsonEvent, parse, principalOf } from './http/edge.js';
 import { json, type Result } from './http/problem.js';

@@ -3,7 +3,7 @@
  * and the handlers read them) and the loader that reads them once per container, failing fast
  * and naming the variable when something required is missing.
  */
-import { ENGINE_DEFAULTS, own, SERVICE_DEFAULTS } from '@sluice/core';
+import { ENGINE_DEFAULTS, own, SERVICE_DEFAULTS } from '@sluice/core/internal';
 import { EnvironmentError } from './errors.js';
 
 /** The environment variables every Sluice function reads. */

@@ -4,7 +4,8 @@
  * reader recorded it.
  */
 import middy from '@middy/core';
-import { beforeDeadline, itemKeys, usageHistoryStatus, usageKeys } from '@sluice/core';
+import { itemKeys } from '@sluice/core';
+import { beforeDeadline, usageHistoryStatus, usageKeys } from '@sluice/core/internal';
 import { edge, type JsonEvent } from './http/edge.js';
 import { json, type Result } from './http/problem.js';
 import { getRuntime } from './runtime.js';

@@ -3,7 +3,7 @@
  * statuses). `npm run openapi` writes docs/openapi.json; a test fails when that file is stale, and
  * the e2e tier checks every answer it receives against it.
  */
-import { SERVICE_DEFAULTS } from '@sluice/core';
+import { SERVICE_DEFAULTS } from '@sluice/core/internal';
 import * as z from 'zod/mini';
 import { MAX_BODY_BYTES, UNAVAILABLE_RETRY_MS } from './http/limits.js';
 import * as r from './responses.js';

@@ -3,15 +3,15 @@
  * readers of their dates and times: apart from schemas.ts so that the acquire and settle bundles
  * leave them out (zod schemas are built when their module loads).
  */
+import { ValidationError } from '@sluice/core';
 import {
   identifierSchema,
   MAX_RANGE_DAYS,
   metricSchema,
   PERIOD_SECONDS,
   SERVICE_DEFAULTS,
-  ValidationError,
   validationErrorFrom,
-} from '@sluice/core';
+} from '@sluice/core/internal';
 import * as z from 'zod/mini';
 
 /** Validates query parameters; a bad or unknown one becomes a 400 naming it. */

@@ -1,6 +1,6 @@
 /** release: settle with final totals, or without usage give everything back. */
 import middy from '@middy/core';
-import { release } from '@sluice/core';
+import { release } from '@sluice/core/internal';
 import { settleBody } from './http/bodies.js';
 import { edge, type JsonEvent, parse, principalOf } from './http/edge.js';
 import { json, type Result } from './http/problem.js';

@@ -6,7 +6,8 @@
  * Their types (the `…Body` types at the end) are the SDK's wire types: @sluice/client imports
  * them as types only, so nothing of this module reaches its bundle.
  */
-import { type AcquireResult, type SluiceErrorCode, usageSchema } from '@sluice/core';
+import type { AcquireResult, SluiceErrorCode } from '@sluice/core';
+import { usageSchema } from '@sluice/core/internal';
 import * as z from 'zod/mini';
 import type { HttpProblemCode } from './errors.js';
 import { STATUS_OF } from './http/problem.js';

@@ -12,15 +12,15 @@
  * Adding a route: one entry here, plus its handler (a client route: a file exporting `handler`;
  * an admin route: an entry in admin.ts's `operations`, which does not compile without it).
  */
+import { itemKeys } from '@sluice/core';
 import {
   entitySchema,
-  itemKeys,
   planSchema,
   resourceSchema,
   SERVICE_DEFAULTS,
   settingsSchema,
   usageKeys,
-} from '@sluice/core';
+} from '@sluice/core/internal';
 import * as z from 'zod/mini';
 import * as q from './queries.js';
 import * as r from './responses.js';

@@ -4,13 +4,13 @@
  */
 import { Logger } from '@aws-lambda-powertools/logger';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DynamoDBStore } from '@sluice/core';
 import {
   CachedConfigSource,
   DenialBuffer,
-  DynamoDBStore,
-  Engine,
+  EngineState,
   throttlingRetries,
-} from '@sluice/core';
+} from '@sluice/core/internal';
 import { type Environment, loadEnvironment, serviceName } from './environment.js';
 
 /** Per-container singletons. */
@@ -20,7 +20,7 @@ export interface Runtime {
   readonly client: DynamoDBClient;
   readonly store: DynamoDBStore;
   /** The engine's per-container state; handlers run one operation on it. */
-  readonly engine: Engine;
+  readonly engine: EngineState;
   /** Stored configuration as acquire reads it: cached for `configCacheMs`. */
   readonly policies: CachedConfigSource;
   /** Refusals gathered for usage history, written every `denialFlushMs`. */
@@ -46,7 +46,7 @@ export function getRuntime(): Runtime {
       ...(env.dynamodbEndpoint ? { endpoint: env.dynamodbEndpoint } : {}),
     });
     const store = new DynamoDBStore({ client, tableName: env.tableName });
-    const engine = new Engine({
+    const engine = new EngineState({
       store,
       shardGrowWritesPerSecond: env.shardGrowWritesPerSecond,
       // A configuration change reaches every container within its cache time.

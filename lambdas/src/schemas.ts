@@ -10,7 +10,7 @@ import {
   MAX_LEASE_ID_LENGTH,
   PRIORITY,
   usageSchema,
-} from '@sluice/core';
+} from '@sluice/core/internal';
 import * as z from 'zod/mini';
 
 /**

@@ -3,15 +3,8 @@
  * ancestors → resource-wide limits) plus the inline limits a request may add, resolved through
  * the container's configuration cache.
  */
-import {
-  authorizeCaller,
-  joinKey,
-  type Limit,
-  type LimitInput,
-  type Policy,
-  resolvePolicy,
-  type Usage,
-} from '@sluice/core';
+import type { Limit, LimitInput, Usage } from '@sluice/core';
+import { authorizeCaller, joinKey, type Policy, resolvePolicy } from '@sluice/core/internal';
 import { getRuntime } from './runtime.js';
 
 /** Resolves an acquire or available request into the engine's scopes, priority and price. */

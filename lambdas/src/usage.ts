@@ -1,6 +1,7 @@
 /** usage: an entity's usage history (read only). */
 import middy from '@middy/core';
-import { beforeDeadline, DynamoDBAdminStore, usageHistory } from '@sluice/core';
+import { DynamoDBAdminStore, usageHistory } from '@sluice/core';
+import { beforeDeadline } from '@sluice/core/internal';
 import { edge, type JsonEvent, principalOf } from './http/edge.js';
 import { json, type Result } from './http/problem.js';
 import { parseQuery, usageQuery, usageRange } from './queries.js';

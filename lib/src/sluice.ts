@@ -5,7 +5,7 @@
  * it. Its parts: table.ts, functions.ts, aggregator.ts, api.ts, monitoring.ts.
  */
 
-import { SERVICE_DEFAULTS } from '@sluice/core';
+import { SERVICE_DEFAULTS } from '@sluice/core/internal';
 import { ACCESS, type FunctionName, functionsOf, type Route, routes } from '@sluice/lambdas/routes';
 import { Duration, type RemovalPolicy } from 'aws-cdk-lib';
 import type { HttpApi, HttpStage } from 'aws-cdk-lib/aws-apigatewayv2';

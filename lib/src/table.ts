@@ -2,7 +2,7 @@
  * The one DynamoDB table: keys and TTL attribute from core's schema, on-demand, point-in-time
  * recovery, and a stream of new and old images.
  */
-import { TABLE_SCHEMA } from '@sluice/core';
+import { TABLE_SCHEMA } from '@sluice/core/internal';
 import { RemovalPolicy } from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import type * as kms from 'aws-cdk-lib/aws-kms';

@@ -28,21 +28,23 @@ import {
 } from '@aws-sdk/client-dynamodb';
 import { SluiceClient } from '@sluice/client';
 import {
-  CachedConfigSource,
   ConfigAdmin,
   DynamoDBAdminStore,
   ensureTable,
-  grow,
-  type ItemState,
-  type ItemUpdate,
   itemKeys,
   Limiter,
   parseLimits,
-  resolvePolicy,
   type ScopeCheck,
   type Store,
   UsageAggregator,
 } from '@sluice/core';
+import {
+  CachedConfigSource,
+  grow,
+  type ItemState,
+  type ItemUpdate,
+  resolvePolicy,
+} from '@sluice/core/internal';
 import { routes } from '@sluice/lambdas/routes';
 import {
   DynamoDBStreamsClient,

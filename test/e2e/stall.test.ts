@@ -6,7 +6,8 @@
  * timeout bounds adjust, release and usage history as well, long before the function's own
  * timeout, on a server that has read the lease's entity and on one that has not.
  */
-import { DynamoDBStore, itemAttributes, itemKeys } from '@sluice/core';
+import { DynamoDBStore, itemKeys } from '@sluice/core';
+import { itemAttributes } from '@sluice/core/internal';
 import { type DynamoDBLocal, localClient, startDynamoDBLocal } from '@sluice/local';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Api, post, request, startApi, tableName } from '../support/api.js';

@@ -3,14 +3,8 @@
  * reference resolves and no parent chain has a cycle. And acquire never answers a 5xx (nor
  * admits without limits) for configuration that does not fit together.
  */
-import {
-  CachedConfigSource,
-  ConfigAdmin,
-  type EntityConfig,
-  itemKeys,
-  PolicyRefusal,
-  resolvePolicy,
-} from '@sluice/core';
+import { ConfigAdmin, type EntityConfig, itemKeys } from '@sluice/core';
+import { CachedConfigSource, PolicyRefusal, resolvePolicy } from '@sluice/core/internal';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { fileTable } from '../support/table.js';

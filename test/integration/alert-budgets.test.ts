@@ -9,15 +9,21 @@
  */
 import {
   type AdminStore,
-  type BudgetAlert,
-  type ItemChange,
   itemKeys,
+  type Limit,
   type Limiter,
   listAlerts,
   parseLimits,
   StoreUnavailableError,
   UsageAggregator,
 } from '@sluice/core';
+import {
+  type BudgetAlert,
+  grow,
+  type ItemChange,
+  normalizeLimit,
+  shardKey,
+} from '@sluice/core/internal';
 import { describe, expect, it } from 'vitest';
 import { HookedStore } from '../support/hooked-store.js';
 import { streamed } from '../support/streams.js';
@@ -376,5 +382,67 @@ describe('a budget cut below what is already used', () => {
       [1, 550],
       [0.5, 1_000],
     ]);
+  });
+});
+
+describe('budget alerts on a scope that is or may be sharded', () => {
+  const daily = { name: 'budget', metric: 'tokens', limit: 1_000, window: 'day' } as const;
+
+  /** 80 calls of 10 tokens on `entity`'s entity-wide item, under `limits` as the engine gets them. */
+  async function spend(limiter: Limiter, entity: string, limits: Limit[]) {
+    const check = { scope: 'entity', key: itemKeys.entityWide(entity), limits };
+    for (let i = 0; i < 80; i++) {
+      const result = await limiter.acquire({ checks: [check], usage: { tokens: 10 } });
+      expect(result.allowed).toBe(true);
+    }
+    await limiter.engine.growth();
+    await limiter.engine.idle();
+  }
+
+  /** What each of the scope's 4 shards records: its share count, its quota's alert definition. */
+  const shardsOf = (entity: string) =>
+    Promise.all(
+      [0, 1, 2, 3].map(async (s) => {
+        const item = await table.store.get(shardKey(itemKeys.entityWide(entity), s));
+        return { n: item?.n, definition: item?.a_budget ?? '' };
+      }),
+    );
+
+  it('record and fire nothing for a quota beside a limit that shards its scope, stored before that was refused', async () => {
+    // A plan's daily quota with alerts beside a tpm with shards: 4 (a 400 now). Each shard judged
+    // the alert on its share: four "50%" alerts at 250, three naming `*#1`… as their resource.
+    const limiter = table.limiter({ clock: manualClock().now });
+    const entity = 'beside-shards';
+    const limits = [
+      ...parseLimits([
+        { name: 'tpm', metric: 'tokens', limit: 1_000_000, per: 'minute', shards: 4 },
+      ]),
+      normalizeLimit({ ...daily, alerts: [0.5] }),
+    ];
+    await spend(limiter, entity, limits);
+
+    const sent: BudgetAlert[] = [];
+    await aggregator(sent).apply(await changesOf(entity));
+
+    expect(sent).toEqual([]);
+    expect(await alertsOf(entity)).toEqual([]);
+    expect(await shardsOf(entity)).toEqual(Array(4).fill({ n: 4n, definition: '' }));
+  });
+
+  it('record and fire nothing on a scope split before, though its limits ask for no shards now', async () => {
+    // The process that acquires has never seen the scope: its first write learns the shards.
+    const entity = 'split-before';
+    await grow(table.limiter().engine, itemKeys.entityWide(entity), 4);
+    await spend(
+      table.limiter({ clock: manualClock().now }),
+      entity,
+      parseLimits([{ ...daily, alerts: [0.5] }]),
+    );
+
+    const sent: BudgetAlert[] = [];
+    await aggregator(sent).apply(await changesOf(entity));
+
+    expect(sent).toEqual([]);
+    expect(await shardsOf(entity)).toEqual(Array(4).fill({ n: 4n, definition: '' }));
   });
 });

@@ -3,7 +3,8 @@
  * concurrent acquires on one item reach DynamoDB together, and admit exactly what they would have
  * admitted one after another.
  */
-import { bucketAttributes, Limiter, type ScopeCheck, StoreUnavailableError } from '@sluice/core';
+import { Limiter, type ScopeCheck, StoreUnavailableError } from '@sluice/core';
+import { bucketAttributes } from '@sluice/core/internal';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { HookedStore } from '../support/hooked-store.js';

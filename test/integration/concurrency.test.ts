@@ -1,7 +1,8 @@
 /**
  * Correctness under concurrency, checked against an in-memory model of the same limits.
  */
-import { bucketAttributes, itemKeys, Limiter, parseLimits, type ScopeCheck } from '@sluice/core';
+import { itemKeys, Limiter, parseLimits, type ScopeCheck } from '@sluice/core';
+import { bucketAttributes } from '@sluice/core/internal';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { fileTable, manualClock } from '../support/table.js';

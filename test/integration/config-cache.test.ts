@@ -3,7 +3,8 @@
  * longer, a change this process writes is seen at once after `clear()`, and a failed read is
  * not cached. The clock is the test's.
  */
-import { CachedConfigSource, ConfigAdmin } from '@sluice/core';
+import { ConfigAdmin } from '@sluice/core';
+import { CachedConfigSource } from '@sluice/core/internal';
 import { describe, expect, it } from 'vitest';
 import { CountingStore } from '../support/counting-store.js';
 import { fileTable, manualClock } from '../support/table.js';

@@ -5,15 +5,14 @@
  * admitted, and nothing may be given back that was not taken.
  */
 import {
-  bucketAttributes,
   DeadlineExceededError,
   type ItemKey,
-  type ItemUpdate,
   Limiter,
   StoreUnavailableError,
   UsageAggregator,
   usageHistory,
 } from '@sluice/core';
+import { bucketAttributes, type ItemUpdate } from '@sluice/core/internal';
 import { describe, expect, it } from 'vitest';
 import { HookedStore } from '../support/hooked-store.js';
 import { check, remaining, tpm } from '../support/limits.js';

@@ -4,7 +4,6 @@
  * with waiting. Each against DynamoDB Local.
  */
 import {
-  bucketAttributes,
   ConfigAdmin,
   type ItemKey,
   itemKeys,
@@ -13,8 +12,8 @@ import {
   parseLimits,
   type ScopeCheck,
   StoreUnavailableError,
-  TABLE_SCHEMA,
 } from '@sluice/core';
+import { bucketAttributes, TABLE_SCHEMA } from '@sluice/core/internal';
 import { describe, expect, it } from 'vitest';
 import { HookedStore } from '../support/hooked-store.js';
 import { check } from '../support/limits.js';

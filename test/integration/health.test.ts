@@ -5,14 +5,8 @@
  * health handler is the one Lambda runs, on the same table.
  */
 import { TrimmedDataAccessException } from '@aws-sdk/client-dynamodb-streams';
-import {
-  itemKeys,
-  parseLimits,
-  UsageAggregator,
-  UsageProgress,
-  usageHistory,
-  usageKeys,
-} from '@sluice/core';
+import { itemKeys, parseLimits, UsageAggregator, usageHistory } from '@sluice/core';
+import { UsageProgress, usageKeys } from '@sluice/core/internal';
 import { type StreamReader, startStreamReader } from '@sluice/local';
 import type {
   APIGatewayProxyEventV2,

@@ -4,7 +4,8 @@
  * over-admitted at any scope, and once every lease settles each scope holds exactly the
  * requests, tokens and micro-dollars of the leases that touched it.
  */
-import { CachedConfigSource, ConfigAdmin, Limiter, resolvePolicy, type Usage } from '@sluice/core';
+import { ConfigAdmin, Limiter, type Usage } from '@sluice/core';
+import { CachedConfigSource, resolvePolicy } from '@sluice/core/internal';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { CountingStore } from '../support/counting-store.js';

@@ -4,16 +4,8 @@
  * itself: in any window, admitted ≤ burst + rate × length, and with the clock held still, what
  * the shards hold adds up to exactly what the leases stand at.
  */
-import {
-  available,
-  grow,
-  growInBackground,
-  itemKeys,
-  type Limiter,
-  parseLimits,
-  type ScopeCheck,
-  shardKey,
-} from '@sluice/core';
+import { itemKeys, type Limiter, parseLimits, type ScopeCheck } from '@sluice/core';
+import { available, grow, growInBackground, shardKey } from '@sluice/core/internal';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { fileTable, manualClock } from '../support/table.js';

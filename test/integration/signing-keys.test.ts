@@ -10,9 +10,8 @@ import {
   parseLimits,
   type ScopeCheck,
   StoreUnavailableError,
-  signingKeyAttributes,
-  TABLE_SCHEMA,
 } from '@sluice/core';
+import { signingKeyAttributes, TABLE_SCHEMA } from '@sluice/core/internal';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { CountingStore } from '../support/counting-store.js';
 import { HookedStore } from '../support/hooked-store.js';

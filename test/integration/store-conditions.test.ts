@@ -6,7 +6,8 @@
  * `((a OR b))`, an empty `SET` or an empty placeholder map are), and each does exactly what a
  * model of it does.
  */
-import type { Assignment, Condition, ItemKey, ItemState } from '@sluice/core';
+import type { ItemKey } from '@sluice/core';
+import type { Assignment, Condition, ItemState } from '@sluice/core/internal';
 
 type Value = bigint | string;
 

@@ -23,14 +23,13 @@ import {
 import {
   DynamoDBAdminStore,
   ensureTable,
-  errorName,
-  type ItemChange,
   itemKeys,
   Limiter,
   parseLimits,
   UsageAggregator,
   usageHistory,
 } from '@sluice/core';
+import { errorName, type ItemChange } from '@sluice/core/internal';
 import {
   type DynamoDBLocal,
   localClient,

@@ -8,10 +8,6 @@
 import { randomInt } from 'node:crypto';
 import {
   type AdminStore,
-  CLAIM_MS,
-  DenialBuffer,
-  type ItemChange,
-  type ItemUpdate,
   itemKeys,
   type Limiter,
   listAlerts,
@@ -23,6 +19,7 @@ import {
   type UsageContext,
   usageHistory,
 } from '@sluice/core';
+import { CLAIM_MS, DenialBuffer, type ItemChange, type ItemUpdate } from '@sluice/core/internal';
 import { describe, expect, it } from 'vitest';
 import { CountingStore } from '../support/counting-store.js';
 import { streamed } from '../support/streams.js';

@@ -2,15 +2,14 @@
  * Wraps the real store and counts what reaches DynamoDB. Instrumentation only: every call goes
  * through to the real DynamoDB Local.
  */
+import type { ItemKey, Store } from '@sluice/core';
 import type {
   ItemCheck,
-  ItemKey,
   ItemState,
   ItemUpdate,
-  Store,
   TransactResult,
   UpdateResult,
-} from '@sluice/core';
+} from '@sluice/core/internal';
 
 export class CountingStore implements Store {
   counts = { update: 0, transact: 0, get: 0 };

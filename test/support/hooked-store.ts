@@ -4,15 +4,14 @@
  * DynamoDB), or to act meanwhile (another caller, the clock). Fault injection only: every call
  * that is not refused goes through to the real DynamoDB Local.
  */
+import type { ItemKey, Store } from '@sluice/core';
 import type {
   ItemCheck,
-  ItemKey,
   ItemState,
   ItemUpdate,
-  Store,
   TransactResult,
   UpdateResult,
-} from '@sluice/core';
+} from '@sluice/core/internal';
 
 export class HookedStore implements Store {
   constructor(

@@ -2,7 +2,7 @@
  * Normalized limits and the stored item state that the engine's pure parts (gcra.ts, quota.ts,
  * items.ts, shards.ts) read, for the unit tests that call them without a table.
  */
-import type { BucketLimit, QuotaLimit } from '@sluice/core';
+import type { BucketLimit, QuotaLimit } from '@sluice/core/internal';
 import { bucketAttributes } from '../../packages/core/src/store/schema.js';
 import type { ItemState } from '../../packages/core/src/store/types.js';
 

@@ -2,7 +2,7 @@
  * A table's stream on the run's DynamoDB Local, read as the usage aggregator reads it.
  */
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import type { ItemChange } from '@sluice/core';
+import type { ItemChange } from '@sluice/core/internal';
 import { DynamoDBStreamsClient, LOCAL_CREDENTIALS, LOCAL_REGION, readStream } from '@sluice/local';
 import { inject } from 'vitest';
 

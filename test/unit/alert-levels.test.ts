@@ -1,4 +1,4 @@
-import { thresholdLevel } from '@sluice/core';
+import { thresholdLevel } from '@sluice/core/internal';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 

@@ -1,4 +1,4 @@
-import { calendarWindow } from '@sluice/core';
+import { calendarWindow } from '@sluice/core/internal';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { isoDate } from '../../packages/core/src/engine/calendar.js';

@@ -1,4 +1,4 @@
-import { CALLER_PATTERN, callerMatches, checkCallers, entitySchema } from '@sluice/core';
+import { CALLER_PATTERN, callerMatches, checkCallers, entitySchema } from '@sluice/core/internal';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { like } from '../support/iam-proxy.js';

@@ -2,7 +2,8 @@
  * Stored configuration documents as the admin API validates them (`parseConfig`): what the
  * schemas check beyond field types, each refusal naming its field.
  */
-import { fallbackCycle, parseConfig, ValidationError } from '@sluice/core';
+import { parseConfig, ValidationError } from '@sluice/core';
+import { fallbackCycle } from '@sluice/core/internal';
 import { describe, expect, it } from 'vitest';
 import { tpm } from '../support/limits.js';
 
@@ -118,5 +119,78 @@ describe('parseConfig', () => {
       field: 'limits[0].max_shards',
       message: 'must be at least shards (4)',
     });
+  });
+});
+
+describe('budget alerts beside a limit that may shard their item', () => {
+  const daily = { name: 'daily', metric: 'tokens', limit: 1_000, window: 'day', alerts: [0.5] };
+  const sharded = { ...tpm(1_000_000), shards: 4 };
+  const message =
+    'budget alerts are not available on a quota whose item may be sharded: "tpm" asks for up to 4 shards';
+
+  it('are refused where both land on the entity-wide item, naming the quota’s alerts', () => {
+    // Each shard judged the alert on its share: four alerts at 250, three naming `*#1`… as the
+    // resource.
+    expect(refusal(() => parseConfig('plan', { limits: [sharded, daily] }))).toEqual({
+      field: 'limits[1].alerts',
+      message,
+    });
+    expect(
+      refusal(() =>
+        parseConfig('entity', { limits: [daily, { ...sharded, shards: 1, max_shards: 4 }] }),
+      ).field,
+    ).toBe('limits[0].alerts');
+    expect(refusal(() => parseConfig('resource', { limits: [daily, sharded] }))).toEqual({
+      field: 'limits[0].alerts',
+      message,
+    });
+    expect(
+      refusal(() => parseConfig('plan', { limits: [sharded, daily] }, 'plans.pro')).field,
+    ).toBe('plans.pro.limits[1].alerts');
+  });
+
+  it('are refused where both land on one entity-resource item', () => {
+    const limits = [
+      { ...sharded, resource: 'gpt-4o*' },
+      { ...daily, resource: 'gpt-4o-mini' },
+    ];
+    const exact = [
+      { ...sharded, resource: 'gpt-4o' },
+      { ...daily, resource: 'gpt*' },
+    ];
+
+    expect(refusal(() => parseConfig('plan', { limits })).field).toBe('limits[1].alerts');
+    expect(refusal(() => parseConfig('plan', { limits: exact })).field).toBe('limits[1].alerts');
+  });
+
+  it('are refused where a resource’s own limit leaves the unpatterned one sharding the entity-wide item for the others', () => {
+    // For gpt-4o, tpm is its own item's; for every other resource, the unpatterned tpm shards
+    // the entity-wide item, which is one for all the entity's resources.
+    const limits = [sharded, { ...tpm(500), resource: 'gpt-4o' }, daily];
+
+    expect(refusal(() => parseConfig('plan', { limits })).field).toBe('limits[2].alerts');
+  });
+
+  it('are stored where no enforced limit may shard the item the quota lands on', () => {
+    const apart = [
+      [sharded, { ...daily, resource: 'gpt-4o' }], // the entity-wide item, and gpt-4o's own
+      [{ ...sharded, resource: 'gpt-4o' }, daily],
+      [
+        { ...sharded, resource: 'claude-*' },
+        { ...daily, resource: 'gpt-*' },
+      ],
+      [{ ...sharded, mode: 'shadow' }, daily], // a shadow limit's shards split nothing
+      // For gpt-4o the more specific tpm wins, and it asks for no shards.
+      [
+        { ...sharded, resource: 'gpt-*' },
+        { ...tpm(500), resource: 'gpt-4o' },
+        { ...daily, resource: 'gpt-4o' },
+      ],
+      // Every resource has its own tpm: the unpatterned one lands nowhere.
+      [sharded, { ...tpm(500), resource: '*' }, daily],
+      [sharded, { ...daily, alerts: [] }],
+    ];
+
+    for (const limits of apart) expect(parseConfig('plan', { limits }).limits).toEqual(limits);
   });
 });

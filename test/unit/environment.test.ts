@@ -1,4 +1,4 @@
-import { ENGINE_DEFAULTS, SERVICE_DEFAULTS } from '@sluice/core';
+import { ENGINE_DEFAULTS, SERVICE_DEFAULTS } from '@sluice/core/internal';
 import {
   ADMIN_ENV,
   AGGREGATOR_ENV,

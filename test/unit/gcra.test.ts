@@ -4,7 +4,7 @@
  * this imports it by path. What the table does with the plans is the integration tier's.
  */
 
-import type { BucketLimit } from '@sluice/core';
+import type { BucketLimit } from '@sluice/core/internal';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {

@@ -4,7 +4,8 @@
  * lease totals. Pure given what the engine remembers of the item: no table here (the engine's
  * store is never called). Internal to @sluice/core, so imported by path.
  */
-import { Engine, type ScopeCheck } from '@sluice/core';
+import type { ScopeCheck } from '@sluice/core';
+import { EngineState } from '@sluice/core/internal';
 import { describe, expect, it } from 'vitest';
 import {
   applyLocally,
@@ -33,8 +34,8 @@ const unreachable = () => {
 const store: Store = { update: unreachable, transact: unreachable, get: unreachable };
 
 /** An engine that remembers `state` of `key` (nothing when undefined). */
-function engineWith(state?: ItemState, key: ItemKey = KEY): Engine {
-  const engine = new Engine({ store, clock: () => NOW_MS });
+function engineWith(state?: ItemState, key: ItemKey = KEY): EngineState {
+  const engine = new EngineState({ store, clock: () => NOW_MS });
   if (state) engine.remember(key, state);
   return engine;
 }

@@ -1,4 +1,5 @@
-import { parseLimits, parseUsage, parseUsageMap, ValidationError } from '@sluice/core';
+import { parseLimits, ValidationError } from '@sluice/core';
+import { parseUsage, parseUsageMap } from '@sluice/core/internal';
 import { describe, expect, it } from 'vitest';
 
 function fieldOf(fn: () => unknown): string {
@@ -94,6 +95,22 @@ describe('budget alerts and shards', () => {
     expect(fieldOf(() => parseLimits([{ ...daily, alerts: [0.8], shards: 2 }]))).toBe(
       'limits[0].alerts',
     );
+  });
+
+  it('refuses alerts on a quota beside a limit that may shard their one item, naming them', () => {
+    const beside = (asked: object) => [
+      { ...tpm, ...asked },
+      { ...daily, alerts: [0.5] },
+    ];
+
+    expect(fieldOf(() => parseLimits(beside({ shards: 4 })))).toBe('limits[1].alerts');
+    expect(fieldOf(() => parseLimits(beside({ max_shards: 2 })))).toBe('limits[1].alerts');
+    expect(messageOf(() => parseLimits(beside({ shards: 4 })))).toBe(
+      'limits[1].alerts: budget alerts are not available on a quota whose item may be sharded: "tpm" asks for up to 4 shards',
+    );
+    // A shadow limit's shards split nothing; a quota without alerts beside shards is fine.
+    expect(parseLimits(beside({ shards: 4, mode: 'shadow' }))[1]).toMatchObject({ alerts: [0.5] });
+    expect(parseLimits([{ ...tpm, shards: 4 }, daily])).toHaveLength(2);
   });
 
   it('gives a sharded quota no default alerts, and an unsharded one its defaults', () => {

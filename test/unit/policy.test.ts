@@ -1,13 +1,11 @@
 import {
-  type ConfigSource,
   type EntityConfig,
   type PlanConfig,
-  PolicyRefusal,
   type ResourceConfig,
-  resolvePolicy,
   type SettingsConfig,
   ValidationError,
 } from '@sluice/core';
+import { type ConfigSource, PolicyRefusal, resolvePolicy } from '@sluice/core/internal';
 import { describe, expect, it } from 'vitest';
 
 /** Stored configuration as plain data: the resolver's input. */

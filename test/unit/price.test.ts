@@ -1,12 +1,11 @@
+import { toPrice, ValidationError } from '@sluice/core';
 import {
   costMicroUsd,
   forBatch,
   parseDecimal,
   priceFromText,
   priceToText,
-  toPrice,
-  ValidationError,
-} from '@sluice/core';
+} from '@sluice/core/internal';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 

@@ -3,7 +3,7 @@
  * shard holds, and what an item says of its shards. The splits themselves run against a table
  * (integration tier). Internal to @sluice/core, so imported by path.
  */
-import { Engine } from '@sluice/core';
+import { EngineState } from '@sluice/core/internal';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
@@ -128,7 +128,7 @@ describe('what an item says of its shards', () => {
       throw new Error('the store is not asked');
     };
     const store: Store = { update: unreachable, transact: unreachable, get: unreachable };
-    const engine = new Engine({ store });
+    const engine = new EngineState({ store });
     const base = { pk: 'resource#m', sk: 'm' };
     const shard3 = { pk: base.pk, sk: 'm#3' };
     engine.remember(base, { n: 4n });
@@ -185,7 +185,7 @@ describe('when a scope grows', () => {
     };
     const store: Store = { update: offline, transact: offline, get: offline };
     const growths: unknown[] = [];
-    const engine = new Engine({
+    const engine = new EngineState({
       store,
       clock: () => clock.nowMs,
       onBackgroundError: (error) => growths.push(error),

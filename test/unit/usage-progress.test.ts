@@ -1,14 +1,14 @@
 /**
  * How usage history's progress item reads, for health, and what a recorded failure may say.
  */
+import { StoreUnavailableError } from '@sluice/core';
 import {
   errorName,
   progressAttributes as P,
   recordAgeMs,
   SERVICE_DEFAULTS,
-  StoreUnavailableError,
   usageHistoryStatus,
-} from '@sluice/core';
+} from '@sluice/core/internal';
 import { describe, expect, it } from 'vitest';
 
 const NOW = Date.parse('2026-03-01T12:00:30.500Z');

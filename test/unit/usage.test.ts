@@ -1,14 +1,13 @@
+import { itemKeys, parseLimits, ValidationError } from '@sluice/core';
 import {
   crossingsOf,
   factsOf,
-  itemKeys,
   localDate,
-  parseLimits,
   periodOf,
+  shardKey,
   TOP_SHARDS,
   topShard,
-  ValidationError,
-} from '@sluice/core';
+} from '@sluice/core/internal';
 import { describe, expect, it } from 'vitest';
 
 describe('usage periods', () => {
@@ -52,6 +51,18 @@ describe('budget threshold crossings', () => {
   it('count a new window from zero', () => {
     const crossed = crossingsOf({ key, oldImage: image(990n, 1n), newImage: image(600n, 2n) });
     expect(crossed.map((c) => c.alert.threshold)).toEqual([0.5]);
+  });
+
+  it('are none on an item of a split scope, whatever definition it records from before', () => {
+    // A shard holds a share of the quota: judged there, the alert fired once per shard, at its
+    // share, naming the shard's key (`*#1`) as the resource.
+    const shard = { key: shardKey(key, 1), oldImage: image(100n), newImage: image(800n) };
+    const own = { key, oldImage: { ...image(100n), n: 4n }, newImage: { ...image(800n), n: 4n } };
+    const splitting = { key, oldImage: image(100n), newImage: { ...image(800n), n: -4n } };
+
+    expect(crossingsOf(shard)).toEqual([]);
+    expect(crossingsOf(own)).toEqual([]);
+    expect(crossingsOf(splitting)).toEqual([]);
   });
 });
 

@@ -3,7 +3,8 @@
  * errors, logging context, and a latency metric.
  */
 import type { MiddlewareObj } from '@middy/core';
-import { own, PolicyRefusal, ValidationError, validationErrorFrom } from '@sluice/core';
+import { ValidationError } from '@sluice/core';
+import { own, PolicyRefusal, validationErrorFrom } from '@sluice/core/internal';
 import type { APIGatewayProxyEventV2, Context } from 'aws-lambda';
 import type * as z from 'zod/mini';
 import { HttpProblem } from '../errors.js';

@@ -2,7 +2,8 @@
  * Rate-limit headers existing clients understand: `RateLimit-Policy` / `RateLimit` (IETF
  * httpapi draft), OpenAI-style `x-ratelimit-*`, and `Retry-After` on 429.
  */
-import { joinKey, type Limit, type LimitStatus } from '@sluice/core';
+import type { Limit, LimitStatus } from '@sluice/core';
+import { joinKey } from '@sluice/core/internal';
 
 const WINDOW_SECONDS = { day: 86_400, week: 604_800, month: 2_592_000 } as const;
 

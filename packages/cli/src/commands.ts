@@ -8,7 +8,7 @@
 import { parseArgs } from 'node:util';
 import { COLLECTIONS, type ConfigKind, type SluiceAdmin, SluiceClient } from '@sluice/client';
 import { storedConfigToWire } from '@sluice/client/wire';
-import { own, SERVICE_DEFAULTS } from '@sluice/core';
+import { own, SERVICE_DEFAULTS } from '@sluice/core/internal';
 import { applyChanges, type Change, planChanges, pruned } from './diff.js';
 import { UsageError } from './errors.js';
 import { loadFile } from './file.js';

@@ -4,7 +4,7 @@
  * children first.
  */
 import type { ConfigKind, SluiceAdmin, StoredConfig } from '@sluice/client';
-import { canonicalJson as canonical, own } from '@sluice/core';
+import { canonicalJson as canonical, own } from '@sluice/core/internal';
 import { FileError } from './errors.js';
 import type { Desired } from './file.js';
 

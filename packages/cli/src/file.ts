@@ -5,7 +5,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { COLLECTIONS } from '@sluice/client';
-import { CONFIG_KINDS, type ConfigKind, own, parseConfig, ValidationError } from '@sluice/core';
+import { parseConfig, ValidationError } from '@sluice/core';
+import { CONFIG_KINDS, type ConfigKind, own } from '@sluice/core/internal';
 import { parse as parseYaml } from 'yaml';
 import { FileError } from './errors.js';
 

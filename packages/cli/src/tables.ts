@@ -1,6 +1,6 @@
 /** Plain-text tables for the usage commands; costs in USD. */
 import type { TopEntities, UsageHistory } from '@sluice/client';
-import { own } from '@sluice/core';
+import { own } from '@sluice/core/internal';
 
 /** Columns padded to their widest cell; numbers right-aligned. */
 export function table(head: readonly string[], rows: readonly (readonly string[])[]): string[] {

@@ -31,6 +31,7 @@ import { violationsToWire } from './wire.js';
 
 /** What the middleware puts on the handler's context as `sluice`. */
 export interface SluiceLease {
+  /** The lease's signed token (see {@link AcquireResult}'s `leaseId`). */
   readonly leaseId: string;
   /** What was asked for: the estimate the lease holds. */
   readonly request: AcquireRequest;

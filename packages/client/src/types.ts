@@ -89,6 +89,13 @@ export type KnownAcquireRefusalCode =
 export type AcquireResult =
   | {
       readonly allowed: true;
+      /**
+       * The lease: a signed token Sluice made (`lease_id` on the wire), not an id it looks up. It
+       * carries what the acquire took, so it can be long (hundreds of characters for one scope,
+       * up to 32,768 with many scopes and limits): pass it whole to `adjust`, `release` or
+       * `stream`, and don't log it whole.
+       * When `degraded`, a placeholder that settles nothing.
+       */
       readonly leaseId: string;
       readonly waitMs: number;
       /** The resource admitted: the one asked for, or the fallback taken. Call this model. */
@@ -122,6 +129,7 @@ export type AcquireResult =
 
 /** What adjust and release answer. */
 export interface SettleResult {
+  /** The lease's signed token, as given (see {@link AcquireResult}'s `leaseId`). */
   readonly leaseId: string;
   readonly settled: boolean;
   readonly usage: Usage;

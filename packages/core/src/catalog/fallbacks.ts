@@ -13,7 +13,7 @@
 
 import { acquire } from '../engine/acquire.js';
 import { beforeDeadline } from '../engine/budget.js';
-import type { Engine } from '../engine/state.js';
+import type { EngineState } from '../engine/state.js';
 import type { AcquireResult } from '../engine/types.js';
 import { PolicyRefusal } from '../errors.js';
 import {
@@ -60,7 +60,7 @@ export interface FallbackOutcome {
  * const admitted = outcome.tried.find((t) => t.result.allowed);
  */
 export async function acquireWithFallbacks(
-  engine: Engine,
+  engine: EngineState,
   source: ConfigSource,
   request: FallbackRequest,
 ): Promise<FallbackOutcome> {

@@ -9,6 +9,7 @@ import { joinKey } from '../canonical.js';
 import { ConflictError, ValidationError } from '../errors.js';
 import { documentAttributes as D, itemKeys } from '../store/schema.js';
 import type { Condition, ItemKey, ItemWrite } from '../store/types.js';
+import { checkAlertedItems } from './alerted-items.js';
 import type { ConfigKind, ConfigOf, EntityConfig } from './documents.js';
 import { MAX_DEPTH } from './policy.js';
 
@@ -109,9 +110,17 @@ export async function checkReferences<K extends ConfigKind>(
   if (kind !== 'entity') return references;
   const entity = config as EntityConfig;
   const before = current?.config as EntityConfig | undefined;
-  if (entity.plan !== undefined && !(await reader.get('plan', entity.plan))) {
+  const plan = await reader.get('plan', entity.plan ?? 'default');
+  if (entity.plan !== undefined && !plan) {
     throw new ValidationError('plan', `no plan named ${entity.plan}`);
   }
+  // Its own limits share items with its plan's (as the plan is now; one changed later is the
+  // engine's to guard): no alerts on an item one of them may shard.
+  if (plan?.config.limits && entity.limits)
+    checkAlertedItems([
+      { limits: plan.config.limits, source: `plan ${plan.name}` },
+      { limits: entity.limits, field: 'limits' },
+    ]);
   if (entity.plan !== before?.plan) {
     if (entity.plan !== undefined) {
       const key = itemKeys.config('plan', entity.plan);

@@ -33,7 +33,7 @@ function specificity(pattern: string | undefined): number {
 }
 
 /** The limits that apply to `resource`, by name: the most specific pattern of each name wins. */
-function limitsFor(
+export function limitsFor(
   limits: readonly PlanLimitInput[] | undefined,
   resource: string,
 ): Map<string, PlanLimitInput> {

@@ -43,7 +43,7 @@ import { type LeaseClaims, type SigningKey, signLease } from './lease.js';
 import { amountOf } from './limits.js';
 import { writeScope } from './scope-writes.js';
 import { shareOf } from './shards.js';
-import { type Engine, nsToMs, toNs } from './state.js';
+import { type EngineState, nsToMs, toNs } from './state.js';
 import { denial, remembered, scopeStatuses, violation } from './statuses.js';
 import { lastWriteOf } from './tagged-writes.js';
 import type { AcquireRequest, AcquireResult, ScopeCheck, Violation } from './types.js';
@@ -58,7 +58,7 @@ import { CANCELLED } from './usage-context.js';
  *   usage: { input_tokens: 1_500, output_tokens: 500 },
  * });
  */
-export async function acquire(engine: Engine, request: AcquireRequest): Promise<AcquireResult> {
+export async function acquire(engine: EngineState, request: AcquireRequest): Promise<AcquireResult> {
   const d = decision(engine, request);
   const tooLarge = await neverFits(d, request.signal);
   if (tooLarge) return tooLarge;
@@ -135,7 +135,7 @@ function exceedsCapacity(d: Decision): AcquireResult | undefined {
 }
 
 /** Reads each scope's item, and then each shard of a scope the items say is sharded. */
-async function readScopes(engine: Engine, checks: readonly ScopeCheck[]): Promise<void> {
+async function readScopes(engine: EngineState, checks: readonly ScopeCheck[]): Promise<void> {
   const read = async (key: ItemKey) => engine.remember(key, (await engine.store.get(key)) ?? {});
   await Promise.all(checks.map(({ key }) => read(key)));
   await Promise.all(

@@ -10,7 +10,7 @@ import { bucketFits } from './gcra.js';
 import { amountOf, parseUsage, type Usage } from './limits.js';
 import { quotaFits } from './quota.js';
 import { countOf, shareOf } from './shards.js';
-import { type Engine, nsToMs } from './state.js';
+import { type EngineState, nsToMs } from './state.js';
 import { scopeStatuses } from './statuses.js';
 import type { AvailableResult, ScopeCheck } from './types.js';
 
@@ -19,7 +19,7 @@ import type { AvailableResult, ScopeCheck } from './types.js';
  * would fit (0: now; null: never).
  */
 export async function available(
-  engine: Engine,
+  engine: EngineState,
   request: {
     checks: readonly ScopeCheck[];
     usage?: Usage;
@@ -72,7 +72,7 @@ export async function available(
  * (a shard names the count where it stands; deeper ones are read as they are found).
  */
 async function readShards(
-  engine: Engine,
+  engine: EngineState,
   base: ItemKey,
 ): Promise<{ readonly index: number; readonly state: ItemState }[]> {
   const own = (await engine.store.get(base)) ?? {};

@@ -22,7 +22,7 @@
 import type { ItemKey, ItemState, ItemUpdate, UpdateResult } from '../store/types.js';
 import { applyLocally } from './items.js';
 import { sumUsage, type Usage } from './limits.js';
-import { type Engine, keyOf } from './state.js';
+import { type EngineState, keyOf } from './state.js';
 import { tagged } from './tagged-writes.js';
 
 /** What a plan of an item's write comes to (acquire.ts's step of one item). */
@@ -57,7 +57,7 @@ export type Written =
   | { readonly again: true };
 
 /** Sends acquire's writes; one per engine. */
-export type Combiner = (engine: Engine, write: Write) => Promise<Written>;
+export type Combiner = (engine: EngineState, write: Write) => Promise<Written>;
 
 interface InFlight {
   readonly set: ItemUpdate['set'];
@@ -81,7 +81,7 @@ const noop = () => {};
  * A {@link Combiner} for one engine. {@link Limiter} uses one unless told otherwise.
  *
  * @example
- * const engine = new Engine({ store, combiner: combineWrites() });
+ * const engine = new EngineState({ store, combiner: combineWrites() });
  */
 export function combineWrites(): Combiner {
   const combiner = new WriteCombiner();
@@ -95,7 +95,7 @@ class WriteCombiner {
   /** Calls waiting to be written together, per item: at most one group each. */
   readonly #groups = new Map<string, Group>();
 
-  async write(engine: Engine, write: Write): Promise<Written> {
+  async write(engine: EngineState, write: Write): Promise<Written> {
     const id = keyOf(write.key);
     const ahead = this.#inFlight.get(id);
     const group = this.#groups.get(id);
@@ -125,7 +125,12 @@ class WriteCombiner {
    * they all did. (Over a known state, memory's guess stands: a projected exact-match step would
    * race.)
    */
-  async #behind(engine: Engine, id: string, write: Write, ahead: Set<InFlight>): Promise<Written> {
+  async #behind(
+    engine: EngineState,
+    id: string,
+    write: Write,
+    ahead: Set<InFlight>,
+  ): Promise<Written> {
     const projected = [...ahead].reduce(
       (state, w) => applyLocally(state, w.set),
       engine.stateOf(write.key) ?? {},
@@ -141,7 +146,7 @@ class WriteCombiner {
   }
 
   /** Sends one write, remembering what it returns before the writes behind it go on. */
-  #send(engine: Engine, id: string, key: ItemKey, update: ItemUpdate): Promise<UpdateResult> {
+  #send(engine: EngineState, id: string, key: ItemKey, update: ItemUpdate): Promise<UpdateResult> {
     const sending = tagged(engine, update).then((result) => {
       engine.remember(key, result.item ?? {});
       return result;
@@ -156,7 +161,7 @@ class WriteCombiner {
   }
 
   /** Writes a group's calls, as many at a time as the item admits. Never rejects. */
-  async #flush(engine: Engine, id: string, group: Group): Promise<void> {
+  async #flush(engine: EngineState, id: string, group: Group): Promise<void> {
     await ended(this.#inFlight.get(id)); // (a group forms only behind a write in flight)
     this.#groups.delete(id); // calls from now on form the next group, behind this one's writes
     let rest = group.members;
@@ -195,7 +200,7 @@ const ended = (ahead: Set<InFlight> | undefined) =>
  * after another, and the one write of their summed usage that takes them together.
  */
 function longestRun(
-  engine: Engine,
+  engine: EngineState,
   first: Write,
   members: readonly Member[],
   atMs: number,

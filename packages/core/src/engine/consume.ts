@@ -16,8 +16,8 @@ import { bucketConsume, bucketFits, type ConsumeOptions } from './gcra.js';
 import { combine } from './items.js';
 import { amountOf, type Limit, type Usage } from './limits.js';
 import { quotaConsume, quotaFits } from './quota.js';
-import { shardCondition, shardsAt, shareOf } from './shards.js';
-import { type Engine, nsToMs, toNs } from './state.js';
+import { shardCondition, shardingOf, shardsAt, shareOf } from './shards.js';
+import { type EngineState, nsToMs, toNs } from './state.js';
 import { scopeStatuses, violation } from './statuses.js';
 import type { Step } from './step.js';
 import type { ScopeCheck, Violation } from './types.js';
@@ -56,7 +56,7 @@ export const charged = (check: ScopeCheck, shadow: readonly Violation[]): ScopeC
  * beside its window for the usage aggregator.
  */
 export function itemConsume(
-  engine: Engine,
+  engine: EngineState,
   check: ScopeCheck,
   state: ItemState | undefined,
   nowMs: number,
@@ -120,6 +120,25 @@ export function budgetDefinitions(
   });
 }
 
+/**
+ * A scope as its items may carry budget alerts: none when it is or may be sharded — an enforced
+ * limit of it asks for shards ({@link shardingOf}), or `shards` (the count this process knows it
+ * to have) splits it. Each of its items holds a share of every quota, and an alert judged on one
+ * would fire once per shard, at a shard's share: its quotas lose their thresholds (defaults
+ * too), so nothing is recorded for them and an item that records a definition has it cleared by
+ * its next write.
+ */
+export function alertsOff(check: ScopeCheck, shards: number): ScopeCheck {
+  if (!check.limits.some((limit) => limit.kind === 'quota' && limit.alerts)) return check;
+  if (shards === 1 && !shardingOf(check.limits)) return check;
+  const limits = check.limits.map((limit): Limit => {
+    if (limit.kind !== 'quota' || !limit.alerts) return limit;
+    const { alerts: _off, ...quota } = limit;
+    return quota;
+  });
+  return { ...check, limits };
+}
+
 /** What taking `amount` from one limit would do, given an item's state. */
 export function limitConsume(
   limit: Limit,
@@ -141,16 +160,20 @@ export interface Placement {
   readonly shards: number;
 }
 
-/** Scope `check` on shard `index`, at the share the shard holds as last seen. */
-export function place(engine: Engine, check: ScopeCheck, index: number): Placement {
+/**
+ * Scope `check` on shard `index`, at the share the shard holds as last seen (with no budget
+ * alerts when that is a share: see {@link alertsOff}).
+ */
+export function place(engine: EngineState, check: ScopeCheck, index: number): Placement {
   const key = shardKey(check.key, index);
   const shards = shardsAt(engine, key);
-  return { check: { ...check, key, limits: shareOf(check.limits, index, shards) }, index, shards };
+  const { limits } = alertsOff(check, shards);
+  return { check: { ...check, key, limits: shareOf(limits, index, shards) }, index, shards };
 }
 
 /** A shard's violations as the whole scope's: its whole limit and what remains of it. */
 export function whole(
-  engine: Engine,
+  engine: EngineState,
   check: ScopeCheck,
   violations: readonly Violation[],
   nowMs: number,

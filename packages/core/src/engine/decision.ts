@@ -10,18 +10,18 @@ import { ValidationError } from '../errors.js';
 import { itemAttributes } from '../store/schema.js';
 import type { Assignment, ItemState } from '../store/types.js';
 import type { Written } from './combining.js';
-import { type ItemStep, itemConsume, type Placement, place } from './consume.js';
+import { alertsOff, type ItemStep, itemConsume, type Placement, place } from './consume.js';
 import { MAX_LEASE_ID_LENGTH, newLeaseId } from './lease.js';
 import { type Limit, parseUsage, type Sharding, type Usage } from './limits.js';
 import { NS_PER_MS } from './nanos.js';
 import { counted, pickShard, shardingOf } from './shards.js';
-import { type Engine, keyOf } from './state.js';
+import { type EngineState, keyOf } from './state.js';
 import type { AcquireRequest, ScopeCheck, Violation } from './types.js';
 import { contextToWire, type UsageContext, usageEvent } from './usage-context.js';
 
 /** One acquire, validated: what every step of it works from. */
 export interface Decision {
-  readonly engine: Engine;
+  readonly engine: EngineState;
   readonly request: AcquireRequest;
   readonly usage: Usage;
   readonly priority: number;
@@ -79,7 +79,7 @@ export interface Cursor {
 }
 
 /** Validates the request into a {@link Decision}; a lease too long to settle is refused here. */
-export function decision(engine: Engine, request: AcquireRequest): Decision {
+export function decision(engine: EngineState, request: AcquireRequest): Decision {
   const usage = withCost(parseUsage(request.usage, 'usage', { requests: 1 }), request.price);
   const priority = integerIn(
     request.priority ?? PRIORITY.max,
@@ -93,7 +93,9 @@ export function decision(engine: Engine, request: AcquireRequest): Decision {
     0,
     engine.tuning.maxWaitMsCeiling,
   );
-  const checks = validChecks(request.checks);
+  // A scope that is or may be sharded (as its limits ask, or as items seen here say) carries no
+  // budget alerts.
+  const checks = validChecks(request.checks).map((c) => alertsOff(c, engine.shardCount(c.key)));
   // The lease carries what it takes: one too long to settle is refused before anything is
   // written, naming the larger of the limits and the usage.
   const room = leaseRoom(checks, usage, request.context);

@@ -11,7 +11,7 @@ import { deltaUpdate, zeroed } from './items.js';
 import type { LeasedItem } from './lease.js';
 import type { Usage } from './limits.js';
 import { thawed } from './shards.js';
-import { type Engine, sleep } from './state.js';
+import { type EngineState, sleep } from './state.js';
 
 import { LAST, outcomeOf, tagged } from './tagged-writes.js';
 
@@ -20,7 +20,7 @@ import { LAST, outcomeOf, tagged } from './tagged-writes.js';
  * them (when nothing moves, on its own, under the same conditions).
  */
 async function applyDeltas(
-  engine: Engine,
+  engine: EngineState,
   item: LeasedItem,
   previous: Usage,
   next: Usage,
@@ -79,7 +79,7 @@ class CompensationContendedError extends StoreUnavailableError {
  * When the item cannot tell, the scope stays charged (never given back twice) and it is reported.
  */
 export async function giveBack(
-  engine: Engine,
+  engine: EngineState,
   item: LeasedItem,
   usage: Usage,
   acquiredAtMs: number,
@@ -126,7 +126,7 @@ export async function giveBack(
  * after any failure, for as long as a lease lives; never creates the item.
  */
 export async function writeAlone(
-  engine: Engine,
+  engine: EngineState,
   key: ItemKey,
   set: readonly Assignment[],
 ): Promise<void> {
@@ -148,7 +148,7 @@ export async function writeAlone(
  * tell, the scope stays charged, and it is reported. True once nothing stays for the write.
  */
 export async function giveBackIfApplied(
-  engine: Engine,
+  engine: EngineState,
   item: LeasedItem,
   usage: Usage,
   acquiredAtMs: number,

@@ -21,7 +21,7 @@ import { amountOf, type Usage } from './limits.js';
 import { ceilDiv } from './nanos.js';
 import { quotaDebt, quotaRefund, quotaStatus } from './quota.js';
 import { shardCondition, shardsAt, shareOf } from './shards.js';
-import { type Engine, toNs } from './state.js';
+import { type EngineState, toNs } from './state.js';
 import type { Step } from './step.js';
 import type { ScopeCheck } from './types.js';
 
@@ -69,7 +69,7 @@ export function leasedItem(check: ScopeCheck, state: ItemState, nowMs: number): 
  * never shrinks, so no write forgets what another one recorded (a debt, a window).
  */
 export function combine(
-  engine: Engine,
+  engine: EngineState,
   key: ItemKey,
   steps: readonly Step[],
   state: ItemState | undefined,
@@ -117,7 +117,7 @@ export function combine(
  * proves nothing, and the refund goes out conditioned on the lease's generation.
  */
 export function deltaUpdate(
-  engine: Engine,
+  engine: EngineState,
   item: LeasedItem,
   previous: Usage,
   next: Usage,

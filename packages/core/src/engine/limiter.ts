@@ -1,6 +1,6 @@
 /**
  * The engine behind one object: acquire, adjust, release and available over one or more scope
- * items, sharing one process's memory ({@link Engine}). Each operation also stands alone
+ * items, sharing one process's memory ({@link EngineState}). Each operation also stands alone
  * (acquire.ts, settle.ts, available.ts), so a Lambda handler bundles only the one it runs.
  */
 
@@ -10,7 +10,7 @@ import { available } from './available.js';
 import { combineWrites } from './combining.js';
 import type { Usage } from './limits.js';
 import { adjust, release, type SettleOptions } from './settle.js';
-import { Engine } from './state.js';
+import { EngineState } from './state.js';
 import type {
   AcquireRequest,
   AcquireResult,
@@ -36,11 +36,14 @@ import type {
  * }
  */
 export class Limiter {
-  /** The process state the operations share. */
-  readonly engine: Engine;
+  /**
+   * The process's memory the operations share. Not for users (its type is internal): for
+   * Sluice's own tests, which reach past the operations.
+   */
+  readonly engine: EngineState;
 
   constructor(options: LimiterOptions) {
-    this.engine = new Engine({ combiner: combineWrites(), ...options });
+    this.engine = new EngineState({ combiner: combineWrites(), ...options });
   }
 
   /** Asks to take `usage` from every limit of every check, atomically per decision. */

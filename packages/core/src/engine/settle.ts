@@ -28,7 +28,7 @@ import { applyLocally, deltaUpdate, zeroed } from './items.js';
 import { type LeaseClaims, type LeasedItem, verifyLease } from './lease.js';
 import { amountOf, MAX_AMOUNT, MAX_LEASE_METRICS, parseUsageMap, type Usage } from './limits.js';
 import { frozenAt, thawed } from './shards.js';
-import { type Engine, type LeaseRecord, sleep } from './state.js';
+import { type EngineState, type LeaseRecord, sleep } from './state.js';
 import { scopeStatuses } from './statuses.js';
 import type { SettleResult } from './types.js';
 import { contextToWire } from './usage-context.js';
@@ -45,7 +45,7 @@ type Settlement =
  * Metrics never reported keep the estimate. May be called repeatedly while a stream runs.
  */
 export async function adjust(
-  engine: Engine,
+  engine: EngineState,
   leaseId: string,
   usage: Usage,
   options?: SettleOptions,
@@ -61,7 +61,7 @@ export async function adjust(
  * back as far as it has not refilled (the call failed and cost nothing).
  */
 export async function release(
-  engine: Engine,
+  engine: EngineState,
   leaseId: string,
   usage?: Usage,
   options?: SettleOptions,
@@ -90,7 +90,7 @@ export interface SettleOptions {
 
 /** The claims of a token, checked with the key it names, then authorized for its entity. */
 async function verify(
-  engine: Engine,
+  engine: EngineState,
   token: string,
   options: SettleOptions = {},
 ): Promise<LeaseClaims> {
@@ -106,7 +106,7 @@ async function verify(
 }
 
 async function settle(
-  engine: Engine,
+  engine: EngineState,
   leaseId: string,
   claims: LeaseClaims,
   ask: Settlement,
@@ -123,13 +123,14 @@ async function settle(
     const nowMs = engine.clock();
     const plan = planSettlement(engine, claims, record, ask, nowMs);
     if (record?.settled) {
+      // The same release again answers as the first did.
       if (plan.fingerprint !== undefined && record.fingerprint === plan.fingerprint)
-        return settled(engine, leaseId, claims, record.totals, true, nowMs); // the same release again
+        return settlementAnswer(engine, leaseId, claims, record.totals, true, nowMs);
       throw new LeaseSettledError();
     }
     if (ask.kind === 'adjust' && record && plan.nothingNew) {
       // Nothing new (the same adjust again, or a late copy of an earlier one), if the table says so.
-      if (confirmed) return settled(engine, leaseId, claims, record.totals, false, nowMs);
+      if (confirmed) return settlementAnswer(engine, leaseId, claims, record.totals, false, nowMs);
       record = leaseRecordFrom(await budget.within(engine.store.get(leaseKey)));
       confirmed = true;
       continue;
@@ -141,7 +142,14 @@ async function settle(
         const state = engine.stateOf(item.key);
         if (state && 'set' in update) engine.remember(item.key, applyLocally(state, update.set));
       }
-      return settled(engine, leaseId, claims, plan.record.totals, plan.record.settled, nowMs);
+      return settlementAnswer(
+        engine,
+        leaseId,
+        claims,
+        plan.record.totals,
+        plan.record.settled,
+        nowMs,
+      );
     }
     const learnt = learn(engine, plan, result.failures);
     if (learnt.record !== null) {
@@ -173,7 +181,7 @@ interface SettlementPlan {
 }
 
 function planSettlement(
-  engine: Engine,
+  engine: EngineState,
   claims: LeaseClaims,
   record: LeaseRecord | undefined,
   ask: Settlement,
@@ -238,7 +246,7 @@ function planSettlement(
 }
 
 /** One transaction of the lease item and the item deltas (the lease item alone when none). */
-function writeSettlement(engine: Engine, plan: SettlementPlan): Promise<TransactResult> {
+function writeSettlement(engine: EngineState, plan: SettlementPlan): Promise<TransactResult> {
   if (plan.items.length > 0)
     return engine.store.transact([plan.lease, ...plan.items.map((u) => u.update)]);
   return engine.store
@@ -254,7 +262,7 @@ function writeSettlement(engine: Engine, plan: SettlementPlan): Promise<Transact
  * not fail on it), the items' states, splits to wait for, and whether it conflicted.
  */
 function learn(
-  engine: Engine,
+  engine: EngineState,
   plan: SettlementPlan,
   failures: readonly TransactFailure[],
 ): { record: LeaseRecord | undefined | null; splitting: Promise<void>[]; conflict: boolean } {
@@ -277,8 +285,12 @@ function learn(
   return { record, splitting, conflict };
 }
 
-function settled(
-  engine: Engine,
+/**
+ * The answer to an adjust or release: the lease's totals and its limits as this process last
+ * saw them, whether or not the lease is settled (`isSettled`: an adjust's answer is not).
+ */
+function settlementAnswer(
+  engine: EngineState,
   leaseId: string,
   claims: LeaseClaims,
   totals: Usage,

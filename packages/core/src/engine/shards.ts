@@ -28,7 +28,7 @@ import { itemAttributes, shardKey, shardOf, TABLE_SCHEMA } from '../store/schema
 import type { Assignment, Condition, ItemKey, ItemState } from '../store/types.js';
 import type { Limit, Sharding } from './limits.js';
 import { ceilDiv, NS_PER_S } from './nanos.js';
-import { type Engine, keyOf, sleep, toNs } from './state.js';
+import { type EngineState, keyOf, sleep, toNs } from './state.js';
 
 const N = itemAttributes.shards;
 const FROZEN_AT = itemAttributes.frozenAt;
@@ -53,7 +53,7 @@ export function frozenAt(state: ItemState | undefined): number | undefined {
  * The shard count to charge an item at: the one its last seen state records, else the most this
  * process knows its scope to have (a write conditioned on it corrects a wrong guess).
  */
-export function shardsAt(engine: Engine, key: ItemKey): number {
+export function shardsAt(engine: EngineState, key: ItemKey): number {
   const seen = engine.stateOf(key);
   return seen ? countOf(seen) : engine.shardCount(shardOf(key).base);
 }
@@ -121,7 +121,7 @@ export const counted = (sharding: Sharding | undefined, count: number): Assignme
  * {@link EngineTuning.shardGrowWritesPerSecond}) and may grow.
  */
 export function observe(
-  engine: Engine,
+  engine: EngineState,
   key: ItemKey,
   state: ItemState,
   sharding: Sharding | undefined,
@@ -149,7 +149,7 @@ export function observe(
 }
 
 /** A throttled write to a scope that may grow: DynamoDB says the item is too hot. */
-export function throttled(engine: Engine, key: ItemKey, sharding: Sharding | undefined): void {
+export function throttled(engine: EngineState, key: ItemKey, sharding: Sharding | undefined): void {
   if (!sharding) return;
   const { base } = shardOf(key);
   const count = countOf(engine.stateOf(key));
@@ -157,7 +157,11 @@ export function throttled(engine: Engine, key: ItemKey, sharding: Sharding | und
 }
 
 /** Starts growing a scope to `target` shards unless this process already is; errors are reported. */
-export function growInBackground(engine: Engine, base: ItemKey, target: number): Promise<void> {
+export function growInBackground(
+  engine: EngineState,
+  base: ItemKey,
+  target: number,
+): Promise<void> {
   const id = keyOf(base);
   const running = engine.growing.get(id);
   if (running) return running;
@@ -172,7 +176,7 @@ export function growInBackground(engine: Engine, base: ItemKey, target: number):
  * Splits the scope's shards until every one of the first `target` is at `target` or more.
  * Safe to run in any number of processes at once: each split commits once.
  */
-export async function grow(engine: Engine, base: ItemKey, target: number): Promise<void> {
+export async function grow(engine: EngineState, base: ItemKey, target: number): Promise<void> {
   for (let round = 0; round < 2 * Math.log2(target) + 2; round++) {
     const keys = Array.from({ length: target }, (_, s) => shardKey(base, s));
     const states = await Promise.all(keys.map((key) => engine.store.get(key)));
@@ -191,7 +195,12 @@ export async function grow(engine: Engine, base: ItemKey, target: number): Promi
 }
 
 /** Splits shard `index` of `count` into `index` and `index + count`. */
-async function split(engine: Engine, base: ItemKey, index: number, count: number): Promise<void> {
+async function split(
+  engine: EngineState,
+  base: ItemKey,
+  index: number,
+  count: number,
+): Promise<void> {
   const key = shardKey(base, index);
   const freeze = await engine.store.update({
     key,
@@ -219,7 +228,7 @@ const LIMIT_STATE = /^[bsrwa]_/;
  *   3. the new half thaws.
  * A frozen new half (`nb`) whose parent has not thawed completes its parent's split first.
  */
-export async function completeSplit(engine: Engine, key: ItemKey, frozen: ItemState) {
+export async function completeSplit(engine: EngineState, key: ItemKey, frozen: ItemState) {
   if (frozenAt(frozen) === undefined) return;
   const count = countOf(frozen);
   const { base, index } = shardOf(key);
@@ -289,7 +298,7 @@ function halfOf(frozen: ItemState, count: number, nowMs: number): Assignment[] {
 }
 
 /** Thaws a new half once its parent has its part. */
-async function thaw(engine: Engine, key: ItemKey, count: number): Promise<void> {
+async function thaw(engine: EngineState, key: ItemKey, count: number): Promise<void> {
   const result = await engine.store.update({
     key,
     set: [{ attr: N, value: BigInt(count) }],
@@ -303,7 +312,7 @@ async function thaw(engine: Engine, key: ItemKey, count: number): Promise<void> 
  * What to do about a write that found its item frozen for a split: complete the split when the
  * freeze is stale (its splitter stopped), else wait a moment for it.
  */
-export async function thawed(engine: Engine, key: ItemKey, state: ItemState): Promise<void> {
+export async function thawed(engine: EngineState, key: ItemKey, state: ItemState): Promise<void> {
   const at = frozenAt(state);
   if (at === undefined) return;
   if (Date.now() - at >= engine.tuning.shardFreezeStaleMs) await completeSplit(engine, key, state);

@@ -42,14 +42,15 @@ export const nsToMs = (ns: bigint): number => Number(ceilDiv(ns, NS_PER_MS));
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
- * One process's engine state. Create one per process (a Lambda container) and pass it to the
- * operations; {@link Limiter} wraps one.
+ * One process's memory of the engine (not an engine of its own: the operations are functions
+ * that take one). Create one per process (a Lambda container) and pass it to the operations;
+ * {@link Limiter} wraps one. Internal: `@sluice/core/internal`.
  *
  * @example
- * const engine = new Engine({ store: new DynamoDBStore({ client, tableName: 'sluice' }) });
+ * const engine = new EngineState({ store: new DynamoDBStore({ client, tableName: 'sluice' }) });
  * const result = await acquire(engine, { checks, usage: { tokens: 2_000 } });
  */
-export class Engine {
+export class EngineState {
   readonly store: Store;
   readonly clock: () => number;
   readonly tuning: EngineTuning;

@@ -9,7 +9,7 @@ import { bucketStatus } from './gcra.js';
 import { amountOf, type Limit, type Usage } from './limits.js';
 import { quotaStatus } from './quota.js';
 import { countOf, shareOf } from './shards.js';
-import { type Engine, nsToMs, toNs } from './state.js';
+import { type EngineState, nsToMs, toNs } from './state.js';
 import type { AcquireResult, LimitStatus, ScopeCheck, Violation } from './types.js';
 
 /** The status of each enforced limit of one scope, from an item's state (shadow limits are not shown). */
@@ -66,7 +66,7 @@ export function violation(
 
 /** Statuses of every limit as this process last saw them. */
 export function remembered(
-  engine: Engine,
+  engine: EngineState,
   checks: readonly ScopeCheck[],
   nowMs: number,
 ): LimitStatus[] {
@@ -79,7 +79,7 @@ export function remembered(
  * written), extrapolated over shards it has not seen by their shares; `resetMs` is the latest.
  */
 export function scopeStatuses(
-  engine: Engine,
+  engine: EngineState,
   check: Pick<ScopeCheck, 'scope' | 'key' | 'limits'>,
   nowMs: number,
   fresh?: { readonly key: ItemKey; readonly state: ItemState },
@@ -117,7 +117,7 @@ export function scopeStatuses(
 
 /** A rate-limited refusal. */
 export function denial(
-  engine: Engine,
+  engine: EngineState,
   checks: readonly ScopeCheck[],
   violations: Violation[],
   nowMs: number,

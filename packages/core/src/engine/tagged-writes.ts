@@ -9,7 +9,7 @@ import { SluiceError, StoreUnavailableError, WriteOutcomeUnknownError } from '..
 import { own } from '../names.js';
 import { itemAttributes } from '../store/schema.js';
 import type { ItemKey, ItemState, ItemUpdate, UpdateResult } from '../store/types.js';
-import { type Engine, sleep } from './state.js';
+import { type EngineState, sleep } from './state.js';
 
 export const [LAST, ...EARLIER] = itemAttributes.lastWrites;
 
@@ -19,7 +19,7 @@ export const [LAST, ...EARLIER] = itemAttributes.lastWrites;
  * leaves its outcome unknown (the answer lost, a server error) becomes
  * {@link WriteOutcomeUnknownError}, naming the id: see {@link outcomeOf}.
  */
-export async function tagged(engine: Engine, update: ItemUpdate): Promise<UpdateResult> {
+export async function tagged(engine: EngineState, update: ItemUpdate): Promise<UpdateResult> {
   const writeId = randomBytes(9).toString('base64url');
   const list = itemAttributes.lastWrites;
   // Each right-hand side reads the item as it was: lw3 ← lw2, lw2 ← lw1, lw1 ← lw, lw ← this.
@@ -48,7 +48,7 @@ export type Outcome = 'applied' | 'not applied' | 'unknown';
  * followed than the list holds. Read again while the store is unreachable, for as long as a lease lives.
  */
 export async function outcomeOf(
-  engine: Engine,
+  engine: EngineState,
   key: ItemKey,
   writeId: string,
   before: string | undefined,

@@ -39,7 +39,7 @@ export interface AcquireRequest {
   /**
    * The request's deadline: once it aborts, nothing more is written and acquire rejects with
    * `DeadlineExceededError`; what it had taken is given back, in the background when the store
-   * is slow (`Engine.idle()` waits for that).
+   * is slow (`EngineState.idle()` waits for that).
    */
   readonly signal?: AbortSignal | undefined;
 }
@@ -69,6 +69,12 @@ export interface Violation {
 export type AcquireResult =
   | {
       readonly allowed: true;
+      /**
+       * The lease: a signed token (its claims, base64url, and an HMAC-SHA256 of them), not an id
+       * to look up. It carries what the acquire took; adjust and release verify it with the
+       * signing key it names. Opaque: pass it on whole (hundreds of characters for one scope,
+       * up to 32,768 with many scopes and limits). On the wire: `lease_id`.
+       */
       readonly leaseId: string;
       /** Wait this long before calling the provider (0 unless `maxWaitMs` reserved a slot). */
       readonly waitMs: number;
@@ -88,6 +94,7 @@ export type AcquireResult =
 
 /** What adjust and release answer: the lease's totals now and its limits as last seen. */
 export interface SettleResult {
+  /** The lease's signed token, as given (see {@link AcquireResult}'s `leaseId`). */
   readonly leaseId: string;
   readonly settled: boolean;
   /** Totals the lease stands at now. */

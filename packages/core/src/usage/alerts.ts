@@ -35,7 +35,9 @@ import { StoreUnavailableError } from '../errors.js';
 import {
   alertAttributes as A,
   bucketAttributes,
+  itemAttributes,
   itemKeys,
+  shardOf,
   TABLE_SCHEMA,
   usageKeys,
 } from '../store/schema.js';
@@ -144,6 +146,9 @@ function reached(
 export function crossingsOf(change: ItemChange): Crossing[] {
   if (!change.newImage) return [];
   const next: Image = new Map(Object.entries(change.newImage));
+  // A shard holds a share of each quota: judged there, an alert would fire per shard at its share
+  // (the engine records none on a sharded scope; one recorded before, or split, fires nothing).
+  if (shardOf(change.key).index > 0 || next.has(itemAttributes.shards)) return [];
   const old: Image = new Map(Object.entries(change.oldImage ?? {}));
   const out: Crossing[] = [];
   for (const attr of next.keys()) {
@@ -173,10 +178,11 @@ function alertOf(
   used: bigint,
   limitValue: bigint,
 ): BudgetAlert {
-  const resourceWide = key.pk.startsWith(RESOURCE_PREFIX);
+  const { pk, sk } = shardOf(key).base; // named by its scope, never by a shard's key (`*#1`)
+  const resourceWide = pk.startsWith(RESOURCE_PREFIX);
   return {
-    entity: resourceWide ? null : key.pk.slice(ENTITY_PREFIX.length),
-    resource: resourceWide ? key.pk.slice(RESOURCE_PREFIX.length) : key.sk === '*' ? null : key.sk,
+    entity: resourceWide ? null : pk.slice(ENTITY_PREFIX.length),
+    resource: resourceWide ? pk.slice(RESOURCE_PREFIX.length) : sk === '*' ? null : sk,
     limit,
     window: new Date(Number(window)).toISOString(),
     threshold,
