@@ -4,6 +4,8 @@ import {
   cpSync,
   mkdirSync,
   mkdtempSync,
+  readdirSync,
+  readFileSync,
   rmSync,
   statSync,
   symlinkSync,
@@ -375,6 +377,22 @@ describe('the acquire bundle the stack ships', () => {
     const size = statSync(join(acquireAsset(), 'index.mjs')).size;
     console.log(`acquire bundle: ${(size / 1024).toFixed(1)} KB minified`);
     expect(size).toBeLessThanOrEqual(160 * 1024);
+  });
+
+  // An ES module importing a Node built-in gets all of its exports evaluated: `node:http`'s
+  // include lazy getters that load undici, 14 ms of a cold start's first call, for nothing used.
+  it('nor does any handler bundle import a built-in whose exports load undici (node:http, node:https)', () => {
+    const bundles = readdirSync(join(ROOT, 'lib/handlers'));
+    expect(bundles).toContain('acquire');
+    for (const name of bundles) {
+      const code = readFileSync(join(ROOT, 'lib/handlers', name, 'index.mjs'), 'utf8');
+      const builtins = [...code.matchAll(/from\s*"(node:[^"]+)"/g)].map((m) => m[1]);
+      expect(builtins.length, name).toBeGreaterThan(0); // the pattern still finds its imports
+      expect(
+        builtins.filter((b) => /^node:https?$/.test(b ?? '')),
+        name,
+      ).toEqual([]);
+    }
   });
 
   it('loads as Lambda loads it (index.handler) and answers as the local server does', async () => {
