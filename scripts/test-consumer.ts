@@ -179,11 +179,15 @@ import {
   Limiter,
   parseLimits,
   type SettleResult,
+  storeRequestHandler,
+  throttlingRetries,
 } from '@sluice/core';
 
-const limiter = new Limiter({
-  store: new DynamoDBStore({ client: new DynamoDBClient({}), tableName: 'sluice' }),
+const client = new DynamoDBClient({
+  retryStrategy: throttlingRetries(),
+  requestHandler: storeRequestHandler(),
 });
+const limiter = new Limiter({ store: new DynamoDBStore({ client, tableName: 'sluice' }) });
 const limits = parseLimits([{ name: 'tpm', metric: 'tokens', limit: 200_000, per: 'minute' }]);
 
 export async function decide(key: string): Promise<SettleResult | undefined> {

@@ -4,13 +4,8 @@
  */
 import { Logger } from '@aws-lambda-powertools/logger';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { DynamoDBStore } from '@sluice/core';
-import {
-  CachedConfigSource,
-  DenialBuffer,
-  EngineState,
-  throttlingRetries,
-} from '@sluice/core/internal';
+import { DynamoDBStore, storeRequestHandler, throttlingRetries } from '@sluice/core';
+import { CachedConfigSource, DenialBuffer, EngineState } from '@sluice/core/internal';
 import { type Environment, loadEnvironment, serviceName } from './environment.js';
 
 /** Per-container singletons. */
@@ -43,6 +38,7 @@ export function getRuntime(): Runtime {
     const env = loadEnvironment();
     const client = new DynamoDBClient({
       retryStrategy: throttlingRetries(),
+      requestHandler: storeRequestHandler(),
       ...(env.dynamodbEndpoint ? { endpoint: env.dynamodbEndpoint } : {}),
     });
     const store = new DynamoDBStore({ client, tableName: env.tableName });

@@ -9,6 +9,7 @@ import {
   Limiter,
   parseLimits,
   type ScopeCheck,
+  type Store,
   StoreUnavailableError,
 } from '@sluice/core';
 import { signingKeyAttributes, TABLE_SCHEMA } from '@sluice/core/internal';
@@ -315,4 +316,46 @@ describe('a deleted signing key item', () => {
 
     expect(store.counts.get - readsBefore).toBe(1);
   });
+});
+
+describe('a read of the keys that hangs', () => {
+  it('holds its callers a few seconds at most, and its late answer never takes memory back past a rotation', async () => {
+    const first = table.limiter();
+    const k1 = keyIdOf(await leaseFrom(first));
+    // The next read of the key item is answered late: it reads the table at once (K1 current)
+    // and its answer arrives only when released.
+    let release = () => {};
+    let gate: Promise<void> | undefined = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const gated: Store = {
+      update: (u) => table.store.update(u),
+      transact: (t) => table.store.transact(t),
+      get: async (key) => {
+        const item = await table.store.get(key);
+        const held = gate;
+        gate = undefined;
+        if (held) await held;
+        return item;
+      },
+    };
+    const limiter = new Limiter({ store: gated });
+    const t0 = Date.now();
+    await expect(limiter.engine.keys.reload()).rejects.toThrow(StoreUnavailableError);
+    expect(Date.now() - t0).toBeLessThan(4_000);
+
+    const rotation = await new ConfigAdmin({ store: table.store }).rotateSigningKey(
+      'test',
+      3_720_000,
+    );
+    expect((await limiter.engine.keys.reload()).current.id).toBe(rotation.current); // read anew
+    release(); // the late answer (K1 current, no K2) arrives now
+    await new Promise((resolve) => setTimeout(resolve, 200));
+
+    expect(rotation.previous).toBe(k1);
+    expect(keyIdOf(await leaseFrom(limiter))).toBe(rotation.current);
+    // Nothing was written back as "lost": the new current key has no retirement time.
+    const item = await table.store.get(itemKeys.leaseSigningKey());
+    expect(item?.[signingKeyAttributes.retiresAt(rotation.current)]).toBeUndefined();
+  }, 15_000);
 });

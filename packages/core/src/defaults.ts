@@ -112,6 +112,14 @@ export const SERVICE_DEFAULTS = {
   /** Entries per page of an admin listing, unless `?limit=` asks (at most `maxPageSize`). */
   pageSize: 100,
   maxPageSize: 1_000,
+  /**
+   * How long one DynamoDB request may go without an answer before it fails (the SDK's
+   * `requestTimeout`), and how long a connection may take to open: a connection that hangs must
+   * not hold a decision, or a read other calls share, until the function's timeout. A write that
+   * fails so has an unknown outcome, and is handled as one.
+   */
+  storeRequestTimeoutMs: 5_000,
+  storeConnectionTimeoutMs: 2_000,
 } as const;
 
 /** A request's `priority`: the share (percent) of each limit it may fill. */

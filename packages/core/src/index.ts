@@ -54,7 +54,12 @@ export {
   WriteRejectedError,
 } from './errors.js';
 // The table.
-export { DynamoDBStore, type DynamoDBStoreOptions } from './store/dynamodb.js';
+export {
+  DynamoDBStore,
+  type DynamoDBStoreOptions,
+  storeRequestHandler,
+  throttlingRetries,
+} from './store/dynamodb.js';
 export { DynamoDBAdminStore } from './store/dynamodb-admin.js';
 export { itemKeys } from './store/schema.js';
 export { ensureTable } from './store/setup.js';

@@ -69,7 +69,6 @@ export { EngineState } from './engine/state.js';
 export { PolicyRefusal } from './errors.js';
 export { own } from './names.js';
 // The table.
-export { throttlingRetries } from './store/dynamodb.js';
 export {
   bucketAttributes,
   itemAttributes,

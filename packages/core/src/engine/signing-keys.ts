@@ -104,6 +104,11 @@ export interface SigningKeysOptions {
   readonly retainMs?: number;
   /** Told when the item had lost keys this process knows (they are written back). */
   readonly onRestore?: (keyIds: readonly string[]) => void;
+  /**
+   * How long callers wait on a read of the keys shared with others: one that has not answered
+   * by then fails them (unavailable), and the next caller reads again. @default 3_000
+   */
+  readonly readTimeoutMs?: number;
 }
 
 /** The signing keys as one process holds them. */
@@ -113,6 +118,7 @@ export class SigningKeys {
   readonly #refreshMs: number;
   readonly #retainMs: number;
   readonly #onRestore: (keyIds: readonly string[]) => void;
+  readonly #readTimeoutMs: number;
   /** Every key this process has read that may still verify: written back if the item loses it. */
   readonly #known = new Map<string, KnownKey>();
   #ring: Ring | undefined;
@@ -130,6 +136,7 @@ export class SigningKeys {
     this.#refreshMs = options.refreshMs ?? 60_000;
     this.#retainMs = options.retainMs ?? 3_900_000;
     this.#onRestore = options.onRestore ?? (() => {});
+    this.#readTimeoutMs = options.readTimeoutMs ?? 3_000;
   }
 
   /** The key that signs new leases. */
@@ -188,7 +195,7 @@ export class SigningKeys {
    */
   warm(): void {
     if (this.#ring || this.#loading || this.#warming) return;
-    this.#warming = this.#load(false).then(
+    this.#warming = this.#bounded(this.#load(false)).then(
       () => {
         this.#warming = undefined;
       },
@@ -205,10 +212,26 @@ export class SigningKeys {
 
   /** Reads the item now (after a rotation made by this process). */
   reload(): Promise<Ring> {
-    this.#loading ??= this.#load().finally(() => {
-      this.#loading = undefined;
+    if (this.#loading) return this.#loading;
+    const loading = this.#bounded(this.#load()).finally(() => {
+      if (this.#loading === loading) this.#loading = undefined;
     });
-    return this.#loading;
+    this.#loading = loading;
+    return loading;
+  }
+
+  /**
+   * `read`, as the callers sharing it wait for it: a read that never answers (a connection that
+   * hangs) fails them after `readTimeoutMs`, so it does not hold every later caller too.
+   */
+  #bounded<T>(read: Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new StoreUnavailableError('the lease signing keys were not read in time')),
+        this.#readTimeoutMs,
+      );
+      read.then(resolve, reject).finally(() => clearTimeout(timer));
+    });
   }
 
   /**
@@ -230,19 +253,24 @@ export class SigningKeys {
   #load(create: false): Promise<Ring | undefined>;
   async #load(create = true): Promise<Ring | undefined> {
     const key = itemKeys.leaseSigningKey();
+    // What the table said no earlier than when the request was sent: a late answer is as old.
+    let readAtMs = this.#clock();
     let item = await this.#store.get(key);
     // Two attempts: a failed condition means another process wrote `cur` since the read, and the
     // item it returns is read again as the answer.
     for (let attempt = 0; ; attempt += 1) {
+      // A read overtaken by a newer one held here (this one hung) acts on nothing: the keys it
+      // lacks may be a later rotation's, not lost ones.
+      if (this.#ring && this.#ring.readAtMs > readAtMs) return this.#ring;
       const nowMs = this.#clock();
-      let ring = ringOf(item, nowMs);
+      let ring = ringOf(item, readAtMs);
       // Verifying creates no key where the table has none (no token was signed), but repairs an
       // item that holds keys while none signs.
       if (!ring && !create && keysOf(item).size === 0) return undefined;
       const lost = [...this.#known.values()].filter(
         (k) => !ring?.keys.has(k.id) && this.#mayStillVerify(k, nowMs),
       );
-      if (ring && lost.length === 0) return this.#adopt(ring, nowMs);
+      if (ring && lost.length === 0) return this.#adopt(ring);
       if (lost.length > 0) this.#onRestore(lost.map((k) => k.id));
       // No key signs (no `cur`, or one naming a key the item lost): this process proposes a new
       // one, on condition that the item still says so. Never a key it knew: its memory may
@@ -259,6 +287,7 @@ export class SigningKeys {
         const retiresAtMs = k.retiresAtMs ?? nowMs + this.#retainMs;
         set.push({ attr: attrs.retiresAt(k.id), ifAbsent: BigInt(retiresAtMs) });
       }
+      readAtMs = this.#clock();
       const result = await this.#store.update({
         key,
         set,
@@ -270,14 +299,20 @@ export class SigningKeys {
         throw new StoreUnavailableError('the lease signing key item keeps changing; retry', {
           notApplied: true,
         });
-      ring = ringOf(item, nowMs);
+      ring = ringOf(item, readAtMs);
       if (!ring) throw new SluiceError('internal', 'the lease signing key item is malformed');
-      return this.#adopt(ring, nowMs);
+      return this.#adopt(ring);
     }
   }
 
-  /** Holds the keys read: each remembered with when it was read; those removed are forgotten. */
-  #adopt(ring: Ring, nowMs: number): Ring {
+  /**
+   * Holds the keys read: each remembered with when it was read; those removed are forgotten. A
+   * read older than the keys held (sent before the read they came from, answered after it) is
+   * not adopted: memory never goes back to before a rotation it has seen.
+   */
+  #adopt(ring: Ring): Ring {
+    if (this.#ring && this.#ring.readAtMs > ring.readAtMs) return this.#ring;
+    const nowMs = ring.readAtMs;
     for (const k of ring.keys.values()) this.#known.set(k.id, { ...k, readAtMs: nowMs });
     for (const id of this.#known.keys()) {
       if (!ring.keys.has(id)) this.#known.delete(id); // removed by a rotation: retired, not lost

@@ -14,6 +14,7 @@ import {
 } from '@aws-sdk/client-dynamodb';
 import { StandardRetryStrategy } from '@smithy/core/retry';
 import type { RetryStrategyV2, StandardRetryToken } from '@smithy/types';
+import { SERVICE_DEFAULTS } from '../defaults.js';
 import { SluiceError, StoreUnavailableError, WriteRejectedError } from '../errors.js';
 import { TABLE_SCHEMA } from './schema.js';
 import type {
@@ -227,6 +228,27 @@ export function throttlingRetries(maxAttempts = 3): RetryStrategyV2 {
         ? standard.refreshRetryTokenForRetry(token as StandardRetryToken, info)
         : Promise.reject(info.error),
     recordSuccess: (token) => standard.recordSuccess(token as StandardRetryToken),
+  };
+}
+
+/**
+ * The HTTP settings the engine's DynamoDB client needs beside {@link throttlingRetries}: a
+ * request that goes unanswered fails (unavailable, outcome unknown) after
+ * `SERVICE_DEFAULTS.storeRequestTimeoutMs` instead of hanging until the process's own timeout,
+ * holding its call and every call that shares the read.
+ *
+ * @example
+ * const client = new DynamoDBClient({
+ *   retryStrategy: throttlingRetries(),
+ *   requestHandler: storeRequestHandler(),
+ * });
+ */
+export function storeRequestHandler() {
+  return {
+    requestTimeout: SERVICE_DEFAULTS.storeRequestTimeoutMs,
+    // Since @smithy/node-http-handler 4.4 the timeout only warns unless told to fail.
+    throwOnRequestTimeout: true,
+    connectionTimeout: SERVICE_DEFAULTS.storeConnectionTimeoutMs,
   };
 }
 

@@ -1,0 +1,73 @@
+/**
+ * A read other calls share that is never answered (a connection that hangs, with DynamoDB
+ * healthy for everything else) holds no later call: the lease signing keys' first read and a
+ * stored configuration document's read are shared by every call of a process, and a caller
+ * waits on one at most a few seconds before the next one reads again.
+ */
+import { afterAll, beforeAll, expect, inject, it } from 'vitest';
+import { type Api, post, startApi, tableName } from '../support/api.js';
+import { type SlowProxy, startSlowProxy } from '../support/slow-proxy.js';
+
+const ask = (entity: string) => ({
+  entity,
+  resource: 'gpt-4o',
+  usage: { tokens: 10 },
+  limits: [{ name: 'tpm', metric: 'tokens', limit: 100_000, per: 'minute' }],
+});
+const timed = async <T>(call: Promise<T>) => {
+  const t0 = Date.now();
+  const answer = await call;
+  return { answer, ms: Date.now() - t0 };
+};
+
+let proxy: SlowProxy;
+let table: string;
+
+beforeAll(async () => {
+  table = tableName('hung-reads');
+  const seed = await startApi(table); // writes the table's signing key
+  expect((await post(`${seed.url}/v1/acquire`, ask('seed'))).status).toBe(200);
+  await seed.stop();
+  proxy = await startSlowProxy(inject('dynamoEndpoint'));
+});
+
+afterAll(async () => {
+  await proxy?.close();
+});
+
+/** A new process (cold: it has read nothing) reaching DynamoDB through the proxy. */
+async function coldApi(): Promise<Api> {
+  return startApi(table, { DYNAMODB_ENDPOINT: proxy.url });
+}
+
+it("a cold process whose signing keys' first read hangs answers the next acquire", async () => {
+  const api = await coldApi();
+  try {
+    proxy.hold(/meta#lease-signing-key/, Number.POSITIVE_INFINITY); // its first read, never answered
+    const first = await timed(post(`${api.url}/v1/acquire`, ask('first')));
+    expect([200, 503]).toContain(first.answer.status);
+    expect(first.ms).toBeLessThan(6_000);
+    const next = await timed(post(`${api.url}/v1/acquire`, ask('next')));
+    expect(next.answer.status).toBe(200); // before: 503 after ~10 s, every acquire of the process
+  } finally {
+    await api.stop();
+  }
+}, 60_000);
+
+it('a configuration read that hangs is not shared past a few seconds', async () => {
+  const api = await coldApi();
+  try {
+    // Warm up the process (signing keys, settings), then hang the first read of a new entity.
+    expect((await post(`${api.url}/v1/acquire`, ask('warm'))).status).toBe(200);
+    proxy.hold(/config#entity[\s\S]*late-key/, Number.POSITIVE_INFINITY);
+    const stuck = timed(post(`${api.url}/v1/acquire`, ask('late-key')));
+    await new Promise((resolve) => setTimeout(resolve, 3_300));
+    const later = await timed(post(`${api.url}/v1/acquire`, ask('late-key')));
+    expect(later.answer.status).toBe(200); // it read the entity again, not waiting on the hung read
+    expect(later.ms).toBeLessThan(1_500);
+    const first = await stuck;
+    expect(first.answer.status).toBe(503); // the hung request itself fails, before its deadline
+  } finally {
+    await api.stop();
+  }
+}, 60_000);
