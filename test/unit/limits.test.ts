@@ -113,6 +113,12 @@ describe('budget alerts and shards', () => {
     expect(parseLimits([{ ...tpm, shards: 4 }, daily])).toHaveLength(2);
   });
 
+  it("keeps a shadow quota's alerts beside its own shards, which split nothing", () => {
+    const shadow = { ...daily, mode: 'shadow', shards: 2 };
+    expect(parseLimits([{ ...shadow, alerts: [0.5] }])[0]).toMatchObject({ alerts: [0.5] });
+    expect(parseLimits([shadow], 'limits', [0.8])[0]).toMatchObject({ alerts: [0.8] });
+  });
+
   it('gives a sharded quota no default alerts, and an unsharded one its defaults', () => {
     const [sharded, whole] = parseLimits(
       [

@@ -272,8 +272,8 @@ export function normalizeLimit(raw: LimitInput, defaultAlerts?: readonly number[
   };
   if ('window' in raw) {
     // A sharded quota's usage is spread over its items: alerts, which read one item, are off
-    // (also for one stored before they were refused).
-    const asked = shadow.sharding ? [] : (raw.alerts ?? defaultAlerts ?? []);
+    // (also for one stored before they were refused). A shadow limit's shards split nothing.
+    const asked = shardsItsItem(raw) ? [] : (raw.alerts ?? defaultAlerts ?? []);
     const alerts = [...new Set(asked)].sort((a, b) => a - b);
     return {
       kind: 'quota',
@@ -312,7 +312,7 @@ export function checkSharding(raw: LimitInput, field: string): void {
   if (raw.max_shards !== undefined && raw.max_shards < (raw.shards ?? 1)) {
     throw new ValidationError(`${field}.max_shards`, `must be at least shards (${raw.shards})`);
   }
-  if ('window' in raw && raw.alerts?.length && shardingAsked(raw).sharding)
+  if ('window' in raw && raw.alerts?.length && shardsItsItem(raw))
     throw new ValidationError(
       `${field}.alerts`,
       'budget alerts are not available on a sharded quota',
