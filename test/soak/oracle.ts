@@ -1042,7 +1042,7 @@ function deadlines(record: SoakRecord): CheckRow {
   const slowest = record.calls.reduce((m, c) => Math.max(m, c.endMs - c.startMs), 0);
   return {
     name: '7a SDK decides within its deadline',
-    expected: `every SDK call ≤ timeoutMs ${record.timeoutMs} + ${record.slackMs} ms`,
+    expected: `every SDK call ≤ timeoutMs ${record.timeoutMs} + ${Math.round(record.slackMs)} ms`,
     observed: `${late.length} of ${record.calls.length} later; slowest ${slowest} ms (harness event-loop delay max ${record.loopDelayMaxMs.toFixed(0)} ms)`,
     pass: late.length === 0,
     details: late
