@@ -40,7 +40,7 @@ import {
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { tableName as newTableName } from '../support/api.js';
 import { FaultyStreams } from '../support/faulty-streams.js';
-import { streamed } from '../support/streams.js';
+import { localStreams, streamed } from '../support/streams.js';
 
 const WAIT = { timeout: 30_000, interval: 50 };
 const $metadata = {};
@@ -409,6 +409,66 @@ describe('the local stream reader, across shards', () => {
       expect(keys).toEqual(['parent-0', 'parent-1', 'parent-2', 'child-0', 'child-1']);
       expect(reads.get('parent')).toBe(parentReads);
       expect(errors.map(errorName)).toEqual(['ExpiredIteratorException']);
+    } finally {
+      await reader.stop();
+    }
+  });
+});
+
+describe('the local stream reader, on a quiet stream', () => {
+  it('reads less and less often while nothing comes, and at once when woken', async () => {
+    const client = localClient(inject('dynamoEndpoint'));
+    const table = newTableName('stream-quiet');
+    await ensureTable(client, table, { timeToLive: false });
+    const real = localStreams();
+    let sends = 0;
+    const streams = {
+      send: ((command: never) => {
+        sends += 1;
+        return real.send(command);
+      }) as Pick<DynamoDBStreamsClient, 'send'>['send'],
+    };
+    const seen: { pk: string; atMs: number }[] = [];
+    const reader = await startStreamReader({
+      client,
+      streams,
+      tableName: table,
+      apply: async (changes) => {
+        for (const c of changes) seen.push({ pk: c.key.pk, atMs: Date.now() });
+      },
+      onError: () => {},
+      idleMs: 20,
+      maxIdleMs: 640,
+    });
+    const store = new DynamoDBAdminStore({ client, tableName: table });
+    const write = (pk: string) =>
+      store.update({ key: { pk, sk: '*' }, set: [{ attr: 'n', value: 1n }] });
+    const arrival = async (pk: string, fromMs: number) => {
+      await expect.poll(() => seen.some((s) => s.pk === pk), WAIT).toBe(true);
+      return (seen.find((s) => s.pk === pk)?.atMs ?? 0) - fromMs;
+    };
+    try {
+      await reader.drain();
+      await new Promise((resolve) => setTimeout(resolve, 2_000)); // quiet: pauses reach 640 ms
+      const before = sends;
+      await new Promise((resolve) => setTimeout(resolve, 1_300));
+      const quietSends = sends - before;
+      // At 20 ms a pass (as it was), 1.3 s held more than 60 passes, each one request or more;
+      // at 640 ms, three passes at most (a pass: a shard listing and a read or two).
+      expect(quietSends).toBeLessThan(12);
+
+      // Written and woken: read at once, not after the quiet pause.
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      let t0 = Date.now();
+      await write('woken');
+      reader.wake();
+      expect(await arrival('woken', t0)).toBeLessThan(400);
+
+      // Written with no wake: still read, within the longest pause.
+      await new Promise((resolve) => setTimeout(resolve, 2_000));
+      t0 = Date.now();
+      await write('unannounced');
+      expect(await arrival('unannounced', t0)).toBeLessThan(640 + 1_000);
     } finally {
       await reader.stop();
     }

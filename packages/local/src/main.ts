@@ -165,6 +165,7 @@ const server = await startLocalServer({
   port,
   trustPrincipalHeader,
   functionTimeoutMs,
+  afterWrite: () => reader.wake(), // usage history follows writes at once, however quiet before
 }).catch((error: { code?: string }) =>
   fail(
     error.code === 'EADDRINUSE'

@@ -211,6 +211,11 @@ export interface LocalServerOptions {
    * finish in time answers 503 before it. @default {@link LOCAL_FUNCTION_TIMEOUT_MS}
    */
   readonly functionTimeoutMs?: number;
+  /**
+   * Told after each request to a route that may write (any method but GET) has been answered,
+   * however it ended: `npm start` wakes its stream reader with it.
+   */
+  readonly afterWrite?: () => void;
 }
 
 /**
@@ -244,6 +249,8 @@ export async function startLocalServer(options: LocalServerOptions): Promise<Loc
     } catch {
       if (!res.headersSent) send(res, problem(500, 'internal', 'internal error'));
       else res.destroy();
+    } finally {
+      if (req.method !== 'GET') options.afterWrite?.();
     }
   });
   server.keepAliveTimeout = 5_000;

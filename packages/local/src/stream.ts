@@ -22,6 +22,10 @@
  * `maxBackoffMs`, never in a tight loop, and carries on from where it was once DynamoDB
  * answers. Every failure is reported to `onError` and, with `progress`, recorded for the health
  * check (when the table can be written); so is recovery.
+ *
+ * A quiet stream is read less and less often: the pause after a pass that found nothing doubles
+ * from `idleMs` up to `maxIdleMs` (an idle `npm start` then costs little CPU), and is short again
+ * as soon as records come or `wake()` says some were just written.
  */
 
 import { DescribeTableCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
@@ -41,6 +45,11 @@ import type { ItemChange, StreamRecord, UsageProgress } from '@sluice/core/inter
 export interface StreamReader {
   /** Waits until every record written before this call has been handed over (for tests, shutdown). */
   drain(): Promise<void>;
+  /**
+   * Says records were just written: a pause while the stream was quiet ends now, and the next
+   * ones start short again (the local server calls it after every request that may write).
+   */
+  wake(): void;
   stop(): Promise<void>;
 }
 
@@ -62,8 +71,13 @@ export interface StreamReaderOptions {
   readonly onRecordsLost?: (shardId: string) => void;
   /** Where batches counted, failures and recoveries are recorded for the health check. */
   readonly progress?: Pick<UsageProgress, 'counted' | 'caughtUp' | 'failed'>;
-  /** Pause between reads of a shard with nothing new. @default 200 */
+  /**
+   * Pause after a pass that found nothing new; it doubles while the stream stays quiet, up to
+   * `maxIdleMs`, and is short again once records come (or {@link StreamReader.wake}). @default 200
+   */
   readonly idleMs?: number;
+  /** Longest pause while the stream is quiet. @default 2_000 */
+  readonly maxIdleMs?: number;
   /** First pause after a failure (at least 10 ms); it doubles while failures go on. @default 200 */
   readonly minBackoffMs?: number;
   /** Longest pause after failures. @default 5_000 */
@@ -92,6 +106,7 @@ export async function startStreamReader(options: StreamReaderOptions): Promise<S
   const loop = reader.run();
   return {
     drain: () => reader.drain(),
+    wake: () => reader.wake(),
     stop: async () => {
       reader.stop();
       await loop;
@@ -103,6 +118,11 @@ export async function startStreamReader(options: StreamReaderOptions): Promise<S
 class Reader {
   readonly #options: StreamReaderOptions;
   readonly #idleMs: number;
+  readonly #maxIdleMs: number;
+  /** The pause after the next quiet pass. */
+  #quietMs: number;
+  /** Ends the quiet pause under way, if any. */
+  #wakeUp: (() => void) | undefined;
   readonly #minBackoffMs: number;
   readonly #maxBackoffMs: number;
   readonly #onRecordsLost: (shardId: string) => void;
@@ -118,6 +138,8 @@ class Reader {
   constructor(options: StreamReaderOptions) {
     this.#options = options;
     this.#idleMs = options.idleMs ?? 200;
+    this.#maxIdleMs = Math.max(this.#idleMs, options.maxIdleMs ?? 2_000);
+    this.#quietMs = this.#idleMs;
     this.#minBackoffMs = Math.max(10, options.minBackoffMs ?? 200);
     this.#maxBackoffMs = Math.max(this.#minBackoffMs, options.maxBackoffMs ?? 5_000);
     this.#onRecordsLost =
@@ -132,9 +154,16 @@ class Reader {
 
   /** Resolves once a whole pass that started after this call found nothing new. */
   drain(): Promise<void> {
-    return new Promise<void>((resolve) => {
+    const drained = new Promise<void>((resolve) => {
       this.#waiters.push({ after: this.#passes, resolve });
     });
+    this.wake();
+    return drained;
+  }
+
+  wake(): void {
+    this.#quietMs = this.#idleMs;
+    this.#wakeUp?.();
   }
 
   stop(): void {
@@ -180,14 +209,20 @@ class Reader {
         continue;
       }
       backoffMs = 0;
-      if (outcome.moved) continue;
+      if (outcome.moved) {
+        this.#quietMs = this.#idleMs;
+        continue;
+      }
       // A whole pass that started after a waiter came, read nothing, and failed nowhere.
       for (const w of this.#waiters.splice(0)) {
         if (started > w.after) w.resolve();
         else this.#waiters.push(w);
       }
       await this.#options.progress?.caughtUp();
-      await this.#pause(this.#idleMs);
+      // Quiet: each pause twice the last, up to maxIdleMs, unless woken (then short again).
+      const quietMs = this.#quietMs;
+      this.#quietMs = Math.min(this.#maxIdleMs, quietMs * 2);
+      await this.#pause(quietMs, true);
     }
     for (const w of this.#waiters.splice(0)) w.resolve();
   }
@@ -319,14 +354,17 @@ class Reader {
     );
   }
 
-  /** Waits `ms`, or until the reader stops. */
-  #pause(ms: number): Promise<void> {
+  /** Waits `ms`, or until the reader stops (or, `wakeable`, until {@link wake}). */
+  #pause(ms: number, wakeable = false): Promise<void> {
     const signal = this.#signal;
     return new Promise<void>((resolve) => {
       const timer = setTimeout(done, ms);
+      const reader = this;
+      if (wakeable) this.#wakeUp = done;
       function done() {
         clearTimeout(timer);
         signal.removeEventListener('abort', done);
+        if (reader.#wakeUp === done) reader.#wakeUp = undefined;
         resolve();
       }
       signal.addEventListener('abort', done);
