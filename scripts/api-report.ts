@@ -1,18 +1,23 @@
 /**
  * `npm run api-report`: writes api/<package>.api.md, one file per published package: every name
  * each of its entry points (package.json `exports`) exports, its kind, and its declaration as the
- * built `.d.ts` has it (comments left out). test/unit/api-report.test.ts regenerates the reports
+ * built `.d.ts` has it (comments left out). After them, in a section of their own, each entry
+ * point's "forgotten exports" (scripts/api-reachable.ts): the package's declarations that those
+ * reach but that neither it nor another entry point for users exports (an answer's type), each
+ * with the file it is declared in. test/unit/api-report.test.ts regenerates the reports
  * and fails, with the lines that differ, when a checked-in one is not what the sources export:
  * a change to what users can import is then a change to a file a reviewer reads.
  *
  * The declarations are emitted in memory from the sources (through the `sluice-source`
  * condition), so no build is needed; they are what `tsc -b` writes to each package's `dist/`.
  */
+
 import { createHash } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join, relative, resolve } from 'node:path';
+import { join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
+import { reachableFrom } from './api-reachable.js';
 
 /** Where the reports go, from the repository root. */
 export const API_DIR = 'api';
@@ -45,6 +50,23 @@ export interface Exported {
   readonly kind: string;
   /** As the built `.d.ts` declares it, without comments or `export declare`. */
   readonly declaration: string;
+}
+
+/** A declaration an entry point's exports reach (its own or each other's) but it does not export. */
+export interface Reachable {
+  readonly name: string;
+  /** As {@link Exported}'s. */
+  readonly kind: string;
+  /** The file it is declared in, from the repository root. */
+  readonly path: string;
+  /** As {@link Exported}'s. */
+  readonly declaration: string;
+}
+
+/** What an entry point shows: the names it exports, and what they reach that it does not. */
+export interface EntryApi {
+  readonly exported: readonly Exported[];
+  readonly reachable: readonly Reachable[];
 }
 
 /** A package: its name, its report's file name, and its entry points. */
@@ -178,16 +200,8 @@ export function exportedNames(
   );
 }
 
-/**
- * Every name each entry point of `packages` exports, sorted, with its kind and declaration.
- * One program over all of them, its declarations emitted in memory.
- */
-export function exportsOf(
-  root: string,
-  packages: readonly PublishedPackage[] = publishedPackages(root),
-): Map<string, Exported[]> {
-  const entries = packages.flatMap((p) => p.entryPoints);
-  const { program, checker, moduleOf } = programOf(root, entries);
+/** The `.d.ts` of every source file of `program`, emitted in memory, by the source's path. */
+function emittedDeclarations(program: ts.Program): Map<string, ts.SourceFile> {
   const declarations = new Map<string, ts.SourceFile>();
   program.emit(
     undefined,
@@ -202,38 +216,120 @@ export function exportsOf(
     undefined,
     true,
   );
-  const result = new Map<string, Exported[]>();
-  for (const entry of entries) {
-    const names = checker.getExportsOfModule(moduleOf(entry)).map((symbol) => {
-      const target =
-        symbol.flags & ts.SymbolFlags.Alias ? checker.getAliasedSymbol(symbol) : symbol;
-      const [first] = target.declarations ?? [];
-      if (!first) throw new Error(`${entry.specifier}: ${symbol.name} has no declaration`);
-      const emitted = declarations.get(resolve(first.getSourceFile().fileName));
-      const statements = (emitted?.statements ?? []).filter((s) =>
-        declaredNames(s).includes(target.name),
-      );
-      const text = emitted ? statements.map((s) => printed(s, emitted)).join('\n') : '';
-      const from = relative(root, first.getSourceFile().fileName);
-      const dependency = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(from)?.[1];
-      const elsewhere = dependency
-        ? `/* ${target.name}: re-exported from ${dependency} */`
-        : `/* ${target.name}: declared in ${from} */`;
-      const renamed = symbol.name !== target.name ? `// exported as ${symbol.name}\n` : '';
-      const kind = kindOf(first);
-      const valueKind = !['interface', 'type'].includes(kind);
-      return {
-        name: symbol.name,
-        kind: valueKind && typeOnly(symbol) ? `${kind} (type only)` : kind,
-        declaration: renamed + (text || elsewhere),
-      };
-    });
-    result.set(
-      entry.specifier,
-      names.sort((a, b) => compareNames(a.name, b.name)),
+  return declarations;
+}
+
+/**
+ * Every name each entry point of `packages` exports, sorted, with its kind and declaration, and
+ * what those declarations reach that it does not export. One program over all of them, its
+ * declarations emitted in memory.
+ */
+export function exportsOf(
+  root: string,
+  packages: readonly PublishedPackage[] = publishedPackages(root),
+): Map<string, EntryApi> {
+  const entries = packages.flatMap((p) => p.entryPoints);
+  const { program, checker, moduleOf } = programOf(root, entries);
+  const declarations = emittedDeclarations(program);
+  /** A declaration's text as its `.d.ts` has it, and the file it is in, from `root`. */
+  const declarationOf = (target: ts.Symbol) => {
+    const [first] = target.declarations ?? [];
+    if (!first) throw new Error(`${target.name} has no declaration`);
+    const file = first.getSourceFile();
+    const from = relative(root, file.fileName);
+    // The repository's own hand-written `.d.ts` is its declaration; a dependency's is not shown.
+    const own = file.isDeclarationFile && !from.split(sep).includes('node_modules');
+    const emitted = own ? file : declarations.get(resolve(file.fileName));
+    const statements = (emitted?.statements ?? []).filter((s) =>
+      declaredNames(s).includes(target.name),
     );
+    const text = emitted ? statements.map((s) => printed(s, emitted)).join('\n') : '';
+    return { first, text, from };
+  };
+  const targetsOf = (entry: EntryPoint) =>
+    checker
+      .getExportsOfModule(moduleOf(entry))
+      .map((symbol) => ({ symbol, target: resolved(checker, symbol) }));
+  const result = new Map<string, EntryApi>();
+  for (const pkg of packages) {
+    // What users can import from the package: reached from another entry point, it is not
+    // listed again there (an internal entry point's names are, when a public one reaches them).
+    const importable = new Set(
+      pkg.entryPoints
+        .filter((e) => !INTERNAL.test(e.specifier))
+        .flatMap((e) => targetsOf(e).map((t) => t.target)),
+    );
+    for (const entry of pkg.entryPoints) {
+      const symbols = targetsOf(entry);
+      const exported = symbols.map(({ symbol, target }) => {
+        const { first, text, from } = declarationOf(target);
+        const dependency = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(from)?.[1];
+        const elsewhere = dependency
+          ? `/* ${target.name}: re-exported from ${dependency} */`
+          : `/* ${target.name}: declared in ${from} */`;
+        const renamed = symbol.name !== target.name ? `// exported as ${symbol.name}\n` : '';
+        const kind = kindOf(first);
+        const valueKind = !['interface', 'type'].includes(kind);
+        return {
+          name: symbol.name,
+          kind: valueKind && typeOnly(symbol) ? `${kind} (type only)` : kind,
+          declaration: renamed + (text || elsewhere),
+        };
+      });
+      const inPackage = declaredIn(root, program, entry);
+      const roots = symbols.map((s) => s.target);
+      const shown = (symbol: ts.Symbol) => inPackage(symbol) && !importable.has(symbol);
+      const reachable = reachableFrom(checker, roots, shown).map((target) => {
+        const { first, text, from } = declarationOf(target);
+        return {
+          name: target.name,
+          kind: kindOf(first),
+          path: from,
+          declaration: text || `/* ${target.name}: declared in ${from} */`,
+        };
+      });
+      result.set(entry.specifier, {
+        exported: exported.sort((a, b) => compareNames(a.name, b.name)),
+        reachable: reachable.sort(
+          (a, b) =>
+            compareNames(a.name, b.name) || (a.path < b.path ? -1 : a.path > b.path ? 1 : 0),
+        ),
+      });
+    }
   }
   return result;
+}
+
+/** A symbol, or what it is an alias of. */
+function resolved(checker: ts.TypeChecker, symbol: ts.Symbol): ts.Symbol {
+  return symbol.flags & ts.SymbolFlags.Alias ? checker.getAliasedSymbol(symbol) : symbol;
+}
+
+/**
+ * Whether a symbol is declared in the package of `entry`: in the repository, not in a dependency
+ * (node_modules, TypeScript's own lib), and not in another published package (whose report shows
+ * it, from the entry point that exports it: packages import each other through entry points).
+ */
+function declaredIn(
+  root: string,
+  program: ts.Program,
+  entry: EntryPoint,
+): (symbol: ts.Symbol) => boolean {
+  const others = PUBLISHED.map((p) => `${resolve(root, p.dir)}${sep}`).filter(
+    (dir) => !entry.source.startsWith(dir),
+  );
+  return (symbol) =>
+    (symbol.declarations ?? []).some((d) => {
+      const file = d.getSourceFile();
+      const path = resolve(file.fileName);
+      return (
+        path.startsWith(`${resolve(root)}${sep}`) &&
+        !path.split(sep).includes('node_modules') &&
+        !program.isSourceFileDefaultLibrary(file) &&
+        !program.isSourceFileFromExternalLibrary(file) &&
+        !others.some((dir) => path.startsWith(dir))
+      );
+    });
 }
 
 /** Case-insensitive, then case-sensitive: the same order everywhere. */
@@ -249,30 +345,39 @@ const KINDS = ['class', 'function', 'const', 'let', 'enum', 'namespace', 'interf
 /** Entry points whose names are not for users: their section says so. */
 const INTERNAL = /\/internal$/;
 
-/** A package's report: for each entry point, its names and kinds, then its declarations. */
-export function renderReport(pkg: PublishedPackage, exported: Map<string, Exported[]>): string {
+/** "3 names: 1 function, 2 interface." */
+function counted(names: readonly { readonly kind: string }[]): string {
+  const summary = KINDS.map((kind) => {
+    const n = names.filter((e) => e.kind.replace(' (type only)', '') === kind).length;
+    return n > 0 ? `${n} ${kind}` : '';
+  })
+    .filter(Boolean)
+    .join(', ');
+  return `${names.length} name${names.length === 1 ? '' : 's'}: ${summary || 'none'}.`;
+}
+
+/**
+ * A package's report: for each entry point, its names and kinds, then their declarations, then
+ * what those reach that it does not export (when anything), each with where it is declared.
+ */
+export function renderReport(pkg: PublishedPackage, apis: Map<string, EntryApi>): string {
   const lines = [
     `# API report: ${pkg.name}`,
     '',
     `Every name each entry point of ${pkg.name} exports, its kind, and its declaration as the`,
-    "built `.d.ts` has it (comments left out). Generated by `npm run api-report`; don't edit it:",
+    'built `.d.ts` has it (comments left out); then the declarations those reach that the entry',
+    "point does not export. Generated by `npm run api-report`; don't edit it:",
     'test/unit/api-report.test.ts fails when it differs from what the sources export.',
   ];
   for (const entry of pkg.entryPoints) {
-    const names = exported.get(entry.specifier) ?? [];
-    const summary = KINDS.map((kind) => {
-      const n = names.filter((e) => e.kind.replace(' (type only)', '') === kind).length;
-      return n > 0 ? `${n} ${kind}` : '';
-    })
-      .filter(Boolean)
-      .join(', ');
+    const { exported: names, reachable } = apis.get(entry.specifier) ?? NOTHING;
     lines.push('', `## \`${entry.specifier}\``, '');
     if (INTERNAL.test(entry.specifier))
       lines.push(
         "Not for users: Sluice's own packages import these, and they change without notice.",
         '',
       );
-    lines.push(`${names.length} name${names.length === 1 ? '' : 's'}: ${summary || 'none'}.`, '');
+    lines.push(counted(names), '');
     lines.push('| Name | Kind |', '| --- | --- |');
     for (const { name, kind } of names) lines.push(`| \`${name}\` | ${kind} |`);
     if (names.length > 0) {
@@ -280,17 +385,35 @@ export function renderReport(pkg: PublishedPackage, exported: Map<string, Export
       lines.push(names.map((n) => n.declaration).join('\n\n'));
       lines.push('```');
     }
+    if (reachable.length === 0) continue;
+    lines.push('', `### Reachable, not exported from \`${entry.specifier}\``, '');
+    lines.push(
+      'Declarations of the package that the ones above reach (in a type, `extends`, `implements`',
+      'or `typeof`, directly or through each other) and that neither this entry point nor another',
+      'one for users exports: their names cannot be imported, but a change to one is a change to',
+      'what users of the names above see.',
+      '',
+    );
+    lines.push(counted(reachable), '');
+    lines.push('| Name | Kind | Declared in |', '| --- | --- | --- |');
+    for (const { name, kind, path } of reachable)
+      lines.push(`| \`${name}\` | ${kind} | \`${path}\` |`);
+    lines.push('', '```ts');
+    lines.push(reachable.map((r) => r.declaration).join('\n\n'));
+    lines.push('```');
   }
   return `${lines.join('\n')}\n`;
 }
+
+const NOTHING: EntryApi = { exported: [], reachable: [] };
 
 /** Every report, by its path from the repository root. */
 export function apiReports(
   root: string,
   packages: readonly PublishedPackage[] = publishedPackages(root),
-  exported: Map<string, Exported[]> = exportsOf(root, packages),
+  apis: Map<string, EntryApi> = exportsOf(root, packages),
 ): Map<string, string> {
-  return new Map(packages.map((p) => [`${API_DIR}/${p.report}`, renderReport(p, exported)]));
+  return new Map(packages.map((p) => [`${API_DIR}/${p.report}`, renderReport(p, apis)]));
 }
 
 /**

@@ -2,6 +2,7 @@
  * `sluice` against the local server: the real executable from another directory, plan/apply
  * round trips, --prune, files that must store nothing, and SigV4 signing of admin calls.
  */
+
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -114,6 +115,32 @@ entities:
     expect(unknown.err).toContain('prize');
     expect((await request('GET', `${api.url}/v1/admin/entities/ring-a`)).status).toBe(404);
     expect((await request('GET', `${api.url}/v1/admin/resources/typo-model`)).status).toBe(404);
+  });
+
+  it("refuses an entity's limit that would shard its plan's quota with alerts, storing not even the plan", async () => {
+    const sharded = await cli(
+      'apply',
+      '-f',
+      file(
+        'alerted.yaml',
+        `
+plans:
+  alerted-pro:
+    limits:
+      - { name: daily, metric: tokens, limit: 1000000, window: day, alerts: [0.5] }
+entities:
+  alerted-acme:
+    plan: alerted-pro
+    limits:
+      - { name: tpm, metric: tokens, limit: 100000, per: minute, shards: 4 }
+`,
+      ),
+    );
+
+    expect(sharded.code).toBe(1);
+    expect(sharded.err).toContain('entities.alerted-acme.limits[0].shards');
+    expect(sharded.out).toBe('');
+    expect((await request('GET', `${api.url}/v1/admin/plans/alerted-pro`)).status).toBe(404);
   });
 
   it('gets documents and reads the audit trail', async () => {

@@ -1,12 +1,14 @@
 /**
  * The declarative file (`sluice.yaml`): settings, plans, resources and entities by name. Each
- * document is validated with the same schemas as the admin API, and an error names its place
- * in the file (`plans.free.limits[0].burst`).
+ * document is validated with the same schemas as the admin API, and so is each entity with its
+ * plan when the file holds both (the check the admin API makes when the entity is stored); an
+ * error names its place in the file (`plans.free.limits[0].burst`).
  */
+
 import { readFileSync } from 'node:fs';
 import { COLLECTIONS } from '@sluice/client';
-import { parseConfig, ValidationError } from '@sluice/core';
-import { CONFIG_KINDS, type ConfigKind, own } from '@sluice/core/internal';
+import { type EntityConfig, type PlanConfig, parseConfig, ValidationError } from '@sluice/core';
+import { CONFIG_KINDS, type ConfigKind, checkAlertedItems, own } from '@sluice/core/internal';
 import { parse as parseYaml } from 'yaml';
 import { FileError } from './errors.js';
 
@@ -70,6 +72,7 @@ export function parseDesired(raw: unknown): Desired {
       }
       items.set(kind, docs);
     }
+    checkEntitiesOnPlans(items.get('plan'), items.get('entity'));
     const settings =
       file.settings === undefined ? undefined : parseConfig('settings', file.settings, 'settings');
     return { ...(settings ? { settings } : {}), items };
@@ -78,5 +81,28 @@ export function parseDesired(raw: unknown): Desired {
       throw new FileError(error.field, error.message.slice(error.field.length + 2));
     }
     throw error;
+  }
+}
+
+/**
+ * What the admin API checks when it stores an entity, against its plan as stored then: the
+ * entity's own limits with its plan's (the one it names, else `default`) put no quota with
+ * `alerts` on an item another enforced limit may shard. Checked for every entity whose plan is
+ * in the file, as `apply` stores that plan before the entity; the refusal names the entity's
+ * limit (`entities.acme.limits[0].shards`, or its quota's `alerts`) as the API's refusal does.
+ */
+function checkEntitiesOnPlans(
+  plans: ReadonlyMap<string, object> | undefined,
+  entities: ReadonlyMap<string, object> | undefined,
+): void {
+  for (const [name, doc] of entities ?? []) {
+    const entity = doc as EntityConfig;
+    const planName = entity.plan ?? 'default';
+    const plan = plans?.get(planName) as PlanConfig | undefined;
+    if (!plan?.limits || !entity.limits) continue;
+    checkAlertedItems([
+      { limits: plan.limits, source: `plan ${planName}` },
+      { limits: entity.limits, field: `${COLLECTIONS.entity}.${name}.limits` },
+    ]);
   }
 }

@@ -12,6 +12,7 @@
 // Shared by all three parts.
 export { canonicalJson, joinKey } from './canonical.js';
 // Stored configuration.
+export { checkAlertedItems } from './catalog/alerted-items.js';
 export { CachedConfigSource, SETTINGS_NAME } from './catalog/cache.js';
 export { CALLER_PATTERN, callerMatches, checkCallers } from './catalog/callers.js';
 export {
