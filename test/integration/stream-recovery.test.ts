@@ -474,3 +474,41 @@ describe('the local stream reader, on a quiet stream', () => {
     }
   });
 });
+
+describe('the local stream reader, woken again and again', () => {
+  it('passes at most once per idleMs while nothing comes, however often it is woken', async () => {
+    const client = localClient(inject('dynamoEndpoint'));
+    const table = newTableName('stream-storm');
+    await ensureTable(client, table, { timeToLive: false });
+    const real = localStreams();
+    let sends = 0;
+    const streams = {
+      send: ((command: never) => {
+        sends += 1;
+        return real.send(command);
+      }) as Pick<DynamoDBStreamsClient, 'send'>['send'],
+    };
+    const reader = await startStreamReader({
+      client,
+      streams,
+      tableName: table,
+      apply: async () => {},
+      onError: () => {},
+      idleMs: 100,
+      maxIdleMs: 400,
+    });
+    try {
+      await reader.drain();
+      const before = sends;
+      const t0 = Date.now();
+      while (Date.now() - t0 < 1_000) {
+        reader.wake(); // as a server would after every request
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+      // Ten passes at most, a few requests each; each wake ending its pause: hundreds.
+      expect(sends - before).toBeLessThan(40);
+    } finally {
+      await reader.stop();
+    }
+  });
+});

@@ -17,6 +17,8 @@ export interface SlowProxy {
   hold(body: RegExp, ms: number, count?: number): void;
   /** Requests held so far. */
   held(): number;
+  /** Requests sent so far whose operation (`X-Amz-Target`, e.g. `GetRecords`) matches. */
+  sent(operation: RegExp): number;
   close(): Promise<void>;
 }
 
@@ -25,8 +27,10 @@ export async function startSlowProxy(upstream: string): Promise<SlowProxy> {
   const agent = new Agent({ keepAlive: true });
   let rule: { body: RegExp; ms: number; count: number } | undefined;
   let held = 0;
+  const operations: string[] = [];
   const timers = new Set<NodeJS.Timeout>();
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    operations.push(String(req.headers['x-amz-target'] ?? ''));
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
@@ -75,6 +79,7 @@ export async function startSlowProxy(upstream: string): Promise<SlowProxy> {
       rule = { body, ms, count };
     },
     held: () => held,
+    sent: (operation) => operations.filter((o) => operation.test(o)).length,
     close: () =>
       new Promise<void>((resolve) => {
         for (const t of timers) clearTimeout(t);

@@ -11,6 +11,7 @@ export {
   startDynamoDBLocal,
 } from './dynamodb-local.js';
 export { LocalError, type LocalErrorCode } from './errors.js';
+export { readStream } from './read-stream.js';
 export {
   LOCAL_CONCURRENCY,
   LOCAL_PRINCIPAL_HEADER,
@@ -19,7 +20,6 @@ export {
 } from './server.js';
 export {
   DynamoDBStreamsClient,
-  readStream,
   type StreamReader,
   type StreamReaderOptions,
   startStreamReader,

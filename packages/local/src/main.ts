@@ -17,7 +17,12 @@
  *   port can then claim any principal. @default off: requests carry no principal
  */
 import { mkdirSync } from 'node:fs';
-import { DynamoDBAdminStore, ensureTable, UsageAggregator } from '@sluice/core';
+import {
+  DynamoDBAdminStore,
+  ensureTable,
+  storeRequestHandler,
+  UsageAggregator,
+} from '@sluice/core';
 import { combineWrites, UsageProgress } from '@sluice/core/internal';
 import {
   aggregatorEnvironment,
@@ -128,12 +133,15 @@ const aggregator = new UsageAggregator({
   onSendFailure: 'keep',
   onError: (error) => logger.error('a budget alert could not be delivered', { error }),
 });
+/** The functions whose writes (leases) usage history counts. */
+const USAGE_WRITERS = new Set<string>(['acquire', 'adjust', 'release']);
 const reader = await startStreamReader({
   client: aggregatorClient,
   streams: new DynamoDBStreamsClient({
     endpoint: aggregatorEndpoint,
     region: env.AWS_REGION,
     credentials: LOCAL_CREDENTIALS,
+    requestHandler: storeRequestHandler(), // a read that hangs fails, and is read again
   }),
   tableName,
   apply: async (changes) => {
@@ -165,7 +173,10 @@ const server = await startLocalServer({
   port,
   trustPrincipalHeader,
   functionTimeoutMs,
-  afterWrite: () => reader.wake(), // usage history follows writes at once, however quiet before
+  // Usage history follows the writes it counts at once, however quiet the stream was before.
+  afterCall: (route) => {
+    if (USAGE_WRITERS.has(route.function)) reader.wake();
+  },
 }).catch((error: { code?: string }) =>
   fail(
     error.code === 'EADDRINUSE'

@@ -212,10 +212,11 @@ export interface LocalServerOptions {
    */
   readonly functionTimeoutMs?: number;
   /**
-   * Told after each request to a route that may write (any method but GET) has been answered,
-   * however it ended: `npm start` wakes its stream reader with it.
+   * Told after each request to one of `routes` has been answered, however it ended (not of
+   * requests no route takes): `npm start` wakes its stream reader after the routes that write
+   * what usage history counts.
    */
-  readonly afterWrite?: () => void;
+  readonly afterCall?: (route: Route) => void;
 }
 
 /**
@@ -241,7 +242,9 @@ export async function startLocalServer(options: LocalServerOptions): Promise<Loc
     const context = contextFor(route, requestId, timeoutMs);
     const handler = handlers.get(routeKey(route)) as Handler;
     const key = InvokeStoreBase.PROTECTED_KEYS.REQUEST_ID;
-    return invocations.run({ [key]: requestId }, () => handler(event, context));
+    const answered = invocations.run({ [key]: requestId }, () => handler(event, context));
+    if (options.afterCall) void answered.finally(() => options.afterCall?.(route)).catch(() => {});
+    return answered;
   };
   const server: Server = createServer(async (req, res) => {
     try {
@@ -249,8 +252,6 @@ export async function startLocalServer(options: LocalServerOptions): Promise<Loc
     } catch {
       if (!res.headersSent) send(res, problem(500, 'internal', 'internal error'));
       else res.destroy();
-    } finally {
-      if (req.method !== 'GET') options.afterWrite?.();
     }
   });
   server.keepAliveTimeout = 5_000;

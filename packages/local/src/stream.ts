@@ -46,8 +46,9 @@ export interface StreamReader {
   /** Waits until every record written before this call has been handed over (for tests, shutdown). */
   drain(): Promise<void>;
   /**
-   * Says records were just written: a pause while the stream was quiet ends now, and the next
-   * ones start short again (the local server calls it after every request that may write).
+   * Says records were just written: a pause while the stream was quiet ends now (or `idleMs`
+   * after it began, if sooner), and the next ones start short again. The local server calls it
+   * after each acquire, adjust and release.
    */
   wake(): void;
   stop(): Promise<void>;
@@ -354,17 +355,26 @@ class Reader {
     );
   }
 
-  /** Waits `ms`, or until the reader stops (or, `wakeable`, until {@link wake}). */
+  /**
+   * Waits `ms`, or until the reader stops. A `wakeable` pause ends early on {@link wake}, but
+   * never sooner than `idleMs` after it began: however often it is woken (a request after
+   * request), the reader passes at most once per `idleMs` while nothing comes.
+   */
   #pause(ms: number, wakeable = false): Promise<void> {
     const signal = this.#signal;
     return new Promise<void>((resolve) => {
-      const timer = setTimeout(done, ms);
+      const startedMs = Date.now();
+      let timer = setTimeout(done, ms);
+      const wakeUp = () => {
+        clearTimeout(timer);
+        timer = setTimeout(done, Math.max(0, startedMs + this.#idleMs - Date.now()));
+      };
+      if (wakeable) this.#wakeUp = wakeUp;
       const reader = this;
-      if (wakeable) this.#wakeUp = done;
       function done() {
         clearTimeout(timer);
         signal.removeEventListener('abort', done);
-        if (reader.#wakeUp === done) reader.#wakeUp = undefined;
+        if (reader.#wakeUp === wakeUp) reader.#wakeUp = undefined;
         resolve();
       }
       signal.addEventListener('abort', done);
@@ -373,25 +383,3 @@ class Reader {
 }
 
 export { DynamoDBStreamsClient };
-
-/** Every change the table's stream holds now, in stream order (for tests and the benchmark). */
-export async function readStream(
-  options: Omit<StreamReaderOptions, 'apply' | 'onError'>,
-): Promise<ItemChange[]> {
-  const changes: ItemChange[] = [];
-  let failure: unknown;
-  const reader = await startStreamReader({
-    ...options,
-    apply: async (batch) => {
-      changes.push(...batch);
-    },
-    onError: (error) => {
-      failure = error;
-    },
-    idleMs: options.idleMs ?? 20,
-  });
-  await reader.drain();
-  await reader.stop();
-  if (failure !== undefined) throw failure;
-  return changes;
-}
