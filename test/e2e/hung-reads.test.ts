@@ -1,8 +1,9 @@
 /**
- * A read other calls share that is never answered (a connection that hangs, with DynamoDB
- * healthy for everything else) holds no later call: the lease signing keys' first read and a
- * stored configuration document's read are shared by every call of a process, and a caller
- * waits on one at most a few seconds before the next one reads again.
+ * Requests DynamoDB takes but never answers (a connection that hangs, with DynamoDB healthy for
+ * everything else). A read other calls share (the lease signing keys' first read, a stored
+ * configuration document's) holds no later call: a caller waits on one a few seconds at most
+ * before the next one reads again. A settlement whose answer was lost, repeated, answers with
+ * the limits the table holds, not the process's memory from before it.
  */
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
 import { type Api, post, startApi, tableName } from '../support/api.js';
@@ -67,6 +68,47 @@ it('a configuration read that hangs is not shared past a few seconds', async () 
     expect(later.ms).toBeLessThan(1_500);
     const first = await stuck;
     expect(first.answer.status).toBe(503); // the hung request itself fails, before its deadline
+  } finally {
+    await api.stop();
+  }
+}, 60_000);
+
+it('a settlement repeated after its answer was lost answers with the limits the table holds', async () => {
+  const api = await coldApi();
+  try {
+    const tph = [{ name: 'tph', metric: 'tokens', limit: 100, per: 'hour' }];
+    const acquire = (entity: string) =>
+      post(`${api.url}/v1/acquire`, { entity, resource: 'm', usage: { tokens: 50 }, limits: tph });
+    const remaining = (answer: { body: Record<string, unknown> }) =>
+      (answer.body.limits as { remaining: number }[])[0]?.remaining;
+    // As answered when nothing is lost: 50 taken, 10 used.
+    const plain = await acquire('settle-plain');
+    const released = await post(`${api.url}/v1/release`, {
+      lease_id: plain.body.lease_id,
+      usage: { tokens: 10 },
+    });
+    expect(remaining(released)).toBe(90);
+
+    const lost = await acquire('settle-lost');
+    proxy.hold(/TransactItems/, Number.POSITIVE_INFINITY); // applied, never answered
+    const first = await post(`${api.url}/v1/adjust`, {
+      lease_id: lost.body.lease_id,
+      usage: { tokens: 70 },
+    });
+    expect(first.status).toBe(503);
+    const adjusted = await post(`${api.url}/v1/adjust`, {
+      lease_id: lost.body.lease_id,
+      usage: { tokens: 70 },
+    });
+    expect(adjusted.status).toBe(200);
+    expect(remaining(adjusted)).toBe(30); // was 50: the memory from before the adjust
+
+    proxy.hold(/TransactItems/, Number.POSITIVE_INFINITY);
+    const release = { lease_id: lost.body.lease_id, usage: { tokens: 10 } };
+    expect((await post(`${api.url}/v1/release`, release)).status).toBe(503);
+    const again = await post(`${api.url}/v1/release`, release);
+    expect(again.status).toBe(200);
+    expect(remaining(again)).toBe(90); // as the first release would have answered
   } finally {
     await api.stop();
   }

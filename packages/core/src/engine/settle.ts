@@ -124,13 +124,18 @@ async function settle(
     const plan = planSettlement(engine, claims, record, ask, nowMs);
     if (record?.settled) {
       // The same release again answers as the first did.
-      if (plan.fingerprint !== undefined && record.fingerprint === plan.fingerprint)
+      if (plan.fingerprint !== undefined && record.fingerprint === plan.fingerprint) {
+        if (confirmed) await budget.within(readItems(engine, claims));
         return settlementAnswer(engine, leaseId, claims, record.totals, true, nowMs);
+      }
       throw new LeaseSettledError();
     }
     if (ask.kind === 'adjust' && record && plan.nothingNew) {
       // Nothing new (the same adjust again, or a late copy of an earlier one), if the table says so.
-      if (confirmed) return settlementAnswer(engine, leaseId, claims, record.totals, false, nowMs);
+      if (confirmed) {
+        await budget.within(readItems(engine, claims));
+        return settlementAnswer(engine, leaseId, claims, record.totals, false, nowMs);
+      }
       record = leaseRecordFrom(await budget.within(engine.store.get(leaseKey)));
       confirmed = true;
       continue;
@@ -283,6 +288,20 @@ function learn(
       splitting.push(thawed(engine, item.key, failure.item ?? {}));
   }
   return { record, splitting, conflict };
+}
+
+/**
+ * Reads the items the lease charged, for an answer to a settlement this process did not see
+ * land (its answer was lost, or another process wrote it): its memory of them predates that
+ * settlement, and the limits it answers with would say so.
+ */
+async function readItems(engine: EngineState, claims: LeaseClaims): Promise<void> {
+  await Promise.all(
+    claims.items.map(async ({ key }) => {
+      const state = await engine.store.get(key);
+      if (state) engine.remember(key, state);
+    }),
+  );
 }
 
 /**
