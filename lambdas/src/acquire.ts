@@ -7,7 +7,7 @@ import { edge, type JsonEvent, parse, principalOf } from './http/edge.js';
 import { rateLimitHeaders } from './http/headers.js';
 import { json, problem, type Result } from './http/problem.js';
 import { DECISION_LOG } from './metric-names.js';
-import { getRuntime, logger } from './runtime.js';
+import { getRuntime, logger, prefetch } from './runtime.js';
 import { acquireRequest } from './schemas.js';
 import { definitionsOf } from './scopes.js';
 
@@ -15,6 +15,8 @@ import { definitionsOf } from './scopes.js';
 type Refused = Tried & { readonly result: Extract<AcquireResult, { allowed: false }> };
 /** The resource tried that admitted. */
 type Admitted = Tried & { readonly result: Extract<AcquireResult, { allowed: true }> };
+
+prefetch('acquire'); // in the container's init, beside the rest of its start
 
 export const handler = middy<JsonEvent, Result>()
   .use(edge({ route: 'acquire' }))

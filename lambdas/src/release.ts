@@ -4,9 +4,11 @@ import { release } from '@sluice/core/internal';
 import { settleBody } from './http/bodies.js';
 import { edge, type JsonEvent, parse, principalOf } from './http/edge.js';
 import { json, type Result } from './http/problem.js';
-import { getRuntime } from './runtime.js';
+import { getRuntime, prefetch } from './runtime.js';
 import { releaseRequest } from './schemas.js';
 import { callerCheck } from './scopes.js';
+
+prefetch('settle'); // in the container's init, beside the rest of its start
 
 export const handler = middy<JsonEvent, Result>()
   .use(edge({ route: 'release' }))

@@ -62,3 +62,26 @@ export function getRuntime(): Runtime {
   }
   return runtime;
 }
+
+/**
+ * Starts, in a new Lambda container's init, the reads its first call makes whoever calls, so
+ * that call waits on fewer round trips: the lease signing keys, and for acquire the settings
+ * and the `default` plan. Nothing waits on them, and they write nothing; one that fails is read
+ * again when needed. Only in Lambda (`AWS_LAMBDA_FUNCTION_NAME` set), where a container is one
+ * function with its own role: a process that loads every handler (the local server) reads
+ * nothing here. A container whose environment is incomplete reads nothing either (its first
+ * call says why).
+ */
+export function prefetch(forCall: 'acquire' | 'settle'): void {
+  if (!process.env.AWS_LAMBDA_FUNCTION_NAME) return;
+  let runtime: Runtime;
+  try {
+    runtime = getRuntime();
+  } catch {
+    return;
+  }
+  runtime.engine.keys.warm();
+  if (forCall !== 'acquire') return;
+  runtime.policies.settings().catch(() => {});
+  runtime.policies.plan('default').catch(() => {});
+}

@@ -156,6 +156,7 @@ export async function coldStart(options: {
       [POWERTOOLS_ENV.logLevel]: 'INFO', // the construct's, for acquire: its decision lines
       [POWERTOOLS_ENV.namespace]: METRICS.namespace,
       NODE_OPTIONS: '--enable-source-maps',
+      AWS_LAMBDA_FUNCTION_NAME: 'acquire', // as Lambda sets it
       AWS_REGION: LOCAL_REGION,
       AWS_ACCESS_KEY_ID: LOCAL_CREDENTIALS.accessKeyId,
       AWS_SECRET_ACCESS_KEY: LOCAL_CREDENTIALS.secretAccessKey,

@@ -1,7 +1,9 @@
 /**
  * The round trips a new container's first acquire or settlement waits for, counted behind a
  * recording proxy that holds every answer back 50 ms (so requests sent together overlap for
- * certain).
+ * certain). What every first acquire reads whoever calls (the settings, the `default` plan, the
+ * lease signing keys) is read as a Lambda container starts, before its first call: each server
+ * here is started as in Lambda (`AWS_LAMBDA_FUNCTION_NAME` set).
  */
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
 import { acquire, put } from '../support/admin.js';
@@ -29,14 +31,23 @@ const callReads = (exchanges: readonly Exchange[]) =>
       (e.pk?.startsWith('config#') || e.pk === 'meta#lease-signing-key'),
   );
 
-/** The first request of a new server (a new container), every answer held back 50 ms. */
+/**
+ * The first request of a new server (a new container), every answer held back 50 ms: the reads
+ * it made as it started, and those its first call made.
+ */
 async function onNewServer<T>(call: (url: string) => Promise<T>) {
-  const fresh = await startApi(table, { DYNAMODB_ENDPOINT: recorder.url });
+  const started = recorder.exchanges.length;
+  // As in Lambda, where each container serves one function and reads ahead as it starts.
+  const fresh = await startApi(table, {
+    DYNAMODB_ENDPOINT: recorder.url,
+    AWS_LAMBDA_FUNCTION_NAME: 'sluice-local',
+  });
   try {
     const from = recorder.exchanges.length;
     recorder.delayMs = 50;
     const res = await call(fresh.url);
-    return { res, reads: callReads(recorder.exchanges.slice(from)) };
+    const startup = callReads(recorder.exchanges.slice(started, from));
+    return { res, startup, reads: callReads(recorder.exchanges.slice(from)) };
   } finally {
     recorder.delayMs = 0;
     await fresh.stop();
@@ -49,31 +60,43 @@ async function firstAcquire(ask: Record<string, unknown>) {
   return onNewServer((url) => acquire(url, ask));
 }
 
-it('a new container reads its configuration and its signing key in two rounds', async () => {
+const keysOf = (reads: readonly Exchange[]) => reads.map((e) => `${e.pk} ${e.sk}`).sort();
+
+it("a new container's first acquire waits for one round of reads, two for a named plan", async () => {
   await put(admin.url, 'plans/rt-plan', { limits });
   await put(admin.url, 'entities/rt-key', { plan: 'rt-plan' });
+  await put(admin.url, 'entities/rt-plain-key', { limits });
 
-  const { res, reads } = await firstAcquire({
+  // As it starts: the settings, the `default` plan and the signing keys (read only: a request
+  // its policy refuses creates no key).
+  const plain = await firstAcquire({
+    entity: 'rt-plain-key',
+    resource: 'rt-model',
+    usage: { input_tokens: 10 },
+  });
+  expect(plain.res.status).toBe(200);
+  expect(keysOf(plain.startup)).toEqual([
+    'config#plan default',
+    'config#settings settings',
+    'meta#lease-signing-key v1',
+  ]);
+  // Its first call: the entity and the resource together, then its write.
+  expect(keysOf(plain.reads)).toEqual(['config#entity rt-plain-key', 'config#resource rt-model']);
+  expect(roundsOf(plain.reads)).toBe(1);
+
+  // An entity naming a plan: that plan once its entity is read.
+  const named = await firstAcquire({
     entity: 'rt-key',
     resource: 'rt-model',
     usage: { input_tokens: 10 },
   });
-
-  expect(res.status).toBe(200);
-  // Entity, settings and resource together; then the plan the entity names.
-  const config = reads.filter((e) => e.pk?.startsWith('config#'));
-  expect(config.map((e) => e.pk).sort()).toEqual([
-    'config#entity',
-    'config#plan',
-    'config#resource',
-    'config#settings',
+  expect(named.res.status).toBe(200);
+  expect(keysOf(named.reads)).toEqual([
+    'config#entity rt-key',
+    'config#plan rt-plan',
+    'config#resource rt-model',
   ]);
-  expect(roundsOf(config)).toBe(2);
-  // The signing key is read beside the configuration's first round (read only: a request its
-  // policy refuses creates none), so the write follows the second round at once.
-  const keyReads = reads.filter((e) => e.pk === 'meta#lease-signing-key');
-  expect(keyReads).toHaveLength(1);
-  expect(roundsOf([...config, ...keyReads])).toBe(2);
+  expect(roundsOf(named.reads)).toBe(2);
 });
 
 it("looking up the plan's fallbacks adds no round trip to the walk up the hierarchy", async () => {
@@ -107,13 +130,12 @@ it('a new container settling a lease reads the ancestors the lease names togethe
   );
 
   expect(res.status).toBe(200);
-  // The signing key, then the key, its project and its org together (the walk up the hierarchy
-  // as it is now finds them read): two rounds, not four.
+  // The key, its project and its org together (the walk up the hierarchy as it is now finds them
+  // read): one round, not three; the signing keys were read as the container started.
   expect(reads.map((e) => e.pk).sort()).toEqual([
     'config#entity',
     'config#entity',
     'config#entity',
-    'meta#lease-signing-key',
   ]);
-  expect(roundsOf(reads)).toBe(2);
+  expect(roundsOf(reads)).toBe(1);
 });

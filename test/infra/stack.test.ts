@@ -462,6 +462,7 @@ process.stdout.write('RESULT ' + JSON.stringify({ node: process.version, results
           POWERTOOLS_LOG_LEVEL: 'INFO', // its decision lines are checked below
           POWERTOOLS_SERVICE_NAME: 'sluice',
           AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+          AWS_LAMBDA_FUNCTION_NAME: 'acquire', // as Lambda sets it: the init reads ahead
         },
         encoding: 'utf8',
         timeout: 30_000,

@@ -108,6 +108,8 @@ export interface Exchange {
   readonly operation: string;
   /** The partition key of the item it reads or writes (none for a transaction). */
   readonly pk?: string;
+  /** Its sort key, likewise. */
+  readonly sk?: string;
   readonly startMs: number;
   readonly endMs: number;
 }
@@ -193,8 +195,15 @@ export async function startIamProxy(
       'content-type': answer.headers.get('content-type') ?? 'application/x-amz-json-1.0',
     });
     res.end(Buffer.from(await answer.arrayBuffer()));
-    const pk = (JSON.parse(raw.toString('utf8') || '{}') as Body).Key?.pk?.S;
-    exchanges.push({ operation, ...(pk ? { pk } : {}), startMs, endMs: performance.now() });
+    const key = (JSON.parse(raw.toString('utf8') || '{}') as Body).Key;
+    const [pk, sk] = [key?.pk?.S, key?.sk?.S];
+    exchanges.push({
+      operation,
+      ...(pk ? { pk } : {}),
+      ...(sk ? { sk } : {}),
+      startMs,
+      endMs: performance.now(),
+    });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const address = server.address();

@@ -176,6 +176,10 @@ const callersOf = (chain: Chain) =>
 /** One read of the configuration, assembled into the decision: see {@link resolvePolicy}. */
 async function resolveWith(source: ConfigSource, request: PolicyRequest): Promise<Policy> {
   const { entity, resource } = request;
+  // The plan an entity without one gets, read beside the entity: most callers name no plan (or
+  // are not registered), so a cold cache needs no second round for it. Read through the cache,
+  // it is read once, and by an entity that names another plan, wasted once.
+  source.plan('default').catch(() => {}); // a failed read is not kept: read again if needed
   const [record, settings, resourceConfig] = await Promise.all([
     source.entity(entity),
     source.settings(),
