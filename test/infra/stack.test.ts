@@ -380,7 +380,7 @@ describe('the acquire bundle the stack ships', () => {
   });
 
   // An ES module importing a Node built-in gets all of its exports evaluated: `node:http`'s
-  // include lazy getters that load undici, 14 ms of a cold start's first call, for nothing used.
+  // include lazy getters that load undici, on every cold start, for nothing used.
   it('nor does any handler bundle import a built-in whose exports load undici (node:http, node:https)', () => {
     const bundles = readdirSync(join(ROOT, 'lib/handlers'));
     expect(bundles).toContain('acquire');

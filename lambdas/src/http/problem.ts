@@ -12,7 +12,7 @@ export type Result = APIGatewayProxyStructuredResultV2;
 /**
  * The title of each status Sluice answers with, as RFC 9110 names it. Written out rather than
  * taken from `node:http`'s `STATUS_CODES`: importing that module from an ES module loads all of
- * its lazy exports, undici among them, on every cold start (about 14 ms of a Lambda's first call).
+ * its lazy exports, undici among them, on every cold start (see the benchmark's cold start).
  */
 export const TITLES: Readonly<Record<number, string | undefined>> = {
   400: 'Bad Request',
