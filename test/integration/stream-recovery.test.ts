@@ -415,19 +415,25 @@ describe('the local stream reader, across shards', () => {
   });
 });
 
+/** A new table, and DynamoDB Local's Streams client counting the requests sent through it. */
+async function countedStream(prefix: string) {
+  const client = localClient(inject('dynamoEndpoint'));
+  const table = newTableName(prefix);
+  await ensureTable(client, table, { timeToLive: false });
+  const real = localStreams();
+  let sent = 0;
+  const streams = {
+    send: ((command: never) => {
+      sent += 1;
+      return real.send(command);
+    }) as Pick<DynamoDBStreamsClient, 'send'>['send'],
+  };
+  return { client, table, streams, sends: () => sent };
+}
+
 describe('the local stream reader, on a quiet stream', () => {
   it('reads less and less often while nothing comes, and at once when woken', async () => {
-    const client = localClient(inject('dynamoEndpoint'));
-    const table = newTableName('stream-quiet');
-    await ensureTable(client, table, { timeToLive: false });
-    const real = localStreams();
-    let sends = 0;
-    const streams = {
-      send: ((command: never) => {
-        sends += 1;
-        return real.send(command);
-      }) as Pick<DynamoDBStreamsClient, 'send'>['send'],
-    };
+    const { client, table, streams, sends } = await countedStream('stream-quiet');
     const seen: { pk: string; atMs: number }[] = [];
     const reader = await startStreamReader({
       client,
@@ -450,9 +456,9 @@ describe('the local stream reader, on a quiet stream', () => {
     try {
       await reader.drain();
       await new Promise((resolve) => setTimeout(resolve, 2_000)); // quiet: pauses reach 640 ms
-      const before = sends;
+      const before = sends();
       await new Promise((resolve) => setTimeout(resolve, 1_300));
-      const quietSends = sends - before;
+      const quietSends = sends() - before;
       // At 20 ms a pass (as it was), 1.3 s held more than 60 passes, each one request or more;
       // at 640 ms, three passes at most (a pass: a shard listing and a read or two).
       expect(quietSends).toBeLessThan(12);
@@ -477,17 +483,7 @@ describe('the local stream reader, on a quiet stream', () => {
 
 describe('the local stream reader, woken again and again', () => {
   it('passes at most once per idleMs while nothing comes, however often it is woken', async () => {
-    const client = localClient(inject('dynamoEndpoint'));
-    const table = newTableName('stream-storm');
-    await ensureTable(client, table, { timeToLive: false });
-    const real = localStreams();
-    let sends = 0;
-    const streams = {
-      send: ((command: never) => {
-        sends += 1;
-        return real.send(command);
-      }) as Pick<DynamoDBStreamsClient, 'send'>['send'],
-    };
+    const { client, table, streams, sends } = await countedStream('stream-storm');
     const reader = await startStreamReader({
       client,
       streams,
@@ -499,14 +495,14 @@ describe('the local stream reader, woken again and again', () => {
     });
     try {
       await reader.drain();
-      const before = sends;
+      const before = sends();
       const t0 = Date.now();
       while (Date.now() - t0 < 1_000) {
         reader.wake(); // as a server would after every request
         await new Promise((resolve) => setTimeout(resolve, 5));
       }
       // Ten passes at most, a few requests each; each wake ending its pause: hundreds.
-      expect(sends - before).toBeLessThan(40);
+      expect(sends() - before).toBeLessThan(40);
     } finally {
       await reader.stop();
     }
