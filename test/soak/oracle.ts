@@ -559,6 +559,8 @@ interface Orphan {
   readonly event: LeaseEvent;
   /** What its first applied write did to quotas' used amounts. */
   readonly ops: readonly LedgerOp[];
+  /** When the write that applied it was sent to DynamoDB, and when its answer came. */
+  readonly sentMs: number;
   readonly atMs: number;
 }
 
@@ -579,6 +581,7 @@ function orphansOf(record: SoakRecord, decisions: Decisions): Orphan[] {
           lease: event.lease,
           event,
           ops: (x.note?.ops ?? []).filter((op) => op.item === event.item),
+          sentMs: x.startMs,
           atMs: x.endMs,
         });
     }
@@ -821,10 +824,45 @@ function usageHistory(record: SoakRecord, decisions: Decisions): CheckRow {
   const extra = new Map<string, Extra>();
   for (const lease of undelivered)
     add(extra, chainOf(first.config, lease.acquire.note.acquire.entity), standing(lease));
+  // A server killed mid-acquire can neither answer nor give back: the charge of an acquire in
+  // flight on it when it died stays, with its usage event, and history counts it as the quota
+  // does. Such an orphan is matched to that request: the killed server's acquire for one of the
+  // event's entities with the same estimate, never answered, cut off in a server_kill phase, in
+  // flight when the write was sent.
+  const kills = record.phases.filter((p) => p.kind === 'server_kill');
+  const sameEstimate = (asked: Usage, event: Usage) =>
+    Object.entries(asked).every(([metric, n]) => (event[metric] ?? 0) === n);
+  const cutOff = (o: Orphan) =>
+    record.tap.some(
+      (x) =>
+        x.server === 1 &&
+        x.status === undefined &&
+        x.note?.acquire !== undefined &&
+        o.event.entities.includes(x.note.acquire.entity) &&
+        sameEstimate(x.note.acquire.usage, o.event.usage) &&
+        x.startMs <= o.sentMs &&
+        o.sentMs <= x.endMs &&
+        kills.some((k) => k.startMs <= x.endMs && x.endMs <= k.endMs),
+    );
+  const orphans = orphansOf(record, decisions);
+  const killed = new Map<string, Extra>();
   const orphaned = new Map<string, Extra>();
-  for (const o of orphansOf(record, decisions)) add(orphaned, o.event.entities, o.event.usage);
+  for (const o of orphans) add(cutOff(o) ? killed : orphaned, o.event.entities, o.event.usage);
+  if (killed.size > 0)
+    details.push(
+      `counted as history counts them: ${orphans.filter(cutOff).length} acquires in flight on the killed server whose charge and usage event applied (never answered, never given back)`,
+    );
   for (const entity of ENTITIES) {
-    const want = model.get(entity) ?? { usage: {}, leases: 0 };
+    const settled = model.get(entity) ?? { usage: {}, leases: 0 };
+    const cut = killed.get(entity);
+    const want = cut
+      ? {
+          usage: Object.fromEntries(
+            METRICS.map((m) => [m, (settled.usage[m] ?? 0) + (cut.usage[m] ?? 0)]),
+          ),
+          leases: settled.leases + cut.leases,
+        }
+      : settled;
     const got = record.history.get(entity);
     if (typeof got === 'string' || got === undefined) {
       wrong++;
