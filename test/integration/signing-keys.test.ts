@@ -359,3 +359,26 @@ describe('a read of the keys that hangs', () => {
     expect(item?.[signingKeyAttributes.retiresAt(rotation.current)]).toBeUndefined();
   }, 15_000);
 });
+
+describe('the first read of a cold process (warm)', () => {
+  it('writes nothing, not even to repair an item that holds keys while none signs', async () => {
+    const first = table.limiter();
+    await leaseFrom(first);
+    const key = itemKeys.leaseSigningKey();
+    const before = (await table.store.get(key)) ?? {};
+    const current = String(before[signingKeyAttributes.current]);
+    // Damaged by hand: the keys are there, `cur` is not.
+    await table.store.update({ key, set: [], remove: [signingKeyAttributes.current] });
+    const damaged = await table.store.get(key);
+    expect(damaged?.[signingKeyAttributes.current]).toBeUndefined();
+
+    const cold = table.limiter();
+    cold.engine.keys.warm();
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(await table.store.get(key)).toEqual(damaged); // nothing written
+
+    // Signing repairs it (a new key signs; the old one still verifies).
+    expect(keyIdOf(await leaseFrom(cold))).not.toBe(current);
+    expect((await table.store.get(key))?.[signingKeyAttributes.current]).toBeDefined();
+  });
+});

@@ -99,8 +99,15 @@ export class CachedConfigSource implements ConfigSource {
     const nowMs = this.#clock();
     const hit = this.#entries.get(id);
     const age = hit ? nowMs - hit.atMs : Number.POSITIVE_INFINITY;
-    if (!fresh && hit && age < this.#ttlMs && (hit.answered || age < this.#readTimeoutMs))
-      return hit.value as Promise<Revised<ConfigOf<K>> | undefined>;
+    if (!fresh && hit && age < this.#ttlMs && (hit.answered || age < this.#readTimeoutMs)) {
+      const shared = hit.value as Promise<Revised<ConfigOf<K>> | undefined>;
+      if (hit.answered) return shared;
+      // Not answered yet: waited for until it is `readTimeoutMs` old, then read again (a caller
+      // that joined a read that hangs is held no longer than one that came later).
+      return this.#orAfter(shared, hit.atMs + this.#readTimeoutMs - nowMs, () =>
+        this.#read(kind, name),
+      );
+    }
     const value = this.#store
       .get(itemKeys.config(kind, name))
       .then((item): Revised<ConfigOf<K>> | undefined => {
@@ -122,5 +129,22 @@ export class CachedConfigSource implements ConfigSource {
       if (this.#entries.get(id)?.value === value) this.#entries.delete(id); // retry next time
     });
     return value;
+  }
+
+  /** `shared`'s answer, or after `waitMs` without one, `again()`'s. */
+  #orAfter<T>(shared: Promise<T>, waitMs: number, again: () => Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => again().then(resolve, reject), Math.max(0, waitMs));
+      shared.then(
+        (value) => {
+          clearTimeout(timer);
+          resolve(value);
+        },
+        (error: unknown) => {
+          clearTimeout(timer);
+          reject(error);
+        },
+      );
+    });
   }
 }

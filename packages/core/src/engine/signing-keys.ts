@@ -189,13 +189,14 @@ export class SigningKeys {
   }
 
   /**
-   * Starts reading the keys when this process holds none yet (a cold start), creating none, so
-   * the read runs beside other first reads (the configuration's) instead of after them. Nothing
-   * waits on it; signing later waits for it rather than reading again.
+   * Starts reading the keys when this process holds none yet (a cold start), writing nothing
+   * (no key created, no item repaired: a later read does that), so the read runs beside other
+   * first reads (the configuration's) instead of after them. Nothing waits on it; signing later
+   * waits for it rather than reading again.
    */
   warm(): void {
     if (this.#ring || this.#loading || this.#warming) return;
-    this.#warming = this.#bounded(this.#load(false)).then(
+    this.#warming = this.#bounded(this.#load(false, false)).then(
       () => {
         this.#warming = undefined;
       },
@@ -248,10 +249,14 @@ export class SigningKeys {
     return ring;
   }
 
-  /** Reads the keys; when the table holds none, creates one unless `create` is false. */
+  /**
+   * Reads the keys; when the table holds none, creates one unless `create` is false. Unless
+   * `repair` is false, an item holding keys while none signs, or lacking keys this process
+   * knows, is repaired (with `repair` false, nothing is written, and nothing held).
+   */
   #load(): Promise<Ring>;
-  #load(create: false): Promise<Ring | undefined>;
-  async #load(create = true): Promise<Ring | undefined> {
+  #load(create: false, repair?: boolean): Promise<Ring | undefined>;
+  async #load(create = true, repair = true): Promise<Ring | undefined> {
     const key = itemKeys.leaseSigningKey();
     // What the table said no earlier than when the request was sent: a late answer is as old.
     let readAtMs = this.#clock();
@@ -271,6 +276,7 @@ export class SigningKeys {
         (k) => !ring?.keys.has(k.id) && this.#mayStillVerify(k, nowMs),
       );
       if (ring && lost.length === 0) return this.#adopt(ring);
+      if (!repair) return undefined;
       if (lost.length > 0) this.#onRestore(lost.map((k) => k.id));
       // No key signs (no `cur`, or one naming a key the item lost): this process proposes a new
       // one, on condition that the item still says so. Never a key it knew: its memory may
