@@ -37,8 +37,8 @@ afterAll(async () => {
 });
 
 /** A new process (cold: it has read nothing) reaching DynamoDB through the proxy. */
-async function coldApi(): Promise<Api> {
-  return startApi(table, { DYNAMODB_ENDPOINT: proxy.url });
+async function coldApi(env: Record<string, string> = {}): Promise<Api> {
+  return startApi(table, { DYNAMODB_ENDPOINT: proxy.url, ...env });
 }
 
 it("a cold process whose signing keys' first read hangs answers the next acquire", async () => {
@@ -74,7 +74,8 @@ it('a configuration read that hangs is not shared past a few seconds', async () 
 }, 60_000);
 
 it('a settlement repeated after its answer was lost answers with the limits the table holds', async () => {
-  const api = await coldApi();
+  // A write is waited for until the call's deadline (here 2 s in), then answered 503.
+  const api = await coldApi({ SLUICE_FUNCTION_TIMEOUT_MS: '2500' });
   try {
     const tph = [{ name: 'tph', metric: 'tokens', limit: 100, per: 'hour' }];
     const acquire = (entity: string) =>

@@ -113,10 +113,10 @@ export const SERVICE_DEFAULTS = {
   pageSize: 100,
   maxPageSize: 1_000,
   /**
-   * How long one DynamoDB request may go without an answer before it fails (the SDK's
-   * `requestTimeout`), and how long a connection may take to open: a connection that hangs must
-   * not hold a decision, or a read other calls share, until the function's timeout. A write that
-   * fails so has an unknown outcome, and is handled as one.
+   * How long one DynamoDB read may go without an answer before it fails, and how long a
+   * connection may take to open: a connection that hangs must not hold a decision, or a read
+   * other calls share, until the function's timeout. Writes are not given up on (one abandoned
+   * while DynamoDB holds it may still apply later): the caller's deadline bounds them.
    */
   storeRequestTimeoutMs: 5_000,
   storeConnectionTimeoutMs: 2_000,

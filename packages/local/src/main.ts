@@ -23,7 +23,7 @@ import {
   storeRequestHandler,
   UsageAggregator,
 } from '@sluice/core';
-import { combineWrites, UsageProgress } from '@sluice/core/internal';
+import { combineWrites, SERVICE_DEFAULTS, UsageProgress } from '@sluice/core/internal';
 import {
   aggregatorEnvironment,
   ENV,
@@ -141,7 +141,12 @@ const reader = await startStreamReader({
     endpoint: aggregatorEndpoint,
     region: env.AWS_REGION,
     credentials: LOCAL_CREDENTIALS,
-    requestHandler: storeRequestHandler(), // a read that hangs fails, and is read again
+    // Reads only: one left unanswered fails, and the reader reads again from where it was.
+    requestHandler: {
+      ...storeRequestHandler(),
+      requestTimeout: SERVICE_DEFAULTS.storeRequestTimeoutMs,
+      throwOnRequestTimeout: true,
+    },
   }),
   tableName,
   apply: async (changes) => {

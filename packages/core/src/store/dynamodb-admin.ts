@@ -3,7 +3,7 @@
  * partition (stored configuration, an entity's buckets, the audit trail).
  */
 import { QueryCommand } from '@aws-sdk/client-dynamodb';
-import { DynamoDBStore, marshalKey, translate, unmarshal } from './dynamodb.js';
+import { DynamoDBStore, marshalKey, readOptions, translate, unmarshal } from './dynamodb.js';
 import { TABLE_SCHEMA } from './schema.js';
 import type { AdminStore, QueryOptions, QueryPage } from './types.js';
 
@@ -34,6 +34,7 @@ export class DynamoDBAdminStore extends DynamoDBStore implements AdminStore {
             ? { ExclusiveStartKey: marshalKey({ pk, sk: options.after }) }
             : {}),
         }),
+        readOptions(),
       );
       const items = (out.Items ?? []).map((raw) => {
         const state = unmarshal(raw) ?? {};

@@ -233,9 +233,13 @@ export function throttlingRetries(maxAttempts = 3): RetryStrategyV2 {
 
 /**
  * The HTTP settings the engine's DynamoDB client needs beside {@link throttlingRetries}: a
- * request that goes unanswered fails (unavailable, outcome unknown) after
- * `SERVICE_DEFAULTS.storeRequestTimeoutMs` instead of hanging until the process's own timeout,
- * holding its call and every call that shares the read.
+ * connection that cannot be opened fails after `SERVICE_DEFAULTS.storeConnectionTimeoutMs`
+ * (nothing was sent). Reads left unanswered fail after `SERVICE_DEFAULTS.storeRequestTimeoutMs`
+ * ({@link DynamoDBStore} bounds each one), not to hold their call and every call that shares
+ * them. A write is never given up on by the client: one abandoned while DynamoDB holds it (a
+ * paused or overloaded server) may still apply later, after the engine concluded from the item
+ * that it had not; the engine bounds the call by its deadline instead, and settles the write
+ * once its answer comes.
  *
  * @example
  * const client = new DynamoDBClient({
@@ -244,13 +248,13 @@ export function throttlingRetries(maxAttempts = 3): RetryStrategyV2 {
  * });
  */
 export function storeRequestHandler() {
-  return {
-    requestTimeout: SERVICE_DEFAULTS.storeRequestTimeoutMs,
-    // Since @smithy/node-http-handler 4.4 the timeout only warns unless told to fail.
-    throwOnRequestTimeout: true,
-    connectionTimeout: SERVICE_DEFAULTS.storeConnectionTimeoutMs,
-  };
+  return { connectionTimeout: SERVICE_DEFAULTS.storeConnectionTimeoutMs };
 }
+
+/** What each read is sent with: it fails once unanswered for `storeRequestTimeoutMs`. */
+export const readOptions = () => ({
+  abortSignal: AbortSignal.timeout(SERVICE_DEFAULTS.storeRequestTimeoutMs),
+});
 
 /**
  * What the engine needs, on a DynamoDB table with the {@link TABLE_SCHEMA} keys. The admin side
@@ -334,6 +338,7 @@ export class DynamoDBStore implements Store {
           Key: marshalKey(key),
           ConsistentRead: true,
         }),
+        readOptions(),
       );
       return unmarshal(out.Item);
     } catch (error) {
