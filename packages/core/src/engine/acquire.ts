@@ -139,11 +139,10 @@ function exceedsCapacity(d: Decision): AcquireResult | undefined {
 
 /** Reads each scope's item, and then each shard of a scope the items say is sharded. */
 async function readScopes(engine: EngineState, checks: readonly ScopeCheck[]): Promise<void> {
-  const read = async (key: ItemKey) => engine.remember(key, (await engine.store.get(key)) ?? {});
-  await Promise.all(checks.map(({ key }) => read(key)));
-  await Promise.all(
+  await engine.readAgain(checks.map(({ key }) => key));
+  await engine.readAgain(
     checks.flatMap(({ key }) =>
-      Array.from({ length: engine.shardCount(key) - 1 }, (_, i) => read(shardKey(key, i + 1))),
+      Array.from({ length: engine.shardCount(key) - 1 }, (_, i) => shardKey(key, i + 1)),
     ),
   );
 }

@@ -295,14 +295,8 @@ function learn(
  * land (its answer was lost, or another process wrote it): its memory of them predates that
  * settlement, and the limits it answers with would say so.
  */
-async function readItems(engine: EngineState, claims: LeaseClaims): Promise<void> {
-  await Promise.all(
-    claims.items.map(async ({ key }) => {
-      const state = await engine.store.get(key);
-      if (state) engine.remember(key, state);
-    }),
-  );
-}
+const readItems = (engine: EngineState, claims: LeaseClaims) =>
+  engine.readAgain(claims.items.map(({ key }) => key));
 
 /**
  * The answer to an adjust or release: the lease's totals and its limits as this process last

@@ -108,6 +108,13 @@ export class EngineState {
     return this.seen.get(keyOf(key))?.state;
   }
 
+  /** Reads each item from the table (together) and remembers what it holds now. */
+  async readAgain(keys: readonly ItemKey[]): Promise<void> {
+    await Promise.all(
+      keys.map(async (key) => this.remember(key, (await this.store.get(key)) ?? {})),
+    );
+  }
+
   remember(key: ItemKey, state: ItemState): void {
     this.seen.set(keyOf(key), { state, atMs: this.clock() });
     const n = state[itemAttributes.shards];
