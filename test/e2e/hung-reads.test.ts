@@ -7,7 +7,7 @@
  */
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
 import { type Api, post, startApi, tableName } from '../support/api.js';
-import { type SlowProxy, startSlowProxy } from '../support/slow-proxy.js';
+import { type IamProxy, startRecorder } from '../support/iam-proxy.js';
 
 const ask = (entity: string) => ({
   entity,
@@ -21,7 +21,7 @@ const timed = async <T>(call: Promise<T>) => {
   return { answer, ms: Date.now() - t0 };
 };
 
-let proxy: SlowProxy;
+let proxy: IamProxy;
 let table: string;
 
 beforeAll(async () => {
@@ -29,7 +29,7 @@ beforeAll(async () => {
   const seed = await startApi(table); // writes the table's signing key
   expect((await post(`${seed.url}/v1/acquire`, ask('seed'))).status).toBe(200);
   await seed.stop();
-  proxy = await startSlowProxy(inject('dynamoEndpoint'));
+  proxy = await startRecorder(inject('dynamoEndpoint'));
 });
 
 afterAll(async () => {

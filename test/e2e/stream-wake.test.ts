@@ -6,16 +6,17 @@
  */
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
 import { type Api, post, request, startApi, tableName } from '../support/api.js';
-import { type SlowProxy, startSlowProxy } from '../support/slow-proxy.js';
+import { type IamProxy, startRecorder } from '../support/iam-proxy.js';
 
-let proxy: SlowProxy;
+let proxy: IamProxy;
 let api: Api;
 const limits = [{ name: 'tph', metric: 'tokens', limit: 1_000_000, per: 'hour' }];
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-const streamRequests = () => proxy.sent(/DynamoDBStreams/);
+const STREAM_READS = new Set(['DescribeStream', 'GetShardIterator', 'GetRecords']);
+const streamRequests = () => proxy.exchanges.filter((e) => STREAM_READS.has(e.operation)).length;
 
 beforeAll(async () => {
-  proxy = await startSlowProxy(inject('dynamoEndpoint'));
+  proxy = await startRecorder(inject('dynamoEndpoint'));
   api = await startApi(tableName('stream-wake'), { DYNAMODB_ENDPOINT: proxy.url });
 });
 

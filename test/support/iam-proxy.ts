@@ -139,6 +139,13 @@ export interface IamProxy {
   readonly exchanges: Exchange[];
   /** How long each answer is held back (0 unless a test sets it): a slower, regional DynamoDB. */
   delayMs: number;
+  /**
+   * The next `count` requests whose body matches: forwarded (and applied) at once, their answer
+   * held back `ms` (Infinity: never sent, a connection that hangs).
+   */
+  hold(body: RegExp, ms: number, count?: number): void;
+  /** How many requests have been held so far. */
+  held(): number;
   close(): Promise<void>;
 }
 
@@ -151,6 +158,8 @@ export async function startIamProxy(
   const denied: Access[] = [];
   const allowed: Access[] = [];
   const exchanges: Exchange[] = [];
+  let rule: { body: RegExp; ms: number; count: number } | undefined;
+  let held = 0;
   const server: Server = createServer(async (req, res) => {
     const startMs = performance.now();
     const chunks: Buffer[] = [];
@@ -191,6 +200,13 @@ export async function startIamProxy(
     }
     if (proxy.delayMs > 0) await new Promise((resolve) => setTimeout(resolve, proxy.delayMs));
     const answer = await fetch(upstream, { method: 'POST', headers, body: raw });
+    if (rule && rule.count > 0 && rule.body.test(raw.toString('utf8'))) {
+      const { ms } = rule;
+      rule.count -= 1;
+      held += 1;
+      if (ms === Number.POSITIVE_INFINITY) return; // applied, never answered
+      await new Promise((resolve) => setTimeout(resolve, ms));
+    }
     res.writeHead(answer.status, {
       'content-type': answer.headers.get('content-type') ?? 'application/x-amz-json-1.0',
     });
@@ -214,6 +230,10 @@ export async function startIamProxy(
     allowed,
     exchanges,
     delayMs: 0,
+    hold: (body, ms, count = 1) => {
+      rule = { body, ms, count };
+    },
+    held: () => held,
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());
