@@ -66,11 +66,14 @@ export function getRuntime(): Runtime {
 /**
  * Starts, in a new Lambda container's init, the reads its first call makes whoever calls, so
  * that call waits on fewer round trips: the lease signing keys, and for acquire the settings
- * and the `default` plan. Nothing waits on them, and they write nothing; one that fails is read
- * again when needed. Only in Lambda (`AWS_LAMBDA_FUNCTION_NAME` set), where a container is one
- * function with its own role: a process that loads every handler (the local server) reads
- * nothing here. A container whose environment is incomplete reads nothing either (its first
- * call says why).
+ * and the `default` plan. They are asked for together, so the store sends them as one request
+ * (a BatchGetItem), and with the first call's own reads when that call comes in the same turn
+ * of the event loop as the end of the import (as the bench runs it): then a cold acquire sends
+ * one BatchGetItem, then its write. Nothing waits on them, and they write nothing; one that
+ * fails is read again when needed. Only in Lambda (`AWS_LAMBDA_FUNCTION_NAME` set), where a
+ * container is one function with its own role: a process that loads every handler (the local
+ * server) reads nothing here. A container whose environment is incomplete reads nothing either
+ * (its first call says why).
  */
 export function prefetch(forCall: 'acquire' | 'settle'): void {
   if (!process.env.AWS_LAMBDA_FUNCTION_NAME) return;

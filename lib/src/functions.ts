@@ -1,6 +1,7 @@
 /**
  * One Lambda function per `function` of the route table: its bundle, its own role and log group,
- * its environment, and exactly the table access the route table's ACCESS entry names.
+ * its environment, and exactly the table access the route table's ACCESS entry names (its reads
+ * also as one BatchGetItem: {@link batchReads}).
  */
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -31,6 +32,21 @@ export function handlerCode(name: FunctionName | StreamFunctionName): string {
     );
   }
   return dir;
+}
+
+/**
+ * The store reads the items asked for in one turn together, in one BatchGetItem
+ * (`DynamoDBStore.get`): a function may read so every item it may read alone (`GetItem`), and no
+ * other. One statement names all of them, since IAM checks a batch's partition keys (its
+ * `dynamodb:LeadingKeys`) against each statement as a whole: with one per grant, a batch of the
+ * configuration and the signing keys (a new acquire container's first read) would be refused.
+ */
+function batchReads(name: FunctionName | StreamFunctionName) {
+  const reads = ACCESS[name].filter((access) => access.actions.includes('dynamodb:GetItem'));
+  return {
+    actions: reads.length > 0 ? ['dynamodb:BatchGetItem'] : [],
+    keys: [...new Set(reads.flatMap((access) => access.keys))],
+  };
 }
 
 /** What every function shares. */
@@ -88,13 +104,14 @@ export function sluiceFunction(
       NODE_OPTIONS: '--enable-source-maps',
     },
   });
-  for (const access of ACCESS[name]) {
+  for (const { actions, keys } of [...ACCESS[name], batchReads(name)]) {
+    if (actions.length === 0) continue;
     fn.addToRolePolicy(
       new iam.PolicyStatement({
-        actions: [...access.actions],
+        actions: [...actions],
         resources: [options.table.tableArn],
         conditions: {
-          'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': [...access.keys] },
+          'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': [...keys] },
         },
       }),
     );

@@ -123,6 +123,7 @@ function tableAlarms(add: AddAlarm, table: dynamodb.Table, period: Duration): vo
   const operations = [
     dynamodb.Operation.UPDATE_ITEM,
     dynamodb.Operation.GET_ITEM,
+    dynamodb.Operation.BATCH_GET_ITEM,
     dynamodb.Operation.TRANSACT_WRITE_ITEMS,
   ];
   add(

@@ -6,7 +6,7 @@ import { SluiceClient } from '@sluice/client';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { acquire, limitOf, put } from '../support/admin.js';
 import { type Api, request, startApi, tableName } from '../support/api.js';
-import { type IamProxy, roundsOf, startRecorder } from '../support/iam-proxy.js';
+import { type IamProxy, keysRead, roundsOf, startRecorder } from '../support/iam-proxy.js';
 
 // Two servers on one table, as two Lambda containers are; a third whose DynamoDB requests are
 // recorded (behind a proxy that allows everything).
@@ -217,12 +217,17 @@ describe('what a fallback costs', () => {
     });
 
     expect(res.status).toBe(200);
-    // The entity, settings and the resource go together, the plan (named by the entity) after:
-    // two rounds, not three.
+    // The entity and the resource go together (in one request), the plan (named by the entity)
+    // after: two rounds, not three.
     const reads = recorder.exchanges
       .slice(from)
-      .filter((e) => e.operation === 'GetItem' && e.pk?.startsWith('config#'));
-    expect(reads.length).toBeGreaterThanOrEqual(3); // and settings, unless already cached
+      .filter((e) => keysRead(e).some((k) => k.pk.startsWith('config#')));
+    const read = reads.flatMap(keysRead).map((k) => `${k.pk} ${k.sk}`);
+    expect(read).toEqual(
+      expect.arrayContaining([`config#entity ${entity}`, `config#resource ${resource}`]),
+    );
+    expect(read).toContain(`config#plan ${plan}`); // and settings, unless already cached
+    expect(reads).toHaveLength(2);
     expect(roundsOf(reads)).toBe(2);
   });
 });

@@ -3,12 +3,19 @@
  * recording proxy that holds every answer back 50 ms (so requests sent together overlap for
  * certain). What every first acquire reads whoever calls (the settings, the `default` plan, the
  * lease signing keys) is read as a Lambda container starts, before its first call: each server
- * here is started as in Lambda (`AWS_LAMBDA_FUNCTION_NAME` set).
+ * here is started as in Lambda (`AWS_LAMBDA_FUNCTION_NAME` set). Reads asked for together go
+ * as one request (a BatchGetItem), so each round of reads is one request.
  */
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
 import { acquire, put } from '../support/admin.js';
 import { type Api, post, startApi, tableName } from '../support/api.js';
-import { type Exchange, type IamProxy, roundsOf, startRecorder } from '../support/iam-proxy.js';
+import {
+  type Exchange,
+  type IamProxy,
+  keysRead,
+  roundsOf,
+  startRecorder,
+} from '../support/iam-proxy.js';
 
 const table = tableName('round-trips');
 let admin: Api;
@@ -23,17 +30,18 @@ afterAll(async () => {
 
 const limits = [{ name: 'tpm', metric: 'tokens', limit: 10_000, per: 'minute' }];
 
-/** The reads of configuration and of the signing key (not the usage aggregator's own reads). */
+/** A key of configuration or of the signing keys (not one of the usage aggregator's reads). */
+const callKey = (pk: string) => pk.startsWith('config#') || pk === 'meta#lease-signing-key';
+
+/** The requests that read configuration or the signing keys. */
 const callReads = (exchanges: readonly Exchange[]) =>
-  exchanges.filter(
-    (e) =>
-      e.operation === 'GetItem' &&
-      (e.pk?.startsWith('config#') || e.pk === 'meta#lease-signing-key'),
-  );
+  exchanges.filter((e) => keysRead(e).some((k) => callKey(k.pk)));
 
 /**
  * The first request of a new server (a new container), every answer held back 50 ms: the reads
- * it made as it started, and those its first call made.
+ * it sent as it started, and those its first call sent (told apart by when the proxy saw them:
+ * the recorder lists a request once it is answered, and the call may find its start's reads
+ * still unanswered).
  */
 async function onNewServer<T>(call: (url: string) => Promise<T>) {
   const started = recorder.exchanges.length;
@@ -43,11 +51,15 @@ async function onNewServer<T>(call: (url: string) => Promise<T>) {
     AWS_LAMBDA_FUNCTION_NAME: 'sluice-local',
   });
   try {
-    const from = recorder.exchanges.length;
     recorder.delayMs = 50;
+    const callMs = performance.now();
     const res = await call(fresh.url);
-    const startup = callReads(recorder.exchanges.slice(started, from));
-    return { res, startup, reads: callReads(recorder.exchanges.slice(from)) };
+    const sent = recorder.exchanges.slice(started);
+    return {
+      res,
+      startup: callReads(sent.filter((e) => e.startMs < callMs)),
+      reads: callReads(sent.filter((e) => e.startMs >= callMs)),
+    };
   } finally {
     recorder.delayMs = 0;
     await fresh.stop();
@@ -60,15 +72,20 @@ async function firstAcquire(ask: Record<string, unknown>) {
   return onNewServer((url) => acquire(url, ask));
 }
 
-const keysOf = (reads: readonly Exchange[]) => reads.map((e) => `${e.pk} ${e.sk}`).sort();
+/** Each key the requests read, once per read. */
+const keysOf = (reads: readonly Exchange[]) =>
+  reads
+    .flatMap(keysRead)
+    .map((k) => `${k.pk} ${k.sk}`)
+    .sort();
 
 it("a new container's first acquire waits for one round of reads, two for a named plan", async () => {
   await put(admin.url, 'plans/rt-plan', { limits });
   await put(admin.url, 'entities/rt-key', { plan: 'rt-plan' });
   await put(admin.url, 'entities/rt-plain-key', { limits });
 
-  // As it starts: the settings, the `default` plan and the signing keys (read only: a request
-  // its policy refuses creates no key).
+  // As it starts: the settings, the `default` plan and the signing keys, in one request (read
+  // only: a request its policy refuses creates no key).
   const plain = await firstAcquire({
     entity: 'rt-plain-key',
     resource: 'rt-model',
@@ -80,9 +97,10 @@ it("a new container's first acquire waits for one round of reads, two for a name
     'config#settings settings',
     'meta#lease-signing-key v1',
   ]);
-  // Its first call: the entity and the resource together, then its write.
+  expect(plain.startup.map((e) => e.operation)).toEqual(['BatchGetItem']);
+  // Its first call: the entity and the resource together, in one request, then its write.
   expect(keysOf(plain.reads)).toEqual(['config#entity rt-plain-key', 'config#resource rt-model']);
-  expect(roundsOf(plain.reads)).toBe(1);
+  expect(plain.reads.map((e) => e.operation)).toEqual(['BatchGetItem']);
 
   // An entity naming a plan: that plan once its entity is read.
   const named = await firstAcquire({
@@ -96,6 +114,7 @@ it("a new container's first acquire waits for one round of reads, two for a name
     'config#plan rt-plan',
     'config#resource rt-model',
   ]);
+  expect(named.reads).toHaveLength(2);
   expect(roundsOf(named.reads)).toBe(2);
 });
 
@@ -111,10 +130,15 @@ it("looking up the plan's fallbacks adds no round trip to the walk up the hierar
   });
 
   expect(res.body).toMatchObject({ allowed: true, resource: 'rt-big', fell_back: false });
-  // The key, settings and the resource; then the org and the key's plan together.
-  const config = reads.filter((e) => e.pk?.startsWith('config#'));
-  expect(config.filter((e) => e.pk === 'config#entity')).toHaveLength(2);
-  expect(roundsOf(config)).toBe(2);
+  // The key and the resource; then the org and the key's plan together: a request a round.
+  expect(keysOf(reads)).toEqual([
+    'config#entity rt-org',
+    'config#entity rt-team-key',
+    'config#plan rt-team-plan',
+    'config#resource rt-big',
+  ]);
+  expect(reads).toHaveLength(2);
+  expect(roundsOf(reads)).toBe(2);
 });
 
 it('a new container settling a lease reads the ancestors the lease names together', async () => {
@@ -131,11 +155,11 @@ it('a new container settling a lease reads the ancestors the lease names togethe
 
   expect(res.status).toBe(200);
   // The key, its project and its org together (the walk up the hierarchy as it is now finds them
-  // read): one round, not three; the signing keys were read as the container started.
-  expect(reads.map((e) => e.pk).sort()).toEqual([
-    'config#entity',
-    'config#entity',
-    'config#entity',
+  // read): one request, not three rounds; the signing keys were read as the container started.
+  expect(keysOf(reads)).toEqual([
+    'config#entity rt-acme',
+    'config#entity rt-acme-web',
+    'config#entity rt-acme-web-key',
   ]);
-  expect(roundsOf(reads)).toBe(1);
+  expect(reads.map((e) => e.operation)).toEqual(['BatchGetItem']);
 });

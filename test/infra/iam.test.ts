@@ -21,7 +21,9 @@ import { type Api, post, request, startApi, tableName } from '../support/api.js'
 import {
   type Access,
   allows,
+  allowsTogether,
   type IamProxy,
+  keysRead,
   type Statement,
   startIamProxy,
 } from '../support/iam-proxy.js';
@@ -53,6 +55,15 @@ function statementsOf(name: FunctionName | StreamFunctionName): Statement[] {
 
 const may = (name: FunctionName | StreamFunctionName, access: Access) =>
   allows(statementsOf(name), TABLE, access);
+/** Whether `name` may read the items of partition keys `pks` in one BatchGetItem. */
+const mayBatch = (name: FunctionName | StreamFunctionName, pks: readonly string[]) =>
+  allowsTogether(
+    statementsOf(name),
+    TABLE,
+    pks.map((pk) => ({ action: 'dynamodb:BatchGetItem', pk })),
+  );
+/** The store reads an item alone (GetItem) or with others of its turn (BatchGetItem). */
+const READS = ['dynamodb:GetItem', 'dynamodb:BatchGetItem'];
 
 const proxies = new Map<FunctionName, IamProxy>();
 let aggregatorProxy: IamProxy;
@@ -174,10 +185,20 @@ describe('each function under its own synthesized role', () => {
       expect({ name, denied: proxy.denied }).toEqual({ name, denied: [] });
     const acquireProxy = proxies.get('acquire') as IamProxy;
     expect(
-      acquireProxy.allowed.some(
-        (a) => a.action === 'dynamodb:GetItem' && a.pk === 'resource#gpt-4o',
-      ),
+      acquireProxy.allowed.some((a) => READS.includes(a.action) && a.pk === 'resource#gpt-4o'),
     ).toBe(true); // the split read the shards
+    // A first acquire reads the configuration and the signing keys in one BatchGetItem, which
+    // IAM allows only if one statement covers every key it reads.
+    expect(
+      acquireProxy.exchanges.some((e) => {
+        const pks = keysRead(e).map((k) => k.pk);
+        return (
+          e.operation === 'BatchGetItem' &&
+          pks.includes('meta#lease-signing-key') &&
+          pks.some((pk) => pk.startsWith('config#'))
+        );
+      }),
+    ).toBe(true);
     expect(aggregatorProxy.denied).toEqual([]);
     expect(aggregatorProxy.allowed.some((a) => a.pk?.startsWith('usage#'))).toBe(true);
     // Usage history's progress: recorded under the aggregator's role, read under health's.
@@ -188,8 +209,9 @@ describe('each function under its own synthesized role', () => {
     await expect
       .poll(async () => (await request('GET', `${api('health')}/v1/health`)).body.usage_history)
       .toMatchObject({ counted_at: expect.any(String) });
+    // Health reads its two items together.
     expect((proxies.get('health') as IamProxy).allowed).toContainEqual({
-      action: 'dynamodb:GetItem',
+      action: 'dynamodb:BatchGetItem',
       pk: 'meta#usage-progress',
     });
   });
@@ -224,7 +246,9 @@ describe('each function under its own synthesized role', () => {
   });
 
   it('refuses what a role does not have, through the same proxy', async () => {
-    const { DynamoDBClient, UpdateItemCommand } = await import('@aws-sdk/client-dynamodb');
+    const { BatchGetItemCommand, DynamoDBClient, UpdateItemCommand } = await import(
+      '@aws-sdk/client-dynamodb'
+    );
     const client = new DynamoDBClient({
       endpoint: (proxies.get('acquire') as IamProxy).url,
       region: 'local',
@@ -241,6 +265,23 @@ describe('each function under its own synthesized role', () => {
     );
 
     await expect(write).rejects.toMatchObject({ name: 'AccessDeniedException' });
+
+    // A batch is refused whole when one key is outside the grants, and allowed when every key
+    // is inside them, whichever grant each key comes from.
+    const batch = (...keys: [string, string][]) =>
+      client.send(
+        new BatchGetItemCommand({
+          RequestItems: {
+            any: { Keys: keys.map(([pk, sk]) => ({ pk: { S: pk }, sk: { S: sk } })) },
+          },
+        }),
+      );
+    await expect(batch(['config#plan', 'pro'], ['audit', 'x'])).rejects.toMatchObject({
+      name: 'AccessDeniedException',
+    });
+    const inside = batch(['config#plan', 'pro'], ['meta#lease-signing-key', 'v1']);
+    // Past the proxy: DynamoDB Local has no table `any`.
+    await expect(inside).rejects.toMatchObject({ name: 'ResourceNotFoundException' });
   });
 });
 
@@ -264,6 +305,39 @@ describe('the grants', () => {
         expect(may(name, { action: 'dynamodb:DeleteItem', pk })).toBe(false);
         expect(may(name, { action: 'dynamodb:PutItem', pk })).toBe(false);
       }
+    }
+  });
+
+  it('let each function read together, in one BatchGetItem, exactly what it may read alone', () => {
+    const pks = [
+      'config#plan',
+      'config#entity',
+      'meta#lease-signing-key',
+      'meta#health',
+      'meta#usage-progress',
+      'meta#other',
+      'entity#key-1',
+      'resource#gpt-4o',
+      'lease#abc',
+      'audit',
+      'denied#x',
+      'usage#key-1',
+      'usagetop#d#20260115#0',
+      'usagelease#abc',
+      'alert',
+    ];
+    for (const name of [...NAMES, 'aggregator'] as const) {
+      const alone = pks.filter((pk) => may(name, { action: 'dynamodb:GetItem', pk }));
+      const batched = pks.filter((pk) => may(name, { action: 'dynamodb:BatchGetItem', pk }));
+      expect({ name, batched }).toEqual({ name, batched: alone });
+      if (alone.length > 0)
+        expect({ name, all: mayBatch(name, alone) }).toEqual({ name, all: true });
+      for (const pk of pks.filter((p) => !alone.includes(p)))
+        expect({ name, pk, with: mayBatch(name, [...alone, pk]) }).toEqual({
+          name,
+          pk,
+          with: false,
+        });
     }
   });
 

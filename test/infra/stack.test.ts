@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import {
   cpSync,
@@ -24,6 +24,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { afterAll, beforeAll, describe, expect, inject, it, onTestFinished } from 'vitest';
 import { post, startApi } from '../support/api.js';
+import { keysRead, startRecorder } from '../support/iam-proxy.js';
 import { node22 } from '../support/node22.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -204,6 +205,7 @@ describe('the functions', () => {
     const statements = dynamoStatements('acquire');
     const table = idOf(built.stack.sluice.table);
     expect([...new Set(statements.flatMap((s) => [s.Action].flat()))].sort()).toEqual([
+      'dynamodb:BatchGetItem',
       'dynamodb:ConditionCheckItem',
       'dynamodb:GetItem',
       'dynamodb:UpdateItem',
@@ -222,9 +224,14 @@ describe('the functions', () => {
   it('keep the lease signing key from available and health', () => {
     for (const route of ['available', 'health'] as const) {
       const statements = dynamoStatements(route);
-      expect(statements.flatMap((s) => [s.Action].flat())).toEqual(['dynamodb:GetItem']);
-      expect(JSON.stringify(statements[0]?.Condition)).toContain('dynamodb:LeadingKeys');
-      expect(JSON.stringify(statements[0]?.Condition)).not.toContain('meta#lease');
+      expect(statements.flatMap((s) => [s.Action].flat())).toEqual([
+        'dynamodb:GetItem',
+        'dynamodb:BatchGetItem',
+      ]);
+      for (const statement of statements) {
+        expect(JSON.stringify(statement.Condition)).toContain('dynamodb:LeadingKeys');
+        expect(JSON.stringify(statement.Condition)).not.toContain('meta#lease');
+      }
     }
   });
 
@@ -242,6 +249,7 @@ describe('the functions', () => {
   it('let admin write configuration, append audit entries and reset buckets, never delete either', () => {
     const statements = dynamoStatements('admin');
     expect([...new Set(statements.flatMap((s) => [s.Action].flat()))].sort()).toEqual([
+      'dynamodb:BatchGetItem',
       'dynamodb:ConditionCheckItem',
       'dynamodb:DeleteItem',
       'dynamodb:GetItem',
@@ -302,6 +310,12 @@ describe('alarms and dashboard', () => {
       Properties: { AlarmActions?: unknown[] };
     }[];
     expect(alarms.every((a) => (a.Properties.AlarmActions ?? []).length === 1)).toBe(true);
+    // On every operation the functions send: the store's batched reads included.
+    const table = alarms.filter((a) => /Sluice table/.test(JSON.stringify(a.Properties)));
+    expect(table).toHaveLength(2);
+    for (const alarm of table)
+      for (const operation of ['UpdateItem', 'GetItem', 'BatchGetItem', 'TransactWriteItems'])
+        expect(JSON.stringify(alarm.Properties)).toContain(`"${operation}"`);
     built.template.hasResourceProperties('AWS::SNS::Subscription', {
       Protocol: 'email',
       Endpoint: 'oncall@example.com',
@@ -363,6 +377,89 @@ function matches(pattern: string, line: Record<string, unknown>): boolean {
   });
 }
 
+/** An acquire as API Gateway sends it to the function. */
+const acquireEvent = (body: unknown) => ({
+  version: '2.0',
+  routeKey: 'POST /v1/acquire',
+  rawPath: '/v1/acquire',
+  rawQueryString: '',
+  headers: { 'content-type': 'application/json' },
+  requestContext: {
+    http: {
+      method: 'POST',
+      path: '/v1/acquire',
+      protocol: 'HTTP/1.1',
+      sourceIp: '127.0.0.1',
+      userAgent: 'test',
+    },
+    requestId: 'infra-test',
+    routeKey: 'POST /v1/acquire',
+    stage: '$default',
+  },
+  body: JSON.stringify(body),
+  isBase64Encoded: false,
+});
+
+/**
+ * The acquire bundle in `asset` run as Lambda runs it, in a new Node 22 process (`import()`, then
+ * `handler(event, context)` for each of `events` in turn) on `table` at `endpoint`: outside the
+ * repo, beside a node_modules holding only what Lambda's runtime provides (@aws-sdk/*), so a
+ * package wrongly left out of the bundle fails here, not in AWS.
+ */
+async function runBundle(asset: string, table: string, endpoint: string, events: unknown[]) {
+  const lambdaDir = mkdtempSync(join(tmpdir(), 'sluice-lambda-'));
+  onTestFinished(() => rmSync(lambdaDir, { recursive: true, force: true }));
+  const task = join(lambdaDir, 'task');
+  cpSync(asset, task, { recursive: true });
+  mkdirSync(join(lambdaDir, 'node_modules'));
+  symlinkSync(join(ROOT, 'node_modules/@aws-sdk'), join(lambdaDir, 'node_modules/@aws-sdk'));
+  const runner = join(lambdaDir, 'invoke.mjs');
+  writeFileSync(
+    runner,
+    `import { pathToFileURL } from 'node:url';
+const [dir, events] = process.argv.slice(2);
+const { handler } = await import(pathToFileURL(dir + '/index.mjs').href);
+const context = { awsRequestId: 'infra-test', functionName: 'acquire', getRemainingTimeInMillis: () => 10000 };
+const results = [];
+for (const event of JSON.parse(events)) results.push(await handler(event, context));
+process.stdout.write('RESULT ' + JSON.stringify({ node: process.version, results }));`,
+  );
+  // Lambda's runtime is Node 22: never silently fall back to the Node running this test.
+  const node = node22();
+  // Not spawned synchronously: the DynamoDB it reaches may be a proxy this process serves.
+  const child = spawn(node, [runner, task, JSON.stringify(events)], {
+    env: {
+      PATH: process.env.PATH,
+      SLUICE_TABLE_NAME: table,
+      SLUICE_DYNAMODB_ENDPOINT: endpoint,
+      AWS_REGION: 'us-east-1',
+      AWS_ACCESS_KEY_ID: 'local',
+      AWS_SECRET_ACCESS_KEY: 'local',
+      POWERTOOLS_LOG_LEVEL: 'INFO', // its decision lines are checked
+      POWERTOOLS_SERVICE_NAME: 'sluice',
+      AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+      AWS_LAMBDA_FUNCTION_NAME: 'acquire', // as Lambda sets it: the init reads ahead
+    },
+    timeout: 30_000,
+  });
+  let [stdout, stderr] = ['', ''];
+  child.stdout.on('data', (chunk: Buffer) => {
+    stdout += chunk.toString();
+  });
+  child.stderr.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString();
+  });
+  const status = await new Promise<number | null>((resolve) => child.once('close', resolve));
+  if (status !== 0) throw new Error(`the bundle failed under ${node}: ${stderr}`);
+  const lines = stdout.split('\n');
+  const resultLine = lines.find((line) => line.startsWith('RESULT ')) ?? '';
+  const { node: version, results } = JSON.parse(resultLine.slice('RESULT '.length)) as {
+    node: string;
+    results: { statusCode: number; headers: Record<string, string>; body: string }[];
+  };
+  return { node: version, results, lines };
+}
+
 describe('the acquire bundle the stack ships', () => {
   const acquireAsset = () => {
     const fn = built.template.findResources('AWS::Lambda::Function');
@@ -406,76 +503,12 @@ describe('the acquire bundle the stack ships', () => {
       usage: { tokens: 1_500 },
       limits: [{ name: 'tpm', metric: 'tokens', limit: 2_000, per: 2_592_000 }],
     });
-    const event = (entity: string) => ({
-      version: '2.0',
-      routeKey: 'POST /v1/acquire',
-      rawPath: '/v1/acquire',
-      rawQueryString: '',
-      headers: { 'content-type': 'application/json' },
-      requestContext: {
-        http: {
-          method: 'POST',
-          path: '/v1/acquire',
-          protocol: 'HTTP/1.1',
-          sourceIp: '127.0.0.1',
-          userAgent: 'test',
-        },
-        requestId: 'infra-test',
-        routeKey: 'POST /v1/acquire',
-        stage: '$default',
-      },
-      body: JSON.stringify(body(entity)),
-      isBase64Encoded: false,
-    });
-    // Outside the repo, beside a node_modules holding only what Lambda's runtime provides
-    // (@aws-sdk/*): a package wrongly left out of the bundle fails here, not in AWS.
-    const lambdaDir = mkdtempSync(join(tmpdir(), 'sluice-lambda-'));
-    onTestFinished(() => rmSync(lambdaDir, { recursive: true, force: true }));
-    const task = join(lambdaDir, 'task');
-    cpSync(acquireAsset(), task, { recursive: true });
-    mkdirSync(join(lambdaDir, 'node_modules'));
-    symlinkSync(join(ROOT, 'node_modules/@aws-sdk'), join(lambdaDir, 'node_modules/@aws-sdk'));
-    const runner = join(lambdaDir, 'invoke.mjs');
-    writeFileSync(
-      runner,
-      `import { pathToFileURL } from 'node:url';
-const [dir, events] = process.argv.slice(2);
-const { handler } = await import(pathToFileURL(dir + '/index.mjs').href);
-const context = { awsRequestId: 'infra-test', functionName: 'acquire', getRemainingTimeInMillis: () => 10000 };
-const results = [];
-for (const event of JSON.parse(events)) results.push(await handler(event, context));
-process.stdout.write('RESULT ' + JSON.stringify({ node: process.version, results }));`,
-    );
-    // Lambda's runtime is Node 22: never silently fall back to the Node running this test.
-    const node = node22();
-    const run = spawnSync(
-      node,
-      [runner, task, JSON.stringify([event('bundle'), event('bundle')])],
-      {
-        env: {
-          PATH: process.env.PATH,
-          SLUICE_TABLE_NAME: table,
-          SLUICE_DYNAMODB_ENDPOINT: inject('dynamoEndpoint'),
-          AWS_REGION: 'us-east-1',
-          AWS_ACCESS_KEY_ID: 'local',
-          AWS_SECRET_ACCESS_KEY: 'local',
-          POWERTOOLS_LOG_LEVEL: 'INFO', // its decision lines are checked below
-          POWERTOOLS_SERVICE_NAME: 'sluice',
-          AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
-          AWS_LAMBDA_FUNCTION_NAME: 'acquire', // as Lambda sets it: the init reads ahead
-        },
-        encoding: 'utf8',
-        timeout: 30_000,
-      },
-    );
-    if (run.status !== 0) throw new Error(`the bundle failed under ${node}: ${run.stderr}`);
-    const lines = run.stdout.split('\n');
-    const resultLine = lines.find((line) => line.startsWith('RESULT ')) ?? '';
-    decisionLog = lines.flatMap((line) => (line.startsWith('{') ? [JSON.parse(line)] : []));
-    const { node: version, results } = JSON.parse(resultLine.slice('RESULT '.length)) as {
-      node: string;
-      results: { statusCode: number; headers: Record<string, string>; body: string }[];
-    };
+    const run = await runBundle(acquireAsset(), table, inject('dynamoEndpoint'), [
+      acquireEvent(body('bundle')),
+      acquireEvent(body('bundle')),
+    ]);
+    decisionLog = run.lines.flatMap((line) => (line.startsWith('{') ? [JSON.parse(line)] : []));
+    const { node: version, results } = run;
     console.log(`ran the synthesized acquire bundle under Node ${version}`);
 
     const api = await startApi(table);
@@ -510,6 +543,47 @@ process.stdout.write('RESULT ' + JSON.stringify({ node: process.version, results
     } finally {
       await api.stop();
     }
+  });
+
+  it("sends a new container's first acquire as one BatchGetItem, then its write", async () => {
+    const table = `infra-${randomBytes(4).toString('hex')}`;
+    const client = localClient(inject('dynamoEndpoint'));
+    await ensureTable(client, table);
+    client.destroy();
+    const recorder = await startRecorder(inject('dynamoEndpoint'));
+    onTestFinished(() => recorder.close());
+    const ask = (entity: string) =>
+      acquireEvent({
+        entity,
+        resource: 'gpt-4o',
+        usage: { tokens: 10 },
+        limits: [{ name: 'rpm', metric: 'requests', limit: 100, per: 'minute' }],
+      });
+    // The table's first acquire creates its signing key; a deployment's table holds one after.
+    await runBundle(acquireAsset(), table, recorder.url, [ask('first')]);
+    const from = recorder.exchanges.length;
+
+    const { results } = await runBundle(acquireAsset(), table, recorder.url, [ask('cold')]);
+
+    expect(results.map((r) => r.statusCode)).toEqual([200]);
+    const sent = recorder.exchanges.slice(from).sort((a, b) => a.startMs - b.startMs);
+    // What the init reads ahead (the signing keys, the settings, the `default` plan) and what the
+    // call reads (the entity, the resource), in one request: the call runs in the same turn of
+    // the event loop as the end of the import, as the bench times it. (In Lambda, where the
+    // runtime fetches the event between the two, they are two requests, sent apart.)
+    expect(sent.map((e) => e.operation)).toEqual(['BatchGetItem', 'UpdateItem']);
+    expect(
+      sent
+        .flatMap(keysRead)
+        .map((k) => `${k.pk} ${k.sk}`)
+        .sort(),
+    ).toEqual([
+      'config#entity cold',
+      'config#plan default',
+      'config#resource gpt-4o',
+      'config#settings settings',
+      'meta#lease-signing-key v1',
+    ]);
   });
 
   it('writes the decision lines its metric filters count, as CloudWatch reads them', () => {

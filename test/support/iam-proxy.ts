@@ -3,7 +3,10 @@
  * allows a data-plane request only if one of the statements synthesized for that function's
  * role allows its action on the table with all its partition keys (`ForAllValues:StringLike`
  * on `dynamodb:LeadingKeys`), as IAM does. A transaction is authorized item by item as the
- * action of each of its parts. Refused requests get DynamoDB's AccessDeniedException.
+ * action of each of its parts. A BatchGetItem is authorized whole, as IAM does: one statement
+ * must allow `dynamodb:BatchGetItem` with every partition key the batch reads (its
+ * `dynamodb:LeadingKeys` are all of them). Refused requests get DynamoDB's
+ * AccessDeniedException.
  *
  * Table management (DescribeTable, CreateTable, UpdateTimeToLive) passes: in AWS the stack
  * creates the table and no function does.
@@ -47,14 +50,28 @@ export function allows(
   tableResource: unknown,
   access: Access,
 ): boolean {
+  return allowsTogether(statements, tableResource, [access]);
+}
+
+/**
+ * Whether one of `statements` allows every one of `accesses` (one request's, as IAM sees a
+ * BatchGetItem: `ForAllValues` holds when every partition key it reads matches the statement).
+ */
+export function allowsTogether(
+  statements: readonly Statement[],
+  tableResource: unknown,
+  accesses: readonly Access[],
+): boolean {
   return statements.some((s) => {
     if (s.Effect !== undefined && s.Effect !== 'Allow') return false;
-    if (![s.Action].flat().includes(access.action)) return false;
     if (JSON.stringify(s.Resource) !== JSON.stringify(tableResource)) return false;
     const keys = s.Condition?.['ForAllValues:StringLike']?.['dynamodb:LeadingKeys'];
-    if (keys === undefined) return true;
-    if (access.pk === undefined) return false;
-    return [keys].flat().some((pattern) => like(pattern, access.pk as string));
+    return accesses.every((access) => {
+      if (![s.Action].flat().includes(access.action)) return false;
+      if (keys === undefined) return true;
+      if (access.pk === undefined) return false;
+      return [keys].flat().some((pattern) => like(pattern, access.pk as string));
+    });
   });
 }
 
@@ -66,7 +83,12 @@ interface Body {
   ExpressionAttributeNames?: Record<string, string>;
   ExpressionAttributeValues?: AttributeMap;
   TransactItems?: Record<string, { Key?: AttributeMap; Item?: AttributeMap }>[];
+  RequestItems?: Record<string, { Keys?: AttributeMap[] }>;
 }
+
+/** The keys a BatchGetItem reads, from every table it names. */
+const batchKeys = (body: Body): AttributeMap[] =>
+  Object.values(body.RequestItems ?? {}).flatMap((table) => table.Keys ?? []);
 
 /** What a DynamoDB request asks for: its action(s) and the partition key of each item. */
 export function accessOf(operation: string, body: Body): Access[] {
@@ -86,6 +108,11 @@ export function accessOf(operation: string, body: Body): Access[] {
         }),
       );
     }
+    case 'BatchGetItem':
+      return batchKeys(body).map((key) => {
+        const pk = pkOf(key);
+        return { action: 'dynamodb:BatchGetItem', ...(pk ? { pk } : {}) };
+      });
     case 'Query': {
       // `#n = :v` on the partition key: find the value bound to it.
       const match = /(#\w+|pk)\s*=\s*(:\w+)/.exec(body.KeyConditionExpression ?? '');
@@ -110,8 +137,22 @@ export interface Exchange {
   readonly pk?: string;
   /** Its sort key, likewise. */
   readonly sk?: string;
+  /** The keys of the items a BatchGetItem reads, in the order it names them. */
+  readonly keys?: readonly ReadKey[];
   readonly startMs: number;
   readonly endMs: number;
+}
+
+/** An item's key as a request names it. */
+export interface ReadKey {
+  readonly pk: string;
+  readonly sk: string;
+}
+
+/** The items a request read: a GetItem's one, each of a BatchGetItem's; none for any other. */
+export function keysRead(exchange: Exchange): ReadKey[] {
+  if (exchange.operation === 'GetItem') return [{ pk: exchange.pk ?? '', sk: exchange.sk ?? '' }];
+  return exchange.operation === 'BatchGetItem' ? [...(exchange.keys ?? [])] : [];
 }
 
 /**
@@ -159,6 +200,12 @@ export async function startIamProxy(
   const allowed: Access[] = [];
   const exchanges: Exchange[] = [];
   let rule: { body: RegExp; ms: number; count: number } | undefined;
+  /** What a request asks for that the statements do not allow: a batch is allowed whole or not. */
+  const refusedOf = (operation: string, accesses: Access[]): Access[] => {
+    if (operation !== 'BatchGetItem')
+      return accesses.filter((access) => !allows(statements, tableResource, access));
+    return allowsTogether(statements, tableResource, accesses) ? [] : accesses;
+  };
   let held = 0;
   const server: Server = createServer(async (req, res) => {
     const startMs = performance.now();
@@ -179,7 +226,7 @@ export async function startIamProxy(
     }
     if (!MANAGEMENT.has(operation) && !streamRead) {
       const accesses = accessOf(operation, JSON.parse(raw.toString('utf8') || '{}') as Body);
-      const refused = accesses.filter((access) => !allows(statements, tableResource, access));
+      const refused = refusedOf(operation, accesses);
       if (refused.length === 0) allowed.push(...accesses);
       if (refused.length > 0) {
         denied.push(...refused);
@@ -211,12 +258,15 @@ export async function startIamProxy(
       'content-type': answer.headers.get('content-type') ?? 'application/x-amz-json-1.0',
     });
     res.end(Buffer.from(await answer.arrayBuffer()));
-    const key = (JSON.parse(raw.toString('utf8') || '{}') as Body).Key;
-    const [pk, sk] = [key?.pk?.S, key?.sk?.S];
+    const body = JSON.parse(raw.toString('utf8') || '{}') as Body;
+    const [pk, sk] = [body.Key?.pk?.S, body.Key?.sk?.S];
     exchanges.push({
       operation,
       ...(pk ? { pk } : {}),
       ...(sk ? { sk } : {}),
+      ...(body.RequestItems
+        ? { keys: batchKeys(body).map((key) => ({ pk: key.pk?.S ?? '', sk: key.sk?.S ?? '' })) }
+        : {}),
       startMs,
       endMs: performance.now(),
     });
@@ -246,8 +296,11 @@ export async function startIamProxy(
 /** A proxy that allows every action a Sluice server sends: to record what it sends. */
 export function startRecorder(upstream: string): Promise<IamProxy> {
   const everything: Statement = {
-    Action: ['GetItem', 'UpdateItem', 'ConditionCheckItem', 'Query', 'DeleteItem', 'PutItem']
-      .concat(['DescribeStream', 'GetShardIterator', 'GetRecords', 'ListStreams'])
+    Action: [
+      ['GetItem', 'BatchGetItem', 'UpdateItem', 'ConditionCheckItem', 'Query', 'DeleteItem'],
+      ['PutItem', 'DescribeStream', 'GetShardIterator', 'GetRecords', 'ListStreams'],
+    ]
+      .flat()
       .map((action) => `dynamodb:${action}`),
     Resource: 'table',
   };

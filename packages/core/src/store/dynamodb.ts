@@ -1,10 +1,12 @@
 /**
  * The DynamoDB store: renders the engine's updates as UpdateItem / TransactWriteItems
  * expressions, asks for the old item whenever a condition fails (so a denial or a wrong branch
- * guess costs no extra read), and translates AWS SDK exceptions into Sluice errors.
+ * guess costs no extra read), reads the items asked for in one turn together (batched-reads.ts),
+ * and translates AWS SDK exceptions into Sluice errors.
  */
 import {
   type AttributeValue,
+  BatchGetItemCommand,
   ConditionalCheckFailedException,
   type DynamoDBClient,
   GetItemCommand,
@@ -16,6 +18,8 @@ import { StandardRetryStrategy } from '@smithy/core/retry';
 import type { RetryStrategyV2, StandardRetryToken } from '@smithy/types';
 import { SERVICE_DEFAULTS } from '../defaults.js';
 import { SluiceError, StoreUnavailableError, WriteRejectedError } from '../errors.js';
+import { own } from '../names.js';
+import { type BatchAnswer, BatchedReads } from './batched-reads.js';
 import { TABLE_SCHEMA } from './schema.js';
 import type {
   Assignment,
@@ -267,10 +271,20 @@ export const readOptions = () => ({
 export class DynamoDBStore implements Store {
   protected readonly client: DynamoDBClient;
   protected readonly tableName: string;
+  /**
+   * The reads of each turn of the event loop, sent together. Not a `#` field: `get` is called on
+   * objects that delegate to a store (`Object.create(store)`, a `Proxy`), as `update` and
+   * `transact` are.
+   */
+  private readonly reads: BatchedReads;
 
   constructor(options: DynamoDBStoreOptions) {
     this.client = options.client;
     this.tableName = options.tableName;
+    this.reads = new BatchedReads({
+      one: (key, signal) => this.#getItem(key, signal),
+      many: (keys, signal) => this.#batchGetItem(keys, signal),
+    });
   }
 
   async update(update: ItemUpdate): Promise<UpdateResult> {
@@ -330,19 +344,47 @@ export class DynamoDBStore implements Store {
     }
   }
 
+  /**
+   * The item under `key` (strongly consistent), read with the other items asked for in this turn
+   * of the event loop: one GetItem when it is the only one, else one BatchGetItem (see
+   * store/batched-reads.ts). A role that reads through this store needs `dynamodb:BatchGetItem`
+   * beside `dynamodb:GetItem`.
+   */
   async get(key: ItemKey): Promise<ItemState | undefined> {
     try {
-      const out = await this.client.send(
-        new GetItemCommand({
-          TableName: this.tableName,
-          Key: marshalKey(key),
-          ConsistentRead: true,
-        }),
-        readOptions(),
-      );
-      return unmarshal(out.Item);
+      return await this.reads.get(key);
     } catch (error) {
       throw translate(error);
     }
   }
+
+  async #getItem(key: ItemKey, signal: AbortSignal): Promise<ItemState | undefined> {
+    const out = await this.client.send(
+      new GetItemCommand({ TableName: this.tableName, Key: marshalKey(key), ConsistentRead: true }),
+      { abortSignal: signal },
+    );
+    return unmarshal(out.Item);
+  }
+
+  async #batchGetItem(keys: readonly ItemKey[], signal: AbortSignal): Promise<BatchAnswer> {
+    const out = await this.client.send(
+      new BatchGetItemCommand({
+        RequestItems: { [this.tableName]: { Keys: keys.map(marshalKey), ConsistentRead: true } },
+      }),
+      { abortSignal: signal },
+    );
+    return {
+      items: (own(out.Responses, this.tableName) ?? []).map((item) => ({
+        key: keyOf(item),
+        state: unmarshal(item) ?? {},
+      })),
+      unprocessed: (own(out.UnprocessedKeys, this.tableName)?.Keys ?? []).map(keyOf),
+    };
+  }
 }
+
+/** The key of an item (or of a key) DynamoDB answered. */
+const keyOf = (item: Record<string, AttributeValue>): ItemKey => ({
+  pk: item[TABLE_SCHEMA.partitionKey]?.S ?? '',
+  sk: item[TABLE_SCHEMA.sortKey]?.S ?? '',
+});
