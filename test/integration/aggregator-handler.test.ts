@@ -1,6 +1,7 @@
 /**
  * The aggregator as Lambda invokes it: a DynamoDB stream event (records as the Streams API
- * returns them), delivered twice, and a batch with a record it cannot read.
+ * returns them, and the shard id a tumbling window adds), delivered twice, a batch with a record
+ * it cannot read, and one that names no shard.
  */
 
 import { DescribeTableCommand } from '@aws-sdk/client-dynamodb';
@@ -10,12 +11,12 @@ import {
   GetShardIteratorCommand,
 } from '@aws-sdk/client-dynamodb-streams';
 import { itemKeys, parseLimits, usageHistory } from '@sluice/core';
-import type { DynamoDBBatchResponse, DynamoDBStreamEvent } from 'aws-lambda';
+import type { WindowedBatchResponse, WindowedStreamEvent } from '@sluice/lambdas/aggregator';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { localStreams } from '../support/streams.js';
 import { freshTable, handlerEnvironment, type TestTable } from '../support/table.js';
 
-type Handler = (event: DynamoDBStreamEvent) => Promise<DynamoDBBatchResponse>;
+type Handler = (event: WindowedStreamEvent) => Promise<WindowedBatchResponse>;
 let handler: Handler;
 let table: TestTable;
 
@@ -25,16 +26,21 @@ beforeAll(async () => {
   ({ handler } = (await import('@sluice/lambdas/aggregator')) as { handler: Handler });
 });
 
-/** Every record of the table's stream, as the event source mapping hands them to Lambda. */
-async function streamEvent(): Promise<DynamoDBStreamEvent> {
+/**
+ * Every record of the table's one shard, as the event source mapping hands them to Lambda with a
+ * tumbling window: the event names the shard.
+ */
+async function streamEvent(): Promise<WindowedStreamEvent> {
   const streams = localStreams();
   const { Table } = await table.client.send(
     new DescribeTableCommand({ TableName: table.tableName }),
   );
   const StreamArn = Table?.LatestStreamArn;
   const { StreamDescription } = await streams.send(new DescribeStreamCommand({ StreamArn }));
-  const records: DynamoDBStreamEvent['Records'] = [];
-  for (const shard of StreamDescription?.Shards ?? []) {
+  const records: WindowedStreamEvent['Records'] = [];
+  const shards = StreamDescription?.Shards ?? [];
+  expect(shards).toHaveLength(1);
+  for (const shard of shards) {
     let { ShardIterator } = await streams.send(
       new GetShardIteratorCommand({
         StreamArn,
@@ -45,11 +51,11 @@ async function streamEvent(): Promise<DynamoDBStreamEvent> {
     while (ShardIterator) {
       const out = await streams.send(new GetRecordsCommand({ ShardIterator }));
       if (!out.Records?.length) break;
-      records.push(...(out.Records as unknown as DynamoDBStreamEvent['Records']));
+      records.push(...(out.Records as unknown as WindowedStreamEvent['Records']));
       ShardIterator = out.NextShardIterator;
     }
   }
-  return { Records: records };
+  return { Records: records, shardId: String(shards[0]?.ShardId) };
 }
 
 describe('the aggregator handler', () => {
@@ -79,9 +85,9 @@ describe('the aggregator handler', () => {
         })
       ).map((p) => [p.usage, p.leases]);
 
-    expect(await handler(event)).toEqual({ batchItemFailures: [] });
+    expect(await handler(event)).toEqual({ batchItemFailures: [], state: {} });
     expect(await totals()).toEqual([[{ tokens: 3_000, requests: 3 }, 3]]);
-    expect(await handler(event)).toEqual({ batchItemFailures: [] });
+    expect(await handler(event)).toEqual({ batchItemFailures: [], state: {} });
     expect(await totals()).toEqual([[{ tokens: 3_000, requests: 3 }, 3]]);
   });
 
@@ -97,7 +103,16 @@ describe('the aggregator handler', () => {
         NewImage: { pk: { S: 'entity#key-h' }, sk: { S: 'm' }, ev: { S: '{not json' } },
       },
     };
-    const answer = await handler({ Records: [first, broken] });
+    const answer = await handler({ Records: [first, broken], shardId: String(event.shardId) });
     expect(answer.batchItemFailures).toEqual([{ itemIdentifier: first.dynamodb.SequenceNumber }]);
+  });
+
+  it('reports a batch that names no shard failed (its mapping has no tumbling window)', async () => {
+    const { shardId: _, ...event } = await streamEvent();
+    const first = event.Records[0]?.dynamodb?.SequenceNumber;
+    expect(await handler(event)).toEqual({
+      batchItemFailures: [{ itemIdentifier: first }],
+      state: {},
+    });
   });
 });
