@@ -8,7 +8,9 @@
  * again after a short backoff until answered. Each request, its repeats and their pauses
  * included, fails once unanswered for `SERVICE_DEFAULTS.storeRequestTimeoutMs`, the bound of
  * every read; a request that fails fails each of its callers (who read again, as after any
- * failed read).
+ * failed read), but one DynamoDB refuses for what one of its keys is (a key too long, a key the
+ * role may not read) is read key by key, so that only that key's callers fail. Each caller gets
+ * an item of its own (callers of one key do not share an object).
  */
 import { SERVICE_DEFAULTS } from '../defaults.js';
 import type { ItemKey, ItemState } from './types.js';
@@ -28,6 +30,8 @@ export interface ReadRequests {
   one(key: ItemKey, signal: AbortSignal): Promise<ItemState | undefined>;
   /** Up to {@link MAX_BATCH_KEYS} distinct items (BatchGetItem); an item absent is not in it. */
   many(keys: readonly ItemKey[], signal: AbortSignal): Promise<BatchAnswer>;
+  /** Whether a failed request was refused for what its keys are (then each is read alone). */
+  refusedForKeys?(error: unknown): boolean;
 }
 
 /** One distinct key asked for in this turn: its answer, shared by every caller that asked. */
@@ -99,7 +103,8 @@ export class BatchedReads {
       read = newRead(key);
       turn.set(id, read);
     }
-    return read.answer;
+    // A copy of its own: items hold strings and bigints only.
+    return read.answer.then((state) => (state === undefined ? undefined : { ...state }));
   }
 
   #newTurn(): Map<string, Read> {
@@ -132,7 +137,12 @@ export class BatchedReads {
           for (const read of group) read.resolve(found.get(idOf(read.key)));
         },
         (error: unknown) => {
-          for (const read of group) read.reject(error);
+          if (!this.#requests.refusedForKeys?.(error) || signal.aborted) {
+            for (const read of group) read.reject(error);
+            return;
+          }
+          for (const read of group)
+            this.#requests.one(read.key, signal).then(read.resolve, read.reject);
         },
       );
     }

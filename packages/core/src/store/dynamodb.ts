@@ -284,6 +284,10 @@ export class DynamoDBStore implements Store {
     this.reads = new BatchedReads({
       one: (key, signal) => this.#getItem(key, signal),
       many: (keys, signal) => this.#batchGetItem(keys, signal),
+      // A key DynamoDB will not take, or one the role may not read, refuses the whole batch.
+      refusedForKeys: (error) =>
+        error instanceof Error &&
+        (error.name === 'ValidationException' || error.name === 'AccessDeniedException'),
     });
   }
 
