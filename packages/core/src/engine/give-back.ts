@@ -5,7 +5,7 @@
  */
 
 import { StoreUnavailableError, WriteOutcomeUnknownError } from '../errors.js';
-import { itemAttributes, TABLE_SCHEMA } from '../store/schema.js';
+import { TABLE_SCHEMA } from '../store/schema.js';
 import type { Assignment, Condition, ItemCheck, ItemKey, ItemUpdate } from '../store/types.js';
 import { deltaUpdate, zeroed } from './items.js';
 import type { LeasedItem } from './lease.js';
@@ -121,32 +121,19 @@ export async function giveBack(
 }
 
 /**
- * Writes a usage event's cancellation alone where a give-back that carried it could not be made
- * (the call was never admitted, whatever stays charged), once: it names the lease (`lease`) on
- * the item, and a repeat after a lost answer finds it there and writes nothing (usage history
- * subtracts each cancellation it sees). Sent again after any failure, for as long as a lease
- * lives; never creates the item.
+ * Writes `set` alone where a give-back that carried it could not be made (a usage event's
+ * cancellation: the call was never admitted, whatever stays charged): idempotent, so sent again
+ * after any failure, for as long as a lease lives; never creates the item.
  */
 export async function writeAlone(
   engine: EngineState,
   key: ItemKey,
   set: readonly Assignment[],
-  lease: string,
 ): Promise<void> {
   const until = Date.now() + engine.tuning.leaseTtlMs; // while the lease could have lived
-  const once = itemAttributes.cancelledAlone;
   for (let attempt = 0; ; attempt++) {
     try {
-      await engine.store.update({
-        key,
-        set: [...set, { attr: once, value: lease }],
-        condition: {
-          and: [
-            { exists: TABLE_SCHEMA.partitionKey },
-            { or: [{ absent: once }, { attr: once, op: '<>', value: lease }] },
-          ],
-        },
-      });
+      await engine.store.update({ key, set, condition: { exists: TABLE_SCHEMA.partitionKey } });
       return;
     } catch (error) {
       if (!(error instanceof StoreUnavailableError) || Date.now() >= until) throw error;
@@ -158,7 +145,8 @@ export async function writeAlone(
 /**
  * Gives back what a write whose answer was lost took, once the item says it was applied (see
  * {@link outcomeOf}; `before` is the item's last write when it was planned); when the item cannot
- * tell, the scope stays charged, and it is reported. True once nothing stays for the write.
+ * tell, the scope stays charged, it is reported, and the answer is `unknown`. True once nothing
+ * stays for the write; false when a give-back failed.
  */
 export async function giveBackIfApplied(
   engine: EngineState,
@@ -167,13 +155,13 @@ export async function giveBackIfApplied(
   acquiredAtMs: number,
   written: { readonly writeId: string; readonly before: string | undefined },
   also: readonly Assignment[] = [],
-): Promise<boolean> {
+): Promise<boolean | 'unknown'> {
   const outcome = await outcomeOf(engine, item.key, written.writeId, written.before);
   if (outcome === 'applied')
     return giveBack(engine, item, usage, acquiredAtMs, also, written.writeId);
   if (outcome === 'not applied') return true; // nothing was taken, nor recorded
   engine.onBackgroundError(keptCharged(item));
-  return false;
+  return 'unknown';
 }
 
 /** The report of a charge that stays because the item cannot tell whether a write applied. */

@@ -43,11 +43,6 @@ export const itemAttributes = {
   generation: 'g',
   /** The usage event of the last acquire that wrote this item first (see usage-context.ts). */
   usageEvent: 'ev',
-  /**
-   * The last cancellation of a usage event written alone here (its lease id): a repeat of that
-   * write after a lost answer is refused, so usage history subtracts the estimate once.
-   */
-  cancelledAlone: 'cx',
   /** Shards the item's scope is split into where it stands (absent: 1); negative while splitting. */
   shards: 'n',
   /** When a split froze the item (epoch ms). */
