@@ -61,31 +61,6 @@ async function truthOf(table: TestTable, entity: string) {
   };
 }
 
-/** Today's top `limit` by tokens. */
-const topByTokens = (table: TestTable, limit = 10) =>
-  topEntities(table.store, { period: 'day', date: today(), metric: 'tokens', by: 'usage', limit });
-
-/**
- * Counts a table's stream with the lease items' records first (the settlements), then everyone
- * else's, then `victim`'s acquire (records on two items, as two shards may deliver them), and
- * checks that whatever today's top says of it is within the answer's bound of its history.
- */
-async function settledFirst(
-  table: TestTable,
-  victim: string,
-  truth: { tokens: number; leases: number },
-) {
-  const changes = await streamed(table);
-  const aggregator = new UsageAggregator({ store: table.store, alertSettleMs: 0 });
-  await aggregator.apply(changes.filter(isLease));
-  await aggregator.apply(changes.filter((c) => !isLease(c) && !isOf(victim)(c)));
-  await aggregator.apply(changes.filter(isOf(victim)));
-  expect(await truthOf(table, victim)).toEqual(truth); // history is right
-  const top = await topByTokens(table);
-  const listed = top.items.find((e) => e.entity === victim);
-  expect(Math.abs((listed?.usage.tokens ?? 0) - truth.tokens)).toBeLessThanOrEqual(top.errorBound);
-}
-
 describe('top-entities boards', () => {
   it('never lists a lease released unused at its estimate when its settlement was counted first', async () => {
     const table = await freshTable('u30-boards-a');
@@ -119,7 +94,27 @@ describe('top-entities boards', () => {
     if (!lease.allowed) throw new Error('refused');
     await limiter.release(lease.leaseId); // given back unused: counts nothing
 
-    await settledFirst(table, victim, { tokens: 0, leases: 0 });
+    const changes = await streamed(table);
+    const aggregator = new UsageAggregator({ store: table.store, alertSettleMs: 0 });
+    // The lease item's shard first (the settlement), then the limit items' shard.
+    await aggregator.apply(changes.filter(isLease));
+    await aggregator.apply(changes.filter((c) => !isLease(c) && !isOf(victim)(c)));
+    await aggregator.apply(changes.filter(isOf(victim)));
+
+    const truth = await truthOf(table, victim);
+    expect(truth).toEqual({ tokens: 0, leases: 0 }); // history is right
+    const top = await topEntities(table.store, {
+      period: 'day',
+      date: today(),
+      metric: 'tokens',
+      by: 'usage',
+      limit: 10,
+    });
+    const listed = top.items.find((e) => e.entity === victim);
+    // Whatever the board says about the victim must be within error_bound of the truth (0).
+    expect(Math.abs((listed?.usage.tokens ?? 0) - truth.tokens)).toBeLessThanOrEqual(
+      top.errorBound,
+    );
   });
 
   it('keeps a lease settled below its estimate within the bound when its settlement was counted first', async () => {
@@ -136,7 +131,25 @@ describe('top-entities boards', () => {
     if (!lease.allowed) throw new Error('refused');
     await limiter.release(lease.leaseId, { tokens: 10 });
 
-    await settledFirst(table, victim, { tokens: 10, leases: 1 });
+    const changes = await streamed(table);
+    const aggregator = new UsageAggregator({ store: table.store, alertSettleMs: 0 });
+    await aggregator.apply(changes.filter(isLease));
+    await aggregator.apply(changes.filter((c) => !isLease(c) && !isOf(victim)(c)));
+    await aggregator.apply(changes.filter(isOf(victim)));
+
+    const truth = await truthOf(table, victim);
+    expect(truth).toEqual({ tokens: 10, leases: 1 });
+    const top = await topEntities(table.store, {
+      period: 'day',
+      date: today(),
+      metric: 'tokens',
+      by: 'usage',
+      limit: 10,
+    });
+    const listed = top.items.find((e) => e.entity === victim);
+    expect(Math.abs((listed?.usage.tokens ?? 0) - truth.tokens)).toBeLessThanOrEqual(
+      top.errorBound,
+    );
   });
 
   it('is not exact when an entity let go that came back may outrank the top', async () => {
@@ -170,7 +183,13 @@ describe('top-entities boards', () => {
 
     expect(await truthOf(table, back)).toEqual({ tokens: 111, leases: 2 });
     expect(await truthOf(table, top1)).toEqual({ tokens: 100, leases: 1 });
-    const top = await topByTokens(table, 1);
+    const top = await topEntities(table.store, {
+      period: 'day',
+      date: today(),
+      metric: 'tokens',
+      by: 'usage',
+      limit: 1,
+    });
     // Exact would mean: this is the top entity. Otherwise 111 must be within last listed + bound.
     const last = top.items.at(-1)?.usage.tokens ?? 0;
     if (top.exact) expect(top.items.map((e) => e.entity)).toEqual([back]);
@@ -215,7 +234,13 @@ describe('top-entities boards', () => {
     await Promise.all([reader(13), reader(29), reader(50), reader(changes.length)]);
     const problems: string[] = [];
     for (const limit of [1, 2, 3, 5, 10, 20, 40]) {
-      const top = await topByTokens(table, limit);
+      const top = await topEntities(table.store, {
+        period: 'day',
+        date: today(),
+        metric: 'tokens',
+        by: 'usage',
+        limit,
+      });
       const listed = new Set(top.items.map((e) => e.entity));
       const last = top.items.at(-1)?.usage.tokens ?? 0;
       for (const e of top.items) {
