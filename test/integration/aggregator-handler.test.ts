@@ -1,7 +1,6 @@
 /**
  * The aggregator as Lambda invokes it: a DynamoDB stream event (records as the Streams API
- * returns them, and the shard id a tumbling window adds), delivered twice, a batch with a record
- * it cannot read, and one that names no shard.
+ * returns them), delivered twice, and a batch with a record it cannot read.
  */
 
 import { DescribeTableCommand } from '@aws-sdk/client-dynamodb';
@@ -11,12 +10,12 @@ import {
   GetShardIteratorCommand,
 } from '@aws-sdk/client-dynamodb-streams';
 import { itemKeys, parseLimits, usageHistory } from '@sluice/core';
-import type { WindowedBatchResponse, WindowedStreamEvent } from '@sluice/lambdas/aggregator';
+import type { DynamoDBBatchResponse, DynamoDBStreamEvent } from 'aws-lambda';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { localStreams } from '../support/streams.js';
 import { freshTable, handlerEnvironment, type TestTable } from '../support/table.js';
 
-type Handler = (event: WindowedStreamEvent) => Promise<WindowedBatchResponse>;
+type Handler = (event: DynamoDBStreamEvent) => Promise<DynamoDBBatchResponse>;
 let handler: Handler;
 let table: TestTable;
 
@@ -26,21 +25,16 @@ beforeAll(async () => {
   ({ handler } = (await import('@sluice/lambdas/aggregator')) as { handler: Handler });
 });
 
-/**
- * Every record of the table's one shard, as the event source mapping hands them to Lambda with a
- * tumbling window: the event names the shard.
- */
-async function streamEvent(): Promise<WindowedStreamEvent> {
+/** Every record of the table's stream, as the event source mapping hands them to Lambda. */
+async function streamEvent(): Promise<DynamoDBStreamEvent> {
   const streams = localStreams();
   const { Table } = await table.client.send(
     new DescribeTableCommand({ TableName: table.tableName }),
   );
   const StreamArn = Table?.LatestStreamArn;
   const { StreamDescription } = await streams.send(new DescribeStreamCommand({ StreamArn }));
-  const records: WindowedStreamEvent['Records'] = [];
-  const shards = StreamDescription?.Shards ?? [];
-  expect(shards).toHaveLength(1);
-  for (const shard of shards) {
+  const records: DynamoDBStreamEvent['Records'] = [];
+  for (const shard of StreamDescription?.Shards ?? []) {
     let { ShardIterator } = await streams.send(
       new GetShardIteratorCommand({
         StreamArn,
@@ -51,11 +45,11 @@ async function streamEvent(): Promise<WindowedStreamEvent> {
     while (ShardIterator) {
       const out = await streams.send(new GetRecordsCommand({ ShardIterator }));
       if (!out.Records?.length) break;
-      records.push(...(out.Records as unknown as WindowedStreamEvent['Records']));
+      records.push(...(out.Records as unknown as DynamoDBStreamEvent['Records']));
       ShardIterator = out.NextShardIterator;
     }
   }
-  return { Records: records, shardId: String(shards[0]?.ShardId) };
+  return { Records: records };
 }
 
 describe('the aggregator handler', () => {
@@ -85,9 +79,9 @@ describe('the aggregator handler', () => {
         })
       ).map((p) => [p.usage, p.leases]);
 
-    expect(await handler(event)).toEqual({ batchItemFailures: [], state: {} });
+    expect(await handler(event)).toEqual({ batchItemFailures: [] });
     expect(await totals()).toEqual([[{ tokens: 3_000, requests: 3 }, 3]]);
-    expect(await handler(event)).toEqual({ batchItemFailures: [], state: {} });
+    expect(await handler(event)).toEqual({ batchItemFailures: [] });
     expect(await totals()).toEqual([[{ tokens: 3_000, requests: 3 }, 3]]);
   });
 
@@ -103,16 +97,7 @@ describe('the aggregator handler', () => {
         NewImage: { pk: { S: 'entity#key-h' }, sk: { S: 'm' }, ev: { S: '{not json' } },
       },
     };
-    const answer = await handler({ Records: [first, broken], shardId: String(event.shardId) });
+    const answer = await handler({ Records: [first, broken] });
     expect(answer.batchItemFailures).toEqual([{ itemIdentifier: first.dynamodb.SequenceNumber }]);
-  });
-
-  it('reports a batch that names no shard failed (its mapping has no tumbling window)', async () => {
-    const { shardId: _, ...event } = await streamEvent();
-    const first = event.Records[0]?.dynamodb?.SequenceNumber;
-    expect(await handler(event)).toEqual({
-      batchItemFailures: [{ itemIdentifier: first }],
-      state: {},
-    });
   });
 });

@@ -232,16 +232,12 @@ async function compensate(d: Decision, outcomes: readonly ScopeOutcome[]): Promi
   const { engine } = d;
   const now: Promise<unknown>[] = [];
   outcomes.forEach((o, i) => {
-    // The cancellation names the estimate it takes back: usage history subtracts it.
-    const also = i === 0 ? d.event(CANCELLED, d.usage) : [];
-    // The call was never admitted: usage history must not count it. A give-back that failed
-    // leaves the charge and the event: the cancellation goes alone. A write that may or may not
-    // have applied (the item cannot tell any more) stays charged, and counted if it applied:
-    // a cancellation then could subtract an estimate that was never counted.
-    const cancelled = (given: Promise<boolean | 'unknown'>, key: ItemKey) =>
+    const also = i === 0 ? d.event(CANCELLED, {}) : [];
+    // The call was never admitted: usage history must not count it, whatever stays charged.
+    const cancelled = (given: Promise<boolean>, key: ItemKey) =>
       also.length === 0
         ? given
-        : given.then((done) => (done === false ? writeAlone(engine, key, also) : undefined));
+        : given.then((done) => (done ? undefined : writeAlone(engine, key, also)));
     if (o.kind === 'ok') {
       const taken = leasedItem(chargedCheck(d, i, o), o.state, o.atMs);
       const given = giveBack(engine, taken, d.usage, d.nowMs, also, lastWriteOf(o.state));
@@ -270,7 +266,7 @@ async function settleLate(
   check: ScopeCheck,
   pending: { readonly written: Promise<Written>; readonly before: string | undefined },
   also: readonly Assignment[],
-): Promise<boolean | 'unknown'> {
+): Promise<boolean> {
   const { engine } = d;
   let written: Written;
   try {

@@ -145,8 +145,7 @@ export async function writeAlone(
 /**
  * Gives back what a write whose answer was lost took, once the item says it was applied (see
  * {@link outcomeOf}; `before` is the item's last write when it was planned); when the item cannot
- * tell, the scope stays charged, it is reported, and the answer is `unknown`. True once nothing
- * stays for the write; false when a give-back failed.
+ * tell, the scope stays charged, and it is reported. True once nothing stays for the write.
  */
 export async function giveBackIfApplied(
   engine: EngineState,
@@ -155,13 +154,13 @@ export async function giveBackIfApplied(
   acquiredAtMs: number,
   written: { readonly writeId: string; readonly before: string | undefined },
   also: readonly Assignment[] = [],
-): Promise<boolean | 'unknown'> {
+): Promise<boolean> {
   const outcome = await outcomeOf(engine, item.key, written.writeId, written.before);
   if (outcome === 'applied')
     return giveBack(engine, item, usage, acquiredAtMs, also, written.writeId);
   if (outcome === 'not applied') return true; // nothing was taken, nor recorded
   engine.onBackgroundError(keptCharged(item));
-  return 'unknown';
+  return false;
 }
 
 /** The report of a charge that stays because the item cannot tell whether a write applied. */

@@ -219,13 +219,7 @@ function planSettlement(
         ? [
             {
               attr: L.context,
-              // With the acquire's estimate: usage history adds each settlement's difference
-              // from the totals before it, the estimate's at the first.
-              value: JSON.stringify([
-                claims.acquiredAtMs,
-                contextToWire(claims.context),
-                claims.usage,
-              ]),
+              value: JSON.stringify([claims.acquiredAtMs, contextToWire(claims.context)]),
             },
           ]
         : []),
