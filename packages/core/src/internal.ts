@@ -47,7 +47,7 @@ export {
 } from './defaults.js';
 // The engine: its operations on a process's memory, and the limits' schemas.
 export { available } from './engine/available.js';
-export { beforeDeadline } from './engine/budget.js';
+export { beforeDeadline, orAfter } from './engine/budget.js';
 export { calendarWindow } from './engine/calendar.js';
 export { combineWrites } from './engine/combining.js';
 export { MAX_LEASE_ID_LENGTH } from './engine/lease.js';

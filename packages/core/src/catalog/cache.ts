@@ -5,6 +5,7 @@
 
 import { joinKey } from '../canonical.js';
 import { SERVICE_DEFAULTS } from '../defaults.js';
+import { orAfter } from '../engine/budget.js';
 import { Recent } from '../engine/recent.js';
 import { documentAttributes, itemKeys } from '../store/schema.js';
 import type { Store } from '../store/types.js';
@@ -104,9 +105,7 @@ export class CachedConfigSource implements ConfigSource {
       if (hit.answered) return shared;
       // Not answered yet: waited for until it is `readTimeoutMs` old, then read again (a caller
       // that joined a read that hangs is held no longer than one that came later).
-      return this.#orAfter(shared, hit.atMs + this.#readTimeoutMs - nowMs, () =>
-        this.#read(kind, name),
-      );
+      return orAfter(shared, hit.atMs + this.#readTimeoutMs - nowMs, () => this.#read(kind, name));
     }
     const value = this.#store
       .get(itemKeys.config(kind, name))
@@ -129,22 +128,5 @@ export class CachedConfigSource implements ConfigSource {
       if (this.#entries.get(id)?.value === value) this.#entries.delete(id); // retry next time
     });
     return value;
-  }
-
-  /** `shared`'s answer, or after `waitMs` without one, `again()`'s. */
-  #orAfter<T>(shared: Promise<T>, waitMs: number, again: () => Promise<T>): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => again().then(resolve, reject), Math.max(0, waitMs));
-      shared.then(
-        (value) => {
-          clearTimeout(timer);
-          resolve(value);
-        },
-        (error: unknown) => {
-          clearTimeout(timer);
-          reject(error);
-        },
-      );
-    });
   }
 }

@@ -71,3 +71,28 @@ export function beforeDeadline<T>(work: Promise<T>, signal: AbortSignal | undefi
     );
   });
 }
+
+/**
+ * `work`'s result, or, when it has none after `waitMs`, `instead()`'s (whichever settles first:
+ * `work` is not cancelled). For reads shared between callers: one that hangs holds them no longer
+ * than `waitMs`.
+ */
+export function orAfter<T>(
+  work: Promise<T>,
+  waitMs: number,
+  instead: () => Promise<T>,
+): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => instead().then(resolve, reject), Math.max(0, waitMs));
+    work.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (error: unknown) => {
+        clearTimeout(timer);
+        reject(error);
+      },
+    );
+  });
+}

@@ -26,6 +26,7 @@ import { SluiceError, StoreUnavailableError } from '../errors.js';
 import { own } from '../names.js';
 import { signingKeyAttributes as attrs, itemKeys } from '../store/schema.js';
 import type { Assignment, Condition, ItemState, ItemUpdate, Store } from '../store/types.js';
+import { orAfter } from './budget.js';
 import type { SigningKey } from './lease.js';
 
 interface HeldKey extends SigningKey {
@@ -226,13 +227,9 @@ export class SigningKeys {
    * hangs) fails them after `readTimeoutMs`, so it does not hold every later caller too.
    */
   #bounded<T>(read: Promise<T>): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(new StoreUnavailableError('the lease signing keys were not read in time')),
-        this.#readTimeoutMs,
-      );
-      read.then(resolve, reject).finally(() => clearTimeout(timer));
-    });
+    return orAfter(read, this.#readTimeoutMs, () =>
+      Promise.reject(new StoreUnavailableError('the lease signing keys were not read in time')),
+    );
   }
 
   /**
