@@ -386,7 +386,10 @@ describe('a budget cut below what is already used', () => {
 });
 
 describe('budget alerts on a scope that is or may be sharded', () => {
-  const daily = { name: 'budget', metric: 'tokens', limit: 1_000, window: 'day' } as const;
+  // 80 calls of 10 tokens pass a 25% alert of the whole quota (500) and of each shard's share
+  // (125 of 500), while no shard comes near refusing: shards are picked at random, and a quota
+  // of 1,000 split four ways refused a call now and then.
+  const daily = { name: 'budget', metric: 'tokens', limit: 2_000, window: 'day' } as const;
 
   /** 80 calls of 10 tokens on `entity`'s entity-wide item, under `limits` as the engine gets them. */
   async function spend(limiter: Limiter, entity: string, limits: Limit[]) {
@@ -410,14 +413,14 @@ describe('budget alerts on a scope that is or may be sharded', () => {
 
   it('record and fire nothing for a quota beside a limit that shards its scope, stored before that was refused', async () => {
     // A plan's daily quota with alerts beside a tpm with shards: 4 (a 400 now). Each shard judged
-    // the alert on its share: four "50%" alerts at 250, three naming `*#1`… as their resource.
+    // the alert on its share: four alerts fired, three naming `*#1`… as their resource.
     const limiter = table.limiter({ clock: manualClock().now });
     const entity = 'beside-shards';
     const limits = [
       ...parseLimits([
         { name: 'tpm', metric: 'tokens', limit: 1_000_000, per: 'minute', shards: 4 },
       ]),
-      normalizeLimit({ ...daily, alerts: [0.5] }),
+      normalizeLimit({ ...daily, alerts: [0.25] }),
     ];
     await spend(limiter, entity, limits);
 
@@ -436,7 +439,7 @@ describe('budget alerts on a scope that is or may be sharded', () => {
     await spend(
       table.limiter({ clock: manualClock().now }),
       entity,
-      parseLimits([{ ...daily, alerts: [0.5] }]),
+      parseLimits([{ ...daily, alerts: [0.25] }]),
     );
 
     const sent: BudgetAlert[] = [];
