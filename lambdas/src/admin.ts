@@ -11,11 +11,14 @@ import {
   listAlerts,
   type StoredConfig,
   topEntities,
+  usageHistory,
   ValidationError,
 } from '@sluice/core';
 import {
+  beforeDeadline,
   CONFIG_KINDS,
   type ConfigKind,
+  ROLLUP_ENTITY,
   SERVICE_DEFAULTS,
   SETTINGS_NAME,
   signingKeyRetainMs,
@@ -24,7 +27,7 @@ import { auditRetentionDays } from './environment.js';
 import { HttpProblem } from './errors.js';
 import { edge, type JsonEvent, principalOf } from './http/edge.js';
 import { json, type Result } from './http/problem.js';
-import { alertsQuery, parseQuery, topQuery } from './queries.js';
+import { alertsQuery, overviewQuery, parseQuery, topQuery, usageRange } from './queries.js';
 import { type AdminOperation, type Route, routeKey, routes } from './routes.js';
 import { getRuntime, logger, type Runtime } from './runtime.js';
 
@@ -143,6 +146,20 @@ export const operations: Record<AdminOperation, Operation> = {
   },
   putSettings: (call) => put(call, 'settings', SETTINGS_NAME),
   listAudit: async ({ admin, event }) => json(200, await admin.audit(pageParams(event))),
+  usageOverview: async ({ store, event }) => {
+    const query = parseQuery(overviewQuery, event.queryStringParameters);
+    const granularity = query.granularity ?? 'day';
+    const { fromMs, toMs } = usageRange(query, granularity, Date.now());
+    const reading = usageHistory(store, {
+      entity: ROLLUP_ENTITY,
+      granularity,
+      fromMs,
+      toMs,
+      resource: query.resource,
+    });
+    const items = await beforeDeadline(reading, event.deadline);
+    return json(200, { entity: ROLLUP_ENTITY, granularity, items });
+  },
   topUsage: async ({ store, event }) => {
     const query = parseQuery(topQuery, event.queryStringParameters);
     const period = query.period ?? 'day';
@@ -150,8 +167,16 @@ export const operations: Record<AdminOperation, Operation> = {
     const metric = query.metric ?? 'cost_micro_usd';
     const by = query.by ?? 'usage';
     const limit = query.limit ? Number(query.limit) : SERVICE_DEFAULTS.topSize;
-    const items = await topEntities(store, { period, date, metric, by, limit });
-    return json(200, { period, date, metric, by, items });
+    const top = await topEntities(store, { period, date, metric, by, limit });
+    return json(200, {
+      period,
+      date,
+      metric,
+      by,
+      items: top.items,
+      exact: top.exact,
+      error_bound: top.errorBound,
+    });
   },
   listAlerts: async ({ store, event }) => {
     const query = parseQuery(alertsQuery, event.queryStringParameters);

@@ -1,8 +1,10 @@
 /**
  * aggregator: the usage aggregator on the table's stream (see core's usage/aggregator.ts). A
- * batch it cannot count is reported failed from its first record, so the stream delivers it
+ * batch it cannot count is reported failed from its earliest record, so the stream delivers it
  * again (counting is idempotent); after the retries the event source mapping allows, the batch
- * goes to the on-failure destination. Budget alerts go to the EventBridge bus named by
+ * goes to the on-failure destination. The event source mapping has a tumbling window for the
+ * shard id it puts in each event (records are counted once by their shard and sequence number);
+ * no state is kept across a window. Budget alerts go to the EventBridge bus named by
  * SLUICE_EVENT_BUS. Each batch counted (or failed) is recorded in the progress item the health
  * check reads: when, how old its oldest record was, or since when counting has been failing.
  */
@@ -51,7 +53,15 @@ function eventBridgeSender(busName: string): AlertSender {
   };
 }
 
-export async function handler(event: DynamoDBStreamEvent): Promise<DynamoDBBatchResponse> {
+/** A batch of a stream whose event source mapping has a tumbling window: it names its shard. */
+export type WindowedStreamEvent = DynamoDBStreamEvent & { readonly shardId?: string };
+
+/** The answer a tumbling window requires: the window's state (none kept) with the failures. */
+export type WindowedBatchResponse = DynamoDBBatchResponse & {
+  readonly state: Record<string, never>;
+};
+
+export async function handler(event: WindowedStreamEvent): Promise<WindowedBatchResponse> {
   const runtime = getRuntime();
   const { usageRetentionDays, eventBus } = aggregatorEnvironment();
   aggregator ??= new UsageAggregator({
@@ -64,11 +74,18 @@ export async function handler(event: DynamoDBStreamEvent): Promise<DynamoDBBatch
     store: runtime.store,
     onError: (error) => logger.warn('usage progress not recorded (for health)', { error }),
   });
-  const changes = event.Records.flatMap((r) => changeOf(r as StreamRecord) ?? []);
+  const { shardId } = event;
   try {
+    if (shardId === undefined && event.Records.length > 0)
+      throw new Error('the event names no shard: the event source mapping needs a tumbling window');
+    const changes = event.Records.flatMap((r) => changeOf(r as StreamRecord, shardId) ?? []);
     const report = await aggregator.apply(changes);
     await progress.counted(changes, oldestRecordMs(event));
-    logger.info('usage counted', { records: event.Records.length, ...report });
+    logger.info('usage counted', { ...report, records: event.Records.length });
+    if (report.expired > 0)
+      logger.warn('usage records older than the stream keeps them were not counted', {
+        expired: report.expired,
+      });
     if (report.setAside.length > 0)
       logger.warn('usage DynamoDB refused to count in full (left out)', {
         setAside: report.setAside,
@@ -78,11 +95,14 @@ export async function handler(event: DynamoDBStreamEvent): Promise<DynamoDBBatch
     metrics.addMetric(METRICS.usageCost, MetricUnit.Count, usage.cost_micro_usd ?? 0);
     metrics.addMetric(METRICS.usageLeases, MetricUnit.Count, leases);
     metrics.publishStoredMetrics();
-    return { batchItemFailures: [] };
+    return { batchItemFailures: [], state: {} };
   } catch (error) {
     logger.error('usage batch not counted; it will be delivered again', { error });
     await progress.failed(error);
-    const first = event.Records[0]?.dynamodb?.SequenceNumber;
-    return { batchItemFailures: first ? [{ itemIdentifier: first }] : [] };
+    // The lowest sequence number, wherever it is in the batch: Lambda reads again from there.
+    const first = event.Records.flatMap((r) => r.dynamodb?.SequenceNumber ?? []).sort(
+      (a, b) => a.length - b.length || (a < b ? -1 : a > b ? 1 : 0),
+    )[0];
+    return { batchItemFailures: first ? [{ itemIdentifier: first }] : [], state: {} };
   }
 }

@@ -140,6 +140,9 @@ export const usageQuery = z.strictObject({
   resource: z.optional(z.union([identifierSchema, z.literal('*')])),
 });
 
+/** GET /v1/admin/usage/overview: the deployment-wide roll-up, as {@link usageQuery} reads it. */
+export const overviewQuery = z.omit(usageQuery, { entity: true });
+
 /** GET /v1/admin/usage/top */
 export const topQuery = z.strictObject({
   /** @default "day" */

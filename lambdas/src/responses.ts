@@ -204,6 +204,13 @@ export const topResponse = z.object({
   items: z.array(
     z.object({ entity: z.string(), usage: counts, leases: z.number(), denied: z.number() }),
   ),
+  /**
+   * Whether these are exactly the top entities with their figures. A period with more entities
+   * than its boards hold may not be: then `error_bound` is the most a listed figure of the
+   * metric may be off by, and the most an entity not listed may have of it (0 when exact).
+   */
+  exact: z.boolean(),
+  error_bound: z.number(),
 });
 
 export const alertsPage = z.object({

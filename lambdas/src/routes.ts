@@ -243,6 +243,12 @@ export const routes = [
     summary: `Admin changes, newest first, with before and after; kept ${SERVICE_DEFAULTS.auditRetentionDays} days by default.`,
     response: named('AuditPage', r.auditPage),
   }),
+  admin('GET', '/v1/admin/usage/overview', 'usageOverview', {
+    summary:
+      'The deployment-wide roll-up: every entity together, per resource (or all, `*`) and hour, day or month (UTC): leases, usage (tokens, cost) and refusals by limit.',
+    query: q.overviewQuery,
+    response: named('UsageResponse', r.usageResponse),
+  }),
   admin('GET', '/v1/admin/usage/top', 'topUsage', {
     summary:
       'The entities with the most of a metric (or, `by=denied`, the most refusals) in a day or month, each in its own time zone.',
@@ -298,7 +304,6 @@ const KEYS = {
   progress: usageKeys.progress().pk,
   usage: usageKeys.usage(any, 'hour', any, any).pk,
   usageTop: `${usageKeys.usageTop('day', any, 0, any).pk.split('#')[0]}#*`,
-  usageLeases: usageKeys.usageLease(any).pk,
   denials: itemKeys.denials(any).pk,
   alerts: usageKeys.alert(any, { pk: any, sk: any }, any, 0).pk,
 } as const;
@@ -390,9 +395,14 @@ export const ACCESS: Readonly<Record<FunctionName | StreamFunctionName, readonly
   ],
   aggregator: [
     {
+      actions: ['dynamodb:UpdateItem'],
+      keys: [KEYS.usage],
+      why: 'usage history rows, each counting a stream record once by the marks it keeps',
+    },
+    {
       actions: ['dynamodb:GetItem', 'dynamodb:UpdateItem'],
-      keys: [KEYS.usage, KEYS.usageTop, KEYS.usageLeases],
-      why: 'usage history rows, and what has been counted of each lease, in one transaction',
+      keys: [KEYS.usageTop],
+      why: 'top-entities boards: read, changed and written back if unchanged',
     },
     {
       actions: ['dynamodb:UpdateItem'],
@@ -433,9 +443,14 @@ export const ACCESS: Readonly<Record<FunctionName | StreamFunctionName, readonly
       why: 'the audit trail: appended (never overwritten by this code) and read; never deleted',
     },
     {
+      actions: ['dynamodb:GetItem', 'dynamodb:Query'],
+      keys: [KEYS.usageTop],
+      why: 'top entities (boards, and rows from before boards): read only',
+    },
+    {
       actions: ['dynamodb:Query'],
-      keys: [KEYS.usageTop, KEYS.alerts],
-      why: 'top entities and budget alerts: read only',
+      keys: [KEYS.usage, KEYS.alerts],
+      why: 'the deployment-wide roll-up and budget alerts: read only',
     },
     signing,
   ],

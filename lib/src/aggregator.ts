@@ -53,6 +53,11 @@ export function sluiceAggregator(
       maxBatchingWindow: Duration.seconds(5),
       bisectBatchOnError: true,
       reportBatchItemFailures: true,
+      // For the shard id Lambda then puts in each event: usage rows count each record once by
+      // its shard and sequence number. The handler keeps no state across a window.
+      tumblingWindow: Duration.minutes(15),
+      // One batch of a shard at a time (the default, said here): records in stream order.
+      parallelizationFactor: 1,
       retryAttempts: 10,
       onFailure: new SqsDlq(failures),
       // TTL deletions carry nothing to count.

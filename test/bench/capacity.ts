@@ -2,14 +2,14 @@
  * `npm run capacity` — what a traffic mix costs one Sluice deployment: write units per second on
  * the hottest item and per shard, the shards it needs, the account quotas it meets, and the AWS
  * bill per million LLM calls. A model, not a measurement: its per-call write counts are the ones
- * `npm run bench` measures (acquire 1 WCU per scope, a settlement 2 WCU per item of its
- * transaction, the usage aggregator's WCU per settled lease).
+ * `npm run bench:docs` measured, read from docs/benchmark.json (acquire's WCU per scope, a
+ * settlement's per item of its transaction, the usage aggregator's per settled lease).
  *
  *   npm run -s capacity                      the README's three mixes
  *   npm run -s capacity -- --calls 2500 --scopes 2 --shared 0.5 --adjusts 4
  *   npm run -s capacity -- --readme          rewrites the README's capacity section
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
@@ -40,6 +40,41 @@ export const QUOTAS = {
   httpApiRps: 10_000,
 } as const;
 
+/** What the model takes from one bench run (docs/benchmark.json, written by `bench:docs`). */
+export interface BenchFigures {
+  /** When, and by what, they were measured. */
+  readonly measured: string;
+  /** One acquire's WCU per scope it writes. */
+  readonly acquireWcuPerScope: number;
+  /** One settlement's WCU per item of its transaction (the lease item and each scope's). */
+  readonly settleWcuPerItem: number;
+  /** The usage aggregator's WCU per settled lease, every call a different key under one org. */
+  readonly aggregatorWcu: number;
+}
+
+/** The capacity figures of a bench run (its `llm_call`, one scope, and its aggregator). */
+export function capacityFigures(result: {
+  readonly run: { readonly started: string };
+  readonly llm_call: { readonly wcu: number; readonly settle_wcu: number };
+  readonly usage_aggregator: { readonly distinct_keys: { readonly wcu_per_settled_lease: number } };
+}): BenchFigures {
+  return {
+    measured: `npm run bench:docs, ${result.run.started.slice(0, 16).replace('T', ' ')} UTC`,
+    acquireWcuPerScope: Number((result.llm_call.wcu - result.llm_call.settle_wcu).toFixed(3)),
+    settleWcuPerItem: Number((result.llm_call.settle_wcu / 2).toFixed(3)), // lease item + 1 scope
+    aggregatorWcu: result.usage_aggregator.distinct_keys.wcu_per_settled_lease,
+  };
+}
+
+const FIGURES_FILE = fileURLToPath(new URL('../../docs/benchmark.json', import.meta.url));
+
+/** The figures of the last `bench:docs` run. */
+export function benchFigures(file = FIGURES_FILE): BenchFigures {
+  if (!existsSync(file))
+    throw new Error(`no ${file}: run \`npm run bench:docs\` (it measures what the model takes)`);
+  return JSON.parse(readFileSync(file, 'utf8')) as BenchFigures;
+}
+
 /** A traffic mix. */
 export interface Mix {
   /** LLM calls per second. */
@@ -50,22 +85,30 @@ export interface Mix {
   readonly shared: number;
   /** Adjusts per call before its release (streamed calls report as they go). */
   readonly adjusts: number;
-  /** The usage aggregator's WCU per settled lease (the bench measures 2.6 to 25.6). */
+  /** The usage aggregator's WCU per settled lease (from the bench: see {@link BenchFigures}). */
   readonly aggregatorWcu: number;
+  /** One acquire's WCU per scope, and a settlement's per item (from the bench). */
+  readonly acquireWcuPerScope: number;
+  readonly settleWcuPerItem: number;
   /** Billed milliseconds of one handler invocation (one DynamoDB round trip and the edge). */
   readonly handlerMs: number;
   /** Lambda memory (the construct's default). */
   readonly memoryMb: number;
 }
 
-export const DEFAULT_MIX: Omit<Mix, 'calls'> = {
-  scopes: 3,
-  shared: 1,
-  adjusts: 1,
-  aggregatorWcu: 13,
-  handlerMs: 10,
-  memoryMb: 512,
-};
+/** The README's mix, with the bench's figures. */
+export function defaultMix(figures: BenchFigures = benchFigures()): Omit<Mix, 'calls'> {
+  return {
+    scopes: 3,
+    shared: 1,
+    adjusts: 1,
+    aggregatorWcu: figures.aggregatorWcu,
+    acquireWcuPerScope: figures.acquireWcuPerScope,
+    settleWcuPerItem: figures.settleWcuPerItem,
+    handlerMs: 10,
+    memoryMb: 512,
+  };
+}
 
 export interface Capacity {
   readonly mix: Mix;
@@ -95,8 +138,9 @@ const fmt = (x: number) => x.toLocaleString('en-US');
 /** The model. */
 export function capacity(mix: Mix): Capacity {
   const settlements = mix.adjusts + 1;
-  const acquire = mix.scopes;
-  const settle = settlements * 2 * (mix.scopes + 1); // the lease item and every scope item
+  const acquire = mix.scopes * mix.acquireWcuPerScope;
+  // The lease item and every scope item, in each settlement's transaction.
+  const settle = settlements * mix.settleWcuPerItem * (mix.scopes + 1);
   const wcu = acquire + settle + mix.aggregatorWcu;
   const hottest = mix.calls * mix.shared * (1 + 2 * settlements);
   let shards = 1;
@@ -124,7 +168,7 @@ export function capacity(mix: Mix): Capacity {
   ];
   return {
     mix,
-    wcuPerCall: { acquire, settle, aggregator: mix.aggregatorWcu, total: wcu },
+    wcuPerCall: { acquire, settle, aggregator: mix.aggregatorWcu, total: round(wcu) },
     tableWcuPerSecond: round(mix.calls * wcu, 0),
     hottestItemWcuPerSecond: round(hottest, 0),
     shards,
@@ -142,18 +186,19 @@ export function capacity(mix: Mix): Capacity {
 }
 
 /** The README's section: one deployment at 100, 1,000 and 10,000 calls/s. */
-export function readmeSection(): string {
-  const rows = [100, 1_000, 10_000].map((calls) => capacity({ ...DEFAULT_MIX, calls }));
-  const d = DEFAULT_MIX;
+export function readmeSection(figures: BenchFigures = benchFigures()): string {
+  const d = defaultMix(figures);
+  const rows = [100, 1_000, 10_000].map((calls) => capacity({ ...d, calls }));
   const first = rows[0] as Capacity;
   return [
-    `Generated by \`npm run -s capacity -- --readme\` from the model in \`test/bench/capacity.ts\`.`,
+    `Generated by \`npm run -s capacity -- --readme\` from the model in \`test/bench/capacity.ts\`, with the`,
+    `WCU figures of one bench run (${figures.measured}; [Benchmark](docs/benchmark.md)).`,
     `Mix: ${d.scopes} scope items per call (key, org, provider-wide limit), every call under the`,
     `provider-wide limit, ${d.adjusts} adjust before each release, the usage aggregator at`,
     `${d.aggregatorWcu} WCU per settled lease (the bench's every-call-a-different-key case), handlers`,
     `billed ${d.handlerMs} ms at ${d.memoryMb} MB. One call writes ${first.wcuPerCall.total} WCU:`,
     `${first.wcuPerCall.acquire} to acquire, ${first.wcuPerCall.settle} to settle (two transactions of the lease item and ${d.scopes} scope items,`,
-    `2 WCU an item), ${first.wcuPerCall.aggregator} for usage history. Prices: ${PRICES.region}, ${PRICES.date}; a`,
+    `${d.settleWcuPerItem} WCU an item), ${first.wcuPerCall.aggregator} for usage history. Prices: ${PRICES.region}, ${PRICES.date}; a`,
     `partition takes ${fmt(PARTITION_WCU)} WCU/s and a shard is planned at ${SHARD_TARGET * 100}% of one.`,
     '',
     '| calls/s | table WCU/s | hottest item WCU/s | shards | WCU/s per shard | Lambda concurrency | HTTP requests/s | USD per million calls (DynamoDB + Lambda + HTTP API) | default quotas passed |',
@@ -200,13 +245,14 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
       if (!Number.isFinite(x) || x < 0) throw new Error(`--${name} must be a number ≥ 0`);
       return x;
     };
+    const mix = defaultMix();
     const result = capacity({
-      ...DEFAULT_MIX,
+      ...mix,
       calls: number(values.calls, 0, 'calls'),
-      scopes: number(values.scopes, DEFAULT_MIX.scopes, 'scopes'),
-      shared: number(values.shared, DEFAULT_MIX.shared, 'shared'),
-      adjusts: number(values.adjusts, DEFAULT_MIX.adjusts, 'adjusts'),
-      aggregatorWcu: number(values['aggregator-wcu'], DEFAULT_MIX.aggregatorWcu, 'aggregator-wcu'),
+      scopes: number(values.scopes, mix.scopes, 'scopes'),
+      shared: number(values.shared, mix.shared, 'shared'),
+      adjusts: number(values.adjusts, mix.adjusts, 'adjusts'),
+      aggregatorWcu: number(values['aggregator-wcu'], mix.aggregatorWcu, 'aggregator-wcu'),
     });
     console.log(values.json ? JSON.stringify(result, null, 2) : result);
   }

@@ -29,6 +29,12 @@ function table(head: readonly string[], align: readonly Align[], rows: readonly 
 }
 
 const int = (x: number) => Math.round(x).toLocaleString('en-US');
+/** Thousands separated, up to `digits` decimals. */
+const grouped = (x: number, digits = 2) =>
+  x.toLocaleString('en-US', { maximumFractionDigits: digits });
+/** Milliseconds, thousands separated, one decimal. */
+const millis = (x: number) =>
+  x.toLocaleString('en-US', { minimumFractionDigits: 1, maximumFractionDigits: 1 });
 const fixed = (x: number, digits: number) => x.toFixed(digits);
 const times = (x: number) => `${x.toFixed(2)}×`;
 const percent = (share: number) => `${(share * 100).toFixed(1)}%`;
@@ -442,6 +448,7 @@ function sharedSection(r: BenchResult): string {
 
 function costSection(r: BenchResult): string {
   const u = r.usage_aggregator;
+  const w = r.whole_call_wcu;
   const s = r.stored_config;
   const reads = s.no_cache.requests - s.warm_cache.requests;
   const perScope = s.warm_cache.requests === s.warm_cache.scopes;
@@ -497,6 +504,20 @@ function costSection(r: BenchResult): string {
     'transaction (2 WCU per item), so exactly-once is paid for in writes, and a streamed call',
     'adjusted many times costs one such write per batch its adjusts fall in.',
     '',
+    `One LLM call's whole write cost (\`whole_call_wcu\`): the call above, and its usage history in the`,
+    `aggregator's ${code(w.usage_history_case)} case, the capacity model's default mix:`,
+    '',
+    table(
+      ['part', 'WCU'],
+      ['left', 'right'],
+      [
+        ['acquire', fixed(w.acquire, 2)],
+        ['settle (one exactly-once adjust)', fixed(w.settle, 2)],
+        ['usage history (the aggregator, per settled lease)', fixed(w.usage_history, 2)],
+        ['**the whole call**', `**${fixed(w.total, 2)}**`],
+      ],
+    ),
+    '',
     'Stored configuration (`stored_config`): a key on a plan with shared and per-model limits, under',
     'a project and an org, calling a model with a provider-wide limit and a price, resolved as the',
     `acquire handler resolves it: ${s.warm_cache.scopes} scope items.`,
@@ -511,6 +532,100 @@ function costSection(r: BenchResult): string {
     ),
     '',
     `${perScope ? 'With a warm cache, one request per scope item; w' : 'W'}ithout a cache, ${fixed(reads, 0)} configuration reads more.`,
+  ].join('\n');
+}
+
+function usageReadsSection(r: BenchResult): string {
+  const u = r.usage_reads;
+  const { entities_1000: few, entities_100000: many } = u.top;
+  const written = (g: typeof few.generated) =>
+    `${fixed(g.seconds, 1)} s at ${int(g.rows_per_s)} rows/s`;
+  const { month_of_days: month, year_of_months: year } = u.history;
+  return [
+    '## Reading usage history',
+    '',
+    'What the read routes cost, on rows written straight into a table of their own as the usage',
+    'aggregator lays them out (its own functions make them; `BatchWriteItem`, 25 rows a request,',
+    `${u.method.parallel_batch_writes} requests at once). Per read: requests, items read (the queries' \`ScannedCount\`) and RCU as`,
+    "DynamoDB Local reports them (`ReturnConsumedCapacity`; the store's queries are strongly",
+    `consistent), the mean of ${u.method.timed_runs} runs after an untimed one; the time is their median.`,
+    '',
+    `The top ${u.method.top_limit} entities of one day by cost (\`topEntities\`, what \`GET /v1/admin/usage/top\` calls), its`,
+    'boards made from every entity at once:',
+    '',
+    table(
+      [
+        'entities in the day',
+        'requests',
+        'items read',
+        'RCU',
+        'median ms',
+        'exact',
+        "the day's boards written in",
+      ],
+      ['right', 'right', 'right', 'right', 'right', 'left', 'right'],
+      [few, many].map((t) => [
+        int(t.entities),
+        grouped(t.requests),
+        grouped(t.items_read),
+        grouped(t.rcu),
+        millis(t.median_ms),
+        t.exact ? 'yes' : 'no',
+        written(t.generated),
+      ]),
+    ),
+    '',
+    `An answer of ${u.method.top_limit} reads the day's boards (and the partitions of rows from before boards): at`,
+    `${int(many.entities)} entities ${int(many.items_read)} items and ${grouped(many.rcu)} RCU, as at ${int(few.entities)} (${int(few.items_read)} items, ${grouped(few.rcu)} RCU).`,
+    '',
+    `One entity's history of ${u.method.history_resources} resource (\`usageHistory\`, what \`GET /v1/usage\` calls), its hour rows`,
+    `present for every hour of the range and of the month before it (${int(u.history.generated.rows)} rows, written in`,
+    `${written(u.history.generated)}):`,
+    '',
+    table(
+      ['query', 'periods', 'requests', 'items read', 'RCU', 'median ms'],
+      ['left', 'right', 'right', 'right', 'right', 'right'],
+      (
+        [
+          ['a month of days', month],
+          ['a year of months', year],
+        ] as const
+      ).map(([name, x]) => [
+        name,
+        `${x.periods}`,
+        grouped(x.requests),
+        grouped(x.items_read),
+        grouped(x.rcu),
+        millis(x.median_ms),
+      ]),
+    ),
+  ].join('\n');
+}
+
+function underLoadSection(r: BenchResult): string {
+  const u = r.under_load;
+  const row = (name: string, x: typeof u.http) => [
+    name,
+    int(x.calls_per_s),
+    millis(x.p50_ms_acquire),
+    millis(x.p99_ms_acquire),
+    millis(x.p50_ms_call),
+  ];
+  return [
+    '## Under load, with the usage aggregator running',
+    '',
+    `${u.clients} clients each make LLM calls (an acquire, then a release with the usage) for ${fixed(u.turn_ms / 1_000, 0)} s, in turns: through`,
+    "`npm start`'s local HTTP API (a process of its own, whose stream reader counts every call into usage",
+    'history as it comes), then with the engine in this process, twice each after one warm-up turn',
+    'of each; both on one table of the same DynamoDB Local.',
+    '',
+    table(
+      ['path', 'calls/s', 'p50 ms acquire', 'p99 ms acquire', 'p50 ms call'],
+      ['left', 'right', 'right', 'right', 'right'],
+      [row('local HTTP API (`@sluice/client`)', u.http), row('engine in-process', u.engine)],
+    ),
+    '',
+    `The HTTP path's median acquire is ${fixed(u.ratio_p50_acquire, 2)}× the engine's (target at most 2×); a whole call's, ${fixed(u.ratio_p50_call, 2)}×.`,
   ].join('\n');
 }
 
@@ -667,7 +782,9 @@ export function benchmarkMarkdown(r: BenchResult): string {
     singleSection(r),
     sharedSection(r),
     costSection(r),
+    usageReadsSection(r),
     latencySection(r),
+    underLoadSection(r),
     coldStartSection(r),
     dataSection(r),
   ].join('\n\n')}\n`;

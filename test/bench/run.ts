@@ -2,8 +2,9 @@
  * `npm run bench` — Sluice against rate-limiter-flexible's RateLimiterDynamo, side by side in one
  * run on the same DynamoDB Local, same limits, same client concurrency.
  *
- * Every DynamoDB request either system sends goes through a counting middleware on its own
- * client, which also asks for ReturnConsumedCapacity. Capacity is reported as AWS would bill it:
+ * Every DynamoDB request either system sends goes through a counting middleware (meter.ts) on
+ * its own client, which also asks for ReturnConsumedCapacity. Capacity is reported as AWS would
+ * bill it:
  *   - single-item writes and reads: the units DynamoDB Local reports (it sizes items as AWS does);
  *   - a write whose condition fails: 1 WCU (AWS bills failed conditional writes; items here < 1 KB);
  *   - TransactWriteItems: 2 WCU per item (DynamoDB Local reports 1 per item; AWS bills 2).
@@ -58,8 +59,12 @@ import { RateLimiterDynamo, RateLimiterRes } from 'rate-limiter-flexible';
 import { iamEvent } from '../support/events.js';
 import { HookedStore } from '../support/hooked-store.js';
 import { node22 } from '../support/node22.js';
+import { capacityFigures } from './capacity.js';
 import { acquireBundle, coldStart } from './cold-start.js';
 import { benchmarkMarkdown } from './markdown.js';
+import { type Meter, meter } from './meter.js';
+import { underLoad } from './under-load.js';
+import { usageReads } from './usage-reads.js';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true'; // Node 20 here; Lambda runs 22
 
@@ -84,21 +89,6 @@ const packageVersion = (name: string) =>
     ) as { version: string }
   ).version;
 
-interface Meter {
-  requests: number;
-  wcu: number;
-  rcu: number;
-  /** Conditional writes sent to each item (`pk sk`), failed ones included. */
-  writesByItem: Map<string, number>;
-  reset(): void;
-}
-
-interface Capacity {
-  CapacityUnits?: number;
-  WriteCapacityUnits?: number;
-  ReadCapacityUnits?: number;
-}
-
 /** DynamoDB Local's JIT keeps speeding up for thousands of requests: warm both systems alike. */
 const WARM_UP_CLIENTS = 16;
 const WARM_UP_OPS = 640;
@@ -111,55 +101,6 @@ const LATENCY_ROUNDS = 4;
 const LATENCY_CALLS = 200;
 /** `local_api`: calls for an entity not seen before (a configuration read each). */
 const NEW_ENTITY_CALLS = 300;
-
-const WRITES = new Set(['UpdateItemCommand', 'PutItemCommand', 'DeleteItemCommand']);
-
-/** Counts requests and AWS-billed capacity on a client. */
-function meter(client: DynamoDBClient): Meter {
-  const m: Meter = {
-    requests: 0,
-    wcu: 0,
-    rcu: 0,
-    writesByItem: new Map(),
-    reset() {
-      m.requests = 0;
-      m.wcu = 0;
-      m.rcu = 0;
-      m.writesByItem.clear();
-    },
-  };
-  client.middlewareStack.add(
-    (next, context) => async (args) => {
-      const command = context.commandName ?? '';
-      const input = args.input as Record<string, unknown>;
-      const items = Array.isArray(input.TransactItems) ? input.TransactItems.length : 1;
-      input.ReturnConsumedCapacity = 'TOTAL';
-      m.requests++;
-      if (command === 'UpdateItemCommand') {
-        const key = input.Key as Record<string, { S?: string }> | undefined;
-        const item = `${key?.pk?.S} ${key?.sk?.S}`;
-        m.writesByItem.set(item, (m.writesByItem.get(item) ?? 0) + 1);
-      }
-      try {
-        const result = await next(args);
-        const output = result.output as { ConsumedCapacity?: Capacity | Capacity[] };
-        const consumed = [output.ConsumedCapacity ?? []].flat();
-        const units = consumed.reduce((sum, c) => sum + (c.CapacityUnits ?? 0), 0);
-        if (command === 'TransactWriteItemsCommand') m.wcu += 2 * items;
-        else if (WRITES.has(command)) m.wcu += units;
-        else m.rcu += units;
-        return result;
-      } catch (error) {
-        const name = error instanceof Error ? error.name : '';
-        if (name === 'ConditionalCheckFailedException') m.wcu += 1;
-        if (name === 'TransactionCanceledException') m.wcu += 2 * items;
-        throw error;
-      }
-    },
-    { step: 'initialize', name: 'benchMeter' },
-  );
-  return m;
-}
 
 /**
  * Where a decision's time goes, from two timers on a client: around the whole SDK call, and
@@ -768,6 +709,7 @@ async function main() {
     // the handlers send them) and without: the hot path must not change.
     const llmCalls = async (withHistory: boolean, entity = (_: number) => 'key-123') => {
       sluiceMeter.reset();
+      let settleWcu = 0;
       for (let i = 0; i < calls; i++) {
         const r = await engine.acquire({
           checks: llmCheck,
@@ -785,16 +727,20 @@ async function main() {
             : {}),
         });
         if (!r.allowed) throw new Error('llm_call: unexpected denial');
+        const beforeSettle = sluiceMeter.wcu;
         await engine.adjust(r.leaseId, {
           input_tokens: 1_480,
           output_tokens: 730,
           cost_micro_usd: 11_000,
         });
+        settleWcu += sluiceMeter.wcu - beforeSettle;
       }
       return {
         requests: Number((sluiceMeter.requests / calls).toFixed(3)),
         wcu: Number((sluiceMeter.wcu / calls).toFixed(3)),
         rcu: Number((sluiceMeter.rcu / calls).toFixed(3)),
+        /** Of `wcu`, the adjust's (the rest is the acquire's). */
+        settle_wcu: Number((settleWcu / calls).toFixed(3)),
       };
     };
     const llm_call_without_history = await llmCalls(false);
@@ -872,6 +818,16 @@ async function main() {
         (i) => `key-${i}`,
         true,
       ),
+    };
+    // One LLM call's whole write cost: its acquire and its settlement (`llm_call`), and its usage
+    // history in the default mix's case (capacity.ts's defaultMix: every call a different key).
+    const historyWcu = usage_aggregator.distinct_keys.wcu_per_settled_lease;
+    const whole_call_wcu = {
+      acquire: Number((llm_call.wcu - llm_call.settle_wcu).toFixed(3)),
+      settle: llm_call.settle_wcu,
+      usage_history: historyWcu,
+      usage_history_case: 'distinct_keys',
+      total: Number((llm_call.wcu + historyWcu).toFixed(2)),
     };
 
     // Stored configuration, resolved as the acquire handler resolves it (policy + config cache):
@@ -1080,6 +1036,13 @@ async function main() {
     // function's cold start, beside a bare handler's, each in a fresh Node 22 process.
     const cold_start = await coldStart({ endpoint: db.endpoint, tableName: 'sluice-bench' });
 
+    // The local HTTP path under load beside the engine, the usage aggregator counting both.
+    const under_load = await underLoad({ ...clientConfig, endpoint: db.endpoint });
+
+    // What reading usage history costs, after everything else: its boards of 100,000 entities
+    // are written into DynamoDB Local only once the other figures are in.
+    const usage_reads = await usageReads(clientConfig);
+
     const result = {
       run: {
         started: started.toISOString(),
@@ -1116,6 +1079,9 @@ async function main() {
       llm_call_without_history,
       item_bytes,
       usage_aggregator,
+      whole_call_wcu,
+      usage_reads,
+      under_load,
       stored_config,
       local_api,
       cold_start,
@@ -1193,6 +1159,28 @@ async function main() {
     log(
       `usage aggregator (off the hot path, per settled lease, key + org): ${usage_aggregator.one_key.wcu_per_settled_lease} WCU, ${usage_aggregator.one_key.rcu_per_settled_lease} RCU when one key makes every call; ${usage_aggregator.distinct_keys.wcu_per_settled_lease} WCU, ${usage_aggregator.distinct_keys.rcu_per_settled_lease} RCU when each call is a different key; ${usage_aggregator.distinct_keys_long_calls.wcu_per_settled_lease} WCU, ${usage_aggregator.distinct_keys_long_calls.rcu_per_settled_lease} RCU when, besides, each call's acquire and settlement reach the aggregator in different batches (long calls)`,
     );
+    const w = whole_call_wcu;
+    log(
+      `one LLM call's whole write cost: ${w.total} WCU = acquire ${w.acquire} + settle ${w.settle} + usage history ${w.usage_history} (the aggregator's ${w.usage_history_case} case)`,
+    );
+    for (const [name, t] of Object.entries(usage_reads.top)) {
+      log(
+        `usage reads, top ${usage_reads.method.top_limit} of a day with ${t.entities} entities (${name}): ${t.requests} requests, ${t.items_read} items read, ${t.rcu} RCU, median ${t.median_ms} ms; its rows written in ${t.generated.seconds} s`,
+      );
+    }
+    const ul = under_load;
+    log(
+      `under load (${ul.clients} clients, acquire then release, the usage aggregator running): local HTTP API p50 acquire ${ul.http.p50_ms_acquire} ms (${ul.http.calls_per_s} calls/s), engine in-process ${ul.engine.p50_ms_acquire} ms (${ul.engine.calls_per_s} calls/s): ${ul.ratio_p50_acquire}× (target at most 2×); whole calls ${ul.ratio_p50_call}×`,
+    );
+    const { month_of_days, year_of_months } = usage_reads.history;
+    for (const [name, h] of [
+      ['a month of days', month_of_days],
+      ['a year of months', year_of_months],
+    ] as const) {
+      log(
+        `usage reads, one entity's history, ${name} (${h.periods} periods): ${h.requests} requests, ${h.items_read} items read, ${h.rcu} RCU, median ${h.median_ms} ms`,
+      );
+    }
     log(
       `stored_config acquire (key → project → org, plan with shared and per-model limits, provider limit, price): ${stored_config.warm_cache.scopes} scope items; warm config cache ${stored_config.warm_cache.requests} requests, ${stored_config.warm_cache.wcu} WCU, ${stored_config.warm_cache.rcu} RCU; without a cache ${stored_config.no_cache.requests} requests, ${stored_config.no_cache.rcu} RCU`,
     );
@@ -1215,5 +1203,8 @@ export type BenchResult = Awaited<ReturnType<typeof main>>;
 const result = await main();
 if (markdown) {
   writeFileSync(markdown, benchmarkMarkdown(result));
-  console.error(`wrote ${markdown}`);
+  // The figures the capacity model takes (capacity.ts), from the same run.
+  const figures = markdown.replace(/\.md$/, '.json');
+  writeFileSync(figures, `${JSON.stringify(capacityFigures(result), null, 2)}\n`);
+  console.error(`wrote ${markdown} and ${figures}`);
 }

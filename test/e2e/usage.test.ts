@@ -166,6 +166,21 @@ describe('usage history over HTTP', () => {
     expect(top.status).toBe(200);
     expect((top.body.items as { entity: string }[]).map((e) => e.entity)).toContain('org-e2e');
     expect(top.body.items).toHaveLength(2);
+    expect([top.body.exact, top.body.error_bound]).toEqual([true, 0]); // a board holds them all
+
+    // The deployment-wide roll-up counts each lease once: every call so far was under org-e2e.
+    const overview = await request(
+      'GET',
+      `${url(1)}/v1/admin/usage/overview?granularity=day&resource=gpt-4o`,
+    );
+    expect(overview.status).toBe(200);
+    expect(overview.body.entity).toBe('*');
+    const rolled = { usage: {} as Record<string, number>, leases: 0 };
+    for (const item of overview.body.items as { usage: Record<string, number>; leases: number }[]) {
+      for (const [k, v] of Object.entries(item.usage)) rolled.usage[k] = (rolled.usage[k] ?? 0) + v;
+      rolled.leases += item.leases;
+    }
+    expect(rolled).toEqual(org);
 
     // A replay of every batch: new processes read the whole stream again from its start.
     await Promise.all(servers.map((server) => server.stop()));
@@ -198,6 +213,8 @@ describe('usage history over HTTP', () => {
       ['/v1/usage?entity=k1&from=2026-11-02T00:00:00Z&to=2026-11-02T00:00:00Z', 'to'],
       ['/v1/usage?entity=k1&granularity=hour&from=2026-01-01&to=2026-11-01', 'to'],
       ['/v1/admin/usage/top?by=cost', 'by'],
+      ['/v1/admin/usage/overview?entity=k1', 'entity'],
+      ['/v1/admin/usage/overview?granularity=week', 'granularity'],
       ['/v1/admin/usage/top?limit=0', 'limit'],
       ['/v1/admin/usage/top?date=2026-13-40', 'date'],
       ['/v1/admin/alerts?limit=abc', 'limit'],

@@ -278,6 +278,10 @@ describe('the usage aggregator', () => {
       StartingPosition: 'TRIM_HORIZON',
       BatchSize: 100,
       FunctionResponseTypes: ['ReportBatchItemFailures'],
+      // The shard id in each event (rows count each record once by shard and sequence number),
+      // and one batch of a shard at a time.
+      TumblingWindowInSeconds: 900,
+      ParallelizationFactor: 1,
       BisectBatchOnFunctionError: true,
       MaximumRetryAttempts: 10,
       DestinationConfig: { OnFailure: { Destination: Match.anyValue() } },

@@ -1,6 +1,8 @@
 /**
  * The aggregator as Lambda invokes it: a DynamoDB stream event (records as the Streams API
- * returns them), delivered twice, and a batch with a record it cannot read.
+ * returns them, and the shard id a tumbling window adds), delivered twice, a batch with a record
+ * it cannot read, one that names no shard, records out of order within a batch, and
+ * redeliveries split differently (as Lambda's bisection does).
  */
 
 import { DescribeTableCommand } from '@aws-sdk/client-dynamodb';
@@ -10,12 +12,12 @@ import {
   GetShardIteratorCommand,
 } from '@aws-sdk/client-dynamodb-streams';
 import { itemKeys, parseLimits, usageHistory } from '@sluice/core';
-import type { DynamoDBBatchResponse, DynamoDBStreamEvent } from 'aws-lambda';
+import type { WindowedBatchResponse, WindowedStreamEvent } from '@sluice/lambdas/aggregator';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { localStreams } from '../support/streams.js';
 import { freshTable, handlerEnvironment, type TestTable } from '../support/table.js';
 
-type Handler = (event: DynamoDBStreamEvent) => Promise<DynamoDBBatchResponse>;
+type Handler = (event: WindowedStreamEvent) => Promise<WindowedBatchResponse>;
 let handler: Handler;
 let table: TestTable;
 
@@ -25,16 +27,21 @@ beforeAll(async () => {
   ({ handler } = (await import('@sluice/lambdas/aggregator')) as { handler: Handler });
 });
 
-/** Every record of the table's stream, as the event source mapping hands them to Lambda. */
-async function streamEvent(): Promise<DynamoDBStreamEvent> {
+/**
+ * Every record of the table's one shard, as the event source mapping hands them to Lambda with a
+ * tumbling window: the event names the shard.
+ */
+async function streamEvent(): Promise<WindowedStreamEvent> {
   const streams = localStreams();
   const { Table } = await table.client.send(
     new DescribeTableCommand({ TableName: table.tableName }),
   );
   const StreamArn = Table?.LatestStreamArn;
   const { StreamDescription } = await streams.send(new DescribeStreamCommand({ StreamArn }));
-  const records: DynamoDBStreamEvent['Records'] = [];
-  for (const shard of StreamDescription?.Shards ?? []) {
+  const records: WindowedStreamEvent['Records'] = [];
+  const shards = StreamDescription?.Shards ?? [];
+  expect(shards).toHaveLength(1);
+  for (const shard of shards) {
     let { ShardIterator } = await streams.send(
       new GetShardIteratorCommand({
         StreamArn,
@@ -45,11 +52,19 @@ async function streamEvent(): Promise<DynamoDBStreamEvent> {
     while (ShardIterator) {
       const out = await streams.send(new GetRecordsCommand({ ShardIterator }));
       if (!out.Records?.length) break;
-      records.push(...(out.Records as unknown as DynamoDBStreamEvent['Records']));
+      for (const record of out.Records) {
+        // Lambda's event gives the creation time in seconds (the Streams API, a Date).
+        const created = record.dynamodb?.ApproximateCreationDateTime;
+        const seconds = created ? { ApproximateCreationDateTime: created.getTime() / 1_000 } : {};
+        records.push({
+          ...record,
+          dynamodb: { ...record.dynamodb, ...seconds },
+        } as unknown as WindowedStreamEvent['Records'][number]);
+      }
       ShardIterator = out.NextShardIterator;
     }
   }
-  return { Records: records };
+  return { Records: records, shardId: String(shards[0]?.ShardId) };
 }
 
 describe('the aggregator handler', () => {
@@ -79,9 +94,9 @@ describe('the aggregator handler', () => {
         })
       ).map((p) => [p.usage, p.leases]);
 
-    expect(await handler(event)).toEqual({ batchItemFailures: [] });
+    expect(await handler(event)).toEqual({ batchItemFailures: [], state: {} });
     expect(await totals()).toEqual([[{ tokens: 3_000, requests: 3 }, 3]]);
-    expect(await handler(event)).toEqual({ batchItemFailures: [] });
+    expect(await handler(event)).toEqual({ batchItemFailures: [], state: {} });
     expect(await totals()).toEqual([[{ tokens: 3_000, requests: 3 }, 3]]);
   });
 
@@ -97,7 +112,104 @@ describe('the aggregator handler', () => {
         NewImage: { pk: { S: 'entity#key-h' }, sk: { S: 'm' }, ev: { S: '{not json' } },
       },
     };
-    const answer = await handler({ Records: [first, broken] });
+    const answer = await handler({ Records: [first, broken], shardId: String(event.shardId) });
     expect(answer.batchItemFailures).toEqual([{ itemIdentifier: first.dynamodb.SequenceNumber }]);
+  });
+
+  it('reports a batch that names no shard failed (its mapping has no tumbling window)', async () => {
+    const { shardId: _, ...event } = await streamEvent();
+    const first = event.Records[0]?.dynamodb?.SequenceNumber;
+    expect(await handler(event)).toEqual({
+      batchItemFailures: [{ itemIdentifier: first }],
+      state: {},
+    });
+  });
+});
+
+const checks = (entity: string) => [
+  {
+    scope: 'entity' as const,
+    key: itemKeys.entityBucket(entity, 'm'),
+    limits: parseLimits([{ name: 'tpm', metric: 'tokens', limit: 10_000_000, per: 'minute' }]),
+  },
+];
+const totals = async (entity: string) =>
+  (
+    await usageHistory(table.store, {
+      entity,
+      granularity: 'day',
+      fromMs: Date.now() - 86_400_000,
+      toMs: Date.now() + 86_400_000,
+    })
+  ).map((p) => [p.usage, p.leases]);
+
+type Rec = WindowedStreamEvent['Records'][number];
+const seq = (r: Rec | undefined) => String(r?.dynamodb?.SequenceNumber);
+
+describe('the aggregator handler, records out of order and redelivered split', () => {
+  it('reports the lowest sequence number failed when a batch out of order fails', async () => {
+    const limiter = table.limiter();
+    const entity = 'key-order';
+    for (const tokens of [100, 200, 300]) {
+      const lease = await limiter.acquire({
+        checks: checks(entity),
+        usage: { tokens },
+        context: { resource: 'm', scopes: [{ entity, timezone: 'UTC' }] },
+      });
+      if (!lease.allowed) throw new Error('refused');
+    }
+    const { Records: all, shardId = '' } = await streamEvent();
+    const mine = all.filter((r) => JSON.stringify(r.dynamodb?.Keys).includes(entity));
+    expect(mine).toHaveLength(3);
+    const [r1, r2, r3] = mine as [Rec, Rec, Rec];
+    // A record the aggregator cannot read makes the batch fail (as the shipped test does).
+    const broken = {
+      ...r3,
+      dynamodb: {
+        ...r3.dynamodb,
+        NewImage: { ...r3.dynamodb?.NewImage, ev: { S: '{not json' } },
+      },
+    } as Rec;
+    const answer = await handler({ Records: [r3, r1, r2, broken], shardId });
+    // Lambda checkpoints at the lowest identifier reported: everything below it is taken as done.
+    const lowest = [r1, r2, r3].map(seq).sort((a, b) => (BigInt(a) < BigInt(b) ? -1 : 1))[0];
+    expect(answer.batchItemFailures).toEqual([{ itemIdentifier: lowest }]);
+  });
+
+  it('counts a batch out of order, then its bisected redelivery, once', async () => {
+    const limiter = table.limiter();
+    const entity = 'key-bisect';
+    const ctx = {
+      resource: 'm',
+      scopes: [
+        { entity, timezone: 'UTC' },
+        { entity: 'org-bisect', timezone: 'America/New_York' },
+      ],
+    };
+    for (const tokens of [100, 200, 300, 400]) {
+      const lease = await limiter.acquire({
+        checks: checks(entity),
+        usage: { tokens },
+        context: ctx,
+      });
+      if (!lease.allowed) throw new Error('refused');
+      await limiter.adjust(lease.leaseId, { tokens: tokens + 1 });
+      if (tokens === 300) await limiter.release(lease.leaseId); // counts nothing
+    }
+    const { Records: all, shardId = '' } = await streamEvent();
+    const mine = all.filter((r) => {
+      const k = JSON.stringify(r.dynamodb?.Keys);
+      return k.includes(entity) || k.includes('lease#');
+    });
+    const shuffled = [...mine].reverse();
+    expect((await handler({ Records: shuffled, shardId })).batchItemFailures).toEqual([]);
+    const want = [[{ tokens: 100 + 1 + 200 + 1 + 400 + 1, requests: 3 }, 3]];
+    expect(await totals(entity)).toEqual(want);
+    const half = Math.floor(mine.length / 2);
+    await handler({ Records: mine.slice(0, half), shardId });
+    await handler({ Records: mine.slice(half), shardId });
+    await handler({ Records: mine.slice(1), shardId });
+    expect(await totals(entity)).toEqual(want);
+    expect(await totals('org-bisect')).toEqual(want);
   });
 });

@@ -230,6 +230,58 @@ describe('a refused call whose first write may have applied', () => {
   });
 });
 
+describe('a cancellation written alone whose answer is lost', () => {
+  it('is written once, and the call is still not counted in usage history', async () => {
+    const clock = manualClock();
+    const [own, full] = [check([tpm(1_000)], 'entity'), check([tpm(100)], 'resource')];
+    const other = table.limiter({ clock: clock.now });
+    await other.acquire({ checks: [full], usage: { tokens: 100 } }); // refuses the call below
+    let dropped = false;
+    let cancellationLost = false;
+    // As above (the item cannot tell), and the cancellation's own answer is lost once after it
+    // applied: sent again, it must not apply twice (history would subtract the estimate twice).
+    const store = new HookedStore(table.store, undefined, async (update) => {
+      if (!dropped && consuming(update, own.key)) {
+        dropped = true;
+        for (let i = 0; i < 4; i++) await other.acquire({ checks: [own], usage: { tokens: 10 } });
+        throw lost();
+      }
+      if (!cancellationLost && update.set.some((a) => a.attr === 'cx')) {
+        cancellationLost = true;
+        // Another call's usage event lands on the item before the cancellation is sent again.
+        const elsewhere = {
+          resource: 'gpt-4o',
+          scopes: [{ entity: 'someone-else', timezone: 'UTC' }],
+        };
+        await other.acquire({ checks: [own], usage: { tokens: 10 }, context: elsewhere });
+        throw lost();
+      }
+    });
+    const limiter = new Limiter({ store, clock: clock.now, combiner: undefined });
+    const entity = own.key.pk.slice('entity#'.length);
+    const context = { resource: 'gpt-4o', scopes: [{ entity, timezone: 'UTC' }] };
+
+    const result = await limiter.acquire({ checks: [own, full], usage: { tokens: 100 }, context });
+    await limiter.engine.idle();
+    const changes = await streamed(table);
+    await new UsageAggregator({ store: table.store }).apply(changes);
+    const history = await usageHistory(table.store, {
+      entity,
+      granularity: 'day',
+      fromMs: clock.now() - 86_400_000,
+      toMs: clock.now() + 86_400_000,
+    });
+
+    expect(result).toMatchObject({ allowed: false });
+    expect(cancellationLost).toBe(true);
+    const cancellations = changes.filter(
+      (c) => c.key.pk === own.key.pk && String(c.newImage?.ev ?? '').includes(',-1,'),
+    );
+    expect(cancellations).toHaveLength(1);
+    expect(history).toEqual([]);
+  });
+});
+
 describe('an acquire that runs out of attempts on contention', () => {
   it('refuses nothing it cannot name: with room left it is unavailable, and nothing stays charged', async () => {
     const clock = manualClock();

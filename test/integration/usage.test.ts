@@ -383,8 +383,10 @@ describe('refusal counts', () => {
       fromMs: Date.parse('2026-11-20T18:00:00Z'),
       toMs: Date.parse('2026-11-20T19:00:00Z'),
     });
+    // Hours of the local day: 23:00 to midnight there, then midnight to 01:00.
     expect(hours.map((h) => [h.period_start, h.denied])).toEqual([
-      ['2026-11-20T18:00:00.000Z', { tpm: 3 }],
+      ['2026-11-20T17:30:00.000Z', { tpm: 2 }],
+      ['2026-11-20T18:30:00.000Z', { tpm: 1 }],
     ]);
   });
 });
@@ -414,17 +416,20 @@ describe('a lease DynamoDB refuses to count', () => {
     const inner = table.store;
     return {
       get: (key) => inner.get(key),
-      update: (update) => inner.update(update),
-      query: (pk, options) => inner.query(pk, options),
-      transact: async (writes, options) => {
-        if (writes.some((w) => 'set' in w && refuse(w)))
+      update: async (update) => {
+        if (refuse(update))
           throw new SluiceError('internal', 'DynamoDB rejected a write: ValidationError');
-        return inner.transact(writes, options);
+        return inner.update(update);
       },
+      query: (pk, options) => inner.query(pk, options),
+      transact: (writes, options) => inner.transact(writes, options),
     };
   };
   const rowOf = (entity: string, update: ItemUpdate) =>
-    update.key.pk.includes(entity) && !update.key.pk.startsWith('usagelease#');
+    update.key.pk.includes(entity) || update.key.sk === entity; // its history or top rows
+  /** A row's figures: what it counts, without the marks it keeps. */
+  const figures = (state: Record<string, unknown> | undefined) =>
+    Object.fromEntries(Object.entries(state ?? {}).filter(([attr]) => !/^w[asd]_/.test(attr)));
 
   it('is counted without its custom metrics, and holds up no other lease of its batch', async () => {
     const limiter = table.limiter();
@@ -443,13 +448,15 @@ describe('a lease DynamoDB refuses to count', () => {
       await streamed(table),
     ); // redelivered
 
+    // Its hour row, without the custom metrics.
     expect(report.setAside.map((s) => s.left)).toEqual(['custom']);
-    expect(again.setAside).toEqual([]);
+    expect(report.setAside.every((s) => s.row.includes('key-many'))).toBe(true);
+    expect(again.setAside).toEqual([]); // its rows' marks say counted: nothing more is added
     expect(await monthOf('key-many')).toEqual([{ usage: { requests: 1 }, leases: 1 }]);
     expect(await monthOf('key-fine')).toEqual([{ usage: { tokens: 10, requests: 1 }, leases: 1 }]);
   });
 
-  it('is marked counted, counting nothing, when even its standard metrics are refused', async () => {
+  it('is left out where even its marks are refused, and counted once a delivery is accepted', async () => {
     const limiter = table.limiter();
     expect((await lease(limiter, 'key-cursed', { tokens: 5, requests: 1 })).allowed).toBe(true);
     expect((await lease(limiter, 'key-blessed', { tokens: 7, requests: 1 })).allowed).toBe(true);
@@ -458,13 +465,18 @@ describe('a lease DynamoDB refuses to count', () => {
     const report = await new UsageAggregator({ store, alertSettleMs: 0 }).apply(
       await streamed(table),
     );
+
+    expect(report.setAside.map((s) => s.left)).toEqual(['all']);
+    expect(await monthOf('key-cursed')).toEqual([]); // nothing written, not even its marks
+    expect(await monthOf('key-blessed')).toEqual([
+      { usage: { tokens: 7, requests: 1 }, leases: 1 },
+    ]);
+
     const again = await new UsageAggregator({ store: table.store, alertSettleMs: 0 }).apply(
       await streamed(table),
     );
-
-    expect(report.setAside.map((s) => s.left)).toEqual(['all']);
-    expect(again.setAside).toEqual([]); // its record says counted: nothing more is added
-    expect(await monthOf('key-cursed')).toEqual([]);
+    expect(again.setAside).toEqual([]);
+    expect(await monthOf('key-cursed')).toEqual([{ usage: { tokens: 5, requests: 1 }, leases: 1 }]);
     expect(await monthOf('key-blessed')).toEqual([
       { usage: { tokens: 7, requests: 1 }, leases: 1 },
     ]);
@@ -506,11 +518,11 @@ describe('a lease DynamoDB refuses to count', () => {
     expect((await leaseIn('key-full-a', { requests: 1 })).allowed).toBe(true);
     const aggregator = new UsageAggregator({ store: table.store, alertSettleMs: 0 });
     await aggregator.apply(await streamed(table));
-    // The org's month row as thousands of another key's custom metric names leave it: within a
+    // The org's hour row as thousands of another key's custom metric names leave it: within a
     // few bytes of DynamoDB's 400 KB an item (one attribute stands in for the thousands).
     const orgRows = await table.store.query('usage#org-full', { limit: 10 });
-    const month = orgRows.items.find((row) => row.key.sk.startsWith('m#'))?.key;
-    if (!month) throw new Error('no month row for org-full');
+    const month = orgRows.items.find((row) => row.key.sk.startsWith('u#'))?.key;
+    if (!month) throw new Error('no hour row for org-full');
     for (let size = 409_600; ; size -= 16) {
       const set = [{ attr: 'm_padding', value: 'q'.repeat(size) }];
       if (
@@ -528,9 +540,12 @@ describe('a lease DynamoDB refuses to count', () => {
     expect((await leaseIn('key-full-b', usage)).allowed).toBe(true);
     const report = await aggregator.apply(await streamed(table));
 
-    expect(report.setAside.map((s) => s.left)).toEqual(['rows']);
+    // The org's hour row alone is set aside: it counts nothing of the sibling's call.
+    expect(report.setAside).toEqual([
+      expect.objectContaining({ row: expect.stringMatching(/^usage#org-full\nu#/), left: 'all' }),
+    ]);
     expect(await monthOf('key-full-b')).toEqual([{ usage, leases: 1 }]);
-    expect(await table.store.get(month)).toEqual(before); // left out, not half-written
+    expect(figures(await table.store.get(month))).toEqual(figures(before)); // not half-written
   });
 
   it('is told apart from an outage: DynamoDB refusing an item past 400 KB is not "unavailable"', async () => {
@@ -542,5 +557,53 @@ describe('a lease DynamoDB refuses to count', () => {
     ]);
 
     await expect(grown).rejects.toMatchObject({ code: 'internal' });
+  });
+});
+
+describe('two readers that split one shard’s records differently', () => {
+  /** An acquire's usage event (or its cancellation) on `entity`'s item, at `sequence`. */
+  const event = (
+    entity: string,
+    lease: string,
+    version: 0 | -1,
+    tokens: number,
+    sequence: number,
+  ) =>
+    ({
+      key: itemKeys.entityBucket(entity, 'm'),
+      newImage: {
+        ev: JSON.stringify([
+          lease,
+          version,
+          Date.now(),
+          Date.now() + 60_000,
+          { tokens },
+          ['m', [[entity]]],
+        ]),
+      },
+      position: { shard: 'shard-1', sequence: String(sequence), atMs: Date.now() },
+    }) satisfies ItemChange;
+
+  it('count a refused call’s estimate and its cancellation together, whoever counts which', async () => {
+    const entity = 'key-split';
+    const [taken, cancelled, next] = [
+      event(entity, 'L1', 0, 5, 1),
+      event(entity, 'L1', -1, 5, 2),
+      event(entity, 'L2', 0, 7, 3),
+    ];
+    const a = new UsageAggregator({ store: table.store, alertSettleMs: 0 });
+    const b = new UsageAggregator({ store: table.store, alertSettleMs: 0 });
+    await a.apply([taken, cancelled]); // adds nothing, but has counted both
+    await b.apply([taken]); // a batch boundary of its own
+    await a.apply([next]);
+    await b.apply([cancelled, next]);
+
+    const rows = await usageHistory(table.store, {
+      entity,
+      granularity: 'day',
+      fromMs: Date.now() - 86_400_000,
+      toMs: Date.now() + 86_400_000,
+    });
+    expect(rows.map((r) => [r.usage, r.leases])).toEqual([[{ tokens: 7 }, 1]]);
   });
 });

@@ -1,7 +1,7 @@
 import { itemKeys, parseLimits, ValidationError } from '@sluice/core';
 import {
+  contributionsOf,
   crossingsOf,
-  factsOf,
   localDate,
   periodOf,
   shardKey,
@@ -11,7 +11,7 @@ import {
 import { describe, expect, it } from 'vitest';
 
 describe('usage periods', () => {
-  it('are UTC hours, and days and months in the entity’s time zone', () => {
+  it('are hours of the entity’s day, and days and months in its time zone', () => {
     const at = Date.parse('2026-03-08T03:30:00Z'); // still March 7 in New York
     expect(periodOf(at, 'hour', 'America/New_York')).toEqual({
       startMs: Date.parse('2026-03-08T03:00:00Z'),
@@ -23,6 +23,17 @@ describe('usage periods', () => {
     expect(periodOf(at, 'month', 'UTC').startMs).toBe(Date.parse('2026-03-01T00:00:00Z'));
     expect(localDate(at, 'America/New_York')).toBe('2026-03-07');
     expect(localDate(at, 'Asia/Kolkata')).toBe('2026-03-08');
+  });
+
+  it('start on the half hour where the zone’s offset does, so days are whole hours', () => {
+    // 18:20 UTC is 23:50 in Kolkata (+05:30): the hour from 23:00 local, ending with the day.
+    expect(periodOf(Date.parse('2026-11-20T18:20:00Z'), 'hour', 'Asia/Kolkata')).toEqual({
+      startMs: Date.parse('2026-11-20T17:30:00Z'),
+      endMs: Date.parse('2026-11-20T18:30:00Z'),
+    });
+    // The day New York springs forward has 23 hours; its last one still ends at midnight.
+    const last = periodOf(Date.parse('2026-03-09T03:59:00Z'), 'hour', 'America/New_York');
+    expect(last.endMs).toBe(periodOf(last.startMs, 'day', 'America/New_York').endMs);
   });
 });
 
@@ -66,14 +77,53 @@ describe('budget threshold crossings', () => {
   });
 });
 
-describe('usage facts', () => {
+describe('usage contributions', () => {
+  const wire = ['m', [['k']]];
+  const lease = itemKeys.lease('L1');
+
   it('ignore a change that does not move the usage event (a settlement on the same item)', () => {
-    const ev = JSON.stringify(['L1', 0, 1, 2, { tokens: 5 }, ['m', [['k']]]]);
+    const ev = JSON.stringify(['L1', 0, 1, 2, { tokens: 5 }, wire]);
     const key = itemKeys.entityBucket('k', 'm');
-    expect(factsOf({ key, oldImage: { ev }, newImage: { ev, b_tpm: 9n } })).toEqual([]);
-    expect(factsOf({ key, newImage: { ev } })).toEqual([
-      expect.objectContaining({ leaseId: 'L1', version: 0, totals: { tokens: 5 } }),
+    expect(contributionsOf({ key, oldImage: { ev }, newImage: { ev, b_tpm: 9n } })).toEqual([]);
+    expect(contributionsOf({ key, newImage: { ev } })).toEqual([
+      expect.objectContaining({ kind: 'acquire', id: 'L1', leases: 1n }),
     ]);
+  });
+
+  it('take back the estimate a cancellation names', () => {
+    const key = itemKeys.entityBucket('k', 'm');
+    const ev = JSON.stringify(['L1', -1, 1, 2, { tokens: 5, requests: 1 }, wire]);
+    const [c] = contributionsOf({ key, newImage: { ev } });
+    expect(c?.metrics).toEqual(
+      new Map([
+        ['tokens', -5n],
+        ['requests', -1n],
+      ]),
+    );
+    expect(c?.leases).toBe(-1n);
+  });
+
+  it('add a settlement’s difference from the estimate, then from the totals before it', () => {
+    const c = JSON.stringify([1, wire, { tokens: 500, requests: 1 }]);
+    const first = contributionsOf({
+      key: lease,
+      newImage: { c, t: '{"requests":1,"tokens":420}' },
+    });
+    expect(first.map((x) => [x.kind, x.metrics, x.leases])).toEqual([
+      ['settle', new Map([['tokens', -80n]]), 0n],
+    ]);
+    const next = contributionsOf({
+      key: lease,
+      oldImage: { c, t: '{"requests":1,"tokens":420}' },
+      newImage: { c, t: '{"requests":1,"tokens":0}' },
+    });
+    expect(next.map((x) => [x.metrics, x.leases])).toEqual([[new Map([['tokens', -420n]]), 0n]]);
+    const cancelled = contributionsOf({
+      key: lease,
+      oldImage: { c, t: '{"requests":1,"tokens":420}' },
+      newImage: { c, t: '{"requests":0,"tokens":0}' },
+    });
+    expect(cancelled[0]?.leases).toBe(-1n); // a lease that uses nothing counts none
   });
 
   it('spread top-entity rows over every partition', () => {

@@ -66,5 +66,10 @@ export function topTable(top: TopEntities): string[] {
         n(e.denied),
       ]),
     ),
+    ...(top.exact
+      ? []
+      : [
+          `(approximate: more entities than the boards hold; a figure may be off by, and an entity not listed may have, up to ${n(top.errorBound)})`,
+        ]),
   ];
 }

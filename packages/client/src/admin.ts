@@ -5,7 +5,7 @@
  */
 import type { Credentials } from './signing.js';
 import { type Answer, strictRequest, Transport } from './transport.js';
-import type { Listing, Usage } from './types.js';
+import type { Listing, Usage, UsageHistory, UsageQuery } from './types.js';
 import {
   alertsPageFrom,
   auditPageFrom,
@@ -14,6 +14,7 @@ import {
   storedConfigFrom,
   storedConfigPageFrom,
   topFrom,
+  usageHistoryFrom,
 } from './wire.js';
 
 /** A page of a listing: how many, and where the last page left off (its `next`). */
@@ -48,6 +49,13 @@ export interface TopEntities {
     readonly leases: number;
     readonly denied: number;
   }[];
+  /** Whether these are exactly the top entities with their figures. */
+  readonly exact: boolean;
+  /**
+   * When not exact, the most a listed figure of the metric may be off by, and the most an
+   * entity not listed may have of it (0 when exact).
+   */
+  readonly errorBound: number;
 }
 
 /**
@@ -208,6 +216,22 @@ export class SluiceAdmin {
    */
   async top(query: TopQuery = {}): Promise<TopEntities> {
     return topFrom(await this.#get('/v1/admin/usage/top', query));
+  }
+
+  /**
+   * The deployment-wide roll-up: every entity together, per resource (or all of them) and hour,
+   * day or month (UTC): leases, usage and refusals by limit. Its `entity` is `*`.
+   */
+  async overview(query: Omit<UsageQuery, 'entity'> = {}): Promise<UsageHistory> {
+    const when = (v: string | Date | undefined) => (v instanceof Date ? v.toISOString() : v);
+    return usageHistoryFrom(
+      await this.#get('/v1/admin/usage/overview', {
+        granularity: query.granularity,
+        from: when(query.from),
+        to: when(query.to),
+        resource: query.resource,
+      }),
+    );
   }
 
   /** Budget alerts, newest window first; pass `next` back as `cursor` for older ones. */

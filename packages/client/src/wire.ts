@@ -333,6 +333,8 @@ export function topFrom(body: unknown): TopEntities {
       leases: e.leases,
       denied: e.denied,
     })),
+    exact: t.exact ?? true,
+    errorBound: t.error_bound ?? 0,
   };
 }
 

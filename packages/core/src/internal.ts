@@ -78,6 +78,7 @@ export {
   signingKeyAttributes,
   TABLE_SCHEMA,
   TOP_SHARDS,
+  type UsageGranularity,
   usageKeys,
 } from './store/schema.js';
 export type {
@@ -98,8 +99,38 @@ export {
   crossingsOf,
   thresholdLevel,
 } from './usage/alerts.js';
+export {
+  added,
+  BOARD_BYTES,
+  BOARD_SHARDS,
+  type Board,
+  type BoardEntry,
+  type BoardPart,
+  boardKey,
+  boardOf,
+  boardWrite,
+  EMPTY_BOARD,
+  topOf,
+} from './usage/boards.js';
 export { DenialBuffer } from './usage/denials.js';
-export { factsOf, type ItemChange, type StreamRecord } from './usage/facts.js';
+export {
+  type Contribution,
+  contributionsOf,
+  type ItemChange,
+  type StreamPosition,
+  type StreamRecord,
+} from './usage/facts.js';
 export { MAX_RANGE_DAYS } from './usage/history.js';
-export { localDate, periodOf, topShard } from './usage/periods.js';
+export {
+  addDeltas,
+  boardsFor,
+  hourRow,
+  localDate,
+  periodOf,
+  ROLLUP_ENTITY,
+  type RowDelta,
+  type RowWrite,
+  rowAssignments,
+  topShard,
+} from './usage/periods.js';
 export { errorName, recordAgeMs, UsageProgress, usageHistoryStatus } from './usage/progress.js';

@@ -150,7 +150,10 @@ const reader = await startStreamReader({
   }),
   tableName,
   apply: async (changes) => {
-    const { setAside } = await aggregator.apply(changes);
+    const { setAside, expired } = await aggregator.apply(changes);
+    // The stream is read from its oldest record at each start: with kept data (SLUICE_DATA_DIR)
+    // DynamoDB Local may hand over records older than DynamoDB Streams keeps, not counted.
+    if (expired > 0) logger.info('usage records older than a day were not counted', { expired });
     if (setAside.length > 0)
       logger.warn('usage DynamoDB refused to count in full (left out)', { setAside });
   },

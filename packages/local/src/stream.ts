@@ -345,7 +345,7 @@ class Reader {
 
   /** Counts one batch, then moves the shard past it. */
   async #handOver(shard: ShardState, records: readonly StreamsRecord[]): Promise<void> {
-    const changes = records.flatMap((r) => changeOf(r as StreamRecord) ?? []);
+    const changes = records.flatMap((r) => changeOf(r as StreamRecord, shard.id) ?? []);
     await this.#options.apply(changes);
     shard.last = records.at(-1)?.dynamodb?.SequenceNumber ?? shard.last;
     const times = records.flatMap((r) => r.dynamodb?.ApproximateCreationDateTime?.getTime() ?? []);

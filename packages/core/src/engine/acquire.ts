@@ -232,12 +232,13 @@ async function compensate(d: Decision, outcomes: readonly ScopeOutcome[]): Promi
   const { engine } = d;
   const now: Promise<unknown>[] = [];
   outcomes.forEach((o, i) => {
-    const also = i === 0 ? d.event(CANCELLED, {}) : [];
+    // The cancellation names the estimate it takes back: usage history subtracts it.
+    const also = i === 0 ? d.event(CANCELLED, d.usage) : [];
     // The call was never admitted: usage history must not count it, whatever stays charged.
     const cancelled = (given: Promise<boolean>, key: ItemKey) =>
       also.length === 0
         ? given
-        : given.then((done) => (done ? undefined : writeAlone(engine, key, also)));
+        : given.then((done) => (done ? undefined : writeAlone(engine, key, also, d.lease())));
     if (o.kind === 'ok') {
       const taken = leasedItem(chargedCheck(d, i, o), o.state, o.atMs);
       const given = giveBack(engine, taken, d.usage, d.nowMs, also, lastWriteOf(o.state));

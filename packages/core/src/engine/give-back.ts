@@ -5,7 +5,7 @@
  */
 
 import { StoreUnavailableError, WriteOutcomeUnknownError } from '../errors.js';
-import { TABLE_SCHEMA } from '../store/schema.js';
+import { itemAttributes, TABLE_SCHEMA } from '../store/schema.js';
 import type { Assignment, Condition, ItemCheck, ItemKey, ItemUpdate } from '../store/types.js';
 import { deltaUpdate, zeroed } from './items.js';
 import type { LeasedItem } from './lease.js';
@@ -121,19 +121,32 @@ export async function giveBack(
 }
 
 /**
- * Writes `set` alone where a give-back that carried it could not be made (a usage event's
- * cancellation: the call was never admitted, whatever stays charged): idempotent, so sent again
- * after any failure, for as long as a lease lives; never creates the item.
+ * Writes a usage event's cancellation alone where a give-back that carried it could not be made
+ * (the call was never admitted, whatever stays charged), once: it names the lease (`lease`) on
+ * the item, and a repeat after a lost answer finds it there and writes nothing (usage history
+ * subtracts each cancellation it sees). Sent again after any failure, for as long as a lease
+ * lives; never creates the item.
  */
 export async function writeAlone(
   engine: EngineState,
   key: ItemKey,
   set: readonly Assignment[],
+  lease: string,
 ): Promise<void> {
   const until = Date.now() + engine.tuning.leaseTtlMs; // while the lease could have lived
+  const once = itemAttributes.cancelledAlone;
   for (let attempt = 0; ; attempt++) {
     try {
-      await engine.store.update({ key, set, condition: { exists: TABLE_SCHEMA.partitionKey } });
+      await engine.store.update({
+        key,
+        set: [...set, { attr: once, value: lease }],
+        condition: {
+          and: [
+            { exists: TABLE_SCHEMA.partitionKey },
+            { or: [{ absent: once }, { attr: once, op: '<>', value: lease }] },
+          ],
+        },
+      });
       return;
     } catch (error) {
       if (!(error instanceof StoreUnavailableError) || Date.now() >= until) throw error;

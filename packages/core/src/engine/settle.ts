@@ -219,7 +219,13 @@ function planSettlement(
         ? [
             {
               attr: L.context,
-              value: JSON.stringify([claims.acquiredAtMs, contextToWire(claims.context)]),
+              // With the acquire's estimate: usage history adds each settlement's difference
+              // from the totals before it, the estimate's at the first.
+              value: JSON.stringify([
+                claims.acquiredAtMs,
+                contextToWire(claims.context),
+                claims.usage,
+              ]),
             },
           ]
         : []),

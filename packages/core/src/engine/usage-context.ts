@@ -37,7 +37,8 @@ export const CANCELLED = -1;
 
 /**
  * The event an acquire leaves on the first item it writes:
- * `[lease id, 0 (or CANCELLED), acquired at, expires at, usage, context]`.
+ * `[lease id, 0 (or CANCELLED), acquired at, expires at, usage, context]`; a cancellation carries
+ * the estimate it takes back.
  */
 export type UsageEvent = [
   leaseId: string,

@@ -43,6 +43,11 @@ export const itemAttributes = {
   generation: 'g',
   /** The usage event of the last acquire that wrote this item first (see usage-context.ts). */
   usageEvent: 'ev',
+  /**
+   * The last cancellation of a usage event written alone here (its lease id): a repeat of that
+   * write after a lost answer is refused, so usage history subtracts the estimate once.
+   */
+  cancelledAlone: 'cx',
   /** Shards the item's scope is split into where it stands (absent: 1); negative while splitting. */
   shards: 'n',
   /** When a split froze the item (epoch ms). */
@@ -71,11 +76,16 @@ export const leaseAttributes = {
   settled: 'st',
   /** What the settling release asked (its kind and totals): an equal retry is answered, not refused. */
   fingerprint: 'f',
-  /** Whom its usage counts for: `[acquired at, context]` (see usage-context.ts). */
+  /**
+   * Whom its usage counts for, and the acquire's estimate: `[acquired at, context, estimate]`
+   * (see usage-context.ts).
+   */
   context: 'c',
 } as const;
 
-/** Attributes of usage history rows and of the aggregator's per-lease records. */
+/**
+ * Attributes of usage history rows (which also keep the aggregator's marks: see usage/marks.ts).
+ */
 export const usageAttributes = {
   /** A metric's total. */
   metric: (metric: string) => `m_${metric}`,
@@ -88,11 +98,13 @@ export const usageAttributes = {
   /** Start and end of the row's period, epoch ms. */
   periodStart: 'ps',
   periodEnd: 'pe',
+  /** Of an hour row: the entity's local day and month it falls in, start and end, epoch ms. */
+  dayStart: 'ds',
+  dayEnd: 'de',
+  monthStart: 'mo',
+  monthEnd: 'me',
   /** The entity of a top-entities row. */
   entity: 'e',
-  /** A lease record: the version of the lease's usage last counted, and those totals. */
-  version: 'v',
-  totals: 't',
 } as const;
 
 /** Attributes of a process's gathering of refusals (the item {@link itemKeys.denials} names). */
@@ -137,8 +149,13 @@ export const alertAttributes = {
   highest: 'top',
 } as const;
 
-/** Granularities of usage history rows, by the letter that starts their sort key. */
+/**
+ * Granularities of usage history, by the letter that started their rows' sort keys when the
+ * aggregator wrote a row per granularity (such rows are still read).
+ */
 export const USAGE_GRANULARITY = { hour: 'h', day: 'd', month: 'm' } as const;
+/** The letter that starts an hour row's sort key (see {@link usageKeys.usageHour}). */
+export const USAGE_HOUR = 'u';
 export type UsageGranularity = keyof typeof USAGE_GRANULARITY;
 
 /** Partitions the top-entities rows of one period are spread over (so no one partition is hot). */
@@ -209,7 +226,18 @@ export const itemKeys = {
 
 /** Item keys of usage history and budget alerts (apart, so the hot path's bundles leave them out). */
 export const usageKeys = {
-  /** Usage of an entity for one resource in one period (`period` is the start, ISO 8601 UTC). */
+  /**
+   * Usage of an entity for one resource in one hour of its local day (`start`: ISO 8601 UTC):
+   * the rows the aggregator writes; days and months are summed from them.
+   */
+  usageHour: (entity: string, start: string, resource: string) => ({
+    pk: `usage#${entity}`,
+    sk: `${USAGE_HOUR}#${start}#${resource}`,
+  }),
+  /**
+   * Usage of an entity for one resource in one period, as aggregators before hour rows wrote it
+   * (`period` is the start, ISO 8601 UTC): still read, never written.
+   */
   usage: (entity: string, granularity: UsageGranularity, period: string, resource: string) => ({
     pk: `usage#${entity}`,
     sk: `${USAGE_GRANULARITY[granularity]}#${period}#${resource}`,
@@ -219,8 +247,6 @@ export const usageKeys = {
     pk: `usagetop#${USAGE_GRANULARITY[granularity]}#${date}#${shard}`,
     sk: entity,
   }),
-  /** What the usage aggregator has counted of one lease (or gathering of refusals). */
-  usageLease: (leaseId: string): ItemKey => ({ pk: `usagelease#${leaseId}`, sk: 'u' }),
   /** How far the usage aggregator has counted, and whether it is failing (one item). */
   progress: (): ItemKey => ({ pk: 'meta#usage-progress', sk: 'v1' }),
   /**

@@ -3,42 +3,39 @@
  * a poller of DynamoDB Local's stream locally) and rolls what the hot path wrote into usage
  * history, off the hot path.
  *
- * What it reads, and where it comes from, is in facts.ts: each fact says "lease L stands at
- * totals T as of version V". A per-lease record keeps the
- * version and totals already counted, and each fact adds `T − counted` to the rows in the same
- * transaction that moves the record, conditional on the version read. So a replayed, duplicated
- * or reordered record changes nothing (an older version than counted is skipped), two readers
- * of one stream count once, and a lease counts its final totals in the period it was acquired.
+ * What each record adds is in facts.ts: a difference (an estimate, a settlement's change of the
+ * totals, a cancellation, refusals), never a total, so a lease's records add up to its final
+ * totals in whatever order they come. Each row is written once per batch, with every record of
+ * the batch that adds to it, and counts each record once by the marks it keeps (marks.ts): no
+ * read and no record per lease, no transaction. A lease counts in the periods it was acquired in.
+ * The rows: each scope's hour row for the resource, the top-entities boards of its day and month
+ * (boards.ts), and the deployment-wide roll-up's hour row for the resource.
  *
  * Budget alerts come from the same records: see alerts.ts.
  *
  * How counting stands (when it last counted, how far behind, whether it is failing) goes in one
  * progress item, for the health check: see progress.ts.
  *
- * One lease never holds up the others: leases are written together in transactions, and a
- * transaction DynamoDB rejects for what it holds (an update too large, a row grown past an item's
- * size) is written again lease by lease. A lease rejected alone is counted without the rows
- * DynamoDB names (the others in full), else without its custom metrics and refusal names, else
- * not at all (only marked counted), and reported as set aside.
- * Failures that may pass (throttling, an unreachable table, conflicts) fail the batch instead,
- * to be delivered again.
+ * One row never holds up the others. A row DynamoDB rejects for what it holds (an item grown past
+ * 400 KB by thousands of custom metric names) is written without the batch's custom metrics and
+ * refusal names, else with its marks alone (nothing counted there), and reported as set aside.
+ * Failures that may pass (throttling, an unreachable table) fail the batch instead, to be
+ * delivered again.
  */
 
 import { randomBytes } from 'node:crypto';
 import { SERVICE_DEFAULTS } from '../defaults.js';
-import { amountOf, PERIOD_SECONDS, STANDARD_METRICS, type Usage } from '../engine/limits.js';
+import type { Usage } from '../engine/limits.js';
 import { sleep } from '../engine/state.js';
-import { SluiceError, StoreUnavailableError, WriteRejectedError } from '../errors.js';
-import { TABLE_SCHEMA, usageAttributes as U, usageKeys } from '../store/schema.js';
-import type { AdminStore, ItemKey, ItemUpdate } from '../store/types.js';
+import { SluiceError, StoreUnavailableError } from '../errors.js';
+import { own } from '../names.js';
+import type { AdminStore, ItemKey, ItemState } from '../store/types.js';
 import { type AlertSender, crossingsOf, recordAlerts } from './alerts.js';
-import { factsOf, type ItemChange, type LeaseFact } from './facts.js';
-import { addDeltas, type RowDelta, type RowWrite, rowAssignments, rowsFor } from './periods.js';
-
-/** How long a per-lease record outlives its lease (stream records are kept 24 hours). */
-const RECORD_SLACK_S = 2 * PERIOD_SECONDS.day;
-/** Items of one DynamoDB transaction. */
-const MAX_TRANSACTION_ITEMS = 100;
+import { added, type BoardPart, boardOf, boardWrite, pastMarks, withoutCustom } from './boards.js';
+import { type Contribution, contributionsOf, type ItemChange } from './facts.js';
+import { markAttribute, STREAM_KEEPS_MS, sortable, staleMarks } from './marks.js';
+import { boardsFor, hourRow, ROLLUP_ENTITY, type RowDelta, type RowWrite } from './periods.js';
+import { inParts, type Part, past, type Reduction, reduced, rowUpdate } from './row-writes.js';
 
 /** What the aggregator writes with and to whom it sends budget alerts. */
 export interface AggregatorOptions {
@@ -56,7 +53,7 @@ export interface AggregatorOptions {
   readonly onSendFailure?: 'retry' | 'keep';
   /** Told about an alert that could not be sent (with `keep`). */
   readonly onError?: (error: unknown) => void;
-  /** Conflicting transactions before a batch fails. @default 8 */
+  /** Writes of one row that find its marks moved (another reader) before the batch fails. @default 8 */
   readonly maxAttempts?: number;
   /**
    * How long after a batch comes a budget threshold it crosses is judged against the item as it
@@ -65,30 +62,47 @@ export interface AggregatorOptions {
   readonly alertSettleMs?: number;
 }
 
+export type { Reduction };
+
 /** What one {@link UsageAggregator.apply} wrote. */
 export interface ApplyReport {
-  /** Leases (and gatherings of refusals) the batch spoke of. */
-  readonly leases: number;
-  readonly transactions: number;
+  /** Records the batch held that add to usage history. */
+  readonly records: number;
+  /** Of them, those older than the stream keeps records, not counted (see marks.ts). */
+  readonly expired: number;
+  /** Row writes made (each row at most once, unless DynamoDB refused one or another reader raced). */
+  readonly writes: number;
   /** Budget alerts created. */
   readonly alerts: number;
   /** What this call added to usage history, per metric, and to leases counted. */
   readonly counted: { readonly usage: Usage; readonly leases: number };
-  /**
-   * Leases (or gatherings of refusals) DynamoDB refused to count in full: `rows` when rows it
-   * refused (an item grown past 400 KB) were left out and the others counted in full, `custom`
-   * when their custom metrics and refusal names were left out, `all` when nothing was counted.
-   */
-  readonly setAside: readonly { readonly id: string; readonly left: Reduction }[];
+  /** Rows DynamoDB refused to count in full, with the leases (or refusals) left out there. */
+  readonly setAside: readonly { readonly row: string; readonly ids: string[]; left: Reduction }[];
+}
+
+/** A row to write, with every part of the batch that adds to it. */
+interface Row {
+  readonly write: Omit<RowWrite, 'delta'>;
+  readonly parts: Part[];
+}
+
+/** A top-entities board to add to, with every part of the batch that counts there. */
+interface BoardWork {
+  readonly key: ItemKey;
+  readonly expiresAtS: number;
+  readonly parts: BoardPart[];
 }
 
 /** What one batch has written so far. */
 interface Tally {
-  transactions: number;
-  leases: number;
-  readonly usage: Map<string, number>;
-  readonly setAside: { id: string; left: Reduction }[];
+  writes: number;
+  leases: bigint;
+  readonly usage: Map<string, bigint>;
+  readonly setAside: { row: string; ids: string[]; left: Reduction }[];
 }
+
+/** Row writes of one batch in flight at once. */
+const CONCURRENT_WRITES = 16;
 
 /**
  * @example
@@ -110,13 +124,13 @@ export class UsageAggregator {
     this.#options = options;
   }
 
-  /** Counts a batch of changes exactly once; throws (changing nothing more) if it cannot. */
+  /**
+   * Counts a batch of changes (in stream order, each with its position: see `changeOf`) exactly
+   * once; throws (the rows written stay counted, and a delivery again adds only the rest) if it
+   * cannot.
+   */
   async apply(changes: readonly ItemChange[]): Promise<ApplyReport> {
-    const latest = new Map<string, LeaseFact>();
-    for (const fact of changes.flatMap(factsOf)) {
-      const seen = latest.get(fact.leaseId);
-      if (!seen || fact.version > seen.version) latest.set(fact.leaseId, fact);
-    }
+    const { rows, boards, expired } = this.#rowsOf(changes);
     const alerts = await recordAlerts(this.#store, changes.flatMap(crossingsOf), {
       clock: this.#clock,
       claimer: this.#claimer,
@@ -125,216 +139,199 @@ export class UsageAggregator {
       onError: this.#options.onError ?? (() => {}),
       settleMs: this.#options.alertSettleMs ?? 1_000,
     });
-    let pending = [...latest.values()];
-    const tally: Tally = { transactions: 0, leases: 0, usage: new Map(), setAside: [] };
-    const attempts = this.#options.maxAttempts ?? 8;
-    for (let attempt = 0; pending.length > 0; attempt++) {
-      if (attempt >= attempts)
-        throw new StoreUnavailableError('usage aggregation kept conflicting; retry');
-      if (attempt > 0) await sleep(Math.random() * 10 * 2 ** attempt);
-      const planned = await Promise.all(pending.map((fact) => this.#plan(fact)));
-      const retry: LeaseFact[] = [];
-      for (const chunk of chunks(planned.filter((p) => p !== undefined)))
-        retry.push(...(await this.#write(chunk, tally)));
-      pending = retry;
-    }
+    const tally: Tally = { writes: 0, leases: 0n, usage: new Map(), setAside: [] };
+    const work = [
+      ...[...rows.values()].map((row) => async () => {
+        for (const parts of inParts(row.parts)) await this.#count(row.write, parts, tally);
+      }),
+      ...[...boards.values()].map((board) => () => this.#board(board, tally)),
+    ];
+    const worker = async () => {
+      for (let next = work.shift(); next; next = work.shift()) await next();
+    };
+    await Promise.all(Array.from({ length: CONCURRENT_WRITES }, worker));
+    const records = new Set([...rows.values()].flatMap((r) => r.parts.map((p) => p.position)));
     return {
-      leases: latest.size,
-      transactions: tally.transactions,
+      records: records.size + expired,
+      expired,
+      writes: tally.writes,
       alerts,
-      counted: { usage: Object.fromEntries(tally.usage), leases: tally.leases },
+      counted: {
+        usage: Object.fromEntries([...tally.usage].map(([m, n]) => [m, Number(n)])),
+        leases: Number(tally.leases),
+      },
       setAside: tally.setAside,
     };
   }
 
-  /**
-   * Writes one transaction; returns the leases to plan again (a condition failed or a conflict).
-   * A transaction DynamoDB rejects for what it holds is written lease by lease, and a lease
-   * rejected alone is written with less (see the file's comment).
-   */
-  async #write(chunk: readonly Planned[], tally: Tally): Promise<LeaseFact[]> {
-    tally.transactions++;
-    let result: Awaited<ReturnType<AdminStore['transact']>>;
-    try {
-      result = await this.#store.transact(transaction(chunk));
-    } catch (error) {
-      if (!rejected(error)) throw error;
-      const [only] = chunk;
-      if (chunk.length > 1 || !only) {
-        const retry: LeaseFact[] = [];
-        for (const plan of chunk) retry.push(...(await this.#write([plan], tally)));
-        return retry;
+  /** The rows and boards the batch adds to, each row with its parts in stream order. */
+  #rowsOf(changes: readonly ItemChange[]): {
+    rows: Map<string, Row>;
+    boards: Map<string, BoardWork>;
+    expired: number;
+  } {
+    const rows = new Map<string, Row>();
+    const boards = new Map<string, BoardWork>();
+    const seen = new Set<string>(); // a record twice in one batch counts once
+    const oldest = this.#clock() - STREAM_KEEPS_MS;
+    let expired = 0;
+    for (const change of changes) {
+      for (const contribution of contributionsOf(change)) {
+        const position = change.position;
+        const id = `${contribution.kind} ${position?.shard} ${position?.sequence}`;
+        if (position && seen.has(id)) continue;
+        seen.add(id);
+        // Older than any mark is kept: it may have been counted, and its mark let go.
+        if (position && position.atMs > 0 && position.atMs < oldest) {
+          expired++;
+          continue;
+        }
+        if (!position)
+          throw new Error(
+            'a change without its stream position cannot be counted exactly once: read it with changeOf(record, shardId)',
+          );
+        const delta: RowDelta = {
+          metrics: contribution.metrics,
+          leases: contribution.leases,
+          denied: contribution.denied,
+        };
+        const mark = markAttribute(contribution.kind, position.shard);
+        const sequence = sortable(position.sequence);
+        const { context, atMs } = contribution;
+        const retention = this.#retentionDays;
+        context.scopes.forEach(({ entity, timezone }, i) => {
+          const { delta: _, ...write } = hourRow(
+            entity,
+            timezone,
+            context.resource,
+            atMs,
+            delta,
+            retention,
+          );
+          const row = rows.get(rowId(write.key)) ?? { write, parts: [] };
+          rows.set(rowId(write.key), row);
+          row.parts.push({ contribution, position, mark, sequence, delta, reported: i === 0 });
+          for (const { key, expiresAtS } of boardsFor(entity, timezone, atMs, retention)) {
+            const board = boards.get(rowId(key)) ?? { key, expiresAtS, parts: [] };
+            boards.set(rowId(key), board);
+            board.parts.push({ entity, contribution, position, mark, sequence });
+          }
+        });
+        // The deployment-wide roll-up: each record once, whoever it counts for.
+        const rolled = hourRow(ROLLUP_ENTITY, 'UTC', context.resource, atMs, delta, retention);
+        const { delta: _, ...write } = rolled;
+        const rollup = rows.get(rowId(write.key)) ?? { write, parts: [] };
+        rows.set(rowId(write.key), rollup);
+        rollup.parts.push({ contribution, position, mark, sequence, delta, reported: false });
       }
-      const refused = error instanceof WriteRejectedError ? rowsAt(only, error.items) : [];
-      const less = reduced(only, refused);
-      if (less) return this.#write([less], tally);
-      tally.setAside.push({ id: only.fact.leaseId, left: 'all' }); // a delivery again retries it
-      return [];
     }
-    if (!result.ok) return chunk.map((p) => p.fact);
-    for (const { fact, delta, reduced: left } of chunk) {
-      if (left) tally.setAside.push({ id: fact.leaseId, left });
-      tally.leases += Number(delta.leases);
-      for (const [metric, n] of delta.metrics)
-        tally.usage.set(metric, (tally.usage.get(metric) ?? 0) + Number(n));
-    }
-    return [];
+    for (const row of rows.values())
+      row.parts.sort(
+        (a, b) => a.mark.localeCompare(b.mark) || a.sequence.localeCompare(b.sequence),
+      );
+    return { rows, boards, expired };
   }
 
-  /** The record update and row writes that bring one lease's count to `fact`, or none. */
-  async #plan(fact: LeaseFact): Promise<Planned | undefined> {
-    const key = usageKeys.usageLease(fact.leaseId);
-    const record = await this.#store.get(key);
-    const version = record?.[U.version];
-    if (typeof version === 'bigint' && Number(version) >= fact.version) return undefined;
-    const countedText = record?.[U.totals];
-    const counted = typeof countedText === 'string' ? (JSON.parse(countedText) as Usage) : {};
-    const metrics = new Map<string, bigint>();
-    for (const metric of new Set([...Object.keys(counted), ...Object.keys(fact.totals)])) {
-      const delta = BigInt(amountOf(fact.totals, metric)) - BigInt(amountOf(counted, metric));
-      if (delta !== 0n) metrics.set(metric, delta);
+  /**
+   * Adds its parts past the board's marks to one board: read, changed, written if unchanged. A
+   * board DynamoDB refuses (grown too large by custom metrics) keeps standard metrics only.
+   */
+  async #board(work: BoardWork, tally: Tally): Promise<void> {
+    let standardOnly = false;
+    // Every shard's reader writes the period's boards: give way, and try longer than for a row.
+    for (let attempt = 0; attempt < 4 * (this.#options.maxAttempts ?? 8); attempt++) {
+      if (attempt > 0) await sleep(Math.random() * 5 * 2 ** Math.min(attempt, 6));
+      const item = await this.#store.get(work.key);
+      const parts = pastMarks(work.parts, item);
+      if (parts.length === 0) return;
+      let board = added(boardOf(item), parts);
+      if (standardOnly) board = withoutCustom(board);
+      tally.writes++;
+      const write = boardWrite(work.key, item, board, parts, work.expiresAtS, this.#clock());
+      try {
+        if (!(await this.#store.update(write)).ok) continue;
+      } catch (error) {
+        if (!rejected(error) || standardOnly) throw error;
+        standardOnly = true;
+        continue;
+      }
+      if (standardOnly)
+        tally.setAside.push({ row: rowId(work.key), ids: idsOf(parts), left: 'custom' });
+      return;
     }
-    const used = (u: Usage) => (Object.values(u).some((v) => v > 0) ? 1n : 0n);
-    const delta: RowDelta = {
-      metrics,
-      leases: used(fact.totals) - (record ? used(counted) : 0n),
-      denied: new Map(Object.entries(fact.denied ?? {}).map(([name, n]) => [name, BigInt(n)])),
-    };
-    const rows = fact.context.scopes.flatMap((scope) =>
-      rowsFor(
-        scope.entity,
-        scope.timezone,
-        fact.context.resource,
-        fact.acquiredAtMs,
-        delta,
-        this.#retentionDays,
-      ),
-    );
-    const recordUpdate: ItemUpdate = {
+    throw new StoreUnavailableError('a top-entities board kept changing under this batch; retry');
+  }
+
+  /**
+   * Writes one row with `parts`: first not knowing the row (each mark must be before what it
+   * adds), then, if another reader moved a mark, with what is past the marks as they are.
+   */
+  async #count(write: Row['write'], parts: readonly Part[], tally: Tally): Promise<void> {
+    let marks: ItemState | undefined; // unknown until a write finds them moved
+    let reduction: Reduction | undefined;
+    for (let attempt = 0; attempt < (this.#options.maxAttempts ?? 8); attempt++) {
+      const pending = marks ? past(parts, marks) : parts;
+      if (pending.length === 0) return;
+      const update = rowUpdate(write, pending, marks, reduction);
+      let result: Awaited<ReturnType<AdminStore['update']>>;
+      try {
+        tally.writes++;
+        result = await this.#store.update(update);
+      } catch (error) {
+        if (!rejected(error)) throw error;
+        if (reduction === 'all') {
+          tally.setAside.push({ row: rowId(write.key), ids: idsOf(pending), left: 'all' });
+          return; // nothing written: a delivery again tries it again
+        }
+        reduction = reduction === undefined ? 'custom' : 'all';
+        continue;
+      }
+      if (!result.ok) {
+        marks = result.item ?? {};
+        continue;
+      }
+      if (reduction)
+        tally.setAside.push({ row: rowId(write.key), ids: idsOf(pending), left: reduction });
+      if (reduction !== 'all') report(tally, pending, reduction);
+      await this.#forgetStale(write.key, result.item, tally);
+      return;
+    }
+    throw new StoreUnavailableError('usage rows kept changing under this batch; retry');
+  }
+
+  /** Removes marks older than the stream keeps records (they guard nothing). */
+  async #forgetStale(key: ItemKey, item: ItemState, tally: Tally): Promise<void> {
+    const stale = staleMarks(item, this.#clock());
+    if (stale.length === 0) return;
+    tally.writes++;
+    // Conditional on each as read: a mark moved since is kept (whoever moved it removes it later).
+    await this.#store.update({
       key,
-      set: [
-        { attr: U.version, value: BigInt(fact.version) },
-        { attr: U.totals, value: JSON.stringify(fact.totals) },
-        {
-          attr: TABLE_SCHEMA.ttlAttribute,
-          value: BigInt(Math.ceil(fact.expiresAtMs / 1_000) + RECORD_SLACK_S),
-        },
-      ],
-      condition:
-        typeof version === 'bigint'
-          ? { attr: U.version, op: '=', value: version }
-          : { absent: TABLE_SCHEMA.partitionKey },
-    };
-    return { fact, record: recordUpdate, rows, delta };
-  }
-}
-
-interface Planned {
-  readonly fact: LeaseFact;
-  readonly record: ItemUpdate;
-  readonly rows: readonly RowWrite[];
-  /** What it adds to each of its rows. */
-  readonly delta: RowDelta;
-  /** Written with less than its fact says (see {@link reduced}). */
-  readonly reduced?: Reduction;
-}
-
-/** What a lease DynamoDB refused was written without (see {@link reduced}). */
-export type Reduction = 'rows' | 'custom' | 'all';
-
-/** A rejection no retry changes: DynamoDB refused the request for what it holds. */
-const rejected = (error: unknown) => error instanceof SluiceError && error.code === 'internal';
-
-const STANDARD: ReadonlySet<string> = new Set(STANDARD_METRICS);
-
-/**
- * A lease DynamoDB rejected, written with less: without the rows it refused by name (`refused`:
- * the others still count in full), else without custom metrics and refusal names (standard
- * metrics and leases still counted), then its record alone (marked counted, so a delivery again
- * skips it); after that, nothing.
- */
-function reduced(plan: Planned, refused: readonly RowWrite[] = []): Planned | undefined {
-  if (plan.reduced === 'all') return undefined;
-  if (refused.length > 0) {
-    const rows = plan.rows.filter((row) => !refused.includes(row));
-    return { ...plan, rows, reduced: plan.reduced ?? 'rows' };
-  }
-  if (plan.reduced === 'custom') return { ...plan, rows: [], delta: nothing, reduced: 'all' };
-  const delta: RowDelta = {
-    metrics: new Map([...plan.delta.metrics].filter(([metric]) => STANDARD.has(metric))),
-    leases: plan.delta.leases,
-    denied: new Map(),
-  };
-  const rows = plan.rows.map((row) => ({ ...row, delta }));
-  return { ...plan, rows, delta, reduced: 'custom' };
-}
-
-/** The rows of a one-lease transaction at positions `items` (its record is first, then rows). */
-function rowsAt(plan: Planned, items: readonly number[]): RowWrite[] {
-  const written = plan.rows.filter((row) => rowAssignments(row).length > 0);
-  return items.flatMap((i) => (i >= 1 && written[i - 1] ? [written[i - 1] as RowWrite] : []));
-}
-
-const nothing: RowDelta = { metrics: new Map(), leases: 0n, denied: new Map() };
-
-/**
- * Most attributes one row's update adds to in a transaction: rows shared by leases are merged
- * into one update, whose expression DynamoDB holds to 4 KB. One lease alone may exceed it (it
- * is then written with less: see {@link reduced}).
- */
-const MAX_ROW_ATTRIBUTES = 64;
-
-/** The attributes a row's delta adds to (metrics, and refusals by name or in total). */
-const attributesOf = (row: RowWrite): string[] => [
-  ...[...row.delta.metrics.keys()].map((m) => `m ${m}`),
-  ...(row.top ? ['denied'] : [...row.delta.denied.keys()].map((n) => `d ${n}`)),
-];
-
-/**
- * Groups planned leases into transactions of at most 100 items, rows shared within one merged,
- * and no merged row adding to more than {@link MAX_ROW_ATTRIBUTES} attributes.
- */
-function* chunks(planned: readonly Planned[]): Generator<Planned[]> {
-  let chunk: Planned[] = [];
-  let rows = new Map<string, Set<string>>();
-  for (const plan of planned) {
-    const added = plan.rows.map((r) => ({ id: rowId(r.key), attributes: attributesOf(r) }));
-    const newRows = new Set(added.map((r) => r.id).filter((id) => !rows.has(id))).size;
-    const size = rows.size + chunk.length + 1 + newRows;
-    const crowded = added.some(({ id, attributes }) => {
-      const merged = new Set([...(rows.get(id) ?? []), ...attributes]);
-      return merged.size > MAX_ROW_ATTRIBUTES;
+      set: [],
+      remove: stale,
+      condition: {
+        and: stale.map((attr) => ({ attr, op: '=', value: String(own(item, attr)) }) as const),
+      },
     });
-    if (chunk.length > 0 && (size > MAX_TRANSACTION_ITEMS || crowded)) {
-      yield chunk;
-      chunk = [];
-      rows = new Map();
-    }
-    chunk.push(plan);
-    for (const { id, attributes } of added) {
-      const set = rows.get(id) ?? new Set();
-      for (const a of attributes) set.add(a);
-      rows.set(id, set);
-    }
   }
-  if (chunk.length > 0) yield chunk;
 }
 
 const rowId = (key: ItemKey) => `${key.pk}\n${key.sk}`;
 
-/** One transaction: each lease's record, and every row with its leases' deltas summed. */
-function transaction(chunk: readonly Planned[]): ItemUpdate[] {
-  const rows = new Map<string, RowWrite>();
-  for (const plan of chunk) {
-    for (const row of plan.rows) {
-      const id = rowId(row.key);
-      const seen = rows.get(id);
-      rows.set(id, seen ? { ...seen, delta: addDeltas(seen.delta, row.delta) } : row);
-    }
+const idsOf = (parts: readonly { readonly contribution: Contribution }[]) => [
+  ...new Set(parts.map((p) => p.contribution.id)),
+];
+
+/** A rejection no retry changes: DynamoDB refused the request for what it holds. */
+const rejected = (error: unknown) => error instanceof SluiceError && error.code === 'internal';
+
+/** Adds what the written parts counted (once per record: at its first row) to the report. */
+function report(tally: Tally, parts: readonly Part[], reduction: Reduction | undefined): void {
+  for (const part of parts) {
+    if (!part.reported) continue;
+    const delta = reduction ? reduced(part.delta, reduction) : part.delta;
+    tally.leases += delta.leases;
+    for (const [metric, n] of delta.metrics)
+      tally.usage.set(metric, (tally.usage.get(metric) ?? 0n) + n);
   }
-  const rowUpdates = [...rows.values()].flatMap((row): ItemUpdate[] => {
-    const set = rowAssignments(row);
-    return set.length ? [{ key: row.key, set }] : [];
-  });
-  return [...chunk.map((p) => p.record), ...rowUpdates];
 }

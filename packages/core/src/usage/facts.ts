@@ -1,14 +1,18 @@
 /**
- * What the usage aggregator reads off the table's stream: each record's change of one item, and
- * the facts it carries about leases ("lease L stands at totals T as of version V"):
+ * What the usage aggregator reads off the table's stream: each record's change of one item, where
+ * the stream holds it (shard and sequence number), and what it adds to usage history:
  * - an acquire leaves a usage event (lease id, estimate, context) on the first item it writes;
- *   a refused acquire that had written it leaves a cancellation there;
- * - a settlement writes the lease's totals, version and context on the lease item;
+ *   a refused acquire that had written it leaves a cancellation (of that estimate) there;
+ * - a settlement writes the lease's totals and context (with the acquire's estimate) on the
+ *   lease item, so each of its records adds the difference from the totals before it;
  * - a process writes each gathering of refusals as an item of its own (see denials.ts).
+ *
+ * Every record adds a difference, never a total: what a lease adds over all its records is its
+ * final totals, in whatever order they are counted.
  */
 
 import type { AttributeValue } from '@aws-sdk/client-dynamodb';
-import type { Usage } from '../engine/limits.js';
+import { amountOf, type Usage } from '../engine/limits.js';
 import {
   CANCELLED,
   type ContextWire,
@@ -27,11 +31,23 @@ import {
 import type { ItemKey, ItemState } from '../store/types.js';
 import type { DenialBatch } from './denials.js';
 
+/** Where a record is in the table's stream. */
+export interface StreamPosition {
+  /** The shard's id. */
+  readonly shard: string;
+  /** The record's sequence number (digits; increasing along the shard). */
+  readonly sequence: string;
+  /** When the record was written, as the stream gives it (rounded down), epoch ms. */
+  readonly atMs: number;
+}
+
 /** One change of one item, as a stream record carries it. */
 export interface ItemChange {
   readonly key: ItemKey;
   readonly oldImage?: ItemState | undefined;
   readonly newImage?: ItemState | undefined;
+  /** Where the record is in the stream: what the aggregator counts once by. */
+  readonly position?: StreamPosition | undefined;
 }
 
 /** A stream record, as Lambda's DynamoDB event and the DynamoDB Streams API both carry it. */
@@ -40,15 +56,25 @@ export interface StreamRecord {
     readonly Keys?: Record<string, unknown>;
     readonly OldImage?: Record<string, unknown>;
     readonly NewImage?: Record<string, unknown>;
+    readonly SequenceNumber?: string;
+    /** Seconds in Lambda's event, a Date from the DynamoDB Streams API. */
+    readonly ApproximateCreationDateTime?: number | Date;
   };
 }
 
-/** The change a stream record describes (none for a record without keys). */
-export function changeOf(record: StreamRecord): ItemChange | undefined {
+/**
+ * The change a stream record describes (none for a record without keys), with its position
+ * when the shard it was read from is given (Lambda's event names it with a tumbling window; the
+ * DynamoDB Streams API by the shard read).
+ */
+export function changeOf(record: StreamRecord, shard?: string): ItemChange | undefined {
   const image = (raw: Record<string, unknown> | undefined) =>
     unmarshal(raw as Record<string, AttributeValue> | undefined);
   const keys = image(record.dynamodb?.Keys);
   if (!keys) return undefined;
+  const sequence = record.dynamodb?.SequenceNumber;
+  const created = record.dynamodb?.ApproximateCreationDateTime;
+  const atMs = created instanceof Date ? created.getTime() : (created ?? 0) * 1_000;
   return {
     key: {
       pk: String(keys[TABLE_SCHEMA.partitionKey]),
@@ -56,73 +82,129 @@ export function changeOf(record: StreamRecord): ItemChange | undefined {
     },
     oldImage: image(record.dynamodb?.OldImage),
     newImage: image(record.dynamodb?.NewImage),
+    ...(shard !== undefined && sequence !== undefined
+      ? { position: { shard, sequence, atMs } }
+      : {}),
   };
 }
 
-/** Where a lease's usage stands, as one record says. */
-export interface LeaseFact {
-  readonly leaseId: string;
-  /** 0: the acquire's estimate; n: the n-th settlement; MAX_SAFE_INTEGER: cancelled. */
-  readonly version: number;
-  readonly totals: Usage;
-  readonly acquiredAtMs: number;
-  /** Until when the lease can still change (its record is kept a while longer). */
-  readonly expiresAtMs: number;
+/**
+ * The kinds of record that add to usage history. Records of one kind from one shard are counted
+ * in stream order; records of different kinds may be counted in any order (a settlement before
+ * its acquire: each adds its own difference).
+ */
+export type ContributionKind = 'acquire' | 'settle' | 'denied';
+
+/** What one record adds to the usage history of the scopes it counts for. */
+export interface Contribution {
+  readonly kind: ContributionKind;
+  /** The lease (or gathering of refusals) it is about. */
+  readonly id: string;
+  /** When the lease was acquired (or the gathering began): the periods it counts in. */
+  readonly atMs: number;
   readonly context: UsageContext;
-  /** Refusals by limit name (a gathering of refusals, which has no usage). */
-  readonly denied?: Usage;
+  /** Differences by metric (never zero). */
+  readonly metrics: ReadonlyMap<string, bigint>;
+  /** Leases counted: +1 when a lease starts to use something, -1 when it stops. */
+  readonly leases: bigint;
+  /** Refusals by limit name. */
+  readonly denied: ReadonlyMap<string, bigint>;
 }
 
 const DENIALS_PREFIX = itemKeys.denials('').pk;
 const LEASE_PREFIX = itemKeys.lease('').pk;
 
-/** The lease facts one change carries (none, one or two). */
-export function factsOf(change: ItemChange): LeaseFact[] {
-  const next = change.newImage;
-  if (!next) return [];
-  const facts: LeaseFact[] = [];
+/** `next - before`, per metric, the zeros left out. */
+function difference(next: Usage, before: Usage): Map<string, bigint> {
+  const out = new Map<string, bigint>();
+  for (const metric of new Set([...Object.keys(before), ...Object.keys(next)])) {
+    const delta = BigInt(amountOf(next, metric)) - BigInt(amountOf(before, metric));
+    if (delta !== 0n) out.set(metric, delta);
+  }
+  return out;
+}
+
+const used = (u: Usage) => (Object.values(u).some((v) => v > 0) ? 1n : 0n);
+const none: ReadonlyMap<string, bigint> = new Map();
+
+/** What a settlement's record adds: its totals less those before it (the estimate, at first). */
+function settled(change: ItemChange, next: ItemState): Contribution | undefined {
   const c = next[leaseAttributes.context];
   const t = next[leaseAttributes.totals];
-  const n = next[leaseAttributes.version];
-  const ttl = next[TABLE_SCHEMA.ttlAttribute];
-  if (change.key.pk.startsWith(LEASE_PREFIX) && typeof c === 'string' && typeof t === 'string') {
-    const [acquiredAtMs, context] = JSON.parse(c) as [number, ContextWire];
-    facts.push({
-      leaseId: change.key.pk.slice(LEASE_PREFIX.length),
-      version: typeof n === 'bigint' ? Number(n) : 1,
-      totals: JSON.parse(t) as Usage,
-      acquiredAtMs,
-      expiresAtMs: typeof ttl === 'bigint' ? Number(ttl) * 1_000 : acquiredAtMs,
-      context: contextFromWire(context),
-    });
-  }
+  if (typeof c !== 'string' || typeof t !== 'string') return undefined;
+  const [atMs, wire, estimate] = JSON.parse(c) as [number, ContextWire, Usage?];
+  const old = change.oldImage?.[leaseAttributes.totals];
+  const before = typeof old === 'string' ? (JSON.parse(old) as Usage) : (estimate ?? {});
+  const totals = JSON.parse(t) as Usage;
+  const metrics = difference(totals, before);
+  const leases = used(totals) - used(before);
+  if (metrics.size === 0 && leases === 0n) return undefined;
+  const id = change.key.pk.slice(LEASE_PREFIX.length);
+  return {
+    kind: 'settle',
+    id,
+    atMs,
+    context: contextFromWire(wire),
+    metrics,
+    leases,
+    denied: none,
+  };
+}
+
+/** What a gathering of refusals adds (its counts less any it held before). */
+function refused(change: ItemChange, next: ItemState): Contribution | undefined {
   const dn = next[denialAttributes.batch];
-  if (change.key.pk.startsWith(DENIALS_PREFIX) && typeof dn === 'string') {
-    const [startMs, counts, context] = JSON.parse(dn) as DenialBatch;
-    facts.push({
-      leaseId: `denied.${change.key.pk.slice(DENIALS_PREFIX.length)}`,
-      version: 1,
-      totals: {},
-      acquiredAtMs: startMs,
-      expiresAtMs: typeof ttl === 'bigint' ? Number(ttl) * 1_000 : startMs,
-      context: contextFromWire(context),
-      denied: counts,
-    });
+  if (typeof dn !== 'string') return undefined;
+  const [atMs, counts, wire] = JSON.parse(dn) as DenialBatch;
+  const old = change.oldImage?.[denialAttributes.batch];
+  const before = typeof old === 'string' ? (JSON.parse(old) as DenialBatch)[1] : {};
+  const denied = difference(counts, before);
+  if (denied.size === 0) return undefined;
+  const id = `denied.${change.key.pk.slice(DENIALS_PREFIX.length)}`;
+  return {
+    kind: 'denied',
+    id,
+    atMs,
+    context: contextFromWire(wire),
+    metrics: none,
+    leases: 0n,
+    denied,
+  };
+}
+
+/** What an acquire's usage event adds: its estimate, or the estimate's cancellation. */
+function acquired(ev: string): Contribution {
+  const [leaseId, version, atMs, , usage, wire] = JSON.parse(ev) as UsageEvent;
+  const sign = version === CANCELLED ? -1n : 1n;
+  const metrics = new Map([...difference(usage, {})].map(([m, n]) => [m, sign * n]));
+  return {
+    kind: 'acquire',
+    id: leaseId,
+    atMs,
+    context: contextFromWire(wire),
+    metrics,
+    leases: sign * used(usage),
+    denied: none,
+  };
+}
+
+/** What one change adds to usage history (nothing, or one or two contributions). */
+export function contributionsOf(change: ItemChange): Contribution[] {
+  const next = change.newImage;
+  if (!next) return [];
+  const out: Contribution[] = [];
+  if (change.key.pk.startsWith(LEASE_PREFIX)) {
+    const settlement = settled(change, next);
+    if (settlement) out.push(settlement);
+  }
+  if (change.key.pk.startsWith(DENIALS_PREFIX)) {
+    const refusals = refused(change, next);
+    if (refusals) out.push(refusals);
   }
   const ev = next[itemAttributes.usageEvent];
   if (typeof ev === 'string' && ev !== change.oldImage?.[itemAttributes.usageEvent]) {
-    const [leaseId, version, acquiredAtMs, expiresAtMs, usage, context] = JSON.parse(
-      ev,
-    ) as UsageEvent;
-    const cancelled = version === CANCELLED;
-    facts.push({
-      leaseId,
-      version: cancelled ? Number.MAX_SAFE_INTEGER : version,
-      totals: cancelled ? {} : usage,
-      acquiredAtMs,
-      expiresAtMs,
-      context: contextFromWire(context),
-    });
+    const event = acquired(ev);
+    if (event.metrics.size > 0 || event.leases !== 0n) out.push(event);
   }
-  return facts;
+  return out;
 }

@@ -1,21 +1,22 @@
 /**
- * Reading usage history: an entity's periods (one query of its partition), the top entities of
- * a day or month (one query per top-entities partition, no scan), and budget alerts.
+ * Reading usage history: an entity's periods (from its partition's hour rows), the top entities of
+ * a day or month (from the period's boards), and budget alerts.
  */
 
-import { amountOf, PERIOD_SECONDS, sumUsage, type Usage } from '../engine/limits.js';
+import { PERIOD_SECONDS, sumUsage, type Usage } from '../engine/limits.js';
 import { ValidationError } from '../errors.js';
+import { own } from '../names.js';
 import { decodeCursor, encodeCursor, startsWithInstant } from '../store/cursor.js';
 import {
   alertAttributes as A,
   TOP_SHARDS,
   usageAttributes as U,
-  USAGE_GRANULARITY,
   type UsageGranularity,
   usageKeys,
 } from '../store/schema.js';
 import type { AdminStore, ItemState } from '../store/types.js';
 import type { BudgetAlert } from './alerts.js';
+import { BOARD_SHARDS, boardKey, boardOf, boardShard as boardShardOf, topOf } from './boards.js';
 import { topDate } from './periods.js';
 
 /** One period of usage of one resource (or `*`: every resource). */
@@ -62,9 +63,18 @@ function byPrefix(state: ItemState, prefix: string): Usage {
 
 const number = (value: unknown): number => (typeof value === 'bigint' ? Number(value) : 0);
 
+/** The attributes holding an hour row's period of each granularity. */
+const PERIOD_OF: Readonly<Record<UsageGranularity, readonly [start: string, end: string]>> = {
+  hour: [U.periodStart, U.periodEnd],
+  day: [U.dayStart, U.dayEnd],
+  month: [U.monthStart, U.monthEnd],
+};
+
 /**
  * The entity's usage in each period of `granularity` that overlaps `[fromMs, toMs)`, oldest
- * first: of `resource`, or with `*` (the default) of all its resources together.
+ * first: of `resource`, or with `*` (the default) of all its resources together. Days and months
+ * are summed from the entity's hour rows (each names its local day and month); rows of days and
+ * months that aggregators before hour rows wrote are read beside them.
  */
 export async function usageHistory(
   store: AdminStore,
@@ -86,44 +96,61 @@ export async function usageHistory(
   if (toMs - fromMs > MAX_RANGE_DAYS[granularity] * DAY_MS)
     throw new ValidationError('to', `at most ${MAX_RANGE_DAYS[granularity]} days after from`);
   const resource = query.resource ?? '*';
-  const g = USAGE_GRANULARITY[granularity];
-  const low = usageKeys.usage(entity, granularity, iso(fromMs - LONGEST_MS[granularity]), '').sk;
-  const high = usageKeys.usage(entity, granularity, iso(toMs), '').sk;
-  const { pk } = usageKeys.usage(entity, granularity, '', '');
   const periods = new Map<string, UsagePeriod>();
+  const add = (start: number, end: number, rowResource: string, state: ItemState) => {
+    if (start >= toMs || end <= fromMs) return;
+    if (resource !== '*' && rowResource !== resource) return;
+    const id = resource === '*' ? iso(start) : `${iso(start)}#${rowResource}`;
+    const period = periods.get(id) ?? {
+      period_start: iso(start),
+      resource,
+      usage: {},
+      leases: 0,
+      denied: {},
+    };
+    periods.set(id, {
+      ...period,
+      usage: sumUsage(period.usage, byPrefix(state, U.metric(''))),
+      denied: sumUsage(period.denied, byPrefix(state, U.denied(''))),
+      leases: period.leases + number(state[U.leases]),
+    });
+  };
+  const [startAttr, endAttr] = PERIOD_OF[granularity];
+  const earliest = iso(fromMs - LONGEST_MS[granularity]);
+  const hours = (start: string) => usageKeys.usageHour(entity, start, '').sk;
+  const { pk } = usageKeys.usageHour(entity, '', '');
+  await eachRow(store, pk, [hours(earliest), hours(iso(toMs))], (sk, state) => {
+    // An hour row's sort key: `u#<hour start>#<resource>`.
+    const rowResource = sk.slice(hours(iso(number(state[U.periodStart]))).length);
+    add(number(own(state, startAttr)), number(own(state, endAttr)), rowResource, state);
+  });
+  const legacy = (start: string) => usageKeys.usage(entity, granularity, start, '').sk;
+  await eachRow(store, pk, [legacy(earliest), legacy(iso(toMs))], (sk, state) => {
+    const start = number(state[U.periodStart]);
+    add(start, number(state[U.periodEnd]), sk.slice(legacy(iso(start)).length), state);
+  });
+  return [...periods.values()]
+    .filter((p) => p.leases !== 0 || Object.keys(p.usage).length || Object.keys(p.denied).length)
+    .sort((a, b) => a.period_start.localeCompare(b.period_start));
+}
+
+/** Every row of partition `pk` whose sort key is in `between` (both included), page by page. */
+async function eachRow(
+  store: AdminStore,
+  pk: string,
+  between: readonly [string, string],
+  each: (sk: string, state: ItemState) => void,
+): Promise<void> {
   let after: string | undefined;
   do {
     const page = await store.query(pk, {
       limit: 1_000,
-      between: [low, high],
+      between,
       ...(after !== undefined ? { after } : {}),
     });
-    for (const { key, state } of page.items) {
-      const start = number(state[U.periodStart]);
-      const end = number(state[U.periodEnd]);
-      if (start >= toMs || end <= fromMs) continue;
-      const rowResource = key.sk.slice(g.length + 1 + iso(start).length + 1);
-      if (resource !== '*' && rowResource !== resource) continue;
-      const id = resource === '*' ? iso(start) : `${iso(start)}#${rowResource}`;
-      const period = periods.get(id) ?? {
-        period_start: iso(start),
-        resource,
-        usage: {},
-        leases: 0,
-        denied: {},
-      };
-      periods.set(id, {
-        ...period,
-        usage: sumUsage(period.usage, byPrefix(state, U.metric(''))),
-        denied: sumUsage(period.denied, byPrefix(state, U.denied(''))),
-        leases: period.leases + number(state[U.leases]),
-      });
-    }
+    for (const { key, state } of page.items) each(key.sk, state);
     after = page.next;
   } while (after !== undefined);
-  return [...periods.values()]
-    .filter((p) => p.leases !== 0 || Object.keys(p.usage).length || Object.keys(p.denied).length)
-    .sort((a, b) => a.period_start.localeCompare(b.period_start));
 }
 
 const iso = (ms: number) => new Date(ms).toISOString();
@@ -136,9 +163,23 @@ export interface TopEntity {
   readonly denied: number;
 }
 
+/** A top-entities answer: exact, or with the most any figure of it may be off by. */
+export interface TopEntities {
+  readonly items: TopEntity[];
+  /** Whether these are the top entities, with their figures, exactly. */
+  readonly exact: boolean;
+  /**
+   * When not exact: the most a listed figure of the metric may be off by, and the most an
+   * entity not listed may have of it. 0 when exact.
+   */
+  readonly errorBound: number;
+}
+
 /**
  * The `limit` entities with the most of `metric` (or of refusals, with `by: 'denied'`) in a
- * local day or month (`date` YYYY-MM-DD; a month takes its YYYY-MM).
+ * local day or month (`date` YYYY-MM-DD; a month takes its YYYY-MM): read from the period's
+ * boards (a fixed number of items, however many entities there are), with the top-entities rows
+ * aggregators before boards wrote.
  */
 export async function topEntities(
   store: AdminStore,
@@ -149,39 +190,77 @@ export async function topEntities(
     readonly by: 'usage' | 'denied';
     readonly limit: number;
   },
-): Promise<TopEntity[]> {
+): Promise<TopEntities> {
   const date = topDate(query.period, query.date);
-  const entries = (
-    await Promise.all(
-      Array.from({ length: TOP_SHARDS }, async (_, shard) => {
-        const { pk } = usageKeys.usageTop(query.period, date, shard, '');
-        const out: TopEntity[] = [];
-        let after: string | undefined;
-        do {
-          const page = await store.query(pk, {
-            limit: 1_000,
-            ...(after !== undefined ? { after } : {}),
+  const [boards, legacy] = await Promise.all([
+    Promise.all(
+      Array.from({ length: BOARD_SHARDS }, async (_, shard) =>
+        boardOf(await store.get(boardKey(query.period, date, shard))),
+      ),
+    ),
+    legacyTop(store, query.period, date),
+  ]);
+  const merged = boards.map((board) => ({ ...board, entries: [...board.entries] }));
+  for (const row of legacy) {
+    // A period counted partly before boards: the entity's row and its board entry add up.
+    const board = merged[boardShardOf(row.entity)] as (typeof merged)[number];
+    const i = board.entries.findIndex((e) => e.entity === row.entity);
+    const seen = board.entries[i];
+    const entry = {
+      entity: row.entity,
+      usage: sumUsage(seen?.usage ?? {}, row.usage),
+      leases: (seen?.leases ?? 0) + row.leases,
+      denied: (seen?.denied ?? 0) + row.denied,
+      missed: seen?.missed ?? {},
+      over: seen?.over ?? {},
+    };
+    if (seen) board.entries[i] = entry;
+    else board.entries.push(entry);
+  }
+  const top = topOf(merged, query.by === 'denied' ? null : query.metric, query.limit);
+  return {
+    items: top.entries.map(({ entity, usage, leases, denied }) => ({
+      entity,
+      usage,
+      leases,
+      denied,
+    })),
+    exact: top.exact,
+    errorBound: top.errorBound,
+  };
+}
+
+/** The top-entities rows aggregators before boards wrote for a period (none since). */
+async function legacyTop(
+  store: AdminStore,
+  period: 'day' | 'month',
+  date: string,
+): Promise<TopEntity[]> {
+  const shards = await Promise.all(
+    Array.from({ length: TOP_SHARDS }, async (_, shard) => {
+      const { pk } = usageKeys.usageTop(period, date, shard, '');
+      const out: TopEntity[] = [];
+      let after: string | undefined;
+      do {
+        const page = await store.query(pk, {
+          limit: 1_000,
+          ...(after !== undefined ? { after } : {}),
+        });
+        for (const { key, state } of page.items) {
+          if (key.sk.startsWith('#')) continue; // a board (the boards' shards share partitions)
+          out.push({
+            entity: key.sk,
+            usage: byPrefix(state, U.metric('')),
+            leases: number(state[U.leases]),
+            denied: number(state[U.deniedTotal]),
           });
-          for (const { key, state } of page.items) {
-            out.push({
-              entity: key.sk,
-              usage: byPrefix(state, U.metric('')),
-              leases: number(state[U.leases]),
-              denied: number(state[U.deniedTotal]),
-            });
-          }
-          after = page.next;
-        } while (after !== undefined);
-        return out;
-      }),
-    )
-  ).flat();
-  const score = (e: TopEntity) =>
-    query.by === 'denied' ? e.denied : amountOf(e.usage, query.metric);
-  return entries
-    .filter((e) => score(e) > 0)
-    .sort((a, b) => score(b) - score(a) || a.entity.localeCompare(b.entity))
-    .slice(0, query.limit);
+        }
+        after = page.next;
+      } while (after !== undefined);
+      return out;
+    }),
+  );
+  return shards.flat();
 }
 
 /** A budget alert as listed. */

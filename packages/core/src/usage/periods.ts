@@ -1,7 +1,10 @@
 /**
- * The periods usage history rolls up into, and the row updates that add to them. Hours are UTC
- * hours; days and months are the entity's own (its time zone). Top-entities rows hold an
- * entity's totals per local day and month, spread over {@link TOP_SHARDS} partitions.
+ * The periods usage history counts in, and the row updates that add to them. The aggregator
+ * writes one row per entity, resource and hour: an hour of the entity's own day (its time zone;
+ * UTC hours unless the zone's offset is not a whole number of hours), which names its local day
+ * and month, so days and months are summed from hours when read. Top entities are kept on
+ * boards per local day and month (boards.ts); aggregators before boards wrote a top-entities row
+ * per entity, spread over {@link TOP_SHARDS} partitions, still read.
  */
 import { SERVICE_DEFAULTS } from '../defaults.js';
 import { calendarWindow, isoDate } from '../engine/calendar.js';
@@ -14,8 +17,15 @@ import {
   usageKeys,
 } from '../store/schema.js';
 import type { Assignment, ItemKey } from '../store/types.js';
+import { boardKey, boardShard, nameHash } from './boards.js';
 
 const HOUR_MS = PERIOD_SECONDS.hour * 1_000;
+
+/**
+ * The entity whose rows are the deployment-wide roll-up: every lease and refusal once, per
+ * resource and UTC hour (no entity's name can be `*`).
+ */
+export const ROLLUP_ENTITY = '*';
 
 /** One period: `[startMs, endMs)`. */
 export interface Period {
@@ -23,13 +33,16 @@ export interface Period {
   readonly endMs: number;
 }
 
-/** The period of `granularity` that holds `atMs`, in `timeZone` (hours are always UTC hours). */
+/**
+ * The period of `granularity` that holds `atMs`, in `timeZone`. Hours are counted from the local
+ * day's start, and the last one ends with the day (a day of 23 or 25 hours, or one that moves
+ * its clocks by half an hour, still holds whole hours of its own).
+ */
 export function periodOf(atMs: number, granularity: UsageGranularity, timeZone: string): Period {
-  if (granularity === 'hour') {
-    const startMs = Math.floor(atMs / HOUR_MS) * HOUR_MS;
-    return { startMs, endMs: startMs + HOUR_MS };
-  }
-  return calendarWindow(atMs, granularity, timeZone);
+  if (granularity !== 'hour') return calendarWindow(atMs, granularity, timeZone);
+  const day = calendarWindow(atMs, 'day', timeZone);
+  const startMs = day.startMs + Math.floor((atMs - day.startMs) / HOUR_MS) * HOUR_MS;
+  return { startMs, endMs: Math.min(startMs + HOUR_MS, day.endMs) };
 }
 
 /** The local date (YYYY-MM-DD) of an instant in a time zone. */
@@ -39,15 +52,8 @@ export const localDate = isoDate;
 export const topDate = (granularity: 'day' | 'month', date: string): string =>
   granularity === 'day' ? date : date.slice(0, 7);
 
-/** Which top-entities partition holds an entity (FNV-1a of its name). */
-export function topShard(entity: string): number {
-  let hash = 0x811c9dc5;
-  for (let i = 0; i < entity.length; i++) {
-    hash ^= entity.charCodeAt(i);
-    hash = Math.imul(hash, 0x01000193) >>> 0;
-  }
-  return hash % TOP_SHARDS;
-}
+/** Which partition of top-entities rows (written by aggregators before boards) holds an entity. */
+export const topShard = (entity: string): number => nameHash(entity) % TOP_SHARDS;
 
 /** What to add to rows: metric deltas, leases, refusals by limit. */
 export interface RowDelta {
@@ -59,8 +65,6 @@ export interface RowDelta {
 /** One row update: its key, the attributes it sets once, and what it adds. */
 export interface RowWrite {
   readonly key: ItemKey;
-  /** A top-entities row (refusals as one total) rather than a history row (by limit). */
-  readonly top: boolean;
   readonly fixed: readonly Assignment[];
   readonly delta: RowDelta;
 }
@@ -68,46 +72,55 @@ export interface RowWrite {
 const DAY_S = PERIOD_SECONDS.day;
 
 /**
- * The rows one entity's usage of `resource` at `atMs` adds to: its hour, day and month rows for
- * the resource, and its top-entities rows of the day and the month.
+ * The row one entity's usage of `resource` at `atMs` adds to: its hour row for the resource. An
+ * hour row is kept as long as its month's would be (`retentionDays` after the month ends): a
+ * month is summed from its hours.
  */
-export function rowsFor(
+export function hourRow(
   entity: string,
   timeZone: string,
   resource: string,
   atMs: number,
   delta: RowDelta,
   retentionDays: number = SERVICE_DEFAULTS.usageRetentionDays,
-): RowWrite[] {
-  const ttl = (endMs: number) => ({
-    attr: TABLE_SCHEMA.ttlAttribute,
-    value: BigInt(Math.ceil(endMs / 1_000) + retentionDays * DAY_S),
-  });
-  const rows: RowWrite[] = (['hour', 'day', 'month'] as const).map((granularity) => {
-    const period = periodOf(atMs, granularity, timeZone);
-    const start = new Date(period.startMs).toISOString();
-    return {
-      key: usageKeys.usage(entity, granularity, start, resource),
-      top: false,
-      fixed: [
-        { attr: U.periodStart, value: BigInt(period.startMs) },
-        { attr: U.periodEnd, value: BigInt(period.endMs) },
-        ttl(period.endMs),
-      ],
-      delta,
-    };
-  });
+): RowWrite {
+  const hour = periodOf(atMs, 'hour', timeZone);
+  const day = periodOf(atMs, 'day', timeZone);
+  const month = periodOf(atMs, 'month', timeZone);
+  return {
+    key: usageKeys.usageHour(entity, new Date(hour.startMs).toISOString(), resource),
+    fixed: [
+      { attr: U.periodStart, value: BigInt(hour.startMs) },
+      { attr: U.periodEnd, value: BigInt(hour.endMs) },
+      { attr: U.dayStart, value: BigInt(day.startMs) },
+      { attr: U.dayEnd, value: BigInt(day.endMs) },
+      { attr: U.monthStart, value: BigInt(month.startMs) },
+      { attr: U.monthEnd, value: BigInt(month.endMs) },
+      { attr: TABLE_SCHEMA.ttlAttribute, value: expiresAtS(month.endMs, retentionDays) },
+    ],
+    delta,
+  };
+}
+
+/** When a row of a period ending at `endMs` expires (epoch s): `retentionDays` after. */
+export const expiresAtS = (endMs: number, retentionDays: number): bigint =>
+  BigInt(Math.ceil(endMs / 1_000) + retentionDays * DAY_S);
+
+/**
+ * The top-entities boards an entity's usage at `atMs` counts in: its local day's and month's
+ * (the board item of the period that holds it), each with when it expires (epoch s).
+ */
+export function boardsFor(
+  entity: string,
+  timeZone: string,
+  atMs: number,
+  retentionDays: number = SERVICE_DEFAULTS.usageRetentionDays,
+): { key: ItemKey; expiresAtS: number }[] {
   const date = localDate(atMs, timeZone);
-  for (const granularity of ['day', 'month'] as const) {
-    const period = periodOf(atMs, granularity, timeZone);
-    rows.push({
-      key: usageKeys.usageTop(granularity, topDate(granularity, date), topShard(entity), entity),
-      top: true,
-      fixed: [{ attr: U.entity, value: entity }, ttl(period.endMs)],
-      delta,
-    });
-  }
-  return rows;
+  return (['day', 'month'] as const).map((granularity) => ({
+    key: boardKey(granularity, topDate(granularity, date), boardShard(entity)),
+    expiresAtS: Number(expiresAtS(periodOf(atMs, granularity, timeZone).endMs, retentionDays)),
+  }));
 }
 
 /** Sums deltas of one row. */
@@ -132,12 +145,6 @@ export function rowAssignments(row: RowWrite): Assignment[] {
   };
   for (const [metric, value] of row.delta.metrics) add(U.metric(metric), value);
   add(U.leases, row.delta.leases);
-  if (row.top) {
-    let denied = 0n;
-    for (const value of row.delta.denied.values()) denied += value;
-    add(U.deniedTotal, denied);
-  } else {
-    for (const [name, value] of row.delta.denied) add(U.denied(name), value);
-  }
+  for (const [name, value] of row.delta.denied) add(U.denied(name), value);
   return adds.length === 0 ? [] : [...row.fixed, ...adds];
 }

@@ -9,11 +9,11 @@ import { own } from '../names.js';
 import { progressAttributes as P, usageKeys } from '../store/schema.js';
 import type { ItemState, ItemUpdate, Store } from '../store/types.js';
 import { crossingsOf } from './alerts.js';
-import { factsOf, type ItemChange } from './facts.js';
+import { contributionsOf, type ItemChange } from './facts.js';
 
-/** Whether a change gives the aggregator anything to count (a lease fact or an alert). */
+/** Whether a change gives the aggregator anything to count (usage or an alert). */
 const countable = (change: ItemChange) =>
-  factsOf(change).length > 0 || crossingsOf(change).length > 0;
+  contributionsOf(change).length > 0 || crossingsOf(change).length > 0;
 
 const PROGRESS = usageKeys.progress();
 /** The progress item's own change, come back on the stream. */
