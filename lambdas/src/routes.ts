@@ -304,6 +304,7 @@ const KEYS = {
   progress: usageKeys.progress().pk,
   usage: usageKeys.usage(any, 'hour', any, any).pk,
   usageTop: `${usageKeys.usageTop('day', any, 0, any).pk.split('#')[0]}#*`,
+  eventLog: `${usageKeys.eventLog(0, any).pk.split('#')[0]}#*`,
   denials: itemKeys.denials(any).pk,
   alerts: usageKeys.alert(any, { pk: any, sk: any }, any, 0).pk,
 } as const;
@@ -403,6 +404,11 @@ export const ACCESS: Readonly<Record<FunctionName | StreamFunctionName, readonly
       actions: ['dynamodb:GetItem', 'dynamodb:UpdateItem'],
       keys: [KEYS.usageTop],
       why: 'top-entities boards: read, changed and written back if unchanged',
+    },
+    {
+      actions: ['dynamodb:UpdateItem', 'dynamodb:Query'],
+      keys: [KEYS.eventLog],
+      why: 'the log of usage events counted: written per batch, read for a cancellation written alone',
     },
     {
       actions: ['dynamodb:UpdateItem'],

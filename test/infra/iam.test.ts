@@ -201,6 +201,8 @@ describe('each function under its own synthesized role', () => {
     ).toBe(true);
     expect(aggregatorProxy.denied).toEqual([]);
     expect(aggregatorProxy.allowed.some((a) => a.pk?.startsWith('usage#'))).toBe(true);
+    // The log of usage events counted, which a cancellation written alone is checked against.
+    expect(aggregatorProxy.allowed.some((a) => a.pk?.startsWith('usagelog#'))).toBe(true);
     // Usage history's progress: recorded under the aggregator's role, read under health's.
     expect(aggregatorProxy.allowed).toContainEqual({
       action: 'dynamodb:UpdateItem',
@@ -324,6 +326,7 @@ describe('the grants', () => {
       'usage#key-1',
       'usagetop#d#20260115#0',
       'usagelease#abc',
+      'usagelog#2026-01-15T12:00',
       'alert',
     ];
     for (const name of [...NAMES, 'aggregator'] as const) {
@@ -357,6 +360,14 @@ describe('the grants', () => {
     for (const pk of ['meta#health', 'meta#lease-signing-key', 'meta#other'])
       expect(may('aggregator', { action: 'dynamodb:UpdateItem', pk })).toBe(false);
     expect(may('health', { action: 'dynamodb:GetItem', pk: 'meta#other' })).toBe(false);
+  });
+
+  it('keep the log of usage events counted to the aggregator', () => {
+    const pk = 'usagelog#2026-01-15T12:00';
+    for (const action of ['dynamodb:UpdateItem', 'dynamodb:Query'])
+      expect(may('aggregator', { action, pk })).toBe(true);
+    for (const action of [...writes, 'dynamodb:Query', 'dynamodb:GetItem'])
+      expect(NAMES.filter((name) => may(name, { action, pk }))).toEqual([]);
   });
 
   it('let settlement write only leases and buckets, and only read configuration (callers)', () => {

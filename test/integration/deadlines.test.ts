@@ -13,7 +13,7 @@ import {
   usageHistory,
 } from '@sluice/core';
 import { bucketAttributes, type ItemUpdate } from '@sluice/core/internal';
-import { describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { HookedStore } from '../support/hooked-store.js';
 import { check, remaining, tpm } from '../support/limits.js';
 import { streamed } from '../support/streams.js';
@@ -194,92 +194,129 @@ describe('a write whose answer was lost after it was applied', () => {
   }
 });
 
-describe('a refused call whose first write may have applied', () => {
-  it('is never counted in usage history, whatever stays charged', async () => {
-    const clock = manualClock();
-    const [own, full] = [check([tpm(1_000)], 'entity'), check([tpm(100)], 'resource')];
-    const other = table.limiter({ clock: clock.now });
-    await other.acquire({ checks: [full], usage: { tokens: 100 } }); // refuses the call below
-    let dropped = false;
-    // `own` takes the call (and its usage event), then its answer is lost and four other writes
-    // follow before the item is read: the item cannot tell, and the charge stays.
-    const store = new HookedStore(table.store, undefined, async (update) => {
-      if (!dropped && consuming(update, own.key)) {
-        dropped = true;
-        for (let i = 0; i < 4; i++) await other.acquire({ checks: [own], usage: { tokens: 10 } });
-        throw lost();
-      }
-    });
-    const limiter = new Limiter({ store, clock: clock.now, combiner: undefined });
-    const entity = own.key.pk.slice('entity#'.length);
-    const context = { resource: 'gpt-4o', scopes: [{ entity, timezone: 'UTC' }] };
-
-    const result = await limiter.acquire({ checks: [own, full], usage: { tokens: 100 }, context });
-    await limiter.engine.idle();
-    await new UsageAggregator({ store: table.store }).apply(await streamed(table));
-    const history = await usageHistory(table.store, {
-      entity,
-      granularity: 'day',
-      fromMs: clock.now() - 86_400_000,
-      toMs: clock.now() + 86_400_000,
-    });
-
-    expect(result).toMatchObject({ allowed: false, code: 'rate_limited' });
-    expect(await remaining(limiter, own)).toEqual([860]); // kept: 100, and the others' 40
-    expect(history).toEqual([]);
+describe('a refused call whose first write the item cannot place', () => {
+  let [own, full] = [check(), check()];
+  beforeEach(() => {
+    [own, full] = [check([tpm(1_000)], 'entity'), check([tpm(100)], 'resource')];
   });
-});
 
-describe('a cancellation written alone whose answer is lost', () => {
-  it('is written once, and the call is still not counted in usage history', async () => {
-    const clock = manualClock();
-    const [own, full] = [check([tpm(1_000)], 'entity'), check([tpm(100)], 'resource')];
+  /**
+   * Refuses a call of 100 tokens for `entity` (`full` has no room), `own` first: `lose` runs at
+   * its first write to `own`, before the write (`before`) or after it applied (`after`), and
+   * throws to lose the answer; `also` runs at each later write of `own`.
+   */
+  async function refusedCall(
+    entity: string,
+    lose: { readonly when: 'before' | 'after'; readonly others: number },
+    also: (update: ItemUpdate) => Promise<void> = async () => {},
+    clock = manualClock(),
+  ) {
     const other = table.limiter({ clock: clock.now });
     await other.acquire({ checks: [full], usage: { tokens: 100 } }); // refuses the call below
     let dropped = false;
-    let cancellationLost = false;
-    // As above (the item cannot tell), and the cancellation's own answer is lost once after it
-    // applied: sent again, it must not apply twice (history would subtract the estimate twice).
-    const store = new HookedStore(table.store, undefined, async (update) => {
-      if (!dropped && consuming(update, own.key)) {
-        dropped = true;
-        for (let i = 0; i < 4; i++) await other.acquire({ checks: [own], usage: { tokens: 10 } });
-        throw lost();
-      }
-      if (!cancellationLost && update.set.some((a) => a.attr === 'cx')) {
-        cancellationLost = true;
-        // Another call's usage event lands on the item before the cancellation is sent again.
-        const elsewhere = {
-          resource: 'gpt-4o',
-          scopes: [{ entity: 'someone-else', timezone: 'UTC' }],
-        };
-        await other.acquire({ checks: [own], usage: { tokens: 10 }, context: elsewhere });
-        throw lost();
-      }
-    });
+    const hook = (when: 'before' | 'after') => async (update: ItemUpdate) => {
+      if (!consuming(update, own.key)) return;
+      if (dropped) return when === 'after' ? also(update) : undefined;
+      if (when !== lose.when) return;
+      dropped = true;
+      for (let i = 0; i < lose.others; i++)
+        await other.acquire({ checks: [own], usage: { tokens: 10 } });
+      throw lost();
+    };
+    const store = new HookedStore(table.store, hook('before'), hook('after'));
     const limiter = new Limiter({ store, clock: clock.now, combiner: undefined });
-    const entity = own.key.pk.slice('entity#'.length);
     const context = { resource: 'gpt-4o', scopes: [{ entity, timezone: 'UTC' }] };
-
     const result = await limiter.acquire({ checks: [own, full], usage: { tokens: 100 }, context });
     await limiter.engine.idle();
+    return { result, clock, limiter };
+  }
+
+  /**
+   * `entity`'s usage history once a fresh aggregator has counted the stream: in one batch, or in
+   * two split after the record that names `entity` first (where a lease's event and its
+   * cancellation fall in different batches).
+   */
+  async function historyOf(entity: string, split: boolean, nowMs: number) {
     const changes = await streamed(table);
-    await new UsageAggregator({ store: table.store }).apply(changes);
-    const history = await usageHistory(table.store, {
+    const aggregator = new UsageAggregator({ store: table.store });
+    const first = changes.findIndex((c) => String(c.newImage?.ev ?? '').includes(entity));
+    const at = split && first >= 0 ? first + 1 : changes.length;
+    await aggregator.apply(changes.slice(0, at));
+    await aggregator.apply(changes.slice(at));
+    return usageHistory(table.store, {
       entity,
       granularity: 'day',
-      fromMs: clock.now() - 86_400_000,
-      toMs: clock.now() + 86_400_000,
+      fromMs: nowMs - 86_400_000,
+      toMs: nowMs + 86_400_000,
     });
+  }
+
+  for (const split of [false, true]) {
+    const batches = split ? 'its event and cancellation counted in two batches' : 'one batch';
+    it(`is never counted in usage history when it applied, whatever stays charged (${batches})`, async () => {
+      // `own` takes the call (and its usage event), its answer is lost and four other writes
+      // follow before the item is read: the item cannot tell, and the charge stays.
+      const entity = `applied-${split}`;
+      const { result, clock, limiter } = await refusedCall(entity, { when: 'after', others: 4 });
+
+      expect(result).toMatchObject({ allowed: false, code: 'rate_limited' });
+      expect(await remaining(limiter, own)).toEqual([860]); // kept: 100, and the others' 40
+      expect(await historyOf(entity, split, clock.now())).toEqual([]);
+    });
+
+    it(`takes nothing from usage history when it never applied, though the item cannot tell (${batches})`, async () => {
+      // The answer is lost before the write reaches the table, and four other writes follow: the
+      // cancellation goes alone, naming an estimate usage history never counted.
+      const entity = `never-applied-${split}`;
+      const { result, clock, limiter } = await refusedCall(entity, { when: 'before', others: 4 });
+      await take(entity, 30, clock.now);
+
+      expect(result).toMatchObject({ allowed: false, code: 'rate_limited' });
+      expect(await remaining(limiter, own)).toEqual([1_000 - 40 - 30]);
+      expect(tokensOf(await historyOf(entity, split, clock.now()))).toEqual([30]);
+    });
+  }
+
+  it('counts its cancellation once when the cancellation written alone lands twice', async () => {
+    // As when it applied, and the cancellation's own answer is lost once after it applied;
+    // another call's usage event lands on the item before it is sent again.
+    const entity = 'cancelled-twice';
+    let cancellationLost = false;
+    const clock = manualClock();
+    const { result } = await refusedCall(
+      entity,
+      { when: 'after', others: 4 },
+      async (update) => {
+        const alone = update.set.some((a) => String('value' in a ? a.value : '').includes(',-2,'));
+        if (cancellationLost || !alone) return;
+        cancellationLost = true;
+        await take('someone-else', 10, clock.now);
+        throw lost();
+      },
+      clock,
+    );
+    await take(entity, 30, clock.now);
+    const cancellations = (await streamed(table)).filter(
+      (c) =>
+        String(c.newImage?.ev ?? '').includes(`"${entity}"`) &&
+        String(c.newImage?.ev).includes(',-2,'),
+    );
 
     expect(result).toMatchObject({ allowed: false });
-    expect(cancellationLost).toBe(true);
-    const cancellations = changes.filter(
-      (c) => c.key.pk === own.key.pk && String(c.newImage?.ev ?? '').includes(',-1,'),
-    );
-    expect(cancellations).toHaveLength(1);
-    expect(history).toEqual([]);
+    expect(cancellations).toHaveLength(2);
+    expect(tokensOf(await historyOf(entity, false, clock.now()))).toEqual([30]);
   });
+
+  /** An admitted call of `tokens` on `own` for `entity`, with its usage event. */
+  async function take(entity: string, tokens: number, now: () => number) {
+    const context = { resource: 'gpt-4o', scopes: [{ entity, timezone: 'UTC' }] };
+    const limiter = table.limiter({ clock: now });
+    const r = await limiter.acquire({ checks: [own], usage: { tokens }, context });
+    expect(r.allowed).toBe(true);
+  }
+
+  const tokensOf = (rows: readonly { readonly usage: { readonly tokens?: number } }[]) =>
+    rows.map((r) => r.usage.tokens);
 });
 
 describe('an acquire that runs out of attempts on contention', () => {

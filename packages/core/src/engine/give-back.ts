@@ -5,7 +5,7 @@
  */
 
 import { StoreUnavailableError, WriteOutcomeUnknownError } from '../errors.js';
-import { itemAttributes, TABLE_SCHEMA } from '../store/schema.js';
+import { TABLE_SCHEMA } from '../store/schema.js';
 import type { Assignment, Condition, ItemCheck, ItemKey, ItemUpdate } from '../store/types.js';
 import { deltaUpdate, zeroed } from './items.js';
 import type { LeasedItem } from './lease.js';
@@ -121,32 +121,20 @@ export async function giveBack(
 }
 
 /**
- * Writes a usage event's cancellation alone where a give-back that carried it could not be made
- * (the call was never admitted, whatever stays charged), once: it names the lease (`lease`) on
- * the item, and a repeat after a lost answer finds it there and writes nothing (usage history
- * subtracts each cancellation it sees). Sent again after any failure, for as long as a lease
- * lives; never creates the item.
+ * Writes `set` alone where a give-back that carried it could not be made (a usage event's
+ * cancellation: the call was never admitted, whatever stays charged): sent again after any
+ * failure, for as long as a lease lives (usage history counts a cancellation once, however often
+ * it is written); never creates the item.
  */
 export async function writeAlone(
   engine: EngineState,
   key: ItemKey,
   set: readonly Assignment[],
-  lease: string,
 ): Promise<void> {
   const until = Date.now() + engine.tuning.leaseTtlMs; // while the lease could have lived
-  const once = itemAttributes.cancelledAlone;
   for (let attempt = 0; ; attempt++) {
     try {
-      await engine.store.update({
-        key,
-        set: [...set, { attr: once, value: lease }],
-        condition: {
-          and: [
-            { exists: TABLE_SCHEMA.partitionKey },
-            { or: [{ absent: once }, { attr: once, op: '<>', value: lease }] },
-          ],
-        },
-      });
+      await engine.store.update({ key, set, condition: { exists: TABLE_SCHEMA.partitionKey } });
       return;
     } catch (error) {
       if (!(error instanceof StoreUnavailableError) || Date.now() >= until) throw error;

@@ -34,10 +34,15 @@ export function contextFromWire(wire: ContextWire): UsageContext {
 
 /** Version of a usage event that cancels a lease (a refused acquire gave back what it took). */
 export const CANCELLED = -1;
+/**
+ * Version of a cancellation written alone, where no give-back could carry it: usage history
+ * counts it only if the lease's event reached the stream, and once (see usage/event-log.ts).
+ */
+export const CANCELLED_ALONE = -2;
 
 /**
  * The event an acquire leaves on the first item it writes:
- * `[lease id, 0 (or CANCELLED), acquired at, expires at, usage, context]`; a cancellation carries
+ * `[lease id, 0 (or a cancellation's version), acquired at, expires at, usage, context]`; a cancellation carries
  * the estimate it takes back.
  */
 export type UsageEvent = [

@@ -43,11 +43,6 @@ export const itemAttributes = {
   generation: 'g',
   /** The usage event of the last acquire that wrote this item first (see usage-context.ts). */
   usageEvent: 'ev',
-  /**
-   * The last cancellation of a usage event written alone here (its lease id): a repeat of that
-   * write after a lost answer is refused, so usage history subtracts the estimate once.
-   */
-  cancelledAlone: 'cx',
   /** Shards the item's scope is split into where it stands (absent: 1); negative while splitting. */
   shards: 'n',
   /** When a split froze the item (epoch ms). */
@@ -105,6 +100,8 @@ export const usageAttributes = {
   monthEnd: 'me',
   /** The entity of a top-entities row. */
   entity: 'e',
+  /** Of an event log item: the events and cancellations a batch counted (see usage/event-log.ts). */
+  entries: 'log',
 } as const;
 
 /** Attributes of a process's gathering of refusals (the item {@link itemKeys.denials} names). */
@@ -246,6 +243,14 @@ export const usageKeys = {
   usageTop: (granularity: 'day' | 'month', date: string, shard: number, entity: string) => ({
     pk: `usagetop#${USAGE_GRANULARITY[granularity]}#${date}#${shard}`,
     sk: entity,
+  }),
+  /**
+   * One batch's log of the usage events and cancellations it counted, of leases acquired in the
+   * minute `atMs` falls in (`id`: random, so no log item is ever written twice).
+   */
+  eventLog: (atMs: number, id: string): ItemKey => ({
+    pk: `usagelog#${new Date(Math.floor(atMs / 60_000) * 60_000).toISOString().slice(0, 16)}`,
+    sk: id,
   }),
   /** How far the usage aggregator has counted, and whether it is failing (one item). */
   progress: (): ItemKey => ({ pk: 'meta#usage-progress', sk: 'v1' }),

@@ -32,7 +32,13 @@ import { own } from '../names.js';
 import type { AdminStore, ItemKey, ItemState } from '../store/types.js';
 import { type AlertSender, crossingsOf, recordAlerts } from './alerts.js';
 import { added, type BoardPart, boardOf, boardWrite, pastMarks, withoutCustom } from './boards.js';
-import { type Contribution, contributionsOf, type ItemChange } from './facts.js';
+import { type EventRecord, judged } from './event-log.js';
+import {
+  type Contribution,
+  contributionsOf,
+  type ItemChange,
+  type StreamPosition,
+} from './facts.js';
 import { markAttribute, STREAM_KEEPS_MS, sortable, staleMarks } from './marks.js';
 import { boardsFor, hourRow, ROLLUP_ENTITY, type RowDelta, type RowWrite } from './periods.js';
 import { inParts, type Part, past, type Reduction, reduced, rowUpdate } from './row-writes.js';
@@ -93,6 +99,12 @@ interface BoardWork {
   readonly parts: BoardPart[];
 }
 
+/** A record that adds to usage history, and where the stream holds it. */
+interface Counted {
+  readonly contribution: Contribution;
+  readonly position: StreamPosition;
+}
+
 /** What one batch has written so far. */
 interface Tally {
   writes: number;
@@ -130,7 +142,20 @@ export class UsageAggregator {
    * cannot.
    */
   async apply(changes: readonly ItemChange[]): Promise<ApplyReport> {
-    const { rows, boards, expired } = this.#rowsOf(changes);
+    const { counted, expired } = this.#recordsOf(changes);
+    // Cancellations written alone count only where their event did, once (event-log.ts).
+    const events = counted.map(({ contribution: c, position }): EventRecord | undefined =>
+      c.event
+        ? { lease: c.id, atMs: c.atMs, kind: c.event, sequence: position.sequence }
+        : undefined,
+    );
+    const judgement = await judged(
+      this.#store,
+      events.filter((e) => e !== undefined),
+    );
+    const { rows, boards } = this.#rowsOf(
+      counted.filter((_, i) => !judgement.skipped.has(events[i] as EventRecord)),
+    );
     const alerts = await recordAlerts(this.#store, changes.flatMap(crossingsOf), {
       clock: this.#clock,
       claimer: this.#claimer,
@@ -145,6 +170,10 @@ export class UsageAggregator {
         for (const parts of inParts(row.parts)) await this.#count(row.write, parts, tally);
       }),
       ...[...boards.values()].map((board) => () => this.#board(board, tally)),
+      ...judgement.writes.map((write) => async () => {
+        tally.writes++;
+        await this.#store.update(write);
+      }),
     ];
     const worker = async () => {
       for (let next = work.shift(); next; next = work.shift()) await next();
@@ -164,72 +193,77 @@ export class UsageAggregator {
     };
   }
 
-  /** The rows and boards the batch adds to, each row with its parts in stream order. */
-  #rowsOf(changes: readonly ItemChange[]): {
-    rows: Map<string, Row>;
-    boards: Map<string, BoardWork>;
-    expired: number;
-  } {
-    const rows = new Map<string, Row>();
-    const boards = new Map<string, BoardWork>();
+  /** The batch's records that add to usage history (each once), in stream order. */
+  #recordsOf(changes: readonly ItemChange[]): { counted: Counted[]; expired: number } {
+    const counted: Counted[] = [];
     const seen = new Set<string>(); // a record twice in one batch counts once
     const oldest = this.#clock() - STREAM_KEEPS_MS;
     let expired = 0;
     for (const change of changes) {
       for (const contribution of contributionsOf(change)) {
         const position = change.position;
-        const id = `${contribution.kind} ${position?.shard} ${position?.sequence}`;
-        if (position && seen.has(id)) continue;
-        seen.add(id);
-        // Older than any mark is kept: it may have been counted, and its mark let go.
-        if (position && position.atMs > 0 && position.atMs < oldest) {
-          expired++;
-          continue;
-        }
         if (!position)
           throw new Error(
             'a change without its stream position cannot be counted exactly once: read it with changeOf(record, shardId)',
           );
-        const delta: RowDelta = {
-          metrics: contribution.metrics,
-          leases: contribution.leases,
-          denied: contribution.denied,
-        };
-        const mark = markAttribute(contribution.kind, position.shard);
-        const sequence = sortable(position.sequence);
-        const { context, atMs } = contribution;
-        const retention = this.#retentionDays;
-        context.scopes.forEach(({ entity, timezone }, i) => {
-          const { delta: _, ...write } = hourRow(
-            entity,
-            timezone,
-            context.resource,
-            atMs,
-            delta,
-            retention,
-          );
-          const row = rows.get(rowId(write.key)) ?? { write, parts: [] };
-          rows.set(rowId(write.key), row);
-          row.parts.push({ contribution, position, mark, sequence, delta, reported: i === 0 });
-          for (const { key, expiresAtS } of boardsFor(entity, timezone, atMs, retention)) {
-            const board = boards.get(rowId(key)) ?? { key, expiresAtS, parts: [] };
-            boards.set(rowId(key), board);
-            board.parts.push({ entity, contribution, position, mark, sequence });
-          }
-        });
-        // The deployment-wide roll-up: each record once, whoever it counts for.
-        const rolled = hourRow(ROLLUP_ENTITY, 'UTC', context.resource, atMs, delta, retention);
-        const { delta: _, ...write } = rolled;
-        const rollup = rows.get(rowId(write.key)) ?? { write, parts: [] };
-        rows.set(rowId(write.key), rollup);
-        rollup.parts.push({ contribution, position, mark, sequence, delta, reported: false });
+        const id = `${contribution.kind} ${position.shard} ${position.sequence}`;
+        if (seen.has(id)) continue;
+        seen.add(id);
+        // Older than any mark is kept: it may have been counted, and its mark let go.
+        if (position.atMs > 0 && position.atMs < oldest) expired++;
+        else counted.push({ contribution, position });
       }
+    }
+    return { counted, expired };
+  }
+
+  /** The rows and boards the records add to, each row with its parts in stream order. */
+  #rowsOf(counted: readonly Counted[]): {
+    rows: Map<string, Row>;
+    boards: Map<string, BoardWork>;
+  } {
+    const rows = new Map<string, Row>();
+    const boards = new Map<string, BoardWork>();
+    for (const { contribution, position } of counted) {
+      const delta: RowDelta = {
+        metrics: contribution.metrics,
+        leases: contribution.leases,
+        denied: contribution.denied,
+      };
+      const mark = markAttribute(contribution.kind, position.shard);
+      const sequence = sortable(position.sequence);
+      const { context, atMs } = contribution;
+      const retention = this.#retentionDays;
+      context.scopes.forEach(({ entity, timezone }, i) => {
+        const { delta: _, ...write } = hourRow(
+          entity,
+          timezone,
+          context.resource,
+          atMs,
+          delta,
+          retention,
+        );
+        const row = rows.get(rowId(write.key)) ?? { write, parts: [] };
+        rows.set(rowId(write.key), row);
+        row.parts.push({ contribution, position, mark, sequence, delta, reported: i === 0 });
+        for (const { key, expiresAtS } of boardsFor(entity, timezone, atMs, retention)) {
+          const board = boards.get(rowId(key)) ?? { key, expiresAtS, parts: [] };
+          boards.set(rowId(key), board);
+          board.parts.push({ entity, contribution, position, mark, sequence });
+        }
+      });
+      // The deployment-wide roll-up: each record once, whoever it counts for.
+      const rolled = hourRow(ROLLUP_ENTITY, 'UTC', context.resource, atMs, delta, retention);
+      const { delta: _, ...write } = rolled;
+      const rollup = rows.get(rowId(write.key)) ?? { write, parts: [] };
+      rows.set(rowId(write.key), rollup);
+      rollup.parts.push({ contribution, position, mark, sequence, delta, reported: false });
     }
     for (const row of rows.values())
       row.parts.sort(
         (a, b) => a.mark.localeCompare(b.mark) || a.sequence.localeCompare(b.sequence),
       );
-    return { rows, boards, expired };
+    return { rows, boards };
   }
 
   /**

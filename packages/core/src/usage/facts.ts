@@ -15,6 +15,7 @@ import type { AttributeValue } from '@aws-sdk/client-dynamodb';
 import { amountOf, type Usage } from '../engine/limits.js';
 import {
   CANCELLED,
+  CANCELLED_ALONE,
   type ContextWire,
   contextFromWire,
   type UsageContext,
@@ -109,6 +110,8 @@ export interface Contribution {
   readonly leases: bigint;
   /** Refusals by limit name. */
   readonly denied: ReadonlyMap<string, bigint>;
+  /** Of an acquire's record: its event's estimate, or a cancellation (see event-log.ts). */
+  readonly event?: 'estimate' | 'cancellation' | 'cancellation-alone';
 }
 
 const DENIALS_PREFIX = itemKeys.denials('').pk;
@@ -175,7 +178,13 @@ function refused(change: ItemChange, next: ItemState): Contribution | undefined 
 /** What an acquire's usage event adds: its estimate, or the estimate's cancellation. */
 function acquired(ev: string): Contribution {
   const [leaseId, version, atMs, , usage, wire] = JSON.parse(ev) as UsageEvent;
-  const sign = version === CANCELLED ? -1n : 1n;
+  const event =
+    version === CANCELLED
+      ? 'cancellation'
+      : version === CANCELLED_ALONE
+        ? 'cancellation-alone'
+        : 'estimate';
+  const sign = event === 'estimate' ? 1n : -1n;
   const metrics = new Map([...difference(usage, {})].map(([m, n]) => [m, sign * n]));
   return {
     kind: 'acquire',
@@ -185,6 +194,7 @@ function acquired(ev: string): Contribution {
     metrics,
     leases: sign * used(usage),
     denied: none,
+    event,
   };
 }
 
