@@ -67,6 +67,8 @@ export async function handler(event: WindowedStreamEvent): Promise<WindowedBatch
   aggregator ??= new UsageAggregator({
     store: new DynamoDBAdminStore({ client: runtime.client, tableName: runtime.env.tableName }),
     retentionDays: usageRetentionDays,
+    // Every container of this function reads the stream as one reader.
+    reader: process.env.AWS_LAMBDA_FUNCTION_NAME ?? 'aggregator',
     ...(eventBus ? { sendAlert: eventBridgeSender(eventBus) } : {}),
     onSendFailure: 'retry',
   });
@@ -89,6 +91,10 @@ export async function handler(event: WindowedStreamEvent): Promise<WindowedBatch
     if (report.setAside.length > 0)
       logger.warn('usage DynamoDB refused to count in full (left out)', {
         setAside: report.setAside,
+      });
+    if (report.unplaced.length > 0)
+      logger.warn('usage records whose context no row can hold (not counted)', {
+        unplaced: report.unplaced,
       });
     const { usage, leases } = report.counted;
     metrics.addMetric(METRICS.usageTokens, MetricUnit.Count, usage.tokens ?? 0);

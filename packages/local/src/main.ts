@@ -16,6 +16,7 @@
  *   the x-sluice-principal header, to try entities' `callers` locally. Anyone who can reach the
  *   port can then claim any principal. @default off: requests carry no principal
  */
+import { randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import {
   DynamoDBAdminStore,
@@ -128,6 +129,8 @@ const aggregatorClient = localClient(aggregatorEndpoint);
 const aggregatorStore = new DynamoDBAdminStore({ client: aggregatorClient, tableName });
 const aggregator = new UsageAggregator({
   store: aggregatorStore,
+  // A reader of its own: another process on the same DynamoDB reads the stream besides this one.
+  reader: `local-${randomUUID()}`,
   retentionDays: settings.usageRetentionDays,
   ...(webhook ? { sendAlert: webhookSender(webhook) } : {}),
   onSendFailure: 'keep',
@@ -150,12 +153,14 @@ const reader = await startStreamReader({
   }),
   tableName,
   apply: async (changes) => {
-    const { setAside, expired } = await aggregator.apply(changes);
+    const { setAside, expired, unplaced } = await aggregator.apply(changes);
     // The stream is read from its oldest record at each start: with kept data (SLUICE_DATA_DIR)
     // DynamoDB Local may hand over records older than DynamoDB Streams keeps, not counted.
     if (expired > 0) logger.info('usage records older than a day were not counted', { expired });
     if (setAside.length > 0)
       logger.warn('usage DynamoDB refused to count in full (left out)', { setAside });
+    if (unplaced.length > 0)
+      logger.warn('usage records whose context no row can hold (not counted)', { unplaced });
   },
   onError: (error) => logger.error('usage aggregation failed; reading again', { error }),
   onRecordsLost: (shard) =>

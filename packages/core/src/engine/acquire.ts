@@ -47,7 +47,7 @@ import { type EngineState, nsToMs, toNs } from './state.js';
 import { denial, remembered, scopeStatuses, violation } from './statuses.js';
 import { lastWriteOf } from './tagged-writes.js';
 import type { AcquireRequest, AcquireResult, ScopeCheck, Violation } from './types.js';
-import { CANCELLED, CANCELLED_ALONE } from './usage-context.js';
+import { CANCELLED } from './usage-context.js';
 
 /**
  * Asks to take `usage` from every limit of every check, atomically per decision.
@@ -235,14 +235,12 @@ async function compensate(d: Decision, outcomes: readonly ScopeOutcome[]): Promi
     // The cancellation names the estimate it takes back: usage history subtracts it.
     const also = i === 0 ? d.event(CANCELLED, d.usage) : [];
     // The call was never admitted: usage history must not count it, whatever stays charged. Where
-    // no give-back carried the cancellation, it goes alone, and history counts it only if the
-    // event did (the write may not have applied), once (the give-back may have carried it).
+    // no give-back carried the cancellation, it goes alone (history counts it only if the event
+    // was counted, the write may not have applied, and once: the give-back may have carried it).
     const cancelled = (given: Promise<boolean>, key: ItemKey) =>
       also.length === 0
         ? given
-        : given.then((done) =>
-            done ? undefined : writeAlone(engine, key, d.event(CANCELLED_ALONE, d.usage)),
-          );
+        : given.then((done) => (done ? undefined : writeAlone(engine, key, also)));
     if (o.kind === 'ok') {
       const taken = leasedItem(chargedCheck(d, i, o), o.state, o.atMs);
       const given = giveBack(engine, taken, d.usage, d.nowMs, also, lastWriteOf(o.state));

@@ -17,7 +17,12 @@ import { NS_PER_MS } from './nanos.js';
 import { counted, pickShard, shardingOf } from './shards.js';
 import { type EngineState, keyOf } from './state.js';
 import type { AcquireRequest, ScopeCheck, Violation } from './types.js';
-import { contextToWire, type UsageContext, usageEvent } from './usage-context.js';
+import {
+  checkUsageContext,
+  contextToWire,
+  type UsageContext,
+  usageEvent,
+} from './usage-context.js';
 
 /** One acquire, validated: what every step of it works from. */
 export interface Decision {
@@ -96,6 +101,7 @@ export function decision(engine: EngineState, request: AcquireRequest): Decision
   // A scope that is or may be sharded (as its limits ask, or as items seen here say) carries no
   // budget alerts.
   const checks = validChecks(request.checks).map((c) => alertsOff(c, engine.shardCount(c.key)));
+  checkUsageContext(request.context);
   // The lease carries what it takes: one too long to settle is refused before anything is
   // written, naming the larger of the limits and the usage.
   const room = leaseRoom(checks, usage, request.context);

@@ -3,12 +3,28 @@
  * a write of its own: acquire puts an event on one item it writes anyway, settlement puts the
  * context on the lease item it writes anyway (see usage/facts.ts for the reading side).
  */
-import type { Usage } from './limits.js';
+import * as z from 'zod/mini';
+import { identifierSchema, timeZoneSchema, type Usage, validationErrorFrom } from './limits.js';
 
 /** The entity and its ancestors (nearest first), each with the time zone of its days and months. */
 export interface UsageContext {
   readonly resource: string;
   readonly scopes: readonly { readonly entity: string; readonly timezone: string }[];
+}
+
+const usageContextSchema = z.object({
+  resource: identifierSchema,
+  scopes: z.array(z.object({ entity: identifierSchema, timezone: timeZoneSchema })),
+});
+
+/**
+ * Checks a usage context as usage history will count it: names as the API takes them (none is the
+ * deployment-wide roll-up's `*`), real time zones. Throws a ValidationError naming the field.
+ */
+export function checkUsageContext(context: UsageContext | undefined): void {
+  if (context === undefined) return;
+  const parsed = usageContextSchema.safeParse(context);
+  if (!parsed.success) throw validationErrorFrom(parsed.error, 'context');
 }
 
 /** The compact form carried in lease tokens and items: `[resource, [[entity, zone?], …]]`. */
@@ -32,17 +48,16 @@ export function contextFromWire(wire: ContextWire): UsageContext {
   };
 }
 
-/** Version of a usage event that cancels a lease (a refused acquire gave back what it took). */
-export const CANCELLED = -1;
 /**
- * Version of a cancellation written alone, where no give-back could carry it: usage history
- * counts it only if the lease's event reached the stream, and once (see usage/event-log.ts).
+ * Version of a usage event that cancels a lease (a refused acquire gave back what it took, or
+ * wrote the cancellation alone): usage history counts a lease's first cancellation after its
+ * counted event, and no other (see usage/event-log.ts).
  */
-export const CANCELLED_ALONE = -2;
+export const CANCELLED = -1;
 
 /**
  * The event an acquire leaves on the first item it writes:
- * `[lease id, 0 (or a cancellation's version), acquired at, expires at, usage, context]`; a cancellation carries
+ * `[lease id, 0 (or CANCELLED), acquired at, expires at, usage, context]`; a cancellation carries
  * the estimate it takes back.
  */
 export type UsageEvent = [

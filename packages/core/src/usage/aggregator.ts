@@ -32,15 +32,22 @@ import { own } from '../names.js';
 import type { AdminStore, ItemKey, ItemState } from '../store/types.js';
 import { type AlertSender, crossingsOf, recordAlerts } from './alerts.js';
 import { added, type BoardPart, boardOf, boardWrite, pastMarks, withoutCustom } from './boards.js';
-import { type EventRecord, judged } from './event-log.js';
+import { judged } from './event-log.js';
 import {
   type Contribution,
   contributionsOf,
   type ItemChange,
   type StreamPosition,
 } from './facts.js';
-import { markAttribute, STREAM_KEEPS_MS, sortable, staleMarks } from './marks.js';
-import { boardsFor, hourRow, ROLLUP_ENTITY, type RowDelta, type RowWrite } from './periods.js';
+import { markAttribute, STREAM_KEEPS_MS, shortHash, sortable, staleMarks } from './marks.js';
+import {
+  boardsFor,
+  hourRow,
+  placeable,
+  ROLLUP_ENTITY,
+  type RowDelta,
+  type RowWrite,
+} from './periods.js';
 import { inParts, type Part, past, type Reduction, reduced, rowUpdate } from './row-writes.js';
 
 /** What the aggregator writes with and to whom it sends budget alerts. */
@@ -59,6 +66,12 @@ export interface AggregatorOptions {
   readonly onSendFailure?: 'retry' | 'keep';
   /** Told about an alert that could not be sent (with `keep`). */
   readonly onError?: (error: unknown) => void;
+  /**
+   * The name of this reader of the stream: the same for every process that reads it as one (a
+   * Lambda function's containers), another for each reader besides (see event-log.ts).
+   * @default 'sluice'
+   */
+  readonly reader?: string;
   /** Writes of one row that find its marks moved (another reader) before the batch fails. @default 8 */
   readonly maxAttempts?: number;
   /**
@@ -84,6 +97,12 @@ export interface ApplyReport {
   readonly counted: { readonly usage: Usage; readonly leases: number };
   /** Rows DynamoDB refused to count in full, with the leases (or refusals) left out there. */
   readonly setAside: readonly { readonly row: string; readonly ids: string[]; left: Reduction }[];
+  /**
+   * Leases (or gatherings of refusals) not counted because their context names what no row can
+   * hold (an entity name the API refuses, a time zone that does not exist): written by hand or
+   * by another program, never by the engine, which refuses such a context.
+   */
+  readonly unplaced: readonly string[];
 }
 
 /** A row to write, with every part of the batch that adds to it. */
@@ -126,6 +145,8 @@ export class UsageAggregator {
   readonly #clock: () => number;
   readonly #retentionDays: number;
   readonly #options: AggregatorOptions;
+  /** The reader's name as its log keys carry it. */
+  readonly #reader: string;
   /** This aggregator's id as a sender of budget alerts. */
   readonly #claimer = randomBytes(9).toString('base64url');
 
@@ -134,6 +155,7 @@ export class UsageAggregator {
     this.#clock = options.clock ?? Date.now;
     this.#retentionDays = options.retentionDays ?? SERVICE_DEFAULTS.usageRetentionDays;
     this.#options = options;
+    this.#reader = shortHash(options.reader ?? 'sluice');
   }
 
   /**
@@ -142,20 +164,10 @@ export class UsageAggregator {
    * cannot.
    */
   async apply(changes: readonly ItemChange[]): Promise<ApplyReport> {
-    const { counted, expired } = this.#recordsOf(changes);
-    // Cancellations written alone count only where their event did, once (event-log.ts).
-    const events = counted.map(({ contribution: c, position }): EventRecord | undefined =>
-      c.event
-        ? { lease: c.id, atMs: c.atMs, kind: c.event, sequence: position.sequence }
-        : undefined,
-    );
-    const judgement = await judged(
-      this.#store,
-      events.filter((e) => e !== undefined),
-    );
-    const { rows, boards } = this.#rowsOf(
-      counted.filter((_, i) => !judgement.skipped.has(events[i] as EventRecord)),
-    );
+    const { counted, expired, unplaced } = this.#recordsOf(changes);
+    // A lease's cancellation counts only after its counted event, once (event-log.ts).
+    const judgement = await judged(this.#store, this.#reader, counted);
+    const { rows, boards } = this.#rowsOf(judgement.kept);
     const alerts = await recordAlerts(this.#store, changes.flatMap(crossingsOf), {
       clock: this.#clock,
       claimer: this.#claimer,
@@ -190,12 +202,18 @@ export class UsageAggregator {
         leases: Number(tally.leases),
       },
       setAside: tally.setAside,
+      unplaced,
     };
   }
 
   /** The batch's records that add to usage history (each once), in stream order. */
-  #recordsOf(changes: readonly ItemChange[]): { counted: Counted[]; expired: number } {
+  #recordsOf(changes: readonly ItemChange[]): {
+    counted: Counted[];
+    expired: number;
+    unplaced: string[];
+  } {
     const counted: Counted[] = [];
+    const unplaced: string[] = [];
     const seen = new Set<string>(); // a record twice in one batch counts once
     const oldest = this.#clock() - STREAM_KEEPS_MS;
     let expired = 0;
@@ -211,10 +229,11 @@ export class UsageAggregator {
         seen.add(id);
         // Older than any mark is kept: it may have been counted, and its mark let go.
         if (position.atMs > 0 && position.atMs < oldest) expired++;
+        else if (!placeable(contribution.context)) unplaced.push(contribution.id);
         else counted.push({ contribution, position });
       }
     }
-    return { counted, expired };
+    return { counted, expired, unplaced };
   }
 
   /** The rows and boards the records add to, each row with its parts in stream order. */

@@ -15,7 +15,6 @@ import type { AttributeValue } from '@aws-sdk/client-dynamodb';
 import { amountOf, type Usage } from '../engine/limits.js';
 import {
   CANCELLED,
-  CANCELLED_ALONE,
   type ContextWire,
   contextFromWire,
   type UsageContext,
@@ -111,7 +110,7 @@ export interface Contribution {
   /** Refusals by limit name. */
   readonly denied: ReadonlyMap<string, bigint>;
   /** Of an acquire's record: its event's estimate, or a cancellation (see event-log.ts). */
-  readonly event?: 'estimate' | 'cancellation' | 'cancellation-alone';
+  readonly event?: 'estimate' | 'cancellation';
 }
 
 const DENIALS_PREFIX = itemKeys.denials('').pk;
@@ -178,12 +177,7 @@ function refused(change: ItemChange, next: ItemState): Contribution | undefined 
 /** What an acquire's usage event adds: its estimate, or the estimate's cancellation. */
 function acquired(ev: string): Contribution {
   const [leaseId, version, atMs, , usage, wire] = JSON.parse(ev) as UsageEvent;
-  const event =
-    version === CANCELLED
-      ? 'cancellation'
-      : version === CANCELLED_ALONE
-        ? 'cancellation-alone'
-        : 'estimate';
+  const event = version === CANCELLED ? 'cancellation' : 'estimate';
   const sign = event === 'estimate' ? 1n : -1n;
   const metrics = new Map([...difference(usage, {})].map(([m, n]) => [m, sign * n]));
   return {

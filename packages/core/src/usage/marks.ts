@@ -45,9 +45,12 @@ const KIND_LETTER: Readonly<Record<ContributionKind, string>> = {
  * (shard ids are long; 12 characters of SHA-256 keep marks small and apart).
  */
 export function markAttribute(kind: ContributionKind, shard: string): string {
-  const hash = createHash('sha256').update(shard).digest('base64url').slice(0, 12);
-  return `${MARK_PREFIX}${KIND_LETTER[kind]}_${hash}`;
+  return `${MARK_PREFIX}${KIND_LETTER[kind]}_${shortHash(shard)}`;
 }
+
+/** 12 characters of SHA-256 of a long id (a shard's, a reader's): short, and apart. */
+export const shortHash = (id: string): string =>
+  createHash('sha256').update(id).digest('base64url').slice(0, 12);
 
 /** Whether an attribute is a mark. */
 export const isMark = (attr: string): boolean => /^w[asd]_/.test(attr);

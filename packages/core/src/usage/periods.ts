@@ -9,6 +9,7 @@
 import { SERVICE_DEFAULTS } from '../defaults.js';
 import { calendarWindow, isoDate } from '../engine/calendar.js';
 import { PERIOD_SECONDS } from '../engine/limits.js';
+import { checkUsageContext, type UsageContext } from '../engine/usage-context.js';
 import {
   TABLE_SCHEMA,
   TOP_SHARDS,
@@ -147,4 +148,14 @@ export function rowAssignments(row: RowWrite): Assignment[] {
   add(U.leases, row.delta.leases);
   for (const [name, value] of row.delta.denied) add(U.denied(name), value);
   return adds.length === 0 ? [] : [...row.fixed, ...adds];
+}
+
+/** Whether a context names entities and time zones rows can hold (the engine takes no other). */
+export function placeable(context: UsageContext): boolean {
+  try {
+    checkUsageContext(context);
+    return true;
+  } catch {
+    return false;
+  }
 }
