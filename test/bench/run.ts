@@ -819,16 +819,99 @@ async function main() {
         true,
       ),
     };
-    // One LLM call's whole write cost: its acquire and its settlement (`llm_call`), and its usage
-    // history in the default mix's case (capacity.ts's defaultMix: every call a different key).
-    const historyWcu = usage_aggregator.distinct_keys.wcu_per_settled_lease;
-    const whole_call_wcu = {
-      acquire: Number((llm_call.wcu - llm_call.settle_wcu).toFixed(3)),
-      settle: llm_call.settle_wcu,
-      usage_history: historyWcu,
-      usage_history_case: 'distinct_keys',
-      total: Number((llm_call.wcu + historyWcu).toFixed(2)),
+    // One LLM call of the capacity model's default mix, measured whole: a key of its own (every
+    // call a different one) and its org, both with limits, and a provider-wide limit on the
+    // model; acquire, one adjust while it streams, a release with the provider's final count;
+    // then the usage aggregator over that table's stream, in batches of 100 records.
+    const wholeCall = async () => {
+      const name = 'sluice-bench-whole-call';
+      await ensureTable(sluiceClient, name);
+      const callEngine = new Limiter({
+        store: new DynamoDBAdminStore({ client: sluiceClient, tableName: name }),
+      });
+      const checks = (i: number): ScopeCheck[] => [
+        {
+          scope: 'entity',
+          key: itemKeys.entityBucket(`key-${i}`, 'gpt-4o'),
+          limits: parseLimits([
+            { name: 'rpm', metric: 'requests', limit: 600, per: 'minute' },
+            { name: 'tpm', metric: 'tokens', limit: 2_000_000, per: 'minute' },
+          ]),
+        },
+        {
+          scope: 'entity',
+          key: itemKeys.entityWide('org-1'),
+          limits: parseLimits([
+            { name: 'daily', metric: 'cost_micro_usd', limit: 1_000_000_000_000, window: 'day' },
+          ]),
+        },
+        {
+          scope: 'resource',
+          key: itemKeys.resourceBucket('gpt-4o'),
+          limits: parseLimits([
+            { name: 'provider_tpm', metric: 'tokens', limit: 1_000_000_000, per: 'minute' },
+          ]),
+        },
+      ];
+      const wcu = { acquire: 0, adjust: 0, release: 0 };
+      sluiceMeter.reset();
+      let before = 0;
+      const step = (part: keyof typeof wcu) => {
+        wcu[part] += sluiceMeter.wcu - before;
+        before = sluiceMeter.wcu;
+      };
+      for (let i = 0; i < calls; i++) {
+        const r = await callEngine.acquire({
+          checks: checks(i),
+          usage: { input_tokens: 1_500, output_tokens: 500, cost_micro_usd: 9_000 },
+          context: {
+            resource: 'gpt-4o',
+            scopes: [
+              { entity: `key-${i}`, timezone: 'UTC' },
+              { entity: 'org-1', timezone: 'Europe/Berlin' },
+            ],
+          },
+        });
+        if (!r.allowed) throw new Error('whole call: unexpected denial');
+        step('acquire');
+        await callEngine.adjust(r.leaseId, { output_tokens: 300 });
+        step('adjust');
+        await callEngine.release(r.leaseId, {
+          input_tokens: 1_480,
+          output_tokens: 730,
+          cost_micro_usd: 11_000,
+        });
+        step('release');
+      }
+      const requests = sluiceMeter.requests / calls;
+      const changes = await readStream({
+        client: sluiceClient,
+        streams: new DynamoDBStreamsClient(clientConfig),
+        tableName: name,
+      });
+      const meterClient = new DynamoDB(clientConfig);
+      const aggregatorMeter = meter(meterClient);
+      const aggregator = new UsageAggregator({
+        store: new DynamoDBAdminStore({ client: meterClient, tableName: name }),
+      });
+      for (let i = 0; i < changes.length; i += 100)
+        await aggregator.apply(changes.slice(i, i + 100));
+      const per = (x: number) => Number((x / calls).toFixed(2));
+      const history = per(aggregatorMeter.wcu);
+      return {
+        scopes: 3,
+        adjusts: 1,
+        requests: Number(requests.toFixed(2)),
+        acquire: per(wcu.acquire),
+        adjust: per(wcu.adjust),
+        release: per(wcu.release),
+        settle: per(wcu.adjust + wcu.release),
+        usage_history: history,
+        usage_history_rcu: per(aggregatorMeter.rcu),
+        total: per(wcu.acquire + wcu.adjust + wcu.release + aggregatorMeter.wcu),
+      };
     };
+    const whole_call_wcu = await wholeCall();
 
     // Stored configuration, resolved as the acquire handler resolves it (policy + config cache):
     // a key on a plan (shared and per-model limits) under a project and an org, calling a model
@@ -1161,7 +1244,7 @@ async function main() {
     );
     const w = whole_call_wcu;
     log(
-      `one LLM call's whole write cost: ${w.total} WCU = acquire ${w.acquire} + settle ${w.settle} + usage history ${w.usage_history} (the aggregator's ${w.usage_history_case} case)`,
+      `one LLM call of the default mix (${w.scopes} scopes, ${w.adjusts} adjust, a release), whole write cost: ${w.total} WCU = acquire ${w.acquire} + settle ${w.settle} (adjust ${w.adjust}, release ${w.release}) + usage history ${w.usage_history}; ${w.requests} requests on the hot path`,
     );
     for (const [name, t] of Object.entries(usage_reads.top)) {
       log(

@@ -8,7 +8,7 @@ import { renderOpenApi } from '@sluice/lambdas/openapi';
 import { build } from 'esbuild';
 import { describe, expect, it } from 'vitest';
 import { OPENAPI_FILE } from '../../scripts/openapi.js';
-import { capacity, defaultMix, withCapacitySection } from '../bench/capacity.js';
+import { benchFigures, capacity, defaultMix, withCapacitySection } from '../bench/capacity.js';
 
 describe('docs/openapi.json', () => {
   it('is what `npm run openapi` generates from the schemas today', () => {
@@ -25,11 +25,22 @@ describe("the README's capacity section", () => {
     expect(cells(readme)).toBe(cells(withCapacitySection(readme)));
   });
 
-  it('counts the writes the bench measured: 5 WCU for an LLM call over one scope', () => {
-    const mix = defaultMix();
-    const call = capacity({ ...mix, calls: 1, scopes: 1, adjusts: 0, aggregatorWcu: 0 });
-    expect(call.wcuPerCall.total).toBe(5); // acquire 1 + one settlement of 2 items at 2 WCU
-    expect(capacity({ ...mix, calls: 1_000, scopes: 1, adjusts: 0 }).shards).toBe(8);
+  it('prices the default mix at the writes of the whole call the bench measured', () => {
+    const figures = benchFigures();
+    const { wcuPerCall } = capacity({ ...defaultMix(figures), calls: 1 });
+    const measured = figures.wholeCall;
+    expect(wcuPerCall.acquire).toBeCloseTo(measured.acquire, 2);
+    expect(wcuPerCall.settle).toBeCloseTo(measured.settle, 2);
+    expect(wcuPerCall.aggregator).toBe(measured.usage_history);
+    expect(wcuPerCall.total).toBeCloseTo(measured.total, 1);
+  });
+
+  it('shards the hottest item so that each shard stays under half a partition', () => {
+    const mix = { ...defaultMix(), calls: 1_000, scopes: 1, adjusts: 0 };
+    const { hottestItemWcuPerSecond, shards, perShardWcuPerSecond } = capacity(mix);
+    expect(hottestItemWcuPerSecond).toBe(3_000); // its acquire and its part of the settlement
+    expect(shards).toBe(8);
+    expect(perShardWcuPerSecond).toBeLessThanOrEqual(500);
   });
 });
 

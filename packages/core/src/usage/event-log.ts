@@ -54,8 +54,11 @@ interface Known {
 const LOG_KEPT_MS = STREAM_KEEPS_MS + 86_400_000;
 /** Entries one log item holds at most (well under DynamoDB's 400 KB an item). */
 const ENTRIES_PER_ITEM = 2_000;
-/** Items one page of a lookup reads. */
-const PAGE = 16;
+/**
+ * Items the first page of a lookup reads (the event is usually in the batch before); each next
+ * page reads twice as many, up to 64.
+ */
+const FIRST_PAGE = 2;
 
 const minuteOf = (atMs: number) => Math.floor(atMs / 60_000);
 const estimated = (lease: string) => `+${lease}`;
@@ -89,9 +92,10 @@ async function lookUp(store: AdminStore, reader: string, r: EventRecord): Promis
   for (const [i, between] of ranges.entries()) {
     let found: string | undefined; // the position of the first item that logged the event
     let after: string | undefined;
+    let limit = FIRST_PAGE;
     do {
       const page = await store.query(pk, {
-        limit: PAGE,
+        limit,
         descending: true,
         between,
         ...(after ? { after } : {}),
@@ -104,6 +108,7 @@ async function lookUp(store: AdminStore, reader: string, r: EventRecord): Promis
         if (typeof entries === 'string' && learn(known, entries, r.lease)) found ??= position;
       }
       after = page.next;
+      limit = Math.min(64, 2 * limit);
     } while (after !== undefined);
     if (found !== undefined) return known;
   }
