@@ -17,6 +17,7 @@
  *   port can then claim any principal. @default off: requests carry no principal
  */
 import { mkdirSync } from 'node:fs';
+import { CONSOLE_PATH, consoleFiles, consoleServer } from '@sluice/console';
 import {
   DynamoDBAdminStore,
   ensureTable,
@@ -176,8 +177,15 @@ const flushDenials = (all: boolean) =>
     .catch((error: unknown) => logger.error('refusal counts not written yet', { error }));
 const denialTimer = setInterval(() => void flushDenials(false), 1_000);
 
+// The console (its static files; built from the sources when run from the repository).
+const pages = consoleServer(
+  await consoleFiles().catch((error: unknown) =>
+    fail(`cannot load the console: ${error instanceof Error ? error.message : String(error)}`),
+  ),
+);
 const server = await startLocalServer({
   routes,
+  pages,
   port,
   trustPrincipalHeader,
   functionTimeoutMs,
@@ -224,5 +232,7 @@ ${
 } Try:
 
   curl -s ${server.url}${acquirePath} -H 'content-type: application/json' -d '${example}'
+
+The console: ${server.url}${CONSOLE_PATH}
 
 Ctrl-C stops the server and DynamoDB Local.`);
