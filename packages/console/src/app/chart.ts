@@ -30,7 +30,7 @@ const COLORS = ['#2563eb', '#dc2626', '#16a34a', '#9333ea', '#ea580c', '#0891b2'
 /** A period's length in seconds, to give a single period room on its axis. */
 const STEP: Readonly<Record<string, number>> = { hour: 3_600, day: 86_400, month: 2_678_400 };
 
-function options(props: ChartProps, width: number): uPlot.Options {
+function options(props: ChartProps, width: number, xs: readonly number[]): uPlot.Options {
   const step =
     props.granularity === 'day' ? STEP.day : props.granularity === 'month' ? STEP.month : STEP.hour;
   const pad = step ?? 3_600;
@@ -40,7 +40,8 @@ function options(props: ChartProps, width: number): uPlot.Options {
     legend: { show: true },
     // Axis labels in the entity's zone, not the browser's.
     tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), props.zone),
-    scales: { x: { time: true, range: (_u, min, max) => [min - pad / 2, max + pad / 2] } },
+    // The periods shown, and half a period either side (one period alone is not a range).
+    scales: { x: { time: true, range: [(xs[0] ?? 0) - pad / 2, (xs.at(-1) ?? 0) + pad / 2] } },
     axes: [{}, { size: 70 }],
     series: [
       {
@@ -70,7 +71,7 @@ export function Chart(props: ChartProps): ComponentChildren {
     const xs = props.periods.map((p) => Date.parse(p) / 1000);
     const data: uPlot.AlignedData = [xs, ...props.series.map((s) => [...s.values])];
     const width = Math.max(280, element.clientWidth || 600);
-    const plot = new uPlot(options(props, width), data, element);
+    const plot = new uPlot(options(props, width, xs), data, element);
     const resize = () => plot.setSize({ width: Math.max(280, element.clientWidth), height: 220 });
     window.addEventListener('resize', resize);
     return () => {

@@ -175,6 +175,7 @@ function Editor({
   const save = async (e: Event) => {
     e.preventDefault();
     setErrors(new Map());
+    setOutcome(undefined);
     const body = documentOf(kind, config, values, rows);
     const result = await put(kind, docName, body);
     setErrors(result.errors);

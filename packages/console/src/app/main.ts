@@ -3,7 +3,7 @@
  * (`#/`, `#/entity/<name>`, `#/top`, `#/config`, `#/alerts?entity=`, `#/audit?entity=`).
  */
 import { type ComponentChildren, h, render } from 'preact';
-import { useEffect, useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import { ConfigView } from './config.js';
 import { EntityView } from './entity.js';
 import { AlertsView, AuditView } from './lists.js';
@@ -92,9 +92,12 @@ function App(): ComponentChildren {
     window.addEventListener('hashchange', onHash);
     return () => window.removeEventListener('hashchange', onHash);
   }, []);
+  const first = useRef(true);
   useEffect(() => {
     document.title = `${place.view === 'entity' ? place.name : place.view} · Sluice console`;
-    document.getElementById('main')?.focus();
+    // A new view takes the focus, as a new page would (not the first: the page starts at the top).
+    if (!first.current) document.getElementById('main')?.focus();
+    first.current = false;
   }, [place]);
   return h(
     'div',
