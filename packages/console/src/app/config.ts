@@ -5,7 +5,7 @@
  */
 import { type ComponentChildren, h } from 'preact';
 import { useState } from 'preact/hooks';
-import { ApiError, api, get, segment } from './api.js';
+import { ApiError, api, FORBIDDEN, get, segment } from './api.js';
 import { own, time } from './format.js';
 import { type LimitRow, LimitsFields, limitOf, numberOr, rowOf } from './limits-form.js';
 import {
@@ -110,9 +110,16 @@ function documentOf(
   return Object.fromEntries(doc);
 }
 
+/** What a save came to: saved, refused (`forbidden`: the caller's role may not write it), or not. */
+interface Outcome {
+  readonly ok: boolean;
+  readonly text: string;
+  readonly forbidden?: boolean;
+}
+
 interface Saved {
   readonly errors: ReadonlyMap<string, string>;
-  readonly outcome: { readonly ok: boolean; readonly text: string };
+  readonly outcome: Outcome;
 }
 
 /** PUTs a document; a refusal naming a field puts its message beside that field. */
@@ -124,6 +131,11 @@ async function put(kind: Kind, name: string, body: Record<string, unknown>): Pro
   } catch (error) {
     const problem = error instanceof ApiError ? error.problem : undefined;
     const message = error instanceof Error ? error.message : String(error);
+    if (error instanceof ApiError && error.forbidden)
+      return {
+        errors: new Map(),
+        outcome: { ok: false, text: `Not saved. ${FORBIDDEN}`, forbidden: true },
+      };
     if (!problem?.field)
       return { errors: new Map(), outcome: { ok: false, text: `Not saved: ${message}` } };
     return {
@@ -171,7 +183,7 @@ function Editor({
     ((config.limits as Limit[] | undefined) ?? []).map(rowOf),
   );
   const [errors, setErrors] = useState<ReadonlyMap<string, string>>(new Map());
-  const [outcome, setOutcome] = useState<{ ok: boolean; text: string } | undefined>(undefined);
+  const [outcome, setOutcome] = useState<Outcome | undefined>(undefined);
   const save = async (e: Event) => {
     e.preventDefault();
     setErrors(new Map());
@@ -189,7 +201,7 @@ function Editor({
       ? h(
           'p',
           {
-            class: outcome.ok ? 'note ok' : 'note error',
+            class: outcome.ok ? 'note ok' : outcome.forbidden ? 'note forbidden' : 'note error',
             role: 'status',
             'data-testid': 'outcome',
           },
