@@ -338,6 +338,12 @@ describe("the console's proxy, in process", () => {
         'x-amz-security-token',
       ]);
       expect(forwarded?.headers.origin).toBeUndefined();
+      // Its own refusals say so: the page does not take them for IAM's.
+      const stranger = await send('/v1/admin/plans', {
+        headers: { origin: 'http://evil.example' },
+      });
+      expect(stranger.status).toBe(403);
+      expect(await stranger.json()).toMatchObject({ code: 'console_proxy' });
       expect((await send('/')).headers.get('location')).toBe('/console');
       expect((await send('/elsewhere')).status).toBe(404);
       expect((await send('/v1/admin/resources/x', { method: 'OPTIONS' })).status).toBe(405);

@@ -62,9 +62,12 @@ export interface ConsoleProxy {
   close(): Promise<void>;
 }
 
-/** A problem+json answer of the proxy's own. */
+/**
+ * A problem+json answer of the proxy's own. Its code tells the page this is not the API's answer
+ * (a 403 without one would read as IAM's: "Your role may not do this.").
+ */
 function problem(res: ServerResponse, status: number, title: string, detail: string): void {
-  const body = JSON.stringify({ status, title, detail });
+  const body = JSON.stringify({ status, code: 'console_proxy', title, detail });
   res.writeHead(status, { 'content-type': 'application/problem+json', ...ANSWER_HEADERS });
   res.end(body);
 }
@@ -73,7 +76,7 @@ function problem(res: ServerResponse, status: number, title: string, detail: str
  * Why a request must not be answered, or undefined when it may be: it names another host, or
  * (an API call) it comes from a page of another origin.
  */
-export function refusalOf(req: IncomingMessage, port: number, api: boolean): string | undefined {
+function refusalOf(req: IncomingMessage, port: number, api: boolean): string | undefined {
   const host = req.headers.host ?? '';
   if (host !== `${LOOPBACK}:${port}` && host !== `localhost:${port}`)
     return `Host ${JSON.stringify(host)} is not this console's`;
@@ -104,7 +107,7 @@ async function bodyOf(req: IncomingMessage): Promise<Buffer | undefined> {
 const isJson = (type: string | undefined): boolean =>
   /^application\/(problem\+)?json\s*(;|$)/i.test(type ?? '');
 
-/** Forwards one API call to `base`'s origin, signed, and passes the answer back. */
+/** Forwards one API call to `target` (on the endpoint's origin), signed; passes the answer back. */
 async function forward(
   req: IncomingMessage,
   res: ServerResponse,
