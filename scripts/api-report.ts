@@ -28,6 +28,7 @@ export const PUBLISHED = [
   { dir: 'packages/client', report: 'client.api.md' },
   { dir: 'packages/local', report: 'local.api.md' },
   { dir: 'packages/cli', report: 'cli.api.md' },
+  { dir: 'packages/console', report: 'console.api.md' },
   { dir: 'lambdas', report: 'lambdas.api.md' },
   { dir: 'lib', report: 'cdk.api.md' },
 ] as const;

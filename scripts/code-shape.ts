@@ -24,6 +24,7 @@ export const SOURCE_DIRS = [
   'packages/client/src',
   'packages/local/src',
   'packages/cli/src',
+  'packages/console/src',
   'lambdas/src',
   'lib/src',
 ];

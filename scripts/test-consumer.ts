@@ -10,11 +10,13 @@
  *     @sluice/local's `sluice-local`;
  *  4. a CDK app embeds `new Sluice(this, 'Limiter')`, grants its own function acquire and
  *     synthesizes offline, cdk-nag clean;
- *  5. `npx sluice --help` and `npx sluice plan -f examples/sluice.yaml` against `npm start`.
+ *  5. `npx sluice --help` and `npx sluice plan -f examples/sluice.yaml` against `npm start`;
+ *  6. @sluice/console serves the files it ships (not built again), and the installed
+ *     `sluice console` serves them and forwards the page's calls to `npm start`.
  * Prints each step's time and each package's packed and installed size. `--keep` keeps the
  * project (its path is printed).
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -29,6 +31,7 @@ const PACKAGES = [
   'lambdas',
   'packages/local',
   'packages/cli',
+  'packages/console',
   'lib',
 ] as const;
 const keep = process.argv.includes('--keep');
@@ -71,6 +74,50 @@ const installed = (name: string): string =>
       version: string;
     }
   ).version;
+
+/**
+ * The installed `sluice console` against `endpoint` (signing with harmless credentials: the
+ * local server checks none): its page, and an API call through it; then Ctrl-C.
+ */
+async function consoleThroughCli(endpoint: string): Promise<void> {
+  const bin = join(project, 'node_modules/@sluice/cli/bin/sluice.js');
+  const child = spawn(process.execPath, [bin, 'console', '--endpoint', endpoint, '--port', '0'], {
+    cwd: project,
+    env: {
+      ...process.env,
+      AWS_ACCESS_KEY_ID: 'AKIDCONSUMER',
+      AWS_SECRET_ACCESS_KEY: 'not-a-real-secret',
+      AWS_REGION: 'us-east-1',
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+  try {
+    let output = '';
+    const url = await new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`sluice console: ${output}`)), 30_000);
+      const onData = (chunk: Buffer) => {
+        output += chunk.toString();
+        const found = /: (http:\/\/127\.0\.0\.1:\d+)\/console\n/.exec(output)?.[1];
+        if (found) {
+          clearTimeout(timer);
+          resolve(found);
+        }
+      };
+      child.stdout.on('data', onData);
+      child.stderr.on('data', onData);
+      void exited.then((code) => reject(new Error(`sluice console exited ${code}: ${output}`)));
+    });
+    const page = await fetch(`${url}/console`);
+    const listed = await fetch(`${url}/v1/admin/resources?limit=1`);
+    if (page.status !== 200 || !(await page.text()).includes('console.js') || listed.status !== 200)
+      throw new Error(`unexpected: page ${page.status}, API call ${listed.status}`);
+  } finally {
+    child.kill('SIGINT');
+    await exited;
+  }
+  if ((await exited) !== 0) throw new Error(`sluice console exited ${await exited} on SIGINT`);
+}
 
 /** The local API from the installed @sluice/local: its bin, run with plain node. */
 const startLocal = () =>
@@ -208,6 +255,19 @@ export async function decide(key: string): Promise<SettleResult | undefined> {
 const { handler } = await import('./dist/handler.mjs');
 const out = await handler({ key: 'consumer-' + Date.now() }, { awsRequestId: 'consumer' });
 console.log(JSON.stringify(out));
+`,
+  // 6. The console's files as the package ships them.
+  'console.mjs': `
+import { readFileSync } from 'node:fs';
+import { CONSOLE_PATH, consoleFiles, consoleServer } from '@sluice/console';
+const files = await consoleFiles();
+const shipped = readFileSync(new URL('./node_modules/@sluice/console/www/console.js', import.meta.url));
+const script = files.find((f) => f.name === 'console.js');
+const page = consoleServer(files)(CONSOLE_PATH);
+const html = new TextDecoder().decode(page?.body);
+if (files.length !== 3 || !script || Buffer.compare(Buffer.from(script.body), shipped) !== 0 || page?.status !== 200 || !html.includes('console.js'))
+  throw new Error('unexpected: ' + JSON.stringify({ names: files.map((f) => f.name), status: page?.status }));
+console.log('ok');
 `,
   // 4. A CDK app embedding the construct.
   'app.mjs': `
@@ -352,6 +412,13 @@ try {
       ]);
       if (!/create/i.test(out)) throw new Error(out);
     });
+    await step('@sluice/console serves the files it ships', () => {
+      const out = run('node', ['console.mjs']).trim();
+      if (out !== 'ok') throw new Error(out);
+    });
+    await step('npx sluice console serves them and forwards to npm start', () =>
+      consoleThroughCli(started.url),
+    );
   } finally {
     await Promise.all([started.stop(), local.stop()]);
   }

@@ -1,16 +1,19 @@
 /**
  * The CLI's command line: its options, and one handler per command (plan, apply, get, audit,
- * usage, top, alerts, rotate-key). A handler prints through the invocation's `out` and `err` and
+ * usage, top, alerts, rotate-key, console). A handler prints through the invocation's `out` and `err` and
  * resolves to the exit code; it throws a {@link UsageError} for a wrong command line, and lets
  * the client's errors through: main.ts turns them into messages and exit codes.
  */
 
 import { parseArgs } from 'node:util';
+import { defaultProvider } from '@aws-sdk/credential-provider-node';
 import { COLLECTIONS, type ConfigKind, type SluiceAdmin, SluiceClient } from '@sluice/client';
+import type { Credentials } from '@sluice/client/signing';
 import { storedConfigToWire } from '@sluice/client/wire';
 import { own, SERVICE_DEFAULTS } from '@sluice/core/internal';
+import { CONSOLE_PORT, startConsoleProxy } from './console.js';
 import { applyChanges, type Change, planChanges, pruned } from './diff.js';
-import { UsageError } from './errors.js';
+import { CliError, UsageError } from './errors.js';
 import { loadFile } from './file.js';
 import { topTable, usageTable } from './tables.js';
 
@@ -27,6 +30,8 @@ export function parseCommand(argv: readonly string[]) {
       prune: { type: 'boolean' },
       endpoint: { type: 'string' },
       region: { type: 'string' },
+      profile: { type: 'string' },
+      port: { type: 'string' },
       limit: { type: 'string' },
       by: { type: 'string' },
       resource: { type: 'string' },
@@ -40,6 +45,16 @@ export function parseCommand(argv: readonly string[]) {
   });
   const [command, ...args] = positionals;
   return { command, args, values };
+}
+
+/**
+ * The credentials of `--profile` (the AWS SDK's chain for that profile: its keys, SSO or role),
+ * else undefined: the SDK's own default (the environment, AWS_PROFILE, …; none to a local server).
+ */
+export function profileCredentials(
+  values: ReturnType<typeof parseCommand>['values'],
+): Credentials | undefined {
+  return values.profile ? defaultProvider({ profile: values.profile }) : undefined;
 }
 
 /** One run of a command: what was asked, and where to send requests and output. */
@@ -148,10 +163,12 @@ async function usage({ args, values, endpoint, out }: Invocation): Promise<numbe
   const granularity = values.by ?? 'day';
   if (!['hour', 'day', 'month'].includes(granularity))
     throw new UsageError('--by must be hour, day or month');
+  const credentials = profileCredentials(values);
   const client = new SluiceClient({
     endpoint,
     onUnavailable: 'deny',
     ...(values.region ? { region: values.region } : {}),
+    ...(credentials ? { credentials } : {}),
   });
   const history = await client.usage({
     entity,
@@ -204,6 +221,48 @@ async function rotateKey({ admin, out }: Invocation): Promise<number> {
   return 0;
 }
 
+/**
+ * `console`: the console for a deployed stack on 127.0.0.1, its API calls signed with the
+ * caller's credentials (the default chain, or --profile's; always signed, a local endpoint too),
+ * until SIGINT or SIGTERM.
+ */
+async function serveConsole({ values, out, err }: Invocation): Promise<number> {
+  const endpoint = values.endpoint ?? process.env.SLUICE_URL;
+  if (!endpoint)
+    throw new UsageError('console needs --endpoint URL (the deployed API) or $SLUICE_URL');
+  const port = values.port === undefined ? CONSOLE_PORT : Number(values.port);
+  if (!Number.isInteger(port) || port < 0 || port > 65_535)
+    throw new UsageError('--port must be a port number');
+  const credentials = profileCredentials(values) ?? defaultProvider();
+  try {
+    // Found now, so that a missing profile or expired session is said here, not in the page.
+    if (typeof credentials === 'function') await credentials();
+  } catch (error) {
+    throw new CliError(
+      'credentials',
+      `no AWS credentials${values.profile ? ` for profile ${values.profile}` : ''}: ${(error as Error).message}`,
+    );
+  }
+  const proxy = await startConsoleProxy({
+    endpoint,
+    region: values.region,
+    credentials,
+    port,
+    log: (line) => err(`sluice console: ${line}`),
+  }).catch((error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EADDRINUSE') throw error;
+    throw new UsageError(`port ${port} is in use: --port N picks another (0: any free one)`);
+  });
+  out(`The console for ${new URL(endpoint).origin}: ${proxy.url}/console`);
+  out('Its API calls are signed with your AWS credentials. Ctrl-C stops it.');
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
+  await proxy.close();
+  return 0;
+}
+
 /** Every command, by the name it is called with. */
 export const COMMANDS: ReadonlyMap<string, Command> = new Map<string, Command>([
   [
@@ -220,4 +279,5 @@ export const COMMANDS: ReadonlyMap<string, Command> = new Map<string, Command>([
   ['top', top],
   ['alerts', alerts],
   ['rotate-key', rotateKey],
+  ['console', serveConsole],
 ]);

@@ -2,8 +2,11 @@
  * Errors of the CLI itself; Sluice's own refusals arrive as @sluice/client errors.
  */
 
-/** What went wrong on the CLI's side: how it was called, or the file it was given. */
-export type CliErrorCode = 'usage' | 'file';
+/**
+ * What went wrong on the CLI's side: how it was called, the file it was given, or the AWS
+ * credentials it was to sign with.
+ */
+export type CliErrorCode = 'usage' | 'file' | 'credentials';
 
 /** Base class of the CLI's errors. */
 export class CliError extends Error {

@@ -1,13 +1,14 @@
 /**
  * `sluice`: plan and apply a declarative file against the admin API, read stored configuration,
- * the audit trail, usage history, top entities and budget alerts. Requests are SigV4-signed with
- * the caller's AWS credentials (the SDK's signer), except to a local server. This module parses
- * the command line, runs the command and turns errors into exit codes; the commands themselves
- * are in commands.ts.
+ * the audit trail, usage history, top entities and budget alerts; serve the console for a
+ * deployed stack (console.ts). Requests are SigV4-signed with the caller's AWS credentials (the
+ * SDK's signer), except to a local server without --profile. This module parses the command
+ * line, runs the command and turns errors into exit codes; the commands themselves are in
+ * commands.ts.
  */
 
 import { SluiceAdmin, SluiceClientError } from '@sluice/client';
-import { COMMANDS, parseCommand } from './commands.js';
+import { COMMANDS, parseCommand, profileCredentials } from './commands.js';
 import { CliError, UsageError } from './errors.js';
 
 const USAGE = `sluice — Sluice's admin CLI
@@ -24,10 +25,15 @@ const USAGE = `sluice — Sluice's admin CLI
   sluice alerts [--limit N]               budget alerts, newest first
   sluice rotate-key                       a new lease signing key (the old one still
                                           verifies the leases it signed until they expire)
+  sluice console --endpoint URL [--port N]
+                                          the console for a deployed stack on 127.0.0.1
+                                          (default port 3100), its calls signed with your
+                                          AWS credentials; Ctrl-C stops it
 
 Options:
   --endpoint URL   the Sluice API (default: $SLUICE_URL, else http://127.0.0.1:3000)
   --region REGION  for SigV4 (default: from the endpoint, else $AWS_REGION)
+  --profile NAME   sign with this AWS profile's credentials (default: the AWS SDK's chain)
   -h, --help`;
 
 /** Runs the CLI; resolves to the exit code. */
@@ -50,9 +56,11 @@ export async function main(
   }
   const endpoint = values.endpoint ?? process.env.SLUICE_URL ?? 'http://127.0.0.1:3000';
   try {
+    const credentials = profileCredentials(values);
     const admin = new SluiceAdmin({
       endpoint,
       ...(values.region ? { region: values.region } : {}),
+      ...(credentials ? { credentials } : {}),
     });
     const run = COMMANDS.get(command);
     if (!run) {

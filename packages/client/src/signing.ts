@@ -1,7 +1,8 @@
 /**
- * SigV4 for API Gateway (`execute-api`), shared by {@link SluiceClient} and {@link SluiceAdmin}:
- * the caller's credentials sign every request, except to an http://localhost endpoint without
- * credentials (the local server has no IAM).
+ * `@sluice/client/signing`: SigV4 for API Gateway (`execute-api`), shared by the SDK's transport
+ * (`SluiceClient`, `SluiceAdmin`) and `sluice console`'s proxy, which signs the page's calls with
+ * it: the caller's credentials sign every request, except to an http://localhost endpoint
+ * without credentials (the local server has no IAM).
  */
 import { Sha256 } from '@aws-crypto/sha256-js';
 import { defaultProvider } from '@aws-sdk/credential-provider-node';

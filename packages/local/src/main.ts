@@ -18,6 +18,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
+import { CONSOLE_PATH, consoleFiles, consoleServer } from '@sluice/console';
 import {
   DynamoDBAdminStore,
   ensureTable,
@@ -181,8 +182,15 @@ const flushDenials = (all: boolean) =>
     .catch((error: unknown) => logger.error('refusal counts not written yet', { error }));
 const denialTimer = setInterval(() => void flushDenials(false), 1_000);
 
+// The console (its static files; built from the sources when run from the repository).
+const pages = consoleServer(
+  await consoleFiles().catch((error: unknown) =>
+    fail(`cannot load the console: ${error instanceof Error ? error.message : String(error)}`),
+  ),
+);
 const server = await startLocalServer({
   routes,
+  pages,
   port,
   trustPrincipalHeader,
   functionTimeoutMs,
@@ -229,5 +237,7 @@ ${
 } Try:
 
   curl -s ${server.url}${acquirePath} -H 'content-type: application/json' -d '${example}'
+
+The console: ${server.url}${CONSOLE_PATH}
 
 Ctrl-C stops the server and DynamoDB Local.`);

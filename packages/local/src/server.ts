@@ -217,6 +217,18 @@ export interface LocalServerOptions {
    * what usage history counts.
    */
   readonly afterCall?: (route: Route) => void;
+  /**
+   * Pages served beside the API (`npm start` serves the console at /console): asked first for
+   * each GET or HEAD with its path; undefined leaves the request to the routes.
+   */
+  readonly pages?: (pathname: string) => Page | undefined;
+}
+
+/** A page's answer: status, headers and bytes. */
+export interface Page {
+  readonly status: number;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly body: Uint8Array;
 }
 
 /**
@@ -283,6 +295,12 @@ async function answer(
 ): Promise<APIGatewayProxyStructuredResultV2> {
   const url = new URL(req.url ?? '/', 'http://localhost');
   const method = req.method ?? 'GET';
+  const page = method === 'GET' || method === 'HEAD' ? options.pages?.(url.pathname) : undefined;
+  if (page) {
+    req.resume();
+    const body = Buffer.from(page.body).toString('base64');
+    return { statusCode: page.status, headers: { ...page.headers }, body, isBase64Encoded: true };
+  }
   // As API Gateway HTTP APIs do, route on the decoded path (an encoded / is a /).
   const path = decodePath(url.pathname);
   const matching = options.routes.flatMap((r) => {

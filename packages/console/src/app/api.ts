@@ -1,0 +1,93 @@
+/**
+ * The console's one way to the API: JSON to and from `/v1/…` on the page's own origin (the local
+ * server, or `sluice console`'s signing proxy, which holds the credentials). A refusal becomes
+ * an {@link ApiError} carrying the problem+json answer, `field` included.
+ */
+
+/** A problem+json answer, or what stands for one when the answer was not JSON. */
+export interface Problem {
+  readonly status: number;
+  readonly code?: string;
+  readonly title?: string;
+  readonly detail?: string;
+  readonly field?: string;
+}
+
+/** What the console says when the caller's role may not call a route. */
+export const FORBIDDEN = 'Your role may not do this.';
+
+export class ApiError extends Error {
+  readonly problem: Problem;
+
+  constructor(problem: Problem) {
+    super(messageOf(problem));
+    this.name = 'ApiError';
+    this.problem = problem;
+  }
+
+  /** Whether IAM (or an entity's `callers`) refused this caller, rather than Sluice the request. */
+  get forbidden(): boolean {
+    const { status, code } = this.problem;
+    return status === 403 && (code === undefined || code === 'caller_not_allowed');
+  }
+}
+
+function messageOf(problem: Problem): string {
+  if (problem.status === 403 && (!problem.code || problem.code === 'caller_not_allowed'))
+    return FORBIDDEN;
+  const what = problem.detail ?? problem.title ?? `HTTP ${problem.status}`;
+  return problem.code ? `${what} (${problem.code})` : what;
+}
+
+const text = (value: unknown): string | undefined =>
+  typeof value === 'string' ? value : undefined;
+
+function problemOf(status: number, body: unknown): Problem {
+  if (typeof body !== 'object' || body === null) return { status };
+  const b = body as Record<'code' | 'title' | 'detail' | 'field' | 'message', unknown>;
+  const detail = text(b.detail) ?? text(b.message);
+  return {
+    status,
+    ...(text(b.code) ? { code: text(b.code) as string } : {}),
+    ...(text(b.title) ? { title: text(b.title) as string } : {}),
+    ...(detail ? { detail } : {}),
+    ...(text(b.field) ? { field: text(b.field) as string } : {}),
+  };
+}
+
+/** A path segment from a name: every name is encoded, whatever it holds. */
+export const segment = (name: string): string => encodeURIComponent(name);
+
+/** A query string from the parameters that are set. */
+export function query(params: Readonly<Record<string, string | undefined>>): string {
+  const search = new URLSearchParams();
+  for (const [name, value] of Object.entries(params))
+    if (value !== undefined && value !== '') search.set(name, value);
+  const s = search.toString();
+  return s ? `?${s}` : '';
+}
+
+/** One call: resolves to the parsed answer (null for a 204), throws {@link ApiError}. */
+export async function api<T>(method: string, path: string, body?: unknown): Promise<T> {
+  let res: Response;
+  try {
+    res = await fetch(path, {
+      method,
+      headers: body === undefined ? {} : { 'content-type': 'application/json' },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+  } catch {
+    throw new ApiError({ status: 0, detail: 'Sluice cannot be reached' });
+  }
+  const raw = await res.text();
+  let parsed: unknown = null;
+  try {
+    parsed = raw ? JSON.parse(raw) : null;
+  } catch {
+    parsed = { detail: raw.slice(0, 200) };
+  }
+  if (!res.ok) throw new ApiError(problemOf(res.status, parsed));
+  return parsed as T;
+}
+
+export const get = <T>(path: string): Promise<T> => api<T>('GET', path);

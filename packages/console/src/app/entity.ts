@@ -1,0 +1,221 @@
+/**
+ * Entity: one entity as Sluice sees it — its chain of parents, its plan and its own limits, the
+ * headroom of every limit that applies for a resource (from `available`), its usage and refusals
+ * over time (entity-usage.ts), its alerts, the audit entries that touched it, and its callers.
+ */
+import { type ComponentChildren, h } from 'preact';
+import { useState } from 'preact/hooks';
+import { ApiError, api, get, segment } from './api.js';
+import { UsageCard } from './entity-usage.js';
+import { allows, duration, time, zoneOrUtc } from './format.js';
+import { ALERT_HEADERS, AUDIT_HEADERS, alertRows, auditRows, collect } from './lists.js';
+import { entityHref, headroomBar, link, section, table, useLoad, whenLoaded } from './ui.js';
+import type {
+  Alert,
+  AuditEntry,
+  AvailableAnswer,
+  EntityConfig,
+  Page,
+  PlanConfig,
+  ResourceConfig,
+  Stored,
+} from './wire.js';
+
+/** How many parents Sluice follows (the entity itself included, 8 levels). */
+const MAX_DEPTH = 8;
+
+export interface EntityFacts {
+  readonly name: string;
+  /** Its stored document, or undefined when it has none (defaults apply). */
+  readonly config: EntityConfig | undefined;
+  readonly chain: readonly string[];
+  readonly plan: Stored<PlanConfig> | undefined;
+  readonly zone: string;
+  readonly resources: readonly string[];
+}
+
+/** A stored document, or undefined when there is none (404). */
+async function stored<C>(kind: string, name: string): Promise<Stored<C> | undefined> {
+  try {
+    return await get<Stored<C>>(`/v1/admin/${kind}/${segment(name)}`);
+  } catch (error) {
+    if (error instanceof ApiError && error.problem.status === 404) return undefined;
+    throw error;
+  }
+}
+
+async function loadEntity(name: string): Promise<EntityFacts> {
+  const [doc, settings, resources] = await Promise.all([
+    stored<EntityConfig>('entities', name),
+    get<Stored<{ timezone?: string }>>('/v1/admin/settings'),
+    get<Page<Stored<ResourceConfig>>>('/v1/admin/resources?limit=100'),
+  ]);
+  const chain = [name];
+  let parent = doc?.config.parent;
+  while (parent && chain.length < MAX_DEPTH && !chain.includes(parent)) {
+    chain.push(parent);
+    parent = (await stored<EntityConfig>('entities', parent))?.config.parent;
+  }
+  const planName = doc?.config.plan ?? 'default';
+  const plan = await stored<PlanConfig>('plans', planName);
+  const allowed = plan?.config.allowed_resources;
+  const named = (allowed ?? []).filter((r) => !r.includes('*'));
+  const usable = resources.items.map((r) => r.name).filter((r) => allows(allowed, r));
+  return {
+    name,
+    config: doc?.config,
+    chain,
+    plan,
+    zone: zoneOrUtc(doc?.config.timezone ?? settings.config.timezone),
+    resources: [...new Set([...usable, ...named])].sort(),
+  };
+}
+
+function Summary({ facts }: { facts: EntityFacts }): ComponentChildren {
+  const { config, plan, chain } = facts;
+  const limits = config?.limits ?? [];
+  return section(
+    'Chain, plan and overrides',
+    h(
+      'ol',
+      { class: 'chain', 'aria-label': 'Chain, from the entity to its top parent' },
+      ...chain.map((name, i) =>
+        h('li', null, i === 0 ? h('strong', null, name) : link(entityHref(name), name)),
+      ),
+    ),
+    h(
+      'dl',
+      { class: 'figures' },
+      h('dt', null, 'Plan'),
+      h('dd', null, plan ? plan.name : `${config?.plan ?? 'default'} (not stored: no plan limits)`),
+      h('dt', null, 'Time zone'),
+      h('dd', null, facts.zone),
+      h('dt', null, 'Stored'),
+      h('dd', null, config ? 'yes' : 'no record: defaults apply'),
+      h('dt', null, 'Disabled'),
+      h('dd', null, config?.disabled ? 'yes' : 'no'),
+    ),
+    h('h3', null, 'Its own limits (overrides)'),
+    table(
+      'Its own limits',
+      ['Name', 'Metric', 'Limit', 'Per or window', 'Resource'],
+      limits.map((l) => [
+        l.name,
+        l.metric,
+        String(l.limit),
+        String(l.per ?? l.window ?? ''),
+        l.resource ?? 'all',
+      ]),
+      'None: its plan’s limits apply.',
+    ),
+    h('h3', null, 'Callers'),
+    (config?.callers ?? []).length === 0
+      ? h('p', { class: 'muted' }, 'Any caller with the client grant.')
+      : h('ul', null, ...(config?.callers ?? []).map((c) => h('li', null, h('code', null, c)))),
+  );
+}
+
+function Headroom({
+  facts,
+  resource,
+}: {
+  facts: EntityFacts;
+  resource: string;
+}): ComponentChildren {
+  const [loaded, reload] = useLoad(
+    () => api<AvailableAnswer>('POST', '/v1/available', { entity: facts.name, resource }),
+    [facts.name, resource],
+  );
+  return section(
+    `Headroom on ${resource}`,
+    h('button', { type: 'button', onClick: reload }, 'Refresh'),
+    whenLoaded(loaded, (answer) =>
+      h(
+        'ul',
+        { class: 'bars', 'data-testid': 'headroom' },
+        ...answer.limits.map((l) =>
+          h(
+            'li',
+            { 'data-limit': `${l.scope}.${l.name}` },
+            h('span', { class: 'bar-name' }, `${l.scope} · ${l.name}`),
+            headroomBar(`${l.scope} ${l.name}`, l.metric, l.limit, l.remaining),
+            h('span', { class: 'muted' }, `full again in ${duration(l.reset_ms)}`),
+          ),
+        ),
+      ),
+    ),
+  );
+}
+
+/** Its alerts and the audit entries that touched it (read from the latest pages). */
+function History({ facts }: { facts: EntityFacts }): ComponentChildren {
+  const [alerts] = useLoad(
+    () => collect<Alert>('/v1/admin/alerts', (a) => a.entity === facts.name),
+    [facts.name],
+  );
+  const [audit] = useLoad(
+    () =>
+      collect<AuditEntry>('/v1/admin/audit', (e) => e.kind === 'entity' && e.name === facts.name),
+    [facts.name],
+  );
+  return h(
+    'div',
+    { class: 'grid' },
+    section(
+      'Its budget alerts',
+      whenLoaded(alerts, (items) =>
+        table('Its budget alerts', ALERT_HEADERS, alertRows(items, facts.zone), 'No alerts.'),
+      ),
+    ),
+    section(
+      'Audit entries',
+      whenLoaded(audit, (items) =>
+        table('Audit entries', AUDIT_HEADERS, auditRows(items, facts.zone), 'No changes recorded.'),
+      ),
+    ),
+  );
+}
+
+export function EntityView({ name }: { name: string }): ComponentChildren {
+  const [loaded] = useLoad(() => loadEntity(name), [name]);
+  const [picked, setPicked] = useState<string | undefined>(undefined);
+  return h(
+    'div',
+    null,
+    h('h1', { class: 'entity-name' }, name),
+    whenLoaded(loaded, (facts) => {
+      const resource = picked ?? facts.resources[0];
+      return [
+        h(
+          'div',
+          { class: 'toolbar' },
+          h('label', { for: 'resource' }, 'Resource'),
+          h(
+            'select',
+            {
+              id: 'resource',
+              value: resource ?? '',
+              onChange: (e: Event) => setPicked((e.target as HTMLSelectElement).value),
+            },
+            ...facts.resources.map((r) => h('option', { value: r }, r)),
+          ),
+          h(
+            'span',
+            { class: 'muted' },
+            `Times in ${facts.zone}; updated ${time(new Date().toISOString(), facts.zone)}`,
+          ),
+        ),
+        h(
+          'div',
+          { class: 'grid' },
+          h(Summary, { facts }),
+          resource
+            ? h(Headroom, { facts, resource })
+            : section('Headroom', h('p', { class: 'muted' }, 'No resource is stored yet.')),
+        ),
+        h(UsageCard, { facts, resource }),
+        h(History, { facts }),
+      ];
+    }),
+  );
+}

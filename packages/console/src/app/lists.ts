@@ -1,0 +1,163 @@
+/**
+ * Alerts and audit: paged lists (newest first), filtered by entity. The API pages them without a
+ * filter, so the console reads page after page and keeps what matches.
+ */
+import { type ComponentChildren, h } from 'preact';
+import { useState } from 'preact/hooks';
+import { get, query } from './api.js';
+import { own, time, withUnit } from './format.js';
+import { entityHref, link, section, table, useLoad, whenLoaded } from './ui.js';
+import type { Alert, AuditEntry, Page } from './wire.js';
+
+export const ALERT_HEADERS = ['When', 'Entity', 'Resource', 'Limit', 'Threshold', 'Used', 'Sent'];
+
+export function alertRows(items: readonly Alert[], zone = 'UTC'): ComponentChildren[][] {
+  return items.map((a) => [
+    time(a.at, zone),
+    a.entity === null ? 'provider-wide' : link(entityHref(a.entity), a.entity),
+    a.resource ?? 'all',
+    `${a.limit} (${a.window})`,
+    `${Math.round(a.threshold * 100)}%`,
+    `${withUnit(metricOf(a.limit), a.used)} of ${withUnit(metricOf(a.limit), a.limit_value)}`,
+    a.delivered ? 'yes' : 'no',
+  ]);
+}
+
+/** Alerts do not name their metric; a quota named for dollars holds micro-dollars. */
+const metricOf = (limit: string) => (/usd|cost|budget/i.test(limit) ? 'cost_micro_usd' : '');
+
+export const AUDIT_HEADERS = ['When', 'Who', 'Action', 'What', 'Change'];
+
+/** The names a change touched: the top-level fields whose values differ. */
+function changed(entry: AuditEntry): string {
+  const before = entry.before ?? {};
+  const after = entry.after ?? {};
+  const names = [...new Set([...Object.keys(before), ...Object.keys(after)])];
+  const differ = names.filter(
+    (n) => JSON.stringify(own(before, n)) !== JSON.stringify(own(after, n)),
+  );
+  return differ.length ? differ.join(', ') : '—';
+}
+
+export function auditRows(items: readonly AuditEntry[], zone = 'UTC'): ComponentChildren[][] {
+  return items.map((e) => [
+    time(e.at, zone),
+    e.who,
+    e.action,
+    e.kind === 'entity' ? [`entity `, link(entityHref(e.name), e.name)] : `${e.kind} ${e.name}`,
+    h(
+      'details',
+      null,
+      h('summary', null, changed(e)),
+      h('pre', null, JSON.stringify({ before: e.before, after: e.after }, null, 2)),
+    ),
+  ]);
+}
+
+/** The items of up to `pages` pages of a listing that `keep` keeps. */
+export async function collect<T>(
+  path: string,
+  keep: (item: T) => boolean,
+  pages = 5,
+): Promise<T[]> {
+  const kept: T[] = [];
+  let cursor: string | undefined;
+  for (let i = 0; i < pages; i++) {
+    const page = await get<Page<T>>(`${path}${query({ limit: '200', cursor })}`);
+    kept.push(...page.items.filter(keep));
+    if (!page.next) break;
+    cursor = page.next;
+  }
+  return kept;
+}
+
+interface Pager<T> {
+  readonly items: readonly T[];
+  readonly next: string | null;
+}
+
+/** A paged list with an entity filter; `entityOf` says which entity an item is about. */
+function PagedList<T>(props: {
+  title: string;
+  path: string;
+  headers: readonly string[];
+  rows: (items: readonly T[]) => ComponentChildren[][];
+  entityOf: (item: T) => string | null;
+  initialEntity: string;
+  testId: string;
+}): ComponentChildren {
+  const [entity, setEntity] = useState(props.initialEntity);
+  const [pages, setPages] = useState<string[]>([]);
+  const cursor = pages.at(-1);
+  const [loaded] = useLoad(
+    () => get<Pager<T>>(`${props.path}${query({ limit: '50', cursor })}`),
+    [props.path, cursor],
+  );
+  return section(
+    props.title,
+    h(
+      'form',
+      { class: 'toolbar', role: 'search', onSubmit: (e: Event) => e.preventDefault() },
+      h('label', { for: `${props.testId}-entity` }, 'Entity'),
+      h('input', {
+        id: `${props.testId}-entity`,
+        type: 'search',
+        value: entity,
+        placeholder: 'all entities',
+        onInput: (e: Event) => setEntity((e.target as HTMLInputElement).value.trim()),
+      }),
+    ),
+    whenLoaded(loaded, (page) => {
+      const shown = entity ? page.items.filter((i) => props.entityOf(i) === entity) : page.items;
+      return [
+        table(props.title, props.headers, props.rows(shown), 'Nothing on this page.', props.testId),
+        h(
+          'div',
+          { class: 'toolbar' },
+          h(
+            'button',
+            {
+              type: 'button',
+              disabled: pages.length === 0,
+              onClick: () => setPages(pages.slice(0, -1)),
+            },
+            'Newer',
+          ),
+          h(
+            'button',
+            {
+              type: 'button',
+              disabled: !page.next,
+              onClick: () => page.next && setPages([...pages, page.next]),
+            },
+            'Older',
+          ),
+        ),
+      ];
+    }),
+  );
+}
+
+export function AlertsView({ entity }: { entity: string }): ComponentChildren {
+  return h(PagedList<Alert>, {
+    title: 'Budget alerts',
+    path: '/v1/admin/alerts',
+    headers: ALERT_HEADERS,
+    rows: (items) => alertRows(items),
+    entityOf: (a) => a.entity,
+    initialEntity: entity,
+    testId: 'alerts',
+  });
+}
+
+export function AuditView({ entity }: { entity: string }): ComponentChildren {
+  return h(PagedList<AuditEntry>, {
+    title: 'Audit',
+    path: '/v1/admin/audit',
+    headers: AUDIT_HEADERS,
+    rows: (items) => auditRows(items),
+    entityOf: (e) => (e.kind === 'entity' ? e.name : null),
+    initialEntity: entity,
+    testId: 'audit',
+  });
+}
