@@ -5,7 +5,6 @@
  * Every view: no script or console errors, no serious or critical axe finding, a screenshot.
  */
 import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { SluiceClient } from '@sluice/client';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,7 +12,7 @@ import { fileApi } from '../support/api.js';
 import {
   axeFindings,
   launch,
-  OUTPUT_DIR,
+  outputPath,
   screenshot,
   settled,
   until,
@@ -76,7 +75,7 @@ describe('the console', () => {
     );
     // Timing is recorded, not judged (a test never depends on the machine's speed).
     writeFileSync(
-      join(OUTPUT_DIR, 'first-paint.json'),
+      outputPath('first-paint.json'),
       JSON.stringify({ firstContentfulPaintMs: paint }),
     );
     expect(await page.locator('nav a').allInnerTexts()).toEqual([

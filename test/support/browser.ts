@@ -82,10 +82,15 @@ export async function axeFindings(page: Page): Promise<string[]> {
     );
 }
 
+/** The path of `file` in {@link OUTPUT_DIR}, which is made if it is not there yet. */
+export function outputPath(file: string): string {
+  if (!existsSync(OUTPUT_DIR)) mkdirSync(OUTPUT_DIR, { recursive: true });
+  return join(OUTPUT_DIR, file);
+}
+
 /** Writes a full-page screenshot to {@link OUTPUT_DIR} and returns its path. */
 export async function screenshot(page: Page, name: string): Promise<string> {
-  if (!existsSync(OUTPUT_DIR)) mkdirSync(OUTPUT_DIR, { recursive: true });
-  const path = join(OUTPUT_DIR, `${name}.png`);
+  const path = outputPath(`${name}.png`);
   await page.screenshot({ path, fullPage: true });
   return path;
 }
