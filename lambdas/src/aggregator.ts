@@ -67,8 +67,6 @@ export async function handler(event: WindowedStreamEvent): Promise<WindowedBatch
   aggregator ??= new UsageAggregator({
     store: new DynamoDBAdminStore({ client: runtime.client, tableName: runtime.env.tableName }),
     retentionDays: usageRetentionDays,
-    // Every container of this function reads the stream as one reader.
-    reader: process.env.AWS_LAMBDA_FUNCTION_NAME ?? 'aggregator',
     ...(eventBus ? { sendAlert: eventBridgeSender(eventBus) } : {}),
     onSendFailure: 'retry',
   });

@@ -25,9 +25,19 @@ const SHARD = 'shardId-00000001700000000000-aaaaaaaa';
 const NOW = Date.now();
 const RESOURCE = 'gpt-4o';
 
-/** A usage event as decision.ts writes it: [lease, version, acquired at, expires at, usage, context]. */
+/**
+ * A usage event as decision.ts writes it: [lease, version, acquired at, expires at, usage,
+ * context]. Lease ids are random; here each entity has its own.
+ */
 const ev = (lease: string, version: number, atMs: number, tokens: number, entity: string) =>
-  JSON.stringify([lease, version, atMs, atMs + 3_600_000, { tokens }, [RESOURCE, [[entity]]]]);
+  JSON.stringify([
+    `${entity}.${lease}`,
+    version,
+    atMs,
+    atMs + 3_600_000,
+    { tokens },
+    [RESOURCE, [[entity]]],
+  ]);
 
 /** The records of one item's `ev` attribute changing through `values`, from sequence `from` on. */
 function itemChanges(
@@ -124,6 +134,16 @@ describe('a usage context no row can hold', () => {
       [{ resource: RESOURCE, scopes: [{ entity: 'z', timezone: 'Mars/Olympus' }] }, 'timezone'],
       [{ resource: RESOURCE, scopes: [{ entity: '*', timezone: 'UTC' }] }, 'entity'],
       [{ resource: 'a b', scopes: [] }, 'resource'],
+      [
+        {
+          resource: RESOURCE,
+          scopes: [
+            { entity: 'twice', timezone: 'UTC' },
+            { entity: 'twice', timezone: 'UTC' },
+          ],
+        },
+        'scopes',
+      ],
     ] as const;
     for (const [context, field] of contexts)
       await expect(
@@ -210,10 +230,10 @@ describe('a give-back carrying the cancellation, held in the store past its lost
 });
 
 describe('two readers of the stream, batched apart, one behind the other', () => {
-  it('count a lease cancelled twice once, each by its own log', async () => {
+  it('count a lease cancelled twice once', async () => {
     // One item: another lease W, then E (lease L, 100), its cancellation C1, another call's X (30)
     // and the cancellation again, C2. Reader A reads [W E C1] then [X C2]; reader B has read only
-    // [E] when A reads C2 (its log says L's event, not yet C1), then reads on.
+    // [E] when A reads C2 (B has logged L's event, not yet counted C1), then reads on.
     const entity = 'two-readers';
     const [w, e, c1, x, c2] = itemChanges(entity, [
       ev('lease-W', 0, NOW, 5, entity),
@@ -222,8 +242,8 @@ describe('two readers of the stream, batched apart, one behind the other', () =>
       ev('lease-X', 0, NOW, 30, entity),
       ev('lease-L', -1, NOW, 100, entity),
     ]) as [ItemChange, ItemChange, ItemChange, ItemChange, ItemChange];
-    const a = new UsageAggregator({ store: table.store, reader: 'a' });
-    const b = new UsageAggregator({ store: table.store, reader: 'b' });
+    const a = new UsageAggregator({ store: table.store });
+    const b = new UsageAggregator({ store: table.store });
 
     await a.apply([w, e, c1]);
     await b.apply([e]);
@@ -231,5 +251,59 @@ describe('two readers of the stream, batched apart, one behind the other', () =>
     await b.apply([c1, x, c2]);
 
     expect(await tokensOf(table.store, entity)).toBe(35);
+  });
+});
+
+describe('one reader, an earlier stretch of the shard delivered again, split, after it moved on', () => {
+  it('does not count a second cancellation of a lease whose first one it counted', async () => {
+    // One item: W (5), E (lease L, 100), its cancellation C1, X (30), the cancellation again C2.
+    // The reader counts [W E C1]; then [E] comes again (a replay, split from that batch); then
+    // [X C2] for the first time: C2's lookup finds the replay's log of E first, and C1 is
+    // counted all the same.
+    const entity = 'split-replay';
+    const [w, e, c1, x, c2] = itemChanges(entity, [
+      ev('lease-W', 0, NOW, 5, entity),
+      ev('lease-L', 0, NOW, 100, entity),
+      ev('lease-L', -1, NOW, 100, entity),
+      ev('lease-X', 0, NOW, 30, entity),
+      ev('lease-L', -1, NOW, 100, entity),
+    ]) as [ItemChange, ItemChange, ItemChange, ItemChange, ItemChange];
+    const reader = new UsageAggregator({ store: table.store });
+
+    await reader.apply([w, e, c1]);
+    expect(await tokensOf(table.store, entity)).toBe(5);
+    await reader.apply([e]); // delivered again, split
+    expect(await tokensOf(table.store, entity)).toBe(5);
+    await reader.apply([x, c2]);
+
+    expect(await tokensOf(table.store, entity)).toBe(35);
+  });
+});
+
+describe('a new reader (npm start started again) that finds the event too old, the cancellation not', () => {
+  it('takes back the estimate another reader counted', async () => {
+    // Reader A counts E (lease L, 100) and stops. L's cancellation was written alone 50 minutes
+    // later (a cancellation is retried for as long as a lease lives). A new reader starts 24 h
+    // 10 min after E and reads the stream from its oldest record: E is older than the stream
+    // keeps (not counted again), the cancellation is not, and it counts: A counted the event.
+    const entity = 'old-event-new-reader';
+    const cancelledAt = NOW + 50 * 60_000;
+    const [e, c1] = itemChanges(entity, [
+      ev('lease-L', 0, NOW, 100, entity),
+      ev('lease-L', -1, NOW, 100, entity),
+    ]) as [ItemChange, ItemChange];
+    const c1Late = {
+      ...c1,
+      position: { ...(c1.position as NonNullable<ItemChange['position']>), atMs: cancelledAt },
+    };
+    const a = new UsageAggregator({ store: table.store, clock: () => NOW });
+    await a.apply([e]);
+    expect(await tokensOf(table.store, entity)).toBe(100);
+
+    const later = NOW + 24 * 3_600_000 + 10 * 60_000;
+    const b = new UsageAggregator({ store: table.store, clock: () => later });
+    await b.apply([e, c1Late]);
+
+    expect(await tokensOf(table.store, entity)).toBe(0);
   });
 });

@@ -16,7 +16,6 @@
  *   the x-sluice-principal header, to try entities' `callers` locally. Anyone who can reach the
  *   port can then claim any principal. @default off: requests carry no principal
  */
-import { randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { CONSOLE_PATH, consoleFiles, consoleServer } from '@sluice/console';
 import {
@@ -130,8 +129,6 @@ const aggregatorClient = localClient(aggregatorEndpoint);
 const aggregatorStore = new DynamoDBAdminStore({ client: aggregatorClient, tableName });
 const aggregator = new UsageAggregator({
   store: aggregatorStore,
-  // A reader of its own: another process on the same DynamoDB reads the stream besides this one.
-  reader: `local-${randomUUID()}`,
   retentionDays: settings.usageRetentionDays,
   ...(webhook ? { sendAlert: webhookSender(webhook) } : {}),
   onSendFailure: 'keep',

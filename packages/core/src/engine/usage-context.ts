@@ -14,12 +14,17 @@ export interface UsageContext {
 
 const usageContextSchema = z.object({
   resource: identifierSchema,
-  scopes: z.array(z.object({ entity: identifierSchema, timezone: timeZoneSchema })),
+  scopes: z.array(z.object({ entity: identifierSchema, timezone: timeZoneSchema })).check(
+    z.refine((scopes) => new Set(scopes.map((s) => s.entity)).size === scopes.length, {
+      message: 'names an entity more than once',
+    }),
+  ),
 });
 
 /**
  * Checks a usage context as usage history will count it: names as the API takes them (none is the
- * deployment-wide roll-up's `*`), real time zones. Throws a ValidationError naming the field.
+ * deployment-wide roll-up's `*`), each entity once, real time zones. Throws a ValidationError
+ * naming the field.
  */
 export function checkUsageContext(context: UsageContext | undefined): void {
   if (context === undefined) return;

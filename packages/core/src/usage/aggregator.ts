@@ -39,7 +39,7 @@ import {
   type ItemChange,
   type StreamPosition,
 } from './facts.js';
-import { markAttribute, STREAM_KEEPS_MS, shortHash, sortable, staleMarks } from './marks.js';
+import { markAttribute, STREAM_KEEPS_MS, sortable, staleMarks } from './marks.js';
 import {
   boardsFor,
   hourRow,
@@ -66,12 +66,6 @@ export interface AggregatorOptions {
   readonly onSendFailure?: 'retry' | 'keep';
   /** Told about an alert that could not be sent (with `keep`). */
   readonly onError?: (error: unknown) => void;
-  /**
-   * The name of this reader of the stream: the same for every process that reads it as one (a
-   * Lambda function's containers), another for each reader besides (see event-log.ts).
-   * @default 'sluice'
-   */
-  readonly reader?: string;
   /** Writes of one row that find its marks moved (another reader) before the batch fails. @default 8 */
   readonly maxAttempts?: number;
   /**
@@ -145,8 +139,6 @@ export class UsageAggregator {
   readonly #clock: () => number;
   readonly #retentionDays: number;
   readonly #options: AggregatorOptions;
-  /** The reader's name as its log keys carry it. */
-  readonly #reader: string;
   /** This aggregator's id as a sender of budget alerts. */
   readonly #claimer = randomBytes(9).toString('base64url');
 
@@ -155,7 +147,6 @@ export class UsageAggregator {
     this.#clock = options.clock ?? Date.now;
     this.#retentionDays = options.retentionDays ?? SERVICE_DEFAULTS.usageRetentionDays;
     this.#options = options;
-    this.#reader = shortHash(options.reader ?? 'sluice');
   }
 
   /**
@@ -166,7 +157,7 @@ export class UsageAggregator {
   async apply(changes: readonly ItemChange[]): Promise<ApplyReport> {
     const { counted, expired, unplaced } = this.#recordsOf(changes);
     // A lease's cancellation counts only after its counted event, once (event-log.ts).
-    const judgement = await judged(this.#store, this.#reader, counted);
+    const judgement = await judged(this.#store, counted);
     const { rows, boards } = this.#rowsOf(judgement.kept);
     const alerts = await recordAlerts(this.#store, changes.flatMap(crossingsOf), {
       clock: this.#clock,

@@ -1,6 +1,6 @@
 /**
- * Which acquires' usage events usage history has counted, kept where their cancellations can
- * look them up.
+ * Which acquires' usage events usage history has counted, and which cancellation of each lease
+ * it counted, kept where later records can look them up.
  *
  * An acquire's usage event adds its estimate, and a refused acquire's cancellation takes it back
  * (facts.ts). A cancellation is not sure to follow a counted event: one written alone follows a
@@ -8,21 +8,19 @@
  * may never have reached the stream); a give-back whose answer was lost, and then a cancellation
  * written alone, may both land (a write held in the store lands late); and an event older than
  * the stream keeps is not counted at all. So a cancellation counts only if its lease's event was
- * counted and no cancellation of that lease before it in the stream was.
+ * counted, and only the first cancellation of a lease in stream order counts.
  *
  * The event and its cancellations are records of one item, so one shard holds them in order (or
- * a parent shard the event, read first). Each shard's records are judged in stream order, so a
- * lease's first cancellation after its event counts, however often and in whatever order the
- * records are delivered. When a reader comes to a cancellation, its event is in the same batch or
- * in one it counted before; so each batch logs the events and cancellations it counts, per minute
- * of acquire, as items of their own, never overwritten (a replayed or split batch adds items).
- * Each reader of the stream keeps its own log (`reader`: the same name for every process that
- * reads as one, as Lambda's containers do): its own batches are contiguous runs of a shard, so a
- * batch that logged a cancellation also logged the lease's event, or a later one did. A
- * cancellation whose event is not in its batch reads its reader's log of that minute and shard
- * back from its own position to the event's batch: usually one small item (the batch before).
- * Only a cancellation whose event was never counted, or was counted in a parent shard, reads the
- * reader's whole minute.
+ * a parent shard the event, read first), and each shard's records are judged in stream order
+ * whatever order they are delivered in. Two facts are kept, for every reader of the stream alike
+ * (the rows they count into are shared):
+ * - each batch logs the events it counts, per minute of acquire, as items of their own, never
+ *   overwritten (a replayed or split batch adds items). A cancellation whose event is not in its
+ *   batch reads that log back from its own position in its shard until it finds the event
+ *   (usually in the batch before), and only when it is not there, the whole minute;
+ * - the cancellation that counts for a lease is claimed in an item of the lease's own, by a
+ *   conditional write that a delivery again of the same record passes and any other
+ *   cancellation of the lease fails.
  */
 
 import { randomBytes } from 'node:crypto';
@@ -42,15 +40,7 @@ export interface EventRecord {
   readonly sequence: string;
 }
 
-/** What the log knows of one lease. */
-interface Known {
-  /** Its event was counted. */
-  estimated: boolean;
-  /** Sequence numbers of the cancellations counted. */
-  readonly cancellations: Set<string>;
-}
-
-/** How long a log item is kept: the stream's 24 hours and a day's margin (a lease lives less). */
+/** How long log and claim items are kept: the stream's 24 hours and a day (a lease lives less). */
 const LOG_KEPT_MS = STREAM_KEEPS_MS + 86_400_000;
 /** Entries one log item holds at most (well under DynamoDB's 400 KB an item). */
 const ENTRIES_PER_ITEM = 2_000;
@@ -59,70 +49,77 @@ const ENTRIES_PER_ITEM = 2_000;
  * page reads twice as many, up to 64.
  */
 const FIRST_PAGE = 2;
+/**
+ * Where the claim of a lease's counted cancellation is kept, in its minute's partition (after
+ * every log item: `~` sorts after the characters of a shard's hash).
+ */
+const CLAIM_PREFIX = '~cancelled#';
 
 const minuteOf = (atMs: number) => Math.floor(atMs / 60_000);
-const estimated = (lease: string) => `+${lease}`;
-const cancelled = (lease: string, sequence: string) => `-${lease}:${sequence}`;
-
-/** Adds what one log item's entries say of `lease`; whether its event was there. */
-function learn(known: Known, entries: string, lease: string): boolean {
-  let found = false;
-  for (const entry of entries.split(' ')) {
-    if (entry === estimated(lease)) found = true;
-    else if (entry.startsWith(`-${lease}:`)) known.cancellations.add(entry.slice(lease.length + 2));
-  }
-  known.estimated ||= found;
-  return found;
-}
+const expiresAtS = (atMs: number) => BigInt(Math.ceil((atMs + LOG_KEPT_MS) / 1_000));
+/** A record's identity as a claim holds it. */
+const identity = (r: EventRecord) => `${shortHash(r.shard)}:${sortable(r.sequence)}`;
 
 /**
- * What `reader`'s earlier batches counted of `r`'s lease: its log of the minute and `r`'s shard,
- * read back from `r`'s position through the items of the batch that logged the event; then, if
- * the event is not there, the reader's whole minute (the event may be in a parent shard, or
- * never counted).
+ * Whether `r`'s lease's event was counted: the log of its minute read back from `r`'s position
+ * in its shard, then, if the event is not there, every shard's (a parent shard's, or none).
  */
-async function lookUp(store: AdminStore, reader: string, r: EventRecord): Promise<Known> {
-  const known: Known = { estimated: false, cancellations: new Set() };
+async function eventCounted(store: AdminStore, r: EventRecord): Promise<boolean> {
   const pk = usageKeys.eventLog(r.atMs, '').pk;
-  const shard = `${reader}#${shortHash(r.shard)}#`;
-  const ranges: (readonly [string, string])[] = [
+  const shard = `${shortHash(r.shard)}#`;
+  const entry = `+${r.lease}`;
+  const ranges: (readonly [string, string] | undefined)[] = [
     [shard, `${shard}${sortable(r.sequence)}~`],
-    [`${reader}#`, `${reader}#~`],
+    undefined, // the whole minute (a claim's value never names an event)
   ];
-  for (const [i, between] of ranges.entries()) {
-    let found: string | undefined; // the position of the first item that logged the event
+  for (const between of ranges) {
     let after: string | undefined;
     let limit = FIRST_PAGE;
     do {
       const page = await store.query(pk, {
         limit,
         descending: true,
-        between,
+        ...(between ? { between } : {}),
         ...(after ? { after } : {}),
       });
-      for (const { key, state } of page.items) {
-        const position = key.sk.slice(0, key.sk.lastIndexOf('#'));
-        // Items of one position are the same batch delivered again: read them all.
-        if (i === 0 && found !== undefined && position !== found) return known;
+      for (const { state } of page.items) {
         const entries = state[usageAttributes.entries];
-        if (typeof entries === 'string' && learn(known, entries, r.lease)) found ??= position;
+        if (typeof entries === 'string' && entries.split(' ').includes(entry)) return true;
       }
       after = page.next;
       limit = Math.min(64, 2 * limit);
     } while (after !== undefined);
-    if (found !== undefined) return known;
   }
-  return known;
+  return false;
+}
+
+/**
+ * Claims `r` as its lease's counted cancellation: true when it is (or a delivery of `r` before
+ * claimed it), false when another cancellation of the lease was counted.
+ */
+async function claimed(store: AdminStore, r: EventRecord): Promise<boolean> {
+  const key = usageKeys.eventLog(r.atMs, `${CLAIM_PREFIX}${r.lease}`);
+  const attr = usageAttributes.entries;
+  const result = await store.update({
+    key,
+    set: [
+      { attr, value: identity(r) },
+      { attr: TABLE_SCHEMA.ttlAttribute, value: expiresAtS(r.atMs) },
+    ],
+    condition: {
+      or: [{ absent: TABLE_SCHEMA.partitionKey }, { attr, op: '=', value: identity(r) }],
+    },
+  });
+  return result.ok;
 }
 
 /**
  * Judges a batch's records: those that count (all but the cancellations that must not), and the
- * log items that record what the batch counts (write them before the batch is reported done; in
- * any order with its rows).
+ * log items that record the events the batch counts (write them before the batch is reported
+ * done; in any order with its rows).
  */
 export async function judged<T extends { contribution: Contribution; position: StreamPosition }>(
   store: AdminStore,
-  reader: string,
   records: readonly T[],
 ): Promise<{ readonly kept: T[]; readonly writes: ItemUpdate[] }> {
   const events = records.map(({ contribution: c, position: p }): EventRecord | undefined =>
@@ -132,7 +129,6 @@ export async function judged<T extends { contribution: Contribution; position: S
   );
   const { skipped, writes } = await judgedEvents(
     store,
-    reader,
     events.filter((e) => e !== undefined),
   );
   return { kept: records.filter((_, i) => !skipped.has(events[i] as EventRecord)), writes };
@@ -141,42 +137,41 @@ export async function judged<T extends { contribution: Contribution; position: S
 /** Judges a batch's acquire-kind records: the cancellations that must not count, the log items. */
 async function judgedEvents(
   store: AdminStore,
-  reader: string,
   records: readonly EventRecord[],
 ): Promise<{ readonly skipped: ReadonlySet<EventRecord>; readonly writes: ItemUpdate[] }> {
   const ordered = inStreamOrder(records);
-  const inBatch = new Set(ordered.filter((r) => r.kind === 'estimate').map((r) => r.lease));
-  const known = new Map<string, Known>();
+  const counted = new Set<string>(); // leases whose event the batch counts
+  const cancelled = new Set<string>(); // leases whose cancellation the batch counts
   const skipped = new Set<EventRecord>();
+  const claims: Promise<void>[] = [];
   const entries = new Map<string, { first: EventRecord; all: string[] }>();
-  const log = (r: EventRecord, entry: string) => {
-    const at = `${minuteOf(r.atMs)} ${r.shard}`;
-    const group = entries.get(at) ?? { first: r, all: [] };
-    entries.set(at, group);
-    group.all.push(entry);
-  };
   for (const r of ordered) {
     if (r.kind === 'estimate') {
-      known.set(r.lease, { estimated: true, cancellations: new Set() });
-      log(r, estimated(r.lease));
+      counted.add(r.lease);
+      const at = `${minuteOf(r.atMs)} ${r.shard}`;
+      const group = entries.get(at) ?? { first: r, all: [] };
+      entries.set(at, group);
+      group.all.push(`+${r.lease}`);
       continue;
     }
-    let k = known.get(r.lease);
-    if (!k) {
-      k = inBatch.has(r.lease)
-        ? { estimated: false, cancellations: new Set() } // before its event: never counted
-        : await lookUp(store, reader, r);
-      known.set(r.lease, k);
-    }
-    const again = [...k.cancellations].some((s) => s !== r.sequence);
-    if (!k.estimated || again) {
-      skipped.add(r);
+    if (cancelled.has(r.lease)) {
+      skipped.add(r); // the batch counts an earlier one
       continue;
     }
-    k.cancellations.add(r.sequence);
-    log(r, cancelled(r.lease, r.sequence));
+    cancelled.add(r.lease);
+    // Its event later in the batch (another shard's, read by hand) was not counted before it.
+    const eventLater =
+      !counted.has(r.lease) && records.some((o) => o.lease === r.lease && o.kind === 'estimate');
+    const judge = async () => {
+      const counts =
+        (counted.has(r.lease) || (!eventLater && (await eventCounted(store, r)))) &&
+        (await claimed(store, r));
+      if (!counts) skipped.add(r);
+    };
+    claims.push(judge());
   }
-  return { skipped, writes: logWrites(reader, [...entries.values()]) };
+  await Promise.all(claims);
+  return { skipped, writes: logWrites([...entries.values()]) };
 }
 
 /** Each shard's records in stream order, whatever order they came in (shards as they came). */
@@ -189,27 +184,21 @@ function inStreamOrder(records: readonly EventRecord[]): EventRecord[] {
 }
 
 /**
- * New log items holding each group's entries: keyed by the minute, then the reader, the shard and
- * the first record's position, and a random suffix (no log item is ever written twice).
+ * New log items holding each group's events: keyed by the minute, then the shard and the first
+ * record's position, and a random suffix (no log item is ever written twice).
  */
-function logWrites(
-  reader: string,
-  groups: readonly { first: EventRecord; all: string[] }[],
-): ItemUpdate[] {
+function logWrites(groups: readonly { first: EventRecord; all: string[] }[]): ItemUpdate[] {
   const writes: ItemUpdate[] = [];
   for (const { first, all } of groups) {
     const atMs = minuteOf(first.atMs) * 60_000;
-    const position = `${reader}#${shortHash(first.shard)}#${sortable(first.sequence)}`;
+    const position = `${shortHash(first.shard)}#${sortable(first.sequence)}`;
     for (let i = 0; i < all.length; i += ENTRIES_PER_ITEM) {
       const id = `${position}#${randomBytes(9).toString('base64url')}`;
       writes.push({
         key: usageKeys.eventLog(atMs, id),
         set: [
           { attr: usageAttributes.entries, value: all.slice(i, i + ENTRIES_PER_ITEM).join(' ') },
-          {
-            attr: TABLE_SCHEMA.ttlAttribute,
-            value: BigInt(Math.ceil((atMs + LOG_KEPT_MS) / 1_000)),
-          },
+          { attr: TABLE_SCHEMA.ttlAttribute, value: expiresAtS(atMs) },
         ],
         condition: { absent: TABLE_SCHEMA.partitionKey },
       });
