@@ -1,20 +1,20 @@
-/** The answers the console reads, as docs/openapi.json describes them (fields it uses only). */
+/**
+ * The answers the console reads: the server's own response schemas (a type-only import, nothing
+ * of it in the page), and the configuration documents as the console's forms edit them.
+ */
+import type {
+  AlertsPageBody,
+  AuditPageBody,
+  AvailableBody,
+  StoredConfigBody,
+  TopBody,
+  UsageBody,
+} from '@sluice/lambdas/responses';
 
 export type Metrics = Readonly<Record<string, number>>;
 
-export interface UsagePeriod {
-  readonly period_start: string;
-  readonly resource: string;
-  readonly usage: Metrics;
-  readonly leases: number;
-  readonly denied: Metrics;
-}
-
-export interface UsageAnswer {
-  readonly entity: string;
-  readonly granularity: 'hour' | 'day' | 'month';
-  readonly items: readonly UsagePeriod[];
-}
+export type UsageAnswer = UsageBody;
+export type UsagePeriod = UsageBody['items'][number];
 
 export interface Limit {
   readonly name: string;
@@ -31,14 +31,10 @@ export interface Limit {
   readonly max_shards?: number;
 }
 
-export interface Stored<C = Record<string, unknown>> {
-  readonly kind: string;
-  readonly name: string;
+/** A stored document, its configuration typed as the console edits it. */
+export type Stored<C = Record<string, unknown>> = Omit<StoredConfigBody, 'config'> & {
   readonly config: C;
-  readonly updated_at?: string;
-  readonly updated_by?: string;
-  readonly version: number;
-}
+};
 
 export interface Page<T> {
   readonly items: readonly T[];
@@ -69,56 +65,9 @@ export interface ResourceConfig {
   readonly description?: string;
 }
 
-export interface Headroom {
-  readonly scope: string;
-  readonly name: string;
-  readonly metric: string;
-  readonly limit: number;
-  readonly remaining: number;
-  readonly reset_ms: number;
-}
-
-export interface AvailableAnswer {
-  readonly limits: readonly Headroom[];
-  readonly retry_after_ms: number | null;
-}
-
-export interface Alert {
-  readonly entity: string | null;
-  readonly resource: string | null;
-  readonly limit: string;
-  readonly window: string;
-  readonly threshold: number;
-  readonly used: number;
-  readonly limit_value: number;
-  readonly at: string;
-  readonly delivered: boolean;
-}
-
-export interface AuditEntry {
-  readonly id: string;
-  readonly at: string;
-  readonly who: string;
-  readonly action: string;
-  readonly kind: string;
-  readonly name: string;
-  readonly before: Record<string, unknown> | null;
-  readonly after: Record<string, unknown> | null;
-}
-
-export interface TopItem {
-  readonly entity: string;
-  readonly usage: Metrics;
-  readonly leases: number;
-  readonly denied: number;
-}
-
-export interface TopAnswer {
-  readonly period: string;
-  readonly date: string;
-  readonly metric: string;
-  readonly by?: string;
-  readonly items: readonly TopItem[];
-  readonly exact: boolean;
-  readonly error_bound: number;
-}
+export type AvailableAnswer = AvailableBody;
+export type Headroom = AvailableBody['limits'][number];
+export type Alert = AlertsPageBody['items'][number];
+export type AuditEntry = AuditPageBody['items'][number];
+export type TopAnswer = TopBody;
+export type TopItem = TopBody['items'][number];
