@@ -307,3 +307,44 @@ describe('a new reader (npm start started again) that finds the event too old, t
     expect(await tokensOf(table.store, entity)).toBe(0);
   });
 });
+
+describe('a usage event whose lease id the engine never makes (written by another program)', () => {
+  /** A usage event with the lease id as given. */
+  const raw = (lease: string, version: number, tokens: number, entity: string) =>
+    JSON.stringify([lease, version, NOW, NOW + 3_600_000, { tokens }, [RESOURCE, [[entity]]]]);
+
+  it('is not counted, reported unplaced, and lends its id to no other lease', async () => {
+    // `p +q` would be logged as two entries, one of them `+q`: another lease's cancellation
+    // written alone, with no event of its own, would count.
+    const [a, b] = ['spaced-a', 'spaced-b'];
+    const [e] = itemChanges(a, [raw('p +q', 0, 100, a)]) as [ItemChange];
+    const [c] = itemChanges(b, [raw('q', -1, 40, b)], { from: 1_000 }) as [ItemChange];
+    const reader = new UsageAggregator({ store: table.store });
+
+    expect((await reader.apply([e])).unplaced).toEqual(['p +q']);
+    await reader.apply([c]);
+
+    expect(await tokensOf(table.store, a)).toBe(0);
+    expect(await tokensOf(table.store, b)).toBe(0);
+  });
+
+  it('holds up no batch when it is too long for a key or a log item', async () => {
+    const entity = 'long-ids';
+    const long = 'x'.repeat(1_100); // a claim's key of over 1 KB; five of them: a 500 KB log item
+    const changes = [
+      ...itemChanges(entity, [raw(long, 0, 100, entity), raw(long, -1, 100, entity)]),
+      ...[0, 1, 2, 3, 4].map(
+        (i) =>
+          itemChanges(entity, [raw(`${i}${'y'.repeat(100_000)}`, 0, 10, entity)], {
+            from: 1_000 + i,
+          })[0] as ItemChange,
+      ),
+      ...itemChanges(entity, [ev('lease-ok', 0, NOW, 7, entity)], { from: 2_000 }),
+    ];
+
+    const report = await new UsageAggregator({ store: table.store }).apply(changes);
+
+    expect(report.unplaced).toHaveLength(7);
+    expect(await tokensOf(table.store, entity)).toBe(7);
+  });
+});

@@ -32,7 +32,7 @@ import { own } from '../names.js';
 import type { AdminStore, ItemKey, ItemState } from '../store/types.js';
 import { type AlertSender, crossingsOf, recordAlerts } from './alerts.js';
 import { added, type BoardPart, boardOf, boardWrite, pastMarks, withoutCustom } from './boards.js';
-import { judged } from './event-log.js';
+import { judged, loggable } from './event-log.js';
 import {
   type Contribution,
   contributionsOf,
@@ -93,8 +93,8 @@ export interface ApplyReport {
   readonly setAside: readonly { readonly row: string; readonly ids: string[]; left: Reduction }[];
   /**
    * Leases (or gatherings of refusals) not counted because their context names what no row can
-   * hold (an entity name the API refuses, a time zone that does not exist): written by hand or
-   * by another program, never by the engine, which refuses such a context.
+   * hold (an entity name the API refuses, a time zone that does not exist), or their lease id is
+   * none the engine makes: written by hand or by another program, never by the engine.
    */
   readonly unplaced: readonly string[];
 }
@@ -220,7 +220,11 @@ export class UsageAggregator {
         seen.add(id);
         // Older than any mark is kept: it may have been counted, and its mark let go.
         if (position.atMs > 0 && position.atMs < oldest) expired++;
-        else if (!placeable(contribution.context)) unplaced.push(contribution.id);
+        else if (
+          !placeable(contribution.context) ||
+          (contribution.event && !loggable(contribution.id))
+        )
+          unplaced.push(contribution.id);
         else counted.push({ contribution, position });
       }
     }

@@ -55,6 +55,16 @@ const FIRST_PAGE = 2;
  */
 const CLAIM_PREFIX = '~cancelled#';
 
+/**
+ * Lease ids the log and the claims hold: the engine's are 22 characters of base64url. One written
+ * by another program with a space (the log's separator) or past DynamoDB's key and item sizes is
+ * not counted (the aggregator reports it unplaced) rather than failing its batch on every delivery.
+ */
+const LEASE_ID = /^[A-Za-z0-9._:@/+=-]{1,128}$/;
+
+/** Whether a usage event's lease id is one the log can hold. */
+export const loggable = (lease: string): boolean => LEASE_ID.test(lease);
+
 const minuteOf = (atMs: number) => Math.floor(atMs / 60_000);
 const expiresAtS = (atMs: number) => BigInt(Math.ceil((atMs + LOG_KEPT_MS) / 1_000));
 /** A record's identity as a claim holds it. */
