@@ -761,6 +761,28 @@ async function main() {
     // read in batches of 100 records (the event source mapping's batch size) by a metered
     // aggregator. Two cases: every call by one key (rows shared within a batch), every call by
     // a key of its own (nothing shared: the worst case). Both keys are under one org.
+    // What the usage aggregator writes for the stream of table `name`: read as a fresh reader
+    // reads it, counted by a metered aggregator in batches of 100 records (the event source
+    // mapping's batch size); `apart` puts every settlement after every acquire, as long calls do.
+    const aggregated = async (name: string, apart = false) => {
+      const changes = await readStream({
+        client: sluiceClient,
+        streams: new DynamoDBStreamsClient(clientConfig),
+        tableName: name,
+      });
+      if (apart) {
+        const settlement = (c: (typeof changes)[number]) => (c.key.pk.startsWith('lease#') ? 1 : 0);
+        changes.sort((a, b) => settlement(a) - settlement(b)); // stable: stream order otherwise
+      }
+      const meterClient = new DynamoDB(clientConfig);
+      const aggregatorMeter = meter(meterClient);
+      const aggregator = new UsageAggregator({
+        store: new DynamoDBAdminStore({ client: meterClient, tableName: name }),
+      });
+      for (let i = 0; i < changes.length; i += 100)
+        await aggregator.apply(changes.slice(i, i + 100));
+      return { changes, aggregatorMeter };
+    };
     const aggregatorCost = async (
       name: string,
       entity: (i: number) => string,
@@ -787,22 +809,7 @@ async function main() {
         if (!r.allowed) throw new Error('aggregator: unexpected denial');
         await usageEngine.adjust(r.leaseId, { output_tokens: 730, cost_micro_usd: 11_000 });
       }
-      const changes = await readStream({
-        client: sluiceClient,
-        streams: new DynamoDBStreamsClient(clientConfig),
-        tableName: name,
-      });
-      if (apart) {
-        const settlement = (c: (typeof changes)[number]) => (c.key.pk.startsWith('lease#') ? 1 : 0);
-        changes.sort((a, b) => settlement(a) - settlement(b)); // stable: stream order otherwise
-      }
-      const meterClient = new DynamoDB(clientConfig);
-      const aggregatorMeter = meter(meterClient);
-      const aggregator = new UsageAggregator({
-        store: new DynamoDBAdminStore({ client: meterClient, tableName: name }),
-      });
-      for (let i = 0; i < changes.length; i += 100)
-        await aggregator.apply(changes.slice(i, i + 100));
+      const { changes, aggregatorMeter } = await aggregated(name, apart);
       return {
         records: changes.length,
         wcu_per_settled_lease: Number((aggregatorMeter.wcu / calls).toFixed(2)),
@@ -884,18 +891,7 @@ async function main() {
         step('release');
       }
       const requests = sluiceMeter.requests / calls;
-      const changes = await readStream({
-        client: sluiceClient,
-        streams: new DynamoDBStreamsClient(clientConfig),
-        tableName: name,
-      });
-      const meterClient = new DynamoDB(clientConfig);
-      const aggregatorMeter = meter(meterClient);
-      const aggregator = new UsageAggregator({
-        store: new DynamoDBAdminStore({ client: meterClient, tableName: name }),
-      });
-      for (let i = 0; i < changes.length; i += 100)
-        await aggregator.apply(changes.slice(i, i + 100));
+      const { aggregatorMeter } = await aggregated(name);
       const per = (x: number) => Number((x / calls).toFixed(2));
       const history = per(aggregatorMeter.wcu);
       return {

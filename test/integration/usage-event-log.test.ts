@@ -229,19 +229,25 @@ describe('a give-back carrying the cancellation, held in the store past its lost
   });
 });
 
+/**
+ * One item's records: another lease W (5), E (lease L, 100), its cancellation C1, another call's
+ * X (30), and the cancellation again, C2. Usage history must end at 35.
+ */
+const cancelledTwice = (entity: string) =>
+  itemChanges(entity, [
+    ev('lease-W', 0, NOW, 5, entity),
+    ev('lease-L', 0, NOW, 100, entity),
+    ev('lease-L', -1, NOW, 100, entity),
+    ev('lease-X', 0, NOW, 30, entity),
+    ev('lease-L', -1, NOW, 100, entity),
+  ]) as [ItemChange, ItemChange, ItemChange, ItemChange, ItemChange];
+
 describe('two readers of the stream, batched apart, one behind the other', () => {
   it('count a lease cancelled twice once', async () => {
-    // One item: another lease W, then E (lease L, 100), its cancellation C1, another call's X (30)
-    // and the cancellation again, C2. Reader A reads [W E C1] then [X C2]; reader B has read only
-    // [E] when A reads C2 (B has logged L's event, not yet counted C1), then reads on.
+    // Reader A reads [W E C1] then [X C2]; reader B has read only [E] when A reads C2 (B has
+    // logged L's event, not yet counted C1), then reads on.
     const entity = 'two-readers';
-    const [w, e, c1, x, c2] = itemChanges(entity, [
-      ev('lease-W', 0, NOW, 5, entity),
-      ev('lease-L', 0, NOW, 100, entity),
-      ev('lease-L', -1, NOW, 100, entity),
-      ev('lease-X', 0, NOW, 30, entity),
-      ev('lease-L', -1, NOW, 100, entity),
-    ]) as [ItemChange, ItemChange, ItemChange, ItemChange, ItemChange];
+    const [w, e, c1, x, c2] = cancelledTwice(entity);
     const a = new UsageAggregator({ store: table.store });
     const b = new UsageAggregator({ store: table.store });
 
@@ -256,18 +262,11 @@ describe('two readers of the stream, batched apart, one behind the other', () =>
 
 describe('one reader, an earlier stretch of the shard delivered again, split, after it moved on', () => {
   it('does not count a second cancellation of a lease whose first one it counted', async () => {
-    // One item: W (5), E (lease L, 100), its cancellation C1, X (30), the cancellation again C2.
     // The reader counts [W E C1]; then [E] comes again (a replay, split from that batch); then
     // [X C2] for the first time: C2's lookup finds the replay's log of E first, and C1 is
     // counted all the same.
     const entity = 'split-replay';
-    const [w, e, c1, x, c2] = itemChanges(entity, [
-      ev('lease-W', 0, NOW, 5, entity),
-      ev('lease-L', 0, NOW, 100, entity),
-      ev('lease-L', -1, NOW, 100, entity),
-      ev('lease-X', 0, NOW, 30, entity),
-      ev('lease-L', -1, NOW, 100, entity),
-    ]) as [ItemChange, ItemChange, ItemChange, ItemChange, ItemChange];
+    const [w, e, c1, x, c2] = cancelledTwice(entity);
     const reader = new UsageAggregator({ store: table.store });
 
     await reader.apply([w, e, c1]);
