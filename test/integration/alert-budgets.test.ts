@@ -449,3 +449,41 @@ describe('budget alerts on a scope that is or may be sharded', () => {
     expect(await shardsOf(entity)).toEqual(Array(4).fill({ n: 4n, definition: '' }));
   });
 });
+
+describe('a budget alert claimed by a process stopped before it sent it', () => {
+  it('is sent by its successor of the same name at once, and left to it by another', async () => {
+    const limiter = table.limiter({ clock: manualClock().now });
+    const name = 'claimed-then-stopped';
+    await take(limiter, name, { limit: 1_000, alerts: [0.5] }, 600);
+    const changes = await changesOf(name);
+    // The first process claims the alert, then stops while sending it (its send never returns).
+    const stopped = new UsageAggregator({
+      alertSettleMs: 0,
+      store: table.store,
+      claimer: 'local:host:3000',
+      sendAlert: () => new Promise(() => {}),
+      onSendFailure: 'keep',
+    });
+    void stopped.apply(changes);
+    await expect.poll(async () => (await alertsOf(name)).length).toBe(1);
+    const reader = (claimer: string, sent: BudgetAlert[]) =>
+      new UsageAggregator({
+        alertSettleMs: 0,
+        store: table.store,
+        claimer,
+        sendAlert: async (alert) => {
+          sent.push(alert);
+        },
+        onSendFailure: 'keep',
+      });
+
+    const elsewhere: BudgetAlert[] = [];
+    await reader('local:host:3001', elsewhere).apply(changes);
+    const successor: BudgetAlert[] = [];
+    await reader('local:host:3000', successor).apply(changes);
+
+    expect(elsewhere).toEqual([]);
+    expect(successor.map((a) => a.entity)).toEqual([name]);
+    expect(await alertsOf(name)).toEqual([expect.objectContaining({ delivered: true })]);
+  });
+});

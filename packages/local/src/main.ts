@@ -17,6 +17,7 @@
  *   port can then claim any principal. @default off: requests carry no principal
  */
 import { mkdirSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { CONSOLE_PATH, consoleFiles, consoleServer } from '@sluice/console';
 import {
   DynamoDBAdminStore,
@@ -129,6 +130,9 @@ const aggregatorClient = localClient(aggregatorEndpoint);
 const aggregatorStore = new DynamoDBAdminStore({ client: aggregatorClient, tableName });
 const aggregator = new UsageAggregator({
   store: aggregatorStore,
+  // A server started again on this host and port sends the alerts its predecessor claimed and
+  // never sent (it was stopped): only one server can hold a port, and another leaves them to it.
+  claimer: `local:${hostname()}:${port}`,
   retentionDays: settings.usageRetentionDays,
   ...(webhook ? { sendAlert: webhookSender(webhook) } : {}),
   onSendFailure: 'keep',

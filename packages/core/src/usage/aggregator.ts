@@ -66,6 +66,13 @@ export interface AggregatorOptions {
   readonly onSendFailure?: 'retry' | 'keep';
   /** Told about an alert that could not be sent (with `keep`). */
   readonly onError?: (error: unknown) => void;
+  /**
+   * This aggregator's name as a sender of budget alerts: an alert it claimed and did not send (it
+   * was stopped) is taken over at once by an aggregator of the same name, by another only once
+   * the claim lapses. Give one to a process that takes its predecessor's place (the same host and
+   * port). @default a random name per aggregator
+   */
+  readonly claimer?: string;
   /** Writes of one row that find its marks moved (another reader) before the batch fails. @default 8 */
   readonly maxAttempts?: number;
   /**
@@ -140,13 +147,14 @@ export class UsageAggregator {
   readonly #retentionDays: number;
   readonly #options: AggregatorOptions;
   /** This aggregator's id as a sender of budget alerts. */
-  readonly #claimer = randomBytes(9).toString('base64url');
+  readonly #claimer: string;
 
   constructor(options: AggregatorOptions) {
     this.#store = options.store;
     this.#clock = options.clock ?? Date.now;
     this.#retentionDays = options.retentionDays ?? SERVICE_DEFAULTS.usageRetentionDays;
     this.#options = options;
+    this.#claimer = options.claimer ?? randomBytes(9).toString('base64url');
   }
 
   /**
