@@ -40,8 +40,16 @@ const UPSTREAM_TIMEOUT_MS = 30_000;
 const PASSED_BACK =
   /^(content-type|retry-after(-ms)?|ratelimit(-policy)?|x-ratelimit-.+|x-request-id|x-amzn-requestid|x-amzn-errortype)$/;
 
-/** What the proxy adds to every answer of its own and every forwarded one. */
-const ANSWER_HEADERS = { 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' };
+/**
+ * What the proxy adds to every answer of its own and every forwarded one. No answer may run as a
+ * page on the console's origin (a script there could call /v1/ with the console's own Origin, and
+ * the proxy would sign for it): an HTML error page from the endpoint is sandboxed and inert.
+ */
+const ANSWER_HEADERS = {
+  'cache-control': 'no-store',
+  'x-content-type-options': 'nosniff',
+  'content-security-policy': "default-src 'none'; sandbox",
+};
 
 export interface ConsoleProxyOptions {
   /** The deployed API (`https://…execute-api…`); calls go to its origin. */

@@ -76,10 +76,11 @@ function viewOf(place: Place): ComponentChildren {
       return h(TopView, null);
     case 'config':
       return h(ConfigView, { path: place.name });
+    // Keyed by the entity the address names: another one (or none) is a view of its own.
     case 'alerts':
-      return h(AlertsView, { entity: place.entity });
+      return h(AlertsView, { entity: place.entity, key: place.entity });
     case 'audit':
-      return h(AuditView, { entity: place.entity });
+      return h(AuditView, { entity: place.entity, key: place.entity });
     default:
       return h(Overview, null);
   }
