@@ -132,7 +132,8 @@ const aggregator = new UsageAggregator({
   store: aggregatorStore,
   // A server started again on this host and port sends the alerts its predecessor claimed and
   // never sent (it was stopped): only one server can hold a port, and another leaves them to it.
-  claimer: `local:${hostname()}:${port}`,
+  // On any free port (PORT=0) no server takes another's place: each has a name of its own.
+  ...(port !== 0 ? { claimer: `local:${hostname()}:${port}` } : {}),
   retentionDays: settings.usageRetentionDays,
   ...(webhook ? { sendAlert: webhookSender(webhook) } : {}),
   onSendFailure: 'keep',
