@@ -712,7 +712,7 @@ describe('names every object already has', () => {
         }
         return true;
       }),
-      { seed: 20_261_207, numRuns: examples.length + 60, examples },
+      { seed: 20_261_207, numRuns: examples.length + 60, examples, endOnFailure: true },
     );
 
     expect(problems).toEqual([]);
@@ -782,7 +782,7 @@ describe('names every object already has', () => {
           refused(entity, name);
         },
       ),
-      { seed: 20_261_208, numRuns: 20 },
+      { seed: 20_261_208, numRuns: 20, endOnFailure: true },
     );
   });
 

@@ -87,7 +87,7 @@ it('accepts every generated condition, and each holds exactly when its model doe
         ok: holds(c, state),
       });
     }),
-    { numRuns: 100 },
+    { numRuns: 100, endOnFailure: true },
   );
 });
 
@@ -186,6 +186,6 @@ it('applies every generated update (sets of each kind, removes, none at all) as 
         transacted: expected,
       });
     }),
-    { numRuns: 100 },
+    { numRuns: 100, endOnFailure: true },
   );
 });
