@@ -13,6 +13,7 @@ import {
   topEntities,
   usageHistory,
   ValidationError,
+  type WriteCondition,
 } from '@sluice/core';
 import {
   beforeDeadline,
@@ -25,7 +26,7 @@ import {
 } from '@sluice/core/internal';
 import { auditRetentionDays } from './environment.js';
 import { HttpProblem } from './errors.js';
-import { edge, type JsonEvent, principalOf } from './http/edge.js';
+import { edge, header, type JsonEvent, principalOf } from './http/edge.js';
 import { json, type Result } from './http/problem.js';
 import { alertsQuery, overviewQuery, parseQuery, topQuery, usageRange } from './queries.js';
 import { type AdminOperation, type Route, routeKey, routes } from './routes.js';
@@ -51,6 +52,30 @@ function storedBody(item: StoredConfig): Record<string, unknown> {
     updated_by: item.updatedBy,
     version: item.version,
   };
+}
+
+/** A stored document's version as an entity tag (answers carry it as `ETag`). */
+const etag = (version: number): Record<string, string> => ({ etag: `"${version}"` });
+
+/**
+ * What a write requires of the stored document, from `If-Match` (`"<version>"`, as `ETag` gave
+ * it, or `*`: one is stored) or `If-None-Match: *` (none is stored: create only).
+ */
+function conditionOf(event: JsonEvent): WriteCondition | undefined {
+  const match = header(event, 'If-Match')?.trim();
+  const noneMatch = header(event, 'If-None-Match')?.trim();
+  if (match !== undefined && noneMatch !== undefined)
+    throw new ValidationError('If-None-Match', 'send If-Match or If-None-Match, not both');
+  if (noneMatch !== undefined) {
+    if (noneMatch !== '*') throw new ValidationError('If-None-Match', 'must be * (create only)');
+    return { exists: false };
+  }
+  if (match === undefined) return undefined;
+  if (match === '*') return { exists: true };
+  const version = /^"(\d{1,15})"$/.exec(match)?.[1];
+  if (version === undefined)
+    throw new ValidationError('If-Match', 'must be a version as ETag gives it ("3"), or *');
+  return { version: Number(version) };
 }
 
 /** The document name in the path (the route's `{plan}`, `{entity}` or `{resource}`). */
@@ -82,13 +107,15 @@ function pageParams(event: JsonEvent): { limit: number; cursor?: string } {
 
 /** Stores a document; answers 201 when it is new. */
 async function put(call: Call, kind: ConfigKind, name: string): Promise<Result> {
-  const result = await call.admin.put(kind, name, call.event.parsedBody, call.who);
+  const condition = conditionOf(call.event);
+  const result = await call.admin.put(kind, name, call.event.parsedBody, call.who, condition);
   call.runtime.policies.clear();
   logger.info('admin write', { kind, created: result.created, changed: result.changed });
-  return json(result.created ? 201 : 200, {
-    ...storedBody(result.stored),
-    changed: result.changed,
-  });
+  return json(
+    result.created ? 201 : 200,
+    { ...storedBody(result.stored), changed: result.changed },
+    etag(result.stored.version),
+  );
 }
 
 /** The four operations on one kind of named document. */
@@ -102,11 +129,12 @@ function documents(kind: Exclude<ConfigKind, 'settings'>) {
       const name = nameParam(event, kind);
       const current = await admin.get(kind, name);
       if (!current) throw new HttpProblem(404, 'not_found', `no ${kind} named ${name}`);
-      return json(200, storedBody(current));
+      return json(200, storedBody(current), etag(current.version));
     },
     put: (call: Call) => put(call, kind, nameParam(call.event, kind)),
     delete: async (call: Call) => {
-      await call.admin.delete(kind, nameParam(call.event, kind), call.who);
+      const name = nameParam(call.event, kind);
+      await call.admin.delete(kind, name, call.who, conditionOf(call.event));
       call.runtime.policies.clear();
       logger.info('admin delete');
       return { statusCode: 204, headers: {}, body: '' };
@@ -141,8 +169,8 @@ export const operations: Record<AdminOperation, Operation> = {
   },
   getSettings: async ({ admin }) => {
     const current = await admin.get('settings', SETTINGS_NAME);
-    if (current) return json(200, storedBody(current));
-    return json(200, { kind: 'settings', name: SETTINGS_NAME, config: {}, version: 0 });
+    if (current) return json(200, storedBody(current), etag(current.version));
+    return json(200, { kind: 'settings', name: SETTINGS_NAME, config: {}, version: 0 }, etag(0));
   },
   putSettings: (call) => put(call, 'settings', SETTINGS_NAME),
   listAudit: async ({ admin, event }) => json(200, await admin.audit(pageParams(event))),

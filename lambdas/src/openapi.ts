@@ -52,6 +52,10 @@ const HEADER_COMPONENTS: Record<string, ReturnType<typeof header>> = {
       [`x-ratelimit-reset-${metric}`, header('When it is full again: `20ms`, `1.5s`, `6m0s`.')],
     ]),
   ),
+  ETag: header(
+    'The stored document’s `version` as an entity tag (`"3"`); send it back as `If-Match` to write only over that version.',
+    true,
+  ),
   'Retry-After': header('Whole seconds to wait, rounded up.'),
   'Retry-After-Ms': header('Milliseconds to wait: `retry_after_ms`.'),
   'Retry-After-Always': header('Whole seconds to wait, rounded up.', true),
@@ -62,8 +66,32 @@ const HEADER_COMPONENTS: Record<string, ReturnType<typeof header>> = {
 type Headers = Readonly<Record<string, string>>;
 const same = (names: readonly string[]): Headers => Object.fromEntries(names.map((n) => [n, n]));
 const RATE_LIMIT = same(
-  Object.keys(HEADER_COMPONENTS).filter((name) => !name.startsWith('Retry-After')),
+  Object.keys(HEADER_COMPONENTS).filter(
+    (name) => name.startsWith('RateLimit') || name.startsWith('x-ratelimit'),
+  ),
 );
+
+/** The conditions a write of one stored document takes (RFC 9110's, on its `version`). */
+const CONDITION_PARAMETERS = [
+  {
+    name: 'If-Match',
+    in: 'header',
+    required: false,
+    description:
+      'Write only over this version (`"3"`, as `ETag` gave it), or `*`: only when one is stored. Otherwise 412 `precondition_failed`, nothing written.',
+    schema: { type: 'string' },
+  },
+  {
+    name: 'If-None-Match',
+    in: 'header',
+    required: false,
+    description: '`*`: create only (412 `precondition_failed` when one is stored).',
+    schema: { type: 'string', enum: ['*'] },
+  },
+];
+
+const PRECONDITION_FAILED =
+  'precondition_failed: `If-Match` or `If-None-Match` does not hold for the stored document (another write came first); nothing was written.';
 
 /** The headers of some answers, by operation and status. */
 const HEADERS: ReadonlyMap<string, Readonly<Record<number, Headers>>> = new Map([
@@ -150,6 +178,7 @@ function parameters(route: Route): Record<string, unknown>[] {
     })),
     ...(route.query ? queryParameters(route.query) : []),
     ...(!route.query && pagedResponses.includes(route.response.schema) ? PAGE_PARAMETERS : []),
+    ...(route.versioned === 'write' ? CONDITION_PARAMETERS : []),
   ];
 }
 
@@ -163,7 +192,10 @@ const headerRefs = (names: Headers | undefined): { headers?: Record<string, unkn
     : {};
 
 const withHeaders = (route: Route, status: number) =>
-  headerRefs(HEADERS.get(route.operation)?.[status]);
+  headerRefs({
+    ...HEADERS.get(route.operation)?.[status],
+    ...(route.versioned ? { ETag: 'ETag' } : {}),
+  });
 
 /** A problem+json answer. */
 const problemResponse = (description: string, headers?: Headers) => ({
@@ -192,6 +224,7 @@ function operation(route: Route): Record<string, unknown> {
     // A query parameter, a stored name in the path or a page's limit or cursor can be wrong.
     ...(params.length > 0 ? { 400: WITH_BODY[400] } : {}),
     ...route.problems,
+    ...(route.versioned === 'write' ? { 412: PRECONDITION_FAILED } : {}),
   };
   return {
     operationId: route.operation,

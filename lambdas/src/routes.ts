@@ -68,12 +68,17 @@ export interface Route<F extends FunctionName = FunctionName, Op extends string 
   readonly response: NamedSchema;
   /** Problem statuses it may answer besides the common ones (400, 413, 415 with a body; 503). */
   readonly problems?: Readonly<Record<number, string>>;
+  /**
+   * A route of one stored document: `read` answers its version as `ETag`; `write` also takes
+   * `If-Match` / `If-None-Match` and answers 412 `precondition_failed` when they do not hold.
+   */
+  readonly versioned?: 'read' | 'write';
 }
 
 const named = (name: string, schema: z.ZodMiniType): NamedSchema => ({ name, schema });
 const at = (file: string) => new URL(file, import.meta.url);
 
-type Details = Pick<Route, 'summary' | 'response' | 'request' | 'query' | 'problems'>;
+type Details = Pick<Route, 'summary' | 'response' | 'request' | 'query' | 'problems' | 'versioned'>;
 
 const client = <F extends FunctionName>(
   method: Route['method'],
@@ -125,17 +130,24 @@ const documents = {
     summary: `${plural}, by name; \`?limit=\` (1–${SERVICE_DEFAULTS.maxPageSize}) and \`?cursor=\` page through them.`,
     response: page,
   }),
-  get: (noun: string) => ({ summary: `One ${noun}.`, response: stored, problems: notFound }),
+  get: (noun: string) => ({
+    summary: `One ${noun}.`,
+    response: stored,
+    problems: notFound,
+    versioned: 'read' as const,
+  }),
   put: (noun: string, request: NamedSchema) => ({
     summary: `Creates (201) or replaces (200) a ${noun}; validated fully, audited.`,
     request,
     response: stored,
     problems: { 409: WRITE_CONFLICT },
+    versioned: 'write' as const,
   }),
   delete: (noun: string) => ({
     summary: `Deletes a ${noun} (204); 409 \`conflict\` while something refers to it.`,
     response: empty,
     problems: { ...notFound, 409: 'conflict' },
+    versioned: 'write' as const,
   }),
 };
 
@@ -232,12 +244,14 @@ export const routes = [
   admin('GET', '/v1/admin/settings', 'getSettings', {
     summary: 'The settings.',
     response: stored,
+    versioned: 'read',
   }),
   admin('PUT', '/v1/admin/settings', 'putSettings', {
     summary: 'Replaces the settings (unknown entities, default price); audited.',
     request: named('SettingsConfig', settingsSchema),
     response: stored,
     problems: { 409: WRITE_CONFLICT },
+    versioned: 'write',
   }),
   admin('GET', '/v1/admin/audit', 'listAudit', {
     summary: `Admin changes, newest first, with before and after; kept ${SERVICE_DEFAULTS.auditRetentionDays} days by default.`,

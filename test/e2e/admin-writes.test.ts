@@ -69,7 +69,7 @@ describe('admin writes', () => {
         expect(res).toMatchObject({ status: 400, body: { code: 'invalid_request', field } });
         expect((await request('GET', `${api.url}/v1/admin/plans/${name}`)).status).toBe(404);
       }),
-      { numRuns: 40, seed: 77 },
+      { numRuns: 40, seed: 77, endOnFailure: true },
     );
     const audit = await request('GET', `${api.url}/v1/admin/audit?limit=1000`);
     const names = (audit.body.items as { name: string }[]).map((e) => e.name);
@@ -148,5 +148,65 @@ describe('admin writes', () => {
       status: 400,
       body: { field: 'limit' },
     });
+  });
+  it('write on the version they read: a stale If-Match or a second create is 412, nothing written', async () => {
+    const url = `${api.url}/v1/admin/plans/versioned`;
+    const limits = (limit: number) => ({
+      limits: [{ name: 'rpm', metric: 'requests', limit, per: 'minute' }],
+    });
+    const put = (body: unknown, headers: Record<string, string>) =>
+      request('PUT', url, body, 'application/json', headers);
+    const created = await put(limits(1), { 'if-none-match': '*' });
+    expect(created.status).toBe(201);
+    expect(created.headers.get('etag')).toBe('"1"');
+    expect(await put(limits(2), { 'if-none-match': '*' })).toMatchObject({
+      status: 412,
+      body: { code: 'precondition_failed' },
+    });
+    // Two editors read version 1; the first saves, the second's save is refused.
+    const read = await request('GET', url);
+    expect(read.headers.get('etag')).toBe('"1"');
+    const first = await put(limits(3), { 'if-match': '"1"' });
+    expect(first).toMatchObject({ status: 200, body: { version: 2 } });
+    expect(first.headers.get('etag')).toBe('"2"');
+    const second = await put(limits(4), { 'if-match': '"1"' });
+    expect(second).toMatchObject({ status: 412, body: { code: 'precondition_failed' } });
+    expect(second.body.detail).toContain('version 2');
+    expect(
+      await request('DELETE', url, undefined, 'application/json', { 'if-match': '"1"' }),
+    ).toMatchObject({ status: 412 });
+    expect((await request('GET', url)).body).toMatchObject({ version: 2, config: limits(3) });
+    // `*` asks only that one is stored; a bad condition is a 400 naming its header.
+    expect((await put(limits(5), { 'if-match': '*' })).status).toBe(200);
+    for (const [name, value] of [
+      ['If-Match', 'W/"3"'],
+      ['If-Match', '3'],
+      ['If-None-Match', '"3"'],
+    ] as const)
+      expect(await put(limits(6), { [name]: value })).toMatchObject({
+        status: 400,
+        body: { field: name },
+      });
+    const audit = await request('GET', `${api.url}/v1/admin/audit?limit=1000`);
+    const entries = (audit.body.items as { name: string }[]).filter((e) => e.name === 'versioned');
+    expect(entries).toHaveLength(3);
+    expect(
+      await request('DELETE', url, undefined, 'application/json', { 'if-match': '"3"' }),
+    ).toMatchObject({ status: 204 });
+  });
+
+  it('let exactly one of many concurrent writers on one version through', async () => {
+    const url = `${api.url}/v1/admin/resources/contended`;
+    await request('PUT', url, {}, 'application/json', { 'if-none-match': '*' });
+    const answers = await Promise.all(
+      Array.from({ length: 8 }, (_, i) =>
+        request('PUT', url, { description: `writer ${i}` }, 'application/json', {
+          'if-match': '"1"',
+        }),
+      ),
+    );
+    const statuses = answers.map((a) => a.status).sort();
+    expect(statuses).toEqual([200, 412, 412, 412, 412, 412, 412, 412]);
+    expect((await request('GET', url)).body).toMatchObject({ version: 2 });
   });
 });

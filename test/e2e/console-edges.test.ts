@@ -1,13 +1,15 @@
 /**
- * The console at its edges, in Chromium: a view driven by its address, and `sluice console`'s
- * proxy passing back an answer that is a page (from the endpoint, or something in front of it).
+ * The console at its edges, in Chromium: a view driven by its address, two editors of one
+ * document, a name that is taken, `npm start` addressed by a name of another site, and `sluice
+ * console`'s proxy passing back an answer that is a page (from the endpoint, or something in
+ * front of it).
  */
-import { createServer } from 'node:http';
+import { createServer, request as httpRequest } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startConsoleProxy } from '../../packages/cli/src/console.js';
-import { fileApi } from '../support/api.js';
+import { fileApi, request } from '../support/api.js';
 import { launch, settled } from '../support/browser.js';
 
 const api = fileApi('console-edges');
@@ -41,6 +43,80 @@ describe('the console, driven by its address', () => {
     await expect
       .poll(() => page.inputValue('#audit-entity'), { timeout: 3_000 })
       .toBe('second-filter');
+  });
+});
+
+/** Submits the form on `page` and returns what it says of the answer. */
+async function save(page: Page): Promise<string> {
+  const answered = page.waitForResponse((res) => res.request().method() === 'PUT');
+  await page.click('form.editor button[type="submit"]');
+  await answered;
+  return (await page.locator('[data-testid="outcome"]').textContent()) ?? '';
+}
+
+describe('the console, editing a document someone else edits', () => {
+  it('never saves over a change made in another tab since it opened the document', async () => {
+    await request('PUT', `${api.url}/v1/admin/resources/two-tabs`, { description: 'first' });
+    const [mine, theirs] = [await browser.newPage(), await browser.newPage()];
+    await open(mine, '#/config/resource/two-tabs');
+    await open(theirs, '#/config/resource/two-tabs');
+    await theirs.fill('[data-field="description"]', 'theirs');
+    expect(await save(theirs)).toContain('Saved resource two-tabs (version 2)');
+    // Their version line follows the save, and their next save writes over it.
+    expect(await theirs.textContent('[data-testid="version"]')).toContain('Version 2');
+    await theirs.fill('[data-field="description"]', 'theirs again');
+    expect(await save(theirs)).toContain('(version 3)');
+
+    await mine.fill('[data-field="description"]', 'mine');
+    const said = await save(mine);
+    expect(said).toContain('changed elsewhere since you opened it');
+    expect(await mine.inputValue('[data-field="description"]')).toBe('mine'); // edits kept
+    const stored = await request('GET', `${api.url}/v1/admin/resources/two-tabs`);
+    expect(stored.body).toMatchObject({ version: 3, config: { description: 'theirs again' } });
+  });
+
+  it('creates only what does not exist yet: a taken name is refused, not replaced', async () => {
+    await request('PUT', `${api.url}/v1/admin/resources/taken`, { description: 'kept' });
+    const page = await browser.newPage();
+    await open(page, '#/config/resource');
+    await page.fill('[data-field="resource"]', 'taken');
+    await page.fill('[data-field="description"]', 'replaced?');
+    expect(await save(page)).toContain('a resource named taken already exists');
+    const stored = await request('GET', `${api.url}/v1/admin/resources/taken`);
+    expect(stored.body).toMatchObject({ version: 1, config: { description: 'kept' } });
+
+    // A new one is created, and then edited as what it now is.
+    await page.fill('[data-field="resource"]', 'fresh');
+    expect(await save(page)).toContain('Saved resource fresh (version 1)');
+    expect(page.url()).toContain('#/config/resource/fresh');
+    await page.fill('[data-field="description"]', 'edited');
+    expect(await save(page)).toContain('Saved resource fresh (version 2)');
+  });
+});
+
+describe('npm start, addressed by name', () => {
+  const hostAnswers = (host: string, path = '/v1/admin/resources') =>
+    new Promise<number>((resolve, reject) => {
+      const req = httpRequest(`${api.url}${path}`, { headers: { host } }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on('error', reject);
+      req.end();
+    });
+
+  it("refuses a name of another site (DNS rebinding), and answers localhost's and addresses", async () => {
+    const port = new URL(api.url).port;
+    expect(await hostAnswers(`rebound.example:${port}`)).toBe(403);
+    expect(await hostAnswers('rebound.example')).toBe(403);
+    expect(await hostAnswers(`localhost:${port}`)).toBe(200);
+    expect(await hostAnswers(`LOCALHOST:${port}`)).toBe(200);
+    expect(await hostAnswers(`app.localhost:${port}`)).toBe(200);
+    expect(await hostAnswers(`127.0.0.1:${port}`)).toBe(200);
+    expect(await hostAnswers(`[::1]:${port}`)).toBe(200);
+    // The console's page too: a rebound page would otherwise run as the console.
+    expect(await hostAnswers(`rebound.example:${port}`, '/console')).toBe(403);
+    expect(await hostAnswers(`localhost:${port}`, '/console')).toBe(200);
   });
 });
 

@@ -176,7 +176,7 @@ describe('sluice console', () => {
     expect((await request('GET', `${api.url}/v1/admin/resources/proxy-made`)).status).toBe(200);
   });
 
-  it('shows a 403 of the front end as "Your role may not do this." in a form and in a view', async () => {
+  it('shows a 403 of IAM as "Your role may not do this.", and one of a bad signature as such', async () => {
     const from = front.received.length;
     await open('#/config/plan');
     await page.fill('[data-field="plan"]', 'proxy-plan');
@@ -188,9 +188,12 @@ describe('sluice console', () => {
       { method: 'PUT', status: 403, refused: expect.stringContaining('not authorized') },
     ]);
 
+    // A refused signature (as expired or wrong credentials are) is not the role's doing.
     await open('#/audit');
-    const note = page.locator('main .note.forbidden');
-    expect(await note.first().textContent()).toBe('Your role may not do this.');
+    expect(await page.locator('main .note.forbidden').count()).toBe(0);
+    const error = await page.locator('main .note.error').first().textContent();
+    expect(error).toContain('AWS refused the console’s credentials');
+    expect(error).toContain('signature we calculated does not match');
     expect(arrived('/v1/admin/audit', from)).toMatchObject([
       { status: 403, refused: expect.stringContaining('signature') },
     ]);
@@ -300,6 +303,62 @@ describe('sluice console', () => {
   });
 });
 
+describe('the console, for a role with the client grant only', () => {
+  it('shows an entity’s headroom and usage, and says its configuration needs the admin grant', async () => {
+    // Calls made directly to the API: a stored plan with a daily limit, and one settled call.
+    await request('PUT', `${api.url}/v1/admin/plans/client-only-plan`, {
+      limits: [{ name: 'daily', metric: 'tokens', limit: 5_000, window: 'day' }],
+    });
+    await request('PUT', `${api.url}/v1/admin/entities/client-only`, {
+      plan: 'client-only-plan',
+    });
+    const lease = await request('POST', `${api.url}/v1/acquire`, {
+      entity: 'client-only',
+      resource: 'gpt-client',
+      usage: { input_tokens: 100, output_tokens: 20 },
+    });
+    expect(lease.status).toBe(200);
+    const release = await request('POST', `${api.url}/v1/release`, {
+      lease_id: lease.body.lease_id,
+      usage: { input_tokens: 100, output_tokens: 20 },
+    });
+    expect(release.status).toBe(200);
+    const clientOnly = await startSigningFrontEnd({
+      upstream: api.url,
+      region: REGION,
+      credentials: CREDENTIALS,
+      denies: (_method, path) => path.startsWith('/v1/admin/'),
+    });
+    const proxy = await startConsoleProxy({
+      endpoint: clientOnly.url,
+      region: REGION,
+      credentials: CREDENTIALS,
+      port: 0,
+    });
+    try {
+      const tab = await browser.newPage();
+      const problems = watch(tab);
+      await tab.goto(`${proxy.url}/console#/entity/client-only`);
+      await settled(tab);
+      expect(await tab.textContent('main')).toContain('Name a resource to see its headroom');
+      await tab.fill('#resource', 'gpt-client');
+      await tab.press('#resource', 'Enter');
+      await settled(tab);
+      expect(await tab.locator('[data-limit="entity.daily"]').count()).toBe(1);
+      expect(await tab.locator('[data-limit="entity.daily"]').textContent()).toContain(
+        '4,880 tokens left of 5,000 tokens',
+      );
+      expect(await tab.textContent('main')).toContain('needs the admin grant');
+      expect(await tab.locator('main .note.error').count()).toBe(0);
+      expect(clientOnly.received.some((r) => r.status === 403)).toBe(true);
+      expect(problems.problems).toEqual([]);
+    } finally {
+      await proxy.close();
+      await clientOnly.close();
+    }
+  });
+});
+
 describe("the console's proxy, in process", () => {
   it('forwards only /v1/ calls with a JSON body, and neither cookies nor hop-by-hop headers', async () => {
     const upstream = await startSigningFrontEnd({
@@ -357,6 +416,19 @@ describe("the console's proxy, in process", () => {
         (await send('/v1/available', { method: 'POST', body: big, headers: json })).status,
       ).toBe(413);
       expect(upstream.received).toHaveLength(1);
+
+      // A write's conditions on the version it read go through; the version comes back.
+      const create = () =>
+        send('/v1/admin/resources/proxied', {
+          method: 'PUT',
+          body: '{}',
+          headers: { ...json, 'if-none-match': '*' },
+        });
+      const created = await create();
+      expect(created.status).toBe(201);
+      expect(created.headers.get('etag')).toBe('"1"');
+      expect(upstream.received.at(-1)?.headers['if-none-match']).toBe('*');
+      expect((await create()).status).toBe(412);
     } finally {
       await proxy.close();
       await upstream.close();

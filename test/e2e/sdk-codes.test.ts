@@ -70,6 +70,7 @@ const ACQUIRE_OUTCOME: Readonly<Record<number, 'refusal' | 'degraded' | 'thrown'
   404: 'thrown',
   405: 'thrown',
   409: 'thrown',
+  412: 'thrown',
   413: 'thrown',
   415: 'thrown',
   422: 'refusal',

@@ -86,6 +86,9 @@ async function signatureProblem(
   return 'The request signature we calculated does not match the signature you provided.';
 }
 
+/** Headers of one connection, not passed on. */
+const HOP_BY_HOP = /^(host|connection|keep-alive|content-length|transfer-encoding|te|upgrade)$/;
+
 /** Starts the front end on 127.0.0.1. */
 export async function startSigningFrontEnd(options: FrontEndOptions): Promise<FrontEnd> {
   const received: Received[] = [];
@@ -113,15 +116,24 @@ export async function startSigningFrontEnd(options: FrontEndOptions): Promise<Fr
         'AccessDeniedException',
         `User: arn:aws:sts::123456789012:assumed-role/console-test/operator is not authorized to perform: execute-api:Invoke on resource: ${one.method}${path}`,
       );
+    // As API Gateway does, the request's headers go on to the integration and its answer's come
+    // back, less those of the connection.
+    const sent = Object.entries(req.headers).flatMap(([name, value]) =>
+      typeof value === 'string' && !HOP_BY_HOP.test(name)
+        ? [[name, value] as [string, string]]
+        : [],
+    );
     const answer = await fetch(new URL(path, options.upstream), {
       method: one.method,
-      headers: one.body ? { 'content-type': String(req.headers['content-type']) } : {},
+      headers: sent,
       ...(one.body ? { body: one.body } : {}),
     });
     one.status = answer.status;
-    res.writeHead(answer.status, {
-      'content-type': answer.headers.get('content-type') ?? 'application/json',
+    const back: Record<string, string> = {};
+    answer.headers.forEach((value, name) => {
+      if (!HOP_BY_HOP.test(name)) back[name] = value;
     });
+    res.writeHead(answer.status, back);
     res.end(Buffer.from(await answer.arrayBuffer()));
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));

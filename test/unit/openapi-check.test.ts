@@ -39,7 +39,7 @@ describe('the check of answers against docs/openapi.json', () => {
         method: 'PUT',
         url: '/v1/admin/plans/free',
         status: 201,
-        headers: JSON_TYPE,
+        headers: { ...JSON_TYPE, etag: '"1"' },
         text: JSON.stringify({ kind: 'plan', name: 'free', config: {}, version: 1, changed: true }),
       },
       { method: 'DELETE', url: '/v1/admin/plans/free', status: 204, text: '' },

@@ -71,7 +71,8 @@ export const principalOf = (event: APIGatewayProxyEventV2): string | undefined =
   (event.requestContext as { authorizer?: { iam?: { userArn?: string } } } | undefined)?.authorizer
     ?.iam?.userArn;
 
-function header(event: APIGatewayProxyEventV2, name: string): string | undefined {
+/** A request header's value, by its name in any case. */
+export function header(event: APIGatewayProxyEventV2, name: string): string | undefined {
   return own(event.headers, name) ?? own(event.headers, name.toLowerCase());
 }
 

@@ -21,6 +21,7 @@ export const TITLES: Readonly<Record<number, string | undefined>> = {
   404: 'Not Found',
   405: 'Method Not Allowed',
   409: 'Conflict',
+  412: 'Precondition Failed',
   413: 'Content Too Large',
   415: 'Unsupported Media Type',
   422: 'Unprocessable Content',
@@ -72,6 +73,7 @@ export const STATUS_OF: Record<SluiceErrorCode, number> = {
   lease_settled: 409,
   not_found: 404,
   conflict: 409,
+  precondition_failed: 412,
   unavailable: 503,
   internal: 500,
   // Refusals by stored configuration: 403 for who may call what, 422 for what the call asks.

@@ -10,8 +10,9 @@
  * addressed to it by that name or `localhost` (a DNS-rebound name is refused), and forwards an
  * API call only from its own page: a write must carry the page's Origin, and a request a browser
  * marks as coming from another site (`Sec-Fetch-Site`) is refused. A call's body must be JSON. It
- * forwards the path, query, method and body; no header of the browser's (cookies included)
- * reaches the API, and only the answer headers the page reads come back.
+ * forwards the path, query, method, body and a write's `If-Match` / `If-None-Match`; no other
+ * header of the browser's (cookies included) reaches the API, and only the answer headers the
+ * page reads come back.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -36,9 +37,15 @@ const MAX_BODY_BYTES = 1024 * 1024;
 /** How long an API call may take before the page is told the API did not answer. */
 const UPSTREAM_TIMEOUT_MS = 30_000;
 
-/** Answer headers passed back to the page: the body's type, and what a refusal says of retries. */
+/**
+ * Answer headers passed back to the page: the body's type, a stored document's version (`etag`),
+ * what a refusal says of retries, and which part of AWS refused (`x-amzn-errortype`).
+ */
 const PASSED_BACK =
-  /^(content-type|retry-after(-ms)?|ratelimit(-policy)?|x-ratelimit-.+|x-request-id|x-amzn-requestid|x-amzn-errortype)$/;
+  /^(content-type|etag|retry-after(-ms)?|ratelimit(-policy)?|x-ratelimit-.+|x-request-id|x-amzn-requestid|x-amzn-errortype)$/;
+
+/** The page's request headers forwarded: a write's conditions on the version it read. */
+const FORWARDED = ['if-match', 'if-none-match'] as const;
 
 /**
  * What the proxy adds to every answer of its own and every forwarded one. No answer may run as a
@@ -141,6 +148,10 @@ async function forward(
   try {
     // fetch sets Host itself, to the host signed for.
     const { host: _, ...sent } = headers;
+    for (const name of FORWARDED) {
+      const value = req.headers[name];
+      if (typeof value === 'string') sent[name] = value;
+    }
     answer = await fetch(target, {
       method,
       headers: sent,

@@ -8,7 +8,7 @@ import { problemFrom } from './wire.js';
  * Every code Sluice's problem+json answers carry, each with its status: 400 `invalid_request`;
  * 403 `resource_not_allowed`, `entity_disabled`, `unknown_entity`, `caller_not_allowed`; 404
  * `lease_not_found`, `not_found`; 405 `method_not_allowed`; 409 `lease_settled`, `conflict`,
- * `configuration_invalid`; 413 `payload_too_large`; 415 `unsupported_media_type`; 422
+ * `configuration_invalid`; 412 `precondition_failed`; 413 `payload_too_large`; 415 `unsupported_media_type`; 422
  * `exceeds_capacity`, `context_too_large`, `price_unknown`; 429 `rate_limited`; 500 `internal`;
  * 503 `unavailable`. (The SDK checks this list against the server's own schemas as it is built.)
  */
@@ -23,6 +23,7 @@ export type SluiceProblemCode =
   | 'method_not_allowed'
   | 'lease_settled'
   | 'conflict'
+  | 'precondition_failed'
   | 'configuration_invalid'
   | 'payload_too_large'
   | 'unsupported_media_type'

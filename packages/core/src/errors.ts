@@ -20,6 +20,7 @@ export type SluiceErrorCode =
   | 'lease_settled'
   | 'not_found'
   | 'conflict'
+  | 'precondition_failed'
   | 'unavailable'
   | 'internal'
   | RefusalCode;
@@ -121,6 +122,20 @@ export class NotFoundError extends SluiceError {
 export class ConflictError extends SluiceError {
   constructor(message: string) {
     super('conflict', message);
+  }
+}
+
+/**
+ * A write made on a condition (the version its writer last read, or that nothing is stored yet)
+ * that the stored document no longer meets: nothing was written. `current` is the version stored
+ * now (0: none).
+ */
+export class PreconditionFailedError extends SluiceError {
+  constructor(
+    message: string,
+    readonly current: number,
+  ) {
+    super('precondition_failed', message);
   }
 }
 

@@ -15,7 +15,12 @@
  */
 
 // Stored configuration.
-export { ConfigAdmin, type ConfigAdminOptions, type StoredConfig } from './catalog/admin.js';
+export {
+  ConfigAdmin,
+  type ConfigAdminOptions,
+  type StoredConfig,
+  type WriteCondition,
+} from './catalog/admin.js';
 export {
   type EntityConfig,
   type PlanConfig,
@@ -46,6 +51,7 @@ export {
   LeaseNotFoundError,
   LeaseSettledError,
   NotFoundError,
+  PreconditionFailedError,
   SluiceError,
   type SluiceErrorCode,
   StoreUnavailableError,

@@ -222,6 +222,22 @@ export interface LocalServerOptions {
    * each GET or HEAD with its path; undefined leaves the request to the routes.
    */
   readonly pages?: (pathname: string) => Page | undefined;
+  /**
+   * Host names requests may address the server by, besides IP addresses and `localhost` (and
+   * names under it), which are always allowed. Any other name in `Host` is refused (403): a web
+   * page whose own name its owner points at this machine (DNS rebinding) sends it, and would
+   * otherwise read and write the API as if it were the console. @default none
+   */
+  readonly allowedHosts?: readonly string[];
+}
+
+/** Whether `Host` names the server by an IP address, `localhost`, or a name it was given. */
+export function hostAllowed(host: string | undefined, allowed: readonly string[] = []): boolean {
+  if (host === undefined) return true; // HTTP/1.0: no browser sends a request without one
+  const name = (/^\[[^\]]*\]/.exec(host)?.[0] ?? host.replace(/:\d*$/, '')).toLowerCase();
+  if (name.startsWith('[') || /^\d{1,3}(\.\d{1,3}){3}$/.test(name)) return true;
+  if (name === 'localhost' || name.endsWith('.localhost')) return true;
+  return allowed.some((a) => a.toLowerCase() === name);
 }
 
 /** A page's answer: status, headers and bytes. */
@@ -295,6 +311,10 @@ async function answer(
 ): Promise<APIGatewayProxyStructuredResultV2> {
   const url = new URL(req.url ?? '/', 'http://localhost');
   const method = req.method ?? 'GET';
+  if (!hostAllowed(req.headers.host, options.allowedHosts)) {
+    req.resume();
+    return problem(403, 'host_not_allowed', 'this server answers to localhost or an IP address');
+  }
   const page = method === 'GET' || method === 'HEAD' ? options.pages?.(url.pathname) : undefined;
   if (page) {
     req.resume();

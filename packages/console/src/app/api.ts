@@ -11,10 +11,30 @@ export interface Problem {
   readonly title?: string;
   readonly detail?: string;
   readonly field?: string;
+  /** Which part of AWS refused, as API Gateway's `x-amzn-errortype` names it. */
+  readonly errorType?: string;
 }
 
 /** What the console says when the caller's role may not call a route. */
 export const FORBIDDEN = 'Your role may not do this.';
+
+/** What the console says when AWS refused its credentials or signature, not its role. */
+export const CREDENTIALS_REFUSED =
+  'AWS refused the console’s credentials (expired or not valid?): renew them and restart sluice console.';
+
+/**
+ * Whether a 403 without a Sluice code is AWS refusing who the caller is (expired or unknown
+ * credentials, a bad signature) rather than what its role may do. API Gateway says which in
+ * `x-amzn-errortype` and its message: a role's refusal is an `AccessDeniedException` saying the
+ * caller "is not authorized" to invoke; every other 403 of AWS's is about the credentials.
+ */
+function credentialsRefused(problem: Problem): boolean {
+  if (problem.status !== 403 || problem.code !== undefined) return false;
+  const type = problem.errorType?.split(':')[0]?.trim();
+  if (type !== undefined && type !== '' && type !== 'AccessDeniedException') return true;
+  const said = problem.detail ?? '';
+  return said !== '' && !/\bnot authorized\b/i.test(said);
+}
 
 export class ApiError extends Error {
   readonly problem: Problem;
@@ -28,11 +48,14 @@ export class ApiError extends Error {
   /** Whether IAM (or an entity's `callers`) refused this caller, rather than Sluice the request. */
   get forbidden(): boolean {
     const { status, code } = this.problem;
+    if (credentialsRefused(this.problem)) return false;
     return status === 403 && (code === undefined || code === 'caller_not_allowed');
   }
 }
 
 function messageOf(problem: Problem): string {
+  if (credentialsRefused(problem))
+    return `${CREDENTIALS_REFUSED} AWS said: ${problem.detail ?? problem.errorType}`;
   if (problem.status === 403 && (!problem.code || problem.code === 'caller_not_allowed'))
     return FORBIDDEN;
   const what = problem.detail ?? problem.title ?? `HTTP ${problem.status}`;
@@ -42,12 +65,14 @@ function messageOf(problem: Problem): string {
 const text = (value: unknown): string | undefined =>
   typeof value === 'string' ? value : undefined;
 
-function problemOf(status: number, body: unknown): Problem {
-  if (typeof body !== 'object' || body === null) return { status };
+function problemOf(status: number, body: unknown, errorType: string | null): Problem {
+  const type = errorType ? { errorType } : {};
+  if (typeof body !== 'object' || body === null) return { status, ...type };
   const b = body as Record<'code' | 'title' | 'detail' | 'field' | 'message', unknown>;
   const detail = text(b.detail) ?? text(b.message);
   return {
     status,
+    ...type,
     ...(text(b.code) ? { code: text(b.code) as string } : {}),
     ...(text(b.title) ? { title: text(b.title) as string } : {}),
     ...(detail ? { detail } : {}),
@@ -67,13 +92,21 @@ export function query(params: Readonly<Record<string, string | undefined>>): str
   return s ? `?${s}` : '';
 }
 
-/** One call: resolves to the parsed answer (null for a 204), throws {@link ApiError}. */
-export async function api<T>(method: string, path: string, body?: unknown): Promise<T> {
+/**
+ * One call: resolves to the parsed answer (null for a 204), throws {@link ApiError}. `headers`
+ * are a write's conditions (`If-Match`, `If-None-Match`).
+ */
+export async function api<T>(
+  method: string,
+  path: string,
+  body?: unknown,
+  headers: Readonly<Record<string, string>> = {},
+): Promise<T> {
   let res: Response;
   try {
     res = await fetch(path, {
       method,
-      headers: body === undefined ? {} : { 'content-type': 'application/json' },
+      headers: body === undefined ? headers : { 'content-type': 'application/json', ...headers },
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });
   } catch {
@@ -86,7 +119,8 @@ export async function api<T>(method: string, path: string, body?: unknown): Prom
   } catch {
     parsed = { detail: raw.slice(0, 200) };
   }
-  if (!res.ok) throw new ApiError(problemOf(res.status, parsed));
+  if (!res.ok)
+    throw new ApiError(problemOf(res.status, parsed, res.headers.get('x-amzn-errortype')));
   return parsed as T;
 }
 

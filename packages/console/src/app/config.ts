@@ -117,17 +117,30 @@ interface Outcome {
   readonly forbidden?: boolean;
 }
 
+/** What a save came to, and the document as stored after it (when saved). */
 interface Saved {
   readonly errors: ReadonlyMap<string, string>;
   readonly outcome: Outcome;
+  readonly stored?: Stored;
 }
 
-/** PUTs a document; a refusal naming a field puts its message beside that field. */
-async function put(kind: Kind, name: string, body: Record<string, unknown>): Promise<Saved> {
+/**
+ * PUTs a document on the version the form was opened at (a new one only if none is stored by
+ * then), so a change made elsewhere meanwhile is never overwritten unseen; a refusal naming a
+ * field puts its message beside that field.
+ */
+async function put(
+  kind: Kind,
+  name: string,
+  body: Record<string, unknown>,
+  openedAt: Stored | undefined,
+): Promise<Saved> {
+  const condition = openedAt ? { 'if-match': `"${openedAt.version}"` } : { 'if-none-match': '*' };
   try {
-    const saved = await api<Stored>('PUT', `/v1/admin/${PLURAL[kind]}/${segment(name)}`, body);
+    const path = `/v1/admin/${PLURAL[kind]}/${segment(name)}`;
+    const saved = await api<Stored>('PUT', path, body, condition);
     const text = `Saved ${kind} ${saved.name} (version ${saved.version}).`;
-    return { errors: new Map(), outcome: { ok: true, text } };
+    return { errors: new Map(), outcome: { ok: true, text }, stored: saved };
   } catch (error) {
     const problem = error instanceof ApiError ? error.problem : undefined;
     const message = error instanceof Error ? error.message : String(error);
@@ -136,6 +149,12 @@ async function put(kind: Kind, name: string, body: Record<string, unknown>): Pro
         errors: new Map(),
         outcome: { ok: false, text: `Not saved. ${FORBIDDEN}`, forbidden: true },
       };
+    if (problem?.code === 'precondition_failed') {
+      const text = openedAt
+        ? `Not saved: this ${kind} was changed elsewhere since you opened it (${problem.detail ?? ''}). Your edits are still here: reload the page to see the stored one, then make them again.`
+        : `Not saved: a ${kind} named ${name} already exists. Open it from the list to edit it.`;
+      return { errors: new Map(), outcome: { ok: false, text } };
+    }
     if (!problem?.field)
       return { errors: new Map(), outcome: { ok: false, text: `Not saved: ${message}` } };
     return {
@@ -184,14 +203,20 @@ function Editor({
   );
   const [errors, setErrors] = useState<ReadonlyMap<string, string>>(new Map());
   const [outcome, setOutcome] = useState<Outcome | undefined>(undefined);
+  // The document as last read or saved here: the version the next save writes over.
+  const [current, setCurrent] = useState<Stored | undefined>(stored);
   const save = async (e: Event) => {
     e.preventDefault();
     setErrors(new Map());
     setOutcome(undefined);
-    const body = documentOf(kind, config, values, rows);
-    const result = await put(kind, docName, body);
+    const body = documentOf(kind, current?.config ?? {}, values, rows);
+    const result = await put(kind, docName, body, current);
     setErrors(result.errors);
     setOutcome(result.outcome);
+    if (!result.stored) return;
+    setCurrent(result.stored);
+    // A new document is now this one: its address, and the next save replaces it.
+    if (!current) history.replaceState(null, '', `#/config/${kind}/${encodeURIComponent(docName)}`);
   };
   const input = (key: string, convert: Convert) => control(key, convert, values, setValues);
   return h(
@@ -208,11 +233,11 @@ function Editor({
           outcome.text,
         )
       : null,
-    stored
+    current
       ? h(
           'p',
-          { class: 'muted' },
-          `Version ${stored.version}${stored.updated_at ? `, updated ${time(stored.updated_at)}` : ''}${stored.updated_by ? ` by ${stored.updated_by}` : ''}`,
+          { class: 'muted', 'data-testid': 'version' },
+          `Version ${current.version}${current.updated_at ? `, updated ${time(current.updated_at)}` : ''}${current.updated_by ? ` by ${current.updated_by}` : ''}`,
         )
       : field(
           'Name',
@@ -233,7 +258,7 @@ function Editor({
     h(
       'div',
       { class: 'toolbar' },
-      h('button', { type: 'submit', class: 'primary' }, stored ? 'Save' : `Create ${kind}`),
+      h('button', { type: 'submit', class: 'primary' }, current ? 'Save' : `Create ${kind}`),
       link('#/config', 'Back to the list'),
     ),
   );

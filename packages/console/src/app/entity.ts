@@ -5,7 +5,7 @@
  */
 import { type ComponentChildren, h } from 'preact';
 import { useState } from 'preact/hooks';
-import { ApiError, api, get, segment } from './api.js';
+import { ApiError, api, FORBIDDEN, get, segment } from './api.js';
 import { UsageCard } from './entity-usage.js';
 import { allows, duration, time, zoneOrUtc } from './format.js';
 import { ALERT_HEADERS, AUDIT_HEADERS, alertRows, auditRows, collect } from './lists.js';
@@ -26,12 +26,26 @@ const MAX_DEPTH = 8;
 
 export interface EntityFacts {
   readonly name: string;
-  /** Its stored document, or undefined when it has none (defaults apply). */
+  /** Its stored document, or undefined when it has none (defaults apply) or it cannot be read. */
   readonly config: EntityConfig | undefined;
+  /** False when the caller's role may not read configuration (the client grant only). */
+  readonly configReadable: boolean;
   readonly chain: readonly string[];
   readonly plan: Stored<PlanConfig> | undefined;
   readonly zone: string;
   readonly resources: readonly string[];
+}
+
+/** A read the caller's role may not make (403): the view shows what it can without it. */
+const UNREADABLE = Symbol('unreadable');
+
+async function readable<T>(read: Promise<T>): Promise<T | typeof UNREADABLE> {
+  try {
+    return await read;
+  } catch (error) {
+    if (error instanceof ApiError && error.forbidden) return UNREADABLE;
+    throw error;
+  }
 }
 
 /** A stored document, or undefined when there is none (404). */
@@ -44,12 +58,27 @@ async function stored<C>(kind: string, name: string): Promise<Stored<C> | undefi
   }
 }
 
+/**
+ * What the view knows of an entity. Configuration comes from the admin routes; a role with the
+ * client grant only may not read them, and then the view shows what the client routes give
+ * (headroom, usage) for a resource the user names.
+ */
 async function loadEntity(name: string): Promise<EntityFacts> {
   const [doc, settings, resources] = await Promise.all([
-    stored<EntityConfig>('entities', name),
-    get<Stored<{ timezone?: string }>>('/v1/admin/settings'),
-    get<Page<Stored<ResourceConfig>>>('/v1/admin/resources?limit=100'),
+    readable(stored<EntityConfig>('entities', name)),
+    readable(get<Stored<{ timezone?: string }>>('/v1/admin/settings')),
+    readable(get<Page<Stored<ResourceConfig>>>('/v1/admin/resources?limit=100')),
   ]);
+  if (doc === UNREADABLE)
+    return {
+      name,
+      config: undefined,
+      configReadable: false,
+      chain: [name],
+      plan: undefined,
+      zone: 'UTC',
+      resources: [],
+    };
   const chain = [name];
   let parent = doc?.config.parent;
   while (parent && chain.length < MAX_DEPTH && !chain.includes(parent)) {
@@ -60,19 +89,31 @@ async function loadEntity(name: string): Promise<EntityFacts> {
   const plan = await stored<PlanConfig>('plans', planName);
   const allowed = plan?.config.allowed_resources;
   const named = (allowed ?? []).filter((r) => !r.includes('*'));
-  const usable = resources.items.map((r) => r.name).filter((r) => allows(allowed, r));
+  const listed = resources === UNREADABLE ? [] : resources.items.map((r) => r.name);
+  const usable = listed.filter((r) => allows(allowed, r));
+  const zone = settings === UNREADABLE ? undefined : settings.config.timezone;
   return {
     name,
     config: doc?.config,
+    configReadable: true,
     chain,
     plan,
-    zone: zoneOrUtc(doc?.config.timezone ?? settings.config.timezone),
+    zone: zoneOrUtc(doc?.config.timezone ?? zone),
     resources: [...new Set([...usable, ...named])].sort(),
   };
 }
 
 function Summary({ facts }: { facts: EntityFacts }): ComponentChildren {
   const { config, plan, chain } = facts;
+  if (!facts.configReadable)
+    return section(
+      'Chain, plan and overrides',
+      h(
+        'p',
+        { class: 'note forbidden', role: 'status' },
+        `${FORBIDDEN} Its configuration (chain, plan, limits, callers, time zone) needs the admin grant: times here are UTC; name a resource to see its headroom.`,
+      ),
+    );
   const limits = config?.limits ?? [];
   return section(
     'Chain, plan and overrides',
@@ -190,15 +231,25 @@ export function EntityView({ name }: { name: string }): ComponentChildren {
           'div',
           { class: 'toolbar' },
           h('label', { for: 'resource' }, 'Resource'),
-          h(
-            'select',
-            {
-              id: 'resource',
-              value: resource ?? '',
-              onChange: (e: Event) => setPicked((e.target as HTMLSelectElement).value),
-            },
-            ...facts.resources.map((r) => h('option', { value: r }, r)),
-          ),
+          facts.configReadable
+            ? h(
+                'select',
+                {
+                  id: 'resource',
+                  value: resource ?? '',
+                  onChange: (e: Event) => setPicked((e.target as HTMLSelectElement).value),
+                },
+                ...facts.resources.map((r) => h('option', { value: r }, r)),
+              )
+            : // The resources are configuration too: the user names one.
+              h('input', {
+                id: 'resource',
+                type: 'text',
+                placeholder: 'gpt-4o',
+                value: resource ?? '',
+                onChange: (e: Event) =>
+                  setPicked((e.target as HTMLInputElement).value.trim() || undefined),
+              }),
           h(
             'span',
             { class: 'muted' },
@@ -211,7 +262,16 @@ export function EntityView({ name }: { name: string }): ComponentChildren {
           h(Summary, { facts }),
           resource
             ? h(Headroom, { facts, resource })
-            : section('Headroom', h('p', { class: 'muted' }, 'No resource is stored yet.')),
+            : section(
+                'Headroom',
+                h(
+                  'p',
+                  { class: 'muted' },
+                  facts.configReadable
+                    ? 'No resource is stored yet.'
+                    : 'Name a resource to see its headroom.',
+                ),
+              ),
         ),
         h(UsageCard, { facts, resource }),
         h(History, { facts }),

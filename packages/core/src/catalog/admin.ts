@@ -7,7 +7,7 @@ import { canonicalJson } from '../canonical.js';
 import { SERVICE_DEFAULTS } from '../defaults.js';
 import { PERIOD_SECONDS } from '../engine/limits.js';
 import { nextRotation } from '../engine/signing-keys.js';
-import { ConflictError, NotFoundError } from '../errors.js';
+import { ConflictError, NotFoundError, PreconditionFailedError } from '../errors.js';
 import { decodeCursor, encodeCursor, startsWithInstant } from '../store/cursor.js';
 import {
   documentAttributes as D,
@@ -58,6 +58,31 @@ export interface WriteResult<K extends ConfigKind> {
   readonly changed: boolean;
   readonly created: boolean;
   readonly stored: StoredConfig<K>;
+}
+
+/**
+ * What a write requires of the stored document, as HTTP's `If-Match` and `If-None-Match` do:
+ * `version` that exact version (0: nothing stored), `exists` that one is stored (true) or not.
+ */
+export type WriteCondition = { readonly version: number } | { readonly exists: boolean };
+
+/** What a condition asks for, in words. */
+function asked(condition: WriteCondition): string {
+  if ('exists' in condition) return condition.exists ? 'one stored' : 'none stored';
+  return condition.version === 0 ? 'none stored' : `version ${condition.version}`;
+}
+
+/** Refuses a write whose condition the stored document (its version; 0 when none) does not meet. */
+function check(kind: ConfigKind, name: string, stored: number, condition?: WriteCondition): void {
+  if (condition === undefined) return;
+  const met =
+    'exists' in condition ? stored > 0 === condition.exists : stored === condition.version;
+  if (met) return;
+  const now = stored === 0 ? 'none is stored' : `version ${stored} is stored`;
+  throw new PreconditionFailedError(
+    `${kind} ${name}: asked for ${asked(condition)}, and ${now}`,
+    stored,
+  );
 }
 
 /**
@@ -131,16 +156,23 @@ export class ConfigAdmin {
     };
   }
 
-  /** Stores `input` (validated here) as `kind`/`name`; `who` goes into the audit entry. */
+  /**
+   * Stores `input` (validated here) as `kind`/`name`; `who` goes into the audit entry. With
+   * `condition`, only while the stored document meets it (else {@link PreconditionFailedError},
+   * nothing written): an editor passes the version it read, so it never overwrites a change it
+   * has not seen.
+   */
   async put<K extends ConfigKind>(
     kind: K,
     name: string,
     input: unknown,
     who: string,
+    condition?: WriteCondition,
   ): Promise<WriteResult<K>> {
     const config = parseConfig(kind, input);
     for (let attempt = 0; attempt < WRITE_ATTEMPTS; attempt++) {
       const current = await this.get(kind, name);
+      check(kind, name, current?.version ?? 0, condition);
       const references = await checkReferences(this.#reader, kind, name, config, current);
       if (current && canonicalJson(current.config) === canonicalJson(config)) {
         return { changed: false, created: false, stored: current };
@@ -167,12 +199,19 @@ export class ConfigAdmin {
 
   /**
    * Deletes `kind`/`name`; refuses while something refers to it. The reference count checked in
-   * the delete's own transaction closes the race with a write that starts referring to it.
+   * the delete's own transaction closes the race with a write that starts referring to it. With
+   * `condition`, only while the stored document meets it, as {@link ConfigAdmin.put}.
    */
-  async delete<K extends ConfigKind>(kind: K, name: string, who: string): Promise<StoredConfig<K>> {
+  async delete<K extends ConfigKind>(
+    kind: K,
+    name: string,
+    who: string,
+    condition?: WriteCondition,
+  ): Promise<StoredConfig<K>> {
     for (let attempt = 0; attempt < WRITE_ATTEMPTS; attempt++) {
       const current = await this.get(kind, name);
       if (!current) throw new NotFoundError(`no ${kind} named ${name}`);
+      check(kind, name, current.version, condition);
       const references = await checkDeletable(this.#reader, kind, current);
       const written = await this.#write(
         current,
