@@ -4,7 +4,8 @@
  * showing the exact settled figures, a refusal, a field the admin API refused and the audit.
  * Every view: no script or console errors, no serious or critical axe finding, a screenshot.
  */
-import { writeFileSync } from 'node:fs';
+import { copyFileSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { SluiceClient } from '@sluice/client';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -47,11 +48,16 @@ const open = async (hash: string) => {
   await settled(page);
 };
 
+/** The README's picture of the entity view, written by `npm run screenshot` (this file). */
+const DOCS_SCREENSHOT = fileURLToPath(new URL('../../docs/console-entity.png', import.meta.url));
+
 /** Checks the view as it stands: axe, errors so far, and a screenshot named `name`. */
 async function inspect(name: string) {
   expect(await axeFindings(page), `axe on ${name}`).toEqual([]);
   expect(watched.problems, `errors on ${name}`).toEqual([]);
-  await screenshot(page, name);
+  const path = await screenshot(page, name);
+  if (name === 'entity' && process.env.SLUICE_DOCS_SCREENSHOT === '1')
+    copyFileSync(path, DOCS_SCREENSHOT);
 }
 
 /** Submits the form on the page and returns what it says of the answer. */

@@ -92,9 +92,11 @@ function problem(res: ServerResponse, status: number, title: string, detail: str
  * (an API call) it comes from a page of another origin.
  */
 function refusalOf(req: IncomingMessage, port: number, api: boolean): string | undefined {
-  const host = req.headers.host ?? '';
-  if (host !== `${LOOPBACK}:${port}` && host !== `localhost:${port}`)
-    return `Host ${JSON.stringify(host)} is not this console's`;
+  const host = (req.headers.host ?? '').toLowerCase();
+  // A browser leaves the port out of Host when it is HTTP's own (80).
+  const names = port === 80 ? [LOOPBACK, 'localhost'] : [];
+  const ours = [`${LOOPBACK}:${port}`, `localhost:${port}`, ...names];
+  if (!ours.includes(host)) return `Host ${JSON.stringify(host)} is not this console's`;
   if (!api) return undefined;
   const site = req.headers['sec-fetch-site'];
   if (site !== undefined && site !== 'same-origin' && site !== 'none')

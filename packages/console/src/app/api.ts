@@ -117,7 +117,11 @@ export async function api<T>(
   try {
     parsed = raw ? JSON.parse(raw) : null;
   } catch {
-    parsed = { detail: raw.slice(0, 200) };
+    // Not JSON: a short plain message is shown as it is; a page (a proxy's, a WAF's) is not.
+    const plain = raw.length <= 200 && !raw.includes('<');
+    parsed = {
+      detail: plain && raw.trim() ? raw.trim() : `the answer was not JSON (HTTP ${res.status})`,
+    };
   }
   if (!res.ok)
     throw new ApiError(problemOf(res.status, parsed, res.headers.get('x-amzn-errortype')));
