@@ -321,7 +321,7 @@ describe('sluiceMiddleware: refusals and fallbacks', () => {
         request: () => ({ limits: rpm, fallback: [MODEL] }),
         ...(models ? { models } : {}),
       });
-    const wrapped = wrapLanguageModel({ model: large, middleware: middleware((id) => small) });
+    const wrapped = wrapLanguageModel({ model: large, middleware: middleware(() => small) });
 
     const first = await generateText({ model: wrapped, prompt: 'a' });
     const second = await generateText({ model: wrapped, prompt: 'b' });

@@ -62,7 +62,7 @@ class UsageChatModel extends FakeListChatModel {
     return { generations: [{ text, message }] };
   }
   override async *_streamResponseChunks(
-    messages: BaseMessage[],
+    _messages: BaseMessage[],
     options: this['ParsedCallOptions'],
     runManager?: CallbackManagerForLLMRun,
   ): AsyncGenerator<ChatGenerationChunk> {
