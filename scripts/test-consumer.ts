@@ -12,7 +12,9 @@
  *     synthesizes offline, cdk-nag clean;
  *  5. `npx sluice --help` and `npx sluice plan -f examples/sluice.yaml` against `npm start`;
  *  6. @sluice/console serves the files it ships (not built again), and the installed
- *     `sluice console` serves them and forwards the page's calls to `npm start`.
+ *     `sluice console` serves them and forwards the page's calls to `npm start`;
+ *  7. @sluice/client/ai-sdk and @sluice/client/langchain, with the AI SDK's mock model and
+ *     LangChain's fake chat model, each make one call guarded by `npm start`.
  * Prints each step's time and each package's packed and installed size. `--keep` keeps the
  * project (its path is printed).
  */
@@ -215,6 +217,21 @@ export async function handler(event: Event, context: Context) {
   return { settled: settled.settled, answered, remaining: available.limits[0]?.remaining };
 }
 `,
+  // The framework integrations' types, with the frameworks' own.
+  'src/integrations.ts': `
+import { SluiceClient } from '@sluice/client';
+import { fromAISDK, SluiceRefusedError, sluiceMiddleware } from '@sluice/client/ai-sdk';
+import { SluiceCallbackHandler } from '@sluice/client/langchain';
+import { wrapLanguageModel, type LanguageModel } from 'ai';
+
+const client = new SluiceClient({ endpoint: process.env.SLUICE_URL ?? '' });
+export const guard = (model: Exclude<LanguageModel, string>) =>
+  wrapLanguageModel({ model: model as never, middleware: sluiceMiddleware({ client, defaultMaxOutputTokens: 500 }) });
+export const handler = new SluiceCallbackHandler({ client, entity: (run) => String(run.metadata.user) });
+export const status = (error: unknown): number | undefined =>
+  error instanceof SluiceRefusedError ? error.toResponse().status : undefined;
+export const used = fromAISDK({ inputTokens: 3, outputTokens: 1 }).input_tokens;
+`,
   // The engine embedded, as docs/sdk.md shows it: @sluice/core's public types, checked whole.
   'src/engine.ts': `
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
@@ -255,6 +272,31 @@ export async function decide(key: string): Promise<SettleResult | undefined> {
 const { handler } = await import('./dist/handler.mjs');
 const out = await handler({ key: 'consumer-' + Date.now() }, { awsRequestId: 'consumer' });
 console.log(JSON.stringify(out));
+`,
+  // 7. The framework integrations, one guarded call each, with each framework's own test model.
+  'integrations.mjs': `
+import { SluiceClient } from '@sluice/client';
+import { sluiceMiddleware } from '@sluice/client/ai-sdk';
+import { SluiceCallbackHandler } from '@sluice/client/langchain';
+import { generateText, wrapLanguageModel } from 'ai';
+import { MockLanguageModelV4 } from 'ai/test';
+import { FakeListChatModel } from '@langchain/core/utils/testing';
+const client = new SluiceClient({ endpoint: process.env.SLUICE_URL, onUnavailable: 'deny' });
+const limits = [{ name: 'out', metric: 'output_tokens', limit: 10_000, per: 2_592_000 }];
+const entity = 'consumer-' + Date.now();
+const usage = { inputTokens: { total: 10, noCache: 10 }, outputTokens: { total: 4 } };
+const model = wrapLanguageModel({
+  model: new MockLanguageModelV4({ modelId: 'gpt-4o', doGenerate: { content: [{ type: 'text', text: 'hi' }], finishReason: { unified: 'stop', raw: 'stop' }, usage, warnings: [] } }),
+  middleware: sluiceMiddleware({ client, entity: () => entity, request: () => ({ limits }) }),
+});
+const generated = await generateText({ model, prompt: 'Hello' });
+const handler = new SluiceCallbackHandler({ client, resource: () => 'gpt-4o', request: () => ({ limits }) });
+const answer = await new FakeListChatModel({ responses: ['ok'] }).invoke('Hello', { callbacks: [handler], metadata: { sluice_entity: entity } });
+const available = await client.available({ entity, resource: 'gpt-4o', limits });
+// 4 output tokens reported by the AI SDK's model; 'ok' counted (1 token) for LangChain's, which reports none.
+if (generated.text !== 'hi' || answer.content !== 'ok' || generated.providerMetadata?.sluice?.degraded !== false || available.limits[0]?.remaining !== 10_000 - 4 - 1)
+  throw new Error('unexpected: ' + JSON.stringify({ text: generated.text, answer: answer.content, available }));
+console.log('ok');
 `,
   // 6. The console's files as the package ships them.
   'console.mjs': `
@@ -326,6 +368,9 @@ try {
   );
   for (const name of [
     '@middy/core',
+    'ai',
+    '@langchain/core',
+    'zod',
     'aws-cdk-lib',
     'constructs',
     'cdk-nag',
@@ -333,6 +378,7 @@ try {
     'typescript',
     '@types/node',
     '@types/aws-lambda',
+    '@types/json-schema', // the AI SDK's declarations import json-schema's types
   ])
     dependencies[name] = installed(name);
   writeFileSync(
@@ -396,6 +442,10 @@ try {
   try {
     await step('the bundle acquires and settles against npm start', () => runBundle(started.url));
     await step('… and against the installed sluice-local', () => runBundle(local.url));
+    await step('@sluice/client/ai-sdk and /langchain guard a call each against npm start', () => {
+      const out = run('node', ['integrations.mjs'], project, { SLUICE_URL: started.url }).trim();
+      if (out !== 'ok') throw new Error(out);
+    });
     await step('npx sluice --help', () => {
       const out = run('npx', ['--no-install', 'sluice', '--help']);
       if (!out.includes('plan')) throw new Error(out);

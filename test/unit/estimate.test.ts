@@ -1,5 +1,6 @@
-import { estimateTokens, estimateUsage } from '@sluice/client/estimate';
-import { encodeChat } from 'gpt-tokenizer';
+import { estimateTextTokens, estimateTokens, estimateUsage } from '@sluice/client/estimate';
+import { encode, encodeChat } from 'gpt-tokenizer';
+import { encode as encodeCl100k } from 'gpt-tokenizer/encoding/cl100k_base';
 import { describe, expect, it } from 'vitest';
 
 const chat = [
@@ -34,5 +35,13 @@ describe('estimateTokens', () => {
 
   it('builds an acquire estimate with the output cap', () => {
     expect(estimateUsage(chat, 'claude-sonnet-4', 512)).toMatchObject({ output_tokens: 512 });
+  });
+
+  it('counts plain text without chat framing: exact for OpenAI models, else characters / 3.5', () => {
+    const text = 'Once upon a time, in a land far away';
+    expect(estimateTextTokens(text, 'gpt-4o')).toBe(encode(text).length);
+    expect(estimateTextTokens(text, 'gpt-4-turbo')).toBe(encodeCl100k(text).length);
+    expect(estimateTextTokens(text, 'claude-sonnet-4')).toBe(Math.ceil(text.length / 3.5));
+    expect(estimateTextTokens('', 'gpt-4o')).toBe(0);
   });
 });

@@ -10,8 +10,11 @@
  *   leans high; code and non-Latin scripts can run higher, so leave headroom in limits or
  *   reconcile with `adjust`, which Sluice does anyway.
  */
-import { encodeChat as encodeO200k } from 'gpt-tokenizer';
-import { encodeChat as encodeCl100k } from 'gpt-tokenizer/encoding/cl100k_base';
+import { countTokens as countO200k, encodeChat as encodeO200k } from 'gpt-tokenizer';
+import {
+  countTokens as countCl100k,
+  encodeChat as encodeCl100k,
+} from 'gpt-tokenizer/encoding/cl100k_base';
 import type { Usage } from './types.js';
 
 /** A chat message; `content` may be text or OpenAI-style parts (text parts are counted). */
@@ -54,6 +57,20 @@ export function estimateTokens(messages: readonly Message[], model: string): num
     0,
   );
   return Math.ceil(characters / 3.5) + 4 * messages.length + 3;
+}
+
+/**
+ * Tokens of plain text (no chat framing) for `model`: exact for OpenAI-family models, else
+ * ceil(characters / 3.5). What the integrations count of a streamed answer cut short, which no
+ * provider reported.
+ *
+ * @example
+ * const output = estimateTextTokens('Hello, world', 'gpt-4o'); // 3
+ */
+export function estimateTextTokens(text: string, model: string): number {
+  if (text === '') return 0;
+  if (OPENAI.test(model)) return CL100K.test(model) ? countCl100k(text) : countO200k(text);
+  return Math.ceil(text.length / 3.5);
 }
 
 /** An acquire estimate: the input tokens, plus the output the call may produce at most. */

@@ -15,7 +15,7 @@ import type { Usage } from './types.js';
 type Count = number | null | undefined;
 
 /** 0 for a count that is missing or not a non-negative integer. */
-const count = (value: Count): number =>
+export const count = (value: Count): number =>
   typeof value === 'number' && Number.isSafeInteger(value) && value > 0 ? value : 0;
 
 /** The usage of a provider that counts cache reads and writes outside its input tokens. */
@@ -23,7 +23,12 @@ const addedBack = (input: number, output: number, read: number, written: number)
   usageOf(input + read + written, output, read, written);
 
 /** The usage, without the cache fields that are 0. */
-function usageOf(input: number, output: number, cachedInput: number, cacheWrite: number): Usage {
+export function usageOf(
+  input: number,
+  output: number,
+  cachedInput: number,
+  cacheWrite: number,
+): Usage {
   return {
     input_tokens: input,
     output_tokens: output,
