@@ -136,6 +136,45 @@ describe('sluiceMiddleware: what is settled', () => {
     expect((await result.providerMetadata)?.sluice).toMatchObject({ resource: MODEL });
   });
 
+  it('a provider reporting no usage is charged its input as estimated and its output counted', async () => {
+    const none = {
+      inputTokens: {
+        total: undefined,
+        noCache: undefined,
+        cacheRead: undefined,
+        cacheWrite: undefined,
+      },
+      outputTokens: { total: undefined, text: undefined, reasoning: undefined },
+    };
+    const answer = 'A longer answer, of several tokens at least.';
+    const entity = `ai-${++n}`;
+    const model = new MockLanguageModelV4({
+      modelId: MODEL,
+      doGenerate: async () => ({ ...text(answer), usage: none }),
+      doStream: async () => ({
+        stream: simulateReadableStream<Part>({
+          chunks: [
+            ...deltas(answer),
+            { type: 'text-end', id: 't' },
+            { ...finish(0, 0), usage: none },
+          ],
+        }),
+      }),
+    });
+    const g = guarded(model, entity);
+
+    await generateText({ model: g.wrapped, prompt: 'Hello' });
+    expect(await streamText({ model: g.wrapped, prompt: 'Hello' }).text).toBe(answer);
+
+    const output = estimateTextTokens(answer, MODEL);
+    expect(output).toBeGreaterThan(5);
+    expect(await g.used(entity, MODEL)).toMatchObject({
+      input_tokens: 2 * inputOf('Hello'),
+      output_tokens: 2 * output,
+      requests: 2,
+    });
+  });
+
   it('object generation settles the usage reported', async () => {
     const entity = `ai-${++n}`;
     const model = new MockLanguageModelV4({

@@ -6,9 +6,10 @@
  * - **Before:** input tokens estimated from the prompt (and the tools' definitions) with
  *   `estimateTokens`, output from the call's `maxOutputTokens` (else `defaultMaxOutputTokens`).
  *   A refusal throws {@link SluiceRefusedError} and the model is not called.
- * - **After a generate:** released with the usage the provider reported; a generate that throws
- *   gives the reservation back.
- * - **A stream:** released with the usage of its `finish` part. Cut short (aborted, failed,
+ * - **After a generate:** released with the usage the provider reported (a count it left out:
+ *   the input as estimated, the output counted from its answer); a generate that throws gives the
+ *   reservation back.
+ * - **A stream:** released with the usage of its `finish` part (completed as a generate's is). Cut short (aborted, failed,
  *   cancelled by its reader, or ended without a `finish`): released with the input as estimated
  *   and the output counted from the deltas it streamed (`estimateTextTokens`); nothing streamed
  *   yet: the reservation is given back. Whatever happens, and in whatever order, once.
@@ -140,6 +141,33 @@ function outputOf(output: AISDKUsage['outputTokens']): number {
     : count(output.text) + count(output.reasoning);
 }
 
+/** Whether the provider reported a count of this kind (a number, or a part of one). */
+function reported(value: unknown): boolean {
+  if (typeof value === 'number') return true;
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    Object.values(value).some((part) => typeof part === 'number')
+  );
+}
+
+/**
+ * The usage to settle: the provider's, where a count it left out (a provider may report none,
+ * in a stream especially) is the input as estimated or the output counted from what it answered,
+ * never a 0 that would leave the call uncharged.
+ */
+function settledUsage(
+  usage: AISDKUsage | null | undefined,
+  estimate: Usage,
+  answered: () => number,
+): Usage {
+  return {
+    ...fromAISDK(usage),
+    ...(reported(usage?.inputTokens) ? {} : { input_tokens: estimate.input_tokens ?? 0 }),
+    ...(reported(usage?.outputTokens) ? {} : { output_tokens: answered() }),
+  };
+}
+
 /** The prompt as chat messages to count: text, reasoning, tool calls' input and results. */
 function messagesOf(params: SluiceCallOptions): Message[] {
   const messages: Message[] = params.prompt.map((m) => ({
@@ -256,7 +284,8 @@ function metered(
       }
       const part = next.value;
       if (part.type === 'finish') {
-        void guarded.settle(fromAISDK(part.usage));
+        const answered = () => estimateTextTokens(output, model);
+        void guarded.settle(settledUsage(part.usage, guarded.request.usage, answered));
         controller.enqueue({
           ...part,
           providerMetadata: withMetadata(part.providerMetadata, guarded),
@@ -306,7 +335,12 @@ export function sluiceMiddleware(options: SluiceMiddlewareOptions): LanguageMode
         await guarded.settle(); // nothing came back: the reservation is given back
         throw error;
       }
-      await guarded.settle(fromAISDK(result.usage));
+      const answered = () =>
+        estimateTextTokens(
+          result.content.map(partText).join(''),
+          fallback?.modelId ?? model.modelId,
+        );
+      await guarded.settle(settledUsage(result.usage, guarded.request.usage, answered));
       return { ...result, providerMetadata: withMetadata(result.providerMetadata, guarded) };
     },
     wrapStream: async ({ doStream, params, model }) => {
