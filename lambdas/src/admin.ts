@@ -8,6 +8,7 @@ import middy from '@middy/core';
 import {
   ConfigAdmin,
   DynamoDBAdminStore,
+  entityTag,
   listAlerts,
   type StoredConfig,
   topEntities,
@@ -23,6 +24,7 @@ import {
   SERVICE_DEFAULTS,
   SETTINGS_NAME,
   signingKeyRetainMs,
+  UNSTORED_SETTINGS_TAG,
 } from '@sluice/core/internal';
 import { auditRetentionDays } from './environment.js';
 import { HttpProblem } from './errors.js';
@@ -54,12 +56,40 @@ function storedBody(item: StoredConfig): Record<string, unknown> {
   };
 }
 
-/** A stored document's version as an entity tag (answers carry it as `ETag`). */
-const etag = (version: number): Record<string, string> => ({ etag: `"${version}"` });
+/** A stored document's entity tag as `ETag` carries it (quoted). */
+const etag = (tag: string): Record<string, string> => ({ etag: `"${tag}"` });
+
+/** One entity tag (RFC 9110's `entity-tag`), weak or not. */
+const ENTITY_TAG = /(W\/)?"([\x21\x23-\x7e]*)"/y;
 
 /**
- * What a write requires of the stored document, from `If-Match` (`"<version>"`, as `ETag` gave
- * it, or `*`: one is stored) or `If-None-Match: *` (none is stored: create only).
+ * The tags of an `If-Match` list that can match (a weak tag never does: If-Match compares
+ * strongly), or undefined when the list is malformed or holds no tag. Empty elements are
+ * allowed, as in every HTTP list (two `If-Match` lines are one list, joined by a comma).
+ */
+function tagsOf(list: string): string[] | undefined {
+  const tags: string[] = [];
+  let listed = 0;
+  let at = 0;
+  const skip = (chars: RegExp) => {
+    while (at < list.length && chars.test(list.charAt(at))) at++;
+  };
+  for (skip(/[\s,]/); at < list.length; skip(/[\s,]/)) {
+    ENTITY_TAG.lastIndex = at;
+    const found = ENTITY_TAG.exec(list);
+    if (!found) return undefined;
+    listed++;
+    if (!found[1]) tags.push(found[2] as string);
+    at = ENTITY_TAG.lastIndex;
+    skip(/\s/);
+    if (at < list.length && list.charAt(at) !== ',') return undefined;
+  }
+  return listed > 0 ? tags : undefined;
+}
+
+/**
+ * What a write requires of the stored document, from `If-Match` (a list of entity tags, as
+ * `ETag` gave them, or `*`: one is stored) or `If-None-Match: *` (none is stored: create only).
  */
 function conditionOf(event: JsonEvent): WriteCondition | undefined {
   const match = header(event, 'If-Match')?.trim();
@@ -72,10 +102,10 @@ function conditionOf(event: JsonEvent): WriteCondition | undefined {
   }
   if (match === undefined) return undefined;
   if (match === '*') return { exists: true };
-  const version = /^"(\d{1,15})"$/.exec(match)?.[1];
-  if (version === undefined)
-    throw new ValidationError('If-Match', 'must be a version as ETag gives it ("3"), or *');
-  return { version: Number(version) };
+  const tags = tagsOf(match);
+  if (tags === undefined)
+    throw new ValidationError('If-Match', 'must be * or entity tags as ETag gives them ("3-…")');
+  return { tags };
 }
 
 /** The document name in the path (the route's `{plan}`, `{entity}` or `{resource}`). */
@@ -114,7 +144,7 @@ async function put(call: Call, kind: ConfigKind, name: string): Promise<Result> 
   return json(
     result.created ? 201 : 200,
     { ...storedBody(result.stored), changed: result.changed },
-    etag(result.stored.version),
+    etag(entityTag(result.stored) as string),
   );
 }
 
@@ -129,7 +159,7 @@ function documents(kind: Exclude<ConfigKind, 'settings'>) {
       const name = nameParam(event, kind);
       const current = await admin.get(kind, name);
       if (!current) throw new HttpProblem(404, 'not_found', `no ${kind} named ${name}`);
-      return json(200, storedBody(current), etag(current.version));
+      return json(200, storedBody(current), etag(entityTag(current) as string));
     },
     put: (call: Call) => put(call, kind, nameParam(call.event, kind)),
     delete: async (call: Call) => {
@@ -169,8 +199,9 @@ export const operations: Record<AdminOperation, Operation> = {
   },
   getSettings: async ({ admin }) => {
     const current = await admin.get('settings', SETTINGS_NAME);
-    if (current) return json(200, storedBody(current), etag(current.version));
-    return json(200, { kind: 'settings', name: SETTINGS_NAME, config: {}, version: 0 }, etag(0));
+    if (current) return json(200, storedBody(current), etag(entityTag(current) as string));
+    const none = { kind: 'settings', name: SETTINGS_NAME, config: {}, version: 0 };
+    return json(200, none, etag(UNSTORED_SETTINGS_TAG));
   },
   putSettings: (call) => put(call, 'settings', SETTINGS_NAME),
   listAudit: async ({ admin, event }) => json(200, await admin.audit(pageParams(event))),

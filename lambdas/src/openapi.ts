@@ -53,7 +53,7 @@ const HEADER_COMPONENTS: Record<string, ReturnType<typeof header>> = {
     ]),
   ),
   ETag: header(
-    'The stored document’s `version` as an entity tag (`"3"`); send it back as `If-Match` to write only over that version.',
+    'The stored document’s entity tag (`"3-…"`: its version and a digest of what it holds, so a document deleted and created again has another); send it back as `If-Match` to write only over it.',
     true,
   ),
   'Retry-After': header('Whole seconds to wait, rounded up.'),
@@ -78,7 +78,7 @@ const CONDITION_PARAMETERS = [
     in: 'header',
     required: false,
     description:
-      'Write only over this version (`"3"`, as `ETag` gave it), or `*`: only when one is stored. Otherwise 412 `precondition_failed`, nothing written.',
+      'Write only over a document with one of these entity tags (as `ETag` gave them; a weak tag never matches), or `*`: only when one is stored. Otherwise 412 `precondition_failed`, nothing written.',
     schema: { type: 'string' },
   },
   {

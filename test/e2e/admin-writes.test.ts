@@ -158,50 +158,95 @@ describe('admin writes', () => {
       request('PUT', url, body, 'application/json', headers);
     const created = await put(limits(1), { 'if-none-match': '*' });
     expect(created.status).toBe(201);
-    expect(created.headers.get('etag')).toBe('"1"');
+    const first = created.headers.get('etag') ?? '';
+    expect(first).toMatch(/^"1-[\w-]+"$/);
     expect(await put(limits(2), { 'if-none-match': '*' })).toMatchObject({
       status: 412,
       body: { code: 'precondition_failed' },
     });
     // Two editors read version 1; the first saves, the second's save is refused.
     const read = await request('GET', url);
-    expect(read.headers.get('etag')).toBe('"1"');
-    const first = await put(limits(3), { 'if-match': '"1"' });
-    expect(first).toMatchObject({ status: 200, body: { version: 2 } });
-    expect(first.headers.get('etag')).toBe('"2"');
-    const second = await put(limits(4), { 'if-match': '"1"' });
-    expect(second).toMatchObject({ status: 412, body: { code: 'precondition_failed' } });
-    expect(second.body.detail).toContain('version 2');
+    expect(read.headers.get('etag')).toBe(first);
+    const saved = await put(limits(3), { 'if-match': first });
+    expect(saved).toMatchObject({ status: 200, body: { version: 2 } });
+    const second = saved.headers.get('etag') ?? '';
+    expect(second).toMatch(/^"2-[\w-]+"$/);
+    expect((await request('GET', url)).headers.get('etag')).toBe(second); // as the PUT said
+    const stale = await put(limits(4), { 'if-match': first });
+    expect(stale).toMatchObject({ status: 412, body: { code: 'precondition_failed' } });
+    expect(stale.body.detail).toContain('version 2');
     expect(
-      await request('DELETE', url, undefined, 'application/json', { 'if-match': '"1"' }),
+      await request('DELETE', url, undefined, 'application/json', { 'if-match': first }),
     ).toMatchObject({ status: 412 });
     expect((await request('GET', url)).body).toMatchObject({ version: 2, config: limits(3) });
-    // `*` asks only that one is stored; a bad condition is a 400 naming its header.
-    expect((await put(limits(5), { 'if-match': '*' })).status).toBe(200);
+    // A list holds when any of its tags matches (a weak tag never does); `*` when one is stored.
+    expect((await put(limits(5), { 'if-match': `W/${second}, ${first}` })).status).toBe(412);
+    expect((await put(limits(5), { 'if-match': `${first}, ${second}` })).status).toBe(200);
+    expect((await put(limits(6), { 'if-match': '*' })).status).toBe(200);
+    // Tags compare as text: version 4 is not "04"; a bad condition is a 400 naming its header.
+    expect((await put(limits(7), { 'if-match': '"04"' })).status).toBe(412);
     for (const [name, value] of [
-      ['If-Match', 'W/"3"'],
-      ['If-Match', '3'],
-      ['If-None-Match', '"3"'],
+      ['If-Match', '4'],
+      ['If-Match', '"4" "5"'],
+      ['If-Match', ','],
+      ['If-None-Match', '"4"'],
     ] as const)
-      expect(await put(limits(6), { [name]: value })).toMatchObject({
+      expect(await put(limits(8), { [name]: value })).toMatchObject({
         status: 400,
         body: { field: name },
       });
     const audit = await request('GET', `${api.url}/v1/admin/audit?limit=1000`);
     const entries = (audit.body.items as { name: string }[]).filter((e) => e.name === 'versioned');
-    expect(entries).toHaveLength(3);
+    expect(entries).toHaveLength(4);
+    const last = (await request('GET', url)).headers.get('etag') ?? '';
     expect(
-      await request('DELETE', url, undefined, 'application/json', { 'if-match': '"3"' }),
+      await request('DELETE', url, undefined, 'application/json', { 'if-match': last }),
     ).toMatchObject({ status: 204 });
+  });
+
+  it('refuse a tag of a document deleted and created again, and never create with If-Match', async () => {
+    const url = `${api.url}/v1/admin/plans/again`;
+    const plan = (limit: number) => ({
+      limits: [{ name: 'rpm', metric: 'requests', limit, per: 'minute' }],
+    });
+    const put = (body: unknown, headers: Record<string, string>) =>
+      request('PUT', url, body, 'application/json', headers);
+    const opened = (await put(plan(1), { 'if-none-match': '*' })).headers.get('etag') ?? '';
+    // Someone else deletes it and creates another under the same name: version 1 again.
+    expect(
+      await request('DELETE', url, undefined, 'application/json', { 'if-match': opened }),
+    ).toMatchObject({ status: 204 });
+    const again = await put(plan(999), { 'if-none-match': '*' });
+    expect(again.body).toMatchObject({ version: 1 });
+    expect(again.headers.get('etag')).not.toBe(opened);
+    // The first editor's save, on the tag it read, is refused: that document is gone.
+    expect(await put(plan(2), { 'if-match': opened })).toMatchObject({ status: 412 });
+    expect((await request('GET', url)).body).toMatchObject({ config: plan(999) });
+    // No tag matches a document that is not stored: If-Match never creates.
+    const nowhere = `${api.url}/v1/admin/plans/never-stored`;
+    const tagged = await request('PUT', nowhere, plan(1), 'application/json', {
+      'if-match': '"0", "1"',
+    });
+    expect(tagged).toMatchObject({ status: 412 });
+    expect((await request('GET', nowhere)).status).toBe(404);
+    // The settings are tagged "0" until first stored.
+    const settings = `${api.url}/v1/admin/settings`;
+    expect((await request('GET', settings)).headers.get('etag')).toBe('"0"');
+    const stored = await request('PUT', settings, {}, 'application/json', { 'if-match': '"0"' });
+    expect(stored.status).toBe(201);
+    expect(
+      (await request('PUT', settings, {}, 'application/json', { 'if-match': '"0"' })).status,
+    ).toBe(412);
   });
 
   it('let exactly one of many concurrent writers on one version through', async () => {
     const url = `${api.url}/v1/admin/resources/contended`;
-    await request('PUT', url, {}, 'application/json', { 'if-none-match': '*' });
+    const created = await request('PUT', url, {}, 'application/json', { 'if-none-match': '*' });
+    const tag = created.headers.get('etag') ?? '';
     const answers = await Promise.all(
       Array.from({ length: 8 }, (_, i) =>
         request('PUT', url, { description: `writer ${i}` }, 'application/json', {
-          'if-match': '"1"',
+          'if-match': tag,
         }),
       ),
     );

@@ -85,12 +85,34 @@ describe('the console, editing a document someone else edits', () => {
     const stored = await request('GET', `${api.url}/v1/admin/resources/taken`);
     expect(stored.body).toMatchObject({ version: 1, config: { description: 'kept' } });
 
-    // A new one is created, and then edited as what it now is.
+    // A new one is created, and then edited as what it now is, under its name.
     await page.fill('[data-field="resource"]', 'fresh');
     expect(await save(page)).toContain('Saved resource fresh (version 1)');
     expect(page.url()).toContain('#/config/resource/fresh');
+    expect(await page.locator('main h2').first().textContent()).toBe('resource fresh');
     await page.fill('[data-field="description"]', 'edited');
     expect(await save(page)).toContain('Saved resource fresh (version 2)');
+  });
+
+  it('saves once when Create or Save is clicked twice, and says it was saved', async () => {
+    const page = await browser.newPage();
+    const puts: number[] = [];
+    page.on('response', (res) => {
+      if (res.request().method() === 'PUT') puts.push(res.status());
+    });
+    const saveTwice = async () => {
+      const answered = page.waitForResponse((res) => res.request().method() === 'PUT');
+      await page.dblclick('form.editor button[type="submit"]');
+      await answered;
+      await page.waitForSelector('form.editor button[type="submit"]:not([disabled])');
+      return page.locator('[data-testid="outcome"]').textContent();
+    };
+    await open(page, '#/config/resource');
+    await page.fill('[data-field="resource"]', 'double-click');
+    expect(await saveTwice()).toContain('Saved resource double-click (version 1)');
+    await page.fill('[data-field="description"]', 'second');
+    expect(await saveTwice()).toContain('Saved resource double-click (version 2)');
+    expect(puts).toEqual([201, 200]);
   });
 });
 
@@ -112,6 +134,9 @@ describe('npm start, addressed by name', () => {
     expect(await hostAnswers(`localhost:${port}`)).toBe(200);
     expect(await hostAnswers(`LOCALHOST:${port}`)).toBe(200);
     expect(await hostAnswers(`app.localhost:${port}`)).toBe(200);
+    expect(await hostAnswers(`localhost.:${port}`)).toBe(200); // the same name, fully qualified
+    expect(await hostAnswers(`app.localhost.:${port}`)).toBe(200);
+    expect(await hostAnswers(`[evil.example]:${port}`)).toBe(403);
     expect(await hostAnswers(`127.0.0.1:${port}`)).toBe(200);
     expect(await hostAnswers(`[::1]:${port}`)).toBe(200);
     // The console's page too: a rebound page would otherwise run as the console.

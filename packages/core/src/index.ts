@@ -15,12 +15,8 @@
  */
 
 // Stored configuration.
-export {
-  ConfigAdmin,
-  type ConfigAdminOptions,
-  type StoredConfig,
-  type WriteCondition,
-} from './catalog/admin.js';
+export { ConfigAdmin, type ConfigAdminOptions, type StoredConfig } from './catalog/admin.js';
+export { entityTag, type WriteCondition } from './catalog/conditions.js';
 export {
   type EntityConfig,
   type PlanConfig,

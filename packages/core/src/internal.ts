@@ -15,6 +15,7 @@ export { canonicalJson, joinKey } from './canonical.js';
 export { checkAlertedItems } from './catalog/alerted-items.js';
 export { CachedConfigSource, SETTINGS_NAME } from './catalog/cache.js';
 export { CALLER_PATTERN, callerMatches, checkCallers } from './catalog/callers.js';
+export { UNSTORED_SETTINGS_TAG } from './catalog/conditions.js';
 export {
   CONFIG_KINDS,
   type ConfigKind,

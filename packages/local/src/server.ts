@@ -234,10 +234,13 @@ export interface LocalServerOptions {
 /** Whether `Host` names the server by an IP address, `localhost`, or a name it was given. */
 export function hostAllowed(host: string | undefined, allowed: readonly string[] = []): boolean {
   if (host === undefined) return true; // HTTP/1.0: no browser sends a request without one
-  const name = (/^\[[^\]]*\]/.exec(host)?.[0] ?? host.replace(/:\d*$/, '')).toLowerCase();
-  if (name.startsWith('[') || /^\d{1,3}(\.\d{1,3}){3}$/.test(name)) return true;
+  // The name without its port, and without the root's dot (`localhost.` is `localhost`).
+  const name = (/^\[[^\]]*\]/.exec(host)?.[0] ?? host.replace(/:\d*$/, ''))
+    .toLowerCase()
+    .replace(/\.$/, '');
+  if (/^\[[0-9a-f:.]+\]$/.test(name) || /^\d{1,3}(\.\d{1,3}){3}$/.test(name)) return true;
   if (name === 'localhost' || name.endsWith('.localhost')) return true;
-  return allowed.some((a) => a.toLowerCase() === name);
+  return allowed.some((a) => a.toLowerCase().replace(/\.$/, '') === name);
 }
 
 /** A page's answer: status, headers and bytes. */

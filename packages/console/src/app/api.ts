@@ -92,16 +92,23 @@ export function query(params: Readonly<Record<string, string | undefined>>): str
   return s ? `?${s}` : '';
 }
 
+/** An answer: its parsed body (null for a 204) and its entity tag, if it has one. */
+export interface Answer<T> {
+  readonly body: T;
+  /** `ETag`, as sent (quoted): a stored document's, to send back as `If-Match`. */
+  readonly etag: string | undefined;
+}
+
 /**
- * One call: resolves to the parsed answer (null for a 204), throws {@link ApiError}. `headers`
- * are a write's conditions (`If-Match`, `If-None-Match`).
+ * One call: resolves to the answer, throws {@link ApiError}. `headers` are a write's conditions
+ * (`If-Match`, `If-None-Match`).
  */
-export async function api<T>(
+export async function call<T>(
   method: string,
   path: string,
   body?: unknown,
   headers: Readonly<Record<string, string>> = {},
-): Promise<T> {
+): Promise<Answer<T>> {
   let res: Response;
   try {
     res = await fetch(path, {
@@ -125,7 +132,12 @@ export async function api<T>(
   }
   if (!res.ok)
     throw new ApiError(problemOf(res.status, parsed, res.headers.get('x-amzn-errortype')));
-  return parsed as T;
+  return { body: parsed as T, etag: res.headers.get('etag') ?? undefined };
+}
+
+/** One call: resolves to the parsed answer (null for a 204), throws {@link ApiError}. */
+export async function api<T>(method: string, path: string, body?: unknown): Promise<T> {
+  return (await call<T>(method, path, body)).body;
 }
 
 export const get = <T>(path: string): Promise<T> => api<T>('GET', path);

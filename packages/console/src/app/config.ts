@@ -4,8 +4,8 @@
  * form when the form has no such field), and every saved edit is in the audit.
  */
 import { type ComponentChildren, h } from 'preact';
-import { useState } from 'preact/hooks';
-import { ApiError, api, FORBIDDEN, get, segment } from './api.js';
+import { useRef, useState } from 'preact/hooks';
+import { ApiError, call, FORBIDDEN, get, segment } from './api.js';
 import { own, time } from './format.js';
 import { type LimitRow, LimitsFields, limitOf, numberOr, rowOf } from './limits-form.js';
 import {
@@ -117,11 +117,17 @@ interface Outcome {
   readonly forbidden?: boolean;
 }
 
+/** A stored document as read or saved here, with its entity tag (the `ETag` of that answer). */
+interface Tagged {
+  readonly doc: Stored;
+  readonly etag: string | undefined;
+}
+
 /** What a save came to, and the document as stored after it (when saved). */
 interface Saved {
   readonly errors: ReadonlyMap<string, string>;
   readonly outcome: Outcome;
-  readonly stored?: Stored;
+  readonly stored?: Tagged;
 }
 
 /**
@@ -133,14 +139,16 @@ async function put(
   kind: Kind,
   name: string,
   body: Record<string, unknown>,
-  openedAt: Stored | undefined,
+  openedAt: Tagged | undefined,
 ): Promise<Saved> {
-  const condition = openedAt ? { 'if-match': `"${openedAt.version}"` } : { 'if-none-match': '*' };
+  // (An answer without a tag, from a Sluice before tags: at least it must still be stored.)
+  const condition = openedAt ? { 'if-match': openedAt.etag ?? '*' } : { 'if-none-match': '*' };
   try {
     const path = `/v1/admin/${PLURAL[kind]}/${segment(name)}`;
-    const saved = await api<Stored>('PUT', path, body, condition);
-    const text = `Saved ${kind} ${saved.name} (version ${saved.version}).`;
-    return { errors: new Map(), outcome: { ok: true, text }, stored: saved };
+    const saved = await call<Stored>('PUT', path, body, condition);
+    const text = `Saved ${kind} ${saved.body.name} (version ${saved.body.version}).`;
+    const stored = { doc: saved.body, etag: saved.etag };
+    return { errors: new Map(), outcome: { ok: true, text }, stored };
   } catch (error) {
     const problem = error instanceof ApiError ? error.problem : undefined;
     const message = error instanceof Error ? error.message : String(error);
@@ -186,39 +194,83 @@ function control(key: string, convert: Convert, values: Values, set: (v: Values)
   };
 }
 
+/** What the editor's form shows of its saves, and the save itself. */
+interface Saving {
+  readonly save: (e: Event) => Promise<void>;
+  readonly saving: boolean;
+  readonly errors: ReadonlyMap<string, string>;
+  readonly outcome: Outcome | undefined;
+  /** The document as last read or saved here: the version the next save writes over. */
+  readonly current: Tagged | undefined;
+}
+
+/**
+ * The editor's saves: one at a time (a second click while one is in flight would write over the
+ * first's version, or create what it just created, and be refused for it), each on the version
+ * last read or saved here.
+ */
+function useSaving(
+  kind: Kind,
+  stored: Tagged | undefined,
+  document: (current: Tagged | undefined) => { name: string; body: Record<string, unknown> },
+  onCreated: (name: string) => void,
+): Saving {
+  const [errors, setErrors] = useState<ReadonlyMap<string, string>>(new Map());
+  const [outcome, setOutcome] = useState<Outcome | undefined>(undefined);
+  const [current, setCurrent] = useState<Tagged | undefined>(stored);
+  const [saving, setSaving] = useState(false);
+  const inFlight = useRef(false);
+  const save = async (e: Event) => {
+    e.preventDefault();
+    if (inFlight.current) return;
+    inFlight.current = true;
+    setSaving(true);
+    setErrors(new Map());
+    setOutcome(undefined);
+    try {
+      const { name, body } = document(current);
+      const result = await put(kind, name, body, current);
+      setErrors(result.errors);
+      setOutcome(result.outcome);
+      if (!result.stored) return;
+      setCurrent(result.stored);
+      if (current) return;
+      // A new document is now this one: its address and title, and the next save replaces it.
+      history.replaceState(null, '', `#/config/${kind}/${encodeURIComponent(name)}`);
+      onCreated(name);
+    } finally {
+      inFlight.current = false;
+      setSaving(false);
+    }
+  };
+  return { save, saving, errors, outcome, current };
+}
+
 function Editor({
   kind,
   name,
   stored,
+  onCreated,
 }: {
   kind: Kind;
   name: string;
-  stored: Stored | undefined;
+  stored: Tagged | undefined;
+  onCreated: (name: string) => void;
 }): ComponentChildren {
-  const config = stored?.config ?? {};
+  const config = stored?.doc.config ?? {};
   const [docName, setDocName] = useState(name);
   const [values, setValues] = useState<Values>(valuesOf(kind, config));
   const [rows, setRows] = useState<LimitRow[]>(
     ((config.limits as Limit[] | undefined) ?? []).map(rowOf),
   );
-  const [errors, setErrors] = useState<ReadonlyMap<string, string>>(new Map());
-  const [outcome, setOutcome] = useState<Outcome | undefined>(undefined);
-  // The document as last read or saved here: the version the next save writes over.
-  const [current, setCurrent] = useState<Stored | undefined>(stored);
-  const save = async (e: Event) => {
-    e.preventDefault();
-    setErrors(new Map());
-    setOutcome(undefined);
-    const body = documentOf(kind, current?.config ?? {}, values, rows);
-    const result = await put(kind, docName, body, current);
-    setErrors(result.errors);
-    setOutcome(result.outcome);
-    if (!result.stored) return;
-    setCurrent(result.stored);
-    // A new document is now this one: its address, and the next save replaces it.
-    if (!current) history.replaceState(null, '', `#/config/${kind}/${encodeURIComponent(docName)}`);
-  };
+  const { save, saving, errors, outcome, current } = useSaving(
+    kind,
+    stored,
+    (last) => ({ name: docName, body: documentOf(kind, last?.doc.config ?? {}, values, rows) }),
+    onCreated,
+  );
   const input = (key: string, convert: Convert) => control(key, convert, values, setValues);
+  const doc = current?.doc;
   return h(
     'form',
     { class: 'editor', onSubmit: save, 'aria-label': `${kind} ${docName || '(new)'}` },
@@ -233,11 +285,11 @@ function Editor({
           outcome.text,
         )
       : null,
-    current
+    doc
       ? h(
           'p',
           { class: 'muted', 'data-testid': 'version' },
-          `Version ${current.version}${current.updated_at ? `, updated ${time(current.updated_at)}` : ''}${current.updated_by ? ` by ${current.updated_by}` : ''}`,
+          `Version ${doc.version}${doc.updated_at ? `, updated ${time(doc.updated_at)}` : ''}${doc.updated_by ? ` by ${doc.updated_by}` : ''}`,
         )
       : field(
           'Name',
@@ -258,21 +310,29 @@ function Editor({
     h(
       'div',
       { class: 'toolbar' },
-      h('button', { type: 'submit', class: 'primary' }, current ? 'Save' : `Create ${kind}`),
+      h(
+        'button',
+        { type: 'submit', class: 'primary', disabled: saving, 'aria-busy': saving },
+        doc ? 'Save' : `Create ${kind}`,
+      ),
       link('#/config', 'Back to the list'),
     ),
   );
 }
 
 function EditView({ kind, name }: { kind: Kind; name: string }): ComponentChildren {
-  const [loaded] = useLoad(
-    () =>
-      name ? get<Stored>(`/v1/admin/${PLURAL[kind]}/${segment(name)}`) : Promise.resolve(undefined),
-    [kind, name],
-  );
+  const [loaded] = useLoad(async (): Promise<Tagged | undefined> => {
+    if (!name) return undefined;
+    const read = await call<Stored>('GET', `/v1/admin/${PLURAL[kind]}/${segment(name)}`);
+    return { doc: read.body, etag: read.etag };
+  }, [kind, name]);
+  // A document created here takes its name as the title (its address changes without a reload).
+  const [title, setTitle] = useState(name);
   return section(
-    name ? `${kind} ${name}` : `New ${kind}`,
-    whenLoaded(loaded, (stored) => h(Editor, { kind, name, stored, key: `${kind}/${name}` })),
+    title ? `${kind} ${title}` : `New ${kind}`,
+    whenLoaded(loaded, (stored) =>
+      h(Editor, { kind, name, stored, onCreated: setTitle, key: `${kind}/${name}` }),
+    ),
   );
 }
 

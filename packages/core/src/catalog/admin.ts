@@ -7,7 +7,7 @@ import { canonicalJson } from '../canonical.js';
 import { SERVICE_DEFAULTS } from '../defaults.js';
 import { PERIOD_SECONDS } from '../engine/limits.js';
 import { nextRotation } from '../engine/signing-keys.js';
-import { ConflictError, NotFoundError, PreconditionFailedError } from '../errors.js';
+import { ConflictError, NotFoundError } from '../errors.js';
 import { decodeCursor, encodeCursor, startsWithInstant } from '../store/cursor.js';
 import {
   documentAttributes as D,
@@ -16,6 +16,7 @@ import {
   TABLE_SCHEMA,
 } from '../store/schema.js';
 import type { AdminStore, Condition, ItemState } from '../store/types.js';
+import { check, type WriteCondition } from './conditions.js';
 import { CONFIG_KINDS, type ConfigKind, type ConfigOf, parseConfig } from './documents.js';
 import {
   checkDeletable,
@@ -58,31 +59,6 @@ export interface WriteResult<K extends ConfigKind> {
   readonly changed: boolean;
   readonly created: boolean;
   readonly stored: StoredConfig<K>;
-}
-
-/**
- * What a write requires of the stored document, as HTTP's `If-Match` and `If-None-Match` do:
- * `version` that exact version (0: nothing stored), `exists` that one is stored (true) or not.
- */
-export type WriteCondition = { readonly version: number } | { readonly exists: boolean };
-
-/** What a condition asks for, in words. */
-function asked(condition: WriteCondition): string {
-  if ('exists' in condition) return condition.exists ? 'one stored' : 'none stored';
-  return condition.version === 0 ? 'none stored' : `version ${condition.version}`;
-}
-
-/** Refuses a write whose condition the stored document (its version; 0 when none) does not meet. */
-function check(kind: ConfigKind, name: string, stored: number, condition?: WriteCondition): void {
-  if (condition === undefined) return;
-  const met =
-    'exists' in condition ? stored > 0 === condition.exists : stored === condition.version;
-  if (met) return;
-  const now = stored === 0 ? 'none is stored' : `version ${stored} is stored`;
-  throw new PreconditionFailedError(
-    `${kind} ${name}: asked for ${asked(condition)}, and ${now}`,
-    stored,
-  );
 }
 
 /**
@@ -172,7 +148,7 @@ export class ConfigAdmin {
     const config = parseConfig(kind, input);
     for (let attempt = 0; attempt < WRITE_ATTEMPTS; attempt++) {
       const current = await this.get(kind, name);
-      check(kind, name, current?.version ?? 0, condition);
+      check(kind, name, current, condition);
       const references = await checkReferences(this.#reader, kind, name, config, current);
       if (current && canonicalJson(current.config) === canonicalJson(config)) {
         return { changed: false, created: false, stored: current };
@@ -211,7 +187,7 @@ export class ConfigAdmin {
     for (let attempt = 0; attempt < WRITE_ATTEMPTS; attempt++) {
       const current = await this.get(kind, name);
       if (!current) throw new NotFoundError(`no ${kind} named ${name}`);
-      check(kind, name, current.version, condition);
+      check(kind, name, current, condition);
       const references = await checkDeletable(this.#reader, kind, current);
       const written = await this.#write(
         current,
