@@ -27,13 +27,16 @@ import {
   admit,
   type GuardedCall,
   type GuardSettings,
+  isCount,
+  refusalOf,
+  Settlements,
   SluiceRefusedError,
   usedSoFar,
 } from './guard.js';
 import type { AcquireRequest, Usage } from './types.js';
 import { count, usageOf } from './usage.js';
 
-export { type GuardSettings, SluiceRefusedError };
+export { type GuardSettings, refusalOf, SluiceRefusedError };
 
 type WrapOptions = Parameters<NonNullable<LanguageModelMiddleware['wrapStream']>>[0];
 /** A provider's language model, as the middleware is handed it (`LanguageModelV4`). */
@@ -74,6 +77,16 @@ export interface SluiceMiddlewareOptions extends GuardSettings {
   readonly models?: (resource: string) => SluiceLanguageModel | undefined;
 }
 
+/** The middleware, and a way to wait for what it has still to settle. */
+export interface SluiceMiddleware extends LanguageModelMiddleware {
+  /**
+   * Resolves when every settle sent so far has been answered: a stream aborted or cut short
+   * settles as it ends, possibly after the caller has its answer. Await it before a Lambda
+   * handler returns (the process may be frozen after), or before a process exits.
+   */
+  settled(): Promise<void>;
+}
+
 /** What `providerMetadata.sluice` of a guarded call's result says. */
 export interface SluiceCallMetadata {
   /** The resource admitted: the one asked for, or the fallback called. */
@@ -95,7 +108,7 @@ export function fromAISDK(usage: AISDKUsage | null | undefined): Usage {
   const output = usage?.outputTokens;
   if (typeof input === 'object' && input !== null) {
     const parts = count(input.noCache) + count(input.cacheRead) + count(input.cacheWrite);
-    const total = typeof input.total === 'number' ? count(input.total) : parts;
+    const total = isCount(input.total) ? input.total : parts;
     return usageOf(total, outputOf(output), count(input.cacheRead), count(input.cacheWrite));
   }
   const flat = usage as FlatUsage | null | undefined;
@@ -136,19 +149,20 @@ export type AISDKUsage = FlatUsage | NestedUsage;
 
 function outputOf(output: AISDKUsage['outputTokens']): number {
   if (typeof output !== 'object' || output === null) return count(output);
-  return typeof output.total === 'number'
-    ? count(output.total)
-    : count(output.text) + count(output.reasoning);
+  return isCount(output.total) ? output.total : count(output.text) + count(output.reasoning);
 }
 
-/** Whether the provider reported a count of this kind (a number, or a part of one). */
-function reported(value: unknown): boolean {
-  if (typeof value === 'number') return true;
-  return (
-    typeof value === 'object' &&
-    value !== null &&
-    Object.values(value).some((part) => typeof part === 'number')
-  );
+/**
+ * Whether the provider reported a count of this kind: a whole number, or (a provider's nested
+ * usage) its total or its main part (`noCache` input, `text` output). NaN, a negative or a
+ * fractional count is none, and the count is then estimated; cache or reasoning parts alone do
+ * not make a count.
+ */
+function reported(value: unknown, main: 'noCache' | 'text'): boolean {
+  if (isCount(value)) return true;
+  if (typeof value !== 'object' || value === null) return false;
+  const parts = value as Record<string, unknown>;
+  return isCount(parts.total) || isCount(parts[main]);
 }
 
 /**
@@ -163,8 +177,10 @@ function settledUsage(
 ): Usage {
   return {
     ...fromAISDK(usage),
-    ...(reported(usage?.inputTokens) ? {} : { input_tokens: estimate.input_tokens ?? 0 }),
-    ...(reported(usage?.outputTokens) ? {} : { output_tokens: answered() }),
+    ...(reported(usage?.inputTokens, 'noCache')
+      ? {}
+      : { input_tokens: estimate.input_tokens ?? 0 }),
+    ...(reported(usage?.outputTokens, 'text') ? {} : { output_tokens: answered() }),
   };
 }
 
@@ -203,18 +219,26 @@ function entityOf(call: SluiceModelCall, options: SluiceMiddlewareOptions): stri
 async function admitCall(
   call: SluiceModelCall,
   options: SluiceMiddlewareOptions,
+  settlements: Settlements,
 ): Promise<{ guarded: GuardedCall; fallback: SluiceLanguageModel | undefined }> {
   const resource = options.resource?.(call) ?? call.model.modelId;
   const messages = messagesOf(call.params);
   const output = call.params.maxOutputTokens ?? options.defaultMaxOutputTokens ?? 1_000;
-  const guarded = await admit(options, {
+  const request = {
     ...options.request?.(call),
     entity: entityOf(call, options),
     resource,
     usage: { input_tokens: estimateTokens(messages, call.model.modelId), output_tokens: output },
-  });
+  };
+  const guarded = await admit(options, settlements, request, call.params.abortSignal);
   if (guarded.admission.resource === resource) return { guarded, fallback: undefined };
-  const fallback = options.models?.(guarded.admission.resource);
+  let fallback: SluiceLanguageModel | undefined;
+  try {
+    fallback = options.models?.(guarded.admission.resource);
+  } catch (error) {
+    await guarded.settle(); // no model for it: the call does not go ahead
+    throw error;
+  }
   if (fallback) return { guarded, fallback };
   await guarded.settle();
   throw new SluiceClientError(
@@ -323,11 +347,14 @@ function metered(
  * });
  * const { text } = await generateText({ model, prompt, providerOptions: { sluice: { entity: userId } } });
  */
-export function sluiceMiddleware(options: SluiceMiddlewareOptions): LanguageModelMiddleware {
+export function sluiceMiddleware(options: SluiceMiddlewareOptions): SluiceMiddleware {
+  const settlements = new Settlements();
   return {
     specificationVersion: 'v4',
+    settled: () => settlements.idle(),
     wrapGenerate: async ({ doGenerate, params, model }) => {
-      const { guarded, fallback } = await admitCall({ type: 'generate', params, model }, options);
+      const call = { type: 'generate' as const, params, model };
+      const { guarded, fallback } = await admitCall(call, options, settlements);
       let result: GenerateResult;
       try {
         result = fallback ? await fallback.doGenerate(params) : await doGenerate();
@@ -344,7 +371,8 @@ export function sluiceMiddleware(options: SluiceMiddlewareOptions): LanguageMode
       return { ...result, providerMetadata: withMetadata(result.providerMetadata, guarded) };
     },
     wrapStream: async ({ doStream, params, model }) => {
-      const { guarded, fallback } = await admitCall({ type: 'stream', params, model }, options);
+      const call = { type: 'stream' as const, params, model };
+      const { guarded, fallback } = await admitCall(call, options, settlements);
       let result: StreamResult;
       try {
         result = fallback ? await fallback.doStream(params) : await doStream();

@@ -81,9 +81,29 @@ function logSettleError(error: unknown, leaseId: string): void {
 }
 
 /**
+ * The settles an integration has sent and not yet seen answered: a function about to return (a
+ * Lambda's handler, whose process may be frozen after it) waits for {@link Settlements.idle}.
+ */
+export class Settlements {
+  readonly #pending = new Set<Promise<void>>();
+
+  track(settle: Promise<void>): Promise<void> {
+    this.#pending.add(settle);
+    void settle.finally(() => this.#pending.delete(settle));
+    return settle;
+  }
+
+  /** Resolves when every settle sent so far has been answered (or has failed). */
+  async idle(): Promise<void> {
+    while (this.#pending.size > 0) await Promise.all(this.#pending);
+  }
+}
+
+/**
  * A lease on one model call. {@link GuardedCall.settle} releases it once: the first call decides
  * (with usage, the totals; without, the reservation given back) and every later one returns the
- * same promise. It never rejects: a failed settle goes to `onSettleError`.
+ * same promise. It never rejects: a failed settle goes to `onSettleError`, and so does one that
+ * could not reach Sluice (the client then answers it as degraded rather than throwing).
  */
 export class GuardedCall {
   #settled: Promise<void> | undefined;
@@ -92,6 +112,7 @@ export class GuardedCall {
     readonly admission: Admission,
     readonly request: AcquireRequest,
     private readonly settings: GuardSettings,
+    private readonly settlements: Settlements,
   ) {}
 
   get leaseId(): string {
@@ -104,9 +125,15 @@ export class GuardedCall {
   }
 
   settle(usage?: Usage): Promise<void> {
-    this.#settled ??= this.settings.client.release(this.leaseId, usage).then(
-      () => undefined,
-      (error: unknown) => (this.settings.onSettleError ?? logSettleError)(error, this.leaseId),
+    const failed = (error: unknown) =>
+      (this.settings.onSettleError ?? logSettleError)(error, this.leaseId);
+    this.#settled ??= this.settlements.track(
+      this.settings.client.release(this.leaseId, usage).then((result) => {
+        // A lease handed out while Sluice was unreachable has nothing to settle; any other
+        // answered as degraded was not settled: Sluice could not be reached.
+        if (result.degraded && !this.admission.degraded)
+          failed(new SluiceClientError('unavailable', 'Sluice could not be reached to settle'));
+      }, failed),
     );
     return this.#settled;
   }
@@ -118,12 +145,43 @@ export class GuardedCall {
  */
 export async function admit(
   settings: GuardSettings,
+  settlements: Settlements,
   request: AcquireRequest,
+  signal?: AbortSignal,
 ): Promise<GuardedCall> {
   const result = await settings.client.acquire(request);
   if (!result.allowed) throw new SluiceRefusedError(result, request.resource);
+  const guarded = new GuardedCall(result, request, settings, settlements);
   if (result.waitMs > 0) await (settings.sleep ?? realSleep)(result.waitMs);
-  return new GuardedCall(result, request, settings);
+  if (signal?.aborted) {
+    // Aborted while it was being admitted: the model is not called, and nothing was used.
+    await guarded.settle();
+    throw signal.reason ?? new Error('aborted');
+  }
+  return guarded;
+}
+
+/** A count a provider reported: a whole number, not negative (anything else is no count). */
+export const isCount = (value: unknown): value is number =>
+  typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
+
+/**
+ * The refusal behind `error`, wherever a framework put it: the error itself, or an error that
+ * wraps it (the AI SDK's retries wrap the last attempt's error in a RetryError: `lastError`,
+ * `errors`; others use `cause`).
+ */
+export function refusalOf(error: unknown): SluiceRefusedError | undefined {
+  const seen = new Set<unknown>();
+  const queue: unknown[] = [error];
+  while (queue.length > 0) {
+    const next = queue.shift();
+    if (next instanceof SluiceRefusedError) return next;
+    if (typeof next !== 'object' || next === null || seen.has(next)) continue;
+    seen.add(next);
+    const { lastError, errors, cause } = next as Record<string, unknown>;
+    queue.push(lastError, cause, ...(Array.isArray(errors) ? errors : []));
+  }
+  return undefined;
 }
 
 /**

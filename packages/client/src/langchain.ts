@@ -30,20 +30,21 @@ import { BaseCallbackHandler } from '@langchain/core/callbacks/base';
 import type { Serialized } from '@langchain/core/load/serializable';
 import type { BaseMessage, UsageMetadata } from '@langchain/core/messages';
 import type { LLMResult } from '@langchain/core/outputs';
-import type { ChainValues } from '@langchain/core/utils/types';
 import { SluiceClientError } from './errors.js';
 import { estimateTextTokens, estimateTokens, type Message } from './estimate.js';
 import {
   admit,
   type GuardedCall,
   type GuardSettings,
+  refusalOf,
+  Settlements,
   SluiceRefusedError,
-  usedSoFar,
 } from './guard.js';
-import type { AcquireRequest, Usage } from './types.js';
-import { count, usageOf } from './usage.js';
+import { reportedOf, reportedUsage, settledUsage, sum } from './langchain-usage.js';
+import type { AcquireRequest } from './types.js';
 
-export { type GuardSettings, SluiceRefusedError };
+export { fromLangChain } from './langchain-usage.js';
+export { type GuardSettings, refusalOf, SluiceRefusedError };
 
 /** One model run, as the options' functions see it. */
 export interface SluiceRun {
@@ -72,17 +73,6 @@ export interface SluiceCallbackOptions extends GuardSettings {
   ) => Partial<Omit<AcquireRequest, 'entity' | 'resource' | 'usage' | 'fallback'>>;
   /** The output estimate of a call that states no maximum. @default 1_000 */
   readonly defaultMaxOutputTokens?: number;
-}
-
-/** LangChain's `usage_metadata` → Sluice usage: input counts cache reads and writes, as it does. */
-export function fromLangChain(usage: Partial<UsageMetadata> | null | undefined): Usage {
-  const details = usage?.input_token_details;
-  return usageOf(
-    count(usage?.input_tokens),
-    count(usage?.output_tokens),
-    count(details?.cache_read),
-    count(details?.cache_creation),
-  );
 }
 
 /** A run in flight: its lease and what it has streamed. */
@@ -115,34 +105,6 @@ const stringOf = (value: unknown): string | undefined =>
 const numberOf = (value: unknown): number | undefined =>
   typeof value === 'number' && Number.isSafeInteger(value) && value > 0 ? value : undefined;
 
-/** The usage a finished run reported: its generations' `usage_metadata`, else `tokenUsage`. */
-function reportedUsage(output: LLMResult): Usage | undefined {
-  const messages = output.generations
-    .flat()
-    .map((g) => (g as { message?: { usage_metadata?: UsageMetadata } }).message?.usage_metadata)
-    .filter((u): u is UsageMetadata => u !== undefined);
-  if (messages.length > 0) return fromLangChain(messages.reduce(sum));
-  const tokenUsage = (output.llmOutput as ChainValues | undefined)?.tokenUsage as
-    | { promptTokens?: number; completionTokens?: number }
-    | undefined;
-  if (!tokenUsage) return undefined;
-  return usageOf(count(tokenUsage.promptTokens), count(tokenUsage.completionTokens), 0, 0);
-}
-
-/** Two usages added, as LangChain adds a stream's chunks. */
-function sum(a: UsageMetadata, b: UsageMetadata): UsageMetadata {
-  const details = (x: UsageMetadata) => x.input_token_details ?? {};
-  return {
-    input_tokens: count(a.input_tokens) + count(b.input_tokens),
-    output_tokens: count(a.output_tokens) + count(b.output_tokens),
-    total_tokens: count(a.total_tokens) + count(b.total_tokens),
-    input_token_details: {
-      cache_read: count(details(a).cache_read) + count(details(b).cache_read),
-      cache_creation: count(details(a).cache_creation) + count(details(b).cache_creation),
-    },
-  };
-}
-
 /**
  * The handler. One instance may serve every call of a process: runs are kept by run id.
  *
@@ -159,6 +121,13 @@ export class SluiceCallbackHandler extends BaseCallbackHandler {
   name = 'SluiceCallbackHandler';
   readonly #options: SluiceCallbackOptions;
   readonly #runs = new Map<string, Run>();
+  readonly #settlements = new Settlements();
+  /**
+   * The runs of one call, by the options object LangChain hands each of them: a `generate` of
+   * several prompts starts a run per prompt at once, and when one is refused LangChain ends none
+   * of the others (their model is never called), so they are given back here.
+   */
+  readonly #calls = new WeakMap<object, { refused: boolean; runs: Set<string> }>();
 
   constructor(options: SluiceCallbackOptions) {
     super({ raiseError: true }); // awaited, and its refusal thrown to the caller
@@ -181,7 +150,7 @@ export class SluiceCallbackHandler extends BaseCallbackHandler {
   ): Promise<void> {
     const params = (extraParams?.invocation_params ?? {}) as Record<string, unknown>;
     const counted = messagesOf(messages.flat(), params);
-    await this.#start(runId, signalOf(extraParams), {
+    await this.#start(runId, extraParams, {
       llm,
       messages: counted,
       metadata: metadata ?? {},
@@ -201,7 +170,7 @@ export class SluiceCallbackHandler extends BaseCallbackHandler {
   ): Promise<void> {
     const params = (extraParams?.invocation_params ?? {}) as Record<string, unknown>;
     const counted = prompts.map((p) => ({ role: 'user', content: p }));
-    await this.#start(runId, signalOf(extraParams), {
+    await this.#start(runId, extraParams, {
       llm,
       messages: counted,
       metadata: metadata ?? {},
@@ -234,26 +203,24 @@ export class SluiceCallbackHandler extends BaseCallbackHandler {
       .flat()
       .map((g) => g.text)
       .join('');
-    await run.guarded.settle(
-      reportedUsage(output) ?? {
-        input_tokens: run.guarded.request.usage.input_tokens ?? 0,
-        output_tokens: estimateTextTokens(answered, run.model),
-      },
-    );
+    const counted = estimateTextTokens(answered, run.model);
+    const usage = settledUsage(reportedUsage(output), run.guarded.request.usage, counted);
+    await run.guarded.settle(usage);
   }
 
   override async handleLLMError(_error: unknown, runId: string): Promise<void> {
     const run = this.#take(runId);
     if (!run) return;
-    await run.guarded.settle(
-      run.reported
-        ? fromLangChain(run.reported)
-        : usedSoFar(
-            run.guarded.request.usage,
-            run.streamed,
-            estimateTextTokens(run.output, run.model),
-          ),
-    );
+    // Nothing streamed nor reported: nothing was used, the reservation is given back.
+    if (!run.streamed && !run.reported) return run.guarded.settle();
+    const counted = estimateTextTokens(run.output, run.model);
+    const reported = reportedOf(run.reported);
+    await run.guarded.settle(settledUsage(reported, run.guarded.request.usage, counted, true));
+  }
+
+  /** Resolves when every settle sent so far has been answered (await it before a Lambda returns). */
+  settled(): Promise<void> {
+    return this.#settlements.idle();
   }
 
   /** The run, taken out: a second end or error of the same run finds nothing to settle. */
@@ -264,8 +231,51 @@ export class SluiceCallbackHandler extends BaseCallbackHandler {
     return run;
   }
 
-  async #start(runId: string, signal: AbortSignal | undefined, run: SluiceRun): Promise<void> {
+  /** Admits a run, or throws; {@link SluiceCallbackHandler.settled} waits for it too. */
+  #start(runId: string, call: object | undefined, run: SluiceRun): Promise<void> {
+    const started = this.#started(runId, call, run);
+    this.#settlements.track(started.then(ignore, ignore));
+    return started;
+  }
+
+  /** Admits a run, or throws; a run refused gives back the runs of its call admitted here. */
+  async #started(runId: string, call: object | undefined, run: SluiceRun): Promise<void> {
     if (this.#runs.has(runId)) return;
+    const calls = call ? this.#callOf(call) : undefined;
+    let admitted: Run;
+    try {
+      admitted = await this.#admit(run, signalOf(call));
+      if (calls?.refused) {
+        // Another prompt of the call was refused: this model is not called either.
+        await admitted.guarded.settle();
+        throw new SluiceClientError('call_refused', 'another prompt of this call was refused');
+      }
+    } catch (error) {
+      if (calls && !calls.refused) {
+        calls.refused = true;
+        for (const other of calls.runs) void this.#take(other)?.guarded.settle();
+      }
+      throw error;
+    }
+    calls?.runs.add(runId);
+    this.#runs.set(runId, admitted);
+    // An abort may leave the model's generator suspended, never to reach handleLLMError.
+    const signal = signalOf(call);
+    const onAbort = () => void this.handleLLMError(signal?.reason, runId);
+    signal?.addEventListener('abort', onAbort, { once: true });
+    admitted.detach = () => signal?.removeEventListener('abort', onAbort);
+  }
+
+  #callOf(call: object): { refused: boolean; runs: Set<string> } {
+    const known = this.#calls.get(call);
+    if (known) return known;
+    const started = { refused: false, runs: new Set<string>() };
+    this.#calls.set(call, started);
+    return started;
+  }
+
+  /** Acquires for a run, with its estimate; a fallback admitted is given back (see above). */
+  async #admit(run: SluiceRun, signal: AbortSignal | undefined): Promise<Run> {
     const options = this.#options;
     const resource = options.resource?.(run) ?? defaultResource(run);
     const entity = options.entity?.(run) ?? stringOf(run.metadata.sluice_entity);
@@ -281,12 +291,13 @@ export class SluiceCallbackHandler extends BaseCallbackHandler {
       numberOf(run.invocationParams.maxTokens) ??
       options.defaultMaxOutputTokens ??
       1_000;
-    const guarded = await admit(options, {
+    const request = {
       ...options.request?.(run),
       entity,
       resource,
       usage: { input_tokens: estimateTokens(run.messages, model), output_tokens: output },
-    });
+    };
+    const guarded = await admit(options, this.#settlements, request, signal);
     if (guarded.admission.resource !== resource) {
       await guarded.settle();
       throw new SluiceClientError(
@@ -294,24 +305,16 @@ export class SluiceCallbackHandler extends BaseCallbackHandler {
         `Sluice admitted the fallback ${guarded.admission.resource} for ${resource}; a callback cannot switch models (use withFallbacks)`,
       );
     }
-    // An abort may leave the model's generator suspended, never to reach handleLLMError.
-    const onAbort = () => void this.handleLLMError(signal?.reason, runId);
-    signal?.addEventListener('abort', onAbort, { once: true });
-    const detach = () => signal?.removeEventListener('abort', onAbort);
-    this.#runs.set(runId, {
-      guarded,
-      model,
-      output: '',
-      streamed: false,
-      reported: undefined,
-      detach,
-    });
+    const detach = () => {};
+    return { guarded, model, output: '', streamed: false, reported: undefined, detach };
   }
 }
 
+const ignore = () => {};
+
 /** The call's abort signal, which LangChain passes with the call's options. */
-function signalOf(extraParams: Record<string, unknown> | undefined): AbortSignal | undefined {
-  const signal = (extraParams?.options as { signal?: unknown } | undefined)?.signal;
+function signalOf(extraParams: object | undefined): AbortSignal | undefined {
+  const signal = (extraParams as { options?: { signal?: unknown } } | undefined)?.options?.signal;
   return signal instanceof AbortSignal ? signal : undefined;
 }
 
