@@ -45,8 +45,10 @@ export async function bundleHandlers(out = HANDLERS_DIR): Promise<Map<string, nu
         format: 'esm',
         mainFields: ['module', 'main'],
         conditions: ['sluice-source', 'module'],
-        // The AWS SDK v3 is in the Node.js 22 runtime, so it stays out of the bundle.
-        external: ['@aws-sdk/*'],
+        // The AWS SDK v3 is in the Node.js 22 runtime, so it stays out of the bundle. So does
+        // @opentelemetry/api: the handlers load it at run time only if it is there (the ADOT
+        // Lambda layer provides it, on NODE_PATH), and record OpenTelemetry metrics then.
+        external: ['@aws-sdk/*', '@opentelemetry/api'],
         metafile: true,
         logLevel: 'warning',
       } satisfies BuildOptions;

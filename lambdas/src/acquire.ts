@@ -10,6 +10,7 @@ import { DECISION_LOG } from './metric-names.js';
 import { getRuntime, logger, prefetch } from './runtime.js';
 import { acquireRequest } from './schemas.js';
 import { definitionsOf } from './scopes.js';
+import { acquireDecided } from './telemetry.js';
 
 /** A resource tried that refused. */
 type Refused = Tried & { readonly result: Extract<AcquireResult, { allowed: false }> };
@@ -19,7 +20,7 @@ type Admitted = Tried & { readonly result: Extract<AcquireResult, { allowed: tru
 prefetch('acquire'); // in the container's init, beside the rest of its start
 
 export const handler = middy<JsonEvent, Result>()
-  .use(edge({ route: 'acquire' }))
+  .use(edge({ route: 'acquire', decision: true }))
   .handler(async (event) => {
     const body = parse(acquireRequest, event.parsedBody);
     const { input_tokens = 0, output_tokens = 0 } = body.usage;
@@ -55,9 +56,12 @@ export const handler = middy<JsonEvent, Result>()
     runtime.denials.flushDue().catch((error: unknown) => {
       logger.error('refusal counts not written to usage history yet', { error });
     });
+    acquireDecided(body.entity, outcome.tried);
     const admitted = outcome.tried.find((t): t is Admitted => t.result.allowed);
     if (admitted) return admission(admitted, body.resource, outcome.fallbacksInPlay);
-    return refusal(outcome.tried as readonly Refused[], outcome.fallbacksInPlay);
+    const refused = refusal(outcome.tried as readonly Refused[], outcome.fallbacksInPlay);
+    event.refusalCode = refused.code;
+    return refused.result;
   });
 
 /** The answer to an admission; with fallbacks in play it names the resource admitted. */
@@ -83,7 +87,10 @@ function admission(
 }
 
 /** The answer when nothing admitted: 429 if any resource was rate limited, else 422. */
-function refusal(refused: readonly Refused[], fallbacksInPlay: boolean): Result {
+function refusal(
+  refused: readonly Refused[],
+  fallbacksInPlay: boolean,
+): { readonly result: Result; readonly code: string } {
   const limited = refused.filter((r) => r.result.code === 'rate_limited');
   const rateLimited = limited.length > 0;
   // The soonest any resource tried would admit: the caller retrying then is admitted by it.
@@ -93,7 +100,7 @@ function refusal(refused: readonly Refused[], fallbacksInPlay: boolean): Result 
   );
   // Which limits refused is in the `refused by limit` lines logged for each resource tried.
   logger.info(DECISION_LOG.decision, { decision: result.code });
-  return problem(
+  const answer = problem(
     rateLimited ? 429 : 422,
     result.code,
     rateLimited
@@ -114,4 +121,5 @@ function refusal(refused: readonly Refused[], fallbacksInPlay: boolean): Result 
       rateLimited ? result.retryAfterMs : undefined,
     ),
   );
+  return { result: answer, code: result.code };
 }

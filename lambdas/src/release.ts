@@ -7,6 +7,7 @@ import { json, type Result } from './http/problem.js';
 import { getRuntime, prefetch } from './runtime.js';
 import { releaseRequest } from './schemas.js';
 import { callerCheck } from './scopes.js';
+import { released } from './telemetry.js';
 
 prefetch('settle'); // in the container's init, beside the rest of its start
 
@@ -18,5 +19,6 @@ export const handler = middy<JsonEvent, Result>()
       authorize: callerCheck(principalOf(event)),
       signal: event.deadline,
     });
+    released(body.lease_id, result);
     return json(200, settleBody(body.lease_id, result));
   });

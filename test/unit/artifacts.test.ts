@@ -66,6 +66,8 @@ describe('@sluice/client, as built (npm run build)', () => {
     const inputs = Object.keys(out.metafile.inputs);
     expect(inputs.some((f) => f.includes('packages/client/dist/'))).toBe(true);
     expect(inputs.filter((f) => f.includes('packages/client/src/'))).toEqual([]);
+    // OpenTelemetry is an optional peer, loaded at run time only where it is installed.
+    expect(inputs.filter((f) => f.includes('@opentelemetry'))).toEqual([]);
     console.log(`@sluice/client bundle: ${(bytes / 1024).toFixed(1)} KB minified`);
     expect(bytes).toBeLessThanOrEqual(30 * 1024);
   });

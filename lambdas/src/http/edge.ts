@@ -1,6 +1,6 @@
 /**
  * The middleware every route uses, written once: JSON body checks (415, 413, 400), problem+json
- * errors, logging context, and a latency metric.
+ * errors, logging context, and, on a decision route, its OpenTelemetry decision metrics.
  */
 import type { MiddlewareObj } from '@middy/core';
 import { ValidationError } from '@sluice/core';
@@ -9,6 +9,7 @@ import type { APIGatewayProxyEventV2, Context } from 'aws-lambda';
 import type * as z from 'zod/mini';
 import { HttpProblem } from '../errors.js';
 import { logger } from '../runtime.js';
+import { decisionAnswered } from '../telemetry.js';
 import { DEADLINE_MARGIN, MAX_BODY_BYTES, MAX_BODY_DEPTH, TIMEOUT_HEADER } from './limits.js';
 import { fromError, type Result } from './problem.js';
 
@@ -16,7 +17,14 @@ import { fromError, type Result } from './problem.js';
  * The event after the edge has parsed its JSON body, with the request's deadline: it aborts
  * when the decision must stop to answer in time.
  */
-export type JsonEvent = APIGatewayProxyEventV2 & { parsedBody?: unknown; deadline?: AbortSignal };
+export type JsonEvent = APIGatewayProxyEventV2 & {
+  parsedBody?: unknown;
+  deadline?: AbortSignal;
+  /** When the edge took the request (`performance.now()`), on a decision route. */
+  receivedAt?: number;
+  /** The code of a refusal the handler answered (not threw), for the decision metrics. */
+  refusalCode?: string;
+};
 
 /** Per-route settings of {@link edge}. */
 export interface EdgeOptions {
@@ -24,6 +32,8 @@ export interface EdgeOptions {
   readonly route: string;
   /** Whether the route takes a JSON body (or which requests do). @default true */
   readonly body?: boolean | ((event: APIGatewayProxyEventV2) => boolean);
+  /** Whether its answers are decisions, counted and timed as such (OpenTelemetry). @default false */
+  readonly decision?: boolean;
 }
 
 /** Validates a parsed body; a bad field becomes a 400 naming it. */
@@ -96,8 +106,10 @@ export function deadlineOf(
 }
 
 /**
- * The edge middleware: body checks before, problem+json on error, log context always. (Latency is
- * API Gateway's and Lambda's own metric: measuring it here again cost the hot path a library.)
+ * The edge middleware: body checks before, problem+json on error, log context always. (In
+ * CloudWatch, latency is API Gateway's and Lambda's own metric: measuring it here with a library
+ * loaded at import cost the hot path. On a decision route the edge times the answer for
+ * OpenTelemetry, whose API loads only at the first decision, and only when it is installed.)
  */
 export function edge(options: EdgeOptions): MiddlewareObj<JsonEvent, Result, Error, Context> {
   const opts = { body: true, ...options };
@@ -105,6 +117,7 @@ export function edge(options: EdgeOptions): MiddlewareObj<JsonEvent, Result, Err
     before: async (request) => {
       logger.appendKeys({ route: opts.route, requestId: request.event.requestContext?.requestId });
       const event = request.event;
+      if (opts.decision) event.receivedAt = performance.now();
       const deadline = deadlineOf(event, request.context);
       if (deadline) event.deadline = deadline;
       if (typeof opts.body === 'function' ? !opts.body(event) : !opts.body) return;
@@ -130,7 +143,14 @@ export function edge(options: EdgeOptions): MiddlewareObj<JsonEvent, Result, Err
       const hidden = protoKeyIn(event.parsedBody);
       if (hidden !== undefined) throw new ValidationError(hidden, 'is not a name Sluice accepts');
     },
-    after: async () => {
+    after: async ({ event, response }) => {
+      if (event.receivedAt !== undefined && response)
+        decisionAnswered(
+          event.parsedBody,
+          response.statusCode ?? 200,
+          event.refusalCode,
+          event.receivedAt,
+        );
       logger.resetKeys();
     },
     onError: async (request) => {
@@ -141,6 +161,12 @@ export function edge(options: EdgeOptions): MiddlewareObj<JsonEvent, Result, Err
       else if (expected) logger.info('refused', { status: response.statusCode });
       else logger.error('failed', { error });
       request.response = response;
+      const { event } = request;
+      if (event.receivedAt !== undefined) {
+        const code = (error as { code?: unknown } | undefined)?.code;
+        const known = typeof code === 'string' ? code : undefined;
+        decisionAnswered(event.parsedBody, response.statusCode ?? 500, known, event.receivedAt);
+      }
       logger.resetKeys();
     },
   };

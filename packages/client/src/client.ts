@@ -5,6 +5,7 @@
  */
 import { requestErrorFrom } from './errors.js';
 import type { Credentials } from './signing.js';
+import { ClientMetrics } from './telemetry.js';
 import { type Answer, strictRequest, Transport } from './transport.js';
 import type {
   AcquireRequest,
@@ -51,6 +52,12 @@ export interface SluiceClientOptions {
   readonly fetch?: typeof fetch;
   /** How the client waits (retry backoff, a reserved `waitMs`). @default setTimeout */
   readonly sleep?: (ms: number) => Promise<void>;
+  /**
+   * OpenTelemetry metrics, recorded when `@opentelemetry/api` is installed and a `MeterProvider`
+   * is registered globally (docs/opentelemetry.md). `entityAttribute` adds `sluice.entity` to
+   * them: one series per entity, so only where entities are few. @default { entityAttribute: false }
+   */
+  readonly otel?: { readonly entityAttribute?: boolean };
 }
 
 /** Acquire's answers that are refusals, not errors: 429 (retry later) and 422 (never as asked). */
@@ -81,6 +88,7 @@ export class SluiceClient {
   readonly #retries: number;
   readonly #onUnavailable: 'allow' | 'deny';
   readonly #sleep: (ms: number) => Promise<void>;
+  readonly #metrics: ClientMetrics;
 
   constructor(options: SluiceClientOptions) {
     this.#transport = new Transport(options);
@@ -88,6 +96,7 @@ export class SluiceClient {
     this.#retries = options.retries ?? 2;
     this.#onUnavailable = options.onUnavailable ?? 'allow';
     this.#sleep = options.sleep ?? realSleep;
+    this.#metrics = new ClientMetrics(options.otel);
   }
 
   /**
@@ -96,6 +105,13 @@ export class SluiceClient {
    * {@link SluiceRequestError}.
    */
   async acquire(request: AcquireRequest): Promise<AcquireResult> {
+    const startedAt = performance.now();
+    const result = await this.#acquire(request);
+    this.#metrics.acquired(request, result, startedAt);
+    return result;
+  }
+
+  async #acquire(request: AcquireRequest): Promise<AcquireResult> {
     const answer = await this.#call('/v1/acquire', acquireBody(request), REFUSALS);
     if ('unreached' in answer) {
       return this.#onUnavailable === 'allow'
@@ -142,8 +158,10 @@ export class SluiceClient {
   }
 
   /** Settles with final totals, or, without usage, gives the whole reservation back. */
-  release(leaseId: string, usage?: Usage): Promise<SettleResult> {
-    return this.#settle('/v1/release', leaseId, usage);
+  async release(leaseId: string, usage?: Usage): Promise<SettleResult> {
+    const result = await this.#settle('/v1/release', leaseId, usage);
+    this.#metrics.released(result);
+    return result;
   }
 
   /** What remains, and when `usage` would fit; consumes nothing. */

@@ -51,7 +51,7 @@ export { available } from './engine/available.js';
 export { beforeDeadline, orAfter } from './engine/budget.js';
 export { calendarWindow } from './engine/calendar.js';
 export { combineWrites } from './engine/combining.js';
-export { MAX_LEASE_ID_LENGTH } from './engine/lease.js';
+export { leaseContextOf, MAX_LEASE_ID_LENGTH } from './engine/lease.js';
 export {
   type BucketLimit,
   identifierSchema,

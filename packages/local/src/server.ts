@@ -15,6 +15,7 @@ import type {
   APIGatewayProxyStructuredResultV2,
   Context,
 } from 'aws-lambda';
+import { requestAnswered } from './telemetry.js';
 
 type Handler = (
   event: APIGatewayProxyEventV2,
@@ -273,7 +274,12 @@ export async function startLocalServer(options: LocalServerOptions): Promise<Loc
     const context = contextFor(route, requestId, timeoutMs);
     const handler = handlers.get(routeKey(route)) as Handler;
     const key = InvokeStoreBase.PROTECTED_KEYS.REQUEST_ID;
+    const startedAt = performance.now();
     const answered = invocations.run({ [key]: requestId }, () => handler(event, context));
+    void answered.then(
+      (result) => requestAnswered(route.method, route.path, result.statusCode ?? 200, startedAt),
+      () => requestAnswered(route.method, route.path, 500, startedAt),
+    );
     if (options.afterCall) void answered.finally(() => options.afterCall?.(route)).catch(() => {});
     return answered;
   };

@@ -160,6 +160,19 @@ function decode(token: string): { wire: Wire; body: string; signature: Buffer } 
 }
 
 /**
+ * The usage context (resource, entity and ancestors) a token carries, read without verifying it:
+ * for a token an operation has just verified, to describe what it did.
+ */
+export function leaseContextOf(token: string): UsageContext | undefined {
+  const wire = decode(token)?.wire.c;
+  try {
+    return wire ? contextFromWire(wire) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
  * Verifies and decodes a token with the key it names, looked up by `keyFor`; an altered,
  * foreign or expired one, or one whose key is unknown, is "not found".
  */
