@@ -56,7 +56,7 @@ export const handler = middy<JsonEvent, Result>()
     runtime.denials.flushDue().catch((error: unknown) => {
       logger.error('refusal counts not written to usage history yet', { error });
     });
-    acquireDecided(body.entity, outcome.tried);
+    await acquireDecided(body.entity, outcome.tried); // waits only while the API loads
     const admitted = outcome.tried.find((t): t is Admitted => t.result.allowed);
     if (admitted) return admission(admitted, body.resource, outcome.fallbacksInPlay);
     const refused = refusal(outcome.tried as readonly Refused[], outcome.fallbacksInPlay);

@@ -19,6 +19,6 @@ export const handler = middy<JsonEvent, Result>()
       authorize: callerCheck(principalOf(event)),
       signal: event.deadline,
     });
-    released(body.lease_id, result);
+    await released(body.lease_id, result); // waits only while the API loads
     return json(200, settleBody(body.lease_id, result));
   });

@@ -4,10 +4,12 @@
  * optional peer dependency, into the `MeterProvider` the process registered globally (the ADOT
  * Lambda layer's, or an OTel SDK's around `npm start`).
  *
- * Nothing here runs at import time and nothing imports the package statically: the bundles leave
- * it out (scripts/bundle-handlers.ts), and the first decision loads it, once. Without it, or
- * without a registered provider, nothing is recorded and nothing throws; recording never holds an
- * answer back.
+ * Nothing imports the package statically: the bundles leave it out (scripts/bundle-handlers.ts).
+ * A decision route's edge starts loading it as the handler's module loads (in the background, in
+ * a container's init), so that each decision is recorded as it is answered, within its
+ * invocation (one answered before the package loaded is recorded when it has). Without it, or
+ * without a registered provider, nothing is recorded; a provider that throws loses its metrics,
+ * never the answer (nothing here throws or rejects).
  */
 import { createRequire } from 'node:module';
 import type * as Otel from '@opentelemetry/api';
@@ -80,6 +82,7 @@ function instrumentsOf(api: OtelApi, provider: Otel.MeterProvider): Instruments 
     wait: meter.createHistogram('sluice.wait.duration', {
       description: 'Waits reserved by admissions (wait_ms > 0)',
       unit: 's',
+      advice: { explicitBucketBoundaries: SECONDS_BUCKETS },
     }),
     headroom: meter.createGauge('sluice.limit.headroom', {
       description: 'Share of the tightest limit left after an admission (remaining / limit)',
@@ -88,6 +91,7 @@ function instrumentsOf(api: OtelApi, provider: Otel.MeterProvider): Instruments 
     duration: meter.createHistogram('sluice.decision.duration', {
       description: 'Time the acquire handler took to answer a decision',
       unit: 's',
+      advice: { explicitBucketBoundaries: SECONDS_BUCKETS },
     }),
     tokens: meter.createCounter('sluice.usage.tokens', {
       description: 'Tokens settled by releases',
@@ -103,22 +107,60 @@ function instrumentsOf(api: OtelApi, provider: Otel.MeterProvider): Instruments 
 }
 
 let loading: Promise<OtelApi | undefined> | undefined;
+/** The API once loaded (undefined: not installed); null while it is loading, or not asked for. */
+let loaded: OtelApi | undefined | null = null;
 
 /** {@link loadOtelApi}'s answer, loaded once for the process (the local server's metrics too). */
 export function otelApi(): Promise<OtelApi | undefined> {
-  loading ??= loadOtelApi();
+  loading ??= loadOtelApi().then((api) => {
+    loaded = api;
+    return api;
+  });
   return loading;
 }
 
-let cached: Instruments | undefined;
-
-/** Hands the instruments of the registered provider to `record`, once the API is loaded. */
-function withInstruments(record: (instruments: Instruments) => void): void {
-  void otelApi().then((api) => {
+/**
+ * Runs `use` with the API: now when it has loaded, else once it has; not at all without it.
+ * Resolves once it has run (at once when the API had loaded): an answer that awaits it is
+ * recorded within its invocation. Whatever `use` (or the provider it calls) throws is dropped:
+ * metrics are lost, never an answer.
+ */
+export function withOtel(use: (api: OtelApi) => void): Promise<void> {
+  const run = (api: OtelApi | undefined) => {
     if (!api) return;
+    try {
+      use(api);
+    } catch {
+      // The provider's failure (an instrument kind it lacks, an exporter that throws).
+    }
+  };
+  if (loaded === null) return otelApi().then(run);
+  run(loaded);
+  return DONE;
+}
+
+const DONE = Promise.resolve();
+
+/** Bucket boundaries of the duration histograms (seconds), OpenTelemetry's for HTTP durations. */
+export const SECONDS_BUCKETS = [
+  0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10,
+];
+
+/** The instruments on the provider last seen, or the provider on which they could not be made. */
+let cached:
+  | Instruments
+  | { readonly provider: Otel.MeterProvider; readonly broken: true }
+  | undefined;
+
+/** Hands the instruments of the registered provider to `record` (see {@link withOtel}). */
+function withInstruments(record: (instruments: Instruments) => void): Promise<void> {
+  return withOtel((api) => {
     const provider = api.metrics.getMeterProvider();
-    if (cached?.provider !== provider) cached = instrumentsOf(api, provider);
-    if (cached) record(cached);
+    if (cached?.provider !== provider) {
+      cached = { provider, broken: true }; // until its instruments are made
+      cached = instrumentsOf(api, provider);
+    }
+    if (cached && !('broken' in cached)) record(cached);
   });
 }
 
@@ -168,7 +210,7 @@ export function decisionAnswered(
   status: number,
   code: string | undefined,
   startedAt: number,
-): void {
+): Promise<void> {
   const outcome =
     status === 200
       ? 'admitted'
@@ -177,9 +219,9 @@ export function decisionAnswered(
         : status >= 500
           ? 'unavailable'
           : undefined;
-  if (!outcome) return;
+  if (!outcome) return DONE;
   const seconds = (performance.now() - startedAt) / 1_000;
-  withInstruments((i) => {
+  return withInstruments((i) => {
     const { entity, resource } = namesOf(body);
     const base = { ...named(resource, entity), 'sluice.decision.outcome': outcome };
     const detail =
@@ -197,8 +239,8 @@ export function decisionAnswered(
  * What the acquire handler alone knows: which limits refused, for each resource tried, and of
  * the admission, its reserved wait and its tightest limit.
  */
-export function acquireDecided(entity: string, tried: readonly Tried[]): void {
-  withInstruments((i) => {
+export function acquireDecided(entity: string, tried: readonly Tried[]): Promise<void> {
+  return withInstruments((i) => {
     for (const { resource, result } of tried) {
       if (result.allowed) {
         admitted(i, named(resource, entity), result);
@@ -229,10 +271,13 @@ function admitted(
     });
 }
 
-/** A release answered: the totals it settled, by token type, and their cost. */
-export function released(leaseId: string, result: SettleResult): void {
-  if (!result.settled) return;
-  withInstruments((i) => {
+/**
+ * A release answered: the totals it settled, by token type, and their cost. The same release
+ * sent again (its answer lost on the way) repeats the first answer and is not counted again.
+ */
+export function released(leaseId: string, result: SettleResult): Promise<void> {
+  if (!result.settled || result.repeated) return DONE;
+  return withInstruments((i) => {
     const context = leaseContextOf(leaseId);
     const base = named(context?.resource, context?.scopes[0]?.entity);
     for (const [type, tokens] of tokenCounts(result.usage))
@@ -243,15 +288,17 @@ export function released(leaseId: string, result: SettleResult): void {
 }
 
 /**
- * The tokens of a usage by type: input and output; `tokens` alone (no type) only when neither is
- * given, so that the sum over types is never counted twice.
+ * The tokens of a usage by type: input and output, and what `tokens` holds beyond them (without
+ * a type: a settlement may report its total alone), so that the sum over types is the total.
  */
 function tokenCounts(usage: Usage): [type: 'input' | 'output' | undefined, n: number][] {
   const counts: [type: 'input' | 'output' | undefined, n: number][] = [];
-  const { input_tokens: input, output_tokens: output, tokens } = usage;
-  if (typeof input === 'number' && input > 0) counts.push(['input', input]);
-  if (typeof output === 'number' && output > 0) counts.push(['output', output]);
-  if (input === undefined && output === undefined && typeof tokens === 'number' && tokens > 0)
-    counts.push([undefined, tokens]);
+  const n = (value: number | undefined) => (typeof value === 'number' && value > 0 ? value : 0);
+  const input = n(usage.input_tokens);
+  const output = n(usage.output_tokens);
+  if (input > 0) counts.push(['input', input]);
+  if (output > 0) counts.push(['output', output]);
+  const beyond = n(usage.tokens) - input - output;
+  if (beyond > 0) counts.push([undefined, beyond]);
   return counts;
 }

@@ -9,7 +9,7 @@ import type { APIGatewayProxyEventV2, Context } from 'aws-lambda';
 import type * as z from 'zod/mini';
 import { HttpProblem } from '../errors.js';
 import { logger } from '../runtime.js';
-import { decisionAnswered } from '../telemetry.js';
+import { decisionAnswered, otelApi } from '../telemetry.js';
 import { DEADLINE_MARGIN, MAX_BODY_BYTES, MAX_BODY_DEPTH, TIMEOUT_HEADER } from './limits.js';
 import { fromError, type Result } from './problem.js';
 
@@ -109,10 +109,12 @@ export function deadlineOf(
  * The edge middleware: body checks before, problem+json on error, log context always. (In
  * CloudWatch, latency is API Gateway's and Lambda's own metric: measuring it here with a library
  * loaded at import cost the hot path. On a decision route the edge times the answer for
- * OpenTelemetry, whose API loads only at the first decision, and only when it is installed.)
+ * OpenTelemetry, whose API it starts loading in the background, when it is installed.)
  */
 export function edge(options: EdgeOptions): MiddlewareObj<JsonEvent, Result, Error, Context> {
   const opts = { body: true, ...options };
+  // In the background, as the handler's module loads: loaded by the first decision's answer.
+  if (opts.decision) void otelApi();
   return {
     before: async (request) => {
       logger.appendKeys({ route: opts.route, requestId: request.event.requestContext?.requestId });
@@ -144,8 +146,10 @@ export function edge(options: EdgeOptions): MiddlewareObj<JsonEvent, Result, Err
       if (hidden !== undefined) throw new ValidationError(hidden, 'is not a name Sluice accepts');
     },
     after: async ({ event, response }) => {
+      // Awaited: only while the API is still loading (the first decisions of a process) does
+      // it wait, so that a decision is recorded within its invocation (before its flush).
       if (event.receivedAt !== undefined && response)
-        decisionAnswered(
+        await decisionAnswered(
           event.parsedBody,
           response.statusCode ?? 200,
           event.refusalCode,
@@ -165,7 +169,12 @@ export function edge(options: EdgeOptions): MiddlewareObj<JsonEvent, Result, Err
       if (event.receivedAt !== undefined) {
         const code = (error as { code?: unknown } | undefined)?.code;
         const known = typeof code === 'string' ? code : undefined;
-        decisionAnswered(event.parsedBody, response.statusCode ?? 500, known, event.receivedAt);
+        await decisionAnswered(
+          event.parsedBody,
+          response.statusCode ?? 500,
+          known,
+          event.receivedAt,
+        );
       }
       logger.resetKeys();
     },

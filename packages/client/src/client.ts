@@ -106,30 +106,32 @@ export class SluiceClient {
    */
   async acquire(request: AcquireRequest): Promise<AcquireResult> {
     const startedAt = performance.now();
-    const result = await this.#acquire(request);
-    this.#metrics.acquired(request, result, startedAt);
+    const { result, unreached } = await this.#acquire(request);
+    await this.#metrics.acquired(request, result, startedAt, unreached);
     return result;
   }
 
-  async #acquire(request: AcquireRequest): Promise<AcquireResult> {
+  /** The answer; when Sluice could not be reached, why (a refusal's code, as it would say). */
+  async #acquire(request: AcquireRequest): Promise<{ result: AcquireResult; unreached?: string }> {
     const answer = await this.#call('/v1/acquire', acquireBody(request), REFUSALS);
     if ('unreached' in answer) {
-      return this.#onUnavailable === 'allow'
-        ? {
-            allowed: true,
-            leaseId: `${DEGRADED_PREFIX}${Date.now()}`,
-            waitMs: 0,
-            resource: request.resource,
-            fellBack: false,
-            limits: [],
-            degraded: true,
-          }
-        : unreachedFrom(answer.unreached?.body);
+      const refusal = unreachedFrom(answer.unreached?.body);
+      if (this.#onUnavailable !== 'allow') return { result: refusal, unreached: refusal.code };
+      const admission = {
+        allowed: true,
+        leaseId: `${DEGRADED_PREFIX}${Date.now()}`,
+        waitMs: 0,
+        resource: request.resource,
+        fellBack: false,
+        limits: [],
+        degraded: true,
+      } as const;
+      return { result: admission, unreached: refusal.code };
     }
     const headers = answer.headers ?? {};
     return answer.status === 200
-      ? admissionFrom(answer.body, request, headers)
-      : refusalFrom(answer.status, answer.body, headers);
+      ? { result: admissionFrom(answer.body, request, headers) }
+      : { result: refusalFrom(answer.status, answer.body, headers) };
   }
 
   /**
@@ -160,7 +162,7 @@ export class SluiceClient {
   /** Settles with final totals, or, without usage, gives the whole reservation back. */
   async release(leaseId: string, usage?: Usage): Promise<SettleResult> {
     const result = await this.#settle('/v1/release', leaseId, usage);
-    this.#metrics.released(result);
+    await this.#metrics.released(result); // waits only while the API loads
     return result;
   }
 

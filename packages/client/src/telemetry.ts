@@ -3,10 +3,12 @@
  * `@opentelemetry/api`, an optional peer dependency, into whatever `MeterProvider` the process
  * registered globally (the OTel SDK's, the ADOT Lambda layer's).
  *
- * Nothing here runs at import time, and the package is never imported statically: the first
- * decision loads it (once, cached), and every later one checks the global provider. Without the
- * package, or without a registered provider, nothing is recorded and nothing throws. Recording
- * never holds an answer back: it happens once the package has loaded, after the answer.
+ * Nothing here runs at import time, and the package is never imported statically: a client's
+ * construction starts loading it (once, cached, in the background), so that by the first answer
+ * it is there and each decision is recorded as it is answered (one answered before it loaded is
+ * recorded when it has). Every recording asks for the global provider. Without the package, or
+ * without a registered provider, nothing is recorded; a provider that throws loses its metrics,
+ * never the call (nothing here throws or rejects).
  */
 import { createRequire } from 'node:module';
 import type * as Otel from '@opentelemetry/api';
@@ -44,6 +46,22 @@ export async function loadOtelApi(specifier: string = OTEL_API): Promise<OtelApi
 }
 
 let loading: Promise<OtelApi | undefined> | undefined;
+/** The API once loaded (undefined: not installed); null while it is loading, or not asked for. */
+let loaded: OtelApi | undefined | null = null;
+
+/** Starts loading the API, once for the process. */
+export function startLoading(): Promise<OtelApi | undefined> {
+  loading ??= loadOtelApi().then((api) => {
+    loaded = api;
+    return api;
+  });
+  return loading;
+}
+
+/** Bucket boundaries of the duration histograms (seconds), OpenTelemetry's for HTTP durations. */
+export const SECONDS_BUCKETS = [
+  0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10,
+];
 
 /** The SDK's instruments on one provider. */
 interface Instruments {
@@ -76,6 +94,7 @@ function instrumentsOf(api: OtelApi, provider: Otel.MeterProvider): Instruments 
     wait: meter.createHistogram('sluice.client.wait.duration', {
       description: 'Waits reserved by admissions (waitMs > 0)',
       unit: 's',
+      advice: { explicitBucketBoundaries: SECONDS_BUCKETS },
     }),
     headroom: meter.createGauge('sluice.client.limit.headroom', {
       description: 'Share of the tightest limit left after an admission (remaining / limit)',
@@ -84,6 +103,7 @@ function instrumentsOf(api: OtelApi, provider: Otel.MeterProvider): Instruments 
     duration: meter.createHistogram('sluice.client.decision.duration', {
       description: 'Time of an acquire call, retries included',
       unit: 's',
+      advice: { explicitBucketBoundaries: SECONDS_BUCKETS },
     }),
     tokens: meter.createCounter('sluice.client.usage.tokens', {
       description: 'Tokens settled by releases the SDK sent',
@@ -98,17 +118,37 @@ function instrumentsOf(api: OtelApi, provider: Otel.MeterProvider): Instruments 
   };
 }
 
-let cached: Instruments | undefined;
+/** The instruments on the provider last seen, or the provider on which they could not be made. */
+let cached:
+  | Instruments
+  | { readonly provider: Otel.MeterProvider; readonly broken: true }
+  | undefined;
 
-/** Hands the instruments of the registered provider to `record`, once the API is loaded. */
-function withInstruments(record: (instruments: Instruments) => void): void {
-  loading ??= loadOtelApi();
-  void loading.then((api) => {
+const DONE = Promise.resolve();
+
+/**
+ * Hands the instruments of the registered provider to `record`: now when the API has loaded,
+ * else once it has. Resolves once it has run (at once when the API had loaded): the call that
+ * awaits it answers with its decision recorded (only the first decisions of a process, while
+ * the API loads, wait). A provider that throws (or lacks an instrument kind) records nothing.
+ */
+function withInstruments(record: (instruments: Instruments) => void): Promise<void> {
+  const run = (api: OtelApi | undefined) => {
     if (!api) return;
-    const provider = api.metrics.getMeterProvider();
-    if (cached?.provider !== provider) cached = instrumentsOf(api, provider);
-    if (cached) record(cached);
-  });
+    try {
+      const provider = api.metrics.getMeterProvider();
+      if (cached?.provider !== provider) {
+        cached = { provider, broken: true }; // until its instruments are made
+        cached = instrumentsOf(api, provider);
+      }
+      if (cached && !('broken' in cached)) record(cached);
+    } catch {
+      // The provider's failure: its metrics are lost, the call is not.
+    }
+  };
+  if (loaded === null) return startLoading().then(run);
+  run(loaded);
+  return DONE;
 }
 
 /** Attributes of a decision or a settlement. */
@@ -151,6 +191,7 @@ export class ClientMetrics {
 
   constructor(options: { readonly entityAttribute?: boolean } = {}) {
     this.#entity = options.entityAttribute === true;
+    void startLoading(); // in the background: loaded by the first answer
   }
 
   #base(resource: string | undefined, entity: string | undefined): Attributes {
@@ -160,16 +201,25 @@ export class ClientMetrics {
     };
   }
 
-  /** An acquire's answer, and when the call started (`performance.now()`). */
-  acquired(request: AcquireRequest, result: AcquireResult, startedAt: number): void {
+  /**
+   * An acquire's answer, and when the call started (`performance.now()`); `unreached` says why a
+   * degraded answer is (`unavailable`, or `internal` for Sluice's 500).
+   */
+  acquired(
+    request: AcquireRequest,
+    result: AcquireResult,
+    startedAt: number,
+    unreached?: string,
+  ): Promise<void> {
     const seconds = (performance.now() - startedAt) / 1_000;
-    withInstruments((i) => {
+    return withInstruments((i) => {
       const base = this.#base(request.resource, request.entity);
       const outcome = result.degraded ? 'degraded' : result.allowed ? 'admitted' : 'refused';
       const decided: Attributes = { ...base, 'sluice.decision.outcome': outcome };
-      if (result.degraded) decided['sluice.decision.allowed'] = result.allowed;
-      if (!result.allowed)
-        decided[result.degraded ? 'error.type' : 'sluice.refusal.code'] = result.code;
+      if (result.degraded) {
+        decided['sluice.decision.allowed'] = result.allowed;
+        decided['error.type'] = result.allowed ? (unreached ?? 'unavailable') : result.code;
+      } else if (!result.allowed) decided['sluice.refusal.code'] = result.code;
       i.decisions.add(1, decided);
       i.duration.record(seconds, { ...base, 'sluice.decision.outcome': outcome });
       if (!result.allowed) {
@@ -195,9 +245,9 @@ export class ClientMetrics {
   }
 
   /** A release's answer: the totals it settled, by token type, and their cost. */
-  released(result: SettleResult): void {
-    if (result.degraded || !result.settled) return;
-    withInstruments((i) => {
+  released(result: SettleResult): Promise<void> {
+    if (result.degraded || !result.settled) return DONE;
+    return withInstruments((i) => {
       const { resource, entity } = leaseContext(result.leaseId);
       const base = this.#base(resource, entity);
       for (const [type, tokens] of tokenCounts(result.usage))
@@ -209,15 +259,17 @@ export class ClientMetrics {
 }
 
 /**
- * The tokens of a usage by type: input and output; `tokens` alone (no type) only when neither is
- * given, so that the sum over types is never counted twice.
+ * The tokens of a usage by type: input and output, and what `tokens` holds beyond them (without
+ * a type: a settlement may report its total alone), so that the sum over types is the total.
  */
 export function tokenCounts(usage: Usage): [type: 'input' | 'output' | undefined, n: number][] {
   const counts: [type: 'input' | 'output' | undefined, n: number][] = [];
-  const { input_tokens: input, output_tokens: output, tokens } = usage;
-  if (typeof input === 'number' && input > 0) counts.push(['input', input]);
-  if (typeof output === 'number' && output > 0) counts.push(['output', output]);
-  if (input === undefined && output === undefined && typeof tokens === 'number' && tokens > 0)
-    counts.push([undefined, tokens]);
+  const n = (value: number | undefined) => (typeof value === 'number' && value > 0 ? value : 0);
+  const input = n(usage.input_tokens);
+  const output = n(usage.output_tokens);
+  if (input > 0) counts.push(['input', input]);
+  if (output > 0) counts.push(['output', output]);
+  const beyond = n(usage.tokens) - input - output;
+  if (beyond > 0) counts.push([undefined, beyond]);
   return counts;
 }

@@ -6,7 +6,7 @@
  * registered globally; never at import time, and never holding an answer back.
  */
 import type { Histogram, MeterProvider } from '@opentelemetry/api';
-import { otelApi } from '@sluice/lambdas/telemetry';
+import { SECONDS_BUCKETS, withOtel } from '@sluice/lambdas/telemetry';
 
 /** The instrumentation scope of the local server's metrics. */
 export const LOCAL_SCOPE = '@sluice/local';
@@ -23,19 +23,20 @@ export function requestAnswered(
   startedAt: number,
 ): void {
   const seconds = (performance.now() - startedAt) / 1_000;
-  void otelApi().then((api) => {
-    if (!api) return;
+  withOtel((api) => {
     const provider = api.metrics.getMeterProvider();
     if (cached?.provider !== provider) {
+      cached = { provider, duration: undefined }; // until its histogram is made
       const meter = provider.getMeter(LOCAL_SCOPE);
-      const duration =
-        meter === api.createNoopMeter()
-          ? undefined
-          : meter.createHistogram('http.server.request.duration', {
-              description: 'Duration of HTTP server requests',
-              unit: 's',
-            });
-      cached = { provider, duration };
+      if (meter !== api.createNoopMeter())
+        cached = {
+          provider,
+          duration: meter.createHistogram('http.server.request.duration', {
+            description: 'Duration of HTTP server requests',
+            unit: 's',
+            advice: { explicitBucketBoundaries: SECONDS_BUCKETS },
+          }),
+        };
     }
     cached.duration?.record(seconds, {
       'http.request.method': method,

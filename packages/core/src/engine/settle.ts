@@ -126,7 +126,8 @@ async function settle(
       // The same release again answers as the first did.
       if (plan.fingerprint !== undefined && record.fingerprint === plan.fingerprint) {
         if (confirmed) await budget.within(readItems(engine, claims));
-        return settlementAnswer(engine, leaseId, claims, record.totals, true, nowMs);
+        const answer = settlementAnswer(engine, leaseId, claims, record.totals, true, nowMs);
+        return { ...answer, repeated: true };
       }
       throw new LeaseSettledError();
     }

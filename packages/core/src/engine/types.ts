@@ -100,6 +100,11 @@ export interface SettleResult {
   /** Totals the lease stands at now. */
   readonly usage: Usage;
   readonly limits: readonly LimitStatus[];
+  /**
+   * True when this answer repeats an earlier one: the same release sent again after the lease
+   * was settled by it (nothing was written). Metrics that count settlements skip it.
+   */
+  readonly repeated?: boolean;
 }
 
 /** What `available` answers. */
