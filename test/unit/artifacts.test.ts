@@ -66,6 +66,8 @@ describe('@sluice/client, as built (npm run build)', () => {
     const inputs = Object.keys(out.metafile.inputs);
     expect(inputs.some((f) => f.includes('packages/client/dist/'))).toBe(true);
     expect(inputs.filter((f) => f.includes('packages/client/src/'))).toEqual([]);
+    // The in-process mode (the handlers, the engine) is its own entry's alone.
+    expect(inputs.filter((f) => /in-process|lambdas\/|packages\/core\//.test(f))).toEqual([]);
     console.log(`@sluice/client bundle: ${(bytes / 1024).toFixed(1)} KB minified`);
     expect(bytes).toBeLessThanOrEqual(30 * 1024);
   });
