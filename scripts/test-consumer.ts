@@ -8,13 +8,16 @@
  *  3. esbuild bundles a consumer Lambda handler (the SDK and its middy middleware); the bundle,
  *     run with plain node, acquires and settles against `npm start` and against the installed
  *     @sluice/local's `sluice-local`;
- *  4. a CDK app embeds `new Sluice(this, 'Limiter')`, grants its own function acquire and
- *     synthesizes offline, cdk-nag clean;
+ *  4. a CDK app embeds `new Sluice(this, 'Limiter')`, grants its own function acquire (over
+ *     HTTP and in process) and synthesizes offline, cdk-nag clean;
  *  5. `npx sluice --help` and `npx sluice plan -f examples/sluice.yaml` against `npm start`;
  *  6. @sluice/console serves the files it ships (not built again), and the installed
  *     `sluice console` serves them and forwards the page's calls to `npm start`;
  *  7. @sluice/client/ai-sdk and @sluice/client/langchain, with the AI SDK's mock model and
- *     LangChain's fake chat model, each make one call guarded by `npm start`.
+ *     LangChain's fake chat model, each make one call guarded by `npm start`;
+ *  8. @sluice/client/in-process (with @sluice/lambdas installed as its peer), bundled by esbuild
+ *     as a Lambda handler would be, decides on `npm start`'s own DynamoDB Local and table: a
+ *     lease it acquires is settled over HTTP and the reverse, and both see the same limits.
  * Prints each step's time and each package's packed and installed size. `--keep` keeps the
  * project (its path is printed).
  */
@@ -298,6 +301,41 @@ if (generated.text !== 'hi' || answer.content !== 'ok' || generated.providerMeta
   throw new Error('unexpected: ' + JSON.stringify({ text: generated.text, answer: answer.content, available }));
 console.log('ok');
 `,
+  // 8. Sluice in process, on npm start's table; its leases and limits are the API's.
+  'src/in-process.ts': `
+import { SluiceClient as HttpClient } from '@sluice/client';
+import { SluiceClient, type SluiceInProcessOptions } from '@sluice/client/in-process';
+
+const options: SluiceInProcessOptions = {
+  table: process.env.SLUICE_TABLE ?? 'sluice',
+  dynamodbEndpoint: process.env.DYNAMODB_ENDPOINT ?? '',
+  region: 'us-east-1',
+  credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+  onUnavailable: 'deny',
+};
+const local = new SluiceClient(options);
+const http = new HttpClient({ endpoint: process.env.SLUICE_URL ?? '', onUnavailable: 'deny' });
+const limits = [{ name: 'tpm', metric: 'tokens', limit: 10_000, per: 2_592_000 }] as const;
+
+export async function run(): Promise<{ settled: boolean[]; remaining: (number | undefined)[] }> {
+  const ask = { entity: 'in-process-' + Date.now(), resource: 'gpt-4o', usage: { tokens: 2_000 }, limits: [...limits] };
+  const a = await local.acquire(ask);
+  const b = await http.acquire(ask);
+  if (!a.allowed || a.degraded || !b.allowed) throw new Error('not admitted: ' + JSON.stringify({ a, b }));
+  const settled = [
+    (await http.release(a.leaseId, { tokens: 1_000 })).settled,
+    (await local.release(b.leaseId, { tokens: 500 })).settled,
+  ];
+  const remaining = await Promise.all(
+    [local, http].map(async (c) => (await c.available(ask)).limits[0]?.remaining),
+  );
+  return { settled, remaining };
+}
+`,
+  'run-in-process.mjs': `
+const { run } = await import('./dist/in-process.mjs');
+console.log(JSON.stringify(await run()));
+`,
   // 6. The console's files as the package ships them.
   'console.mjs': `
 import { readFileSync } from 'node:fs';
@@ -331,6 +369,7 @@ const chat = new lambda.Function(stack, 'Chat', {
   environment: { SLUICE_URL: limiter.url },
 });
 limiter.grantAcquire(chat);
+limiter.grantInProcess(chat);
 Aspects.of(app).add(new AwsSolutionsChecks());
 const assembly = app.synth();
 const findings = assembly.stacks.flatMap((s) =>
@@ -422,6 +461,23 @@ try {
     ]),
   );
 
+  await step('esbuild bundles an in-process handler', () =>
+    run('npx', [
+      '--no-install',
+      'esbuild',
+      'src/in-process.ts',
+      '--bundle',
+      '--minify',
+      '--platform=node',
+      '--target=node20',
+      '--format=esm',
+      '--external:@aws-sdk/*',
+      "--banner:js=import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);",
+      '--outfile=dist/in-process.mjs',
+      '--log-level=warning',
+    ]),
+  );
+
   /** The bundle, run with plain node against `url`: acquires and settles, by hand and guarded. */
   const runBundle = (url: string) => {
     const out = JSON.parse(run('node', ['run-bundle.mjs'], project, { SLUICE_URL: url })) as {
@@ -445,6 +501,21 @@ try {
     await step('@sluice/client/ai-sdk and /langchain guard a call each against npm start', () => {
       const out = run('node', ['integrations.mjs'], project, { SLUICE_URL: started.url }).trim();
       if (out !== 'ok') throw new Error(out);
+    });
+    await step("@sluice/client/in-process, bundled, decides on npm start's table", () => {
+      const dynamodb = /embedded at (http:\/\/[^,\s]+)/.exec(started.output())?.[1];
+      if (!dynamodb) throw new Error(`no DynamoDB endpoint in: ${started.output()}`);
+      const out = JSON.parse(
+        run('node', ['run-in-process.mjs'], project, {
+          SLUICE_URL: started.url,
+          DYNAMODB_ENDPOINT: dynamodb,
+          SLUICE_TABLE: 'sluice',
+          POWERTOOLS_LOG_LEVEL: 'WARN',
+        }),
+      ) as { settled: boolean[]; remaining: number[] };
+      // Each lease settled the other way; both ways see 10,000 - 1,000 - 500.
+      if (out.settled.join() !== 'true,true' || out.remaining.join() !== '8500,8500')
+        throw new Error(`unexpected: ${JSON.stringify(out)}`);
     });
     await step('npx sluice --help', () => {
       const out = run('npx', ['--no-install', 'sluice', '--help']);

@@ -1,9 +1,12 @@
 /**
  * What a container creates once and every request reuses: the DynamoDB client, the engine
  * (whose memory of recent item states is what keeps the hot path to one write) and the logger.
+ * An in-process client makes a runtime of its own from its options and runs the handlers in it
+ * ({@link withRuntime}); the environment variables are then not read.
  */
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { Logger } from '@aws-lambda-powertools/logger';
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DynamoDBClient, type DynamoDBClientConfig } from '@aws-sdk/client-dynamodb';
 import { DynamoDBStore, storeRequestHandler, throttlingRetries } from '@sluice/core';
 import { CachedConfigSource, DenialBuffer, EngineState } from '@sluice/core/internal';
 import { type Environment, loadEnvironment, serviceName } from './environment.js';
@@ -32,35 +35,56 @@ export const logger = new Logger({ serviceName: service });
 
 let runtime: Runtime | undefined;
 
-/** The container's runtime, created on first use. */
+/**
+ * The runtime of the calls running inside {@link withRuntime}: an in-process client's own, made
+ * from its options. Outside one (every call in Lambda and in the local server) the container's.
+ */
+const scoped = new AsyncLocalStorage<Runtime>();
+
+/** The runtime of this call: the one it runs {@link withRuntime} in, else the container's. */
 export function getRuntime(): Runtime {
-  if (!runtime) {
-    const env = loadEnvironment();
-    const client = new DynamoDBClient({
-      retryStrategy: throttlingRetries(),
-      requestHandler: storeRequestHandler(),
-      ...(env.dynamodbEndpoint ? { endpoint: env.dynamodbEndpoint } : {}),
-    });
-    const store = new DynamoDBStore({ client, tableName: env.tableName });
-    const engine = new EngineState({
-      store,
-      shardGrowWritesPerSecond: env.shardGrowWritesPerSecond,
-      // A configuration change reaches every container within its cache time.
-      definitionAdoptMs: 2 * env.configCacheMs,
-      onBackgroundError: (error) =>
-        // A give-back: the refused request stays charged; a split: its next writer completes it;
-        // a budget recorded by a refused call: the next refused call records it.
-        logger.error('a write made after its call was answered failed', { error }),
-      onSigningKeysRestored: (keyIds) =>
-        logger.error('signing keys were missing from the table; wrote back those known here', {
-          keyIds,
-        }),
-    });
-    const policies = new CachedConfigSource({ store, ttlMs: env.configCacheMs });
-    const denials = new DenialBuffer({ store, flushMs: env.denialFlushMs });
-    runtime = { env, client, store, engine, policies, denials };
-  }
+  const own = scoped.getStore();
+  if (own) return own;
+  runtime ??= createRuntime(loadEnvironment());
   return runtime;
+}
+
+/** Runs `fn` (and all it starts) with `own` as its {@link getRuntime}. */
+export const withRuntime = <T>(own: Runtime, fn: () => T): T => scoped.run(own, fn);
+
+/** The DynamoDB client the stores of a runtime share, for `env`'s DynamoDB. */
+export function dynamodbClient(
+  env: Pick<Environment, 'dynamodbEndpoint'>,
+  config: DynamoDBClientConfig = {},
+): DynamoDBClient {
+  return new DynamoDBClient({
+    retryStrategy: throttlingRetries(),
+    requestHandler: storeRequestHandler(),
+    ...(env.dynamodbEndpoint ? { endpoint: env.dynamodbEndpoint } : {}),
+    ...config,
+  });
+}
+
+/** A runtime for `env`: what a container makes once, or an in-process client for itself. */
+export function createRuntime(env: Environment, client = dynamodbClient(env)): Runtime {
+  const store = new DynamoDBStore({ client, tableName: env.tableName });
+  const engine = new EngineState({
+    store,
+    shardGrowWritesPerSecond: env.shardGrowWritesPerSecond,
+    // A configuration change reaches every container within its cache time.
+    definitionAdoptMs: 2 * env.configCacheMs,
+    onBackgroundError: (error) =>
+      // A give-back: the refused request stays charged; a split: its next writer completes it;
+      // a budget recorded by a refused call: the next refused call records it.
+      logger.error('a write made after its call was answered failed', { error }),
+    onSigningKeysRestored: (keyIds) =>
+      logger.error('signing keys were missing from the table; wrote back those known here', {
+        keyIds,
+      }),
+  });
+  const policies = new CachedConfigSource({ store, ttlMs: env.configCacheMs });
+  const denials = new DenialBuffer({ store, flushMs: env.denialFlushMs });
+  return { env, client, store, engine, policies, denials };
 }
 
 /**
@@ -83,6 +107,14 @@ export function prefetch(forCall: 'acquire' | 'settle'): void {
   } catch {
     return;
   }
+  warm(runtime, forCall);
+}
+
+/**
+ * Starts the reads a runtime's first call of `forCall` makes whoever calls (see
+ * {@link prefetch}); nothing waits on them.
+ */
+export function warm(runtime: Runtime, forCall: 'acquire' | 'settle'): void {
   runtime.engine.keys.warm();
   if (forCall !== 'acquire') return;
   runtime.policies.settings().catch(() => {});

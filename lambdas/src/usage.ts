@@ -5,10 +5,20 @@ import { beforeDeadline } from '@sluice/core/internal';
 import { edge, type JsonEvent, principalOf } from './http/edge.js';
 import { json, type Result } from './http/problem.js';
 import { parseQuery, usageQuery, usageRange } from './queries.js';
-import { getRuntime, logger } from './runtime.js';
+import { getRuntime, logger, type Runtime } from './runtime.js';
 import { callerCheck } from './scopes.js';
 
-let store: DynamoDBAdminStore | undefined;
+/** The store usage history is read through, one per runtime (the container's, a client's). */
+const stores = new WeakMap<Runtime, DynamoDBAdminStore>();
+
+function storeOf(runtime: Runtime): DynamoDBAdminStore {
+  let store = stores.get(runtime);
+  if (!store) {
+    store = new DynamoDBAdminStore({ client: runtime.client, tableName: runtime.env.tableName });
+    stores.set(runtime, store);
+  }
+  return store;
+}
 
 export const handler = middy<JsonEvent, Result>()
   .use(edge({ route: 'usage', body: false }))
@@ -20,8 +30,7 @@ export const handler = middy<JsonEvent, Result>()
     const { fromMs, toMs } = usageRange(query, granularity, Date.now());
     const runtime = getRuntime();
     await beforeDeadline(callerCheck(principalOf(event))(query.entity), event.deadline);
-    store ??= new DynamoDBAdminStore({ client: runtime.client, tableName: runtime.env.tableName });
-    const reading = usageHistory(store, {
+    const reading = usageHistory(storeOf(runtime), {
       entity: query.entity,
       granularity,
       fromMs,

@@ -34,20 +34,42 @@ export function handlerCode(name: FunctionName | StreamFunctionName): string {
   return dir;
 }
 
+/** A grant of some actions on the table's items of some partition keys. */
+export interface KeyedAccess {
+  readonly actions: readonly string[];
+  readonly keys: readonly string[];
+}
+
 /**
  * The store reads the items asked for in one turn together, in one BatchGetItem
- * (`DynamoDBStore.get`): a function may read so every item it may read alone (`GetItem`), and no
+ * (`DynamoDBStore.get`): a role may read so every item it may read alone (`GetItem`), and no
  * other. One statement names all of them, since IAM checks a batch's partition keys (its
  * `dynamodb:LeadingKeys`) against each statement as a whole: with one per grant, a batch of the
  * configuration and the signing keys (a new acquire container's first read) would be refused.
  */
-function batchReads(name: FunctionName | StreamFunctionName) {
-  const reads = ACCESS[name].filter((access) => access.actions.includes('dynamodb:GetItem'));
+function batchReads(accesses: readonly KeyedAccess[]): KeyedAccess {
+  const reads = accesses.filter((access) => access.actions.includes('dynamodb:GetItem'));
   return {
     actions: reads.length > 0 ? ['dynamodb:BatchGetItem'] : [],
     keys: [...new Set(reads.flatMap((access) => access.keys))],
   };
 }
+
+/**
+ * What a role that does the work of `names` may do to the table: their ACCESS entries (each
+ * once) and, in one statement, a batch of every item they may read alone.
+ */
+export function tableAccess(
+  names: readonly (FunctionName | StreamFunctionName)[],
+): readonly KeyedAccess[] {
+  const accesses = [...new Set(names.flatMap((name) => ACCESS[name]))];
+  return [...accesses, batchReads(accesses)].filter((access) => access.actions.length > 0);
+}
+
+/** The conditions that keep a statement to the items of `keys` (their partition keys). */
+export const leadingKeys = (keys: readonly string[]) => ({
+  'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': [...keys] },
+});
 
 /** What every function shares. */
 export interface FunctionOptions {
@@ -104,15 +126,12 @@ export function sluiceFunction(
       NODE_OPTIONS: '--enable-source-maps',
     },
   });
-  for (const { actions, keys } of [...ACCESS[name], batchReads(name)]) {
-    if (actions.length === 0) continue;
+  for (const { actions, keys } of tableAccess([name])) {
     fn.addToRolePolicy(
       new iam.PolicyStatement({
         actions: [...actions],
         resources: [options.table.tableArn],
-        conditions: {
-          'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': [...keys] },
-        },
+        conditions: leadingKeys(keys),
       }),
     );
   }

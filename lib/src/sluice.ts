@@ -23,7 +23,7 @@ import { NagSuppressions } from 'cdk-nag';
 import { Construct } from 'constructs';
 import { sluiceAggregator } from './aggregator.js';
 import { sluiceApi } from './api.js';
-import { type FunctionOptions, sluiceFunction } from './functions.js';
+import { type FunctionOptions, leadingKeys, sluiceFunction, tableAccess } from './functions.js';
 import {
   sluiceAlarms,
   sluiceDashboard,
@@ -132,9 +132,12 @@ export class Sluice extends Construct {
   readonly alarms: readonly cloudwatch.Alarm[];
   readonly dashboard: cloudwatch.Dashboard;
   readonly alarmTopic: sns.ITopic | undefined;
+  /** The table's key, when it is one of yours. */
+  readonly #encryptionKey: kms.IKey | undefined;
 
   constructor(scope: Construct, id: string, props: SluiceProps = {}) {
     super(scope, id);
+    this.#encryptionKey = props.tableEncryptionKey;
     const service = props.serviceName ?? SERVICE_DEFAULTS.serviceName;
     const logRetention = props.logRetention ?? logs.RetentionDays.ONE_MONTH;
     this.table = sluiceTable(this, tableOptions(props));
@@ -216,6 +219,26 @@ export class Sluice extends Construct {
     return grant;
   }
 
+  /**
+   * Lets `principal` (your own function) run Sluice in process (`@sluice/client/in-process`):
+   * exactly the table access of the acquire, adjust and release functions together, item by
+   * item (buckets, leases, signing keys, refusal counts; stored configuration read only), and
+   * the table's key if it has one of yours. Nothing else: no admin write, no audit trail, no
+   * usage history (read it over the API, `grantRead`).
+   */
+  grantInProcess(principal: iam.IGrantable): iam.Grant {
+    const grants = tableAccess(IN_PROCESS).map(({ actions, keys }) =>
+      iam.Grant.addToPrincipal({
+        grantee: principal,
+        actions: [...actions],
+        resourceArns: [this.table.tableArn],
+        conditions: leadingKeys(keys),
+      }),
+    );
+    if (this.#encryptionKey) grants.push(this.#encryptionKey.grantEncryptDecrypt(principal));
+    return grants.reduce((all, grant) => all.combine(grant));
+  }
+
   #grantInvoke(principal: iam.IGrantable, granted: readonly Route[]): iam.Grant {
     return iam.Grant.addToPrincipal({
       grantee: principal,
@@ -227,6 +250,9 @@ export class Sluice extends Construct {
     });
   }
 }
+
+/** The functions whose work an in-process client does in its caller's function. */
+const IN_PROCESS: readonly FunctionName[] = ['acquire', 'adjust', 'release'];
 
 /** What the table takes from the props. */
 function tableOptions(props: SluiceProps): TableOptions {

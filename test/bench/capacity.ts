@@ -151,6 +151,16 @@ export interface Capacity {
     httpApi: number;
     total: number;
   };
+  /**
+   * USD per million LLM calls made in process (`@sluice/client/in-process`): the same writes,
+   * and the usage aggregator's invocations; no HTTP API and no Sluice function per call (the
+   * caller's own function time is the caller's).
+   */
+  readonly inProcessCostPerMillionCalls: {
+    dynamodb: number;
+    lambda: number;
+    total: number;
+  };
   /** The default quotas this mix passes. */
   readonly overQuota: string[];
 }
@@ -172,16 +182,20 @@ export function capacity(mix: Mix): Capacity {
   while (hottest / shards > PARTITION_WCU * SHARD_TARGET && shards < 64) shards *= 2;
   const invocations = 1 + settlements; // acquire, adjusts, release
   const aggregatorInvocations = (mix.scopes + settlements) / 100; // stream records in batches of 100
-  const gbSeconds =
-    (invocations * mix.handlerMs + aggregatorInvocations * 50) / 1000 / (1024 / mix.memoryMb);
+  const lambdaCost = (handlerInvocations: number) =>
+    ((handlerInvocations * mix.handlerMs + aggregatorInvocations * 50) /
+      1000 /
+      (1024 / mix.memoryMb)) *
+      1e6 *
+      PRICES.lambdaGbSecond +
+    (handlerInvocations + aggregatorInvocations) * PRICES.lambdaRequestMillion;
   const round = (x: number, digits = 2) => Number(x.toFixed(digits));
   const cost = {
     dynamodb: wcu * PRICES.dynamodbWriteMillion,
-    lambda:
-      gbSeconds * 1e6 * PRICES.lambdaGbSecond +
-      (invocations + aggregatorInvocations) * PRICES.lambdaRequestMillion,
+    lambda: lambdaCost(invocations),
     httpApi: invocations * PRICES.httpApiMillion,
   };
+  const inProcessLambda = lambdaCost(0);
   const concurrency = (mix.calls * invocations * mix.handlerMs) / 1000;
   const httpRps = mix.calls * invocations;
   const overQuota = [
@@ -206,6 +220,11 @@ export function capacity(mix: Mix): Capacity {
       httpApi: round(cost.httpApi),
       total: round(cost.dynamodb + cost.lambda + cost.httpApi),
     },
+    inProcessCostPerMillionCalls: {
+      dynamodb: round(cost.dynamodb),
+      lambda: round(inProcessLambda),
+      total: round(cost.dynamodb + inProcessLambda),
+    },
     overQuota,
   };
 }
@@ -228,6 +247,9 @@ export function readmeSection(figures: BenchFigures = benchFigures()): string {
     '',
     `Per million calls: ${usd(first.wcuPerCall.acquire)} to acquire, ${usd(first.wcuPerCall.settle)} to settle, ${usd(first.wcuPerCall.aggregator)} for usage history (DynamoDB),`,
     `${first.costPerMillionCalls.lambda} USD of Lambda and ${first.costPerMillionCalls.httpApi} USD of HTTP API: **${first.costPerMillionCalls.total} USD**.`,
+    `In process (\`@sluice/client/in-process\`: the same writes, no HTTP API and no Sluice function per`,
+    `call; the time in your own function is yours): ${first.inProcessCostPerMillionCalls.dynamodb} USD of DynamoDB and ${first.inProcessCostPerMillionCalls.lambda} USD of`,
+    `Lambda for the usage aggregator: **${first.inProcessCostPerMillionCalls.total} USD**.`,
     '',
     '| calls/s | table WCU/s | hottest item WCU/s | shards | WCU/s per shard | Lambda concurrency | HTTP requests/s | USD per million calls (DynamoDB + Lambda + HTTP API) | default quotas passed |',
     '|---:|---:|---:|---:|---:|---:|---:|---|---|',

@@ -681,6 +681,38 @@ function latencySection(r: BenchResult): string {
   ].join('\n');
 }
 
+/** The in-process client beside the HTTP one (none in runs from before it was measured). */
+function inProcessSection(r: BenchResult): string | undefined {
+  const p = (r as Partial<BenchResult>).in_process;
+  if (!p) return undefined;
+  const row = (way: string, f: typeof p.http) => [
+    way,
+    fixed(f.p50_ms, 2),
+    fixed(f.p99_ms, 2),
+    int(f.decisions_per_s),
+    fixed(f.dynamodb_requests_per_call, 2),
+  ];
+  return [
+    '## In process beside the HTTP API',
+    '',
+    `One call (an acquire, then a release) through \`@sluice/client\` to the local HTTP API and through`,
+    `\`@sluice/client/in-process\`, on one table: latency one call at a time (${p.calls_per_round} calls each way, in turn, for`,
+    `${p.rounds} rounds; the first warms up and is not counted), calls per second with ${p.in_flight} in flight through one`,
+    `client (${int(p.throughput_calls)} calls), and the DynamoDB requests each call sent, counted on each way's own DynamoDB client.`,
+    'The local HTTP API has no API Gateway and no Lambda invocation in front of it: in AWS the HTTP',
+    "path adds theirs, which the in-process path does not have; DynamoDB's work is the same.",
+    '',
+    table(
+      ['path', 'p50 ms', 'p99 ms', 'calls/s', 'DynamoDB requests/call'],
+      ['left', 'right', 'right', 'right', 'right'],
+      [
+        row('the local HTTP API through `@sluice/client`', p.http),
+        row('in process, `@sluice/client/in-process`', p.in_process),
+      ],
+    ),
+  ].join('\n');
+}
+
 function coldStartSection(r: BenchResult): string {
   const c = r.cold_start;
   // The samples' range without the fastest and the slowest.
@@ -790,10 +822,13 @@ export function benchmarkMarkdown(r: BenchResult): string {
     costSection(r),
     usageReadsSection(r),
     latencySection(r),
+    inProcessSection(r),
     underLoadSection(r),
     coldStartSection(r),
     dataSection(r),
-  ].join('\n\n')}\n`;
+  ]
+    .filter((section) => section !== undefined)
+    .join('\n\n')}\n`;
 }
 
 /** The run a document was rendered from (its data section), or a `--json` document itself. */

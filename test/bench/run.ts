@@ -1109,6 +1109,13 @@ async function main() {
       median_ms_engine_acquire: median(samples.get('engine_acquire') ?? []),
       median_ms_dynamodb_update: median(samples.get('dynamodb_update') ?? []),
     };
+    // The same calls in process (@sluice/client/in-process), beside the local API, one table.
+    const { inProcessBeside } = await import('./in-process.js');
+    const in_process = await inProcessBeside({
+      endpoint: db.endpoint,
+      tableName: 'sluice-bench',
+      serverUrl: server.url,
+    });
     await server.close();
 
     // Last, on the warm DynamoDB Local and a table whose signing key is written: the acquire
@@ -1163,6 +1170,7 @@ async function main() {
       under_load,
       stored_config,
       local_api,
+      in_process,
       cold_start,
     };
     if (json) {
@@ -1266,6 +1274,12 @@ async function main() {
     log(
       `median latency of one decision: local HTTP API ${local_api.median_ms_http_acquire} ms through @sluice/client (an entity not seen in 30 s: ${local_api.median_ms_http_acquire_new_entity} ms), ${local_api.median_ms_http_acquire_fetch} ms through fetch, ${local_api.median_ms_http_acquire_node_http} ms through node:http, the handler without HTTP ${local_api.median_ms_handler_acquire} ms, engine directly ${local_api.median_ms_engine_acquire} ms, bare DynamoDB Local UpdateItem ${local_api.median_ms_dynamodb_update} ms`,
     );
+    for (const way of ['http', 'in_process'] as const) {
+      const f = in_process[way];
+      log(
+        `${way === 'http' ? 'local HTTP API' : 'in process'} (acquire + release through @sluice/client${way === 'http' ? '' : '/in-process'}): p50 ${f.p50_ms} ms, p99 ${f.p99_ms} ms one at a time; ${f.decisions_per_s} calls/s with ${in_process.in_flight} in flight; ${f.dynamodb_requests_per_call} DynamoDB requests per call`,
+      );
+    }
     const c = cold_start;
     log(
       `cold start under Node ${c.node}, spawn to the first answer, median of ${c.runs} alternated runs: the acquire bundle ${c.median_ms_acquire} ms (${c.acquire_ms.join(', ')}), a bare handler sending one UpdateItem ${c.median_ms_bare} ms (${c.bare_ms.join(', ')}); ${c.difference_ms} ms more, target at most ${c.target_ms} ms more: ${c.target_met ? 'met' : 'not met'}. Medians of the parts, acquire against bare: import ${c.median_ms_parts.acquire.import} against ${c.median_ms_parts.bare.import} ms, first call ${c.median_ms_parts.acquire.first_call} against ${c.median_ms_parts.bare.first_call} ms, the rest (process start, Node's bootstrap, the pipe) ${c.median_ms_parts.acquire.rest} against ${c.median_ms_parts.bare.rest} ms`,

@@ -6,6 +6,7 @@
  */
 
 import { SluiceStack } from '@sluice/cdk';
+import { SluiceClient } from '@sluice/client/in-process';
 import { ensureTable } from '@sluice/core';
 import {
   type FunctionName,
@@ -13,10 +14,11 @@ import {
   routes,
   type StreamFunctionName,
 } from '@sluice/lambdas/routes';
-import { localClient } from '@sluice/local';
+import { LOCAL_CREDENTIALS, LOCAL_REGION, localClient } from '@sluice/local';
 import { App, type CfnElement } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import { afterAll, beforeAll, describe, expect, inject, it, vi } from 'vitest';
 import { type Api, post, request, startApi, tableName } from '../support/api.js';
 import {
   type Access,
@@ -28,8 +30,17 @@ import {
   startIamProxy,
 } from '../support/iam-proxy.js';
 
+vi.hoisted(() => {
+  process.env.POWERTOOLS_LOG_LEVEL = 'SILENT'; // the in-process client's handlers log here
+});
+
 const app = new App();
 const stack = new SluiceStack(app, 'Iam');
+/** A function of the app's own that runs Sluice in process. */
+const inProcessRole = new iam.Role(stack, 'InProcessCaller', {
+  assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+});
+stack.sluice.grantInProcess(inProcessRole);
 const template = Template.fromStack(stack);
 const logicalId = (construct: { node: { defaultChild?: unknown } }) =>
   stack.getLogicalId(construct.node.defaultChild as CfnElement);
@@ -37,10 +48,16 @@ const TABLE = { 'Fn::GetAtt': [logicalId(stack.sluice.table), 'Arn'] };
 /** The functions that serve routes; each runs a local API under its own role's statements. */
 const NAMES = [...functionsOf(routes).keys()];
 
-function statementsOf(name: FunctionName | StreamFunctionName): Statement[] {
-  const fn = name === 'aggregator' ? stack.sluice.aggregator : stack.sluice.functions.get(name);
-  if (!fn?.role) throw new Error(`no function ${name}`);
-  const role = logicalId(fn.role as unknown as { node: { defaultChild?: unknown } });
+function statementsOf(name: FunctionName | StreamFunctionName | iam.Role): Statement[] {
+  const fn =
+    typeof name !== 'string'
+      ? undefined
+      : name === 'aggregator'
+        ? stack.sluice.aggregator
+        : stack.sluice.functions.get(name);
+  const granted = typeof name === 'string' ? fn?.role : name;
+  if (!granted) throw new Error(`no function ${name}`);
+  const role = logicalId(granted as unknown as { node: { defaultChild?: unknown } });
   const policies = template.findResources('AWS::IAM::Policy', {
     Properties: { Roles: [{ Ref: role }] },
   });
@@ -53,10 +70,12 @@ function statementsOf(name: FunctionName | StreamFunctionName): Statement[] {
     .filter((s) => [s.Action].flat().some((a) => a.startsWith('dynamodb:')));
 }
 
-const may = (name: FunctionName | StreamFunctionName, access: Access) =>
-  allows(statementsOf(name), TABLE, access);
+/** A function of the stack, by name, or another role the stack grants to. */
+type Grantee = Parameters<typeof statementsOf>[0];
+
+const may = (name: Grantee, access: Access) => allows(statementsOf(name), TABLE, access);
 /** Whether `name` may read the items of partition keys `pks` in one BatchGetItem. */
-const mayBatch = (name: FunctionName | StreamFunctionName, pks: readonly string[]) =>
+const mayBatch = (name: Grantee, pks: readonly string[]) =>
   allowsTogether(
     statementsOf(name),
     TABLE,
@@ -70,8 +89,9 @@ let aggregatorProxy: IamProxy;
 const apis = new Map<FunctionName, Api>();
 const api = (name: FunctionName) => (apis.get(name) as Api).url;
 
+let table: string;
 beforeAll(async () => {
-  const table = tableName('iam');
+  table = tableName('iam');
   const upstream = inject('dynamoEndpoint');
   await ensureTable(localClient(upstream), table);
   // Every server's usage aggregator reads the stream and writes under the aggregator's role.
@@ -376,6 +396,132 @@ describe('the grants', () => {
       expect(may(name, { action: 'dynamodb:GetItem', pk: 'config#entity' })).toBe(true);
       expect(may(name, { action: 'dynamodb:UpdateItem', pk: 'config#entity' })).toBe(false);
       expect(may(name, { action: 'dynamodb:UpdateItem', pk: 'meta#health' })).toBe(false);
+    }
+  });
+});
+
+describe('grantInProcess', () => {
+  const SETTLING: FunctionName[] = ['acquire', 'adjust', 'release'];
+  const ACTIONS = [
+    'dynamodb:GetItem',
+    'dynamodb:BatchGetItem',
+    'dynamodb:UpdateItem',
+    'dynamodb:PutItem',
+    'dynamodb:DeleteItem',
+    'dynamodb:ConditionCheckItem',
+    'dynamodb:Query',
+    'dynamodb:Scan',
+  ];
+  const PKS = [
+    'config#plan',
+    'config#entity',
+    'meta#lease-signing-key',
+    'meta#health',
+    'meta#usage-progress',
+    'entity#key-1',
+    'resource#gpt-4o',
+    'lease#abc',
+    'audit',
+    'denied#x',
+    'usage#key-1',
+    'usagetop#d#20260115#0',
+    'usagelog#2026-01-15T12:00',
+    'alert',
+  ];
+
+  it('gives exactly what the acquire, adjust and release functions have together', () => {
+    for (const action of ACTIONS)
+      for (const pk of PKS) {
+        const theirs = SETTLING.some((name) => may(name, { action, pk }));
+        expect({ action, pk, granted: may(inProcessRole, { action, pk }) }).toEqual({
+          action,
+          pk,
+          granted: theirs,
+        });
+      }
+    // What any of them may read alone, read together in one batch, and nothing more with it.
+    const reads = PKS.filter((pk) => may(inProcessRole, { action: 'dynamodb:GetItem', pk }));
+    expect(mayBatch(inProcessRole, reads)).toBe(true);
+    for (const pk of PKS.filter((p) => !reads.includes(p)))
+      expect({ pk, with: mayBatch(inProcessRole, [...reads, pk]) }).toEqual({ pk, with: false });
+  });
+
+  it('serves a whole in-process session under the role with nothing refused', async () => {
+    const proxy = await startIamProxy(statementsOf(inProcessRole), TABLE, inject('dynamoEndpoint'));
+    try {
+      const admin = `${api('admin')}/v1/admin`;
+      const put = async (path: string, body: unknown) =>
+        expect((await request('PUT', `${admin}${path}`, body)).status).toBeLessThan(300);
+      await put('/plans/ip-pro', {
+        limits: [{ name: 'tpm', metric: 'tokens', limit: 100_000, per: 'minute' }],
+        allowed_resources: ['ip-model'],
+        fallbacks: { 'ip-gpt-5': ['ip-model'] },
+      });
+      await put('/entities/ip-org', {});
+      await put('/entities/ip-key', { plan: 'ip-pro', parent: 'ip-org' });
+      // Sharded: the first acquire splits the scope, under the caller's role.
+      await put('/resources/ip-model', {
+        price: { input: '2.50', output: '10.00' },
+        limits: [
+          { name: 'provider_tpm', metric: 'tokens', limit: 1_000_000, per: 'minute', shards: 2 },
+        ],
+      });
+      const sluice = new SluiceClient({
+        table,
+        dynamodbEndpoint: proxy.url,
+        region: LOCAL_REGION,
+        credentials: LOCAL_CREDENTIALS,
+        configCacheMs: 0,
+        denialFlushMs: 0,
+        onUnavailable: 'deny',
+      });
+      const ask = {
+        entity: 'ip-key',
+        resource: 'ip-model',
+        usage: { input_tokens: 1_000, output_tokens: 200 },
+      };
+      const leaseOf = (answer: Awaited<ReturnType<SluiceClient['acquire']>>) => {
+        expect(answer).toMatchObject({ allowed: true, degraded: false });
+        return answer.allowed ? answer.leaseId : '';
+      };
+      const first = leaseOf(await sluice.acquire(ask));
+      expect(await sluice.adjust(first, { output_tokens: 300 })).toMatchObject({ settled: false });
+      expect(await sluice.release(first, { output_tokens: 350 })).toMatchObject({ settled: true });
+      expect(await sluice.available(ask)).toMatchObject({ degraded: false });
+      const fell = await sluice.acquire({ ...ask, resource: 'ip-gpt-5' });
+      expect(fell).toMatchObject({ allowed: true, resource: 'ip-model', fellBack: true });
+      await sluice.release(leaseOf(fell));
+      // Leases of the API settled in process, and the reverse, across a key rotation.
+      const viaApi = await post(`${api('acquire')}/v1/acquire`, ask);
+      const before = leaseOf(await sluice.acquire(ask));
+      expect((await request('POST', `${admin}/signing-keys/rotate`)).status).toBe(200);
+      await sluice.release(String(viaApi.body.lease_id));
+      expect((await post(`${api('release')}/v1/release`, { lease_id: before })).status).toBe(200);
+      // A refusal, and its count written by the next acquire.
+      const tiny = {
+        ...ask,
+        limits: [{ name: 'tiny', metric: 'tokens', limit: 10, per: 'day' as const }],
+      };
+      expect(await sluice.acquire(tiny)).toMatchObject({ allowed: false, degraded: false });
+      await sluice.release(leaseOf(await sluice.acquire(ask)));
+
+      expect(proxy.denied).toEqual([]);
+      expect(
+        proxy.allowed.some(
+          (a) => a.action === 'dynamodb:UpdateItem' && a.pk?.startsWith('denied#'),
+        ),
+      ).toBe(true);
+      expect(
+        proxy.exchanges.some((e) => {
+          const pks = keysRead(e).map((k) => k.pk);
+          return e.operation === 'BatchGetItem' && pks.includes('meta#lease-signing-key');
+        }),
+      ).toBe(true);
+      // Usage history is not the grant's: it is read over the API.
+      await expect(sluice.usage({ entity: 'ip-key' })).rejects.toThrow();
+      expect(proxy.denied.map((d) => d.action)).toEqual(['dynamodb:Query']);
+    } finally {
+      await proxy.close();
     }
   });
 });

@@ -35,6 +35,18 @@ describe("the README's capacity section", () => {
     expect(wcuPerCall.total).toBeCloseTo(measured.total, 1);
   });
 
+  it('prices in-process calls at the same writes, without the HTTP API or a function per call', () => {
+    const { costPerMillionCalls: http, inProcessCostPerMillionCalls: local } = capacity({
+      ...defaultMix(),
+      calls: 1,
+    });
+    expect(local.dynamodb).toBe(http.dynamodb);
+    // The usage aggregator's share of Lambda alone: a hundred stream records per invocation.
+    expect(local.lambda).toBeGreaterThan(0);
+    expect(local.lambda).toBeLessThan(http.lambda / 10);
+    expect(local.total).toBeCloseTo(http.total - http.httpApi - http.lambda + local.lambda, 1);
+  });
+
   it('shards the hottest item so that each shard stays under half a partition', () => {
     const mix = { ...defaultMix(), calls: 1_000, scopes: 1, adjusts: 0 };
     const { hottestItemWcuPerSecond, shards, perShardWcuPerSecond } = capacity(mix);
@@ -68,6 +80,8 @@ describe('@sluice/client, as built (npm run build)', () => {
     expect(inputs.filter((f) => f.includes('packages/client/src/'))).toEqual([]);
     // OpenTelemetry is an optional peer, loaded at run time only where it is installed.
     expect(inputs.filter((f) => f.includes('@opentelemetry'))).toEqual([]);
+    // The in-process mode (the handlers, the engine) is its own entry's alone.
+    expect(inputs.filter((f) => /in-process|lambdas\/|packages\/core\//.test(f))).toEqual([]);
     console.log(`@sluice/client bundle: ${(bytes / 1024).toFixed(1)} KB minified`);
     expect(bytes).toBeLessThanOrEqual(30 * 1024);
   });

@@ -6,7 +6,7 @@
 import { requestErrorFrom } from './errors.js';
 import type { Credentials } from './signing.js';
 import { ClientMetrics } from './telemetry.js';
-import { type Answer, strictRequest, Transport } from './transport.js';
+import { type Answer, type Sender, strictRequest, Transport } from './transport.js';
 import type {
   AcquireRequest,
   AcquireResult,
@@ -66,6 +66,12 @@ const REFUSALS = [429, 422] as const;
 /** Lease ids handed out while Sluice was unreachable: settling them records nothing. */
 const DEGRADED_PREFIX = 'degraded.';
 
+/**
+ * The option a client built on this one (the in-process entry's) passes its own {@link Sender}
+ * in; not part of the options users pass, and the main entry does not export it.
+ */
+export const SENDER: unique symbol = Symbol('sluice.sender');
+
 const realSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /**
@@ -83,7 +89,7 @@ const realSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(reso
  * if (!result.allowed) return tooMany(result.retryAfterMs);
  */
 export class SluiceClient {
-  readonly #transport: Transport;
+  readonly #transport: Sender;
   readonly #timeoutMs: number;
   readonly #retries: number;
   readonly #onUnavailable: 'allow' | 'deny';
@@ -91,7 +97,7 @@ export class SluiceClient {
   readonly #metrics: ClientMetrics;
 
   constructor(options: SluiceClientOptions) {
-    this.#transport = new Transport(options);
+    this.#transport = (options as { [SENDER]?: Sender })[SENDER] ?? new Transport(options);
     this.#timeoutMs = options.timeoutMs ?? 3_000;
     this.#retries = options.retries ?? 2;
     this.#onUnavailable = options.onUnavailable ?? 'allow';

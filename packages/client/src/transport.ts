@@ -40,7 +40,7 @@ export const TIMEOUT_HEADER = 'x-sluice-timeout-ms';
 const RATE_LIMIT_HEADER = /^(retry-after(-ms)?|ratelimit(-policy)?|x-ratelimit-.+)$/;
 
 /** An answer as it came off the wire. */
-interface Received {
+export interface Received {
   readonly status: number;
   readonly text: string;
   /** By name, in lower case. */
@@ -119,8 +119,31 @@ async function viaFetch(send: typeof fetch, out: Outgoing): Promise<Received> {
   return { status: res.status, text: await res.text(), headers: Object.fromEntries(byName) };
 }
 
+/** What sends the SDK's requests and reads their answers: {@link Transport}, or another. */
+export interface Sender {
+  /** Where requests go, for messages. */
+  readonly origin: string;
+  /**
+   * Sends one request and reads its answer. Throws when it cannot be sent or when `timeoutMs`
+   * passes first: the caller decides whether to retry.
+   */
+  send(method: string, path: string, body: unknown, timeoutMs: number): Promise<Answer>;
+}
+
+/** An answer read: its JSON body (or what it is instead) and its rate-limit headers. */
+export function answerFrom(received: Received): Answer {
+  const { status, text } = received;
+  const rateLimit = rateLimitHeaders(received);
+  if (!text) return { status, body: {}, json: true, headers: rateLimit };
+  try {
+    return { status, body: JSON.parse(text) as unknown, json: true, headers: rateLimit };
+  } catch {
+    return { status, body: { detail: text.slice(0, 200) }, json: false };
+  }
+}
+
 /** Signs and sends requests to one Sluice endpoint. */
-export class Transport {
+export class Transport implements Sender {
   readonly #base: URL;
   readonly #signer: RequestSigner;
   readonly #fetch: typeof fetch | undefined;
@@ -150,15 +173,7 @@ export class Transport {
       [TIMEOUT_HEADER]: String(Math.max(1, Math.floor(timeoutMs))),
     };
     const out = { url, method, headers, payload, signal: AbortSignal.timeout(timeoutMs) };
-    const received = this.#fetch ? await viaFetch(this.#fetch, out) : await exchange(out);
-    const { status, text } = received;
-    const rateLimit = rateLimitHeaders(received);
-    if (!text) return { status, body: {}, json: true, headers: rateLimit };
-    try {
-      return { status, body: JSON.parse(text) as unknown, json: true, headers: rateLimit };
-    } catch {
-      return { status, body: { detail: text.slice(0, 200) }, json: false };
-    }
+    return answerFrom(this.#fetch ? await viaFetch(this.#fetch, out) : await exchange(out));
   }
 }
 
@@ -168,7 +183,7 @@ export class Transport {
  * throws {@link SluiceClientError} `unavailable`.
  */
 export async function strictRequest(
-  transport: Transport,
+  transport: Sender,
   method: string,
   path: string,
   timeoutMs: number,

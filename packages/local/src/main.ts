@@ -231,7 +231,7 @@ const example = JSON.stringify({
   usage: { input_tokens: 1500, output_tokens: 500 },
   limits: [{ name: 'tpm', metric: 'tokens', limit: 10000, per: 'minute' }],
 });
-console.log(`Sluice is listening on ${server.url} (DynamoDB: ${db ? `embedded, ${env.SLUICE_DATA_DIR ?? 'in memory'}` : endpoint}, table ${tableName})
+console.log(`Sluice is listening on ${server.url} (DynamoDB: ${db ? `embedded at ${endpoint}, ${env.SLUICE_DATA_DIR ?? 'in memory'}` : endpoint}, table ${tableName})
 ${
   trustPrincipalHeader
     ? `UNSAFE: the caller's IAM principal is whatever the ${LOCAL_PRINCIPAL_HEADER} header claims (${TRUST_PRINCIPAL}=1). Never expose this port.`

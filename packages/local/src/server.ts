@@ -4,13 +4,12 @@
  * There is no IAM here, so no SigV4 check, and no caller identity unless the server is told to
  * trust one from a header ({@link LOCAL_PRINCIPAL_HEADER}; never in production).
  */
-import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { InvokeStore, InvokeStoreBase } from '@aws/lambda-invoke-store';
+import { apiEvent, invocationContext, matchPath } from '@sluice/lambdas/events';
 import { problem } from '@sluice/lambdas/problem';
 import { type Route, routeKey } from '@sluice/lambdas/routes';
 import type {
-  APIGatewayEventRequestContextIAMAuthorizer,
   APIGatewayProxyEventV2,
   APIGatewayProxyStructuredResultV2,
   Context,
@@ -86,21 +85,6 @@ function readBody(req: IncomingMessage): Promise<Buffer | null> {
   });
 }
 
-/** Matches a path against a route's template; `{name}` segments become path parameters. */
-function matchPath(template: string, path: string): Record<string, string> | undefined {
-  const want = template.split('/');
-  const got = path.split('/');
-  if (want.length !== got.length) return undefined;
-  const params = new Map<string, string>();
-  for (const [i, part] of want.entries()) {
-    const value = got[i] ?? '';
-    const param = /^\{(\w+)\}$/.exec(part);
-    if (param?.[1] && value !== '') params.set(param[1], value);
-    else if (part !== value) return undefined;
-  }
-  return Object.fromEntries(params);
-}
-
 const firstOf = (value: string | string[] | undefined) => (Array.isArray(value) ? value[0] : value);
 
 function decodePath(path: string): string {
@@ -124,77 +108,25 @@ function toEvent(
       value === undefined ? [] : [[name, Array.isArray(value) ? value.join(',') : value]],
     ),
   );
-  const now = new Date();
-  return {
-    version: '2.0',
-    routeKey: routeKey(route),
-    rawPath: url.pathname,
-    rawQueryString: url.search.slice(1),
+  return apiEvent({
+    route,
+    path: url.pathname,
+    query: url.search.slice(1),
     headers,
-    ...(url.search
-      ? { queryStringParameters: Object.fromEntries(url.searchParams.entries()) }
-      : {}),
-    ...(Object.keys(pathParameters).length ? { pathParameters } : {}),
-    requestContext: {
-      accountId: 'local',
-      apiId: 'local',
-      domainName: url.host,
-      domainPrefix: 'local',
-      http: {
-        method: route.method,
-        path: url.pathname,
-        protocol: `HTTP/${req.httpVersion}`,
-        sourceIp: req.socket.remoteAddress ?? '127.0.0.1',
-        userAgent: headers['user-agent'] ?? '',
-      },
-      requestId: randomUUID(),
-      ...(principal ? { authorizer: iamAuthorizer(principal) } : {}),
-      routeKey: routeKey(route),
-      stage: '$default',
-      time: now.toISOString(),
-      timeEpoch: now.getTime(),
-    },
-    ...(body.length > 0 ? { body: body.toString('utf8') } : {}),
-    isBase64Encoded: false,
-  };
-}
-
-/** What API Gateway's IAM authorizer puts in the request context for `userArn`. */
-function iamAuthorizer(userArn: string): APIGatewayEventRequestContextIAMAuthorizer {
-  const accountId = /^arn:[\w-]+:(?:iam|sts)::(\d{12}):/.exec(userArn)?.[1] ?? '';
-  return {
-    iam: {
-      accessKey: 'local',
-      accountId,
-      callerId: 'local',
-      cognitoIdentity: null,
-      principalOrgId: '',
-      userArn,
-      userId: 'local',
-    },
-  };
+    body: body.toString('utf8'),
+    pathParameters,
+    principal,
+    domainName: url.host,
+    sourceIp: req.socket.remoteAddress ?? '127.0.0.1',
+    protocol: `HTTP/${req.httpVersion}`,
+  });
 }
 
 /** How long a local invocation may run, as a deployed function's timeout. @default 10 s */
 export const LOCAL_FUNCTION_TIMEOUT_MS = 10_000;
 
-function contextFor(route: Route, requestId: string, timeoutMs: number): Context {
-  const deadline = Date.now() + timeoutMs;
-  return {
-    callbackWaitsForEmptyEventLoop: false,
-    functionName: `sluice-local-${route.function}`,
-    functionVersion: '$LATEST',
-    invokedFunctionArn: `arn:aws:lambda:local:000000000000:function:sluice-local-${route.function}`,
-    memoryLimitInMB: '256',
-    awsRequestId: requestId,
-    logGroupName: `/aws/lambda/sluice-local-${route.function}`,
-    logStreamName: 'local',
-    getRemainingTimeInMillis: () => Math.max(0, deadline - Date.now()),
-    done: () => {},
-    fail: () => {},
-    succeed: () => {},
-  };
-}
+const contextFor = (route: Route, requestId: string, timeoutMs: number): Context =>
+  invocationContext(`sluice-local-${route.function}`, requestId, timeoutMs);
 
 /** How {@link startLocalServer} serves. */
 export interface LocalServerOptions {
