@@ -4,7 +4,7 @@
  */
 import { SluiceClient } from '@sluice/client';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { acquire, limitOf, put } from '../support/admin.js';
+import { acquire, acquireAsClient, limitOf, put } from '../support/admin.js';
 import { type Api, request, startApi, tableName } from '../support/api.js';
 import { type IamProxy, keysRead, roundsOf, startRecorder } from '../support/iam-proxy.js';
 
@@ -107,7 +107,7 @@ describe('fallback in the request', () => {
     const ask = { entity, resource: 'fb-large', usage: { input_tokens: 300 }, limits };
     const answers = await Promise.all(
       Array.from({ length: 40 }, (_, i) =>
-        acquire(i % 2 ? api.url : other.url, { ...ask, fallback: ['fb-small'] }),
+        acquireAsClient(i % 2 ? api.url : other.url, { ...ask, fallback: ['fb-small'] }),
       ),
     );
     const on = (resource: string) =>

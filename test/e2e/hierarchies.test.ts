@@ -2,7 +2,7 @@
  * Hierarchies and shared limits over HTTP: keys of one project under concurrency, provider-wide limits, state kept through limit changes and parent moves, resets, and the hierarchy rules.
  */
 import { describe, expect, it } from 'vitest';
-import { acquire, limitOf, put } from '../support/admin.js';
+import { acquire, acquireAsClient, limitOf, put } from '../support/admin.js';
 import { fileApi, request } from '../support/api.js';
 
 // 30-day periods: refill during a test is far below one unit, so counts can be asserted exactly.
@@ -100,7 +100,7 @@ describe('hierarchies and shared limits', () => {
     });
     const results = await Promise.all(
       Array.from({ length: 48 }, (_, i) =>
-        acquire(api.url, { entity: `tenant-${i % 6}`, resource: 'provider-x', usage: {} }),
+        acquireAsClient(api.url, { entity: `tenant-${i % 6}`, resource: 'provider-x', usage: {} }),
       ),
     );
     const ok = results.filter((r) => r.status === 200).length;

@@ -4,7 +4,7 @@
  * settling each other's leases; and the admin API refusing shard counts it cannot keep.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { acquire, limitOf, put } from '../support/admin.js';
+import { acquire, acquireAsClient, limitOf, put } from '../support/admin.js';
 import { type Api, post, request, startApi, tableName } from '../support/api.js';
 
 let a: Api;
@@ -26,7 +26,7 @@ describe('a stored limit with shards', () => {
     const servers = [a, b];
     const answers = await Promise.all(
       Array.from({ length: 200 }, (_, i) =>
-        acquire((servers[i % 2] as Api).url, {
+        acquireAsClient((servers[i % 2] as Api).url, {
           entity: `key-${i % 50}`,
           resource: 'sharded-model',
           usage: {},
