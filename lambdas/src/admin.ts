@@ -30,7 +30,14 @@ import { auditRetentionDays } from './environment.js';
 import { HttpProblem } from './errors.js';
 import { edge, header, type JsonEvent, principalOf } from './http/edge.js';
 import { json, type Result } from './http/problem.js';
-import { alertsQuery, overviewQuery, parseQuery, topQuery, usageRange } from './queries.js';
+import {
+  alertsQuery,
+  auditQuery,
+  overviewQuery,
+  parseQuery,
+  topQuery,
+  usageRange,
+} from './queries.js';
 import { type AdminOperation, type Route, routeKey, routes } from './routes.js';
 import { getRuntime, logger, type Runtime } from './runtime.js';
 
@@ -204,7 +211,18 @@ export const operations: Record<AdminOperation, Operation> = {
     return json(200, none, etag(UNSTORED_SETTINGS_TAG));
   },
   putSettings: (call) => put(call, 'settings', SETTINGS_NAME),
-  listAudit: async ({ admin, event }) => json(200, await admin.audit(pageParams(event))),
+  listAudit: async ({ admin, event }) => {
+    const query = parseQuery(auditQuery, event.queryStringParameters);
+    const limit = query.limit ? Number(query.limit) : SERVICE_DEFAULTS.pageSize;
+    return json(
+      200,
+      await admin.audit({
+        limit,
+        ...(query.cursor ? { cursor: query.cursor } : {}),
+        ...(query.entity ? { entity: query.entity } : {}),
+      }),
+    );
+  },
   usageOverview: async ({ store, event }) => {
     const query = parseQuery(overviewQuery, event.queryStringParameters);
     const granularity = query.granularity ?? 'day';
@@ -243,6 +261,7 @@ export const operations: Record<AdminOperation, Operation> = {
     const page = await listAlerts(store, {
       limit,
       ...(query.cursor ? { cursor: query.cursor } : {}),
+      ...(query.entity ? { entity: query.entity } : {}),
     });
     return json(200, { items: page.items, next: page.next ?? null });
   },

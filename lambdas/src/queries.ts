@@ -164,11 +164,29 @@ export const topQuery = z.strictObject({
 });
 
 /** GET /v1/admin/alerts */
+/**
+ * Only this entity's items: a page then reads at most a bounded number of items, and may hold
+ * fewer than `limit` (even none) with a `next` to read on.
+ */
+const entityFilter = z
+  .string()
+  .check(
+    z.minLength(1),
+    z.maxLength(256),
+    z.describe(
+      'Only this entity’s items. A page then reads at most 1,000 items: it may hold fewer than `limit` (even none) and still have a `next`.',
+    ),
+  );
+
 export const alertsQuery = z.strictObject({
   limit: z.optional(pageLimit(SERVICE_DEFAULTS.maxPageSize, SERVICE_DEFAULTS.pageSize)),
   /** Checked where it is read (core's listAlerts): a 400 naming `cursor` if it is not one. */
   cursor: z.optional(z.string().check(z.describe('The `next` of the page before.'))),
+  entity: z.optional(entityFilter),
 });
+
+/** The audit trail's page: as alerts'. */
+export const auditQuery = alertsQuery;
 
 const DAY_MS = PERIOD_SECONDS.day * 1_000;
 /** How far back `from` defaults to, per granularity. */

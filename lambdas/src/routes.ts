@@ -254,7 +254,8 @@ export const routes = [
     versioned: 'write',
   }),
   admin('GET', '/v1/admin/audit', 'listAudit', {
-    summary: `Admin changes, newest first, with before and after; kept ${SERVICE_DEFAULTS.auditRetentionDays} days by default.`,
+    summary: `Admin changes, newest first, with before and after; kept ${SERVICE_DEFAULTS.auditRetentionDays} days by default. \`?entity=\` keeps an entity's own (its document's writes, its resets).`,
+    query: q.auditQuery,
     response: named('AuditPage', r.auditPage),
   }),
   admin('GET', '/v1/admin/usage/overview', 'usageOverview', {
@@ -271,7 +272,7 @@ export const routes = [
   }),
   admin('GET', '/v1/admin/alerts', 'listAlerts', {
     summary:
-      'Budget alerts, newest window first: one per entity, quota, window and threshold; `delivered` says whether it reached the event bus (or webhook).',
+      'Budget alerts, newest window first: one per entity, quota, window and threshold; `delivered` says whether it reached the event bus (or webhook). `?entity=` keeps an entity’s own.',
     query: q.alertsQuery,
     response: named('AlertsPage', r.alertsPage),
   }),

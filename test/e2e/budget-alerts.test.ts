@@ -65,12 +65,15 @@ const sentFor = (entity: string) =>
 
 type Listed = { entity: string; threshold: number; limit_value: number; delivered: boolean };
 
-/** The alerts the table lists for `entity`, as [threshold, limit_value, delivered]. */
-const listedFor = async (entity: string) =>
-  ((await request('GET', `${url(1)}/v1/admin/alerts`)).body.items as Listed[])
-    .filter((a) => a.entity === entity)
+/** The alerts the table lists for `entity` (`?entity=`), as [threshold, limit_value, delivered]. */
+async function listedFor(entity: string) {
+  const path = `/v1/admin/alerts?entity=${encodeURIComponent(entity)}`;
+  const listed = (await request('GET', `${url(1)}${path}`)).body.items as Listed[];
+  expect(listed.filter((a) => a.entity !== entity)).toEqual([]); // its own alerts only
+  return listed
     .map((a) => [a.threshold, a.limit_value, a.delivered])
     .sort((a, b) => Number(a[1]) - Number(b[1]) || Number(a[0]) - Number(b[0]));
+}
 
 /** A monthly token budget of `limit` alerting at `alerts`, in a zone whose month stays put. */
 const monthly = (limit: number, alerts: number[]) => ({

@@ -188,6 +188,8 @@ describe('the console', () => {
     expect(planRows).toHaveLength(2);
     expect(planRows[0]).toContain('limits'); // the edit: newest first
     await page.fill('#audit-entity', ENTITY);
+    await page.press('#audit-entity', 'Enter'); // Sluice filters (?entity=)
+    await settled(page);
     expect(await audit()).toEqual([expect.stringContaining(`entity ${ENTITY}`)]);
     await inspect('audit');
   });

@@ -70,6 +70,7 @@ export { grow, growInBackground } from './engine/shards.js';
 export { EngineState } from './engine/state.js';
 export { PolicyRefusal } from './errors.js';
 export { own } from './names.js';
+export { FILTER_SCAN_AT_MOST, queryWhere } from './store/cursor.js';
 // The table.
 export {
   bucketAttributes,

@@ -8,7 +8,7 @@ import { useState } from 'preact/hooks';
 import { ApiError, api, FORBIDDEN, get, segment } from './api.js';
 import { UsageCard } from './entity-usage.js';
 import { allows, duration, time, zoneOrUtc } from './format.js';
-import { ALERT_HEADERS, AUDIT_HEADERS, alertRows, auditRows, collect } from './lists.js';
+import { ALERT_HEADERS, AUDIT_HEADERS, alertRows, auditRows, latestOf } from './lists.js';
 import { entityHref, headroomBar, link, section, table, useLoad, whenLoaded } from './ui.js';
 import type {
   Alert,
@@ -190,15 +190,8 @@ function Headroom({
 
 /** Its alerts and the audit entries that touched it (read from the latest pages). */
 function History({ facts }: { facts: EntityFacts }): ComponentChildren {
-  const [alerts] = useLoad(
-    () => collect<Alert>('/v1/admin/alerts', (a) => a.entity === facts.name),
-    [facts.name],
-  );
-  const [audit] = useLoad(
-    () =>
-      collect<AuditEntry>('/v1/admin/audit', (e) => e.kind === 'entity' && e.name === facts.name),
-    [facts.name],
-  );
+  const [alerts] = useLoad(() => latestOf<Alert>('/v1/admin/alerts', facts.name), [facts.name]);
+  const [audit] = useLoad(() => latestOf<AuditEntry>('/v1/admin/audit', facts.name), [facts.name]);
   return h(
     'div',
     { class: 'grid' },

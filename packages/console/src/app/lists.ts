@@ -54,17 +54,22 @@ export function auditRows(items: readonly AuditEntry[], zone = 'UTC'): Component
   ]);
 }
 
-/** The items of up to `pages` pages of a listing that `keep` keeps. */
-export async function collect<T>(
+/**
+ * An entity's latest items of a listing (Sluice filters: `?entity=`): up to `count`, reading up
+ * to `pages` pages (a filtered page may hold fewer than asked).
+ */
+export async function latestOf<T>(
   path: string,
-  keep: (item: T) => boolean,
+  entity: string,
+  count = 50,
   pages = 5,
 ): Promise<T[]> {
   const kept: T[] = [];
   let cursor: string | undefined;
-  for (let i = 0; i < pages; i++) {
-    const page = await get<Page<T>>(`${path}${query({ limit: '200', cursor })}`);
-    kept.push(...page.items.filter(keep));
+  for (let i = 0; i < pages && kept.length < count; i++) {
+    const limit = String(count - kept.length);
+    const page = await get<Page<T>>(`${path}${query({ limit, cursor, entity })}`);
+    kept.push(...page.items);
     if (!page.next) break;
     cursor = page.next;
   }
@@ -76,41 +81,50 @@ interface Pager<T> {
   readonly next: string | null;
 }
 
-/** A paged list with an entity filter; `entityOf` says which entity an item is about. */
+/** A paged list with an entity filter. */
 function PagedList<T>(props: {
   title: string;
   path: string;
   headers: readonly string[];
   rows: (items: readonly T[]) => ComponentChildren[][];
-  entityOf: (item: T) => string | null;
   initialEntity: string;
   testId: string;
 }): ComponentChildren {
+  // The entity typed, and the one the list shows (Sluice filters: `?entity=`), set on Enter.
+  const [typed, setTyped] = useState(props.initialEntity);
   const [entity, setEntity] = useState(props.initialEntity);
   const [pages, setPages] = useState<string[]>([]);
   const cursor = pages.at(-1);
   const [loaded] = useLoad(
-    () => get<Pager<T>>(`${props.path}${query({ limit: '50', cursor })}`),
-    [props.path, cursor],
+    () =>
+      get<Pager<T>>(`${props.path}${query({ limit: '50', cursor, entity: entity || undefined })}`),
+    [props.path, cursor, entity],
   );
+  const filter = (e: Event) => {
+    e.preventDefault();
+    setPages([]);
+    setEntity(typed);
+  };
   return section(
     props.title,
     h(
       'form',
-      { class: 'toolbar', role: 'search', onSubmit: (e: Event) => e.preventDefault() },
+      { class: 'toolbar', role: 'search', onSubmit: filter },
       h('label', { for: `${props.testId}-entity` }, 'Entity'),
       h('input', {
         id: `${props.testId}-entity`,
         type: 'search',
-        value: entity,
+        value: typed,
         placeholder: 'all entities',
-        onInput: (e: Event) => setEntity((e.target as HTMLInputElement).value.trim()),
+        onInput: (e: Event) => setTyped((e.target as HTMLInputElement).value.trim()),
       }),
+      h('button', { type: 'submit' }, 'Filter'),
     ),
     whenLoaded(loaded, (page) => {
-      const shown = entity ? page.items.filter((i) => props.entityOf(i) === entity) : page.items;
+      // Filtered, a page holds what Sluice found in the items it read: maybe less than a page.
+      const empty = page.next ? 'None in this stretch: older ones may follow.' : 'Nothing here.';
       return [
-        table(props.title, props.headers, props.rows(shown), 'Nothing on this page.', props.testId),
+        table(props.title, props.headers, props.rows(page.items), empty, props.testId),
         h(
           'div',
           { class: 'toolbar' },
@@ -144,7 +158,6 @@ export function AlertsView({ entity }: { entity: string }): ComponentChildren {
     path: '/v1/admin/alerts',
     headers: ALERT_HEADERS,
     rows: (items) => alertRows(items),
-    entityOf: (a) => a.entity,
     initialEntity: entity,
     testId: 'alerts',
   });
@@ -156,7 +169,6 @@ export function AuditView({ entity }: { entity: string }): ComponentChildren {
     path: '/v1/admin/audit',
     headers: AUDIT_HEADERS,
     rows: (items) => auditRows(items),
-    entityOf: (e) => (e.kind === 'entity' ? e.name : null),
     initialEntity: entity,
     testId: 'audit',
   });

@@ -8,7 +8,7 @@ import { SERVICE_DEFAULTS } from '../defaults.js';
 import { PERIOD_SECONDS } from '../engine/limits.js';
 import { nextRotation } from '../engine/signing-keys.js';
 import { ConflictError, NotFoundError } from '../errors.js';
-import { decodeCursor, encodeCursor, startsWithInstant } from '../store/cursor.js';
+import { decodeCursor, encodeCursor, queryWhere, startsWithInstant } from '../store/cursor.js';
 import {
   documentAttributes as D,
   itemAttributes,
@@ -249,14 +249,28 @@ export class ConfigAdmin {
     return { cleared: resources.length };
   }
 
-  /** Audit entries, newest first. */
-  async audit(options: { limit?: number; cursor?: string } = {}): Promise<Page<AuditEntry>> {
+  /**
+   * Audit entries, newest first; with `entity`, only those of that entity (its document's writes
+   * and its resets), a page reading at most a bounded number of entries (it may hold fewer than
+   * `limit`, and still have a `next`).
+   */
+  async audit(
+    options: { limit?: number; cursor?: string; entity?: string } = {},
+  ): Promise<Page<AuditEntry>> {
     const after = decodeCursor(options.cursor, startsWithInstant);
-    const page = await this.#store.query(itemKeys.audit('').pk, {
+    const asked = {
       limit: options.limit ?? 100,
       descending: true,
       ...(after !== undefined ? { after } : {}),
-    });
+    };
+    const { entity } = options;
+    const page =
+      entity === undefined
+        ? await this.#store.query(itemKeys.audit('').pk, asked)
+        : await queryWhere(this.#store, itemKeys.audit('').pk, asked, (state) => {
+            const entry = JSON.parse(String(state[D.body])) as AuditEntry;
+            return entry.kind === 'entity' && entry.name === entity;
+          });
     return {
       items: page.items.map(({ state }) => JSON.parse(String(state[D.body])) as AuditEntry),
       next: page.next === undefined ? null : encodeCursor(page.next),

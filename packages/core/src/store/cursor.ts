@@ -4,6 +4,7 @@
  * the listing's items never have) is a 400 naming `cursor`, never an empty or misplaced page.
  */
 import { ValidationError } from '../errors.js';
+import type { AdminStore, ItemState, QueryPage } from './types.js';
 
 /** The cursor that continues after the item with sort key `sk`. */
 export const encodeCursor = (sk: string): string => Buffer.from(sk).toString('base64url');
@@ -29,3 +30,44 @@ export function decodeCursor(
 /** Sort keys that start with an ISO 8601 UTC instant and `#` (audit entries, budget alerts). */
 export const startsWithInstant = (sk: string): boolean =>
   /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z#./.test(sk);
+
+/** Items a filtered listing reads at most for one page (it may answer fewer than asked). */
+export const FILTER_SCAN_AT_MOST = 1_000;
+
+/**
+ * A page of the partition `pk` of only the items `keep` accepts: up to `limit` of them, reading
+ * at most {@link FILTER_SCAN_AT_MOST} items. `next` continues after the last item read when the
+ * partition may hold more, so a page can hold fewer than `limit` (even none) and still have one.
+ */
+export async function queryWhere(
+  store: AdminStore,
+  pk: string,
+  options: {
+    readonly limit: number;
+    readonly after?: string | undefined;
+    readonly descending?: boolean;
+  },
+  keep: (state: ItemState) => boolean,
+): Promise<QueryPage> {
+  const items: QueryPage['items'][number][] = [];
+  let after = options.after;
+  let scanned = 0;
+  for (;;) {
+    const page = await store.query(pk, {
+      limit: 100,
+      ...(options.descending ? { descending: true } : {}),
+      ...(after !== undefined ? { after } : {}),
+    });
+    for (const [i, item] of page.items.entries()) {
+      scanned++;
+      if (!keep(item.state)) continue;
+      items.push(item);
+      if (items.length < options.limit) continue;
+      const last = i === page.items.length - 1 && page.next === undefined;
+      return last ? { items } : { items, next: item.key.sk };
+    }
+    if (page.next === undefined) return { items };
+    after = page.next;
+    if (scanned >= FILTER_SCAN_AT_MOST) return { items, next: after };
+  }
+}

@@ -6,7 +6,7 @@
 import { PERIOD_SECONDS, sumUsage, type Usage } from '../engine/limits.js';
 import { ValidationError } from '../errors.js';
 import { own } from '../names.js';
-import { decodeCursor, encodeCursor, startsWithInstant } from '../store/cursor.js';
+import { decodeCursor, encodeCursor, queryWhere, startsWithInstant } from '../store/cursor.js';
 import {
   alertAttributes as A,
   TOP_SHARDS,
@@ -277,15 +277,30 @@ export interface ListedAlert extends BudgetAlert {
  */
 export async function listAlerts(
   store: AdminStore,
-  options: { readonly limit: number; readonly cursor?: string | undefined },
+  options: {
+    readonly limit: number;
+    readonly cursor?: string | undefined;
+    /** Only this entity's alerts (a page then reads a bounded number: it may hold fewer). */
+    readonly entity?: string | undefined;
+  },
 ): Promise<{ items: ListedAlert[]; next?: string }> {
   const { pk } = usageKeys.alert('', { pk: '', sk: '' }, '', 0);
   const after = decodeCursor(options.cursor, startsWithInstant);
-  const page = await store.query(pk, {
+  const asked = {
     limit: options.limit,
     descending: true,
     ...(after !== undefined ? { after } : {}),
-  });
+  };
+  const { entity } = options;
+  const page =
+    entity === undefined
+      ? await store.query(pk, asked)
+      : await queryWhere(
+          store,
+          pk,
+          asked,
+          (state) => (JSON.parse(String(state[A.detail])) as BudgetAlert).entity === entity,
+        );
   return {
     items: page.items.map(({ state }) => ({
       ...(JSON.parse(String(state[A.detail])) as BudgetAlert),
