@@ -12,7 +12,7 @@ export type HttpProblemCode =
   | 'method_not_allowed';
 
 /** Every code an error of this package carries. */
-export type HandlerErrorCode = HttpProblemCode | 'environment_invalid';
+export type HandlerErrorCode = HttpProblemCode | 'environment_invalid' | 'setup_invalid';
 
 /** Base class of the errors the handlers throw. */
 export class HandlerError extends Error {
@@ -47,5 +47,16 @@ export class HttpProblem extends HandlerError {
 export class EnvironmentError extends HandlerError {
   constructor(message: string) {
     super('environment_invalid', message);
+  }
+}
+
+/**
+ * In process: DynamoDB refused the caller's own setup (its role may not use the table, or there is
+ * no such table). Every call would fail the same way, so it is thrown to the caller rather than
+ * answered as an outage (which a client failing open would admit through).
+ */
+export class SetupError extends HandlerError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('setup_invalid', message, options);
   }
 }

@@ -8,14 +8,17 @@
  *
  * The admin routes are not served here: stored configuration is changed through the API.
  */
+// First: the handlers below then start no container reads from this process's environment.
+import './in-process-mark.js';
 import type { DynamoDBClient, DynamoDBClientConfig } from '@aws-sdk/client-dynamodb';
 import { ENGINE_DEFAULTS, SERVICE_DEFAULTS } from '@sluice/core/internal';
 import type { APIGatewayProxyEventV2, Context } from 'aws-lambda';
 import { handler as acquire } from './acquire.js';
 import { handler as adjust } from './adjust.js';
 import { handler as available } from './available.js';
-import { EnvironmentError } from './errors.js';
+import { EnvironmentError, SetupError } from './errors.js';
 import { handler as health } from './health.js';
+import type { JsonEvent } from './http/edge.js';
 import { apiEvent, invocationContext, matchPath } from './http/events.js';
 import { TIMEOUT_HEADER } from './http/limits.js';
 import { problem, type Result } from './http/problem.js';
@@ -65,6 +68,12 @@ export interface InProcessAnswer {
 
 /** Calls a route's handler in this process. */
 export interface InProcessSluice {
+  /**
+   * Writes the refusals gathered for usage history now (they are also written every
+   * `denialFlushMs`, and as the process's event loop empties). A short-lived process calls it
+   * before it ends; it never rejects (a failed write is kept for the next).
+   */
+  flush(): Promise<void>;
   /**
    * Answers `method` `target` (a path with its query) with `body` (JSON text) as the route's
    * function would, within `timeoutMs`, the function's deadline.
@@ -162,7 +171,22 @@ function answerOf(result: Result): InProcessAnswer {
 export function inProcess(options: InProcessOptions): InProcessSluice {
   const runtime = inProcessRuntime(options);
   warm(runtime, 'acquire');
+  const flush = () => withRuntime(runtime, () => runtime.denials.flushDue(true)).catch(() => {});
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  // Refusals are gathered per process: written when due by a timer (not only by a later acquire,
+  // as a function's are), and as the process runs out of work; no timer while none is gathered.
+  const schedule = () => {
+    if (timer || !runtime.denials.pending) return;
+    unwritten.add(flush);
+    timer = setTimeout(() => {
+      timer = undefined;
+      unwritten.delete(flush);
+      void flush().then(schedule);
+    }, runtime.env.denialFlushMs);
+    timer.unref();
+  };
   return {
+    flush,
     async call(method, target, body, timeoutMs) {
       const url = new URL(target, 'http://in-process');
       const found = routeOf(method, url.pathname);
@@ -191,7 +215,39 @@ export function inProcess(options: InProcessOptions): InProcessSluice {
         timeoutMs,
       );
       const handler = HANDLERS[route.function] as Handler;
-      return answerOf(await withRuntime(runtime, () => handler(event, context)));
+      const result = await withRuntime(runtime, () => handler(event, context));
+      schedule();
+      const fault = setupFault((event as JsonEvent).failure);
+      if (fault)
+        throw new SetupError(
+          `DynamoDB refused this process's use of table ${options.table} (${fault}): check the name, and that its role has the construct's grantInProcess`,
+        );
+      return answerOf(result);
     },
   };
+}
+
+/** The flushes of clients with refusals not yet written: all run when the process runs out of work. */
+const unwritten = new Set<() => Promise<void>>();
+process.on('beforeExit', () => {
+  for (const flush of unwritten) void flush();
+  unwritten.clear();
+});
+
+/** DynamoDB's errors that say the caller's setup is wrong (its role, its table), not an outage. */
+const SETUP_FAULTS = new Set([
+  'AccessDeniedException',
+  'ResourceNotFoundException',
+  'UnrecognizedClientException',
+  'InvalidSignatureException',
+  'MissingAuthenticationTokenException',
+]);
+
+/** The name of the setup fault in `error` or its causes, if one is. */
+function setupFault(error: unknown): string | undefined {
+  for (let e = error, depth = 0; e instanceof Error && depth < 8; depth++) {
+    if (SETUP_FAULTS.has(e.name)) return e.name;
+    e = e.cause;
+  }
+  return undefined;
 }

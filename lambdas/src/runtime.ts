@@ -52,6 +52,14 @@ export function getRuntime(): Runtime {
 /** Runs `fn` (and all it starts) with `own` as its {@link getRuntime}. */
 export const withRuntime = <T>(own: Runtime, fn: () => T): T => scoped.run(own, fn);
 
+/** Whether the handlers run in another function's process (in-process.ts), not as a function. */
+let inProcessOnly = false;
+
+/** Says the handlers run in process: their modules then read nothing at load (see in-process-mark.ts). */
+export function serveInProcess(): void {
+  inProcessOnly = true;
+}
+
 /** The DynamoDB client the stores of a runtime share, for `env`'s DynamoDB. */
 export function dynamodbClient(
   env: Pick<Environment, 'dynamodbEndpoint'>,
@@ -100,7 +108,7 @@ export function createRuntime(env: Environment, client = dynamodbClient(env)): R
  * (its first call says why).
  */
 export function prefetch(forCall: 'acquire' | 'settle'): void {
-  if (!process.env.AWS_LAMBDA_FUNCTION_NAME) return;
+  if (inProcessOnly || !process.env.AWS_LAMBDA_FUNCTION_NAME) return;
   let runtime: Runtime;
   try {
     runtime = getRuntime();

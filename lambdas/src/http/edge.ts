@@ -24,6 +24,8 @@ export type JsonEvent = APIGatewayProxyEventV2 & {
   receivedAt?: number;
   /** The code of a refusal the handler answered (not threw), for the decision metrics. */
   refusalCode?: string;
+  /** What the handler threw, answered as a problem: its caller in this process may look. */
+  failure?: unknown;
 };
 
 /** Per-route settings of {@link edge}. */
@@ -159,6 +161,7 @@ export function edge(options: EdgeOptions): MiddlewareObj<JsonEvent, Result, Err
     },
     onError: async (request) => {
       const { error } = request;
+      request.event.failure = error;
       const { response, expected } = fromError(error);
       if (error instanceof PolicyRefusal && error.code === 'configuration_invalid')
         logger.warn('stored configuration is inconsistent', { detail: error.message });

@@ -3,7 +3,7 @@
  * credentials (in a Lambda, its role), retried on network errors and 5xx with exponential backoff
  * and full jitter within one deadline, and failing open or closed when Sluice cannot be reached.
  */
-import { requestErrorFrom } from './errors.js';
+import { requestErrorFrom, SluiceClientError } from './errors.js';
 import type { Credentials } from './signing.js';
 import { ClientMetrics } from './telemetry.js';
 import { type Answer, type Sender, strictRequest, Transport } from './transport.js';
@@ -260,7 +260,8 @@ export class SluiceClient {
       let answer: Answer;
       try {
         answer = await this.#transport.send('POST', path, body, remaining);
-      } catch {
+      } catch (error) {
+        if (error instanceof SluiceClientError) throw error; // the sender's own verdict
         continue; // network error or timeout: retry within the deadline
       }
       if (answer.status >= 500) {

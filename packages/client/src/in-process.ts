@@ -22,7 +22,9 @@ export interface SluiceInProcessOptions
 const ORIGIN = 'in-process';
 
 /** Sends each request to its route's handler in this process, within the call's deadline. */
-function inProcessSender(options: InProcessOptions): Sender {
+function inProcessSender(
+  options: InProcessOptions,
+): Sender & { readonly flush: () => Promise<void> } {
   let sluice: ReturnType<typeof inProcess>;
   try {
     sluice = inProcess(options);
@@ -36,6 +38,7 @@ function inProcessSender(options: InProcessOptions): Sender {
   }
   return {
     origin: ORIGIN,
+    flush: () => sluice.flush(),
     send(method, path, body, timeoutMs): Promise<Answer> {
       const payload = body === undefined ? undefined : JSON.stringify(body);
       let timer: ReturnType<typeof setTimeout> | undefined;
@@ -43,9 +46,17 @@ function inProcessSender(options: InProcessOptions): Sender {
       const late = new Promise<never>((_, reject) => {
         timer = setTimeout(() => reject(new Error('no answer within the timeout')), timeoutMs);
       });
-      const answered = sluice
-        .call(method, path, payload, timeoutMs)
-        .then((a) => answerFrom({ status: a.status, text: a.body, headers: a.headers }));
+      const answered = sluice.call(method, path, payload, timeoutMs).then(
+        (a) => answerFrom({ status: a.status, text: a.body, headers: a.headers }),
+        (error: unknown) => {
+          // The caller's setup (its role, its table): thrown, never retried nor failed open.
+          if ((error as { code?: unknown }).code === 'setup_invalid')
+            throw new SluiceClientError('setup_invalid', (error as Error).message, undefined, {
+              cause: error,
+            });
+          throw error;
+        },
+      );
       return Promise.race([answered, late]).finally(() => clearTimeout(timer));
     },
   };
@@ -62,11 +73,20 @@ function inProcessSender(options: InProcessOptions): Sender {
  * const lease = await sluice.acquire({ entity: 'key-123', resource: 'gpt-4o', usage: { tokens: 2_000 } });
  */
 export class SluiceClient extends HttpSluiceClient {
+  readonly #flush: () => Promise<void>;
+
   constructor(options: SluiceInProcessOptions) {
-    super({
-      ...options,
-      endpoint: `http://${ORIGIN}`,
-      [SENDER]: inProcessSender(options),
-    } as SluiceClientOptions);
+    const sender = inProcessSender(options);
+    super({ ...options, endpoint: `http://${ORIGIN}`, [SENDER]: sender } as SluiceClientOptions);
+    this.#flush = sender.flush;
+  }
+
+  /**
+   * Writes the refusals gathered for usage history now. They are written every
+   * `denialFlushMs` (5 s) and when the process runs out of work; a Lambda handler that wants
+   * them counted before its process may be frozen awaits this.
+   */
+  flush(): Promise<void> {
+    return this.#flush();
   }
 }

@@ -194,6 +194,7 @@ export async function strictRequest(
   try {
     answer = await transport.send(method, path, body, timeoutMs);
   } catch (error) {
+    if (error instanceof SluiceClientError) throw error; // the sender's own verdict
     throw new SluiceClientError(
       'unavailable',
       `Sluice cannot be reached at ${transport.origin}`,

@@ -112,6 +112,11 @@ export class DenialBuffer {
    * Writes every gathering old enough (all of them with `all`). Each is written once under its
    * own id, so a retried write cannot count twice; one that fails is kept for the next flush.
    */
+  /** Whether refusals are gathered and not written yet. */
+  get pending(): boolean {
+    return this.#gathered.size > 0;
+  }
+
   async flushDue(all = false): Promise<void> {
     const nowMs = this.#clock();
     if (!all && nowMs - this.#oldestMs < this.#flushMs) return; // nothing is due yet
