@@ -17,7 +17,9 @@
  *     LangChain's fake chat model, each make one call guarded by `npm start`;
  *  8. @sluice/client/in-process (with @sluice/lambdas installed as its peer), bundled by esbuild
  *     as a Lambda handler would be, decides on `npm start`'s own DynamoDB Local and table: a
- *     lease it acquires is settled over HTTP and the reverse, and both see the same limits.
+ *     lease it acquires is settled over HTTP and the reverse, and both see the same limits;
+ *  9. with @opentelemetry/api and the OpenTelemetry SDK's MeterProvider installed beside it,
+ *     @sluice/client records a run's decisions and settled tokens, exactly.
  * Prints each step's time and each package's packed and installed size. `--keep` keeps the
  * project (its path is printed).
  */
@@ -301,6 +303,37 @@ if (generated.text !== 'hi' || answer.content !== 'ok' || generated.providerMeta
   throw new Error('unexpected: ' + JSON.stringify({ text: generated.text, answer: answer.content, available }));
 console.log('ok');
 `,
+  // 9. OpenTelemetry: the SDK's metrics of a run, collected by the OTel SDK's own reader.
+  'otel.mjs': `
+import { metrics } from '@opentelemetry/api';
+import { MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics';
+class Collected extends MetricReader {
+  async onShutdown() {}
+  async onForceFlush() {}
+}
+const reader = new Collected();
+metrics.setGlobalMeterProvider(new MeterProvider({ readers: [reader] }));
+const { SluiceClient } = await import('@sluice/client');
+const client = new SluiceClient({ endpoint: process.env.SLUICE_URL, onUnavailable: 'deny' });
+const entity = 'otel-' + Date.now();
+const limits = [{ name: 'rpm', metric: 'requests', limit: 2, per: 'minute' }];
+const leases = [];
+for (let i = 0; i < 3; i++)
+  leases.push(await client.acquire({ entity, resource: 'gpt-4o', usage: { input_tokens: 10, output_tokens: 5 }, limits }));
+for (const lease of leases) if (lease.allowed) await client.release(lease.leaseId, { input_tokens: 7, output_tokens: 3 });
+const { resourceMetrics } = await reader.collect();
+const sum = (name, keep = () => true) =>
+  resourceMetrics.scopeMetrics.flatMap((s) => s.metrics).filter((m) => m.descriptor.name === name)
+    .flatMap((m) => m.dataPoints).filter((p) => keep(p.attributes)).reduce((a, p) => a + p.value, 0);
+const outcome = (o) => (a) => a['sluice.decision.outcome'] === o;
+const got = {
+  admitted: sum('sluice.client.decisions', outcome('admitted')),
+  refused: sum('sluice.client.decisions', outcome('refused')),
+  tokens: sum('sluice.client.usage.tokens'),
+};
+if (got.admitted !== 2 || got.refused !== 1 || got.tokens !== 20) throw new Error('unexpected: ' + JSON.stringify(got));
+console.log('ok');
+`,
   // 8. Sluice in process, on npm start's table; its leases and limits are the API's.
   'src/in-process.ts': `
 import { SluiceClient as HttpClient } from '@sluice/client';
@@ -418,6 +451,8 @@ try {
     '@types/node',
     '@types/aws-lambda',
     '@types/json-schema', // the AI SDK's declarations import json-schema's types
+    '@opentelemetry/api',
+    '@opentelemetry/sdk-metrics',
   ])
     dependencies[name] = installed(name);
   writeFileSync(
@@ -500,6 +535,10 @@ try {
     await step('… and against the installed sluice-local', () => runBundle(local.url));
     await step('@sluice/client/ai-sdk and /langchain guard a call each against npm start', () => {
       const out = run('node', ['integrations.mjs'], project, { SLUICE_URL: started.url }).trim();
+      if (out !== 'ok') throw new Error(out);
+    });
+    await step('@sluice/client records its OpenTelemetry metrics, exactly', () => {
+      const out = run('node', ['otel.mjs'], project, { SLUICE_URL: started.url }).trim();
       if (out !== 'ok') throw new Error(out);
     });
     await step("@sluice/client/in-process, bundled, decides on npm start's table", () => {

@@ -188,6 +188,12 @@ function Headroom({
   );
 }
 
+/** The metric of the quota named `limit` among the entity's own limits and its plan's. */
+function metricOf(facts: EntityFacts, limit: string): string | undefined {
+  const limits = [...(facts.config?.limits ?? []), ...(facts.plan?.config.limits ?? [])];
+  return limits.find((l) => l.name === limit)?.metric;
+}
+
 /** Its alerts and the audit entries that touched it (read from the latest pages). */
 function History({ facts }: { facts: EntityFacts }): ComponentChildren {
   const [alerts] = useLoad(() => latestOf<Alert>('/v1/admin/alerts', facts.name), [facts.name]);
@@ -198,7 +204,12 @@ function History({ facts }: { facts: EntityFacts }): ComponentChildren {
     section(
       'Its budget alerts',
       whenLoaded(alerts, (items) =>
-        table('Its budget alerts', ALERT_HEADERS, alertRows(items, facts.zone), 'No alerts.'),
+        table(
+          'Its budget alerts',
+          ALERT_HEADERS,
+          alertRows(items, facts.zone, (a) => metricOf(facts, a.limit)),
+          'No alerts.',
+        ),
       ),
     ),
     section(

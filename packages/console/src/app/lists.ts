@@ -11,20 +11,29 @@ import type { Alert, AuditEntry, Page } from './wire.js';
 
 export const ALERT_HEADERS = ['When', 'Entity', 'Resource', 'Limit', 'Threshold', 'Used', 'Sent'];
 
-export function alertRows(items: readonly Alert[], zone = 'UTC'): ComponentChildren[][] {
-  return items.map((a) => [
-    time(a.at, zone),
-    a.entity === null ? 'provider-wide' : link(entityHref(a.entity), a.entity),
-    a.resource ?? 'all',
-    `${a.limit} (${a.window})`,
-    `${Math.round(a.threshold * 100)}%`,
-    `${withUnit(metricOf(a.limit), a.used)} of ${withUnit(metricOf(a.limit), a.limit_value)}`,
-    a.delivered ? 'yes' : 'no',
-  ]);
+/**
+ * Alerts as table rows. An alert does not name its quota's metric: `metricOf` says it where the
+ * configuration is known (an entity's view), else the figures are shown without a unit (a name
+ * says nothing of it: a quota named `budget` may count tokens or micro-dollars).
+ */
+export function alertRows(
+  items: readonly Alert[],
+  zone = 'UTC',
+  metricOf: (alert: Alert) => string | undefined = () => undefined,
+): ComponentChildren[][] {
+  return items.map((a) => {
+    const metric = metricOf(a) ?? '';
+    return [
+      time(a.at, zone),
+      a.entity === null ? 'provider-wide' : link(entityHref(a.entity), a.entity),
+      a.resource ?? 'all',
+      `${a.limit} (${a.window})`,
+      `${Math.round(a.threshold * 100)}%`,
+      `${withUnit(metric, a.used)} of ${withUnit(metric, a.limit_value)}`,
+      a.delivered ? 'yes' : 'no',
+    ];
+  });
 }
-
-/** Alerts do not name their metric; a quota named for dollars holds micro-dollars. */
-const metricOf = (limit: string) => (/usd|cost|budget/i.test(limit) ? 'cost_micro_usd' : '');
 
 export const AUDIT_HEADERS = ['When', 'Who', 'Action', 'What', 'Change'];
 
