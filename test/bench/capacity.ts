@@ -13,6 +13,7 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { table } from './md-table.js';
 
 /** AWS list prices, us-east-1, as published on 2026-11-23 (on-demand DynamoDB since 2024-11-01). */
 export const PRICES = {
@@ -251,11 +252,30 @@ export function readmeSection(figures: BenchFigures = benchFigures()): string {
     `call; the time in your own function is yours): ${first.inProcessCostPerMillionCalls.dynamodb} USD of DynamoDB and ${first.inProcessCostPerMillionCalls.lambda} USD of`,
     `Lambda for the usage aggregator: **${first.inProcessCostPerMillionCalls.total} USD**.`,
     '',
-    '| calls/s | table WCU/s | hottest item WCU/s | shards | WCU/s per shard | Lambda concurrency | HTTP requests/s | USD per million calls (DynamoDB + Lambda + HTTP API) | default quotas passed |',
-    '|---:|---:|---:|---:|---:|---:|---:|---|---|',
-    ...rows.map(
-      (r) =>
-        `| ${fmt(r.mix.calls)} | ${fmt(r.tableWcuPerSecond)} | ${fmt(r.hottestItemWcuPerSecond)} | ${r.shards} | ${fmt(r.perShardWcuPerSecond)} | ${r.lambdaConcurrency} | ${fmt(r.httpRequestsPerSecond)} | ${r.costPerMillionCalls.total} (${r.costPerMillionCalls.dynamodb} + ${r.costPerMillionCalls.lambda} + ${r.costPerMillionCalls.httpApi}) | ${r.overQuota.length ? r.overQuota.join(', ') : 'none'} |`,
+    table(
+      [
+        'calls/s',
+        'table WCU/s',
+        'hottest item WCU/s',
+        'shards',
+        'WCU/s per shard',
+        'Lambda concurrency',
+        'HTTP requests/s',
+        'USD per million calls (DynamoDB + Lambda + HTTP API)',
+        'default quotas passed',
+      ],
+      ['right', 'right', 'right', 'right', 'right', 'right', 'right', 'left', 'left'],
+      rows.map((r) => [
+        fmt(r.mix.calls),
+        fmt(r.tableWcuPerSecond),
+        fmt(r.hottestItemWcuPerSecond),
+        String(r.shards),
+        fmt(r.perShardWcuPerSecond),
+        String(r.lambdaConcurrency),
+        fmt(r.httpRequestsPerSecond),
+        `${r.costPerMillionCalls.total} (${r.costPerMillionCalls.dynamodb} + ${r.costPerMillionCalls.lambda} + ${r.costPerMillionCalls.httpApi})`,
+        r.overQuota.length ? r.overQuota.join(', ') : 'none',
+      ]),
     ),
   ].join('\n');
 }

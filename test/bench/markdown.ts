@@ -11,23 +11,10 @@
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { table } from './md-table.js';
 import type { BenchResult } from './run.js';
 
 type Scenario = BenchResult['scenarios'][string];
-type Align = 'left' | 'right';
-
-/** A Markdown table, its columns padded so that the file reads as a table too. */
-function table(head: readonly string[], align: readonly Align[], rows: readonly string[][]) {
-  const widths = head.map((h, i) => Math.max(3, h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const cell = (text: string, i: number) =>
-    align[i] === 'right' ? text.padStart(widths[i] ?? 0) : text.padEnd(widths[i] ?? 0);
-  const line = (cells: readonly string[]) => `| ${cells.map(cell).join(' | ')} |`;
-  const rule = widths.map((w, i) =>
-    align[i] === 'right' ? `${'-'.repeat(w - 1)}:` : '-'.repeat(w),
-  );
-  return [line(head), `| ${rule.join(' | ')} |`, ...rows.map(line)].join('\n');
-}
-
 const int = (x: number) => Math.round(x).toLocaleString('en-US');
 /** Thousands separated, up to `digits` decimals. */
 const grouped = (x: number, digits = 2) =>

@@ -1,12 +1,9 @@
 /**
- * OpenTelemetry metrics: a release the SDK retried.
- *
- * docs/opentelemetry.md promises that the recorded counts "equal the run's
- * decisions and settled totals exactly", and that a settlement is applied exactly once. The SDK
- * retries a release on a network error by itself (SluiceClient's `retries`); the user called
- * `release` once, for one lease settled once with 100 + 10 tokens. Whichever source is read —
- * the SDK's `sluice.client.usage.tokens` or the handlers' `sluice.usage.tokens` — an operator
- * summing tokens (to compare with usage history, or with the LLM provider's bill) must see 110.
+ * OpenTelemetry metrics of settlements, through the SDK against the local server in this
+ * process (one provider sees both scopes): tokens settled are counted exactly, by the SDK and by
+ * the handlers alike. A release the SDK sent again after its answer was lost (the user called
+ * `release` once, for one lease settled once) counts once; a release that reports its total
+ * alone (`tokens`, beyond the input and output estimated) counts that total.
  */
 import { metrics } from '@opentelemetry/api';
 import {
@@ -51,7 +48,7 @@ let server: LocalServer;
 
 beforeAll(async () => {
   const endpoint = inject('dynamoEndpoint');
-  const table = tableName('otelretry');
+  const table = tableName('otelsettle');
   Object.assign(process.env, {
     SLUICE_TABLE_NAME: table,
     SLUICE_DYNAMODB_ENDPOINT: endpoint,
@@ -100,9 +97,28 @@ it('counts a lease released once (its first answer lost, the SDK retrying) once,
   expect(settled).toMatchObject({ settled: true, degraded: false });
   expect(releases).toBe(2); // one call from the user, two sent by the SDK
 
-  await new Promise((resolve) => setTimeout(resolve, 300)); // the API loads after the 1st answer
   const { resourceMetrics } = await reader.collect();
   expect(total(resourceMetrics, '@sluice/client', 'sluice.client.usage.tokens')).toBe(110);
   expect(total(resourceMetrics, '@sluice/lambdas', 'sluice.usage.tokens')).toBe(110);
   expect(total(resourceMetrics, '@sluice/lambdas', 'sluice.usage.cost')).toBe(450);
+});
+
+it('counts the tokens a release settled when it reports the total only', async () => {
+  const reader = new Collected();
+  metrics.disable();
+  expect(metrics.setGlobalMeterProvider(new MeterProvider({ readers: [reader] }))).toBe(true);
+  const sdk = new SluiceClient({ endpoint: server.url });
+  const lease = await sdk.acquire({
+    entity: 'otel-total',
+    resource: MODEL,
+    usage: { input_tokens: 500, output_tokens: 100 },
+    limits: [{ name: 'tpm', metric: 'tokens', limit: 100_000, per: 'minute' }],
+  });
+  if (!lease.allowed) return expect.fail('not admitted');
+  const settled = await sdk.release(lease.leaseId, { tokens: 700 });
+  expect(settled).toMatchObject({ settled: true, usage: { tokens: 700 } });
+
+  const { resourceMetrics } = await reader.collect();
+  expect(total(resourceMetrics, '@sluice/client', 'sluice.client.usage.tokens')).toBe(700);
+  expect(total(resourceMetrics, '@sluice/lambdas', 'sluice.usage.tokens')).toBe(700);
 });
