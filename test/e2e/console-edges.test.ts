@@ -43,6 +43,15 @@ describe('the console, driven by its address', () => {
     await expect
       .poll(() => page.inputValue('#audit-entity'), { timeout: 3_000 })
       .toBe('second-filter');
+
+    // A filter typed in the view is in the address too: a reload shows the same list.
+    await page.fill('#audit-entity', 'third-filter');
+    await page.press('#audit-entity', 'Enter');
+    await settled(page);
+    expect(new URL(page.url()).hash).toBe('#/audit?entity=third-filter');
+    await page.reload();
+    await settled(page);
+    expect(await page.inputValue('#audit-entity')).toBe('third-filter');
   });
 });
 

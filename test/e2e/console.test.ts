@@ -189,8 +189,9 @@ describe('the console', () => {
     expect(planRows[0]).toContain('limits'); // the edit: newest first
     await page.fill('#audit-entity', ENTITY);
     await page.press('#audit-entity', 'Enter'); // Sluice filters (?entity=)
-    await settled(page);
-    expect(await audit()).toEqual([expect.stringContaining(`entity ${ENTITY}`)]);
+    await expect
+      .poll(audit, { timeout: 5_000 })
+      .toEqual([expect.stringContaining(`entity ${ENTITY}`)]);
     await inspect('audit');
   });
 

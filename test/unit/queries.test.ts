@@ -16,7 +16,8 @@ import {
 import {
   decodeCursor,
   encodeCursor,
-  startsWithInstant,
+  isAlertKey,
+  isAuditKey,
 } from '../../packages/core/src/store/cursor.js';
 
 /** The field and message a call throws with. */
@@ -206,15 +207,32 @@ describe('usageHistory', () => {
 describe('listing cursors', () => {
   it('round-trip a sort key, and refuse anything else naming `cursor`', () => {
     const sk = '2026-11-01T00:00:00.000Z#entity#a#*#monthly#0.8';
-    expect(startsWithInstant(sk)).toBe(true);
-    expect(decodeCursor(encodeCursor(sk), startsWithInstant)).toBe(sk);
-    expect(decodeCursor(undefined, startsWithInstant)).toBeUndefined();
-    for (const cursor of ['garbage', '', 'abc!', encodeCursor('abc'), `${encodeCursor(sk)}=`]) {
+    expect(isAlertKey(sk)).toBe(true);
+    expect(decodeCursor(encodeCursor(sk), isAlertKey)).toBe(sk);
+    expect(decodeCursor(undefined, isAlertKey)).toBeUndefined();
+    const long = `2026-11-01T00:00:00.000Z#entity#${'a'.repeat(1_100)}#x`;
+    for (const cursor of [
+      'garbage',
+      '',
+      'abc!',
+      encodeCursor('abc'),
+      `${encodeCursor(sk)}=`,
+      encodeCursor(long), // longer than any DynamoDB sort key
+    ]) {
       expect({
         cursor,
-        got: refusal(() => decodeCursor(cursor, startsWithInstant))?.field,
+        got: refusal(() => decodeCursor(cursor, isAlertKey))?.field,
       }).toEqual({ cursor, got: 'cursor' });
     }
+  });
+
+  it('of one listing are refused by the other (audit entries and budget alerts)', () => {
+    const audit = '2026-11-01T00:00:00.000Z#0123456789ab';
+    const alert = '2026-11-01T00:00:00.000Z#entity#a#*#monthly#0.8';
+    expect([isAuditKey(audit), isAlertKey(audit)]).toEqual([true, false]);
+    expect([isAuditKey(alert), isAlertKey(alert)]).toEqual([false, true]);
+    expect(refusal(() => decodeCursor(encodeCursor(audit), isAlertKey))?.field).toBe('cursor');
+    expect(refusal(() => decodeCursor(encodeCursor(alert), isAuditKey))?.field).toBe('cursor');
   });
 
   it('of budget alerts are checked before the store is read', async () => {

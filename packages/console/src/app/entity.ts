@@ -8,7 +8,7 @@ import { useState } from 'preact/hooks';
 import { ApiError, api, FORBIDDEN, get, segment } from './api.js';
 import { UsageCard } from './entity-usage.js';
 import { allows, duration, time, zoneOrUtc } from './format.js';
-import { ALERT_HEADERS, AUDIT_HEADERS, alertRows, auditRows, latestOf } from './lists.js';
+import { ALERT_HEADERS, AUDIT_HEADERS, alertRows, auditRows, latestOf, noneYet } from './lists.js';
 import { entityHref, headroomBar, link, section, table, useLoad, whenLoaded } from './ui.js';
 import type {
   Alert,
@@ -203,19 +203,24 @@ function History({ facts }: { facts: EntityFacts }): ComponentChildren {
     { class: 'grid' },
     section(
       'Its budget alerts',
-      whenLoaded(alerts, (items) =>
+      whenLoaded(alerts, (latest) =>
         table(
           'Its budget alerts',
           ALERT_HEADERS,
-          alertRows(items, facts.zone, (a) => metricOf(facts, a.limit)),
-          'No alerts.',
+          alertRows(latest.items, facts.zone, (a) => metricOf(facts, a.limit)),
+          noneYet(latest, 'No alerts.'),
         ),
       ),
     ),
     section(
       'Audit entries',
-      whenLoaded(audit, (items) =>
-        table('Audit entries', AUDIT_HEADERS, auditRows(items, facts.zone), 'No changes recorded.'),
+      whenLoaded(audit, (latest) =>
+        table(
+          'Audit entries',
+          AUDIT_HEADERS,
+          auditRows(latest.items, facts.zone),
+          noneYet(latest, 'No changes recorded.'),
+        ),
       ),
     ),
   );

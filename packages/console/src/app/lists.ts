@@ -1,6 +1,7 @@
 /**
- * Alerts and audit: paged lists (newest first), filtered by entity. The API pages them without a
- * filter, so the console reads page after page and keeps what matches.
+ * Alerts and audit: paged lists (newest first), filtered by entity. Sluice filters (`?entity=`):
+ * a filtered page holds what it found among the items it read, maybe fewer than asked, with a
+ * `next` while older ones may follow.
  */
 import { type ComponentChildren, h } from 'preact';
 import { useState } from 'preact/hooks';
@@ -63,6 +64,12 @@ export function auditRows(items: readonly AuditEntry[], zone = 'UTC'): Component
   ]);
 }
 
+/** An entity's latest items, and whether older ones may follow (unread). */
+export interface Latest<T> {
+  readonly items: readonly T[];
+  readonly more: boolean;
+}
+
 /**
  * An entity's latest items of a listing (Sluice filters: `?entity=`): up to `count`, reading up
  * to `pages` pages (a filtered page may hold fewer than asked).
@@ -72,18 +79,22 @@ export async function latestOf<T>(
   entity: string,
   count = 50,
   pages = 5,
-): Promise<T[]> {
+): Promise<Latest<T>> {
   const kept: T[] = [];
   let cursor: string | undefined;
   for (let i = 0; i < pages && kept.length < count; i++) {
     const limit = String(count - kept.length);
     const page = await get<Page<T>>(`${path}${query({ limit, cursor, entity })}`);
     kept.push(...page.items);
-    if (!page.next) break;
+    if (!page.next) return { items: kept, more: false };
     cursor = page.next;
   }
-  return kept;
+  return { items: kept, more: true };
 }
+
+/** What a list of an entity's latest items says when it is empty. */
+export const noneYet = (latest: Latest<unknown>, none: string): string =>
+  latest.more ? `${none.replace(/\.$/, '')} among the latest: older ones may follow.` : none;
 
 interface Pager<T> {
   readonly items: readonly T[];
@@ -98,6 +109,8 @@ function PagedList<T>(props: {
   rows: (items: readonly T[]) => ComponentChildren[][];
   initialEntity: string;
   testId: string;
+  /** The view's address, after `#/`. */
+  view: string;
 }): ComponentChildren {
   // The entity typed, and the one the list shows (Sluice filters: `?entity=`), set on Enter.
   const [typed, setTyped] = useState(props.initialEntity);
@@ -113,6 +126,8 @@ function PagedList<T>(props: {
     e.preventDefault();
     setPages([]);
     setEntity(typed);
+    // The address says the filter too: a reload or a shared link shows the same list.
+    history.replaceState(null, '', `#/${props.view}${query({ entity: typed || undefined })}`);
   };
   return section(
     props.title,
@@ -169,6 +184,7 @@ export function AlertsView({ entity }: { entity: string }): ComponentChildren {
     rows: (items) => alertRows(items),
     initialEntity: entity,
     testId: 'alerts',
+    view: 'alerts',
   });
 }
 
@@ -180,5 +196,6 @@ export function AuditView({ entity }: { entity: string }): ComponentChildren {
     rows: (items) => auditRows(items),
     initialEntity: entity,
     testId: 'audit',
+    view: 'audit',
   });
 }

@@ -8,7 +8,7 @@ import { SERVICE_DEFAULTS } from '../defaults.js';
 import { PERIOD_SECONDS } from '../engine/limits.js';
 import { nextRotation } from '../engine/signing-keys.js';
 import { ConflictError, NotFoundError } from '../errors.js';
-import { decodeCursor, encodeCursor, queryWhere, startsWithInstant } from '../store/cursor.js';
+import { decodeCursor, encodeCursor, isAuditKey, queryWhere } from '../store/cursor.js';
 import {
   documentAttributes as D,
   itemAttributes,
@@ -257,7 +257,7 @@ export class ConfigAdmin {
   async audit(
     options: { limit?: number; cursor?: string; entity?: string } = {},
   ): Promise<Page<AuditEntry>> {
-    const after = decodeCursor(options.cursor, startsWithInstant);
+    const after = decodeCursor(options.cursor, isAuditKey);
     const asked = {
       limit: options.limit ?? 100,
       descending: true,

@@ -21,15 +21,21 @@ export function decodeCursor(
 ): string | undefined {
   if (cursor === undefined) return undefined;
   const sk = Buffer.from(cursor, 'base64url').toString('utf8');
-  if (!sk || encodeCursor(sk) !== cursor || !isKey(sk)) {
+  // DynamoDB's sort keys are at most 1,024 bytes: a longer one is no position in any listing.
+  if (!sk || Buffer.byteLength(sk) > 1_024 || encodeCursor(sk) !== cursor || !isKey(sk)) {
     throw new ValidationError('cursor', 'not a cursor: pass back the `next` of the page before');
   }
   return sk;
 }
 
-/** Sort keys that start with an ISO 8601 UTC instant and `#` (audit entries, budget alerts). */
-export const startsWithInstant = (sk: string): boolean =>
-  /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z#./.test(sk);
+/** An ISO 8601 UTC instant, as the audit trail's and the alerts' sort keys begin. */
+const INSTANT = String.raw`\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z`;
+
+/** An audit entry's sort key: its instant and 12 hex digits. */
+export const isAuditKey = (sk: string): boolean => new RegExp(`^${INSTANT}#[0-9a-f]{12}$`).test(sk);
+
+/** A budget alert's sort key: its window's instant, then its item's key, limit and threshold. */
+export const isAlertKey = (sk: string): boolean => new RegExp(`^${INSTANT}#[^#]+#.`).test(sk);
 
 /** Items a filtered listing reads at most for one page (it may answer fewer than asked). */
 export const FILTER_SCAN_AT_MOST = 1_000;
@@ -46,6 +52,8 @@ export async function queryWhere(
     readonly limit: number;
     readonly after?: string | undefined;
     readonly descending?: boolean;
+    /** @default {@link FILTER_SCAN_AT_MOST} */
+    readonly scanAtMost?: number;
   },
   keep: (state: ItemState) => boolean,
 ): Promise<QueryPage> {
@@ -68,6 +76,6 @@ export async function queryWhere(
     }
     if (page.next === undefined) return { items };
     after = page.next;
-    if (scanned >= FILTER_SCAN_AT_MOST) return { items, next: after };
+    if (scanned >= (options.scanAtMost ?? FILTER_SCAN_AT_MOST)) return { items, next: after };
   }
 }

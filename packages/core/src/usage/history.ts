@@ -6,7 +6,7 @@
 import { PERIOD_SECONDS, sumUsage, type Usage } from '../engine/limits.js';
 import { ValidationError } from '../errors.js';
 import { own } from '../names.js';
-import { decodeCursor, encodeCursor, queryWhere, startsWithInstant } from '../store/cursor.js';
+import { decodeCursor, encodeCursor, isAlertKey, queryWhere } from '../store/cursor.js';
 import {
   alertAttributes as A,
   TOP_SHARDS,
@@ -285,7 +285,7 @@ export async function listAlerts(
   },
 ): Promise<{ items: ListedAlert[]; next?: string }> {
   const { pk } = usageKeys.alert('', { pk: '', sk: '' }, '', 0);
-  const after = decodeCursor(options.cursor, startsWithInstant);
+  const after = decodeCursor(options.cursor, isAlertKey);
   const asked = {
     limit: options.limit,
     descending: true,
