@@ -134,9 +134,9 @@ export class ConfigAdmin {
 
   /**
    * Stores `input` (validated here) as `kind`/`name`; `who` goes into the audit entry. With
-   * `condition`, only while the stored document meets it (else {@link PreconditionFailedError},
-   * nothing written): an editor passes the version it read, so it never overwrites a change it
-   * has not seen.
+   * `condition`, only while the stored document meets it (else a `PreconditionFailedError`,
+   * nothing written): an editor passes the entity tag it read (`entityTag`), so it never
+   * overwrites a change it has not seen.
    */
   async put<K extends ConfigKind>(
     kind: K,
