@@ -24,8 +24,12 @@ const scope = (resource: string, limits: unknown): ScopeCheck => ({
   limits: parseLimits(limits),
 });
 
+/**
+ * An acquire as a client makes it: sent again after a 503 (contention outlasted its attempts;
+ * it wrote nothing, or gave back all it took). The lease, or undefined when refused.
+ */
 const decide = async (limiter: Limiter, check: ScopeCheck, tokens: number) => {
-  const r = await limiter.acquire({ checks: [check], usage: { tokens } });
+  const r = await untilAnswered(() => limiter.acquire({ checks: [check], usage: { tokens } }));
   return r.allowed ? r : undefined;
 };
 
@@ -148,11 +152,33 @@ describe('a sharded scope', () => {
     expect(admittedAt.length).toBeGreaterThanOrEqual(burst + perSecond * 3.5 * 0.9);
   });
 
-  // Skipped while an open defect is found: under load (fresh-clone CI runs, never on a quiet
-  // machine) a sharded scope's items end off the model, both ways: a bucket 1 and 94 tokens
-  // short, a quota 118 tokens over (under-charged: it could admit more than its limit). This
-  // property shows it whenever the machine is busy (run it beside other integration files).
-  it.skip('accounts every unit across splits, debts and refunds (generated runs)', {
+  it('gives back whole a refund whose shard a split has since moved the backlog away from', async () => {
+    for (const target of [2, 4, 8]) {
+      const clock = manualClock();
+      const check = scope(`moved-${target}`, [
+        { name: 'tpm', metric: 'tokens', limit: 100_000, per: 'minute', burst: 2_000 },
+      ]);
+      const [taker, settler] = [
+        table.limiter({ clock: clock.now }),
+        table.limiter({ clock: clock.now }),
+      ];
+      // 1,500 of the whole bucket's 2,000 taken from its one item; the split leaves that item
+      // what its share's burst holds, and moves the rest to the new shards.
+      const leases = [];
+      for (let i = 0; i < 50; i++) leases.push(await decide(taker as Limiter, check, 30));
+      await grow((taker as Limiter).engine, check.key, target);
+      // Every lease cancelled, by a process that has not seen the shards.
+      await Promise.all(
+        leases.map((lease) =>
+          untilAnswered(() => (settler as Limiter).release(lease?.leaseId ?? never())),
+        ),
+      );
+      const left = await available(table.limiter({ clock: clock.now }).engine, { checks: [check] });
+      expect(left.limits[0]).toMatchObject({ name: 'tpm', remaining: 2_000 });
+    }
+  });
+
+  it('accounts every unit across splits, debts and refunds (generated runs)', {
     timeout: 120_000,
   }, async () => {
     let run = 0;
@@ -160,39 +186,47 @@ describe('a sharded scope', () => {
       fc.asyncProperty(
         fc.array(
           fc.record({
-            tokens: fc.integer({ min: 1, max: 40 }),
-            settle: fc.constantFrom('keep', 'adjust', 'release', 'cancel'),
-            actual: fc.integer({ min: 0, max: 80 }),
+            tokens: fc.integer({ min: 1, max: 60 }),
+            settle: fc.constantFrom('keep', 'adjust', 'release', 'cancel', 'cancel', 'cancel'),
+            actual: fc.integer({ min: 0, max: 60 }), // more often refunds than debts
+            late: fc.constantFrom(true, true, true, false), // settled once the split is done
           }),
           { minLength: 20, maxLength: 60 },
         ),
         fc.constantFrom(2, 4, 8),
-        async (calls, target) => {
+        fc.double({ min: 0.5, max: 1, noNaN: true }),
+        async (calls, target, splitAt) => {
           run++;
           const clock = manualClock(); // held still: nothing refills, so nothing may be lost
           const check = scope(`units-${run}`, [
-            { name: 'tpm', metric: 'tokens', limit: 100_000, per: 'minute', burst: 2_000 },
+            { name: 'tpm', metric: 'tokens', limit: 100_000, per: 'minute', burst: 1_000 },
             { name: 'daily', metric: 'tokens', limit: 3_000, window: 'day', max_shards: 8 },
           ]);
           const limiters = [1, 2].map(() => table.limiter({ clock: clock.now }));
           let standing = 0;
-          const splitting = growInBackground((limiters[1] as Limiter).engine, check.key, target);
+          // The split starts once a share of the calls are decided: leases taken before it are
+          // settled after it, on shards whose backlog it moved.
+          let decided = 0;
+          let startSplit = () => {};
+          const splitting = new Promise<void>((start) => {
+            startSplit = start;
+          }).then(() => growInBackground((limiters[1] as Limiter).engine, check.key, target));
           await Promise.all(
             calls.map(async (call, i) => {
               const limiter = limiters[i % 2] as Limiter;
-              // Under load the writes of 60 calls can outlast an acquire's attempts: it answers
-              // unavailable having given back all it took (the check below holds it to that).
-              const lease = await decide(limiter, check, call.tokens).catch(unlessUnavailable);
+              const lease = await decide(limiter, check, call.tokens);
+              if (++decided >= splitAt * calls.length) startSplit();
               if (!lease) return;
+              if (call.late) await splitting;
               const other = limiters[(i + 1) % 2] as Limiter; // settled by the other process
               if (call.settle === 'keep') standing += call.tokens;
               else if (call.settle === 'cancel')
-                await untilSettled(() => other.release(lease.leaseId));
+                await untilAnswered(() => other.release(lease.leaseId));
               else if (call.settle === 'release') {
-                await untilSettled(() => other.release(lease.leaseId, { tokens: call.actual }));
+                await untilAnswered(() => other.release(lease.leaseId, { tokens: call.actual }));
                 standing += call.actual;
               } else {
-                const r = await untilSettled(() =>
+                const r = await untilAnswered(() =>
                   other.adjust(lease.leaseId, { tokens: call.actual }),
                 );
                 standing += r.usage.tokens ?? 0;
@@ -204,10 +238,14 @@ describe('a sharded scope', () => {
           const fresh = table.limiter({ clock: clock.now });
           const left = await available(fresh.engine, { checks: [check] });
           const byName = Object.fromEntries(left.limits.map((l) => [l.name, l.remaining]));
-          expect(byName).toEqual({ tpm: 2_000 - standing, daily: 3_000 - standing });
+          expect(byName).toEqual({ tpm: 1_000 - standing, daily: 3_000 - standing });
         },
       ),
-      { seed: 20_261_207, numRuns: 6, endOnFailure: true },
+      {
+        seed: Number(process.env.SEED ?? 20_261_207),
+        numRuns: Number(process.env.RUNS ?? 6),
+        endOnFailure: true,
+      },
     );
   });
 
@@ -236,19 +274,14 @@ describe('a sharded scope', () => {
   });
 });
 
-/** A refusal for contention (503) as no admission; anything else is thrown on. */
-function unlessUnavailable(error: unknown): undefined {
-  if (error instanceof StoreUnavailableError) return undefined;
-  throw error;
-}
-
-/** A settlement sent again while it answers unavailable (503), as a client does. */
-async function untilSettled<T>(settle: () => Promise<T>): Promise<T> {
+/** A call sent again while it answers unavailable (503), with a short jittered wait, as a client does. */
+async function untilAnswered<T>(settle: () => Promise<T>): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     try {
       return await settle();
     } catch (error) {
       if (!(error instanceof StoreUnavailableError) || attempt === 20) throw error;
+      await new Promise((wake) => setTimeout(wake, Math.random() * 20 * attempt));
     }
   }
 }

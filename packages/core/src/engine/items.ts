@@ -21,6 +21,7 @@ import { amountOf, type Usage } from './limits.js';
 import { ceilDiv } from './nanos.js';
 import { quotaDebt, quotaRefund, quotaStatus } from './quota.js';
 import { shardCondition, shardsAt, shareOf } from './shards.js';
+import { heldRefund, type Spills, spillRefunds } from './spill.js';
 import { type EngineState, toNs } from './state.js';
 import type { Step } from './step.js';
 import type { ScopeCheck } from './types.js';
@@ -115,15 +116,20 @@ export function combine(
  * condition that the item still says so: a check when nothing else is written. A generation
  * remembered newer than the lease's proves a reset (generations only grow); an older one
  * proves nothing, and the refund goes out conditioned on the lease's generation.
+ *
+ * With `spill` (a settlement), a sharded bucket's refund takes from the item only what it holds,
+ * and the rest goes to the scope's other shards (`spills`, see spill.ts). A give-back, right after
+ * its charge and from the state that charge returned, writes the item alone.
  */
-export function deltaUpdate(
+export function deltaUpdates(
   engine: EngineState,
   item: LeasedItem,
   previous: Usage,
   next: Usage,
   nowMs: number,
   acquiredAtMs: number,
-): ItemUpdate | ItemCheck | null {
+  spill = true,
+): { update: ItemUpdate | ItemCheck | null; spills: Spills } {
   const state = engine.stateOf(item.key);
   const nowNs = toNs(nowMs);
   const elapsedNs = nowNs - toNs(acquiredAtMs);
@@ -132,6 +138,7 @@ export function deltaUpdate(
   const { index } = shardOf(item.key);
   const shards = shardsAt(engine, item.key);
   let refunds = false;
+  const rests = new Map<string, bigint>();
   const steps: Step[] = shareOf(item.limits, index, shards).map((limit) => {
     const held = BigInt(amountOf(previous, limit.metric));
     const delta = BigInt(amountOf(next, limit.metric)) - held;
@@ -142,13 +149,19 @@ export function deltaUpdate(
         : quotaDebt(limit, state, nowMs, delta);
     }
     if (resetSince) return { kind: 'skip' };
-    const step =
+    let step =
       limit.kind === 'bucket'
         ? bucketRefund(limit, state, -delta, { amount: held, elapsedNs })
         : quotaRefund(limit, state, nowMs, -delta);
+    if (spill && limit.kind === 'bucket' && shards > 1) {
+      const kept = heldRefund(limit, state, nowNs, step);
+      if (kept.rest > 0n) rests.set(limit.name, kept.rest);
+      step = kept.step;
+    }
     if (step.kind === 'write') refunds = true;
     return step;
   });
+  const generation = generationIs(item.generation);
   const onShard = shardCondition(shards);
   const update = combine(
     engine,
@@ -156,18 +169,34 @@ export function deltaUpdate(
     steps,
     state,
     nowMs,
-    refunds ? { and: [generationIs(item.generation), onShard] } : onShard,
+    refunds ? { and: [generation, onShard] } : onShard,
     shards,
   );
+  const buckets = item.limits.flatMap((l) => (l.kind === 'bucket' && rests.has(l.name) ? [l] : []));
+  const spills =
+    rests.size === 0
+      ? { updates: [], unplaced: [] }
+      : spillRefunds(engine, item.key, buckets, rests, nowNs, generation);
   const assumed = steps.flatMap((step) =>
     step.kind === 'skip' && step.assuming ? [step.assuming] : [],
   );
   const [one] = assumed;
-  if (!one) return update;
+  if (!one) return { update, spills };
   const holds: Condition = assumed.length === 1 ? one : { and: assumed };
-  if (!update) return { key: item.key, check: holds };
-  return { ...update, condition: update.condition ? { and: [update.condition, holds] } : holds };
+  if (!update) return { update: { key: item.key, check: holds }, spills };
+  const condition = update.condition ? { and: [update.condition, holds] } : holds;
+  return { update: { ...update, condition }, spills };
 }
+
+/** The write of {@link deltaUpdates} for a give-back: the item alone. */
+export const deltaUpdate = (
+  engine: EngineState,
+  item: LeasedItem,
+  previous: Usage,
+  next: Usage,
+  nowMs: number,
+  acquiredAtMs: number,
+) => deltaUpdates(engine, item, previous, next, nowMs, acquiredAtMs, false).update;
 
 /** Every metric of `usage` at zero. */
 export function zeroed(usage: Usage): Usage {

@@ -18,13 +18,14 @@ import {
 import { itemKeys, leaseAttributes as L, shardOf, TABLE_SCHEMA } from '../store/schema.js';
 import type {
   ItemCheck,
+  ItemKey,
   ItemState,
   ItemUpdate,
   TransactFailure,
   TransactResult,
 } from '../store/types.js';
 import { Budget, beforeDeadline } from './budget.js';
-import { applyLocally, deltaUpdate, zeroed } from './items.js';
+import { applyLocally, deltaUpdates, zeroed } from './items.js';
 import { type LeaseClaims, type LeasedItem, verifyLease } from './lease.js';
 import { amountOf, MAX_AMOUNT, MAX_LEASE_METRICS, parseUsageMap, type Usage } from './limits.js';
 import { frozenAt, thawed } from './shards.js';
@@ -119,6 +120,7 @@ async function settle(
   // from the table before it answers (another process may have settled the lease since).
   let record = engine.leases.get(claims.id);
   let confirmed = false;
+  let shardsRead = false;
   for (let conflicts = 0; !budget.expired; ) {
     const nowMs = engine.clock();
     const plan = planSettlement(engine, claims, record, ask, nowMs);
@@ -139,6 +141,12 @@ async function settle(
       }
       record = leaseRecordFrom(await budget.within(engine.store.get(leaseKey)));
       confirmed = true;
+      continue;
+    }
+    if (plan.unread.length > 0 && !shardsRead) {
+      // A refund its shard cannot hold, and no other shard this process remembers holds the rest.
+      shardsRead = true;
+      await budget.within(engine.readAgain(plan.unread));
       continue;
     }
     const result = await budget.within(writeSettlement(engine, plan));
@@ -184,6 +192,8 @@ interface SettlementPlan {
   readonly nothingNew: boolean;
   readonly lease: ItemUpdate;
   readonly items: readonly { readonly item: LeasedItem; readonly update: ItemUpdate | ItemCheck }[];
+  /** Shards to read before writing: a refund found no place in what this process remembers. */
+  readonly unread: readonly ItemKey[];
 }
 
 function planSettlement(
@@ -239,6 +249,10 @@ function planSettlement(
       ? { attr: L.version, op: '=', value: record.version }
       : { absent: TABLE_SCHEMA.partitionKey },
   };
+  const items = claims.items.map((item) => ({
+    item,
+    ...deltaUpdates(engine, item, previous, totals, nowMs, claims.acquiredAtMs),
+  }));
   return {
     record: {
       version,
@@ -250,10 +264,11 @@ function planSettlement(
     fingerprint,
     nothingNew: canonicalJson(next) === canonicalJson(reported),
     lease,
-    items: claims.items.flatMap((item) => {
-      const update = deltaUpdate(engine, item, previous, totals, nowMs, claims.acquiredAtMs);
-      return update ? [{ item, update }] : [];
-    }),
+    items: items.flatMap(({ item, update, spills }) => [
+      ...(update ? [{ item, update }] : []),
+      ...spills.updates.map((spill) => ({ item: { ...item, key: spill.key }, update: spill })),
+    ]),
+    unread: items.flatMap(({ spills }) => spills.unplaced),
   };
 }
 
