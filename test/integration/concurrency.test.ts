@@ -5,7 +5,7 @@ import { itemKeys, Limiter, parseLimits, type ScopeCheck } from '@sluice/core';
 import { bucketAttributes } from '@sluice/core/internal';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { fileTable, manualClock } from '../support/table.js';
+import { asClient, fileTable, manualClock } from '../support/table.js';
 
 const table = fileTable('concurrency');
 let run = 0;
@@ -58,7 +58,9 @@ describe('64 concurrent clients on one bucket', () => {
           const nowX = BigInt(clock.now()) * NS * L;
           const results = await Promise.all(
             round.sizes.map((tokens, client) =>
-              (processes[client % 4] as Limiter).acquire({ checks: [check], usage: { tokens } }),
+              asClient(() =>
+                (processes[client % 4] as Limiter).acquire({ checks: [check], usage: { tokens } }),
+              ),
             ),
           );
           const admitted = round.sizes.filter((_, i) => results[i]?.allowed);
@@ -158,10 +160,17 @@ describe('conservation', () => {
               const limiter = processes[o.process] as Limiter;
               if (o.kind === 'acquire') {
                 work.push(
-                  limiter.acquire({ checks, usage: { tokens: o.tokens } }).then((r) => {
-                    if (r.allowed)
-                      leases.push({ id: r.leaseId, tokens: o.tokens, requests: 1, settled: false });
-                  }),
+                  asClient(() => limiter.acquire({ checks, usage: { tokens: o.tokens } })).then(
+                    (r) => {
+                      if (r.allowed)
+                        leases.push({
+                          id: r.leaseId,
+                          tokens: o.tokens,
+                          requests: 1,
+                          settled: false,
+                        });
+                    },
+                  ),
                 );
                 continue;
               }
@@ -176,11 +185,13 @@ describe('conservation', () => {
                 (_, c) => processes[(o.process + c) % 3] as Limiter,
               );
               if (o.kind === 'adjust') {
-                work.push(...copies.map((p) => p.adjust(lease.id, { tokens: o.tokens })));
+                work.push(
+                  ...copies.map((p) => asClient(() => p.adjust(lease.id, { tokens: o.tokens }))),
+                );
                 lease.tokens = o.tokens;
               } else {
                 const usage = o.tokens === null ? undefined : { tokens: o.tokens };
-                work.push(...copies.map((p) => p.release(lease.id, usage)));
+                work.push(...copies.map((p) => asClient(() => p.release(lease.id, usage))));
                 lease.tokens = o.tokens ?? 0;
                 lease.requests = o.tokens === null ? 0 : 1;
                 lease.settled = true;
@@ -193,7 +204,9 @@ describe('conservation', () => {
             leases.map((lease, i) =>
               lease.settled
                 ? undefined
-                : (processes[i % 3] as Limiter).release(lease.id, { tokens: lease.tokens }),
+                : asClient(() =>
+                    (processes[i % 3] as Limiter).release(lease.id, { tokens: lease.tokens }),
+                  ),
             ),
           );
 

@@ -9,7 +9,7 @@ import { CachedConfigSource, resolvePolicy } from '@sluice/core/internal';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { CountingStore } from '../support/counting-store.js';
-import { fileTable, manualClock } from '../support/table.js';
+import { asClient, fileTable, manualClock } from '../support/table.js';
 
 const table = fileTable('hierarchy');
 let run = 0;
@@ -117,11 +117,13 @@ describe('keys → projects → org, with a provider limit and a price', () => {
               resource: `model-${tag}`,
               usage,
             });
-            return p.limiter.acquire({
-              checks: policy.checks,
-              usage,
-              ...(policy.price ? { price: policy.price } : {}),
-            });
+            return asClient(() =>
+              p.limiter.acquire({
+                checks: policy.checks,
+                usage,
+                ...(policy.price ? { price: policy.price } : {}),
+              }),
+            );
           };
 
           // Every acquire at once, from three processes.
@@ -167,7 +169,9 @@ describe('keys → projects → org, with a provider limit and a price', () => {
               if (s.cancel) lease.requests = 0;
               return Array.from({ length: s.copies }, (_, c) => {
                 const { limiter } = processes[(s.process + c) % 3] as (typeof processes)[number];
-                return s.cancel ? limiter.release(lease.id) : limiter.release(lease.id, usage);
+                return asClient(() =>
+                  s.cancel ? limiter.release(lease.id) : limiter.release(lease.id, usage),
+                );
               });
             }),
           );

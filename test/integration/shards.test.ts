@@ -4,17 +4,11 @@
  * itself: in any window, admitted ≤ burst + rate × length, and with the clock held still, what
  * the shards hold adds up to exactly what the leases stand at.
  */
-import {
-  itemKeys,
-  type Limiter,
-  parseLimits,
-  type ScopeCheck,
-  StoreUnavailableError,
-} from '@sluice/core';
+import { itemKeys, type Limiter, parseLimits, type ScopeCheck } from '@sluice/core';
 import { available, grow, growInBackground, shardKey } from '@sluice/core/internal';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { fileTable, manualClock } from '../support/table.js';
+import { asClient, fileTable, manualClock } from '../support/table.js';
 
 const table = fileTable('shards');
 
@@ -29,7 +23,7 @@ const scope = (resource: string, limits: unknown): ScopeCheck => ({
  * it wrote nothing, or gave back all it took). The lease, or undefined when refused.
  */
 const decide = async (limiter: Limiter, check: ScopeCheck, tokens: number) => {
-  const r = await untilAnswered(() => limiter.acquire({ checks: [check], usage: { tokens } }));
+  const r = await asClient(() => limiter.acquire({ checks: [check], usage: { tokens } }));
   return r.allowed ? r : undefined;
 };
 
@@ -170,7 +164,7 @@ describe('a sharded scope', () => {
       // Every lease cancelled, by a process that has not seen the shards.
       await Promise.all(
         leases.map((lease) =>
-          untilAnswered(() => (settler as Limiter).release(lease?.leaseId ?? never())),
+          asClient(() => (settler as Limiter).release(lease?.leaseId ?? never())),
         ),
       );
       const left = await available(table.limiter({ clock: clock.now }).engine, { checks: [check] });
@@ -220,13 +214,12 @@ describe('a sharded scope', () => {
               if (call.late) await splitting;
               const other = limiters[(i + 1) % 2] as Limiter; // settled by the other process
               if (call.settle === 'keep') standing += call.tokens;
-              else if (call.settle === 'cancel')
-                await untilAnswered(() => other.release(lease.leaseId));
+              else if (call.settle === 'cancel') await asClient(() => other.release(lease.leaseId));
               else if (call.settle === 'release') {
-                await untilAnswered(() => other.release(lease.leaseId, { tokens: call.actual }));
+                await asClient(() => other.release(lease.leaseId, { tokens: call.actual }));
                 standing += call.actual;
               } else {
-                const r = await untilAnswered(() =>
+                const r = await asClient(() =>
                   other.adjust(lease.leaseId, { tokens: call.actual }),
                 );
                 standing += r.usage.tokens ?? 0;
@@ -273,18 +266,6 @@ describe('a sharded scope', () => {
     expect(halves.map((h) => h?.n)).toEqual([2n, 2n]);
   });
 });
-
-/** A call sent again while it answers unavailable (503), with a short jittered wait, as a client does. */
-async function untilAnswered<T>(settle: () => Promise<T>): Promise<T> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await settle();
-    } catch (error) {
-      if (!(error instanceof StoreUnavailableError) || attempt === 20) throw error;
-      await new Promise((wake) => setTimeout(wake, Math.random() * 20 * attempt));
-    }
-  }
-}
 
 function never(): never {
   throw new Error('unreachable');

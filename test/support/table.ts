@@ -3,7 +3,13 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { DynamoDBAdminStore, ensureTable, Limiter, type LimiterOptions } from '@sluice/core';
+import {
+  DynamoDBAdminStore,
+  ensureTable,
+  Limiter,
+  type LimiterOptions,
+  StoreUnavailableError,
+} from '@sluice/core';
 import { LOCAL_CREDENTIALS, LOCAL_REGION, localClient } from '@sluice/local';
 import { beforeAll, inject } from 'vitest';
 import { CountingStore } from './counting-store.js';
@@ -99,4 +105,22 @@ export function handlerEnvironment(table: TestTable): void {
   process.env.AWS_SECRET_ACCESS_KEY = LOCAL_CREDENTIALS.secretAccessKey;
   process.env.POWERTOOLS_LOG_LEVEL = 'SILENT';
   process.env.POWERTOOLS_METRICS_DISABLED = 'true';
+}
+
+/**
+ * A call to the engine as a client makes it: sent again after a `StoreUnavailableError` (the 503
+ * of contention that outlasted its attempts: it wrote nothing, or gave back what it took; a
+ * settlement applies once however often it is sent), after a jittered wait. Tests that count
+ * admissions and settle leases from many callers at once use it: under load a 503 is neither an
+ * admission nor a refusal, and a test that counts it as either fails for the machine's load.
+ */
+export async function asClient<T>(call: () => Promise<T>, tries = 20): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await call();
+    } catch (error) {
+      if (!(error instanceof StoreUnavailableError) || attempt === tries) throw error;
+      await new Promise((wake) => setTimeout(wake, Math.random() * 10 * Math.min(attempt, 8)));
+    }
+  }
 }
