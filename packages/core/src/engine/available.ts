@@ -1,15 +1,13 @@
 /** available: what remains of every limit, and when a usage would fit; consumes nothing. */
 
 import { type Price, withCost } from '../catalog/price.js';
-import { shardKey } from '../store/schema.js';
-import type { ItemKey, ItemState } from '../store/types.js';
 import { beforeDeadline } from './budget.js';
 import { limitConsume } from './consume.js';
 import { validChecks } from './decision.js';
 import { bucketFits } from './gcra.js';
 import { amountOf, parseUsage, type Usage } from './limits.js';
 import { quotaFits } from './quota.js';
-import { countOf, shareOf } from './shards.js';
+import { countOf, readShards, shareOf } from './shards.js';
 import { type EngineState, nsToMs } from './state.js';
 import { scopeStatuses } from './statuses.js';
 import type { AvailableResult, ScopeCheck } from './types.js';
@@ -65,32 +63,4 @@ export async function available(
     limits: checks.flatMap((check) => scopeStatuses(engine, check, nowMs)),
     retryAfterMs: never ? null : nsToMs(retryAfterNs),
   };
-}
-
-/**
- * Reads a scope's items (one strongly consistent read each): its own, and every shard it has
- * (a shard names the count where it stands; deeper ones are read as they are found).
- */
-async function readShards(
-  engine: EngineState,
-  base: ItemKey,
-): Promise<{ readonly index: number; readonly state: ItemState }[]> {
-  const own = (await engine.store.get(base)) ?? {};
-  engine.remember(base, own);
-  const found = [{ index: 0, state: own }];
-  let read = 1;
-  let count = Math.max(countOf(own), engine.shardCount(base));
-  while (read < count) {
-    const more = Array.from({ length: count - read }, (_, k) => read + k);
-    const states = await Promise.all(more.map((index) => engine.store.get(shardKey(base, index))));
-    read = count;
-    states.forEach((state, k) => {
-      if (state === undefined) return; // not born yet: its parent holds its share
-      const index = more[k] as number;
-      engine.remember(shardKey(base, index), state);
-      found.push({ index, state });
-      count = Math.max(count, countOf(state));
-    });
-  }
-  return found;
 }

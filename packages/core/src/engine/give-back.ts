@@ -6,18 +6,29 @@
 
 import { StoreUnavailableError, WriteOutcomeUnknownError } from '../errors.js';
 import { TABLE_SCHEMA } from '../store/schema.js';
-import type { Assignment, Condition, ItemCheck, ItemKey, ItemUpdate } from '../store/types.js';
-import { deltaUpdate, zeroed } from './items.js';
+import type {
+  Assignment,
+  Condition,
+  ItemCheck,
+  ItemKey,
+  ItemUpdate,
+  TransactFailure,
+} from '../store/types.js';
+import { Budget } from './budget.js';
+import { applyLocally, deltaUpdates, zeroed } from './items.js';
 import type { LeasedItem } from './lease.js';
 import type { Usage } from './limits.js';
-import { thawed } from './shards.js';
+import { frozenAt, thawed } from './shards.js';
+import { findRoom, TRANSACTION_ITEMS } from './spill.js';
 import { type EngineState, sleep } from './state.js';
 
-import { LAST, outcomeOf, tagged } from './tagged-writes.js';
+import { LAST, outcomeOf, tagged, taggedWith } from './tagged-writes.js';
 
 /**
  * Applies deltas outside a lease (compensation), retrying on stale state; `also` is written with
- * them (when nothing moves, on its own, under the same conditions).
+ * them (when nothing moves, on its own, under the same conditions). What a sharded bucket's item
+ * no longer holds (a split moved it since the charge) is given back by the scope's other shards,
+ * in one transaction with the item's write (see spill.ts).
  */
 async function applyDeltas(
   engine: EngineState,
@@ -28,32 +39,80 @@ async function applyDeltas(
   also: readonly Assignment[],
   since?: Condition,
 ): Promise<void> {
-  for (let attempt = 0; attempt < engine.tuning.maxAttempts; attempt++) {
-    const delta = deltaUpdate(engine, item, previous, next, engine.clock(), acquiredAtMs);
-    const planned: ItemUpdate | ItemCheck | null =
-      also.length === 0
-        ? delta
-        : !delta
-          ? { key: item.key, set: also }
-          : 'check' in delta
-            ? { key: item.key, set: also, condition: delta.check }
-            : { ...delta, set: [...delta.set, ...also] };
-    if (!planned) return;
-    const write = since ? withCondition(planned, since) : planned;
-    if ('check' in write) {
+  const budget = new Budget(engine.tuning.maxAttempts);
+  let roomFound = false;
+  for (;;) {
+    const nowMs = engine.clock();
+    const planned = deltaUpdates(engine, item, previous, next, nowMs, acquiredAtMs, ROOM);
+    const { spills } = planned;
+    if (spills.unplaced && !roomFound && budget.waited()) {
+      roomFound = await findRoom(engine, [spills.unplaced]);
+      continue;
+    }
+    const write = withAlso(item.key, planned.update, also, spills.updates.length > 0);
+    if (!write) return;
+    const conditioned = since ? withCondition(write, since) : write;
+    if ('check' in conditioned) {
       // Nothing to give back, if the item still is as remembered.
-      const checked = await engine.store.transact([write]);
+      const checked = await engine.store.transact([conditioned]);
       if (checked.ok) return;
       const [failure] = checked.failures;
       if (failure?.reason === 'condition') engine.remember(item.key, failure.item ?? {});
-      continue;
+    } else if (spills.updates.length === 0) {
+      const result = await tagged(engine, conditioned);
+      engine.remember(item.key, result.item ?? {});
+      if (result.ok) return;
+      await thawed(engine, item.key, result.item ?? {});
+    } else {
+      const writes = [conditioned, ...spills.updates];
+      const result = await taggedWith(engine, conditioned, spills.updates);
+      if (result.ok) return rememberApplied(engine, writes);
+      await learnFrom(engine, writes, result.failures);
     }
-    const result = await tagged(engine, write);
-    engine.remember(item.key, result.item ?? {});
-    if (result.ok) return;
-    await thawed(engine, item.key, result.item ?? {});
+    if (!budget.lost()) throw new CompensationContendedError();
   }
-  throw new CompensationContendedError();
+}
+
+/** A transaction of the give-back and its spills beside it: at most DynamoDB's bound. */
+const ROOM = TRANSACTION_ITEMS - 1;
+
+/**
+ * The give-back's write of the item with `also`; an update (never a bare check) when it goes with
+ * spills, so that the item's list of last writes tells whether the whole applied.
+ */
+function withAlso(
+  key: ItemKey,
+  delta: ItemUpdate | ItemCheck | null,
+  also: readonly Assignment[],
+  spilled: boolean,
+): ItemUpdate | ItemCheck | null {
+  if (!delta) return also.length > 0 || spilled ? { key, set: also } : null;
+  if ('check' in delta)
+    return also.length > 0 || spilled ? { key, set: also, condition: delta.check } : delta;
+  return { ...delta, set: [...delta.set, ...also] };
+}
+
+/** What a committed transaction did, applied to the remembered items. */
+function rememberApplied(engine: EngineState, writes: readonly ItemUpdate[]): void {
+  for (const { key, set } of writes) {
+    const state = engine.stateOf(key);
+    if (state) engine.remember(key, applyLocally(state, set));
+  }
+}
+
+/** What a cancelled transaction teaches: each failed item's state; a split under way waited for. */
+async function learnFrom(
+  engine: EngineState,
+  writes: readonly ItemUpdate[],
+  failures: readonly TransactFailure[],
+): Promise<void> {
+  const splitting = failures.flatMap((failure, i) => {
+    const key = writes[i]?.key;
+    if (failure.reason !== 'condition' || !key) return [];
+    engine.remember(key, failure.item ?? {});
+    return frozenAt(failure.item) === undefined ? [] : [thawed(engine, key, failure.item ?? {})];
+  });
+  await Promise.all(splitting);
 }
 
 /** `write` with one more condition. */

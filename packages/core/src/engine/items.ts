@@ -117,9 +117,8 @@ export function combine(
  * remembered newer than the lease's proves a reset (generations only grow); an older one
  * proves nothing, and the refund goes out conditioned on the lease's generation.
  *
- * With `spill` (a settlement), a sharded bucket's refund takes from the item only what it holds,
- * and the rest goes to the scope's other shards (`spills`, see spill.ts). A give-back, right after
- * its charge and from the state that charge returned, writes the item alone.
+ * A sharded bucket's refund takes from the item only what it holds, and the rest goes to the
+ * scope's other shards (`spills`, in at most `room` writes beside the item's: see spill.ts).
  */
 export function deltaUpdates(
   engine: EngineState,
@@ -128,7 +127,7 @@ export function deltaUpdates(
   next: Usage,
   nowMs: number,
   acquiredAtMs: number,
-  spill = true,
+  room: number,
 ): { update: ItemUpdate | ItemCheck | null; spills: Spills } {
   const state = engine.stateOf(item.key);
   const nowNs = toNs(nowMs);
@@ -153,7 +152,7 @@ export function deltaUpdates(
       limit.kind === 'bucket'
         ? bucketRefund(limit, state, -delta, { amount: held, elapsedNs })
         : quotaRefund(limit, state, nowMs, -delta);
-    if (spill && limit.kind === 'bucket' && shards > 1) {
+    if (limit.kind === 'bucket' && shards > 1) {
       const kept = heldRefund(limit, state, nowNs, step);
       if (kept.rest > 0n) rests.set(limit.name, kept.rest);
       step = kept.step;
@@ -175,8 +174,8 @@ export function deltaUpdates(
   const buckets = item.limits.flatMap((l) => (l.kind === 'bucket' && rests.has(l.name) ? [l] : []));
   const spills =
     rests.size === 0
-      ? { updates: [], unplaced: [] }
-      : spillRefunds(engine, item.key, buckets, rests, nowNs, generation);
+      ? { updates: [] }
+      : spillRefunds(engine, item.key, buckets, rests, nowNs, generation, room);
   const assumed = steps.flatMap((step) =>
     step.kind === 'skip' && step.assuming ? [step.assuming] : [],
   );
@@ -187,16 +186,6 @@ export function deltaUpdates(
   const condition = update.condition ? { and: [update.condition, holds] } : holds;
   return { update: { ...update, condition }, spills };
 }
-
-/** The write of {@link deltaUpdates} for a give-back: the item alone. */
-export const deltaUpdate = (
-  engine: EngineState,
-  item: LeasedItem,
-  previous: Usage,
-  next: Usage,
-  nowMs: number,
-  acquiredAtMs: number,
-) => deltaUpdates(engine, item, previous, next, nowMs, acquiredAtMs, false).update;
 
 /** Every metric of `usage` at zero. */
 export function zeroed(usage: Usage): Usage {

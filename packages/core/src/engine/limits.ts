@@ -54,7 +54,10 @@ export const metricSchema = z.string().check(z.regex(METRIC_PATTERN));
  */
 const modeSchema = z.optional(z.enum(['enforce', 'shadow']));
 
-/** Most shards one scope may be split into (a settlement transaction holds at most 100 items). */
+/**
+ * Most shards one scope may be split into. A settlement is one transaction of at most 100 items,
+ * which a refund spread over every shard of one scope still fits (see spill.ts).
+ */
 export const MAX_SHARDS = 64;
 
 /** A shard count: a power of two from 1 to {@link MAX_SHARDS} (shards are split in halves). */

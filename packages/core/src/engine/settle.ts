@@ -29,6 +29,7 @@ import { applyLocally, deltaUpdates, zeroed } from './items.js';
 import { type LeaseClaims, type LeasedItem, verifyLease } from './lease.js';
 import { amountOf, MAX_AMOUNT, MAX_LEASE_METRICS, parseUsageMap, type Usage } from './limits.js';
 import { frozenAt, thawed } from './shards.js';
+import { findRoom, TRANSACTION_ITEMS } from './spill.js';
 import { type EngineState, type LeaseRecord, sleep } from './state.js';
 import { scopeStatuses } from './statuses.js';
 import type { SettleResult } from './types.js';
@@ -120,7 +121,7 @@ async function settle(
   // from the table before it answers (another process may have settled the lease since).
   let record = engine.leases.get(claims.id);
   let confirmed = false;
-  let shardsRead = false;
+  let roomFound = false;
   for (let conflicts = 0; !budget.expired; ) {
     const nowMs = engine.clock();
     const plan = planSettlement(engine, claims, record, ask, nowMs);
@@ -143,10 +144,9 @@ async function settle(
       confirmed = true;
       continue;
     }
-    if (plan.unread.length > 0 && !shardsRead) {
-      // A refund its shard cannot hold, and no other shard this process remembers holds the rest.
-      shardsRead = true;
-      await budget.within(engine.readAgain(plan.unread));
+    if (plan.unplaced.length > 0 && !roomFound && budget.waited()) {
+      // A refund no shard this process remembers can hold: read them, wait for a split.
+      roomFound = await budget.within(findRoom(engine, plan.unplaced));
       continue;
     }
     const result = await budget.within(writeSettlement(engine, plan));
@@ -192,8 +192,8 @@ interface SettlementPlan {
   readonly nothingNew: boolean;
   readonly lease: ItemUpdate;
   readonly items: readonly { readonly item: LeasedItem; readonly update: ItemUpdate | ItemCheck }[];
-  /** Shards to read before writing: a refund found no place in what this process remembers. */
-  readonly unread: readonly ItemKey[];
+  /** Scopes to read before writing: a refund found no place in what this process remembers. */
+  readonly unplaced: readonly ItemKey[];
 }
 
 function planSettlement(
@@ -249,10 +249,13 @@ function planSettlement(
       ? { attr: L.version, op: '=', value: record.version }
       : { absent: TABLE_SCHEMA.partitionKey },
   };
-  const items = claims.items.map((item) => ({
-    item,
-    ...deltaUpdates(engine, item, previous, totals, nowMs, claims.acquiredAtMs),
-  }));
+  // One transaction: the lease item, each scope's, and what refunds spill onto other shards.
+  let room = TRANSACTION_ITEMS - 1 - claims.items.length;
+  const items = claims.items.map((item) => {
+    const delta = deltaUpdates(engine, item, previous, totals, nowMs, claims.acquiredAtMs, room);
+    room -= delta.spills.updates.length;
+    return { item, ...delta };
+  });
   return {
     record: {
       version,
@@ -268,7 +271,7 @@ function planSettlement(
       ...(update ? [{ item, update }] : []),
       ...spills.updates.map((spill) => ({ item: { ...item, key: spill.key }, update: spill })),
     ]),
-    unread: items.flatMap(({ spills }) => spills.unplaced),
+    unplaced: items.flatMap(({ spills }) => (spills.unplaced ? [spills.unplaced] : [])),
   };
 }
 

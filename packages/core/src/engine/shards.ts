@@ -318,3 +318,31 @@ export async function thawed(engine: EngineState, key: ItemKey, state: ItemState
   if (Date.now() - at >= engine.tuning.shardFreezeStaleMs) await completeSplit(engine, key, state);
   else await sleep(10 + Math.random() * 10);
 }
+
+/**
+ * Reads a scope's items (one strongly consistent read each): its own, and every shard it has
+ * (a shard names the count where it stands; deeper ones are read as they are found).
+ */
+export async function readShards(
+  engine: EngineState,
+  base: ItemKey,
+): Promise<{ readonly index: number; readonly state: ItemState }[]> {
+  const own = (await engine.store.get(base)) ?? {};
+  engine.remember(base, own);
+  const found = [{ index: 0, state: own }];
+  let read = 1;
+  let count = Math.max(countOf(own), engine.shardCount(base));
+  while (read < count) {
+    const more = Array.from({ length: count - read }, (_, k) => read + k);
+    const states = await Promise.all(more.map((index) => engine.store.get(shardKey(base, index))));
+    read = count;
+    states.forEach((state, k) => {
+      if (state === undefined) return; // not born yet: its parent holds its share
+      const index = more[k] as number;
+      engine.remember(shardKey(base, index), state);
+      found.push({ index, state });
+      count = Math.max(count, countOf(state));
+    });
+  }
+  return found;
+}

@@ -8,7 +8,13 @@ import { randomBytes } from 'node:crypto';
 import { SluiceError, StoreUnavailableError, WriteOutcomeUnknownError } from '../errors.js';
 import { own } from '../names.js';
 import { itemAttributes } from '../store/schema.js';
-import type { ItemKey, ItemState, ItemUpdate, UpdateResult } from '../store/types.js';
+import type {
+  ItemKey,
+  ItemState,
+  ItemUpdate,
+  TransactResult,
+  UpdateResult,
+} from '../store/types.js';
 import { type EngineState, sleep } from './state.js';
 
 export const [LAST, ...EARLIER] = itemAttributes.lastWrites;
@@ -20,21 +26,47 @@ export const [LAST, ...EARLIER] = itemAttributes.lastWrites;
  * {@link WriteOutcomeUnknownError}, naming the id: see {@link outcomeOf}.
  */
 export async function tagged(engine: EngineState, update: ItemUpdate): Promise<UpdateResult> {
+  const { writeId, write } = withTag(update);
+  return engine.store.update(write).catch((error: unknown) => unknownUnlessRefused(error, writeId));
+}
+
+/**
+ * {@link tagged} for a write that must land with others or not at all (a give-back with what it
+ * spills onto other shards): one transaction, `update` tagged, so that its item still says
+ * whether the whole was applied.
+ */
+export async function taggedWith(
+  engine: EngineState,
+  update: ItemUpdate,
+  others: readonly ItemUpdate[],
+): Promise<TransactResult> {
+  const { writeId, write } = withTag(update);
+  return engine.store
+    .transact([write, ...others])
+    .catch((error: unknown) => unknownUnlessRefused(error, writeId));
+}
+
+/** `update` tagged with a fresh id, which becomes the first of the item's list of last writes. */
+function withTag(update: ItemUpdate): { writeId: string; write: ItemUpdate } {
   const writeId = randomBytes(9).toString('base64url');
   const list = itemAttributes.lastWrites;
   // Each right-hand side reads the item as it was: lw3 ← lw2, lw2 ← lw1, lw1 ← lw, lw ← this.
   const shift = EARLIER.map((attr, i) => ({ attr, copyOf: list[i] as string, orElse: '' }));
-  const set = [...update.set, ...shift.reverse(), { attr: LAST, value: writeId }];
-  try {
-    return await engine.store.update({ ...update, set });
-  } catch (error) {
-    // Known not to have applied: a refusal by the store (throttling), or a request it rejected
-    // as malformed (Sluice's own bug). Anything else may have followed the write.
-    const refused =
-      error instanceof StoreUnavailableError ? error.notApplied : error instanceof SluiceError;
-    if (refused) throw error;
-    throw new WriteOutcomeUnknownError(writeId, { cause: error });
-  }
+  return {
+    writeId,
+    write: { ...update, set: [...update.set, ...shift.reverse(), { attr: LAST, value: writeId }] },
+  };
+}
+
+/**
+ * A tagged write's error: known not to have applied when the store refused it (throttling) or
+ * rejected it as malformed (Sluice's own bug); anything else may have followed the write.
+ */
+function unknownUnlessRefused(error: unknown, writeId: string): never {
+  const refused =
+    error instanceof StoreUnavailableError ? error.notApplied : error instanceof SluiceError;
+  if (refused) throw error;
+  throw new WriteOutcomeUnknownError(writeId, { cause: error });
 }
 
 /** What an item says of a write whose answer was lost. */

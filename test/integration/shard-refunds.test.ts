@@ -1,0 +1,240 @@
+/**
+ * Refunds into sharded buckets after a split moved their backlog: a cancelled or released lease
+ * gives back everything it holds, wherever the split put its units (the scope's other shards, one
+ * frozen mid-split, shards born since, shards converted to a changed definition), exactly once,
+ * and a refused acquire's give-back does too. Every test holds the clock still, so once its
+ * leases are cancelled a scope is full again.
+ */
+import { itemKeys, Limiter, type LimiterOptions, parseLimits, type ScopeCheck } from '@sluice/core';
+import { available, grow, shardKey } from '@sluice/core/internal';
+import { describe, expect, it } from 'vitest';
+import { HookedStore } from '../support/hooked-store.js';
+import { asClient, fileTable, manualClock } from '../support/table.js';
+
+const table = fileTable('shard-refunds');
+
+const scope = (resource: string, limits: unknown, revision?: number): ScopeCheck => ({
+  scope: 'resource',
+  key: itemKeys.resourceBucket(resource),
+  limits: parseLimits(limits).map((l) => (revision ? { ...l, revision } : l)),
+});
+
+const lease = async (limiter: Limiter, checks: ScopeCheck[], tokens: number) => {
+  const r = await asClient(() => limiter.acquire({ checks, usage: { tokens } }));
+  if (!r.allowed) throw new Error(`refused: ${JSON.stringify(r)}`);
+  return r.leaseId;
+};
+
+const remaining = async (clock: { now: () => number }, check: ScopeCheck) => {
+  const left = await available(table.limiter({ clock: clock.now }).engine, { checks: [check] });
+  return Object.fromEntries(left.limits.map((l) => [l.name, l.remaining]));
+};
+
+const limiterOn = (store: LimiterOptions['store'], clock: { now: () => number }) =>
+  new Limiter({ store, clock: clock.now });
+
+describe('a refund after a split', () => {
+  it('finds the units a split moved onto a shard now frozen for another split', async () => {
+    const clock = manualClock();
+    const check = scope('frozen-target', [
+      { name: 'tpm', metric: 'tokens', limit: 100_000, per: 'minute', burst: 2_000 },
+    ]);
+    // 1,500 of 2,000 taken whole; the split to 2 leaves shard 0 its burst (1,000), moves 500.
+    const taker = table.limiter({ clock: clock.now });
+    const id = await lease(taker, [check], 1_500);
+    await grow(taker.engine, check.key, 2);
+
+    // A second split (to 4) is under way: shard 1 is frozen, its splitter paused after freezing.
+    let resume = () => {};
+    const paused = new Promise<void>((go) => {
+      resume = go;
+    });
+    let frozen = () => {};
+    const isFrozen = new Promise<void>((done) => {
+      frozen = done;
+    });
+    const shard1 = shardKey(check.key, 1);
+    const splitterStore = new HookedStore(table.store, undefined, async (update, result) => {
+      const freezing = update.set.some((a) => a.attr === 'n' && 'value' in a && a.value === -4n);
+      if (result.ok && freezing && update.key.sk === shard1.sk && update.key.pk === shard1.pk) {
+        frozen();
+        await paused;
+      }
+    });
+    const splitter = limiterOn(splitterStore, clock);
+    const growing = grow(splitter.engine, check.key, 4);
+    await isFrozen;
+
+    // The lease is cancelled meanwhile (another process): shard 0 holds what it can, the rest
+    // belongs on shard 1 (or its half), which is frozen.
+    const settler = table.limiter({ clock: clock.now });
+    await asClient(() => settler.release(id));
+    resume();
+    await growing;
+
+    expect(await remaining(clock, check)).toEqual({ tpm: 2_000 });
+  });
+
+  it('finds the units on shards born by a split the settling process has not seen', async () => {
+    const clock = manualClock();
+    const check = scope('split-again', [
+      { name: 'tpm', metric: 'tokens', limit: 100_000, per: 'minute', burst: 2_000 },
+    ]);
+    const taker = table.limiter({ clock: clock.now });
+    const settler = table.limiter({ clock: clock.now });
+    await grow(taker.engine, check.key, 2);
+    // Small leases stand on both shards of 2.
+    const tatOf = async (s: number) => (await table.store.get(shardKey(check.key, s)))?.b_tpm;
+    for (let i = 0; i < 40; i++) {
+      if ((await Promise.all([0, 1].map(tatOf))).every((x) => x !== undefined)) break;
+      await lease(taker, [check], 10);
+    }
+    expect((await Promise.all([0, 1].map(tatOf))).every((x) => x !== undefined)).toBe(true);
+    // The settling process once looked at the scope: it remembers 2 shards.
+    await available(settler.engine, { checks: [check] });
+    const before = await remaining(clock, check);
+    // 900 taken on one shard of 2 (its share holds 1,000); then a split to 4 leaves that shard
+    // its new share's burst (500) and moves the rest to its new half.
+    const id = await lease(taker, [check], 900);
+    await grow(taker.engine, check.key, 4);
+
+    await asClient(() => settler.release(id));
+
+    expect(await remaining(clock, check)).toEqual(before);
+  });
+
+  it('finds the units on a shard converted to a changed definition since', async () => {
+    const clock = manualClock();
+    const limit = { name: 'tpm', metric: 'tokens', per: 'minute', burst: 2_000 };
+    const before = scope('redefined', [{ ...limit, limit: 100_000 }], 1);
+    const after = scope('redefined', [{ ...limit, limit: 120_000 }], 2); // same burst, faster
+    const taker = table.limiter({ clock: clock.now });
+    const id = await lease(taker, [before], 1_500);
+    await grow(taker.engine, before.key, 2);
+
+    // The limit is edited: calls under the new revision convert the shards they land on (the
+    // backlog is kept in units of usage). Each such call is cancelled again.
+    const current = table.limiter({ clock: clock.now });
+    const scaleOf = async (s: number) => (await table.store.get(shardKey(before.key, s)))?.s_tpm;
+    for (let i = 0; i < 40; i++) {
+      if ((await scaleOf(1)) === '120000/60/2000') break;
+      const small = await lease(current, [after], 1);
+      await asClient(() => current.release(small));
+    }
+    // Shard 0 is full (its 1,000 of the lease): only shard 1 takes calls, and is converted.
+    expect(await Promise.all([0, 1].map(scaleOf))).toEqual(['100000/60/2000', '120000/60/2000']);
+    expect(await remaining(clock, after)).toEqual({ tpm: 500 });
+
+    // The lease taken under the old definition is cancelled.
+    const settler = table.limiter({ clock: clock.now });
+    await asClient(() => settler.release(id));
+
+    expect(await remaining(clock, after)).toEqual({ tpm: 2_000 });
+  });
+
+  it('settles a lease whose refunds spread over more shards than one transaction holds', {
+    timeout: 60_000,
+  }, async () => {
+    const clock = manualClock();
+    const limits = [{ name: 'tpm', metric: 'tokens', limit: 6_400, per: 'minute' }];
+    const a = scope('wide-a', limits);
+    const b = scope('wide-b', limits);
+    const taker = table.limiter({ clock: clock.now });
+    // Each whole bucket full; a split to 64 leaves every shard 100 of it.
+    const id = await lease(taker, [a, b], 6_400);
+    await Promise.all([grow(taker.engine, a.key, 64), grow(taker.engine, b.key, 64)]);
+
+    await asClient(() => table.limiter({ clock: clock.now }).release(id));
+    // One transaction of at most 100 items: the lease's, its two shards', and 97 others that
+    // each give back their 100. What did not fit stays charged until it refills; nothing more
+    // than the lease took comes back.
+    const [left, right] = [(await remaining(clock, a)).tpm, (await remaining(clock, b)).tpm];
+    expect(left).toBeLessThanOrEqual(6_400);
+    expect(right).toBeLessThanOrEqual(6_400);
+    expect((left ?? 0) + (right ?? 0)).toBe(100 * (2 + 97));
+  });
+  it("gives back a refused acquire's charge that a split moved away meanwhile", async () => {
+    const clock = manualClock();
+    const a = scope('give-back-a', [
+      { name: 'tpm', metric: 'tokens', limit: 100_000, per: 'minute', burst: 2_000 },
+    ]);
+    const b = scope('give-back-b', [
+      { name: 'tpm', metric: 'tokens', limit: 100_000, per: 'minute', burst: 2_000 },
+    ]);
+    const other = table.limiter({ clock: clock.now });
+    await grow(other.engine, a.key, 2);
+    await lease(other, [b], 2_000); // b is full: the next call on it is refused
+
+    // The call takes 1,000 from a shard of a (its share's whole burst) and is refused by b; right
+    // after its charge lands, a split to 4 leaves that shard 500 and moves 500 to its new half.
+    let armed = true;
+    const store = new HookedStore(table.store, undefined, async (update, result) => {
+      const charges = update.set.some((x) => x.attr === 'b_tpm' && 'add' in x && x.add > 0n);
+      const idle = update.set.some((x) => x.attr === 'b_tpm' && 'value' in x);
+      if (armed && result.ok && update.key.pk === a.key.pk && (charges || idle)) {
+        armed = false;
+        await grow(other.engine, a.key, 4);
+      }
+    });
+    const caller = limiterOn(store, clock);
+    const r = await asClient(() => caller.acquire({ checks: [a, b], usage: { tokens: 1_000 } }));
+    expect(r.allowed).toBe(false);
+    expect(armed).toBe(false);
+    await caller.engine.idle();
+
+    // Refused: nothing of it stays charged.
+    expect(await remaining(clock, a)).toEqual({ tpm: 2_000 });
+  });
+
+  it('settles once when the same cancel is sent by four processes at once after a split', async () => {
+    const clock = manualClock();
+    const check = scope('duplicates', [
+      { name: 'tpm', metric: 'tokens', limit: 100_000, per: 'minute', burst: 2_000 },
+    ]);
+    const taker = table.limiter({ clock: clock.now });
+    const ids = [await lease(taker, [check], 1_500), await lease(taker, [check], 300)];
+    await grow(taker.engine, check.key, 4);
+    const settlers = [1, 2, 3, 4].map(() => table.limiter({ clock: clock.now }));
+    await Promise.all(
+      settlers.flatMap((s) => [
+        asClient(() => s.release(ids[0] as string)),
+        asClient(() => s.release(ids[0] as string)),
+      ]),
+    );
+    expect(await remaining(clock, check)).toEqual({ tpm: 1_700 });
+    await asClient(() => (settlers[0] as Limiter).release(ids[1] as string, { tokens: 100 }));
+    expect(await remaining(clock, check)).toEqual({ tpm: 1_900 });
+  });
+
+  it('gives back exactly after an adjust up before a split and a release down after it', async () => {
+    const clock = manualClock();
+    const check = scope('adjust-release', [
+      { name: 'tpm', metric: 'tokens', limit: 100_000, per: 'minute', burst: 2_000 },
+      { name: 'small', metric: 'tokens', limit: 50_000, per: 'minute', burst: 1_600 },
+      { name: 'daily', metric: 'tokens', limit: 5_000, window: 'day' },
+    ]);
+    const taker = table.limiter({ clock: clock.now });
+    const id = await lease(taker, [check], 1_000);
+    await asClient(() => taker.adjust(id, { tokens: 1_500 }));
+    await grow(taker.engine, check.key, 4);
+    const settler = table.limiter({ clock: clock.now });
+    await asClient(() => settler.release(id, { tokens: 100 }));
+    expect(await remaining(clock, check)).toEqual({ tpm: 1_900, small: 1_500, daily: 4_900 });
+  });
+  it("gives back every unit when many cancels race for the same shards' backlog", {
+    timeout: 60_000,
+  }, async () => {
+    const clock = manualClock();
+    const check = scope('racing', [
+      { name: 'tpm', metric: 'tokens', limit: 100_000, per: 'minute', burst: 2_000 },
+      { name: 'small', metric: 'tokens', limit: 100_000, per: 'minute', burst: 1_920 },
+    ]);
+    const taker = table.limiter({ clock: clock.now });
+    const ids: string[] = [];
+    for (let i = 0; i < 60; i++) ids.push(await lease(taker, [check], 30));
+    await grow(taker.engine, check.key, 8);
+    const settlers = [1, 2, 3, 4].map(() => table.limiter({ clock: clock.now }));
+    await Promise.all(ids.map((id, i) => asClient(() => (settlers[i % 4] as Limiter).release(id))));
+    expect(await remaining(clock, check)).toEqual({ tpm: 2_000, small: 1_920 });
+  });
+});
