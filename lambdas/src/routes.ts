@@ -342,13 +342,13 @@ const bucketChecks: TableAccess = {
 const shardReads: TableAccess = {
   actions: ['dynamodb:GetItem'],
   keys: [KEYS.entities, KEYS.resources],
-  why: 'sharded scopes: a split reads the shards it grows (and a frozen half its parent)',
+  why: 'sharded scopes: a split reads the shards it grows (and a frozen half its parent), a refund the shards that may hold its rest',
 };
 const settle: readonly TableAccess[] = [
   {
     actions: ['dynamodb:UpdateItem'], // a transaction is authorized per item as its action
     keys: [KEYS.leases, KEYS.entities, KEYS.resources],
-    why: 'settlement: the lease item and its buckets, in one transaction; a stale split completed',
+    why: 'settlement: the lease item and its buckets (a refund’s rest on other shards), in one transaction; a stale split completed',
   },
   bucketChecks,
   shardReads,
