@@ -2,10 +2,20 @@
  * Refunds into sharded buckets after a split moved their backlog: a cancelled or released lease
  * gives back everything it holds, wherever the split put its units (the scope's other shards, one
  * frozen mid-split, shards born since, shards converted to a changed definition), exactly once,
- * and a refused acquire's give-back does too. Every test holds the clock still, so once its
- * leases are cancelled a scope is full again.
+ * and a refused acquire's give-back does too. The clock is held still but where it moves (then
+ * a refund returns no unit that has refilled), so once its leases are cancelled a scope is full
+ * again.
  */
-import { itemKeys, Limiter, type LimiterOptions, parseLimits, type ScopeCheck } from '@sluice/core';
+import {
+  itemKeys,
+  Limiter,
+  type LimiterOptions,
+  parseLimits,
+  type ScopeCheck,
+  type Store,
+  StoreUnavailableError,
+} from '@sluice/core';
+import type { ItemCheck, ItemUpdate, TransactResult } from '@sluice/core/internal';
 import { available, grow, shardKey } from '@sluice/core/internal';
 import { describe, expect, it } from 'vitest';
 import { HookedStore } from '../support/hooked-store.js';
@@ -236,5 +246,232 @@ describe('a refund after a split', () => {
     const settlers = [1, 2, 3, 4].map(() => table.limiter({ clock: clock.now }));
     await Promise.all(ids.map((id, i) => asClient(() => (settlers[i % 4] as Limiter).release(id))));
     expect(await remaining(clock, check)).toEqual({ tpm: 2_000, small: 1_920 });
+  });
+});
+
+describe('a refund after a split, with the clock moving', () => {
+  it('returns no more than a whole bucket would: units that refilled stay refilled', async () => {
+    // 10 tokens a second, burst 20.
+    const limits = [{ name: 'tps', metric: 'tokens', limit: 600, per: 'minute', burst: 20 }];
+    const split = scope('moving-split', limits);
+    const whole = scope('moving-whole', limits);
+    const clock = manualClock();
+    const taker = table.limiter({ clock: clock.now });
+    // t=0: A takes the whole burst of each scope.
+    const a = [await lease(taker, [split], 20), await lease(taker, [whole], 20)];
+    // t=1s: 10 have refilled; B takes them.
+    clock.advance(1_000);
+    await lease(taker, [split], 10);
+    await lease(taker, [whole], 10);
+    // Then the one scope splits in two (no time passes).
+    await grow(taker.engine, split.key, 2);
+    // A is cancelled: it still holds 10 of its 20 (10 refilled while it was held).
+    const settler = table.limiter({ clock: clock.now });
+    await asClient(() => settler.release(a[0] as string));
+    await asClient(() => settler.release(a[1] as string));
+    const unsplit = await remaining(clock, whole);
+    expect(unsplit).toEqual({ tps: 10 });
+    // The split scope should hold at most what the whole one does.
+    expect(await remaining(clock, split)).toEqual(unsplit);
+  });
+});
+
+describe('a refund after a split the settling process has read past', () => {
+  it('gives back all it holds when a split lands between its read of the shards and its write', async () => {
+    const clock = manualClock();
+    const check = scope('split-after-look', [
+      { name: 'tpm', metric: 'tokens', limit: 100_000, per: 'minute', burst: 2_000 },
+    ]);
+    // 1,500 of 2,000 taken whole; a split to 2 leaves shard 0 1,000 and moves 500 to shard 1.
+    const taker = table.limiter({ clock: clock.now });
+    const id = await lease(taker, [check], 1_500);
+    await grow(taker.engine, check.key, 2);
+
+    // A settling process that has never seen the scope: its first try (the scope whole) fails and
+    // shows shard 0 of 2; the rest of the refund has no place it knows, so it reads the shards
+    // (findRoom); its transaction with the spill onto shard 1 then meets a split to 4 that
+    // happened right after that read.
+    let armed = true;
+    const store = new HookedStore(table.store, undefined, undefined, async (writes) => {
+      const spilling = writes.some((w) => w.key.pk === check.key.pk && w.key.sk.endsWith('#1'));
+      if (!armed || !spilling) return;
+      armed = false;
+      await grow(taker.engine, check.key, 4);
+    });
+    const settler = limiterOn(store, clock);
+    await asClient(() => settler.release(id));
+    expect(armed).toBe(false);
+
+    expect(await remaining(clock, check)).toEqual({ tpm: 2_000 });
+  });
+});
+
+/** A store whose transactions may lose their answer after applying (a 500 / dropped connection). */
+class LosingStore extends HookedStore {
+  constructor(
+    inner: Store,
+    readonly lose: (writes: readonly (ItemUpdate | ItemCheck)[], result: TransactResult) => boolean,
+  ) {
+    super(inner);
+  }
+  override async transact(writes: readonly (ItemUpdate | ItemCheck)[]): Promise<TransactResult> {
+    const result = await this.inner.transact(writes);
+    if (this.lose(writes, result))
+      throw new StoreUnavailableError('DynamoDB unavailable: InternalServerError');
+    return result;
+  }
+}
+
+describe('a refund after a split whose answer is lost', () => {
+  it('applies once when a release with spills is sent again after its answer was lost', async () => {
+    const clock = manualClock();
+    const check = scope('lost-settle', [
+      { name: 'tpm', metric: 'tokens', limit: 100_000, per: 'minute', burst: 2_000 },
+    ]);
+    const taker = table.limiter({ clock: clock.now });
+    const id = await lease(taker, [check], 1_500);
+    const other = await lease(taker, [check], 300);
+    await grow(taker.engine, check.key, 4);
+    let lost = 0;
+    const store = new LosingStore(table.store, (writes, result) => {
+      const spills = writes.filter((w) => w.key.pk === check.key.pk).length > 1;
+      if (result.ok && spills && lost === 0) {
+        lost++;
+        return true;
+      }
+      return false;
+    });
+    const settler = limiterOn(store, clock);
+    await settler.engine.readAgain([check.key]);
+    await available(settler.engine, { checks: [check] });
+    const answer = await asClient(() => settler.release(id, { tokens: 100 }));
+    expect(lost).toBe(1);
+    expect(answer.settled).toBe(true);
+    expect(await remaining(clock, check)).toEqual({ tpm: 2_000 - 100 - 300 });
+    await asClient(() => settler.release(other));
+    expect(await remaining(clock, check)).toEqual({ tpm: 1_900 });
+  });
+
+  it("applies a refused acquire's give-back with spills once when its answer is lost", async () => {
+    const clock = manualClock();
+    const a = scope('lost-give-back-a', [
+      { name: 'tpm', metric: 'tokens', limit: 100_000, per: 'minute', burst: 2_000 },
+    ]);
+    const b = scope('lost-give-back-b', [
+      { name: 'tpm', metric: 'tokens', limit: 100_000, per: 'minute', burst: 2_000 },
+    ]);
+    const other = table.limiter({ clock: clock.now });
+    await grow(other.engine, a.key, 2);
+    await lease(other, [b], 2_000);
+    let armed = true;
+    let lost = 0;
+    const errors: unknown[] = [];
+    const inner = new HookedStore(table.store, undefined, async (update, result) => {
+      const charges = update.set.some((x) => x.attr === 'b_tpm' && 'add' in x && x.add > 0n);
+      const idle = update.set.some((x) => x.attr === 'b_tpm' && 'value' in x);
+      if (armed && result.ok && update.key.pk === a.key.pk && (charges || idle)) {
+        armed = false;
+        await grow(other.engine, a.key, 4);
+      }
+    });
+    const store = new LosingStore(inner, (writes, result) => {
+      const spills = writes.filter((w) => w.key.pk === a.key.pk).length > 1;
+      if (result.ok && spills && lost === 0) {
+        lost++;
+        return true;
+      }
+      return false;
+    });
+    const caller = new Limiter({
+      store,
+      clock: clock.now,
+      onBackgroundError: (e) => errors.push(e),
+    });
+    const r = await asClient(() => caller.acquire({ checks: [a, b], usage: { tokens: 1_000 } }));
+    expect(r.allowed).toBe(false);
+    await caller.engine.idle();
+    expect(armed).toBe(false);
+    expect(lost).toBe(1);
+    expect(await remaining(clock, a)).toEqual({ tpm: 2_000 });
+    expect(errors).toEqual([]);
+  });
+});
+
+describe('refunds after a split, on mixed limits', () => {
+  it('leaves a bucket, a quota and a shadow bucket full again once the leases are cancelled', async () => {
+    const clock = manualClock();
+    const check = scope('mixed', [
+      { name: 'tpm', metric: 'tokens', limit: 100_000, per: 'minute', burst: 2_000 },
+      { name: 'daily', metric: 'tokens', limit: 5_000, window: 'day' },
+      {
+        name: 'shadow',
+        metric: 'tokens',
+        limit: 60_000,
+        per: 'minute',
+        burst: 1_600,
+        mode: 'shadow',
+      },
+    ]);
+    const taker = table.limiter({ clock: clock.now });
+    const ids = [await lease(taker, [check], 1_200), await lease(taker, [check], 700)];
+    await grow(taker.engine, check.key, 4);
+    const settlers = [1, 2].map(() => table.limiter({ clock: clock.now }));
+    await Promise.all(ids.map((id, i) => asClient(() => (settlers[i] as Limiter).release(id))));
+    // The shadow bucket read as if enforced (available names no shadow limit).
+    const seen = scope('mixed', [
+      { name: 'tpm', metric: 'tokens', limit: 100_000, per: 'minute', burst: 2_000 },
+      { name: 'daily', metric: 'tokens', limit: 5_000, window: 'day' },
+      { name: 'shadow', metric: 'tokens', limit: 60_000, per: 'minute', burst: 1_600 },
+    ]);
+    expect(await remaining(clock, seen)).toEqual({ tpm: 2_000, daily: 5_000, shadow: 1_600 });
+  });
+});
+
+describe('a give-back after a split the give-back has read past', () => {
+  it('gives back all a refused acquire took when a split lands between its read and its write', async () => {
+    const clock = manualClock();
+    const a = scope('give-back-split-a', [
+      { name: 'tpm', metric: 'tokens', limit: 100_000, per: 'minute', burst: 2_000 },
+    ]);
+    const b = scope('give-back-split-b', [
+      { name: 'tpm', metric: 'tokens', limit: 100_000, per: 'minute', burst: 2_000 },
+    ]);
+    const other = table.limiter({ clock: clock.now });
+    await grow(other.engine, a.key, 2);
+    await lease(other, [b], 2_000); // b is full: the next call on it is refused
+    // The call takes 1,000 from a shard of a and is refused by b; right after its charge lands, a
+    // split to 4 moves 500 of it away; once the give-back has read the shards and sends its
+    // transaction with the spill, a split to 8 has moved it again.
+    let charged = true;
+    let spilled = true;
+    const store = new HookedStore(
+      table.store,
+      undefined,
+      async (update, result) => {
+        const charges = update.set.some((x) => x.attr === 'b_tpm' && 'add' in x && x.add > 0n);
+        const idle = update.set.some((x) => x.attr === 'b_tpm' && 'value' in x);
+        if (charged && result.ok && update.key.pk === a.key.pk && (charges || idle)) {
+          charged = false;
+          await grow(other.engine, a.key, 4);
+        }
+      },
+      async (writes) => {
+        if (!spilled || writes.filter((w) => w.key.pk === a.key.pk).length < 2) return;
+        spilled = false;
+        await grow(other.engine, a.key, 8);
+      },
+    );
+    const errors: unknown[] = [];
+    const caller = new Limiter({
+      store,
+      clock: clock.now,
+      onBackgroundError: (e) => errors.push(e),
+    });
+    const r = await asClient(() => caller.acquire({ checks: [a, b], usage: { tokens: 1_000 } }));
+    expect(r.allowed).toBe(false);
+    await caller.engine.idle();
+    expect([charged, spilled]).toEqual([false, false]);
+    expect(errors).toEqual([]); // nothing reported: the give-back says it gave back all
+    expect(await remaining(clock, a)).toEqual({ tpm: 2_000 });
   });
 });

@@ -69,6 +69,7 @@ async function applyDeltas(
       if (result.ok) return rememberApplied(engine, writes);
       await learnFrom(engine, writes, result.failures);
     }
+    roomFound = false; // a split since may have moved what the rest was to find
     if (!budget.lost()) throw new CompensationContendedError();
   }
 }

@@ -20,7 +20,7 @@ import type { LeasedItem, LeasedLimit } from './lease.js';
 import { amountOf, type Usage } from './limits.js';
 import { ceilDiv } from './nanos.js';
 import { quotaDebt, quotaRefund, quotaStatus } from './quota.js';
-import { shardCondition, shardsAt, shareOf } from './shards.js';
+import { countOf, shardCondition, shardsAt, shareOf } from './shards.js';
 import { heldRefund, type Spills, spillRefunds } from './spill.js';
 import { type EngineState, toNs } from './state.js';
 import type { Step } from './step.js';
@@ -48,10 +48,12 @@ function generationIs(generation: number): Condition {
  * and the item's generation.
  */
 export function leasedItem(check: ScopeCheck, state: ItemState, nowMs: number): LeasedItem {
+  const shares = countOf(state);
   return {
     key: check.key,
     scope: check.scope,
     generation: generationOf(state),
+    ...(shares > 1 ? { shares } : {}),
     limits: check.limits.map(
       (limit): LeasedLimit =>
         limit.kind === 'bucket'
@@ -131,11 +133,14 @@ export function deltaUpdates(
 ): { update: ItemUpdate | ItemCheck | null; spills: Spills } {
   const state = engine.stateOf(item.key);
   const nowNs = toNs(nowMs);
-  const elapsedNs = nowNs - toNs(acquiredAtMs);
   const resetSince = state !== undefined && generationOf(state) > item.generation;
   // A shard is charged at the share it holds now (a split since the acquire halves it).
   const { index } = shardOf(item.key);
   const shards = shardsAt(engine, item.key);
+  // What the lease took drained at the rate of the share it was charged at; counted at the share
+  // the item holds now (a split since halves its rate), that is as if more time had passed.
+  const faster = BigInt(Math.max(1, Math.floor(shards / (item.shares ?? 1))));
+  const elapsedNs = (nowNs - toNs(acquiredAtMs)) * faster;
   let refunds = false;
   const rests = new Map<string, bigint>();
   const steps: Step[] = shareOf(item.limits, index, shards).map((limit) => {

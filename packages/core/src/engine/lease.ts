@@ -35,6 +35,11 @@ export interface LeasedItem {
   readonly limits: readonly LeasedLimit[];
   /** The item's generation when the lease was charged: refunds go into that generation only. */
   readonly generation: number;
+  /**
+   * How many shards split its scope where the item stood when the lease was charged (absent: 1,
+   * whole): what it took drained at that share's rate, whatever splits came since.
+   */
+  readonly shares?: number;
 }
 
 /** What a lease token says. */
@@ -80,7 +85,7 @@ interface Wire {
   a: number;
   x: number;
   u: Usage;
-  s: { p: string; k: string; c: string; g: number; l: (WireBucket | WireQuota)[] }[];
+  s: { p: string; k: string; c: string; g: number; n?: number; l: (WireBucket | WireQuota)[] }[];
   p?: string[];
   c?: ContextWire;
 }
@@ -123,6 +128,7 @@ export function signLease(claims: LeaseClaims, key: SigningKey): string {
       k: item.key.sk,
       c: item.scope,
       g: item.generation,
+      ...(item.shares !== undefined && item.shares > 1 ? { n: item.shares } : {}),
       l: item.limits.map((l): WireBucket | WireQuota =>
         l.kind === 'bucket'
           ? [l.name, l.metric, 'b', l.limit, l.periodSeconds, l.burst, ...shadowMark(l)]
@@ -201,6 +207,7 @@ export async function verifyLease(
       key: { pk: s.p, sk: s.k },
       scope: s.c,
       generation: s.g,
+      ...(typeof s.n === 'number' && s.n > 1 ? { shares: s.n } : {}),
       limits: s.l.map(
         (l): LeasedLimit =>
           l[2] === 'b'

@@ -165,6 +165,7 @@ async function settle(
         nowMs,
       );
     }
+    roomFound = false; // a split since may have moved what a refund's rest was to find
     const learnt = learn(engine, plan, result.failures);
     if (learnt.record !== null) {
       record = learnt.record;
