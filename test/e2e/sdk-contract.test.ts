@@ -66,6 +66,50 @@ describe('SluiceAdmin through a checked fetch', () => {
     await expect(refused).rejects.toMatchObject({ code: 'invalid_request', status: 400 });
     await expect(refused).rejects.toHaveProperty('field', expect.stringMatching(/^limits\[0\]/));
   });
+
+  it('writes on the version it read: entity tags, a stale one refused, create only', async () => {
+    const doc = { limits: [{ name: 'rpm', metric: 'requests', limit: 10, per: 'minute' }] };
+    const created = await admin().put('entity', 'contract-tagged', doc, { ifNoneMatch: '*' });
+    const read = await admin().get('entity', 'contract-tagged');
+    expect(created.etag).toMatch(/^"1-/);
+    expect(read?.etag).toBe(created.etag);
+
+    const again = admin().put('entity', 'contract-tagged', doc, { ifNoneMatch: '*' });
+    await expect(again).rejects.toMatchObject({ code: 'precondition_failed', status: 412 });
+    const edited = { limits: [{ ...doc.limits[0], limit: 20 }] };
+    const second = await admin().put('entity', 'contract-tagged', edited, {
+      ifMatch: created.etag ?? '',
+    });
+    expect(second).toMatchObject({ version: 2, etag: expect.stringMatching(/^"2-/) });
+    // The first version's tag no longer matches: neither a write nor a delete goes through.
+    const stale = { ifMatch: created.etag ?? '' };
+    await expect(admin().put('entity', 'contract-tagged', doc, stale)).rejects.toMatchObject({
+      code: 'precondition_failed',
+    });
+    await expect(admin().delete('entity', 'contract-tagged', stale)).rejects.toMatchObject({
+      code: 'precondition_failed',
+    });
+    expect((await admin().get('entity', 'contract-tagged'))?.version).toBe(2);
+    // A list of tags matches when one of them does.
+    await admin().delete('entity', 'contract-tagged', {
+      ifMatch: [created.etag ?? '', second.etag ?? ''],
+    });
+    expect(await admin().get('entity', 'contract-tagged')).toBeUndefined();
+
+    // Settings never written carry "0"; a write on it stores the first version.
+    const settings = await admin().settings();
+    const stored = await admin().putSettings({}, { ifMatch: settings.etag ?? '' });
+    expect(stored.etag).not.toBe(settings.etag);
+
+    // The audit trail of one entity: only its entries.
+    const trail = await admin().audit({ entity: 'contract-tagged', limit: 10 });
+    expect(trail.items.map((e) => [e.action, e.name])).toEqual([
+      ['delete', 'contract-tagged'],
+      ['put', 'contract-tagged'],
+      ['put', 'contract-tagged'],
+    ]);
+    expect((await admin().alerts({ entity: 'contract-tagged' })).items).toEqual([]);
+  });
 });
 
 describe('SluiceClient through a checked fetch', () => {

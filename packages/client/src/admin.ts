@@ -23,6 +23,26 @@ export interface Page {
   readonly cursor?: string;
 }
 
+/**
+ * A page of the audit trail or of the budget alerts, of one entity's only when `entity` is
+ * given: such a page reads at most 1,000 entries, so it may hold fewer than `limit` and still
+ * have a `next`.
+ */
+export interface EntryPage extends Page {
+  readonly entity?: string;
+}
+
+/**
+ * What a write requires of the stored document: `ifMatch`, one of these entity tags (a
+ * {@link StoredConfig.etag}) or `*` (any: one is stored); `ifNoneMatch: '*'`, none is stored
+ * (create only). A write whose condition fails throws {@link SluiceRequestError}
+ * `precondition_failed` (412) and changes nothing.
+ */
+export interface WriteCondition {
+  readonly ifMatch?: string | readonly string[];
+  readonly ifNoneMatch?: '*';
+}
+
 /** What {@link SluiceAdmin.top} asks. */
 export interface TopQuery {
   /** @default 'day' */
@@ -94,6 +114,11 @@ export interface StoredConfig {
   readonly version: number;
   /** On put: false when nothing changed. */
   readonly changed?: boolean;
+  /**
+   * The version's entity tag as `ETag` carries it (`"3-…"`; `"0"` for settings never written):
+   * a later write's {@link WriteCondition.ifMatch}.
+   */
+  readonly etag?: string;
 }
 
 /** One audit entry. */
@@ -147,7 +172,7 @@ export class SluiceAdmin {
   /** One document, or undefined when there is none. */
   async get(kind: ConfigKind, name: string): Promise<StoredConfig | undefined> {
     const answer = await this.#request('GET', this.#path(kind, name), undefined, [404]);
-    return answer.status === 404 ? undefined : storedConfigFrom(answer.body);
+    return answer.status === 404 ? undefined : stored(answer);
   }
 
   /** Every document of a kind (all pages). */
@@ -167,24 +192,39 @@ export class SluiceAdmin {
     return out;
   }
 
-  /** Creates or replaces a document; Sluice validates it fully first. */
-  async put(kind: ConfigKind, name: string, config: unknown): Promise<StoredConfig> {
-    return storedConfigFrom((await this.#request('PUT', this.#path(kind, name), config)).body);
+  /**
+   * Creates or replaces a document; Sluice validates it fully first. With `condition`, only over
+   * the version it names (or only a new one).
+   */
+  async put(
+    kind: ConfigKind,
+    name: string,
+    config: unknown,
+    condition: WriteCondition = {},
+  ): Promise<StoredConfig> {
+    return stored(await this.#request('PUT', this.#path(kind, name), config, [], condition));
   }
 
-  /** Deletes a document (409 while something refers to it). */
-  async delete(kind: ConfigKind, name: string): Promise<void> {
-    await this.#request('DELETE', this.#path(kind, name));
+  /** Deletes a document (409 while something refers to it); with `ifMatch`, only that version. */
+  async delete(
+    kind: ConfigKind,
+    name: string,
+    condition: Pick<WriteCondition, 'ifMatch'> = {},
+  ): Promise<void> {
+    await this.#request('DELETE', this.#path(kind, name), undefined, [], condition);
   }
 
   /** The settings (unknown entities, default price). */
   async settings(): Promise<StoredConfig> {
-    return storedConfigFrom((await this.#request('GET', '/v1/admin/settings')).body);
+    return stored(await this.#request('GET', '/v1/admin/settings'));
   }
 
-  /** Replaces the settings. */
-  async putSettings(config: unknown): Promise<StoredConfig> {
-    return storedConfigFrom((await this.#request('PUT', '/v1/admin/settings', config)).body);
+  /** Replaces the settings; with `ifMatch`, only over the version it names. */
+  async putSettings(
+    config: unknown,
+    condition: Pick<WriteCondition, 'ifMatch'> = {},
+  ): Promise<StoredConfig> {
+    return stored(await this.#request('PUT', '/v1/admin/settings', config, [], condition));
   }
 
   /** Clears an entity's buckets (a top-up). */
@@ -206,7 +246,7 @@ export class SluiceAdmin {
   }
 
   /** Audit entries, newest first; pass `next` back as `cursor` for older ones. */
-  async audit(options: Page = {}): Promise<Listing<AuditEntry>> {
+  async audit(options: EntryPage = {}): Promise<Listing<AuditEntry>> {
     return auditPageFrom(await this.#get('/v1/admin/audit', options));
   }
 
@@ -235,7 +275,7 @@ export class SluiceAdmin {
   }
 
   /** Budget alerts, newest window first; pass `next` back as `cursor` for older ones. */
-  async alerts(options: Page = {}): Promise<Listing<BudgetAlert>> {
+  async alerts(options: EntryPage = {}): Promise<Listing<BudgetAlert>> {
     return alertsPageFrom(await this.#get('/v1/admin/alerts', options));
   }
 
@@ -257,7 +297,19 @@ export class SluiceAdmin {
     path: string,
     body?: unknown,
     expected: readonly number[] = [],
+    condition: WriteCondition = {},
   ): Promise<Answer> {
-    return strictRequest(this.#transport, method, path, this.#timeoutMs, body, expected);
+    const { ifMatch, ifNoneMatch } = condition;
+    const headers = {
+      ...(ifMatch !== undefined ? { 'if-match': [ifMatch].flat().join(', ') } : {}),
+      ...(ifNoneMatch !== undefined ? { 'if-none-match': ifNoneMatch } : {}),
+    };
+    return strictRequest(this.#transport, method, path, this.#timeoutMs, body, expected, headers);
   }
 }
+
+/** A stored document from an answer, with the entity tag its `ETag` carries. */
+const stored = (answer: Answer): StoredConfig => ({
+  ...storedConfigFrom(answer.body),
+  ...(answer.etag !== undefined ? { etag: answer.etag } : {}),
+});

@@ -8,11 +8,14 @@ export {
   type BudgetAlert,
   COLLECTIONS,
   type ConfigKind,
+  type EntryPage,
+  type Page,
   SluiceAdmin,
   type SluiceAdminOptions,
   type StoredConfig,
   type TopEntities,
   type TopQuery,
+  type WriteCondition,
 } from './admin.js';
 export { LeaseStream, SluiceClient, type SluiceClientOptions } from './client.js';
 export {

@@ -31,6 +31,8 @@ export interface Answer {
   readonly json: boolean;
   /** `retry-after(-ms)`, `ratelimit`, `ratelimit-policy` and `x-ratelimit-*`, as Sluice sent them. */
   readonly headers?: Readonly<Record<string, string>>;
+  /** The `ETag` an admin answer carries: the entity tag of the document it names. */
+  readonly etag?: string;
 }
 
 /** How long this request will wait for its answer (ms): Sluice stops its work by then. */
@@ -124,19 +126,27 @@ export interface Sender {
   /** Where requests go, for messages. */
   readonly origin: string;
   /**
-   * Sends one request and reads its answer. Throws when it cannot be sent or when `timeoutMs`
-   * passes first: the caller decides whether to retry.
+   * Sends one request (with `headers` beside the ones it signs) and reads its answer. Throws
+   * when it cannot be sent or when `timeoutMs` passes first: the caller decides whether to retry.
    */
-  send(method: string, path: string, body: unknown, timeoutMs: number): Promise<Answer>;
+  send(
+    method: string,
+    path: string,
+    body: unknown,
+    timeoutMs: number,
+    headers?: Readonly<Record<string, string>>,
+  ): Promise<Answer>;
 }
 
 /** An answer read: its JSON body (or what it is instead) and its rate-limit headers. */
 export function answerFrom(received: Received): Answer {
   const { status, text } = received;
   const rateLimit = rateLimitHeaders(received);
-  if (!text) return { status, body: {}, json: true, headers: rateLimit };
+  const tag = received.headers.etag;
+  const etag = typeof tag === 'string' ? { etag: tag } : {};
+  if (!text) return { status, body: {}, json: true, headers: rateLimit, ...etag };
   try {
-    return { status, body: JSON.parse(text) as unknown, json: true, headers: rateLimit };
+    return { status, body: JSON.parse(text) as unknown, json: true, headers: rateLimit, ...etag };
   } catch {
     return { status, body: { detail: text.slice(0, 200) }, json: false };
   }
@@ -163,10 +173,17 @@ export class Transport implements Sender {
    * Sends one request and reads its answer. Throws on a network error or when `timeoutMs`
    * passes first: the caller decides whether to retry.
    */
-  async send(method: string, path: string, body: unknown, timeoutMs: number): Promise<Answer> {
+  async send(
+    method: string,
+    path: string,
+    body: unknown,
+    timeoutMs: number,
+    extra: Readonly<Record<string, string>> = {},
+  ): Promise<Answer> {
     const url = new URL(path, this.#base);
     const payload = body === undefined ? undefined : JSON.stringify(body);
     const headers = {
+      ...extra, // not signed: SigV4 covers the headers it names, and these it does not need
       ...(await this.#signer.headers(method, url, payload)),
       // Sluice stops working on the request (and gives back what it took) when this caller
       // stops waiting, rather than answer a lease nobody receives.
@@ -189,10 +206,11 @@ export async function strictRequest(
   timeoutMs: number,
   body?: unknown,
   expected: readonly number[] = [],
+  headers?: Readonly<Record<string, string>>,
 ): Promise<Answer> {
   let answer: Answer;
   try {
-    answer = await transport.send(method, path, body, timeoutMs);
+    answer = await transport.send(method, path, body, timeoutMs, headers);
   } catch (error) {
     if (error instanceof SluiceClientError) throw error; // the sender's own verdict
     throw new SluiceClientError(
