@@ -11,12 +11,12 @@ import {
   applyLocally,
   combine,
   deltaUpdates,
-  generationOf,
   leasedItem,
   zeroed,
 } from '../../packages/core/src/engine/items.js';
 import type { LeasedItem, LeasedLimit } from '../../packages/core/src/engine/lease.js';
 import { NS_PER_S } from '../../packages/core/src/engine/nanos.js';
+import { generationOf } from '../../packages/core/src/engine/shards.js';
 import type { Step } from '../../packages/core/src/engine/step.js';
 import type { ItemKey, ItemState, Store } from '../../packages/core/src/store/types.js';
 import { bucket, bucketState, quota, quotaState } from '../support/stored.js';

@@ -6,11 +6,11 @@
 import { EngineState } from '@sluice/core/internal';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { observe, thawed, throttled } from '../../packages/core/src/engine/growth.js';
 import {
   counted,
   countOf,
   frozenAt,
-  observe,
   parentOf,
   pickShard,
   quotaShare,
@@ -18,8 +18,6 @@ import {
   shardingOf,
   shardsAt,
   shareOf,
-  thawed,
-  throttled,
 } from '../../packages/core/src/engine/shards.js';
 import type { Store } from '../../packages/core/src/store/types.js';
 import { bucket, quota } from '../support/stored.js';

@@ -51,6 +51,7 @@ export { available } from './engine/available.js';
 export { beforeDeadline, orAfter } from './engine/budget.js';
 export { calendarWindow } from './engine/calendar.js';
 export { combineWrites } from './engine/combining.js';
+export { grow, growInBackground } from './engine/growth.js';
 export { leaseContextOf, MAX_LEASE_ID_LENGTH } from './engine/lease.js';
 export {
   type BucketLimit,
@@ -66,7 +67,6 @@ export {
   validationErrorFrom,
 } from './engine/limits.js';
 export { adjust, release } from './engine/settle.js';
-export { grow, growInBackground } from './engine/shards.js';
 export { EngineState } from './engine/state.js';
 export { PolicyRefusal } from './errors.js';
 export { own } from './names.js';

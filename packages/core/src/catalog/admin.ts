@@ -213,8 +213,11 @@ export class ConfigAdmin {
       TABLE_SCHEMA.sortKey,
       TABLE_SCHEMA.ttlAttribute,
       itemAttributes.generation,
-      itemAttributes.shards, // a reset empties every shard; the scope keeps its shards
+      // A reset empties every shard; the scope keeps its shards, and a split under way its state
+      // (the split starts again from the emptied item: growth.ts).
+      itemAttributes.shards,
       itemAttributes.frozenAt,
+      itemAttributes.bornFrozen,
     ]);
     const resources: string[] = [];
     let after: string | undefined;

@@ -15,10 +15,11 @@ import type {
   TransactFailure,
 } from '../store/types.js';
 import { Budget } from './budget.js';
+import { thawed } from './growth.js';
 import { applyLocally, deltaUpdates, zeroed } from './items.js';
 import type { LeasedItem } from './lease.js';
 import type { Usage } from './limits.js';
-import { frozenAt, thawed } from './shards.js';
+import { frozenAt } from './shards.js';
 import { findRoom, TRANSACTION_ITEMS } from './spill.js';
 import { type EngineState, sleep } from './state.js';
 

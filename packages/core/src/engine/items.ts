@@ -6,7 +6,7 @@
  */
 
 import { own } from '../names.js';
-import { itemAttributes, shardOf, TABLE_SCHEMA } from '../store/schema.js';
+import { shardOf, TABLE_SCHEMA } from '../store/schema.js';
 import type {
   Assignment,
   Condition,
@@ -20,7 +20,14 @@ import type { LeasedItem, LeasedLimit } from './lease.js';
 import { amountOf, type Usage } from './limits.js';
 import { ceilDiv } from './nanos.js';
 import { quotaDebt, quotaRefund, quotaStatus } from './quota.js';
-import { countOf, shardCondition, shardsAt, shareOf } from './shards.js';
+import {
+  countOf,
+  generationIs,
+  generationOf,
+  shardCondition,
+  shardsAt,
+  shareOf,
+} from './shards.js';
 import { heldRefund, type Spills, spillRefunds } from './spill.js';
 import { type EngineState, toNs } from './state.js';
 import type { Step } from './step.js';
@@ -28,20 +35,6 @@ import type { ScopeCheck } from './types.js';
 
 /** TTLs are rounded up to the hour, so writers of one item rarely disagree on it. */
 const TTL_GRAIN_SECONDS = 3_600n;
-
-/** An item's generation (0 until its first reset). */
-export function generationOf(state: ItemState): number {
-  const g = state[itemAttributes.generation];
-  return typeof g === 'bigint' ? Number(g) : 0;
-}
-
-/** The condition that an item is still in `generation`. */
-function generationIs(generation: number): Condition {
-  const attr = itemAttributes.generation;
-  return generation === 0
-    ? { or: [{ absent: attr }, { attr, op: '=', value: 0n }] }
-    : { attr, op: '=', value: BigInt(generation) };
-}
 
 /**
  * What a lease remembers of a check: its limits (each quota with the window it was charged in)

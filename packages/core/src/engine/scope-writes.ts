@@ -19,7 +19,8 @@ import {
   type Decision,
   type ScopeOutcome,
 } from './decision.js';
-import { frozenAt, observe, parentOf, pickShard, thawed, throttled } from './shards.js';
+import { observe, thawed, throttled } from './growth.js';
+import { frozenAt, parentOf, pickShard } from './shards.js';
 import { lastWriteOf, tagged } from './tagged-writes.js';
 import type { ScopeCheck } from './types.js';
 

@@ -25,10 +25,11 @@ import type {
   TransactResult,
 } from '../store/types.js';
 import { Budget, beforeDeadline } from './budget.js';
+import { thawed } from './growth.js';
 import { applyLocally, deltaUpdates, zeroed } from './items.js';
 import { type LeaseClaims, type LeasedItem, verifyLease } from './lease.js';
 import { amountOf, MAX_AMOUNT, MAX_LEASE_METRICS, parseUsageMap, type Usage } from './limits.js';
-import { frozenAt, thawed } from './shards.js';
+import { frozenAt } from './shards.js';
 import { findRoom, TRANSACTION_ITEMS } from './spill.js';
 import { type EngineState, type LeaseRecord, sleep } from './state.js';
 import { scopeStatuses } from './statuses.js';

@@ -12,8 +12,9 @@ import { own } from '../names.js';
 import { bucketAttributes, shardKey, shardOf } from '../store/schema.js';
 import type { Assignment, Condition, ItemKey, ItemState, ItemUpdate } from '../store/types.js';
 import { bucketParams, type LeasedBucket } from './gcra.js';
+import { thawed } from './growth.js';
 import type { BucketLimit } from './limits.js';
-import { countOf, frozenAt, readShards, shardCondition, thawed } from './shards.js';
+import { countOf, frozenAt, readShards, shardCondition } from './shards.js';
 import type { EngineState } from './state.js';
 import type { Step } from './step.js';
 
