@@ -1,9 +1,10 @@
 /**
  * An admin reset of a sharded scope (a top-up) while a split of it is under way: the split starts
- * again from the emptied item, so the scope is left full, every shard chargeable, and no shard
- * born twice.
+ * again from the emptied item, and the reset empties what a split made meanwhile, so the scope is
+ * left full, every shard chargeable and in one generation, and no shard born twice.
  */
 import {
+  type AdminStore,
   ConfigAdmin,
   itemKeys,
   Limiter,
@@ -11,6 +12,7 @@ import {
   parseLimits,
   type ScopeCheck,
 } from '@sluice/core';
+import type { ItemUpdate } from '@sluice/core/internal';
 import { available, grow, shardKey } from '@sluice/core/internal';
 import { describe, expect, it } from 'vitest';
 import { HookedStore } from '../support/hooked-store.js';
@@ -145,5 +147,131 @@ describe('a reset of a sharded scope during a split', () => {
     const items = await Promise.all([0, 1, 2].map((s) => table.store.get(shardKey(check.key, s))));
     expect(items.map((i) => i?.n)).toEqual([2n, 2n, undefined]);
     expect(await remaining(clock, check)).toEqual({ tpm: 2_000 });
+  });
+});
+
+/** The admin's store, its single-item updates first through `before` (reads, queries untouched). */
+function adminStore(before: (update: ItemUpdate) => Promise<void>): AdminStore {
+  const inner = table.store;
+  return {
+    get: (key) => inner.get(key),
+    query: (pk, options) => inner.query(pk, options),
+    transact: (writes, options) => inner.transact(writes, options),
+    update: async (update) => {
+      await before(update);
+      return inner.update(update);
+    },
+  } as AdminStore;
+}
+
+const isResetOf = (update: ItemUpdate, key: { pk: string; sk: string }) =>
+  update.key.pk === key.pk && update.key.sk === key.sk && update.set.some((a) => a.attr === 'g');
+
+describe('a reset whose writes race a split', () => {
+  it('leaves the scope full when it read the scope before the freeze and writes after the split', async () => {
+    const clock = manualClock();
+    const entity = `r4-early-${++n}`;
+    const check = entityScope(entity, [
+      { name: 'tpm', metric: 'tokens', limit: 100_000, per: 'minute', burst: 2_000 },
+    ]);
+    const taker = table.limiter({ clock: clock.now });
+    await lease(taker, [check], 1_500);
+    // The reset reads the entity's items (one, not yet split), and its write of that item is held.
+    let release = () => {};
+    const held = new Promise<void>((go) => {
+      release = go;
+    });
+    let reached = () => {};
+    const atWrite = new Promise<void>((done) => {
+      reached = done;
+    });
+    const admin = new ConfigAdmin({
+      store: adminStore(async (update) => {
+        if (isResetOf(update, check.key)) {
+          reached();
+          await held;
+        }
+      }),
+      clock: clock.now,
+    });
+    const resetting = admin.reset(entity, 'test');
+    await atWrite;
+    // Meanwhile a split to 2 runs from start to end.
+    await grow(table.limiter({ clock: clock.now }).engine, check.key, 2);
+    release();
+    await resetting;
+    const items = await Promise.all([0, 1].map((s) => table.store.get(shardKey(check.key, s))));
+    expect({
+      remaining: await remaining(clock, check),
+      generations: items.map((i) => i?.g),
+    }).toEqual({ remaining: { tpm: 2_000 }, generations: [1n, 1n] });
+  });
+
+  it('leaves every shard in one generation when its write of the new half lands after the split emptied it', async () => {
+    const clock = manualClock();
+    const entity = `r4-split-gen-${++n}`;
+    const check = entityScope(entity, [
+      { name: 'tpm', metric: 'tokens', limit: 100_000, per: 'minute', burst: 2_000 },
+    ]);
+    const taker = table.limiter({ clock: clock.now });
+    await lease(taker, [check], 1_500);
+    const half = shardKey(check.key, 1);
+    // The split has created its new half and is held before the item keeps its rest and thaws.
+    let resume = () => {};
+    const paused = new Promise<void>((go) => {
+      resume = go;
+    });
+    let created = () => {};
+    const isCreated = new Promise<void>((done) => {
+      created = done;
+    });
+    let once = true;
+    const store = new HookedStore(table.store, async (update) => {
+      const thawing = update.set.some((a) => a.attr === 'n' && 'value' in a && a.value === 2n);
+      if (once && thawing && update.key.sk === check.key.sk && update.key.pk === check.key.pk) {
+        once = false;
+        created();
+        await paused;
+      }
+    });
+    const growing = grow(limiterOn(store, clock).engine, check.key, 2);
+    await isCreated;
+    // The reset reads both items; its write of the item lands, its write of the new half is slow.
+    let release = () => {};
+    const held = new Promise<void>((go) => {
+      release = go;
+    });
+    let itemReset = () => {};
+    const itemDone = new Promise<void>((done) => {
+      itemReset = done;
+    });
+    const inner = table.store;
+    const admin = new ConfigAdmin({
+      store: {
+        get: (key) => inner.get(key),
+        query: (pk, options) => inner.query(pk, options),
+        transact: (writes, options) => inner.transact(writes, options),
+        update: async (update) => {
+          if (isResetOf(update, half)) await held;
+          const result = await inner.update(update);
+          if (isResetOf(update, check.key)) itemReset();
+          return result;
+        },
+      } as AdminStore,
+      clock: clock.now,
+    });
+    const resetting = admin.reset(entity, 'test');
+    await itemDone;
+    // The split goes on: it finds the item in the new generation and clears the half to it.
+    resume();
+    await growing;
+    release();
+    await resetting;
+    const items = await Promise.all([0, 1].map((s) => table.store.get(shardKey(check.key, s))));
+    expect({
+      remaining: await remaining(clock, check),
+      shards: items.map((i) => i?.n),
+      generations: items.map((i) => i?.g),
+    }).toEqual({ remaining: { tpm: 2_000 }, shards: [2n, 2n], generations: [1n, 1n] });
   });
 });

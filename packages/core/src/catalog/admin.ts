@@ -9,12 +9,7 @@ import { PERIOD_SECONDS } from '../engine/limits.js';
 import { nextRotation } from '../engine/signing-keys.js';
 import { ConflictError, NotFoundError } from '../errors.js';
 import { decodeCursor, encodeCursor, isAuditKey, queryWhere } from '../store/cursor.js';
-import {
-  documentAttributes as D,
-  itemAttributes,
-  itemKeys,
-  TABLE_SCHEMA,
-} from '../store/schema.js';
+import { documentAttributes as D, itemKeys, TABLE_SCHEMA } from '../store/schema.js';
 import type { AdminStore, Condition, ItemState } from '../store/types.js';
 import { check, type WriteCondition } from './conditions.js';
 import { CONFIG_KINDS, type ConfigKind, type ConfigOf, parseConfig } from './documents.js';
@@ -24,6 +19,7 @@ import {
   type DocumentReader,
   type ReferenceWrites,
 } from './references.js';
+import { clearEntity } from './reset.js';
 
 /** A configuration document as stored, with who changed it last and when. */
 export interface StoredConfig<K extends ConfigKind = ConfigKind> {
@@ -203,42 +199,12 @@ export class ConfigAdmin {
 
   /**
    * Clears every bucket of `entity` (a top-up): the next acquire starts full. Each item keeps
-   * its key and TTL and moves to a new generation, so a lease taken before the reset can never
-   * refund into the state after it (its debt is still charged: money spent is spent).
+   * its key and TTL and moves to its next generation, so a lease taken before the reset can never
+   * refund into the state after it (its debt is still charged: money spent is spent); shards a
+   * split makes meanwhile are cleared too (reset.ts).
    */
   async reset(entity: string, who: string): Promise<{ cleared: number }> {
-    const pk = itemKeys.entityBucket(entity, '').pk;
-    const kept = new Set<string>([
-      TABLE_SCHEMA.partitionKey,
-      TABLE_SCHEMA.sortKey,
-      TABLE_SCHEMA.ttlAttribute,
-      itemAttributes.generation,
-      // A reset empties every shard; the scope keeps its shards, and a split under way its state
-      // (the split starts again from the emptied item: growth.ts).
-      itemAttributes.shards,
-      itemAttributes.frozenAt,
-      itemAttributes.bornFrozen,
-    ]);
-    const resources: string[] = [];
-    let after: string | undefined;
-    do {
-      const page = await this.#store.query(pk, {
-        limit: 100,
-        ...(after !== undefined ? { after } : {}),
-      });
-      await Promise.all(
-        page.items.map(({ key, state }) =>
-          this.#store.update({
-            key,
-            set: [{ attr: itemAttributes.generation, base: 0n, addToExisting: 1n }],
-            remove: Object.keys(state).filter((attr) => !kept.has(attr)),
-            condition: { attr: TABLE_SCHEMA.partitionKey, op: '=', value: key.pk }, // never create
-          }),
-        ),
-      );
-      resources.push(...page.items.map(({ key }) => key.sk));
-      after = page.next;
-    } while (after !== undefined);
+    const resources = await clearEntity(this.#store, entity);
     await this.#store.update(
       this.#auditUpdate({
         action: 'reset',
