@@ -9,7 +9,6 @@
 import {
   itemKeys,
   Limiter,
-  type LimiterOptions,
   parseLimits,
   type ScopeCheck,
   type Store,
@@ -19,6 +18,7 @@ import type { ItemCheck, ItemUpdate, TransactResult } from '@sluice/core/interna
 import { available, grow, shardKey } from '@sluice/core/internal';
 import { describe, expect, it } from 'vitest';
 import { HookedStore } from '../support/hooked-store.js';
+import { holdPoint, leaseOf, limiterOn, remainingOf } from '../support/shards.js';
 import { asClient, fileTable, manualClock } from '../support/table.js';
 
 const table = fileTable('shard-refunds');
@@ -29,19 +29,23 @@ const scope = (resource: string, limits: unknown, revision?: number): ScopeCheck
   limits: parseLimits(limits).map((l) => (revision ? { ...l, revision } : l)),
 });
 
-const lease = async (limiter: Limiter, checks: ScopeCheck[], tokens: number) => {
-  const r = await asClient(() => limiter.acquire({ checks, usage: { tokens } }));
-  if (!r.allowed) throw new Error(`refused: ${JSON.stringify(r)}`);
-  return r.leaseId;
-};
-
-const remaining = async (clock: { now: () => number }, check: ScopeCheck) => {
-  const left = await available(table.limiter({ clock: clock.now }).engine, { checks: [check] });
-  return Object.fromEntries(left.limits.map((l) => [l.name, l.remaining]));
-};
-
-const limiterOn = (store: LimiterOptions['store'], clock: { now: () => number }) =>
-  new Limiter({ store, clock: clock.now });
+/**
+ * Two scopes of one 2,000 burst: `a` split to 2, `b` full, so that a call on both takes from a
+ * shard of `a` and is refused by `b` (its charge on `a` given back). `charges` tells a write that
+ * takes from `a`.
+ */
+async function refusedOnB(name: string) {
+  const clock = manualClock();
+  const limits = [{ name: 'tpm', metric: 'tokens', limit: 100_000, per: 'minute', burst: 2_000 }];
+  const [a, b] = [scope(`${name}-a`, limits), scope(`${name}-b`, limits)];
+  const other = table.limiter({ clock: clock.now });
+  await grow(other.engine, a.key, 2);
+  await leaseOf(other, [b], 2_000);
+  const charges = (update: ItemUpdate) =>
+    update.key.pk === a.key.pk &&
+    update.set.some((x) => x.attr === 'b_tpm' && ('value' in x || ('add' in x && x.add > 0n)));
+  return { clock, a, b, other, charges };
+}
 
 describe('a refund after a split', () => {
   it('finds the units a split moved onto a shard now frozen for another split', async () => {
@@ -51,38 +55,30 @@ describe('a refund after a split', () => {
     ]);
     // 1,500 of 2,000 taken whole; the split to 2 leaves shard 0 its burst (1,000), moves 500.
     const taker = table.limiter({ clock: clock.now });
-    const id = await lease(taker, [check], 1_500);
+    const id = await leaseOf(taker, [check], 1_500);
     await grow(taker.engine, check.key, 2);
 
     // A second split (to 4) is under way: shard 1 is frozen, its splitter paused after freezing.
-    let resume = () => {};
-    const paused = new Promise<void>((go) => {
-      resume = go;
-    });
-    let frozen = () => {};
-    const isFrozen = new Promise<void>((done) => {
-      frozen = done;
-    });
+    const freeze = holdPoint();
     const shard1 = shardKey(check.key, 1);
     const splitterStore = new HookedStore(table.store, undefined, async (update, result) => {
       const freezing = update.set.some((a) => a.attr === 'n' && 'value' in a && a.value === -4n);
       if (result.ok && freezing && update.key.sk === shard1.sk && update.key.pk === shard1.pk) {
-        frozen();
-        await paused;
+        await freeze.arrive();
       }
     });
-    const splitter = limiterOn(splitterStore, clock);
+    const splitter = limiterOn(splitterStore, clock.now);
     const growing = grow(splitter.engine, check.key, 4);
-    await isFrozen;
+    await freeze.reached;
 
     // The lease is cancelled meanwhile (another process): shard 0 holds what it can, the rest
     // belongs on shard 1 (or its half), which is frozen.
     const settler = table.limiter({ clock: clock.now });
     await asClient(() => settler.release(id));
-    resume();
+    freeze.release();
     await growing;
 
-    expect(await remaining(clock, check)).toEqual({ tpm: 2_000 });
+    expect(await remainingOf(table, clock.now, check)).toEqual({ tpm: 2_000 });
   });
 
   it('finds the units on shards born by a split the settling process has not seen', async () => {
@@ -97,20 +93,20 @@ describe('a refund after a split', () => {
     const tatOf = async (s: number) => (await table.store.get(shardKey(check.key, s)))?.b_tpm;
     for (let i = 0; i < 40; i++) {
       if ((await Promise.all([0, 1].map(tatOf))).every((x) => x !== undefined)) break;
-      await lease(taker, [check], 10);
+      await leaseOf(taker, [check], 10);
     }
     expect((await Promise.all([0, 1].map(tatOf))).every((x) => x !== undefined)).toBe(true);
     // The settling process once looked at the scope: it remembers 2 shards.
     await available(settler.engine, { checks: [check] });
-    const before = await remaining(clock, check);
+    const before = await remainingOf(table, clock.now, check);
     // 900 taken on one shard of 2 (its share holds 1,000); then a split to 4 leaves that shard
     // its new share's burst (500) and moves the rest to its new half.
-    const id = await lease(taker, [check], 900);
+    const id = await leaseOf(taker, [check], 900);
     await grow(taker.engine, check.key, 4);
 
     await asClient(() => settler.release(id));
 
-    expect(await remaining(clock, check)).toEqual(before);
+    expect(await remainingOf(table, clock.now, check)).toEqual(before);
   });
 
   it('finds the units on a shard converted to a changed definition since', async () => {
@@ -119,7 +115,7 @@ describe('a refund after a split', () => {
     const before = scope('redefined', [{ ...limit, limit: 100_000 }], 1);
     const after = scope('redefined', [{ ...limit, limit: 120_000 }], 2); // same burst, faster
     const taker = table.limiter({ clock: clock.now });
-    const id = await lease(taker, [before], 1_500);
+    const id = await leaseOf(taker, [before], 1_500);
     await grow(taker.engine, before.key, 2);
 
     // The limit is edited: calls under the new revision convert the shards they land on (the
@@ -128,18 +124,18 @@ describe('a refund after a split', () => {
     const scaleOf = async (s: number) => (await table.store.get(shardKey(before.key, s)))?.s_tpm;
     for (let i = 0; i < 40; i++) {
       if ((await scaleOf(1)) === '120000/60/2000') break;
-      const small = await lease(current, [after], 1);
+      const small = await leaseOf(current, [after], 1);
       await asClient(() => current.release(small));
     }
     // Shard 0 is full (its 1,000 of the lease): only shard 1 takes calls, and is converted.
     expect(await Promise.all([0, 1].map(scaleOf))).toEqual(['100000/60/2000', '120000/60/2000']);
-    expect(await remaining(clock, after)).toEqual({ tpm: 500 });
+    expect(await remainingOf(table, clock.now, after)).toEqual({ tpm: 500 });
 
     // The lease taken under the old definition is cancelled.
     const settler = table.limiter({ clock: clock.now });
     await asClient(() => settler.release(id));
 
-    expect(await remaining(clock, after)).toEqual({ tpm: 2_000 });
+    expect(await remainingOf(table, clock.now, after)).toEqual({ tpm: 2_000 });
   });
 
   it('settles a lease whose refunds spread over more shards than one transaction holds', {
@@ -151,49 +147,40 @@ describe('a refund after a split', () => {
     const b = scope('wide-b', limits);
     const taker = table.limiter({ clock: clock.now });
     // Each whole bucket full; a split to 64 leaves every shard 100 of it.
-    const id = await lease(taker, [a, b], 6_400);
+    const id = await leaseOf(taker, [a, b], 6_400);
     await Promise.all([grow(taker.engine, a.key, 64), grow(taker.engine, b.key, 64)]);
 
     await asClient(() => table.limiter({ clock: clock.now }).release(id));
     // One transaction of at most 100 items: the lease's, its two shards', and 97 others that
     // each give back their 100. What did not fit stays charged until it refills; nothing more
     // than the lease took comes back.
-    const [left, right] = [(await remaining(clock, a)).tpm, (await remaining(clock, b)).tpm];
+    const [left, right] = [
+      (await remainingOf(table, clock.now, a)).tpm,
+      (await remainingOf(table, clock.now, b)).tpm,
+    ];
     expect(left).toBeLessThanOrEqual(6_400);
     expect(right).toBeLessThanOrEqual(6_400);
     expect((left ?? 0) + (right ?? 0)).toBe(100 * (2 + 97));
   });
   it("gives back a refused acquire's charge that a split moved away meanwhile", async () => {
-    const clock = manualClock();
-    const a = scope('give-back-a', [
-      { name: 'tpm', metric: 'tokens', limit: 100_000, per: 'minute', burst: 2_000 },
-    ]);
-    const b = scope('give-back-b', [
-      { name: 'tpm', metric: 'tokens', limit: 100_000, per: 'minute', burst: 2_000 },
-    ]);
-    const other = table.limiter({ clock: clock.now });
-    await grow(other.engine, a.key, 2);
-    await lease(other, [b], 2_000); // b is full: the next call on it is refused
-
+    const { clock, a, b, other, charges } = await refusedOnB('give-back');
     // The call takes 1,000 from a shard of a (its share's whole burst) and is refused by b; right
     // after its charge lands, a split to 4 leaves that shard 500 and moves 500 to its new half.
     let armed = true;
     const store = new HookedStore(table.store, undefined, async (update, result) => {
-      const charges = update.set.some((x) => x.attr === 'b_tpm' && 'add' in x && x.add > 0n);
-      const idle = update.set.some((x) => x.attr === 'b_tpm' && 'value' in x);
-      if (armed && result.ok && update.key.pk === a.key.pk && (charges || idle)) {
+      if (armed && result.ok && charges(update)) {
         armed = false;
         await grow(other.engine, a.key, 4);
       }
     });
-    const caller = limiterOn(store, clock);
+    const caller = limiterOn(store, clock.now);
     const r = await asClient(() => caller.acquire({ checks: [a, b], usage: { tokens: 1_000 } }));
     expect(r.allowed).toBe(false);
     expect(armed).toBe(false);
     await caller.engine.idle();
 
     // Refused: nothing of it stays charged.
-    expect(await remaining(clock, a)).toEqual({ tpm: 2_000 });
+    expect(await remainingOf(table, clock.now, a)).toEqual({ tpm: 2_000 });
   });
 
   it('settles once when the same cancel is sent by four processes at once after a split', async () => {
@@ -202,7 +189,7 @@ describe('a refund after a split', () => {
       { name: 'tpm', metric: 'tokens', limit: 100_000, per: 'minute', burst: 2_000 },
     ]);
     const taker = table.limiter({ clock: clock.now });
-    const ids = [await lease(taker, [check], 1_500), await lease(taker, [check], 300)];
+    const ids = [await leaseOf(taker, [check], 1_500), await leaseOf(taker, [check], 300)];
     await grow(taker.engine, check.key, 4);
     const settlers = [1, 2, 3, 4].map(() => table.limiter({ clock: clock.now }));
     await Promise.all(
@@ -211,9 +198,9 @@ describe('a refund after a split', () => {
         asClient(() => s.release(ids[0] as string)),
       ]),
     );
-    expect(await remaining(clock, check)).toEqual({ tpm: 1_700 });
+    expect(await remainingOf(table, clock.now, check)).toEqual({ tpm: 1_700 });
     await asClient(() => (settlers[0] as Limiter).release(ids[1] as string, { tokens: 100 }));
-    expect(await remaining(clock, check)).toEqual({ tpm: 1_900 });
+    expect(await remainingOf(table, clock.now, check)).toEqual({ tpm: 1_900 });
   });
 
   it('gives back exactly after an adjust up before a split and a release down after it', async () => {
@@ -224,12 +211,16 @@ describe('a refund after a split', () => {
       { name: 'daily', metric: 'tokens', limit: 5_000, window: 'day' },
     ]);
     const taker = table.limiter({ clock: clock.now });
-    const id = await lease(taker, [check], 1_000);
+    const id = await leaseOf(taker, [check], 1_000);
     await asClient(() => taker.adjust(id, { tokens: 1_500 }));
     await grow(taker.engine, check.key, 4);
     const settler = table.limiter({ clock: clock.now });
     await asClient(() => settler.release(id, { tokens: 100 }));
-    expect(await remaining(clock, check)).toEqual({ tpm: 1_900, small: 1_500, daily: 4_900 });
+    expect(await remainingOf(table, clock.now, check)).toEqual({
+      tpm: 1_900,
+      small: 1_500,
+      daily: 4_900,
+    });
   });
   it("gives back every unit when many cancels race for the same shards' backlog", {
     timeout: 60_000,
@@ -241,11 +232,11 @@ describe('a refund after a split', () => {
     ]);
     const taker = table.limiter({ clock: clock.now });
     const ids: string[] = [];
-    for (let i = 0; i < 60; i++) ids.push(await lease(taker, [check], 30));
+    for (let i = 0; i < 60; i++) ids.push(await leaseOf(taker, [check], 30));
     await grow(taker.engine, check.key, 8);
     const settlers = [1, 2, 3, 4].map(() => table.limiter({ clock: clock.now }));
     await Promise.all(ids.map((id, i) => asClient(() => (settlers[i % 4] as Limiter).release(id))));
-    expect(await remaining(clock, check)).toEqual({ tpm: 2_000, small: 1_920 });
+    expect(await remainingOf(table, clock.now, check)).toEqual({ tpm: 2_000, small: 1_920 });
   });
 });
 
@@ -258,21 +249,21 @@ describe('a refund after a split, with the clock moving', () => {
     const clock = manualClock();
     const taker = table.limiter({ clock: clock.now });
     // t=0: A takes the whole burst of each scope.
-    const a = [await lease(taker, [split], 20), await lease(taker, [whole], 20)];
+    const a = [await leaseOf(taker, [split], 20), await leaseOf(taker, [whole], 20)];
     // t=1s: 10 have refilled; B takes them.
     clock.advance(1_000);
-    await lease(taker, [split], 10);
-    await lease(taker, [whole], 10);
+    await leaseOf(taker, [split], 10);
+    await leaseOf(taker, [whole], 10);
     // Then the one scope splits in two (no time passes).
     await grow(taker.engine, split.key, 2);
     // A is cancelled: it still holds 10 of its 20 (10 refilled while it was held).
     const settler = table.limiter({ clock: clock.now });
     await asClient(() => settler.release(a[0] as string));
     await asClient(() => settler.release(a[1] as string));
-    const unsplit = await remaining(clock, whole);
+    const unsplit = await remainingOf(table, clock.now, whole);
     expect(unsplit).toEqual({ tps: 10 });
     // The split scope should hold at most what the whole one does.
-    expect(await remaining(clock, split)).toEqual(unsplit);
+    expect(await remainingOf(table, clock.now, split)).toEqual(unsplit);
   });
 });
 
@@ -284,7 +275,7 @@ describe('a refund after a split the settling process has read past', () => {
     ]);
     // 1,500 of 2,000 taken whole; a split to 2 leaves shard 0 1,000 and moves 500 to shard 1.
     const taker = table.limiter({ clock: clock.now });
-    const id = await lease(taker, [check], 1_500);
+    const id = await leaseOf(taker, [check], 1_500);
     await grow(taker.engine, check.key, 2);
 
     // A settling process that has never seen the scope: its first try (the scope whole) fails and
@@ -298,11 +289,11 @@ describe('a refund after a split the settling process has read past', () => {
       armed = false;
       await grow(taker.engine, check.key, 4);
     });
-    const settler = limiterOn(store, clock);
+    const settler = limiterOn(store, clock.now);
     await asClient(() => settler.release(id));
     expect(armed).toBe(false);
 
-    expect(await remaining(clock, check)).toEqual({ tpm: 2_000 });
+    expect(await remainingOf(table, clock.now, check)).toEqual({ tpm: 2_000 });
   });
 });
 
@@ -329,8 +320,8 @@ describe('a refund after a split whose answer is lost', () => {
       { name: 'tpm', metric: 'tokens', limit: 100_000, per: 'minute', burst: 2_000 },
     ]);
     const taker = table.limiter({ clock: clock.now });
-    const id = await lease(taker, [check], 1_500);
-    const other = await lease(taker, [check], 300);
+    const id = await leaseOf(taker, [check], 1_500);
+    const other = await leaseOf(taker, [check], 300);
     await grow(taker.engine, check.key, 4);
     let lost = 0;
     const store = new LosingStore(table.store, (writes, result) => {
@@ -341,15 +332,15 @@ describe('a refund after a split whose answer is lost', () => {
       }
       return false;
     });
-    const settler = limiterOn(store, clock);
+    const settler = limiterOn(store, clock.now);
     await settler.engine.readAgain([check.key]);
     await available(settler.engine, { checks: [check] });
     const answer = await asClient(() => settler.release(id, { tokens: 100 }));
     expect(lost).toBe(1);
     expect(answer.settled).toBe(true);
-    expect(await remaining(clock, check)).toEqual({ tpm: 2_000 - 100 - 300 });
+    expect(await remainingOf(table, clock.now, check)).toEqual({ tpm: 2_000 - 100 - 300 });
     await asClient(() => settler.release(other));
-    expect(await remaining(clock, check)).toEqual({ tpm: 1_900 });
+    expect(await remainingOf(table, clock.now, check)).toEqual({ tpm: 1_900 });
   });
 
   it("applies a refused acquire's give-back with spills once when its answer is lost", async () => {
@@ -362,7 +353,7 @@ describe('a refund after a split whose answer is lost', () => {
     ]);
     const other = table.limiter({ clock: clock.now });
     await grow(other.engine, a.key, 2);
-    await lease(other, [b], 2_000);
+    await leaseOf(other, [b], 2_000);
     let armed = true;
     let lost = 0;
     const errors: unknown[] = [];
@@ -392,7 +383,7 @@ describe('a refund after a split whose answer is lost', () => {
     await caller.engine.idle();
     expect(armed).toBe(false);
     expect(lost).toBe(1);
-    expect(await remaining(clock, a)).toEqual({ tpm: 2_000 });
+    expect(await remainingOf(table, clock.now, a)).toEqual({ tpm: 2_000 });
     expect(errors).toEqual([]);
   });
 });
@@ -413,7 +404,7 @@ describe('refunds after a split, on mixed limits', () => {
       },
     ]);
     const taker = table.limiter({ clock: clock.now });
-    const ids = [await lease(taker, [check], 1_200), await lease(taker, [check], 700)];
+    const ids = [await leaseOf(taker, [check], 1_200), await leaseOf(taker, [check], 700)];
     await grow(taker.engine, check.key, 4);
     const settlers = [1, 2].map(() => table.limiter({ clock: clock.now }));
     await Promise.all(ids.map((id, i) => asClient(() => (settlers[i] as Limiter).release(id))));
@@ -423,22 +414,17 @@ describe('refunds after a split, on mixed limits', () => {
       { name: 'daily', metric: 'tokens', limit: 5_000, window: 'day' },
       { name: 'shadow', metric: 'tokens', limit: 60_000, per: 'minute', burst: 1_600 },
     ]);
-    expect(await remaining(clock, seen)).toEqual({ tpm: 2_000, daily: 5_000, shadow: 1_600 });
+    expect(await remainingOf(table, clock.now, seen)).toEqual({
+      tpm: 2_000,
+      daily: 5_000,
+      shadow: 1_600,
+    });
   });
 });
 
 describe('a give-back after a split the give-back has read past', () => {
   it('gives back all a refused acquire took when a split lands between its read and its write', async () => {
-    const clock = manualClock();
-    const a = scope('give-back-split-a', [
-      { name: 'tpm', metric: 'tokens', limit: 100_000, per: 'minute', burst: 2_000 },
-    ]);
-    const b = scope('give-back-split-b', [
-      { name: 'tpm', metric: 'tokens', limit: 100_000, per: 'minute', burst: 2_000 },
-    ]);
-    const other = table.limiter({ clock: clock.now });
-    await grow(other.engine, a.key, 2);
-    await lease(other, [b], 2_000); // b is full: the next call on it is refused
+    const { clock, a, b, other, charges } = await refusedOnB('give-back-split');
     // The call takes 1,000 from a shard of a and is refused by b; right after its charge lands, a
     // split to 4 moves 500 of it away; once the give-back has read the shards and sends its
     // transaction with the spill, a split to 8 has moved it again.
@@ -448,9 +434,7 @@ describe('a give-back after a split the give-back has read past', () => {
       table.store,
       undefined,
       async (update, result) => {
-        const charges = update.set.some((x) => x.attr === 'b_tpm' && 'add' in x && x.add > 0n);
-        const idle = update.set.some((x) => x.attr === 'b_tpm' && 'value' in x);
-        if (charged && result.ok && update.key.pk === a.key.pk && (charges || idle)) {
+        if (charged && result.ok && charges(update)) {
           charged = false;
           await grow(other.engine, a.key, 4);
         }
@@ -472,6 +456,6 @@ describe('a give-back after a split the give-back has read past', () => {
     await caller.engine.idle();
     expect([charged, spilled]).toEqual([false, false]);
     expect(errors).toEqual([]); // nothing reported: the give-back says it gave back all
-    expect(await remaining(clock, a)).toEqual({ tpm: 2_000 });
+    expect(await remainingOf(table, clock.now, a)).toEqual({ tpm: 2_000 });
   });
 });

@@ -3,19 +3,12 @@
  * again from the emptied item, and the reset empties what a split made meanwhile, so the scope is
  * left full, every shard chargeable and in one generation, and no shard born twice.
  */
-import {
-  type AdminStore,
-  ConfigAdmin,
-  itemKeys,
-  Limiter,
-  type LimiterOptions,
-  parseLimits,
-  type ScopeCheck,
-} from '@sluice/core';
+import { type AdminStore, ConfigAdmin, itemKeys, parseLimits, type ScopeCheck } from '@sluice/core';
 import type { ItemUpdate } from '@sluice/core/internal';
-import { available, grow, shardKey } from '@sluice/core/internal';
+import { grow, shardKey } from '@sluice/core/internal';
 import { describe, expect, it } from 'vitest';
 import { HookedStore } from '../support/hooked-store.js';
+import { holdPoint, leaseOf, limiterOn, remainingOf } from '../support/shards.js';
 import { asClient, fileTable, manualClock } from '../support/table.js';
 
 const table = fileTable('shard-resets');
@@ -27,76 +20,46 @@ const entityScope = (entity: string, limits: unknown): ScopeCheck => ({
   limits: parseLimits(limits),
 });
 
-const lease = async (limiter: Limiter, checks: ScopeCheck[], tokens: number) => {
-  const r = await asClient(() => limiter.acquire({ checks, usage: { tokens } }));
-  if (!r.allowed) throw new Error(`refused: ${JSON.stringify(r)}`);
-  return r.leaseId;
-};
-
-const remaining = async (clock: { now: () => number }, check: ScopeCheck) => {
-  const left = await available(table.limiter({ clock: clock.now }).engine, { checks: [check] });
-  return Object.fromEntries(left.limits.map((l) => [l.name, l.remaining]));
-};
-
-const limiterOn = (store: LimiterOptions['store'], clock: { now: () => number }) =>
-  new Limiter({ store, clock: clock.now });
-
 /** A splitter whose store pauses right after its freeze of `key` to `-to` landed. */
 function pausedSplitter(key: { pk: string; sk: string }, to: bigint) {
-  let resume = () => {};
-  const paused = new Promise<void>((go) => {
-    resume = go;
-  });
-  let frozen = () => {};
-  const isFrozen = new Promise<void>((done) => {
-    frozen = done;
-  });
+  const freeze = holdPoint();
   const store = new HookedStore(table.store, undefined, async (update, result) => {
     const freezing = update.set.some((a) => a.attr === 'n' && 'value' in a && a.value === -to);
     if (result.ok && freezing && update.key.sk === key.sk && update.key.pk === key.pk) {
-      frozen();
-      await paused;
+      await freeze.arrive();
     }
   });
-  return { store, isFrozen, resume };
+  return { store, isFrozen: freeze.reached, resume: freeze.release };
+}
+
+/**
+ * 1,500 of a 2,000 burst taken on one item; a split to 2 freezes it and is held there while the
+ * entity is reset (a top-up), then goes on.
+ */
+async function resetAfterFreeze() {
+  const clock = manualClock();
+  const entity = `reset-split-${++n}`;
+  const check = entityScope(entity, [
+    { name: 'tpm', metric: 'tokens', limit: 100_000, per: 'minute', burst: 2_000 },
+  ]);
+  await leaseOf(table.limiter({ clock: clock.now }), [check], 1_500);
+  const { store, isFrozen, resume } = pausedSplitter(check.key, 2n);
+  const growing = grow(limiterOn(store, clock.now).engine, check.key, 2);
+  await isFrozen;
+  await new ConfigAdmin({ store: table.store, clock: clock.now }).reset(entity, 'test');
+  resume();
+  await growing;
+  return { clock, check };
 }
 
 describe('a reset of a sharded scope during a split', () => {
   it('leaves the scope full when it lands after the freeze', async () => {
-    const clock = manualClock();
-    const entity = `reset-split-${++n}`;
-    const check = entityScope(entity, [
-      { name: 'tpm', metric: 'tokens', limit: 100_000, per: 'minute', burst: 2_000 },
-    ]);
-    const taker = table.limiter({ clock: clock.now });
-    await lease(taker, [check], 1_500);
-    // A split to 2 has frozen the item, and is paused before it creates the new half.
-    const { store, isFrozen, resume } = pausedSplitter(check.key, 2n);
-    const growing = grow(limiterOn(store, clock).engine, check.key, 2);
-    await isFrozen;
-    // The entity is reset (a top-up): every bucket of it cleared.
-    const admin = new ConfigAdmin({ store: table.store, clock: clock.now });
-    await admin.reset(entity, 'test');
-    resume();
-    await growing;
-
-    expect(await remaining(clock, check)).toEqual({ tpm: 2_000 });
+    const { clock, check } = await resetAfterFreeze();
+    expect(await remainingOf(table, clock.now, check)).toEqual({ tpm: 2_000 });
   });
 
   it('leaves every shard chargeable when it lands after the freeze', async () => {
-    const clock = manualClock();
-    const entity = `reset-split-${++n}`;
-    const check = entityScope(entity, [
-      { name: 'tpm', metric: 'tokens', limit: 100_000, per: 'minute', burst: 2_000 },
-    ]);
-    const taker = table.limiter({ clock: clock.now });
-    await lease(taker, [check], 1_500);
-    const { store, isFrozen, resume } = pausedSplitter(check.key, 2n);
-    const growing = grow(limiterOn(store, clock).engine, check.key, 2);
-    await isFrozen;
-    await new ConfigAdmin({ store: table.store, clock: clock.now }).reset(entity, 'test');
-    resume();
-    await growing;
+    const { clock, check } = await resetAfterFreeze();
     // A minute later every bucket has refilled whatever it held: the scope takes its burst again.
     clock.advance(60_000);
     const fresh = table.limiter({ clock: clock.now });
@@ -120,33 +83,25 @@ describe('a reset of a sharded scope during a split', () => {
       { name: 'tpm', metric: 'tokens', limit: 100_000, per: 'minute', burst: 2_000 },
     ]);
     const taker = table.limiter({ clock: clock.now });
-    await lease(taker, [check], 1_500);
+    await leaseOf(taker, [check], 1_500);
     // A split to 2 has created its new half (frozen, born) and pauses before thawing anything.
-    let resume = () => {};
-    const paused = new Promise<void>((go) => {
-      resume = go;
-    });
-    let created = () => {};
-    const isCreated = new Promise<void>((done) => {
-      created = done;
-    });
+    const split = holdPoint();
     // The half is created (in a transaction with a check of the item); the item then keeps the
     // rest and thaws: held just before that.
     const store = new HookedStore(table.store, async (update) => {
       const thawing = update.set.some((a) => a.attr === 'n' && 'value' in a && a.value === 2n);
       if (thawing && update.key.sk === check.key.sk && update.key.pk === check.key.pk) {
-        created();
-        await paused;
+        await split.arrive();
       }
     });
-    const growing = grow(limiterOn(store, clock).engine, check.key, 2);
-    await isCreated;
+    const growing = grow(limiterOn(store, clock.now).engine, check.key, 2);
+    await split.reached;
     await new ConfigAdmin({ store: table.store, clock: clock.now }).reset(entity, 'test');
-    resume();
+    split.release();
     await growing;
     const items = await Promise.all([0, 1, 2].map((s) => table.store.get(shardKey(check.key, s))));
     expect(items.map((i) => i?.n)).toEqual([2n, 2n, undefined]);
-    expect(await remaining(clock, check)).toEqual({ tpm: 2_000 });
+    expect(await remainingOf(table, clock.now, check)).toEqual({ tpm: 2_000 });
   });
 });
 
@@ -175,34 +130,26 @@ describe('a reset whose writes race a split', () => {
       { name: 'tpm', metric: 'tokens', limit: 100_000, per: 'minute', burst: 2_000 },
     ]);
     const taker = table.limiter({ clock: clock.now });
-    await lease(taker, [check], 1_500);
+    await leaseOf(taker, [check], 1_500);
     // The reset reads the entity's items (one, not yet split), and its write of that item is held.
-    let release = () => {};
-    const held = new Promise<void>((go) => {
-      release = go;
-    });
-    let reached = () => {};
-    const atWrite = new Promise<void>((done) => {
-      reached = done;
-    });
+    const write = holdPoint();
     const admin = new ConfigAdmin({
       store: adminStore(async (update) => {
         if (isResetOf(update, check.key)) {
-          reached();
-          await held;
+          await write.arrive();
         }
       }),
       clock: clock.now,
     });
     const resetting = admin.reset(entity, 'test');
-    await atWrite;
+    await write.reached;
     // Meanwhile a split to 2 runs from start to end.
     await grow(table.limiter({ clock: clock.now }).engine, check.key, 2);
-    release();
+    write.release();
     await resetting;
     const items = await Promise.all([0, 1].map((s) => table.store.get(shardKey(check.key, s))));
     expect({
-      remaining: await remaining(clock, check),
+      remaining: await remainingOf(table, clock.now, check),
       generations: items.map((i) => i?.g),
     }).toEqual({ remaining: { tpm: 2_000 }, generations: [1n, 1n] });
   });
@@ -214,28 +161,20 @@ describe('a reset whose writes race a split', () => {
       { name: 'tpm', metric: 'tokens', limit: 100_000, per: 'minute', burst: 2_000 },
     ]);
     const taker = table.limiter({ clock: clock.now });
-    await lease(taker, [check], 1_500);
+    await leaseOf(taker, [check], 1_500);
     const half = shardKey(check.key, 1);
     // The split has created its new half and is held before the item keeps its rest and thaws.
-    let resume = () => {};
-    const paused = new Promise<void>((go) => {
-      resume = go;
-    });
-    let created = () => {};
-    const isCreated = new Promise<void>((done) => {
-      created = done;
-    });
+    const split = holdPoint();
     let once = true;
     const store = new HookedStore(table.store, async (update) => {
       const thawing = update.set.some((a) => a.attr === 'n' && 'value' in a && a.value === 2n);
       if (once && thawing && update.key.sk === check.key.sk && update.key.pk === check.key.pk) {
         once = false;
-        created();
-        await paused;
+        await split.arrive();
       }
     });
-    const growing = grow(limiterOn(store, clock).engine, check.key, 2);
-    await isCreated;
+    const growing = grow(limiterOn(store, clock.now).engine, check.key, 2);
+    await split.reached;
     // The reset reads both items; its write of the item lands, its write of the new half is slow.
     let release = () => {};
     const held = new Promise<void>((go) => {
@@ -263,13 +202,13 @@ describe('a reset whose writes race a split', () => {
     const resetting = admin.reset(entity, 'test');
     await itemDone;
     // The split goes on: it finds the item in the new generation and clears the half to it.
-    resume();
+    split.release();
     await growing;
     release();
     await resetting;
     const items = await Promise.all([0, 1].map((s) => table.store.get(shardKey(check.key, s))));
     expect({
-      remaining: await remaining(clock, check),
+      remaining: await remainingOf(table, clock.now, check),
       shards: items.map((i) => i?.n),
       generations: items.map((i) => i?.g),
     }).toEqual({ remaining: { tpm: 2_000 }, shards: [2n, 2n], generations: [1n, 1n] });
