@@ -161,6 +161,23 @@ entities:
     expect(audit.out).toContain('put resource got-model');
     expect(audit.out).toContain('before: null');
   });
+
+  it("lists one entity's audit entries and alerts with --entity", async () => {
+    const limits = '[{ name: rpm, metric: requests, limit: 5, per: minute }]';
+    await cli('apply', '-f', file('mine.yaml', `entities:\n  cli-mine: { limits: ${limits} }\n`));
+    await cli('apply', '-f', file('other.yaml', `entities:\n  cli-other: { limits: ${limits} }\n`));
+
+    const mine = await cli('audit', '--entity', 'cli-mine');
+    const alerts = await cli('alerts', '--entity', 'cli-mine');
+    const empty = await cli('audit', '--entity', '');
+
+    expect(mine.code).toBe(0);
+    expect(mine.out).toContain('put entity cli-mine');
+    expect(mine.out).not.toContain('cli-other');
+    expect(alerts.out).toContain('(no budget alerts)');
+    expect(empty.code).toBe(2);
+    expect(empty.err).toContain('--entity');
+  });
 });
 
 describe('SluiceAdmin signing', () => {

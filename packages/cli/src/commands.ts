@@ -40,6 +40,7 @@ export function parseCommand(argv: readonly string[]) {
       period: { type: 'string' },
       date: { type: 'string' },
       metric: { type: 'string' },
+      entity: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -146,13 +147,14 @@ async function audit({ values, admin, out }: Invocation): Promise<number> {
   const limit = values.limit === undefined ? 20 : Number(values.limit);
   if (!Number.isInteger(limit) || limit < 1 || limit > MAX_AUDIT_PAGE)
     throw new UsageError(`--limit must be an integer from 1 to ${MAX_AUDIT_PAGE}`);
-  const page = await admin.audit({ limit });
+  const page = await admin.audit({ limit, ...entityOf(values) });
   for (const entry of page.items) {
     out(
       `${entry.at}  ${entry.who}  ${entry.action} ${entry.kind} ${entry.name}\n    before: ${JSON.stringify(entry.before)}\n    after:  ${JSON.stringify(entry.after)}`,
     );
   }
   if (page.items.length === 0) out('(no audit entries)');
+  if (page.next && values.entity) out('(older entries of it may follow: the page read its bound)');
   return 0;
 }
 
@@ -200,7 +202,10 @@ async function top({ values, admin, out }: Invocation): Promise<number> {
 
 /** `alerts`: budget alerts, newest first. */
 async function alerts({ values, admin, out }: Invocation): Promise<number> {
-  const page = await admin.alerts(values.limit ? { limit: Number(values.limit) } : {});
+  const page = await admin.alerts({
+    ...(values.limit ? { limit: Number(values.limit) } : {}),
+    ...entityOf(values),
+  });
   for (const a of page.items) {
     const who = a.entity ?? `resource ${a.resource}`;
     out(
@@ -208,7 +213,15 @@ async function alerts({ values, admin, out }: Invocation): Promise<number> {
     );
   }
   if (page.items.length === 0) out('(no budget alerts)');
+  if (page.next && values.entity) out('(older entries of it may follow: the page read its bound)');
   return 0;
+}
+
+/** `--entity`, for the listings that take it; an empty one is refused. */
+function entityOf(values: ReturnType<typeof parseCommand>['values']): { entity?: string } {
+  if (values.entity === undefined) return {};
+  if (values.entity === '') throw new UsageError('--entity needs a name');
+  return { entity: values.entity };
 }
 
 /** `rotate-key`: a new lease signing key. */

@@ -17,12 +17,12 @@ const USAGE = `sluice — Sluice's admin CLI
   sluice apply -f sluice.yaml [--prune]   apply the file (--prune also deletes what it omits)
   sluice get plan|entity|resource [NAME]  one document, or all of a kind
   sluice get settings
-  sluice audit [--limit N]                admin changes, newest first
+  sluice audit [--limit N] [--entity E]   admin changes, newest first (of E only)
   sluice usage ENTITY [--by hour|day|month] [--resource R] [--from ISO] [--to ISO]
                                           its usage history (costs in USD)
   sluice top [--period day|month] [--date YYYY-MM-DD] [--metric M] [--by denied] [--limit N]
                                           the entities that used (or were refused) most
-  sluice alerts [--limit N]               budget alerts, newest first
+  sluice alerts [--limit N] [--entity E]  budget alerts, newest first (of E only)
   sluice rotate-key                       a new lease signing key (the old one still
                                           verifies the leases it signed until they expire)
   sluice console --endpoint URL [--port N]
