@@ -67,6 +67,9 @@ export async function main(
       err(`unknown command ${command}\n\n${USAGE}`);
       return 2;
     }
+    // A filter no command but these reads: elsewhere it would look applied and be ignored.
+    if (values.entity !== undefined && command !== 'audit' && command !== 'alerts')
+      throw new UsageError(`--entity is for audit and alerts, not ${command}`);
     return await run({ command, args, values, endpoint, admin, out, err });
   } catch (error) {
     return failed(error, err);

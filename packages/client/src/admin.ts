@@ -3,6 +3,7 @@
  * like every Sluice request. Unlike the decision path it never fails open: an admin call either
  * did what it says or throws.
  */
+import { SluiceClientError } from './errors.js';
 import type { Credentials } from './signing.js';
 import { type Answer, strictRequest, Transport } from './transport.js';
 import type { Listing, Usage, UsageHistory, UsageQuery } from './types.js';
@@ -300,6 +301,12 @@ export class SluiceAdmin {
     condition: WriteCondition = {},
   ): Promise<Answer> {
     const { ifMatch, ifNoneMatch } = condition;
+    for (const value of [ifMatch ?? [], ifNoneMatch ?? []].flat())
+      if (!HEADER_VALUE.test(value))
+        throw new SluiceClientError(
+          'invalid_option',
+          `${ifMatch !== undefined ? 'ifMatch' : 'ifNoneMatch'} must be entity tags as etag gives them ("3-…"), or *`,
+        );
     const headers = {
       ...(ifMatch !== undefined ? { 'if-match': [ifMatch].flat().join(', ') } : {}),
       ...(ifNoneMatch !== undefined ? { 'if-none-match': ifNoneMatch } : {}),
@@ -307,6 +314,9 @@ export class SluiceAdmin {
     return strictRequest(this.#transport, method, path, this.#timeoutMs, body, expected, headers);
   }
 }
+
+/** What a header may carry: visible ASCII and spaces, nothing that ends or starts a line. */
+const HEADER_VALUE = /^[\x20-\x7e]+$/;
 
 /** A stored document from an answer, with the entity tag its `ETag` carries. */
 const stored = (answer: Answer): StoredConfig => ({

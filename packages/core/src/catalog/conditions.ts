@@ -9,15 +9,17 @@ import type { StoredConfig } from './admin.js';
 import type { ConfigKind } from './documents.js';
 
 /**
- * A stored document's entity tag: its version and a digest of what it holds and of when and by
- * whom it was written. A document deleted and created again starts at version 1 again, and its
- * tag still differs from the one before's, so a writer holding the old tag cannot write over the
- * new document unseen. Settings never stored have the tag `0` (their version then).
+ * A stored document's entity tag: its version and a digest of which document it is, what it holds
+ * and when and by whom it was written. A document deleted and created again starts at version 1
+ * again, and its tag still differs from the one before's, so a writer holding the old tag cannot
+ * write over the new document unseen; nor does one document's tag match another's, written alike
+ * at the same moment. Settings never stored have the tag `0` (their version then).
  */
 export function entityTag(stored: StoredConfig | undefined): string | undefined {
   if (!stored) return undefined;
+  const { kind, name, updatedAt, updatedBy, config } = stored;
   const digest = createHash('sha256')
-    .update(`${stored.updatedAt}\n${stored.updatedBy}\n${canonicalJson(stored.config)}`)
+    .update(`${kind}\n${name}\n${updatedAt}\n${updatedBy}\n${canonicalJson(config)}`)
     .digest('base64url')
     .slice(0, 12);
   return `${stored.version}-${digest}`;
