@@ -281,6 +281,31 @@ describe('deltaUpdates', () => {
     });
   });
 
+  it('spills what a shard no longer holds, and nothing for less than a unit of it', () => {
+    const shardKey = { pk: KEY.pk, sk: `${KEY.sk}#1` };
+    const lease = item([bucket(10)], 0, shardKey);
+    // The shard of 2 holds 1.5 of the 2 units the lease gives back (a unit costs it 2 minutes).
+    const holding = (backlog: bigint) =>
+      deltaUpdates(
+        engineWith({ ...bucketState(X + backlog, '10/60/10'), n: 2n }, shardKey),
+        lease,
+        { tokens: 2 },
+        { tokens: 0 },
+        NOW_MS,
+        NOW_MS,
+        99,
+      );
+
+    const short = holding(3n * MINUTE); // 1.5 units: half a unit short, not spilled
+    const shorter = holding(2n * MINUTE); // 1 unit: one unit short, to be found elsewhere
+
+    expect(short.update).toMatchObject({ set: [{ attr: 'b_tpm', add: -3n * MINUTE }] });
+    expect(short.spills).toEqual({ updates: [] });
+    expect(shorter.update).toMatchObject({ set: [{ attr: 'b_tpm', add: -2n * MINUTE }] });
+    // No other shard remembered: the scope is to be read for the rest.
+    expect(shorter.spills).toEqual({ updates: [], unplaced: KEY });
+  });
+
   it('adds what a skip assumes to a write’s condition', () => {
     const both = item([bucket(10), { ...quota(1_000), windowStartMs: TODAY }]);
     const engine = engineWith(bucketState(X + 5n * MINUTE, '10/60/10')); // no window: assumed

@@ -72,11 +72,19 @@ export function heldRefund(
   const [move] = refund.set;
   if (!move || !('add' in move)) return { step: refund, rest: 0n };
   const stored = storedBucket(leased.name, state, nowNs, leased.share ?? 1);
-  if (!stored) return { step: { kind: 'skip' }, rest: -move.add / BigInt(leased.share ?? 1) };
+  if (!stored)
+    return { step: { kind: 'skip' }, rest: dust(leased, -move.add / BigInt(leased.share ?? 1)) };
   const { step, unheld } = takeBack(leased.name, stored, -move.add);
   // Back to whole units: a unit at this share costs `share` times a whole one.
-  return { step, rest: (unheld * wholeUnit(leased)) / stored.unit };
+  return { step, rest: dust(leased, (unheld * wholeUnit(leased)) / stored.unit) };
 }
+
+/**
+ * A rest of less than one unit of usage is not spilled (nor read for): what rounding leaves as
+ * time passes, it would cost a read of every shard for nothing a call could use.
+ */
+const dust = (limit: BucketLimit | LeasedBucket, rest: bigint): bigint =>
+  rest >= wholeUnit(limit) ? rest : 0n;
 
 /** What one unit of `limit` costs in TAT units of the whole (unsharded) bucket. */
 const wholeUnit = (limit: BucketLimit | LeasedBucket): bigint =>
@@ -132,7 +140,7 @@ export function spillRefunds(
       if (step.kind !== 'write') continue;
       set.push(...step.set);
       if (step.condition) conditions.push(step.condition);
-      left.set(limit.name, (unheld * wholeUnit(limit)) / stored.unit);
+      left.set(limit.name, dust(limit, (unheld * wholeUnit(limit)) / stored.unit));
     }
     if (set.length > 0) updates.push({ key: at, set, condition: { and: conditions } });
   }
