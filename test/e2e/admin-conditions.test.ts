@@ -4,10 +4,10 @@
  * unreachable), hostile entity names filter only their own entries, and commands that take no
  * `--entity` refuse it.
  */
-import { main } from '@sluice/cli';
 import { SluiceAdmin } from '@sluice/client';
 import { describe, expect, it } from 'vitest';
 import { fileApi } from '../support/api.js';
+import { runCli } from '../support/cli.js';
 
 const api = fileApi('admin-conditions');
 const admin = () => new SluiceAdmin({ endpoint: api.url });
@@ -54,16 +54,7 @@ describe('SluiceAdmin conditional writes', () => {
   });
 });
 
-async function cli(...argv: string[]) {
-  const out: string[] = [];
-  const err: string[] = [];
-  const code = await main(
-    [...argv, '--endpoint', api.url],
-    (l) => out.push(l),
-    (l) => err.push(l),
-  );
-  return { code, out: out.join('\n'), err: err.join('\n') };
-}
+const cli = (...argv: string[]) => runCli(api.url, ...argv);
 
 describe('sluice --entity', () => {
   it('lists only that entity’s audit entries, whatever its name', async () => {

@@ -9,11 +9,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Sha256 } from '@aws-crypto/sha256-js';
-import { main } from '@sluice/cli';
 import { SluiceAdmin } from '@sluice/client';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fileApi, request } from '../support/api.js';
+import { runCli } from '../support/cli.js';
 
 const BIN = fileURLToPath(new URL('../../packages/cli/bin/sluice.js', import.meta.url));
 const EXAMPLE = fileURLToPath(new URL('../../examples/sluice.yaml', import.meta.url));
@@ -27,16 +27,7 @@ afterAll(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function cli(...argv: string[]) {
-  const out: string[] = [];
-  const err: string[] = [];
-  const code = await main(
-    [...argv, '--endpoint', api.url],
-    (l) => out.push(l),
-    (l) => err.push(l),
-  );
-  return { code, out: out.join('\n'), err: err.join('\n') };
-}
+const cli = (...argv: string[]) => runCli(api.url, ...argv);
 
 function file(name: string, text: string): string {
   const path = join(dir, name);
