@@ -47,16 +47,24 @@ async function refusedOnB(name: string) {
   return { clock, a, b, other, charges };
 }
 
+/**
+ * 1,500 of a 2,000 burst taken while the scope is one item; then a split to 2 leaves that item
+ * its share's burst (1,000) and moves 500 to the new shard, where the lease's refund must find it.
+ */
+async function splitUnderLease(name: string) {
+  const clock = manualClock();
+  const check = scope(name, [
+    { name: 'tpm', metric: 'tokens', limit: 100_000, per: 'minute', burst: 2_000 },
+  ]);
+  const taker = table.limiter({ clock: clock.now });
+  const id = await leaseOf(taker, [check], 1_500);
+  await grow(taker.engine, check.key, 2);
+  return { clock, check, taker, id };
+}
+
 describe('a refund after a split', () => {
   it('finds the units a split moved onto a shard now frozen for another split', async () => {
-    const clock = manualClock();
-    const check = scope('frozen-target', [
-      { name: 'tpm', metric: 'tokens', limit: 100_000, per: 'minute', burst: 2_000 },
-    ]);
-    // 1,500 of 2,000 taken whole; the split to 2 leaves shard 0 its burst (1,000), moves 500.
-    const taker = table.limiter({ clock: clock.now });
-    const id = await leaseOf(taker, [check], 1_500);
-    await grow(taker.engine, check.key, 2);
+    const { clock, check, id } = await splitUnderLease('frozen-target');
 
     // A second split (to 4) is under way: shard 1 is frozen, its splitter paused after freezing.
     const freeze = holdPoint();
@@ -269,14 +277,7 @@ describe('a refund after a split, with the clock moving', () => {
 
 describe('a refund after a split the settling process has read past', () => {
   it('gives back all it holds when a split lands between its read of the shards and its write', async () => {
-    const clock = manualClock();
-    const check = scope('split-after-look', [
-      { name: 'tpm', metric: 'tokens', limit: 100_000, per: 'minute', burst: 2_000 },
-    ]);
-    // 1,500 of 2,000 taken whole; a split to 2 leaves shard 0 1,000 and moves 500 to shard 1.
-    const taker = table.limiter({ clock: clock.now });
-    const id = await leaseOf(taker, [check], 1_500);
-    await grow(taker.engine, check.key, 2);
+    const { clock, check, taker, id } = await splitUnderLease('split-after-look');
 
     // A settling process that has never seen the scope: its first try (the scope whole) fails and
     // shows shard 0 of 2; the rest of the refund has no place it knows, so it reads the shards

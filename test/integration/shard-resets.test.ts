@@ -176,10 +176,7 @@ describe('a reset whose writes race a split', () => {
     const growing = grow(limiterOn(store, clock.now).engine, check.key, 2);
     await split.reached;
     // The reset reads both items; its write of the item lands, its write of the new half is slow.
-    let release = () => {};
-    const held = new Promise<void>((go) => {
-      release = go;
-    });
+    const halfWrite = holdPoint();
     let itemReset = () => {};
     const itemDone = new Promise<void>((done) => {
       itemReset = done;
@@ -191,7 +188,7 @@ describe('a reset whose writes race a split', () => {
         query: (pk, options) => inner.query(pk, options),
         transact: (writes, options) => inner.transact(writes, options),
         update: async (update) => {
-          if (isResetOf(update, half)) await held;
+          if (isResetOf(update, half)) await halfWrite.arrive();
           const result = await inner.update(update);
           if (isResetOf(update, check.key)) itemReset();
           return result;
@@ -204,7 +201,7 @@ describe('a reset whose writes race a split', () => {
     // The split goes on: it finds the item in the new generation and clears the half to it.
     split.release();
     await growing;
-    release();
+    halfWrite.release();
     await resetting;
     const items = await Promise.all([0, 1].map((s) => table.store.get(shardKey(check.key, s))));
     expect({
