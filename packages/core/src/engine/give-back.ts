@@ -6,20 +6,13 @@
 
 import { StoreUnavailableError, WriteOutcomeUnknownError } from '../errors.js';
 import { TABLE_SCHEMA } from '../store/schema.js';
-import type {
-  Assignment,
-  Condition,
-  ItemCheck,
-  ItemKey,
-  ItemUpdate,
-  TransactFailure,
-} from '../store/types.js';
+import type { Assignment, Condition, ItemCheck, ItemKey, ItemUpdate } from '../store/types.js';
 import { Budget } from './budget.js';
 import { thawed } from './growth.js';
-import { applyLocally, deltaUpdates, zeroed } from './items.js';
+import { deltaUpdates, zeroed } from './items.js';
 import type { LeasedItem } from './lease.js';
 import type { Usage } from './limits.js';
-import { frozenAt } from './shards.js';
+import { learnFailed, rememberCommitted } from './remembered-writes.js';
 import { findRoom, TRANSACTION_ITEMS } from './spill.js';
 import { type EngineState, sleep } from './state.js';
 
@@ -67,8 +60,14 @@ async function applyDeltas(
     } else {
       const writes = [conditioned, ...spills.updates];
       const result = await taggedWith(engine, conditioned, spills.updates);
-      if (result.ok) return rememberApplied(engine, writes);
-      await learnFrom(engine, writes, result.failures);
+      if (result.ok) return rememberCommitted(engine, writes);
+      // Each failed item learnt; splits under way among them completed before the next try.
+      await Promise.all(
+        writes.map((write, i) => {
+          const failure = result.failures[i];
+          return failure && learnFailed(engine, write.key, failure);
+        }),
+      );
     }
     roomFound = false; // a split since may have moved what the rest was to find
     if (!budget.lost()) throw new CompensationContendedError();
@@ -92,29 +91,6 @@ function withAlso(
   if ('check' in delta)
     return also.length > 0 || spilled ? { key, set: also, condition: delta.check } : delta;
   return { ...delta, set: [...delta.set, ...also] };
-}
-
-/** What a committed transaction did, applied to the remembered items. */
-function rememberApplied(engine: EngineState, writes: readonly ItemUpdate[]): void {
-  for (const { key, set } of writes) {
-    const state = engine.stateOf(key);
-    if (state) engine.remember(key, applyLocally(state, set));
-  }
-}
-
-/** What a cancelled transaction teaches: each failed item's state; a split under way waited for. */
-async function learnFrom(
-  engine: EngineState,
-  writes: readonly ItemUpdate[],
-  failures: readonly TransactFailure[],
-): Promise<void> {
-  const splitting = failures.flatMap((failure, i) => {
-    const key = writes[i]?.key;
-    if (failure.reason !== 'condition' || !key) return [];
-    engine.remember(key, failure.item ?? {});
-    return frozenAt(failure.item) === undefined ? [] : [thawed(engine, key, failure.item ?? {})];
-  });
-  await Promise.all(splitting);
 }
 
 /** `write` with one more condition. */

@@ -25,11 +25,10 @@ import type {
   TransactResult,
 } from '../store/types.js';
 import { Budget, beforeDeadline } from './budget.js';
-import { thawed } from './growth.js';
-import { applyLocally, deltaUpdates, zeroed } from './items.js';
+import { deltaUpdates, zeroed } from './items.js';
 import { type LeaseClaims, type LeasedItem, verifyLease } from './lease.js';
 import { amountOf, MAX_AMOUNT, MAX_LEASE_METRICS, parseUsageMap, type Usage } from './limits.js';
-import { frozenAt } from './shards.js';
+import { learnFailed, rememberCommitted } from './remembered-writes.js';
 import { findRoom, TRANSACTION_ITEMS } from './spill.js';
 import { type EngineState, type LeaseRecord, sleep } from './state.js';
 import { scopeStatuses } from './statuses.js';
@@ -153,10 +152,10 @@ async function settle(
     const result = await budget.within(writeSettlement(engine, plan));
     if (result.ok) {
       engine.leases.set(claims.id, plan.record);
-      for (const { item, update } of plan.items) {
-        const state = engine.stateOf(item.key);
-        if (state && 'set' in update) engine.remember(item.key, applyLocally(state, update.set));
-      }
+      rememberCommitted(
+        engine,
+        plan.items.map(({ update }) => update),
+      );
       return settlementAnswer(
         engine,
         leaseId,
@@ -309,10 +308,8 @@ function learn(
       continue;
     }
     const item = plan.items[i - 1]?.item;
-    if (!item) continue;
-    engine.remember(item.key, failure.item ?? {});
-    if (frozenAt(failure.item) !== undefined)
-      splitting.push(thawed(engine, item.key, failure.item ?? {}));
+    const split = item && learnFailed(engine, item.key, failure);
+    if (split) splitting.push(split);
   }
   return { record, splitting, conflict };
 }
