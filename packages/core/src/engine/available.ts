@@ -1,8 +1,9 @@
 /** available: what remains of every limit, and when a usage would fit; consumes nothing. */
 
 import { type Price, withCost } from '../catalog/price.js';
+import { PRIORITY } from '../defaults.js';
 import { beforeDeadline } from './budget.js';
-import { limitConsume } from './consume.js';
+import { limitConsume, priorityAt } from './consume.js';
 import { validChecks } from './decision.js';
 import { bucketFits } from './gcra.js';
 import { amountOf, parseUsage, type Usage } from './limits.js';
@@ -37,6 +38,8 @@ export async function available(
   let retryAfterNs = 0n;
   let never = false;
   checks.forEach((check, i) => {
+    // As acquire judges it: a plan's priority is its share of the scopes it shares.
+    const priority = priorityAt(check, PRIORITY.max);
     for (const limit of check.limits) {
       if (limit.shadow) continue; // never refuses: no wait to report
       const amount = amountOf(usage, limit.metric);
@@ -45,10 +48,12 @@ export async function available(
       for (const { index, state } of scopes[i] ?? []) {
         const [share = limit] = shareOf([limit], index, countOf(state));
         const fit =
-          share.kind === 'bucket' ? bucketFits(share, amount, 100) : quotaFits(share, amount, 100);
+          share.kind === 'bucket'
+            ? bucketFits(share, amount, priority)
+            : quotaFits(share, amount, priority);
         if (!fit) continue;
         const step = limitConsume(share, state, nowMs, amount, {
-          priority: 100,
+          priority,
           maxWaitNs: 0n,
           mayDeny: true,
         });

@@ -33,6 +33,15 @@ import { type EngineState, toNs } from './state.js';
 import type { Step } from './step.js';
 import type { ScopeCheck } from './types.js';
 
+/**
+ * Debt one item's quotas took from a window after the lease's own (a report above the estimate
+ * once the lease's window had ended): limit name → `[window start ms, amount]`. A lower report
+ * takes it back from there first; the lease's own window ended, so the rest is dropped.
+ */
+export type LaterDebts = Map<string, readonly [number, number]>;
+
+type LeasedQuotaLimit = Extract<LeasedLimit, { readonly kind: 'quota' }>;
+
 /** TTLs are rounded up to the hour, so writers of one item rarely disagree on it. */
 const TTL_GRAIN_SECONDS = 3_600n;
 
@@ -123,6 +132,7 @@ export function deltaUpdates(
   nowMs: number,
   acquiredAtMs: number,
   room: number,
+  later: LaterDebts = new Map(),
 ): { update: ItemUpdate | ItemCheck | null; spills: Spills } {
   const state = engine.stateOf(item.key);
   const nowNs = toNs(nowMs);
@@ -143,13 +153,13 @@ export function deltaUpdates(
     if (delta > 0n) {
       return limit.kind === 'bucket'
         ? bucketDebt(limit, state, nowNs, delta)
-        : quotaDebt(limit, state, nowMs, delta);
+        : quotaDebtLater(limit, state, nowMs, delta, later);
     }
     if (resetSince) return { kind: 'skip' };
     let step =
       limit.kind === 'bucket'
         ? bucketRefund(limit, state, -delta, { amount: held, elapsedNs })
-        : quotaRefund(limit, state, nowMs, -delta);
+        : quotaRefundLater(limit, state, nowMs, -delta, later);
     if (limit.kind === 'bucket' && shards > 1) {
       const kept = heldRefund(limit, state, nowNs, step);
       if (kept.rest > 0n) rests.set(limit.name, kept.rest);
@@ -183,6 +193,51 @@ export function deltaUpdates(
   if (!update) return { update: { key: item.key, check: holds }, spills };
   const condition = update.condition ? { and: [update.condition, holds] } : holds;
   return { update: { ...update, condition }, spills };
+}
+
+/** A quota's debt, noted in `later` when it goes to a window after the lease's own. */
+function quotaDebtLater(
+  limit: LeasedQuotaLimit,
+  state: ItemState | undefined,
+  nowMs: number,
+  amount: bigint,
+  later: LaterDebts,
+): Step {
+  const step = quotaDebt(limit, state, nowMs, amount);
+  const start = quotaStatus(limit, state, nowMs).windowStartMs;
+  if (start !== limit.windowStartMs) {
+    const before = later.get(limit.name);
+    const kept = before && before[0] === start ? before[1] : 0;
+    later.set(limit.name, [start, kept + Number(amount)]);
+  }
+  return step;
+}
+
+/**
+ * A quota's refund: first of the debt the lease took from a later window (while it is still the
+ * current one), else into the lease's own window (see {@link quotaRefund}).
+ */
+function quotaRefundLater(
+  limit: LeasedQuotaLimit,
+  state: ItemState | undefined,
+  nowMs: number,
+  amount: bigint,
+  later: LaterDebts,
+): Step {
+  const debt = later.get(limit.name);
+  if (debt) {
+    const back = amount < BigInt(debt[1]) ? amount : BigInt(debt[1]);
+    const step = quotaRefund({ ...limit, windowStartMs: debt[0] }, state, nowMs, back);
+    if (step.kind === 'write') {
+      const left = debt[1] - Number(back);
+      if (left > 0) later.set(limit.name, [debt[0], left]);
+      else later.delete(limit.name);
+      return step; // the lease's own window is over: the rest has nowhere to go
+    }
+    if (step.kind === 'skip' && step.assuming) return step;
+    later.delete(limit.name); // that window is over too
+  }
+  return quotaRefund(limit, state, nowMs, amount);
 }
 
 /** Every metric of `usage` at zero. */

@@ -15,11 +15,10 @@ import {
   StoreUnavailableError,
   ValidationError,
 } from '../errors.js';
-import { itemKeys, leaseAttributes as L, shardOf, TABLE_SCHEMA } from '../store/schema.js';
+import { itemKeys, shardOf } from '../store/schema.js';
 import type {
   ItemCheck,
   ItemKey,
-  ItemState,
   ItemUpdate,
   TransactFailure,
   TransactResult,
@@ -27,13 +26,13 @@ import type {
 import { Budget, beforeDeadline } from './budget.js';
 import { deltaUpdates, zeroed } from './items.js';
 import { type LeaseClaims, type LeasedItem, verifyLease } from './lease.js';
+import { laterDebts, laterRecord, leaseRecordFrom, leaseUpdate } from './lease-record.js';
 import { amountOf, MAX_AMOUNT, MAX_LEASE_METRICS, parseUsageMap, type Usage } from './limits.js';
 import { learnFailed, rememberCommitted } from './remembered-writes.js';
 import { findRoom, TRANSACTION_ITEMS } from './spill.js';
 import { type EngineState, type LeaseRecord, sleep } from './state.js';
 import { scopeStatuses } from './statuses.js';
 import type { SettleResult } from './types.js';
-import { contextToWire } from './usage-context.js';
 
 /** What a settlement asks for. */
 type Settlement =
@@ -219,43 +218,33 @@ function planSettlement(
   const fingerprint = ask.kind === 'adjust' ? undefined : `${ask.kind}:${canonicalJson(totals)}`;
   const final = ask.kind !== 'adjust';
   const version = (record?.version ?? 0n) + 1n;
-  const lease: ItemUpdate = {
-    key: itemKeys.lease(claims.id),
-    set: [
-      { attr: L.totals, value: canonicalJson(totals) },
-      { attr: L.reported, value: canonicalJson(next) },
-      { attr: L.version, value: version },
-      { attr: L.settled, value: final ? 1n : 0n },
-      ...(fingerprint ? [{ attr: L.fingerprint, value: fingerprint }] : []),
-      ...(claims.context
-        ? [
-            {
-              attr: L.context,
-              // With the acquire's estimate: usage history adds each settlement's difference
-              // from the totals before it, the estimate's at the first.
-              value: JSON.stringify([
-                claims.acquiredAtMs,
-                contextToWire(claims.context),
-                claims.usage,
-              ]),
-            },
-          ]
-        : []),
-      {
-        attr: TABLE_SCHEMA.ttlAttribute,
-        value: BigInt(Math.ceil(claims.expiresAtMs / 1000) + engine.tuning.ttlSlackSeconds),
-      },
-    ],
-    condition: record
-      ? { attr: L.version, op: '=', value: record.version }
-      : { absent: TABLE_SCHEMA.partitionKey },
-  };
   // One transaction: the lease item, each scope's, and what refunds spill onto other shards.
   let room = TRANSACTION_ITEMS - 1 - claims.items.length;
-  const items = claims.items.map((item) => {
-    const delta = deltaUpdates(engine, item, previous, totals, nowMs, claims.acquiredAtMs, room);
+  const later = laterDebts(record);
+  const items = claims.items.map((item, i) => {
+    const debts = later[i] ?? new Map();
+    const delta = deltaUpdates(
+      engine,
+      item,
+      previous,
+      totals,
+      nowMs,
+      claims.acquiredAtMs,
+      room,
+      debts,
+    );
+    later[i] = debts;
     room -= delta.spills.updates.length;
     return { item, ...delta };
+  });
+  const laterNow = laterRecord(later);
+  const lease = leaseUpdate(engine, claims, record, {
+    totals,
+    next,
+    version,
+    final,
+    fingerprint,
+    later: laterNow,
   });
   return {
     record: {
@@ -264,6 +253,7 @@ function planSettlement(
       totals,
       settled: final,
       ...(fingerprint ? { fingerprint } : {}),
+      ...(laterNow ? { later: laterNow } : {}),
     },
     fingerprint,
     nothingNew: canonicalJson(next) === canonicalJson(reported),
@@ -366,19 +356,4 @@ function nextReport(claims: LeaseClaims, reported: Usage, ask: Settlement): Usag
     merged.set('tokens', monotonic ? Math.max(amountOf(reported, 'tokens'), tokens) : tokens);
   }
   return Object.fromEntries(merged);
-}
-
-function leaseRecordFrom(item: ItemState | undefined): LeaseRecord | undefined {
-  if (!item) return undefined;
-  const [t, r, n, st, f] = [L.totals, L.reported, L.version, L.settled, L.fingerprint].map(
-    (attr) => item[attr],
-  );
-  if (typeof t !== 'string' || typeof n !== 'bigint') return undefined;
-  return {
-    version: n,
-    totals: JSON.parse(t) as Usage,
-    reported: typeof r === 'string' ? (JSON.parse(r) as Usage) : {},
-    settled: st === 1n,
-    ...(typeof f === 'string' ? { fingerprint: f } : {}),
-  };
 }

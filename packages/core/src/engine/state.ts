@@ -33,6 +33,12 @@ export interface LeaseRecord {
   readonly settled: boolean;
   /** Of a settling release: its kind and totals, so the same release again answers the same. */
   readonly fingerprint?: string;
+  /**
+   * Debt the lease charged into a quota's window after its own (an adjust past a window's end):
+   * `item index/limit name` → `[window start ms, amount]`, so that a lower report takes it back
+   * from that window (see items.ts).
+   */
+  readonly later?: Readonly<Record<string, readonly [number, number]>>;
 }
 
 /** `joinKey(pk, sk)`, without its list of parts: this runs several times a decision. */

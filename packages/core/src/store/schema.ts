@@ -76,6 +76,11 @@ export const leaseAttributes = {
    * (see usage-context.ts).
    */
   context: 'c',
+  /**
+   * Debt charged into a calendar window after the lease's own, which later refunds take back
+   * first (canonical JSON: `item index/limit name` → `[window start ms, amount]`).
+   */
+  later: 'dl',
 } as const;
 
 /**
