@@ -118,9 +118,17 @@ describe('combine', () => {
 });
 
 /** The write to the item itself (unsharded here: nothing spills). */
+type DeltaArgs = Parameters<typeof deltaUpdates>;
 const deltaUpdate = (
-  ...args: Parameters<typeof deltaUpdates> extends [...infer A, number] ? A : never
-) => deltaUpdates(...args, 99).update;
+  ...[engine, item, previous, next, nowMs, acquiredAtMs]: [
+    DeltaArgs[0],
+    DeltaArgs[1],
+    DeltaArgs[2],
+    DeltaArgs[3],
+    DeltaArgs[4],
+    DeltaArgs[5],
+  ]
+) => deltaUpdates(engine, item, previous, next, nowMs, acquiredAtMs, 99).update;
 
 describe('deltaUpdates', () => {
   const item = (limits: readonly LeasedLimit[], generation = 0, key = KEY): LeasedItem => ({

@@ -1,13 +1,13 @@
 /**
- * A hostile review of the decision engine through `@sluice/core`: each test reproduces a defect
- * the review found (it failed before its fix).
+ * A quota's debt that an adjust charged into a window after the lease's own (the call ran past
+ * midnight) is taken back from that window by a lower report, by whichever process settles.
  */
 import { Limiter, type ScopeCheck } from '@sluice/core';
 import { describe, expect, it } from 'vitest';
 import { check, remaining } from '../support/limits.js';
 import { countedLimiter, fileTable } from '../support/table.js';
 
-const table = fileTable('zzeng');
+const table = fileTable('later-debt');
 
 async function leaseOf(limiter: Limiter, c: ScopeCheck, tokens: number): Promise<string> {
   const result = await limiter.acquire({ checks: [c], usage: { tokens } });
@@ -15,7 +15,7 @@ async function leaseOf(limiter: Limiter, c: ScopeCheck, tokens: number): Promise
   return result.leaseId;
 }
 
-describe('engine review', () => {
+describe('a quota debt in a later window', () => {
   it('a refund takes back debt the lease charged into the window after its own', async () => {
     const daily = { name: 'daily', metric: 'tokens', limit: 1_000, window: 'day' } as const;
     const { clock, limiter } = countedLimiter(table, Date.parse('2026-01-15T23:59:00Z'));

@@ -1,6 +1,6 @@
 /**
- * A hostile review of the decision engine as users reach it over HTTP: each test reproduces a
- * defect the review found (it failed before its fix).
+ * `available` judges each scope at the plan's priority, as acquire does: it never says a usage
+ * fits where acquire would refuse it.
  */
 import { describe, expect, it } from 'vitest';
 import { acquire, put } from '../support/admin.js';
@@ -9,9 +9,9 @@ import { fileApi, request } from '../support/api.js';
 // 30-day periods: refill during a test is far below one unit.
 const MONTHLY = 2_592_000;
 
-const api = fileApi('zzeng');
+const api = fileApi('avail-prio');
 
-describe('engine review', () => {
+describe('available with a plan priority', () => {
   it('available says never or later where the plan priority makes acquire refuse', async () => {
     await put(api.url, 'plans/half', { priority: 50 });
     await put(api.url, 'entities/prio-org', {
