@@ -2,9 +2,10 @@
  * A hostile review of usage history, boards, alerts and the aggregator: each test is a defect
  * found, reproduced against DynamoDB Local, and what must hold.
  */
-import { itemKeys, parseLimits, UsageAggregator, usageHistory } from '@sluice/core';
+import { itemKeys, Limiter, parseLimits, UsageAggregator, usageHistory } from '@sluice/core';
 import type { ItemChange } from '@sluice/core/internal';
 import { describe, expect, it } from 'vitest';
+import { streamed } from '../support/streams.js';
 import { fileTable } from '../support/table.js';
 
 const table = fileTable('zz-usage-review');
@@ -12,7 +13,7 @@ const table = fileTable('zz-usage-review');
 const SHARD = 'shardId-00000001700000000000-zzzzzzzz';
 const RESOURCE = 'gpt-4o';
 
-const _check = (entity: string) => ({
+const check = (entity: string) => ({
   scope: 'entity' as const,
   key: itemKeys.entityBucket(entity, RESOURCE),
   limits: parseLimits([{ name: 'tpm', metric: 'tokens', limit: 100_000_000, per: 'minute' }]),
@@ -71,5 +72,39 @@ describe('the aggregator, given records no engine writes (another program wrote 
 
     expect(report.unplaced).toHaveLength(hostile.length);
     expect(await tokensOf(entity, now - 86_400_000, now + 86_400_000)).toBe(9);
+  });
+});
+
+describe('GET /v1/usage: each period overlapping the range', () => {
+  it('is the whole period at the end of the range as at its start', async () => {
+    const entity = 'whole-days';
+    const early = Date.parse('2026-03-10T02:00:00Z');
+    const late = Date.parse('2026-03-10T20:00:00Z');
+    for (const atMs of [early, late]) {
+      const limiter = new Limiter({ store: table.store, clock: () => atMs });
+      const r = await limiter.acquire({
+        checks: [check(entity)],
+        usage: { tokens: atMs === early ? 1 : 10 },
+        context: { resource: RESOURCE, scopes: [{ entity, timezone: 'UTC' }] },
+      });
+      if (!r.allowed) throw new Error('refused');
+    }
+    await new UsageAggregator({ store: table.store }).apply(await streamed(table));
+
+    const day = (fromIso: string, toIso: string) =>
+      usageHistory(table.store, {
+        entity,
+        granularity: 'day',
+        fromMs: Date.parse(fromIso),
+        toMs: Date.parse(toIso),
+      });
+    // From noon: the day of 10 March begins before it, and is read whole (11 tokens).
+    expect(await day('2026-03-10T12:00:00Z', '2026-03-11T00:00:00Z')).toMatchObject([
+      { period_start: '2026-03-10T00:00:00.000Z', usage: { tokens: 11 } },
+    ]);
+    // To noon: the same day, the same period, must be read whole too.
+    expect(await day('2026-03-09T00:00:00Z', '2026-03-10T12:00:00Z')).toMatchObject([
+      { period_start: '2026-03-10T00:00:00.000Z', usage: { tokens: 11 } },
+    ]);
   });
 });
