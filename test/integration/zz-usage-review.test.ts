@@ -107,4 +107,28 @@ describe('GET /v1/usage: each period overlapping the range', () => {
       { period_start: '2026-03-10T00:00:00.000Z', usage: { tokens: 11 } },
     ]);
   });
+
+  it('holds all of a New York day asked for as a date alone (to=2026-11-30)', async () => {
+    const entity = 'new-york-day';
+    // 02:00 UTC on 1 December is 21:00 on 30 November in New York.
+    const atMs = Date.parse('2026-12-01T02:00:00Z');
+    const r = await new Limiter({ store: table.store, clock: () => atMs }).acquire({
+      checks: [check(entity)],
+      usage: { tokens: 5 },
+      context: { resource: RESOURCE, scopes: [{ entity, timezone: 'America/New_York' }] },
+    });
+    if (!r.allowed) throw new Error('refused');
+    await new UsageAggregator({ store: table.store }).apply(await streamed(table));
+
+    // What GET /v1/usage?from=2026-11-30&to=2026-11-30 reads: [30 Nov, 1 Dec) UTC.
+    const days = await usageHistory(table.store, {
+      entity,
+      granularity: 'day',
+      fromMs: Date.parse('2026-11-30T00:00:00Z'),
+      toMs: Date.parse('2026-12-01T00:00:00Z'),
+    });
+    expect(days).toMatchObject([
+      { period_start: '2026-11-30T05:00:00.000Z', usage: { tokens: 5 } },
+    ]);
+  });
 });
