@@ -104,13 +104,12 @@ describe('the aggregator handler', () => {
     const event = await streamEvent();
     const first = event.Records[0];
     if (!first?.dynamodb) throw new Error('no records');
+    // A sequence number no stream gives (41 digits): the record cannot be counted once. (An
+    // item holding what no engine writes is left out, reported unplaced: it fails nothing.)
+    const counted = event.Records.find((r) => r.dynamodb?.NewImage?.ev) ?? first;
     const broken = {
-      ...first,
-      dynamodb: {
-        ...first.dynamodb,
-        Keys: { pk: { S: 'entity#key-h' }, sk: { S: 'm' } },
-        NewImage: { pk: { S: 'entity#key-h' }, sk: { S: 'm' }, ev: { S: '{not json' } },
-      },
+      ...counted,
+      dynamodb: { ...counted.dynamodb, SequenceNumber: '9'.repeat(41) },
     };
     const answer = await handler({ Records: [first, broken], shardId: String(event.shardId) });
     expect(answer.batchItemFailures).toEqual([{ itemIdentifier: first.dynamodb.SequenceNumber }]);
@@ -165,10 +164,7 @@ describe('the aggregator handler, records out of order and redelivered split', (
     // A record the aggregator cannot read makes the batch fail (as the shipped test does).
     const broken = {
       ...r3,
-      dynamodb: {
-        ...r3.dynamodb,
-        NewImage: { ...r3.dynamodb?.NewImage, ev: { S: '{not json' } },
-      },
+      dynamodb: { ...r3.dynamodb, SequenceNumber: '9'.repeat(41) },
     } as Rec;
     const answer = await handler({ Records: [r3, r1, r2, broken], shardId });
     // Lambda checkpoints at the lowest identifier reported: everything below it is taken as done.

@@ -101,7 +101,9 @@ export interface ApplyReport {
   /**
    * Leases (or gatherings of refusals) not counted because their context names what no row can
    * hold (an entity name the API refuses, a time zone that does not exist), or their lease id is
-   * none the engine makes: written by hand or by another program, never by the engine.
+   * none the engine makes: written by hand or by another program, never by the engine. A record
+   * whose item holds no event, settlement or gathering the engine writes (not JSON, another
+   * shape, a usage of fractions) is named by its item's key and sort key.
    */
   readonly unplaced: readonly string[];
 }
@@ -217,7 +219,7 @@ export class UsageAggregator {
     const oldest = this.#clock() - STREAM_KEEPS_MS;
     let expired = 0;
     for (const change of changes) {
-      for (const contribution of contributionsOf(change)) {
+      for (const contribution of contributionsOf(change, (item) => unplaced.push(item))) {
         const position = change.position;
         if (!position)
           throw new Error(

@@ -155,7 +155,8 @@ export function crossingsOf(change: ItemChange): Crossing[] {
     if (!attr.startsWith(ALERTS_PREFIX)) continue;
     const name = attr.slice(ALERTS_PREFIX.length);
     const quota = alertedQuota(next, name);
-    if (!quota) continue;
+    // A window no date names (2^48 ms is the year 10889) is none the engine writes.
+    if (!quota || quota.window < 0n || quota.window >= 2n ** 48n) continue;
     const before = alertedQuota(old, name);
     for (const threshold of quota.thresholds) {
       const level = thresholdLevel(threshold, quota.limit);

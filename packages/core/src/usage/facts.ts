@@ -192,23 +192,53 @@ function acquired(ev: string): Contribution {
   };
 }
 
-/** What one change adds to usage history (nothing, or one or two contributions). */
-export function contributionsOf(change: ItemChange): Contribution[] {
+/** The latest time a record may count at: its periods' keys are ISO 8601 with a 4-digit year. */
+const LATEST_MS = Date.parse('9999-01-01T00:00:00.000Z');
+
+/**
+ * `read()`'s contribution, or `unreadable` when what the item holds is none the engine writes
+ * (not JSON, not of the shape, a usage that is not whole numbers, a time no period holds):
+ * written by hand or by another program, it is not counted, and holds up nothing else.
+ */
+function readable(
+  read: () => Contribution | undefined,
+): Contribution | undefined | typeof UNREADABLE {
+  try {
+    const contribution = read();
+    if (contribution === undefined) return undefined;
+    const { atMs } = contribution;
+    if (!(Number.isSafeInteger(atMs) && atMs >= 0 && atMs < LATEST_MS)) return UNREADABLE;
+    return contribution;
+  } catch {
+    return UNREADABLE;
+  }
+}
+const UNREADABLE = Symbol('unreadable');
+
+/**
+ * What one change adds to usage history (nothing, or one or two contributions). A part of it no
+ * engine writes is left out, and its item's key told to `unreadable`.
+ */
+export function contributionsOf(
+  change: ItemChange,
+  unreadable: (item: string) => void = () => {},
+): Contribution[] {
   const next = change.newImage;
   if (!next) return [];
   const out: Contribution[] = [];
-  if (change.key.pk.startsWith(LEASE_PREFIX)) {
-    const settlement = settled(change, next);
-    if (settlement) out.push(settlement);
-  }
-  if (change.key.pk.startsWith(DENIALS_PREFIX)) {
-    const refusals = refused(change, next);
-    if (refusals) out.push(refusals);
-  }
+  const take = (read: () => Contribution | undefined) => {
+    const contribution = readable(read);
+    if (contribution === UNREADABLE) unreadable(`${change.key.pk} ${change.key.sk}`);
+    else if (contribution) out.push(contribution);
+  };
+  if (change.key.pk.startsWith(LEASE_PREFIX)) take(() => settled(change, next));
+  if (change.key.pk.startsWith(DENIALS_PREFIX)) take(() => refused(change, next));
   const ev = next[itemAttributes.usageEvent];
   if (typeof ev === 'string' && ev !== change.oldImage?.[itemAttributes.usageEvent]) {
-    const event = acquired(ev);
-    if (event.metrics.size > 0 || event.leases !== 0n) out.push(event);
+    take(() => {
+      const event = acquired(ev);
+      return event.metrics.size > 0 || event.leases !== 0n ? event : undefined;
+    });
   }
   return out;
 }

@@ -117,9 +117,11 @@ export async function usageHistory(
   };
   const [startAttr, endAttr] = PERIOD_OF[granularity];
   const earliest = iso(fromMs - LONGEST_MS[granularity]);
+  // Each period overlapping the range is read whole, the last one too: its hours after `to`.
+  const latest = iso(Math.min(toMs + LONGEST_MS[granularity], KEY_LATEST_MS));
   const hours = (start: string) => usageKeys.usageHour(entity, start, '').sk;
   const { pk } = usageKeys.usageHour(entity, '', '');
-  await eachRow(store, pk, [hours(earliest), hours(iso(toMs))], (sk, state) => {
+  await eachRow(store, pk, [hours(earliest), hours(latest)], (sk, state) => {
     // An hour row's sort key: `u#<hour start>#<resource>`.
     const rowResource = sk.slice(hours(iso(number(state[U.periodStart]))).length);
     add(number(own(state, startAttr)), number(own(state, endAttr)), rowResource, state);
