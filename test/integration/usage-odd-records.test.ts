@@ -1,6 +1,6 @@
 /**
- * A hostile review of usage history, boards, alerts and the aggregator: each test is a defect
- * found, reproduced against DynamoDB Local, and what must hold.
+ * Usage history at its edges: records no engine writes (another program wrote the item) are left
+ * out and reported, never failing their batch; a range's last period is read whole, as its first.
  */
 import { itemKeys, Limiter, parseLimits, UsageAggregator, usageHistory } from '@sluice/core';
 import type { ItemChange } from '@sluice/core/internal';
@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { streamed } from '../support/streams.js';
 import { fileTable } from '../support/table.js';
 
-const table = fileTable('zz-usage-review');
+const table = fileTable('usage-odd');
 
 const SHARD = 'shardId-00000001700000000000-zzzzzzzz';
 const RESOURCE = 'gpt-4o';

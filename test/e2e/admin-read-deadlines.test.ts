@@ -1,6 +1,6 @@
 /**
- * A hostile review of usage history, boards and alerts, over HTTP against the local server as
- * `npm start` runs it: each test is a defect found, and what must hold.
+ * The admin routes' reads (top entities, alerts, every GET) answer 503 at the caller's deadline
+ * while DynamoDB stops answering, over HTTP against the local server as `npm start` runs it.
  */
 import { type DynamoDBLocal, startDynamoDBLocal } from '@sluice/local';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,7 +13,7 @@ describe('reading top entities and alerts while DynamoDB stops answering', () =>
 
   beforeAll(async () => {
     db = await startDynamoDBLocal(); // its own: this block pauses it
-    patient = await startApi(tableName('zz-usage-stall'), {
+    patient = await startApi(tableName('admin-read-stall'), {
       DYNAMODB_ENDPOINT: db.endpoint,
       SLUICE_FUNCTION_TIMEOUT_MS: '6000',
     });
