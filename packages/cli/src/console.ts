@@ -141,7 +141,12 @@ async function forward(
   const payload = body.length > 0 ? body.toString('utf8') : undefined;
   let headers: Record<string, string>;
   try {
-    headers = await signer.headers(method, target, payload);
+    headers = await signer.headers(
+      method,
+      target,
+      payload,
+      AbortSignal.timeout(UPSTREAM_TIMEOUT_MS),
+    );
   } catch (error) {
     const why = error instanceof Error ? error.message : String(error);
     return problem(res, 500, 'No AWS credentials', `the console cannot sign: ${why}`);

@@ -5,7 +5,7 @@
  */
 import type { ConfigKind, SluiceAdmin, StoredConfig } from '@sluice/client';
 import { canonicalJson as canonical, own } from '@sluice/core/internal';
-import { FileError } from './errors.js';
+import { CliError, FileError } from './errors.js';
 import type { Desired } from './file.js';
 
 type Kind = ConfigKind | 'settings';
@@ -19,6 +19,8 @@ export interface Change {
   readonly after?: Record<string, unknown>;
   /** Top-level fields that differ (updates). */
   readonly fields: readonly string[];
+  /** The stored document as the plan read it: apply writes only over that one. */
+  readonly read?: StoredConfig;
 }
 
 function compare(
@@ -29,6 +31,7 @@ function compare(
 ): Change {
   if (!stored) return { kind, name, action: 'create', after: wanted, fields: Object.keys(wanted) };
   const before = stored.config;
+  const read = { read: stored };
   const keys = [...new Set([...Object.keys(before), ...Object.keys(wanted)])];
   const fields = keys.filter((k) => canonical(own(before, k)) !== canonical(own(wanted, k)));
   return {
@@ -38,6 +41,7 @@ function compare(
     before,
     after: wanted,
     fields,
+    ...read,
   };
 }
 
@@ -66,9 +70,13 @@ export async function planChanges(admin: SluiceAdmin, desired: Desired): Promise
   const changes: Change[] = [];
   if (desired.settings) {
     const current = await admin.settings();
-    changes.push(
-      compare('settings', 'settings', current.version ? current : undefined, desired.settings),
+    const change = compare(
+      'settings',
+      'settings',
+      current.version ? current : undefined,
+      desired.settings,
     );
+    changes.push({ ...change, read: current }); // unstored too: its tag says so
   }
   const kinds = ['resource', 'plan', 'entity'] as const;
   const stored = await Promise.all(kinds.map((kind) => admin.list(kind)));
@@ -84,7 +92,7 @@ export async function planChanges(admin: SluiceAdmin, desired: Desired): Promise
     }
     for (const [name, s] of current) {
       if (!wanted.has(name))
-        unmanaged.push({ kind, name, action: 'unmanaged', before: s.config, fields: [] });
+        unmanaged.push({ kind, name, action: 'unmanaged', before: s.config, fields: [], read: s });
     }
   });
   // Deletions: entities children first, then plans, then resources.
@@ -102,19 +110,50 @@ export function pruned(changes: readonly Change[]): Change[] {
   return changes.map((c) => (c.action === 'unmanaged' ? { ...c, action: 'delete' } : c));
 }
 
-/** Applies a plan's changes in order; stops at the first refusal. */
+/**
+ * Applies a plan's changes in order; stops at the first refusal. Each write holds only over the
+ * document the plan read (If-Match its tag; a creation If-None-Match: *): a change another admin
+ * made since is never overwritten, created over or deleted unseen (412 `precondition_failed`).
+ */
 export async function applyChanges(
   admin: SluiceAdmin,
   changes: readonly Change[],
   onApplied: (change: Change) => void,
 ): Promise<void> {
   for (const change of changes) {
-    if (change.action === 'create' || change.action === 'update') {
-      if (change.kind === 'settings') await admin.putSettings(change.after);
-      else await admin.put(change.kind, change.name, change.after);
-    } else if (change.action === 'delete' && change.kind !== 'settings') {
-      await admin.delete(change.kind, change.name);
-    } else continue;
+    const { kind, name, action } = change;
+    if (action === 'unchanged' || action === 'unmanaged') continue;
+    if (kind === 'settings') {
+      const tag = change.read?.etag;
+      await admin.putSettings(change.after, tag === undefined ? {} : { ifMatch: tag });
+    } else if (action === 'create') {
+      await admin.put(kind, name, change.after, { ifNoneMatch: '*' });
+    } else if (action === 'update') {
+      await admin.put(kind, name, change.after, { ifMatch: await tagAsRead(admin, change) });
+    } else {
+      await admin.delete(kind, name, { ifMatch: await tagAsRead(admin, change) });
+    }
     onApplied(change);
   }
+}
+
+/**
+ * The entity tag of the document the plan read (a listing carries none): read again, it must be
+ * the same document, else it changed since and is not written over.
+ */
+async function tagAsRead(admin: SluiceAdmin, change: Change): Promise<string> {
+  const { kind, name, read } = change;
+  const now = kind === 'settings' ? undefined : await admin.get(kind, name);
+  const same =
+    now?.etag !== undefined &&
+    read !== undefined &&
+    now.version === read.version &&
+    now.updatedAt === read.updatedAt &&
+    canonical(now.config) === canonical(read.config);
+  if (!same || now?.etag === undefined)
+    throw new CliError(
+      'conflict',
+      `${kind} ${name} changed since it was read${now?.updatedBy ? ` (by ${now.updatedBy})` : ''}: not written; plan again`,
+    );
+  return now.etag;
 }

@@ -3,10 +3,10 @@
  */
 
 /**
- * What went wrong on the CLI's side: how it was called, the file it was given, or the AWS
- * credentials it was to sign with.
+ * What went wrong on the CLI's side: how it was called, the file it was given, the AWS
+ * credentials it was to sign with, or a stored document that changed since it was read.
  */
-export type CliErrorCode = 'usage' | 'file' | 'credentials';
+export type CliErrorCode = 'usage' | 'file' | 'credentials' | 'conflict';
 
 /** Base class of the CLI's errors. */
 export class CliError extends Error {

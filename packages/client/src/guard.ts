@@ -4,6 +4,7 @@
  * lease that settles exactly once whatever ends the call (its result, an error, an abort, the
  * consumer walking away) and in whatever order those arrive.
  */
+import { sleepUnlessAborted, untilAborted } from './abort.js';
 import type { SluiceClient } from './client.js';
 import { SluiceClientError } from './errors.js';
 import { refusalResponse } from './middy.js';
@@ -70,8 +71,6 @@ export interface GuardSettings {
   /** How a reserved `waitMs` is waited before the call. @default setTimeout */
   readonly sleep?: (ms: number) => Promise<void>;
 }
-
-const realSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 function logSettleError(error: unknown, leaseId: string): void {
   const { code, message } = error as { code?: string; message?: string };
@@ -141,7 +140,9 @@ export class GuardedCall {
 
 /**
  * Acquires for one model call and waits a reserved `waitMs`; a refusal throws
- * {@link SluiceRefusedError} before the model is called.
+ * {@link SluiceRefusedError} before the model is called. An abort of `signal` while the acquire
+ * is answered or the wait is waited ends it at once with the signal's reason: the model is not
+ * called, and what was (or is still to be) admitted is given back.
  */
 export async function admit(
   settings: GuardSettings,
@@ -149,17 +150,36 @@ export async function admit(
   request: AcquireRequest,
   signal?: AbortSignal,
 ): Promise<GuardedCall> {
-  const result = await settings.client.acquire(request);
+  const acquiring = settings.client.acquire(request);
+  let result: AcquireResult;
+  try {
+    result = await untilAborted(acquiring, signal);
+  } catch (error) {
+    if (signal?.aborted) {
+      // Nobody waits for this answer any more: an admission is given back as it arrives.
+      const giveBack = (late: AcquireResult) =>
+        late.allowed ? new GuardedCall(late, request, settings, settlements).settle() : undefined;
+      settlements.track(acquiring.then(giveBack).then(ignore, ignore));
+    }
+    throw error;
+  }
   if (!result.allowed) throw new SluiceRefusedError(result, request.resource);
   const guarded = new GuardedCall(result, request, settings, settlements);
-  if (result.waitMs > 0) await (settings.sleep ?? realSleep)(result.waitMs);
-  if (signal?.aborted) {
+  try {
+    if (result.waitMs > 0)
+      await (settings.sleep
+        ? untilAborted(settings.sleep(result.waitMs), signal)
+        : sleepUnlessAborted(result.waitMs, signal));
+    if (signal?.aborted) throw signal.reason ?? new Error('aborted');
+  } catch (error) {
     // Aborted while it was being admitted: the model is not called, and nothing was used.
     await guarded.settle();
-    throw signal.reason ?? new Error('aborted');
+    throw error;
   }
   return guarded;
 }
+
+const ignore = () => {};
 
 /** A count a provider reported: a whole number, not negative (anything else is no count). */
 export const isCount = (value: unknown): value is number =>

@@ -7,6 +7,7 @@
 import { Sha256 } from '@aws-crypto/sha256-js';
 import { defaultProvider } from '@aws-sdk/credential-provider-node';
 import { SignatureV4 } from '@smithy/signature-v4';
+import { untilAborted } from './abort.js';
 import { SluiceClientError } from './errors.js';
 
 /** AWS credentials, or a function that provides them (the AWS SDK's providers fit). */
@@ -49,17 +50,22 @@ export class RequestSigner {
     });
   }
 
-  /** The headers to send: content type, host, and the signature when signing. */
+  /**
+   * The headers to send: content type, host, and the signature when signing. Finding the
+   * credentials may take long (STS, SSO, the instance metadata service) or never end: with a
+   * `signal`, the signing rejects with its reason when it aborts first.
+   */
   async headers(
     method: string,
     url: URL,
     payload: string | undefined,
+    signal?: AbortSignal,
   ): Promise<Record<string, string>> {
     const headers: Record<string, string> = { host: url.host };
     if (payload !== undefined) headers['content-type'] = 'application/json';
     if (!this.#signer) return headers;
     const query = Object.fromEntries(url.searchParams);
-    const signed = await this.#signer.sign({
+    const signing = this.#signer.sign({
       method,
       protocol: url.protocol,
       hostname: url.hostname,
@@ -69,6 +75,6 @@ export class RequestSigner {
       headers,
       ...(payload !== undefined ? { body: payload } : {}),
     });
-    return signed.headers;
+    return (await (signal ? untilAborted(signing, signal) : signing)).headers;
   }
 }

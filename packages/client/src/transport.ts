@@ -182,14 +182,17 @@ export class Transport implements Sender {
   ): Promise<Answer> {
     const url = new URL(path, this.#base);
     const payload = body === undefined ? undefined : JSON.stringify(body);
+    // One deadline for finding credentials, signing and the exchange together.
+    const deadline = Date.now() + timeoutMs;
+    const signal = AbortSignal.timeout(timeoutMs);
     const headers = {
       ...extra, // not signed: SigV4 covers the headers it names, and these it does not need
-      ...(await this.#signer.headers(method, url, payload)),
+      ...(await this.#signer.headers(method, url, payload, signal)),
       // Sluice stops working on the request (and gives back what it took) when this caller
       // stops waiting, rather than answer a lease nobody receives.
-      [TIMEOUT_HEADER]: String(Math.max(1, Math.floor(timeoutMs))),
+      [TIMEOUT_HEADER]: String(Math.max(1, Math.floor(deadline - Date.now()))),
     };
-    const out = { url, method, headers, payload, signal: AbortSignal.timeout(timeoutMs) };
+    const out = { url, method, headers, payload, signal };
     return answerFrom(this.#fetch ? await viaFetch(this.#fetch, out) : await exchange(out));
   }
 }
