@@ -1,7 +1,7 @@
 /**
- * A hostile review of the SDK, its integrations and the CLI, against the local server: hostile
- * text for the token estimates, a credentials provider that stalls, an abort while a reserved
- * wait is waited, and an `apply` whose documents change between its reading and its writing.
+ * The SDK, its integrations and the CLI at their edges, against the local server: hostile text
+ * for the token estimates, a credentials provider that stalls, an abort while a reserved wait is
+ * waited, and an `apply` whose documents change between its reading and its writing.
  */
 
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -20,7 +20,7 @@ import { fileApi } from '../support/api.js';
 import { runCli } from '../support/cli.js';
 import { meteredLimits, recordedClient } from '../support/recorded-client.js';
 
-const api = fileApi('sdk-review');
+const api = fileApi('sdk-cli-edges');
 let n = 0;
 const MODEL = 'gpt-4o-mini';
 
@@ -74,13 +74,14 @@ describe('token estimates on hostile text', () => {
   });
 
   // BPE merges of one long run of letters (CJK text has no spaces) took time quadratic in its
-  // length: 50,000 characters blocked the event loop for about 13 s.
-  it('a long text without spaces is estimated in well under a second', () => {
+  // length: 50,000 characters blocked the event loop for about 13 s. Counted in pieces it takes
+  // a fraction of a second; the bound is far above that, and far below the quadratic time.
+  it('a long text without spaces is estimated without blocking for seconds', () => {
     const cjk = '漢字'.repeat(20_000);
     const started = performance.now();
     const tokens = estimateTokens([{ role: 'user', content: cjk }], 'gpt-4o');
     const text = estimateTextTokens('a'.repeat(50_000), 'gpt-4o');
-    expect(performance.now() - started).toBeLessThan(1_500);
+    expect(performance.now() - started).toBeLessThan(5_000);
     expect(tokens).toBeGreaterThan(10_000);
     expect(text).toBeGreaterThan(5_000);
   }, 120_000);
