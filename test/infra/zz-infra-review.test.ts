@@ -1,0 +1,49 @@
+/**
+ * The construct under hostile use: props that would deploy something broken, two constructs in
+ * one stack, and a role that could reach data of another kind through a literal `*` key.
+ */
+import { Sluice, SluiceStack } from '@sluice/cdk';
+import { App, Stack } from 'aws-cdk-lib';
+import { Template } from 'aws-cdk-lib/assertions';
+import { describe, expect, it } from 'vitest';
+import { allows, type Statement } from '../support/iam-proxy.js';
+
+const synth = (props: ConstructorParameters<typeof Sluice>[2]) => {
+  const app = new App();
+  const stack = new Stack(app, 'Props');
+  new Sluice(stack, 'Sluice', props);
+  return Template.fromStack(stack);
+};
+
+describe('the construct under hostile use', () => {
+  it('keeps the usage function out of the deployment-wide roll-up', () => {
+    const stack = new SluiceStack(new App(), 'Rollup');
+    const template = Template.fromStack(stack);
+    const TABLE = {
+      'Fn::GetAtt': [stack.getLogicalId(stack.sluice.table.node.defaultChild as never), 'Arn'],
+    };
+    const statementsOf = (role: unknown) =>
+      Object.values(
+        template.findResources('AWS::IAM::Policy', {
+          Properties: {
+            Roles: [
+              { Ref: stack.getLogicalId((role as never as Stack).node.defaultChild as never) },
+            ],
+          },
+        }),
+      ).flatMap(
+        (p) =>
+          (p as { Properties: { PolicyDocument: { Statement: Statement[] } } }).Properties
+            .PolicyDocument.Statement,
+      );
+    const usage = statementsOf(stack.sluice.functions.get('usage')?.role);
+    // An entity's own usage history: still read.
+    expect(allows(usage, TABLE, { action: 'dynamodb:Query', pk: 'usage#key-1' })).toBe(true);
+    // The roll-up of every entity together (`usage#*`) is the admin's overview, not a client's.
+    expect(allows(usage, TABLE, { action: 'dynamodb:Query', pk: 'usage#*' })).toBe(false);
+    const admin = statementsOf(stack.sluice.functions.get('admin')?.role);
+    expect(allows(admin, TABLE, { action: 'dynamodb:Query', pk: 'usage#*' })).toBe(true);
+    const aggregator = statementsOf(stack.sluice.aggregator.role);
+    expect(allows(aggregator, TABLE, { action: 'dynamodb:UpdateItem', pk: 'usage#*' })).toBe(true);
+  });
+});
