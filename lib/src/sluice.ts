@@ -31,6 +31,7 @@ import {
   sluiceInsightRules,
   type Watched,
 } from './monitoring.js';
+import { checkProps } from './props.js';
 import { sluiceTable, type TableOptions } from './table.js';
 
 /** Options of the {@link Sluice} construct; every one has a secure default. */
@@ -137,6 +138,7 @@ export class Sluice extends Construct {
 
   constructor(scope: Construct, id: string, props: SluiceProps = {}) {
     super(scope, id);
+    checkProps(props);
     this.#encryptionKey = props.tableEncryptionKey;
     const service = props.serviceName ?? SERVICE_DEFAULTS.serviceName;
     const logRetention = props.logRetention ?? logs.RetentionDays.ONE_MONTH;

@@ -16,6 +16,49 @@ const synth = (props: ConstructorParameters<typeof Sluice>[2]) => {
 };
 
 describe('the construct under hostile use', () => {
+  it('refuses props that would deploy something broken at synth, naming the prop', () => {
+    const bad: [Record<string, unknown>, RegExp][] = [
+      [{ auditRetentionDays: -1 }, /auditRetentionDays/],
+      [{ auditRetentionDays: 1.5 }, /auditRetentionDays/],
+      [{ usageRetentionDays: -3 }, /usageRetentionDays/],
+      [{ usageRetentionDays: Number.NaN }, /usageRetentionDays/],
+      [{ reservedConcurrency: -1 }, /reservedConcurrency/],
+      [{ reservedConcurrency: 0 }, /reservedConcurrency/],
+      [{ reservedConcurrency: 2.5 }, /reservedConcurrency/],
+      [{ throttle: { rateLimit: -1, burstLimit: 10 } }, /throttle/],
+      [{ throttle: { rateLimit: 10, burstLimit: 1.5 } }, /throttle/],
+      [{ logLevel: 'LOUD' }, /logLevel/],
+      [{ logLevel: 'debug' }, /logLevel/],
+      [{ serviceName: 'a"b' }, /serviceName/],
+      [{ serviceName: "a'b" }, /serviceName/],
+      [{ serviceName: '' }, /serviceName/],
+      [{ alarmEmail: 'not an address' }, /alarmEmail/],
+    ];
+    // Each is refused with a message naming the prop (not synthesized, nor refused by CDK for
+    // reasons of its own).
+    const unclear = bad.flatMap(([props, message]) => {
+      try {
+        synth(props as never);
+        return [`${JSON.stringify(props)}: synthesized`];
+      } catch (error) {
+        return message.test(String(error)) ? [] : [`${JSON.stringify(props)}: ${String(error)}`];
+      }
+    });
+    expect(unclear).toEqual([]);
+    // What the defaults and the documented values synthesize still does.
+    expect(() =>
+      synth({
+        auditRetentionDays: 30,
+        usageRetentionDays: 0,
+        reservedConcurrency: 10,
+        throttle: { rateLimit: 0.5, burstLimit: 1 },
+        logLevel: 'DEBUG',
+        serviceName: 'team-a.sluice_1',
+        alarmEmail: 'oncall@example.com',
+      }),
+    ).not.toThrow();
+  });
+
   it('keeps the usage function out of the deployment-wide roll-up', () => {
     const stack = new SluiceStack(new App(), 'Rollup');
     const template = Template.fromStack(stack);
