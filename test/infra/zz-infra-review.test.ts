@@ -59,6 +59,27 @@ describe('the construct under hostile use', () => {
     ).not.toThrow();
   });
 
+  it('gives two Sluice constructs in one stack physical names of their own', () => {
+    const app = new App();
+    const stack = new Stack(app, 'Two');
+    new Sluice(stack, 'Prod');
+    new Sluice(stack, 'Staging');
+    const template = Template.fromStack(stack);
+    const names = (type: string, property: string) =>
+      Object.values(template.findResources(type)).map(
+        (r) => (r as { Properties: Record<string, string> }).Properties[property],
+      );
+    const dashboards = names('AWS::CloudWatch::Dashboard', 'DashboardName');
+    const rules = names('AWS::CloudWatch::InsightRule', 'RuleName');
+    expect(dashboards).toHaveLength(2);
+    expect(new Set(dashboards).size).toBe(2);
+    expect(rules).toHaveLength(4);
+    expect(new Set(rules).size).toBe(4);
+    // The ready-made stack keeps the documented name: `<stack>-sluice`.
+    const ready = Template.fromStack(new SluiceStack(new App(), 'Ready'));
+    ready.hasResourceProperties('AWS::CloudWatch::Dashboard', { DashboardName: 'Ready-sluice' });
+  });
+
   it('keeps the usage function out of the deployment-wide roll-up', () => {
     const stack = new SluiceStack(new App(), 'Rollup');
     const template = Template.fromStack(stack);
