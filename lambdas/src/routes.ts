@@ -16,6 +16,7 @@ import { itemKeys } from '@sluice/core';
 import {
   entitySchema,
   planSchema,
+  ROLLUP_ENTITY,
   resourceSchema,
   SERVICE_DEFAULTS,
   settingsSchema,
@@ -303,6 +304,11 @@ export type TableAction =
 export interface TableAccess {
   readonly actions: readonly TableAction[];
   readonly keys: readonly string[];
+  /**
+   * Partition keys that `keys` match but that are not the function's: left out by an IAM Deny
+   * (`StringLike` cannot spell a literal `*`, and `usage#*` is also the roll-up's own key).
+   */
+  readonly except?: readonly string[];
   /** Why the function needs it (shown beside the grant). */
   readonly why: string;
 }
@@ -322,6 +328,8 @@ const KEYS = {
   eventLog: `${usageKeys.eventLog(0, any).pk.split('#')[0]}#*`,
   denials: itemKeys.denials(any).pk,
   alerts: usageKeys.alert(any, { pk: any, sk: any }, any, 0).pk,
+  /** The deployment-wide roll-up's rows: admin reads them, the aggregator writes them. */
+  rollup: usageKeys.usageHour(ROLLUP_ENTITY, '', '').pk,
 } as const;
 
 const signing: TableAccess = {
@@ -395,7 +403,12 @@ export const ACCESS: Readonly<Record<FunctionName | StreamFunctionName, readonly
     },
   ],
   usage: [
-    { actions: ['dynamodb:Query'], keys: [KEYS.usage], why: 'usage history: read only' },
+    {
+      actions: ['dynamodb:Query'],
+      keys: [KEYS.usage],
+      except: [KEYS.rollup],
+      why: 'usage history: read only, an entity’s own (every entity’s together is the admin’s)',
+    },
     {
       actions: ['dynamodb:GetItem'],
       keys: [KEYS.config],

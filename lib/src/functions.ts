@@ -38,6 +38,8 @@ export function handlerCode(name: FunctionName | StreamFunctionName): string {
 export interface KeyedAccess {
   readonly actions: readonly string[];
   readonly keys: readonly string[];
+  /** Partition keys `keys` match that are left out (an explicit Deny). */
+  readonly except?: readonly string[];
 }
 
 /**
@@ -49,9 +51,11 @@ export interface KeyedAccess {
  */
 function batchReads(accesses: readonly KeyedAccess[]): KeyedAccess {
   const reads = accesses.filter((access) => access.actions.includes('dynamodb:GetItem'));
+  const except = [...new Set(reads.flatMap((access) => access.except ?? []))];
   return {
     actions: reads.length > 0 ? ['dynamodb:BatchGetItem'] : [],
     keys: [...new Set(reads.flatMap((access) => access.keys))],
+    ...(except.length > 0 ? { except } : {}),
   };
 }
 
@@ -70,6 +74,34 @@ export function tableAccess(
 export const leadingKeys = (keys: readonly string[]) => ({
   'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': [...keys] },
 });
+
+/**
+ * The statements of `accesses` on `tableArn`: each grant held to its partition keys, and for a
+ * grant with `except`, a Deny of those exact keys (a literal `*` in a key is one IAM's
+ * `StringLike` would take for a wildcard).
+ */
+export function tableStatements(
+  accesses: readonly KeyedAccess[],
+  tableArn: string,
+): iam.PolicyStatement[] {
+  return accesses.flatMap(({ actions, keys, except = [] }) => [
+    new iam.PolicyStatement({
+      actions: [...actions],
+      resources: [tableArn],
+      conditions: leadingKeys(keys),
+    }),
+    ...(except.length > 0
+      ? [
+          new iam.PolicyStatement({
+            effect: iam.Effect.DENY,
+            actions: [...actions],
+            resources: [tableArn],
+            conditions: { 'ForAnyValue:StringEquals': { 'dynamodb:LeadingKeys': [...except] } },
+          }),
+        ]
+      : []),
+  ]);
+}
 
 /** What every function shares. */
 export interface FunctionOptions {
@@ -126,15 +158,8 @@ export function sluiceFunction(
       NODE_OPTIONS: '--enable-source-maps',
     },
   });
-  for (const { actions, keys } of tableAccess([name])) {
-    fn.addToRolePolicy(
-      new iam.PolicyStatement({
-        actions: [...actions],
-        resources: [options.table.tableArn],
-        conditions: leadingKeys(keys),
-      }),
-    );
-  }
+  for (const statement of tableStatements(tableAccess([name]), options.table.tableArn))
+    fn.addToRolePolicy(statement);
   if (options.encryptionKey) options.encryptionKey.grantEncryptDecrypt(fn);
   NagSuppressions.addResourceSuppressions(fn, [
     {

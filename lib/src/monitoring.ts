@@ -29,6 +29,19 @@ export interface Watched {
   readonly service: string;
 }
 
+/**
+ * What the construct's named resources (dashboard, Contributor Insights rules) start with: its
+ * stack's name, then its path in the stack unless that is `Sluice` (SluiceStack's): the names are
+ * the account's, so two constructs in one stack must not share them.
+ */
+export function physicalPrefix(scope: Construct): string {
+  const stack = Stack.of(scope);
+  const path = scope.node.scopes.slice(scope.node.scopes.indexOf(stack) + 1);
+  const ids = path.map((construct) => construct.node.id);
+  if (ids.length === 1 && ids[0] === 'Sluice') return stack.stackName;
+  return `${stack.stackName}-${ids.join('-').replace(/[^A-Za-z0-9_-]/g, '-')}`;
+}
+
 /** Adds one alarm: at or above `threshold` in 2 of 3 periods. */
 type AddAlarm = (
   id: string,
@@ -154,7 +167,7 @@ export function sluiceDashboard(scope: Construct, watched: Watched): cloudwatch.
   const { namespace, limitDimension, serviceDimension, denialsByLimit } = METRICS;
   const acquire = watched.functions.get('acquire');
   const dashboard = new cloudwatch.Dashboard(scope, 'Dashboard', {
-    dashboardName: `${Stack.of(scope).stackName}-sluice`,
+    dashboardName: `${physicalPrefix(scope)}-sluice`,
   });
   dashboard.addWidgets(
     new cloudwatch.GraphWidget({
@@ -223,7 +236,7 @@ export function sluiceInsightRules(
   const logGroup = acquireLogs.logGroupName;
   const rule = (id: string, contribution: Record<string, unknown>) =>
     new cloudwatch.CfnInsightRule(scope, id, {
-      ruleName: `${Stack.of(scope).stackName}-${id}`,
+      ruleName: `${physicalPrefix(scope)}-${id}`,
       ruleState: 'ENABLED',
       ruleBody: Stack.of(scope).toJsonString({
         Schema: { Name: 'CloudWatchLogRule', Version: 1 },

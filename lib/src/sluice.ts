@@ -23,7 +23,7 @@ import { NagSuppressions } from 'cdk-nag';
 import { Construct } from 'constructs';
 import { sluiceAggregator } from './aggregator.js';
 import { sluiceApi } from './api.js';
-import { type FunctionOptions, leadingKeys, sluiceFunction, tableAccess } from './functions.js';
+import { type FunctionOptions, sluiceFunction, tableAccess, tableStatements } from './functions.js';
 import {
   sluiceAlarms,
   sluiceDashboard,
@@ -31,6 +31,7 @@ import {
   sluiceInsightRules,
   type Watched,
 } from './monitoring.js';
+import { checkProps } from './props.js';
 import { sluiceTable, type TableOptions } from './table.js';
 
 /** Options of the {@link Sluice} construct; every one has a secure default. */
@@ -137,6 +138,7 @@ export class Sluice extends Construct {
 
   constructor(scope: Construct, id: string, props: SluiceProps = {}) {
     super(scope, id);
+    checkProps(props);
     this.#encryptionKey = props.tableEncryptionKey;
     const service = props.serviceName ?? SERVICE_DEFAULTS.serviceName;
     const logRetention = props.logRetention ?? logs.RetentionDays.ONE_MONTH;
@@ -227,14 +229,19 @@ export class Sluice extends Construct {
    * usage history (read it over the API, `grantRead`).
    */
   grantInProcess(principal: iam.IGrantable): iam.Grant {
-    const grants = tableAccess(IN_PROCESS).map(({ actions, keys }) =>
-      iam.Grant.addToPrincipal({
-        grantee: principal,
-        actions: [...actions],
-        resourceArns: [this.table.tableArn],
-        conditions: leadingKeys(keys),
-      }),
-    );
+    const statements = tableStatements(tableAccess(IN_PROCESS), this.table.tableArn);
+    const grants = statements
+      .filter((statement) => statement.effect === iam.Effect.ALLOW)
+      .map((statement) =>
+        iam.Grant.addToPrincipal({
+          grantee: principal,
+          actions: statement.actions,
+          resourceArns: statement.resources,
+          conditions: statement.conditions,
+        }),
+      );
+    for (const deny of statements.filter((statement) => statement.effect === iam.Effect.DENY))
+      principal.grantPrincipal.addToPrincipalPolicy(deny);
     if (this.#encryptionKey) grants.push(this.#encryptionKey.grantEncryptDecrypt(principal));
     return grants.reduce((all, grant) => all.combine(grant));
   }

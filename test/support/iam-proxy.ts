@@ -2,7 +2,8 @@
  * DynamoDB behind a function's own IAM statements: a proxy in front of DynamoDB Local that
  * allows a data-plane request only if one of the statements synthesized for that function's
  * role allows its action on the table with all its partition keys (`ForAllValues:StringLike`
- * on `dynamodb:LeadingKeys`), as IAM does. A transaction is authorized item by item as the
+ * on `dynamodb:LeadingKeys`) and no Deny among them names it (`ForAnyValue:StringEquals`), as
+ * IAM does. A transaction is authorized item by item as the
  * action of each of its parts. A BatchGetItem is authorized whole, as IAM does: one statement
  * must allow `dynamodb:BatchGetItem` with every partition key the batch reads (its
  * `dynamodb:LeadingKeys` are all of them). Refused requests get DynamoDB's
@@ -54,6 +55,17 @@ export function allows(
 }
 
 /**
+ * Whether a Deny statement's condition holds for `access`: none (it denies all), or
+ * `ForAnyValue:StringEquals` on `dynamodb:LeadingKeys` naming its partition key exactly.
+ */
+function denies(statement: Statement, access: Access): boolean {
+  if (statement.Condition === undefined) return true;
+  const exact = statement.Condition['ForAnyValue:StringEquals']?.['dynamodb:LeadingKeys'];
+  if (exact === undefined) throw new Error('iam-proxy: a Deny condition it cannot evaluate');
+  return access.pk !== undefined && [exact].flat().includes(access.pk);
+}
+
+/**
  * Whether one of `statements` allows every one of `accesses` (one request's, as IAM sees a
  * BatchGetItem: `ForAllValues` holds when every partition key it reads matches the statement).
  */
@@ -62,6 +74,14 @@ export function allowsTogether(
   tableResource: unknown,
   accesses: readonly Access[],
 ): boolean {
+  // An explicit Deny wins: one that names the action and any of the request's keys.
+  const denied = statements.some(
+    (s) =>
+      s.Effect === 'Deny' &&
+      JSON.stringify(s.Resource) === JSON.stringify(tableResource) &&
+      accesses.some((access) => [s.Action].flat().includes(access.action) && denies(s, access)),
+  );
+  if (denied) return false;
   return statements.some((s) => {
     if (s.Effect !== undefined && s.Effect !== 'Allow') return false;
     if (JSON.stringify(s.Resource) !== JSON.stringify(tableResource)) return false;

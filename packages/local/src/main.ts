@@ -25,15 +25,17 @@ import {
   storeRequestHandler,
   UsageAggregator,
 } from '@sluice/core';
-import { combineWrites, SERVICE_DEFAULTS, UsageProgress } from '@sluice/core/internal';
+import { combineWrites, own, SERVICE_DEFAULTS, UsageProgress } from '@sluice/core/internal';
 import {
   aggregatorEnvironment,
+  auditRetentionDays,
   ENV,
   loadEnvironment,
   POWERTOOLS_ENV,
 } from '@sluice/lambdas/environment';
 import { routes } from '@sluice/lambdas/routes';
 import { getRuntime, logger } from '@sluice/lambdas/runtime';
+import { OTEL_ENTITY_ENV } from '@sluice/lambdas/telemetry';
 import {
   type DynamoDBLocal,
   LOCAL_CREDENTIALS,
@@ -74,12 +76,18 @@ if (!Number.isInteger(functionTimeoutMs) || functionTimeoutMs < 1) {
   process.exit(2);
 }
 
-const TRUST_PRINCIPAL = 'SLUICE_LOCAL_UNSAFE_TRUST_PRINCIPAL_HEADER';
-const trustPrincipalHeader = env[TRUST_PRINCIPAL] === '1';
-if (!trustPrincipalHeader && (env[TRUST_PRINCIPAL] ?? '') !== '') {
-  console.error(`${TRUST_PRINCIPAL} must be 1 (on) or unset (off), not "${env[TRUST_PRINCIPAL]}"`);
-  process.exit(2);
+/** A switch: `1` on, unset (or empty) off; anything else refuses to start. */
+function flag(name: string): boolean {
+  const value = own(env, name) ?? '';
+  if (value !== '' && value !== '1') {
+    console.error(`${name} must be 1 (on) or unset (off), not "${value}"`);
+    process.exit(2);
+  }
+  return value === '1';
 }
+const TRUST_PRINCIPAL = 'SLUICE_LOCAL_UNSAFE_TRUST_PRINCIPAL_HEADER';
+const trustPrincipalHeader = flag(TRUST_PRINCIPAL);
+flag(OTEL_ENTITY_ENV);
 
 let db: DynamoDBLocal | undefined;
 
@@ -89,6 +97,24 @@ async function fail(message: string): Promise<never> {
   await db?.stop();
   process.exit(1);
 }
+
+// Every variable the handlers read, checked before anything starts: a bad one refuses to start
+// here rather than fail requests later (the admin function's and the aggregator's too).
+let settings: ReturnType<typeof aggregatorEnvironment>;
+try {
+  loadEnvironment();
+  auditRetentionDays();
+  settings = aggregatorEnvironment();
+} catch (error) {
+  settings = await fail(error instanceof Error ? error.message : String(error));
+}
+
+// Until the server is up, a stop exits at once: through process.exit, which stops DynamoDB
+// Local's Java with this process (startDynamoDBLocal's exit hook); a death by the signal itself
+// would leave Java running.
+const exitWhileStarting = (signal: NodeJS.Signals) => process.exit(signal === 'SIGINT' ? 130 : 143);
+process.once('SIGINT', exitWhileStarting);
+process.once('SIGTERM', exitWhileStarting);
 
 let endpoint = env.DYNAMODB_ENDPOINT;
 if (!endpoint) {
@@ -113,13 +139,6 @@ await ensureTable(client, tableName).catch(() =>
 
 // Usage history: the same aggregator as the Lambda on the table's stream, reading the stream of
 // DynamoDB Local; refusal counts are written every few seconds, as a busy container does.
-let settings: ReturnType<typeof aggregatorEnvironment>;
-try {
-  loadEnvironment();
-  settings = aggregatorEnvironment();
-} catch (error) {
-  settings = await fail(error instanceof Error ? error.message : String(error));
-}
 // One process serves every request here, many at once (a Lambda container serves one): the
 // acquires on one item combine their writes, as a server embedding the engine does.
 getRuntime().engine.combiner = combineWrites();
@@ -221,6 +240,8 @@ async function stop() {
   await db?.stop();
   process.exit(0);
 }
+process.off('SIGINT', exitWhileStarting);
+process.off('SIGTERM', exitWhileStarting);
 process.on('SIGINT', stop);
 process.on('SIGTERM', stop);
 
