@@ -70,7 +70,7 @@ describe('npm start under hostile use', () => {
     for (const [name, value] of Object.entries(bad)) {
       const server = start({
         DYNAMODB_ENDPOINT: inject('dynamoEndpoint'),
-        SLUICE_TABLE_NAME: 'zz-infra-review',
+        SLUICE_TABLE_NAME: 'start-edges',
         [name]: value,
       });
       const code = await ending(server.child, 20_000);
@@ -82,7 +82,7 @@ describe('npm start under hostile use', () => {
   }, 60_000);
 
   it('leaves no Java process when stopped while it starts', async () => {
-    const server = start({ SLUICE_TABLE_NAME: 'zz-infra-review' });
+    const server = start({ SLUICE_TABLE_NAME: 'start-edges' });
     const pid = server.child.pid as number;
     let java: number | undefined;
     for (let i = 0; i < 300 && java === undefined; i++) {
