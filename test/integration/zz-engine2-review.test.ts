@@ -1,0 +1,74 @@
+/**
+ * A hostile review of the decision engine against DynamoDB Local: calls that wait behind other
+ * writes (combined writes) and give up, and faults halfway through a write.
+ */
+import { DeadlineExceededError, type ItemKey, Limiter } from '@sluice/core';
+import type { ItemUpdate } from '@sluice/core/internal';
+import { describe, expect, it } from 'vitest';
+import { HookedStore } from '../support/hooked-store.js';
+import { check, remaining, tpm } from '../support/limits.js';
+import { fileTable, manualClock } from '../support/table.js';
+
+const table = fileTable('zz-engine2');
+
+const same = (a: ItemKey, b: ItemKey) => a.pk === b.pk && a.sk === b.sk;
+
+/** A gate a stalled write waits at, and a promise that says it has arrived there. */
+function gate() {
+  let open = () => {};
+  let arrived = () => {};
+  const opened = new Promise<void>((resolve) => {
+    open = resolve;
+  });
+  const reached = new Promise<void>((resolve) => {
+    arrived = resolve;
+  });
+  return { opened, reached, open, arrived };
+}
+
+/** The real store, the first write to `key` held at a gate, every write to it recorded. */
+function stallFirst(key: ItemKey) {
+  const stall = gate();
+  const writes: ItemUpdate[] = [];
+  const store = new HookedStore(table.store, async (update) => {
+    if (!same(update.key, key)) return;
+    writes.push(update);
+    if (writes.length === 1) {
+      stall.arrived();
+      await stall.opened;
+    }
+  });
+  return { store, stall, writes };
+}
+
+/** A while for calls under way to reach the store (or the writes they wait behind). */
+const settled = () => new Promise((resolve) => setTimeout(resolve, 100));
+
+describe('a call waiting to be combined behind a write in flight', () => {
+  it('once its caller gave up, takes no place from the calls still waiting beside it', async () => {
+    const clock = manualClock();
+    const c = check([tpm(1_000)]);
+    const { store, stall } = stallFirst(c.key);
+    const limiter = new Limiter({ store, clock: clock.now });
+
+    const first = limiter.acquire({ checks: [c], usage: { tokens: 500 } });
+    await stall.reached;
+    const deadline = new AbortController();
+    const gaveUp = limiter.acquire({
+      checks: [c],
+      usage: { tokens: 500 },
+      signal: deadline.signal,
+    });
+    await settled(); // it waits behind the write, first of its group
+    const waiting = limiter.acquire({ checks: [c], usage: { tokens: 500 } });
+    await settled();
+    deadline.abort(); // its caller stops waiting before the write ahead of it has landed
+    await expect(gaveUp).rejects.toBeInstanceOf(DeadlineExceededError);
+    stall.open();
+
+    expect((await first).allowed).toBe(true);
+    expect((await waiting).allowed).toBe(true); // 500 + 500 fit 1,000
+    await limiter.engine.idle();
+    expect(await remaining(limiter, c)).toEqual([0]);
+  });
+});
