@@ -1,6 +1,6 @@
 /**
- * A hostile review of the decision engine against DynamoDB Local: calls that wait behind other
- * writes (combined writes) and give up, and faults halfway through a write.
+ * Calls that wait to be combined behind a write in flight and whose callers give up: they take
+ * no place in the next combined write, against DynamoDB Local.
  */
 import { DeadlineExceededError, type ItemKey, Limiter } from '@sluice/core';
 import type { ItemUpdate } from '@sluice/core/internal';
@@ -9,7 +9,7 @@ import { HookedStore } from '../support/hooked-store.js';
 import { check, remaining, tpm } from '../support/limits.js';
 import { fileTable, manualClock } from '../support/table.js';
 
-const table = fileTable('zz-engine2');
+const table = fileTable('combining-deadlines');
 
 const same = (a: ItemKey, b: ItemKey) => a.pk === b.pk && a.sk === b.sk;
 

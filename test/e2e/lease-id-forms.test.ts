@@ -1,11 +1,11 @@
 /**
- * A hostile review of the decision engine over HTTP, on the local server as `npm start` runs it:
- * lease ids re-encoded or altered in ways a lenient decoder forgives.
+ * A lease id is settled only in the one form it was signed in: copies re-encoded or altered in
+ * ways a lenient base64 decoder forgives are 404, over HTTP on the local server.
  */
 import { describe, expect, it } from 'vitest';
 import { fileApi, post } from '../support/api.js';
 
-const api = fileApi('zz-engine2');
+const api = fileApi('lease-forms');
 let n = 0;
 
 const entity = () => `review-${++n}`;
