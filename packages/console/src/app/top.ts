@@ -57,7 +57,8 @@ export function TopView(): ComponentChildren {
         ],
         setPeriod,
       ),
-      h('label', { for: 'top-date' }, 'Date (UTC)'),
+      // Each entity counts on the board of its own day, in its time zone.
+      h('label', { for: 'top-date' }, 'Date (each entity’s own day)'),
       h('input', {
         id: 'top-date',
         type: 'date',
