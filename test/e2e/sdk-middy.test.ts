@@ -124,6 +124,26 @@ describe('sluiceGuard', () => {
     expect(failures).toEqual(['lease_settled']);
   });
 
+  it('says so when Sluice cannot be reached to settle, and keeps the answer', async () => {
+    // The network to Sluice fails for the release alone (the client answers it as degraded).
+    const cut: typeof fetch = async (input, init) => {
+      if (String(input instanceof Request ? input.url : input).endsWith('/v1/release'))
+        throw new TypeError('fetch failed');
+      return fetch(input, init);
+    };
+    const client = new SluiceClient({ endpoint: api.url, fetch: cut, timeoutMs: 1_000 });
+    const failures: string[] = [];
+    const { handler } = guarded(client, 10_000, (error) =>
+      failures.push((error as { code: string }).code),
+    );
+
+    expect(await handler({ key: `mw-${++n}` }, context())).toEqual({ statusCode: 200, body: 'ok' });
+    expect(await handler({ key: `mw-${++n}`, fail: true }, context()).catch(String)).toContain(
+      'the provider failed',
+    );
+    expect(failures).toEqual(['unavailable', 'unavailable']);
+  });
+
   it('fails open or closed, as the client is told, when Sluice cannot be reached', async () => {
     const unreachable = 'http://127.0.0.1:9'; // the discard port: nothing listens
     const open = guarded(new SluiceClient({ endpoint: unreachable, timeoutMs: 300 }), 10_000);

@@ -26,6 +26,7 @@
  * }));
  */
 import type { SluiceClient } from './client.js';
+import { SluiceClientError } from './errors.js';
 import type { AcquireRequest, AcquireResult, KnownAcquireRefusalCode, Usage } from './types.js';
 import { violationsToWire } from './wire.js';
 
@@ -75,7 +76,8 @@ export interface SluiceGuardOptions<TEvent, TResult> {
   readonly sleep?: (ms: number) => Promise<void>;
   /**
    * Called when settling the lease fails (Sluice refused the settle, e.g. the lease was already
-   * settled): the handler's answer stands either way. @default logs the error's code and message
+   * settled, or could not be reached for it: `unavailable`): the handler's answer stands either
+   * way. @default logs the error's code and message
    */
   readonly onSettleError?: (error: unknown, lease: SluiceLease) => void;
 }
@@ -158,6 +160,23 @@ export function sluiceGuard<TEvent, TResult>(options: SluiceGuardOptions<TEvent,
   const sleep = options.sleep ?? realSleep;
   const refused = options.refused ?? refusalResponse;
   const onSettleError = options.onSettleError ?? logSettleError;
+  /**
+   * Releases `lease`. A settle that fails leaves the handler's answer as it is (the call has
+   * happened): `onSettleError` hears of it, and of a release Sluice could not be reached for (the
+   * client answers it as degraded), unless the lease itself was handed out while unreachable.
+   */
+  const settle = async (lease: SluiceLease, usage: Usage | undefined) => {
+    try {
+      const result = await options.client.release(lease.leaseId, usage);
+      if (result.degraded && !lease.result.degraded)
+        onSettleError(
+          new SluiceClientError('unavailable', 'Sluice could not be reached to settle'),
+          lease,
+        );
+    } catch (error) {
+      onSettleError(error, lease);
+    }
+  };
   return {
     before: async (request: GuardedRequest<TEvent, TResult>): Promise<TResult | undefined> => {
       Reflect.deleteProperty(request.context, 'sluice');
@@ -182,18 +201,13 @@ export function sluiceGuard<TEvent, TResult>(options: SluiceGuardOptions<TEvent,
           ? options.usage(request.response, request.event)
           : undefined) ??
         lease.request.usage;
-      // A settle that fails leaves the handler's answer as it is: the call has happened.
-      await options.client.release(lease.leaseId, usage).catch((error: unknown) => {
-        onSettleError(error, lease);
-      });
+      await settle(lease, usage);
     },
     onError: async (request: GuardedRequest<TEvent, TResult>): Promise<void> => {
       const lease = leaseOf(request.context);
       if (!lease) return;
       // The call failed: charge what it reported using, or give the reservation back.
-      await options.client.release(lease.leaseId, lease.usage).catch((error: unknown) => {
-        onSettleError(error, lease);
-      });
+      await settle(lease, lease.usage);
     },
   };
 }
