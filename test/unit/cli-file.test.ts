@@ -102,3 +102,14 @@ entities:
     ).toBeUndefined();
   });
 });
+
+describe('a number no document can hold', () => {
+  it('is refused as not finite, naming its place (YAML reads 1e400 as Infinity, .nan as NaN)', () => {
+    for (const value of ['1e400', '-.inf', '.nan']) {
+      const raw = parse(
+        `plans:\n  p:\n    limits:\n      - { name: t, metric: tokens, limit: ${value}, per: minute }\n`,
+      );
+      expect(refusal(raw)).toBe('plans.p.limits[0].limit: not a finite number');
+    }
+  });
+});
