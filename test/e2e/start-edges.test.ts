@@ -66,6 +66,7 @@ describe('npm start under hostile use', () => {
     const bad = {
       SLUICE_AUDIT_RETENTION_DAYS: 'ninety',
       SLUICE_OTEL_ENTITY_ATTRIBUTE: 'yes',
+      PORT: '0x10', // Number() reads it as 16
     };
     for (const [name, value] of Object.entries(bad)) {
       const server = start({

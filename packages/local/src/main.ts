@@ -62,8 +62,10 @@ env[POWERTOOLS_ENV.metricsDisabled] ??= 'true';
 const tableName = env[ENV.tableName] ?? 'sluice';
 env[ENV.tableName] = tableName;
 
-const port = Number(env.PORT ?? 3000);
-if (!Number.isInteger(port) || port < 0 || port > 65_535) {
+// Unset or empty: 3000; 0: any free port. Digits only (Number('') is 0, Number('0x10') 16).
+const portText = env.PORT || '3000';
+const port = Number(portText);
+if (!/^\d{1,5}$/.test(portText) || port > 65_535) {
   console.error(`PORT must be a port number, not "${env.PORT}"`);
   process.exit(2);
 }
