@@ -5,37 +5,24 @@
 import { DeadlineExceededError, type ItemKey, Limiter } from '@sluice/core';
 import type { ItemUpdate } from '@sluice/core/internal';
 import { describe, expect, it } from 'vitest';
-import { HookedStore } from '../support/hooked-store.js';
+import { HookedStore, holdPoint } from '../support/hooked-store.js';
 import { check, remaining, tpm } from '../support/limits.js';
+
 import { fileTable, manualClock } from '../support/table.js';
 
 const table = fileTable('combining-deadlines');
 
 const same = (a: ItemKey, b: ItemKey) => a.pk === b.pk && a.sk === b.sk;
 
-/** A gate a stalled write waits at, and a promise that says it has arrived there. */
-function gate() {
-  let open = () => {};
-  let arrived = () => {};
-  const opened = new Promise<void>((resolve) => {
-    open = resolve;
-  });
-  const reached = new Promise<void>((resolve) => {
-    arrived = resolve;
-  });
-  return { opened, reached, open, arrived };
-}
-
 /** The real store, the first write to `key` held at a gate, every write to it recorded. */
 function stallFirst(key: ItemKey) {
-  const stall = gate();
+  const stall = holdPoint();
   const writes: ItemUpdate[] = [];
   const store = new HookedStore(table.store, async (update) => {
     if (!same(update.key, key)) return;
     writes.push(update);
     if (writes.length === 1) {
-      stall.arrived();
-      await stall.opened;
+      await stall.arrive();
     }
   });
   return { store, stall, writes };
@@ -64,7 +51,7 @@ describe('a call waiting to be combined behind a write in flight', () => {
     await settled();
     deadline.abort(); // its caller stops waiting before the write ahead of it has landed
     await expect(gaveUp).rejects.toBeInstanceOf(DeadlineExceededError);
-    stall.open();
+    stall.release();
 
     expect((await first).allowed).toBe(true);
     expect((await waiting).allowed).toBe(true); // 500 + 500 fit 1,000

@@ -14,8 +14,9 @@ import {
 } from '@sluice/core';
 import { bucketAttributes, type ItemUpdate } from '@sluice/core/internal';
 import { beforeEach, describe, expect, it } from 'vitest';
-import { HookedStore } from '../support/hooked-store.js';
+import { HookedStore, holdPoint } from '../support/hooked-store.js';
 import { check, remaining, tpm } from '../support/limits.js';
+
 import { streamed } from '../support/streams.js';
 import { fileTable, manualClock } from '../support/table.js';
 
@@ -27,30 +28,16 @@ const consuming = (update: ItemUpdate, key: ItemKey) => same(update.key, key);
 /** An answer lost after the write reached the table (a dropped connection). */
 const lost = () => new StoreUnavailableError('DynamoDB unavailable: socket hang up');
 
-/** A gate a stalled write waits at, and a promise that says it has arrived there. */
-function gate() {
-  let open = () => {};
-  let arrived = () => {};
-  const opened = new Promise<void>((resolve) => {
-    open = resolve;
-  });
-  const reached = new Promise<void>((resolve) => {
-    arrived = resolve;
-  });
-  return { opened, reached, open, arrived };
-}
-
 describe('an acquire whose deadline passes while the store stalls', () => {
   it('answers unavailable at once, and gives back its write when it lands after the answer', async () => {
     const clock = manualClock();
     const [fast, slow] = [check([tpm(1_000)], 'resource'), check([tpm(1_000)], 'entity')];
-    const stall = gate();
+    const stall = holdPoint();
     let stalled = false;
     const store = new HookedStore(table.store, async (update) => {
       if (!stalled && consuming(update, slow.key)) {
         stalled = true;
-        stall.arrived();
-        await stall.opened;
+        await stall.arrive();
       }
     });
     const limiter = new Limiter({ store, clock: clock.now });
@@ -64,7 +51,7 @@ describe('an acquire whose deadline passes while the store stalls', () => {
     await stall.reached;
     deadline.abort();
     await expect(acquiring).rejects.toBeInstanceOf(DeadlineExceededError);
-    stall.open(); // the store comes back: the stalled write lands after the answer
+    stall.release(); // the store comes back: the stalled write lands after the answer
     await limiter.engine.idle();
 
     expect(await remaining(limiter, fast, slow)).toEqual([1_000, 1_000]);
@@ -382,13 +369,12 @@ describe('a settlement whose deadline passes while the store stalls', () => {
   it('answers unavailable, and the same adjust again applies once when the store is back', async () => {
     const clock = manualClock();
     const c = check([tpm(1_000)], 'entity');
-    const stall = gate();
+    const stall = holdPoint();
     let stalling = false;
     const store = new HookedStore(table.store, undefined, undefined, async () => {
       if (!stalling) return;
       stalling = false;
-      stall.arrived();
-      await stall.opened;
+      await stall.arrive();
     });
     const limiter = new Limiter({ store, clock: clock.now });
     const acquired = await limiter.acquire({ checks: [c], usage: { tokens: 100 } });
@@ -404,7 +390,7 @@ describe('a settlement whose deadline passes while the store stalls', () => {
     await stall.reached;
     deadline.abort();
     await expect(adjusting).rejects.toBeInstanceOf(DeadlineExceededError);
-    stall.open();
+    stall.release();
     const again = await limiter.adjust(acquired.leaseId, { tokens: 300 });
 
     expect(again.usage.tokens).toBe(300);

@@ -17,8 +17,8 @@ import {
 import type { ItemCheck, ItemUpdate, TransactResult } from '@sluice/core/internal';
 import { available, grow, shardKey } from '@sluice/core/internal';
 import { describe, expect, it } from 'vitest';
-import { HookedStore } from '../support/hooked-store.js';
-import { holdPoint, leaseOf, limiterOn, remainingOf } from '../support/shards.js';
+import { HookedStore, holdPoint } from '../support/hooked-store.js';
+import { leaseOf, limiterOn, remainingOf } from '../support/shards.js';
 import { asClient, fileTable, manualClock } from '../support/table.js';
 
 const table = fileTable('shard-refunds');

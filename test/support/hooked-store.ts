@@ -38,3 +38,26 @@ export class HookedStore implements Store {
     return this.inner.get(key);
   }
 }
+
+/**
+ * A point where a store call is held: the call `arrive`s (and waits there until `release`), and
+ * the test learns it through `reached`.
+ */
+export function holdPoint() {
+  let arrived = () => {};
+  const reached = new Promise<void>((done) => {
+    arrived = done;
+  });
+  let release = () => {};
+  const released = new Promise<void>((go) => {
+    release = go;
+  });
+  return {
+    reached,
+    release,
+    arrive: async () => {
+      arrived();
+      await released;
+    },
+  };
+}

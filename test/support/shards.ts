@@ -22,26 +22,3 @@ export async function remainingOf(table: TestTable, clock: () => number, check: 
 /** A limiter (a process of its own) on `store`. */
 export const limiterOn = (store: LimiterOptions['store'], clock: () => number) =>
   new Limiter({ store, clock });
-
-/**
- * A point where a store call is held: the call `arrive`s (and waits there until `release`), and
- * the test learns it through `reached`.
- */
-export function holdPoint() {
-  let arrived = () => {};
-  const reached = new Promise<void>((done) => {
-    arrived = done;
-  });
-  let release = () => {};
-  const released = new Promise<void>((go) => {
-    release = go;
-  });
-  return {
-    reached,
-    release,
-    arrive: async () => {
-      arrived();
-      await released;
-    },
-  };
-}
