@@ -66,3 +66,49 @@ describe('usage records no engine writes', () => {
     expect(await tokens('*')).toBe(9);
   });
 });
+
+describe('budget alerts on items no engine writes', () => {
+  it('leaves out an alert whose budget no engine writes (past 2^53) and counts the rest of the batch', async () => {
+    const now = Date.now();
+    const atMs = Date.parse('2026-02-04T10:30:00Z');
+    const entity = 'alert-neighbour';
+    const quota = itemKeys.entityWide('huge-budget');
+    const usedQuota = itemKeys.entityWide('huge-used');
+    const huge = 10n ** 50n + 1n;
+    const changes: ItemChange[] = [
+      {
+        key: quota,
+        newImage: {
+          ...quota,
+          a_monthly: `${huge}|0.5`,
+          w_monthly: BigInt(Date.parse('2026-02-01T00:00:00Z')),
+          u_monthly: huge,
+        },
+        position: { shard: SHARD, sequence: '500', atMs: now },
+      },
+      {
+        key: usedQuota,
+        newImage: {
+          ...usedQuota,
+          a_monthly: '100|0.5',
+          w_monthly: BigInt(Date.parse('2026-02-01T00:00:00Z')),
+          u_monthly: huge,
+        },
+        position: { shard: SHARD, sequence: '502', atMs: now },
+      },
+      eventChange(entity, eventOf('lease-good-alerts', atMs, entity, { tokens: 7 }), 501, now),
+    ];
+
+    const report = await new UsageAggregator({ store: table.store }).apply(changes);
+
+    // The budget past MAX_AMOUNT fires nothing; the huge use of a budget of 100 fires its alert.
+    expect(report.alerts).toBe(1);
+    const days = await usageHistory(table.store, {
+      entity,
+      granularity: 'day',
+      fromMs: atMs - 86_400_000,
+      toMs: atMs + 86_400_000,
+    });
+    expect(days.reduce((n, p) => n + (p.usage.tokens ?? 0), 0)).toBe(7);
+  });
+});
