@@ -92,6 +92,7 @@ export type {
   TransactResult,
   UpdateResult,
 } from './store/types.js';
+export { thresholdLevel } from './usage/alert-levels.js';
 // Usage history and budget alerts.
 export {
   ALERT_EVENT,
@@ -99,7 +100,6 @@ export {
   type BudgetAlert,
   CLAIM_MS,
   crossingsOf,
-  thresholdLevel,
 } from './usage/alerts.js';
 export {
   added,

@@ -28,8 +28,6 @@
  * marking it sent can cause a second event, a minute later.
  */
 
-import { parseDecimal } from '../catalog/price.js';
-import { ceilDiv } from '../engine/nanos.js';
 import { sleep } from '../engine/state.js';
 import { StoreUnavailableError } from '../errors.js';
 import {
@@ -42,6 +40,7 @@ import {
   usageKeys,
 } from '../store/schema.js';
 import type { AdminStore, Assignment, ItemKey, ItemState, ItemUpdate } from '../store/types.js';
+import { alertedQuota, type Image, reached, thresholdLevel } from './alert-levels.js';
 import type { ItemChange } from './facts.js';
 
 /** How budget alert events are named (EventBridge source and detail-type; the webhook's body too). */
@@ -82,64 +81,6 @@ const ENTITY_PREFIX = itemKeys.entityWide('').pk;
 const RESOURCE_PREFIX = itemKeys.resourceBucket('').pk;
 
 /**
- * The `used` at which `threshold` of `limit` is reached: ceil(threshold × limit), exactly. The
- * threshold is read as the decimal its shortest form writes (`String`: "0.07", "1e-7"), never
- * through floats, where `Math.ceil(0.07 * 100)` is 8.
- *
- * @example
- * thresholdLevel(0.07, 100n); // 7n
- * thresholdLevel(0.8, 7_000n); // 5_600n
- */
-export function thresholdLevel(threshold: number, limit: bigint): bigint {
-  const share = parseDecimal(threshold, Number.POSITIVE_INFINITY);
-  if (!share) throw new RangeError(`a threshold is a finite number from 0, not ${threshold}`);
-  return ceilDiv(share.units * limit, 10n ** BigInt(share.scale));
-}
-
-/** One quota with budget alerts, as an image of its item holds it. */
-interface AlertedQuota {
-  readonly window: bigint;
-  readonly used: bigint;
-  readonly limit: bigint;
-  readonly thresholds: readonly number[];
-}
-
-/** An image's attributes by name: the names carry limit names, so they are read from a Map. */
-type Image = ReadonlyMap<string, ItemState[string]>;
-
-/** The quota `name` of an image, when it records thresholds (a cleared definition is ""). */
-function alertedQuota(image: Image, name: string): AlertedQuota | undefined {
-  const definition = image.get(bucketAttributes.alerts(name));
-  const window = image.get(bucketAttributes.window(name));
-  const used = image.get(bucketAttributes.used(name));
-  if (typeof definition !== 'string' || typeof window !== 'bigint' || typeof used !== 'bigint')
-    return undefined;
-  const [limitText = '', list = ''] = definition.split('|');
-  if (!/^[1-9]\d*$/.test(limitText)) return undefined;
-  const thresholds = list
-    .split(',')
-    .map(Number)
-    .filter((t) => t > 0 && t <= 1);
-  return thresholds.length ? { window, used, limit: BigInt(limitText), thresholds } : undefined;
-}
-
-/** Whether `quota` was already at or past `threshold`'s `level` in `window`. */
-function reached(
-  quota: AlertedQuota | undefined,
-  window: bigint,
-  threshold: number,
-  level: bigint,
-): boolean {
-  return (
-    quota !== undefined &&
-    quota.window === window &&
-    quota.used >= level &&
-    quota.thresholds.includes(threshold) &&
-    thresholdLevel(threshold, quota.limit) === level
-  );
-}
-
-/**
  * The thresholds one change reaches: at or past their level under the budget of its new image,
  * where its old image was not already at or past that same level in the same window.
  */
@@ -155,8 +96,7 @@ export function crossingsOf(change: ItemChange): Crossing[] {
     if (!attr.startsWith(ALERTS_PREFIX)) continue;
     const name = attr.slice(ALERTS_PREFIX.length);
     const quota = alertedQuota(next, name);
-    // A window no date names (2^48 ms is the year 10889) is none the engine writes.
-    if (!quota || quota.window < 0n || quota.window >= 2n ** 48n) continue;
+    if (!quota) continue;
     const before = alertedQuota(old, name);
     for (const threshold of quota.thresholds) {
       const level = thresholdLevel(threshold, quota.limit);

@@ -116,11 +116,23 @@ export interface Contribution {
 const DENIALS_PREFIX = itemKeys.denials('').pk;
 const LEASE_PREFIX = itemKeys.lease('').pk;
 
+/**
+ * A metric's amount as the engine writes it: a whole number from 0 to MAX_AMOUNT (2^53 - 1). Any
+ * other (beyond 2^53, negative, text) throws: its record is none the engine wrote, and counted
+ * it would fail or poison the rows it shares with others (DynamoDB refuses a sum past 38 digits).
+ */
+function written(usage: Usage, metric: string): bigint {
+  const amount: unknown = amountOf(usage, metric);
+  if (!(Number.isSafeInteger(amount) && (amount as number) >= 0))
+    throw new RangeError(`${metric}: no amount the engine writes`);
+  return BigInt(amount as number);
+}
+
 /** `next - before`, per metric, the zeros left out. */
 function difference(next: Usage, before: Usage): Map<string, bigint> {
   const out = new Map<string, bigint>();
   for (const metric of new Set([...Object.keys(before), ...Object.keys(next)])) {
-    const delta = BigInt(amountOf(next, metric)) - BigInt(amountOf(before, metric));
+    const delta = written(next, metric) - written(before, metric);
     if (delta !== 0n) out.set(metric, delta);
   }
   return out;
