@@ -1,13 +1,13 @@
 /**
- * The review of the day's fixes: each test reproduces a defect found in one of them (or around
- * it), and failed before its fix.
+ * Usage records whose amounts or alert budgets no engine writes (past 2^53, negative, text) are
+ * left out and reported unplaced: counted, they failed or poisoned rows shared with others.
  */
 import { itemKeys, UsageAggregator, usageHistory } from '@sluice/core';
 import type { ItemChange } from '@sluice/core/internal';
 import { describe, expect, it } from 'vitest';
 import { fileTable } from '../support/table.js';
 
-const table = fileTable('zz-fixes');
+const table = fileTable('usage-odd-amounts');
 
 const SHARD = 'shardId-00000001700000000000-zzzzzzzy';
 const RESOURCE = 'gpt-4o';
