@@ -11,35 +11,24 @@ import type { Usage } from './limits.js';
 import type { EngineState, LeaseRecord } from './state.js';
 import { contextToWire } from './usage-context.js';
 
-/** The lease item's next version: what a settlement records of the lease. */
+/**
+ * The lease item's next version: what a settlement records of the lease (`next`), written on
+ * the condition that the item still holds `record` (none yet: that it does not exist).
+ */
 export function leaseUpdate(
   engine: EngineState,
   claims: LeaseClaims,
   record: LeaseRecord | undefined,
-  {
-    totals,
-    next,
-    version,
-    final,
-    fingerprint,
-    later: laterNow,
-  }: {
-    totals: Usage;
-    next: Usage;
-    version: bigint;
-    final: boolean;
-    fingerprint: string | undefined;
-    later: LeaseRecord['later'];
-  },
+  next: LeaseRecord,
 ): ItemUpdate {
   return {
     key: itemKeys.lease(claims.id),
     set: [
-      { attr: L.totals, value: canonicalJson(totals) },
-      { attr: L.reported, value: canonicalJson(next) },
-      { attr: L.version, value: version },
-      { attr: L.settled, value: final ? 1n : 0n },
-      ...(fingerprint ? [{ attr: L.fingerprint, value: fingerprint }] : []),
+      { attr: L.totals, value: canonicalJson(next.totals) },
+      { attr: L.reported, value: canonicalJson(next.reported) },
+      { attr: L.version, value: next.version },
+      { attr: L.settled, value: next.settled ? 1n : 0n },
+      ...(next.fingerprint ? [{ attr: L.fingerprint, value: next.fingerprint }] : []),
       ...(claims.context
         ? [
             {
@@ -55,8 +44,8 @@ export function leaseUpdate(
           ]
         : []),
       // Emptied where it was set, so that a reader never takes back a debt twice.
-      ...(laterNow || record?.later
-        ? [{ attr: L.later, value: canonicalJson(laterNow ?? {}) }]
+      ...(next.later || record?.later
+        ? [{ attr: L.later, value: canonicalJson(next.later ?? {}) }]
         : []),
       {
         attr: TABLE_SCHEMA.ttlAttribute,

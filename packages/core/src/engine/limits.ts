@@ -226,11 +226,9 @@ export function validationErrorFrom(error: z.core.$ZodError, field: string): Val
   if (issue.code === 'invalid_type' && /received undefined$/.test(issue.message)) {
     return new ValidationError(formatPath(field, path), 'required');
   }
-  // A number JSON or YAML reads as Infinity (1e400) or NaN (YAML's .nan): zod says "expected
-  // number, received number".
-  if (issue.code === 'invalid_type' && /expected number, received number$/.test(issue.message)) {
+  // Infinity (JSON's 1e400) or NaN (YAML's .nan): "expected number, received number".
+  if (issue.code === 'invalid_type' && /expected number, received number$/.test(issue.message))
     return new ValidationError(formatPath(field, path), 'not a finite number');
-  }
   return new ValidationError(formatPath(field, path), issue.message);
 }
 

@@ -238,26 +238,19 @@ function planSettlement(
     return { item, ...delta };
   });
   const laterNow = laterRecord(later);
-  const lease = leaseUpdate(engine, claims, record, {
-    totals,
-    next,
+  const nextRecord: LeaseRecord = {
     version,
-    final,
-    fingerprint,
-    later: laterNow,
-  });
+    reported: next,
+    totals,
+    settled: final,
+    ...(fingerprint ? { fingerprint } : {}),
+    ...(laterNow ? { later: laterNow } : {}),
+  };
   return {
-    record: {
-      version,
-      reported: next,
-      totals,
-      settled: final,
-      ...(fingerprint ? { fingerprint } : {}),
-      ...(laterNow ? { later: laterNow } : {}),
-    },
+    record: nextRecord,
     fingerprint,
     nothingNew: canonicalJson(next) === canonicalJson(reported),
-    lease,
+    lease: leaseUpdate(engine, claims, record, nextRecord),
     items: items.flatMap(({ item, update, spills }) => [
       ...(update ? [{ item, update }] : []),
       ...spills.updates.map((spill) => ({ item: { ...item, key: spill.key }, update: spill })),
