@@ -18,6 +18,7 @@ import {
   checkReferences,
   type DocumentReader,
   type ReferenceWrites,
+  unchanged,
 } from './references.js';
 import { clearEntity } from './reset.js';
 
@@ -279,7 +280,7 @@ export class ConfigAdmin {
   }
 
   /**
-   * One transaction: the config item (conditional on the version read), the audit entry, and the
+   * One transaction: the config item (conditional on the document read), the audit entry, and the
    * reference counts and version checks that keep what it refers to true.
    */
   async #write<K extends ConfigKind>(
@@ -291,7 +292,7 @@ export class ConfigAdmin {
     const { kind, name } = (next ?? current) as StoredConfig<K>;
     const key = itemKeys.config(kind, name);
     const versioned: Condition = current
-      ? { attr: D.version, op: '=' as const, value: BigInt(current.version) }
+      ? unchanged(current)
       : { absent: TABLE_SCHEMA.partitionKey };
     const own = references.take(key);
     const condition: Condition = own ? { and: [versioned, ...own] } : versioned;

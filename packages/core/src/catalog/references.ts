@@ -18,7 +18,23 @@ export interface Stored<K extends ConfigKind> {
   readonly name: string;
   readonly config: ConfigOf<K>;
   readonly version: number;
+  readonly updatedAt: string;
+  readonly updatedBy: string;
 }
+
+/**
+ * The condition that an item still holds the very document `stored` was read from: its version,
+ * and when and by whom it was written. The version alone does not say it: a document deleted and
+ * created again starts at version 1 again (a write conditional on the version only would take the
+ * new document for the one it read, and validate against what is no longer stored).
+ */
+export const unchanged = (stored: Stored<ConfigKind>): Condition => ({
+  and: [
+    { attr: D.version, op: '=', value: BigInt(stored.version) },
+    { attr: D.updatedAt, op: '=', value: stored.updatedAt },
+    { attr: D.updatedBy, op: '=', value: stored.updatedBy },
+  ],
+});
 
 /** How reference checks read stored documents. */
 export interface DocumentReader {
@@ -96,7 +112,7 @@ export class ReferenceWrites {
 /**
  * Validates what an entity refers to (its plan, its parent, no cycle, the depth) and returns
  * the writes that keep it true until the write commits: the plan's and the parent's reference
- * counts, and the version of every ancestor read. A concurrent change to any of them fails the
+ * counts, and the document of every ancestor read. A concurrent change to any of them fails the
  * transaction, and the retry validates again.
  */
 export async function checkReferences<K extends ConfigKind>(
@@ -151,11 +167,7 @@ export async function checkReferences<K extends ConfigKind>(
           : `${at}, above ${entity.parent}, is missing`,
       );
     }
-    references.expect(itemKeys.config('entity', at), {
-      attr: D.version,
-      op: '=',
-      value: BigInt(found.version),
-    });
+    references.expect(itemKeys.config('entity', at), unchanged(found));
     if (++above >= MAX_DEPTH) break;
     at = found.config.parent;
   }
