@@ -102,4 +102,22 @@ describe('admin writes raced by another admin', () => {
     const chain = await chainOf(other, 'rd-y');
     expect(chain.length, chain.join(' → ')).toBeLessThanOrEqual(8);
   });
+
+  it('never store a hierarchy deeper than 8 from an ancestor’s move and an entity attached below it', async () => {
+    const other = new ConfigAdmin({ store: table.store });
+    // r, and d1 ← d2 ← … ← d7: d1 may move under r (8 levels), or x under d7 (8 levels).
+    await other.put('entity', 'ru-r', {}, 'a');
+    for (let i = 1; i <= 7; i++)
+      await other.put('entity', `ru-d${i}`, i === 1 ? {} : { parent: `ru-d${i - 1}` }, 'a');
+    await other.put('entity', 'ru-x', {}, 'a');
+    // While d1 moves under r, x is attached under d7: together nine levels.
+    const admin = new ConfigAdmin({
+      store: heldOnce(table.store, () => other.put('entity', 'ru-x', { parent: 'ru-d7' }, 'b')),
+    });
+
+    await outcome(admin.put('entity', 'ru-d1', { parent: 'ru-r' }, 'a'));
+
+    const chain = await chainOf(other, 'ru-x');
+    expect(chain.length, chain.join(' → ')).toBeLessThanOrEqual(8);
+  });
 });

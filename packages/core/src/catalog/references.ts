@@ -20,6 +20,8 @@ export interface Stored<K extends ConfigKind> {
   readonly version: number;
   readonly updatedAt: string;
   readonly updatedBy: string;
+  /** An entity's count of entities attached below it, as read (`attached`; none: 0). */
+  readonly attached?: bigint;
 }
 
 /**
@@ -48,6 +50,10 @@ const REFERENCE_COUNT: Partial<Record<ConfigKind, string>> = {
   plan: D.references,
   entity: D.children,
 };
+
+/** The condition that an entity's count of entities attached below it is `count` (as read). */
+const attachedIs = (count: bigint | undefined): Condition =>
+  count ? { attr: D.attached, op: '=', value: count } : { absent: D.attached };
 
 /** The condition that nothing refers to a document counted by `count`. */
 export const unreferenced = (kind: ConfigKind): Condition | undefined => {
@@ -167,12 +173,16 @@ export async function checkReferences<K extends ConfigKind>(
           : `${at}, above ${entity.parent}, is missing`,
       );
     }
+    // Counted on every ancestor: a move of one of them meanwhile judged a shallower subtree.
+    references.count(itemKeys.config('entity', at), D.attached, 1n);
     references.expect(itemKeys.config('entity', at), unchanged(found));
     if (++above >= MAX_DEPTH) break;
     at = found.config.parent;
   }
-  // Levels below: only an entity that exists can have children (a new one has none).
+  // Levels below: only an entity that exists can have children (a new one has none). The move
+  // holds only while nothing is attached below it since it was read (so the listing has it all).
   const below = current ? depthBelow(name, await parentsOf(reader)) : 0;
+  if (current) references.expect(itemKeys.config('entity', name), attachedIs(current.attached));
   if (above + 1 + below > MAX_DEPTH) {
     throw new ValidationError(
       'parent',
