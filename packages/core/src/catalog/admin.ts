@@ -18,6 +18,7 @@ import {
   checkReferences,
   type DocumentReader,
   type ReferenceWrites,
+  unchanged,
 } from './references.js';
 import { clearEntity } from './reset.js';
 
@@ -76,6 +77,14 @@ function stored<K extends ConfigKind>(kind: K, name: string, item: ItemState): S
   };
 }
 
+/** The document of what {@link ConfigAdmin} reads, without the counts read beside it. */
+function documentOf<K extends ConfigKind>({
+  attached: _,
+  ...document
+}: StoredConfig<K> & { attached?: bigint }): StoredConfig<K> {
+  return document;
+}
+
 /** Options of {@link ConfigAdmin}. */
 export interface ConfigAdminOptions {
   readonly store: AdminStore;
@@ -105,12 +114,23 @@ export class ConfigAdmin {
     this.#store = options.store;
     this.#retentionDays = options.auditRetentionDays ?? SERVICE_DEFAULTS.auditRetentionDays;
     this.#clock = options.clock ?? Date.now;
-    this.#reader = { get: (kind, name) => this.get(kind, name), all: (kind) => this.#all(kind) };
+    this.#reader = { get: (kind, name) => this.#read(kind, name), all: (kind) => this.#all(kind) };
   }
 
   async get<K extends ConfigKind>(kind: K, name: string): Promise<StoredConfig<K> | undefined> {
+    const found = await this.#read(kind, name);
+    return found && documentOf(found);
+  }
+
+  /** A stored document with what reference checks read beside it (entities attached below). */
+  async #read<K extends ConfigKind>(kind: K, name: string) {
     const item = await this.#store.get(itemKeys.config(kind, name));
-    return item?.[D.body] === undefined ? undefined : stored(kind, name, item);
+    if (item?.[D.body] === undefined) return undefined;
+    const attached = item[D.attached];
+    return {
+      ...stored(kind, name, item),
+      ...(typeof attached === 'bigint' ? { attached } : {}),
+    };
   }
 
   async list<K extends ConfigKind>(
@@ -143,9 +163,10 @@ export class ConfigAdmin {
   ): Promise<WriteResult<K>> {
     const config = parseConfig(kind, input);
     for (let attempt = 0; attempt < WRITE_ATTEMPTS; attempt++) {
-      const current = await this.get(kind, name);
+      const read = await this.#read(kind, name);
+      const current = read && documentOf(read);
       check(kind, name, current, condition);
-      const references = await checkReferences(this.#reader, kind, name, config, current);
+      const references = await checkReferences(this.#reader, kind, name, config, read);
       if (current && canonicalJson(current.config) === canonicalJson(config)) {
         return { changed: false, created: false, stored: current };
       }
@@ -279,7 +300,7 @@ export class ConfigAdmin {
   }
 
   /**
-   * One transaction: the config item (conditional on the version read), the audit entry, and the
+   * One transaction: the config item (conditional on the document read), the audit entry, and the
    * reference counts and version checks that keep what it refers to true.
    */
   async #write<K extends ConfigKind>(
@@ -291,7 +312,7 @@ export class ConfigAdmin {
     const { kind, name } = (next ?? current) as StoredConfig<K>;
     const key = itemKeys.config(kind, name);
     const versioned: Condition = current
-      ? { attr: D.version, op: '=' as const, value: BigInt(current.version) }
+      ? unchanged(current)
       : { absent: TABLE_SCHEMA.partitionKey };
     const own = references.take(key);
     const condition: Condition = own ? { and: [versioned, ...own] } : versioned;

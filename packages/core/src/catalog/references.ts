@@ -18,7 +18,25 @@ export interface Stored<K extends ConfigKind> {
   readonly name: string;
   readonly config: ConfigOf<K>;
   readonly version: number;
+  readonly updatedAt: string;
+  readonly updatedBy: string;
+  /** An entity's count of entities attached below it, as read (`attached`; none: 0). */
+  readonly attached?: bigint;
 }
+
+/**
+ * The condition that an item still holds the very document `stored` was read from: its version,
+ * and when and by whom it was written. The version alone does not say it: a document deleted and
+ * created again starts at version 1 again (a write conditional on the version only would take the
+ * new document for the one it read, and validate against what is no longer stored).
+ */
+export const unchanged = (stored: Stored<ConfigKind>): Condition => ({
+  and: [
+    { attr: D.version, op: '=', value: BigInt(stored.version) },
+    { attr: D.updatedAt, op: '=', value: stored.updatedAt },
+    { attr: D.updatedBy, op: '=', value: stored.updatedBy },
+  ],
+});
 
 /** How reference checks read stored documents. */
 export interface DocumentReader {
@@ -32,6 +50,10 @@ const REFERENCE_COUNT: Partial<Record<ConfigKind, string>> = {
   plan: D.references,
   entity: D.children,
 };
+
+/** The condition that an entity's count of entities attached below it is `count` (as read). */
+const attachedIs = (count: bigint | undefined): Condition =>
+  count ? { attr: D.attached, op: '=', value: count } : { absent: D.attached };
 
 /** The condition that nothing refers to a document counted by `count`. */
 export const unreferenced = (kind: ConfigKind): Condition | undefined => {
@@ -96,7 +118,7 @@ export class ReferenceWrites {
 /**
  * Validates what an entity refers to (its plan, its parent, no cycle, the depth) and returns
  * the writes that keep it true until the write commits: the plan's and the parent's reference
- * counts, and the version of every ancestor read. A concurrent change to any of them fails the
+ * counts, and the document of every ancestor read. A concurrent change to any of them fails the
  * transaction, and the retry validates again.
  */
 export async function checkReferences<K extends ConfigKind>(
@@ -151,16 +173,16 @@ export async function checkReferences<K extends ConfigKind>(
           : `${at}, above ${entity.parent}, is missing`,
       );
     }
-    references.expect(itemKeys.config('entity', at), {
-      attr: D.version,
-      op: '=',
-      value: BigInt(found.version),
-    });
+    // Counted on every ancestor: a move of one of them meanwhile judged a shallower subtree.
+    references.count(itemKeys.config('entity', at), D.attached, 1n);
+    references.expect(itemKeys.config('entity', at), unchanged(found));
     if (++above >= MAX_DEPTH) break;
     at = found.config.parent;
   }
-  // Levels below: only an entity that exists can have children (a new one has none).
+  // Levels below: only an entity that exists can have children (a new one has none). The move
+  // holds only while nothing is attached below it since it was read (so the listing has it all).
   const below = current ? depthBelow(name, await parentsOf(reader)) : 0;
+  if (current) references.expect(itemKeys.config('entity', name), attachedIs(current.attached));
   if (above + 1 + below > MAX_DEPTH) {
     throw new ValidationError(
       'parent',

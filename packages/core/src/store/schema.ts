@@ -177,6 +177,12 @@ export const documentAttributes = {
   references: 'refs',
   /** An entity's count of the entities whose parent it is. */
   children: 'children',
+  /**
+   * An entity's count of the entities attached anywhere below it (each write that gives an entity
+   * a parent counts one on every ancestor): a move of the entity holds only while it is as read,
+   * so the depth below it that the move judged is still the depth below it.
+   */
+  attached: 'attached',
 } as const;
 
 /** Attributes of the signing key item: the current key's id, and each key by id. */
