@@ -1,13 +1,14 @@
 /**
- * The configuration review's reproductions: admin writes raced by another admin at the worst
- * moment. Each race is made deterministic by holding one admin's transaction until the other
- * admin's writes have committed (the table is DynamoDB Local; nothing is mocked but the timing).
+ * Admin writes raced by another admin at the worst moment: documents deleted and created again,
+ * and moves raced by an attach below. Each race is made deterministic by holding one admin's
+ * transaction until the other admin's writes have committed (the table is DynamoDB Local;
+ * nothing is mocked but the timing).
  */
 import { type AdminStore, ConfigAdmin, type EntityConfig, entityTag } from '@sluice/core';
 import { describe, expect, it } from 'vitest';
 import { fileTable } from '../support/table.js';
 
-const table = fileTable('cfgrev');
+const table = fileTable('admin-races-2');
 
 /**
  * The table, except that the first transaction waits for `meanwhile` to run before it is sent:
