@@ -8,7 +8,7 @@ import { type Api, request, startApi, tableName } from '../support/api.js';
 
 let api: Api;
 beforeAll(async () => {
-  api = await startApi(tableName('policy-review'));
+  api = await startApi(tableName('policies-in-flight'));
 });
 afterAll(async () => {
   await api?.stop();
