@@ -204,6 +204,15 @@ const flushDenials = (all: boolean) =>
     .denials.flushDue(all)
     .catch((error: unknown) => logger.error('refusal counts not written yet', { error }));
 const denialTimer = setInterval(() => void flushDenials(false), 1_000);
+// An alert another server claimed and never sent is sent here once the claim lapses, however
+// quiet the stream is by then (the batch that found it is not read again here).
+const lapsedTimer = setInterval(
+  () =>
+    void aggregator
+      .sendLapsedAlerts()
+      .catch((error: unknown) => logger.error('a budget alert could not be delivered', { error })),
+  5_000,
+);
 
 // The console (its static files; built from the sources when run from the repository).
 const pages = consoleServer(
@@ -235,6 +244,7 @@ async function stop() {
   stopping = true;
   await server.close();
   clearInterval(denialTimer);
+  clearInterval(lapsedTimer);
   await flushDenials(true);
   await reader.stop();
   client.destroy();

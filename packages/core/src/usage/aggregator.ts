@@ -30,7 +30,7 @@ import { sleep } from '../engine/state.js';
 import { SluiceError, StoreUnavailableError } from '../errors.js';
 import { own } from '../names.js';
 import type { AdminStore, ItemKey, ItemState } from '../store/types.js';
-import { type AlertSender, crossingsOf, recordAlerts } from './alerts.js';
+import { type AlertSender, crossingsOf, recordAlerts, type SendOptions } from './alerts.js';
 import { added, type BoardPart, boardOf, boardWrite, pastMarks, withoutCustom } from './boards.js';
 import { judged, loggable } from './event-log.js';
 import {
@@ -148,15 +148,23 @@ export class UsageAggregator {
   readonly #clock: () => number;
   readonly #retentionDays: number;
   readonly #options: AggregatorOptions;
-  /** This aggregator's id as a sender of budget alerts. */
-  readonly #claimer: string;
+  /** How it sends budget alerts (`left`: those found claimed by another, until the claim lapses). */
+  readonly #sending: SendOptions;
 
   constructor(options: AggregatorOptions) {
     this.#store = options.store;
     this.#clock = options.clock ?? Date.now;
     this.#retentionDays = options.retentionDays ?? SERVICE_DEFAULTS.usageRetentionDays;
     this.#options = options;
-    this.#claimer = options.claimer ?? randomBytes(9).toString('base64url');
+    this.#sending = {
+      clock: this.#clock,
+      claimer: options.claimer ?? randomBytes(9).toString('base64url'),
+      ...(options.sendAlert ? { send: options.sendAlert } : {}),
+      onSendFailure: options.onSendFailure ?? 'retry',
+      onError: options.onError ?? (() => {}),
+      settleMs: options.alertSettleMs ?? 1_000,
+      left: new Map(),
+    };
   }
 
   /**
@@ -169,14 +177,7 @@ export class UsageAggregator {
     // A lease's cancellation counts only after its counted event, once (event-log.ts).
     const judgement = await judged(this.#store, counted);
     const { rows, boards } = this.#rowsOf(judgement.kept);
-    const alerts = await recordAlerts(this.#store, changes.flatMap(crossingsOf), {
-      clock: this.#clock,
-      claimer: this.#claimer,
-      ...(this.#options.sendAlert ? { send: this.#options.sendAlert } : {}),
-      onSendFailure: this.#options.onSendFailure ?? 'retry',
-      onError: this.#options.onError ?? (() => {}),
-      settleMs: this.#options.alertSettleMs ?? 1_000,
-    });
+    const alerts = await recordAlerts(this.#store, changes.flatMap(crossingsOf), this.#sending);
     const tally: Tally = { writes: 0, leases: 0n, usage: new Map(), setAside: [] };
     const work = [
       ...[...rows.values()].map((row) => async () => {
@@ -206,6 +207,10 @@ export class UsageAggregator {
       unplaced,
     };
   }
+
+  /** Sends the alerts left to another aggregator whose claim has lapsed (each batch does too). */
+  sendLapsedAlerts = (): Promise<void> =>
+    recordAlerts(this.#store, [], this.#sending).then(() => {});
 
   /** The batch's records that add to usage history (each once), in stream order. */
   #recordsOf(changes: readonly ItemChange[]): {

@@ -24,8 +24,11 @@
  * Whoever created an alert sends it; a send that failed leaves it unclaimed, so the record's next
  * delivery sends it. A record that finds the alert claimed and not yet sent fails its batch (in
  * AWS), which comes back until the alert is sent or the claim lapses after {@link CLAIM_MS} (its
- * sender died mid-send). Only a sender that dies after the event bus took the alert and before
- * marking it sent can cause a second event, a minute later.
+ * sender died mid-send). Locally (`keep`) a record that finds it claimed by another sender goes
+ * on, and that alert is taken over by this sender once the claim lapses ({@link sendLapsed}):
+ * its sender may have stopped, or be slow to read its batch again. Only a sender that dies after
+ * the event bus took the alert and before marking it sent can cause a second event, a minute
+ * later.
  */
 
 import { sleep } from '../engine/state.js';
@@ -142,6 +145,18 @@ export interface SendOptions {
   readonly onError: (error: unknown) => void;
   /** How long after receiving a batch with crossings its items are read (see {@link stillReached}). */
   readonly settleMs: number;
+  /**
+   * With `keep`: where an alert found claimed by another sender is kept, to be taken over by
+   * {@link sendLapsed} once that claim lapses (its sender may never come back to it).
+   */
+  readonly left?: Map<string, LeftAlert>;
+}
+
+/** An alert left to the sender that claimed it, and when that claim lapses at the latest. */
+export interface LeftAlert {
+  readonly key: ItemKey;
+  readonly alert: BudgetAlert;
+  readonly lapsesAtMs: number;
 }
 
 /** Records each crossing once and sends the alerts this call created or took over. */
@@ -150,6 +165,7 @@ export async function recordAlerts(
   crossings: readonly Crossing[],
   options: SendOptions,
 ): Promise<number> {
+  await sendLapsed(store, options);
   let created = 0;
   const seen = new Set<string>();
   const standing = new Map<string, Promise<ItemState | undefined>>();
@@ -173,26 +189,68 @@ export async function recordAlerts(
       if (taken === 'sent' || taken === 'none') continue;
       if (taken === 'claimed') {
         // Another sender holds it, or died holding it: in AWS the batch comes back until the
-        // alert is sent or the claim lapses; locally the other process is left to it.
+        // alert is sent or the claim lapses; locally it is left to the other process until the
+        // claim lapses, then taken over (sendLapsed).
         if (options.onSendFailure === 'retry')
           throw new StoreUnavailableError('a budget alert is being sent by another reader');
+        options.left?.set(`${firing.key.pk}\n${firing.key.sk}`, {
+          key: firing.key,
+          alert,
+          lapsesAtMs: nowMs + CLAIM_MS + 1,
+        });
         continue;
       }
     }
-    try {
-      await options.send(alert);
-    } catch (error) {
-      await afterSend(store, { key: firing.key, set: [{ attr: A.claimed, value: 0n }] });
-      if (options.onSendFailure === 'retry') throw error;
-      options.onError(error);
-      continue;
-    }
-    await afterSend(store, {
-      key: firing.key,
-      set: [{ attr: A.sent, value: new Date(options.clock()).toISOString() }],
-    });
+    await deliver(store, firing.key, alert, options.send, options);
   }
   return created;
+}
+
+/**
+ * Takes over and sends each alert left to another sender whose claim has lapsed (that sender
+ * stopped, or its stream reader never came back to the batch): the stream has moved on here, so
+ * nothing else would. One still claimed stays left; one sent or gone is forgotten.
+ */
+export async function sendLapsed(store: AdminStore, options: SendOptions): Promise<void> {
+  const { left, send } = options;
+  if (!left || !send) return;
+  for (const [id, { key, alert, lapsesAtMs }] of left) {
+    const nowMs = options.clock();
+    if (nowMs < lapsesAtMs) continue;
+    left.delete(id); // out of the map while under way: a call meanwhile does not take it twice
+    let taken: Awaited<ReturnType<typeof takeOver>>;
+    try {
+      taken = await takeOver(store, key, undefined, nowMs, options.claimer);
+    } catch (error) {
+      left.set(id, { key, alert, lapsesAtMs });
+      throw error;
+    }
+    // Claimed again meanwhile (its sender came back to it): left to it for another while.
+    if (taken === 'claimed') left.set(id, { key, alert, lapsesAtMs: nowMs + CLAIM_MS + 1 });
+    if (taken === 'taken') await deliver(store, key, alert, send, options);
+  }
+}
+
+/** Sends an alert this sender holds the claim of, and records that it was sent (or released). */
+async function deliver(
+  store: AdminStore,
+  key: ItemKey,
+  alert: BudgetAlert,
+  send: AlertSender,
+  options: SendOptions,
+): Promise<void> {
+  try {
+    await send(alert);
+  } catch (error) {
+    await afterSend(store, { key, set: [{ attr: A.claimed, value: 0n }] });
+    if (options.onSendFailure === 'retry') throw error;
+    options.onError(error);
+    return;
+  }
+  await afterSend(store, {
+    key,
+    set: [{ attr: A.sent, value: new Date(options.clock()).toISOString() }],
+  });
 }
 
 /**
