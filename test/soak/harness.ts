@@ -336,7 +336,7 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakReport> {
 
     // What the table and the API say now, read around the proxy.
     const table = await readQuotas(db.endpoint, env.SLUICE_TABLE_NAME);
-    const alerts = await allAlerts(servers[0].url);
+    const alerts = await deliveredAlerts(servers[0].url, Date.now() + 15_000);
     loop.disable();
     const record: SoakRecord = {
       seconds,
@@ -539,6 +539,19 @@ async function readQuotas(endpoint: string, tableName: string): Promise<Map<stri
     client.destroy();
   }
   return out;
+}
+
+/**
+ * The alerts once none is listed undelivered, or as they are at `deadline`: the server that
+ * claimed an alert sends it when its reader reads that batch again, and after an outage a reader
+ * may back off for seconds after usage history is already complete (its other reader counted it).
+ */
+async function deliveredAlerts(url: string, deadline: number): Promise<BudgetAlert[]> {
+  for (;;) {
+    const alerts = await allAlerts(url);
+    if (alerts.every((alert) => alert.delivered) || Date.now() >= deadline) return alerts;
+    await sleep(250);
+  }
 }
 
 async function allAlerts(url: string): Promise<BudgetAlert[]> {

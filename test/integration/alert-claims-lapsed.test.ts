@@ -20,7 +20,7 @@ import { HookedStore } from '../support/hooked-store.js';
 import { streamed } from '../support/streams.js';
 import { fileTable, manualClock } from '../support/table.js';
 
-const table = fileTable('zz-alert-delivery');
+const table = fileTable('alert-claims');
 
 async function changesOf(entity: string): Promise<ItemChange[]> {
   return (await streamed(table)).filter((c) => c.key.pk === itemKeys.entityWide(entity).pk);
