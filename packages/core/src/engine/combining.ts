@@ -45,8 +45,6 @@ export interface Write {
    * another write is in flight; absent when this call cannot be combined with others.
    */
   readonly like?: () => string;
-  /** The call's deadline: once it has passed, the call is written in no group. */
-  readonly signal?: AbortSignal | undefined;
 }
 
 /**
@@ -173,7 +171,6 @@ class WriteCombiner {
         // Awaited only when needed: from here to the send nothing else runs, so the plan is made
         // from the latest state this process has seen and no call of it writes meanwhile.
         if (this.#inFlight.has(id)) await ended(this.#inFlight.get(id));
-        rest = withoutGone(rest);
         const atMs = engine.clock();
         const run = longestRun(engine, first, rest, atMs);
         if (!run) break;
@@ -197,20 +194,6 @@ class WriteCombiner {
  */
 const ended = (ahead: Set<InFlight> | undefined) =>
   Promise.all([...(ahead ?? [])].map((write) => write.done));
-
-/**
- * The members whose callers still wait: one whose deadline has passed is written in no group (it
- * would take a place from those waiting beside it until it was given back) and plans nothing
- * again (its call has answered: nothing new is written for it).
- */
-function withoutGone(members: readonly Member[]): Member[] {
-  const waiting: Member[] = [];
-  for (const member of members) {
-    if (member.write.signal?.aborted) member.settle({ again: true });
-    else waiting.push(member);
-  }
-  return waiting;
-}
 
 /**
  * The longest run of a group's calls, in arrival order, that the last state seen admits one
