@@ -5,6 +5,7 @@
 import { itemKeys, UsageAggregator, usageHistory } from '@sluice/core';
 import type { ItemChange } from '@sluice/core/internal';
 import { describe, expect, it } from 'vitest';
+import { streamEvent } from '../support/streams.js';
 import { fileTable } from '../support/table.js';
 
 const table = fileTable('usage-odd-amounts');
@@ -12,14 +13,9 @@ const table = fileTable('usage-odd-amounts');
 const SHARD = 'shardId-00000001700000000000-zzzzzzzy';
 const RESOURCE = 'gpt-4o';
 
-const eventChange = (entity: string, ev: string, sequence: number, atMs: number): ItemChange => {
-  const key = itemKeys.entityBucket(entity, RESOURCE);
-  return {
-    key,
-    newImage: { pk: key.pk, sk: key.sk, ev },
-    position: { shard: SHARD, sequence: String(sequence), atMs },
-  };
-};
+/** A change of an entity's item whose `ev` attribute is `ev`, at `sequence`. */
+const eventChange = (entity: string, ev: string, sequence: number, atMs: number): ItemChange =>
+  streamEvent(SHARD, RESOURCE, { entity, ev, sequence, atMs });
 
 const eventOf = (lease: string, atMs: number, entity: string, usage: unknown) =>
   JSON.stringify([lease, 0, atMs, atMs + 3_600_000, usage, [RESOURCE, [[entity]]]]);

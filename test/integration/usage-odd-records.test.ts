@@ -5,7 +5,7 @@
 import { itemKeys, Limiter, parseLimits, UsageAggregator, usageHistory } from '@sluice/core';
 import type { ItemChange } from '@sluice/core/internal';
 import { describe, expect, it } from 'vitest';
-import { streamed } from '../support/streams.js';
+import { streamEvent, streamed } from '../support/streams.js';
 import { fileTable } from '../support/table.js';
 
 const table = fileTable('usage-odd');
@@ -20,14 +20,8 @@ const check = (entity: string) => ({
 });
 
 /** A change of an entity's item whose `ev` attribute is `ev`, at `sequence`. */
-const eventChange = (entity: string, ev: string, sequence: number, atMs: number): ItemChange => {
-  const key = itemKeys.entityBucket(entity, RESOURCE);
-  return {
-    key,
-    newImage: { pk: key.pk, sk: key.sk, ev },
-    position: { shard: SHARD, sequence: String(sequence), atMs },
-  };
-};
+const eventChange = (entity: string, ev: string, sequence: number, atMs: number): ItemChange =>
+  streamEvent(SHARD, RESOURCE, { entity, ev, sequence, atMs });
 
 const tokensOf = async (entity: string, fromMs: number, toMs: number) =>
   (await usageHistory(table.store, { entity, granularity: 'day', fromMs, toMs })).reduce(
