@@ -238,6 +238,38 @@ describe('a sharded scope', () => {
     );
   });
 
+  it('never charges a shard not yet born as a whole scope while a split is under way', async () => {
+    // The scope as a split from 2 to 4 shards leaves it until it completes: shard 0 frozen (by a
+    // splitter still at work: its freeze is recent), shard 1 whole at 2, shards 2 and 3 not yet
+    // born. A process picks among the 4 shards it now knows; a pick of an unborn one finds no
+    // item, and a later pick of it must not write it as a whole scope holding the whole limit.
+    const clock = manualClock();
+    const check = scope('unborn', [{ name: 'rpm', metric: 'requests', limit: 40, per: 'minute' }]);
+    const nowMs = BigInt(Date.now());
+    await table.store.update({
+      key: check.key,
+      set: [
+        { attr: 'n', value: -4n },
+        { attr: 'nf', value: nowMs + 600_000n }, // never stale in this test (wall time)
+      ],
+    });
+    await table.store.update({ key: shardKey(check.key, 1), set: [{ attr: 'n', value: 2n }] });
+    const limiters = [table.limiter({ clock: clock.now }), table.limiter({ clock: clock.now })];
+    let admitted = 0;
+    await Promise.all(
+      Array.from({ length: 4 }, async (_, c) => {
+        for (let i = 0; i < 7; i++) {
+          const lease = await decide(limiters[c % 2] as Limiter, check, 1).catch(() => undefined);
+          if (lease) admitted++;
+        }
+      }),
+    );
+    // Only shard 1 admits, at its share: half of the burst of 40.
+    expect(admitted).toBe(20);
+    const unborn = await Promise.all([2, 3].map((s) => table.store.get(shardKey(check.key, s))));
+    expect(unborn).toEqual([undefined, undefined]);
+  });
+
   it('finishes a split whose splitter stopped after freezing, and loses nothing', async () => {
     const clock = manualClock();
     const check = scope('stalled', [

@@ -48,12 +48,20 @@ export function frozenAt(state: ItemState | undefined): number | undefined {
 
 /**
  * The shard count to charge an item at: the one its last seen state records, else the most this
- * process knows its scope to have (a write conditioned on it corrects a wrong guess).
+ * process knows its scope to have (a write conditioned on it corrects a wrong guess). A shard
+ * other than the first is born by a split and records its count from birth: seen without one, it
+ * was not born yet (an absent item is remembered as `{}`), and it is never charged as a whole
+ * scope, whose write would create it holding every limit whole beside the shards that hold them.
  */
 export function shardsAt(engine: EngineState, key: ItemKey): number {
   const seen = engine.stateOf(key);
-  return seen ? countOf(seen) : engine.shardCount(shardOf(key).base);
+  const { base, index } = shardOf(key);
+  if (seen && (index === 0 || typeof seen[N] === 'bigint')) return countOf(seen);
+  return Math.max(engine.shardCount(base), leastCount(index));
 }
+
+/** The fewest shards a scope with a shard `index` has: the power of 2 above it. */
+const leastCount = (index: number) => (index === 0 ? 1 : 2 ** (Math.floor(Math.log2(index)) + 1));
 
 /** An item's generation (0 until its first reset). */
 export function generationOf(state: ItemState): number {
