@@ -3,12 +3,17 @@
  * concurrent acquires on one item reach DynamoDB together, and admit exactly what they would have
  * admitted one after another.
  */
-import { Limiter, type ScopeCheck, StoreUnavailableError } from '@sluice/core';
+import {
+  DeadlineExceededError,
+  Limiter,
+  type ScopeCheck,
+  StoreUnavailableError,
+} from '@sluice/core';
 import { bucketAttributes } from '@sluice/core/internal';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { HookedStore } from '../support/hooked-store.js';
-import { check, rpm, tpm } from '../support/limits.js';
+import { HookedStore, holdPoint } from '../support/hooked-store.js';
+import { check, remaining, rpm, tpm } from '../support/limits.js';
 import { fileTable, manualClock } from '../support/table.js';
 
 const table = fileTable('combining');
@@ -155,6 +160,40 @@ describe('concurrent acquires on one item', () => {
     expect(await tat(org)).toBe(nowX(clock.now(), 100) + P);
     expect(await tat(keys[0] as ScopeCheck)).toBe(nowX(clock.now(), 100) + P);
     for (const key of keys.slice(1)) expect(await tat(key)).toBe(nowX(clock.now(), 100));
+  });
+
+  it('leave out a call whose caller gave up while it waited, and admit the one beside it', async () => {
+    const clock = manualClock();
+    const c = check([tpm(1_000)]);
+    const id = `${c.key.pk} ${c.key.sk}`;
+    const hold = holdPoint();
+    let writes = 0;
+    const store = new HookedStore(table.store, async (update) => {
+      if (`${update.key.pk} ${update.key.sk}` === id && writes++ === 0) await hold.arrive();
+    });
+    const limiter = new Limiter({ store, clock: clock.now });
+    const aWhile = () => new Promise((resolve) => setTimeout(resolve, 50));
+
+    const first = limiter.acquire({ checks: [c], usage: { tokens: 500 } });
+    await hold.reached; // the first write is in flight: the next calls wait to go together
+    const deadline = new AbortController();
+    const gaveUp = limiter.acquire({
+      checks: [c],
+      usage: { tokens: 500 },
+      signal: deadline.signal,
+    });
+    await aWhile();
+    const beside = limiter.acquire({ checks: [c], usage: { tokens: 500 } });
+    await aWhile();
+    deadline.abort(); // its caller stops waiting before the write ahead of it has landed
+    await expect(gaveUp).rejects.toBeInstanceOf(DeadlineExceededError);
+    hold.release();
+
+    expect((await first).allowed).toBe(true);
+    expect((await beside).allowed).toBe(true); // 500 + 500 fit 1,000: it took no place
+    await limiter.engine.idle();
+    expect(await remaining(limiter, c)).toEqual([0]);
+    expect(writes).toBe(2); // the first, then the call beside it alone: none for the one gone
   });
 
   it('from two processes admit exactly the burst between them', async () => {

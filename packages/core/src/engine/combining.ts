@@ -45,6 +45,8 @@ export interface Write {
    * another write is in flight; absent when this call cannot be combined with others.
    */
   readonly like?: () => string;
+  /** The call's deadline: once it has passed, the call is written in no group. */
+  readonly signal?: AbortSignal | undefined;
 }
 
 /**
@@ -165,12 +167,14 @@ class WriteCombiner {
     await ended(this.#inFlight.get(id)); // (a group forms only behind a write in flight)
     this.#groups.delete(id); // calls from now on form the next group, behind this one's writes
     let rest = group.members;
-    const first = rest[0]?.write;
     try {
-      for (let attempt = 0; first && rest.length > 0 && attempt < engine.tuning.maxAttempts; ) {
+      for (let attempt = 0; rest.length > 0 && attempt < engine.tuning.maxAttempts; ) {
         // Awaited only when needed: from here to the send nothing else runs, so the plan is made
         // from the latest state this process has seen and no call of it writes meanwhile.
         if (this.#inFlight.has(id)) await ended(this.#inFlight.get(id));
+        rest = withoutGone(rest);
+        const first = rest[0]?.write;
+        if (!first) break;
         const atMs = engine.clock();
         const run = longestRun(engine, first, rest, atMs);
         if (!run) break;
@@ -194,6 +198,20 @@ class WriteCombiner {
  */
 const ended = (ahead: Set<InFlight> | undefined) =>
   Promise.all([...(ahead ?? [])].map((write) => write.done));
+
+/**
+ * The members whose callers still wait: one whose deadline has passed is written in no group (it
+ * would take a place from those waiting beside it until it was given back) and is answered that
+ * nothing was written for it (its call has answered already: nothing is planned for it again).
+ */
+function withoutGone(members: readonly Member[]): Member[] {
+  const waiting: Member[] = [];
+  for (const member of members) {
+    if (member.write.signal?.aborted) member.settle({ again: true });
+    else waiting.push(member);
+  }
+  return waiting;
+}
 
 /**
  * The longest run of a group's calls, in arrival order, that the last state seen admits one

@@ -81,6 +81,7 @@ function send(d: Decision, i: number, at: Placement, step: ItemStep & { kind: 'w
         update: step.update,
         usage: d.usage,
         nowMs: d.nowMs,
+        signal: d.request.signal,
         plan: (taking, state, atMs) => consumeAt(d, i, at, state, true, taking, atMs),
         ...(alone
           ? {}
