@@ -83,4 +83,36 @@ describe('sharded scopes under review', () => {
       aMinuteLater: later.limits[0]?.remaining,
     }).toEqual({ admitted: 10, shards: [2n, 2n], remaining: 0, aMinuteLater: 10 });
   });
+
+  it('admits exactly the burst with the clock held still when the burst does not divide by the shards', async () => {
+    // 10 a minute over 4 shards: each holds 2.5 requests of the burst. The docs: "each shard
+    // holds 1/N of the rate and of the burst — exactly, the shards add up to the limit".
+    const clock = manualClock();
+    const check = scope('uneven-burst', [
+      { name: 'rpm', metric: 'requests', limit: 10, per: 'minute', shards: 4 },
+    ]);
+    const limiters = [table.limiter({ clock: clock.now }), table.limiter({ clock: clock.now })];
+    expect(await decide(limiters[0] as Limiter, check, 1)).toBeDefined();
+    await (limiters[0] as Limiter).engine.growth();
+    let admitted = 1;
+    await Promise.all(
+      Array.from({ length: 8 }, async (_, c) => {
+        for (let i = 0; i < 5; i++)
+          if (await decide(limiters[c % 2] as Limiter, check, 1)) admitted++;
+      }),
+    );
+    const fresh = table.limiter({ clock: clock.now });
+    const untouched = scope('uneven-burst-untouched', [
+      { name: 'rpm', metric: 'requests', limit: 10, per: 'minute', shards: 4 },
+    ]);
+    expect(await decide(fresh, untouched, 1)).toBeDefined();
+    await fresh.engine.growth();
+    const left = await available(table.limiter({ clock: clock.now }).engine, {
+      checks: [untouched],
+    });
+    expect({ admitted, remainingAfterOne: left.limits[0]?.remaining }).toEqual({
+      admitted: 10,
+      remainingAfterOne: 9,
+    });
+  });
 });
