@@ -1,11 +1,13 @@
 /**
- * A hostile review of sharded scopes (review-shards): each test here failed on the code it was
- * written against. DynamoDB Local, real processes' memories (one Limiter each), faults injected
- * only at the store's edge (HookedStore).
+ * A hostile review of sharded scopes (review-shards). DynamoDB Local, real processes' memories
+ * (one Limiter each), faults injected only at the store's edge (HookedStore). Each test failed on
+ * the code it was written against, but the generated run of splits and resets, an attack that
+ * held (kept as a regression test).
  */
-import { itemKeys, Limiter, parseLimits, type ScopeCheck } from '@sluice/core';
+import { ConfigAdmin, itemKeys, Limiter, parseLimits, type ScopeCheck } from '@sluice/core';
 import type { ItemUpdate } from '@sluice/core/internal';
-import { available, shardKey } from '@sluice/core/internal';
+import { available, growInBackground, shardKey } from '@sluice/core/internal';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { HookedStore } from '../support/hooked-store.js';
 import { asClient, fileTable, manualClock } from '../support/table.js';
@@ -113,6 +115,106 @@ describe('sharded scopes under review', () => {
     expect({ admitted, remainingAfterOne: left.limits[0]?.remaining }).toEqual({
       admitted: 10,
       remainingAfterOne: 9,
+    });
+  });
+
+  it('is full again once every lease is cancelled, whatever splits and resets ran between (generated)', {
+    timeout: 240_000,
+  }, async () => {
+    let run = 0;
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(
+          fc.record({
+            tokens: fc.integer({ min: 1, max: 120 }),
+            event: fc.constantFrom('none', 'none', 'none', 'none', 'reset', 'grow'),
+            late: fc.boolean(),
+          }),
+          { minLength: 10, maxLength: 40 },
+        ),
+        async (calls) => {
+          run++;
+          const clock = manualClock(); // held still: nothing refills
+          const entity = `gen-${run}`;
+          const check: ScopeCheck = {
+            scope: 'entity',
+            key: itemKeys.entityBucket(entity, 'gpt-4o'),
+            limits: parseLimits([
+              { name: 'tpm', metric: 'tokens', limit: 100_000, per: 'minute', burst: 1_000 },
+              { name: 'daily', metric: 'tokens', limit: 3_000, window: 'day', max_shards: 8 },
+            ]),
+          };
+          const limiters = [1, 2, 3].map(() => table.limiter({ clock: clock.now }));
+          const admin = new ConfigAdmin({ store: table.store, clock: clock.now });
+          let target = 1;
+          const events: Promise<unknown>[] = [];
+          const late: (() => Promise<unknown>)[] = [];
+          await Promise.all(
+            calls.map(async (call, i) => {
+              const limiter = limiters[i % 3] as Limiter;
+              if (call.event === 'reset') events.push(admin.reset(entity, 'review'));
+              if (call.event === 'grow' && target < 8) {
+                target *= 2;
+                events.push(growInBackground(limiter.engine, check.key, target));
+              }
+              const lease = await decide(limiter, check, call.tokens);
+              if (!lease) return;
+              const other = limiters[(i + 1) % 3] as Limiter;
+              const settle = () => asClient(() => other.release(lease.leaseId));
+              if (call.late) late.push(settle);
+              else await settle();
+            }),
+          );
+          await Promise.all(events);
+          // Every lease cancelled: what a lease took before a reset was emptied by it, what it
+          // took since is given back.
+          await Promise.all(late.map((settle) => settle()));
+          await Promise.all(limiters.map((l) => l.engine.growth()));
+          await Promise.all(limiters.map((l) => l.engine.idle()));
+          const left = await available(table.limiter({ clock: clock.now }).engine, {
+            checks: [check],
+          });
+          const byName = Object.fromEntries(left.limits.map((l) => [l.name, l.remaining]));
+          expect(byName).toEqual({ tpm: 1_000, daily: 3_000 });
+          const items = await Promise.all(
+            Array.from({ length: 9 }, (_, s) => table.store.get(shardKey(check.key, s))),
+          );
+          expect(items.filter((item) => item && (item.n as bigint) < 0n)).toEqual([]);
+        },
+      ),
+      { seed: 4_242, numRuns: 8, endOnFailure: true },
+    );
+  });
+
+  it('refuses only when the limit is nearly used up, not while a third of it is left', {
+    timeout: 60_000,
+  }, async () => {
+    // The docs: "A call picks a shard at random; if that shard refuses, it tries one more before
+    // refusing, so a 429 means the limit is (nearly) used up, not that one shard is." One
+    // process, calls one after another, the clock held still: the first refusals come while
+    // ~a third of the limit is left, and this process's memory knew of the shards with room.
+    const clock = manualClock();
+    const check = scope('first-refusal', [
+      { name: 'rpm', metric: 'requests', limit: 640, per: 'minute', shards: 64 },
+    ]);
+    const limiter = table.limiter({ clock: clock.now });
+    expect(await decide(limiter, check, 1)).toBeDefined();
+    await limiter.engine.growth();
+    let admitted = 1;
+    let leftAtFirstRefusal: number | undefined;
+    while (leftAtFirstRefusal === undefined && admitted < 640) {
+      if (await decide(limiter, check, 1)) admitted++;
+      else {
+        const left = await available(table.limiter({ clock: clock.now }).engine, {
+          checks: [check],
+        });
+        leftAtFirstRefusal = left.limits[0]?.remaining;
+      }
+    }
+    // "Nearly": at most a tenth of the limit left when the first 429 is answered.
+    expect({ admitted, leftAtFirstRefusal: leftAtFirstRefusal ?? 0 }).toEqual({
+      admitted: expect.any(Number),
+      leftAtFirstRefusal: expect.toSatisfy((left: number) => left <= 64),
     });
   });
 });
