@@ -7,14 +7,14 @@
 import { withCost } from '../catalog/price.js';
 import { PRIORITY } from '../defaults.js';
 import { ValidationError } from '../errors.js';
-import { itemAttributes } from '../store/schema.js';
+import { itemAttributes, shardKey } from '../store/schema.js';
 import type { Assignment, ItemState } from '../store/types.js';
 import type { Written } from './combining.js';
 import { alertsOff, type ItemStep, itemConsume, type Placement, place } from './consume.js';
 import { MAX_LEASE_ID_LENGTH, newLeaseId } from './lease.js';
 import { type Limit, parseUsage, type Sharding, type Usage } from './limits.js';
 import { NS_PER_MS } from './nanos.js';
-import { counted, pickShard, shardingOf } from './shards.js';
+import { counted, countOf, pickShard, shardingOf } from './shards.js';
 import { type EngineState, keyOf } from './state.js';
 import type { AcquireRequest, ScopeCheck, Violation } from './types.js';
 import {
@@ -183,9 +183,32 @@ export function fromMemory(d: Decision): Cursor[] {
     if (step.kind !== 'deny' || at.shards === 1) return { at, step, tried: new Set([at.index]) };
     const other = place(d.engine, check, pickShard(at.shards, new Set([at.index])));
     const second = consumeFromMemory(d, i, other);
-    if (second.kind === 'deny') return { at, step, tried: new Set([at.index]) };
-    return { at: other, step: second, tried: new Set([other.index]) };
+    if (second.kind !== 'deny') return { at: other, step: second, tried: new Set([other.index]) };
+    const tried = new Set([at.index, other.index]);
+    const roomy = roomyShard(d, i, tried);
+    if (roomy === undefined) return { at, step, tried: new Set([at.index]) };
+    const third = place(d.engine, check, roomy);
+    tried.add(roomy);
+    return { at: third, step: consumeFromMemory(d, i, third), tried };
   });
+}
+
+/**
+ * A shard other than those `tried` that this process last saw with room for the call, if any
+ * (never one it has not seen: a cold process does not write to every shard of a full scope). Two
+ * shards refusing do not make the scope short: memory may know of others with room.
+ */
+export function roomyShard(d: Decision, i: number, tried: ReadonlySet<number>): number | undefined {
+  const { engine } = d;
+  const check = d.checks[i] as ScopeCheck;
+  const roomy: number[] = [];
+  for (let s = 0; s < engine.shardCount(check.key); s++) {
+    if (tried.has(s)) continue;
+    const state = engine.stateOf(shardKey(check.key, s));
+    if (state === undefined || (s > 0 && countOf(state) === 1)) continue; // unseen or unborn
+    if (consumeAt(d, i, place(engine, check, s), state, true).kind !== 'deny') roomy.push(s);
+  }
+  return roomy[Math.floor(Math.random() * roomy.length)];
 }
 
 /**

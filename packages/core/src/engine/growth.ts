@@ -110,6 +110,10 @@ async function split(
       { attr: N, value: BigInt(-2 * count) },
       { attr: FROZEN_AT, value: BigInt(Date.now()) }, // wall time: liveness, not limit math
     ],
+    // A frozen item is a shard from now on: its half may be born at any step, and the scope's
+    // shards must all stay (shards.ts). Kept, a whole item's TTL would let DynamoDB delete it
+    // while a splitter that stopped leaves its half, and it would come back whole beside it.
+    remove: [TABLE_SCHEMA.ttlAttribute],
     condition: shardCondition(count),
   });
   const state = freeze.item ?? {};

@@ -17,6 +17,7 @@ import {
   consumeAt,
   consumeFromMemory,
   type Decision,
+  roomyShard,
   type ScopeOutcome,
 } from './decision.js';
 import { observe, thawed, throttled } from './growth.js';
@@ -32,12 +33,19 @@ export async function writeScope(d: Decision, i: number, cursor: Cursor): Promis
   for (;;) {
     const { at, step } = cursor;
     if (step.kind === 'deny') {
-      // One more shard before refusing, so that a refusal means the scope is short.
-      if (at.shards === 1 || cursor.tried.size > 1) {
+      // One more shard before refusing, and then any this process saw with room, so that a
+      // refusal means the scope is short.
+      const next =
+        at.shards === 1
+          ? undefined
+          : cursor.tried.size < 2
+            ? pickShard(at.shards, cursor.tried)
+            : roomyShard(d, i, cursor.tried);
+      if (next === undefined) {
         const violations = whole(engine, check, step.violations, d.nowMs);
         return { kind: 'denied', violations, shadow: step.shadow };
       }
-      cursor.at = place(engine, check, pickShard(at.shards, cursor.tried));
+      cursor.at = place(engine, check, next);
       cursor.tried.add(cursor.at.index);
       cursor.step = consumeFromMemory(d, i, cursor.at);
       continue;
