@@ -1,0 +1,65 @@
+/**
+ * A hostile review of what a process's memory answers for: each test is a place where the
+ * state a process remembers stood in for what the table holds.
+ */
+import { Limiter, type ScopeCheck } from '@sluice/core';
+import { describe, expect, it } from 'vitest';
+import { check, remaining, tpm } from '../support/limits.js';
+import { fileTable, manualClock } from '../support/table.js';
+
+const table = fileTable('zz-memory');
+
+async function leaseOf(limiter: Limiter, c: ScopeCheck, tokens: number): Promise<string> {
+  const result = await limiter.acquire({ checks: [c], usage: { tokens } });
+  if (!result.allowed) throw new Error('expected admission');
+  return result.leaseId;
+}
+
+describe('memory refreshed by a settlement', () => {
+  it('a quota: a settlement does not make an old memory young enough to refuse from', async () => {
+    const daily = { name: 'daily', metric: 'tokens', limit: 100, window: 'day' } as const;
+    const clock = manualClock();
+    const a = new Limiter({ store: table.store, clock: clock.now });
+    const b = new Limiter({ store: table.store, clock: clock.now });
+    const truth = () => remaining(new Limiter({ store: table.store, clock: clock.now }), c);
+    const c = check([daily]);
+    const mine = await leaseOf(a, c, 50);
+    const theirs = await leaseOf(b, c, 50);
+    // A learns the quota is full (its write fails and returns the item: 100 used).
+    expect((await a.acquire({ checks: [c], usage: { tokens: 1 } })).allowed).toBe(false);
+    // B cancels its lease: 50 used. A's memory (100 used) is now pessimistic, as documented
+    // for 1 s (cacheDenyMaxAgeMs).
+    await b.release(theirs);
+    clock.advance(5_000);
+    // A cancels its own lease: the table holds 0 used.
+    await a.release(mine);
+    expect(await truth()).toEqual([100]);
+
+    // 5 s after A last saw the item, 60 tokens fit 100 remaining.
+    const result = await a.acquire({ checks: [c], usage: { tokens: 60 } });
+
+    expect(result.allowed).toBe(true);
+  });
+
+  it('a bucket: a settlement does not make an old memory young enough to refuse from', async () => {
+    const clock = manualClock();
+    const a = new Limiter({ store: table.store, clock: clock.now });
+    const b = new Limiter({ store: table.store, clock: clock.now });
+    const c = check([tpm(60_000)]); // 1,000 tokens a second
+    const truth = () => remaining(new Limiter({ store: table.store, clock: clock.now }), c);
+    const mine = await leaseOf(a, c, 30_000);
+    const theirs = await leaseOf(b, c, 30_000);
+    expect((await a.acquire({ checks: [c], usage: { tokens: 1 } })).allowed).toBe(false);
+    await b.release(theirs);
+    clock.advance(5_000);
+    // A reports its lease used 30,001 tokens: one of debt, applied to A's memory of a full
+    // bucket (5 s old), which comes out as new.
+    await a.adjust(mine, { tokens: 30_001 });
+    const left = await truth();
+    expect(left[0]).toBeGreaterThan(30_000); // 60,000 − 30,001 + 5 s of refill
+
+    const result = await a.acquire({ checks: [c], usage: { tokens: 20_000 } });
+
+    expect(result.allowed).toBe(true);
+  });
+});
