@@ -121,8 +121,12 @@ export class EngineState {
     );
   }
 
-  remember(key: ItemKey, state: ItemState): void {
-    this.seen.set(keyOf(key), { state, atMs: this.clock() });
+  /**
+   * Remembers `state` as seen at `atMs` (now, unless it was computed from an older memory: a
+   * state derived from one seen then is no younger than it, and may refuse no longer).
+   */
+  remember(key: ItemKey, state: ItemState, atMs = this.clock()): void {
+    this.seen.set(keyOf(key), { state, atMs });
     const n = state[itemAttributes.shards];
     if (typeof n !== 'bigint') return;
     const count = Math.abs(Number(n));
