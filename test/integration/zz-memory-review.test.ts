@@ -2,8 +2,9 @@
  * A hostile review of what a process's memory answers for: each test is a place where the
  * state a process remembers stood in for what the table holds.
  */
-import { Limiter, type ScopeCheck } from '@sluice/core';
+import { Limiter, type ScopeCheck, StoreUnavailableError } from '@sluice/core';
 import { describe, expect, it } from 'vitest';
+import { HookedStore, holdPoint } from '../support/hooked-store.js';
 import { check, remaining, tpm } from '../support/limits.js';
 import { fileTable, manualClock } from '../support/table.js';
 
@@ -61,5 +62,39 @@ describe('memory refreshed by a settlement', () => {
     const result = await a.acquire({ checks: [c], usage: { tokens: 20_000 } });
 
     expect(result.allowed).toBe(true);
+  });
+});
+
+describe('calls combined behind a write that failed', () => {
+  it('are not refused from a memory older than cacheDenyMaxAgeMs', async () => {
+    const daily = { name: 'daily', metric: 'tokens', limit: 100, window: 'day' } as const;
+    const clock = manualClock();
+    const hold = holdPoint();
+    let throttleNext = false;
+    const store = new HookedStore(table.store, async () => {
+      if (!throttleNext) return;
+      throttleNext = false;
+      await hold.arrive();
+      throw new StoreUnavailableError('throttled', { notApplied: true });
+    });
+    const a = new Limiter({ store, clock: clock.now });
+    const b = new Limiter({ store: table.store, clock: clock.now });
+    const c = check([daily]);
+    const lease = await leaseOf(a, c, 100); // A remembers the quota full
+    await b.release(lease); // and B empties it: 100 remain
+    clock.advance(5_000); // A's memory is 5 s old: it may not refuse from it (1 s)
+
+    throttleNext = true;
+    const first = a.acquire({ checks: [c], usage: { tokens: 10 } });
+    await hold.reached;
+    // A second call on the item waits behind the first write, to be combined after it.
+    const second = a.acquire({ checks: [c], usage: { tokens: 10 } });
+    await new Promise((wake) => setTimeout(wake, 50));
+    hold.release(); // the first write is throttled: it applied nothing, and shows nothing
+    await expect(first).rejects.toBeInstanceOf(StoreUnavailableError);
+    const result = await second.catch((error: unknown) => error);
+
+    // 100 remain: the second call is admitted, not refused from A's memory of 100 used.
+    expect(result).toMatchObject({ allowed: true });
   });
 });
