@@ -98,3 +98,38 @@ describe('calls combined behind a write that failed', () => {
     expect(result).toMatchObject({ allowed: true });
   });
 });
+
+describe('a group combined from an old memory', () => {
+  it('never takes more than the burst in one write', async () => {
+    const clock = manualClock();
+    const hold = holdPoint();
+    let throttleNext = false;
+    const store = new HookedStore(table.store, async () => {
+      if (!throttleNext) return;
+      throttleNext = false;
+      await hold.arrive();
+      throw new StoreUnavailableError('throttled', { notApplied: true });
+    });
+    const a = new Limiter({ store, clock: clock.now });
+    const b = new Limiter({ store: table.store, clock: clock.now });
+    const c = check([tpm(1_000)]);
+    const lease = await leaseOf(a, c, 1_000); // A remembers the bucket full
+    await b.release(lease); // B gives it all back: 1,000 remain
+    clock.advance(2_000); // A's memory is 2 s old
+
+    throttleNext = true;
+    const first = a.acquire({ checks: [c], usage: { tokens: 100 } });
+    await hold.reached;
+    const group = Array.from({ length: 5 }, () =>
+      a.acquire({ checks: [c], usage: { tokens: 300 } }).catch((error: unknown) => error),
+    );
+    await new Promise((wake) => setTimeout(wake, 50));
+    hold.release();
+    await expect(first).rejects.toBeInstanceOf(StoreUnavailableError);
+    const results = await Promise.all(group);
+    const admitted = results.filter((r) => (r as { allowed?: boolean }).allowed === true).length;
+
+    expect(admitted * 300).toBeLessThanOrEqual(1_000);
+    expect(admitted).toBe(3);
+  });
+});

@@ -109,6 +109,15 @@ export class EngineState {
     });
   }
 
+  /**
+   * Whether the state remembered of an item is recent enough at `nowMs` to refuse from
+   * (`cacheDenyMaxAgeMs`): every plan made from memory may deny only then.
+   */
+  recent(key: ItemKey, nowMs: number): boolean {
+    const seen = this.seen.get(keyOf(key));
+    return seen !== undefined && nowMs - seen.atMs <= this.tuning.cacheDenyMaxAgeMs;
+  }
+
   /** The last state seen of an item, if any. */
   stateOf(key: ItemKey): ItemState | undefined {
     return this.seen.get(keyOf(key))?.state;
