@@ -2,7 +2,13 @@
  * A hostile review of what a process's memory answers for: each test is a place where the
  * state a process remembers stood in for what the table holds.
  */
-import { Limiter, type ScopeCheck, StoreUnavailableError } from '@sluice/core';
+import {
+  itemKeys,
+  Limiter,
+  parseLimits,
+  type ScopeCheck,
+  StoreUnavailableError,
+} from '@sluice/core';
 import { describe, expect, it } from 'vitest';
 import { HookedStore, holdPoint } from '../support/hooked-store.js';
 import { check, remaining, tpm } from '../support/limits.js';
@@ -131,5 +137,29 @@ describe('a group combined from an old memory', () => {
 
     expect(admitted * 300).toBeLessThanOrEqual(1_000);
     expect(admitted).toBe(3);
+  });
+});
+
+describe('a process that has not seen a scope grow', () => {
+  it('refuses a request larger than a shard can hold as exceeds_capacity, not with a retry', async () => {
+    const clock = manualClock();
+    const c: ScopeCheck = {
+      scope: 'resource',
+      key: itemKeys.resourceBucket('zz-grown'),
+      limits: parseLimits([
+        { name: 'tpm', metric: 'tokens', limit: 1_000, per: 'minute', shards: 4 },
+      ]),
+    };
+    const grower = new Limiter({ store: table.store, clock: clock.now });
+    expect((await grower.acquire({ checks: [c], usage: { tokens: 1 } })).allowed).toBe(true);
+    await grower.engine.growth(); // 4 shards of 250 tokens a minute, burst 250 each
+    // The process that knows the shards refuses 400 tokens as never fitting.
+    const known = await grower.acquire({ checks: [c], usage: { tokens: 400 } });
+    expect(known).toMatchObject({ allowed: false, code: 'exceeds_capacity', retryAfterMs: null });
+
+    const cold = new Limiter({ store: table.store, clock: clock.now });
+    const result = await cold.acquire({ checks: [c], usage: { tokens: 400 } });
+
+    expect(result).toMatchObject({ allowed: false, code: 'exceeds_capacity', retryAfterMs: null });
   });
 });
