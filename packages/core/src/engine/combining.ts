@@ -223,7 +223,10 @@ function longestRun(
   members: readonly Member[],
   atMs: number,
 ): { readonly count: number; readonly update: ItemUpdate } | undefined {
-  const state = engine.stateOf(first.key);
+  // The run is projected from the last state seen only while it may refuse from it: from an
+  // older one (a write of this process failed with an error, teaching nothing), as from none, the
+  // run is what an idle item admits, and the write's condition decides.
+  const state = engine.recent(first.key, atMs) ? engine.stateOf(first.key) : undefined;
   let projected = state;
   let count = 0;
   let total: Usage = {};

@@ -167,9 +167,8 @@ export function consumeAt(
 
 /** The step memory suggests on a shard: it may deny only from a recent state. */
 export function consumeFromMemory(d: Decision, i: number, at: Placement): ItemStep {
-  const seen = d.engine.seen.get(keyOf(at.check.key));
-  const mayDeny = seen !== undefined && d.nowMs - seen.atMs <= d.engine.tuning.cacheDenyMaxAgeMs;
-  return consumeAt(d, i, at, seen?.state, mayDeny);
+  const key = at.check.key;
+  return consumeAt(d, i, at, d.engine.stateOf(key), d.engine.recent(key, d.nowMs));
 }
 
 /**

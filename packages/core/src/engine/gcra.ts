@@ -218,6 +218,9 @@ export function bucketConsume(
   // take the headroom kept for higher priorities, who could then only queue behind it.
   const ceiling = capacity + (options.priority >= PRIORITY.max ? options.maxWaitNs * L : 0n);
   const horizonNs = ceilDiv(ceiling, L); // every branch leaves x <= now·L + ceiling
+  // The idle branch's condition does not bound the increment: a write larger than the ceiling is
+  // never planned, whatever is known of the item (a group's summed usage, a shard's share).
+  if (inc > ceiling) return { kind: 'deny', retryAfterNs: ceilDiv(inc - capacity, L) };
   const { x, s } = readStored(state, limit.name);
   if (state === undefined || x === undefined || s === undefined)
     return idleWrite(limit.name, scale, nowX, inc, horizonNs);

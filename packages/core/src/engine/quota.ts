@@ -91,8 +91,12 @@ export function quotaConsume(
 ): Step {
   const n = BigInt(amount);
   const cur = current(limit, state, nowMs);
-  if (state === undefined || cur.stored !== cur.start) return newWindow(limit.name, cur, n, nowMs);
   const capacity = quotaCapacity(limit, options.priority);
+  // A new window's condition does not bound the amount: one larger than the quota is never
+  // planned, whatever is known of the item (a group's summed usage, a shard's share).
+  if (n > capacity)
+    return { kind: 'deny', retryAfterNs: BigInt(Math.max(0, cur.endMs - nowMs)) * 1_000_000n };
+  if (state === undefined || cur.stored !== cur.start) return newWindow(limit.name, cur, n, nowMs);
   if (cur.used + n > capacity && options.mayDeny) {
     return { kind: 'deny', retryAfterNs: BigInt(Math.max(0, cur.endMs - nowMs)) * 1_000_000n };
   }

@@ -8,17 +8,22 @@ import type { ItemCheck, ItemKey, ItemUpdate, TransactFailure } from '../store/t
 import { thawed } from './growth.js';
 import { applyLocally } from './items.js';
 import { frozenAt } from './shards.js';
-import type { EngineState } from './state.js';
+import { type EngineState, keyOf } from './state.js';
 
-/** The updates of a committed transaction, applied to the remembered items (checks change none). */
+/**
+ * The updates of a committed transaction, applied to the remembered items (checks change none).
+ * Each stays as old as the state it was applied to: the transaction's answer does not show the
+ * item, which others may have written since that state was seen (their refunds too), so what
+ * comes out may refuse from memory no longer than that state could (`cacheDenyMaxAgeMs`).
+ */
 export function rememberCommitted(
   engine: EngineState,
   writes: readonly (ItemUpdate | ItemCheck)[],
 ): void {
   for (const write of writes) {
     if (!('set' in write)) continue;
-    const state = engine.stateOf(write.key);
-    if (state) engine.remember(write.key, applyLocally(state, write.set));
+    const seen = engine.seen.get(keyOf(write.key));
+    if (seen) engine.remember(write.key, applyLocally(seen.state, write.set), seen.atMs);
   }
 }
 

@@ -122,7 +122,7 @@ async function afterWrite(
   const { at } = cursor;
   const key = at.check.key;
   if (written.again) {
-    cursor.step = consumeAt(d, i, at, engine.stateOf(key), true);
+    cursor.step = fromLastSeen(d, i, at);
     return budget.waited() ? undefined : lastSeen(d, i, cursor);
   }
   const state = written.item ?? {};
@@ -153,8 +153,18 @@ async function afterWrite(
     cursor.at = place(engine, check, index);
     more = step.converts || cursor.at.shards !== at.shards ? budget.waited() : budget.lost();
   }
-  cursor.step = consumeAt(d, i, cursor.at, engine.stateOf(cursor.at.check.key), true);
+  cursor.step = fromLastSeen(d, i, cursor.at);
   return more ? undefined : lastSeen(d, i, cursor);
+}
+
+/**
+ * The step the last state seen of a shard suggests. It may deny only when that state is recent:
+ * after a write that failed, the item it returned is; but a write of this process that ended in
+ * an error (throttling) taught nothing, and another shard's memory may be old.
+ */
+function fromLastSeen(d: Decision, i: number, at: Placement): ItemStep {
+  const key = at.check.key;
+  return consumeAt(d, i, at, d.engine.stateOf(key), d.engine.recent(key, d.engine.clock()));
 }
 
 /**
@@ -162,7 +172,7 @@ async function afterWrite(
  * (a real limit, a real retry time), else contention with room to spare.
  */
 function lastSeen(d: Decision, i: number, cursor: Cursor): ScopeOutcome {
-  const step = consumeAt(d, i, cursor.at, d.engine.stateOf(cursor.at.check.key), true);
+  const step = fromLastSeen(d, i, cursor.at);
   if (step.kind !== 'deny') return { kind: 'contended' };
   const violations = whole(d.engine, d.checks[i] as ScopeCheck, step.violations, d.nowMs);
   return { kind: 'denied', violations, shadow: step.shadow };

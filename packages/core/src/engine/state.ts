@@ -109,6 +109,15 @@ export class EngineState {
     });
   }
 
+  /**
+   * Whether the state remembered of an item is recent enough at `nowMs` to refuse from
+   * (`cacheDenyMaxAgeMs`): every plan made from memory may deny only then.
+   */
+  recent(key: ItemKey, nowMs: number): boolean {
+    const seen = this.seen.get(keyOf(key));
+    return seen !== undefined && nowMs - seen.atMs <= this.tuning.cacheDenyMaxAgeMs;
+  }
+
   /** The last state seen of an item, if any. */
   stateOf(key: ItemKey): ItemState | undefined {
     return this.seen.get(keyOf(key))?.state;
@@ -121,8 +130,12 @@ export class EngineState {
     );
   }
 
-  remember(key: ItemKey, state: ItemState): void {
-    this.seen.set(keyOf(key), { state, atMs: this.clock() });
+  /**
+   * Remembers `state` as seen at `atMs` (now, unless it was computed from an older memory: a
+   * state derived from one seen then is no younger than it, and may refuse no longer).
+   */
+  remember(key: ItemKey, state: ItemState, atMs = this.clock()): void {
+    this.seen.set(keyOf(key), { state, atMs });
     const n = state[itemAttributes.shards];
     if (typeof n !== 'bigint') return;
     const count = Math.abs(Number(n));
