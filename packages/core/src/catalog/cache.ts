@@ -37,6 +37,16 @@ export interface CachedConfigOptions {
   readonly readTimeoutMs?: number;
 }
 
+/** One document's read, shared while it is fresh. */
+interface Entry {
+  /** When the read was sent. */
+  readonly atMs: number;
+  value: Promise<unknown>;
+  answered: boolean;
+  /** Whether the read answered that there is no such document. */
+  absent?: boolean;
+}
+
 /**
  * Configuration for acquire, cached per process: with a warm cache, resolving costs no request
  * at all. A change made elsewhere takes effect here within `ttlMs`: the one memory that answers
@@ -49,7 +59,7 @@ export class CachedConfigSource implements ConfigSource {
   readonly #ttlMs: number;
   readonly #clock: () => number;
   readonly #readTimeoutMs: number;
-  readonly #entries: Recent<{ atMs: number; value: Promise<unknown>; answered: boolean }>;
+  readonly #entries: Recent<Entry>;
 
   constructor(options: CachedConfigOptions) {
     this.#store = options.store;
@@ -75,6 +85,15 @@ export class CachedConfigSource implements ConfigSource {
     return (await this.#read('settings', SETTINGS_NAME)) ?? {};
   }
 
+  /**
+   * When the read that found no record of the entity was sent: a document it did not see was
+   * written after that (reads are strongly consistent), so is newer than the absence.
+   */
+  absentSince(id: string): number | undefined {
+    const entry = this.#entries.get(joinKey('entity', id));
+    return entry?.absent ? entry.atMs : undefined;
+  }
+
   /** Reads through to the table, refreshing this cache with what it finds. */
   fresh(): ConfigSource {
     const read = <K extends ConfigKind>(kind: K, name: string) => this.#read(kind, name, true);
@@ -83,6 +102,7 @@ export class CachedConfigSource implements ConfigSource {
       entity: (id) => read('entity', id),
       resource: (name) => read('resource', name),
       settings: async () => (await read('settings', SETTINGS_NAME)) ?? {},
+      absentSince: (id) => this.absentSince(id),
     };
   }
 
@@ -107,16 +127,20 @@ export class CachedConfigSource implements ConfigSource {
       // that joined a read that hangs is held no longer than one that came later).
       return orAfter(shared, hit.atMs + this.#readTimeoutMs - nowMs, () => this.#read(kind, name));
     }
+    const entry: Entry = { atMs: nowMs, value: Promise.resolve(), answered: false };
     const value = this.#store
       .get(itemKeys.config(kind, name))
       .then((item): Revised<ConfigOf<K>> | undefined => {
         const body = item?.[documentAttributes.body];
-        if (body === undefined) return undefined;
+        if (body === undefined) {
+          entry.absent = true;
+          return undefined;
+        }
         const doc = JSON.parse(String(body)) as ConfigOf<K>;
         const revision = Date.parse(String(item?.[documentAttributes.updatedAt]));
         return (Number.isFinite(revision) ? { ...doc, revision } : doc) as Revised<ConfigOf<K>>;
       });
-    const entry = { atMs: nowMs, value, answered: false };
+    entry.value = value;
     this.#entries.set(id, entry);
     value.then(
       () => {

@@ -40,6 +40,12 @@ export interface ConfigSource {
    * what was read does not fit together, e.g. a cached parent that has since moved.
    */
   fresh?(): ConfigSource;
+  /**
+   * When the entity `id` was found to have no record (epoch ms: when that read was sent), if that
+   * is what this source answers for it now: the revision of the definitions an entity gets
+   * without a record, newer than those of a record deleted before (see scope-checks.ts).
+   */
+  absentSince?(id: string): number | undefined;
 }
 
 /** What an acquire or available asks for, before configuration. */
@@ -199,7 +205,8 @@ async function resolveWith(source: ConfigSource, request: PolicyRequest): Promis
   // Who may ask comes first: a caller refused learns nothing else about the entity.
   checkCallers(callersOf(chain), entity, request.principal);
   const plans = await Promise.all(planReads);
-  const { checks, own } = hierarchyChecks(request, chain, plans, settings);
+  const absent = record ? undefined : source.absentSince?.(entity);
+  const { checks, own } = hierarchyChecks(request, chain, plans, settings, absent);
   const resourceWide = resourceCheck(resource, resourceConfig, settings);
   if (resourceWide) checks.push(resourceWide);
   const context = {

@@ -69,12 +69,14 @@ function normalized(limits: Iterable<Sourced>, alerts: readonly number[] | undef
  * The scopes of the entity and its ancestors: each one's plan and own limits, at its own scope;
  * refusals by configuration (disabled, resource not allowed, context too large) on the way.
  * `own` is the index of the entity's own entity-resource item, where inline limits go.
+ * `absentSince` is when the entity was found to have no record, if it has none.
  */
 export function hierarchyChecks(
   request: PolicyRequest,
   chain: Chain,
   plans: readonly (Revised<PlanConfig> | undefined)[],
   settings: SettingsConfig,
+  absentSince?: number,
 ): { checks: ScopeCheck[]; own: number } {
   const { resource } = request;
   const checks: ScopeCheck[] = [];
@@ -84,7 +86,8 @@ export function hierarchyChecks(
     const plan = plans[depth];
     refuseByConfiguration(request, id, depth, config, plan);
     if (plan?.max_input_tokens !== undefined) maxInput = Math.min(maxInput, plan.max_input_tokens);
-    const { shared, perResource } = scopeLimits(resource, config, plan, settings);
+    const since = depth === 0 && !config ? absentSince : undefined;
+    const { shared, perResource } = scopeLimits(resource, config, plan, settings, since);
     const scope = depth === 0 ? 'entity' : `parent:${id}`;
     if (depth === 0) own = checks.length;
     checks.push({ scope, key: itemKeys.entityBucket(id, resource), limits: perResource });
@@ -129,15 +132,18 @@ function refuseByConfiguration(
  * with no resource pattern is shared by all the entity's resources (one item); one with a
  * pattern counts each matching resource on its own (the entity-resource item). Which definition
  * applies depends on the entity (its plan, its overrides) and the plan: a change to either is a
- * newer revision, including removing an override.
+ * newer revision, including removing an override, and so is deleting the entity (its record's
+ * absence, as new as when it was found: `absentSince`), or its items would keep a deleted
+ * override as the newer definition.
  */
 function scopeLimits(
   resource: string,
   config: Revised<EntityConfig> | undefined,
   plan: Revised<PlanConfig> | undefined,
   settings: SettingsConfig,
+  absentSince?: number,
 ): { shared: Limit[]; perResource: Limit[] } {
-  const revision = Math.max(plan?.revision ?? 0, config?.revision ?? 0);
+  const revision = Math.max(plan?.revision ?? 0, config?.revision ?? 0, absentSince ?? 0);
   const byName = new Map<string, Sourced>();
   for (const [name, limit] of limitsFor(plan?.limits, resource))
     byName.set(name, { limit, revision });

@@ -1,6 +1,8 @@
 /**
- * A hostile review of what a process's memory answers for: each test is a place where the
- * state a process remembers stood in for what the table holds.
+ * What a process's memory of an item may answer for, against DynamoDB Local: a refusal from
+ * memory only from a recent state (`cacheDenyMaxAgeMs`), whether the state was seen, derived
+ * from a settlement, or left behind a write that failed; a combined group never takes more than
+ * an item holds, whatever it remembers.
  */
 import {
   itemKeys,
@@ -14,7 +16,7 @@ import { HookedStore, holdPoint } from '../support/hooked-store.js';
 import { check, remaining, tpm } from '../support/limits.js';
 import { fileTable, manualClock } from '../support/table.js';
 
-const table = fileTable('zz-memory');
+const table = fileTable('memory-age');
 
 async function leaseOf(limiter: Limiter, c: ScopeCheck, tokens: number): Promise<string> {
   const result = await limiter.acquire({ checks: [c], usage: { tokens } });
