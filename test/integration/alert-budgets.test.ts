@@ -448,6 +448,26 @@ describe('budget alerts on a scope that is or may be sharded', () => {
     expect(sent).toEqual([]);
     expect(await shardsOf(entity)).toEqual(Array(4).fill({ n: 4n, definition: '' }));
   });
+
+  it('record nothing on a shard when a process that has not seen the split refuses a call', async () => {
+    // Its decision's checks were made with alerts on (it knew of no shards): the refusal must not
+    // write the whole budget's definition onto the scope's first shard.
+    const entity = 'refused-on-split';
+    const limits = parseLimits([{ ...daily, alerts: [0.25] }]);
+    await grow(table.limiter().engine, itemKeys.entityWide(entity), 4);
+    const clock = manualClock();
+    await spend(table.limiter({ clock: clock.now }), entity, limits);
+    const full = table.limiter({ clock: clock.now });
+    const check = { scope: 'entity', key: itemKeys.entityWide(entity), limits };
+    for (let i = 0; i < 120; i++) await full.acquire({ checks: [check], usage: { tokens: 10 } });
+
+    const fresh = table.limiter({ clock: clock.now });
+    const refused = await fresh.acquire({ checks: [check], usage: { tokens: 10 } });
+    expect(refused.allowed).toBe(false);
+    await fresh.engine.idle();
+
+    expect(await shardsOf(entity)).toEqual(Array(4).fill({ n: 4n, definition: '' }));
+  });
 });
 
 describe('a budget alert claimed by a process stopped before it sent it', () => {

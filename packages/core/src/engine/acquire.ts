@@ -42,7 +42,7 @@ import { leasedItem } from './items.js';
 import { type LeaseClaims, type SigningKey, signLease } from './lease.js';
 import { amountOf } from './limits.js';
 import { writeScope } from './scope-writes.js';
-import { shareOf } from './shards.js';
+import { shardCondition, shareOf } from './shards.js';
 import { type EngineState, nsToMs, toNs } from './state.js';
 import { denial, remembered, scopeStatuses, violation } from './statuses.js';
 import { lastWriteOf } from './tagged-writes.js';
@@ -325,7 +325,9 @@ function recordBudgets(d: Decision, refused: readonly number[]): void {
         ? [{ or: [{ absent: a.attr }, { attr: a.attr, op: '<>', value: a.value }] }]
         : [],
     );
-    const exists: Condition = { exists: TABLE_SCHEMA.partitionKey };
+    // Only on a whole item: a decision made before this process knew the scope split has its
+    // alerts on, and a shard judged against the whole budget would alert at its share.
+    const exists: Condition = { and: [{ exists: TABLE_SCHEMA.partitionKey }, shardCondition(1)] };
     const condition: Condition = state ? exists : { and: [exists, { or: differs }] };
     const key = check.key;
     engine.background(
