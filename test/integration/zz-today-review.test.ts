@@ -1,9 +1,11 @@
 /**
  * Review of today's fixes: attacks that broke them, each with what it measured.
  */
-import { ConfigAdmin, Limiter, type Usage } from '@sluice/core';
+import { ConfigAdmin, DeadlineExceededError, Limiter, type Usage } from '@sluice/core';
 import { CachedConfigSource, resolvePolicy } from '@sluice/core/internal';
 import { describe, expect, it } from 'vitest';
+import { HookedStore, holdPoint } from '../support/hooked-store.js';
+import { check, tpm as perMinute, remaining } from '../support/limits.js';
 import { fileTable, manualClock } from '../support/table.js';
 
 const table = fileTable('today-review');
@@ -59,5 +61,40 @@ describe('an unregistered entity revised at the time of its absence (absentSince
     // Measured: 920 (B converted the item back to 1,000 at the revision of its absence read,
     // 30 s, newer than A's 29 s; both then adopt it until A reads the absence again at 59 s).
     expect(admitted).toBeLessThanOrEqual(100);
+  });
+});
+
+describe('a combined call whose caller gives up while the group is written (withoutGone)', () => {
+  it('is given back once: the item holds exactly what the admitted calls took', async () => {
+    const clock = manualClock();
+    const c = check([perMinute(1_000)]);
+    const id = `${c.key.pk} ${c.key.sk}`;
+    const holds = [holdPoint(), holdPoint()];
+    let writes = 0;
+    const store = new HookedStore(table.store, async (update) => {
+      if (`${update.key.pk} ${update.key.sk}` !== id) return;
+      const hold = holds[writes++];
+      if (hold) await hold.arrive();
+    });
+    const limiter = new Limiter({ store, clock: clock.now });
+    const aWhile = () => new Promise((resolve) => setTimeout(resolve, 30));
+
+    const first = limiter.acquire({ checks: [c], usage: { tokens: 100 } });
+    await holds[0]?.reached;
+    const deadline = new AbortController();
+    const gone = limiter.acquire({ checks: [c], usage: { tokens: 100 }, signal: deadline.signal });
+    await aWhile();
+    const others = [0, 1].map(() => limiter.acquire({ checks: [c], usage: { tokens: 100 } }));
+    await aWhile();
+    holds[0]?.release();
+    await holds[1]?.reached; // the group's write, the first of it its call still waiting
+    deadline.abort(); // gone while its group's write is in flight
+    await expect(gone).rejects.toBeInstanceOf(DeadlineExceededError);
+    holds[1]?.release();
+
+    expect((await first).allowed).toBe(true);
+    expect((await Promise.all(others)).map((r) => r.allowed)).toEqual([true, true]);
+    await limiter.engine.idle();
+    expect(await remaining(limiter, c)).toEqual([700]);
   });
 });
