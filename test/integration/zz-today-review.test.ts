@@ -64,6 +64,41 @@ describe('an unregistered entity revised at the time of its absence (absentSince
   });
 });
 
+describe('a registered entity edited after its plan changed', () => {
+  it('a plan change takes effect within the cache time, although another process read the edited entity with the older plan still cached', async () => {
+    const clock = manualClock();
+    const t0 = clock.now();
+    const at = (ms: number) => clock.set(t0 + ms);
+    const admin = new ConfigAdmin({ store: table.store, clock: clock.now });
+    await admin.put('plan', 'default', tpm(1_000), 'test');
+    const a = process(clock.now);
+    const b = process(clock.now);
+
+    at(1_000);
+    await b.acquire('warm-b2', { tokens: 1 }); // B reads the default plan (cached until 31 s)
+    at(5_000);
+    await admin.put('plan', 'default', tpm(100), 'test'); // lowered to 100 at 5 s
+    at(6_000);
+    await admin.put('entity', 'edited-key', { description: 'a key' }, 'test'); // no limits of its own
+    at(29_000);
+    expect((await a.acquire('edited-key', { tokens: 10 })).allowed).toBe(true);
+    at(30_000);
+    expect((await b.acquire('edited-key', { tokens: 10 })).allowed).toBe(true);
+
+    at(50_000); // 45 s after the change; both processes have read the new plan
+    let admitted = 20;
+    for (const p of [a, b]) {
+      for (let i = 0; i < 5; i++) {
+        if ((await p.acquire('edited-key', { tokens: 90 })).allowed) admitted += 90;
+      }
+    }
+
+    // B's older plan took the entity's revision (6 s, after the change) and converted the item
+    // back; A, at the same revision, adopts the greater definition ("1000/…" > "100/…").
+    expect(admitted).toBeLessThanOrEqual(100);
+  });
+});
+
 describe('a combined call whose caller gives up while the group is written (withoutGone)', () => {
   it('is given back once: the item holds exactly what the admitted calls took', async () => {
     const clock = manualClock();
