@@ -87,11 +87,16 @@ export class CachedConfigSource implements ConfigSource {
 
   /**
    * When the read that found no record of the entity was sent: a document it did not see was
-   * written after that (reads are strongly consistent), so is newer than the absence.
+   * written after that (reads are strongly consistent), so is newer than the absence. No later
+   * than the read of the `default` plan, whose definitions such an entity gets: an older plan
+   * read before a change, stamped with an absence read after it, would pass for newer than the
+   * change and convert the items back to the plan as it was.
    */
   absentSince(id: string): number | undefined {
     const entry = this.#entries.get(joinKey('entity', id));
-    return entry?.absent ? entry.atMs : undefined;
+    if (!entry?.absent) return undefined;
+    const plan = this.#entries.get(joinKey('plan', 'default'));
+    return plan?.answered ? Math.min(entry.atMs, plan.atMs) : undefined;
   }
 
   /** Reads through to the table, refreshing this cache with what it finds. */

@@ -43,7 +43,8 @@ export interface ConfigSource {
   /**
    * When the entity `id` was found to have no record (epoch ms: when that read was sent), if that
    * is what this source answers for it now: the revision of the definitions an entity gets
-   * without a record, newer than those of a record deleted before (see scope-checks.ts).
+   * without a record, newer than those of a record deleted before (see scope-checks.ts), and no
+   * newer than the read of the plan it then gets.
    */
   absentSince?(id: string): number | undefined;
 }
