@@ -43,8 +43,6 @@ interface Entry {
   readonly atMs: number;
   value: Promise<unknown>;
   answered: boolean;
-  /** Whether the read answered that there is no such document. */
-  absent?: boolean;
 }
 
 /**
@@ -86,17 +84,13 @@ export class CachedConfigSource implements ConfigSource {
   }
 
   /**
-   * When the read that found no record of the entity was sent: a document it did not see was
-   * written after that (reads are strongly consistent), so is newer than the absence. No later
-   * than the read of the `default` plan, whose definitions such an entity gets: an older plan
-   * read before a change, stamped with an absence read after it, would pass for newer than the
-   * change and convert the items back to the plan as it was.
+   * When the answer this cache holds for a plan or an entity was read (when the read was sent),
+   * once it has answered: a document the read did not see was written after that (reads are
+   * strongly consistent). What is derived from the answer is known as of then, and no later.
    */
-  absentSince(id: string): number | undefined {
-    const entry = this.#entries.get(joinKey('entity', id));
-    if (!entry?.absent) return undefined;
-    const plan = this.#entries.get(joinKey('plan', 'default'));
-    return plan?.answered ? Math.min(entry.atMs, plan.atMs) : undefined;
+  readAt(kind: 'plan' | 'entity', name: string): number | undefined {
+    const entry = this.#entries.get(joinKey(kind, name));
+    return entry?.answered ? entry.atMs : undefined;
   }
 
   /** Reads through to the table, refreshing this cache with what it finds. */
@@ -107,7 +101,7 @@ export class CachedConfigSource implements ConfigSource {
       entity: (id) => read('entity', id),
       resource: (name) => read('resource', name),
       settings: async () => (await read('settings', SETTINGS_NAME)) ?? {},
-      absentSince: (id) => this.absentSince(id),
+      readAt: (kind, name) => this.readAt(kind, name),
     };
   }
 
@@ -137,10 +131,7 @@ export class CachedConfigSource implements ConfigSource {
       .get(itemKeys.config(kind, name))
       .then((item): Revised<ConfigOf<K>> | undefined => {
         const body = item?.[documentAttributes.body];
-        if (body === undefined) {
-          entry.absent = true;
-          return undefined;
-        }
+        if (body === undefined) return undefined;
         const doc = JSON.parse(String(body)) as ConfigOf<K>;
         const revision = Date.parse(String(item?.[documentAttributes.updatedAt]));
         return (Number.isFinite(revision) ? { ...doc, revision } : doc) as Revised<ConfigOf<K>>;

@@ -41,12 +41,11 @@ export interface ConfigSource {
    */
   fresh?(): ConfigSource;
   /**
-   * When the entity `id` was found to have no record (epoch ms: when that read was sent), if that
-   * is what this source answers for it now: the revision of the definitions an entity gets
-   * without a record, newer than those of a record deleted before (see scope-checks.ts), and no
-   * newer than the read of the plan it then gets.
+   * When the answer this source gives now for a plan or an entity was read (epoch ms: when that
+   * read was sent), if known: definitions derived from a plan are known as of its read, and an
+   * entity without a record is as new as the read that found none (see scope-checks.ts).
    */
-  absentSince?(id: string): number | undefined;
+  readAt?(kind: 'plan' | 'entity', name: string): number | undefined;
 }
 
 /** What an acquire or available asks for, before configuration. */
@@ -206,8 +205,8 @@ async function resolveWith(source: ConfigSource, request: PolicyRequest): Promis
   // Who may ask comes first: a caller refused learns nothing else about the entity.
   checkCallers(callersOf(chain), entity, request.principal);
   const plans = await Promise.all(planReads);
-  const absent = record ? undefined : source.absentSince?.(entity);
-  const { checks, own } = hierarchyChecks(request, chain, plans, settings, absent);
+  const readAt = (kind: 'plan' | 'entity', name: string) => source.readAt?.(kind, name);
+  const { checks, own } = hierarchyChecks(request, chain, plans, settings, readAt);
   const resourceWide = resourceCheck(resource, resourceConfig, settings);
   if (resourceWide) checks.push(resourceWide);
   const context = {

@@ -69,14 +69,14 @@ function normalized(limits: Iterable<Sourced>, alerts: readonly number[] | undef
  * The scopes of the entity and its ancestors: each one's plan and own limits, at its own scope;
  * refusals by configuration (disabled, resource not allowed, context too large) on the way.
  * `own` is the index of the entity's own entity-resource item, where inline limits go.
- * `absentSince` is when the entity was found to have no record, if it has none.
+ * `readAt` tells when the plans and entities read were read, where the source knows it.
  */
 export function hierarchyChecks(
   request: PolicyRequest,
   chain: Chain,
   plans: readonly (Revised<PlanConfig> | undefined)[],
   settings: SettingsConfig,
-  absentSince?: number,
+  readAt: ReadAt = () => undefined,
 ): { checks: ScopeCheck[]; own: number } {
   const { resource } = request;
   const checks: ScopeCheck[] = [];
@@ -86,8 +86,8 @@ export function hierarchyChecks(
     const plan = plans[depth];
     refuseByConfiguration(request, id, depth, config, plan);
     if (plan?.max_input_tokens !== undefined) maxInput = Math.min(maxInput, plan.max_input_tokens);
-    const since = depth === 0 && !config ? absentSince : undefined;
-    const { shared, perResource } = scopeLimits(resource, config, plan, settings, since);
+    const revisions = revisionsOf(id, depth, config, plan, readAt);
+    const { shared, perResource } = scopeLimits(resource, config, plan, settings, revisions);
     const scope = depth === 0 ? 'entity' : `parent:${id}`;
     if (depth === 0) own = checks.length;
     checks.push({ scope, key: itemKeys.entityBucket(id, resource), limits: perResource });
@@ -127,28 +127,60 @@ function refuseByConfiguration(
   }
 }
 
+/** When a plan or an entity was read, if known (epoch ms). */
+type ReadAt = (kind: 'plan' | 'entity', name: string) => number | undefined;
+
+/** The revisions an entity's definitions carry: those its plan gives, and its own overrides. */
+interface Revisions {
+  readonly fromPlan: number;
+  readonly own: number;
+}
+
 /**
- * One entity's limits for a resource: its plan's, replaced by its own of the same name. A limit
- * with no resource pattern is shared by all the entity's resources (one item); one with a
- * pattern counts each matching resource on its own (the entity-resource item). Which definition
- * applies depends on the entity (its plan, its overrides) and the plan: a change to either is a
- * newer revision, including removing an override, and so is deleting the entity (its record's
- * absence, as new as when it was found: `absentSince`), or its items would keep a deleted
- * override as the newer definition.
+ * Which definition applies depends on the entity (its plan, its overrides) and the plan: a
+ * change to either is a newer revision, including removing an override, and deleting the entity
+ * (an entity without a record is as new as the read that found none). A plan's definitions are
+ * known only as of the plan's read, however new the entity read beside it: an entity edited, or
+ * found absent, after a plan change must not lend a plan read before the change a revision after
+ * it (the old definition would pass for the newer, and convert the items back to it).
+ */
+function revisionsOf(
+  id: string,
+  depth: number,
+  config: Revised<EntityConfig> | undefined,
+  plan: Revised<PlanConfig> | undefined,
+  readAt: ReadAt,
+): Revisions {
+  const planRevision = plan?.revision ?? 0;
+  const entity = config ? (config.revision ?? 0) : (readAt('entity', id) ?? 0);
+  const planName = config?.plan ?? (depth === 0 ? 'default' : undefined);
+  const planRead = planName === undefined ? undefined : readAt('plan', planName);
+  // A plan whose read time is unknown: as before, the entity's revision (none if absent).
+  const known = planRead ?? (config ? entity : 0);
+  return {
+    fromPlan: Math.max(planRevision, Math.min(entity, known)),
+    own: Math.max(planRevision, config?.revision ?? 0),
+  };
+}
+
+/**
+ * One entity's limits for a resource: its plan's, replaced by its own of the same name, each at
+ * its revision (see {@link revisionsOf}). A limit with no resource pattern is shared by all the
+ * entity's resources (one item); one with a pattern counts each matching resource on its own
+ * (the entity-resource item).
  */
 function scopeLimits(
   resource: string,
   config: Revised<EntityConfig> | undefined,
   plan: Revised<PlanConfig> | undefined,
   settings: SettingsConfig,
-  absentSince?: number,
+  revisions: Revisions,
 ): { shared: Limit[]; perResource: Limit[] } {
-  const revision = Math.max(plan?.revision ?? 0, config?.revision ?? 0, absentSince ?? 0);
   const byName = new Map<string, Sourced>();
   for (const [name, limit] of limitsFor(plan?.limits, resource))
-    byName.set(name, { limit, revision });
+    byName.set(name, { limit, revision: revisions.fromPlan });
   for (const [name, limit] of limitsFor(config?.limits, resource))
-    byName.set(name, { limit, revision });
+    byName.set(name, { limit, revision: revisions.own });
   const winners = [...byName.values()];
   const alerts = settings.budget_alerts;
   return {

@@ -1,5 +1,8 @@
 /**
- * Review of today's fixes: attacks that broke them, each with what it measured.
+ * Which stored definition wins when processes hold different reads of the configuration: a plan
+ * change takes effect within the cache time whatever another process read beside its older plan
+ * (an entity's absence, an entity edited since); and a combined call whose caller gave up is
+ * given back once.
  */
 import { ConfigAdmin, DeadlineExceededError, Limiter, type Usage } from '@sluice/core';
 import { CachedConfigSource, resolvePolicy } from '@sluice/core/internal';
@@ -8,7 +11,7 @@ import { HookedStore, holdPoint } from '../support/hooked-store.js';
 import { check, tpm as perMinute, remaining } from '../support/limits.js';
 import { fileTable, manualClock } from '../support/table.js';
 
-const table = fileTable('today-review');
+const table = fileTable('definition-revisions');
 
 // 30-day periods: refill over a test's minutes is far below one token, so counts are exact.
 const MONTHLY = 2_592_000;
@@ -27,7 +30,7 @@ function process(clock: () => number) {
   return { policies, limiter, acquire };
 }
 
-describe('an unregistered entity revised at the time of its absence (absentSince)', () => {
+describe('an unregistered entity, revised as of the read that found no record', () => {
   it('a plan change takes effect within the cache time, although another process read the absence after it with the older plan still cached', async () => {
     const clock = manualClock();
     const t0 = clock.now();
