@@ -6,6 +6,7 @@
  * handlers' own lists, so what the dashboard shows is what they write.
  */
 
+import { createHash } from 'node:crypto';
 import { DECISION_LOG, METRICS } from '@sluice/lambdas/metric-names';
 import type { FunctionName, StreamFunctionName } from '@sluice/lambdas/routes';
 import { Duration, Stack } from 'aws-cdk-lib';
@@ -40,6 +41,19 @@ export function physicalPrefix(scope: Construct): string {
   const ids = path.map((construct) => construct.node.id);
   if (ids.length === 1 && ids[0] === 'Sluice') return stack.stackName;
   return `${stack.stackName}-${ids.join('-').replace(/[^A-Za-z0-9_-]/g, '-')}`;
+}
+
+/**
+ * The account-wide name of one of the construct's resources: {@link physicalPrefix}, then
+ * `suffix`, at most `max` characters (a dashboard's 255, a Contributor Insights rule's 128). A
+ * longer one keeps the start of the prefix and the whole suffix, with a digest of the full name
+ * between them, so that names cut alike stay apart.
+ */
+export function physicalName(scope: Construct, suffix: string, max: number): string {
+  const full = `${physicalPrefix(scope)}-${suffix}`;
+  if (full.length <= max) return full;
+  const digest = createHash('sha256').update(full).digest('hex').slice(0, 8);
+  return `${full.slice(0, max - suffix.length - digest.length - 2)}-${digest}-${suffix}`;
 }
 
 /** Adds one alarm: at or above `threshold` in 2 of 3 periods. */
@@ -167,7 +181,7 @@ export function sluiceDashboard(scope: Construct, watched: Watched): cloudwatch.
   const { namespace, limitDimension, serviceDimension, denialsByLimit } = METRICS;
   const acquire = watched.functions.get('acquire');
   const dashboard = new cloudwatch.Dashboard(scope, 'Dashboard', {
-    dashboardName: `${physicalPrefix(scope)}-sluice`,
+    dashboardName: physicalName(scope, 'sluice', 255),
   });
   dashboard.addWidgets(
     new cloudwatch.GraphWidget({
@@ -236,7 +250,7 @@ export function sluiceInsightRules(
   const logGroup = acquireLogs.logGroupName;
   const rule = (id: string, contribution: Record<string, unknown>) =>
     new cloudwatch.CfnInsightRule(scope, id, {
-      ruleName: `${physicalPrefix(scope)}-${id}`,
+      ruleName: physicalName(scope, id, 128),
       ruleState: 'ENABLED',
       ruleBody: Stack.of(scope).toJsonString({
         Schema: { Name: 'CloudWatchLogRule', Version: 1 },

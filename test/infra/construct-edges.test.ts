@@ -75,6 +75,21 @@ describe('the construct under hostile use', () => {
     expect(new Set(dashboards).size).toBe(2);
     expect(rules).toHaveLength(4);
     expect(new Set(rules).size).toBe(4);
+    // Names within CloudWatch's lengths (a dashboard's 255, a rule's 128), whatever the stack's
+    // name (up to 128) and the construct's path, and still apart.
+    const long = new Stack(new App(), 'S'.repeat(128));
+    for (const id of ['A'.repeat(120), `${'A'.repeat(120)}2`]) new Sluice(long, id);
+    const longTemplate = Template.fromStack(long);
+    const longNames = (type: string, property: string) =>
+      Object.values(longTemplate.findResources(type)).map(
+        (r) => (r as { Properties: Record<string, string> }).Properties[property] as string,
+      );
+    const longDashboards = longNames('AWS::CloudWatch::Dashboard', 'DashboardName');
+    const longRules = longNames('AWS::CloudWatch::InsightRule', 'RuleName');
+    expect(Math.max(...longDashboards.map((n) => n.length))).toBeLessThanOrEqual(255);
+    expect(Math.max(...longRules.map((n) => n.length))).toBeLessThanOrEqual(128);
+    expect(new Set(longDashboards).size).toBe(2);
+    expect(new Set(longRules).size).toBe(4);
     // The ready-made stack keeps the documented name: `<stack>-sluice`.
     const ready = Template.fromStack(new SluiceStack(new App(), 'Ready'));
     ready.hasResourceProperties('AWS::CloudWatch::Dashboard', { DashboardName: 'Ready-sluice' });
