@@ -61,8 +61,9 @@ describe('an unregistered entity, revised as of the read that found no record', 
       }
     }
 
-    // Measured: 920 (B converted the item back to 1,000 at the revision of its absence read,
-    // 30 s, newer than A's 29 s; both then adopt it until A reads the absence again at 59 s).
+    // Before a plan's revision was bounded by its read: 920 (B converted the item back to 1,000
+    // at the revision of its absence read, 30 s, newer than A's 29 s; both then adopted it until
+    // A read the absence again at 59 s).
     expect(admitted).toBeLessThanOrEqual(100);
   });
 });
@@ -96,8 +97,9 @@ describe('a registered entity edited after its plan changed', () => {
       }
     }
 
-    // B's older plan took the entity's revision (6 s, after the change) and converted the item
-    // back; A, at the same revision, adopts the greater definition ("1000/…" > "100/…").
+    // Before a plan's revision was bounded by its read: 920, B's older plan taking the entity's
+    // revision (6 s, after the change) and converting the item back, and A, at the same revision,
+    // adopting the greater definition ("1000/…" > "100/…").
     expect(admitted).toBeLessThanOrEqual(100);
   });
 });

@@ -10,20 +10,10 @@ import { available, growInBackground, shardKey } from '@sluice/core/internal';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { HookedStore } from '../support/hooked-store.js';
+import { decide, resourceScope } from '../support/shards.js';
 import { asClient, fileTable, manualClock } from '../support/table.js';
 
 const table = fileTable('shard-edges');
-
-const scope = (resource: string, limits: unknown): ScopeCheck => ({
-  scope: 'resource',
-  key: itemKeys.resourceBucket(resource),
-  limits: parseLimits(limits),
-});
-
-const decide = async (limiter: Limiter, check: ScopeCheck, tokens: number) => {
-  const r = await asClient(() => limiter.acquire({ checks: [check], usage: { tokens } }));
-  return r.allowed ? r : undefined;
-};
 
 const DAY_MS = 86_400_000;
 
@@ -35,7 +25,7 @@ describe('a sharded scope at its edges', () => {
     // stays frozen with its TTL, shard 1 frozen, born, with no TTL. Nobody calls for two days:
     // DynamoDB's TTL deletes shard 0 (its ttl has passed). Then a new process calls again.
     const clock = manualClock();
-    const check = scope('expired-mid-split', [
+    const check = resourceScope('expired-mid-split', [
       { name: 'rpm', metric: 'requests', limit: 10, per: 'minute', shards: 2 },
     ]);
     const parentThaw = (u: ItemUpdate) =>
@@ -162,7 +152,7 @@ describe('a sharded scope at its edges', () => {
     // process, calls one after another, the clock held still: the first refusals come while
     // ~a third of the limit is left, and this process's memory knew of the shards with room.
     const clock = manualClock();
-    const check = scope('first-refusal', [
+    const check = resourceScope('first-refusal', [
       { name: 'rpm', metric: 'requests', limit: 640, per: 'minute', shards: 64 },
     ]);
     const limiter = table.limiter({ clock: clock.now });

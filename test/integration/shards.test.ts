@@ -4,33 +4,19 @@
  * itself: in any window, admitted ≤ burst + rate × length, and with the clock held still, what
  * the shards hold adds up to exactly what the leases stand at.
  */
-import { itemKeys, type Limiter, parseLimits, type ScopeCheck } from '@sluice/core';
+import type { Limiter } from '@sluice/core';
 import { available, grow, growInBackground, shardKey } from '@sluice/core/internal';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { decide, resourceScope } from '../support/shards.js';
 import { asClient, fileTable, manualClock } from '../support/table.js';
 
 const table = fileTable('shards');
 
-const scope = (resource: string, limits: unknown): ScopeCheck => ({
-  scope: 'resource',
-  key: itemKeys.resourceBucket(resource),
-  limits: parseLimits(limits),
-});
-
-/**
- * An acquire as a client makes it: sent again after a 503 (contention outlasted its attempts;
- * it wrote nothing, or gave back all it took). The lease, or undefined when refused.
- */
-const decide = async (limiter: Limiter, check: ScopeCheck, tokens: number) => {
-  const r = await asClient(() => limiter.acquire({ checks: [check], usage: { tokens } }));
-  return r.allowed ? r : undefined;
-};
-
 describe('a sharded scope', () => {
   it('grows to the shards its limits ask for and holds exactly the burst across them', async () => {
     const clock = manualClock();
-    const check = scope('exact', [
+    const check = resourceScope('exact', [
       { name: 'rpm', metric: 'requests', limit: 100, per: 'minute', shards: 4 },
     ]);
     const limiters = [table.limiter({ clock: clock.now }), table.limiter({ clock: clock.now })];
@@ -66,8 +52,8 @@ describe('a sharded scope', () => {
   it('holds exactly the burst while a process still holds the configuration before shards', async () => {
     const clock = manualClock();
     const limit = { name: 'rpm', metric: 'requests', limit: 60, per: 'minute' };
-    const before = scope('config-change', [limit]); // a cached, older configuration
-    const after = scope('config-change', [{ ...limit, shards: 4 }]);
+    const before = resourceScope('config-change', [limit]); // a cached, older configuration
+    const after = resourceScope('config-change', [{ ...limit, shards: 4 }]);
     const old = table.limiter({ clock: clock.now });
     const current = table.limiter({ clock: clock.now });
     let admitted = 0;
@@ -86,7 +72,7 @@ describe('a sharded scope', () => {
 
   it('reports the whole limit in answers and refusals', async () => {
     const clock = manualClock();
-    const check = scope('answers', [
+    const check = resourceScope('answers', [
       { name: 'tpm', metric: 'tokens', limit: 1_000, per: 'minute', shards: 2 },
     ]);
     const limiter = table.limiter({ clock: clock.now });
@@ -108,7 +94,7 @@ describe('a sharded scope', () => {
     const clock = manualClock();
     const burst = 60;
     const perSecond = 20;
-    const check = scope('window', [
+    const check = resourceScope('window', [
       { name: 'rps', metric: 'requests', limit: perSecond, per: 'second', burst, max_shards: 8 },
     ]);
     const limiters = [1, 2, 3].map(() => table.limiter({ clock: clock.now }));
@@ -149,7 +135,7 @@ describe('a sharded scope', () => {
   it('gives back whole a refund whose shard a split has since moved the backlog away from', async () => {
     for (const target of [2, 4, 8]) {
       const clock = manualClock();
-      const check = scope(`moved-${target}`, [
+      const check = resourceScope(`moved-${target}`, [
         { name: 'tpm', metric: 'tokens', limit: 100_000, per: 'minute', burst: 2_000 },
       ]);
       const [taker, settler] = [
@@ -192,7 +178,7 @@ describe('a sharded scope', () => {
         async (calls, target, splitAt) => {
           run++;
           const clock = manualClock(); // held still: nothing refills, so nothing may be lost
-          const check = scope(`units-${run}`, [
+          const check = resourceScope(`units-${run}`, [
             { name: 'tpm', metric: 'tokens', limit: 100_000, per: 'minute', burst: 1_000 },
             { name: 'daily', metric: 'tokens', limit: 3_000, window: 'day', max_shards: 8 },
           ]);
@@ -244,7 +230,9 @@ describe('a sharded scope', () => {
     // born. A process picks among the 4 shards it now knows; a pick of an unborn one finds no
     // item, and a later pick of it must not write it as a whole scope holding the whole limit.
     const clock = manualClock();
-    const check = scope('unborn', [{ name: 'rpm', metric: 'requests', limit: 40, per: 'minute' }]);
+    const check = resourceScope('unborn', [
+      { name: 'rpm', metric: 'requests', limit: 40, per: 'minute' },
+    ]);
     const nowMs = BigInt(Date.now());
     await table.store.update({
       key: check.key,
@@ -272,7 +260,7 @@ describe('a sharded scope', () => {
 
   it('finishes a split whose splitter stopped after freezing, and loses nothing', async () => {
     const clock = manualClock();
-    const check = scope('stalled', [
+    const check = resourceScope('stalled', [
       { name: 'rpm', metric: 'requests', limit: 10, per: 'minute', max_shards: 2 },
     ]);
     const limiter = table.limiter({ clock: clock.now, shardFreezeStaleMs: 1_000 });

@@ -1,8 +1,8 @@
 /**
- * What the sharded-scope tests share: a lease taken as a client takes it, what a scope has left
- * as a fresh process reads it, and a point where a test holds a store call while it acts.
+ * What the sharded-scope tests share: a resource-wide scope, an acquire and a lease taken as a
+ * client takes them, what a scope has left as a fresh process reads it, and a limiter of its own.
  */
-import { Limiter, type LimiterOptions, type ScopeCheck } from '@sluice/core';
+import { itemKeys, Limiter, type LimiterOptions, parseLimits, type ScopeCheck } from '@sluice/core';
 import { available } from '@sluice/core/internal';
 import { asClient, type TestTable } from './table.js';
 
@@ -22,3 +22,19 @@ export async function remainingOf(table: TestTable, clock: () => number, check: 
 /** A limiter (a process of its own) on `store`. */
 export const limiterOn = (store: LimiterOptions['store'], clock: () => number) =>
   new Limiter({ store, clock });
+
+/** The resource-wide scope of `resource` with `limits` (as stored: parsed). */
+export const resourceScope = (resource: string, limits: unknown): ScopeCheck => ({
+  scope: 'resource',
+  key: itemKeys.resourceBucket(resource),
+  limits: parseLimits(limits),
+});
+
+/**
+ * An acquire as a client makes it: sent again after a 503 (contention outlasted its attempts;
+ * it wrote nothing, or gave back all it took). The lease, or undefined when refused.
+ */
+export const decide = async (limiter: Limiter, check: ScopeCheck, tokens: number) => {
+  const r = await asClient(() => limiter.acquire({ checks: [check], usage: { tokens } }));
+  return r.allowed ? r : undefined;
+};
