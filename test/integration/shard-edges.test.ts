@@ -76,6 +76,38 @@ describe('a sharded scope at its edges', () => {
     }).toEqual({ admitted: 10, shards: [2n, 2n], remaining: 0, aMinuteLater: 10 });
   });
 
+  it('admits exactly the burst with the clock held still when the burst does not divide by the shards', async () => {
+    // 10 a minute over 4 shards: 3, 3, 2 and 2 requests of the burst (2.5 each, fractions no
+    // shard could admit, left 8 before), all 10 admitted with the clock held still.
+    const clock = manualClock();
+    const check = resourceScope('uneven-burst', [
+      { name: 'rpm', metric: 'requests', limit: 10, per: 'minute', shards: 4 },
+    ]);
+    const limiters = [table.limiter({ clock: clock.now }), table.limiter({ clock: clock.now })];
+    expect(await decide(limiters[0] as Limiter, check, 1)).toBeDefined();
+    await (limiters[0] as Limiter).engine.growth();
+    let admitted = 1;
+    await Promise.all(
+      Array.from({ length: 8 }, async (_, c) => {
+        for (let i = 0; i < 5; i++)
+          if (await decide(limiters[c % 2] as Limiter, check, 1)) admitted++;
+      }),
+    );
+    const fresh = table.limiter({ clock: clock.now });
+    const untouched = resourceScope('uneven-burst-untouched', [
+      { name: 'rpm', metric: 'requests', limit: 10, per: 'minute', shards: 4 },
+    ]);
+    expect(await decide(fresh, untouched, 1)).toBeDefined();
+    await fresh.engine.growth();
+    const left = await available(table.limiter({ clock: clock.now }).engine, {
+      checks: [untouched],
+    });
+    expect({ admitted, remainingAfterOne: left.limits[0]?.remaining }).toEqual({
+      admitted: 10,
+      remainingAfterOne: 9,
+    });
+  });
+
   it('is full again once every lease is cancelled, whatever splits and resets ran between (generated)', {
     timeout: 240_000,
   }, async () => {

@@ -57,10 +57,14 @@ describe('bucketParams', () => {
     expect(bucketParams(bucket(10, 60, 25))).toEqual({ L: 10n, P: MINUTE, tau: 25n * MINUTE });
   });
 
-  it('charges a shard of n the period n times over, against the same capacity', () => {
-    const { P, tau } = bucketParams(bucket(10, 60, 10, { share: 4 }));
+  it('charges a shard of n the period n times over, against whole units of the burst', () => {
+    // 10 over 4 shards: the first two hold 3 units, the others 2 (10 in all, none a fraction).
+    const taus = [0, 1, 2, 3].map(
+      (shardIndex) => bucketParams(bucket(10, 60, 10, { share: 4, shardIndex })).tau,
+    );
 
-    expect([P, tau]).toEqual([4n * MINUTE, 10n * MINUTE]);
+    expect(bucketParams(bucket(10, 60, 10, { share: 4 })).P).toBe(4n * MINUTE);
+    expect(taus).toEqual([12n * MINUTE, 12n * MINUTE, 8n * MINUTE, 8n * MINUTE]);
   });
 
   it('lets a lower priority fill only its share of the burst, exactly', () => {
@@ -77,18 +81,24 @@ describe('bucketParams', () => {
     expect(bucketFits(bucket(10, 60, 10, { share: 2 }), 6, 100)).toBe(false);
   });
 
-  it('fits n units on a shard of s exactly when n · s fit the whole burst', () => {
+  it('fits n units on a shard exactly when its share of the burst holds them, the shares adding up to the burst', () => {
     fc.assert(
       fc.property(
         fc.integer({ min: 1, max: 10_000 }),
         fc.integer({ min: 1, max: 64 }),
         fc.integer({ min: 0, max: 20_000 }),
         (burst, share, n) => {
-          const shard = bucket(burst, 60, burst, { share });
-          expect(bucketFits(shard, n, 100)).toBe(n * share <= burst);
+          const held = Array.from({ length: share }, (_, shardIndex) => {
+            const shard = bucket(burst, 60, burst, { share, shardIndex });
+            const { P, tau } = bucketParams(shard);
+            expect(bucketFits(shard, n, 100)).toBe(BigInt(n) * P <= tau);
+            return Number(tau / P);
+          });
+          expect(held.reduce((a, b) => a + b, 0)).toBe(burst);
+          expect(Math.max(...held) - Math.min(...held)).toBeLessThanOrEqual(1);
         },
       ),
-      { seed: 20_260_301, numRuns: 500 },
+      { seed: 20_260_301, numRuns: 300 },
     );
   });
 
@@ -547,7 +557,9 @@ describe('bucketStatus', () => {
       resetNs: 0n,
       backlogX: 0n,
     });
-    expect(bucketStatus(bucket(10, 60, 10, { share: 4 }), undefined, NOW_NS).remaining).toBe(2n);
+    const shard = (shardIndex: number) => bucket(10, 60, 10, { share: 4, shardIndex });
+    expect(bucketStatus(shard(0), undefined, NOW_NS).remaining).toBe(3n);
+    expect(bucketStatus(shard(3), undefined, NOW_NS).remaining).toBe(2n);
   });
 
   it('shows whole units left and the time until the bucket is full', () => {

@@ -76,8 +76,9 @@ describe('shareOf', () => {
   it('gives each shard its share: of a bucket 1/n, of a quota its part', () => {
     const limits = [bucket(10), quota(1_001)];
 
-    expect(shareOf(limits, 0, 4)).toEqual([bucket(10, 60, 10, { share: 4 }), quota(251)]);
-    expect(shareOf(limits, 3, 4)).toEqual([bucket(10, 60, 10, { share: 4 }), quota(250)]);
+    const share = (shardIndex: number) => bucket(10, 60, 10, { share: 4, shardIndex });
+    expect(shareOf(limits, 0, 4)).toEqual([share(0), quota(251)]);
+    expect(shareOf(limits, 3, 4)).toEqual([share(3), quota(250)]);
   });
 });
 

@@ -35,6 +35,7 @@ import { bucketAttributes } from '../store/schema.js';
 import type { ItemState } from '../store/types.js';
 import type { BucketLimit } from './limits.js';
 import { ceilDiv, floorDiv, NS_PER_MS, NS_PER_S } from './nanos.js';
+import { quotaShare } from './shards.js';
 import type { Step } from './step.js';
 
 // Exported from here as well: the engine's modules import the time units and the plan type
@@ -62,20 +63,23 @@ const max = (a: bigint, b: bigint): bigint => (a > b ? a : b);
 const minBig = (a: bigint, b: bigint): bigint => (a < b ? a : b);
 
 /** The parts of a bucket definition the math needs. */
-type Definition = Pick<BucketLimit, 'limit' | 'periodSeconds' | 'burst' | 'share'>;
+type Definition = Pick<BucketLimit, 'limit' | 'periodSeconds' | 'burst' | 'share' | 'shardIndex'>;
 
 /**
  * The cost of one unit of usage P (ns), the scale L, and the capacity tau at full priority. A
- * shard holding 1/`share` of the limit charges `share` times the period per unit against the
- * same tau: exactly 1/`share` of the rate and of the burst, with no rounding.
+ * shard holding 1/`share` of the limit charges `share` times the period per unit: exactly
+ * 1/`share` of the rate. Its tau holds whole units of the burst, the shard's share of it as a
+ * quota's (the shards' add up to the burst): a fraction of a unit no shard could admit at once.
  */
 export function bucketParams(limit: Definition): { L: bigint; P: bigint; tau: bigint } {
   const period = BigInt(limit.periodSeconds) * NS_PER_S;
-  return {
-    L: BigInt(limit.limit),
-    P: period * BigInt(limit.share ?? 1),
-    tau: BigInt(limit.burst) * period,
-  };
+  const share = limit.share ?? 1;
+  const P = period * BigInt(share);
+  const tau =
+    share === 1
+      ? BigInt(limit.burst) * period
+      : BigInt(quotaShare(limit.burst, limit.shardIndex ?? 0, share)) * P;
+  return { L: BigInt(limit.limit), P, tau };
 }
 
 /** Capacity available to a request of `priority` (1–100): the last part is kept for higher ones. */
@@ -286,7 +290,8 @@ function deltaDefinition(
   state: ItemState | undefined,
 ): { scale: string; L: bigint; P: bigint; tau: bigint } {
   const scale = readStored(state, leased.name).s ?? scaleOf(leased);
-  return { scale, ...bucketParams({ ...parseScale(scale), share: leased.share ?? 1 }) };
+  const shard = { share: leased.share ?? 1, shardIndex: leased.shardIndex ?? 0 };
+  return { scale, ...bucketParams({ ...parseScale(scale), ...shard }) };
 }
 
 /** Plans debt: adds `amount` with no capacity condition (the bucket may go past empty). */

@@ -9,7 +9,14 @@ import { itemAttributes, shardKey, shardOf, TABLE_SCHEMA } from '../store/schema
 import type { Assignment, Condition, ItemKey, ItemState, ItemUpdate } from '../store/types.js';
 import type { Sharding } from './limits.js';
 import { ceilDiv, NS_PER_S } from './nanos.js';
-import { countOf, frozenAt, generationIs, generationOf, shardCondition } from './shards.js';
+import {
+  countOf,
+  frozenAt,
+  generationIs,
+  generationOf,
+  quotaShare,
+  shardCondition,
+} from './shards.js';
 import { type EngineState, keyOf, sleep, toNs } from './state.js';
 
 const N = itemAttributes.shards;
@@ -203,7 +210,7 @@ async function createHalf(
         { attr: N, value: BigInt(-count) },
         { attr: FROZEN_AT, value: BigInt(Date.now()) },
         { attr: BORN, value: 1n },
-        ...halfOf(frozen, count, engine.clock()),
+        ...halfOf(frozen, shardOf(key).index, count, engine.clock()),
       ],
       condition: { absent: TABLE_SCHEMA.partitionKey },
     };
@@ -240,7 +247,7 @@ const applyCreated = (created: ItemUpdate): ItemState =>
   Object.fromEntries(created.set.flatMap((a) => ('value' in a ? [[a.attr, a.value]] : [])));
 
 /** What the new half of a frozen item starts with: whole units of backlog, half of `used`. */
-function halfOf(frozen: ItemState, count: number, nowMs: number): Assignment[] {
+function halfOf(frozen: ItemState, index: number, count: number, nowMs: number): Assignment[] {
   const nowNs = toNs(nowMs);
   const set: Assignment[] = [];
   for (const [attr, value] of Object.entries(frozen)) {
@@ -255,7 +262,7 @@ function halfOf(frozen: ItemState, count: number, nowMs: number): Assignment[] {
       const period = BigInt(periodSeconds) * NS_PER_S;
       const unit = period * BigInt(count);
       const backlog = value > nowX ? 2n * (value - nowX) : 0n;
-      const over = backlog - BigInt(burst) * period;
+      const over = backlog - BigInt(quotaShare(burst, index, count)) * unit; // its new burst
       const away = over > 0n ? ceilDiv(over, unit) * unit : 0n;
       set.push({ attr, value: nowX + (away < backlog ? away : backlog) });
     } else if (attr.startsWith('u_') && typeof value === 'bigint') {

@@ -1,7 +1,4 @@
-/**
- * Limits and usage: their schemas (the one source of truth, reused by the HTTP edge), and the
- * normalized forms the engine works with.
- */
+/** Limits and usage: their schemas (the one source of truth), and the engine's normal forms. */
 
 import * as z from 'zod/mini';
 import { ValidationError } from '../errors.js';
@@ -164,10 +161,11 @@ export interface BucketLimit {
   /** Never refuses (see {@link bucketLimitSchema}'s `mode`). */
   readonly shadow?: true;
   /**
-   * The share of the limit one item holds: 1/`share` of the rate and of the burst (one shard of
-   * that many; see shards.ts). Set only on a shard's own view of a limit. @default 1
+   * A shard's own view of the limit (shards.ts): its item holds 1/`share` of the rate, and of
+   * the burst whole units, those of shard `shardIndex` (the first `burst mod share` one more).
    */
   readonly share?: number;
+  readonly shardIndex?: number;
   /** Shards the scope should have, and may grow to (see {@link Sharding}). */
   readonly sharding?: Sharding;
 }

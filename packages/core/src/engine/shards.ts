@@ -87,7 +87,7 @@ export function shareOf<T extends Limit>(limits: readonly T[], index: number, co
   if (count === 1) return [...limits];
   return limits.map((limit) =>
     limit.kind === 'bucket'
-      ? { ...limit, share: count }
+      ? { ...limit, share: count, shardIndex: index }
       : { ...limit, limit: quotaShare(limit.limit, index, count) },
   );
 }
