@@ -2,9 +2,11 @@
  * Review of whole-unit shard bursts (038fb34), against DynamoDB Local with several processes
  * (one Limiter each), the clock held still unless moved by hand.
  */
-import type { Limiter, ScopeCheck } from '@sluice/core';
-import { available } from '@sluice/core/internal';
+import { Limiter, type ScopeCheck } from '@sluice/core';
+import { available, growInBackground, shardKey } from '@sluice/core/internal';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { HookedStore, holdPoint } from '../support/hooked-store.js';
 import { decide, resourceScope } from '../support/shards.js';
 import { asClient, fileTable, manualClock } from '../support/table.js';
 
@@ -70,5 +72,117 @@ describe('whole-unit shard bursts under review', () => {
       answered: 9,
       available: 9,
     });
+  });
+
+  it('splits 1→2→4→8 under leases of every size keep every unit, and the whole burst admits at once (generated)', {
+    timeout: 400_000,
+  }, async () => {
+    let run = 0;
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 1, max: 20 }),
+        fc.array(
+          fc.record({
+            tokens: fc.integer({ min: 1, max: 4 }),
+            grow: fc.boolean(),
+            release: fc.constantFrom('now', 'late', 'never'),
+          }),
+          { minLength: 4, maxLength: 24 },
+        ),
+        async (burst, calls) => {
+          run++;
+          const clock = manualClock(); // held still: nothing refills
+          const check = resourceScope(`gen-burst-${run}`, [
+            { name: 'tpm', metric: 'tokens', limit: burst, per: 'minute', max_shards: 8 },
+          ]);
+          const limiters = [1, 2, 3].map(() => table.limiter({ clock: clock.now }));
+          let target = 1;
+          let outstanding = 0;
+          let most = 0;
+          const growths: Promise<unknown>[] = [];
+          const late: (() => Promise<unknown>)[] = [];
+          for (const [i, call] of calls.entries()) {
+            const limiter = limiters[i % 3] as Limiter;
+            if (call.grow && target < 8) {
+              target *= 2;
+              growths.push(growInBackground(limiter.engine, check.key, target));
+            }
+            const lease = await decide(limiter, check, call.tokens);
+            if (!lease) continue;
+            outstanding += call.tokens;
+            most = Math.max(most, outstanding);
+            const other = limiters[(i + 1) % 3] as Limiter;
+            const settle = async () => {
+              await asClient(() => other.release(lease.leaseId));
+              outstanding -= call.tokens;
+            };
+            if (call.release === 'now') await settle();
+            else if (call.release === 'late') late.push(settle);
+          }
+          await Promise.all(growths);
+          await Promise.all(limiters.map((l) => l.engine.growth()));
+          const kept = outstanding - late.reduce((n) => n, 0);
+          await Promise.all(late.map((settle) => settle()));
+          await Promise.all(limiters.map((l) => l.engine.idle()));
+          // What is left, as a fresh process reads it: the burst less the leases never settled.
+          const reader = table.limiter({ clock: clock.now });
+          const left = await available(reader.engine, { checks: [check] });
+          // Then one unit at a time, as that process (it has seen every shard), until refused.
+          let admitted = 0;
+          while (admitted <= burst && (await decide(reader, check, 1))) admitted++;
+          const items = await Promise.all(
+            Array.from({ length: 8 }, (_, s) => table.store.get(shardKey(check.key, s))),
+          );
+          expect({
+            most: most <= burst,
+            left: left.limits[0]?.remaining,
+            admitted,
+            frozen: items.filter((item) => item && (item.n as bigint) < 0n).length,
+          }).toEqual({ most: true, left: burst - outstanding, admitted: burst - outstanding, frozen: 0 });
+          void kept;
+        },
+      ),
+      { seed: 2_026, numRuns: 12, endOnFailure: true },
+    );
+  });
+
+  it('a lease settled by a process that saw its shard frozen mid-split gives back every unit', {
+    timeout: 60_000,
+  }, async () => {
+    // 4 a minute, burst 4, may grow to 2 shards. A takes 1 (the scope's item, whole). G splits it
+    // and stands still after the freeze; S reads the scope then (it remembers shard 0 frozen, its
+    // TAT still at the whole scope's scale). The split completes: shard 0 of 2 keeps the unit.
+    // S cancels the lease: it reads the frozen TAT (1 unit at share 1) at share 2 (½ unit), takes
+    // that back and drops the other half as dust. With the clock still, 3 of 4 remain.
+    const clock = manualClock();
+    const check = resourceScope('frozen-memory-refund', [
+      { name: 'tpm', metric: 'tokens', limit: 4, per: 'minute', max_shards: 2 },
+    ]);
+    const a = table.limiter({ clock: clock.now });
+    const lease = await decide(a, check, 1);
+    expect(lease).toBeDefined();
+    const hold = holdPoint();
+    const g = new Limiter({
+      store: new HookedStore(
+        table.store,
+        async () => {},
+        async () => {},
+        async () => hold.arrive(),
+      ),
+      clock: clock.now,
+    });
+    const growing = growInBackground(g.engine, check.key, 2);
+    await hold.reached;
+    const s = table.limiter({ clock: clock.now });
+    await available(s.engine, { checks: [check] }); // S remembers shard 0 frozen
+    hold.release();
+    await growing;
+    await asClient(() => s.release(lease?.leaseId as string));
+    const left = await available(table.limiter({ clock: clock.now }).engine, { checks: [check] });
+    const reader = table.limiter({ clock: clock.now });
+    await available(reader.engine, { checks: [check] });
+    let admitted = 0;
+    while (admitted <= 4 && (await decide(reader, check, 1))) admitted++;
+    expect({ left: left.limits[0]?.remaining, admitted }).toEqual({ left: 4, admitted: 4 });
   });
 });
