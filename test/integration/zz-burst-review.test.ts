@@ -188,4 +188,17 @@ describe('whole-unit shard bursts under review', () => {
     while (admitted <= 4 && (await decide(reader, check, 1))) admitted++;
     expect({ left: left.limits[0]?.remaining, admitted }).toEqual({ left: 4, admitted: 4 });
   });
+
+  it('a lower priority admits on uneven quota shards what it does on a whole scope (pre-existing)', {
+    timeout: 60_000,
+  }, async () => {
+    // The quota twin of the bucket case: 10 a day over 8 shards (2, 2, 1, 1, 1, 1, 1, 1), each
+    // shard's 90% floored on its own share: 1 + 1 + 0 × 6.
+    const limits = (shards: number) => [
+      { name: 'rpd', metric: 'requests', limit: 10, window: 'day', shards },
+    ];
+    const whole = await admittedAt(resourceScope('quota-priority-whole', limits(1)), 90, 48);
+    const sharded = await admittedAt(resourceScope('quota-priority-sharded', limits(8)), 90, 48);
+    expect({ whole, sharded }).toEqual({ whole: 9, sharded: 9 });
+  });
 });
