@@ -82,10 +82,19 @@ export function bucketParams(limit: Definition): { L: bigint; P: bigint; tau: bi
   return { L: BigInt(limit.limit), P, tau };
 }
 
-/** Capacity available to a request of `priority` (1–100): the last part is kept for higher ones. */
+/**
+ * Capacity available to a request of `priority` (1–100): the last part is kept for higher ones.
+ * A shard holds its part of the whole units the scope holds at that priority (as its tau holds
+ * its part of the burst): the part of each shard's own whole units would lose up to a unit a
+ * shard (10 over 8 shards at 90: 1 + 1 + 0 × 6 = 2, where the whole scope holds 9).
+ */
 export function effectiveCapacity(limit: Definition, priority: number): bigint {
-  const { tau } = bucketParams(limit);
-  return (tau * BigInt(priority)) / BigInt(PRIORITY.max); // P is a multiple of 1e9: exact
+  const { P, tau } = bucketParams(limit);
+  const share = BigInt(limit.share ?? 1);
+  if (share === 1n) return (tau * BigInt(priority)) / BigInt(PRIORITY.max); // P: multiple of 1e9
+  const units = (BigInt(limit.burst) * BigInt(priority)) / BigInt(PRIORITY.max);
+  const index = BigInt(limit.shardIndex ?? 0);
+  return (units / share + (index < units % share ? 1n : 0n)) * P;
 }
 
 /** Whether `amount` can ever fit this limit at this priority. */

@@ -9,7 +9,7 @@
  */
 
 import { own } from '../names.js';
-import { bucketAttributes, shardKey, shardOf } from '../store/schema.js';
+import { bucketAttributes, itemAttributes, shardKey, shardOf } from '../store/schema.js';
 import type { Assignment, Condition, ItemKey, ItemState, ItemUpdate } from '../store/types.js';
 import { bucketParams, type LeasedBucket } from './gcra.js';
 import { thawed } from './growth.js';
@@ -21,7 +21,13 @@ import type { Step } from './step.js';
 /** DynamoDB's bound on the items of one transaction. */
 export const TRANSACTION_ITEMS = 100;
 
-/** A bucket's state in an item: its backlog past `nowNs` and what one unit costs, in TAT units. */
+/**
+ * A bucket's state in an item: its backlog past `nowNs` and what one unit costs, in TAT units
+ * at `share`. An item frozen to split (not the half it splits into) still holds its TAT at the
+ * share it splits from, half of `share`: its backlog is twice as many TAT units at `share`
+ * (read at `share`, half of what it holds would be taken back, the rest dropped or spilled in
+ * halves of units no shard could admit).
+ */
 function storedBucket(name: string, state: ItemState | undefined, nowNs: bigint, share: number) {
   const x = own(state, bucketAttributes.tat(name));
   const scale = own(state, bucketAttributes.scale(name));
@@ -29,7 +35,10 @@ function storedBucket(name: string, state: ItemState | undefined, nowNs: bigint,
   const [limit = 1, periodSeconds = 1] = scale.split('/').map(Number);
   const nowX = nowNs * BigInt(limit);
   const { P } = bucketParams({ limit, periodSeconds, burst: limit, share });
-  return { backlog: x > nowX ? x - nowX : 0n, scale, nowX, unit: P };
+  const splitting =
+    frozenAt(state) !== undefined && own(state, itemAttributes.bornFrozen) === undefined;
+  const backlog = x > nowX ? (x - nowX) * (splitting ? 2n : 1n) : 0n;
+  return { backlog, scale, nowX, unit: P };
 }
 
 /**

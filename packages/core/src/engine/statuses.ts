@@ -8,7 +8,7 @@ import type { ItemKey, ItemState } from '../store/types.js';
 import { bucketStatus } from './gcra.js';
 import { amountOf, type Limit, type Usage } from './limits.js';
 import { quotaStatus } from './quota.js';
-import { countOf, shareOf } from './shards.js';
+import { countOf, quotaShare, shareOf } from './shards.js';
 import { type EngineState, nsToMs, toNs } from './state.js';
 import type { AcquireResult, LimitStatus, ScopeCheck, Violation } from './types.js';
 
@@ -96,12 +96,17 @@ export function scopeStatuses(
   const covered = seen.reduce((sum, { state }) => sum + 1 / countOf(state), 0);
   return check.limits.flatMap((limit) => {
     if (limit.shadow) return [];
+    // The shards' shares are whole units, uneven (the first ones one more): the seen shards
+    // stand for the part of the limit they hold, not for 1/count each.
+    const whole = limit.kind === 'bucket' ? limit.burst : limit.limit;
     let remaining = 0;
+    let held = 0;
     let resetMs = 0;
     for (const { index, state } of seen) {
       const [share] = shareOf([limit], index, countOf(state));
       const standingOf = standing(share ?? limit, state, nowMs);
       remaining += Number(standingOf.remaining);
+      held += quotaShare(whole, index, countOf(state));
       resetMs = Math.max(resetMs, standingOf.resetMs);
     }
     return {
@@ -109,7 +114,7 @@ export function scopeStatuses(
       name: limit.name,
       metric: limit.metric,
       limit: limit.limit,
-      remaining: Math.floor(remaining / covered),
+      remaining: Math.floor(held > 0 ? (remaining * whole) / held : remaining / covered),
       resetMs,
     };
   });
