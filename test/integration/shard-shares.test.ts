@@ -1,6 +1,7 @@
 /**
- * Review of whole-unit shard bursts (038fb34), against DynamoDB Local with several processes
- * (one Limiter each), the clock held still unless moved by hand.
+ * A sharded bucket's shares of its burst, whole units each, against DynamoDB Local with several
+ * processes (one Limiter each), the clock held still unless moved by hand: at a lower priority,
+ * in answers' `remaining`, across splits under leases, and for a lease settled mid-split.
  */
 import { Limiter, type ScopeCheck } from '@sluice/core';
 import { available, growInBackground, shardKey } from '@sluice/core/internal';
@@ -10,7 +11,7 @@ import { HookedStore, holdPoint } from '../support/hooked-store.js';
 import { decide, resourceScope } from '../support/shards.js';
 import { asClient, fileTable, manualClock } from '../support/table.js';
 
-const table = fileTable('burst-review');
+const table = fileTable('shard-shares');
 
 /** An acquire at `priority` as a client makes it: the lease, or undefined when refused. */
 const decideAt = async (limiter: Limiter, check: ScopeCheck, priority: number) => {
@@ -35,7 +36,7 @@ async function admittedAt(check: ScopeCheck, priority: number, calls: number) {
   return admitted;
 }
 
-describe('whole-unit shard bursts under review', () => {
+describe('a sharded bucket holding whole units of its burst', () => {
   it('a lower priority admits on uneven shards what it does on a whole scope', {
     timeout: 60_000,
   }, async () => {
@@ -187,68 +188,5 @@ describe('whole-unit shard bursts under review', () => {
     let admitted = 0;
     while (admitted <= 4 && (await decide(reader, check, 1))) admitted++;
     expect({ left: left.limits[0]?.remaining, admitted }).toEqual({ left: 4, admitted: 4 });
-  });
-
-  it('a lower priority admits on uneven quota shards what it does on a whole scope (pre-existing)', {
-    timeout: 60_000,
-  }, async () => {
-    // The quota twin of the bucket case: 10 a day over 8 shards (2, 2, 1, 1, 1, 1, 1, 1), each
-    // shard's 90% floored on its own share: 1 + 1 + 0 × 6.
-    const limits = (shards: number) => [
-      { name: 'rpd', metric: 'requests', limit: 10, window: 'day', shards },
-    ];
-    const whole = await admittedAt(resourceScope('quota-priority-whole', limits(1)), 90, 48);
-    const sharded = await admittedAt(resourceScope('quota-priority-sharded', limits(8)), 90, 48);
-    expect({ whole, sharded }).toEqual({ whole: 9, sharded: 9 });
-  });
-
-  it("a bucket whose burst is below its scope's shards keeps its whole rate", {
-    timeout: 120_000,
-  }, async () => {
-    // rpm 4 a minute (burst 4) shares a scope that tpm splits 8 ways: rpm's shards 4–7 hold no
-    // unit of the burst, so they never admit (a unit costs more than their capacity, 0), and
-    // their half of the rate is lost. Ten minutes of calls every 5 s, three at a time.
-    const rates = async (tpmShards: number) => {
-      const clock = manualClock();
-      const check = resourceScope(`small-burst-${tpmShards}`, [
-        { name: 'rpm', metric: 'requests', limit: 4, per: 'minute' },
-        { name: 'tpm', metric: 'tokens', limit: 100_000, per: 'minute', shards: tpmShards },
-      ]);
-      const limiter = table.limiter({ clock: clock.now });
-      let admitted = (await decide(limiter, check, 1)) ? 1 : 0;
-      await limiter.engine.growth();
-      for (let step = 0; step < 120; step++) {
-        clock.advance(5_000);
-        for (let k = 0; k < 3; k++) if (await decide(limiter, check, 1)) admitted++;
-      }
-      return admitted;
-    };
-    expect({ whole: await rates(1), sharded: await rates(8) }).toEqual({ whole: 44, sharded: 44 });
-  });
-
-  it('a call of two units is not refused as rate limited while 7 of 9 remain', {
-    timeout: 60_000,
-  }, async () => {
-    // 9 a minute over 8 shards: shard 0 holds 2, the others 1. A cold process's first call lands
-    // on shard 0 (it writes the scope's own item first): two such calls leave no shard that can
-    // hold 2, and every call of 2 is a 429 (available: a wait of 106 667 ms) while 7 of 9 remain
-    // (the docs: "a 429 means the limit is (nearly) used up"; a whole scope admits it at once).
-    const clock = manualClock();
-    const check = resourceScope('two-of-nine', [
-      { name: 'tpm', metric: 'tokens', limit: 9, per: 'minute', shards: 8 },
-    ]);
-    const grower = table.limiter({ clock: clock.now });
-    await decide(grower, check, 1);
-    await grower.engine.growth();
-    const cold = table.limiter({ clock: clock.now });
-    expect(await decide(cold, check, 1)).toBeDefined();
-    const warm = table.limiter({ clock: clock.now });
-    const left = await available(warm.engine, { checks: [check], usage: { tokens: 2 } });
-    const r = await asClient(() => warm.acquire({ checks: [check], usage: { tokens: 2 } }));
-    expect({
-      remaining: left.limits[0]?.remaining,
-      retryAfterMs: left.retryAfterMs,
-      allowed: r.allowed,
-    }).toEqual({ remaining: 7, retryAfterMs: 0, allowed: true });
   });
 });
