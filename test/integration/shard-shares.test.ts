@@ -189,4 +189,17 @@ describe('a sharded bucket holding whole units of its burst', () => {
     while (admitted <= 4 && (await decide(reader, check, 1))) admitted++;
     expect({ left: left.limits[0]?.remaining, admitted }).toEqual({ left: 4, admitted: 4 });
   });
+
+  it('a lower priority admits on uneven quota shards what it does on a whole scope', {
+    timeout: 60_000,
+  }, async () => {
+    // The quota twin of the bucket case: 10 a day over 8 shards (2, 2, 1, 1, 1, 1, 1, 1); each
+    // shard's 90% floored on its own share was 1 + 1 + 0 × 6 = 2.
+    const limits = (shards: number) => [
+      { name: 'rpd', metric: 'requests', limit: 10, window: 'day', shards },
+    ];
+    const whole = await admittedAt(resourceScope('quota-priority-whole', limits(1)), 90, 48);
+    const sharded = await admittedAt(resourceScope('quota-priority-sharded', limits(8)), 90, 48);
+    expect({ whole, sharded }).toEqual({ whole: 9, sharded: 9 });
+  });
 });

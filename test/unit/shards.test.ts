@@ -77,8 +77,12 @@ describe('shareOf', () => {
     const limits = [bucket(10), quota(1_001)];
 
     const share = (shardIndex: number) => bucket(10, 60, 10, { share: 4, shardIndex });
-    expect(shareOf(limits, 0, 4)).toEqual([share(0), quota(251)]);
-    expect(shareOf(limits, 3, 4)).toEqual([share(3), quota(250)]);
+    const part = (limit: number, index: number) => ({
+      ...quota(limit),
+      shardOf: { limit: 1_001, index, count: 4 },
+    });
+    expect(shareOf(limits, 0, 4)).toEqual([share(0), part(251, 0)]);
+    expect(shareOf(limits, 3, 4)).toEqual([share(3), part(250, 3)]);
   });
 });
 

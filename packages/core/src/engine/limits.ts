@@ -189,6 +189,8 @@ export interface QuotaLimit {
   /** Never refuses (see {@link bucketLimitSchema}'s `mode`). */
   readonly shadow?: true;
   readonly sharding?: Sharding;
+  /** On a shard's view (`limit` its share): the whole limit, which shard, and of how many. */
+  readonly shardOf?: { readonly limit: number; readonly index: number; readonly count: number };
 }
 
 export type Limit = BucketLimit | QuotaLimit;

@@ -77,8 +77,17 @@ export function quotaFits(limit: QuotaLimit, amount: number, priority: number): 
   return BigInt(amount) <= quotaCapacity(limit, priority);
 }
 
+/**
+ * What `priority` may use of a quota. A shard's is its part of what the whole quota allows that
+ * priority (as its share is its part of the whole): its part of its own share would lose up to a
+ * unit a shard (10 a day over 8 shards at 90: 1 + 1 + 0 × 6, where the whole allows 9).
+ */
 function quotaCapacity(limit: QuotaLimit, priority: number): bigint {
-  return (BigInt(limit.limit) * BigInt(priority)) / 100n;
+  const whole = limit.shardOf;
+  if (!whole) return (BigInt(limit.limit) * BigInt(priority)) / 100n;
+  const units = (BigInt(whole.limit) * BigInt(priority)) / 100n;
+  const count = BigInt(whole.count);
+  return units / count + (BigInt(whole.index) < units % count ? 1n : 0n); // as quotaShare does
 }
 
 /** Plans taking `amount` from a quota; unknown state guesses a new window. */

@@ -88,7 +88,11 @@ export function shareOf<T extends Limit>(limits: readonly T[], index: number, co
   return limits.map((limit) =>
     limit.kind === 'bucket'
       ? { ...limit, share: count, shardIndex: index }
-      : { ...limit, limit: quotaShare(limit.limit, index, count) },
+      : {
+          ...limit,
+          limit: quotaShare(limit.limit, index, count),
+          shardOf: { limit: limit.limit, index, count },
+        },
   );
 }
 
