@@ -14,7 +14,7 @@ import { alertsOff, type ItemStep, itemConsume, type Placement, place } from './
 import { MAX_LEASE_ID_LENGTH, newLeaseId } from './lease.js';
 import { type Limit, parseUsage, type Sharding, type Usage } from './limits.js';
 import { NS_PER_MS } from './nanos.js';
-import { counted, countOf, pickShard, shardingOf } from './shards.js';
+import { counted, pickShard, seenBorn, shardingOf } from './shards.js';
 import { type EngineState, keyOf } from './state.js';
 import type { AcquireRequest, ScopeCheck, Violation } from './types.js';
 import {
@@ -165,10 +165,18 @@ export function consumeAt(
   return itemConsume(d.engine, at.check, state, atMs, taking, options, at.shards, also);
 }
 
-/** The step memory suggests on a shard: it may deny only from a recent state. */
-export function consumeFromMemory(d: Decision, i: number, at: Placement): ItemStep {
+/**
+ * The step memory suggests on a shard: it may deny only from a state recent at `nowMs` (the
+ * decision's clock reading, or later, once it has waited on writes).
+ */
+export function consumeFromMemory(
+  d: Decision,
+  i: number,
+  at: Placement,
+  nowMs = d.nowMs,
+): ItemStep {
   const key = at.check.key;
-  return consumeAt(d, i, at, d.engine.stateOf(key), d.engine.recent(key, d.nowMs));
+  return consumeAt(d, i, at, d.engine.stateOf(key), d.engine.recent(key, nowMs));
 }
 
 /**
@@ -204,7 +212,7 @@ export function roomyShard(d: Decision, i: number, tried: ReadonlySet<number>): 
   for (let s = 0; s < engine.shardCount(check.key); s++) {
     if (tried.has(s)) continue;
     const state = engine.stateOf(shardKey(check.key, s));
-    if (state === undefined || (s > 0 && countOf(state) === 1)) continue; // unseen or unborn
+    if (!seenBorn(s, state)) continue; // unseen or unborn
     if (consumeAt(d, i, place(engine, check, s), state, true).kind !== 'deny') roomy.push(s);
   }
   return roomy[Math.floor(Math.random() * roomy.length)];

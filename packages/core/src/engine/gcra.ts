@@ -35,7 +35,7 @@ import { bucketAttributes } from '../store/schema.js';
 import type { ItemState } from '../store/types.js';
 import type { BucketLimit } from './limits.js';
 import { ceilDiv, floorDiv, NS_PER_MS, NS_PER_S } from './nanos.js';
-import { quotaShare } from './shards.js';
+import { quotaShare, unitsShare } from './shards.js';
 import type { Step } from './step.js';
 
 // Exported from here as well: the engine's modules import the time units and the plan type
@@ -90,11 +90,10 @@ export function bucketParams(limit: Definition): { L: bigint; P: bigint; tau: bi
  */
 export function effectiveCapacity(limit: Definition, priority: number): bigint {
   const { P, tau } = bucketParams(limit);
-  const share = BigInt(limit.share ?? 1);
-  if (share === 1n) return (tau * BigInt(priority)) / BigInt(PRIORITY.max); // P: multiple of 1e9
+  const share = limit.share ?? 1;
+  if (share === 1) return (tau * BigInt(priority)) / BigInt(PRIORITY.max); // P: multiple of 1e9
   const units = (BigInt(limit.burst) * BigInt(priority)) / BigInt(PRIORITY.max);
-  const index = BigInt(limit.shardIndex ?? 0);
-  return (units / share + (index < units % share ? 1n : 0n)) * P;
+  return unitsShare(units, limit.shardIndex ?? 0, share) * P;
 }
 
 /** Whether `amount` can ever fit this limit at this priority. */

@@ -14,6 +14,7 @@ import { bucketAttributes } from '../store/schema.js';
 import type { ItemState } from '../store/types.js';
 import { type CalendarUnit, calendarWindow } from './calendar.js';
 import type { QuotaLimit } from './limits.js';
+import { unitsShare } from './shards.js';
 import type { Step } from './step.js';
 
 /** A quota as a lease remembers it. */
@@ -86,8 +87,7 @@ function quotaCapacity(limit: QuotaLimit, priority: number): bigint {
   const whole = limit.shardOf;
   if (!whole) return (BigInt(limit.limit) * BigInt(priority)) / 100n;
   const units = (BigInt(whole.limit) * BigInt(priority)) / 100n;
-  const count = BigInt(whole.count);
-  return units / count + (BigInt(whole.index) < units % count ? 1n : 0n); // as quotaShare does
+  return unitsShare(units, whole.index, whole.count);
 }
 
 /** Plans taking `amount` from a quota; unknown state guesses a new window. */

@@ -158,14 +158,12 @@ async function afterWrite(
 }
 
 /**
- * The step the last state seen of a shard suggests. It may deny only when that state is recent:
- * after a write that failed, the item it returned is; but a write of this process that ended in
- * an error (throttling) taught nothing, and another shard's memory may be old.
+ * The step the last state seen of a shard suggests. It may deny only when that state is recent
+ * now: after a write that failed, the item it returned is; but a write of this process that
+ * ended in an error (throttling) taught nothing, and another shard's memory may be old.
  */
-function fromLastSeen(d: Decision, i: number, at: Placement): ItemStep {
-  const key = at.check.key;
-  return consumeAt(d, i, at, d.engine.stateOf(key), d.engine.recent(key, d.engine.clock()));
-}
+const fromLastSeen = (d: Decision, i: number, at: Placement): ItemStep =>
+  consumeFromMemory(d, i, at, d.engine.clock());
 
 /**
  * The outcome of a scope whose attempts ran out: a refusal if the last state seen proves one

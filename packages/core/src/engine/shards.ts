@@ -56,8 +56,16 @@ export function frozenAt(state: ItemState | undefined): number | undefined {
 export function shardsAt(engine: EngineState, key: ItemKey): number {
   const seen = engine.stateOf(key);
   const { base, index } = shardOf(key);
-  if (seen && (index === 0 || typeof seen[N] === 'bigint')) return countOf(seen);
+  if (seenBorn(index, seen)) return countOf(seen);
   return Math.max(engine.shardCount(base), leastCount(index));
+}
+
+/**
+ * Whether `state`, as remembered of shard `index`, is of a shard born: shard 0 once seen at all,
+ * another only recording its count (one not born yet is remembered as `{}` when tried).
+ */
+export function seenBorn(index: number, state: ItemState | undefined): state is ItemState {
+  return state !== undefined && (index === 0 || typeof state[N] === 'bigint');
 }
 
 /** The fewest shards a scope with a shard `index` has: the power of 2 above it. */
@@ -98,7 +106,16 @@ export function shareOf<T extends Limit>(limits: readonly T[], index: number, co
 
 /** A quota's share on shard `index` of `count`: the shares add up to `limit` exactly. */
 export function quotaShare(limit: number, index: number, count: number): number {
-  return Math.floor(limit / count) + (index < limit % count ? 1 : 0);
+  return Number(unitsShare(BigInt(limit), index, count));
+}
+
+/**
+ * Shard `index`'s part of `units` whole units split over `count` shards: each 1/`count`, the
+ * first `units mod count` one more, adding up to `units` exactly.
+ */
+export function unitsShare(units: bigint, index: number, count: number): bigint {
+  const n = BigInt(count);
+  return units / n + (BigInt(index) < units % n ? 1n : 0n);
 }
 
 /** How the limits of one scope ask to be sharded: the most any of them asks. */

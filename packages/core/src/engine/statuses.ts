@@ -8,7 +8,7 @@ import type { ItemKey, ItemState } from '../store/types.js';
 import { bucketStatus } from './gcra.js';
 import { amountOf, type Limit, type Usage } from './limits.js';
 import { quotaStatus } from './quota.js';
-import { countOf, quotaShare, shareOf } from './shards.js';
+import { countOf, quotaShare, seenBorn, shareOf } from './shards.js';
 import { type EngineState, nsToMs, toNs } from './state.js';
 import type { AcquireResult, LimitStatus, ScopeCheck, Violation } from './types.js';
 
@@ -91,7 +91,7 @@ export function scopeStatuses(
   const seen = Array.from({ length: count }, (_, index) => ({
     index,
     state: stateOf(shardKey(check.key, index)),
-  })).filter(({ index, state }) => (index === 0 ? state !== undefined : countOf(state) > 1)); // unborn
+  })).filter(({ index, state }) => seenBorn(index, state));
   if (seen.length === 0) return statuses(check.scope, check.limits, undefined, nowMs);
   const covered = seen.reduce((sum, { state }) => sum + 1 / countOf(state), 0);
   return check.limits.flatMap((limit) => {
