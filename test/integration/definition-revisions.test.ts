@@ -30,6 +30,17 @@ function process(clock: () => number) {
   return { policies, limiter, acquire };
 }
 
+/** The tokens `processes` are admitted for `entity`, each asking 90 five times in turn. */
+async function takenBy(processes: ReturnType<typeof process>[], entity: string) {
+  let taken = 0;
+  for (const p of processes) {
+    for (let i = 0; i < 5; i++) {
+      if ((await p.acquire(entity, { tokens: 90 })).allowed) taken += 90;
+    }
+  }
+  return taken;
+}
+
 describe('an unregistered entity, revised as of the read that found no record', () => {
   it('a plan change takes effect within the cache time, although another process read the absence after it with the older plan still cached', async () => {
     const clock = manualClock();
@@ -54,12 +65,7 @@ describe('an unregistered entity, revised as of the read that found no record', 
     // 45 s after the plan was lowered to 100 (the configuration cache is 30 s), both processes
     // have read the new plan. How many tokens does the key get?
     at(50_000);
-    let admitted = 20;
-    for (const p of [a, b]) {
-      for (let i = 0; i < 5; i++) {
-        if ((await p.acquire('never-registered', { tokens: 90 })).allowed) admitted += 90;
-      }
-    }
+    const admitted = 20 + (await takenBy([a, b], 'never-registered'));
 
     // Before a plan's revision was bounded by its read: 920 (B converted the item back to 1,000
     // at the revision of its absence read, 30 s, newer than A's 29 s; both then adopted it until
@@ -90,12 +96,7 @@ describe('a registered entity edited after its plan changed', () => {
     expect((await b.acquire('edited-key', { tokens: 10 })).allowed).toBe(true);
 
     at(50_000); // 45 s after the change; both processes have read the new plan
-    let admitted = 20;
-    for (const p of [a, b]) {
-      for (let i = 0; i < 5; i++) {
-        if ((await p.acquire('edited-key', { tokens: 90 })).allowed) admitted += 90;
-      }
-    }
+    const admitted = 20 + (await takenBy([a, b], 'edited-key'));
 
     // Before a plan's revision was bounded by its read: 920, B's older plan taking the entity's
     // revision (6 s, after the change) and converting the item back, and A, at the same revision,

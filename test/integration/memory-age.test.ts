@@ -73,18 +73,33 @@ describe('memory refreshed by a settlement', () => {
   });
 });
 
+/**
+ * The real store, whose next write (once `throttleNext` is called) is held at `hold`, then
+ * throttled: it applies nothing and answers nothing of the item.
+ */
+function throttlingStore() {
+  const hold = holdPoint();
+  let armed = false;
+  const store = new HookedStore(table.store, async () => {
+    if (!armed) return;
+    armed = false;
+    await hold.arrive();
+    throw new StoreUnavailableError('throttled', { notApplied: true });
+  });
+  return {
+    store,
+    hold,
+    throttleNext: () => {
+      armed = true;
+    },
+  };
+}
+
 describe('calls combined behind a write that failed', () => {
   it('are not refused from a memory older than cacheDenyMaxAgeMs', async () => {
     const daily = { name: 'daily', metric: 'tokens', limit: 100, window: 'day' } as const;
     const clock = manualClock();
-    const hold = holdPoint();
-    let throttleNext = false;
-    const store = new HookedStore(table.store, async () => {
-      if (!throttleNext) return;
-      throttleNext = false;
-      await hold.arrive();
-      throw new StoreUnavailableError('throttled', { notApplied: true });
-    });
+    const { store, hold, throttleNext } = throttlingStore();
     const a = new Limiter({ store, clock: clock.now });
     const b = new Limiter({ store: table.store, clock: clock.now });
     const c = check([daily]);
@@ -92,7 +107,7 @@ describe('calls combined behind a write that failed', () => {
     await b.release(lease); // and B empties it: 100 remain
     clock.advance(5_000); // A's memory is 5 s old: it may not refuse from it (1 s)
 
-    throttleNext = true;
+    throttleNext();
     const first = a.acquire({ checks: [c], usage: { tokens: 10 } });
     await hold.reached;
     // A second call on the item waits behind the first write, to be combined after it.
@@ -110,14 +125,7 @@ describe('calls combined behind a write that failed', () => {
 describe('a group combined from an old memory', () => {
   it('never takes more than the burst in one write', async () => {
     const clock = manualClock();
-    const hold = holdPoint();
-    let throttleNext = false;
-    const store = new HookedStore(table.store, async () => {
-      if (!throttleNext) return;
-      throttleNext = false;
-      await hold.arrive();
-      throw new StoreUnavailableError('throttled', { notApplied: true });
-    });
+    const { store, hold, throttleNext } = throttlingStore();
     const a = new Limiter({ store, clock: clock.now });
     const b = new Limiter({ store: table.store, clock: clock.now });
     const c = check([tpm(1_000)]);
@@ -125,7 +133,7 @@ describe('a group combined from an old memory', () => {
     await b.release(lease); // B gives it all back: 1,000 remain
     clock.advance(2_000); // A's memory is 2 s old
 
-    throttleNext = true;
+    throttleNext();
     const first = a.acquire({ checks: [c], usage: { tokens: 100 } });
     await hold.reached;
     const group = Array.from({ length: 5 }, () =>
