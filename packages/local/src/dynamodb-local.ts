@@ -47,18 +47,38 @@ export function localClient(endpoint: string): DynamoDBClient {
   });
 }
 
-/** A port nobody listens on right now. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+/**
+ * Where {@link freePort} looks: below the ports every common system hands out for outgoing
+ * connections (Linux from 32768, macOS and Windows from 49152). A port taken from that range
+ * and given to a process that binds it later (Java takes seconds) could meanwhile become the
+ * local end of any connection, and the process would find it in use.
+ */
+const OWN_PORTS = { from: 20_000, to: 32_000 } as const;
+
+/**
+ * A port nobody listens on right now, for a process that will bind it: a random one outside the
+ * range of outgoing connections, or the system's choice when none of those is free.
+ */
+export async function freePort(): Promise<number> {
+  for (let tries = 0; tries < 20; tries++) {
+    const port = OWN_PORTS.from + Math.floor(Math.random() * (OWN_PORTS.to - OWN_PORTS.from));
+    if ((await listenOnce(port)) !== undefined) return port;
+  }
+  const port = await listenOnce(0);
+  if (port === undefined) throw new Error('no free port');
+  return port;
+}
+
+/** Listens on `port` (0: any) and closes again: the port it had, or none when it was taken. */
+function listenOnce(port: number): Promise<number | undefined> {
+  return new Promise((resolve) => {
     const server = createServer();
     server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
+    server.once('error', () => resolve(undefined));
+    server.listen(port, '127.0.0.1', () => {
       const address = server.address();
       server.close(() =>
-        typeof address === 'object' && address
-          ? resolve(address.port)
-          : reject(new Error('no port')),
+        resolve(typeof address === 'object' && address ? address.port : undefined),
       );
     });
   });
@@ -73,7 +93,20 @@ export function freePort(): Promise<number> {
  * await db.stop();
  */
 export async function startDynamoDBLocal(options: StartOptions = {}): Promise<DynamoDBLocal> {
-  const port = options.port ?? (await freePort());
+  if (options.port !== undefined) return startOn(options.port, options);
+  // A port found free may be bound by another process before Java binds it: take another.
+  for (let tries = 1; ; tries++) {
+    try {
+      return await startOn(await freePort(), options);
+    } catch (error) {
+      const taken =
+        error instanceof LocalError && /Failed to bind|BindException|in use/i.test(error.message);
+      if (!taken || tries >= 3) throw error;
+    }
+  }
+}
+
+async function startOn(port: number, options: StartOptions): Promise<DynamoDBLocal> {
   const child: ChildProcess = spawn({
     port,
     sharedDb: true,
@@ -127,8 +160,11 @@ export async function startDynamoDBLocal(options: StartOptions = {}): Promise<Dy
           `DynamoDB Local exited with ${child.exitCode}: ${output.trim()}`,
         );
       try {
-        await client.send(new ListTablesCommand({ Limit: 1 }));
-        break;
+        // Bounded: whatever else listens there (the port was taken) may never answer.
+        await client.send(new ListTablesCommand({ Limit: 1 }), {
+          abortSignal: AbortSignal.timeout(1_000),
+        });
+        if (child.exitCode === null) break; // else the answer came from another process
       } catch {
         if (Date.now() > deadline)
           throw new LocalError(
