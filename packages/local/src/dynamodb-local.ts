@@ -56,8 +56,9 @@ export function localClient(endpoint: string): DynamoDBClient {
 const OWN_PORTS = { from: 20_000, to: 32_000 } as const;
 
 /**
- * A port nobody listens on right now, for a process that will bind it: a random one outside the
- * range of outgoing connections, or the system's choice when none of those is free.
+ * A port nobody listens on right now, on any address, for a process that will bind it (Java
+ * binds every address): a random one outside the range of outgoing connections, or the
+ * system's choice when none of those is free.
  */
 export async function freePort(): Promise<number> {
   for (let tries = 0; tries < 20; tries++) {
@@ -65,17 +66,23 @@ export async function freePort(): Promise<number> {
     if ((await listenOnce(port)) !== undefined) return port;
   }
   const port = await listenOnce(0);
-  if (port === undefined) throw new Error('no free port');
+  if (port === undefined) throw new LocalError('no_port', 'no free port to listen on');
   return port;
 }
 
-/** Listens on `port` (0: any) and closes again: the port it had, or none when it was taken. */
+/**
+ * Listens on `port` (0: any) on every address, as Java does, and closes again: the port it had,
+ * or none when something holds it (on any address). Other failures (no file descriptors left)
+ * are thrown as they are.
+ */
 function listenOnce(port: number): Promise<number | undefined> {
-  return new Promise((resolve) => {
+  return new Promise((resolve, reject) => {
     const server = createServer();
     server.unref();
-    server.once('error', () => resolve(undefined));
-    server.listen(port, '127.0.0.1', () => {
+    server.once('error', (error: NodeJS.ErrnoException) =>
+      error.code === 'EADDRINUSE' || error.code === 'EACCES' ? resolve(undefined) : reject(error),
+    );
+    server.listen(port, () => {
       const address = server.address();
       server.close(() =>
         resolve(typeof address === 'object' && address ? address.port : undefined),
@@ -83,6 +90,9 @@ function listenOnce(port: number): Promise<number | undefined> {
     });
   });
 }
+
+/** Whether a child process has ended (an exit code, or a signal that killed it). */
+const ended = (child: ChildProcess) => child.exitCode !== null || child.signalCode !== null;
 
 /**
  * Starts DynamoDB Local and resolves once it answers.
@@ -100,13 +110,21 @@ export async function startDynamoDBLocal(options: StartOptions = {}): Promise<Dy
       return await startOn(await freePort(), options);
     } catch (error) {
       const taken =
-        error instanceof LocalError && /Failed to bind|BindException|in use/i.test(error.message);
+        error instanceof LocalError &&
+        (error.code === 'port_in_use' || /Failed to bind|BindException/i.test(error.message));
       if (!taken || tries >= 3) throw error;
     }
   }
 }
 
 async function startOn(port: number, options: StartOptions): Promise<DynamoDBLocal> {
+  // Java fails to bind a port in use, but while it starts, whatever holds the port would answer
+  // the readiness check below as if it were this DynamoDB Local.
+  if ((await listenOnce(port)) === undefined)
+    throw new LocalError(
+      'port_in_use',
+      `DynamoDB Local cannot listen on port ${port}: it is in use`,
+    );
   const child: ChildProcess = spawn({
     port,
     sharedDb: true,
@@ -154,17 +172,17 @@ async function startOn(port: number, options: StartOptions): Promise<DynamoDBLoc
           `could not start DynamoDB Local (is Java 17+ installed?): ${spawnError.message}`,
           { cause: spawnError },
         );
-      if (child.exitCode !== null)
+      if (ended(child))
         throw new LocalError(
           'exited',
-          `DynamoDB Local exited with ${child.exitCode}: ${output.trim()}`,
+          `DynamoDB Local exited with ${child.exitCode ?? child.signalCode}: ${output.trim()}`,
         );
       try {
         // Bounded: whatever else listens there (the port was taken) may never answer.
         await client.send(new ListTablesCommand({ Limit: 1 }), {
           abortSignal: AbortSignal.timeout(1_000),
         });
-        if (child.exitCode === null) break; // else the answer came from another process
+        if (!ended(child)) break; // else the answer came from another process
       } catch {
         if (Date.now() > deadline)
           throw new LocalError(
