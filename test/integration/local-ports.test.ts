@@ -98,3 +98,22 @@ describe('local ports', () => {
     expect(Date.now() - began).toBeLessThan(15_000);
   });
 });
+
+describe('a port two starts race for', () => {
+  it('is never lent by the one whose Java binds it to the one whose Java does not', async () => {
+    // B checks the port while A's Java is still starting, finds it free, and starts a Java that
+    // loses the bind: in the meantime A's Java answers on the port.
+    const port = await freePort();
+    const a = startDynamoDBLocal({ port });
+    await new Promise((resolve) => setTimeout(resolve, 700));
+    const b = await startDynamoDBLocal({ port }).catch((e: unknown) => e);
+    const first = await a;
+    try {
+      if (!(b instanceof Error)) await (b as DynamoDBLocal).stop();
+      expect(b).toBeInstanceOf(LocalError);
+      expect(['exited', 'port_in_use']).toContain((b as LocalError).code);
+    } finally {
+      await first.stop();
+    }
+  });
+});

@@ -4,6 +4,7 @@
  */
 
 import type { ChildProcess } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { DynamoDBClient, ListTablesCommand } from '@aws-sdk/client-dynamodb';
 import { storeRequestHandler, throttlingRetries } from '@sluice/core';
@@ -94,6 +95,41 @@ function listenOnce(port: number): Promise<number | undefined> {
 /** Whether a child process has ended (an exit code, or a signal that killed it). */
 const ended = (child: ChildProcess) => child.exitCode !== null || child.signalCode !== null;
 
+/** Where a link points; nothing for one gone meanwhile (a file descriptor closed). */
+function linkOf(path: string): string {
+  try {
+    return readlinkSync(path);
+  } catch {
+    return '';
+  }
+}
+
+/**
+ * Whether process `pid` holds the socket listening on `port`, where the system says (Linux:
+ * /proc); undefined elsewhere. Until its Java does, an answer on the port is someone else's: a
+ * DynamoDB Local started there by another process a moment before this one.
+ */
+function listensOn(pid: number | undefined, port: number): boolean | undefined {
+  if (process.platform !== 'linux' || pid === undefined) return undefined;
+  try {
+    const hexPort = `:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+    const listening = new Set<string>(); // socket inodes in state LISTEN (0A) on the port
+    for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+      if (!existsSync(table)) continue;
+      for (const line of readFileSync(table, 'utf8').split('\n').slice(1)) {
+        const [, local, , state, , , , , , inode] = line.trim().split(/\s+/);
+        if (local?.endsWith(hexPort) && state === '0A' && inode) listening.add(inode);
+      }
+    }
+    return readdirSync(`/proc/${pid}/fd`).some((fd) => {
+      const socket = /^socket:\[(\d+)\]$/.exec(linkOf(`/proc/${pid}/fd/${fd}`));
+      return socket?.[1] !== undefined && listening.has(socket[1]);
+    });
+  } catch {
+    return undefined; // /proc not readable here
+  }
+}
+
 /**
  * Starts DynamoDB Local and resolves once it answers.
  *
@@ -182,7 +218,8 @@ async function startOn(port: number, options: StartOptions): Promise<DynamoDBLoc
         await client.send(new ListTablesCommand({ Limit: 1 }), {
           abortSignal: AbortSignal.timeout(1_000),
         });
-        if (!ended(child)) break; // else the answer came from another process
+        // Else the answer came from another process, on the port before its Java bound it.
+        if (!ended(child) && listensOn(child.pid, port) !== false) break;
       } catch {
         if (Date.now() > deadline)
           throw new LocalError(
