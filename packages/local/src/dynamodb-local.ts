@@ -153,14 +153,17 @@ export async function startDynamoDBLocal(options: StartOptions = {}): Promise<Dy
   }
 }
 
+/**
+ * Refuses a port something holds: Java would fail to bind it, but while it starts, whatever
+ * holds the port would answer the readiness check as if it were this DynamoDB Local.
+ */
+async function mustBeFree(port: number): Promise<void> {
+  if ((await listenOnce(port)) !== undefined) return;
+  throw new LocalError('port_in_use', `DynamoDB Local cannot listen on port ${port}: it is in use`);
+}
+
 async function startOn(port: number, options: StartOptions): Promise<DynamoDBLocal> {
-  // Java fails to bind a port in use, but while it starts, whatever holds the port would answer
-  // the readiness check below as if it were this DynamoDB Local.
-  if ((await listenOnce(port)) === undefined)
-    throw new LocalError(
-      'port_in_use',
-      `DynamoDB Local cannot listen on port ${port}: it is in use`,
-    );
+  await mustBeFree(port);
   const child: ChildProcess = spawn({
     port,
     sharedDb: true,
@@ -190,7 +193,7 @@ async function startOn(port: number, options: StartOptions): Promise<DynamoDBLoc
 
   const endpoint = `http://127.0.0.1:${port}`;
   const stop = async () => {
-    if (child.exitCode === null && child.signalCode === null) {
+    if (!ended(child)) {
       child.kill('SIGTERM');
       const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
       await exited;
@@ -213,21 +216,21 @@ async function startOn(port: number, options: StartOptions): Promise<DynamoDBLoc
           'exited',
           `DynamoDB Local exited with ${child.exitCode ?? child.signalCode}: ${output.trim()}`,
         );
-      try {
-        // Bounded: whatever else listens there (the port was taken) may never answer.
-        await client.send(new ListTablesCommand({ Limit: 1 }), {
-          abortSignal: AbortSignal.timeout(1_000),
-        });
-        // Else the answer came from another process, on the port before its Java bound it.
-        if (!ended(child) && listensOn(child.pid, port) !== false) break;
-      } catch {
-        if (Date.now() > deadline)
-          throw new LocalError(
-            'not_ready',
-            `DynamoDB Local did not answer on ${endpoint}: ${output.trim()}`,
-          );
-        await new Promise((resolve) => setTimeout(resolve, 100));
-      }
+      // Bounded: whatever else listens there (the port was taken) may never answer. An answer
+      // counts once this Java holds the port: before, it came from another process.
+      const answered = await client
+        .send(new ListTablesCommand({ Limit: 1 }), { abortSignal: AbortSignal.timeout(1_000) })
+        .then(
+          () => true,
+          () => false,
+        );
+      if (answered && !ended(child) && listensOn(child.pid, port) !== false) break;
+      if (Date.now() > deadline)
+        throw new LocalError(
+          'not_ready',
+          `DynamoDB Local did not answer on ${endpoint}: ${output.trim()}`,
+        );
+      await new Promise((resolve) => setTimeout(resolve, 100));
     }
   } catch (error) {
     await stop();
